@@ -1,0 +1,119 @@
+//! What an entity kind must provide to run in the runtime, and how an ask can fail.
+
+use crate::domain::ids::{OrderId, SkuId, UserId};
+use crate::domain::time::Timestamp;
+use serde::{Serialize, de::DeserializeOwned};
+use std::fmt::{Debug, Display};
+use std::hash::Hash;
+
+/// The key of an entity; also the id part of its journal stream.
+pub trait EntityKey: Clone + Eq + Hash + Display + Debug + Send + Sync + 'static {
+    /// Parses a key read back from storage (reminders).
+    fn parse_key(raw: &str) -> Option<Self>;
+}
+
+impl EntityKey for SkuId {
+    fn parse_key(raw: &str) -> Option<Self> {
+        SkuId::parse(raw).ok()
+    }
+}
+
+impl EntityKey for OrderId {
+    fn parse_key(raw: &str) -> Option<Self> {
+        OrderId::parse(raw).ok()
+    }
+}
+
+impl EntityKey for UserId {
+    fn parse_key(raw: &str) -> Option<Self> {
+        UserId::parse(raw).ok()
+    }
+}
+
+/// An entity kind: its state, commands, events and the rules that join them.
+pub trait Entity: Send + Sync + Sized + 'static {
+    /// The kind's name: the first part of its journal keys and its metrics label.
+    const KIND: &'static str;
+    type Id: EntityKey;
+    type State: Default + Serialize + DeserializeOwned + Send + 'static;
+    type Command: Clone + Debug + Send + 'static;
+    type Event: Serialize + DeserializeOwned + Send + 'static;
+    /// A business rejection, sent back in the reply (never a reason to stop the actor).
+    type Rejection: Debug + Send + 'static;
+    type Reply: Send + 'static;
+
+    /// Every rule: the events a command produces, or why it is refused.
+    fn decide(
+        state: &Self::State,
+        command: &Self::Command,
+        now: Timestamp,
+    ) -> Result<Vec<Self::Event>, Self::Rejection>;
+
+    /// Changes state by one event.
+    fn apply(state: &mut Self::State, event: &Self::Event);
+
+    /// The reply to a command that succeeded, from the state after its events.
+    fn reply(id: &Self::Id, state: &Self::State, command: &Self::Command) -> Self::Reply;
+
+    /// When the entity next needs to act on its own (a reservation expiring). An entity with a
+    /// deadline is not passivated, and its deadline is kept as a reminder so a restart wakes it.
+    fn next_deadline(_state: &Self::State) -> Option<Timestamp> {
+        None
+    }
+
+    /// The command to run when the deadline is reached.
+    fn on_deadline() -> Option<Self::Command> {
+        None
+    }
+
+    /// A rough size of the state (entries). Snapshots are taken every `max(N, weight)` events so
+    /// a large state is not re-serialised too often.
+    fn weight(_state: &Self::State) -> usize {
+        1
+    }
+}
+
+/// Why an ask did not produce a reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AskError<R> {
+    #[error("rejected: {0:?}")]
+    Rejected(R),
+    /// Too many asks in flight for this kind; retry later.
+    #[error("overloaded")]
+    Overloaded,
+    /// No reply within the ask timeout; the command may or may not have taken effect.
+    #[error("timed out")]
+    Timeout,
+    /// The entity could not be reached or could not persist (storage failure, shutting down,
+    /// or it failed twice).
+    #[error("unavailable")]
+    Unavailable,
+    /// No such entity (only for reads that must not create one).
+    #[error("not found")]
+    NotFound,
+}
+
+impl<R> AskError<R> {
+    /// The same error for a rejection type that cannot occur (inspections).
+    pub fn map_rejection<T>(self, f: impl FnOnce(R) -> T) -> AskError<T> {
+        match self {
+            AskError::Rejected(r) => AskError::Rejected(f(r)),
+            AskError::Overloaded => AskError::Overloaded,
+            AskError::Timeout => AskError::Timeout,
+            AskError::Unavailable => AskError::Unavailable,
+            AskError::NotFound => AskError::NotFound,
+        }
+    }
+}
+
+/// An entity's state as the admin endpoint shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inspection {
+    pub kind: &'static str,
+    pub id: String,
+    /// The sequence number of the last event applied.
+    pub seq: u64,
+    /// The sequence number the newest snapshot covers.
+    pub snapshot_seq: u64,
+    pub state: serde_json::Value,
+}

@@ -1,0 +1,15 @@
+//! The entity runtime and the entities themselves.
+//!
+//! An entity kind implements [`Entity`] (pure `decide`/`apply` from `crate::domain`, plus the
+//! types of its messages). [`Entities<E>`] is the typed handle the edges ask: it activates the
+//! entity's actor on first use (snapshot + journal tail), bounds in-flight asks, retries once
+//! when the actor died, and passivates idle entities. [`shell`] is the one actor every entity
+//! runs in: decide -> journal -> apply -> reply (once durable).
+
+mod entities;
+mod entity;
+mod shell;
+pub mod sku;
+
+pub use entities::{Entities, KindStats, Runtime, RuntimeConfig};
+pub use entity::{AskError, Entity, EntityKey, Inspection};

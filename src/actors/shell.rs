@@ -1,0 +1,328 @@
+//! The actor every entity runs in. It owns the entity's state and handles one message at a time:
+//! decide -> journal -> apply -> reply. The reply rides on the journal's completion, so it is
+//! sent once the events are durable while the actor already takes its next message (group
+//! commit). Replies that change nothing still wait until the entity's earlier writes are durable.
+
+use crate::actors::entities::{Inner, Slot};
+use crate::actors::entity::{AskError, Entity, Inspection};
+use crate::domain::time::Timestamp;
+use crate::persistence::{Append, JournalError, StreamId, codec};
+use ractor::concurrency::JoinHandle;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub type Reply<E> = RpcReplyPort<Result<<E as Entity>::Reply, AskError<<E as Entity>::Rejection>>>;
+
+pub enum EntityMsg<E: Entity> {
+    Ask(E::Command, Reply<E>),
+    Inspect(RpcReplyPort<Inspection>),
+    /// The entity's deadline was reached (timer or explicit tick).
+    Deadline,
+    /// Stop if still idle: snapshot first.
+    Passivate,
+    /// Snapshot, reply once durable, stop.
+    Shutdown(RpcReplyPort<()>),
+}
+
+pub struct EntityActor<E>(std::marker::PhantomData<E>);
+
+impl<E> EntityActor<E> {
+    pub fn new() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+pub struct Activation<E: Entity> {
+    pub id: E::Id,
+    pub slot: Arc<Slot<E>>,
+    pub inner: Arc<Inner<E>>,
+}
+
+pub struct Live<E: Entity> {
+    id: E::Id,
+    stream: StreamId,
+    state: E::State,
+    seq: u64,
+    snapshot_seq: u64,
+    since_snapshot: u64,
+    /// This entity's writes not yet durable; a no-change reply may go out at once only at zero.
+    pending: Arc<AtomicUsize>,
+    /// The deadline a timer is set for, and the timer.
+    timer: Option<(Timestamp, JoinHandle<()>)>,
+    /// The deadline stored as this stream's reminder.
+    reminder: Option<Timestamp>,
+    guard: SlotGuard<E>,
+}
+
+/// Removes the entity's slot from its registry when the actor ends, however it ends (a panic
+/// drops the state too), so the next ask activates a fresh actor.
+struct SlotGuard<E: Entity> {
+    inner: Arc<Inner<E>>,
+    id: E::Id,
+    slot: Arc<Slot<E>>,
+}
+
+impl<E: Entity> Drop for SlotGuard<E> {
+    fn drop(&mut self) {
+        self.inner.forget_slot(&self.id, &self.slot);
+        self.inner.stats.on_deactivated();
+    }
+}
+
+impl<E: Entity> Actor for EntityActor<E> {
+    type Msg = EntityMsg<E>;
+    type State = Live<E>;
+    type Arguments = Activation<E>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Activation<E>,
+    ) -> Result<Live<E>, ActorProcessingErr> {
+        let stream = StreamId::new(E::KIND, args.id.to_string());
+        let journal = args.inner.rt.journal.clone();
+        let load_stream = stream.clone();
+        let recovered = tokio::task::spawn_blocking(move || journal.load(&load_stream)).await??;
+        let (mut state, snapshot_seq) = match recovered.snapshot {
+            Some((seq, bytes)) => (codec::decode_snapshot::<E::State>(&bytes)?, seq),
+            None => (E::State::default(), 0),
+        };
+        let mut seq = snapshot_seq;
+        for (event_seq, bytes) in recovered.events {
+            if event_seq != seq + 1 {
+                return Err(format!("{stream:?}: gap in journal at {seq} -> {event_seq}").into());
+            }
+            let (event, _) = codec::decode_event::<E::Event>(&bytes)?;
+            E::apply(&mut state, &event);
+            seq = event_seq;
+        }
+        args.inner.stats.on_activated();
+        let mut live = Live {
+            reminder: E::next_deadline(&state),
+            since_snapshot: seq - snapshot_seq,
+            guard: SlotGuard {
+                inner: args.inner,
+                id: args.id.clone(),
+                slot: args.slot,
+            },
+            id: args.id,
+            stream,
+            state,
+            seq,
+            snapshot_seq,
+            pending: Arc::new(AtomicUsize::new(0)),
+            timer: None,
+        };
+        live.reschedule(&myself);
+        Ok(live)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        live: &mut Live<E>,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            EntityMsg::Ask(command, reply) => live.ask(&myself, command, reply),
+            EntityMsg::Inspect(reply) => {
+                let inspection = live.inspection();
+                live.when_durable(move || drop(reply.send(inspection)));
+            }
+            EntityMsg::Deadline => live.deadline(&myself),
+            EntityMsg::Passivate => {
+                if live.guard.inner.should_passivate(&live.guard.slot)
+                    && E::next_deadline(&live.state).is_none()
+                {
+                    live.snapshot(Box::new(|_| {}));
+                    live.guard.inner.stats.on_passivated();
+                    myself.stop(Some("passivated".into()));
+                }
+            }
+            EntityMsg::Shutdown(reply) => {
+                live.snapshot(Box::new(move |_| drop(reply.send(()))));
+                myself.stop(Some("shutdown".into()));
+            }
+        }
+        live.reschedule(&myself);
+        Ok(())
+    }
+}
+
+impl<E: Entity> Live<E> {
+    fn ask(&mut self, myself: &ActorRef<EntityMsg<E>>, command: E::Command, reply: Reply<E>) {
+        let now = self.guard.inner.rt.clock.now();
+        let events = match E::decide(&self.state, &command, now) {
+            Ok(events) => events,
+            Err(rejection) => {
+                let _ = reply.send(Err(AskError::Rejected(rejection)));
+                return;
+            }
+        };
+        if events.is_empty() {
+            let value = E::reply(&self.id, &self.state, &command);
+            self.when_durable(move || drop(reply.send(Ok(value))));
+            return;
+        }
+        let append = match self.record(events, now) {
+            Ok(append) => append,
+            Err(e) => {
+                tracing::error!(kind = E::KIND, id = %self.id, error = %e, "cannot encode events");
+                let _ = reply.send(Err(AskError::Unavailable));
+                return;
+            }
+        };
+        let value = E::reply(&self.id, &self.state, &command);
+        let me = myself.clone();
+        self.submit(append, move |result| match result {
+            Ok(()) => drop(reply.send(Ok(value))),
+            Err(_) => {
+                let _ = reply.send(Err(AskError::Unavailable));
+                // The state is ahead of the disk: start over from the journal.
+                me.kill();
+            }
+        });
+    }
+
+    fn deadline(&mut self, myself: &ActorRef<EntityMsg<E>>) {
+        self.timer = None;
+        let Some(command) = E::on_deadline() else {
+            return;
+        };
+        let now = self.guard.inner.rt.clock.now();
+        let events = match E::decide(&self.state, &command, now) {
+            Ok(events) if !events.is_empty() => events,
+            Ok(_) => return,
+            Err(rejection) => {
+                tracing::warn!(kind = E::KIND, id = %self.id, ?rejection, "deadline command refused");
+                return;
+            }
+        };
+        match self.record(events, now) {
+            Ok(append) => {
+                let me = myself.clone();
+                self.submit(append, move |result| {
+                    if result.is_err() {
+                        me.kill();
+                    }
+                });
+            }
+            Err(e) => tracing::error!(kind = E::KIND, id = %self.id, error = %e, "cannot encode"),
+        }
+    }
+
+    /// Encodes events with their sequence numbers, applies them, and adds the snapshot and
+    /// reminder that are due. Nothing changes when encoding fails.
+    fn record(&mut self, events: Vec<E::Event>, now: Timestamp) -> Result<Append, JournalError> {
+        let mut encoded = Vec::with_capacity(events.len());
+        for (i, event) in events.iter().enumerate() {
+            encoded.push((self.seq + 1 + i as u64, codec::encode_event(event, now)?));
+        }
+        for event in &events {
+            E::apply(&mut self.state, event);
+        }
+        self.seq += encoded.len() as u64;
+        self.since_snapshot += encoded.len() as u64;
+        let mut append = Append {
+            stream: Some(self.stream.clone()),
+            events: encoded,
+            ..Append::default()
+        };
+        let every = self.guard.inner.rt.config.snapshot_every;
+        if self.since_snapshot >= every.max(E::weight(&self.state) as u64) {
+            self.add_snapshot(&mut append);
+        }
+        let next = E::next_deadline(&self.state);
+        if next != self.reminder {
+            append.reminder = Some(next);
+            self.reminder = next;
+        }
+        Ok(append)
+    }
+
+    /// Puts a snapshot of the current state into `append`, trimming the events the previous
+    /// (already durable) snapshot covers.
+    fn add_snapshot(&mut self, append: &mut Append) {
+        match codec::encode_snapshot(&self.state) {
+            Ok(bytes) => {
+                append.snapshot = Some((self.seq, bytes));
+                append.trim = (self.snapshot_seq > 0).then_some(self.snapshot_seq);
+                self.snapshot_seq = self.seq;
+                self.since_snapshot = 0;
+            }
+            Err(e) => tracing::error!(kind = E::KIND, id = %self.id, error = %e, "snapshot failed"),
+        }
+    }
+
+    /// Writes a snapshot if events came since the last one; `done` runs once it is durable.
+    fn snapshot(&mut self, done: crate::persistence::Completion) {
+        let mut append = Append {
+            stream: Some(self.stream.clone()),
+            ..Append::default()
+        };
+        if self.since_snapshot > 0 {
+            self.add_snapshot(&mut append);
+        }
+        self.submit(append, done);
+    }
+
+    fn submit(&self, append: Append, done: impl FnOnce(Result<(), JournalError>) + Send + 'static) {
+        let pending = self.pending.clone();
+        pending.fetch_add(1, Ordering::AcqRel);
+        self.guard.inner.rt.journal.submit(
+            append,
+            Box::new(move |result| {
+                pending.fetch_sub(1, Ordering::AcqRel);
+                done(result);
+            }),
+        );
+    }
+
+    /// Runs `f` once every write of this entity is durable: at once when none is pending.
+    fn when_durable(&self, f: impl FnOnce() + Send + 'static) {
+        if self.pending.load(Ordering::Acquire) == 0 {
+            f();
+        } else {
+            self.submit(Append::barrier(), move |_| f());
+        }
+    }
+
+    fn inspection(&self) -> Inspection {
+        Inspection {
+            kind: E::KIND,
+            id: self.id.to_string(),
+            seq: self.seq,
+            snapshot_seq: self.snapshot_seq,
+            state: serde_json::to_value(&self.state).unwrap_or_default(),
+        }
+    }
+
+    /// Keeps one timer armed for the entity's next deadline.
+    fn reschedule(&mut self, myself: &ActorRef<EntityMsg<E>>) {
+        let next = E::next_deadline(&self.state);
+        if next == self.timer.as_ref().map(|(at, _)| *at) {
+            return;
+        }
+        if let Some((_, handle)) = self.timer.take() {
+            handle.abort();
+        }
+        if let Some(at) = next {
+            let delay = self.guard.inner.rt.clock.now().until(at);
+            let cell = myself.clone();
+            let handle = tokio::spawn(async move {
+                tokio::time::sleep(delay + std::time::Duration::from_millis(1)).await;
+                let _ = cell.cast(EntityMsg::Deadline);
+            });
+            self.timer = Some((at, handle));
+        }
+    }
+}
+
+impl<E: Entity> Drop for Live<E> {
+    fn drop(&mut self) {
+        if let Some((_, handle)) = self.timer.take() {
+            handle.abort();
+        }
+    }
+}

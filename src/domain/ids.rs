@@ -1,0 +1,117 @@
+//! Validated identifiers. Raw strings stop at the HTTP layer: past it every id is one of these
+//! newtypes, parsed once with [`Id::parse`]-style constructors.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Why a string is not a valid identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidId {
+    #[error("an id must not be empty")]
+    Empty,
+    #[error("an id is at most {max} characters")]
+    TooLong { max: usize },
+    #[error("an id may contain only letters, digits, '-', '_', '.' and ':'")]
+    BadCharacter,
+}
+
+/// The longest id the engine accepts. Ids become sled keys, so they are kept short.
+pub const MAX_ID_LEN: usize = 64;
+
+fn validate(raw: &str) -> Result<(), InvalidId> {
+    if raw.is_empty() {
+        return Err(InvalidId::Empty);
+    }
+    if raw.len() > MAX_ID_LEN {
+        return Err(InvalidId::TooLong { max: MAX_ID_LEN });
+    }
+    let ok = raw
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    if ok { Ok(()) } else { Err(InvalidId::BadCharacter) }
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// Parses and validates an id received from outside.
+            pub fn parse(raw: impl Into<String>) -> Result<Self, InvalidId> {
+                let raw = raw.into();
+                validate(&raw)?;
+                Ok(Self(raw))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = InvalidId;
+            fn try_from(raw: String) -> Result<Self, Self::Error> {
+                Self::parse(raw)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A stock-keeping unit: the unit of stock (one colour/size combination of a product).
+    SkuId
+);
+id_type!(
+    /// An order; also the key a stock reservation is held under.
+    OrderId
+);
+id_type!(
+    /// A user account.
+    UserId
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ordinary_ids() {
+        assert_eq!(SkuId::parse("tee-red-M").unwrap().as_str(), "tee-red-M");
+        assert!(OrderId::parse("ord_01J:2.x").is_ok());
+    }
+
+    #[test]
+    fn rejects_empty_long_and_odd_ids() {
+        assert_eq!(SkuId::parse(""), Err(InvalidId::Empty));
+        assert_eq!(
+            SkuId::parse("a".repeat(65)),
+            Err(InvalidId::TooLong { max: 64 })
+        );
+        assert_eq!(SkuId::parse("a/b"), Err(InvalidId::BadCharacter));
+        assert_eq!(SkuId::parse("a\0b"), Err(InvalidId::BadCharacter));
+        assert_eq!(SkuId::parse("상품"), Err(InvalidId::BadCharacter));
+    }
+
+    #[test]
+    fn deserialising_validates() {
+        let bad: Result<SkuId, _> = serde_json::from_str("\"a b\"");
+        assert!(bad.is_err());
+        let good: SkuId = serde_json::from_str("\"ab\"").unwrap();
+        assert_eq!(good.as_str(), "ab");
+    }
+}

@@ -1,0 +1,516 @@
+//! Stock of one SKU: how many units are available, reserved (by order, until an expiry) and sold.
+//!
+//! Every rule lives in [`decide`]; [`apply`] only changes state. `available + reserved + sold`
+//! changes only through `SetStock`/`AdjustStock`, so a reservation can never create or lose a
+//! unit. Commands that name an order are idempotent: replaying a `Reserve`, `Commit` or `Release`
+//! the SKU has already carried out yields no event.
+
+use crate::domain::ids::{OrderId, UserId};
+use crate::domain::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// The most units one reservation may hold.
+pub const MAX_RESERVE_QTY: u32 = 10_000;
+/// The largest stock level the engine accepts (keeps every sum far from overflow).
+pub const MAX_STOCK: u64 = 1_000_000_000_000;
+
+/// A unit hold for one order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub user_id: UserId,
+    pub qty: u32,
+    pub expires_at: Timestamp,
+}
+
+/// What finally happened to an order's reservation; kept so replays stay idempotent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Settlement {
+    Sold { qty: u32 },
+    Released { qty: u32, reason: ReleaseReason },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseReason {
+    Cancelled,
+    Expired,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkuState {
+    pub available: u64,
+    /// Units held by open reservations (the sum of `reservations`' quantities).
+    pub reserved: u64,
+    pub sold: u64,
+    pub reservations: BTreeMap<OrderId, Reservation>,
+    pub settled: HashMap<OrderId, Settlement>,
+}
+
+impl SkuState {
+    /// The total the stock level was set to: what every operation conserves.
+    pub fn total(&self) -> u64 {
+        self.available + self.reserved + self.sold
+    }
+
+    /// The earliest expiry among open reservations.
+    pub fn next_expiry(&self) -> Option<Timestamp> {
+        self.reservations.values().map(|r| r.expires_at).min()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkuCommand {
+    /// Sets the available units; reserved and sold are untouched.
+    SetStock { available: u64 },
+    /// Adds to (or, negative, takes from) the available units.
+    AdjustStock { delta: i64 },
+    Reserve {
+        order_id: OrderId,
+        user_id: UserId,
+        qty: u32,
+        expires_at: Timestamp,
+    },
+    /// The order was paid: its reserved units become sold.
+    Commit { order_id: OrderId },
+    /// The order was cancelled: its reserved units become available again.
+    Release { order_id: OrderId },
+    /// Releases every reservation whose expiry is not after `now`.
+    ExpireDue,
+    /// Reads the state; never produces an event.
+    Get,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SkuEvent {
+    StockSet {
+        available: u64,
+    },
+    StockAdjusted {
+        delta: i64,
+    },
+    Reserved {
+        order_id: OrderId,
+        user_id: UserId,
+        qty: u32,
+        expires_at: Timestamp,
+    },
+    Committed {
+        order_id: OrderId,
+        qty: u32,
+    },
+    Released {
+        order_id: OrderId,
+        qty: u32,
+        reason: ReleaseReason,
+    },
+}
+
+/// Why the SKU refused a command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SkuError {
+    #[error("only {available} units available, {requested} requested")]
+    InsufficientStock { available: u64, requested: u64 },
+    #[error("quantity must be between 1 and {MAX_RESERVE_QTY}")]
+    InvalidQuantity,
+    #[error("stock must be between 0 and {MAX_STOCK}")]
+    StockOutOfRange,
+    #[error("order {0} already holds a reservation of a different quantity")]
+    ReservationConflict(OrderId),
+    #[error("no reservation for order {0}")]
+    ReservationNotFound(OrderId),
+    #[error("the reservation for order {0} was already released")]
+    ReservationReleased(OrderId),
+    #[error("the reservation for order {0} was already sold")]
+    AlreadySold(OrderId),
+}
+
+/// Every rule of SKU stock.
+pub fn decide(state: &SkuState, cmd: &SkuCommand, now: Timestamp) -> Result<Vec<SkuEvent>, SkuError> {
+    match cmd {
+        SkuCommand::SetStock { available } => {
+            if *available > MAX_STOCK {
+                return Err(SkuError::StockOutOfRange);
+            }
+            if *available == state.available {
+                return Ok(vec![]);
+            }
+            Ok(vec![SkuEvent::StockSet { available: *available }])
+        }
+        SkuCommand::AdjustStock { delta } => {
+            let after = i128::from(state.available) + i128::from(*delta);
+            if after < 0 {
+                return Err(SkuError::InsufficientStock {
+                    available: state.available,
+                    requested: delta.unsigned_abs(),
+                });
+            }
+            if after > i128::from(MAX_STOCK) {
+                return Err(SkuError::StockOutOfRange);
+            }
+            if *delta == 0 {
+                return Ok(vec![]);
+            }
+            Ok(vec![SkuEvent::StockAdjusted { delta: *delta }])
+        }
+        SkuCommand::Reserve {
+            order_id,
+            user_id,
+            qty,
+            expires_at,
+        } => decide_reserve(state, order_id, user_id, *qty, *expires_at),
+        SkuCommand::Commit { order_id } => match state.reservations.get(order_id) {
+            Some(r) => Ok(vec![SkuEvent::Committed {
+                order_id: order_id.clone(),
+                qty: r.qty,
+            }]),
+            None => match state.settled.get(order_id) {
+                Some(Settlement::Sold { .. }) => Ok(vec![]),
+                Some(Settlement::Released { .. }) => {
+                    Err(SkuError::ReservationReleased(order_id.clone()))
+                }
+                None => Err(SkuError::ReservationNotFound(order_id.clone())),
+            },
+        },
+        SkuCommand::Release { order_id } => match state.reservations.get(order_id) {
+            Some(r) => Ok(vec![SkuEvent::Released {
+                order_id: order_id.clone(),
+                qty: r.qty,
+                reason: ReleaseReason::Cancelled,
+            }]),
+            None => match state.settled.get(order_id) {
+                Some(Settlement::Released { .. }) => Ok(vec![]),
+                Some(Settlement::Sold { .. }) => Err(SkuError::AlreadySold(order_id.clone())),
+                None => Err(SkuError::ReservationNotFound(order_id.clone())),
+            },
+        },
+        SkuCommand::ExpireDue => Ok(state
+            .reservations
+            .iter()
+            .filter(|(_, r)| r.expires_at <= now)
+            .map(|(order_id, r)| SkuEvent::Released {
+                order_id: order_id.clone(),
+                qty: r.qty,
+                reason: ReleaseReason::Expired,
+            })
+            .collect()),
+        SkuCommand::Get => Ok(vec![]),
+    }
+}
+
+fn decide_reserve(
+    state: &SkuState,
+    order_id: &OrderId,
+    user_id: &UserId,
+    qty: u32,
+    expires_at: Timestamp,
+) -> Result<Vec<SkuEvent>, SkuError> {
+    if qty == 0 || qty > MAX_RESERVE_QTY {
+        return Err(SkuError::InvalidQuantity);
+    }
+    if let Some(held) = state.reservations.get(order_id) {
+        return if held.qty == qty {
+            Ok(vec![])
+        } else {
+            Err(SkuError::ReservationConflict(order_id.clone()))
+        };
+    }
+    match state.settled.get(order_id) {
+        Some(Settlement::Sold { qty: sold }) if *sold == qty => return Ok(vec![]),
+        Some(Settlement::Sold { .. }) => {
+            return Err(SkuError::ReservationConflict(order_id.clone()));
+        }
+        Some(Settlement::Released { .. }) => {
+            return Err(SkuError::ReservationReleased(order_id.clone()));
+        }
+        None => {}
+    }
+    if u64::from(qty) > state.available {
+        return Err(SkuError::InsufficientStock {
+            available: state.available,
+            requested: u64::from(qty),
+        });
+    }
+    Ok(vec![SkuEvent::Reserved {
+        order_id: order_id.clone(),
+        user_id: user_id.clone(),
+        qty,
+        expires_at,
+    }])
+}
+
+/// Changes state by one event; no rule is checked here.
+pub fn apply(state: &mut SkuState, event: &SkuEvent) {
+    match event {
+        SkuEvent::StockSet { available } => state.available = *available,
+        SkuEvent::StockAdjusted { delta } => {
+            state.available = state.available.saturating_add_signed(*delta);
+        }
+        SkuEvent::Reserved {
+            order_id,
+            user_id,
+            qty,
+            expires_at,
+        } => {
+            state.available -= u64::from(*qty);
+            state.reserved += u64::from(*qty);
+            state.reservations.insert(
+                order_id.clone(),
+                Reservation {
+                    user_id: user_id.clone(),
+                    qty: *qty,
+                    expires_at: *expires_at,
+                },
+            );
+        }
+        SkuEvent::Committed { order_id, qty } => {
+            state.reservations.remove(order_id);
+            state.reserved -= u64::from(*qty);
+            state.sold += u64::from(*qty);
+            state
+                .settled
+                .insert(order_id.clone(), Settlement::Sold { qty: *qty });
+        }
+        SkuEvent::Released {
+            order_id,
+            qty,
+            reason,
+        } => {
+            state.reservations.remove(order_id);
+            state.reserved -= u64::from(*qty);
+            state.available += u64::from(*qty);
+            state.settled.insert(
+                order_id.clone(),
+                Settlement::Released {
+                    qty: *qty,
+                    reason: *reason,
+                },
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: Timestamp = Timestamp(1_000_000);
+
+    fn order(s: &str) -> OrderId {
+        OrderId::parse(s).unwrap()
+    }
+
+    fn user() -> UserId {
+        UserId::parse("u1").unwrap()
+    }
+
+    fn reserve(o: &str, qty: u32) -> SkuCommand {
+        SkuCommand::Reserve {
+            order_id: order(o),
+            user_id: user(),
+            qty,
+            expires_at: Timestamp(NOW.0 + 600_000),
+        }
+    }
+
+    /// Given these events, when this command: the events decided (already applied to a copy).
+    fn given(events: &[SkuEvent]) -> SkuState {
+        let mut s = SkuState::default();
+        for e in events {
+            apply(&mut s, e);
+        }
+        s
+    }
+
+    fn when(state: &SkuState, cmd: SkuCommand) -> Result<(Vec<SkuEvent>, SkuState), SkuError> {
+        let events = decide(state, &cmd, NOW)?;
+        let mut after = state.clone();
+        for e in &events {
+            apply(&mut after, e);
+        }
+        Ok((events, after))
+    }
+
+    fn stocked(n: u64) -> SkuState {
+        given(&[SkuEvent::StockSet { available: n }])
+    }
+
+    #[test]
+    fn reserve_takes_available_units() {
+        let (events, after) = when(&stocked(5), reserve("o1", 2)).unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!((after.available, after.reserved, after.sold), (3, 2, 0));
+        assert_eq!(after.total(), 5);
+    }
+
+    #[test]
+    fn reserve_more_than_available_is_refused() {
+        let err = when(&stocked(1), reserve("o1", 2)).unwrap_err();
+        assert_eq!(
+            err,
+            SkuError::InsufficientStock {
+                available: 1,
+                requested: 2
+            }
+        );
+    }
+
+    #[test]
+    fn reserve_zero_or_huge_quantity_is_refused() {
+        assert_eq!(
+            when(&stocked(5), reserve("o1", 0)).unwrap_err(),
+            SkuError::InvalidQuantity
+        );
+        assert_eq!(
+            when(&stocked(5), reserve("o1", MAX_RESERVE_QTY + 1)).unwrap_err(),
+            SkuError::InvalidQuantity
+        );
+    }
+
+    #[test]
+    fn replayed_reserve_is_idempotent() {
+        let (_, s) = when(&stocked(5), reserve("o1", 2)).unwrap();
+        let (events, after) = when(&s, reserve("o1", 2)).unwrap();
+        assert!(events.is_empty());
+        assert_eq!(after.available, 3);
+        assert_eq!(
+            when(&s, reserve("o1", 3)).unwrap_err(),
+            SkuError::ReservationConflict(order("o1"))
+        );
+    }
+
+    #[test]
+    fn commit_moves_reserved_to_sold_once() {
+        let (_, s) = when(&stocked(5), reserve("o1", 2)).unwrap();
+        let (_, s) = when(&s, SkuCommand::Commit { order_id: order("o1") }).unwrap();
+        assert_eq!((s.available, s.reserved, s.sold), (3, 0, 2));
+        let (again, s2) = when(&s, SkuCommand::Commit { order_id: order("o1") }).unwrap();
+        assert!(again.is_empty());
+        assert_eq!(s2, s);
+        // a replayed reserve of a sold order is a replay, not a second sale
+        let (events, _) = when(&s, reserve("o1", 2)).unwrap();
+        assert!(events.is_empty());
+    }
+
+    #[test]
+    fn release_returns_units_and_is_idempotent() {
+        let (_, s) = when(&stocked(5), reserve("o1", 2)).unwrap();
+        let (_, s) = when(&s, SkuCommand::Release { order_id: order("o1") }).unwrap();
+        assert_eq!((s.available, s.reserved, s.sold), (5, 0, 0));
+        let (again, _) = when(&s, SkuCommand::Release { order_id: order("o1") }).unwrap();
+        assert!(again.is_empty());
+        assert_eq!(
+            when(&s, SkuCommand::Commit { order_id: order("o1") }).unwrap_err(),
+            SkuError::ReservationReleased(order("o1"))
+        );
+        assert_eq!(
+            when(&s, reserve("o1", 2)).unwrap_err(),
+            SkuError::ReservationReleased(order("o1"))
+        );
+    }
+
+    #[test]
+    fn sold_units_cannot_be_released() {
+        let (_, s) = when(&stocked(5), reserve("o1", 2)).unwrap();
+        let (_, s) = when(&s, SkuCommand::Commit { order_id: order("o1") }).unwrap();
+        assert_eq!(
+            when(&s, SkuCommand::Release { order_id: order("o1") }).unwrap_err(),
+            SkuError::AlreadySold(order("o1"))
+        );
+    }
+
+    #[test]
+    fn unknown_orders_are_not_found() {
+        assert_eq!(
+            when(&stocked(5), SkuCommand::Commit { order_id: order("x") }).unwrap_err(),
+            SkuError::ReservationNotFound(order("x"))
+        );
+        assert_eq!(
+            when(&stocked(5), SkuCommand::Release { order_id: order("x") }).unwrap_err(),
+            SkuError::ReservationNotFound(order("x"))
+        );
+    }
+
+    #[test]
+    fn expiry_releases_only_due_reservations() {
+        let s = given(&[
+            SkuEvent::StockSet { available: 10 },
+            SkuEvent::Reserved {
+                order_id: order("due"),
+                user_id: user(),
+                qty: 3,
+                expires_at: Timestamp(NOW.0 - 1),
+            },
+            SkuEvent::Reserved {
+                order_id: order("later"),
+                user_id: user(),
+                qty: 4,
+                expires_at: Timestamp(NOW.0 + 1),
+            },
+        ]);
+        assert_eq!(s.next_expiry(), Some(Timestamp(NOW.0 - 1)));
+        let (events, after) = when(&s, SkuCommand::ExpireDue).unwrap();
+        assert_eq!(
+            events,
+            vec![SkuEvent::Released {
+                order_id: order("due"),
+                qty: 3,
+                reason: ReleaseReason::Expired
+            }]
+        );
+        assert_eq!((after.available, after.reserved), (6, 4));
+        assert_eq!(after.next_expiry(), Some(Timestamp(NOW.0 + 1)));
+        assert_eq!(
+            when(&after, SkuCommand::Commit { order_id: order("due") }).unwrap_err(),
+            SkuError::ReservationReleased(order("due"))
+        );
+    }
+
+    #[test]
+    fn set_and_adjust_stock_keep_reserved_and_sold() {
+        let (_, s) = when(&stocked(5), reserve("o1", 2)).unwrap();
+        let (_, s) = when(&s, SkuCommand::SetStock { available: 10 }).unwrap();
+        assert_eq!((s.available, s.reserved), (10, 2));
+        let (_, s) = when(&s, SkuCommand::AdjustStock { delta: -4 }).unwrap();
+        assert_eq!(s.available, 6);
+        assert_eq!(
+            when(&s, SkuCommand::AdjustStock { delta: -7 }).unwrap_err(),
+            SkuError::InsufficientStock {
+                available: 6,
+                requested: 7
+            }
+        );
+        assert_eq!(
+            when(&s, SkuCommand::SetStock { available: MAX_STOCK + 1 }).unwrap_err(),
+            SkuError::StockOutOfRange
+        );
+        let (none, _) = when(&s, SkuCommand::SetStock { available: 6 }).unwrap();
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn conservation_holds_over_any_sequence() {
+        let mut s = stocked(20);
+        let cmds = [
+            reserve("a", 5),
+            reserve("b", 7),
+            reserve("c", 9),
+            SkuCommand::Commit { order_id: order("a") },
+            SkuCommand::Release { order_id: order("b") },
+            reserve("d", 8),
+            SkuCommand::ExpireDue,
+        ];
+        for c in cmds {
+            if let Ok((_, after)) = when(&s, c) {
+                s = after;
+            }
+            assert_eq!(s.total(), 20);
+            assert_eq!(
+                s.reserved,
+                s.reservations.values().map(|r| u64::from(r.qty)).sum::<u64>()
+            );
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! Pure business rules, no IO. Each aggregate is a `decide(state, command, now) -> events` and
+//! an `apply(state, event)`; the actor shells in `crate::actors` run them, the journal stores the
+//! events. Everything here is unit-tested given/when/then without any actor or disk.
+
+pub mod ids;
+pub mod inventory;
+pub mod time;

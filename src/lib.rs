@@ -1,0 +1,18 @@
+//! Emporium: an actor-based commerce engine.
+//!
+//! The layout, from the inside out:
+//! - [`domain`]: pure rules (ids, time, and per aggregate `decide`/`apply`), no IO.
+//! - [`persistence`]: the journal of events, snapshots and reminders; sled with group commit.
+//! - [`actors`]: the entity runtime (activation, passivation, restart, admission) and the entity
+//!   kinds, each a thin shell around its domain rules.
+//! - [`http`]: the axum edge: router, problem+json errors, extractors, one file per resource.
+//! - [`config`], [`telemetry`], [`startup`]: settings, logs and metrics, and the
+//!   `Application` that binds, recovers, serves and shuts down in order.
+
+pub mod actors;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod persistence;
+pub mod startup;
+pub mod telemetry;

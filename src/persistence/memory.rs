@@ -1,0 +1,121 @@
+//! The [`Journal`] contract in memory: every append is "durable" at once. For unit tests of
+//! entities and the runtime; it forgets everything when dropped.
+
+use crate::domain::time::Timestamp;
+use crate::persistence::{Append, Completion, Journal, JournalError, Recovered, StreamId};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[derive(Default)]
+struct Store {
+    journal: BTreeMap<Vec<u8>, Vec<u8>>,
+    snapshots: BTreeMap<Vec<u8>, (u64, Vec<u8>)>,
+    reminders: BTreeMap<Vec<u8>, Timestamp>,
+}
+
+#[derive(Default)]
+pub struct MemoryJournal {
+    store: Mutex<Store>,
+    closed: AtomicBool,
+}
+
+impl MemoryJournal {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many events are stored (after trims), over every stream.
+    pub fn event_count(&self) -> usize {
+        self.store.lock().map(|s| s.journal.len()).unwrap_or(0)
+    }
+}
+
+impl Journal for MemoryJournal {
+    fn submit(&self, append: Append, done: Completion) {
+        if self.closed.load(Ordering::Acquire) {
+            return done(Err(JournalError::Closed));
+        }
+        let Ok(mut store) = self.store.lock() else {
+            return done(Err(JournalError::Storage("poisoned".into())));
+        };
+        if let Some(stream) = &append.stream {
+            if let Some(snap) = append.snapshot {
+                store.snapshots.insert(stream.prefix(), snap);
+            }
+            for (seq, bytes) in append.events {
+                store.journal.insert(stream.event_key(seq), bytes);
+            }
+            if let Some(upto) = append.trim {
+                let doomed: Vec<_> = store
+                    .journal
+                    .range(stream.event_key(0)..=stream.event_key(upto))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in doomed {
+                    store.journal.remove(&k);
+                }
+            }
+            match append.reminder {
+                Some(Some(at)) => {
+                    store.reminders.insert(stream.prefix(), at);
+                }
+                Some(None) => {
+                    store.reminders.remove(&stream.prefix());
+                }
+                None => {}
+            }
+        }
+        drop(store);
+        done(Ok(()));
+    }
+
+    fn load(&self, stream: &StreamId) -> Result<Recovered, JournalError> {
+        let store = self
+            .store
+            .lock()
+            .map_err(|_| JournalError::Storage("poisoned".into()))?;
+        let snapshot = store.snapshots.get(&stream.prefix()).cloned();
+        let from = snapshot.as_ref().map_or(1, |(s, _)| s + 1);
+        let events = store
+            .journal
+            .range(stream.event_key(from)..=stream.event_key(u64::MAX))
+            .map(|(k, v)| {
+                let seq = u64::from_be_bytes(k[k.len() - 8..].try_into().unwrap_or_default());
+                (seq, v.clone())
+            })
+            .collect();
+        Ok(Recovered { snapshot, events })
+    }
+
+    fn exists(&self, stream: &StreamId) -> Result<bool, JournalError> {
+        let r = self.load(stream)?;
+        Ok(r.snapshot.is_some() || !r.events.is_empty())
+    }
+
+    fn reminders(&self, kind: &str) -> Result<Vec<(String, Timestamp)>, JournalError> {
+        let store = self
+            .store
+            .lock()
+            .map_err(|_| JournalError::Storage("poisoned".into()))?;
+        let mut prefix = kind.as_bytes().to_vec();
+        prefix.push(0);
+        Ok(store
+            .reminders
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, at)| {
+                let id = String::from_utf8_lossy(&k[prefix.len()..k.len() - 1]).into_owned();
+                (id, *at)
+            })
+            .collect())
+    }
+
+    fn is_idle(&self) -> bool {
+        true
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+}

@@ -1,0 +1,139 @@
+//! Durable state: the [`Journal`] (append-only event streams, one per entity) and the snapshots
+//! and reminders kept beside it.
+//!
+//! Writes are asynchronous and complete through a [`Completion`] once they are durable, so an
+//! actor hands its reply to the journal and goes on with its next message (group commit). Writes
+//! to one journal complete in the order they were submitted, and a completion of `Ok` means every
+//! write submitted before it is durable too. Reads (`load`) are synchronous.
+//!
+//! - [`sled_journal`]: the production journal on sled 0.34.7 with one group-commit writer thread.
+//! - [`memory`]: the same contract in memory, for unit tests.
+//! - [`codec`]: the versioned, self-describing envelope events and snapshots are stored in.
+
+pub mod codec;
+pub mod memory;
+pub mod sled_journal;
+
+use crate::domain::time::Timestamp;
+
+/// Identifies one entity's stream: its kind and its key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StreamId {
+    pub kind: &'static str,
+    pub id: String,
+}
+
+impl StreamId {
+    pub fn new(kind: &'static str, id: impl Into<String>) -> Self {
+        Self {
+            kind,
+            id: id.into(),
+        }
+    }
+
+    /// `kind NUL id NUL`: the prefix of every journal key of this stream. Ids never contain NUL
+    /// (see `domain::ids`), so one stream's prefix is never another's.
+    pub fn prefix(&self) -> Vec<u8> {
+        let mut key = Vec::with_capacity(self.kind.len() + self.id.len() + 2);
+        key.extend_from_slice(self.kind.as_bytes());
+        key.push(0);
+        key.extend_from_slice(self.id.as_bytes());
+        key.push(0);
+        key
+    }
+
+    /// The journal key of event `seq`: the prefix then `seq` big-endian, so keys sort by seq.
+    pub fn event_key(&self, seq: u64) -> Vec<u8> {
+        let mut key = self.prefix();
+        key.extend_from_slice(&seq.to_be_bytes());
+        key
+    }
+}
+
+/// One atomic unit of work for the journal: events of one stream, and optionally a snapshot, a
+/// trim of events the snapshot covers, and the stream's next reminder.
+#[derive(Debug, Default)]
+pub struct Append {
+    pub stream: Option<StreamId>,
+    /// `(seq, encoded event)`, seqs consecutive and after every earlier append of the stream.
+    pub events: Vec<(u64, Vec<u8>)>,
+    /// `(seq, encoded state)`: the state after event `seq`.
+    pub snapshot: Option<(u64, Vec<u8>)>,
+    /// Remove the stream's events with seq up to and including this one (they must be covered
+    /// by a snapshot that is already durable).
+    pub trim: Option<u64>,
+    /// `Some(Some(t))` sets the stream's reminder to `t`, `Some(None)` clears it.
+    pub reminder: Option<Option<Timestamp>>,
+}
+
+impl Append {
+    /// An append that writes nothing: it completes once every earlier write is durable.
+    pub fn barrier() -> Self {
+        Self::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+            && self.snapshot.is_none()
+            && self.trim.is_none()
+            && self.reminder.is_none()
+    }
+
+    pub fn event_count(&self) -> usize {
+        self.events.len()
+    }
+}
+
+/// Called once an append is durable (or failed).
+pub type Completion = Box<dyn FnOnce(Result<(), JournalError>) + Send + 'static>;
+
+/// A stream as found on disk: the newest snapshot and the events after it.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    pub snapshot: Option<(u64, Vec<u8>)>,
+    pub events: Vec<(u64, Vec<u8>)>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum JournalError {
+    #[error("storage failure: {0}")]
+    Storage(String),
+    #[error("the journal is shut down")]
+    Closed,
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+impl From<sled::Error> for JournalError {
+    fn from(e: sled::Error) -> Self {
+        JournalError::Storage(e.to_string())
+    }
+}
+
+/// The durable store of event streams.
+pub trait Journal: Send + Sync + 'static {
+    /// Queues `append`; `done` runs once it (and everything submitted before it) is durable.
+    fn submit(&self, append: Append, done: Completion);
+    /// Reads a stream's newest snapshot and the events after it.
+    fn load(&self, stream: &StreamId) -> Result<Recovered, JournalError>;
+    /// Whether the stream has any event or snapshot.
+    fn exists(&self, stream: &StreamId) -> Result<bool, JournalError>;
+    /// Every stream of `kind` with a reminder, and when it is due.
+    fn reminders(&self, kind: &str) -> Result<Vec<(String, Timestamp)>, JournalError>;
+    /// True when no submitted write is still waiting to become durable.
+    fn is_idle(&self) -> bool;
+    /// Makes everything submitted so far durable and stops taking writes. Blocks.
+    fn close(&self);
+}
+
+/// Awaits a barrier: returns once every write submitted before the call is durable.
+pub async fn barrier(journal: &dyn Journal) -> Result<(), JournalError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    journal.submit(
+        Append::barrier(),
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    rx.await.map_err(|_| JournalError::Closed)?
+}
