@@ -1,0 +1,237 @@
+//! Settings: the embedded `emporium.toml` defaults, then a settings file, then environment
+//! variables (`EMPORIUM__SECTION__KEY`, and the short names of the public contract such as
+//! `EMPORIUM_LISTEN`), then command-line flags. Secrets are `SecretString`s and never print.
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const DEFAULTS: &str = include_str!("../emporium.toml");
+
+/// The short environment names of the public contract, and the setting each one sets.
+const SHORT_ENV: &[(&str, &str)] = &[
+    ("EMPORIUM_LISTEN", "server.listen"),
+    ("EMPORIUM_DATA_DIR", "storage.data_dir"),
+    ("EMPORIUM_DEV_MODE", "dev_mode"),
+    ("EMPORIUM_OPERATOR_TOKEN", "auth.operator_token"),
+];
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub dev_mode: bool,
+    pub currency: String,
+    pub server: ServerSettings,
+    pub storage: StorageSettings,
+    pub journal: JournalSettings,
+    pub entities: EntitySettings,
+    pub log: LogSettings,
+    pub auth: AuthSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub body_limit_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StorageSettings {
+    pub data_dir: PathBuf,
+    pub cache_mb: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct JournalSettings {
+    pub max_batch_events: usize,
+    pub linger_micros: u64,
+    pub snapshot_every: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EntitySettings {
+    pub ask_timeout_ms: u64,
+    pub idle_secs: u64,
+    pub max_in_flight: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    #[serde(default)]
+    pub operator_token: Option<SecretString>,
+}
+
+/// What the command line may override.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// A settings file; required to exist when given. Without it `./emporium.toml` is read if
+    /// present.
+    pub config_file: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+}
+
+impl Settings {
+    /// Loads settings from the process environment.
+    pub fn load(overrides: &Overrides) -> Result<Settings, config::ConfigError> {
+        Self::load_with_env(overrides, std::env::vars().collect())
+    }
+
+    /// Loads settings with the given environment (tests pass their own).
+    pub fn load_with_env(
+        overrides: &Overrides,
+        env: HashMap<String, String>,
+    ) -> Result<Settings, config::ConfigError> {
+        use config::{Config, Environment, File, FileFormat};
+        let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
+        builder = match &overrides.config_file {
+            Some(path) => builder.add_source(File::from(path.as_path()).required(true)),
+            None => builder.add_source(File::with_name("emporium.toml").required(false)),
+        };
+        builder = builder.add_source(
+            Environment::with_prefix("EMPORIUM")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env.clone())),
+        );
+        for (name, key) in SHORT_ENV {
+            builder = builder.set_override_option(*key, env.get(*name).cloned())?;
+        }
+        builder = builder
+            .set_override_option(
+                "storage.data_dir",
+                overrides.data_dir.as_ref().map(|p| p.display().to_string()),
+            )?
+            .set_override_option("server.listen", overrides.listen.map(|a| a.to_string()))?;
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), config::ConfigError> {
+        let bad = |what: &str| {
+            Err(config::ConfigError::Message(format!(
+                "invalid setting: {what}"
+            )))
+        };
+        if self.server.body_limit_bytes < 1024 {
+            return bad("server.body_limit_bytes must be at least 1024");
+        }
+        if self.journal.max_batch_events == 0 || self.journal.snapshot_every == 0 {
+            return bad("journal.max_batch_events and journal.snapshot_every must be positive");
+        }
+        if self.entities.max_in_flight == 0 || self.entities.ask_timeout_ms == 0 {
+            return bad("entities.max_in_flight and entities.ask_timeout_ms must be positive");
+        }
+        if self.storage.data_dir.as_os_str().is_empty() {
+            return bad("storage.data_dir must not be empty");
+        }
+        Ok(())
+    }
+
+    pub fn runtime_config(&self) -> crate::actors::RuntimeConfig {
+        crate::actors::RuntimeConfig {
+            ask_timeout: Duration::from_millis(self.entities.ask_timeout_ms),
+            idle_after: Duration::from_secs(self.entities.idle_secs),
+            max_in_flight: self.entities.max_in_flight,
+            snapshot_every: self.journal.snapshot_every,
+        }
+    }
+
+    pub fn writer_config(&self) -> crate::persistence::sled_journal::WriterConfig {
+        crate::persistence::sled_journal::WriterConfig {
+            max_batch_events: self.journal.max_batch_events,
+            linger: Duration::from_micros(self.journal.linger_micros),
+            cache_bytes: self.storage.cache_mb * 1024 * 1024,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn embedded_defaults_load_without_any_file() {
+        let s = Settings::load_with_env(&Overrides::default(), env(&[])).unwrap();
+        assert!(s.dev_mode);
+        assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.storage.data_dir, PathBuf::from("./data"));
+        assert!(s.auth.operator_token.is_none());
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_flags_override_both() {
+        let e = env(&[
+            ("EMPORIUM__JOURNAL__SNAPSHOT_EVERY", "7"),
+            ("EMPORIUM_LISTEN", "127.0.0.1:9999"),
+            ("EMPORIUM_DEV_MODE", "false"),
+            ("EMPORIUM_OPERATOR_TOKEN", "s3cret"),
+            ("EMPORIUM_DATA_DIR", "/tmp/from-env"),
+        ]);
+        let flags = Overrides {
+            data_dir: Some(PathBuf::from("/tmp/from-flag")),
+            ..Overrides::default()
+        };
+        let s = Settings::load_with_env(&flags, e).unwrap();
+        assert_eq!(s.journal.snapshot_every, 7);
+        assert_eq!(s.server.listen.to_string(), "127.0.0.1:9999");
+        assert!(!s.dev_mode);
+        assert_eq!(s.auth.operator_token.unwrap().expose_secret(), "s3cret");
+        assert_eq!(s.storage.data_dir, PathBuf::from("/tmp/from-flag"));
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Settings::load_with_env(
+            &Overrides::default(),
+            env(&[("EMPORIUM_OPERATOR_TOKEN", "hunter2-token")]),
+        )
+        .unwrap();
+        assert!(!format!("{s:?}").contains("hunter2-token"));
+    }
+
+    #[test]
+    fn invalid_values_are_refused_with_a_message() {
+        let err = Settings::load_with_env(
+            &Overrides::default(),
+            env(&[("EMPORIUM__JOURNAL__SNAPSHOT_EVERY", "0")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("snapshot_every"));
+        let err = Settings::load_with_env(
+            &Overrides::default(),
+            env(&[("EMPORIUM_LISTEN", "not an address")]),
+        );
+        assert!(err.is_err());
+        let missing = Overrides {
+            config_file: Some(PathBuf::from("/nonexistent/emporium.toml")),
+            ..Overrides::default()
+        };
+        assert!(Settings::load_with_env(&missing, env(&[])).is_err());
+    }
+}

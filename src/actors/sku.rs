@@ -4,7 +4,7 @@
 
 use crate::actors::entity::Entity;
 use crate::domain::ids::SkuId;
-use crate::domain::inventory::{self, SkuCommand, SkuError, SkuEvent, SkuState};
+use crate::domain::inventory::{self, ReservationView, SkuCommand, SkuError, SkuEvent, SkuState};
 use crate::domain::time::Timestamp;
 use serde::Serialize;
 
@@ -18,6 +18,8 @@ pub struct StockLevels {
     pub available: u64,
     pub reserved: u64,
     pub sold: u64,
+    /// For commands naming an order: where that order's reservation stands now.
+    pub reservation: Option<ReservationView>,
 }
 
 impl Entity for Sku {
@@ -41,8 +43,15 @@ impl Entity for Sku {
         inventory::apply(state, event);
     }
 
-    fn reply(id: &SkuId, state: &SkuState, _: &SkuCommand) -> StockLevels {
+    fn reply(id: &SkuId, state: &SkuState, command: &SkuCommand) -> StockLevels {
+        let order = match command {
+            SkuCommand::Reserve { order_id, .. }
+            | SkuCommand::Commit { order_id }
+            | SkuCommand::Release { order_id } => Some(order_id),
+            _ => None,
+        };
         StockLevels {
+            reservation: order.and_then(|o| state.reservation_of(o)),
             sku_id: id.clone(),
             available: state.available,
             reserved: state.reserved,

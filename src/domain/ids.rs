@@ -28,7 +28,11 @@ fn validate(raw: &str) -> Result<(), InvalidId> {
     let ok = raw
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-    if ok { Ok(()) } else { Err(InvalidId::BadCharacter) }
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidId::BadCharacter)
+    }
 }
 
 macro_rules! id_type {

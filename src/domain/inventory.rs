@@ -38,6 +38,24 @@ pub enum ReleaseReason {
     Expired,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReservationStatus {
+    Reserved,
+    Sold,
+    Released,
+}
+
+/// One order's reservation as callers see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReservationView {
+    pub order_id: OrderId,
+    pub quantity: u32,
+    pub status: ReservationStatus,
+    /// Set while the reservation is open.
+    pub expires_at: Option<Timestamp>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SkuState {
     pub available: u64,
@@ -52,6 +70,28 @@ impl SkuState {
     /// The total the stock level was set to: what every operation conserves.
     pub fn total(&self) -> u64 {
         self.available + self.reserved + self.sold
+    }
+
+    /// Where the reservation of `order_id` stands, if the SKU has seen that order.
+    pub fn reservation_of(&self, order_id: &OrderId) -> Option<ReservationView> {
+        if let Some(r) = self.reservations.get(order_id) {
+            return Some(ReservationView {
+                order_id: order_id.clone(),
+                quantity: r.qty,
+                status: ReservationStatus::Reserved,
+                expires_at: Some(r.expires_at),
+            });
+        }
+        let (quantity, status) = match self.settled.get(order_id)? {
+            Settlement::Sold { qty } => (*qty, ReservationStatus::Sold),
+            Settlement::Released { qty, .. } => (*qty, ReservationStatus::Released),
+        };
+        Some(ReservationView {
+            order_id: order_id.clone(),
+            quantity,
+            status,
+            expires_at: None,
+        })
     }
 
     /// The earliest expiry among open reservations.
@@ -128,7 +168,11 @@ pub enum SkuError {
 }
 
 /// Every rule of SKU stock.
-pub fn decide(state: &SkuState, cmd: &SkuCommand, now: Timestamp) -> Result<Vec<SkuEvent>, SkuError> {
+pub fn decide(
+    state: &SkuState,
+    cmd: &SkuCommand,
+    now: Timestamp,
+) -> Result<Vec<SkuEvent>, SkuError> {
     match cmd {
         SkuCommand::SetStock { available } => {
             if *available > MAX_STOCK {
@@ -137,7 +181,9 @@ pub fn decide(state: &SkuState, cmd: &SkuCommand, now: Timestamp) -> Result<Vec<
             if *available == state.available {
                 return Ok(vec![]);
             }
-            Ok(vec![SkuEvent::StockSet { available: *available }])
+            Ok(vec![SkuEvent::StockSet {
+                available: *available,
+            }])
         }
         SkuCommand::AdjustStock { delta } => {
             let after = i128::from(state.available) + i128::from(*delta);
@@ -384,9 +430,25 @@ mod tests {
     #[test]
     fn commit_moves_reserved_to_sold_once() {
         let (_, s) = when(&stocked(5), reserve("o1", 2)).unwrap();
-        let (_, s) = when(&s, SkuCommand::Commit { order_id: order("o1") }).unwrap();
+        let (_, s) = when(
+            &s,
+            SkuCommand::Commit {
+                order_id: order("o1"),
+            },
+        )
+        .unwrap();
         assert_eq!((s.available, s.reserved, s.sold), (3, 0, 2));
-        let (again, s2) = when(&s, SkuCommand::Commit { order_id: order("o1") }).unwrap();
+        assert_eq!(
+            s.reservation_of(&order("o1")).map(|r| r.status),
+            Some(ReservationStatus::Sold)
+        );
+        let (again, s2) = when(
+            &s,
+            SkuCommand::Commit {
+                order_id: order("o1"),
+            },
+        )
+        .unwrap();
         assert!(again.is_empty());
         assert_eq!(s2, s);
         // a replayed reserve of a sold order is a replay, not a second sale
@@ -397,12 +459,30 @@ mod tests {
     #[test]
     fn release_returns_units_and_is_idempotent() {
         let (_, s) = when(&stocked(5), reserve("o1", 2)).unwrap();
-        let (_, s) = when(&s, SkuCommand::Release { order_id: order("o1") }).unwrap();
+        let (_, s) = when(
+            &s,
+            SkuCommand::Release {
+                order_id: order("o1"),
+            },
+        )
+        .unwrap();
         assert_eq!((s.available, s.reserved, s.sold), (5, 0, 0));
-        let (again, _) = when(&s, SkuCommand::Release { order_id: order("o1") }).unwrap();
+        let (again, _) = when(
+            &s,
+            SkuCommand::Release {
+                order_id: order("o1"),
+            },
+        )
+        .unwrap();
         assert!(again.is_empty());
         assert_eq!(
-            when(&s, SkuCommand::Commit { order_id: order("o1") }).unwrap_err(),
+            when(
+                &s,
+                SkuCommand::Commit {
+                    order_id: order("o1")
+                }
+            )
+            .unwrap_err(),
             SkuError::ReservationReleased(order("o1"))
         );
         assert_eq!(
@@ -414,9 +494,21 @@ mod tests {
     #[test]
     fn sold_units_cannot_be_released() {
         let (_, s) = when(&stocked(5), reserve("o1", 2)).unwrap();
-        let (_, s) = when(&s, SkuCommand::Commit { order_id: order("o1") }).unwrap();
+        let (_, s) = when(
+            &s,
+            SkuCommand::Commit {
+                order_id: order("o1"),
+            },
+        )
+        .unwrap();
         assert_eq!(
-            when(&s, SkuCommand::Release { order_id: order("o1") }).unwrap_err(),
+            when(
+                &s,
+                SkuCommand::Release {
+                    order_id: order("o1")
+                }
+            )
+            .unwrap_err(),
             SkuError::AlreadySold(order("o1"))
         );
     }
@@ -424,11 +516,23 @@ mod tests {
     #[test]
     fn unknown_orders_are_not_found() {
         assert_eq!(
-            when(&stocked(5), SkuCommand::Commit { order_id: order("x") }).unwrap_err(),
+            when(
+                &stocked(5),
+                SkuCommand::Commit {
+                    order_id: order("x")
+                }
+            )
+            .unwrap_err(),
             SkuError::ReservationNotFound(order("x"))
         );
         assert_eq!(
-            when(&stocked(5), SkuCommand::Release { order_id: order("x") }).unwrap_err(),
+            when(
+                &stocked(5),
+                SkuCommand::Release {
+                    order_id: order("x")
+                }
+            )
+            .unwrap_err(),
             SkuError::ReservationNotFound(order("x"))
         );
     }
@@ -463,7 +567,13 @@ mod tests {
         assert_eq!((after.available, after.reserved), (6, 4));
         assert_eq!(after.next_expiry(), Some(Timestamp(NOW.0 + 1)));
         assert_eq!(
-            when(&after, SkuCommand::Commit { order_id: order("due") }).unwrap_err(),
+            when(
+                &after,
+                SkuCommand::Commit {
+                    order_id: order("due")
+                }
+            )
+            .unwrap_err(),
             SkuError::ReservationReleased(order("due"))
         );
     }
@@ -483,7 +593,13 @@ mod tests {
             }
         );
         assert_eq!(
-            when(&s, SkuCommand::SetStock { available: MAX_STOCK + 1 }).unwrap_err(),
+            when(
+                &s,
+                SkuCommand::SetStock {
+                    available: MAX_STOCK + 1
+                }
+            )
+            .unwrap_err(),
             SkuError::StockOutOfRange
         );
         let (none, _) = when(&s, SkuCommand::SetStock { available: 6 }).unwrap();
@@ -497,8 +613,12 @@ mod tests {
             reserve("a", 5),
             reserve("b", 7),
             reserve("c", 9),
-            SkuCommand::Commit { order_id: order("a") },
-            SkuCommand::Release { order_id: order("b") },
+            SkuCommand::Commit {
+                order_id: order("a"),
+            },
+            SkuCommand::Release {
+                order_id: order("b"),
+            },
             reserve("d", 8),
             SkuCommand::ExpireDue,
         ];
@@ -509,7 +629,10 @@ mod tests {
             assert_eq!(s.total(), 20);
             assert_eq!(
                 s.reserved,
-                s.reservations.values().map(|r| u64::from(r.qty)).sum::<u64>()
+                s.reservations
+                    .values()
+                    .map(|r| u64::from(r.qty))
+                    .sum::<u64>()
             );
         }
     }

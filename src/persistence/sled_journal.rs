@@ -280,7 +280,10 @@ fn write_batch(trees: &Trees, batch: &[(Append, Completion)]) -> Result<(), Jour
             event_count += 1;
         }
         if let Some(upto) = append.trim {
-            for kv in trees.journal.range(stream.event_key(0)..=stream.event_key(upto)) {
+            for kv in trees
+                .journal
+                .range(stream.event_key(0)..=stream.event_key(upto))
+            {
                 journal.remove(kv?.0);
             }
         }
@@ -340,7 +343,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();
-            submit(&j, append(&[(1, b"one"), (2, b"two")])).await.unwrap();
+            submit(&j, append(&[(1, b"one"), (2, b"two")]))
+                .await
+                .unwrap();
             j.close();
         }
         let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();

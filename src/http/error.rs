@@ -1,0 +1,174 @@
+//! The one place errors become HTTP: [`ApiError`] renders RFC 9457 problem+json with a machine
+//! `code`. Each domain error and each extractor rejection maps to it once, here. 5xx are logged
+//! with their cause and shown to the client without internals.
+
+use crate::actors::AskError;
+use crate::domain::ids::InvalidId;
+use crate::domain::inventory::SkuError;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// A problem details document (RFC 9457).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI reference naming the problem kind: `/problems/{code}`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// The machine-readable code clients switch on.
+    pub code: String,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+    /// Seconds, sent as `Retry-After`.
+    pub retry_after: Option<u32>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn retry_after(mut self, secs: u32) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", detail)
+    }
+
+    pub fn invalid_body(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", detail)
+    }
+
+    pub fn invalid_id(what: &str, e: InvalidId) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+            format!("{what}: {e}"),
+        )
+    }
+
+    pub fn unauthorized(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, detail)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(status = self.status.as_u16(), code = self.code, detail = %self.detail, "request failed");
+        }
+        let body = Problem {
+            kind: format!("/problems/{}", self.code),
+            title: self
+                .status
+                .canonical_reason()
+                .unwrap_or("Error")
+                .to_string(),
+            status: self.status.as_u16(),
+            detail: self.detail,
+            code: self.code.to_string(),
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let code = match r.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
+            _ => "malformed_json",
+        };
+        let status = match r.status() {
+            s @ (StatusCode::PAYLOAD_TOO_LARGE
+            | StatusCode::UNSUPPORTED_MEDIA_TYPE
+            | StatusCode::UNPROCESSABLE_ENTITY) => s,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self::new(status, code, r.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_path", r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_query", r.body_text())
+    }
+}
+
+impl<R: Into<ApiError>> From<AskError<R>> for ApiError {
+    fn from(e: AskError<R>) -> Self {
+        match e {
+            AskError::Rejected(r) => r.into(),
+            AskError::Overloaded => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "overloaded",
+                "the engine is at capacity; retry shortly",
+            )
+            .retry_after(1),
+            AskError::Timeout => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "no reply in time; the request may or may not have taken effect",
+            )
+            .retry_after(1),
+            AskError::Unavailable => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the entity is unavailable; retry shortly",
+            )
+            .retry_after(1),
+            AskError::NotFound => Self::not_found("no such entity"),
+        }
+    }
+}
+
+impl From<SkuError> for ApiError {
+    fn from(e: SkuError) -> Self {
+        let (status, code) = match &e {
+            SkuError::InsufficientStock { .. } => (StatusCode::CONFLICT, "insufficient_stock"),
+            SkuError::InvalidQuantity => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_quantity"),
+            SkuError::StockOutOfRange => (StatusCode::UNPROCESSABLE_ENTITY, "stock_out_of_range"),
+            SkuError::ReservationConflict(_) => (StatusCode::CONFLICT, "reservation_conflict"),
+            SkuError::ReservationNotFound(_) => (StatusCode::NOT_FOUND, "reservation_not_found"),
+            SkuError::ReservationReleased(_) => (StatusCode::CONFLICT, "reservation_released"),
+            SkuError::AlreadySold(_) => (StatusCode::CONFLICT, "already_sold"),
+        };
+        Self::new(status, code, e.to_string())
+    }
+}

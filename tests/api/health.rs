@@ -1,0 +1,89 @@
+use crate::helpers::{spawn_app, spawn_app_in};
+
+#[tokio::test]
+async fn healthz_and_readyz_are_ok_once_built() {
+    let app = spawn_app().await;
+    let h = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(h.status(), 200);
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(h.headers().contains_key("x-request-id"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_expose_requests_journal_and_entities() {
+    let app = spawn_app().await;
+    app.put_stock("m-1", serde_json::json!({"available": 3}))
+        .await;
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "emporium_http_requests_total",
+        "emporium_http_request_duration_seconds",
+        "emporium_journal_batch_events",
+        "emporium_journal_flush_seconds",
+        "emporium_entities_active",
+        "emporium_entity_activations_total",
+    ] {
+        assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn openapi_lists_every_route() {
+    let app = spawn_app().await;
+    let doc: serde_json::Value = app
+        .client
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/api/v1/openapi.json",
+        "/api/v1/admin/skus/{sku_id}/stock",
+        "/api/v1/admin/skus/{sku_id}/reservations",
+        "/api/v1/admin/skus/{sku_id}/reservations/{order_id}",
+        "/api/v1/admin/skus/{sku_id}/reservations/{order_id}/commit",
+        "/api/v1/admin/entities/{kind}/{id}",
+    ] {
+        assert!(
+            paths.contains_key(path),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_then_restart_keeps_state() {
+    let app = spawn_app().await;
+    app.put_stock("keep", serde_json::json!({"available": 9}))
+        .await;
+    assert_eq!(app.reserve("keep", "o-1", 4).await.status(), 201);
+    let dir = app.stop().await;
+
+    let app = spawn_app_in(dir, &[]).await;
+    let body: serde_json::Value = app.inspect("sku", "keep").await.json().await.unwrap();
+    assert_eq!(body["state"]["available"], 5);
+    assert_eq!(body["state"]["reserved"], 4);
+    assert_eq!(body["seq"], 2);
+    assert_eq!(body["snapshot_seq"], 2, "shutdown snapshotted the entity");
+    app.stop().await;
+}

@@ -1,0 +1,166 @@
+//! Bad input on every route: a precise 4xx problem+json, never a 500 or a dropped connection,
+//! and nothing changes.
+
+use crate::helpers::{OPERATOR_TOKEN, assert_problem, spawn_app};
+use reqwest::Method;
+use serde_json::json;
+
+/// Every route that takes a JSON body.
+const BODY_ROUTES: &[(&str, &str)] = &[
+    ("PUT", "/api/v1/admin/skus/sku-1/stock"),
+    ("POST", "/api/v1/admin/skus/sku-1/reservations"),
+];
+
+async fn send(
+    app: &crate::helpers::TestApp,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    let mut req = app
+        .client
+        .request(
+            Method::from_bytes(method.as_bytes()).unwrap(),
+            app.url(path),
+        )
+        .bearer_auth(OPERATOR_TOKEN)
+        .body(body);
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    req.send().await.expect("the server answered")
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_problems_on_every_body_route() {
+    let app = spawn_app().await;
+    app.put_stock("sku-1", json!({"available": 5})).await;
+    let json = Some("application/json");
+    for (method, path) in BODY_ROUTES {
+        let cases: Vec<(Option<&str>, Vec<u8>, u16, &str)> = vec![
+            (json, b"{not json".to_vec(), 400, "malformed_json"),
+            (json, b"".to_vec(), 400, "malformed_json"),
+            (json, b"\"just a string\"".to_vec(), 422, "invalid_body"),
+            (json, b"42".to_vec(), 422, "invalid_body"),
+            (
+                json,
+                b"{\"available\": \"ten\", \"order_id\": 5}".to_vec(),
+                422,
+                "invalid_body",
+            ),
+            (
+                json,
+                b"{\"available\": -1, \"quantity\": -1}".to_vec(),
+                422,
+                "invalid_body",
+            ),
+            (
+                json,
+                b"{\"unknown_field\": 1}".to_vec(),
+                422,
+                "invalid_body",
+            ),
+            (
+                Some("text/plain"),
+                b"{\"available\": 1}".to_vec(),
+                415,
+                "unsupported_media_type",
+            ),
+            (
+                None,
+                b"{\"available\": 1}".to_vec(),
+                415,
+                "unsupported_media_type",
+            ),
+            (json, vec![b' '; 200_000], 413, "body_too_large"),
+        ];
+        for (ct, body, status, code) in cases {
+            let body_copy = body.clone();
+            let r = send(&app, method, path, ct, body).await;
+            let got = r.status().as_u16();
+            assert_eq!(
+                got,
+                status,
+                "{method} {path} with {ct:?} {:?} -> {got}, want {status}",
+                String::from_utf8_lossy(&body_copy)
+            );
+            assert_problem(r, status, code).await;
+        }
+    }
+    let r = send(
+        &app,
+        "PUT",
+        BODY_ROUTES[0].1,
+        json,
+        "{\"available\": 1} trailing",
+    )
+    .await;
+    assert_problem(r, 400, "malformed_json").await;
+    // Nothing changed.
+    let body: serde_json::Value = app.inspect("sku", "sku-1").await.json().await.unwrap();
+    assert_eq!(body["seq"], 1);
+    assert_eq!(body["state"]["available"], 5);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_ids_in_paths_get_problems() {
+    let app = spawn_app().await;
+    let long = "x".repeat(65);
+    for path in [
+        format!("/api/v1/admin/skus/{long}/stock"),
+        "/api/v1/admin/skus/bad%20id/stock".to_string(),
+        "/api/v1/admin/skus/%C3%A9/stock".to_string(),
+    ] {
+        let r = send(
+            &app,
+            "PUT",
+            &path,
+            Some("application/json"),
+            "{\"available\": 1}",
+        )
+        .await;
+        assert_problem(r, 400, "invalid_id").await;
+    }
+    let r = send(
+        &app,
+        "POST",
+        "/api/v1/admin/skus/ok/reservations/bad%2Fid/commit",
+        None,
+        "",
+    )
+    .await;
+    assert_problem(r, 400, "invalid_id").await;
+    let r = send(&app, "GET", "/api/v1/admin/entities/sku/%00", None, "").await;
+    assert_problem(r, 400, "invalid_id").await;
+    let r = send(
+        &app,
+        "POST",
+        "/api/v1/admin/skus/ok/reservations",
+        Some("application/json"),
+        json!({"order_id": "o/1", "user_id": "u1", "quantity": 1}).to_string(),
+    )
+    .await;
+    assert_problem(r, 400, "invalid_id").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_get_problems() {
+    let app = spawn_app().await;
+    assert_problem(send(&app, "GET", "/nope", None, "").await, 404, "not_found").await;
+    assert_problem(
+        send(&app, "GET", "/api/v1/admin/skus/x/stock", None, "").await,
+        405,
+        "method_not_allowed",
+    )
+    .await;
+    assert_problem(
+        send(&app, "DELETE", "/healthz", None, "").await,
+        405,
+        "method_not_allowed",
+    )
+    .await;
+    app.stop().await;
+}
