@@ -8,4 +8,4 @@ cd "$(dirname "$0")/.."
 cargo build --workspace --all-targets
 cargo test --workspace
 # Benches run once each in test mode: they must build and work, not be timed here.
-cargo test --benches -- --test
+cargo test --bench journal --bench sku -- --test

@@ -1,1 +1,201 @@
-fn main() {}
+//! `emporium-loadtest`: closed-loop load against a running server, with HDR latency.
+//!
+//! Scenarios:
+//! - `ceiling`: `GET /healthz`, the loopback HTTP limit of the machine (the reference every other
+//!   figure is quoted beside).
+//! - `reserve`: `POST /api/v1/admin/skus/{sku}/reservations` with unique order ids, one hot SKU
+//!   (needs the operator token); audits `available + reserved + sold` afterwards.
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "emporium-loadtest")]
+struct Cli {
+    /// Base URL of the server under test.
+    #[arg(long, default_value = "http://127.0.0.1:8080", global = true)]
+    target: String,
+    /// Concurrent connections (one request in flight on each).
+    #[arg(long, default_value_t = 64, global = true)]
+    connections: usize,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 10, global = true)]
+    duration: u64,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// GET /healthz as fast as answered.
+    Ceiling,
+    /// Reserve one unit per request on one hot SKU.
+    Reserve {
+        #[arg(long, env = "EMPORIUM_OPERATOR_TOKEN")]
+        token: String,
+        #[arg(long, default_value = "loadtest-hot")]
+        sku: String,
+    },
+}
+
+struct Totals {
+    ok: u64,
+    failed: u64,
+    latency: Histogram<u64>,
+    elapsed: Duration,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let base = cli.target.trim_end_matches('/').to_string();
+    let duration = Duration::from_secs(cli.duration);
+    match &cli.scenario {
+        Scenario::Ceiling => {
+            let url = format!("{base}/healthz");
+            let totals = run(cli.connections, duration, move |c, _| c.get(&url)).await?;
+            report("ceiling GET /healthz", &totals);
+        }
+        Scenario::Reserve { token, sku } => {
+            let run_id = std::process::id();
+            let sku = &format!("{sku}-{run_id}");
+            let client = reqwest::Client::new();
+            let stock_url = format!("{base}/api/v1/admin/skus/{sku}/stock");
+            let set = client.put(&stock_url).bearer_auth(token);
+            let r = set
+                .json(&json!({"available": 1_000_000_000u64}))
+                .send()
+                .await?;
+            if !r.status().is_success() {
+                bail!("cannot set stock: {}", r.status());
+            }
+            let url = format!("{base}/api/v1/admin/skus/{sku}/reservations");
+            let token2 = token.clone();
+            let totals = run(cli.connections, duration, move |c, n| {
+                let body =
+                    json!({"order_id": format!("lt{run_id}-{n}"), "user_id": "lt", "quantity": 1});
+                c.post(&url).bearer_auth(&token2).json(&body)
+            })
+            .await?;
+            report("reserve POST /admin/skus/{sku}/reservations", &totals);
+            audit(&client, &base, token, sku).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `connections` workers, each with its own keep-alive connection, for `duration`.
+async fn run<F>(connections: usize, duration: Duration, request: F) -> anyhow::Result<Totals>
+where
+    F: Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder + Send + Sync + 'static,
+{
+    let request = Arc::new(request);
+    let stop = Arc::new(AtomicBool::new(false));
+    let counter = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..connections {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .http1_only()
+            .build()?;
+        let (request, stop, counter) = (request.clone(), stop.clone(), counter.clone());
+        workers.spawn(async move {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+            let (mut ok, mut failed) = (0u64, 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                let t = Instant::now();
+                match request(&client, n).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        ok += 1;
+                    }
+                    _ => failed += 1,
+                }
+                let _ = hist.record(t.elapsed().as_micros() as u64);
+            }
+            (ok, failed, hist)
+        });
+    }
+    let progress = tokio::spawn({
+        let counter = counter.clone();
+        async move {
+            let mut last = 0;
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let now = counter.load(Ordering::Relaxed);
+                eprintln!(
+                    "  {:>6.1}s  {:>8} req/s",
+                    started.elapsed().as_secs_f64(),
+                    now - last
+                );
+                last = now;
+            }
+        }
+    });
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut totals = Totals {
+        ok: 0,
+        failed: 0,
+        latency: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+        elapsed: Duration::ZERO,
+    };
+    while let Some(res) = workers.join_next().await {
+        let (ok, failed, hist) = res.context("worker")?;
+        totals.ok += ok;
+        totals.failed += failed;
+        totals.latency.add(hist)?;
+    }
+    totals.elapsed = started.elapsed();
+    progress.abort();
+    Ok(totals)
+}
+
+fn report(name: &str, t: &Totals) {
+    let secs = t.elapsed.as_secs_f64();
+    let ms = |q: f64| t.latency.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "{name}: {:.0} ok/s ({} ok, {} failed in {secs:.1}s); latency ms p50 {:.2} p99 {:.2} p99.9 {:.2}",
+        t.ok as f64 / secs,
+        t.ok,
+        t.failed,
+        ms(0.5),
+        ms(0.99),
+        ms(0.999)
+    );
+}
+
+async fn audit(client: &reqwest::Client, base: &str, token: &str, sku: &str) -> anyhow::Result<()> {
+    let url = format!("{base}/api/v1/admin/entities/sku/{sku}");
+    let v: Value = client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let s = &v["state"];
+    let (a, r, so) = (
+        s["available"].as_u64(),
+        s["reserved"].as_u64(),
+        s["sold"].as_u64(),
+    );
+    let (Some(a), Some(r), Some(so)) = (a, r, so) else {
+        bail!("unexpected entity body: {v}");
+    };
+    println!(
+        "audit: available {a} + reserved {r} + sold {so} = {}",
+        a + r + so
+    );
+    if a + r + so != 1_000_000_000 {
+        bail!("conservation violated");
+    }
+    Ok(())
+}

@@ -8,7 +8,7 @@
 use crate::domain::ids::{OrderId, UserId};
 use crate::domain::time::Timestamp;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The most units one reservation may hold.
 pub const MAX_RESERVE_QTY: u32 = 10_000;
@@ -57,6 +57,7 @@ pub struct ReservationView {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredSkuState")]
 pub struct SkuState {
     pub available: u64,
     /// Units held by open reservations (the sum of `reservations`' quantities).
@@ -64,6 +65,39 @@ pub struct SkuState {
     pub sold: u64,
     pub reservations: BTreeMap<OrderId, Reservation>,
     pub settled: HashMap<OrderId, Settlement>,
+    /// Open reservations by expiry, so the next deadline is found without a scan. Derived from
+    /// `reservations`: not stored, rebuilt when a snapshot is read.
+    #[serde(skip)]
+    expiries: BTreeSet<(Timestamp, OrderId)>,
+}
+
+/// The stored form of [`SkuState`] (everything but the derived index).
+#[derive(Deserialize)]
+struct StoredSkuState {
+    available: u64,
+    reserved: u64,
+    sold: u64,
+    reservations: BTreeMap<OrderId, Reservation>,
+    #[serde(default)]
+    settled: HashMap<OrderId, Settlement>,
+}
+
+impl From<StoredSkuState> for SkuState {
+    fn from(s: StoredSkuState) -> Self {
+        let expiries = s
+            .reservations
+            .iter()
+            .map(|(order, r)| (r.expires_at, order.clone()))
+            .collect();
+        Self {
+            available: s.available,
+            reserved: s.reserved,
+            sold: s.sold,
+            reservations: s.reservations,
+            settled: s.settled,
+            expiries,
+        }
+    }
 }
 
 impl SkuState {
@@ -94,9 +128,15 @@ impl SkuState {
         })
     }
 
+    fn close_reservation(&mut self, order_id: &OrderId) {
+        if let Some(r) = self.reservations.remove(order_id) {
+            self.expiries.remove(&(r.expires_at, order_id.clone()));
+        }
+    }
+
     /// The earliest expiry among open reservations.
     pub fn next_expiry(&self) -> Option<Timestamp> {
-        self.reservations.values().map(|r| r.expires_at).min()
+        self.expiries.first().map(|(at, _)| *at)
     }
 }
 
@@ -233,13 +273,16 @@ pub fn decide(
             },
         },
         SkuCommand::ExpireDue => Ok(state
-            .reservations
+            .expiries
             .iter()
-            .filter(|(_, r)| r.expires_at <= now)
-            .map(|(order_id, r)| SkuEvent::Released {
-                order_id: order_id.clone(),
-                qty: r.qty,
-                reason: ReleaseReason::Expired,
+            .take_while(|(at, _)| *at <= now)
+            .filter_map(|(_, order_id)| {
+                let r = state.reservations.get(order_id)?;
+                Some(SkuEvent::Released {
+                    order_id: order_id.clone(),
+                    qty: r.qty,
+                    reason: ReleaseReason::Expired,
+                })
             })
             .collect()),
         SkuCommand::Get => Ok(vec![]),
@@ -302,6 +345,7 @@ pub fn apply(state: &mut SkuState, event: &SkuEvent) {
         } => {
             state.available -= u64::from(*qty);
             state.reserved += u64::from(*qty);
+            state.expiries.insert((*expires_at, order_id.clone()));
             state.reservations.insert(
                 order_id.clone(),
                 Reservation {
@@ -312,7 +356,7 @@ pub fn apply(state: &mut SkuState, event: &SkuEvent) {
             );
         }
         SkuEvent::Committed { order_id, qty } => {
-            state.reservations.remove(order_id);
+            state.close_reservation(order_id);
             state.reserved -= u64::from(*qty);
             state.sold += u64::from(*qty);
             state
@@ -324,7 +368,7 @@ pub fn apply(state: &mut SkuState, event: &SkuEvent) {
             qty,
             reason,
         } => {
-            state.reservations.remove(order_id);
+            state.close_reservation(order_id);
             state.reserved -= u64::from(*qty);
             state.available += u64::from(*qty);
             state.settled.insert(
@@ -604,6 +648,16 @@ mod tests {
         );
         let (none, _) = when(&s, SkuCommand::SetStock { available: 6 }).unwrap();
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn a_stored_state_reads_back_with_its_expiry_index() {
+        let (_, s) = when(&stocked(5), reserve("o1", 2)).unwrap();
+        let bytes = rmp_serde::to_vec_named(&s).unwrap();
+        let back: SkuState = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.next_expiry(), s.next_expiry());
+        assert!(back.next_expiry().is_some());
     }
 
     #[test]

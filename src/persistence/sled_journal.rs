@@ -235,11 +235,11 @@ fn run_writer(trees: Trees, rx: Receiver<Job>, config: WriterConfig, in_flight: 
         if let Err(e) = &result {
             tracing::error!(error = %e, "journal write failed; failing the batch");
         }
-        let n = batch.len();
+        // Durable (or failed) from here on: not in flight while the completions run.
+        in_flight.fetch_sub(batch.len(), Ordering::AcqRel);
         for (_, done) in batch.drain(..) {
             done(result.clone());
         }
-        in_flight.fetch_sub(n, Ordering::AcqRel);
         if let Some(ack) = closing {
             let _ = trees.db.flush();
             let _ = ack.send(());
