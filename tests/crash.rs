@@ -58,10 +58,10 @@ fn start(data_dir: &std::path::Path) -> Server {
 async fn wait_ready(client: &reqwest::Client, base: &str) -> Duration {
     let started = Instant::now();
     loop {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
-            if r.status() == 200 {
-                return started.elapsed();
-            }
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
+            && r.status() == 200
+        {
+            return started.elapsed();
         }
         assert!(
             started.elapsed() < Duration::from_secs(20),
