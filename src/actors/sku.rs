@@ -71,3 +71,72 @@ impl Entity for Sku {
         state.reservations.len() + state.settled.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::{AskError, Entities, Runtime, RuntimeConfig};
+    use crate::domain::ids::{OrderId, UserId};
+    use crate::domain::time::{Clock, ManualClock};
+    use crate::persistence::memory::MemoryJournal;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    async fn skus() -> (Entities<Sku>, ManualClock, Arc<MemoryJournal>) {
+        let clock = ManualClock::starting_at(Timestamp(1_000_000));
+        let journal = Arc::new(MemoryJournal::new());
+        let rt = Runtime {
+            journal: journal.clone(),
+            clock: Arc::new(clock.clone()),
+            config: RuntimeConfig::default(),
+            shutdown: tokio_util::sync::CancellationToken::new(),
+        };
+        (Entities::start(rt).await.unwrap(), clock, journal)
+    }
+
+    fn reserve(order: &str, qty: u32, expires_at: Timestamp) -> SkuCommand {
+        SkuCommand::Reserve {
+            order_id: OrderId::parse(order).unwrap(),
+            user_id: UserId::parse("u").unwrap(),
+            qty,
+            expires_at,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_actor_expires_its_own_reservations() {
+        let (skus, clock, journal) = skus().await;
+        let id = SkuId::parse("tee").unwrap();
+        skus.ask(&id, SkuCommand::SetStock { available: 3 })
+            .await
+            .unwrap();
+        let soon = clock.now().plus(Duration::from_secs(60));
+        let levels = skus.ask(&id, reserve("o1", 2, soon)).await.unwrap();
+        assert_eq!((levels.available, levels.reserved), (1, 2));
+        let refused = skus.ask(&id, reserve("o2", 2, soon)).await.unwrap_err();
+        assert!(matches!(
+            refused,
+            AskError::Rejected(SkuError::InsufficientStock { .. })
+        ));
+
+        clock.advance(Duration::from_secs(61));
+        skus.tick(&id).await.unwrap();
+        let levels = skus.ask(&id, SkuCommand::Get).await.unwrap();
+        assert_eq!((levels.available, levels.reserved), (3, 0));
+        assert_eq!(journal.event_count(), 3, "set, reserved, released");
+    }
+
+    #[tokio::test]
+    async fn a_replayed_reservation_writes_nothing() {
+        let (skus, clock, journal) = skus().await;
+        let id = SkuId::parse("tee").unwrap();
+        skus.ask(&id, SkuCommand::SetStock { available: 3 })
+            .await
+            .unwrap();
+        let at = clock.now().plus(Duration::from_secs(60));
+        let first = skus.ask(&id, reserve("o1", 1, at)).await.unwrap();
+        let again = skus.ask(&id, reserve("o1", 1, at)).await.unwrap();
+        assert_eq!(first, again);
+        assert_eq!(journal.event_count(), 2);
+    }
+}

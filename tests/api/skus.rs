@@ -179,3 +179,53 @@ async fn admin_routes_need_the_operator_token() {
     assert_problem(r, 401, "missing_token").await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn past_the_in_flight_limit_asks_are_shed_with_429_and_nothing_is_lost() {
+    let app = crate::helpers::spawn_app_with(&[("EMPORIUM__ENTITIES__MAX_IN_FLIGHT", "2")]).await;
+    app.put_stock("s6", json!({"available": 1000})).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let (client, url) = (
+            app.client.clone(),
+            app.url("/api/v1/admin/skus/s6/reservations"),
+        );
+        tasks.spawn(async move {
+            let order = format!("o{i}");
+            let r = client
+                .post(url)
+                .bearer_auth(OPERATOR_TOKEN)
+                .json(&json!({"order_id": order, "user_id": "u1", "quantity": 1}))
+                .send()
+                .await
+                .unwrap();
+            (order, r)
+        });
+    }
+    let (mut created, mut shed) = (Vec::new(), 0);
+    while let Some(done) = tasks.join_next().await {
+        let (order, r) = done.unwrap();
+        match r.status().as_u16() {
+            201 => created.push(order),
+            429 => {
+                assert_eq!(r.headers()["retry-after"], "1");
+                assert_problem(r, 429, "overloaded").await;
+                shed += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(shed > 0, "200 concurrent asks over a limit of 2 shed some");
+    assert!(!created.is_empty());
+    let state: Value = app.inspect("sku", "s6").await.json().await.unwrap();
+    let held = state["state"]["reservations"].as_object().unwrap();
+    assert_eq!(
+        held.len(),
+        created.len(),
+        "exactly the acknowledged ones are held"
+    );
+    for order in &created {
+        assert!(held.contains_key(order));
+    }
+    app.stop().await;
+}
