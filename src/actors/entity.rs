@@ -52,6 +52,17 @@ pub trait Entity: Send + Sync + Sized + 'static {
     /// Changes state by one event.
     fn apply(state: &mut Self::State, event: &Self::Event);
 
+    /// Events to persist although the command is refused (a failed attempt counted, a token
+    /// family revoked on reuse). The rejection is replied once they are durable.
+    fn on_rejection(
+        _state: &Self::State,
+        _command: &Self::Command,
+        _rejection: &Self::Rejection,
+        _now: Timestamp,
+    ) -> Vec<Self::Event> {
+        Vec::new()
+    }
+
     /// The reply to a command that succeeded, from the state after its events.
     fn reply(id: &Self::Id, state: &Self::State, command: &Self::Command) -> Self::Reply;
 

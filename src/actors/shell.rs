@@ -155,16 +155,47 @@ impl<E: Entity> Live<E> {
         let now = self.guard.inner.rt.clock.now();
         let events = match E::decide(&self.state, &command, now) {
             Ok(events) => events,
-            Err(rejection) => {
-                let _ = reply.send(Err(AskError::Rejected(rejection)));
-                return;
-            }
+            Err(rejection) => return self.reject(myself, &command, rejection, now, reply),
         };
         if events.is_empty() {
             let value = E::reply(&self.id, &self.state, &command);
             self.when_durable(move || drop(reply.send(Ok(value))));
             return;
         }
+        self.persist_then_reply(myself, events, now, reply, |id, state| {
+            Ok(E::reply(id, state, &command))
+        });
+    }
+
+    /// Replies with the rejection, after persisting what the entity records about it.
+    fn reject(
+        &mut self,
+        myself: &ActorRef<EntityMsg<E>>,
+        command: &E::Command,
+        rejection: E::Rejection,
+        now: Timestamp,
+        reply: Reply<E>,
+    ) {
+        let events = E::on_rejection(&self.state, command, &rejection, now);
+        if events.is_empty() {
+            let _ = reply.send(Err(AskError::Rejected(rejection)));
+            return;
+        }
+        self.persist_then_reply(myself, events, now, reply, |_, _| {
+            Err(AskError::Rejected(rejection))
+        });
+    }
+
+    /// Records `events`, then replies with `outcome` (computed from the state after them) once
+    /// they are durable; if the write fails, replies `Unavailable` and restarts from the journal.
+    fn persist_then_reply(
+        &mut self,
+        myself: &ActorRef<EntityMsg<E>>,
+        events: Vec<E::Event>,
+        now: Timestamp,
+        reply: Reply<E>,
+        outcome: impl FnOnce(&E::Id, &E::State) -> Result<E::Reply, AskError<E::Rejection>>,
+    ) {
         let append = match self.record(events, now) {
             Ok(append) => append,
             Err(e) => {
@@ -173,10 +204,10 @@ impl<E: Entity> Live<E> {
                 return;
             }
         };
-        let value = E::reply(&self.id, &self.state, &command);
+        let value = outcome(&self.id, &self.state);
         let me = myself.clone();
         self.submit(append, move |result| match result {
-            Ok(()) => drop(reply.send(Ok(value))),
+            Ok(()) => drop(reply.send(value)),
             Err(_) => {
                 let _ = reply.send(Err(AskError::Unavailable));
                 // The state is ahead of the disk: start over from the journal.
