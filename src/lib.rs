@@ -10,6 +10,7 @@
 //!   `Application` that binds, recovers, serves and shuts down in order.
 
 pub mod actors;
+pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod http;

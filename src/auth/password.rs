@@ -1,0 +1,122 @@
+//! Argon2id password hashing. Hashing is deliberately slow, so it runs on the blocking pool and
+//! at most `max_concurrent` at a time: a burst of logins queues here instead of stalling the
+//! async workers or exhausting memory (each hash takes `m_cost` KiB).
+
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use secrecy::{ExposeSecret, SecretString};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// The shortest password accepted.
+pub const MIN_PASSWORD_CHARS: usize = 10;
+/// The longest password accepted (bounds hashing work).
+pub const MAX_PASSWORD_CHARS: usize = 256;
+
+#[derive(Clone)]
+pub struct Passwords {
+    params: Params,
+    permits: Arc<Semaphore>,
+    /// A hash of a random password, verified when the account does not exist so that the
+    /// response time does not tell whether an email is registered.
+    decoy: Arc<String>,
+}
+
+impl Passwords {
+    pub fn new(
+        m_cost_kib: u32,
+        t_cost: u32,
+        p_cost: u32,
+        max_concurrent: usize,
+    ) -> anyhow::Result<Self> {
+        let params = Params::new(m_cost_kib, t_cost, p_cost, None)
+            .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+        let decoy = hash_with(&params, &rand::random::<u64>().to_string())?;
+        Ok(Self {
+            params,
+            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            decoy: Arc::new(decoy),
+        })
+    }
+
+    pub async fn hash(&self, password: &SecretString) -> anyhow::Result<String> {
+        let _permit = self.permits.acquire().await?;
+        let (params, password) = (self.params.clone(), password.clone());
+        tokio::task::spawn_blocking(move || hash_with(&params, password.expose_secret())).await?
+    }
+
+    /// Whether `password` matches `phc`; with `None`, spends the same time and says no.
+    pub async fn verify(&self, password: &SecretString, phc: Option<String>) -> bool {
+        let Ok(_permit) = self.permits.acquire().await else {
+            return false;
+        };
+        let known = phc.is_some();
+        let phc = phc.unwrap_or_else(|| self.decoy.as_ref().clone());
+        let password = password.clone();
+        let ok = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&phc).is_ok_and(|parsed| {
+                Argon2::default()
+                    .verify_password(password.expose_secret().as_bytes(), &parsed)
+                    .is_ok()
+            })
+        })
+        .await
+        .unwrap_or(false);
+        ok && known
+    }
+}
+
+fn hash_with(params: &Params, password: &str) -> anyhow::Result<String> {
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
+        .map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow::anyhow!("argon2: {e}"))
+}
+
+/// Whether a password is acceptable; the reason when it is not.
+pub fn check_strength(password: &str) -> Result<(), String> {
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD_CHARS {
+        return Err(format!(
+            "a password has at least {MIN_PASSWORD_CHARS} characters"
+        ));
+    }
+    if chars > MAX_PASSWORD_CHARS {
+        return Err(format!(
+            "a password has at most {MAX_PASSWORD_CHARS} characters"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hashes_are_argon2id_and_verify() {
+        let p = Passwords::new(1024, 1, 1, 2).unwrap();
+        let secret = SecretString::from("correct horse battery");
+        let phc = p.hash(&secret).await.unwrap();
+        assert!(phc.starts_with("$argon2id$"));
+        assert!(p.verify(&secret, Some(phc.clone())).await);
+        assert!(
+            !p.verify(&SecretString::from("wrong password!"), Some(phc))
+                .await
+        );
+        assert!(!p.verify(&secret, None).await, "no account, no match");
+    }
+
+    #[test]
+    fn short_and_huge_passwords_are_refused() {
+        assert!(check_strength("short").is_err());
+        assert!(check_strength(&"x".repeat(257)).is_err());
+        assert!(check_strength("long enough pw").is_ok());
+        assert!(
+            check_strength("비밀번호는열글자이상").is_ok(),
+            "counted in characters"
+        );
+    }
+}
