@@ -17,6 +17,9 @@ const SHORT_ENV: &[(&str, &str)] = &[
     ("EMPORIUM_DATA_DIR", "storage.data_dir"),
     ("EMPORIUM_DEV_MODE", "dev_mode"),
     ("EMPORIUM_OPERATOR_TOKEN", "auth.operator_token"),
+    ("EMPORIUM_JWT_SECRET", "auth.jwt_secret"),
+    ("EMPORIUM_PII_KEY", "auth.pii_key"),
+    ("EMPORIUM_AUTH_RATE_PER_IP", "auth.rate_per_ip"),
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -29,6 +32,7 @@ pub struct Settings {
     pub entities: EntitySettings,
     pub log: LogSettings,
     pub auth: AuthSettings,
+    pub mail: MailSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -74,6 +78,37 @@ pub struct LogSettings {
 pub struct AuthSettings {
     #[serde(default)]
     pub operator_token: Option<SecretString>,
+    /// HS256 signing secret of access tokens (at least 32 bytes).
+    #[serde(default)]
+    pub jwt_secret: Option<SecretString>,
+    /// Base64 of the 32-byte AES-256-GCM key that seals personal data.
+    #[serde(default)]
+    pub pii_key: Option<SecretString>,
+    /// Comma-separated base64 keys that only open (after a rotation).
+    #[serde(default)]
+    pub pii_previous_keys: Option<SecretString>,
+    /// Base64 key of the blind indexes (email lookups); defaults to one derived from `pii_key`.
+    /// Set it explicitly before rotating `pii_key`.
+    #[serde(default)]
+    pub index_key: Option<SecretString>,
+    pub access_ttl_secs: i64,
+    pub refresh_ttl_days: i64,
+    /// Auth requests per minute per client IP; 0 turns the limit off.
+    pub rate_per_ip: u32,
+    pub argon2_m_kib: u32,
+    pub argon2_t: u32,
+    pub argon2_p: u32,
+    /// Password hashes computed at once; more wait.
+    pub hash_concurrency: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MailSettings {
+    /// An SMTP relay; empty sends no real mail (dev mode keeps mails in the dev mailbox).
+    #[serde(default)]
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub from: String,
 }
 
 /// What the command line may override.
@@ -182,6 +217,8 @@ mod tests {
         assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(s.storage.data_dir, PathBuf::from("./data"));
         assert!(s.auth.operator_token.is_none());
+        assert_eq!(s.auth.access_ttl_secs, 900);
+        assert_eq!(s.auth.rate_per_ip, 60);
     }
 
     #[test]

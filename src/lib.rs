@@ -14,6 +14,7 @@ pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod integrations;
 pub mod persistence;
 pub mod startup;
 pub mod telemetry;

@@ -1,6 +1,6 @@
 //! What an entity kind must provide to run in the runtime, and how an ask can fail.
 
-use crate::domain::ids::{OrderId, SkuId, UserId};
+use crate::domain::ids::{EmailKey, OrderId, SkuId, UserId};
 use crate::domain::time::Timestamp;
 use serde::{Serialize, de::DeserializeOwned};
 use std::fmt::{Debug, Display};
@@ -21,6 +21,12 @@ impl EntityKey for SkuId {
 impl EntityKey for OrderId {
     fn parse_key(raw: &str) -> Option<Self> {
         OrderId::parse(raw).ok()
+    }
+}
+
+impl EntityKey for EmailKey {
+    fn parse_key(raw: &str) -> Option<Self> {
+        EmailKey::parse(raw).ok()
     }
 }
 

@@ -6,10 +6,12 @@
 //! when the actor died, and passivates idle entities. [`shell`] is the one actor every entity
 //! runs in: decide -> journal -> apply -> reply (once durable).
 
+pub mod email;
 mod entities;
 mod entity;
 mod shell;
 pub mod sku;
+pub mod user;
 
 pub use entities::{Entities, KindStats, Runtime, RuntimeConfig};
 pub use entity::{AskError, Entity, EntityKey, Inspection};

@@ -4,6 +4,7 @@
 //! indexes), [`revocation`] (the durable deny-list of access tokens), [`limits`] (per-IP rate
 //! limits), and [`accounts`], the sign-up/login/refresh flows that tie them to the entities.
 
+pub mod accounts;
 pub mod limits;
 pub mod password;
 pub mod pii;

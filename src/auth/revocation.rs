@@ -77,6 +77,7 @@ mod tests {
         Claims {
             sub: sub.into(),
             jti: jti.into(),
+            sid: String::new(),
             roles: vec![],
             iat,
             exp,

@@ -14,6 +14,9 @@ use std::collections::BTreeSet;
 pub struct Claims {
     pub sub: String,
     pub jti: String,
+    /// The refresh family (session) the token was issued in; logout revokes it.
+    #[serde(default)]
+    pub sid: String,
     pub roles: Vec<String>,
     pub iat: i64,
     pub exp: i64,
@@ -58,10 +61,12 @@ impl TokenKeys {
         &self,
         user: &UserId,
         roles: &BTreeSet<Role>,
+        session: &str,
         now_secs: i64,
     ) -> anyhow::Result<(String, Claims)> {
         let claims = Claims {
             sub: user.to_string(),
+            sid: session.to_string(),
             jti: URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>()),
             roles: roles.iter().map(|r| r.as_str().to_string()).collect(),
             iat: now_secs,
@@ -146,7 +151,7 @@ mod tests {
         let keys = TokenKeys::new(b"0123456789abcdef0123456789abcdef", 900);
         let now = jsonwebtoken::get_current_timestamp() as i64;
         let (token, claims) = keys
-            .issue(&user(), &BTreeSet::from([Role::Admin]), now)
+            .issue(&user(), &BTreeSet::from([Role::Admin]), "f", now)
             .unwrap();
         let back = keys.verify(&token).unwrap();
         assert_eq!(back.sub, "u1");
@@ -159,13 +164,15 @@ mod tests {
         let keys = TokenKeys::new(b"0123456789abcdef0123456789abcdef", 900);
         let other = TokenKeys::new(b"another secret, another server!!", 900);
         let now = jsonwebtoken::get_current_timestamp() as i64;
-        let (token, _) = keys.issue(&user(), &BTreeSet::new(), now).unwrap();
-        let (foreign, _) = other.issue(&user(), &BTreeSet::new(), now).unwrap();
+        let (token, _) = keys.issue(&user(), &BTreeSet::new(), "f", now).unwrap();
+        let (foreign, _) = other.issue(&user(), &BTreeSet::new(), "f", now).unwrap();
         assert_eq!(keys.verify(&foreign).unwrap_err(), TokenError::Invalid);
         let mut tampered = token.clone();
         tampered.insert(tampered.len() / 2, 'A');
         assert_eq!(keys.verify(&tampered).unwrap_err(), TokenError::Invalid);
-        let (old, _) = keys.issue(&user(), &BTreeSet::new(), now - 3600).unwrap();
+        let (old, _) = keys
+            .issue(&user(), &BTreeSet::new(), "f", now - 3600)
+            .unwrap();
         assert_eq!(keys.verify(&old).unwrap_err(), TokenError::Expired);
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
         let body = URL_SAFE_NO_PAD.encode(format!(

@@ -88,6 +88,44 @@ id_type!(
     /// A user account.
     UserId
 );
+id_type!(
+    /// The blind index of a normalised email address: the key of its claim.
+    EmailKey
+);
+
+/// A normalised email address (trimmed, lower-case). Personal data: seal it before storing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+/// The longest email address accepted (RFC 5321 path limit).
+pub const MAX_EMAIL_LEN: usize = 254;
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Email, String> {
+        let email = raw.trim().to_lowercase();
+        let bad = |why: &str| Err(format!("not a valid email address: {why}"));
+        if email.len() > MAX_EMAIL_LEN {
+            return bad("too long");
+        }
+        if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return bad("contains spaces");
+        }
+        let Some((local, domain)) = email.split_once('@') else {
+            return bad("missing @");
+        };
+        if local.is_empty() || domain.contains('@') || !domain.contains('.') {
+            return bad("expected name@domain.tld");
+        }
+        if domain.starts_with('.') || domain.ends_with('.') || domain.contains("..") {
+            return bad("bad domain");
+        }
+        Ok(Email(email))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -109,6 +147,19 @@ mod tests {
         assert_eq!(SkuId::parse("a/b"), Err(InvalidId::BadCharacter));
         assert_eq!(SkuId::parse("a\0b"), Err(InvalidId::BadCharacter));
         assert_eq!(SkuId::parse("상품"), Err(InvalidId::BadCharacter));
+    }
+
+    #[test]
+    fn emails_are_normalised_and_checked() {
+        assert_eq!(
+            Email::parse("  Kim@Example.COM ").unwrap().as_str(),
+            "kim@example.com"
+        );
+        for bad in [
+            "", "no-at", "a@b", "@b.c", "a@@b.c", "a b@c.d", "a@.b.c", "a@b..c",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,0 +1,429 @@
+//! The account flows: sign-up (claim the address, register, confirm, mail a code), email
+//! verification, login, refresh rotation, logout, profile and deletion. Each flow is a few asks
+//! to the `email` and `user` entities plus the crypto of `crate::auth`; HTTP handlers call these
+//! and only map the result.
+
+use crate::actors::email::EmailOwner;
+use crate::actors::user::{Account, User};
+use crate::actors::{AskError, Entities};
+use crate::auth::password::{Passwords, check_strength};
+use crate::auth::pii::Pii;
+use crate::auth::revocation::Revocations;
+use crate::auth::tokens::{Claims, RefreshToken, TokenKeys};
+use crate::domain::email_claim::{ClaimCommand, ClaimError};
+use crate::domain::ids::{Email, EmailKey, UserId};
+use crate::domain::time::{Clock, Timestamp};
+use crate::domain::user::{AccountStatus, CodeIssue, Role, Sealed, UserCommand, UserError};
+use crate::integrations::mailer::{Mail, Mailers};
+use secrecy::SecretString;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why an account flow failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("that email address is already registered")]
+    EmailTaken,
+    #[error("{0}")]
+    WeakPassword(String),
+    #[error("{0}")]
+    InvalidField(String),
+    #[error("wrong email or password")]
+    InvalidCredentials,
+    #[error(transparent)]
+    User(#[from] UserError),
+    #[error("the service is busy or unavailable")]
+    Runtime(AskError<()>),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl<R: Into<AccountError>> From<AskError<R>> for AccountError {
+    fn from(e: AskError<R>) -> Self {
+        match e {
+            AskError::Rejected(r) => r.into(),
+            other => AccountError::Runtime(other.map_rejection(|_| ())),
+        }
+    }
+}
+
+impl From<ClaimError> for AccountError {
+    fn from(e: ClaimError) -> Self {
+        match e {
+            ClaimError::Taken => AccountError::EmailTaken,
+            ClaimError::NotOwner => AccountError::Internal("email claim owned by another".into()),
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> AccountError {
+    AccountError::Internal(e.to_string())
+}
+
+/// A personal profile in clear, as the account's owner sees it.
+#[derive(Debug, Clone)]
+pub struct ProfileView {
+    pub user_id: UserId,
+    pub email: String,
+    pub name: String,
+    pub phone: Option<String>,
+    pub address: Option<String>,
+    pub roles: BTreeSet<Role>,
+    pub status: AccountStatus,
+    pub created_at: Timestamp,
+}
+
+/// What a login or refresh hands out.
+pub struct Session {
+    pub access_token: String,
+    pub expires_in: i64,
+    pub refresh: RefreshToken,
+}
+
+pub struct SignUp {
+    pub email: String,
+    pub password: SecretString,
+    pub name: String,
+    pub phone: Option<String>,
+}
+
+/// Limits on profile fields.
+pub const MAX_NAME_CHARS: usize = 100;
+pub const MAX_PHONE_CHARS: usize = 30;
+pub const MAX_ADDRESS_CHARS: usize = 200;
+
+pub struct Accounts {
+    pub users: Entities<User>,
+    pub emails: Entities<EmailOwner>,
+    pub passwords: Passwords,
+    pub pii: Pii,
+    pub tokens: TokenKeys,
+    pub revocations: Arc<Revocations>,
+    pub mail: Mailers,
+    pub clock: Arc<dyn Clock>,
+    pub refresh_ttl: Duration,
+}
+
+impl Accounts {
+    fn email_key(&self, email: &Email) -> EmailKey {
+        EmailKey::parse(self.pii.blind_index(email.as_str())).expect("hex index is a valid key")
+    }
+
+    fn code_mac(&self, user: &UserId, code: &str) -> String {
+        self.pii.blind_index(&format!("verification:{user}:{code}"))
+    }
+
+    fn new_code(&self, user: &UserId) -> (String, CodeIssue) {
+        let code = format!("{:06}", rand::random::<u32>() % 1_000_000);
+        let code_mac = self.code_mac(user, &code);
+        (code, CodeIssue { code_mac })
+    }
+
+    fn mail_code(&self, email: &Email, code: &str) {
+        self.mail.send_later(Mail {
+            to: email.as_str().to_string(),
+            subject: "Your Emporium verification code".into(),
+            body: format!("Your verification code is {code}. It is valid for 10 minutes."),
+        });
+    }
+
+    /// Registers a pending account and mails its code; `roles` and `verified` for admin-made
+    /// accounts.
+    pub async fn sign_up(
+        &self,
+        req: SignUp,
+        roles: BTreeSet<Role>,
+        verified: bool,
+    ) -> Result<(UserId, Email), AccountError> {
+        use secrecy::ExposeSecret;
+        let email = Email::parse(&req.email).map_err(AccountError::InvalidField)?;
+        check_strength(req.password.expose_secret()).map_err(AccountError::WeakPassword)?;
+        let name = check_field("name", &req.name, 1, MAX_NAME_CHARS)?;
+        let phone = match &req.phone {
+            Some(p) => Some(check_field("phone", p, 1, MAX_PHONE_CHARS)?),
+            None => None,
+        };
+        let user_id = new_user_id();
+        let key = self.email_key(&email);
+        // Claim first: losers of a race are refused before any expensive hashing.
+        self.emails
+            .ask(
+                &key,
+                ClaimCommand::Claim {
+                    user_id: user_id.clone(),
+                },
+            )
+            .await?;
+        let registered = self
+            .register(
+                &user_id,
+                &email,
+                &key,
+                &req.password,
+                name,
+                phone,
+                roles,
+                verified,
+            )
+            .await;
+        if let Err(e) = registered {
+            let _ = self
+                .emails
+                .ask(&key, ClaimCommand::Release { user_id })
+                .await;
+            return Err(e);
+        }
+        self.emails
+            .ask(
+                &key,
+                ClaimCommand::Confirm {
+                    user_id: user_id.clone(),
+                },
+            )
+            .await?;
+        Ok((user_id, email))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn register(
+        &self,
+        user_id: &UserId,
+        email: &Email,
+        key: &EmailKey,
+        password: &SecretString,
+        name: &str,
+        phone: Option<&str>,
+        roles: BTreeSet<Role>,
+        verified: bool,
+    ) -> Result<(), AccountError> {
+        let password_hash = self.passwords.hash(password).await.map_err(internal)?;
+        let code = (!verified).then(|| self.new_code(user_id));
+        let command = UserCommand::Register {
+            email: self.pii.seal(email.as_str()),
+            email_key: key.to_string(),
+            password_hash,
+            name: self.pii.seal(name),
+            phone: phone.map(|p| self.pii.seal(p)),
+            roles,
+            code: code.as_ref().map(|(_, issue)| issue.clone()),
+        };
+        self.users.ask(user_id, command).await?;
+        if let Some((code, _)) = code {
+            self.mail_code(email, &code);
+        }
+        Ok(())
+    }
+
+    /// The confirmed owner of an address, if any.
+    async fn owner(&self, email: &Email) -> Result<Option<UserId>, AccountError> {
+        let claim = self
+            .emails
+            .ask(&self.email_key(email), ClaimCommand::Lookup)
+            .await?;
+        Ok(claim.owner.filter(|_| claim.confirmed))
+    }
+
+    pub async fn verify_email(&self, email: &str, code: &str) -> Result<(), AccountError> {
+        let email = Email::parse(email).map_err(|_| UserError::InvalidCode)?;
+        let user = self.owner(&email).await?.ok_or(UserError::InvalidCode)?;
+        let code_mac = self.code_mac(&user, code.trim());
+        self.users
+            .ask(&user, UserCommand::Verify { code_mac })
+            .await?;
+        Ok(())
+    }
+
+    /// Mails a new code. Unknown addresses are answered the same way (no enumeration).
+    pub async fn resend_code(&self, email: &str) -> Result<(), AccountError> {
+        let Ok(email) = Email::parse(email) else {
+            return Ok(());
+        };
+        let Some(user) = self.owner(&email).await? else {
+            return Ok(());
+        };
+        let (code, issue) = self.new_code(&user);
+        match self.users.ask(&user, UserCommand::ResendCode(issue)).await {
+            Ok(_) => self.mail_code(&email, &code),
+            Err(AskError::Rejected(UserError::AlreadyVerified)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &SecretString,
+    ) -> Result<Session, AccountError> {
+        let owner = match Email::parse(email) {
+            Ok(email) => self.owner(&email).await?,
+            Err(_) => None,
+        };
+        let account = match &owner {
+            Some(user) => Some(self.users.ask(user, UserCommand::Get).await?),
+            None => None,
+        };
+        let now = self.clock.now();
+        if let Some(until) = account.as_ref().and_then(|a| a.state.locked_until(now)) {
+            let retry_after_secs = now.until(until).as_secs().max(1);
+            return Err(UserError::LoginLocked { retry_after_secs }.into());
+        }
+        let phc = account.as_ref().map(|a| a.state.password_hash.clone());
+        if !self.passwords.verify(password, phc).await {
+            if let Some(user) = &owner {
+                self.users.ask(user, UserCommand::RecordFailedLogin).await?;
+            }
+            return Err(AccountError::InvalidCredentials);
+        }
+        let user = owner.ok_or(AccountError::InvalidCredentials)?;
+        self.start_session(&user, None, None).await
+    }
+
+    /// Starts a refresh family (`presented` = None) or rotates one, and issues an access token.
+    async fn start_session(
+        &self,
+        user: &UserId,
+        family: Option<&str>,
+        presented: Option<String>,
+    ) -> Result<Session, AccountError> {
+        let refresh = RefreshToken::new(user, family);
+        let expires_at = self.clock.now().plus(self.refresh_ttl);
+        let command = match presented {
+            None => UserCommand::StartSession {
+                family: refresh.family.clone(),
+                token_hash: refresh.hash(),
+                expires_at,
+            },
+            Some(presented_hash) => UserCommand::Rotate {
+                family: refresh.family.clone(),
+                presented_hash,
+                new_hash: refresh.hash(),
+                expires_at,
+            },
+        };
+        let account = self.users.ask(user, command).await?;
+        let now_secs = self.clock.now().millis() / 1000;
+        let (access_token, _) = self
+            .tokens
+            .issue(user, &account.state.roles, &refresh.family, now_secs)
+            .map_err(internal)?;
+        Ok(Session {
+            access_token,
+            expires_in: self.tokens.access_ttl_secs,
+            refresh,
+        })
+    }
+
+    pub async fn refresh(&self, cookie: &str) -> Result<Session, AccountError> {
+        let presented = RefreshToken::parse(cookie).ok_or(UserError::InvalidRefresh)?;
+        self.start_session(
+            &presented.user,
+            Some(&presented.family),
+            Some(presented.hash()),
+        )
+        .await
+    }
+
+    /// Revokes the access token and its session's refresh family.
+    pub async fn logout(&self, claims: &Claims) -> Result<(), AccountError> {
+        self.revocations
+            .revoke_token(claims)
+            .await
+            .map_err(internal)?;
+        let user = UserId::parse(claims.sub.clone()).map_err(internal)?;
+        if !claims.sid.is_empty() {
+            let end = UserCommand::EndSession {
+                family: claims.sid.clone(),
+            };
+            match self.users.ask(&user, end).await {
+                Ok(_) | Err(AskError::Rejected(UserError::NotFound)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn profile(&self, user: &UserId) -> Result<ProfileView, AccountError> {
+        let account = self.users.ask(user, UserCommand::Get).await?;
+        self.view(account)
+    }
+
+    pub async fn update_profile(
+        &self,
+        user: &UserId,
+        name: Option<String>,
+        phone: Option<String>,
+        address: Option<String>,
+    ) -> Result<ProfileView, AccountError> {
+        let seal = |field, v: Option<String>, max| -> Result<Option<Sealed>, AccountError> {
+            v.map(|v| check_field(field, &v, 1, max).map(|v| self.pii.seal(v)))
+                .transpose()
+        };
+        let command = UserCommand::UpdateProfile {
+            name: seal("name", name, MAX_NAME_CHARS)?,
+            phone: seal("phone", phone, MAX_PHONE_CHARS)?,
+            address: seal("address", address, MAX_ADDRESS_CHARS)?,
+        };
+        let account = self.users.ask(user, command).await?;
+        self.view(account)
+    }
+
+    /// Erases the account's personal data, frees its address and revokes all its tokens.
+    pub async fn delete(&self, user: &UserId) -> Result<(), AccountError> {
+        let account = self.users.ask(user, UserCommand::Get).await?;
+        self.users.ask(user, UserCommand::Delete).await?;
+        if let Ok(key) = EmailKey::parse(account.state.email_key.clone()) {
+            let release = ClaimCommand::Release {
+                user_id: user.clone(),
+            };
+            self.emails.ask(&key, release).await?;
+        }
+        let now_secs = self.clock.now().millis() / 1000;
+        self.revocations
+            .revoke_user(user.as_str(), now_secs)
+            .await
+            .map_err(internal)
+    }
+
+    fn view(&self, account: Account) -> Result<ProfileView, AccountError> {
+        let open = |s: &Option<Sealed>| -> Result<Option<String>, AccountError> {
+            s.as_ref()
+                .map(|s| self.pii.open(s).map_err(internal))
+                .transpose()
+        };
+        let s = account.state;
+        Ok(ProfileView {
+            user_id: account.user_id,
+            email: open(&s.email)?.unwrap_or_default(),
+            name: open(&s.profile.name)?.unwrap_or_default(),
+            phone: open(&s.profile.phone)?,
+            address: open(&s.profile.address)?,
+            roles: s.roles,
+            status: s.status.unwrap_or(AccountStatus::Deleted),
+            created_at: s.created_at,
+        })
+    }
+}
+
+fn check_field<'a>(
+    field: &str,
+    value: &'a str,
+    min: usize,
+    max: usize,
+) -> Result<&'a str, AccountError> {
+    let v = value.trim();
+    let n = v.chars().count();
+    if n < min || n > max || v.chars().any(char::is_control) {
+        return Err(AccountError::InvalidField(format!(
+            "{field} must be {min} to {max} characters without control characters"
+        )));
+    }
+    Ok(v)
+}
+
+fn new_user_id() -> UserId {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 12]>());
+    UserId::parse(format!("u_{raw}")).expect("base64url is a valid id")
+}
