@@ -317,12 +317,15 @@ impl Accounts {
 
     pub async fn refresh(&self, cookie: &str) -> Result<Session, AccountError> {
         let presented = RefreshToken::parse(cookie).ok_or(UserError::InvalidRefresh)?;
-        self.start_session(
-            &presented.user,
-            Some(&presented.family),
-            Some(presented.hash()),
-        )
-        .await
+        let (user, family) = (&presented.user, Some(presented.family.as_str()));
+        match self
+            .start_session(user, family, Some(presented.hash()))
+            .await
+        {
+            // A token of an account that no longer exists is simply not valid.
+            Err(AccountError::User(UserError::NotFound)) => Err(UserError::InvalidRefresh.into()),
+            other => other,
+        }
     }
 
     /// Revokes the access token and its session's refresh family.

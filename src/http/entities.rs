@@ -3,7 +3,7 @@
 use crate::domain::ids::SkuId;
 use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::{ApiPath, Operator};
+use crate::http::extract::{ApiPath, OperatorUser};
 use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -30,7 +30,7 @@ pub struct EntityBody {
     params(("kind" = String, Path), ("id" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = EntityBody), (status = 404, body = Problem)))]
 pub async fn inspect_entity(
-    _: Operator,
+    _: OperatorUser,
     State(state): State<AppState>,
     ApiPath((kind, id)): ApiPath<(String, String)>,
 ) -> Result<axum::Json<EntityBody>, ApiError> {

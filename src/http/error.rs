@@ -3,8 +3,11 @@
 //! with their cause and shown to the client without internals.
 
 use crate::actors::AskError;
+use crate::auth::accounts::AccountError;
+use crate::domain::email_claim::ClaimError;
 use crate::domain::ids::InvalidId;
 use crate::domain::inventory::SkuError;
+use crate::domain::user::UserError;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -171,4 +174,64 @@ impl From<SkuError> for ApiError {
         };
         Self::new(status, code, e.to_string())
     }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        use StatusCode as S;
+        let detail = e.to_string();
+        match e {
+            AccountError::EmailTaken => Self::new(S::CONFLICT, "email_taken", detail),
+            AccountError::WeakPassword(_) => {
+                Self::new(S::UNPROCESSABLE_ENTITY, "weak_password", detail)
+            }
+            AccountError::InvalidField(_) => {
+                Self::new(S::UNPROCESSABLE_ENTITY, "invalid_field", detail)
+            }
+            AccountError::InvalidCredentials => Self::unauthorized("invalid_credentials", detail),
+            AccountError::User(u) => u.into(),
+            AccountError::Runtime(r) => r
+                .map_rejection(|()| Self::new(S::CONFLICT, "conflict", ""))
+                .into(),
+            AccountError::Internal(_) => Self::new(S::INTERNAL_SERVER_ERROR, "internal", detail),
+        }
+    }
+}
+
+impl From<UserError> for ApiError {
+    fn from(e: UserError) -> Self {
+        use StatusCode as S;
+        let detail = e.to_string();
+        match e {
+            UserError::NotFound => Self::not_found(detail),
+            UserError::AlreadyRegistered => Self::new(S::CONFLICT, "email_taken", detail),
+            UserError::InvalidCode => Self::new(S::BAD_REQUEST, "invalid_code", detail),
+            UserError::CodeExpired => Self::new(S::GONE, "code_expired", detail),
+            UserError::TooManyAttempts => {
+                Self::new(S::TOO_MANY_REQUESTS, "too_many_attempts", detail).retry_after(60)
+            }
+            UserError::ResendTooSoon { retry_after_secs } => {
+                Self::new(S::TOO_MANY_REQUESTS, "rate_limited", detail)
+                    .retry_after(secs(retry_after_secs))
+            }
+            UserError::AlreadyVerified => Self::new(S::CONFLICT, "already_verified", detail),
+            UserError::NotVerified => Self::new(S::FORBIDDEN, "email_not_verified", detail),
+            UserError::LoginLocked { retry_after_secs } => {
+                Self::new(S::TOO_MANY_REQUESTS, "too_many_attempts", detail)
+                    .retry_after(secs(retry_after_secs))
+            }
+            UserError::RefreshReused => Self::unauthorized("refresh_reused", detail),
+            UserError::InvalidRefresh => Self::unauthorized("invalid_refresh", detail),
+        }
+    }
+}
+
+impl From<ClaimError> for ApiError {
+    fn from(e: ClaimError) -> Self {
+        AccountError::from(e).into()
+    }
+}
+
+fn secs(s: u64) -> u32 {
+    u32::try_from(s).unwrap_or(u32::MAX)
 }

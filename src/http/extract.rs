@@ -1,12 +1,17 @@
-//! Extractors whose rejections are problem+json ([`ApiJson`], [`ApiPath`]) and the operator
-//! guard ([`Operator`]) for admin routes until accounts and roles arrive.
+//! Extractors whose rejections are problem+json ([`ApiJson`], [`ApiPath`]) and the access
+//! guards: [`AuthUser`] (a valid access token or the operator token), [`AdminUser`],
+//! [`OperatorUser`], and [`AuthRateLimited`] (per-IP limit of the auth routes).
 
+use crate::auth::tokens::{Claims, TokenError};
+use crate::domain::ids::UserId;
+use crate::domain::user::Role;
 use crate::http::AppState;
 use crate::http::error::ApiError;
-use axum::extract::{FromRequest, FromRequestParts};
-use axum::http::header;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use secrecy::ExposeSecret;
+use std::net::SocketAddr;
 use subtle::ConstantTimeEq;
 
 /// `axum::Json` with problem+json rejections (400 malformed, 413 too large, 415 content type,
@@ -20,10 +25,21 @@ pub struct ApiJson<T>(pub T);
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct ApiPath<T>(pub T);
 
-/// A request bearing the operator token (`EMPORIUM_OPERATOR_TOKEN`).
-pub struct Operator;
+/// An authenticated caller: a valid, unrevoked access token, or the operator token (which
+/// carries the `operator` and `admin` roles).
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub user_id: UserId,
+    pub claims: Claims,
+}
 
-impl FromRequestParts<AppState> for Operator {
+impl AuthUser {
+    pub fn has_role(&self, role: Role) -> bool {
+        self.claims.has_role(role)
+    }
+}
+
+impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
@@ -32,22 +48,113 @@ impl FromRequestParts<AppState> for Operator {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::unauthorized("missing_token", "a bearer token is required"))?;
-        let valid = state.operator_token.as_ref().is_some_and(|expected| {
-            bool::from(
-                expected
+        if let Some(operator) = &state.operator_token
+            && bool::from(
+                operator
                     .expose_secret()
                     .as_bytes()
-                    .ct_eq(presented.trim().as_bytes()),
+                    .ct_eq(presented.as_bytes()),
             )
-        });
-        if valid {
-            Ok(Operator)
-        } else {
-            Err(ApiError::unauthorized(
-                "invalid_token",
-                "the bearer token is not valid",
-            ))
+        {
+            return Ok(operator_principal());
+        }
+        let claims = state
+            .accounts
+            .tokens
+            .verify(presented)
+            .map_err(|e| match e {
+                TokenError::Expired => {
+                    ApiError::unauthorized("token_expired", "the access token expired")
+                }
+                TokenError::Invalid => {
+                    ApiError::unauthorized("invalid_token", "the bearer token is not valid")
+                }
+            })?;
+        if state.accounts.revocations.is_revoked(&claims) {
+            return Err(ApiError::unauthorized(
+                "token_revoked",
+                "the access token was revoked",
+            ));
+        }
+        let user_id = UserId::parse(claims.sub.clone()).map_err(|_| {
+            ApiError::unauthorized("invalid_token", "the bearer token is not valid")
+        })?;
+        Ok(AuthUser { user_id, claims })
+    }
+}
+
+fn operator_principal() -> AuthUser {
+    AuthUser {
+        user_id: UserId::parse("operator").expect("valid id"),
+        claims: Claims {
+            sub: "operator".into(),
+            jti: String::new(),
+            sid: String::new(),
+            roles: vec![Role::Operator.as_str().into(), Role::Admin.as_str().into()],
+            iat: 0,
+            exp: i64::MAX,
+        },
+    }
+}
+
+fn require(user: AuthUser, role: Role) -> Result<AuthUser, ApiError> {
+    if user.has_role(role) {
+        Ok(user)
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this route needs the {} role", role.as_str()),
+        ))
+    }
+}
+
+/// An authenticated caller with the `admin` role.
+pub struct AdminUser(pub AuthUser);
+
+impl FromRequestParts<AppState> for AdminUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        require(user, Role::Admin).map(AdminUser)
+    }
+}
+
+/// An authenticated caller with the `operator` role.
+pub struct OperatorUser(pub AuthUser);
+
+impl FromRequestParts<AppState> for OperatorUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        require(user, Role::Operator).map(OperatorUser)
+    }
+}
+
+/// Admission to an auth route: the client IP is within its per-minute limit.
+pub struct AuthRateLimited;
+
+impl FromRequestParts<AppState> for AuthRateLimited {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        match ip.map(|ip| state.limits.check_ip(ip)) {
+            Some(Err(wait)) => Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests from this address",
+            )
+            .retry_after(u32::try_from(wait).unwrap_or(60))),
+            _ => Ok(AuthRateLimited),
         }
     }
 }

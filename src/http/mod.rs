@@ -3,16 +3,22 @@
 //! id, a trace span with the matched route, request metrics, body limit, panic catcher, and
 //! problem+json for unknown routes and methods.
 
+pub mod auth;
+pub mod dev;
 pub mod entities;
 pub mod error;
 pub mod extract;
 pub mod health;
 pub mod skus;
+pub mod users;
 
 use crate::actors::Entities;
 use crate::actors::sku::Sku;
+use crate::auth::accounts::Accounts;
+use crate::auth::limits::AuthLimits;
 use crate::domain::time::Clock;
 use crate::http::error::ApiError;
+use crate::integrations::mailer::DevMailbox;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::StatusCode;
@@ -34,6 +40,11 @@ use utoipa_axum::router::OpenApiRouter;
 #[derive(Clone)]
 pub struct AppState {
     pub skus: Entities<Sku>,
+    pub accounts: Arc<Accounts>,
+    pub limits: AuthLimits,
+    /// Present in dev mode only.
+    pub dev_mailbox: Option<Arc<DevMailbox>>,
+    pub dev_mode: bool,
     /// Set once the node serves; cleared when shutdown begins.
     pub ready: Arc<AtomicBool>,
     pub metrics: PrometheusHandle,
@@ -64,11 +75,16 @@ impl Modify for BearerAuth {
 
 /// The full router with its state and layers.
 pub fn router(state: AppState, body_limit: usize) -> Router {
-    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let mut routes = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::router())
+        .merge(auth::router())
+        .merge(users::router())
         .merge(skus::router())
-        .merge(entities::router())
-        .split_for_parts();
+        .merge(entities::router());
+    if state.dev_mode {
+        routes = routes.merge(dev::router());
+    }
+    let (router, api) = routes.split_for_parts();
     router
         .layer(axum::Extension(Arc::new(api)))
         .fallback(unknown_route)

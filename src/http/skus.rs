@@ -7,7 +7,7 @@ use crate::domain::ids::{OrderId, SkuId, UserId};
 use crate::domain::inventory::{ReservationStatus, SkuCommand};
 use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::{ApiJson, ApiPath, Operator};
+use crate::http::extract::{AdminUser, ApiJson, ApiPath};
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -111,7 +111,7 @@ impl StockChange {
     responses((status = 200, body = StockBody), (status = 409, body = Problem),
         (status = 422, body = Problem), (status = 401, body = Problem)))]
 pub async fn put_stock(
-    _: Operator,
+    _: AdminUser,
     State(state): State<AppState>,
     ApiPath(raw): ApiPath<String>,
     ApiJson(change): ApiJson<StockChange>,
@@ -127,7 +127,7 @@ pub async fn put_stock(
     responses((status = 201, body = StockBody), (status = 409, body = Problem),
         (status = 422, body = Problem)))]
 pub async fn reserve_stock(
-    _: Operator,
+    _: AdminUser,
     State(state): State<AppState>,
     ApiPath(raw): ApiPath<String>,
     ApiJson(req): ApiJson<ReserveRequest>,
@@ -156,7 +156,7 @@ pub async fn reserve_stock(
     responses((status = 200, body = StockBody), (status = 404, body = Problem),
         (status = 409, body = Problem)))]
 pub async fn commit_reservation(
-    _: Operator,
+    _: AdminUser,
     State(state): State<AppState>,
     ApiPath((sku, order)): ApiPath<(String, String)>,
 ) -> Result<axum::Json<StockBody>, ApiError> {
@@ -174,7 +174,7 @@ pub async fn commit_reservation(
     responses((status = 200, body = StockBody), (status = 404, body = Problem),
         (status = 409, body = Problem)))]
 pub async fn release_reservation(
-    _: Operator,
+    _: AdminUser,
     State(state): State<AppState>,
     ApiPath((sku, order)): ApiPath<(String, String)>,
 ) -> Result<axum::Json<StockBody>, ApiError> {

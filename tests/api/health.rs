@@ -62,6 +62,15 @@ async fn openapi_lists_every_route() {
         "/api/v1/admin/skus/{sku_id}/reservations/{order_id}",
         "/api/v1/admin/skus/{sku_id}/reservations/{order_id}/commit",
         "/api/v1/admin/entities/{kind}/{id}",
+        "/api/v1/auth/signup",
+        "/api/v1/auth/verify-email",
+        "/api/v1/auth/resend-code",
+        "/api/v1/auth/login",
+        "/api/v1/auth/refresh",
+        "/api/v1/auth/logout",
+        "/api/v1/users/me",
+        "/api/v1/admin/users",
+        "/api/v1/dev/mailbox",
     ] {
         assert!(
             paths.contains_key(path),

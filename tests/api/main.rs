@@ -1,5 +1,6 @@
 //! HTTP API tests: each spawns the real application on port 0 with a temp data dir.
 
+mod accounts;
 mod health;
 mod helpers;
 mod malformed;

@@ -1,0 +1,202 @@
+//! Sign-up, email verification, login, refresh and logout (`/api/v1/auth/*`). The refresh token
+//! travels only in an `HttpOnly; SameSite=Strict` cookie scoped to `/api/v1/auth`.
+
+use crate::auth::accounts::{Session, SignUp};
+use crate::domain::user::Role;
+use crate::http::AppState;
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{ApiJson, AuthRateLimited, AuthUser};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+pub const REFRESH_COOKIE: &str = "refresh_token";
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(signup))
+        .routes(routes!(verify_email))
+        .routes(routes!(resend_code))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignupRequest {
+    pub email: String,
+    #[schema(value_type = String)]
+    pub password: SecretString,
+    pub name: String,
+    pub phone: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SignupResponse {
+    pub user_id: String,
+    pub email: String,
+    pub status: &'static str,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    pub email: String,
+    pub code: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailRequest {
+    pub email: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    #[schema(value_type = String)]
+    pub password: SecretString,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StatusResponse {
+    pub status: &'static str,
+}
+
+/// Registers an account and mails a 6-digit verification code.
+#[utoipa::path(post, path = "/api/v1/auth/signup", tag = "accounts", request_body = SignupRequest,
+    responses((status = 201, body = SignupResponse), (status = 409, body = Problem),
+        (status = 422, body = Problem), (status = 429, body = Problem)))]
+pub async fn signup(
+    _: AuthRateLimited,
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<SignupRequest>,
+) -> Result<(StatusCode, axum::Json<SignupResponse>), ApiError> {
+    let sign_up = SignUp {
+        email: req.email,
+        password: req.password,
+        name: req.name,
+        phone: req.phone,
+    };
+    let roles = BTreeSet::from([Role::Customer]);
+    let (user_id, email) = state.accounts.sign_up(sign_up, roles, false).await?;
+    let body = SignupResponse {
+        user_id: user_id.to_string(),
+        email: email.as_str().to_string(),
+        status: "pending_verification",
+    };
+    Ok((StatusCode::CREATED, axum::Json(body)))
+}
+
+/// Activates the account with the mailed code.
+#[utoipa::path(post, path = "/api/v1/auth/verify-email", tag = "accounts", request_body = VerifyRequest,
+    responses((status = 200, body = StatusResponse), (status = 400, body = Problem),
+        (status = 410, body = Problem), (status = 429, body = Problem)))]
+pub async fn verify_email(
+    _: AuthRateLimited,
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<VerifyRequest>,
+) -> Result<axum::Json<StatusResponse>, ApiError> {
+    state.accounts.verify_email(&req.email, &req.code).await?;
+    Ok(axum::Json(StatusResponse { status: "active" }))
+}
+
+/// Mails a new code (at most one a minute per account). Unknown addresses get the same answer.
+#[utoipa::path(post, path = "/api/v1/auth/resend-code", tag = "accounts", request_body = EmailRequest,
+    responses((status = 202, body = StatusResponse), (status = 429, body = Problem)))]
+pub async fn resend_code(
+    _: AuthRateLimited,
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<EmailRequest>,
+) -> Result<(StatusCode, axum::Json<StatusResponse>), ApiError> {
+    state.accounts.resend_code(&req.email).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(StatusResponse { status: "sent" }),
+    ))
+}
+
+/// Exchanges email and password for an access token and a refresh cookie.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "accounts", request_body = LoginRequest,
+    responses((status = 200, body = TokenResponse), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 429, body = Problem)))]
+pub async fn login(
+    _: AuthRateLimited,
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> Result<Response, ApiError> {
+    let session = state.accounts.login(&req.email, &req.password).await?;
+    Ok(session_response(&state, session))
+}
+
+/// Rotates the refresh cookie and issues a new access token. A refresh token used twice
+/// revokes its whole session (`401 refresh_reused`).
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "accounts",
+    responses((status = 200, body = TokenResponse), (status = 401, body = Problem)))]
+pub async fn refresh(
+    _: AuthRateLimited,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let cookie = refresh_cookie(&headers)
+        .ok_or_else(|| ApiError::unauthorized("invalid_refresh", "no refresh cookie"))?;
+    let session = state.accounts.refresh(&cookie).await?;
+    Ok(session_response(&state, session))
+}
+
+/// Revokes the access token and its session; clears the refresh cookie.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "accounts", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem)))]
+pub async fn logout(user: AuthUser, State(state): State<AppState>) -> Result<Response, ApiError> {
+    state.accounts.logout(&user.claims).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    set_cookie(&mut response, &state, "", 0);
+    Ok(response)
+}
+
+fn session_response(state: &AppState, session: Session) -> Response {
+    let body = TokenResponse {
+        access_token: session.access_token,
+        token_type: "Bearer",
+        expires_in: session.expires_in,
+    };
+    let mut response = axum::Json(body).into_response();
+    let max_age = state.accounts.refresh_ttl.as_secs();
+    set_cookie(&mut response, state, &session.refresh.encode(), max_age);
+    response
+}
+
+fn set_cookie(response: &mut Response, state: &AppState, value: &str, max_age: u64) {
+    let secure = if state.dev_mode { "" } else { "; Secure" };
+    let cookie = format!(
+        "{REFRESH_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/api/v1/auth; Max-Age={max_age}{secure}"
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+fn refresh_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == REFRESH_COOKIE)
+        .map(|(_, value)| value.to_string())
+}

@@ -1,0 +1,143 @@
+//! The caller's own account (`/api/v1/users/me`) and operator-created accounts
+//! (`POST /api/v1/admin/users`).
+
+use crate::auth::accounts::{ProfileView, SignUp};
+use crate::domain::user::{AccountStatus, Role};
+use crate::http::AppState;
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{ApiJson, AuthUser, OperatorUser};
+use axum::extract::State;
+use axum::http::StatusCode;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_me, update_me, delete_me))
+        .routes(routes!(create_user))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProfileBody {
+    pub user_id: String,
+    pub email: String,
+    pub name: String,
+    pub phone: Option<String>,
+    pub address: Option<String>,
+    pub roles: Vec<&'static str>,
+    pub status: &'static str,
+    pub created_at: String,
+}
+
+impl From<ProfileView> for ProfileBody {
+    fn from(p: ProfileView) -> Self {
+        Self {
+            user_id: p.user_id.to_string(),
+            email: p.email,
+            name: p.name,
+            phone: p.phone,
+            address: p.address,
+            roles: p.roles.iter().map(|r| r.as_str()).collect(),
+            status: match p.status {
+                AccountStatus::PendingVerification => "pending_verification",
+                AccountStatus::Active => "active",
+                AccountStatus::Deleted => "deleted",
+            },
+            created_at: p.created_at.to_rfc3339(),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilePatch {
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    /// One free-text line, at most 200 characters.
+    pub address: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    pub email: String,
+    #[schema(value_type = String)]
+    pub password: SecretString,
+    pub name: String,
+    /// `customer`, `admin`, `operator`.
+    pub roles: Vec<String>,
+}
+
+/// The caller's profile.
+#[utoipa::path(get, path = "/api/v1/users/me", tag = "accounts", security(("bearer" = [])),
+    responses((status = 200, body = ProfileBody), (status = 401, body = Problem)))]
+pub async fn get_me(
+    user: AuthUser,
+    State(state): State<AppState>,
+) -> Result<axum::Json<ProfileBody>, ApiError> {
+    Ok(axum::Json(
+        state.accounts.profile(&user.user_id).await?.into(),
+    ))
+}
+
+/// Changes name, phone or address.
+#[utoipa::path(patch, path = "/api/v1/users/me", tag = "accounts", security(("bearer" = [])),
+    request_body = ProfilePatch,
+    responses((status = 200, body = ProfileBody), (status = 422, body = Problem)))]
+pub async fn update_me(
+    user: AuthUser,
+    State(state): State<AppState>,
+    ApiJson(patch): ApiJson<ProfilePatch>,
+) -> Result<axum::Json<ProfileBody>, ApiError> {
+    let profile = state
+        .accounts
+        .update_profile(&user.user_id, patch.name, patch.phone, patch.address)
+        .await?;
+    Ok(axum::Json(profile.into()))
+}
+
+/// Erases the account's personal data and revokes its tokens.
+#[utoipa::path(delete, path = "/api/v1/users/me", tag = "accounts", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem)))]
+pub async fn delete_me(
+    user: AuthUser,
+    State(state): State<AppState>,
+) -> Result<StatusCode, ApiError> {
+    state.accounts.delete(&user.user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Creates a verified account with the given roles (operator only).
+#[utoipa::path(post, path = "/api/v1/admin/users", tag = "admin", security(("bearer" = [])),
+    request_body = CreateUserRequest,
+    responses((status = 201, body = ProfileBody), (status = 409, body = Problem),
+        (status = 403, body = Problem)))]
+pub async fn create_user(
+    _: OperatorUser,
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CreateUserRequest>,
+) -> Result<(StatusCode, axum::Json<ProfileBody>), ApiError> {
+    let roles = parse_roles(&req.roles)?;
+    let sign_up = SignUp {
+        email: req.email,
+        password: req.password,
+        name: req.name,
+        phone: None,
+    };
+    let (user_id, _) = state.accounts.sign_up(sign_up, roles, true).await?;
+    let profile = state.accounts.profile(&user_id).await?;
+    Ok((StatusCode::CREATED, axum::Json(profile.into())))
+}
+
+fn parse_roles(raw: &[String]) -> Result<BTreeSet<Role>, ApiError> {
+    let mut roles = BTreeSet::from([Role::Customer]);
+    for r in raw {
+        roles.insert(Role::parse(r).ok_or_else(|| {
+            ApiError::invalid_body(format!("unknown role `{r}`: customer, admin or operator"))
+        })?);
+    }
+    Ok(roles)
+}
