@@ -6,8 +6,10 @@
 //! - [`actors`]: the entity runtime (activation, passivation, restart, admission) and the entity
 //!   kinds, each a thin shell around its domain rules.
 //! - [`http`]: the axum edge: router, problem+json errors, extractors, one file per resource.
-//! - [`config`], [`telemetry`], [`startup`]: settings, logs and metrics, and the
-//!   `Application` that binds, recovers, serves and shuts down in order.
+//! - [`auth`]: passwords, tokens, personal-data sealing, revocation, and the account flows.
+//! - [`integrations`]: adapters to the outside (mail today).
+//! - [`config`], [`telemetry`], [`node`], [`startup`]: settings, logs and metrics, the `Node`
+//!   (storage + runtime + services) and the `Application` that serves it over HTTP.
 
 pub mod actors;
 pub mod auth;
@@ -15,6 +17,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod integrations;
+pub mod node;
 pub mod persistence;
 pub mod startup;
 pub mod telemetry;

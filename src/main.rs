@@ -1,11 +1,18 @@
-//! The `emporium` command line: parses arguments, loads settings, and hands over to
-//! `emporium::startup::Application`.
+//! The `emporium` command line: parses arguments, loads settings, and hands over to the library
+//! (`startup::Application` to serve, `node::Node` for admin commands).
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use emporium::auth::accounts::SignUp;
 use emporium::config::{Overrides, Settings};
+use emporium::domain::time::SystemClock;
+use emporium::domain::user::Role;
+use emporium::node::Node;
 use emporium::startup::{Application, shutdown_signal};
+use secrecy::SecretString;
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(name = "emporium", version, about = "An actor-based commerce engine")]
@@ -14,34 +21,78 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Args)]
+struct Common {
+    /// Settings file (default: ./emporium.toml when present, else the embedded defaults).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where sled keeps its files (default ./data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Runs the engine.
     Serve {
-        /// Settings file (default: ./emporium.toml when present, else the embedded defaults).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Where sled keeps its files (default ./data).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
         /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free one).
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
+    /// Operator commands on a stopped node's data dir.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Creates a verified account with the given roles (like POST /api/v1/admin/users).
+    CreateUser {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        email: String,
+        /// The password (or set EMPORIUM_NEW_USER_PASSWORD to keep it out of `ps`).
+        #[arg(long, env = "EMPORIUM_NEW_USER_PASSWORD", hide_env_values = true)]
+        password: String,
+        #[arg(long, default_value = "Administrator")]
+        name: String,
+        /// `customer`, `admin` or `operator`; repeat for several.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+}
+
+fn settings(common: Common, listen: Option<SocketAddr>) -> anyhow::Result<Settings> {
+    Ok(Settings::load(&Overrides {
+        config_file: common.config,
+        data_dir: common.data_dir,
+        listen,
+    })?)
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let Command::Serve {
-        config,
-        data_dir,
-        listen,
-    } = Cli::parse().command;
-    let settings = Settings::load(&Overrides {
-        config_file: config,
-        data_dir,
-        listen,
-    })?;
+    match Cli::parse().command {
+        Command::Serve { common, listen } => serve(settings(common, listen)?).await,
+        Command::Admin {
+            command:
+                AdminCommand::CreateUser {
+                    common,
+                    email,
+                    password,
+                    name,
+                    roles,
+                },
+        } => create_user(settings(common, None)?, email, password, name, roles).await,
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
     emporium::telemetry::init_tracing(settings.log.format, &settings.log.filter);
     let app = Application::build(settings).await?;
     let addr = app.local_addr();
@@ -52,4 +103,34 @@ async fn main() -> anyhow::Result<()> {
         token.cancel();
     });
     app.run_until_stopped().await
+}
+
+async fn create_user(
+    settings: Settings,
+    email: String,
+    password: String,
+    name: String,
+    roles: Vec<String>,
+) -> anyhow::Result<()> {
+    let mut parsed = BTreeSet::from([Role::Customer]);
+    for r in &roles {
+        parsed.insert(Role::parse(r).ok_or_else(|| anyhow::anyhow!("unknown role `{r}`"))?);
+    }
+    let node = Node::open(&settings, Arc::new(SystemClock)).await?;
+    let sign_up = SignUp {
+        email,
+        password: SecretString::from(password),
+        name,
+        phone: None,
+    };
+    let created = node.accounts.sign_up(sign_up, parsed.clone(), true).await;
+    node.close().await?;
+    let (user_id, email) = created?;
+    let roles: Vec<_> = parsed.iter().map(|r| r.as_str()).collect();
+    println!(
+        "created {user_id} <{}> with roles {}",
+        email.as_str(),
+        roles.join(", ")
+    );
+    Ok(())
 }
