@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: unit, API, runtime and crash tests, and each bench once in test
-# mode (they must build and work; timing belongs to `cargo bench`). Needs only the Rust
-# toolchain; anything else the tests need is installed here.
+# Runs the whole test suite: unit, API, runtime, CLI and crash tests, and each bench once in
+# test mode (they must build and work; timing belongs to `cargo bench`). Needs the Rust
+# toolchain; what else the tests need is installed here:
+# - python3 with an SMTP server module (stdlib `smtpd` up to Python 3.11, else `aiosmtpd`),
+#   the real SMTP server the mail adapter is tested against.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if ! command -v python3 >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq python3 python3-pip
+fi
+if ! python3 -c 'import smtpd' 2>/dev/null && ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+    python3 -m pip install --quiet aiosmtpd \
+        || (apt-get update -qq && apt-get install -y -qq python3-aiosmtpd)
+fi
 
 cargo build --workspace --all-targets
 cargo test --bench journal --bench sku -- --test

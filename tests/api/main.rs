@@ -3,5 +3,6 @@
 mod accounts;
 mod health;
 mod helpers;
+mod mail;
 mod malformed;
 mod skus;
