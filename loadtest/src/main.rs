@@ -5,6 +5,11 @@
 //!   figure is quoted beside).
 //! - `reserve`: `POST /api/v1/admin/skus/{sku}/reservations` with unique order ids, one hot SKU
 //!   (needs the operator token); audits `available + reserved + sold` afterwards.
+//! - `signup`: `POST /api/v1/auth/signup` with a new address each time (Argon2id per request).
+//! - `login`: `POST /api/v1/auth/login` round-robin over accounts created first through
+//!   `POST /api/v1/admin/users` (needs the operator token).
+//!
+//! The auth scenarios come from one address: run the server with `EMPORIUM_AUTH_RATE_PER_IP=0`.
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -41,7 +46,18 @@ enum Scenario {
         #[arg(long, default_value = "loadtest-hot")]
         sku: String,
     },
+    /// Sign up a new account per request.
+    Signup,
+    /// Log in, round-robin over `--accounts` prepared accounts.
+    Login {
+        #[arg(long, env = "EMPORIUM_OPERATOR_TOKEN")]
+        token: String,
+        #[arg(long, default_value_t = 64)]
+        accounts: usize,
+    },
 }
+
+const PASSWORD: &str = "loadtest password 1";
 
 struct Totals {
     ok: u64,
@@ -84,6 +100,26 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             report("reserve POST /admin/skus/{sku}/reservations", &totals);
             audit(&client, &base, token, sku).await?;
+        }
+        Scenario::Signup => {
+            let url = format!("{base}/api/v1/auth/signup");
+            let run_id = std::process::id();
+            let totals = run(cli.connections, duration, move |c, n| {
+                let email = format!("lt{run_id}-{n}@loadtest.example");
+                c.post(&url).json(&json!({"email": email, "password": PASSWORD, "name": "Load"}))
+            })
+            .await?;
+            report("signup POST /auth/signup", &totals);
+        }
+        Scenario::Login { token, accounts } => {
+            let emails = prepare_accounts(&base, token, *accounts).await?;
+            let url = format!("{base}/api/v1/auth/login");
+            let totals = run(cli.connections, duration, move |c, n| {
+                let email = &emails[(n as usize) % emails.len()];
+                c.post(&url).json(&json!({"email": email, "password": PASSWORD}))
+            })
+            .await?;
+            report("login POST /auth/login", &totals);
         }
     }
     Ok(())
@@ -170,6 +206,29 @@ fn report(name: &str, t: &Totals) {
         ms(0.99),
         ms(0.999)
     );
+}
+
+/// Creates verified accounts through the admin route; returns their addresses.
+async fn prepare_accounts(base: &str, token: &str, n: usize) -> anyhow::Result<Vec<String>> {
+    let client = reqwest::Client::new();
+    let run_id = std::process::id();
+    let mut emails = Vec::with_capacity(n);
+    for i in 0..n {
+        let email = format!("lt{run_id}-login{i}@loadtest.example");
+        let body = json!({"email": email, "password": PASSWORD, "name": "Load", "roles": []});
+        let r = client
+            .post(format!("{base}/api/v1/admin/users"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await?;
+        if r.status() != 201 {
+            bail!("cannot create {email}: {}", r.status());
+        }
+        emails.push(email);
+    }
+    eprintln!("prepared {n} accounts");
+    Ok(emails)
 }
 
 async fn audit(client: &reqwest::Client, base: &str, token: &str, sku: &str) -> anyhow::Result<()> {
