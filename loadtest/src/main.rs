@@ -106,7 +106,8 @@ async fn main() -> anyhow::Result<()> {
             let run_id = std::process::id();
             let totals = run(cli.connections, duration, move |c, n| {
                 let email = format!("lt{run_id}-{n}@loadtest.example");
-                c.post(&url).json(&json!({"email": email, "password": PASSWORD, "name": "Load"}))
+                c.post(&url)
+                    .json(&json!({"email": email, "password": PASSWORD, "name": "Load"}))
             })
             .await?;
             report("signup POST /auth/signup", &totals);
@@ -116,7 +117,8 @@ async fn main() -> anyhow::Result<()> {
             let url = format!("{base}/api/v1/auth/login");
             let totals = run(cli.connections, duration, move |c, n| {
                 let email = &emails[(n as usize) % emails.len()];
-                c.post(&url).json(&json!({"email": email, "password": PASSWORD}))
+                c.post(&url)
+                    .json(&json!({"email": email, "password": PASSWORD}))
             })
             .await?;
             report("login POST /auth/login", &totals);
