@@ -45,6 +45,7 @@ impl Entity for Counter {
     type Event = Ev;
     type Rejection = String;
     type Reply = (u64, u32);
+    type View = u64;
 
     fn decide(s: &State, c: &Cmd, now: Timestamp) -> Result<Vec<Ev>, String> {
         match c {
@@ -77,6 +78,10 @@ impl Entity for Counter {
 
     fn next_deadline(s: &State) -> Option<Timestamp> {
         s.alarm.map(Timestamp)
+    }
+
+    fn view(s: &State) -> Option<u64> {
+        Some(s.total)
     }
 
     fn on_deadline() -> Option<Cmd> {
@@ -139,8 +144,15 @@ async fn state_survives_a_restart_through_snapshot_and_tail() {
     let inspected = n.counters.inspect(&id("a")).await.unwrap();
     assert_eq!(inspected.seq, 10);
     assert_eq!(inspected.snapshot_seq, 9, "a snapshot every 3 events");
+    assert_eq!(n.counters.view(&id("a")), Some(55));
     crash(n).await; // no final snapshot: recovery must replay the tail
     let n = node(dir.path(), config).await;
+    assert_eq!(
+        n.counters.view(&id("a")),
+        Some(55),
+        "views load at start, no entity asked"
+    );
+    assert_eq!(n.counters.stats().activations(), 0);
     assert_eq!(n.counters.ask(&id("a"), Cmd::Get).await.unwrap(), (55, 0));
     assert_eq!(n.counters.stats().activations(), 1);
     stop(n).await;

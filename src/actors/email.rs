@@ -17,6 +17,7 @@ impl Entity for EmailOwner {
     type Event = ClaimEvent;
     type Rejection = ClaimError;
     type Reply = EmailClaim;
+    type View = ();
 
     fn decide(
         s: &EmailClaim,

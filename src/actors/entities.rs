@@ -103,8 +103,14 @@ pub struct Slot<E: Entity> {
     last_used: AtomicU64,
 }
 
+/// Called with each view once it is durable.
+pub type ViewListener<E> = Arc<dyn Fn(&<E as Entity>::Id, &<E as Entity>::View) + Send + Sync>;
+
 pub struct Inner<E: Entity> {
     pub(crate) rt: Runtime,
+    /// The latest durable view of every entity of the kind that has one (loaded at start).
+    views: DashMap<E::Id, E::View>,
+    listeners: std::sync::RwLock<Vec<ViewListener<E>>>,
     pub(crate) stats: Arc<KindStats>,
     slots: DashMap<E::Id, Arc<Slot<E>>>,
     admission: Arc<Semaphore>,
@@ -117,6 +123,15 @@ pub struct Inner<E: Entity> {
 impl<E: Entity> Inner<E> {
     fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    pub(crate) fn publish_view(&self, id: &E::Id, view: E::View) {
+        if let Ok(listeners) = self.listeners.read() {
+            for listener in listeners.iter() {
+                listener(id, &view);
+            }
+        }
+        self.views.insert(id.clone(), view);
     }
 
     pub(crate) fn forget_slot(&self, id: &E::Id, slot: &Arc<Slot<E>>) {
@@ -161,7 +176,20 @@ impl<E: Entity> Entities<E> {
             (),
         )
         .await?;
+        let views = DashMap::new();
+        let journal = rt.journal.clone();
+        let stored = tokio::task::spawn_blocking(move || journal.views(E::KIND)).await??;
+        for (raw, bytes) in stored {
+            let id = E::Id::parse_key(&raw)
+                .ok_or_else(|| anyhow::anyhow!("{}: bad key in views: {raw}", E::KIND))?;
+            views.insert(
+                id,
+                crate::persistence::codec::decode_snapshot::<E::View>(&bytes)?,
+            );
+        }
         let inner = Arc::new(Inner {
+            views,
+            listeners: std::sync::RwLock::new(Vec::new()),
             stats,
             slots: DashMap::new(),
             admission: Arc::new(Semaphore::new(rt.config.max_in_flight)),
@@ -176,6 +204,27 @@ impl<E: Entity> Entities<E> {
 
     pub fn stats(&self) -> &KindStats {
         &self.inner.stats
+    }
+
+    /// The entity's latest durable view, without asking it.
+    pub fn view(&self, id: &E::Id) -> Option<E::View> {
+        self.inner.views.get(id).map(|v| v.clone())
+    }
+
+    /// Every durable view of the kind (a consistent copy of each entry, not of the whole set).
+    pub fn views(&self) -> Vec<(E::Id, E::View)> {
+        self.inner
+            .views
+            .iter()
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect()
+    }
+
+    /// Calls `listener` with every view from now on, once durable, in the order written.
+    pub fn on_view(&self, listener: impl Fn(&E::Id, &E::View) + Send + Sync + 'static) {
+        if let Ok(mut listeners) = self.inner.listeners.write() {
+            listeners.push(Arc::new(listener));
+        }
     }
 
     /// Sends `command` to the entity and waits for its reply (sent once durable).

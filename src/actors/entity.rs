@@ -47,6 +47,8 @@ pub trait Entity: Send + Sync + Sized + 'static {
     /// A business rejection, sent back in the reply (never a reason to stop the actor).
     type Rejection: Debug + Send + 'static;
     type Reply: Send + 'static;
+    /// The public face of the state that read models use (`()` for kinds without one).
+    type View: Clone + Serialize + DeserializeOwned + Send + Sync + 'static;
 
     /// Every rule: the events a command produces, or why it is refused.
     fn decide(
@@ -80,6 +82,12 @@ pub trait Entity: Send + Sync + Sized + 'static {
 
     /// The command to run when the deadline is reached.
     fn on_deadline() -> Option<Self::Command> {
+        None
+    }
+
+    /// The view of `state`, stored with the events that led to it and published once durable;
+    /// `None` when the kind has no view.
+    fn view(_state: &Self::State) -> Option<Self::View> {
         None
     }
 

@@ -27,6 +27,12 @@ pub enum EntityMsg<E: Entity> {
 
 pub struct EntityActor<E>(std::marker::PhantomData<E>);
 
+/// Events ready for the journal, and the view they lead to.
+struct Recorded<E: Entity> {
+    append: Append,
+    view: Option<E::View>,
+}
+
 impl<E> EntityActor<E> {
     pub fn new() -> Self {
         Self(std::marker::PhantomData)
@@ -196,8 +202,8 @@ impl<E: Entity> Live<E> {
         reply: Reply<E>,
         outcome: impl FnOnce(&E::Id, &E::State) -> Result<E::Reply, AskError<E::Rejection>>,
     ) {
-        let append = match self.record(events, now) {
-            Ok(append) => append,
+        let recorded = match self.record(events, now) {
+            Ok(recorded) => recorded,
             Err(e) => {
                 tracing::error!(kind = E::KIND, id = %self.id, error = %e, "cannot encode events");
                 let _ = reply.send(Err(AskError::Unavailable));
@@ -206,7 +212,7 @@ impl<E: Entity> Live<E> {
         };
         let value = outcome(&self.id, &self.state);
         let me = myself.clone();
-        self.submit(append, move |result| match result {
+        self.submit_recorded(recorded, move |result| match result {
             Ok(()) => drop(reply.send(value)),
             Err(_) => {
                 let _ = reply.send(Err(AskError::Unavailable));
@@ -231,9 +237,9 @@ impl<E: Entity> Live<E> {
             }
         };
         match self.record(events, now) {
-            Ok(append) => {
+            Ok(recorded) => {
                 let me = myself.clone();
-                self.submit(append, move |result| {
+                self.submit_recorded(recorded, move |result| {
                     if result.is_err() {
                         me.kill();
                     }
@@ -243,9 +249,13 @@ impl<E: Entity> Live<E> {
         }
     }
 
-    /// Encodes events with their sequence numbers, applies them, and adds the snapshot and
-    /// reminder that are due. Nothing changes when encoding fails.
-    fn record(&mut self, events: Vec<E::Event>, now: Timestamp) -> Result<Append, JournalError> {
+    /// Encodes events with their sequence numbers, applies them, and adds the snapshot,
+    /// reminder and view that are due. Nothing changes when encoding fails.
+    fn record(
+        &mut self,
+        events: Vec<E::Event>,
+        now: Timestamp,
+    ) -> Result<Recorded<E>, JournalError> {
         let mut encoded = Vec::with_capacity(events.len());
         for (i, event) in events.iter().enumerate() {
             encoded.push((self.seq + 1 + i as u64, codec::encode_event(event, now)?));
@@ -269,7 +279,27 @@ impl<E: Entity> Live<E> {
             append.reminder = Some(next);
             self.reminder = next;
         }
-        Ok(append)
+        let view = E::view(&self.state);
+        if let Some(v) = &view {
+            append.view = Some(codec::encode_snapshot(v)?);
+        }
+        Ok(Recorded { append, view })
+    }
+
+    /// Submits recorded events; once durable, publishes the view, then runs `done`.
+    fn submit_recorded(
+        &self,
+        recorded: Recorded<E>,
+        done: impl FnOnce(Result<(), JournalError>) + Send + 'static,
+    ) {
+        let Recorded { append, view } = recorded;
+        let (inner, id) = (self.guard.inner.clone(), self.id.clone());
+        self.submit(append, move |result| {
+            if let (Ok(()), Some(view)) = (&result, view) {
+                inner.publish_view(&id, view);
+            }
+            done(result);
+        });
     }
 
     /// Puts a snapshot of the current state into `append`, trimming the events the previous

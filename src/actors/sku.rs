@@ -4,7 +4,9 @@
 
 use crate::actors::entity::Entity;
 use crate::domain::ids::SkuId;
-use crate::domain::inventory::{self, ReservationView, SkuCommand, SkuError, SkuEvent, SkuState};
+use crate::domain::inventory::{
+    self, ReservationView, SkuCommand, SkuError, SkuEvent, SkuState, StockView,
+};
 use crate::domain::time::Timestamp;
 use serde::Serialize;
 
@@ -30,6 +32,7 @@ impl Entity for Sku {
     type Event = SkuEvent;
     type Rejection = SkuError;
     type Reply = StockLevels;
+    type View = StockView;
 
     fn decide(
         state: &SkuState,
@@ -65,6 +68,10 @@ impl Entity for Sku {
 
     fn on_deadline() -> Option<SkuCommand> {
         Some(SkuCommand::ExpireDue)
+    }
+
+    fn view(state: &SkuState) -> Option<StockView> {
+        Some(state.levels())
     }
 
     fn weight(state: &SkuState) -> usize {
@@ -124,6 +131,8 @@ mod tests {
         let levels = skus.ask(&id, SkuCommand::Get).await.unwrap();
         assert_eq!((levels.available, levels.reserved), (3, 0));
         assert_eq!(journal.event_count(), 3, "set, reserved, released");
+        let view = skus.view(&id).expect("a durable view");
+        assert_eq!((view.available, view.reserved, view.sold), (3, 0, 0));
     }
 
     #[tokio::test]

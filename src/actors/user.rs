@@ -23,6 +23,7 @@ impl Entity for User {
     type Event = UserEvent;
     type Rejection = UserError;
     type Reply = Account;
+    type View = ();
 
     fn decide(s: &UserState, c: &UserCommand, now: Timestamp) -> Result<Vec<UserEvent>, UserError> {
         user::decide(s, c, now)

@@ -46,6 +46,14 @@ pub enum ReservationStatus {
     Released,
 }
 
+/// The stock counters of a SKU: what read models (catalog availability, sales ranking) use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockView {
+    pub available: u64,
+    pub reserved: u64,
+    pub sold: u64,
+}
+
 /// One order's reservation as callers see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReservationView {
@@ -104,6 +112,14 @@ impl SkuState {
     /// The total the stock level was set to: what every operation conserves.
     pub fn total(&self) -> u64 {
         self.available + self.reserved + self.sold
+    }
+
+    pub fn levels(&self) -> StockView {
+        StockView {
+            available: self.available,
+            reserved: self.reserved,
+            sold: self.sold,
+        }
     }
 
     /// Where the reservation of `order_id` stands, if the SKU has seen that order.

@@ -12,6 +12,7 @@ struct Store {
     journal: BTreeMap<Vec<u8>, Vec<u8>>,
     snapshots: BTreeMap<Vec<u8>, (u64, Vec<u8>)>,
     reminders: BTreeMap<Vec<u8>, Timestamp>,
+    views: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 #[derive(Default)]
@@ -23,6 +24,12 @@ pub struct MemoryJournal {
 impl MemoryJournal {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Store>, JournalError> {
+        self.store
+            .lock()
+            .map_err(|_| JournalError::Storage("poisoned".into()))
     }
 
     /// How many events are stored (after trims), over every stream.
@@ -65,6 +72,9 @@ impl Journal for MemoryJournal {
                 }
                 None => {}
             }
+            if let Some(view) = append.view {
+                store.views.insert(stream.prefix(), view);
+            }
         }
         drop(store);
         done(Ok(()));
@@ -94,20 +104,16 @@ impl Journal for MemoryJournal {
     }
 
     fn reminders(&self, kind: &str) -> Result<Vec<(String, Timestamp)>, JournalError> {
-        let store = self
-            .store
-            .lock()
-            .map_err(|_| JournalError::Storage("poisoned".into()))?;
-        let mut prefix = kind.as_bytes().to_vec();
-        prefix.push(0);
-        Ok(store
-            .reminders
-            .iter()
-            .filter(|(k, _)| k.starts_with(&prefix))
-            .map(|(k, at)| {
-                let id = String::from_utf8_lossy(&k[prefix.len()..k.len() - 1]).into_owned();
-                (id, *at)
-            })
+        let store = self.lock()?;
+        Ok(of_kind(&store.reminders, kind)
+            .map(|(id, at)| (id, *at))
+            .collect())
+    }
+
+    fn views(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, JournalError> {
+        let store = self.lock()?;
+        Ok(of_kind(&store.views, kind)
+            .map(|(id, v)| (id, v.clone()))
             .collect())
     }
 
@@ -118,4 +124,12 @@ impl Journal for MemoryJournal {
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
     }
+}
+
+fn of_kind<'a, V>(
+    map: &'a BTreeMap<Vec<u8>, V>,
+    kind: &'a str,
+) -> impl Iterator<Item = (String, &'a V)> + 'a {
+    map.iter()
+        .filter_map(move |(k, v)| Some((crate::persistence::id_of_key(kind, k)?.to_string(), v)))
 }

@@ -1,5 +1,7 @@
-//! Durable state: the [`Journal`] (append-only event streams, one per entity) and the snapshots
-//! and reminders kept beside it.
+//! Durable state: the [`Journal`] (append-only event streams, one per entity) and the snapshots,
+//! reminders and views kept beside it. A view is the small public face of an entity's state
+//! (a SKU's stock levels, a product's record) that read models load at start-up instead of
+//! replaying journals; it is written in the same batch as the events that changed it.
 //!
 //! Writes are asynchronous and complete through a [`Completion`] once they are durable, so an
 //! actor hands its reply to the journal and goes on with its next message (group commit). Writes
@@ -64,6 +66,8 @@ pub struct Append {
     pub trim: Option<u64>,
     /// `Some(Some(t))` sets the stream's reminder to `t`, `Some(None)` clears it.
     pub reminder: Option<Option<Timestamp>>,
+    /// The stream's view after these events.
+    pub view: Option<Vec<u8>>,
 }
 
 impl Append {
@@ -77,6 +81,7 @@ impl Append {
             && self.snapshot.is_none()
             && self.trim.is_none()
             && self.reminder.is_none()
+            && self.view.is_none()
     }
 
     pub fn event_count(&self) -> usize {
@@ -120,6 +125,8 @@ pub trait Journal: Send + Sync + 'static {
     fn exists(&self, stream: &StreamId) -> Result<bool, JournalError>;
     /// Every stream of `kind` with a reminder, and when it is due.
     fn reminders(&self, kind: &str) -> Result<Vec<(String, Timestamp)>, JournalError>;
+    /// Every stored view of `kind`: `(id, encoded view)`.
+    fn views(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, JournalError>;
     /// True when no submitted write is still waiting to become durable.
     fn is_idle(&self) -> bool;
     /// Makes everything submitted so far durable and stops taking writes. Blocks.
@@ -136,4 +143,10 @@ pub async fn barrier(journal: &dyn Journal) -> Result<(), JournalError> {
         }),
     );
     rx.await.map_err(|_| JournalError::Closed)?
+}
+
+/// The id part of a `kind NUL id NUL` key, when the key belongs to `kind`.
+pub fn id_of_key<'k>(kind: &str, key: &'k [u8]) -> Option<&'k str> {
+    let rest = key.strip_prefix(kind.as_bytes())?.strip_prefix(&[0u8])?;
+    std::str::from_utf8(rest.strip_suffix(&[0u8])?).ok()
 }

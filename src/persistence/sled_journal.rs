@@ -8,7 +8,8 @@
 //! was told about.
 //!
 //! Trees: `journal` (key `kind NUL id NUL seq_be`), `snapshots` (key `kind NUL id NUL`, value
-//! `seq_be ++ state`), `reminders` (key `kind NUL id NUL`, value `millis_be`).
+//! `seq_be ++ state`), `reminders` (key `kind NUL id NUL`, value `millis_be`), `views` (key
+//! `kind NUL id NUL`, value the encoded view).
 
 use crate::domain::time::Timestamp;
 use crate::persistence::{Append, Completion, Journal, JournalError, Recovered, StreamId};
@@ -53,6 +54,7 @@ struct Trees {
     journal: sled::Tree,
     snapshots: sled::Tree,
     reminders: sled::Tree,
+    views: sled::Tree,
 }
 
 pub struct SledJournal {
@@ -77,6 +79,7 @@ impl SledJournal {
             journal: db.open_tree("journal")?,
             snapshots: db.open_tree("snapshots")?,
             reminders: db.open_tree("reminders")?,
+            views: db.open_tree("views")?,
             db,
         };
         let (tx, rx) = mpsc::channel();
@@ -146,22 +149,20 @@ impl Journal for SledJournal {
     }
 
     fn reminders(&self, kind: &str) -> Result<Vec<(String, Timestamp)>, JournalError> {
-        let mut prefix = kind.as_bytes().to_vec();
-        prefix.push(0);
-        let mut out = Vec::new();
-        for kv in self.trees.reminders.scan_prefix(&prefix) {
-            let (k, v) = kv?;
-            let id = k
-                .get(prefix.len()..k.len().saturating_sub(1))
-                .and_then(|b| std::str::from_utf8(b).ok())
-                .ok_or_else(|| JournalError::Corrupt("reminder key".into()))?;
-            let at: [u8; 8] = v
-                .as_ref()
-                .try_into()
-                .map_err(|_| JournalError::Corrupt("reminder value".into()))?;
-            out.push((id.to_string(), Timestamp(i64::from_be_bytes(at))));
-        }
-        Ok(out)
+        scan_kind(&self.trees.reminders, kind)?
+            .into_iter()
+            .map(|(id, v)| {
+                let at: [u8; 8] = v
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| JournalError::Corrupt("reminder value".into()))?;
+                Ok((id, Timestamp(i64::from_be_bytes(at))))
+            })
+            .collect()
+    }
+
+    fn views(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, JournalError> {
+        scan_kind(&self.trees.views, kind)
     }
 
     fn is_idle(&self) -> bool {
@@ -186,6 +187,20 @@ impl Drop for SledJournal {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// Every `(id, value)` of `kind` in a tree keyed `kind NUL id NUL`.
+fn scan_kind(tree: &sled::Tree, kind: &str) -> Result<Vec<(String, Vec<u8>)>, JournalError> {
+    let mut prefix = kind.as_bytes().to_vec();
+    prefix.push(0);
+    let mut out = Vec::new();
+    for kv in tree.scan_prefix(&prefix) {
+        let (k, v) = kv?;
+        let id = crate::persistence::id_of_key(kind, &k)
+            .ok_or_else(|| JournalError::Corrupt("key of a kind".into()))?;
+        out.push((id.to_string(), v.to_vec()));
+    }
+    Ok(out)
 }
 
 fn split_seq(v: &[u8]) -> Result<(u64, Vec<u8>), JournalError> {
@@ -268,6 +283,7 @@ fn write_batch(trees: &Trees, batch: &[(Append, Completion)]) -> Result<(), Jour
     let mut journal = sled::Batch::default();
     let mut snapshots = sled::Batch::default();
     let mut reminders = sled::Batch::default();
+    let mut views = sled::Batch::default();
     let mut dirty = false;
     let mut event_count = 0u64;
     for (append, _) in batch {
@@ -298,6 +314,9 @@ fn write_batch(trees: &Trees, batch: &[(Append, Completion)]) -> Result<(), Jour
             Some(None) => reminders.remove(stream.prefix()),
             None => {}
         }
+        if let Some(view) = &append.view {
+            views.insert(stream.prefix(), view.as_slice());
+        }
     }
     if !dirty {
         // Only barriers: everything before them was flushed by an earlier batch.
@@ -308,6 +327,7 @@ fn write_batch(trees: &Trees, batch: &[(Append, Completion)]) -> Result<(), Jour
     trees.snapshots.apply_batch(snapshots)?;
     trees.journal.apply_batch(journal)?;
     trees.reminders.apply_batch(reminders)?;
+    trees.views.apply_batch(views)?;
     trees.db.flush()?;
     metrics::histogram!("emporium_journal_flush_seconds").record(started.elapsed().as_secs_f64());
     metrics::histogram!("emporium_journal_batch_events").record(event_count as f64);
