@@ -13,6 +13,7 @@
 
 pub mod actors;
 pub mod auth;
+pub mod catalog;
 pub mod config;
 pub mod domain;
 pub mod http;

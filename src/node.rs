@@ -12,6 +12,7 @@ use crate::auth::password::Passwords;
 use crate::auth::pii::Pii;
 use crate::auth::revocation::Revocations;
 use crate::auth::tokens::TokenKeys;
+use crate::catalog::Catalog;
 use crate::config::Settings;
 use crate::domain::time::Clock;
 use crate::integrations::mailer::{DevMailbox, Mailer, Mailers, SmtpMailer};
@@ -28,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 pub struct Node {
     pub journal: Arc<SledJournal>,
     pub skus: Entities<Sku>,
+    pub catalog: Catalog,
     pub accounts: Arc<Accounts>,
     /// Present in dev mode only.
     pub dev_mailbox: Option<Arc<DevMailbox>>,
@@ -62,6 +64,7 @@ impl Node {
         };
         let skus = Entities::<Sku>::start(runtime.clone()).await?;
         skus.wake_reminders();
+        let catalog = Catalog::start(runtime.clone(), skus.clone()).await?;
         let dev_mailbox = settings.dev_mode.then(|| Arc::new(DevMailbox::default()));
         let accounts =
             accounts(settings, &data_dir, runtime, &journal, dev_mailbox.clone()).await?;
@@ -69,6 +72,7 @@ impl Node {
             operator_token: operator_token(settings, &data_dir)?.map(Arc::new),
             journal,
             skus,
+            catalog,
             accounts: Arc::new(accounts),
             dev_mailbox,
             clock,
@@ -81,6 +85,7 @@ impl Node {
         self.shutdown.cancel();
         tokio::join!(
             self.skus.shutdown(),
+            self.catalog.products.shutdown(),
             self.accounts.users.shutdown(),
             self.accounts.emails.shutdown()
         );

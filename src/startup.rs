@@ -37,6 +37,8 @@ impl Application {
         spawn_pruning(limits.clone(), node.shutdown.clone());
         let state = AppState {
             skus: node.skus.clone(),
+            catalog: node.catalog.clone(),
+            currency: Arc::from(settings.currency.as_str()),
             accounts: node.accounts.clone(),
             limits,
             dev_mailbox: node.dev_mailbox.clone(),

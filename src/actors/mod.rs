@@ -9,6 +9,7 @@
 pub mod email;
 mod entities;
 mod entity;
+pub mod product;
 mod shell;
 pub mod sku;
 pub mod user;

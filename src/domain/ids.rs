@@ -92,6 +92,10 @@ id_type!(
     /// The blind index of a normalised email address: the key of its claim.
     EmailKey
 );
+id_type!(
+    /// A product of the catalog (a set of SKUs).
+    ProductId
+);
 
 /// A normalised email address (trimmed, lower-case). Personal data: seal it before storing.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 //! unit. Commands that name an order are idempotent: replaying a `Reserve`, `Commit` or `Release`
 //! the SKU has already carried out yields no event.
 
-use crate::domain::ids::{OrderId, UserId};
+use crate::domain::ids::{OrderId, ProductId, UserId};
 use crate::domain::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -73,6 +73,8 @@ pub struct SkuState {
     pub sold: u64,
     pub reservations: BTreeMap<OrderId, Reservation>,
     pub settled: HashMap<OrderId, Settlement>,
+    /// The product this SKU belongs to (a SKU belongs to at most one).
+    pub product: Option<ProductId>,
     /// Open reservations by expiry, so the next deadline is found without a scan. Derived from
     /// `reservations`: not stored, rebuilt when a snapshot is read.
     #[serde(skip)]
@@ -88,6 +90,8 @@ struct StoredSkuState {
     reservations: BTreeMap<OrderId, Reservation>,
     #[serde(default)]
     settled: HashMap<OrderId, Settlement>,
+    #[serde(default)]
+    product: Option<ProductId>,
 }
 
 impl From<StoredSkuState> for SkuState {
@@ -103,6 +107,7 @@ impl From<StoredSkuState> for SkuState {
             sold: s.sold,
             reservations: s.reservations,
             settled: s.settled,
+            product: s.product,
             expiries,
         }
     }
@@ -174,6 +179,12 @@ pub enum SkuCommand {
     Release { order_id: OrderId },
     /// Releases every reservation whose expiry is not after `now`.
     ExpireDue,
+    /// Binds the SKU to a product. `replacing` names an owner that may be replaced (one whose
+    /// creation never completed); any other owner refuses.
+    Attach {
+        product_id: ProductId,
+        replacing: Option<ProductId>,
+    },
     /// Reads the state; never produces an event.
     Get,
 }
@@ -181,6 +192,9 @@ pub enum SkuCommand {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SkuEvent {
+    Attached {
+        product_id: ProductId,
+    },
     StockSet {
         available: u64,
     },
@@ -221,6 +235,8 @@ pub enum SkuError {
     ReservationReleased(OrderId),
     #[error("the reservation for order {0} was already sold")]
     AlreadySold(OrderId),
+    #[error("the SKU belongs to product {0}")]
+    AttachedElsewhere(ProductId),
 }
 
 /// Every rule of SKU stock.
@@ -301,6 +317,18 @@ pub fn decide(
                 })
             })
             .collect()),
+        SkuCommand::Attach {
+            product_id,
+            replacing,
+        } => match &state.product {
+            Some(owner) if owner == product_id => Ok(vec![]),
+            Some(owner) if Some(owner) != replacing.as_ref() => {
+                Err(SkuError::AttachedElsewhere(owner.clone()))
+            }
+            _ => Ok(vec![SkuEvent::Attached {
+                product_id: product_id.clone(),
+            }]),
+        },
         SkuCommand::Get => Ok(vec![]),
     }
 }
@@ -349,6 +377,7 @@ fn decide_reserve(
 /// Changes state by one event; no rule is checked here.
 pub fn apply(state: &mut SkuState, event: &SkuEvent) {
     match event {
+        SkuEvent::Attached { product_id } => state.product = Some(product_id.clone()),
         SkuEvent::StockSet { available } => state.available = *available,
         SkuEvent::StockAdjusted { delta } => {
             state.available = state.available.saturating_add_signed(*delta);
@@ -674,6 +703,28 @@ mod tests {
         assert_eq!(back, s);
         assert_eq!(back.next_expiry(), s.next_expiry());
         assert!(back.next_expiry().is_some());
+    }
+
+    #[test]
+    fn a_sku_belongs_to_one_product_unless_its_owner_never_came_to_be() {
+        let p = |s: &str| ProductId::parse(s).unwrap();
+        let attach = |id: &str, replacing: Option<&str>| SkuCommand::Attach {
+            product_id: p(id),
+            replacing: replacing.map(p),
+        };
+        let (_, s) = when(&SkuState::default(), attach("a", None)).unwrap();
+        assert_eq!(s.product, Some(p("a")));
+        assert_eq!(when(&s, attach("a", None)).unwrap().0, vec![]);
+        assert_eq!(
+            when(&s, attach("b", None)).unwrap_err(),
+            SkuError::AttachedElsewhere(p("a"))
+        );
+        assert_eq!(
+            when(&s, attach("b", Some("x"))).unwrap_err(),
+            SkuError::AttachedElsewhere(p("a"))
+        );
+        let (_, s) = when(&s, attach("b", Some("a"))).unwrap();
+        assert_eq!(s.product, Some(p("b")));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! an `apply(state, event)`; the actor shells in `crate::actors` run them, the journal stores the
 //! events. Everything here is unit-tested given/when/then without any actor or disk.
 
+pub mod catalog;
 pub mod email_claim;
 pub mod ids;
 pub mod inventory;

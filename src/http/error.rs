@@ -4,6 +4,8 @@
 
 use crate::actors::AskError;
 use crate::auth::accounts::AccountError;
+use crate::catalog::CatalogFailure;
+use crate::domain::catalog::CatalogError;
 use crate::domain::email_claim::ClaimError;
 use crate::domain::ids::InvalidId;
 use crate::domain::inventory::SkuError;
@@ -171,6 +173,7 @@ impl From<SkuError> for ApiError {
             SkuError::ReservationNotFound(_) => (StatusCode::NOT_FOUND, "reservation_not_found"),
             SkuError::ReservationReleased(_) => (StatusCode::CONFLICT, "reservation_released"),
             SkuError::AlreadySold(_) => (StatusCode::CONFLICT, "already_sold"),
+            SkuError::AttachedElsewhere(_) => (StatusCode::CONFLICT, "sku_taken"),
         };
         Self::new(status, code, e.to_string())
     }
@@ -234,4 +237,28 @@ impl From<ClaimError> for ApiError {
 
 fn secs(s: u64) -> u32 {
     u32::try_from(s).unwrap_or(u32::MAX)
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> Self {
+        use StatusCode as S;
+        let detail = e.to_string();
+        match e {
+            CatalogError::NotFound => Self::not_found(detail),
+            CatalogError::AlreadyExists => Self::new(S::CONFLICT, "product_exists", detail),
+            CatalogError::Invalid(_) => Self::new(S::UNPROCESSABLE_ENTITY, "invalid_field", detail),
+            CatalogError::SkuTaken(_) => Self::new(S::CONFLICT, "sku_taken", detail),
+        }
+    }
+}
+
+impl From<CatalogFailure> for ApiError {
+    fn from(e: CatalogFailure) -> Self {
+        match e {
+            CatalogFailure::Catalog(c) => c.into(),
+            CatalogFailure::Runtime(r) => r
+                .map_rejection(|()| Self::new(StatusCode::CONFLICT, "conflict", ""))
+                .into(),
+        }
+    }
 }

@@ -4,6 +4,7 @@
 //! problem+json for unknown routes and methods.
 
 pub mod auth;
+pub mod catalog;
 pub mod dev;
 pub mod entities;
 pub mod error;
@@ -16,6 +17,7 @@ use crate::actors::Entities;
 use crate::actors::sku::Sku;
 use crate::auth::accounts::Accounts;
 use crate::auth::limits::AuthLimits;
+use crate::catalog::Catalog;
 use crate::domain::time::Clock;
 use crate::http::error::ApiError;
 use crate::integrations::mailer::DevMailbox;
@@ -40,6 +42,9 @@ use utoipa_axum::router::OpenApiRouter;
 #[derive(Clone)]
 pub struct AppState {
     pub skus: Entities<Sku>,
+    pub catalog: Catalog,
+    /// The store currency (ISO 4217), shown beside every amount.
+    pub currency: Arc<str>,
     pub accounts: Arc<Accounts>,
     pub limits: AuthLimits,
     /// Present in dev mode only.
@@ -79,6 +84,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .merge(health::router())
         .merge(auth::router())
         .merge(users::router())
+        .merge(catalog::router())
         .merge(skus::router())
         .merge(entities::router());
     if state.dev_mode {

@@ -71,6 +71,12 @@ async fn openapi_lists_every_route() {
         "/api/v1/users/me",
         "/api/v1/admin/users",
         "/api/v1/dev/mailbox",
+        "/api/v1/products",
+        "/api/v1/products/{product_id}",
+        "/api/v1/search/suggest",
+        "/api/v1/categories",
+        "/api/v1/admin/products",
+        "/api/v1/admin/products/{product_id}",
     ] {
         assert!(
             paths.contains_key(path),
