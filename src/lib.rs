@@ -20,5 +20,6 @@ pub mod http;
 pub mod integrations;
 pub mod node;
 pub mod persistence;
+pub mod shopping;
 pub mod startup;
 pub mod telemetry;

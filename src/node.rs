@@ -18,6 +18,7 @@ use crate::domain::time::Clock;
 use crate::integrations::mailer::{DevMailbox, Mailer, Mailers, SmtpMailer};
 use crate::persistence::Journal;
 use crate::persistence::sled_journal::SledJournal;
+use crate::shopping::Shopping;
 use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -30,6 +31,7 @@ pub struct Node {
     pub journal: Arc<SledJournal>,
     pub skus: Entities<Sku>,
     pub catalog: Catalog,
+    pub shopping: Shopping,
     pub accounts: Arc<Accounts>,
     /// Present in dev mode only.
     pub dev_mailbox: Option<Arc<DevMailbox>>,
@@ -66,13 +68,21 @@ impl Node {
         skus.wake_reminders();
         let catalog = Catalog::start(runtime.clone(), skus.clone()).await?;
         let dev_mailbox = settings.dev_mode.then(|| Arc::new(DevMailbox::default()));
-        let accounts =
-            accounts(settings, &data_dir, runtime, &journal, dev_mailbox.clone()).await?;
+        let accounts = accounts(
+            settings,
+            &data_dir,
+            runtime.clone(),
+            &journal,
+            dev_mailbox.clone(),
+        )
+        .await?;
+        let shopping = Shopping::start(runtime, catalog.clone(), accounts.users.clone()).await?;
         Ok(Node {
             operator_token: operator_token(settings, &data_dir)?.map(Arc::new),
             journal,
             skus,
             catalog,
+            shopping,
             accounts: Arc::new(accounts),
             dev_mailbox,
             clock,
@@ -86,6 +96,8 @@ impl Node {
         tokio::join!(
             self.skus.shutdown(),
             self.catalog.products.shutdown(),
+            self.shopping.carts.shutdown(),
+            self.shopping.campaigns.shutdown(),
             self.accounts.users.shutdown(),
             self.accounts.emails.shutdown()
         );

@@ -38,6 +38,7 @@ impl Application {
         let state = AppState {
             skus: node.skus.clone(),
             catalog: node.catalog.clone(),
+            shopping: node.shopping.clone(),
             currency: Arc::from(settings.currency.as_str()),
             accounts: node.accounts.clone(),
             limits,

@@ -1,6 +1,6 @@
 //! What an entity kind must provide to run in the runtime, and how an ask can fail.
 
-use crate::domain::ids::{EmailKey, OrderId, ProductId, SkuId, UserId};
+use crate::domain::ids::{CampaignId, EmailKey, OrderId, ProductId, SkuId, UserId};
 use crate::domain::time::Timestamp;
 use serde::{Serialize, de::DeserializeOwned};
 use std::fmt::{Debug, Display};
@@ -27,6 +27,12 @@ impl EntityKey for OrderId {
 impl EntityKey for EmailKey {
     fn parse_key(raw: &str) -> Option<Self> {
         EmailKey::parse(raw).ok()
+    }
+}
+
+impl EntityKey for CampaignId {
+    fn parse_key(raw: &str) -> Option<Self> {
+        CampaignId::parse(raw).ok()
     }
 }
 

@@ -6,6 +6,8 @@
 //! when the actor died, and passivates idle entities. [`shell`] is the one actor every entity
 //! runs in: decide -> journal -> apply -> reply (once durable).
 
+pub mod campaign;
+pub mod cart;
 pub mod email;
 mod entities;
 mod entity;

@@ -96,6 +96,14 @@ id_type!(
     /// A product of the catalog (a set of SKUs).
     ProductId
 );
+id_type!(
+    /// A coupon campaign.
+    CampaignId
+);
+id_type!(
+    /// One issued coupon (in a user's wallet).
+    CouponId
+);
 
 /// A normalised email address (trimmed, lower-case). Personal data: seal it before storing.
 #[derive(Debug, Clone, PartialEq, Eq)]

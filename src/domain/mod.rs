@@ -2,9 +2,12 @@
 //! an `apply(state, event)`; the actor shells in `crate::actors` run them, the journal stores the
 //! events. Everything here is unit-tested given/when/then without any actor or disk.
 
+pub mod cart;
 pub mod catalog;
+pub mod coupon;
 pub mod email_claim;
 pub mod ids;
 pub mod inventory;
+pub mod pricing;
 pub mod time;
 pub mod user;

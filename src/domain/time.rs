@@ -29,6 +29,15 @@ impl Timestamp {
         Duration::from_millis(u64::try_from(later.0.saturating_sub(self.0)).unwrap_or(0))
     }
 
+    /// Parses an RFC 3339 instant (any offset).
+    pub fn parse_rfc3339(raw: &str) -> Option<Timestamp> {
+        let t = time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+            .ok()?;
+        i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+            .ok()
+            .map(Timestamp)
+    }
+
     /// RFC 3339 in UTC with second precision, the form the public API uses.
     pub fn to_rfc3339(self) -> String {
         let nanos = i128::from(self.0) * 1_000_000;
@@ -92,6 +101,13 @@ mod tests {
             Timestamp(1_795_251_600_000).to_rfc3339(),
             "2026-11-21T09:00:00Z"
         );
+    }
+
+    #[test]
+    fn parses_rfc3339_with_offsets() {
+        let t = Timestamp::parse_rfc3339("2026-11-21T18:00:00+09:00").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-11-21T09:00:00Z");
+        assert!(Timestamp::parse_rfc3339("yesterday").is_none());
     }
 
     #[test]

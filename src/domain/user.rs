@@ -5,6 +5,7 @@
 //! email are [`Sealed`] by the edge before they arrive; the verification code and refresh tokens
 //! arrive as MACs/hashes; the password as its Argon2id PHC string. Rules only compare them.
 
+use crate::domain::ids::{CampaignId, CouponId, OrderId, ProductId};
 use crate::domain::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -58,6 +59,24 @@ pub const RESEND_INTERVAL: Duration = Duration::from_secs(60);
 /// Failed logins allowed per account in [`LOGIN_WINDOW`].
 pub const MAX_FAILED_LOGINS: usize = 10;
 pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Products one wishlist holds at most.
+pub const MAX_WISHLIST: usize = 500;
+
+/// Where an issued coupon stands in its owner's wallet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum CouponStatus {
+    Issued,
+    Reserved { order_id: OrderId },
+    Used { order_id: OrderId },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalletCoupon {
+    pub campaign_id: CampaignId,
+    pub status: CouponStatus,
+    pub issued_at: Timestamp,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verification {
@@ -94,6 +113,10 @@ pub struct UserState {
     pub verification: Option<Verification>,
     pub failed_logins: VecDeque<Timestamp>,
     pub families: BTreeMap<String, Family>,
+    #[serde(default)]
+    pub wishlist: BTreeSet<ProductId>,
+    #[serde(default)]
+    pub wallet: BTreeMap<CouponId, WalletCoupon>,
 }
 
 impl UserState {
@@ -157,6 +180,28 @@ pub enum UserCommand {
         address: Option<Sealed>,
     },
     Delete,
+    AddToWishlist(ProductId),
+    RemoveFromWishlist(ProductId),
+    /// Puts a claimed coupon in the wallet (idempotent).
+    AddCoupon {
+        coupon_id: CouponId,
+        campaign_id: CampaignId,
+    },
+    /// An order holds the coupon (issued -> reserved).
+    ReserveCoupon {
+        coupon_id: CouponId,
+        order_id: OrderId,
+    },
+    /// The order was paid (reserved -> used).
+    UseCoupon {
+        coupon_id: CouponId,
+        order_id: OrderId,
+    },
+    /// The order was cancelled or expired (reserved -> issued).
+    ReleaseCoupon {
+        coupon_id: CouponId,
+        order_id: OrderId,
+    },
     Get,
 }
 
@@ -204,6 +249,21 @@ pub enum UserEvent {
         address: Option<Sealed>,
     },
     Deleted,
+    WishlistAdded {
+        product_id: ProductId,
+    },
+    WishlistRemoved {
+        product_id: ProductId,
+    },
+    CouponAdded {
+        coupon_id: CouponId,
+        campaign_id: CampaignId,
+        at: Timestamp,
+    },
+    CouponStatusChanged {
+        coupon_id: CouponId,
+        status: CouponStatus,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -230,6 +290,12 @@ pub enum UserError {
     RefreshReused,
     #[error("the refresh token is not valid")]
     InvalidRefresh,
+    #[error("a wishlist holds at most {MAX_WISHLIST} products")]
+    WishlistFull,
+    #[error("the coupon is not in your wallet")]
+    CouponNotInWallet,
+    #[error("the coupon is {0}")]
+    CouponNotAvailable(&'static str),
 }
 
 pub fn decide(
@@ -360,8 +426,97 @@ pub fn decide(
             address: address.clone(),
         }]),
         C::Delete => Ok(vec![E::Deleted]),
+        C::AddToWishlist(product_id) => {
+            if s.wishlist.contains(product_id) {
+                return Ok(vec![]);
+            }
+            if s.wishlist.len() >= MAX_WISHLIST {
+                return Err(UserError::WishlistFull);
+            }
+            Ok(vec![E::WishlistAdded {
+                product_id: product_id.clone(),
+            }])
+        }
+        C::RemoveFromWishlist(product_id) => Ok(if s.wishlist.contains(product_id) {
+            vec![E::WishlistRemoved {
+                product_id: product_id.clone(),
+            }]
+        } else {
+            vec![]
+        }),
+        C::AddCoupon {
+            coupon_id,
+            campaign_id,
+        } => Ok(if s.wallet.contains_key(coupon_id) {
+            vec![]
+        } else {
+            vec![E::CouponAdded {
+                coupon_id: coupon_id.clone(),
+                campaign_id: campaign_id.clone(),
+                at: now,
+            }]
+        }),
+        C::ReserveCoupon {
+            coupon_id,
+            order_id,
+        } => {
+            let next = CouponStatus::Reserved {
+                order_id: order_id.clone(),
+            };
+            change_coupon(s, coupon_id, next, |st| matches!(st, CouponStatus::Issued))
+        }
+        C::UseCoupon {
+            coupon_id,
+            order_id,
+        } => {
+            let next = CouponStatus::Used {
+                order_id: order_id.clone(),
+            };
+            change_coupon(
+                s,
+                coupon_id,
+                next,
+                |st| matches!(st, CouponStatus::Reserved { order_id: o } if o == order_id),
+            )
+        }
+        C::ReleaseCoupon {
+            coupon_id,
+            order_id,
+        } => change_coupon(
+            s,
+            coupon_id,
+            CouponStatus::Issued,
+            |st| matches!(st, CouponStatus::Reserved { order_id: o } if o == order_id),
+        ),
         C::Get => Ok(vec![]),
     }
+}
+
+/// Moves a wallet coupon to `next` when its status allows it; already there is a replay.
+fn change_coupon(
+    s: &UserState,
+    coupon_id: &CouponId,
+    next: CouponStatus,
+    allowed_from: impl Fn(&CouponStatus) -> bool,
+) -> Result<Vec<UserEvent>, UserError> {
+    let coupon = s
+        .wallet
+        .get(coupon_id)
+        .ok_or(UserError::CouponNotInWallet)?;
+    if coupon.status == next {
+        return Ok(vec![]);
+    }
+    if !allowed_from(&coupon.status) {
+        return Err(UserError::CouponNotAvailable(match coupon.status {
+            CouponStatus::Issued => "not reserved by this order",
+            CouponStatus::Reserved { .. } => "reserved by another order",
+            CouponStatus::Used { .. } => "already used",
+        }));
+    }
+    Ok(vec![UserEvent::CouponStatusChanged {
+        coupon_id: coupon_id.clone(),
+        status: next,
+    }])
 }
 
 fn code_issued(code: &CodeIssue, now: Timestamp) -> UserEvent {
@@ -478,6 +633,31 @@ pub fn apply(s: &mut UserState, event: &UserEvent) {
             }
             if let Some(a) = address {
                 s.profile.address = Some(a.clone());
+            }
+        }
+        E::WishlistAdded { product_id } => {
+            s.wishlist.insert(product_id.clone());
+        }
+        E::WishlistRemoved { product_id } => {
+            s.wishlist.remove(product_id);
+        }
+        E::CouponAdded {
+            coupon_id,
+            campaign_id,
+            at,
+        } => {
+            s.wallet.insert(
+                coupon_id.clone(),
+                WalletCoupon {
+                    campaign_id: campaign_id.clone(),
+                    status: CouponStatus::Issued,
+                    issued_at: *at,
+                },
+            );
+        }
+        E::CouponStatusChanged { coupon_id, status } => {
+            if let Some(c) = s.wallet.get_mut(coupon_id) {
+                c.status = status.clone();
             }
         }
         E::Deleted => {
@@ -669,6 +849,101 @@ mod tests {
             decide(&s, &rotate("h2", "h4"), NOW),
             Err(UserError::InvalidRefresh)
         );
+    }
+
+    #[test]
+    fn wallet_coupons_move_issued_reserved_used_and_back() {
+        let c = CouponId::parse("c.1").unwrap();
+        let (o1, o2) = (OrderId::parse("o1").unwrap(), OrderId::parse("o2").unwrap());
+        let add = UserCommand::AddCoupon {
+            coupon_id: c.clone(),
+            campaign_id: CampaignId::parse("c").unwrap(),
+        };
+        let reserve = |o: &OrderId| UserCommand::ReserveCoupon {
+            coupon_id: c.clone(),
+            order_id: o.clone(),
+        };
+        let release = |o: &OrderId| UserCommand::ReleaseCoupon {
+            coupon_id: c.clone(),
+            order_id: o.clone(),
+        };
+        let used = |o: &OrderId| UserCommand::UseCoupon {
+            coupon_id: c.clone(),
+            order_id: o.clone(),
+        };
+        let (s, r) = run(
+            &[register(None), add.clone(), add.clone(), reserve(&o1)],
+            NOW,
+        );
+        assert_eq!(r, Ok(()));
+        assert_eq!(
+            s.wallet[&c].status,
+            CouponStatus::Reserved {
+                order_id: o1.clone()
+            }
+        );
+        assert!(matches!(
+            decide(&s, &reserve(&o2), NOW),
+            Err(UserError::CouponNotAvailable(_))
+        ));
+        let (s, _) = run(
+            &[register(None), add.clone(), reserve(&o1), release(&o1)],
+            NOW,
+        );
+        assert_eq!(
+            s.wallet[&c].status,
+            CouponStatus::Issued,
+            "back to issued on cancel"
+        );
+        let (s, r) = run(
+            &[
+                register(None),
+                add.clone(),
+                reserve(&o1),
+                used(&o1),
+                used(&o1),
+            ],
+            NOW,
+        );
+        assert_eq!(r, Ok(()), "use is idempotent");
+        assert!(matches!(
+            decide(&s, &release(&o1), NOW),
+            Err(UserError::CouponNotAvailable(_))
+        ));
+        assert_eq!(
+            decide(
+                &UserState {
+                    status: Some(AccountStatus::Active),
+                    ..UserState::default()
+                },
+                &reserve(&o1),
+                NOW
+            ),
+            Err(UserError::CouponNotInWallet)
+        );
+    }
+
+    #[test]
+    fn the_wishlist_is_a_set() {
+        let p = ProductId::parse("p1").unwrap();
+        let (s, _) = run(
+            &[
+                register(None),
+                UserCommand::AddToWishlist(p.clone()),
+                UserCommand::AddToWishlist(p.clone()),
+            ],
+            NOW,
+        );
+        assert_eq!(s.wishlist.len(), 1);
+        let (s, _) = run(
+            &[
+                register(None),
+                UserCommand::AddToWishlist(p.clone()),
+                UserCommand::RemoveFromWishlist(p),
+            ],
+            NOW,
+        );
+        assert!(s.wishlist.is_empty());
     }
 
     #[test]

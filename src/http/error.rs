@@ -5,11 +5,14 @@
 use crate::actors::AskError;
 use crate::auth::accounts::AccountError;
 use crate::catalog::CatalogFailure;
+use crate::domain::cart::CartError;
 use crate::domain::catalog::CatalogError;
+use crate::domain::coupon::CouponError;
 use crate::domain::email_claim::ClaimError;
 use crate::domain::ids::InvalidId;
 use crate::domain::inventory::SkuError;
 use crate::domain::user::UserError;
+use crate::shopping::ShoppingError;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +30,9 @@ pub struct Problem {
     pub detail: String,
     /// The machine-readable code clients switch on.
     pub code: String,
+    /// A finer machine-readable reason, for codes that have several (`coupon_not_applicable`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug)]
@@ -36,6 +42,7 @@ pub struct ApiError {
     pub detail: String,
     /// Seconds, sent as `Retry-After`.
     pub retry_after: Option<u32>,
+    pub reason: Option<&'static str>,
 }
 
 impl ApiError {
@@ -45,7 +52,13 @@ impl ApiError {
             code,
             detail: detail.into(),
             retry_after: None,
+            reason: None,
         }
+    }
+
+    pub fn with_reason(mut self, reason: &'static str) -> Self {
+        self.reason = Some(reason);
+        self
     }
 
     pub fn retry_after(mut self, secs: u32) -> Self {
@@ -89,6 +102,7 @@ impl IntoResponse for ApiError {
             status: self.status.as_u16(),
             detail: self.detail,
             code: self.code.to_string(),
+            reason: self.reason.map(str::to_string),
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
@@ -225,6 +239,11 @@ impl From<UserError> for ApiError {
             }
             UserError::RefreshReused => Self::unauthorized("refresh_reused", detail),
             UserError::InvalidRefresh => Self::unauthorized("invalid_refresh", detail),
+            UserError::WishlistFull => Self::new(S::CONFLICT, "wishlist_full", detail),
+            UserError::CouponNotInWallet => Self::new(S::NOT_FOUND, "coupon_not_found", detail),
+            UserError::CouponNotAvailable(_) => {
+                Self::new(S::CONFLICT, "coupon_not_applicable", detail)
+            }
         }
     }
 }
@@ -259,6 +278,60 @@ impl From<CatalogFailure> for ApiError {
             CatalogFailure::Runtime(r) => r
                 .map_rejection(|()| Self::new(StatusCode::CONFLICT, "conflict", ""))
                 .into(),
+        }
+    }
+}
+
+impl From<ShoppingError> for ApiError {
+    fn from(e: ShoppingError) -> Self {
+        use StatusCode as S;
+        let detail = e.to_string();
+        match e {
+            ShoppingError::NotFound(_) => Self::not_found(detail),
+            ShoppingError::Cart(c) => c.into(),
+            ShoppingError::Coupon(c) => c.into(),
+            ShoppingError::User(u) => u.into(),
+            ShoppingError::NotApplicable(reason) => {
+                Self::new(S::CONFLICT, "coupon_not_applicable", detail).with_reason(reason)
+            }
+            ShoppingError::CodeTaken => Self::new(S::CONFLICT, "code_taken", detail),
+            ShoppingError::Runtime(r) => r
+                .map_rejection(|()| Self::new(S::CONFLICT, "conflict", ""))
+                .into(),
+        }
+    }
+}
+
+impl From<CartError> for ApiError {
+    fn from(e: CartError) -> Self {
+        use StatusCode as S;
+        let detail = e.to_string();
+        match e {
+            CartError::InvalidQuantity => {
+                Self::new(S::UNPROCESSABLE_ENTITY, "invalid_quantity", detail)
+            }
+            CartError::TooManyLines => Self::new(S::CONFLICT, "cart_full", detail),
+            CartError::InsufficientStock { .. } => {
+                Self::new(S::CONFLICT, "insufficient_stock", detail)
+            }
+            CartError::CouponNotApplicable(why) => {
+                Self::new(S::CONFLICT, "coupon_not_applicable", detail).with_reason(why.code())
+            }
+        }
+    }
+}
+
+impl From<CouponError> for ApiError {
+    fn from(e: CouponError) -> Self {
+        use StatusCode as S;
+        let detail = e.to_string();
+        match e {
+            CouponError::NotFound => Self::not_found(detail),
+            CouponError::AlreadyExists => Self::new(S::CONFLICT, "campaign_exists", detail),
+            CouponError::Invalid(_) => Self::new(S::UNPROCESSABLE_ENTITY, "invalid_field", detail),
+            CouponError::Exhausted => Self::new(S::CONFLICT, "coupons_exhausted", detail),
+            CouponError::AlreadyClaimed { .. } => Self::new(S::CONFLICT, "already_claimed", detail),
+            CouponError::NotActive => Self::new(S::CONFLICT, "campaign_not_active", detail),
         }
     }
 }

@@ -4,7 +4,9 @@
 //! problem+json for unknown routes and methods.
 
 pub mod auth;
+pub mod cart;
 pub mod catalog;
+pub mod coupons;
 pub mod dev;
 pub mod entities;
 pub mod error;
@@ -12,6 +14,7 @@ pub mod extract;
 pub mod health;
 pub mod skus;
 pub mod users;
+pub mod wishlist;
 
 use crate::actors::Entities;
 use crate::actors::sku::Sku;
@@ -21,6 +24,7 @@ use crate::catalog::Catalog;
 use crate::domain::time::Clock;
 use crate::http::error::ApiError;
 use crate::integrations::mailer::DevMailbox;
+use crate::shopping::Shopping;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::StatusCode;
@@ -43,6 +47,7 @@ use utoipa_axum::router::OpenApiRouter;
 pub struct AppState {
     pub skus: Entities<Sku>,
     pub catalog: Catalog,
+    pub shopping: Shopping,
     /// The store currency (ISO 4217), shown beside every amount.
     pub currency: Arc<str>,
     pub accounts: Arc<Accounts>,
@@ -85,6 +90,9 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .merge(auth::router())
         .merge(users::router())
         .merge(catalog::router())
+        .merge(cart::router())
+        .merge(coupons::router())
+        .merge(wishlist::router())
         .merge(skus::router())
         .merge(entities::router());
     if state.dev_mode {

@@ -77,6 +77,14 @@ async fn openapi_lists_every_route() {
         "/api/v1/categories",
         "/api/v1/admin/products",
         "/api/v1/admin/products/{product_id}",
+        "/api/v1/cart",
+        "/api/v1/cart/items/{sku_id}",
+        "/api/v1/cart/coupon",
+        "/api/v1/admin/coupon-campaigns",
+        "/api/v1/coupons/claim",
+        "/api/v1/users/me/coupons",
+        "/api/v1/users/me/wishlist",
+        "/api/v1/users/me/wishlist/{product_id}",
     ] {
         assert!(
             paths.contains_key(path),

@@ -6,4 +6,5 @@ mod health;
 mod helpers;
 mod mail;
 mod malformed;
+mod shopping;
 mod skus;

@@ -1,0 +1,278 @@
+//! Totals of a set of lines with an optional coupon: the one pricing function carts and orders
+//! share. Amounts are integer minor units; percentages round the discount down.
+
+use crate::domain::ids::ProductId;
+use crate::domain::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiscountKind {
+    /// `value` percent off (1 to 100).
+    Percent,
+    /// `value` minor units off.
+    Fixed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Scope {
+    Order,
+    Category { category: String },
+    Product { product_id: ProductId },
+}
+
+/// What a coupon grants and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CouponTerms {
+    pub kind: DiscountKind,
+    pub value: i64,
+    /// The eligible amount must reach this.
+    pub min_order: Option<i64>,
+    pub max_discount: Option<i64>,
+    pub scope: Scope,
+    pub starts_at: Option<Timestamp>,
+    pub ends_at: Option<Timestamp>,
+}
+
+/// A line to price.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line<'a> {
+    pub product_id: &'a ProductId,
+    pub category: &'a str,
+    pub unit_price: i64,
+    pub quantity: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub subtotal: i64,
+    pub discount: i64,
+    pub total: i64,
+}
+
+/// Why a coupon does not apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(rename_all = "snake_case")]
+pub enum NotApplicable {
+    #[error("the campaign has not started")]
+    NotStarted,
+    #[error("the coupon has expired")]
+    Expired,
+    #[error("no item in the cart is eligible")]
+    NoEligibleItems,
+    #[error("the eligible amount is below the minimum order")]
+    BelowMinimum,
+}
+
+impl NotApplicable {
+    pub fn code(self) -> &'static str {
+        match self {
+            NotApplicable::NotStarted => "not_started",
+            NotApplicable::Expired => "expired",
+            NotApplicable::NoEligibleItems => "no_eligible_items",
+            NotApplicable::BelowMinimum => "below_minimum",
+        }
+    }
+}
+
+fn line_total(l: &Line<'_>) -> i64 {
+    l.unit_price.saturating_mul(i64::from(l.quantity))
+}
+
+/// The discount `terms` give on `lines` at `now`.
+pub fn discount(
+    lines: &[Line<'_>],
+    terms: &CouponTerms,
+    now: Timestamp,
+) -> Result<i64, NotApplicable> {
+    if terms.starts_at.is_some_and(|t| now < t) {
+        return Err(NotApplicable::NotStarted);
+    }
+    if terms.ends_at.is_some_and(|t| now >= t) {
+        return Err(NotApplicable::Expired);
+    }
+    let eligible: i64 = lines
+        .iter()
+        .filter(|l| match &terms.scope {
+            Scope::Order => true,
+            Scope::Category { category } => l.category == category,
+            Scope::Product { product_id } => l.product_id == product_id,
+        })
+        .map(line_total)
+        .sum();
+    if eligible == 0 {
+        return Err(NotApplicable::NoEligibleItems);
+    }
+    if terms.min_order.is_some_and(|min| eligible < min) {
+        return Err(NotApplicable::BelowMinimum);
+    }
+    let raw = match terms.kind {
+        DiscountKind::Percent => eligible.saturating_mul(terms.value.clamp(0, 100)) / 100,
+        DiscountKind::Fixed => terms.value.max(0),
+    };
+    let capped = terms.max_discount.map_or(raw, |cap| raw.min(cap));
+    Ok(capped.min(eligible))
+}
+
+/// Subtotal, discount and total; the coupon's refusal is returned beside totals without it.
+pub fn totals(
+    lines: &[Line<'_>],
+    coupon: Option<&CouponTerms>,
+    now: Timestamp,
+) -> (Totals, Option<NotApplicable>) {
+    let subtotal: i64 = lines.iter().map(line_total).sum();
+    let (discount, refusal) = match coupon.map(|t| discount(lines, t, now)) {
+        None => (0, None),
+        Some(Ok(d)) => (d, None),
+        Some(Err(why)) => (0, Some(why)),
+    };
+    (
+        Totals {
+            subtotal,
+            discount,
+            total: subtotal - discount,
+        },
+        refusal,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: Timestamp = Timestamp(1_000);
+
+    fn pid(s: &str) -> ProductId {
+        ProductId::parse(s).unwrap()
+    }
+
+    fn terms(kind: DiscountKind, value: i64) -> CouponTerms {
+        CouponTerms {
+            kind,
+            value,
+            min_order: None,
+            max_discount: None,
+            scope: Scope::Order,
+            starts_at: None,
+            ends_at: None,
+        }
+    }
+
+    #[test]
+    fn percent_rounds_down_and_is_capped() {
+        let (a, b) = (pid("a"), pid("b"));
+        let lines = [
+            Line {
+                product_id: &a,
+                category: "tops",
+                unit_price: 12_345,
+                quantity: 2,
+            },
+            Line {
+                product_id: &b,
+                category: "shoes",
+                unit_price: 10_000,
+                quantity: 1,
+            },
+        ];
+        let t = terms(DiscountKind::Percent, 10);
+        let (totals, refusal) = super::totals(&lines, Some(&t), NOW);
+        assert_eq!(refusal, None);
+        assert_eq!(
+            totals,
+            Totals {
+                subtotal: 34_690,
+                discount: 3_469,
+                total: 31_221
+            }
+        );
+        let capped = CouponTerms {
+            max_discount: Some(3_000),
+            ..t
+        };
+        assert_eq!(discount(&lines, &capped, NOW), Ok(3_000));
+    }
+
+    #[test]
+    fn scope_limits_the_eligible_amount() {
+        let (a, b) = (pid("a"), pid("b"));
+        let lines = [
+            Line {
+                product_id: &a,
+                category: "tops",
+                unit_price: 20_000,
+                quantity: 1,
+            },
+            Line {
+                product_id: &b,
+                category: "shoes",
+                unit_price: 50_000,
+                quantity: 1,
+            },
+        ];
+        let category = CouponTerms {
+            scope: Scope::Category {
+                category: "tops".into(),
+            },
+            ..terms(DiscountKind::Percent, 50)
+        };
+        assert_eq!(discount(&lines, &category, NOW), Ok(10_000));
+        let product = CouponTerms {
+            scope: Scope::Product {
+                product_id: pid("b"),
+            },
+            ..terms(DiscountKind::Fixed, 7_000)
+        };
+        assert_eq!(discount(&lines, &product, NOW), Ok(7_000));
+        let elsewhere = CouponTerms {
+            scope: Scope::Category {
+                category: "bags".into(),
+            },
+            ..terms(DiscountKind::Fixed, 1)
+        };
+        assert_eq!(
+            discount(&lines, &elsewhere, NOW),
+            Err(NotApplicable::NoEligibleItems)
+        );
+    }
+
+    #[test]
+    fn minimum_order_window_and_fixed_never_exceeding_the_amount() {
+        let a = pid("a");
+        let lines = [Line {
+            product_id: &a,
+            category: "tops",
+            unit_price: 9_000,
+            quantity: 1,
+        }];
+        let min = CouponTerms {
+            min_order: Some(10_000),
+            ..terms(DiscountKind::Fixed, 3_000)
+        };
+        assert_eq!(
+            discount(&lines, &min, NOW),
+            Err(NotApplicable::BelowMinimum)
+        );
+        let huge = terms(DiscountKind::Fixed, 50_000);
+        assert_eq!(discount(&lines, &huge, NOW), Ok(9_000), "never below zero");
+        let later = CouponTerms {
+            starts_at: Some(Timestamp(2_000)),
+            ..huge.clone()
+        };
+        assert_eq!(
+            discount(&lines, &later, NOW),
+            Err(NotApplicable::NotStarted)
+        );
+        let over = CouponTerms {
+            ends_at: Some(NOW),
+            ..huge
+        };
+        assert_eq!(discount(&lines, &over, NOW), Err(NotApplicable::Expired));
+        let (t, why) = totals(&lines, Some(&over), NOW);
+        assert_eq!(
+            (t.discount, t.total, why),
+            (0, 9_000, Some(NotApplicable::Expired))
+        );
+    }
+}

@@ -1,0 +1,188 @@
+//! Coupon campaigns (`/admin/coupon-campaigns`), claims by code (`/coupons/claim`) and the
+//! caller's wallet (`/users/me/coupons`).
+
+use crate::domain::coupon::{Campaign, CampaignView};
+use crate::domain::pricing::{CouponTerms, DiscountKind, Scope};
+use crate::domain::time::Timestamp;
+use crate::http::AppState;
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{AdminUser, ApiJson, AuthUser};
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_campaign))
+        .routes(routes!(claim))
+        .routes(routes!(wallet))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignRequest {
+    pub name: String,
+    pub code: String,
+    #[schema(value_type = String)]
+    pub kind: DiscountKind,
+    pub value: i64,
+    pub min_order: Option<i64>,
+    pub max_discount: Option<i64>,
+    /// `{"type": "order"}`, `{"type": "category", "category"}` or `{"type": "product", "product_id"}`.
+    #[schema(value_type = Object)]
+    pub scope: Scope,
+    pub total_quantity: Option<u32>,
+    pub per_user_limit: u32,
+    pub starts_at: Option<String>,
+    pub ends_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CampaignBody {
+    pub campaign_id: String,
+    pub name: String,
+    pub code: String,
+    pub kind: &'static str,
+    pub value: i64,
+    pub total_quantity: Option<u32>,
+    pub remaining: Option<u32>,
+    pub per_user_limit: u32,
+    pub starts_at: Option<String>,
+    pub ends_at: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    pub code: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ClaimBody {
+    pub coupon_id: String,
+    pub campaign: CampaignBody,
+    pub status: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WalletItem {
+    pub coupon_id: String,
+    pub campaign_id: String,
+    pub name: Option<String>,
+    /// `issued`, `reserved`, `used` or `expired`.
+    pub status: &'static str,
+    pub issued_at: String,
+    pub ends_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WalletBody {
+    pub items: Vec<WalletItem>,
+}
+
+fn time(field: &str, raw: Option<String>) -> Result<Option<Timestamp>, ApiError> {
+    raw.map(|r| {
+        Timestamp::parse_rfc3339(&r)
+            .ok_or_else(|| ApiError::invalid_body(format!("{field} must be an RFC 3339 time")))
+    })
+    .transpose()
+}
+
+fn campaign_body(id: &str, v: &CampaignView) -> CampaignBody {
+    let c = &v.campaign;
+    CampaignBody {
+        campaign_id: id.to_string(),
+        name: c.name.clone(),
+        code: c.code.clone(),
+        kind: match c.terms.kind {
+            DiscountKind::Percent => "percent",
+            DiscountKind::Fixed => "fixed",
+        },
+        value: c.terms.value,
+        total_quantity: c.total_quantity,
+        remaining: v.remaining(),
+        per_user_limit: c.per_user_limit,
+        starts_at: c.terms.starts_at.map(Timestamp::to_rfc3339),
+        ends_at: c.terms.ends_at.map(Timestamp::to_rfc3339),
+    }
+}
+
+/// Creates a coupon campaign (admin).
+#[utoipa::path(post, path = "/api/v1/admin/coupon-campaigns", tag = "admin", request_body = CampaignRequest,
+    security(("bearer" = [])),
+    responses((status = 201, body = CampaignBody), (status = 409, body = Problem),
+        (status = 422, body = Problem)))]
+pub async fn create_campaign(
+    _: AdminUser,
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CampaignRequest>,
+) -> Result<(StatusCode, axum::Json<CampaignBody>), ApiError> {
+    let campaign = Campaign {
+        name: req.name,
+        code: req.code,
+        terms: CouponTerms {
+            kind: req.kind,
+            value: req.value,
+            min_order: req.min_order,
+            max_discount: req.max_discount,
+            scope: req.scope,
+            starts_at: time("starts_at", req.starts_at)?,
+            ends_at: time("ends_at", req.ends_at)?,
+        },
+        total_quantity: req.total_quantity,
+        per_user_limit: req.per_user_limit,
+    };
+    let (id, view) = state.shopping.create_campaign(campaign).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(campaign_body(id.as_str(), &view)),
+    ))
+}
+
+/// Claims a coupon by code, first come first served.
+#[utoipa::path(post, path = "/api/v1/coupons/claim", tag = "coupons", request_body = ClaimRequest,
+    security(("bearer" = [])),
+    responses((status = 201, body = ClaimBody), (status = 404, body = Problem),
+        (status = 409, body = Problem)))]
+pub async fn claim(
+    user: AuthUser,
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<ClaimRequest>,
+) -> Result<(StatusCode, axum::Json<ClaimBody>), ApiError> {
+    let (coupon_id, campaign_id, view) = state.shopping.claim(&user.user_id, &req.code).await?;
+    let body = ClaimBody {
+        coupon_id: coupon_id.to_string(),
+        campaign: campaign_body(campaign_id.as_str(), &view),
+        status: "issued",
+    };
+    Ok((StatusCode::CREATED, axum::Json(body)))
+}
+
+/// The caller's coupons.
+#[utoipa::path(get, path = "/api/v1/users/me/coupons", tag = "coupons", security(("bearer" = [])),
+    responses((status = 200, body = WalletBody)))]
+pub async fn wallet(
+    user: AuthUser,
+    State(state): State<AppState>,
+) -> Result<axum::Json<WalletBody>, ApiError> {
+    let items = state
+        .shopping
+        .wallet(&user.user_id)
+        .await?
+        .into_iter()
+        .map(|c| WalletItem {
+            coupon_id: c.coupon_id.to_string(),
+            campaign_id: c.coupon.campaign_id.to_string(),
+            name: c.campaign.as_ref().map(|v| v.campaign.name.clone()),
+            status: c.status,
+            issued_at: c.coupon.issued_at.to_rfc3339(),
+            ends_at: c
+                .campaign
+                .and_then(|v| v.campaign.terms.ends_at)
+                .map(Timestamp::to_rfc3339),
+        })
+        .collect();
+    Ok(axum::Json(WalletBody { items }))
+}

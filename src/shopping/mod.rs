@@ -1,0 +1,329 @@
+//! Shopping flows over several entities: the cart (prices and names come from the catalog
+//! index, stock from the SKU views — no mailbox but the cart's own), coupon campaigns and
+//! claims (first-come in the campaign actor, then into the user's wallet), the wallet and the
+//! wishlist.
+
+use crate::actors::campaign::CampaignEntity;
+use crate::actors::cart::Cart;
+use crate::actors::user::User;
+use crate::actors::{AskError, Entities, Runtime};
+use crate::catalog::Catalog;
+use crate::domain::cart::{AppliedCoupon, CartCommand, CartError, CartLine, CartState};
+use crate::domain::coupon::{Campaign, CampaignCommand, CampaignView, CouponError};
+use crate::domain::ids::{CampaignId, CouponId, ProductId, SkuId, UserId};
+use crate::domain::pricing::NotApplicable;
+use crate::domain::time::{Clock, Timestamp};
+use crate::domain::user::{CouponStatus, UserCommand, UserError, WalletCoupon};
+use dashmap::DashMap;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShoppingError {
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    #[error(transparent)]
+    Cart(#[from] CartError),
+    #[error(transparent)]
+    Coupon(#[from] CouponError),
+    #[error(transparent)]
+    User(#[from] UserError),
+    #[error("the coupon does not apply: {0}")]
+    NotApplicable(&'static str),
+    #[error("a campaign already uses this code")]
+    CodeTaken,
+    #[error("the service is busy or unavailable")]
+    Runtime(AskError<()>),
+}
+
+impl<R: Into<ShoppingError>> From<AskError<R>> for ShoppingError {
+    fn from(e: AskError<R>) -> Self {
+        match e {
+            AskError::Rejected(r) => r.into(),
+            other => ShoppingError::Runtime(other.map_rejection(|_| ())),
+        }
+    }
+}
+
+/// A coupon in a wallet as its owner sees it.
+#[derive(Debug, Clone)]
+pub struct OwnedCoupon {
+    pub coupon_id: CouponId,
+    pub coupon: WalletCoupon,
+    pub campaign: Option<CampaignView>,
+    /// `issued`, `reserved`, `used` or `expired`.
+    pub status: &'static str,
+}
+
+#[derive(Clone)]
+pub struct Shopping {
+    pub carts: Entities<Cart>,
+    pub campaigns: Entities<CampaignEntity>,
+    /// Claim code (upper-case) -> campaign, from the campaign views.
+    codes: Arc<DashMap<String, CampaignId>>,
+    catalog: Catalog,
+    users: Entities<User>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Shopping {
+    pub async fn start(
+        rt: Runtime,
+        catalog: Catalog,
+        users: Entities<User>,
+    ) -> anyhow::Result<Self> {
+        let clock = rt.clock.clone();
+        let carts = Entities::<Cart>::start(rt.clone()).await?;
+        let campaigns = Entities::<CampaignEntity>::start(rt).await?;
+        let codes = Arc::new(DashMap::new());
+        for (id, view) in campaigns.views() {
+            codes.insert(view.campaign.code.clone(), id);
+        }
+        let c = codes.clone();
+        campaigns.on_view(move |id, view| {
+            c.insert(view.campaign.code.clone(), id.clone());
+        });
+        Ok(Self {
+            carts,
+            campaigns,
+            codes,
+            catalog,
+            users,
+            clock,
+        })
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    pub async fn cart(&self, user: &UserId) -> Result<CartState, ShoppingError> {
+        Ok(self.carts.ask(user, CartCommand::Get).await?)
+    }
+
+    /// Sets a line at today's catalog price, checked against the SKU's available stock.
+    pub async fn set_item(
+        &self,
+        user: &UserId,
+        sku: &SkuId,
+        quantity: u32,
+    ) -> Result<CartState, ShoppingError> {
+        let product_id = self
+            .catalog
+            .index
+            .owner_of(sku)
+            .ok_or(ShoppingError::NotFound("sku"))?;
+        let product = self
+            .catalog
+            .index
+            .get(&product_id)
+            .ok_or(ShoppingError::NotFound("sku"))?
+            .product;
+        let spec = product
+            .skus
+            .iter()
+            .find(|s| &s.sku_id == sku)
+            .ok_or(ShoppingError::NotFound("sku"))?;
+        let available = self.catalog.skus.view(sku).map_or(0, |v| v.available);
+        let line = CartLine {
+            product_id,
+            name: product.name.clone(),
+            category: product.category.clone(),
+            unit_price: spec.price,
+            quantity,
+        };
+        let set = CartCommand::SetLine {
+            sku_id: sku.clone(),
+            line,
+            available,
+        };
+        Ok(self.carts.ask(user, set).await?)
+    }
+
+    pub async fn remove_item(
+        &self,
+        user: &UserId,
+        sku: &SkuId,
+    ) -> Result<CartState, ShoppingError> {
+        Ok(self
+            .carts
+            .ask(
+                user,
+                CartCommand::RemoveLine {
+                    sku_id: sku.clone(),
+                },
+            )
+            .await?)
+    }
+
+    /// Applies a coupon from the user's wallet; it must be issued (not held by an order).
+    pub async fn apply_coupon(
+        &self,
+        user: &UserId,
+        coupon_id: &CouponId,
+    ) -> Result<CartState, ShoppingError> {
+        let account = self.users.ask(user, UserCommand::Get).await?;
+        let owned = account
+            .state
+            .wallet
+            .get(coupon_id)
+            .ok_or(ShoppingError::NotApplicable("not_in_wallet"))?;
+        match owned.status {
+            CouponStatus::Issued => {}
+            CouponStatus::Reserved { .. } => return Err(ShoppingError::NotApplicable("reserved")),
+            CouponStatus::Used { .. } => return Err(ShoppingError::NotApplicable("used")),
+        }
+        let view = self
+            .campaigns
+            .view(&owned.campaign_id)
+            .ok_or(ShoppingError::NotFound("coupon campaign"))?;
+        let apply = CartCommand::ApplyCoupon(AppliedCoupon {
+            coupon_id: coupon_id.clone(),
+            terms: view.campaign.terms,
+        });
+        match self.carts.ask(user, apply).await {
+            Err(AskError::Rejected(CartError::CouponNotApplicable(why))) => {
+                Err(ShoppingError::NotApplicable(why.code()))
+            }
+            other => Ok(other?),
+        }
+    }
+
+    pub async fn remove_coupon(&self, user: &UserId) -> Result<CartState, ShoppingError> {
+        Ok(self.carts.ask(user, CartCommand::RemoveCoupon).await?)
+    }
+
+    pub async fn create_campaign(
+        &self,
+        campaign: Campaign,
+    ) -> Result<(CampaignId, CampaignView), ShoppingError> {
+        let mut campaign = campaign;
+        campaign.code = campaign.code.trim().to_uppercase();
+        if self.codes.contains_key(&campaign.code) {
+            return Err(ShoppingError::CodeTaken);
+        }
+        let id = CampaignId::parse(format!(
+            "c{:012x}{:04x}",
+            self.now().millis(),
+            rand::random::<u16>()
+        ))
+        .expect("hex is a valid id");
+        let reply = self
+            .campaigns
+            .ask(
+                &id,
+                CampaignCommand::Create {
+                    id: id.clone(),
+                    campaign,
+                },
+            )
+            .await?;
+        let view = reply
+            .view
+            .ok_or(ShoppingError::NotFound("coupon campaign"))?;
+        Ok((id, view))
+    }
+
+    /// Claims a coupon by code: first come, first served, then into the wallet.
+    pub async fn claim(
+        &self,
+        user: &UserId,
+        code: &str,
+    ) -> Result<(CouponId, CampaignId, CampaignView), ShoppingError> {
+        let campaign_id = self
+            .codes
+            .get(&code.trim().to_uppercase())
+            .map(|c| c.clone())
+            .ok_or(ShoppingError::NotFound("coupon code"))?;
+        let claim = CampaignCommand::Claim {
+            user_id: user.clone(),
+        };
+        let reply = match self.campaigns.ask(&campaign_id, claim).await {
+            Ok(reply) => reply,
+            Err(AskError::Rejected(CouponError::AlreadyClaimed { coupons })) => {
+                // A claim whose wallet step was lost (crash) heals here.
+                for coupon_id in &coupons {
+                    self.add_to_wallet(user, coupon_id, &campaign_id).await?;
+                }
+                return Err(CouponError::AlreadyClaimed { coupons }.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let coupon_id = reply.issued.ok_or(ShoppingError::NotFound("coupon"))?;
+        self.add_to_wallet(user, &coupon_id, &campaign_id).await?;
+        let view = reply
+            .view
+            .ok_or(ShoppingError::NotFound("coupon campaign"))?;
+        Ok((coupon_id, campaign_id, view))
+    }
+
+    async fn add_to_wallet(
+        &self,
+        user: &UserId,
+        coupon_id: &CouponId,
+        campaign_id: &CampaignId,
+    ) -> Result<(), ShoppingError> {
+        let add = UserCommand::AddCoupon {
+            coupon_id: coupon_id.clone(),
+            campaign_id: campaign_id.clone(),
+        };
+        self.users.ask(user, add).await?;
+        Ok(())
+    }
+
+    pub async fn wallet(&self, user: &UserId) -> Result<Vec<OwnedCoupon>, ShoppingError> {
+        let account = self.users.ask(user, UserCommand::Get).await?;
+        let now = self.now();
+        Ok(account
+            .state
+            .wallet
+            .into_iter()
+            .map(|(coupon_id, coupon)| {
+                let campaign = self.campaigns.view(&coupon.campaign_id);
+                let ended = campaign
+                    .as_ref()
+                    .and_then(|c| c.campaign.terms.ends_at)
+                    .is_some_and(|end| now >= end);
+                let status = match coupon.status {
+                    CouponStatus::Issued if ended => "expired",
+                    CouponStatus::Issued => "issued",
+                    CouponStatus::Reserved { .. } => "reserved",
+                    CouponStatus::Used { .. } => "used",
+                };
+                OwnedCoupon {
+                    coupon_id,
+                    coupon,
+                    campaign,
+                    status,
+                }
+            })
+            .collect())
+    }
+
+    pub async fn wishlist(&self, user: &UserId) -> Result<Vec<ProductId>, ShoppingError> {
+        let account = self.users.ask(user, UserCommand::Get).await?;
+        Ok(account.state.wishlist.into_iter().collect())
+    }
+
+    pub async fn wish(
+        &self,
+        user: &UserId,
+        product: &ProductId,
+        add: bool,
+    ) -> Result<Vec<ProductId>, ShoppingError> {
+        let command = if add {
+            if self.catalog.index.get(product).is_none() {
+                return Err(ShoppingError::NotFound("product"));
+            }
+            UserCommand::AddToWishlist(product.clone())
+        } else {
+            UserCommand::RemoveFromWishlist(product.clone())
+        };
+        let account = self.users.ask(user, command).await?;
+        Ok(account.state.wishlist.into_iter().collect())
+    }
+}
+
+/// The refusal reason of a cart coupon that no longer gives anything.
+pub fn refusal_code(why: Option<NotApplicable>) -> Option<&'static str> {
+    why.map(NotApplicable::code)
+}
