@@ -16,5 +16,5 @@ if ! python3 -c 'import smtpd' 2>/dev/null && ! python3 -c 'import aiosmtpd' 2>/
 fi
 
 cargo build --workspace --all-targets
-cargo test --bench journal --bench sku -- --test
+cargo test --bench journal --bench sku --bench catalog -- --test
 cargo test --workspace

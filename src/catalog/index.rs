@@ -15,7 +15,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::{Arc, RwLock};
 
-/// Above this many prefix matches, suggestions walk best-sellers instead of the matches.
+/// Above this many prefix matches, suggestions walk best-sellers and searches walk products in
+/// page order instead of collecting the matches.
 const SCAN_BY_SALES_ABOVE: usize = 512;
 
 /// Lower-case words of `text`: runs of letters and digits (Hangul and Latin alike).
@@ -122,10 +123,7 @@ impl CatalogIndex {
         let after = query
             .after
             .map_or(Bound::Unbounded, |a| Bound::Excluded(a.clone()));
-        let found = query
-            .q
-            .filter(|q| !q.trim().is_empty())
-            .map(|q| index.matching(&index.search, &tokens(q)));
+        let wanted = query.q.map(tokens).unwrap_or_default();
         let category = query
             .category
             .map(crate::domain::catalog::normalise_category);
@@ -134,21 +132,51 @@ impl CatalogIndex {
             .as_ref()
             .map(|c| index.categories.get(c).unwrap_or(&empty));
         let range = (after, Bound::Unbounded);
-        let ids: Vec<ProductId> = match (&found, in_category) {
-            (Some(found), Some(cat)) => found
+        let take = query.limit + 1;
+        let ids: Vec<ProductId> = if wanted.is_empty() {
+            match in_category {
+                Some(cat) => cat.range(range).take(take).cloned().collect(),
+                None => index
+                    .products
+                    .range(range)
+                    .take(take)
+                    .map(|(id, _)| id.clone())
+                    .collect(),
+            }
+        } else if index.estimate(&index.search, &wanted) > SCAN_BY_SALES_ABOVE {
+            // Common words: matches are dense, so walking products in page order finds a page
+            // after a few entries instead of collecting every match first.
+            let matches = |id: &ProductId| {
+                index.products.get(id).is_some_and(|e| {
+                    wanted
+                        .iter()
+                        .all(|w| e.search_tokens.iter().any(|t| t.starts_with(w.as_str())))
+                })
+            };
+            match in_category {
+                Some(cat) => cat
+                    .range(range)
+                    .filter(|id| matches(id))
+                    .take(take)
+                    .cloned()
+                    .collect(),
+                None => index
+                    .products
+                    .range(range)
+                    .map(|(id, _)| id)
+                    .filter(|id| matches(id))
+                    .take(take)
+                    .cloned()
+                    .collect(),
+            }
+        } else {
+            let found = index.matching(&index.search, &wanted);
+            found
                 .range(range)
-                .filter(|id| cat.contains(*id))
-                .take(query.limit + 1)
+                .filter(|id| in_category.is_none_or(|cat| cat.contains(*id)))
+                .take(take)
                 .cloned()
-                .collect(),
-            (Some(found), None) => found.range(range).take(query.limit + 1).cloned().collect(),
-            (None, Some(cat)) => cat.range(range).take(query.limit + 1).cloned().collect(),
-            (None, None) => index
-                .products
-                .range(range)
-                .take(query.limit + 1)
-                .map(|(id, _)| id.clone())
-                .collect(),
+                .collect()
         };
         let mut page: Vec<Summary> = ids
             .into_iter()
@@ -252,6 +280,19 @@ impl Index {
         let owned = prefix.to_string();
         map.range(prefix.to_string()..)
             .take_while(move |(t, _)| t.starts_with(owned.as_str()))
+    }
+
+    /// How many products the most selective wanted word matches at most.
+    fn estimate(&self, map: &BTreeMap<String, BTreeSet<ProductId>>, wanted: &[String]) -> usize {
+        wanted
+            .iter()
+            .map(|w| {
+                self.prefix_range(map, w)
+                    .map(|(_, s)| s.len())
+                    .sum::<usize>()
+            })
+            .min()
+            .unwrap_or(0)
     }
 
     /// Products having, for every wanted word, a word that starts with it.
@@ -478,6 +519,39 @@ mod tests {
         idx.record_stock(&SkuId::parse("s00042").unwrap(), &sold(3));
         idx.record_stock(&SkuId::parse("s00007").unwrap(), &sold(9));
         assert_eq!(idx.suggest("a", 3), vec!["Apple 7", "Apple 42", "Apple 0"]);
+    }
+
+    #[test]
+    fn dense_searches_page_in_id_order_with_filters() {
+        let idx = CatalogIndex::new();
+        for i in 0..(SCAN_BY_SALES_ABOVE + 100) {
+            let category = if i % 2 == 0 { "even" } else { "odd" };
+            let (p, s) = (format!("p{i:05}"), format!("s{i:05}"));
+            idx.upsert(&pid(&p), product(&format!("Apple {i}"), category, &s));
+        }
+        let (page, more) = idx.list(&Query {
+            q: Some("app"),
+            category: Some("odd"),
+            after: None,
+            limit: 3,
+        });
+        assert_eq!(ids(&page), vec!["p00001", "p00003", "p00005"]);
+        assert!(more);
+        let after = pid("p00005");
+        let (page, _) = idx.list(&Query {
+            q: Some("ap"),
+            category: None,
+            after: Some(&after),
+            limit: 2,
+        });
+        assert_eq!(ids(&page), vec!["p00006", "p00007"]);
+        let (page, _) = idx.list(&Query {
+            q: Some("apple 61"),
+            category: None,
+            after: None,
+            limit: 5,
+        });
+        assert_eq!(ids(&page), vec!["p00061", "p00610", "p00611"]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! [`Catalog`] holds the flows that span several entities (creating a product binds its SKUs,
 //! then records the product, then sets the initial stock).
 
+pub mod demo;
 pub mod index;
 
 use crate::actors::product::ProductEntity;
