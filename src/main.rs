@@ -46,6 +46,14 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Fills a stopped node's catalog with deterministic demo products (Latin and Hangul names,
+    /// two SKUs each, random stock): for demos and the catalog benchmarks.
+    SeedDemo {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 1000)]
+        products: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -89,12 +97,53 @@ async fn main() -> anyhow::Result<()> {
                     roles,
                 },
         } => create_user(settings(common, None)?, email, password, name, roles).await,
+        Command::SeedDemo { common, products } => {
+            seed_demo(settings(common, None)?, products).await
+        }
     }
+}
+
+async fn seed_demo(mut settings: Settings, products: u64) -> anyhow::Result<()> {
+    // Entities created here are not asked again: let them go quickly.
+    settings.entities.idle_secs = 2;
+    let node = Node::open(&settings, Arc::new(SystemClock), Default::default()).await?;
+    let started = std::time::Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..128 {
+        let (catalog, next, clock) = (node.catalog.clone(), next.clone(), node.clock.clone());
+        workers.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= products {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let product = emporium::catalog::demo::product(i, 7);
+                catalog
+                    .create(product, clock.now().millis())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("product {i}: {e}"))?;
+                if (i + 1) % 10_000 == 0 {
+                    eprintln!("  {} products", i + 1);
+                }
+            }
+        });
+    }
+    while let Some(done) = workers.join_next().await {
+        done??;
+    }
+    let took = started.elapsed();
+    node.close().await?;
+    println!(
+        "seeded {products} products in {took:.1?} ({:.0}/s)",
+        products as f64 / took.as_secs_f64()
+    );
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     emporium::telemetry::init_tracing(settings.log.format, &settings.log.filter);
-    let app = Application::build(settings).await?;
+    let app = Application::start(settings, Arc::new(SystemClock)).await?;
     let addr = app.local_addr();
     tracing::info!(%addr, "emporium listening on http://{addr}");
     let token = app.shutdown_token();
@@ -116,7 +165,7 @@ async fn create_user(
     for r in &roles {
         parsed.insert(Role::parse(r).ok_or_else(|| anyhow::anyhow!("unknown role `{r}`"))?);
     }
-    let node = Node::open(&settings, Arc::new(SystemClock)).await?;
+    let node = Node::open(&settings, Arc::new(SystemClock), Default::default()).await?;
     let sign_up = SignUp {
         email,
         password: SecretString::from(password),

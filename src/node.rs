@@ -43,7 +43,13 @@ pub struct Node {
 
 impl Node {
     /// Opens the data dir (sled takes a lock: one process at a time) and starts every kind.
-    pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Node> {
+    /// `shutdown` is cancelled when the node is to stop (background tasks watch it).
+    pub async fn open(
+        settings: &Settings,
+        clock: Arc<dyn Clock>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Node> {
+        let started = std::time::Instant::now();
         let data_dir = settings.storage.data_dir.clone();
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
@@ -57,7 +63,7 @@ impl Node {
                     data_dir.display()
                 )
             })?;
-        let shutdown = CancellationToken::new();
+        tracing::info!(elapsed = ?started.elapsed(), "journal open");
         let runtime = Runtime {
             journal: journal.clone(),
             clock: clock.clone(),
@@ -66,7 +72,9 @@ impl Node {
         };
         let skus = Entities::<Sku>::start(runtime.clone()).await?;
         skus.wake_reminders();
+        tracing::info!(elapsed = ?started.elapsed(), "stock views loaded");
         let catalog = Catalog::start(runtime.clone(), skus.clone()).await?;
+        tracing::info!(elapsed = ?started.elapsed(), "catalog index built");
         let dev_mailbox = settings.dev_mode.then(|| Arc::new(DevMailbox::default()));
         let accounts = accounts(
             settings,

@@ -1,29 +1,44 @@
-//! [`Application`]: a [`Node`] with its HTTP edge. Builds from settings (opens the node, binds
-//! the listener) and runs until a shutdown signal, then stops in order: readiness off,
-//! stop accepting and finish in-flight requests, final snapshots of every active entity, flush
-//! and close the journal.
+//! [`Application`]: a [`Node`] with its HTTP edge. Binds first, opens the node in the
+//! background (readiness says when it serves), and runs until a shutdown signal, then stops in
+//! order: readiness off, stop accepting and finish in-flight requests, final snapshots of every
+//! active entity, flush and close the journal.
 
 use crate::auth::limits::AuthLimits;
 use crate::config::Settings;
 use crate::domain::time::{Clock, SystemClock};
+use crate::http::error::ApiError;
 use crate::http::{self, AppState};
 use crate::node::Node;
 use anyhow::Context;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 pub struct Application {
     listener: TcpListener,
-    router: axum::Router,
-    state: AppState,
-    node: Node,
+    /// Serves `/healthz` and `/readyz` at once; everything else waits for the node.
+    shell: axum::Router,
+    gate: Arc<Gate>,
+    /// Opens the node in the background; yields it once it serves.
+    loading: tokio::task::JoinHandle<anyhow::Result<Node>>,
+    shutdown: CancellationToken,
+}
+
+/// The router of a node that finished loading, and whether the node serves.
+struct Gate {
+    inner: OnceLock<axum::Router>,
+    /// Set once loading finished; cleared when shutdown begins. Shared with `AppState::ready`.
+    ready: Arc<AtomicBool>,
 }
 
 impl Application {
-    /// Opens storage, starts the runtime and binds; the node is ready when this returns.
+    /// Binds, opens the node and returns once it serves (what tests use).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         Self::build_with_clock(settings, Arc::new(SystemClock)).await
     }
@@ -32,33 +47,43 @@ impl Application {
         settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        let node = Node::open(&settings, clock).await?;
-        let limits = AuthLimits::new(settings.auth.rate_per_ip);
-        spawn_pruning(limits.clone(), node.shutdown.clone());
-        let state = AppState {
-            skus: node.skus.clone(),
-            catalog: node.catalog.clone(),
-            shopping: node.shopping.clone(),
-            currency: Arc::from(settings.currency.as_str()),
-            accounts: node.accounts.clone(),
-            limits,
-            dev_mailbox: node.dev_mailbox.clone(),
-            dev_mode: settings.dev_mode,
-            ready: Arc::new(AtomicBool::new(false)),
-            metrics: crate::telemetry::metrics_handle(),
-            operator_token: node.operator_token.clone(),
-            clock: node.clock.clone(),
-        };
-        let router = http::router(state.clone(), settings.server.body_limit_bytes);
+        let app = Self::start(settings, clock).await?;
+        while !app.gate.ready.load(Ordering::Acquire) {
+            if app.loading.is_finished() {
+                // Loading failed: surface its error.
+                return Err(app
+                    .loading
+                    .await?
+                    .err()
+                    .unwrap_or_else(|| anyhow::anyhow!("node did not load")));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        Ok(app)
+    }
+
+    /// Binds at once and opens the node in the background: until it is loaded (start-up reads
+    /// every durable view, which grows with the catalog), `/healthz` is 200, `/readyz` is 503
+    /// and every other route answers `503 starting` with `Retry-After`.
+    pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
-        state.ready.store(true, Ordering::Release);
+        let shutdown = CancellationToken::new();
+        let gate = Arc::new(Gate {
+            inner: OnceLock::new(),
+            ready: Arc::new(AtomicBool::new(false)),
+        });
+        let loading = tokio::spawn(load(settings, clock, gate.clone(), shutdown.clone()));
+        let shell = axum::Router::new()
+            .fallback(dispatch)
+            .with_state(gate.clone());
         Ok(Self {
             listener,
-            router,
-            state,
-            node,
+            shell,
+            gate,
+            loading,
+            shutdown,
         })
     }
 
@@ -70,33 +95,97 @@ impl Application {
 
     /// Cancel it to shut the application down gracefully.
     pub fn shutdown_token(&self) -> CancellationToken {
-        self.node.shutdown.clone()
+        self.shutdown.clone()
     }
 
-    /// Serves until the shutdown token is cancelled, then shuts down in order.
+    /// Serves until the shutdown token is cancelled (or loading fails), then shuts down in
+    /// order.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Self {
             listener,
-            router,
-            state,
-            node,
+            shell,
+            gate,
+            loading,
+            shutdown,
         } = self;
-        let ready = state.ready.clone();
-        let stop = node.shutdown.clone();
+        let stop = shutdown.clone();
         axum::serve(
             listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
+            shell.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move {
             stop.cancelled().await;
-            ready.store(false, Ordering::Release);
+            gate.ready.store(false, Ordering::Release);
             tracing::info!("shutting down: no new connections");
         })
         .await?;
+        let node = loading.await??;
         tracing::info!("snapshotting active entities");
         node.close().await?;
         tracing::info!("journal flushed; stopped");
         Ok(())
+    }
+}
+
+/// Opens the node, builds its router, opens the gate. A failure stops the application.
+async fn load(
+    settings: Settings,
+    clock: Arc<dyn Clock>,
+    gate: Arc<Gate>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Node> {
+    let started = std::time::Instant::now();
+    let node = match Node::open(&settings, clock, shutdown.clone()).await {
+        Ok(node) => node,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "the node failed to load; stopping");
+            shutdown.cancel();
+            return Err(e);
+        }
+    };
+    let limits = AuthLimits::new(settings.auth.rate_per_ip);
+    spawn_pruning(limits.clone(), shutdown);
+    let state = AppState {
+        skus: node.skus.clone(),
+        catalog: node.catalog.clone(),
+        shopping: node.shopping.clone(),
+        currency: Arc::from(settings.currency.as_str()),
+        accounts: node.accounts.clone(),
+        limits,
+        dev_mailbox: node.dev_mailbox.clone(),
+        dev_mode: settings.dev_mode,
+        ready: gate.ready.clone(),
+        metrics: crate::telemetry::metrics_handle(),
+        operator_token: node.operator_token.clone(),
+        clock: node.clock.clone(),
+    };
+    let _ = gate
+        .inner
+        .set(http::router(state, settings.server.body_limit_bytes));
+    gate.ready.store(true, Ordering::Release);
+    tracing::info!(elapsed = ?started.elapsed(), "ready");
+    Ok(node)
+}
+
+/// Hands the request to the loaded node's router; while loading, `/healthz` is 200, `/readyz`
+/// 503 and anything else `503 starting`.
+async fn dispatch(State(gate): State<Arc<Gate>>, request: Request) -> Response {
+    match gate.inner.get() {
+        Some(router) => match router.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        },
+        None if request.uri().path() == "/healthz" => StatusCode::OK.into_response(),
+        None if request.uri().path() == "/readyz" => {
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+        None => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting",
+            "the node is loading its data; retry shortly",
+        )
+        .retry_after(1)
+        .into_response(),
     }
 }
 

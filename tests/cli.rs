@@ -58,13 +58,25 @@ async fn create_user_then_log_in_as_that_admin() {
     let base = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("server address");
+    let client = reqwest::Client::new();
+    // The address is logged at once; the node loads in the background.
+    let mut ready = false;
+    for _ in 0..500 {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
+            && r.status() == 200
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ready, "the server became ready");
 
     // While the server holds the data dir, the command line refuses cleanly.
     let busy = create_user(dir.path(), "other@example.com");
     assert!(!busy.status.success());
     assert!(String::from_utf8_lossy(&busy.stderr).contains("another emporium"));
 
-    let client = reqwest::Client::new();
     let login: Value = client
         .post(format!("{base}/api/v1/auth/login"))
         .json(&json!({"email": "boss@example.com", "password": "correct horse battery"}))

@@ -9,6 +9,10 @@
 //! - `login`: `POST /api/v1/auth/login` round-robin over accounts created first through
 //!   `POST /api/v1/admin/users` (needs the operator token).
 //!
+//! - `browse`: `GET /api/v1/products?q=` with shoppers' prefixes (seed a catalog first:
+//!   `emporium seed-demo --products 100000`).
+//! - `suggest`: `GET /api/v1/search/suggest?q=` with the same prefixes.
+//!
 //! The auth scenarios come from one address: run the server with `EMPORIUM_AUTH_RATE_PER_IP=0`.
 
 use anyhow::{Context, bail};
@@ -48,6 +52,10 @@ enum Scenario {
     },
     /// Sign up a new account per request.
     Signup,
+    /// Search the catalog with prefixes shoppers type.
+    Browse,
+    /// Autocomplete with prefixes shoppers type.
+    Suggest,
     /// Log in, round-robin over `--accounts` prepared accounts.
     Login {
         #[arg(long, env = "EMPORIUM_OPERATOR_TOKEN")]
@@ -58,6 +66,18 @@ enum Scenario {
 }
 
 const PASSWORD: &str = "loadtest password 1";
+
+/// Prefixes of words the demo catalog uses, Latin and Hangul, 1 to 4 characters.
+const PREFIXES: &[&str] = &[
+    "b", "ba", "cl", "sl", "re", "bl", "blu", "bla", "te", "tee", "ja", "jack", "co", "coa", "sn",
+    "swe", "ho", "hood", "je", "nav", "gr", "be", "pi", "ol", "cap", "to", "sc", "pa", "ch", "sh",
+    "반", "반팔", "티", "티셔", "운", "운동", "가", "모", "니", "코", "패", "원", "셔", "자", "슬",
+    "청",
+];
+
+fn prefix(n: u64) -> &'static str {
+    PREFIXES[(n as usize) % PREFIXES.len()]
+}
 
 struct Totals {
     ok: u64,
@@ -111,6 +131,22 @@ async fn main() -> anyhow::Result<()> {
             })
             .await?;
             report("signup POST /auth/signup", &totals);
+        }
+        Scenario::Browse => {
+            let url = format!("{base}/api/v1/products");
+            let totals = run(cli.connections, duration, move |c, n| {
+                c.get(&url).query(&[("q", prefix(n)), ("limit", "20")])
+            })
+            .await?;
+            report("browse GET /products?q=", &totals);
+        }
+        Scenario::Suggest => {
+            let url = format!("{base}/api/v1/search/suggest");
+            let totals = run(cli.connections, duration, move |c, n| {
+                c.get(&url).query(&[("q", prefix(n))])
+            })
+            .await?;
+            report("suggest GET /search/suggest?q=", &totals);
         }
         Scenario::Login { token, accounts } => {
             let emails = prepare_accounts(&base, token, *accounts).await?;

@@ -126,8 +126,9 @@ impl Catalog {
         new: NewProduct,
         now_ms: i64,
     ) -> Result<(ProductId, Product), CatalogFailure> {
-        let product_id = ProductId::parse(format!("p{:012x}{:04x}", now_ms, rand::random::<u16>()))
-            .expect("hex is a valid id");
+        let product_id =
+            ProductId::parse(format!("p{:012x}{:016x}", now_ms, rand::random::<u64>()))
+                .expect("hex is a valid id");
         let skus: Vec<(SkuSpec, u64)> = new
             .skus
             .into_iter()

@@ -202,9 +202,9 @@ impl Shopping {
             return Err(ShoppingError::CodeTaken);
         }
         let id = CampaignId::parse(format!(
-            "c{:012x}{:04x}",
+            "c{:012x}{:016x}",
             self.now().millis(),
-            rand::random::<u16>()
+            rand::random::<u64>()
         ))
         .expect("hex is a valid id");
         let reply = self
