@@ -207,9 +207,7 @@ impl From<AccountError> for ApiError {
             }
             AccountError::InvalidCredentials => Self::unauthorized("invalid_credentials", detail),
             AccountError::User(u) => u.into(),
-            AccountError::Runtime(r) => r
-                .map_rejection(|()| Self::new(S::CONFLICT, "conflict", ""))
-                .into(),
+            AccountError::Runtime(r) => runtime(r),
             AccountError::Internal(_) => Self::new(S::INTERNAL_SERVER_ERROR, "internal", detail),
         }
     }
@@ -254,6 +252,12 @@ impl From<ClaimError> for ApiError {
     }
 }
 
+/// A runtime failure (overload, timeout, unavailable) of a flow that has no rejection of its own.
+fn runtime(e: AskError<()>) -> ApiError {
+    let never = |()| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "unexpected");
+    e.map_rejection(never).into()
+}
+
 fn secs(s: u64) -> u32 {
     u32::try_from(s).unwrap_or(u32::MAX)
 }
@@ -275,9 +279,7 @@ impl From<CatalogFailure> for ApiError {
     fn from(e: CatalogFailure) -> Self {
         match e {
             CatalogFailure::Catalog(c) => c.into(),
-            CatalogFailure::Runtime(r) => r
-                .map_rejection(|()| Self::new(StatusCode::CONFLICT, "conflict", ""))
-                .into(),
+            CatalogFailure::Runtime(r) => runtime(r),
         }
     }
 }
@@ -295,9 +297,7 @@ impl From<ShoppingError> for ApiError {
                 Self::new(S::CONFLICT, "coupon_not_applicable", detail).with_reason(reason)
             }
             ShoppingError::CodeTaken => Self::new(S::CONFLICT, "code_taken", detail),
-            ShoppingError::Runtime(r) => r
-                .map_rejection(|()| Self::new(S::CONFLICT, "conflict", ""))
-                .into(),
+            ShoppingError::Runtime(r) => runtime(r),
         }
     }
 }
