@@ -7,10 +7,11 @@
 
 use crate::actors::entity::{AskError, Entity, EntityKey, Inspection};
 use crate::actors::shell::{Activation, EntityActor, EntityMsg};
+use crate::actors::supervisor::{KindStats, KindSupervisor};
 use crate::domain::time::Clock;
 use crate::persistence::{Journal, StreamId, barrier};
 use dashmap::DashMap;
-use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent, rpc::CallResult};
+use ractor::{Actor, ActorRef, rpc::CallResult};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -49,50 +50,6 @@ pub struct Runtime {
     pub config: RuntimeConfig,
     /// Cancelled at shutdown: sweepers and reminder wake-ups stop.
     pub shutdown: CancellationToken,
-}
-
-/// Life-cycle counters of one kind, also exported as metrics.
-#[derive(Debug, Default)]
-pub struct KindStats {
-    kind: &'static str,
-    active: AtomicU64,
-    activations: AtomicU64,
-    passivations: AtomicU64,
-    failures: AtomicU64,
-}
-
-impl KindStats {
-    pub fn active(&self) -> u64 {
-        self.active.load(Ordering::Relaxed)
-    }
-    pub fn passivations(&self) -> u64 {
-        self.passivations.load(Ordering::Relaxed)
-    }
-    pub fn failures(&self) -> u64 {
-        self.failures.load(Ordering::Relaxed)
-    }
-    pub fn activations(&self) -> u64 {
-        self.activations.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn on_activated(&self) {
-        self.active.fetch_add(1, Ordering::Relaxed);
-        self.activations.fetch_add(1, Ordering::Relaxed);
-        metrics::gauge!("emporium_entities_active", "kind" => self.kind).increment(1.0);
-        metrics::counter!("emporium_entity_activations_total", "kind" => self.kind).increment(1);
-    }
-    pub(crate) fn on_deactivated(&self) {
-        self.active.fetch_sub(1, Ordering::Relaxed);
-        metrics::gauge!("emporium_entities_active", "kind" => self.kind).decrement(1.0);
-    }
-    pub(crate) fn on_passivated(&self) {
-        self.passivations.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("emporium_entity_passivations_total", "kind" => self.kind).increment(1);
-    }
-    fn on_failed(&self) {
-        self.failures.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("emporium_entity_restarts_total", "kind" => self.kind).increment(1);
-    }
 }
 
 /// One key's place in the registry. The cell holds the actor once activated; the slot leaves
@@ -164,10 +121,7 @@ impl<E: Entity> Clone for Entities<E> {
 impl<E: Entity> Entities<E> {
     /// Starts the kind: its supervisor and its passivation sweeper.
     pub async fn start(rt: Runtime) -> anyhow::Result<Self> {
-        let stats = Arc::new(KindStats {
-            kind: E::KIND,
-            ..KindStats::default()
-        });
+        let stats = Arc::new(KindStats::new(E::KIND));
         let (supervisor, _) = Actor::spawn(
             None,
             KindSupervisor {
@@ -408,35 +362,5 @@ async fn sweep<E: Entity>(inner: std::sync::Weak<Inner<E>>) {
         for actor in idle {
             let _ = actor.cast(EntityMsg::Passivate);
         }
-    }
-}
-
-/// The linked parent of a kind's entity actors: it logs and counts their failures. It never
-/// restarts them itself: the next ask does, from the journal.
-struct KindSupervisor {
-    stats: Arc<KindStats>,
-}
-
-impl Actor for KindSupervisor {
-    type Msg = ();
-    type State = ();
-    type Arguments = ();
-
-    async fn pre_start(&self, _: ActorRef<()>, _: ()) -> Result<(), ActorProcessingErr> {
-        Ok(())
-    }
-
-    async fn handle_supervisor_evt(
-        &self,
-        _: ActorRef<()>,
-        event: SupervisionEvent,
-        _: &mut (),
-    ) -> Result<(), ActorProcessingErr> {
-        if let SupervisionEvent::ActorFailed(cell, error) = event {
-            tracing::error!(kind = self.stats.kind, actor = %cell.get_id(), %error,
-                "entity failed; it restarts from its journal on the next ask");
-            self.stats.on_failed();
-        }
-        Ok(())
     }
 }

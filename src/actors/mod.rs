@@ -14,7 +14,9 @@ mod entity;
 pub mod product;
 mod shell;
 pub mod sku;
+mod supervisor;
 pub mod user;
 
-pub use entities::{Entities, KindStats, Runtime, RuntimeConfig};
+pub use entities::{Entities, Runtime, RuntimeConfig};
 pub use entity::{AskError, Entity, EntityKey, Inspection};
+pub use supervisor::KindStats;

@@ -11,3 +11,4 @@ pub mod inventory;
 pub mod pricing;
 pub mod time;
 pub mod user;
+pub mod wallet;

@@ -7,6 +7,7 @@
 
 use crate::domain::ids::{CampaignId, CouponId, OrderId, ProductId};
 use crate::domain::time::Timestamp;
+use crate::domain::wallet;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -59,24 +60,7 @@ pub const RESEND_INTERVAL: Duration = Duration::from_secs(60);
 /// Failed logins allowed per account in [`LOGIN_WINDOW`].
 pub const MAX_FAILED_LOGINS: usize = 10;
 pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
-/// Products one wishlist holds at most.
-pub const MAX_WISHLIST: usize = 500;
-
-/// Where an issued coupon stands in its owner's wallet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum CouponStatus {
-    Issued,
-    Reserved { order_id: OrderId },
-    Used { order_id: OrderId },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WalletCoupon {
-    pub campaign_id: CampaignId,
-    pub status: CouponStatus,
-    pub issued_at: Timestamp,
-}
+pub use crate::domain::wallet::{CouponStatus, MAX_WISHLIST, WalletCoupon};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verification {
@@ -426,97 +410,14 @@ pub fn decide(
             address: address.clone(),
         }]),
         C::Delete => Ok(vec![E::Deleted]),
-        C::AddToWishlist(product_id) => {
-            if s.wishlist.contains(product_id) {
-                return Ok(vec![]);
-            }
-            if s.wishlist.len() >= MAX_WISHLIST {
-                return Err(UserError::WishlistFull);
-            }
-            Ok(vec![E::WishlistAdded {
-                product_id: product_id.clone(),
-            }])
-        }
-        C::RemoveFromWishlist(product_id) => Ok(if s.wishlist.contains(product_id) {
-            vec![E::WishlistRemoved {
-                product_id: product_id.clone(),
-            }]
-        } else {
-            vec![]
-        }),
-        C::AddCoupon {
-            coupon_id,
-            campaign_id,
-        } => Ok(if s.wallet.contains_key(coupon_id) {
-            vec![]
-        } else {
-            vec![E::CouponAdded {
-                coupon_id: coupon_id.clone(),
-                campaign_id: campaign_id.clone(),
-                at: now,
-            }]
-        }),
-        C::ReserveCoupon {
-            coupon_id,
-            order_id,
-        } => {
-            let next = CouponStatus::Reserved {
-                order_id: order_id.clone(),
-            };
-            change_coupon(s, coupon_id, next, |st| matches!(st, CouponStatus::Issued))
-        }
-        C::UseCoupon {
-            coupon_id,
-            order_id,
-        } => {
-            let next = CouponStatus::Used {
-                order_id: order_id.clone(),
-            };
-            change_coupon(
-                s,
-                coupon_id,
-                next,
-                |st| matches!(st, CouponStatus::Reserved { order_id: o } if o == order_id),
-            )
-        }
-        C::ReleaseCoupon {
-            coupon_id,
-            order_id,
-        } => change_coupon(
-            s,
-            coupon_id,
-            CouponStatus::Issued,
-            |st| matches!(st, CouponStatus::Reserved { order_id: o } if o == order_id),
-        ),
+        C::AddToWishlist(_)
+        | C::RemoveFromWishlist(_)
+        | C::AddCoupon { .. }
+        | C::ReserveCoupon { .. }
+        | C::UseCoupon { .. }
+        | C::ReleaseCoupon { .. } => wallet::decide(s, cmd, now),
         C::Get => Ok(vec![]),
     }
-}
-
-/// Moves a wallet coupon to `next` when its status allows it; already there is a replay.
-fn change_coupon(
-    s: &UserState,
-    coupon_id: &CouponId,
-    next: CouponStatus,
-    allowed_from: impl Fn(&CouponStatus) -> bool,
-) -> Result<Vec<UserEvent>, UserError> {
-    let coupon = s
-        .wallet
-        .get(coupon_id)
-        .ok_or(UserError::CouponNotInWallet)?;
-    if coupon.status == next {
-        return Ok(vec![]);
-    }
-    if !allowed_from(&coupon.status) {
-        return Err(UserError::CouponNotAvailable(match coupon.status {
-            CouponStatus::Issued => "not reserved by this order",
-            CouponStatus::Reserved { .. } => "reserved by another order",
-            CouponStatus::Used { .. } => "already used",
-        }));
-    }
-    Ok(vec![UserEvent::CouponStatusChanged {
-        coupon_id: coupon_id.clone(),
-        status: next,
-    }])
 }
 
 fn code_issued(code: &CodeIssue, now: Timestamp) -> UserEvent {
@@ -635,31 +536,10 @@ pub fn apply(s: &mut UserState, event: &UserEvent) {
                 s.profile.address = Some(a.clone());
             }
         }
-        E::WishlistAdded { product_id } => {
-            s.wishlist.insert(product_id.clone());
-        }
-        E::WishlistRemoved { product_id } => {
-            s.wishlist.remove(product_id);
-        }
-        E::CouponAdded {
-            coupon_id,
-            campaign_id,
-            at,
-        } => {
-            s.wallet.insert(
-                coupon_id.clone(),
-                WalletCoupon {
-                    campaign_id: campaign_id.clone(),
-                    status: CouponStatus::Issued,
-                    issued_at: *at,
-                },
-            );
-        }
-        E::CouponStatusChanged { coupon_id, status } => {
-            if let Some(c) = s.wallet.get_mut(coupon_id) {
-                c.status = status.clone();
-            }
-        }
+        E::WishlistAdded { .. }
+        | E::WishlistRemoved { .. }
+        | E::CouponAdded { .. }
+        | E::CouponStatusChanged { .. } => wallet::apply(s, event),
         E::Deleted => {
             *s = UserState {
                 status: Some(AccountStatus::Deleted),
@@ -849,101 +729,6 @@ mod tests {
             decide(&s, &rotate("h2", "h4"), NOW),
             Err(UserError::InvalidRefresh)
         );
-    }
-
-    #[test]
-    fn wallet_coupons_move_issued_reserved_used_and_back() {
-        let c = CouponId::parse("c.1").unwrap();
-        let (o1, o2) = (OrderId::parse("o1").unwrap(), OrderId::parse("o2").unwrap());
-        let add = UserCommand::AddCoupon {
-            coupon_id: c.clone(),
-            campaign_id: CampaignId::parse("c").unwrap(),
-        };
-        let reserve = |o: &OrderId| UserCommand::ReserveCoupon {
-            coupon_id: c.clone(),
-            order_id: o.clone(),
-        };
-        let release = |o: &OrderId| UserCommand::ReleaseCoupon {
-            coupon_id: c.clone(),
-            order_id: o.clone(),
-        };
-        let used = |o: &OrderId| UserCommand::UseCoupon {
-            coupon_id: c.clone(),
-            order_id: o.clone(),
-        };
-        let (s, r) = run(
-            &[register(None), add.clone(), add.clone(), reserve(&o1)],
-            NOW,
-        );
-        assert_eq!(r, Ok(()));
-        assert_eq!(
-            s.wallet[&c].status,
-            CouponStatus::Reserved {
-                order_id: o1.clone()
-            }
-        );
-        assert!(matches!(
-            decide(&s, &reserve(&o2), NOW),
-            Err(UserError::CouponNotAvailable(_))
-        ));
-        let (s, _) = run(
-            &[register(None), add.clone(), reserve(&o1), release(&o1)],
-            NOW,
-        );
-        assert_eq!(
-            s.wallet[&c].status,
-            CouponStatus::Issued,
-            "back to issued on cancel"
-        );
-        let (s, r) = run(
-            &[
-                register(None),
-                add.clone(),
-                reserve(&o1),
-                used(&o1),
-                used(&o1),
-            ],
-            NOW,
-        );
-        assert_eq!(r, Ok(()), "use is idempotent");
-        assert!(matches!(
-            decide(&s, &release(&o1), NOW),
-            Err(UserError::CouponNotAvailable(_))
-        ));
-        assert_eq!(
-            decide(
-                &UserState {
-                    status: Some(AccountStatus::Active),
-                    ..UserState::default()
-                },
-                &reserve(&o1),
-                NOW
-            ),
-            Err(UserError::CouponNotInWallet)
-        );
-    }
-
-    #[test]
-    fn the_wishlist_is_a_set() {
-        let p = ProductId::parse("p1").unwrap();
-        let (s, _) = run(
-            &[
-                register(None),
-                UserCommand::AddToWishlist(p.clone()),
-                UserCommand::AddToWishlist(p.clone()),
-            ],
-            NOW,
-        );
-        assert_eq!(s.wishlist.len(), 1);
-        let (s, _) = run(
-            &[
-                register(None),
-                UserCommand::AddToWishlist(p.clone()),
-                UserCommand::RemoveFromWishlist(p),
-            ],
-            NOW,
-        );
-        assert!(s.wishlist.is_empty());
     }
 
     #[test]

@@ -1,0 +1,89 @@
+//! Per-kind supervision and life-cycle counters: [`KindSupervisor`] is the linked parent of a
+//! kind's entity actors (it logs and counts failures; the next ask restarts the entity from its
+//! journal), and [`KindStats`] counts activations, passivations and failures, exported as
+//! metrics.
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Life-cycle counters of one kind, also exported as metrics.
+#[derive(Debug, Default)]
+pub struct KindStats {
+    pub(crate) kind: &'static str,
+    active: AtomicU64,
+    activations: AtomicU64,
+    passivations: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl KindStats {
+    pub(crate) fn new(kind: &'static str) -> Self {
+        Self {
+            kind,
+            ..Self::default()
+        }
+    }
+
+    pub fn active(&self) -> u64 {
+        self.active.load(Ordering::Relaxed)
+    }
+    pub fn passivations(&self) -> u64 {
+        self.passivations.load(Ordering::Relaxed)
+    }
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+    pub fn activations(&self) -> u64 {
+        self.activations.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn on_activated(&self) {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        self.activations.fetch_add(1, Ordering::Relaxed);
+        metrics::gauge!("emporium_entities_active", "kind" => self.kind).increment(1.0);
+        metrics::counter!("emporium_entity_activations_total", "kind" => self.kind).increment(1);
+    }
+    pub(crate) fn on_deactivated(&self) {
+        self.active.fetch_sub(1, Ordering::Relaxed);
+        metrics::gauge!("emporium_entities_active", "kind" => self.kind).decrement(1.0);
+    }
+    pub(crate) fn on_passivated(&self) {
+        self.passivations.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("emporium_entity_passivations_total", "kind" => self.kind).increment(1);
+    }
+    pub(crate) fn on_failed(&self) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("emporium_entity_restarts_total", "kind" => self.kind).increment(1);
+    }
+}
+
+/// The linked parent of a kind's entity actors: it logs and counts their failures. It never
+/// restarts them itself: the next ask does, from the journal.
+pub(crate) struct KindSupervisor {
+    pub(crate) stats: Arc<KindStats>,
+}
+
+impl Actor for KindSupervisor {
+    type Msg = ();
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<()>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _: ActorRef<()>,
+        event: SupervisionEvent,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(cell, error) = event {
+            tracing::error!(kind = self.stats.kind, actor = %cell.get_id(), %error,
+                "entity failed; it restarts from its journal on the next ask");
+            self.stats.on_failed();
+        }
+        Ok(())
+    }
+}
