@@ -288,48 +288,36 @@ async fn coupons_claim_apply_and_edge_cases() {
     assert_problem(claim(c.clone(), "SOON").await, 409, "campaign_not_active").await;
 
     // Admin errors.
-    let dup = json!({"name": "Dup", "code": "old", "kind": "fixed", "value": 1, "scope": {"type": "order"}, "per_user_limit": 1});
-    assert_problem(
-        send(
+    let cases = [
+        (
+            json!({"code": "old", "kind": "fixed", "value": 1, "scope": {"type": "order"}}),
+            409,
+            "code_taken",
+        ),
+        (
+            json!({"code": "BAD1", "kind": "percent", "value": 150, "scope": {"type": "order"}}),
+            422,
+            "invalid_field",
+        ),
+        (
+            json!({"code": "BAD2", "kind": "fixed", "value": 1, "scope": {"type": "galaxy"}}),
+            422,
+            "invalid_body",
+        ),
+    ];
+    for (mut body, status, code) in cases {
+        body["name"] = json!("Admin error case");
+        body["per_user_limit"] = json!(1);
+        let r = send(
             &app,
             "POST",
             "/api/v1/admin/coupon-campaigns",
             OPERATOR_TOKEN,
-            Some(dup),
+            Some(body),
         )
-        .await,
-        409,
-        "code_taken",
-    )
-    .await;
-    let bad = json!({"name": "Bad", "code": "BAD1", "kind": "percent", "value": 150, "scope": {"type": "order"}, "per_user_limit": 1});
-    assert_problem(
-        send(
-            &app,
-            "POST",
-            "/api/v1/admin/coupon-campaigns",
-            OPERATOR_TOKEN,
-            Some(bad),
-        )
-        .await,
-        422,
-        "invalid_field",
-    )
-    .await;
-    let bad_scope = json!({"name": "Bad", "code": "BAD2", "kind": "fixed", "value": 1, "scope": {"type": "galaxy"}, "per_user_limit": 1});
-    assert_problem(
-        send(
-            &app,
-            "POST",
-            "/api/v1/admin/coupon-campaigns",
-            OPERATOR_TOKEN,
-            Some(bad_scope),
-        )
-        .await,
-        422,
-        "invalid_body",
-    )
-    .await;
+        .await;
+        assert_problem(r, status, code).await;
+    }
     let r = send(
         &app,
         "POST",
