@@ -10,7 +10,7 @@ use crate::persistence::{Append, JournalError, StreamId, codec};
 use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 pub type Reply<E> = RpcReplyPort<Result<<E as Entity>::Reply, AskError<<E as Entity>::Rejection>>>;
 
@@ -54,6 +54,8 @@ pub struct Live<E: Entity> {
     since_snapshot: u64,
     /// This entity's writes not yet durable; a no-change reply may go out at once only at zero.
     pending: Arc<AtomicUsize>,
+    /// The sequence number of the newest recorded view (only it is published).
+    view_seq: Arc<AtomicU64>,
     /// The deadline a timer is set for, and the timer.
     timer: Option<(Timestamp, JoinHandle<()>)>,
     /// The deadline stored as this stream's reminder.
@@ -118,6 +120,7 @@ impl<E: Entity> Actor for EntityActor<E> {
             seq,
             snapshot_seq,
             pending: Arc::new(AtomicUsize::new(0)),
+            view_seq: Arc::new(AtomicU64::new(0)),
             timer: None,
         };
         live.reschedule(&myself);
@@ -286,7 +289,9 @@ impl<E: Entity> Live<E> {
         Ok(Recorded { append, view })
     }
 
-    /// Submits recorded events; once durable, publishes the view, then runs `done`.
+    /// Submits recorded events; once durable, publishes the view if no later write of this
+    /// entity carries a newer one (completions run in order, so the newest is published
+    /// last and never skipped), then runs `done`.
     fn submit_recorded(
         &self,
         recorded: Recorded<E>,
@@ -294,8 +299,15 @@ impl<E: Entity> Live<E> {
     ) {
         let Recorded { append, view } = recorded;
         let (inner, id) = (self.guard.inner.clone(), self.id.clone());
+        let seq = self.seq;
+        if view.is_some() {
+            self.view_seq.store(seq, Ordering::Release);
+        }
+        let latest = self.view_seq.clone();
         self.submit(append, move |result| {
-            if let (Ok(()), Some(view)) = (&result, view) {
+            if let (Ok(()), Some(view)) = (&result, view)
+                && latest.load(Ordering::Acquire) == seq
+            {
                 inner.publish_view(&id, view);
             }
             done(result);

@@ -286,6 +286,16 @@ fn write_batch(trees: &Trees, batch: &[(Append, Completion)]) -> Result<(), Jour
     let mut views = sled::Batch::default();
     let mut dirty = false;
     let mut event_count = 0u64;
+    // Only the newest view of a stream in this batch is written: a hot entity makes dozens of
+    // appends per batch, each superseding the last one's view.
+    let mut newest_view = std::collections::HashSet::new();
+    for (append, _) in batch.iter().rev() {
+        if let (Some(stream), Some(view)) = (&append.stream, &append.view)
+            && newest_view.insert(stream)
+        {
+            views.insert(stream.prefix(), view.as_slice());
+        }
+    }
     for (append, _) in batch {
         let Some(stream) = &append.stream else {
             continue;
@@ -313,9 +323,6 @@ fn write_batch(trees: &Trees, batch: &[(Append, Completion)]) -> Result<(), Jour
             Some(Some(at)) => reminders.insert(stream.prefix(), &at.millis().to_be_bytes()),
             Some(None) => reminders.remove(stream.prefix()),
             None => {}
-        }
-        if let Some(view) = &append.view {
-            views.insert(stream.prefix(), view.as_slice());
         }
     }
     if !dirty {
