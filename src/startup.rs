@@ -7,7 +7,7 @@ use crate::auth::limits::AuthLimits;
 use crate::config::Settings;
 use crate::domain::time::{Clock, SystemClock};
 use crate::http::error::ApiError;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Services};
 use crate::node::Node;
 use anyhow::Context;
 use axum::extract::{Request, State};
@@ -145,7 +145,7 @@ async fn load(
     };
     let limits = AuthLimits::new(settings.auth.rate_per_ip);
     spawn_pruning(limits.clone(), shutdown);
-    let state = AppState {
+    let state = AppState::new(Services {
         skus: node.skus.clone(),
         catalog: node.catalog.clone(),
         shopping: node.shopping.clone(),
@@ -158,7 +158,7 @@ async fn load(
         metrics: crate::telemetry::metrics_handle(),
         operator_token: node.operator_token.clone(),
         clock: node.clock.clone(),
-    };
+    });
     let _ = gate
         .inner
         .set(http::router(state, settings.server.body_limit_bytes));
