@@ -9,7 +9,7 @@ use crate::actors::{AskError, Entities};
 use crate::auth::password::{Passwords, check_strength};
 use crate::auth::pii::Pii;
 use crate::auth::revocation::Revocations;
-use crate::auth::tokens::{Claims, RefreshToken, TokenKeys};
+use crate::auth::tokens::TokenKeys;
 use crate::domain::email_claim::{ClaimCommand, ClaimError};
 use crate::domain::ids::{Email, EmailKey, UserId};
 use crate::domain::time::{Clock, Timestamp};
@@ -57,7 +57,7 @@ impl From<ClaimError> for AccountError {
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> AccountError {
+pub(crate) fn internal(e: impl std::fmt::Display) -> AccountError {
     AccountError::Internal(e.to_string())
 }
 
@@ -72,13 +72,6 @@ pub struct ProfileView {
     pub roles: BTreeSet<Role>,
     pub status: AccountStatus,
     pub created_at: Timestamp,
-}
-
-/// What a login or refresh hands out.
-pub struct Session {
-    pub access_token: String,
-    pub expires_in: i64,
-    pub refresh: RefreshToken,
 }
 
 pub struct SignUp {
@@ -216,7 +209,7 @@ impl Accounts {
     }
 
     /// The confirmed owner of an address, if any.
-    async fn owner(&self, email: &Email) -> Result<Option<UserId>, AccountError> {
+    pub(crate) async fn owner(&self, email: &Email) -> Result<Option<UserId>, AccountError> {
         let claim = self
             .emails
             .ask(&self.email_key(email), ClaimCommand::Lookup)
@@ -247,102 +240,6 @@ impl Accounts {
             Ok(_) => self.mail_code(&email, &code),
             Err(AskError::Rejected(UserError::AlreadyVerified)) => {}
             Err(e) => return Err(e.into()),
-        }
-        Ok(())
-    }
-
-    pub async fn login(
-        &self,
-        email: &str,
-        password: &SecretString,
-    ) -> Result<Session, AccountError> {
-        let owner = match Email::parse(email) {
-            Ok(email) => self.owner(&email).await?,
-            Err(_) => None,
-        };
-        let account = match &owner {
-            Some(user) => Some(self.users.ask(user, UserCommand::Get).await?),
-            None => None,
-        };
-        let now = self.clock.now();
-        if let Some(until) = account.as_ref().and_then(|a| a.state.locked_until(now)) {
-            let retry_after_secs = now.until(until).as_secs().max(1);
-            return Err(UserError::LoginLocked { retry_after_secs }.into());
-        }
-        let phc = account.as_ref().map(|a| a.state.password_hash.clone());
-        if !self.passwords.verify(password, phc).await {
-            if let Some(user) = &owner {
-                self.users.ask(user, UserCommand::RecordFailedLogin).await?;
-            }
-            return Err(AccountError::InvalidCredentials);
-        }
-        let user = owner.ok_or(AccountError::InvalidCredentials)?;
-        self.start_session(&user, None, None).await
-    }
-
-    /// Starts a refresh family (`presented` = None) or rotates one, and issues an access token.
-    async fn start_session(
-        &self,
-        user: &UserId,
-        family: Option<&str>,
-        presented: Option<String>,
-    ) -> Result<Session, AccountError> {
-        let refresh = RefreshToken::new(user, family);
-        let expires_at = self.clock.now().plus(self.refresh_ttl);
-        let command = match presented {
-            None => UserCommand::StartSession {
-                family: refresh.family.clone(),
-                token_hash: refresh.hash(),
-                expires_at,
-            },
-            Some(presented_hash) => UserCommand::Rotate {
-                family: refresh.family.clone(),
-                presented_hash,
-                new_hash: refresh.hash(),
-                expires_at,
-            },
-        };
-        let account = self.users.ask(user, command).await?;
-        let now_secs = self.clock.now().millis() / 1000;
-        let (access_token, _) = self
-            .tokens
-            .issue(user, &account.state.roles, &refresh.family, now_secs)
-            .map_err(internal)?;
-        Ok(Session {
-            access_token,
-            expires_in: self.tokens.access_ttl_secs,
-            refresh,
-        })
-    }
-
-    pub async fn refresh(&self, cookie: &str) -> Result<Session, AccountError> {
-        let presented = RefreshToken::parse(cookie).ok_or(UserError::InvalidRefresh)?;
-        let (user, family) = (&presented.user, Some(presented.family.as_str()));
-        match self
-            .start_session(user, family, Some(presented.hash()))
-            .await
-        {
-            // A token of an account that no longer exists is simply not valid.
-            Err(AccountError::User(UserError::NotFound)) => Err(UserError::InvalidRefresh.into()),
-            other => other,
-        }
-    }
-
-    /// Revokes the access token and its session's refresh family.
-    pub async fn logout(&self, claims: &Claims) -> Result<(), AccountError> {
-        self.revocations
-            .revoke_token(claims)
-            .await
-            .map_err(internal)?;
-        let user = UserId::parse(claims.sub.clone()).map_err(internal)?;
-        if !claims.sid.is_empty() {
-            let end = UserCommand::EndSession {
-                family: claims.sid.clone(),
-            };
-            match self.users.ask(&user, end).await {
-                Ok(_) | Err(AskError::Rejected(UserError::NotFound)) => {}
-                Err(e) => return Err(e.into()),
-            }
         }
         Ok(())
     }

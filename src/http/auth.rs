@@ -1,7 +1,8 @@
 //! Sign-up, email verification, login, refresh and logout (`/api/v1/auth/*`). The refresh token
 //! travels only in an `HttpOnly; SameSite=Strict` cookie scoped to `/api/v1/auth`.
 
-use crate::auth::accounts::{Session, SignUp};
+use crate::auth::accounts::SignUp;
+use crate::auth::sessions::Session;
 use crate::domain::user::Role;
 use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
