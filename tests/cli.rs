@@ -1,12 +1,11 @@
 //! The command line: `emporium admin create-user` on a stopped node's data dir, then the server
 //! on that data dir accepts the account's login with its roles.
 
-use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_emporium");
+use common::{BIN, wait_ready};
+use serde_json::{Value, json};
+use std::process::Command;
 
 fn create_user(dir: &std::path::Path, email: &str) -> std::process::Output {
     Command::new(BIN)
@@ -38,39 +37,11 @@ async fn create_user_then_log_in_as_that_admin() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already registered"));
 
-    let mut server = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .env("EMPORIUM__LOG__FORMAT", "json")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = server.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(at) = line.find("listening on http://") {
-                let url: String = line[at + 13..].chars().take_while(|c| *c != '"').collect();
-                let _ = tx.send(url);
-            }
-        }
-    });
-    let base = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("server address");
+    let mut server = common::start(dir.path(), &[]);
+    let base = server.base.clone();
     let client = reqwest::Client::new();
     // The address is logged at once; the node loads in the background.
-    let mut ready = false;
-    for _ in 0..500 {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
-            && r.status() == 200
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(ready, "the server became ready");
+    wait_ready(&client, &base).await;
 
     // While the server holds the data dir, the command line refuses cleanly.
     let busy = create_user(dir.path(), "other@example.com");
@@ -98,6 +69,6 @@ async fn create_user_then_log_in_as_that_admin() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "the admin role reaches admin routes");
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
 }

@@ -4,72 +4,20 @@
 //! After every restart: every reservation that got a 201 is held, none that got a 409 is, and
 //! `available + reserved + sold` equals the stock that was set.
 
+mod common;
+
+use common::{Server, wait_ready};
 use serde_json::{Value, json};
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TOKEN: &str = "crash-test-token";
 const STOCK: u64 = 1500;
 const WORKERS: usize = 64;
 /// Responses to wait for in a round before the kill.
 const KILL_AFTER: usize = 600;
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-fn start(data_dir: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_emporium"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("EMPORIUM_OPERATOR_TOKEN", TOKEN)
-        .env("EMPORIUM__LOG__FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the emporium binary starts");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        // Keep draining so the server never blocks on a full pipe.
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(at) = line.find("listening on http://") {
-                let rest = &line[at + "listening on ".len()..];
-                let url: String = rest
-                    .chars()
-                    .take_while(|c| *c != '"' && !c.is_whitespace())
-                    .collect();
-                let _ = tx.send(url);
-            }
-        }
-    });
-    let base = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the server logs its address");
-    Server { child, base }
-}
-
-async fn wait_ready(client: &reqwest::Client, base: &str) -> Duration {
-    let started = Instant::now();
-    loop {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
-            && r.status() == 200
-        {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "never became ready"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 #[derive(Default)]
 struct Outcomes {
@@ -201,4 +149,8 @@ async fn acknowledged_reservations_survive_sigkill() {
     );
     server.child.kill().unwrap();
     server.child.wait().unwrap();
+}
+
+fn start(data_dir: &std::path::Path) -> Server {
+    common::start(data_dir, &[("EMPORIUM_OPERATOR_TOKEN", TOKEN)])
 }

@@ -1,0 +1,66 @@
+//! The real `emporium` binary as a child process, for tests that need real processes (crash
+//! tests, the command line): start it on a free port, learn its address, wait until it serves.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_emporium");
+
+pub struct Server {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`, as the server logged it.
+    pub base: String,
+}
+
+/// Starts `emporium serve` on port 0 over `data_dir`, with `envs`; returns once the address
+/// is logged (the node may still be loading: see [`wait_ready`]).
+pub fn start(data_dir: &Path, envs: &[(&str, &str)]) -> Server {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("EMPORIUM__LOG__FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .envs(envs.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the emporium binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Keep draining so the server never blocks on a full pipe.
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(at) = line.find("listening on http://") {
+                let rest = &line[at + "listening on ".len()..];
+                let url: String = rest
+                    .chars()
+                    .take_while(|c| *c != '"' && !c.is_whitespace())
+                    .collect();
+                let _ = tx.send(url);
+            }
+        }
+    });
+    let base = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the server logs its address");
+    Server { child, base }
+}
+
+/// Polls `/readyz` until 200; returns how long it took. Fails the test after 20 s.
+pub async fn wait_ready(client: &reqwest::Client, base: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
+            && r.status() == 200
+        {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
