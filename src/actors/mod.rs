@@ -11,6 +11,7 @@ pub mod cart;
 pub mod email;
 mod entities;
 mod entity;
+pub mod order;
 pub mod product;
 mod shell;
 pub mod sku;

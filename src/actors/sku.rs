@@ -50,7 +50,8 @@ impl Entity for Sku {
         let order = match command {
             SkuCommand::Reserve { order_id, .. }
             | SkuCommand::Commit { order_id }
-            | SkuCommand::Release { order_id } => Some(order_id),
+            | SkuCommand::Release { order_id }
+            | SkuCommand::Restock { order_id, .. } => Some(order_id),
             _ => None,
         };
         StockLevels {

@@ -29,6 +29,8 @@ pub struct Reservation {
 pub enum Settlement {
     Sold { qty: u32 },
     Released { qty: u32, reason: ReleaseReason },
+    /// Sold, then `returned` units came back (a cancelled paid order, a return).
+    Returned { qty: u32, returned: u32 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +46,7 @@ pub enum ReservationStatus {
     Reserved,
     Sold,
     Released,
+    Returned,
 }
 
 /// The stock counters of a SKU: what read models (catalog availability, sales ranking) use.
@@ -140,6 +143,7 @@ impl SkuState {
         let (quantity, status) = match self.settled.get(order_id)? {
             Settlement::Sold { qty } => (*qty, ReservationStatus::Sold),
             Settlement::Released { qty, .. } => (*qty, ReservationStatus::Released),
+            Settlement::Returned { returned, .. } => (*returned, ReservationStatus::Returned),
         };
         Some(ReservationView {
             order_id: order_id.clone(),
@@ -177,6 +181,9 @@ pub enum SkuCommand {
     Commit { order_id: OrderId },
     /// The order was cancelled: its reserved units become available again.
     Release { order_id: OrderId },
+    /// Up to `qty` of the order's units come back to stock: an open reservation is released,
+    /// sold units are returned. Once per order; anything else is a replay.
+    Restock { order_id: OrderId, qty: u32 },
     /// Releases every reservation whose expiry is not after `now`.
     ExpireDue,
     /// Binds the SKU to a product. `replacing` names an owner that may be replaced (one whose
@@ -215,6 +222,10 @@ pub enum SkuEvent {
         order_id: OrderId,
         qty: u32,
         reason: ReleaseReason,
+    },
+    Restocked {
+        order_id: OrderId,
+        qty: u32,
     },
 }
 
@@ -285,7 +296,7 @@ pub fn decide(
                 qty: r.qty,
             }]),
             None => match state.settled.get(order_id) {
-                Some(Settlement::Sold { .. }) => Ok(vec![]),
+                Some(Settlement::Sold { .. } | Settlement::Returned { .. }) => Ok(vec![]),
                 Some(Settlement::Released { .. }) => {
                     Err(SkuError::ReservationReleased(order_id.clone()))
                 }
@@ -300,10 +311,13 @@ pub fn decide(
             }]),
             None => match state.settled.get(order_id) {
                 Some(Settlement::Released { .. }) => Ok(vec![]),
-                Some(Settlement::Sold { .. }) => Err(SkuError::AlreadySold(order_id.clone())),
+                Some(Settlement::Sold { .. } | Settlement::Returned { .. }) => {
+                    Err(SkuError::AlreadySold(order_id.clone()))
+                }
                 None => Err(SkuError::ReservationNotFound(order_id.clone())),
             },
         },
+        SkuCommand::Restock { order_id, qty } => decide_restock(state, order_id, *qty),
         SkuCommand::ExpireDue => Ok(state
             .expiries
             .iter()
@@ -333,6 +347,26 @@ pub fn decide(
     }
 }
 
+fn decide_restock(state: &SkuState, order_id: &OrderId, qty: u32) -> Result<Vec<SkuEvent>, SkuError> {
+    if qty == 0 {
+        return Err(SkuError::InvalidQuantity);
+    }
+    if let Some(r) = state.reservations.get(order_id) {
+        return Ok(vec![SkuEvent::Released {
+            order_id: order_id.clone(),
+            qty: r.qty,
+            reason: ReleaseReason::Cancelled,
+        }]);
+    }
+    Ok(match state.settled.get(order_id) {
+        Some(Settlement::Sold { qty: sold }) => vec![SkuEvent::Restocked {
+            order_id: order_id.clone(),
+            qty: qty.min(*sold),
+        }],
+        _ => vec![],
+    })
+}
+
 fn decide_reserve(
     state: &SkuState,
     order_id: &OrderId,
@@ -352,7 +386,7 @@ fn decide_reserve(
     }
     match state.settled.get(order_id) {
         Some(Settlement::Sold { qty: sold }) if *sold == qty => return Ok(vec![]),
-        Some(Settlement::Sold { .. }) => {
+        Some(Settlement::Sold { .. } | Settlement::Returned { .. }) => {
             return Err(SkuError::ReservationConflict(order_id.clone()));
         }
         Some(Settlement::Released { .. }) => {
@@ -407,6 +441,19 @@ pub fn apply(state: &mut SkuState, event: &SkuEvent) {
             state
                 .settled
                 .insert(order_id.clone(), Settlement::Sold { qty: *qty });
+        }
+        SkuEvent::Restocked { order_id, qty } => {
+            state.sold -= u64::from(*qty);
+            state.available += u64::from(*qty);
+            let sold = match state.settled.get(order_id) {
+                Some(Settlement::Sold { qty: sold }) => *sold,
+                _ => *qty,
+            };
+            let settled = Settlement::Returned {
+                qty: sold,
+                returned: *qty,
+            };
+            state.settled.insert(order_id.clone(), settled);
         }
         SkuEvent::Released {
             order_id,
@@ -756,5 +803,30 @@ mod tests {
                     .sum::<u64>()
             );
         }
+    }
+
+    #[test]
+    fn restock_returns_sold_units_once_and_releases_open_reservations() {
+        let restock = |o: &str, qty| SkuCommand::Restock {
+            order_id: order(o),
+            qty,
+        };
+        let (_, s) = when(&stocked(10), reserve("a", 3)).unwrap();
+        let (_, s) = when(&s, SkuCommand::Commit { order_id: order("a") }).unwrap();
+        let (_, s) = when(&s, restock("a", 2)).unwrap();
+        assert_eq!((s.available, s.reserved, s.sold), (9, 0, 1));
+        let (events, s) = when(&s, restock("a", 2)).unwrap();
+        assert!(events.is_empty(), "a second restock is a replay");
+        assert_eq!(
+            s.reservation_of(&order("a")).map(|r| (r.quantity, r.status)),
+            Some((2, ReservationStatus::Returned))
+        );
+        // An order whose commit had not run yet: its reservation is released instead.
+        let (_, s) = when(&s, reserve("b", 4)).unwrap();
+        let (_, s) = when(&s, restock("b", 4)).unwrap();
+        assert_eq!((s.available, s.reserved, s.sold), (9, 0, 1));
+        assert_eq!(s.total(), 10);
+        let (events, _) = when(&s, restock("never", 1)).unwrap();
+        assert!(events.is_empty());
     }
 }

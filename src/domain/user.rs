@@ -60,6 +60,7 @@ pub const RESEND_INTERVAL: Duration = Duration::from_secs(60);
 /// Failed logins allowed per account in [`LOGIN_WINDOW`].
 pub const MAX_FAILED_LOGINS: usize = 10;
 pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
+pub use crate::domain::inbox::{MAX_INBOX, Notification};
 pub use crate::domain::wallet::{CouponStatus, MAX_WISHLIST, WalletCoupon};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +102,8 @@ pub struct UserState {
     pub wishlist: BTreeSet<ProductId>,
     #[serde(default)]
     pub wallet: BTreeMap<CouponId, WalletCoupon>,
+    #[serde(default)]
+    pub inbox: VecDeque<Notification>,
 }
 
 impl UserState {
@@ -181,11 +184,13 @@ pub enum UserCommand {
         coupon_id: CouponId,
         order_id: OrderId,
     },
-    /// The order was cancelled or expired (reserved -> issued).
+    /// The order was cancelled or expired (reserved or used by it -> issued).
     ReleaseCoupon {
         coupon_id: CouponId,
         order_id: OrderId,
     },
+    /// Into the inbox (idempotent by notification id).
+    Notify(Notification),
     Get,
 }
 
@@ -248,6 +253,7 @@ pub enum UserEvent {
         coupon_id: CouponId,
         status: CouponStatus,
     },
+    Notified(Notification),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -416,6 +422,7 @@ pub fn decide(
         | C::ReserveCoupon { .. }
         | C::UseCoupon { .. }
         | C::ReleaseCoupon { .. } => wallet::decide(s, cmd, now),
+        C::Notify(n) => Ok(crate::domain::inbox::decide(s, n)),
         C::Get => Ok(vec![]),
     }
 }
@@ -540,6 +547,7 @@ pub fn apply(s: &mut UserState, event: &UserEvent) {
         | E::WishlistRemoved { .. }
         | E::CouponAdded { .. }
         | E::CouponStatusChanged { .. } => wallet::apply(s, event),
+        E::Notified(n) => crate::domain::inbox::apply(s, n),
         E::Deleted => {
             *s = UserState {
                 status: Some(AccountStatus::Deleted),

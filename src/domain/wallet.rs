@@ -95,7 +95,12 @@ pub fn decide(
             s,
             coupon_id,
             CouponStatus::Issued,
-            |st| matches!(st, CouponStatus::Reserved { order_id: o } if o == order_id),
+            |st| match st {
+                CouponStatus::Reserved { order_id: o } | CouponStatus::Used { order_id: o } => {
+                    o == order_id
+                }
+                CouponStatus::Issued => false,
+            },
         ),
         _ => Ok(vec![]),
     }
@@ -256,8 +261,12 @@ mod tests {
             NOW,
         );
         assert_eq!(r, Ok(()), "use is idempotent");
+        assert!(
+            matches!(decide(&s, &release(&o1), NOW).as_deref(), Ok([_])),
+            "a paid order cancelled gives its coupon back"
+        );
         assert!(matches!(
-            decide(&s, &release(&o1), NOW),
+            decide(&s, &release(&o2), NOW),
             Err(UserError::CouponNotAvailable(_))
         ));
         assert_eq!(

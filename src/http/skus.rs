@@ -77,6 +77,7 @@ impl From<StockLevels> for StockBody {
                     ReservationStatus::Reserved => "reserved",
                     ReservationStatus::Sold => "sold",
                     ReservationStatus::Released => "released",
+                    ReservationStatus::Returned => "returned",
                 }
                 .to_string(),
                 expires_at: r.expires_at.map(|t| t.to_rfc3339()),

@@ -1,0 +1,484 @@
+//! One order: its state machine (statuses of the API contract), its payment and shipment
+//! records, and its **outbox** — the external steps (stock, coupon, gateway, carrier,
+//! notifications) the order still has to carry out. A step is an [`Effect`] in the order's own
+//! journal: the saga driver runs it and reports back with `Complete`/`Fail`, so after a crash
+//! the order knows exactly what is left to do. Every compensation is an effect aimed at the
+//! entity that owns the thing compensated (a SKU, a wallet, the gateway) and ends there.
+//!
+//! Types are here; the rules are in [`rules`].
+
+pub mod rules;
+#[cfg(test)]
+mod tests;
+
+use crate::domain::ids::{CouponId, ProductId, SkuId, UserId};
+use crate::domain::time::Timestamp;
+use crate::domain::user::Sealed;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub use rules::{apply, decide};
+
+/// Lines one order holds at most.
+pub const MAX_LINES: usize = 100;
+/// Units per line at most.
+pub const MAX_QTY: u32 = 99;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Internal: the stock is being reserved (not shown to shoppers).
+    Pending,
+    /// Internal: the reservation failed; the order never existed for the shopper.
+    Rejected,
+    AwaitingPayment,
+    Paid,
+    Preparing,
+    Shipped,
+    Delivered,
+    Cancelled,
+    PaymentFailed,
+    Expired,
+    ReturnRequested,
+    Returned,
+    Refunded,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "pending",
+            OrderStatus::Rejected => "rejected",
+            OrderStatus::AwaitingPayment => "awaiting_payment",
+            OrderStatus::Paid => "paid",
+            OrderStatus::Preparing => "preparing",
+            OrderStatus::Shipped => "shipped",
+            OrderStatus::Delivered => "delivered",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::PaymentFailed => "payment_failed",
+            OrderStatus::Expired => "expired",
+            OrderStatus::ReturnRequested => "return_requested",
+            OrderStatus::Returned => "returned",
+            OrderStatus::Refunded => "refunded",
+        }
+    }
+
+    /// Whether shoppers see the order (history, detail).
+    pub fn visible(self) -> bool {
+        !matches!(self, OrderStatus::Pending | OrderStatus::Rejected)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    pub sku_id: SkuId,
+    pub product_id: ProductId,
+    pub name: String,
+    pub unit_price: i64,
+    pub quantity: u32,
+    pub line_total: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCoupon {
+    pub coupon_id: CouponId,
+    pub discount: i64,
+}
+
+/// Everything fixed when the order is placed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    pub user_id: UserId,
+    /// Digest of the request that placed it: a replay with another body is refused.
+    pub fingerprint: String,
+    pub lines: Vec<OrderLine>,
+    pub coupon: Option<OrderCoupon>,
+    pub subtotal: i64,
+    pub discount: i64,
+    pub total: i64,
+    pub currency: String,
+    /// The shipping address (JSON), sealed: personal data.
+    pub shipping_address: Sealed,
+    /// Ordered from the cart: the paid lines leave the cart.
+    pub from_cart: bool,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    /// Confirmation sent to the gateway; the outcome is not known yet.
+    Confirming,
+    Approved,
+    Declined,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payment {
+    pub payment_key: String,
+    pub amount: i64,
+    pub status: PaymentStatus,
+    /// The gateway's reason for a decline.
+    pub reason: Option<String>,
+    pub approved_at: Option<Timestamp>,
+    /// Refunded so far (cancellation, returns).
+    pub refunded: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShipmentStatus {
+    Ready,
+    Shipping,
+    Delivered,
+}
+
+impl ShipmentStatus {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "ready" => Some(ShipmentStatus::Ready),
+            "shipping" => Some(ShipmentStatus::Shipping),
+            "delivered" => Some(ShipmentStatus::Delivered),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shipment {
+    pub carrier: String,
+    pub tracking_number: String,
+    pub status: ShipmentStatus,
+    pub events: Vec<(ShipmentStatus, Timestamp)>,
+    /// A replacement sent for an exchange.
+    pub exchange: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReturnKind {
+    Return,
+    Exchange,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReturnItem {
+    pub sku_id: SkuId,
+    pub quantity: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReturnRequest {
+    pub kind: ReturnKind,
+    pub reason: String,
+    pub items: Vec<ReturnItem>,
+    /// What a return refunds (the items' share of the amount paid); 0 for an exchange.
+    pub refund_amount: i64,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    OrderPaid,
+    OrderShipped,
+    OrderDelivered,
+    OrderCancelled,
+    OrderRefunded,
+    OrderExpired,
+}
+
+impl NotificationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationKind::OrderPaid => "order_paid",
+            NotificationKind::OrderShipped => "order_shipped",
+            NotificationKind::OrderDelivered => "order_delivered",
+            NotificationKind::OrderCancelled => "order_cancelled",
+            NotificationKind::OrderRefunded => "order_refunded",
+            NotificationKind::OrderExpired => "order_expired",
+        }
+    }
+}
+
+/// An external step the order still owes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Action {
+    /// Reserve every line on its SKU and the coupon in the wallet.
+    ReserveStock,
+    /// Give back every reservation and the coupon (unpaid order that ends).
+    ReleaseStock,
+    /// Reserved units become sold, the coupon used, the ordered lines leave the cart.
+    CommitStock,
+    /// Confirm the payment with the gateway (amount verified there too).
+    ConfirmPayment,
+    /// Refund through the gateway.
+    RefundPayment { amount: i64, reason: String },
+    /// Sold units back to available stock.
+    Restock { items: Vec<ReturnItem> },
+    /// A used coupon back to issued (a paid order cancelled).
+    RestoreCoupon,
+    /// Book a shipment with the carrier.
+    BookShipment { exchange: bool },
+    /// Into the user's inbox.
+    Notify {
+        kind: NotificationKind,
+        text: String,
+    },
+}
+
+impl Action {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::ReserveStock => "reserve_stock",
+            Action::ReleaseStock => "release_stock",
+            Action::CommitStock => "commit_stock",
+            Action::ConfirmPayment => "confirm_payment",
+            Action::RefundPayment { .. } => "refund_payment",
+            Action::Restock { .. } => "restock",
+            Action::RestoreCoupon => "restore_coupon",
+            Action::BookShipment { .. } => "book_shipment",
+            Action::Notify { .. } => "notify",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Effect {
+    pub action: Action,
+    pub attempts: u32,
+    /// Gave up after too many failures: listed as a dead letter until an operator retries it.
+    pub dead: bool,
+    pub last_error: Option<String>,
+    /// Not to be retried before.
+    pub not_before: Timestamp,
+}
+
+/// A reply kept for an `Idempotency-Key` (status and JSON body).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredReply {
+    pub fingerprint: String,
+    pub status: u16,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderState {
+    pub placement: Option<Placement>,
+    pub status: Option<OrderStatus>,
+    pub history: Vec<(OrderStatus, Timestamp)>,
+    pub payment: Option<Payment>,
+    pub shipments: Vec<Shipment>,
+    pub returns: Vec<ReturnRequest>,
+    /// SKUs that could not be reserved (a rejected order).
+    pub unavailable: Vec<SkuId>,
+    pub coupon_unavailable: bool,
+    pub effects: BTreeMap<u32, Effect>,
+    pub next_effect: u32,
+    /// Replies kept per idempotency key of the routes after placement (confirm, cancel).
+    pub replies: BTreeMap<String, StoredReply>,
+}
+
+impl OrderState {
+    pub fn status(&self) -> Option<OrderStatus> {
+        self.status
+    }
+
+    pub fn owner(&self) -> Option<&UserId> {
+        self.placement.as_ref().map(|p| &p.user_id)
+    }
+
+    /// The pending effect carrying out `name`, if any.
+    pub fn pending(&self, name: &str) -> Option<u32> {
+        self.effects
+            .iter()
+            .find(|(_, e)| e.action.name() == name)
+            .map(|(id, _)| *id)
+    }
+
+    /// When an unpaid order expires: while it waits for a payment that has not been sent to
+    /// the gateway (a confirmation in flight holds the expiry back).
+    pub fn expiry(&self) -> Option<Timestamp> {
+        let waiting = matches!(
+            self.status,
+            Some(OrderStatus::Pending | OrderStatus::AwaitingPayment)
+        );
+        if waiting && self.payment.is_none() {
+            self.placement.as_ref().map(|p| p.expires_at)
+        } else {
+            None
+        }
+    }
+}
+
+/// Who asks (the owner or an admin).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requester {
+    pub user_id: UserId,
+    pub admin: bool,
+}
+
+/// What an effect achieved, reported by the saga driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    Reserved,
+    OutOfStock { skus: Vec<SkuId> },
+    CouponUnavailable,
+    ShipmentBooked {
+        carrier: String,
+        tracking_number: String,
+    },
+}
+
+/// How a failed effect is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base_backoff_ms: i64,
+    pub max_backoff_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderCommand {
+    Place(Box<Placement>),
+    Complete {
+        effect: u32,
+        outcome: Outcome,
+    },
+    Fail {
+        effect: u32,
+        error: String,
+        policy: RetryPolicy,
+    },
+    /// An operator sends a dead letter back to the outbox.
+    Revive {
+        effect: u32,
+    },
+    RequestPayment {
+        by: Requester,
+        payment_key: String,
+        amount: i64,
+    },
+    /// The gateway's answer to the confirmation of `payment_key` (driver or webhook).
+    SettlePayment {
+        payment_key: String,
+        result: Result<Timestamp, String>,
+    },
+    /// The deadline: an unpaid order past its expiry expires.
+    Expire,
+    Cancel {
+        by: Requester,
+    },
+    Ship,
+    /// The carrier reports a shipment's progress.
+    TrackShipment {
+        tracking_number: String,
+        status: ShipmentStatus,
+        at: Timestamp,
+    },
+    RequestReturn {
+        by: Requester,
+        kind: ReturnKind,
+        reason: String,
+        items: Vec<ReturnItem>,
+    },
+    RememberReply {
+        key: String,
+        reply: StoredReply,
+    },
+    Get,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OrderEvent {
+    Placed(Box<Placement>),
+    EffectDone {
+        effect: u32,
+    },
+    EffectFailed {
+        effect: u32,
+        error: String,
+        not_before: Timestamp,
+        dead: bool,
+    },
+    EffectRevived {
+        effect: u32,
+    },
+    StockReserved {
+        at: Timestamp,
+    },
+    ReservationFailed {
+        skus: Vec<SkuId>,
+        coupon_unavailable: bool,
+        at: Timestamp,
+    },
+    PaymentRequested {
+        payment_key: String,
+        amount: i64,
+        at: Timestamp,
+    },
+    PaymentApproved {
+        at: Timestamp,
+    },
+    PaymentDeclined {
+        reason: String,
+        at: Timestamp,
+    },
+    Expired {
+        at: Timestamp,
+    },
+    Cancelled {
+        at: Timestamp,
+    },
+    ShipmentRequested {
+        exchange: bool,
+    },
+    ShipmentBooked {
+        carrier: String,
+        tracking_number: String,
+        exchange: bool,
+        at: Timestamp,
+    },
+    ShipmentTracked {
+        tracking_number: String,
+        status: ShipmentStatus,
+        at: Timestamp,
+    },
+    ReturnRequested(ReturnRequest),
+    Refunded {
+        amount: i64,
+        at: Timestamp,
+    },
+    ReplyRemembered {
+        key: String,
+        reply: StoredReply,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrderError {
+    #[error("no such order")]
+    NotFound,
+    #[error("the idempotency key was used with a different request")]
+    KeyReused,
+    #[error("the order cannot be paid in its current status")]
+    NotPayable,
+    #[error("the amount does not match the order total {expected}")]
+    AmountMismatch { expected: i64 },
+    #[error("a payment for this order is being confirmed")]
+    PaymentInProgress,
+    #[error("the order cannot be cancelled in its current status")]
+    NotCancellable,
+    #[error("the order cannot be shipped in its current status")]
+    NotShippable,
+    #[error("the order cannot be returned: {0}")]
+    NotReturnable(&'static str),
+    #[error("no such pending step")]
+    NoSuchEffect,
+    #[error("unknown shipment")]
+    UnknownShipment,
+}

@@ -1,0 +1,534 @@
+//! The rules of an order: [`decide`] refuses or accepts each command as events, [`apply`] changes
+//! state and queues the effects each event calls for (deterministically, so a replayed journal
+//! queues the same effects under the same ids).
+
+use super::*;
+use crate::domain::time::Timestamp;
+
+type S = OrderStatus;
+
+pub fn decide(
+    s: &OrderState,
+    cmd: &OrderCommand,
+    now: Timestamp,
+) -> Result<Vec<OrderEvent>, OrderError> {
+    use OrderCommand as C;
+    use OrderEvent as E;
+    if s.placement.is_none() && !matches!(cmd, C::Place(_)) {
+        return Err(OrderError::NotFound);
+    }
+    match cmd {
+        C::Place(p) => match &s.placement {
+            None => Ok(vec![E::Placed(p.clone())]),
+            Some(placed) if placed.fingerprint == p.fingerprint && placed.user_id == p.user_id => {
+                Ok(vec![])
+            }
+            Some(_) => Err(OrderError::KeyReused),
+        },
+        C::Complete { effect, outcome } => complete(s, *effect, outcome, now),
+        C::Fail {
+            effect,
+            error,
+            policy,
+        } => {
+            let e = s.effects.get(effect).ok_or(OrderError::NoSuchEffect)?;
+            let attempts = e.attempts + 1;
+            let shift = attempts.min(20);
+            let backoff = policy
+                .base_backoff_ms
+                .saturating_mul(1i64 << shift)
+                .min(policy.max_backoff_ms);
+            Ok(vec![E::EffectFailed {
+                effect: *effect,
+                error: error.chars().take(300).collect(),
+                not_before: Timestamp(now.millis() + backoff),
+                dead: attempts >= policy.max_attempts,
+            }])
+        }
+        C::Revive { effect } => match s.effects.get(effect) {
+            Some(e) if e.dead => Ok(vec![E::EffectRevived { effect: *effect }]),
+            Some(_) => Ok(vec![]),
+            None => Err(OrderError::NoSuchEffect),
+        },
+        C::RequestPayment {
+            by,
+            payment_key,
+            amount,
+        } => request_payment(s, by, payment_key, *amount, now),
+        C::SettlePayment {
+            payment_key,
+            result,
+        } => settle_payment(s, payment_key, result, now),
+        C::Expire => Ok(match s.expiry() {
+            Some(at) if at <= now => vec![E::Expired { at: now }],
+            _ => vec![],
+        }),
+        C::Cancel { by } => {
+            owned(s, by)?;
+            match s.status {
+                Some(S::Cancelled) => Ok(vec![]),
+                Some(S::AwaitingPayment | S::Paid | S::Preparing)
+                    if s.payment.as_ref().map(|p| p.status) == Some(PaymentStatus::Confirming) =>
+                {
+                    Err(OrderError::PaymentInProgress)
+                }
+                Some(S::AwaitingPayment | S::Paid | S::Preparing) => {
+                    Ok(vec![E::Cancelled { at: now }])
+                }
+                _ => Err(OrderError::NotCancellable),
+            }
+        }
+        C::Ship => match s.status {
+            Some(S::Paid) if s.pending("book_shipment").is_none() => {
+                Ok(vec![E::ShipmentRequested { exchange: false }])
+            }
+            Some(S::Paid | S::Preparing) => Ok(vec![]),
+            _ => Err(OrderError::NotShippable),
+        },
+        C::TrackShipment {
+            tracking_number,
+            status,
+            at,
+        } => {
+            let shipment = s
+                .shipments
+                .iter()
+                .find(|sh| &sh.tracking_number == tracking_number)
+                .ok_or(OrderError::UnknownShipment)?;
+            if *status <= shipment.status || s.status == Some(S::Cancelled) {
+                return Ok(vec![]);
+            }
+            Ok(vec![E::ShipmentTracked {
+                tracking_number: tracking_number.clone(),
+                status: *status,
+                at: *at,
+            }])
+        }
+        C::RequestReturn {
+            by,
+            kind,
+            reason,
+            items,
+        } => request_return(s, by, *kind, reason, items, now),
+        C::RememberReply { key, reply } => Ok(match s.replies.get(key) {
+            Some(_) => vec![],
+            None => vec![E::ReplyRemembered {
+                key: key.clone(),
+                reply: reply.clone(),
+            }],
+        }),
+        C::Get => Ok(vec![]),
+    }
+}
+
+/// The owner or an admin; anyone else is told the order does not exist.
+fn owned(s: &OrderState, by: &Requester) -> Result<(), OrderError> {
+    if by.admin || s.owner() == Some(&by.user_id) {
+        Ok(())
+    } else {
+        Err(OrderError::NotFound)
+    }
+}
+
+fn complete(
+    s: &OrderState,
+    id: u32,
+    outcome: &Outcome,
+    now: Timestamp,
+) -> Result<Vec<OrderEvent>, OrderError> {
+    use OrderEvent as E;
+    let Some(effect) = s.effects.get(&id) else {
+        return Ok(vec![]); // reported twice: the first report counted
+    };
+    let done = E::EffectDone { effect: id };
+    let follow = match (&effect.action, outcome) {
+        (Action::ReserveStock, Outcome::Reserved) => vec![E::StockReserved { at: now }],
+        (Action::ReserveStock, Outcome::OutOfStock { skus }) => vec![E::ReservationFailed {
+            skus: skus.clone(),
+            coupon_unavailable: false,
+            at: now,
+        }],
+        (Action::ReserveStock, Outcome::CouponUnavailable) => vec![E::ReservationFailed {
+            skus: vec![],
+            coupon_unavailable: true,
+            at: now,
+        }],
+        (
+            Action::BookShipment { exchange },
+            Outcome::ShipmentBooked {
+                carrier,
+                tracking_number,
+            },
+        ) => vec![E::ShipmentBooked {
+            carrier: carrier.clone(),
+            tracking_number: tracking_number.clone(),
+            exchange: *exchange,
+            at: now,
+        }],
+        (Action::RefundPayment { amount, .. }, Outcome::Done) => vec![E::Refunded {
+            amount: *amount,
+            at: now,
+        }],
+        (Action::ConfirmPayment, _) => return Err(OrderError::NoSuchEffect),
+        (_, Outcome::Done) => vec![],
+        _ => return Err(OrderError::NoSuchEffect),
+    };
+    Ok(std::iter::once(done).chain(follow).collect())
+}
+
+fn request_payment(
+    s: &OrderState,
+    by: &Requester,
+    payment_key: &str,
+    amount: i64,
+    now: Timestamp,
+) -> Result<Vec<OrderEvent>, OrderError> {
+    owned(s, by)?;
+    let total = s.placement.as_ref().map_or(0, |p| p.total);
+    if let Some(p) = &s.payment {
+        let same = p.payment_key == payment_key && p.amount == amount;
+        return match p.status {
+            PaymentStatus::Confirming | PaymentStatus::Approved if same => Ok(vec![]),
+            PaymentStatus::Confirming => Err(OrderError::PaymentInProgress),
+            _ => Err(OrderError::NotPayable),
+        };
+    }
+    if s.status != Some(S::AwaitingPayment) || s.expiry().is_some_and(|at| at <= now) {
+        return Err(OrderError::NotPayable);
+    }
+    if amount != total {
+        return Err(OrderError::AmountMismatch { expected: total });
+    }
+    Ok(vec![OrderEvent::PaymentRequested {
+        payment_key: payment_key.to_owned(),
+        amount,
+        at: now,
+    }])
+}
+
+/// A refused amount ends the order: the events persisted with the refusal.
+pub fn on_rejection(
+    s: &OrderState,
+    cmd: &OrderCommand,
+    why: &OrderError,
+    now: Timestamp,
+) -> Vec<OrderEvent> {
+    match (cmd, why) {
+        (OrderCommand::RequestPayment { .. }, OrderError::AmountMismatch { .. })
+            if s.status == Some(S::AwaitingPayment) =>
+        {
+            vec![OrderEvent::PaymentDeclined {
+                reason: "amount_mismatch".into(),
+                at: now,
+            }]
+        }
+        _ => vec![],
+    }
+}
+
+fn settle_payment(
+    s: &OrderState,
+    payment_key: &str,
+    result: &Result<Timestamp, String>,
+    now: Timestamp,
+) -> Result<Vec<OrderEvent>, OrderError> {
+    let p = s.payment.as_ref().ok_or(OrderError::NotPayable)?;
+    if p.payment_key != payment_key {
+        return Err(OrderError::NotPayable);
+    }
+    if p.status != PaymentStatus::Confirming {
+        return Ok(vec![]); // already settled (driver and webhook both report)
+    }
+    let mut events = Vec::new();
+    if let Some(id) = s.pending("confirm_payment") {
+        events.push(OrderEvent::EffectDone { effect: id });
+    }
+    events.push(match result {
+        Ok(at) => OrderEvent::PaymentApproved { at: *at },
+        Err(reason) => OrderEvent::PaymentDeclined {
+            reason: reason.clone(),
+            at: now,
+        },
+    });
+    Ok(events)
+}
+
+fn request_return(
+    s: &OrderState,
+    by: &Requester,
+    kind: ReturnKind,
+    reason: &str,
+    items: &[ReturnItem],
+    now: Timestamp,
+) -> Result<Vec<OrderEvent>, OrderError> {
+    owned(s, by)?;
+    if s.status != Some(S::Delivered) {
+        return Err(OrderError::NotReturnable("the order has not been delivered"));
+    }
+    if !s.returns.is_empty() && kind == ReturnKind::Return {
+        return Err(OrderError::NotReturnable("a return was already requested"));
+    }
+    let placement = s.placement.as_ref().ok_or(OrderError::NotFound)?;
+    let items: Vec<ReturnItem> = if items.is_empty() {
+        placement
+            .lines
+            .iter()
+            .map(|l| ReturnItem {
+                sku_id: l.sku_id.clone(),
+                quantity: l.quantity,
+            })
+            .collect()
+    } else {
+        items.to_vec()
+    };
+    let mut returned_value = 0i64;
+    for item in &items {
+        let line = placement
+            .lines
+            .iter()
+            .find(|l| l.sku_id == item.sku_id)
+            .ok_or(OrderError::NotReturnable("an item is not in the order"))?;
+        if item.quantity == 0 || item.quantity > line.quantity {
+            return Err(OrderError::NotReturnable("a quantity exceeds what was ordered"));
+        }
+        returned_value += line.unit_price * i64::from(item.quantity);
+    }
+    let refund_amount = match kind {
+        ReturnKind::Exchange => 0,
+        // The items' share of what was paid: the discount is spread over the lines.
+        ReturnKind::Return if placement.subtotal > 0 => {
+            let share = i128::from(returned_value) * i128::from(placement.total)
+                / i128::from(placement.subtotal);
+            i64::try_from(share).unwrap_or(placement.total)
+        }
+        ReturnKind::Return => 0,
+    };
+    Ok(vec![OrderEvent::ReturnRequested(ReturnRequest {
+        kind,
+        reason: reason.chars().take(500).collect(),
+        items,
+        refund_amount,
+        at: now,
+    })])
+}
+
+fn set_status(s: &mut OrderState, status: OrderStatus, at: Timestamp) {
+    if s.status != Some(status) {
+        s.status = Some(status);
+        s.history.push((status, at));
+    }
+}
+
+fn queue(s: &mut OrderState, action: Action, at: Timestamp) {
+    let id = s.next_effect;
+    s.next_effect += 1;
+    s.effects.insert(
+        id,
+        Effect {
+            action,
+            attempts: 0,
+            dead: false,
+            last_error: None,
+            not_before: at,
+        },
+    );
+}
+
+/// Drops the steps an ended order no longer needs (it may end while they are pending).
+fn drop_pending(s: &mut OrderState, names: &[&str]) {
+    s.effects.retain(|_, e| !names.contains(&e.action.name()));
+}
+
+fn notify(s: &mut OrderState, kind: NotificationKind, text: String, at: Timestamp) {
+    queue(s, Action::Notify { kind, text }, at);
+}
+
+fn all_items(s: &OrderState) -> Vec<ReturnItem> {
+    s.placement
+        .iter()
+        .flat_map(|p| &p.lines)
+        .map(|l| ReturnItem {
+            sku_id: l.sku_id.clone(),
+            quantity: l.quantity,
+        })
+        .collect()
+}
+
+pub fn apply(s: &mut OrderState, event: &OrderEvent) {
+    use OrderEvent as E;
+    match event {
+        E::Placed(p) => {
+            s.placement = Some((**p).clone());
+            set_status(s, S::Pending, p.created_at);
+            queue(s, Action::ReserveStock, p.created_at);
+        }
+        E::EffectDone { effect } => {
+            s.effects.remove(effect);
+        }
+        E::EffectFailed {
+            effect,
+            error,
+            not_before,
+            dead,
+        } => {
+            if let Some(e) = s.effects.get_mut(effect) {
+                e.attempts += 1;
+                e.last_error = Some(error.clone());
+                e.not_before = *not_before;
+                e.dead = *dead;
+            }
+        }
+        E::EffectRevived { effect } => {
+            if let Some(e) = s.effects.get_mut(effect) {
+                e.dead = false;
+                e.attempts = 0;
+            }
+        }
+        E::StockReserved { at } => set_status(s, S::AwaitingPayment, *at),
+        E::ReservationFailed {
+            skus,
+            coupon_unavailable,
+            at,
+        } => {
+            s.unavailable = skus.clone();
+            s.coupon_unavailable = *coupon_unavailable;
+            set_status(s, S::Rejected, *at);
+            drop_pending(s, &["reserve_stock"]);
+            queue(s, Action::ReleaseStock, *at);
+        }
+        E::PaymentRequested {
+            payment_key,
+            amount,
+            at,
+        } => {
+            s.payment = Some(Payment {
+                payment_key: payment_key.clone(),
+                amount: *amount,
+                status: PaymentStatus::Confirming,
+                reason: None,
+                approved_at: None,
+                refunded: 0,
+            });
+            queue(s, Action::ConfirmPayment, *at);
+        }
+        E::PaymentApproved { at } => {
+            if let Some(p) = s.payment.as_mut() {
+                p.status = PaymentStatus::Approved;
+                p.approved_at = Some(*at);
+            }
+            set_status(s, S::Paid, *at);
+            queue(s, Action::CommitStock, *at);
+            notify(s, NotificationKind::OrderPaid, "Your order is paid.".into(), *at);
+        }
+        E::PaymentDeclined { reason, at } => {
+            if let Some(p) = s.payment.as_mut() {
+                p.status = PaymentStatus::Declined;
+                p.reason = Some(reason.clone());
+            }
+            set_status(s, S::PaymentFailed, *at);
+            drop_pending(s, &["confirm_payment"]);
+            queue(s, Action::ReleaseStock, *at);
+        }
+        E::Expired { at } => {
+            set_status(s, S::Expired, *at);
+            drop_pending(s, &["reserve_stock"]);
+            queue(s, Action::ReleaseStock, *at);
+            let text = "Your unpaid order expired.".to_owned();
+            notify(s, NotificationKind::OrderExpired, text, *at);
+        }
+        E::Cancelled { at } => {
+            let paid = s.status != Some(S::AwaitingPayment);
+            set_status(s, S::Cancelled, *at);
+            if paid {
+                let amount = s.payment.as_ref().map_or(0, |p| p.amount - p.refunded);
+                let reason = "cancelled by the customer".to_owned();
+                queue(s, Action::RefundPayment { amount, reason }, *at);
+                let items = all_items(s);
+                queue(s, Action::Restock { items }, *at);
+                if s.placement.as_ref().is_some_and(|p| p.coupon.is_some()) {
+                    queue(s, Action::RestoreCoupon, *at);
+                }
+                // Restock also gives back units whose commit had not run yet.
+                drop_pending(s, &["book_shipment", "commit_stock"]);
+            } else {
+                queue(s, Action::ReleaseStock, *at);
+            }
+            let text = "Your order was cancelled.".to_owned();
+            notify(s, NotificationKind::OrderCancelled, text, *at);
+        }
+        E::ShipmentRequested { exchange } => {
+            queue(s, Action::BookShipment { exchange: *exchange }, Timestamp(0));
+        }
+        E::ShipmentBooked {
+            carrier,
+            tracking_number,
+            exchange,
+            at,
+        } => {
+            s.shipments.push(Shipment {
+                carrier: carrier.clone(),
+                tracking_number: tracking_number.clone(),
+                status: ShipmentStatus::Ready,
+                events: vec![(ShipmentStatus::Ready, *at)],
+                exchange: *exchange,
+            });
+            set_status(s, S::Preparing, *at);
+        }
+        E::ShipmentTracked {
+            tracking_number,
+            status,
+            at,
+        } => {
+            if let Some(sh) = s
+                .shipments
+                .iter_mut()
+                .find(|sh| &sh.tracking_number == tracking_number)
+            {
+                sh.status = *status;
+                sh.events.push((*status, *at));
+            }
+            let (next, kind, text) = match status {
+                ShipmentStatus::Ready => return,
+                ShipmentStatus::Shipping => (
+                    S::Shipped,
+                    NotificationKind::OrderShipped,
+                    format!("Your order is on its way ({tracking_number})."),
+                ),
+                ShipmentStatus::Delivered => (
+                    S::Delivered,
+                    NotificationKind::OrderDelivered,
+                    "Your order was delivered.".to_owned(),
+                ),
+            };
+            set_status(s, next, *at);
+            notify(s, kind, text, *at);
+        }
+        E::ReturnRequested(r) => {
+            set_status(s, S::ReturnRequested, r.at);
+            match r.kind {
+                ReturnKind::Return => {
+                    let items = r.items.clone();
+                    queue(s, Action::Restock { items }, r.at);
+                    let (amount, reason) = (r.refund_amount, format!("return: {}", r.reason));
+                    queue(s, Action::RefundPayment { amount, reason }, r.at);
+                }
+                ReturnKind::Exchange => queue(s, Action::BookShipment { exchange: true }, r.at),
+            }
+            s.returns.push(r.clone());
+        }
+        E::Refunded { amount, at } => {
+            if let Some(p) = s.payment.as_mut() {
+                p.refunded += amount;
+            }
+            if s.status == Some(S::ReturnRequested) {
+                set_status(s, S::Returned, *at);
+                set_status(s, S::Refunded, *at);
+            }
+            let text = format!("A refund of {amount} was issued.");
+            notify(s, NotificationKind::OrderRefunded, text, *at);
+        }
+        E::ReplyRemembered { key, reply } => {
+            s.replies.insert(key.clone(), reply.clone());
+        }
+    }
+}
