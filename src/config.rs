@@ -2,6 +2,9 @@
 //! variables (`EMPORIUM__SECTION__KEY`, and the short names of the public contract such as
 //! `EMPORIUM_LISTEN`), then command-line flags. Secrets are `SecretString`s and never print.
 
+pub use crate::orders::settings::{
+    CarrierSettings, OrderSettings, OutboxSettings, PaymentSettings, SandboxSettings,
+};
 use secrecy::SecretString;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -20,6 +23,8 @@ const SHORT_ENV: &[(&str, &str)] = &[
     ("EMPORIUM_JWT_SECRET", "auth.jwt_secret"),
     ("EMPORIUM_PII_KEY", "auth.pii_key"),
     ("EMPORIUM_AUTH_RATE_PER_IP", "auth.rate_per_ip"),
+    ("EMPORIUM_ORDER_TTL_SECS", "orders.ttl_secs"),
+    ("EMPORIUM_CARRIER_STEP_SECS", "sandbox.carrier_step_secs"),
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -33,11 +38,20 @@ pub struct Settings {
     pub log: LogSettings,
     pub auth: AuthSettings,
     pub mail: MailSettings,
+    pub orders: OrderSettings,
+    pub outbox: OutboxSettings,
+    pub payments: PaymentSettings,
+    pub carrier: CarrierSettings,
+    pub sandbox: SandboxSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct ServerSettings {
     pub listen: SocketAddr,
+    /// The base URL others reach this node at (carrier callbacks, the sandbox); defaults to
+    /// `http://` and the bound address.
+    #[serde(default)]
+    pub public_url: String,
     pub body_limit_bytes: usize,
 }
 
@@ -177,7 +191,15 @@ impl Settings {
         if self.storage.data_dir.as_os_str().is_empty() {
             return bad("storage.data_dir must not be empty");
         }
+        if !(0.0..=86_400.0).contains(&self.sandbox.carrier_step_secs) {
+            return bad("sandbox.carrier_step_secs must be between 0 and 86400");
+        }
         Ok(())
+    }
+
+    /// Whether this node serves the sandbox gateway and carrier.
+    pub fn sandbox_enabled(&self) -> bool {
+        self.sandbox.enabled.unwrap_or(self.dev_mode)
     }
 
     pub fn runtime_config(&self) -> crate::actors::RuntimeConfig {

@@ -1,0 +1,79 @@
+//! The settings of orders, the outbox, the payment gateway, the carrier and the sandboxes
+//! (sections `[orders]`, `[outbox]`, `[payments]`, `[carrier]`, `[sandbox]` of `emporium.toml`).
+
+use crate::domain::order::RetryPolicy;
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OrderSettings {
+    /// An unpaid order expires after this (`EMPORIUM_ORDER_TTL_SECS`).
+    pub ttl_secs: u64,
+    /// How much longer a SKU holds an order's units than the order itself waits: a safety net
+    /// for a reservation whose order was lost, never reached in normal operation.
+    pub reservation_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OutboxSettings {
+    /// Failures of one step before it becomes a dead letter.
+    pub max_attempts: u32,
+    pub base_backoff_ms: i64,
+    pub max_backoff_ms: i64,
+    /// How often the dispatcher looks for due steps and expired orders.
+    pub poll_ms: u64,
+}
+
+impl OutboxSettings {
+    pub fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.max_attempts.max(1),
+            base_backoff_ms: self.base_backoff_ms.max(1),
+            max_backoff_ms: self.max_backoff_ms.max(1),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PaymentSettings {
+    /// The gateway's base URL (`…/v1/payments/confirm` is appended); empty means this node's
+    /// own sandbox.
+    #[serde(default)]
+    pub base_url: String,
+    /// The merchant's secret key (HTTP Basic, as TossPayments expects).
+    pub secret_key: SecretString,
+    /// The key webhooks are signed with (HMAC-SHA256 of the body).
+    pub webhook_secret: SecretString,
+    /// One gateway call waits this long.
+    pub timeout_ms: u64,
+    /// Confirmation attempts (time-outs retried with backoff) before asking the gateway.
+    pub confirm_attempts: u32,
+}
+
+impl PaymentSettings {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CarrierSettings {
+    #[serde(default)]
+    pub base_url: String,
+    pub name: String,
+    /// The key carrier callbacks are signed with (HMAC-SHA256 of the body).
+    pub callback_secret: SecretString,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SandboxSettings {
+    /// Serve `/sandbox` (defaults to dev mode).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// How long the sandbox carrier takes per step (`EMPORIUM_CARRIER_STEP_SECS`).
+    pub carrier_step_secs: f64,
+    /// How long the time-out card keeps a confirmation hanging.
+    pub timeout_card_delay_ms: u64,
+}

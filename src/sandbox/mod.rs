@@ -1,0 +1,46 @@
+//! The sandbox payment gateway and carrier: stand-ins for the outside services, served under
+//! `/sandbox` by the engine in dev mode or alone by `emporium sandbox` (the crash test runs
+//! them in their own process, so they outlive the engine they serve). The engine reaches them
+//! only over HTTP, through the same adapters a real provider would use.
+//!
+//! State is in memory: the sandbox is a test double of an outside system, not part of the
+//! engine's data.
+
+pub mod carrier;
+pub mod pg;
+
+use axum::Router;
+use std::time::Duration;
+
+/// How the sandboxes behave.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Time per carrier step (ready -> shipping -> delivered).
+    pub carrier_step: Duration,
+    /// How long the time-out card holds a confirmation before answering.
+    pub timeout_card_delay: Duration,
+    /// The key carrier callbacks are signed with.
+    pub carrier_secret: Vec<u8>,
+}
+
+/// `/sandbox/pg/...` and `/sandbox/carrier/...`.
+pub fn router(config: SandboxConfig) -> Router {
+    Router::new()
+        .nest("/sandbox/pg", pg::router(config.timeout_card_delay))
+        .nest(
+            "/sandbox/carrier",
+            carrier::router(config.carrier_step, config.carrier_secret),
+        )
+}
+
+/// A JSON error in the gateway's shape (`{code, message}`).
+fn refuse(status: u16, code: &str, message: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let status = axum::http::StatusCode::from_u16(status)
+        .unwrap_or(axum::http::StatusCode::BAD_REQUEST);
+    (
+        status,
+        axum::Json(serde_json::json!({ "code": code, "message": message })),
+    )
+        .into_response()
+}

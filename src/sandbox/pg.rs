@@ -1,0 +1,188 @@
+//! The sandbox payment gateway, in the shape of TossPayments: the checkout step creates a
+//! payment (`POST /v1/payments`), the merchant confirms it (`POST /v1/payments/confirm`, the
+//! amount must match), cancels it in full or in part (`POST /v1/payments/{key}/cancel`, with an
+//! `Idempotency-Key`), and reads it (`GET /v1/payments/{key}`). Test cards: `4000000000000002`
+//! is declined for insufficient funds; `4000000000000119` is captured but its confirmation
+//! answers only after a long delay (a time-out for the caller). `GET /v1/audit` lists every
+//! payment with how many times it was captured, for the tests' audits.
+
+use crate::domain::time::{Clock, SystemClock};
+use crate::sandbox::refuse;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const DECLINED_CARD: &str = "4000000000000002";
+pub const TIMEOUT_CARD: &str = "4000000000000119";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxPayment {
+    pub payment_key: String,
+    pub order_id: String,
+    pub status: &'static str,
+    pub total_amount: i64,
+    pub balance_amount: i64,
+    pub approved_at: Option<String>,
+    /// How many times the payment was captured (must never exceed 1).
+    pub captures: u32,
+    pub cancels: Vec<i64>,
+    #[serde(skip)]
+    card: String,
+}
+
+#[derive(Default)]
+struct Gateway {
+    payments: HashMap<String, SandboxPayment>,
+    /// Cancel answers by idempotency key.
+    cancels: HashMap<String, SandboxPayment>,
+}
+
+#[derive(Clone)]
+struct Pg {
+    state: Arc<Mutex<Gateway>>,
+    delay: Duration,
+}
+
+pub fn router(timeout_card_delay: Duration) -> Router {
+    let pg = Pg {
+        state: Arc::default(),
+        delay: timeout_card_delay,
+    };
+    Router::new()
+        .route("/v1/payments", post(create))
+        .route("/v1/payments/confirm", post(confirm))
+        .route("/v1/payments/{key}", get(read))
+        .route("/v1/payments/{key}/cancel", post(cancel))
+        .route("/v1/audit", get(audit))
+        .with_state(pg)
+}
+
+#[derive(Deserialize)]
+struct Create {
+    order_id: String,
+    amount: i64,
+    card_number: String,
+}
+
+async fn create(State(pg): State<Pg>, Json(req): Json<Create>) -> Response {
+    if req.card_number.len() != 16 || !req.card_number.bytes().all(|b| b.is_ascii_digit()) {
+        return refuse(400, "INVALID_CARD_NUMBER", "a card number has 16 digits");
+    }
+    if req.amount <= 0 {
+        return refuse(400, "INVALID_REQUEST", "the amount must be positive");
+    }
+    let payment_key = format!("pk_{:032x}", rand::random::<u128>());
+    let payment = SandboxPayment {
+        payment_key: payment_key.clone(),
+        order_id: req.order_id,
+        status: "READY",
+        total_amount: req.amount,
+        balance_amount: req.amount,
+        approved_at: None,
+        captures: 0,
+        cancels: vec![],
+        card: req.card_number,
+    };
+    let mut gateway = pg.state.lock().expect("sandbox lock");
+    gateway.payments.insert(payment_key, payment.clone());
+    (StatusCode::CREATED, Json(payment)).into_response()
+}
+
+#[derive(Deserialize)]
+struct Confirm {
+    payment_key: String,
+    order_id: String,
+    amount: i64,
+}
+
+async fn confirm(State(pg): State<Pg>, Json(req): Json<Confirm>) -> Response {
+    let (answer, hang) = {
+        let mut gateway = pg.state.lock().expect("sandbox lock");
+        let Some(p) = gateway.payments.get_mut(&req.payment_key) else {
+            return refuse(404, "NOT_FOUND_PAYMENT", "no such payment");
+        };
+        if p.order_id != req.order_id || p.total_amount != req.amount {
+            return refuse(400, "INVALID_REQUEST", "the order or amount does not match");
+        }
+        match p.status {
+            "READY" => {}
+            "ABORTED" => return refuse(403, "REJECT_CARD_PAYMENT", "insufficient_funds"),
+            _ => return refuse(400, "ALREADY_PROCESSED_PAYMENT", "already processed"),
+        }
+        if p.card == DECLINED_CARD {
+            p.status = "ABORTED";
+            return refuse(403, "REJECT_CARD_PAYMENT", "insufficient_funds");
+        }
+        p.status = "DONE";
+        p.captures += 1;
+        p.approved_at = Some(SystemClock.now().to_rfc3339());
+        (p.clone(), p.card == TIMEOUT_CARD)
+    };
+    if hang {
+        tokio::time::sleep(pg.delay).await;
+    }
+    Json(answer).into_response()
+}
+
+async fn read(State(pg): State<Pg>, Path(key): Path<String>) -> Response {
+    let gateway = pg.state.lock().expect("sandbox lock");
+    match gateway.payments.get(&key) {
+        Some(p) => Json(p.clone()).into_response(),
+        None => refuse(404, "NOT_FOUND_PAYMENT", "no such payment"),
+    }
+}
+
+#[derive(Deserialize)]
+struct Cancel {
+    reason: String,
+    amount: Option<i64>,
+}
+
+async fn cancel(
+    State(pg): State<Pg>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    Json(req): Json<Cancel>,
+) -> Response {
+    let idempotency = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(|k| format!("{key}/{k}"));
+    let mut gateway = pg.state.lock().expect("sandbox lock");
+    if let Some(done) = idempotency.as_ref().and_then(|k| gateway.cancels.get(k)) {
+        return Json(done.clone()).into_response();
+    }
+    let Some(p) = gateway.payments.get_mut(&key) else {
+        return refuse(404, "NOT_FOUND_PAYMENT", "no such payment");
+    };
+    if !matches!(p.status, "DONE" | "PARTIAL_CANCELED") {
+        return refuse(403, "NOT_CANCELABLE_PAYMENT", "the payment is not captured");
+    }
+    let amount = req.amount.unwrap_or(p.balance_amount);
+    if amount <= 0 || amount > p.balance_amount || req.reason.is_empty() {
+        return refuse(400, "INVALID_REQUEST", "bad cancel amount or reason");
+    }
+    p.balance_amount -= amount;
+    p.cancels.push(amount);
+    p.status = if p.balance_amount == 0 {
+        "CANCELED"
+    } else {
+        "PARTIAL_CANCELED"
+    };
+    let answer = p.clone();
+    if let Some(k) = idempotency {
+        gateway.cancels.insert(k, answer.clone());
+    }
+    Json(answer).into_response()
+}
+
+async fn audit(State(pg): State<Pg>) -> Json<Vec<SandboxPayment>> {
+    let gateway = pg.state.lock().expect("sandbox lock");
+    Json(gateway.payments.values().cloned().collect())
+}
