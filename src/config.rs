@@ -197,6 +197,15 @@ impl Settings {
         Ok(())
     }
 
+    /// The base URL others reach this node at.
+    pub fn public_url(&self) -> String {
+        if self.server.public_url.is_empty() {
+            format!("http://{}", self.server.listen)
+        } else {
+            self.server.public_url.trim_end_matches('/').to_owned()
+        }
+    }
+
     /// Whether this node serves the sandbox gateway and carrier.
     pub fn sandbox_enabled(&self) -> bool {
         self.sandbox.enabled.unwrap_or(self.dev_mode)

@@ -18,7 +18,11 @@ use crate::domain::time::Clock;
 use crate::integrations::mailer::{DevMailbox, Mailer, Mailers, SmtpMailer};
 use crate::persistence::Journal;
 use crate::persistence::sled_journal::SledJournal;
+use crate::integrations::carrier::HttpCarrier;
+use crate::integrations::payments::HttpGateway;
+use crate::orders::{Endpoints, Orders, Parts};
 use crate::shopping::Shopping;
+use std::time::Duration;
 use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -32,6 +36,7 @@ pub struct Node {
     pub skus: Entities<Sku>,
     pub catalog: Catalog,
     pub shopping: Shopping,
+    pub orders: Orders,
     pub accounts: Arc<Accounts>,
     /// Present in dev mode only.
     pub dev_mailbox: Option<Arc<DevMailbox>>,
@@ -84,14 +89,19 @@ impl Node {
             dev_mailbox.clone(),
         )
         .await?;
-        let shopping = Shopping::start(runtime, catalog.clone(), accounts.users.clone()).await?;
+        let accounts = Arc::new(accounts);
+        let shopping =
+            Shopping::start(runtime.clone(), catalog.clone(), accounts.users.clone()).await?;
+        let orders = orders(settings, runtime, &skus, &catalog, &shopping, &accounts).await?;
+        tracing::info!(elapsed = ?started.elapsed(), "orders loaded");
         Ok(Node {
             operator_token: operator_token(settings, &data_dir)?.map(Arc::new),
             journal,
             skus,
             catalog,
             shopping,
-            accounts: Arc::new(accounts),
+            orders,
+            accounts,
             dev_mailbox,
             clock,
             shutdown,
@@ -107,12 +117,66 @@ impl Node {
             self.shopping.carts.shutdown(),
             self.shopping.campaigns.shutdown(),
             self.accounts.users.shutdown(),
-            self.accounts.emails.shutdown()
+            self.accounts.emails.shutdown(),
+            self.orders.entities.shutdown()
         );
         let journal = self.journal.clone();
         tokio::task::spawn_blocking(move || journal.close()).await?;
         Ok(())
     }
+}
+
+/// The orders service with its gateway and carrier adapters; empty base URLs point at this
+/// node's own sandboxes.
+async fn orders(
+    settings: &Settings,
+    runtime: Runtime,
+    skus: &Entities<Sku>,
+    catalog: &Catalog,
+    shopping: &Shopping,
+    accounts: &Arc<Accounts>,
+) -> anyhow::Result<Orders> {
+    let public = settings.public_url();
+    let or_sandbox = |configured: &str, path: &str| {
+        if configured.is_empty() {
+            format!("{public}/sandbox/{path}")
+        } else {
+            configured.trim_end_matches('/').to_owned()
+        }
+    };
+    let pg = or_sandbox(&settings.payments.base_url, "pg");
+    let carrier = or_sandbox(&settings.carrier.base_url, "carrier");
+    let parts = Parts {
+        users: accounts.users.clone(),
+        skus: skus.clone(),
+        catalog: catalog.clone(),
+        shopping: shopping.clone(),
+        accounts: accounts.clone(),
+        gateway: Arc::new(HttpGateway::new(
+            &pg,
+            &settings.payments.secret_key,
+            settings.payments.timeout(),
+        )),
+        carrier: Arc::new(HttpCarrier::new(
+            &carrier,
+            Duration::from_millis(settings.carrier.timeout_ms),
+        )),
+        orders: settings.orders.clone(),
+        outbox: settings.outbox.clone(),
+        endpoints: Endpoints {
+            carrier_callback_url: format!("{public}/api/v1/shipments/callback"),
+            checkout_base: format!("{pg}/v1/checkout"),
+            provider: if settings.payments.base_url.is_empty() {
+                "sandbox".into()
+            } else {
+                "tosspayments".into()
+            },
+            carrier_name: settings.carrier.name.clone(),
+            currency: settings.currency.clone(),
+        },
+        confirm_attempts: settings.payments.confirm_attempts,
+    };
+    Orders::start(runtime, parts).await
 }
 
 /// The account services: entities, crypto from the configured (or, in dev mode, generated)

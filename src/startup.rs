@@ -10,6 +10,7 @@ use crate::http::error::ApiError;
 use crate::http::{self, AppState, Services};
 use crate::node::Node;
 use anyhow::Context;
+use secrecy::ExposeSecret;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -65,10 +66,12 @@ impl Application {
     /// Binds at once and opens the node in the background: until it is loaded (start-up reads
     /// every durable view, which grows with the catalog), `/healthz` is 200, `/readyz` is 503
     /// and every other route answers `503 starting` with `Retry-After`.
-    pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+    pub async fn start(mut settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
+        // Port 0 binds a free port: callbacks and the sandbox need the real one.
+        settings.server.listen = listener.local_addr()?;
         let shutdown = CancellationToken::new();
         let gate = Arc::new(Gate {
             inner: OnceLock::new(),
@@ -144,11 +147,15 @@ async fn load(
         }
     };
     let limits = AuthLimits::new(settings.auth.rate_per_ip);
-    spawn_pruning(limits.clone(), shutdown);
+    spawn_pruning(limits.clone(), shutdown.clone());
+    tokio::spawn(crate::orders::dispatcher::run(node.orders.clone(), shutdown));
     let state = AppState::new(Services {
         skus: node.skus.clone(),
         catalog: node.catalog.clone(),
         shopping: node.shopping.clone(),
+        orders: node.orders.clone(),
+        webhook_secret: Arc::from(settings.payments.webhook_secret.expose_secret().as_bytes()),
+        carrier_secret: Arc::from(settings.carrier.callback_secret.expose_secret().as_bytes()),
         currency: Arc::from(settings.currency.as_str()),
         accounts: node.accounts.clone(),
         limits,
@@ -159,12 +166,30 @@ async fn load(
         operator_token: node.operator_token.clone(),
         clock: node.clock.clone(),
     });
-    let _ = gate
-        .inner
-        .set(http::router(state, settings.server.body_limit_bytes));
+    let mut router = http::router(state, settings.server.body_limit_bytes);
+    if settings.sandbox_enabled() {
+        router = router.merge(crate::sandbox::router(sandbox_config(&settings)));
+    }
+    let _ = gate.inner.set(router);
     gate.ready.store(true, Ordering::Release);
     tracing::info!(elapsed = ?started.elapsed(), "ready");
     Ok(node)
+}
+
+/// The sandboxes' behaviour from settings (`emporium sandbox` uses it too).
+pub fn sandbox_config(settings: &Settings) -> crate::sandbox::SandboxConfig {
+    crate::sandbox::SandboxConfig {
+        carrier_step: std::time::Duration::from_secs_f64(settings.sandbox.carrier_step_secs),
+        timeout_card_delay: std::time::Duration::from_millis(
+            settings.sandbox.timeout_card_delay_ms,
+        ),
+        carrier_secret: settings
+            .carrier
+            .callback_secret
+            .expose_secret()
+            .as_bytes()
+            .to_vec(),
+    }
 }
 
 /// Hands the request to the loaded node's router; while loading, `/healthz` is 200, `/readyz`

@@ -66,6 +66,10 @@ pub struct Services {
     pub skus: Entities<Sku>,
     pub catalog: Catalog,
     pub shopping: Shopping,
+    pub orders: crate::orders::Orders,
+    /// Keys of the signed callbacks: payment webhooks and carrier progress.
+    pub webhook_secret: Arc<[u8]>,
+    pub carrier_secret: Arc<[u8]>,
     /// The store currency (ISO 4217), shown beside every amount.
     pub currency: Arc<str>,
     pub accounts: Arc<Accounts>,

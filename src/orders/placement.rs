@@ -1,0 +1,257 @@
+//! Placing an order: the order id from the user and the `Idempotency-Key` (a replay reaches the
+//! same order entity, which recognises the request by its fingerprint), the lines at today's
+//! catalog prices (from the request or the cart), the coupon checked against the wallet and
+//! priced by `domain::pricing::totals`, and the shipping address sealed (personal data).
+
+use crate::domain::cart::CartCommand;
+use crate::domain::ids::{CouponId, OrderId, SkuId, UserId};
+use crate::domain::order::{
+    MAX_LINES, MAX_QTY, OrderCommand, OrderCoupon, OrderLine, OrderState, Placement,
+};
+use crate::domain::pricing::{self, Line};
+use crate::domain::user::{CouponStatus, UserCommand};
+use crate::orders::{OrderFailure, Orders};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Where an order goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShippingAddress {
+    pub name: String,
+    pub phone: String,
+    pub address: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postal_code: Option<String>,
+}
+
+impl ShippingAddress {
+    fn check(&self) -> Result<(), OrderFailure> {
+        let fields = [
+            ("name", self.name.as_str(), 100),
+            ("phone", self.phone.as_str(), 30),
+            ("address", self.address.as_str(), 200),
+            ("postal_code", self.postal_code.as_deref().unwrap_or("-"), 20),
+        ];
+        for (field, value, max) in fields {
+            let n = value.trim().chars().count();
+            if n == 0 || n > max || value.chars().any(char::is_control) {
+                return Err(OrderFailure::Invalid(format!(
+                    "shipping_address.{field} must be 1 to {max} characters"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+pub struct PlaceOrder {
+    pub user: UserId,
+    pub idempotency_key: String,
+    /// Digest of the request body.
+    pub fingerprint: String,
+    pub items: Option<Vec<(SkuId, u32)>>,
+    pub coupon_id: Option<CouponId>,
+    pub shipping_address: Option<ShippingAddress>,
+}
+
+/// The order a user's idempotency key names: the same key always reaches the same order.
+pub fn order_id_for(user: &UserId, key: &str) -> OrderId {
+    let digest = Sha256::digest(format!("{user}\n{key}").as_bytes());
+    OrderId::parse(format!("o{}", crate::auth::tokens::hex(&digest[..12])))
+        .expect("hex is a valid id")
+}
+
+/// A stable digest of a JSON body (keys sorted by serde_json's map).
+pub fn fingerprint(body: &serde_json::Value) -> String {
+    crate::auth::tokens::hex(&Sha256::digest(body.to_string().as_bytes()))
+}
+
+impl Orders {
+    /// Places the order (or finds the one this key placed) and reserves it.
+    pub async fn place(&self, req: PlaceOrder) -> Result<(OrderId, OrderState), OrderFailure> {
+        let id = order_id_for(&req.user, &req.idempotency_key);
+        match self.entities.ask(&id, OrderCommand::Get).await {
+            Ok(existing) => {
+                let p = existing.placement.as_ref();
+                if p.is_some_and(|p| p.fingerprint != req.fingerprint || p.user_id != req.user) {
+                    return Err(OrderError::KeyReused.into());
+                }
+                return Ok((id.clone(), self.drive(&id).await?));
+            }
+            Err(crate::actors::AskError::Rejected(OrderError::NotFound)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let placement = self.build(&req).await?;
+        let state = self
+            .command(&id, OrderCommand::Place(Box::new(placement)))
+            .await?;
+        Ok((id, state))
+    }
+
+    async fn build(&self, req: &PlaceOrder) -> Result<Placement, OrderFailure> {
+        let cart = match &req.items {
+            None => Some(self.carts.ask(&req.user, CartCommand::Get).await?),
+            Some(_) => None,
+        };
+        let wanted: Vec<(SkuId, u32)> = match (&req.items, &cart) {
+            (Some(items), _) => merge(items)?,
+            (None, Some(cart)) => cart
+                .lines
+                .iter()
+                .map(|(sku, l)| (sku.clone(), l.quantity))
+                .collect(),
+            (None, None) => vec![],
+        };
+        if wanted.is_empty() {
+            return Err(OrderFailure::Invalid("the order has no items".into()));
+        }
+        let mut lines = Vec::with_capacity(wanted.len());
+        let mut categories = Vec::with_capacity(wanted.len());
+        for (sku, quantity) in wanted {
+            let (product_id, summary) = self
+                .catalog
+                .index
+                .owner_of(&sku)
+                .and_then(|p| self.catalog.index.get(&p).map(|s| (p, s)))
+                .ok_or(OrderFailure::NotFound("sku"))?;
+            let spec = summary
+                .product
+                .skus
+                .iter()
+                .find(|s| s.sku_id == sku)
+                .ok_or(OrderFailure::NotFound("sku"))?;
+            categories.push(summary.product.category.clone());
+            lines.push(OrderLine {
+                sku_id: sku,
+                product_id,
+                name: summary.product.name.clone(),
+                unit_price: spec.price,
+                quantity,
+                line_total: spec.price * i64::from(quantity),
+            });
+        }
+        let coupon_id = req
+            .coupon_id
+            .clone()
+            .or_else(|| cart.as_ref()?.coupon.as_ref().map(|c| c.coupon_id.clone()));
+        let terms = match &coupon_id {
+            Some(c) => Some(self.coupon_terms(&req.user, c).await?),
+            None => None,
+        };
+        let priced: Vec<Line<'_>> = lines
+            .iter()
+            .zip(&categories)
+            .map(|(l, category)| Line {
+                product_id: &l.product_id,
+                category,
+                unit_price: l.unit_price,
+                quantity: l.quantity,
+            })
+            .collect();
+        let now = self.now();
+        let (totals, refusal) = pricing::totals(&priced, terms.as_ref(), now);
+        if let Some(why) = refusal {
+            return Err(OrderFailure::CouponNotApplicable(why.code()));
+        }
+        let address = match &req.shipping_address {
+            Some(a) => a.clone(),
+            None => self.profile_address(&req.user).await?,
+        };
+        address.check()?;
+        let ttl = Duration::from_secs(self.settings.0.ttl_secs);
+        Ok(Placement {
+            user_id: req.user.clone(),
+            fingerprint: req.fingerprint.clone(),
+            coupon: coupon_id.map(|coupon_id| OrderCoupon {
+                coupon_id,
+                discount: totals.discount,
+            }),
+            lines,
+            subtotal: totals.subtotal,
+            discount: totals.discount,
+            total: totals.total,
+            currency: self.endpoints.currency.clone(),
+            shipping_address: self.accounts.pii.seal(&serde_json::to_string(&address).unwrap_or_default()),
+            from_cart: req.items.is_none(),
+            created_at: now,
+            expires_at: now.plus(ttl),
+        })
+    }
+
+    /// The terms of a coupon the user holds, unused.
+    async fn coupon_terms(
+        &self,
+        user: &UserId,
+        coupon_id: &CouponId,
+    ) -> Result<crate::domain::pricing::CouponTerms, OrderFailure> {
+        let account = self.users.ask(user, UserCommand::Get).await?;
+        let owned = account
+            .state
+            .wallet
+            .get(coupon_id)
+            .ok_or(OrderFailure::CouponNotApplicable("not_in_wallet"))?;
+        match owned.status {
+            CouponStatus::Issued => {}
+            CouponStatus::Reserved { .. } => {
+                return Err(OrderFailure::CouponNotApplicable("reserved"));
+            }
+            CouponStatus::Used { .. } => return Err(OrderFailure::CouponNotApplicable("used")),
+        }
+        let view = self
+            .shopping
+            .campaigns
+            .view(&owned.campaign_id)
+            .ok_or(OrderFailure::NotFound("coupon campaign"))?;
+        Ok(view.campaign.terms)
+    }
+
+    /// The profile's name, phone and address, when the order gives none.
+    async fn profile_address(&self, user: &UserId) -> Result<ShippingAddress, OrderFailure> {
+        let account = self.users.ask(user, UserCommand::Get).await?;
+        let open = |s: &Option<crate::domain::user::Sealed>| {
+            s.as_ref().and_then(|s| self.accounts.pii.open(s).ok())
+        };
+        let profile = &account.state.profile;
+        match (open(&profile.name), open(&profile.phone), open(&profile.address)) {
+            (Some(name), Some(phone), Some(address)) => Ok(ShippingAddress {
+                name,
+                phone,
+                address,
+                postal_code: None,
+            }),
+            _ => Err(OrderFailure::Invalid(
+                "shipping_address is required: the profile has no name, phone and address".into(),
+            )),
+        }
+    }
+
+    /// The shipping address of a placed order, opened.
+    pub fn address_of(&self, placement: &Placement) -> Option<ShippingAddress> {
+        let text = self.accounts.pii.open(&placement.shipping_address).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+}
+
+use crate::domain::order::OrderError;
+
+/// Lines of a request, one per SKU (quantities of a repeated SKU add up), within the limits.
+fn merge(items: &[(SkuId, u32)]) -> Result<Vec<(SkuId, u32)>, OrderFailure> {
+    let mut merged: BTreeMap<SkuId, u32> = BTreeMap::new();
+    for (sku, qty) in items {
+        let q = merged.entry(sku.clone()).or_default();
+        *q = q.saturating_add(*qty);
+    }
+    if merged.len() > MAX_LINES {
+        return Err(OrderFailure::Invalid(format!(
+            "an order holds at most {MAX_LINES} lines"
+        )));
+    }
+    if merged.values().any(|q| *q == 0 || *q > MAX_QTY) {
+        return Err(OrderFailure::Invalid(format!(
+            "a line holds 1 to {MAX_QTY} units"
+        )));
+    }
+    Ok(merged.into_iter().collect())
+}

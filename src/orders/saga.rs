@@ -1,0 +1,352 @@
+//! Carrying out an order's pending steps. [`Orders::drive`] runs every due step of one order in
+//! order, reporting each outcome to the order entity (`Complete`, or `Fail` with backoff); the
+//! entity decides what follows. Every step is idempotent where it lands (a SKU knows the
+//! orders it holds, a wallet the order holding a coupon, the gateway its payment keys and
+//! cancel idempotency keys, the carrier its booking keys), so a step run twice — a retry, or
+//! a re-drive after a crash — has the effect of running it once.
+
+use crate::actors::AskError;
+use crate::domain::cart::CartCommand;
+use crate::domain::ids::OrderId;
+use crate::domain::inventory::{SkuCommand, SkuError};
+use crate::domain::order::{Action, OrderCommand, OrderState, Outcome, Placement};
+use crate::domain::user::{Notification, UserCommand, UserError};
+use crate::integrations::carrier::Booking;
+use crate::integrations::payments::{GatewayError, GatewayPayment};
+use crate::orders::{OrderFailure, Orders};
+use std::time::Duration;
+
+/// Why a step could not be carried out now (it is retried later).
+type StepError = String;
+
+fn step_error<R: std::fmt::Debug>(what: &str, e: AskError<R>) -> StepError {
+    format!("{what}: {e:?}")
+}
+
+impl Orders {
+    /// Runs the order's due steps until none is left (or one fails), then returns its state.
+    pub async fn drive(&self, id: &OrderId) -> Result<OrderState, OrderFailure> {
+        let lock = self.drivers.entry(id.clone()).or_default().clone();
+        let guard = lock.lock().await;
+        let result = self.drive_locked(id).await;
+        drop(guard);
+        self.drivers
+            .remove_if(id, |_, l| std::sync::Arc::strong_count(l) <= 2);
+        result
+    }
+
+    /// Drives the order unless someone else is driving it (the dispatcher's way).
+    pub async fn try_drive(&self, id: &OrderId) {
+        let lock = self.drivers.entry(id.clone()).or_default().clone();
+        let Ok(guard) = lock.try_lock() else {
+            return;
+        };
+        if let Err(e) = self.drive_locked(id).await {
+            tracing::warn!(order_id = %id, error = %e, "re-driving the order failed");
+        }
+        drop(guard);
+        self.drivers
+            .remove_if(id, |_, l| std::sync::Arc::strong_count(l) <= 2);
+    }
+
+    async fn drive_locked(&self, id: &OrderId) -> Result<OrderState, OrderFailure> {
+        let mut state = self.entities.ask(id, OrderCommand::Get).await?;
+        loop {
+            let now = self.now();
+            let due = state
+                .effects
+                .iter()
+                .find(|(_, e)| !e.dead && e.not_before <= now)
+                .map(|(effect, e)| (*effect, e.action.clone()));
+            let Some((effect, action)) = due else {
+                return Ok(state);
+            };
+            let report = match self.run(id, &state, effect, &action).await {
+                Ok(Step::Done(outcome)) => OrderCommand::Complete { effect, outcome },
+                Ok(Step::Payment(result)) => OrderCommand::SettlePayment {
+                    payment_key: state
+                        .payment
+                        .as_ref()
+                        .map(|p| p.payment_key.clone())
+                        .unwrap_or_default(),
+                    result,
+                },
+                Err(error) => {
+                    tracing::warn!(order_id = %id, effect, action = action.name(), %error, "order step failed");
+                    let fail = OrderCommand::Fail {
+                        effect,
+                        error,
+                        policy: self.settings.1.policy(),
+                    };
+                    self.entities.ask(id, fail).await?;
+                    // The step waits for its backoff; a later one may not depend on it, but
+                    // order matters in a saga: stop here and let the dispatcher retry.
+                    return Ok(self.entities.ask(id, OrderCommand::Get).await?);
+                }
+            };
+            state = self.entities.ask(id, report).await?;
+        }
+    }
+
+    async fn run(
+        &self,
+        id: &OrderId,
+        state: &OrderState,
+        effect: u32,
+        action: &Action,
+    ) -> Result<Step, StepError> {
+        let placement = state
+            .placement
+            .as_ref()
+            .ok_or_else(|| "the order has no placement".to_owned())?;
+        let done = Ok(Step::Done(Outcome::Done));
+        match action {
+            Action::ReserveStock => self.reserve(id, placement).await.map(Step::Done),
+            Action::ReleaseStock => {
+                for line in &placement.lines {
+                    let release = SkuCommand::Release {
+                        order_id: id.clone(),
+                    };
+                    match self.skus.ask(&line.sku_id, release).await {
+                        Ok(_) | Err(AskError::Rejected(_)) => {}
+                        Err(e) => return Err(step_error("release stock", e)),
+                    }
+                }
+                self.coupon(id, placement, false).await?;
+                done
+            }
+            Action::CommitStock => {
+                for line in &placement.lines {
+                    let commit = SkuCommand::Commit {
+                        order_id: id.clone(),
+                    };
+                    self.skus
+                        .ask(&line.sku_id, commit)
+                        .await
+                        .map_err(|e| step_error("commit stock", e))?;
+                }
+                self.coupon(id, placement, true).await?;
+                if placement.from_cart {
+                    let skus = placement.lines.iter().map(|l| l.sku_id.clone()).collect();
+                    let clear = CartCommand::Clear { skus: Some(skus) };
+                    self.carts
+                        .ask(&placement.user_id, clear)
+                        .await
+                        .map_err(|e| step_error("clear the cart", e))?;
+                }
+                done
+            }
+            Action::ConfirmPayment => self.confirm(id, state).await.map(Step::Payment),
+            Action::RefundPayment { amount, reason } => {
+                let Some(p) = &state.payment else {
+                    return done;
+                };
+                if *amount > 0 {
+                    let key = format!("{id}-refund-{effect}");
+                    self.gateway
+                        .cancel(&p.payment_key, reason, *amount, &key)
+                        .await
+                        .map_err(|e| format!("refund: {e}"))?;
+                }
+                done
+            }
+            Action::Restock { items } => {
+                for item in items {
+                    let restock = SkuCommand::Restock {
+                        order_id: id.clone(),
+                        qty: item.quantity,
+                    };
+                    self.skus
+                        .ask(&item.sku_id, restock)
+                        .await
+                        .map_err(|e| step_error("restock", e))?;
+                }
+                done
+            }
+            Action::RestoreCoupon => {
+                self.coupon(id, placement, false).await?;
+                done
+            }
+            Action::BookShipment { .. } => self.book(id, placement, effect).await.map(Step::Done),
+            Action::Notify { kind, text } => {
+                let note = Notification {
+                    id: format!("{id}-{effect}"),
+                    kind: kind.as_str().to_owned(),
+                    text: format!("{text} (order {id})"),
+                    at: self.now(),
+                };
+                match self.users.ask(&placement.user_id, UserCommand::Notify(note)).await {
+                    Ok(_) | Err(AskError::Rejected(_)) => done,
+                    Err(e) => Err(step_error("notify", e)),
+                }
+            }
+        }
+    }
+
+    /// Every line on its SKU (all are tried, to name every one short), then the coupon.
+    async fn reserve(&self, id: &OrderId, p: &Placement) -> Result<Outcome, StepError> {
+        let grace = Duration::from_secs(self.settings.0.reservation_grace_secs);
+        let mut short = Vec::new();
+        for line in &p.lines {
+            let reserve = SkuCommand::Reserve {
+                order_id: id.clone(),
+                user_id: p.user_id.clone(),
+                qty: line.quantity,
+                expires_at: p.expires_at.plus(grace),
+            };
+            match self.skus.ask(&line.sku_id, reserve).await {
+                Ok(_) => {}
+                Err(AskError::Rejected(
+                    SkuError::InsufficientStock { .. }
+                    | SkuError::ReservationReleased(_)
+                    | SkuError::InvalidQuantity,
+                )) => short.push(line.sku_id.clone()),
+                Err(e) => return Err(step_error("reserve stock", e)),
+            }
+        }
+        if !short.is_empty() {
+            return Ok(Outcome::OutOfStock { skus: short });
+        }
+        if let Some(c) = &p.coupon {
+            let hold = UserCommand::ReserveCoupon {
+                coupon_id: c.coupon_id.clone(),
+                order_id: id.clone(),
+            };
+            match self.users.ask(&p.user_id, hold).await {
+                Ok(_) => {}
+                Err(AskError::Rejected(_)) => return Ok(Outcome::CouponUnavailable),
+                Err(e) => return Err(step_error("reserve the coupon", e)),
+            }
+        }
+        Ok(Outcome::Reserved)
+    }
+
+    /// Marks the order's coupon used, or gives it back; a coupon the order no longer holds
+    /// is someone else's business and left alone.
+    async fn coupon(&self, id: &OrderId, p: &Placement, used: bool) -> Result<(), StepError> {
+        let Some(c) = &p.coupon else {
+            return Ok(());
+        };
+        let (coupon_id, order_id) = (c.coupon_id.clone(), id.clone());
+        let command = if used {
+            UserCommand::UseCoupon {
+                coupon_id,
+                order_id,
+            }
+        } else {
+            UserCommand::ReleaseCoupon {
+                coupon_id,
+                order_id,
+            }
+        };
+        match self.users.ask(&p.user_id, command).await {
+            Ok(_) => Ok(()),
+            Err(AskError::Rejected(
+                UserError::CouponNotAvailable(_) | UserError::CouponNotInWallet,
+            )) => Ok(()),
+            Err(e) => Err(step_error("coupon", e)),
+        }
+    }
+
+    /// Confirms with the gateway: time-outs are retried with backoff, and an outcome still
+    /// unknown (or a confirmation the gateway already processed) is asked of the gateway, so
+    /// a payment is never captured twice.
+    async fn confirm(
+        &self,
+        id: &OrderId,
+        state: &OrderState,
+    ) -> Result<Result<crate::domain::time::Timestamp, String>, StepError> {
+        let p = state
+            .payment
+            .as_ref()
+            .ok_or_else(|| "no payment to confirm".to_owned())?;
+        let order_id = id.to_string();
+        let mut unknown = false;
+        for attempt in 0..self.confirm_attempts {
+            match self.gateway.confirm(&p.payment_key, &order_id, p.amount).await {
+                Ok(paid) => return Ok(self.verify(&paid, &order_id, p.amount)),
+                Err(GatewayError::Refused { message, code }) => {
+                    let reason = if message.is_empty() { code } else { message };
+                    return Ok(Err(reason));
+                }
+                Err(GatewayError::NotFound) => return Ok(Err("unknown_payment".into())),
+                Err(GatewayError::AlreadyProcessed) => {
+                    unknown = true;
+                    break;
+                }
+                Err(GatewayError::Timeout) => {
+                    unknown = true;
+                    tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
+                }
+                Err(GatewayError::Unavailable(e)) => return Err(format!("confirm: {e}")),
+            }
+        }
+        if !unknown {
+            return Err("confirm: no answer".into());
+        }
+        match self.gateway.get(&p.payment_key).await {
+            Ok(paid) if paid.status == "READY" => Err("confirm: not captured yet".into()),
+            Ok(paid) => Ok(self.verify(&paid, &order_id, p.amount)),
+            Err(GatewayError::NotFound) => Ok(Err("unknown_payment".into())),
+            Err(e) => Err(format!("query the payment: {e}")),
+        }
+    }
+
+    /// A captured payment counts only for this order and this amount.
+    fn verify(
+        &self,
+        paid: &GatewayPayment,
+        order_id: &str,
+        amount: i64,
+    ) -> Result<crate::domain::time::Timestamp, String> {
+        if paid.order_id != order_id || paid.total_amount != amount {
+            return Err("amount_mismatch".into());
+        }
+        match paid.status.as_str() {
+            "DONE" => Ok(paid
+                .approved_at
+                .as_deref()
+                .and_then(crate::domain::time::Timestamp::parse_rfc3339)
+                .unwrap_or_else(|| self.now())),
+            other => Err(other.to_lowercase()),
+        }
+    }
+
+    async fn book(&self, id: &OrderId, p: &Placement, effect: u32) -> Result<Outcome, StepError> {
+        let address = self
+            .address_of(p)
+            .ok_or_else(|| "the shipping address cannot be opened".to_owned())?;
+        let label = format!(
+            "{} / {} / {}{}",
+            address.name,
+            address.phone,
+            address.address,
+            address
+                .postal_code
+                .map(|c| format!(" ({c})"))
+                .unwrap_or_default()
+        );
+        let key = format!("{id}-ship-{effect}");
+        let tracking_number = self
+            .carrier
+            .book(Booking {
+                order_id: id.as_str(),
+                label: &label,
+                callback_url: &self.endpoints.carrier_callback_url,
+                idempotency_key: &key,
+            })
+            .await
+            .map_err(|e| format!("book a shipment: {e}"))?;
+        Ok(Outcome::ShipmentBooked {
+            carrier: self.endpoints.carrier_name.clone(),
+            tracking_number,
+        })
+    }
+}
+
+/// What a step produced.
+enum Step {
+    Done(Outcome),
+    /// The gateway's verdict on the payment.
+    Payment(Result<crate::domain::time::Timestamp, String>),
+}
