@@ -170,7 +170,7 @@ fn product_id(raw: String) -> Result<ProductId, ApiError> {
     ProductId::parse(raw).map_err(|_| ApiError::not_found("no such product"))
 }
 
-fn limit(raw: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
+pub(crate) fn limit(raw: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
     match raw {
         None => Ok(default),
         Some(0) => Err(ApiError::new(

@@ -33,6 +33,10 @@ pub struct Problem {
     /// A finer machine-readable reason, for codes that have several (`coupon_not_applicable`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Extension members of some problems (`sku_ids` of `insufficient_stock`).
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug)]
@@ -43,6 +47,7 @@ pub struct ApiError {
     /// Seconds, sent as `Retry-After`.
     pub retry_after: Option<u32>,
     pub reason: Option<&'static str>,
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -53,7 +58,14 @@ impl ApiError {
             detail: detail.into(),
             retry_after: None,
             reason: None,
+            extensions: serde_json::Map::new(),
         }
+    }
+
+    /// Adds an extension member to the problem document.
+    pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.extensions.insert(key.to_owned(), value.into());
+        self
     }
 
     pub fn with_reason(mut self, reason: &'static str) -> Self {
@@ -103,6 +115,7 @@ impl IntoResponse for ApiError {
             detail: self.detail,
             code: self.code.to_string(),
             reason: self.reason.map(str::to_string),
+            extensions: self.extensions,
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         let headers = response.headers_mut();

@@ -3,6 +3,7 @@
 //! id, a trace span with the matched route, request metrics, body limit, panic catcher, and
 //! problem+json for unknown routes and methods.
 
+pub mod admin_orders;
 pub mod auth;
 pub mod cart;
 pub mod catalog;
@@ -12,6 +13,12 @@ pub mod entities;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod idempotency;
+pub mod notifications;
+pub mod order_body;
+pub mod order_errors;
+pub mod orders;
+pub mod payments;
 pub mod skus;
 pub mod users;
 pub mod wishlist;
@@ -116,7 +123,11 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .merge(coupons::router())
         .merge(wishlist::router())
         .merge(skus::router())
-        .merge(entities::router());
+        .merge(entities::router())
+        .merge(orders::router())
+        .merge(payments::router())
+        .merge(admin_orders::router())
+        .merge(notifications::router());
     if state.dev_mode {
         routes = routes.merge(dev::router());
     }

@@ -6,6 +6,7 @@
 //! crash interrupted; [`history`] serves the listings.
 
 pub mod dispatcher;
+pub mod flows;
 pub mod history;
 pub mod placement;
 pub mod saga;
@@ -39,8 +40,9 @@ pub enum OrderFailure {
     InsufficientStock { skus: Vec<String> },
     #[error("the coupon does not apply: {0}")]
     CouponNotApplicable(&'static str),
-    #[error("{0}")]
-    Invalid(String),
+    /// A request the rules refuse before anything happens: a code and what is wrong.
+    #[error("{1}")]
+    Invalid(&'static str, String),
     #[error("the payment was declined: {reason}")]
     PaymentDeclined { reason: String },
     /// The step is still being retried (gateway or carrier unreachable, a busy entity).
@@ -161,7 +163,7 @@ impl Orders {
         let cursor = match cursor {
             Some(raw) => Some(
                 history::decode_cursor(raw)
-                    .ok_or_else(|| OrderFailure::Invalid("invalid_cursor".into()))?,
+                    .ok_or_else(|| OrderFailure::Invalid("invalid_cursor", "the cursor is not valid".into()))?,
             ),
             None => None,
         };

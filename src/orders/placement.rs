@@ -37,9 +37,10 @@ impl ShippingAddress {
         for (field, value, max) in fields {
             let n = value.trim().chars().count();
             if n == 0 || n > max || value.chars().any(char::is_control) {
-                return Err(OrderFailure::Invalid(format!(
-                    "shipping_address.{field} must be 1 to {max} characters"
-                )));
+                return Err(OrderFailure::Invalid(
+                    "invalid_field",
+                    format!("shipping_address.{field} must be 1 to {max} characters"),
+                ));
             }
         }
         Ok(())
@@ -105,7 +106,7 @@ impl Orders {
             (None, None) => vec![],
         };
         if wanted.is_empty() {
-            return Err(OrderFailure::Invalid("the order has no items".into()));
+            return Err(OrderFailure::Invalid("empty_order", "the order has no items".into()));
         }
         let mut lines = Vec::with_capacity(wanted.len());
         let mut categories = Vec::with_capacity(wanted.len());
@@ -222,6 +223,7 @@ impl Orders {
                 postal_code: None,
             }),
             _ => Err(OrderFailure::Invalid(
+                "shipping_address_required",
                 "shipping_address is required: the profile has no name, phone and address".into(),
             )),
         }
@@ -244,14 +246,16 @@ fn merge(items: &[(SkuId, u32)]) -> Result<Vec<(SkuId, u32)>, OrderFailure> {
         *q = q.saturating_add(*qty);
     }
     if merged.len() > MAX_LINES {
-        return Err(OrderFailure::Invalid(format!(
-            "an order holds at most {MAX_LINES} lines"
-        )));
+        return Err(OrderFailure::Invalid(
+            "too_many_lines",
+            format!("an order holds at most {MAX_LINES} lines"),
+        ));
     }
     if merged.values().any(|q| *q == 0 || *q > MAX_QTY) {
-        return Err(OrderFailure::Invalid(format!(
-            "a line holds 1 to {MAX_QTY} units"
-        )));
+        return Err(OrderFailure::Invalid(
+            "invalid_quantity",
+            format!("a line holds 1 to {MAX_QTY} units"),
+        ));
     }
     Ok(merged.into_iter().collect())
 }

@@ -1,0 +1,113 @@
+//! Admin routes of orders: every order, shipping an order (books the carrier over HTTP), and
+//! the outbox's dead letters with their retry.
+
+use crate::http::AppState;
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{AdminUser, ApiPath, ApiQuery};
+use crate::http::order_body::{self, ShipmentBody};
+use crate::http::orders::{OrderPage, PageQuery, order_id, page};
+use axum::extract::State;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_all_orders))
+        .routes(routes!(ship_order))
+        .routes(routes!(dead_letters))
+        .routes(routes!(retry_dead_letter))
+}
+
+/// Every order, newest first.
+#[utoipa::path(get, path = "/api/v1/admin/orders", tag = "admin", security(("bearer" = [])),
+    params(("cursor" = Option<String>, Query), ("limit" = Option<usize>, Query)),
+    responses((status = 200, body = OrderPage), (status = 403, body = Problem)))]
+pub async fn list_all_orders(
+    _admin: AdminUser,
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<axum::Json<OrderPage>, ApiError> {
+    page(&state, None, q).await
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Shipped {
+    pub order_id: String,
+    pub status: &'static str,
+    pub shipment: ShipmentBody,
+}
+
+/// Books the carrier for a paid order; 200 with the tracking number.
+#[utoipa::path(post, path = "/api/v1/admin/orders/{order_id}/ship", tag = "admin",
+    security(("bearer" = [])), params(("order_id" = String, Path)),
+    responses((status = 200, body = Shipped), (status = 409, body = Problem),
+        (status = 503, body = Problem)))]
+pub async fn ship_order(
+    _admin: AdminUser,
+    State(state): State<AppState>,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<axum::Json<Shipped>, ApiError> {
+    let id = order_id(raw)?;
+    let order = state.orders.ship(&id).await?;
+    let shipment = order
+        .shipments
+        .last()
+        .ok_or_else(|| ApiError::not_found("no shipment"))?;
+    Ok(axum::Json(Shipped {
+        order_id: id.to_string(),
+        status: order.status.map_or("paid", |s| s.as_str()),
+        shipment: order_body::shipment_body(shipment),
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeadLetter {
+    pub order_id: String,
+    pub effect_id: u32,
+    pub action: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeadLetters {
+    pub items: Vec<DeadLetter>,
+}
+
+/// Steps that failed too often and wait for an operator.
+#[utoipa::path(get, path = "/api/v1/admin/dead-letters", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = DeadLetters), (status = 403, body = Problem)))]
+pub async fn dead_letters(
+    _admin: AdminUser,
+    State(state): State<AppState>,
+) -> axum::Json<DeadLetters> {
+    let items = state
+        .orders
+        .dead_letters()
+        .into_iter()
+        .map(|(id, e)| DeadLetter {
+            order_id: id.to_string(),
+            effect_id: e.id,
+            action: e.action,
+            attempts: e.attempts,
+            last_error: e.last_error,
+        })
+        .collect();
+    axum::Json(DeadLetters { items })
+}
+
+/// Sends a dead letter back to the outbox and runs it now; the order's detail.
+#[utoipa::path(post, path = "/api/v1/admin/dead-letters/{order_id}/{effect_id}/retry",
+    tag = "admin", security(("bearer" = [])),
+    params(("order_id" = String, Path), ("effect_id" = u32, Path)),
+    responses((status = 200, body = order_body::OrderDetail), (status = 404, body = Problem)))]
+pub async fn retry_dead_letter(
+    _admin: AdminUser,
+    State(state): State<AppState>,
+    ApiPath((raw, effect)): ApiPath<(String, u32)>,
+) -> Result<axum::Json<order_body::OrderDetail>, ApiError> {
+    let id = order_id(raw)?;
+    let order = state.orders.retry_dead_letter(&id, effect).await?;
+    Ok(axum::Json(order_body::detail(&state.orders, &id, &order)))
+}

@@ -1,0 +1,74 @@
+//! The caller's notification inbox (`/users/me/notifications`), newest first.
+
+use crate::domain::user::UserCommand;
+use crate::http::AppState;
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{ApiQuery, AuthUser};
+use crate::http::orders::PageQuery;
+use axum::extract::State;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_notifications))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NotificationBody {
+    pub id: String,
+    pub kind: String,
+    pub text: String,
+    pub at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NotificationPage {
+    pub items: Vec<NotificationBody>,
+    pub next_cursor: Option<String>,
+}
+
+/// The caller's notifications, newest first; the cursor is the last id shown.
+#[utoipa::path(get, path = "/api/v1/users/me/notifications", tag = "users",
+    security(("bearer" = [])),
+    params(("cursor" = Option<String>, Query), ("limit" = Option<usize>, Query)),
+    responses((status = 200, body = NotificationPage), (status = 400, body = Problem)))]
+pub async fn list_notifications(
+    user: AuthUser,
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<axum::Json<NotificationPage>, ApiError> {
+    let limit = crate::http::catalog::limit(q.limit, 20, 100)?;
+    let account = state
+        .accounts
+        .users
+        .ask(&user.user_id, UserCommand::Get)
+        .await?;
+    let newest_first = account.state.inbox.iter().rev();
+    let after: Vec<_> = match &q.cursor {
+        None => newest_first.collect(),
+        Some(c) => {
+            let mut it = newest_first.skip_while(|n| &n.id != c);
+            if it.next().is_none() {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "invalid_cursor",
+                    "the cursor is not valid",
+                ));
+            }
+            it.collect()
+        }
+    };
+    let next_cursor = (after.len() > limit).then(|| after[limit - 1].id.clone());
+    let items = after
+        .into_iter()
+        .take(limit)
+        .map(|n| NotificationBody {
+            id: n.id.clone(),
+            kind: n.kind.clone(),
+            text: n.text.clone(),
+            at: n.at.to_rfc3339(),
+        })
+        .collect();
+    Ok(axum::Json(NotificationPage { items, next_cursor }))
+}

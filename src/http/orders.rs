@@ -1,0 +1,251 @@
+//! Orders (`/orders`): place (from the cart or given items, `Idempotency-Key` required),
+//! history, detail, cancel, returns and exchanges, shipment.
+
+use crate::domain::ids::{CouponId, OrderId, SkuId};
+use crate::domain::order::{Requester, ReturnItem, ReturnKind};
+use crate::http::AppState;
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery, AuthUser};
+use crate::http::idempotency::{self, Remembered};
+use crate::http::order_body::{self, OrderCreated, OrderDetail, ShipmentBody};
+use crate::orders::placement::{PlaceOrder, ShippingAddress, fingerprint};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(place_order, list_orders))
+        .routes(routes!(get_order))
+        .routes(routes!(cancel_order))
+        .routes(routes!(request_return))
+        .routes(routes!(get_shipment))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ItemRequest {
+    pub sku_id: String,
+    pub quantity: u32,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceRequest {
+    /// Without items, the cart is ordered.
+    pub items: Option<Vec<ItemRequest>>,
+    pub coupon_id: Option<String>,
+    #[schema(value_type = Object)]
+    pub shipping_address: Option<ShippingAddress>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnRequestBody {
+    pub reason: String,
+    /// `return` or `exchange`.
+    pub kind: String,
+    /// Empty or absent: every item.
+    #[serde(default)]
+    pub items: Vec<ItemRequest>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct PageQuery {
+    pub cursor: Option<String>,
+    pub limit: Option<usize>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OrderSummary {
+    pub order_id: String,
+    pub status: &'static str,
+    pub title: String,
+    pub item_count: u32,
+    pub total: i64,
+    pub currency: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OrderPage {
+    pub items: Vec<OrderSummary>,
+    pub next_cursor: Option<String>,
+}
+
+pub fn order_id(raw: String) -> Result<OrderId, ApiError> {
+    OrderId::parse(raw).map_err(|_| ApiError::not_found("no such order"))
+}
+
+pub fn requester(user: &AuthUser) -> Requester {
+    Requester {
+        user_id: user.user_id.clone(),
+        admin: user.has_role(crate::domain::user::Role::Admin),
+    }
+}
+
+pub fn items(raw: Vec<ItemRequest>) -> Result<Vec<(SkuId, u32)>, ApiError> {
+    raw.into_iter()
+        .map(|i| {
+            let sku = SkuId::parse(i.sku_id).map_err(|e| ApiError::invalid_id("sku_id", e))?;
+            Ok((sku, i.quantity))
+        })
+        .collect()
+}
+
+/// Places an order: every line reserved or none (`409 insufficient_stock` names the SKUs).
+#[utoipa::path(post, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])),
+    params(("Idempotency-Key" = String, Header)), request_body = PlaceRequest,
+    responses((status = 201, body = OrderCreated), (status = 409, body = Problem),
+        (status = 422, body = Problem)))]
+pub async fn place_order(
+    user: AuthUser,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<(StatusCode, axum::Json<OrderCreated>), ApiError> {
+    let key = idempotency::key(&headers)?
+        .ok_or_else(|| idempotency::required("POST /orders"))?;
+    let fingerprint = fingerprint(&body);
+    let req: PlaceRequest =
+        serde_json::from_value(body).map_err(|e| ApiError::invalid_body(e.to_string()))?;
+    let coupon_id = req
+        .coupon_id
+        .map(CouponId::parse)
+        .transpose()
+        .map_err(|e| ApiError::invalid_id("coupon_id", e))?;
+    let place = PlaceOrder {
+        user: user.user_id.clone(),
+        idempotency_key: key,
+        fingerprint,
+        items: req.items.map(items).transpose()?,
+        coupon_id,
+        shipping_address: req.shipping_address,
+    };
+    let (id, order) = state.orders.place_order(place).await?;
+    let body = order_body::created(&state.orders, &id, &order);
+    Ok((StatusCode::CREATED, axum::Json(body)))
+}
+
+/// The caller's orders, newest first.
+#[utoipa::path(get, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])),
+    params(("cursor" = Option<String>, Query), ("limit" = Option<usize>, Query)),
+    responses((status = 200, body = OrderPage), (status = 400, body = Problem)))]
+pub async fn list_orders(
+    user: AuthUser,
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<axum::Json<OrderPage>, ApiError> {
+    page(&state, Some(&user.user_id), q).await
+}
+
+pub async fn page(
+    state: &AppState,
+    user: Option<&crate::domain::ids::UserId>,
+    q: PageQuery,
+) -> Result<axum::Json<OrderPage>, ApiError> {
+    let limit = crate::http::catalog::limit(q.limit, 20, 100)?;
+    let (orders, next_cursor) = state.orders.list(user, q.cursor.as_deref(), limit).await?;
+    let items = orders
+        .into_iter()
+        .map(|(id, v)| OrderSummary {
+            order_id: id.to_string(),
+            status: v.status.as_str(),
+            title: v.title,
+            item_count: v.item_count,
+            total: v.total,
+            currency: v.currency,
+            created_at: v.created_at.to_rfc3339(),
+            updated_at: v.updated_at.to_rfc3339(),
+        })
+        .collect();
+    Ok(axum::Json(OrderPage { items, next_cursor }))
+}
+
+/// One order with its status history, payment and shipment.
+#[utoipa::path(get, path = "/api/v1/orders/{order_id}", tag = "orders", security(("bearer" = [])),
+    params(("order_id" = String, Path)),
+    responses((status = 200, body = OrderDetail), (status = 404, body = Problem)))]
+pub async fn get_order(
+    user: AuthUser,
+    State(state): State<AppState>,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<axum::Json<OrderDetail>, ApiError> {
+    let id = order_id(raw)?;
+    let order = state.orders.get(&requester(&user), &id).await?;
+    Ok(axum::Json(order_body::detail(&state.orders, &id, &order)))
+}
+
+/// Cancels before shipping (refunded through the gateway if paid; stock and coupon restored).
+#[utoipa::path(post, path = "/api/v1/orders/{order_id}/cancel", tag = "orders",
+    security(("bearer" = [])), params(("order_id" = String, Path)),
+    responses((status = 200, body = OrderDetail), (status = 409, body = Problem)))]
+pub async fn cancel_order(
+    user: AuthUser,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let id = order_id(raw)?;
+    let by = requester(&user);
+    let call = Remembered::new(&state, &by, &id, "cancel", idempotency::key(&headers)?, "");
+    call.run(async {
+        let order = state.orders.cancel(by.clone(), &id).await?;
+        Ok((StatusCode::OK, order_body::detail(&state.orders, &id, &order)))
+    })
+    .await
+}
+
+/// After delivery: a return (ends refunded) or an exchange (ships again).
+#[utoipa::path(post, path = "/api/v1/orders/{order_id}/returns", tag = "orders",
+    security(("bearer" = [])), params(("order_id" = String, Path)),
+    request_body = ReturnRequestBody,
+    responses((status = 201, body = OrderDetail), (status = 409, body = Problem)))]
+pub async fn request_return(
+    user: AuthUser,
+    State(state): State<AppState>,
+    ApiPath(raw): ApiPath<String>,
+    ApiJson(req): ApiJson<ReturnRequestBody>,
+) -> Result<(StatusCode, axum::Json<OrderDetail>), ApiError> {
+    let id = order_id(raw)?;
+    let kind = match req.kind.as_str() {
+        "return" => ReturnKind::Return,
+        "exchange" => ReturnKind::Exchange,
+        _ => return Err(ApiError::invalid_body("kind must be \"return\" or \"exchange\"")),
+    };
+    if req.reason.trim().is_empty() || req.reason.chars().count() > 500 {
+        return Err(ApiError::invalid_body("reason must be 1 to 500 characters"));
+    }
+    let returned = items(req.items)?
+        .into_iter()
+        .map(|(sku_id, quantity)| ReturnItem { sku_id, quantity })
+        .collect();
+    let order = state
+        .orders
+        .request_return(requester(&user), &id, kind, req.reason, returned)
+        .await?;
+    let body = order_body::detail(&state.orders, &id, &order);
+    Ok((StatusCode::CREATED, axum::Json(body)))
+}
+
+/// The order's current shipment.
+#[utoipa::path(get, path = "/api/v1/orders/{order_id}/shipment", tag = "orders",
+    security(("bearer" = [])), params(("order_id" = String, Path)),
+    responses((status = 200, body = ShipmentBody), (status = 404, body = Problem)))]
+pub async fn get_shipment(
+    user: AuthUser,
+    State(state): State<AppState>,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<axum::Json<ShipmentBody>, ApiError> {
+    let id = order_id(raw)?;
+    let order = state.orders.get(&requester(&user), &id).await?;
+    let shipment = order
+        .shipments
+        .last()
+        .ok_or_else(|| ApiError::not_found("the order has no shipment yet"))?;
+    Ok(axum::Json(order_body::shipment_body(shipment)))
+}

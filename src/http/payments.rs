@@ -1,0 +1,149 @@
+//! Payments and carrier callbacks: `POST /payments/confirm` (the engine confirms with the
+//! gateway over HTTP, verifying the amount), the gateway's signed webhook, and the carrier's
+//! signed progress callbacks.
+
+use crate::domain::order::ShipmentStatus;
+use crate::domain::time::Timestamp;
+use crate::http::AppState;
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{ApiJson, AuthUser};
+use crate::http::idempotency::{self, Remembered};
+use crate::http::order_body::{self, OrderDetail};
+use crate::http::orders::{order_id, requester};
+use crate::integrations::signature;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(confirm_payment))
+        .routes(routes!(payment_webhook))
+        .routes(routes!(carrier_callback))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmRequest {
+    pub order_id: String,
+    pub payment_key: String,
+    pub amount: i64,
+}
+
+/// Confirms the payment with the gateway; 200 with the paid order.
+#[utoipa::path(post, path = "/api/v1/payments/confirm", tag = "payments",
+    security(("bearer" = [])), request_body = ConfirmRequest,
+    responses((status = 200, body = OrderDetail), (status = 400, body = Problem),
+        (status = 402, body = Problem), (status = 409, body = Problem),
+        (status = 503, body = Problem)))]
+pub async fn confirm_payment(
+    user: AuthUser,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<ConfirmRequest>,
+) -> Result<Response, ApiError> {
+    let id = order_id(req.order_id)?;
+    if req.payment_key.is_empty() || req.payment_key.len() > 200 {
+        return Err(ApiError::invalid_body("payment_key must be 1 to 200 characters"));
+    }
+    let by = requester(&user);
+    let request = format!("{}\n{}", req.payment_key, req.amount);
+    let key = idempotency::key(&headers)?;
+    let call = Remembered::new(&state, &by, &id, "confirm", key, &request);
+    call.run(async {
+        let order = state
+            .orders
+            .pay(by.clone(), &id, req.payment_key, req.amount)
+            .await?;
+        Ok((StatusCode::OK, order_body::detail(&state.orders, &id, &order)))
+    })
+    .await
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct WebhookData {
+    pub payment_key: String,
+    pub order_id: String,
+    /// `DONE`, `ABORTED`, `EXPIRED`, `CANCELED`, ...
+    pub status: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct WebhookEvent {
+    pub event_type: String,
+    pub data: WebhookData,
+}
+
+/// Verifies the body's signature (`X-Emporium-Signature`, hex HMAC-SHA256 of the raw body with
+/// the shared secret); `401 invalid_signature` otherwise.
+fn signed<T: serde::de::DeserializeOwned>(
+    key: &[u8],
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<T, ApiError> {
+    let presented = headers
+        .get(signature::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !signature::verify(key, body, presented) {
+        return Err(ApiError::unauthorized(
+            "invalid_signature",
+            "the signature does not match the body",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::invalid_body(e.to_string()))
+}
+
+/// A payment status change from the gateway.
+#[utoipa::path(post, path = "/api/v1/payments/webhook", tag = "payments",
+    request_body = WebhookEvent,
+    responses((status = 200), (status = 401, body = Problem)))]
+pub async fn payment_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let event: WebhookEvent = signed(&state.webhook_secret, &headers, &body)?;
+    let id = order_id(event.data.order_id)?;
+    tracing::info!(order_id = %id, event = event.event_type, status = event.data.status, "payment webhook");
+    state
+        .orders
+        .payment_event(&id, event.data.payment_key, &event.data.status)
+        .await?;
+    Ok(StatusCode::OK)
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CarrierEvent {
+    pub tracking_number: String,
+    pub order_id: String,
+    /// `ready`, `shipping` or `delivered`.
+    pub status: String,
+    pub at: String,
+}
+
+/// A shipment's progress from the carrier (signed like webhooks, with the carrier's secret).
+#[utoipa::path(post, path = "/api/v1/shipments/callback", tag = "payments",
+    request_body = CarrierEvent,
+    responses((status = 200), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn carrier_callback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let event: CarrierEvent = signed(&state.carrier_secret, &headers, &body)?;
+    let id = order_id(event.order_id)?;
+    let status = ShipmentStatus::parse(&event.status)
+        .ok_or_else(|| ApiError::invalid_body("status must be ready, shipping or delivered"))?;
+    let at = Timestamp::parse_rfc3339(&event.at)
+        .ok_or_else(|| ApiError::invalid_body("at must be an RFC 3339 time"))?;
+    state
+        .orders
+        .track(&id, event.tracking_number, status, at)
+        .await?;
+    Ok(StatusCode::OK)
+}

@@ -1,0 +1,147 @@
+//! What each order route means in terms of the saga: the command, the steps driven, and how the
+//! order's resulting state answers the caller (a rejected reservation is a conflict, a
+//! confirmation still unknown is "try again", a decline is a decline).
+
+use crate::actors::AskError;
+use crate::domain::ids::OrderId;
+use crate::domain::order::{
+    OrderCommand, OrderError, OrderState, OrderStatus, PaymentStatus, Requester, ReturnItem,
+    ReturnKind, ShipmentStatus,
+};
+use crate::domain::time::Timestamp;
+use crate::orders::placement::PlaceOrder;
+use crate::orders::{OrderFailure, Orders};
+
+impl Orders {
+    /// Places and reserves an order; a shortage or a coupon taken meanwhile refuses it.
+    pub async fn place_order(&self, req: PlaceOrder) -> Result<(OrderId, OrderState), OrderFailure> {
+        let (id, state) = self.place(req).await?;
+        match state.status {
+            Some(OrderStatus::Rejected) if state.coupon_unavailable => {
+                Err(OrderFailure::CouponNotApplicable("reserved"))
+            }
+            Some(OrderStatus::Rejected) => Err(OrderFailure::InsufficientStock {
+                skus: state.unavailable.iter().map(ToString::to_string).collect(),
+            }),
+            Some(OrderStatus::Pending) => Err(OrderFailure::Pending(
+                "order_pending",
+                "the stock is still being reserved; retry with the same Idempotency-Key",
+            )),
+            _ => Ok((id, state)),
+        }
+    }
+
+    /// Confirms the payment with the gateway and, once approved, settles the order.
+    pub async fn pay(
+        &self,
+        by: Requester,
+        id: &OrderId,
+        payment_key: String,
+        amount: i64,
+    ) -> Result<OrderState, OrderFailure> {
+        let request = OrderCommand::RequestPayment {
+            by,
+            payment_key,
+            amount,
+        };
+        match self.entities.ask(id, request).await {
+            Err(AskError::Rejected(e @ OrderError::AmountMismatch { .. })) => {
+                // The order failed with the refusal: give its stock and coupon back now.
+                self.drive(id).await?;
+                return Err(e.into());
+            }
+            other => other?,
+        };
+        let state = self.drive(id).await?;
+        match state.payment.as_ref().map(|p| (p.status, p.reason.clone())) {
+            Some((PaymentStatus::Approved, _)) => Ok(state),
+            Some((PaymentStatus::Declined, reason)) => Err(OrderFailure::PaymentDeclined {
+                reason: reason.unwrap_or_default(),
+            }),
+            _ => Err(OrderFailure::Pending(
+                "payment_pending",
+                "the gateway has not confirmed the payment yet; the engine keeps asking",
+            )),
+        }
+    }
+
+    pub async fn cancel(&self, by: Requester, id: &OrderId) -> Result<OrderState, OrderFailure> {
+        self.command(id, OrderCommand::Cancel { by }).await
+    }
+
+    /// Books the carrier; the order with its shipment.
+    pub async fn ship(&self, id: &OrderId) -> Result<OrderState, OrderFailure> {
+        let state = self.command(id, OrderCommand::Ship).await?;
+        if state.shipments.is_empty() {
+            return Err(OrderFailure::Pending(
+                "carrier_unavailable",
+                "the carrier could not be reached; the booking is retried",
+            ));
+        }
+        Ok(state)
+    }
+
+    pub async fn request_return(
+        &self,
+        by: Requester,
+        id: &OrderId,
+        kind: ReturnKind,
+        reason: String,
+        items: Vec<ReturnItem>,
+    ) -> Result<OrderState, OrderFailure> {
+        let request = OrderCommand::RequestReturn {
+            by,
+            kind,
+            reason,
+            items,
+        };
+        self.command(id, request).await
+    }
+
+    /// The carrier says where a shipment is.
+    pub async fn track(
+        &self,
+        id: &OrderId,
+        tracking_number: String,
+        status: ShipmentStatus,
+        at: Timestamp,
+    ) -> Result<OrderState, OrderFailure> {
+        let track = OrderCommand::TrackShipment {
+            tracking_number,
+            status,
+            at,
+        };
+        self.command(id, track).await
+    }
+
+    /// The gateway's webhook: a payment's final status.
+    pub async fn payment_event(
+        &self,
+        id: &OrderId,
+        payment_key: String,
+        status: &str,
+    ) -> Result<(), OrderFailure> {
+        let result = match status {
+            "DONE" => Ok(self.now()),
+            "ABORTED" | "EXPIRED" => Err(status.to_lowercase()),
+            _ => return Ok(()), // cancellations are ours; nothing to settle
+        };
+        let settle = OrderCommand::SettlePayment {
+            payment_key,
+            result,
+        };
+        match self.command(id, settle).await {
+            Ok(_) | Err(OrderFailure::Order(OrderError::NotPayable)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends a dead letter back to the outbox and drives it.
+    pub async fn retry_dead_letter(
+        &self,
+        id: &OrderId,
+        effect: u32,
+    ) -> Result<OrderState, OrderFailure> {
+        self.command(id, OrderCommand::Revive { effect }).await
+    }
+}
