@@ -15,20 +15,20 @@ use crate::auth::tokens::TokenKeys;
 use crate::catalog::Catalog;
 use crate::config::Settings;
 use crate::domain::time::Clock;
-use crate::integrations::mailer::{DevMailbox, Mailer, Mailers, SmtpMailer};
-use crate::persistence::Journal;
-use crate::persistence::sled_journal::SledJournal;
 use crate::integrations::carrier::HttpCarrier;
+use crate::integrations::mailer::{DevMailbox, Mailer, Mailers, SmtpMailer};
 use crate::integrations::payments::HttpGateway;
 use crate::orders::{Endpoints, Orders, Parts};
+use crate::persistence::Journal;
+use crate::persistence::sled_journal::SledJournal;
 use crate::shopping::Shopping;
-use std::time::Duration;
 use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use secrecy::{ExposeSecret, SecretString};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub struct Node {

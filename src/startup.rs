@@ -10,10 +10,10 @@ use crate::http::error::ApiError;
 use crate::http::{self, AppState, Services};
 use crate::node::Node;
 use anyhow::Context;
-use secrecy::ExposeSecret;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use secrecy::ExposeSecret;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -148,7 +148,10 @@ async fn load(
     };
     let limits = AuthLimits::new(settings.auth.rate_per_ip);
     spawn_pruning(limits.clone(), shutdown.clone());
-    tokio::spawn(crate::orders::dispatcher::run(node.orders.clone(), shutdown));
+    tokio::spawn(crate::orders::dispatcher::run(
+        node.orders.clone(),
+        shutdown,
+    ));
     let state = AppState::new(Services {
         skus: node.skus.clone(),
         catalog: node.catalog.clone(),

@@ -27,10 +27,18 @@ pub struct Reservation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Settlement {
-    Sold { qty: u32 },
-    Released { qty: u32, reason: ReleaseReason },
+    Sold {
+        qty: u32,
+    },
+    Released {
+        qty: u32,
+        reason: ReleaseReason,
+    },
     /// Sold, then `returned` units came back (a cancelled paid order, a return).
-    Returned { qty: u32, returned: u32 },
+    Returned {
+        qty: u32,
+        returned: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -347,7 +355,11 @@ pub fn decide(
     }
 }
 
-fn decide_restock(state: &SkuState, order_id: &OrderId, qty: u32) -> Result<Vec<SkuEvent>, SkuError> {
+fn decide_restock(
+    state: &SkuState,
+    order_id: &OrderId,
+    qty: u32,
+) -> Result<Vec<SkuEvent>, SkuError> {
     if qty == 0 {
         return Err(SkuError::InvalidQuantity);
     }
@@ -812,13 +824,20 @@ mod tests {
             qty,
         };
         let (_, s) = when(&stocked(10), reserve("a", 3)).unwrap();
-        let (_, s) = when(&s, SkuCommand::Commit { order_id: order("a") }).unwrap();
+        let (_, s) = when(
+            &s,
+            SkuCommand::Commit {
+                order_id: order("a"),
+            },
+        )
+        .unwrap();
         let (_, s) = when(&s, restock("a", 2)).unwrap();
         assert_eq!((s.available, s.reserved, s.sold), (9, 0, 1));
         let (events, s) = when(&s, restock("a", 2)).unwrap();
         assert!(events.is_empty(), "a second restock is a replay");
         assert_eq!(
-            s.reservation_of(&order("a")).map(|r| (r.quantity, r.status)),
+            s.reservation_of(&order("a"))
+                .map(|r| (r.quantity, r.status)),
             Some((2, ReservationStatus::Returned))
         );
         // An order whose commit had not run yet: its reservation is released instead.

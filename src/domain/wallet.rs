@@ -91,17 +91,12 @@ pub fn decide(
         C::ReleaseCoupon {
             coupon_id,
             order_id,
-        } => change_coupon(
-            s,
-            coupon_id,
-            CouponStatus::Issued,
-            |st| match st {
-                CouponStatus::Reserved { order_id: o } | CouponStatus::Used { order_id: o } => {
-                    o == order_id
-                }
-                CouponStatus::Issued => false,
-            },
-        ),
+        } => change_coupon(s, coupon_id, CouponStatus::Issued, |st| match st {
+            CouponStatus::Reserved { order_id: o } | CouponStatus::Used { order_id: o } => {
+                o == order_id
+            }
+            CouponStatus::Issued => false,
+        }),
         _ => Ok(vec![]),
     }
 }

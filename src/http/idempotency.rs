@@ -60,9 +60,9 @@ impl<'a> Remembered<'a> {
             by,
             order,
             slot: key.map(|k| format!("{route}:{k}")),
-            fingerprint: crate::auth::tokens::hex(
-                &<sha2::Sha256 as sha2::Digest>::digest(request.as_bytes()),
-            ),
+            fingerprint: crate::auth::tokens::hex(&<sha2::Sha256 as sha2::Digest>::digest(
+                request.as_bytes(),
+            )),
         }
     }
 
@@ -99,9 +99,9 @@ impl<'a> Remembered<'a> {
             return Ok(response);
         }
         let (parts, body) = response.into_parts();
-        let bytes = axum::body::to_bytes(body, 1 << 20)
-            .await
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        let bytes = axum::body::to_bytes(body, 1 << 20).await.map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })?;
         let kept = StoredReply {
             fingerprint: self.fingerprint,
             status: status.as_u16(),

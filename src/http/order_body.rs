@@ -192,7 +192,9 @@ pub fn detail(orders: &Orders, id: &OrderId, state: &OrderState) -> OrderDetail 
         order_id: id.to_string(),
         status: state.status.map_or("pending", |s| s.as_str()),
         items: items(state),
-        coupon_id: p.and_then(|p| p.coupon.as_ref()).map(|c| c.coupon_id.to_string()),
+        coupon_id: p
+            .and_then(|p| p.coupon.as_ref())
+            .map(|c| c.coupon_id.to_string()),
         subtotal: p.map_or(0, |p| p.subtotal),
         discount: p.map_or(0, |p| p.discount),
         total: p.map_or(0, |p| p.total),

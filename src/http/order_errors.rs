@@ -50,14 +50,10 @@ impl From<OrderError> for ApiError {
             OrderError::AmountMismatch { .. } => {
                 Self::new(S::BAD_REQUEST, "amount_mismatch", detail)
             }
-            OrderError::PaymentInProgress => {
-                Self::new(S::CONFLICT, "payment_in_progress", detail)
-            }
+            OrderError::PaymentInProgress => Self::new(S::CONFLICT, "payment_in_progress", detail),
             OrderError::NotCancellable => Self::new(S::CONFLICT, "order_not_cancellable", detail),
             OrderError::NotShippable => Self::new(S::CONFLICT, "order_not_shippable", detail),
-            OrderError::NotReturnable(_) => {
-                Self::new(S::CONFLICT, "order_not_returnable", detail)
-            }
+            OrderError::NotReturnable(_) => Self::new(S::CONFLICT, "order_not_returnable", detail),
         }
     }
 }

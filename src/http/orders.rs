@@ -108,8 +108,7 @@ pub async fn place_order(
     headers: HeaderMap,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<(StatusCode, axum::Json<OrderCreated>), ApiError> {
-    let key = idempotency::key(&headers)?
-        .ok_or_else(|| idempotency::required("POST /orders"))?;
+    let key = idempotency::key(&headers)?.ok_or_else(|| idempotency::required("POST /orders"))?;
     let fingerprint = fingerprint(&body);
     let req: PlaceRequest =
         serde_json::from_value(body).map_err(|e| ApiError::invalid_body(e.to_string()))?;
@@ -195,7 +194,10 @@ pub async fn cancel_order(
     let call = Remembered::new(&state, &by, &id, "cancel", idempotency::key(&headers)?, "");
     call.run(async {
         let order = state.orders.cancel(by.clone(), &id).await?;
-        Ok((StatusCode::OK, order_body::detail(&state.orders, &id, &order)))
+        Ok((
+            StatusCode::OK,
+            order_body::detail(&state.orders, &id, &order),
+        ))
     })
     .await
 }
@@ -215,7 +217,11 @@ pub async fn request_return(
     let kind = match req.kind.as_str() {
         "return" => ReturnKind::Return,
         "exchange" => ReturnKind::Exchange,
-        _ => return Err(ApiError::invalid_body("kind must be \"return\" or \"exchange\"")),
+        _ => {
+            return Err(ApiError::invalid_body(
+                "kind must be \"return\" or \"exchange\"",
+            ));
+        }
     };
     if req.reason.trim().is_empty() || req.reason.chars().count() > 500 {
         return Err(ApiError::invalid_body("reason must be 1 to 500 characters"));

@@ -48,7 +48,9 @@ pub async fn confirm_payment(
 ) -> Result<Response, ApiError> {
     let id = order_id(req.order_id)?;
     if req.payment_key.is_empty() || req.payment_key.len() > 200 {
-        return Err(ApiError::invalid_body("payment_key must be 1 to 200 characters"));
+        return Err(ApiError::invalid_body(
+            "payment_key must be 1 to 200 characters",
+        ));
     }
     let by = requester(&user);
     let request = format!("{}\n{}", req.payment_key, req.amount);
@@ -59,7 +61,10 @@ pub async fn confirm_payment(
             .orders
             .pay(by.clone(), &id, req.payment_key, req.amount)
             .await?;
-        Ok((StatusCode::OK, order_body::detail(&state.orders, &id, &order)))
+        Ok((
+            StatusCode::OK,
+            order_body::detail(&state.orders, &id, &order),
+        ))
     })
     .await
 }

@@ -59,8 +59,10 @@ pub trait PaymentGateway: Send + Sync {
         idempotency_key: &'a str,
     ) -> BoxFuture<'a, Result<GatewayPayment, GatewayError>>;
 
-    fn get<'a>(&'a self, payment_key: &'a str)
-    -> BoxFuture<'a, Result<GatewayPayment, GatewayError>>;
+    fn get<'a>(
+        &'a self,
+        payment_key: &'a str,
+    ) -> BoxFuture<'a, Result<GatewayPayment, GatewayError>>;
 }
 
 /// The Toss-shaped HTTP adapter.

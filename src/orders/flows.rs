@@ -14,7 +14,10 @@ use crate::orders::{OrderFailure, Orders};
 
 impl Orders {
     /// Places and reserves an order; a shortage or a coupon taken meanwhile refuses it.
-    pub async fn place_order(&self, req: PlaceOrder) -> Result<(OrderId, OrderState), OrderFailure> {
+    pub async fn place_order(
+        &self,
+        req: PlaceOrder,
+    ) -> Result<(OrderId, OrderState), OrderFailure> {
         let (id, state) = self.place(req).await?;
         match state.status {
             Some(OrderStatus::Rejected) if state.coupon_unavailable => {

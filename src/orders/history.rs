@@ -70,9 +70,6 @@ impl History {
             keys.truncate(limit);
             keys.last().map(encode_cursor)
         });
-        (
-            keys.into_iter().map(|(_, id)| id).collect(),
-            next.flatten(),
-        )
+        (keys.into_iter().map(|(_, id)| id).collect(), next.flatten())
     }
 }

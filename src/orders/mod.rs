@@ -158,13 +158,17 @@ impl Orders {
         user: Option<&UserId>,
         cursor: Option<&str>,
         limit: usize,
-    ) -> Result<(Vec<(OrderId, crate::actors::order::OrderView)>, Option<String>), OrderFailure>
-    {
+    ) -> Result<
+        (
+            Vec<(OrderId, crate::actors::order::OrderView)>,
+            Option<String>,
+        ),
+        OrderFailure,
+    > {
         let cursor = match cursor {
-            Some(raw) => Some(
-                history::decode_cursor(raw)
-                    .ok_or_else(|| OrderFailure::Invalid("invalid_cursor", "the cursor is not valid".into()))?,
-            ),
+            Some(raw) => Some(history::decode_cursor(raw).ok_or_else(|| {
+                OrderFailure::Invalid("invalid_cursor", "the cursor is not valid".into())
+            })?),
             None => None,
         };
         let (ids, next) = self.history.page(user, cursor.as_ref(), limit);

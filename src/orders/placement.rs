@@ -32,7 +32,11 @@ impl ShippingAddress {
             ("name", self.name.as_str(), 100),
             ("phone", self.phone.as_str(), 30),
             ("address", self.address.as_str(), 200),
-            ("postal_code", self.postal_code.as_deref().unwrap_or("-"), 20),
+            (
+                "postal_code",
+                self.postal_code.as_deref().unwrap_or("-"),
+                20,
+            ),
         ];
         for (field, value, max) in fields {
             let n = value.trim().chars().count();
@@ -106,7 +110,10 @@ impl Orders {
             (None, None) => vec![],
         };
         if wanted.is_empty() {
-            return Err(OrderFailure::Invalid("empty_order", "the order has no items".into()));
+            return Err(OrderFailure::Invalid(
+                "empty_order",
+                "the order has no items".into(),
+            ));
         }
         let mut lines = Vec::with_capacity(wanted.len());
         let mut categories = Vec::with_capacity(wanted.len());
@@ -174,7 +181,10 @@ impl Orders {
             discount: totals.discount,
             total: totals.total,
             currency: self.endpoints.currency.clone(),
-            shipping_address: self.accounts.pii.seal(&serde_json::to_string(&address).unwrap_or_default()),
+            shipping_address: self
+                .accounts
+                .pii
+                .seal(&serde_json::to_string(&address).unwrap_or_default()),
             from_cart: req.items.is_none(),
             created_at: now,
             expires_at: now.plus(ttl),
@@ -215,7 +225,11 @@ impl Orders {
             s.as_ref().and_then(|s| self.accounts.pii.open(s).ok())
         };
         let profile = &account.state.profile;
-        match (open(&profile.name), open(&profile.phone), open(&profile.address)) {
+        match (
+            open(&profile.name),
+            open(&profile.phone),
+            open(&profile.address),
+        ) {
             (Some(name), Some(phone), Some(address)) => Ok(ShippingAddress {
                 name,
                 phone,

@@ -175,7 +175,11 @@ impl Orders {
                     text: format!("{text} (order {id})"),
                     at: self.now(),
                 };
-                match self.users.ask(&placement.user_id, UserCommand::Notify(note)).await {
+                match self
+                    .users
+                    .ask(&placement.user_id, UserCommand::Notify(note))
+                    .await
+                {
                     Ok(_) | Err(AskError::Rejected(_)) => done,
                     Err(e) => Err(step_error("notify", e)),
                 }
@@ -263,7 +267,11 @@ impl Orders {
         let order_id = id.to_string();
         let mut unknown = false;
         for attempt in 0..self.confirm_attempts {
-            match self.gateway.confirm(&p.payment_key, &order_id, p.amount).await {
+            match self
+                .gateway
+                .confirm(&p.payment_key, &order_id, p.amount)
+                .await
+            {
                 Ok(paid) => return Ok(self.verify(&paid, &order_id, p.amount)),
                 Err(GatewayError::Refused { message, code }) => {
                     let reason = if message.is_empty() { code } else { message };

@@ -61,9 +61,17 @@ struct Book {
     callback_url: String,
 }
 
-async fn book(State(c): State<CarrierState>, headers: HeaderMap, Json(req): Json<Book>) -> Response {
+async fn book(
+    State(c): State<CarrierState>,
+    headers: HeaderMap,
+    Json(req): Json<Book>,
+) -> Response {
     if req.label.trim().is_empty() || !req.callback_url.starts_with("http") {
-        return refuse(400, "INVALID_REQUEST", "a label and an http callback_url are required");
+        return refuse(
+            400,
+            "INVALID_REQUEST",
+            "a label and an http callback_url are required",
+        );
     }
     let key = headers
         .get("idempotency-key")
@@ -87,7 +95,11 @@ async fn book(State(c): State<CarrierState>, headers: HeaderMap, Json(req): Json
         }
         shipment
     };
-    tokio::spawn(advance(c, shipment.tracking_number.clone(), req.callback_url));
+    tokio::spawn(advance(
+        c,
+        shipment.tracking_number.clone(),
+        req.callback_url,
+    ));
     (StatusCode::CREATED, Json(shipment)).into_response()
 }
 

@@ -6,5 +6,6 @@ mod health;
 mod helpers;
 mod mail;
 mod malformed;
+mod orders;
 mod shopping;
 mod skus;

@@ -1,36 +1,9 @@
 //! Carts, coupons (campaigns, claims, wallet, discount edge cases), wishlists, and the
 //! first-come coupon race.
 
-use crate::helpers::{OPERATOR_TOKEN, TestApp, assert_problem, spawn_app, spawn_app_in};
+use crate::helpers::{OPERATOR_TOKEN, TestApp, assert_problem, ok, send, spawn_app, spawn_app_in};
 use serde_json::{Value, json};
 use std::sync::Arc;
-
-async fn send(
-    app: &TestApp,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> reqwest::Response {
-    let mut req = app
-        .client
-        .request(
-            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
-            app.url(path),
-        )
-        .bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    req.send().await.unwrap()
-}
-
-async fn ok(r: reqwest::Response) -> Value {
-    let status = r.status();
-    let body: Value = r.json().await.unwrap();
-    assert!(status.is_success(), "{status}: {body}");
-    body
-}
 
 /// Two products: a tee (tops, 12,900 / 13,900) and shoes (shoes, 50,000).
 async fn products(app: &TestApp) -> (String, String) {

@@ -325,7 +325,9 @@ pub struct Requester {
 pub enum Outcome {
     Done,
     Reserved,
-    OutOfStock { skus: Vec<SkuId> },
+    OutOfStock {
+        skus: Vec<SkuId>,
+    },
     CouponUnavailable,
     ShipmentBooked {
         carrier: String,

@@ -263,7 +263,9 @@ fn request_return(
 ) -> Result<Vec<OrderEvent>, OrderError> {
     owned(s, by)?;
     if s.status != Some(S::Delivered) {
-        return Err(OrderError::NotReturnable("the order has not been delivered"));
+        return Err(OrderError::NotReturnable(
+            "the order has not been delivered",
+        ));
     }
     if !s.returns.is_empty() && kind == ReturnKind::Return {
         return Err(OrderError::NotReturnable("a return was already requested"));
@@ -289,7 +291,9 @@ fn request_return(
             .find(|l| l.sku_id == item.sku_id)
             .ok_or(OrderError::NotReturnable("an item is not in the order"))?;
         if item.quantity == 0 || item.quantity > line.quantity {
-            return Err(OrderError::NotReturnable("a quantity exceeds what was ordered"));
+            return Err(OrderError::NotReturnable(
+                "a quantity exceeds what was ordered",
+            ));
         }
         returned_value += line.unit_price * i64::from(item.quantity);
     }
@@ -418,7 +422,12 @@ pub fn apply(s: &mut OrderState, event: &OrderEvent) {
             }
             set_status(s, S::Paid, *at);
             queue(s, Action::CommitStock, *at);
-            notify(s, NotificationKind::OrderPaid, "Your order is paid.".into(), *at);
+            notify(
+                s,
+                NotificationKind::OrderPaid,
+                "Your order is paid.".into(),
+                *at,
+            );
         }
         E::PaymentDeclined { reason, at } => {
             if let Some(p) = s.payment.as_mut() {
@@ -457,7 +466,13 @@ pub fn apply(s: &mut OrderState, event: &OrderEvent) {
             notify(s, NotificationKind::OrderCancelled, text, *at);
         }
         E::ShipmentRequested { exchange } => {
-            queue(s, Action::BookShipment { exchange: *exchange }, Timestamp(0));
+            queue(
+                s,
+                Action::BookShipment {
+                    exchange: *exchange,
+                },
+                Timestamp(0),
+            );
         }
         E::ShipmentBooked {
             carrier,

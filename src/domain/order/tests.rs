@@ -132,7 +132,11 @@ fn the_same_placement_is_a_replay_and_another_body_is_refused() {
 fn out_of_stock_rejects_the_order_and_releases_what_was_taken() {
     let mut s = given(&[OrderCommand::Place(Box::new(placement(false)))]);
     let skus = vec![SkuId::parse("b").unwrap()];
-    let c = complete(&s, "reserve_stock", Outcome::OutOfStock { skus: skus.clone() });
+    let c = complete(
+        &s,
+        "reserve_stock",
+        Outcome::OutOfStock { skus: skus.clone() },
+    );
     when(&mut s, c).unwrap();
     assert_eq!(s.status, Some(OrderStatus::Rejected));
     assert_eq!(s.unavailable, skus);
@@ -218,7 +222,13 @@ fn cancelling_a_paid_order_refunds_restocks_and_restores_the_coupon() {
     assert_eq!(s.status, Some(OrderStatus::Cancelled));
     assert_eq!(
         actions(&s),
-        ["notify", "refund_payment", "restock", "restore_coupon", "notify"]
+        [
+            "notify",
+            "refund_payment",
+            "restock",
+            "restore_coupon",
+            "notify"
+        ]
     );
     let refund = s.effects.values().find_map(|e| match &e.action {
         Action::RefundPayment { amount, .. } => Some(*amount),

@@ -1,0 +1,602 @@
+//! Order journeys over real HTTP against the sandbox gateway and carrier served by the same
+//! binary: paid and delivered, declined, wrong amount, gateway time-out, cancel with refund,
+//! expiry, return, exchange, the last unit raced, Idempotency-Key replays, signatures.
+
+use crate::helpers::{
+    OPERATOR_TOKEN, TestApp, assert_problem, ok, send, spawn_app_full, spawn_app_with,
+};
+use emporium::domain::time::{Clock, ManualClock, SystemClock};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+const CARD: &str = "4111111111111111";
+
+/// Fast carrier and a short gateway time-out, so journeys take a second.
+const FAST: &[(&str, &str)] = &[
+    ("EMPORIUM_CARRIER_STEP_SECS", "0.05"),
+    ("EMPORIUM__PAYMENTS__TIMEOUT_MS", "400"),
+    ("EMPORIUM__SANDBOX__TIMEOUT_CARD_DELAY_MS", "1500"),
+    ("EMPORIUM__OUTBOX__POLL_MS", "50"),
+];
+
+fn address() -> Value {
+    json!({"name": "Kim", "phone": "010-1234-5678", "address": "1 Main St, Seoul"})
+}
+
+/// A product with one SKU of `stock` units at 10,000.
+async fn product(app: &TestApp, sku: &str, stock: u64) {
+    let body = json!({"name": "Mug", "category": "kitchen", "skus": [
+        {"sku_id": sku, "options": {}, "price": 10000, "stock": stock}]});
+    ok(send(
+        app,
+        "POST",
+        "/api/v1/admin/products",
+        OPERATOR_TOKEN,
+        Some(body),
+    )
+    .await)
+    .await;
+}
+
+async fn place(app: &TestApp, token: &str, key: &str, body: Value) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/v1/orders"))
+        .bearer_auth(token)
+        .header("idempotency-key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn order_of(app: &TestApp, token: &str, sku: &str, qty: u32) -> Value {
+    let key = format!("k-{}", rand_suffix());
+    let body = json!({"items": [{"sku_id": sku, "quantity": qty}], "shipping_address": address()});
+    let r = place(app, token, &key, body).await;
+    assert_eq!(r.status(), 201);
+    r.json().await.unwrap()
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// What the checkout widget does: the shopper's card at the sandbox gateway.
+async fn payment_key(app: &TestApp, order: &Value, card: &str) -> String {
+    let body =
+        json!({"order_id": order["order_id"], "amount": order["total"], "card_number": card});
+    let r = app.post_json("/sandbox/pg/v1/payments", body).await;
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().await.unwrap()["payment_key"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn confirm(
+    app: &TestApp,
+    token: &str,
+    order: &Value,
+    key: &str,
+    amount: i64,
+) -> reqwest::Response {
+    let body = json!({"order_id": order["order_id"], "payment_key": key, "amount": amount});
+    send(app, "POST", "/api/v1/payments/confirm", token, Some(body)).await
+}
+
+async fn stock(app: &TestApp, sku: &str) -> (u64, u64, u64) {
+    let r = ok(app.inspect("sku", sku).await).await;
+    let s = &r["state"];
+    (
+        s["available"].as_u64().unwrap(),
+        s["reserved"].as_u64().unwrap(),
+        s["sold"].as_u64().unwrap(),
+    )
+}
+
+async fn detail(app: &TestApp, token: &str, id: &str) -> Value {
+    ok(send(app, "GET", &format!("/api/v1/orders/{id}"), token, None).await).await
+}
+
+/// Polls the order until it reaches `status` (the carrier and the dispatcher work in the
+/// background).
+async fn until_status(app: &TestApp, token: &str, id: &str, status: &str) -> Value {
+    for _ in 0..200 {
+        let d = detail(app, token, id).await;
+        if d["status"] == status {
+            return d;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "order {id} never reached {status}: {}",
+        detail(app, token, id).await
+    );
+}
+
+async fn audit(app: &TestApp) -> Vec<Value> {
+    let r = app
+        .client
+        .get(app.url("/sandbox/pg/v1/audit"))
+        .send()
+        .await
+        .unwrap();
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_paid_order_ships_and_is_delivered_with_notifications() {
+    let app = spawn_app_with(FAST).await;
+    product(&app, "mug", 5).await;
+    let (_, token, _) = app.customer("buyer@example.com").await;
+    ok(send(
+        &app,
+        "PUT",
+        "/api/v1/cart/items/mug",
+        &token,
+        Some(json!({"quantity": 2})),
+    )
+    .await)
+    .await;
+    let r = place(
+        &app,
+        &token,
+        "cart-1",
+        json!({"shipping_address": address()}),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let order: Value = r.json().await.unwrap();
+    assert_eq!(order["status"], "awaiting_payment");
+    assert_eq!(order["total"], 20000);
+    assert!(
+        order["payment"]["checkout_url"]
+            .as_str()
+            .unwrap()
+            .contains("order_id=")
+    );
+    assert_eq!(stock(&app, "mug").await, (3, 2, 0));
+
+    let key = payment_key(&app, &order, CARD).await;
+    let paid = ok(confirm(&app, &token, &order, &key, 20000).await).await;
+    assert_eq!(paid["status"], "paid");
+    assert_eq!(
+        stock(&app, "mug").await,
+        (3, 0, 2),
+        "reserved units are sold"
+    );
+    let cart = ok(send(&app, "GET", "/api/v1/cart", &token, None).await).await;
+    assert_eq!(
+        cart["items"].as_array().unwrap().len(),
+        0,
+        "the cart is cleared"
+    );
+
+    let id = order["order_id"].as_str().unwrap();
+    let shipped = ok(send(
+        &app,
+        "POST",
+        &format!("/api/v1/admin/orders/{id}/ship"),
+        OPERATOR_TOKEN,
+        None,
+    )
+    .await)
+    .await;
+    assert!(
+        shipped["shipment"]["tracking_number"]
+            .as_str()
+            .unwrap()
+            .starts_with("SBX")
+    );
+    let done = until_status(&app, &token, id, "delivered").await;
+    let history: Vec<&str> = done["status_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        history,
+        [
+            "awaiting_payment",
+            "paid",
+            "preparing",
+            "shipped",
+            "delivered"
+        ]
+    );
+    let shipment = ok(send(
+        &app,
+        "GET",
+        &format!("/api/v1/orders/{id}/shipment"),
+        &token,
+        None,
+    )
+    .await)
+    .await;
+    assert_eq!(shipment["status"], "delivered");
+    assert_eq!(shipment["events"].as_array().unwrap().len(), 3);
+
+    let notes = ok(send(&app, "GET", "/api/v1/users/me/notifications", &token, None).await).await;
+    let kinds: Vec<&str> = notes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["order_delivered", "order_shipped", "order_paid"]);
+    let list = ok(send(&app, "GET", "/api/v1/orders", &token, None).await).await;
+    assert_eq!(list["items"][0]["order_id"], id);
+    let captures: u64 = audit(&app)
+        .await
+        .iter()
+        .map(|p| p["captures"].as_u64().unwrap())
+        .sum();
+    assert_eq!(captures, 1);
+}
+
+#[tokio::test]
+async fn a_declined_card_fails_the_order_and_gives_the_stock_back() {
+    let app = spawn_app_with(FAST).await;
+    product(&app, "mug", 5).await;
+    let (_, token, _) = app.customer("declined@example.com").await;
+    let order = order_of(&app, &token, "mug", 1).await;
+    let key = payment_key(&app, &order, "4000000000000002").await;
+    let body = assert_problem(
+        confirm(&app, &token, &order, &key, 10000).await,
+        402,
+        "payment_declined",
+    )
+    .await;
+    assert_eq!(body["reason"], "insufficient_funds");
+    let id = order["order_id"].as_str().unwrap();
+    assert_eq!(detail(&app, &token, id).await["status"], "payment_failed");
+    assert_eq!(stock(&app, "mug").await, (5, 0, 0));
+}
+
+#[tokio::test]
+async fn a_wrong_amount_is_refused_and_the_order_fails() {
+    let app = spawn_app_with(FAST).await;
+    product(&app, "mug", 5).await;
+    let (_, token, _) = app.customer("cheat@example.com").await;
+    let order = order_of(&app, &token, "mug", 2).await;
+    let key = payment_key(&app, &order, CARD).await;
+    assert_problem(
+        confirm(&app, &token, &order, &key, 100).await,
+        400,
+        "amount_mismatch",
+    )
+    .await;
+    let id = order["order_id"].as_str().unwrap();
+    assert_eq!(detail(&app, &token, id).await["status"], "payment_failed");
+    assert_eq!(stock(&app, "mug").await, (5, 0, 0));
+    let captures: u64 = audit(&app)
+        .await
+        .iter()
+        .map(|p| p["captures"].as_u64().unwrap())
+        .sum();
+    assert_eq!(captures, 0, "nothing was charged");
+}
+
+#[tokio::test]
+async fn a_gateway_time_out_is_resolved_by_asking_the_gateway_without_charging_twice() {
+    let app = spawn_app_with(FAST).await;
+    product(&app, "mug", 5).await;
+    let (_, token, _) = app.customer("slow@example.com").await;
+    let order = order_of(&app, &token, "mug", 1).await;
+    let key = payment_key(&app, &order, "4000000000000119").await;
+    let paid = ok(confirm(&app, &token, &order, &key, 10000).await).await;
+    assert_eq!(paid["status"], "paid");
+    let payments = audit(&app).await;
+    let p = payments
+        .iter()
+        .find(|p| p["payment_key"] == key.as_str())
+        .unwrap();
+    assert_eq!(p["captures"], 1, "captured exactly once");
+    assert_eq!(stock(&app, "mug").await, (4, 0, 1));
+}
+
+#[tokio::test]
+async fn cancelling_a_paid_order_refunds_it_at_the_gateway_and_restocks() {
+    let app = spawn_app_with(FAST).await;
+    product(&app, "mug", 5).await;
+    let (_, token, _) = app.customer("regret@example.com").await;
+    let order = order_of(&app, &token, "mug", 2).await;
+    let key = payment_key(&app, &order, CARD).await;
+    ok(confirm(&app, &token, &order, &key, 20000).await).await;
+    let id = order["order_id"].as_str().unwrap();
+    let path = format!("/api/v1/orders/{id}/cancel");
+    let cancelled = ok(send(&app, "POST", &path, &token, None).await).await;
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(cancelled["payment"]["refunded"], 20000);
+    let p = audit(&app)
+        .await
+        .into_iter()
+        .find(|p| p["payment_key"] == key.as_str())
+        .unwrap();
+    assert_eq!(p["status"], "CANCELED");
+    assert_eq!(p["balance_amount"], 0);
+    assert_eq!(stock(&app, "mug").await, (5, 0, 0));
+    // Cancelling again changes nothing; a delivered order cannot be cancelled (below).
+    let again = ok(send(&app, "POST", &path, &token, None).await).await;
+    assert_eq!(again["status"], "cancelled");
+}
+
+#[tokio::test]
+async fn an_unpaid_order_expires_and_releases_stock_and_coupon() {
+    let clock = ManualClock::starting_at(SystemClock.now());
+    let app = spawn_app_full(tempfile::tempdir().unwrap(), FAST, Arc::new(clock.clone())).await;
+    product(&app, "mug", 5).await;
+    let (_, token, _) = app.customer("late@example.com").await;
+    let campaign = json!({"name": "Ten", "code": "TEN", "kind": "percent", "value": 10,
+        "scope": {"type": "order"}, "per_user_limit": 1});
+    ok(send(
+        &app,
+        "POST",
+        "/api/v1/admin/coupon-campaigns",
+        OPERATOR_TOKEN,
+        Some(campaign),
+    )
+    .await)
+    .await;
+    let claimed = ok(send(
+        &app,
+        "POST",
+        "/api/v1/coupons/claim",
+        &token,
+        Some(json!({"code": "TEN"})),
+    )
+    .await)
+    .await;
+    let body = json!({"items": [{"sku_id": "mug", "quantity": 3}], "coupon_id": claimed["coupon_id"],
+        "shipping_address": address()});
+    let order: Value = place(&app, &token, "expiring", body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(order["total"], 27000);
+    let coupons = ok(send(&app, "GET", "/api/v1/users/me/coupons", &token, None).await).await;
+    assert_eq!(coupons["items"][0]["status"], "reserved");
+    clock.advance(Duration::from_secs(601));
+    let id = order["order_id"].as_str().unwrap();
+    until_status(&app, &token, id, "expired").await;
+    for _ in 0..100 {
+        if stock(&app, "mug").await == (5, 0, 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stock(&app, "mug").await, (5, 0, 0));
+    let coupons = ok(send(&app, "GET", "/api/v1/users/me/coupons", &token, None).await).await;
+    assert_eq!(coupons["items"][0]["status"], "issued");
+    let key = payment_key(&app, &order, CARD).await;
+    assert_problem(
+        confirm(&app, &token, &order, &key, 27000).await,
+        409,
+        "order_not_payable",
+    )
+    .await;
+}
+
+async fn delivered(app: &TestApp, token: &str, qty: u32) -> String {
+    let order = order_of(app, token, "mug", qty).await;
+    let key = payment_key(app, &order, CARD).await;
+    let total = order["total"].as_i64().unwrap();
+    ok(confirm(app, token, &order, &key, total).await).await;
+    let id = order["order_id"].as_str().unwrap().to_string();
+    ok(send(
+        app,
+        "POST",
+        &format!("/api/v1/admin/orders/{id}/ship"),
+        OPERATOR_TOKEN,
+        None,
+    )
+    .await)
+    .await;
+    until_status(app, token, &id, "delivered").await;
+    id
+}
+
+#[tokio::test]
+async fn a_return_after_delivery_ends_refunded_and_an_exchange_ships_again() {
+    let app = spawn_app_with(FAST).await;
+    product(&app, "mug", 10).await;
+    let (_, token, _) = app.customer("returns@example.com").await;
+    let id = delivered(&app, &token, 2).await;
+    let cancel = send(
+        &app,
+        "POST",
+        &format!("/api/v1/orders/{id}/cancel"),
+        &token,
+        None,
+    )
+    .await;
+    assert_problem(cancel, 409, "order_not_cancellable").await;
+    let body =
+        json!({"reason": "chipped", "kind": "return", "items": [{"sku_id": "mug", "quantity": 1}]});
+    let r = send(
+        &app,
+        "POST",
+        &format!("/api/v1/orders/{id}/returns"),
+        &token,
+        Some(body),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let d = until_status(&app, &token, &id, "refunded").await;
+    assert_eq!(d["payment"]["refunded"], 10000);
+    assert_eq!(
+        stock(&app, "mug").await,
+        (9, 0, 1),
+        "the returned unit is back in stock"
+    );
+
+    let other = delivered(&app, &token, 1).await;
+    let body = json!({"reason": "wrong colour", "kind": "exchange"});
+    let r = send(
+        &app,
+        "POST",
+        &format!("/api/v1/orders/{other}/returns"),
+        &token,
+        Some(body),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let d = until_status(&app, &token, &other, "delivered").await;
+    assert_eq!(d["shipment"]["exchange"], true);
+    let statuses: Vec<&str> = d["status_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert!(
+        statuses.ends_with(&["return_requested", "preparing", "shipped", "delivered"]),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn two_buyers_race_for_the_last_unit_and_exactly_one_gets_it() {
+    let app = Arc::new(spawn_app_with(FAST).await);
+    product(&app, "last", 1).await;
+    let (_, a, _) = app.customer("a@example.com").await;
+    let (_, b, _) = app.customer("b@example.com").await;
+    let body = json!({"items": [{"sku_id": "last", "quantity": 1}], "shipping_address": address()});
+    let (ra, rb) = tokio::join!(
+        place(&app, &a, "race", body.clone()),
+        place(&app, &b, "race", body)
+    );
+    let mut statuses = [ra.status().as_u16(), rb.status().as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, [201, 409]);
+    let loser = if ra.status() == 409 { ra } else { rb };
+    let problem = assert_problem(loser, 409, "insufficient_stock").await;
+    assert_eq!(problem["sku_ids"], json!(["last"]));
+    assert_eq!(stock(&app, "last").await, (0, 1, 0));
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_places_one_order_with_identical_answers() {
+    let app = spawn_app_with(FAST).await;
+    product(&app, "mug", 5).await;
+    let (_, token, _) = app.customer("twice@example.com").await;
+    let body = json!({"items": [{"sku_id": "mug", "quantity": 1}], "shipping_address": address()});
+    let first = place(&app, &token, "same", body.clone()).await;
+    assert_eq!(first.status(), 201);
+    let first = first.text().await.unwrap();
+    let second = place(&app, &token, "same", body).await;
+    assert_eq!(second.status(), 201);
+    assert_eq!(second.text().await.unwrap(), first);
+    assert_eq!(stock(&app, "mug").await, (4, 1, 0), "one reservation");
+    let other = json!({"items": [{"sku_id": "mug", "quantity": 2}], "shipping_address": address()});
+    assert_problem(
+        place(&app, &token, "same", other).await,
+        422,
+        "idempotency_key_reused",
+    )
+    .await;
+    let missing = send(&app, "POST", "/api/v1/orders", &token, Some(json!({}))).await;
+    assert_problem(missing, 400, "idempotency_key_required").await;
+    let list = ok(send(&app, "GET", "/api/v1/orders", &token, None).await).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn other_users_orders_are_not_found_and_bad_input_is_a_problem() {
+    let app = spawn_app_with(FAST).await;
+    product(&app, "mug", 5).await;
+    let (_, owner, _) = app.customer("owner@example.com").await;
+    let (_, stranger, _) = app.customer("stranger@example.com").await;
+    let order = order_of(&app, &owner, "mug", 1).await;
+    let id = order["order_id"].as_str().unwrap();
+    for (method, path) in [
+        ("GET", format!("/api/v1/orders/{id}")),
+        ("POST", format!("/api/v1/orders/{id}/cancel")),
+        ("GET", format!("/api/v1/orders/{id}/shipment")),
+    ] {
+        assert_problem(
+            send(&app, method, &path, &stranger, None).await,
+            404,
+            "not_found",
+        )
+        .await;
+    }
+    let key = payment_key(&app, &order, CARD).await;
+    assert_problem(
+        confirm(&app, &stranger, &order, &key, 10000).await,
+        404,
+        "not_found",
+    )
+    .await;
+    let unknown =
+        json!({"items": [{"sku_id": "nope", "quantity": 1}], "shipping_address": address()});
+    assert_problem(place(&app, &owner, "u1", unknown).await, 404, "not_found").await;
+    let zero = json!({"items": [{"sku_id": "mug", "quantity": 0}], "shipping_address": address()});
+    assert_problem(
+        place(&app, &owner, "u2", zero).await,
+        422,
+        "invalid_quantity",
+    )
+    .await;
+    let no_address = json!({"items": [{"sku_id": "mug", "quantity": 1}]});
+    assert_problem(
+        place(&app, &owner, "u3", no_address).await,
+        422,
+        "shipping_address_required",
+    )
+    .await;
+    let wrong_type = json!({"items": "mug", "shipping_address": address()});
+    assert_problem(
+        place(&app, &owner, "u4", wrong_type).await,
+        422,
+        "invalid_body",
+    )
+    .await;
+    assert_problem(
+        place(&app, &owner, "u5", json!({"shipping_address": address()})).await,
+        422,
+        "empty_order",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn webhooks_and_carrier_callbacks_need_a_valid_signature() {
+    let app = spawn_app_with(FAST).await;
+    let body = json!({"event_type": "PAYMENT_STATUS_CHANGED",
+        "data": {"payment_key": "pk", "order_id": "o1", "status": "DONE"}})
+    .to_string();
+    for (path, secret) in [
+        ("/api/v1/payments/webhook", "sandbox-webhook-secret"),
+        ("/api/v1/shipments/callback", "sandbox-carrier-secret"),
+    ] {
+        let r = app
+            .client
+            .post(app.url(path))
+            .header("x-emporium-signature", "00ff")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_problem(r, 401, "invalid_signature").await;
+        let sig = emporium::integrations::signature::sign(secret.as_bytes(), body.as_bytes());
+        let r = app
+            .client
+            .post(app.url(path))
+            .header("x-emporium-signature", sig)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status() == 404 || r.status() == 422,
+            "{path}: signed but unknown: {}",
+            r.status()
+        );
+    }
+}
