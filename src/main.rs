@@ -41,6 +41,14 @@ enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
+    /// Serves only the sandbox payment gateway and carrier (under /sandbox), as an outside
+    /// service for an engine pointed at it (`payments.base_url`, `carrier.base_url`).
+    Sandbox {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: SocketAddr,
+    },
     /// Operator commands on a stopped node's data dir.
     Admin {
         #[command(subcommand)]
@@ -87,6 +95,13 @@ fn settings(common: Common, listen: Option<SocketAddr>) -> anyhow::Result<Settin
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve { common, listen } => serve(settings(common, listen)?).await,
+        Command::Sandbox { config, listen } => {
+            let common = Common {
+                config,
+                data_dir: None,
+            };
+            sandbox(settings(common, Some(listen))?).await
+        }
         Command::Admin {
             command:
                 AdminCommand::CreateUser {
@@ -152,6 +167,18 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         token.cancel();
     });
     app.run_until_stopped().await
+}
+
+async fn sandbox(settings: Settings) -> anyhow::Result<()> {
+    emporium::telemetry::init_tracing(settings.log.format, &settings.log.filter);
+    let listener = tokio::net::TcpListener::bind(settings.server.listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "sandbox listening on http://{addr}");
+    let router = emporium::sandbox::router(emporium::startup::sandbox_config(&settings));
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
 }
 
 async fn create_user(

@@ -17,9 +17,23 @@ pub struct Server {
 /// Starts `emporium serve` on port 0 over `data_dir`, with `envs`; returns once the address
 /// is logged (the node may still be loading: see [`wait_ready`]).
 pub fn start(data_dir: &Path, envs: &[(&str, &str)]) -> Server {
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
+        .arg(data_dir);
+    spawn(command, envs)
+}
+
+/// Starts `emporium sandbox` (the sandbox gateway and carrier alone) on port 0.
+#[allow(dead_code)] // not every test binary uses it
+pub fn start_sandbox(envs: &[(&str, &str)]) -> Server {
+    let mut command = Command::new(BIN);
+    command.args(["sandbox", "--listen", "127.0.0.1:0"]);
+    spawn(command, envs)
+}
+
+fn spawn(mut command: Command, envs: &[(&str, &str)]) -> Server {
+    let mut child = command
         .env("EMPORIUM__LOG__FORMAT", "json")
         .env("RUST_LOG", "info")
         .envs(envs.iter().copied())
