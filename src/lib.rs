@@ -7,7 +7,10 @@
 //!   kinds, each a thin shell around its domain rules.
 //! - [`http`]: the axum edge: router, problem+json errors, extractors, one file per resource.
 //! - [`auth`]: passwords, tokens, personal-data sealing, revocation, and the account flows.
-//! - [`integrations`]: adapters to the outside (mail today).
+//! - [`catalog`], [`shopping`], [`orders`]: the services over the entities — the catalog index,
+//!   carts/coupons/wishlists, and the order saga with its dispatcher and history.
+//! - [`integrations`]: adapters to the outside (mail, payment gateway, carrier) over HTTP;
+//!   [`sandbox`]: the sandbox gateway and carrier they talk to in dev mode and tests.
 //! - [`config`], [`telemetry`], [`node`], [`startup`]: settings, logs and metrics, the `Node`
 //!   (storage + runtime + services) and the `Application` that serves it over HTTP.
 
