@@ -4,9 +4,7 @@
 
 use crate::actors::entity::Entity;
 use crate::domain::ids::{OrderId, UserId};
-use crate::domain::order::{
-    self, Action, OrderCommand, OrderError, OrderEvent, OrderState, OrderStatus,
-};
+use crate::domain::order::{self, OrderCommand, OrderError, OrderEvent, OrderState, OrderStatus};
 use crate::domain::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -113,9 +111,4 @@ impl Entity for Order {
     fn weight(state: &OrderState) -> usize {
         state.history.len() + state.effects.len()
     }
-}
-
-/// The action of a pending effect, when the state still holds it.
-pub fn action_of(state: &OrderState, effect: u32) -> Option<&Action> {
-    state.effects.get(&effect).map(|e| &e.action)
 }

@@ -26,18 +26,18 @@ fn step_error<R: std::fmt::Debug>(what: &str, e: AskError<R>) -> StepError {
 impl Orders {
     /// Runs the order's due steps until none is left (or one fails), then returns its state.
     pub async fn drive(&self, id: &OrderId) -> Result<OrderState, OrderFailure> {
-        let lock = self.drivers.entry(id.clone()).or_default().clone();
+        let lock = self.driver_lock(id);
         let guard = lock.lock().await;
         let result = self.drive_locked(id).await;
         drop(guard);
-        self.drivers
-            .remove_if(id, |_, l| std::sync::Arc::strong_count(l) <= 2);
+        drop(lock);
+        self.forget_driver(id);
         result
     }
 
     /// Drives the order unless someone else is driving it (the dispatcher's way).
     pub async fn try_drive(&self, id: &OrderId) {
-        let lock = self.drivers.entry(id.clone()).or_default().clone();
+        let lock = self.driver_lock(id);
         let Ok(guard) = lock.try_lock() else {
             return;
         };
@@ -45,8 +45,18 @@ impl Orders {
             tracing::warn!(order_id = %id, error = %e, "re-driving the order failed");
         }
         drop(guard);
+        drop(lock);
+        self.forget_driver(id);
+    }
+
+    fn driver_lock(&self, id: &OrderId) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        self.drivers.entry(id.clone()).or_default().clone()
+    }
+
+    /// Drops the order's lock once no other driver holds or waits for it.
+    fn forget_driver(&self, id: &OrderId) {
         self.drivers
-            .remove_if(id, |_, l| std::sync::Arc::strong_count(l) <= 2);
+            .remove_if(id, |_, l| std::sync::Arc::strong_count(l) <= 1);
     }
 
     async fn drive_locked(&self, id: &OrderId) -> Result<OrderState, OrderFailure> {

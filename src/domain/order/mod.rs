@@ -282,10 +282,6 @@ pub struct OrderState {
 }
 
 impl OrderState {
-    pub fn status(&self) -> Option<OrderStatus> {
-        self.status
-    }
-
     pub fn owner(&self) -> Option<&UserId> {
         self.placement.as_ref().map(|p| &p.user_id)
     }
