@@ -15,6 +15,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_all_orders))
         .routes(routes!(ship_order))
+        .routes(routes!(outbox))
         .routes(routes!(dead_letters))
         .routes(routes!(retry_dead_letter))
 }
@@ -59,6 +60,36 @@ pub async fn ship_order(
         status: order.status.map_or("paid", |s| s.as_str()),
         shipment: order_body::shipment_body(shipment),
     }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Outbox {
+    /// Orders with at least one step still to run.
+    pub orders_owing: usize,
+    /// Steps still to run, dead letters excluded.
+    pub steps_pending: usize,
+    /// Of those, the steps whose time has come (a growing number means the outbox is stuck).
+    pub steps_due: usize,
+    pub dead_letters: usize,
+    /// RFC 3339; when the oldest pending step became due.
+    pub oldest_pending_at: Option<String>,
+    /// The order that step belongs to: the one to look at first.
+    pub oldest_pending_order_id: Option<String>,
+}
+
+/// The outbox at a glance: steps owed, due and dead.
+#[utoipa::path(get, path = "/api/v1/admin/outbox", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = Outbox), (status = 403, body = Problem)))]
+pub async fn outbox(_admin: AdminUser, State(state): State<AppState>) -> axum::Json<Outbox> {
+    let s = state.orders.outbox();
+    axum::Json(Outbox {
+        orders_owing: s.orders_owing,
+        steps_pending: s.steps_pending,
+        steps_due: s.steps_due,
+        dead_letters: s.dead_letters,
+        oldest_pending_at: s.oldest_pending.as_ref().map(|(t, _)| t.to_rfc3339()),
+        oldest_pending_order_id: s.oldest_pending.map(|(_, id)| id.to_string()),
+    })
 }
 
 #[derive(Serialize, ToSchema)]

@@ -1,6 +1,6 @@
 //! Admin inspection of one entity: its current state and journal sequence numbers.
 
-use crate::domain::ids::SkuId;
+use crate::domain::ids::{OrderId, SkuId};
 use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiPath, OperatorUser};
@@ -25,7 +25,7 @@ pub struct EntityBody {
     pub state: serde_json::Value,
 }
 
-/// The entity's current state and journal sequence number (`kind`: `sku`).
+/// The entity's current state and journal sequence number (`kind`: `sku` or `order`).
 #[utoipa::path(get, path = "/api/v1/admin/entities/{kind}/{id}", tag = "admin",
     params(("kind" = String, Path), ("id" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = EntityBody), (status = 404, body = Problem)))]
@@ -38,6 +38,15 @@ pub async fn inspect_entity(
         "sku" => {
             let id = SkuId::parse(id).map_err(|e| ApiError::invalid_id("id", e))?;
             state.skus.inspect(&id).await?
+        }
+        "order" => {
+            let id = OrderId::parse(id).map_err(|e| ApiError::invalid_id("id", e))?;
+            state
+                .orders
+                .entities
+                .inspect(&id)
+                .await
+                .map_err(crate::orders::OrderFailure::from)?
         }
         _ => return Err(ApiError::not_found(format!("no entity kind `{kind}`"))),
     };

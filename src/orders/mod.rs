@@ -96,6 +96,20 @@ pub struct Orders {
     drivers: Arc<DashMap<OrderId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
+/// The outbox at a glance (see [`Orders::outbox`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct OutboxSummary {
+    /// Orders with at least one step still to run.
+    pub orders_owing: usize,
+    /// Steps still to run (waiting for their backoff or due now), dead letters excluded.
+    pub steps_pending: usize,
+    /// Of those, the steps whose time has come.
+    pub steps_due: usize,
+    pub dead_letters: usize,
+    /// The earliest time a pending step became (or becomes) due, and its order.
+    pub oldest_pending: Option<(crate::domain::time::Timestamp, OrderId)>,
+}
+
 /// What the orders service is built from.
 pub struct Parts {
     pub users: Entities<User>,
@@ -201,6 +215,33 @@ impl Orders {
                     .map(move |e| (id.clone(), e))
             })
             .collect()
+    }
+
+    /// How much work the outbox holds: what an operator watches to see it drain.
+    pub fn outbox(&self) -> OutboxSummary {
+        let now = self.now();
+        let mut summary = OutboxSummary {
+            // An order holding only dead letters has left the active set: count them all.
+            dead_letters: self.dead_letters().len(),
+            ..OutboxSummary::default()
+        };
+        for id in self.history.active.iter() {
+            let Some(view) = self.entities.view(&id) else {
+                continue;
+            };
+            let live: Vec<_> = view.effects.iter().filter(|e| !e.dead).collect();
+            if !live.is_empty() {
+                summary.orders_owing += 1;
+            }
+            summary.steps_pending += live.len();
+            summary.steps_due += live.iter().filter(|e| e.not_before <= now).count();
+            if let Some(at) = live.iter().map(|e| e.not_before).min()
+                && summary.oldest_pending.as_ref().is_none_or(|(t, _)| at < *t)
+            {
+                summary.oldest_pending = Some((at, id.clone()));
+            }
+        }
+        summary
     }
 
     pub fn now(&self) -> crate::domain::time::Timestamp {

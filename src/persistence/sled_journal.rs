@@ -13,6 +13,8 @@
 
 use crate::domain::time::Timestamp;
 use crate::persistence::{Append, Completion, Journal, JournalError, Recovered, StreamId};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -330,11 +332,26 @@ fn write_batch(trees: &Trees, batch: &[(Append, Completion)]) -> Result<(), Jour
         return Ok(());
     }
     let started = Instant::now();
-    // Snapshots first: a trim in this batch only removes events an older snapshot covers.
-    trees.snapshots.apply_batch(snapshots)?;
-    trees.journal.apply_batch(journal)?;
-    trees.reminders.apply_batch(reminders)?;
-    trees.views.apply_batch(views)?;
+    // One transaction over the four trees: after a crash the journal, snapshots, reminders
+    // and views of a batch are all there or none is (separate batches could leave a view
+    // older than its journal, and a read model would believe it).
+    (
+        &trees.snapshots,
+        &trees.journal,
+        &trees.reminders,
+        &trees.views,
+    )
+        .transaction(|(s, j, r, v)| {
+            s.apply_batch(&snapshots)?;
+            j.apply_batch(&journal)?;
+            r.apply_batch(&reminders)?;
+            v.apply_batch(&views)?;
+            Ok::<(), ConflictableTransactionError<()>>(())
+        })
+        .map_err(|e| match e {
+            TransactionError::Storage(e) => JournalError::from(e),
+            TransactionError::Abort(()) => JournalError::Storage("transaction aborted".into()),
+        })?;
     trees.db.flush()?;
     metrics::histogram!("emporium_journal_flush_seconds").record(started.elapsed().as_secs_f64());
     metrics::histogram!("emporium_journal_batch_events").record(event_count as f64);

@@ -236,6 +236,12 @@ async fn a_paid_order_ships_and_is_delivered_with_notifications() {
         .map(|p| p["captures"].as_u64().unwrap())
         .sum();
     assert_eq!(captures, 1);
+
+    let outbox = ok(send(&app, "GET", "/api/v1/admin/outbox", OPERATOR_TOKEN, None).await).await;
+    assert_eq!(outbox["steps_pending"], 0, "nothing left to do: {outbox}");
+    assert_eq!(outbox["dead_letters"], 0);
+    let r = send(&app, "GET", "/api/v1/admin/outbox", &token, None).await;
+    assert_eq!(r.status(), 403, "the outbox is for admins");
 }
 
 #[tokio::test]
@@ -599,4 +605,85 @@ async fn webhooks_and_carrier_callbacks_need_a_valid_signature() {
             r.status()
         );
     }
+}
+
+#[tokio::test]
+async fn a_step_that_keeps_failing_becomes_a_dead_letter_and_an_operator_retries_it() {
+    // The carrier's address accepts connections but nobody answers yet: every booking times out.
+    let carrier = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let carrier_url = format!("http://{}/sandbox/carrier", carrier.local_addr().unwrap());
+    const SECRET: &str = "dead-letter-carrier-secret";
+    let mut env = FAST.to_vec();
+    env.extend([
+        ("EMPORIUM__CARRIER__BASE_URL", carrier_url.as_str()),
+        ("EMPORIUM__CARRIER__CALLBACK_SECRET", SECRET),
+        ("EMPORIUM__CARRIER__TIMEOUT_MS", "200"),
+        ("EMPORIUM__OUTBOX__MAX_ATTEMPTS", "2"),
+        ("EMPORIUM__OUTBOX__BASE_BACKOFF_MS", "20"),
+    ]);
+    let app = spawn_app_with(&env).await;
+    product(&app, "dl", 3).await;
+    let (_, token, _) = app.customer("dl@example.com").await;
+    let order = order_of(&app, &token, "dl", 1).await;
+    let key = payment_key(&app, &order, CARD).await;
+    ok(confirm(&app, &token, &order, &key, 10000).await).await;
+    let id = order["order_id"].as_str().unwrap();
+
+    let ship = format!("/api/v1/admin/orders/{id}/ship");
+    let r = send(&app, "POST", &ship, OPERATOR_TOKEN, None).await;
+    assert_problem(r, 503, "carrier_unavailable").await;
+    let mut letters = Value::Null;
+    for _ in 0..200 {
+        letters = ok(send(
+            &app,
+            "GET",
+            "/api/v1/admin/dead-letters",
+            OPERATOR_TOKEN,
+            None,
+        )
+        .await)
+        .await;
+        if !letters["items"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let letter = &letters["items"][0];
+    assert_eq!(letter["order_id"], id);
+    assert_eq!(letter["action"], "book_shipment");
+    assert_eq!(letter["attempts"], 2);
+    assert!(
+        letter["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("book a shipment")
+    );
+    let outbox = ok(send(&app, "GET", "/api/v1/admin/outbox", OPERATOR_TOKEN, None).await).await;
+    assert_eq!(outbox["dead_letters"], 1);
+    assert_eq!(detail(&app, &token, id).await["status"], "paid");
+
+    // The carrier comes back; the operator sends the letter back to the outbox.
+    let sandbox = emporium::sandbox::router(emporium::sandbox::SandboxConfig {
+        carrier_step: Duration::from_millis(50),
+        timeout_card_delay: Duration::from_secs(1),
+        carrier_secret: SECRET.as_bytes().to_vec(),
+    });
+    tokio::spawn(async move { axum::serve(carrier, sandbox).await });
+    let effect = letter["effect_id"].as_u64().unwrap();
+    let retry = format!("/api/v1/admin/dead-letters/{id}/{effect}/retry");
+    let retried = ok(send(&app, "POST", &retry, OPERATOR_TOKEN, None).await).await;
+    assert_eq!(retried["status"], "preparing");
+    until_status(&app, &token, id, "delivered").await;
+    let letters = ok(send(
+        &app,
+        "GET",
+        "/api/v1/admin/dead-letters",
+        OPERATOR_TOKEN,
+        None,
+    )
+    .await)
+    .await;
+    assert_eq!(letters["items"], json!([]));
+    let r = send(&app, "POST", &retry, OPERATOR_TOKEN, None).await;
+    assert_problem(r, 404, "not_found").await;
 }

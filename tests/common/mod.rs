@@ -1,7 +1,7 @@
 //! The real `emporium` binary as a child process, for tests that need real processes (crash
 //! tests, the command line): start it on a free port, learn its address, wait until it serves.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,6 +12,15 @@ pub struct Server {
     pub child: Child,
     /// `http://127.0.0.1:PORT`, as the server logged it.
     pub base: String,
+}
+
+/// A test that fails must not leave its servers running: they hold the test runner's stderr
+/// open, and CI would wait for them.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Starts `emporium serve` on port 0 over `data_dir`, with `envs`; returns once the address
@@ -43,9 +52,16 @@ fn spawn(mut command: Command, envs: &[(&str, &str)]) -> Server {
         .expect("the emporium binary starts");
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    // With EMPORIUM_TEST_LOGS=DIR, each server's log is kept in DIR/PID.log.
+    let mut keep = std::env::var_os("EMPORIUM_TEST_LOGS").and_then(|dir| {
+        std::fs::File::create(Path::new(&dir).join(format!("{}.log", child.id()))).ok()
+    });
     std::thread::spawn(move || {
         // Keep draining so the server never blocks on a full pipe.
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(file) = keep.as_mut() {
+                let _ = writeln!(file, "{line}");
+            }
             if let Some(at) = line.find("listening on http://") {
                 let rest = &line[at + "listening on ".len()..];
                 let url: String = rest

@@ -386,6 +386,7 @@ pub fn apply(s: &mut OrderState, event: &OrderEvent) {
             if let Some(e) = s.effects.get_mut(effect) {
                 e.dead = false;
                 e.attempts = 0;
+                e.not_before = Timestamp(0); // due now, whatever its last backoff said
             }
         }
         E::StockReserved { at } => set_status(s, S::AwaitingPayment, *at),

@@ -368,6 +368,10 @@ fn failing_effects_back_off_and_become_dead_letters_until_revived() {
     }
     when(&mut s, OrderCommand::Revive { effect: id }).unwrap();
     assert!(!s.effects[&id].dead);
+    assert!(
+        s.effects[&id].not_before <= T0,
+        "a revived step is due at once"
+    );
     let done = complete(&s, "commit_stock", Outcome::Done);
     when(&mut s, done).unwrap();
     assert_eq!(s.pending("commit_stock"), None);
