@@ -7,6 +7,7 @@
 //! engine's data.
 
 pub mod carrier;
+mod checkout;
 pub mod pg;
 
 use axum::Router;

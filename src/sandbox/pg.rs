@@ -4,7 +4,8 @@
 //! `Idempotency-Key`), and reads it (`GET /v1/payments/{key}`). Test cards: `4000000000000002`
 //! is declined for insufficient funds; `4000000000000119` is captured but its confirmation
 //! answers only after a long delay (a time-out for the caller). `GET /v1/audit` lists every
-//! payment with how many times it was captured, for the tests' audits.
+//! payment with how many times it was captured, for the tests' audits. The checkout page a
+//! shopper is sent to lives in [`super::checkout`].
 
 use crate::domain::time::{Clock, SystemClock};
 use crate::sandbox::refuse;
@@ -44,7 +45,7 @@ struct Gateway {
 }
 
 #[derive(Clone)]
-struct Pg {
+pub(super) struct Pg {
     state: Arc<Mutex<Gateway>>,
     delay: Duration,
 }
@@ -60,38 +61,60 @@ pub fn router(timeout_card_delay: Duration) -> Router {
         .route("/v1/payments/{key}", get(read))
         .route("/v1/payments/{key}/cancel", post(cancel))
         .route("/v1/audit", get(audit))
+        .route(
+            "/v1/checkout",
+            get(super::checkout::page).post(super::checkout::pay),
+        )
         .with_state(pg)
 }
 
 #[derive(Deserialize)]
-struct Create {
-    order_id: String,
-    amount: i64,
-    card_number: String,
+pub(super) struct Create {
+    pub order_id: String,
+    pub amount: i64,
+    pub card_number: String,
 }
 
 async fn create(State(pg): State<Pg>, Json(req): Json<Create>) -> Response {
-    if req.card_number.len() != 16 || !req.card_number.bytes().all(|b| b.is_ascii_digit()) {
-        return refuse(400, "INVALID_CARD_NUMBER", "a card number has 16 digits");
+    match pg.register(req) {
+        Ok(payment) => (StatusCode::CREATED, Json(payment)).into_response(),
+        Err(refusal) => refusal,
     }
-    if req.amount <= 0 {
-        return refuse(400, "INVALID_REQUEST", "the amount must be positive");
+}
+
+impl Pg {
+    /// A payment the shopper authorised at checkout, waiting for the merchant's confirmation.
+    pub(super) fn register(&self, req: Create) -> Result<SandboxPayment, Response> {
+        if req.card_number.len() != 16 || !req.card_number.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(refuse(
+                400,
+                "INVALID_CARD_NUMBER",
+                "a card number has 16 digits",
+            ));
+        }
+        if req.amount <= 0 {
+            return Err(refuse(
+                400,
+                "INVALID_REQUEST",
+                "the amount must be positive",
+            ));
+        }
+        let payment_key = format!("pk_{:032x}", rand::random::<u128>());
+        let payment = SandboxPayment {
+            payment_key: payment_key.clone(),
+            order_id: req.order_id,
+            status: "READY",
+            total_amount: req.amount,
+            balance_amount: req.amount,
+            approved_at: None,
+            captures: 0,
+            cancels: vec![],
+            card: req.card_number,
+        };
+        let mut gateway = self.state.lock().expect("sandbox lock");
+        gateway.payments.insert(payment_key, payment.clone());
+        Ok(payment)
     }
-    let payment_key = format!("pk_{:032x}", rand::random::<u128>());
-    let payment = SandboxPayment {
-        payment_key: payment_key.clone(),
-        order_id: req.order_id,
-        status: "READY",
-        total_amount: req.amount,
-        balance_amount: req.amount,
-        approved_at: None,
-        captures: 0,
-        cancels: vec![],
-        card: req.card_number,
-    };
-    let mut gateway = pg.state.lock().expect("sandbox lock");
-    gateway.payments.insert(payment_key, payment.clone());
-    (StatusCode::CREATED, Json(payment)).into_response()
 }
 
 #[derive(Deserialize)]

@@ -687,3 +687,78 @@ async fn a_step_that_keeps_failing_becomes_a_dead_letter_and_an_operator_retries
     let r = send(&app, "POST", &retry, OPERATOR_TOKEN, None).await;
     assert_problem(r, 404, "not_found").await;
 }
+
+#[tokio::test]
+async fn the_checkout_page_authorises_a_payment_and_sends_the_shopper_back_to_the_shop() {
+    let app = spawn_app_with(FAST).await;
+    product(&app, "co", 2).await;
+    let (_, token, _) = app.customer("co@example.com").await;
+    let order = order_of(&app, &token, "co", 1).await;
+    let id = order["order_id"].as_str().unwrap();
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    let checkout = order["payment"]["checkout_url"].as_str().unwrap();
+    let page = browser.get(checkout).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = page.text().await.unwrap();
+    assert!(html.contains(id) && html.contains("10000"), "{html}");
+
+    let form = [
+        ("order_id", id),
+        ("amount", "10000"),
+        ("card_number", "4111111111111111"),
+        ("success_url", "https://shop.example/paid?step=2"),
+    ];
+    let r = browser
+        .post(app.url("/sandbox/pg/v1/checkout"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let back = reqwest::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    assert_eq!(back.host_str(), Some("shop.example"));
+    let query: std::collections::HashMap<_, _> = back.query_pairs().into_owned().collect();
+    assert_eq!(query["step"], "2");
+    assert_eq!(query["orderId"], id);
+    assert_eq!(query["amount"], "10000");
+    let paid = ok(confirm(&app, &token, &order, &query["paymentKey"], 10000).await).await;
+    assert_eq!(paid["status"], "paid");
+
+    // A bad card number or a missing amount is an error page, not a payment.
+    let bad = [
+        ("order_id", id),
+        ("amount", "10000"),
+        ("card_number", "4111"),
+    ];
+    let r = browser
+        .post(app.url("/sandbox/pg/v1/checkout"))
+        .form(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = browser
+        .get(app.url(&format!("/sandbox/pg/v1/checkout?order_id={id}&amount=0")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // A script in the order id is shown as text.
+    let r = browser
+        .get(app.url("/sandbox/pg/v1/checkout?order_id=%3Cscript%3E&amount=5"))
+        .send()
+        .await
+        .unwrap();
+    let html = r.text().await.unwrap();
+    assert!(!html.contains("<script>") && html.contains("&lt;script&gt;"));
+}
