@@ -78,26 +78,22 @@ pub(super) struct Create {
 async fn create(State(pg): State<Pg>, Json(req): Json<Create>) -> Response {
     match pg.register(req) {
         Ok(payment) => (StatusCode::CREATED, Json(payment)).into_response(),
-        Err(refusal) => refusal,
+        Err((code, message)) => refuse(400, code, message),
     }
 }
 
 impl Pg {
     /// A payment the shopper authorised at checkout, waiting for the merchant's confirmation.
-    pub(super) fn register(&self, req: Create) -> Result<SandboxPayment, Response> {
+    /// Refusals are `(code, message)` in the gateway's words.
+    pub(super) fn register(
+        &self,
+        req: Create,
+    ) -> Result<SandboxPayment, (&'static str, &'static str)> {
         if req.card_number.len() != 16 || !req.card_number.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(refuse(
-                400,
-                "INVALID_CARD_NUMBER",
-                "a card number has 16 digits",
-            ));
+            return Err(("INVALID_CARD_NUMBER", "a card number has 16 digits"));
         }
         if req.amount <= 0 {
-            return Err(refuse(
-                400,
-                "INVALID_REQUEST",
-                "the amount must be positive",
-            ));
+            return Err(("INVALID_REQUEST", "the amount must be positive"));
         }
         let payment_key = format!("pk_{:032x}", rand::random::<u128>());
         let payment = SandboxPayment {
