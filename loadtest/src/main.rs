@@ -13,7 +13,11 @@
 //!   `emporium seed-demo --products 100000`).
 //! - `suggest`: `GET /api/v1/search/suggest?q=` with the same prefixes.
 //!
+//! - `journey`: whole shopper journeys from sign-up to delivery (see [`journey`]).
+//!
 //! The auth scenarios come from one address: run the server with `EMPORIUM_AUTH_RATE_PER_IP=0`.
+
+mod journey;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -56,6 +60,11 @@ enum Scenario {
     Browse,
     /// Autocomplete with prefixes shoppers type.
     Suggest,
+    /// Whole shopper journeys, sign-up to delivery; `--connections` shoppers at a time.
+    Journey {
+        #[arg(long, env = "EMPORIUM_OPERATOR_TOKEN")]
+        token: String,
+    },
     /// Log in, round-robin over `--accounts` prepared accounts.
     Login {
         #[arg(long, env = "EMPORIUM_OPERATOR_TOKEN")]
@@ -147,6 +156,9 @@ async fn main() -> anyhow::Result<()> {
             })
             .await?;
             report("suggest GET /search/suggest?q=", &totals);
+        }
+        Scenario::Journey { token } => {
+            journey::run(&base, token, cli.connections, duration).await?;
         }
         Scenario::Login { token, accounts } => {
             let emails = prepare_accounts(&base, token, *accounts).await?;
