@@ -10,8 +10,9 @@ use crate::domain::cart::CartCommand;
 use crate::domain::ids::OrderId;
 use crate::domain::inventory::{SkuCommand, SkuError};
 use crate::domain::order::{Action, OrderCommand, OrderState, Outcome, Placement};
-use crate::domain::user::{Notification, UserCommand, UserError};
+use crate::domain::user::{Notification, UserCommand, UserError, UserState};
 use crate::integrations::carrier::Booking;
+use crate::integrations::mailer::Mail;
 use crate::integrations::payments::{GatewayError, GatewayPayment};
 use crate::orders::{OrderFailure, Orders};
 use std::time::Duration;
@@ -185,14 +186,18 @@ impl Orders {
                     text: format!("{text} (order {id})"),
                     at: self.now(),
                 };
-                match self
+                let subject = note.text.clone();
+                let account = match self
                     .users
                     .ask(&placement.user_id, UserCommand::Notify(note))
                     .await
                 {
-                    Ok(_) | Err(AskError::Rejected(_)) => done,
-                    Err(e) => Err(step_error("notify", e)),
-                }
+                    Ok(account) => account,
+                    Err(AskError::Rejected(_)) => return done, // the account is gone
+                    Err(e) => return Err(step_error("notify", e)),
+                };
+                self.mail(&account.state, subject).await?;
+                done
             }
         }
     }
@@ -260,6 +265,26 @@ impl Orders {
             )) => Ok(()),
             Err(e) => Err(step_error("coupon", e)),
         }
+    }
+
+    /// Mails a notification to the account's address (erased accounts have none). Part of the
+    /// notification step, so a failed send is retried with it: at least once, and twice only
+    /// when a crash falls between the send and the step's report.
+    async fn mail(&self, account: &UserState, subject: String) -> Result<(), StepError> {
+        let Some(sealed) = &account.email else {
+            return Ok(());
+        };
+        let to = self
+            .accounts
+            .pii
+            .open(sealed)
+            .map_err(|e| format!("open the address: {e}"))?;
+        let body = format!("{subject}\n\nSee your orders in the shop.");
+        let mail = Mail { to, subject, body };
+        for mailer in &self.accounts.mail.0 {
+            mailer.send(&mail).await.map_err(|e| format!("mail: {e}"))?;
+        }
+        Ok(())
     }
 
     /// Confirms with the gateway: time-outs are retried with backoff, and an outcome still

@@ -228,6 +228,33 @@ async fn a_paid_order_ships_and_is_delivered_with_notifications() {
         .map(|n| n["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["order_delivered", "order_shipped", "order_paid"]);
+    // Each notification is mailed too, through the same outbox step.
+    let mails: Value = app
+        .client
+        .get(app.url("/api/v1/dev/mailbox"))
+        .query(&[("email", "buyer@example.com")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let subjects: Vec<&str> = mails["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap())
+        .collect();
+    for text in [
+        "Your order is paid.",
+        "on its way",
+        "Your order was delivered.",
+    ] {
+        assert!(
+            subjects.iter().any(|s| s.contains(text) && s.contains(id)),
+            "no mail saying {text:?}: {subjects:?}"
+        );
+    }
     let list = ok(send(&app, "GET", "/api/v1/orders", &token, None).await).await;
     assert_eq!(list["items"][0]["order_id"], id);
     let captures: u64 = audit(&app)
