@@ -51,7 +51,8 @@ impl Entity for Sku {
             SkuCommand::Reserve { order_id, .. }
             | SkuCommand::Commit { order_id }
             | SkuCommand::Release { order_id }
-            | SkuCommand::Restock { order_id, .. } => Some(order_id),
+            | SkuCommand::Restock { order_id, .. }
+            | SkuCommand::Purchase { order_id, .. } => Some(order_id),
             _ => None,
         };
         StockLevels {
@@ -64,7 +65,7 @@ impl Entity for Sku {
     }
 
     fn next_deadline(state: &SkuState) -> Option<Timestamp> {
-        state.next_expiry()
+        state.next_deadline()
     }
 
     fn on_deadline() -> Option<SkuCommand> {

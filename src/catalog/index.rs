@@ -422,6 +422,7 @@ mod tests {
             available: 10,
             reserved: 0,
             sold: n,
+            ..StockView::default()
         }
     }
 

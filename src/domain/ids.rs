@@ -104,6 +104,10 @@ id_type!(
     /// One issued coupon (in a user's wallet).
     CouponId
 );
+id_type!(
+    /// A flash-sale drop (of one SKU).
+    DropId
+);
 
 /// A normalised email address (trimmed, lower-case). Personal data: seal it before storing.
 #[derive(Debug, Clone, PartialEq, Eq)]

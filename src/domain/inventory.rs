@@ -5,6 +5,7 @@
 //! unit. Commands that name an order are idempotent: replaying a `Reserve`, `Commit` or `Release`
 //! the SKU has already carried out yields no event.
 
+use crate::domain::drop::{self, DropError, DropId, DropSpec, DropState, DropView};
 use crate::domain::ids::{OrderId, ProductId, UserId};
 use crate::domain::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,9 @@ pub struct Reservation {
     pub user_id: UserId,
     pub qty: u32,
     pub expires_at: Timestamp,
+    /// The drop the units came from (they go back to it when released).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop: Option<DropId>,
 }
 
 /// What finally happened to an order's reservation; kept so replays stay idempotent.
@@ -57,12 +61,15 @@ pub enum ReservationStatus {
     Returned,
 }
 
-/// The stock counters of a SKU: what read models (catalog availability, sales ranking) use.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The stock counters of a SKU and its drops: what read models (catalog availability, sales
+/// ranking, the drop pages) use.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockView {
     pub available: u64,
     pub reserved: u64,
     pub sold: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drops: Vec<DropView>,
 }
 
 /// One order's reservation as callers see it.
@@ -86,6 +93,8 @@ pub struct SkuState {
     pub settled: HashMap<OrderId, Settlement>,
     /// The product this SKU belongs to (a SKU belongs to at most one).
     pub product: Option<ProductId>,
+    /// Flash-sale drops of this SKU, with the units set aside for them.
+    pub drops: BTreeMap<DropId, DropState>,
     /// Open reservations by expiry, so the next deadline is found without a scan. Derived from
     /// `reservations`: not stored, rebuilt when a snapshot is read.
     #[serde(skip)]
@@ -103,6 +112,8 @@ struct StoredSkuState {
     settled: HashMap<OrderId, Settlement>,
     #[serde(default)]
     product: Option<ProductId>,
+    #[serde(default)]
+    drops: BTreeMap<DropId, DropState>,
 }
 
 impl From<StoredSkuState> for SkuState {
@@ -119,15 +130,18 @@ impl From<StoredSkuState> for SkuState {
             reservations: s.reservations,
             settled: s.settled,
             product: s.product,
+            drops: s.drops,
             expiries,
         }
     }
 }
 
 impl SkuState {
-    /// The total the stock level was set to: what every operation conserves.
+    /// The total the stock level was set to: what every operation conserves (units set aside
+    /// for drops and not yet taken are part of it).
     pub fn total(&self) -> u64 {
-        self.available + self.reserved + self.sold
+        let in_drops: u64 = self.drops.values().map(|d| u64::from(d.remaining)).sum();
+        self.available + self.reserved + self.sold + in_drops
     }
 
     pub fn levels(&self) -> StockView {
@@ -135,6 +149,11 @@ impl SkuState {
             available: self.available,
             reserved: self.reserved,
             sold: self.sold,
+            drops: self
+                .drops
+                .iter()
+                .map(|(id, d)| DropView::of(id, d))
+                .collect(),
         }
     }
 
@@ -161,6 +180,12 @@ impl SkuState {
         })
     }
 
+    /// The drop an open reservation's units came from.
+    fn drop_of(&mut self, order_id: &OrderId) -> Option<&mut DropState> {
+        let id = self.reservations.get(order_id)?.drop.clone()?;
+        self.drops.get_mut(&id)
+    }
+
     fn close_reservation(&mut self, order_id: &OrderId) {
         if let Some(r) = self.reservations.remove(order_id) {
             self.expiries.remove(&(r.expires_at, order_id.clone()));
@@ -170,6 +195,12 @@ impl SkuState {
     /// The earliest expiry among open reservations.
     pub fn next_expiry(&self) -> Option<Timestamp> {
         self.expiries.first().map(|(at, _)| *at)
+    }
+
+    /// When the SKU's timer must act next: a reservation's expiry or a drop opening or closing.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        let drops = self.drops.values().filter_map(DropState::next_transition);
+        self.next_expiry().into_iter().chain(drops).min()
     }
 }
 
@@ -192,8 +223,19 @@ pub enum SkuCommand {
     /// Up to `qty` of the order's units come back to stock: an open reservation is released,
     /// sold units are returned. Once per order; anything else is a replay.
     Restock { order_id: OrderId, qty: u32 },
-    /// Releases every reservation whose expiry is not after `now`.
+    /// Releases every reservation whose expiry is not after `now`, and opens and closes the
+    /// drops whose time has come.
     ExpireDue,
+    /// Sets `spec.quantity` available units aside for a new drop.
+    CreateDrop { drop_id: DropId, spec: DropSpec },
+    /// A shopper buys from a drop: window, stock and per-user limit checked and taken at once.
+    Purchase {
+        drop_id: DropId,
+        order_id: OrderId,
+        user_id: UserId,
+        qty: u32,
+        expires_at: Timestamp,
+    },
     /// Binds the SKU to a product. `replacing` names an owner that may be replaced (one whose
     /// creation never completed); any other owner refuses.
     Attach {
@@ -235,6 +277,23 @@ pub enum SkuEvent {
         order_id: OrderId,
         qty: u32,
     },
+    DropCreated {
+        drop_id: DropId,
+        spec: DropSpec,
+    },
+    DropPurchased {
+        drop_id: DropId,
+        order_id: OrderId,
+        user_id: UserId,
+        qty: u32,
+        expires_at: Timestamp,
+    },
+    DropOpened {
+        drop_id: DropId,
+    },
+    DropEnded {
+        drop_id: DropId,
+    },
 }
 
 /// Why the SKU refused a command.
@@ -256,6 +315,8 @@ pub enum SkuError {
     AlreadySold(OrderId),
     #[error("the SKU belongs to product {0}")]
     AttachedElsewhere(ProductId),
+    #[error(transparent)]
+    Drop(#[from] DropError),
 }
 
 /// Every rule of SKU stock.
@@ -326,19 +387,30 @@ pub fn decide(
             },
         },
         SkuCommand::Restock { order_id, qty } => decide_restock(state, order_id, *qty),
-        SkuCommand::ExpireDue => Ok(state
-            .expiries
-            .iter()
-            .take_while(|(at, _)| *at <= now)
-            .filter_map(|(_, order_id)| {
-                let r = state.reservations.get(order_id)?;
-                Some(SkuEvent::Released {
-                    order_id: order_id.clone(),
-                    qty: r.qty,
-                    reason: ReleaseReason::Expired,
-                })
-            })
-            .collect()),
+        SkuCommand::ExpireDue => Ok(decide_due(state, now)),
+        SkuCommand::CreateDrop { drop_id, spec } => {
+            if state.drops.contains_key(drop_id) {
+                return Err(DropError::Exists.into());
+            }
+            drop::validate(spec)?;
+            if u64::from(spec.quantity) > state.available {
+                return Err(SkuError::InsufficientStock {
+                    available: state.available,
+                    requested: u64::from(spec.quantity),
+                });
+            }
+            Ok(vec![SkuEvent::DropCreated {
+                drop_id: drop_id.clone(),
+                spec: spec.clone(),
+            }])
+        }
+        SkuCommand::Purchase {
+            drop_id,
+            order_id,
+            user_id,
+            qty,
+            expires_at,
+        } => decide_purchase(state, drop_id, order_id, user_id, *qty, *expires_at, now),
         SkuCommand::Attach {
             product_id,
             replacing,
@@ -353,6 +425,70 @@ pub fn decide(
         },
         SkuCommand::Get => Ok(vec![]),
     }
+}
+
+/// Expired reservations released, and drops opened or closed, as of `now`.
+fn decide_due(state: &SkuState, now: Timestamp) -> Vec<SkuEvent> {
+    let expired = state
+        .expiries
+        .iter()
+        .take_while(|(at, _)| *at <= now)
+        .filter_map(|(_, order_id)| {
+            let r = state.reservations.get(order_id)?;
+            Some(SkuEvent::Released {
+                order_id: order_id.clone(),
+                qty: r.qty,
+                reason: ReleaseReason::Expired,
+            })
+        });
+    let drops = state.drops.iter().flat_map(|(id, d)| {
+        let drop_id = id.clone();
+        let open = (!d.opened && d.spec.starts_at <= now).then(|| SkuEvent::DropOpened {
+            drop_id: drop_id.clone(),
+        });
+        let end = (!d.ended && d.spec.ends_at.is_some_and(|end| end <= now))
+            .then_some(SkuEvent::DropEnded { drop_id });
+        open.into_iter().chain(end)
+    });
+    expired.chain(drops).collect()
+}
+
+fn decide_purchase(
+    state: &SkuState,
+    drop_id: &DropId,
+    order_id: &OrderId,
+    user_id: &UserId,
+    qty: u32,
+    expires_at: Timestamp,
+    now: Timestamp,
+) -> Result<Vec<SkuEvent>, SkuError> {
+    let d = state.drops.get(drop_id).ok_or(DropError::NotFound)?;
+    // A replay of a purchase this order already made (a retry with the same key).
+    if let Some(held) = state.reservations.get(order_id) {
+        return if held.qty == qty && held.drop.as_ref() == Some(drop_id) {
+            Ok(vec![])
+        } else {
+            Err(SkuError::ReservationConflict(order_id.clone()))
+        };
+    }
+    match state.settled.get(order_id) {
+        Some(Settlement::Sold { qty: sold }) if *sold == qty => return Ok(vec![]),
+        Some(Settlement::Sold { .. } | Settlement::Returned { .. }) => {
+            return Err(SkuError::ReservationConflict(order_id.clone()));
+        }
+        Some(Settlement::Released { .. }) => {
+            return Err(SkuError::ReservationReleased(order_id.clone()));
+        }
+        None => {}
+    }
+    d.check_purchase(user_id, qty, now)?;
+    Ok(vec![SkuEvent::DropPurchased {
+        drop_id: drop_id.clone(),
+        order_id: order_id.clone(),
+        user_id: user_id.clone(),
+        qty,
+        expires_at,
+    }])
 }
 
 fn decide_restock(
@@ -423,6 +559,45 @@ fn decide_reserve(
 /// Changes state by one event; no rule is checked here.
 pub fn apply(state: &mut SkuState, event: &SkuEvent) {
     match event {
+        SkuEvent::DropCreated { drop_id, spec } => {
+            state.available -= u64::from(spec.quantity);
+            state
+                .drops
+                .insert(drop_id.clone(), DropState::new(spec.clone()));
+        }
+        SkuEvent::DropPurchased {
+            drop_id,
+            order_id,
+            user_id,
+            qty,
+            expires_at,
+        } => {
+            if let Some(d) = state.drops.get_mut(drop_id) {
+                d.take(user_id, *qty);
+            }
+            state.reserved += u64::from(*qty);
+            state.expiries.insert((*expires_at, order_id.clone()));
+            state.reservations.insert(
+                order_id.clone(),
+                Reservation {
+                    user_id: user_id.clone(),
+                    qty: *qty,
+                    expires_at: *expires_at,
+                    drop: Some(drop_id.clone()),
+                },
+            );
+        }
+        SkuEvent::DropOpened { drop_id } => {
+            if let Some(d) = state.drops.get_mut(drop_id) {
+                d.opened = true;
+            }
+        }
+        SkuEvent::DropEnded { drop_id } => {
+            if let Some(d) = state.drops.get_mut(drop_id) {
+                d.opened = true;
+                d.ended = true;
+            }
+        }
         SkuEvent::Attached { product_id } => state.product = Some(product_id.clone()),
         SkuEvent::StockSet { available } => state.available = *available,
         SkuEvent::StockAdjusted { delta } => {
@@ -443,10 +618,14 @@ pub fn apply(state: &mut SkuState, event: &SkuEvent) {
                     user_id: user_id.clone(),
                     qty: *qty,
                     expires_at: *expires_at,
+                    drop: None,
                 },
             );
         }
         SkuEvent::Committed { order_id, qty } => {
+            if let Some(d) = state.drop_of(order_id) {
+                d.sell(*qty);
+            }
             state.close_reservation(order_id);
             state.reserved -= u64::from(*qty);
             state.sold += u64::from(*qty);
@@ -472,9 +651,14 @@ pub fn apply(state: &mut SkuState, event: &SkuEvent) {
             qty,
             reason,
         } => {
+            let user = state.reservations.get(order_id).map(|r| r.user_id.clone());
+            match (state.drop_of(order_id), user) {
+                // Units of a drop go back to the drop, not to the shelf.
+                (Some(d), Some(user)) => d.give_back(&user, *qty),
+                _ => state.available += u64::from(*qty),
+            }
             state.close_reservation(order_id);
             state.reserved -= u64::from(*qty);
-            state.available += u64::from(*qty);
             state.settled.insert(
                 order_id.clone(),
                 Settlement::Released {
@@ -489,6 +673,7 @@ pub fn apply(state: &mut SkuState, event: &SkuEvent) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::drop::DropStatus;
 
     const NOW: Timestamp = Timestamp(1_000_000);
 
@@ -847,5 +1032,175 @@ mod tests {
         assert_eq!(s.total(), 10);
         let (events, _) = when(&s, restock("never", 1)).unwrap();
         assert!(events.is_empty());
+    }
+
+    // ---- drops ----
+
+    fn when_at(
+        state: &SkuState,
+        cmd: SkuCommand,
+        at: Timestamp,
+    ) -> Result<(Vec<SkuEvent>, SkuState), SkuError> {
+        let events = decide(state, &cmd, at)?;
+        let mut after = state.clone();
+        for e in &events {
+            apply(&mut after, e);
+        }
+        Ok((events, after))
+    }
+
+    fn drop_id() -> DropId {
+        DropId::parse("d1").unwrap()
+    }
+
+    /// A SKU of 10 units with a drop of `quantity` starting at NOW (ending an hour later).
+    fn with_drop(quantity: u32, per_user_limit: u32) -> SkuState {
+        let spec = DropSpec {
+            quantity,
+            price: 5000,
+            starts_at: NOW,
+            ends_at: Some(Timestamp(NOW.0 + 3_600_000)),
+            per_user_limit,
+        };
+        let create = SkuCommand::CreateDrop {
+            drop_id: drop_id(),
+            spec,
+        };
+        when(&stocked(10), create).unwrap().1
+    }
+
+    fn buy(o: &str, u: &str, qty: u32) -> SkuCommand {
+        SkuCommand::Purchase {
+            drop_id: drop_id(),
+            order_id: order(o),
+            user_id: UserId::parse(u).unwrap(),
+            qty,
+            expires_at: Timestamp(NOW.0 + 600_000),
+        }
+    }
+
+    fn drop_counts(s: &SkuState) -> (u32, u32, u32) {
+        let d = &s.drops[&drop_id()];
+        (d.remaining, d.reserved, d.sold)
+    }
+
+    #[test]
+    fn a_drop_sets_units_aside_and_sells_them_until_gone() {
+        let s = with_drop(3, 5);
+        assert_eq!((s.available, s.total()), (7, 10));
+        let (_, s) = when(&s, buy("a", "u1", 2)).unwrap();
+        let (_, s) = when(&s, buy("b", "u2", 1)).unwrap();
+        assert_eq!(drop_counts(&s), (0, 3, 0));
+        assert_eq!(s.reserved, 3);
+        let refused = when(&s, buy("c", "u3", 1));
+        assert_eq!(refused.unwrap_err(), SkuError::Drop(DropError::SoldOut));
+        let commit = SkuCommand::Commit {
+            order_id: order("a"),
+        };
+        let (_, s) = when(&s, commit).unwrap();
+        assert_eq!(drop_counts(&s), (0, 1, 2));
+        assert_eq!((s.available, s.reserved, s.sold, s.total()), (7, 1, 2, 10));
+    }
+
+    #[test]
+    fn a_drop_refuses_before_its_start_and_after_its_end() {
+        let s = with_drop(3, 5);
+        let early = when_at(&s, buy("a", "u1", 1), Timestamp(NOW.0 - 1));
+        assert_eq!(
+            early.unwrap_err(),
+            SkuError::Drop(DropError::NotLive(DropStatus::Scheduled))
+        );
+        let late = when_at(&s, buy("a", "u1", 1), Timestamp(NOW.0 + 3_600_000));
+        assert_eq!(
+            late.unwrap_err(),
+            SkuError::Drop(DropError::NotLive(DropStatus::Ended))
+        );
+    }
+
+    #[test]
+    fn the_per_user_limit_counts_what_a_shopper_holds_and_frees_with_a_release() {
+        let s = with_drop(10, 2);
+        let (_, s) = when(&s, buy("a", "u1", 2)).unwrap();
+        let again = when(&s, buy("b", "u1", 1));
+        assert_eq!(
+            again.unwrap_err(),
+            SkuError::Drop(DropError::LimitReached { limit: 2, held: 2 })
+        );
+        let (_, s) = when(&s, buy("c", "u2", 2)).unwrap();
+        let release = SkuCommand::Release {
+            order_id: order("a"),
+        };
+        let (_, s) = when(&s, release).unwrap();
+        assert_eq!(
+            drop_counts(&s),
+            (8, 2, 0),
+            "released units go back to the drop"
+        );
+        assert_eq!(s.available, 0, "not to the shelf");
+        assert!(when(&s, buy("b", "u1", 1)).is_ok());
+    }
+
+    #[test]
+    fn an_expired_drop_reservation_returns_to_the_drop() {
+        let s = with_drop(3, 5);
+        let (_, s) = when(&s, buy("a", "u1", 1)).unwrap();
+        assert_eq!(s.next_deadline(), Some(NOW), "the opening is due");
+        let (events, s) = when_at(&s, SkuCommand::ExpireDue, Timestamp(NOW.0 + 600_000)).unwrap();
+        assert!(events.contains(&SkuEvent::DropOpened { drop_id: drop_id() }));
+        assert_eq!(drop_counts(&s), (3, 0, 0));
+        assert_eq!(s.total(), 10);
+        assert_eq!(
+            s.next_deadline(),
+            Some(Timestamp(NOW.0 + 3_600_000)),
+            "then its end"
+        );
+        let (events, s) = when_at(&s, SkuCommand::ExpireDue, Timestamp(NOW.0 + 3_600_000)).unwrap();
+        assert_eq!(events, vec![SkuEvent::DropEnded { drop_id: drop_id() }]);
+        assert_eq!(s.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_purchase_replayed_by_the_same_order_takes_nothing_more() {
+        let s = with_drop(3, 1);
+        let (_, s) = when(&s, buy("a", "u1", 1)).unwrap();
+        let (events, s) = when(&s, buy("a", "u1", 1)).unwrap();
+        assert!(events.is_empty());
+        assert_eq!(drop_counts(&s), (2, 1, 0));
+        let other = when(&s, buy("a", "u1", 2));
+        assert_eq!(
+            other.unwrap_err(),
+            SkuError::ReservationConflict(order("a"))
+        );
+    }
+
+    #[test]
+    fn a_drop_needs_the_units_and_a_sane_spec() {
+        let spec = DropSpec {
+            quantity: 11,
+            price: 5000,
+            starts_at: NOW,
+            ends_at: None,
+            per_user_limit: 1,
+        };
+        let too_many = SkuCommand::CreateDrop {
+            drop_id: drop_id(),
+            spec: spec.clone(),
+        };
+        assert!(matches!(
+            when(&stocked(10), too_many),
+            Err(SkuError::InsufficientStock { .. })
+        ));
+        let bad = SkuCommand::CreateDrop {
+            drop_id: drop_id(),
+            spec: DropSpec {
+                quantity: 1,
+                per_user_limit: 0,
+                ..spec
+            },
+        };
+        assert!(matches!(
+            when(&stocked(10), bad),
+            Err(SkuError::Drop(DropError::Invalid(_)))
+        ));
     }
 }

@@ -5,6 +5,7 @@
 pub mod cart;
 pub mod catalog;
 pub mod coupon;
+pub mod drop;
 pub mod email_claim;
 pub mod ids;
 pub mod inbox;

@@ -8,6 +8,7 @@ use crate::catalog::CatalogFailure;
 use crate::domain::cart::CartError;
 use crate::domain::catalog::CatalogError;
 use crate::domain::coupon::CouponError;
+use crate::domain::drop::DropError;
 use crate::domain::email_claim::ClaimError;
 use crate::domain::ids::InvalidId;
 use crate::domain::inventory::SkuError;
@@ -190,6 +191,25 @@ impl<R: Into<ApiError>> From<AskError<R>> for ApiError {
     }
 }
 
+impl From<DropError> for ApiError {
+    fn from(e: DropError) -> Self {
+        use StatusCode as S;
+        let (status, code) = match &e {
+            DropError::SoldOut => (S::CONFLICT, "sold_out"),
+            DropError::NotLive(_) => (S::CONFLICT, "drop_not_live"),
+            DropError::LimitReached { .. } => (S::CONFLICT, "purchase_limit_reached"),
+            DropError::NotFound => (S::NOT_FOUND, "not_found"),
+            DropError::Exists => (S::CONFLICT, "drop_exists"),
+            DropError::Invalid(_) => (S::UNPROCESSABLE_ENTITY, "invalid_field"),
+        };
+        let mut problem = Self::new(status, code, e.to_string());
+        if let DropError::NotLive(status) = e {
+            problem = problem.with("drop_status", status.as_str());
+        }
+        problem
+    }
+}
+
 impl From<SkuError> for ApiError {
     fn from(e: SkuError) -> Self {
         let (status, code) = match &e {
@@ -201,6 +221,7 @@ impl From<SkuError> for ApiError {
             SkuError::ReservationReleased(_) => (StatusCode::CONFLICT, "reservation_released"),
             SkuError::AlreadySold(_) => (StatusCode::CONFLICT, "already_sold"),
             SkuError::AttachedElsewhere(_) => (StatusCode::CONFLICT, "sku_taken"),
+            SkuError::Drop(d) => return d.clone().into(),
         };
         Self::new(status, code, e.to_string())
     }
