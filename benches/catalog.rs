@@ -41,6 +41,7 @@ fn build(n: u64) -> CatalogIndex {
                 available: 10,
                 reserved: 0,
                 sold: i % 997,
+                ..StockView::default()
             };
             index.record_stock(&SkuId::parse(format!("p{i:08}-0")).unwrap(), &sold);
         }
