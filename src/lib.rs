@@ -19,6 +19,8 @@ pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod domain;
+pub mod drops;
+pub mod events;
 pub mod http;
 pub mod integrations;
 pub mod node;

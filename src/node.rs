@@ -15,6 +15,9 @@ use crate::auth::tokens::TokenKeys;
 use crate::catalog::Catalog;
 use crate::config::Settings;
 use crate::domain::time::Clock;
+use crate::drops::Drops;
+use crate::drops::live::LiveStock;
+use crate::events::EventBus;
 use crate::integrations::carrier::HttpCarrier;
 use crate::integrations::mailer::{DevMailbox, Mailer, Mailers, SmtpMailer};
 use crate::integrations::payments::HttpGateway;
@@ -37,6 +40,10 @@ pub struct Node {
     pub catalog: Catalog,
     pub shopping: Shopping,
     pub orders: Orders,
+    pub drops: Drops,
+    /// Topics to subscribers (live stock now; the WebSocket edge subscribes here).
+    pub bus: EventBus,
+    pub live_stock: LiveStock,
     pub accounts: Arc<Accounts>,
     /// Present in dev mode only.
     pub dev_mailbox: Option<Arc<DevMailbox>>,
@@ -94,6 +101,9 @@ impl Node {
             Shopping::start(runtime.clone(), catalog.clone(), accounts.users.clone()).await?;
         let orders = orders(settings, runtime, &skus, &catalog, &shopping, &accounts).await?;
         tracing::info!(elapsed = ?started.elapsed(), "orders loaded");
+        let bus = EventBus::default();
+        let live_stock = LiveStock::new(bus.clone(), clock.clone());
+        let drops = Drops::start(skus.clone(), orders.clone(), live_stock.clone());
         Ok(Node {
             operator_token: operator_token(settings, &data_dir)?.map(Arc::new),
             journal,
@@ -101,6 +111,9 @@ impl Node {
             catalog,
             shopping,
             orders,
+            drops,
+            bus,
+            live_stock,
             accounts,
             dev_mailbox,
             clock,

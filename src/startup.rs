@@ -148,6 +148,7 @@ async fn load(
     };
     let limits = AuthLimits::new(settings.auth.rate_per_ip);
     spawn_pruning(limits.clone(), shutdown.clone());
+    tokio::spawn(node.live_stock.clone().run(shutdown.clone()));
     tokio::spawn(crate::orders::dispatcher::run(
         node.orders.clone(),
         shutdown,
@@ -157,6 +158,8 @@ async fn load(
         catalog: node.catalog.clone(),
         shopping: node.shopping.clone(),
         orders: node.orders.clone(),
+        drops: node.drops.clone(),
+        bus: node.bus.clone(),
         webhook_secret: Arc::from(settings.payments.webhook_secret.expose_secret().as_bytes()),
         carrier_secret: Arc::from(settings.carrier.callback_secret.expose_secret().as_bytes()),
         currency: Arc::from(settings.currency.as_str()),

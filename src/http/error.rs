@@ -287,7 +287,7 @@ impl From<ClaimError> for ApiError {
 }
 
 /// A runtime failure (overload, timeout, unavailable) of a flow that has no rejection of its own.
-fn runtime(e: AskError<()>) -> ApiError {
+pub(crate) fn runtime(e: AskError<()>) -> ApiError {
     let never = |()| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "unexpected");
     e.map_rejection(never).into()
 }

@@ -9,6 +9,7 @@ pub mod cart;
 pub mod catalog;
 pub mod coupons;
 pub mod dev;
+pub mod drops;
 pub mod entities;
 pub mod error;
 pub mod extract;
@@ -74,6 +75,8 @@ pub struct Services {
     pub catalog: Catalog,
     pub shopping: Shopping,
     pub orders: crate::orders::Orders,
+    pub drops: crate::drops::Drops,
+    pub bus: crate::events::EventBus,
     /// Keys of the signed callbacks: payment webhooks and carrier progress.
     pub webhook_secret: Arc<[u8]>,
     pub carrier_secret: Arc<[u8]>,
@@ -127,6 +130,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .merge(orders::router())
         .merge(payments::router())
         .merge(admin_orders::router())
+        .merge(drops::router())
         .merge(notifications::router());
     if state.dev_mode {
         routes = routes.merge(dev::router());

@@ -27,10 +27,7 @@ impl From<OrderFailure> for ApiError {
             OrderFailure::Pending(code, _) => {
                 Self::new(S::SERVICE_UNAVAILABLE, code, detail).retry_after(2)
             }
-            OrderFailure::Runtime(r) => {
-                let never = |()| Self::new(S::INTERNAL_SERVER_ERROR, "internal", "unexpected");
-                r.map_rejection(never).into()
-            }
+            OrderFailure::Runtime(r) => crate::http::error::runtime(r),
             OrderFailure::Internal(_) => Self::new(S::INTERNAL_SERVER_ERROR, "internal", detail),
         }
     }

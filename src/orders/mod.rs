@@ -83,7 +83,7 @@ pub struct Orders {
     skus: Entities<Sku>,
     users: Entities<User>,
     carts: Entities<Cart>,
-    catalog: Catalog,
+    pub(crate) catalog: Catalog,
     shopping: Shopping,
     accounts: Arc<Accounts>,
     gateway: Arc<dyn PaymentGateway>,

@@ -61,6 +61,17 @@ pub struct PlaceOrder {
     pub shipping_address: Option<ShippingAddress>,
 }
 
+/// A purchase in a drop, as the order it becomes.
+pub struct DropOrder {
+    pub user: UserId,
+    pub fingerprint: String,
+    pub drop_id: crate::domain::ids::DropId,
+    pub sku: SkuId,
+    pub quantity: u32,
+    pub price: i64,
+    pub shipping_address: Option<ShippingAddress>,
+}
+
 /// The order a user's idempotency key names: the same key always reaches the same order.
 pub fn order_id_for(user: &UserId, key: &str) -> OrderId {
     let digest = Sha256::digest(format!("{user}\n{key}").as_bytes());
@@ -186,6 +197,51 @@ impl Orders {
                 .pii
                 .seal(&serde_json::to_string(&address).unwrap_or_default()),
             from_cart: req.items.is_none(),
+            drop_id: None,
+            created_at: now,
+            expires_at: now.plus(ttl),
+        })
+    }
+
+    /// The order a drop purchase becomes: one line at the drop's price. Without an address in
+    /// the request, the order ships to the profile's address (read when the carrier is booked,
+    /// so buying in a drop needs no address lookup).
+    pub fn drop_placement(&self, req: DropOrder) -> Result<Placement, OrderFailure> {
+        let (product_id, summary) = self
+            .catalog
+            .index
+            .owner_of(&req.sku)
+            .and_then(|p| self.catalog.index.get(&p).map(|s| (p, s)))
+            .ok_or(OrderFailure::NotFound("sku"))?;
+        let address = match &req.shipping_address {
+            Some(a) => {
+                a.check()?;
+                serde_json::to_string(a).unwrap_or_default()
+            }
+            None => "null".to_owned(),
+        };
+        let total = req.price * i64::from(req.quantity);
+        let now = self.now();
+        let ttl = Duration::from_secs(self.settings.0.ttl_secs);
+        Ok(Placement {
+            user_id: req.user,
+            fingerprint: req.fingerprint,
+            lines: vec![OrderLine {
+                sku_id: req.sku,
+                product_id,
+                name: summary.product.name.clone(),
+                unit_price: req.price,
+                quantity: req.quantity,
+                line_total: total,
+            }],
+            coupon: None,
+            subtotal: total,
+            discount: 0,
+            total,
+            currency: self.endpoints.currency.clone(),
+            shipping_address: self.accounts.pii.seal(&address),
+            from_cart: false,
+            drop_id: Some(req.drop_id),
             created_at: now,
             expires_at: now.plus(ttl),
         })
@@ -219,7 +275,10 @@ impl Orders {
     }
 
     /// The profile's name, phone and address, when the order gives none.
-    async fn profile_address(&self, user: &UserId) -> Result<ShippingAddress, OrderFailure> {
+    pub(crate) async fn profile_address(
+        &self,
+        user: &UserId,
+    ) -> Result<ShippingAddress, OrderFailure> {
         let account = self.users.ask(user, UserCommand::Get).await?;
         let open = |s: &Option<crate::domain::user::Sealed>| {
             s.as_ref().and_then(|s| self.accounts.pii.open(s).ok())

@@ -356,9 +356,14 @@ impl Orders {
     }
 
     async fn book(&self, id: &OrderId, p: &Placement, effect: u32) -> Result<Outcome, StepError> {
-        let address = self
-            .address_of(p)
-            .ok_or_else(|| "the shipping address cannot be opened".to_owned())?;
+        let address = match self.address_of(p) {
+            Some(a) => a,
+            // A drop purchase without an address ships to the profile's.
+            None => self
+                .profile_address(&p.user_id)
+                .await
+                .map_err(|e| format!("no shipping address: {e}"))?,
+        };
         let label = format!(
             "{} / {} / {}{}",
             address.name,

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod catalog;
+mod drops;
 mod health;
 mod helpers;
 mod mail;

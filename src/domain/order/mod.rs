@@ -101,6 +101,10 @@ pub struct Placement {
     pub shipping_address: Sealed,
     /// Ordered from the cart: the paid lines leave the cart.
     pub from_cart: bool,
+    /// Bought in a drop: the purchase already reserved the units (in the drop's SKU) before
+    /// the order was placed, so the order starts `awaiting_payment`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_id: Option<crate::domain::ids::DropId>,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
 }

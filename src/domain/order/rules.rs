@@ -363,8 +363,12 @@ pub fn apply(s: &mut OrderState, event: &OrderEvent) {
     match event {
         E::Placed(p) => {
             s.placement = Some((**p).clone());
-            set_status(s, S::Pending, p.created_at);
-            queue(s, Action::ReserveStock, p.created_at);
+            if p.drop_id.is_some() {
+                set_status(s, S::AwaitingPayment, p.created_at);
+            } else {
+                set_status(s, S::Pending, p.created_at);
+                queue(s, Action::ReserveStock, p.created_at);
+            }
         }
         E::EffectDone { effect } => {
             s.effects.remove(effect);

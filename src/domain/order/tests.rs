@@ -41,6 +41,7 @@ fn placement(coupon: bool) -> Placement {
         currency: "KRW".into(),
         shipping_address: crate::domain::user::Sealed(vec![1, 2, 3]),
         from_cart: true,
+        drop_id: None,
         created_at: T0,
         expires_at: Timestamp(T0.0 + 600_000),
     }
@@ -381,4 +382,23 @@ fn failing_effects_back_off_and_become_dead_letters_until_revived() {
         outcome: Outcome::Done,
     };
     assert_eq!(decide(&s, &again, T0), Ok(vec![]));
+}
+
+#[test]
+fn a_drop_order_starts_awaiting_payment_and_expires_like_any_other() {
+    let drop = Placement {
+        drop_id: Some(crate::domain::ids::DropId::parse("d1").unwrap()),
+        from_cart: false,
+        ..placement(false)
+    };
+    let mut s = given(&[OrderCommand::Place(Box::new(drop))]);
+    assert_eq!(s.status, Some(OrderStatus::AwaitingPayment));
+    assert!(actions(&s).is_empty(), "the purchase already reserved the units");
+    let expire = OrderCommand::Expire;
+    let events = decide(&s, &expire, Timestamp(T0.0 + 600_000)).unwrap();
+    for e in events {
+        apply(&mut s, &e);
+    }
+    assert_eq!(s.status, Some(OrderStatus::Expired));
+    assert!(actions(&s).contains(&"release_stock"));
 }

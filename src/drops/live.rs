@@ -1,0 +1,165 @@
+//! Live stock of drops on the EventBus: every change of a drop's remaining count or status is
+//! published on `drop:{id}` as `{"type": "stock", "drop_id", "remaining", "status"}`, coalesced
+//! to at most one message per drop per [`INTERVAL`] (20 a second): a sell-out of thousands of
+//! units in a second is a handful of messages, each with the latest count. Counts come from
+//! durable views, so a published count never shows a purchase that could still be lost.
+
+use crate::domain::drop::{DropId, DropStatus, DropView};
+use crate::domain::time::Clock;
+use crate::events::EventBus;
+use dashmap::DashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// At most one message per drop per interval.
+pub const INTERVAL: Duration = Duration::from_millis(50);
+
+type Shown = (u32, DropStatus);
+
+#[derive(Clone)]
+pub struct LiveStock {
+    bus: EventBus,
+    clock: Arc<dyn Clock>,
+    /// The newest view of each drop that changed since the last flush.
+    pending: Arc<DashMap<DropId, DropView>>,
+    /// What was published last, per drop.
+    shown: Arc<DashMap<DropId, Shown>>,
+}
+
+impl LiveStock {
+    pub fn new(bus: EventBus, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            bus,
+            clock,
+            pending: Arc::default(),
+            shown: Arc::default(),
+        }
+    }
+
+    /// Notes a drop's newest durable view; published at the next flush.
+    pub fn update(&self, view: &DropView) {
+        self.pending.insert(view.drop_id.clone(), view.clone());
+    }
+
+    /// Publishes what changed since the last flush; returns how many drops were published.
+    pub fn flush(&self) -> usize {
+        let now = self.clock.now();
+        let changed: Vec<DropView> = {
+            let ids: Vec<DropId> = self.pending.iter().map(|e| e.key().clone()).collect();
+            ids.into_iter()
+                .filter_map(|id| self.pending.remove(&id).map(|(_, v)| v))
+                .collect()
+        };
+        let mut published = 0;
+        for view in changed {
+            let now_shown = (view.remaining, view.status(now));
+            if self
+                .shown
+                .get(&view.drop_id)
+                .is_some_and(|s| *s == now_shown)
+            {
+                continue;
+            }
+            self.shown.insert(view.drop_id.clone(), now_shown);
+            let message = serde_json::json!({
+                "type": "stock",
+                "drop_id": view.drop_id,
+                "remaining": view.remaining,
+                "status": now_shown.1.as_str(),
+            });
+            let topic = format!("drop:{}", view.drop_id);
+            self.bus.publish(&topic, message.to_string().into());
+            published += 1;
+        }
+        published
+    }
+
+    /// Flushes every [`INTERVAL`] until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => { self.flush(); }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::drop::{DropSpec, DropState};
+    use crate::domain::time::{ManualClock, Timestamp};
+
+    fn view(remaining: u32) -> DropView {
+        let spec = DropSpec {
+            quantity: 1000,
+            price: 1,
+            starts_at: Timestamp(0),
+            ends_at: None,
+            per_user_limit: 1,
+        };
+        let mut d = DropState::new(spec);
+        d.remaining = remaining;
+        DropView::of(&DropId::parse("d1").unwrap(), &d)
+    }
+
+    fn live() -> (LiveStock, EventBus) {
+        let bus = EventBus::default();
+        let clock = Arc::new(ManualClock::starting_at(Timestamp(1_000)));
+        (LiveStock::new(bus.clone(), clock), bus)
+    }
+
+    #[tokio::test]
+    async fn many_changes_between_flushes_publish_once_with_the_latest_count() {
+        let (live, bus) = live();
+        let mut sub = bus.subscribe("drop:d1");
+        for remaining in (0..1000).rev() {
+            live.update(&view(remaining));
+        }
+        assert_eq!(live.flush(), 1);
+        let message: serde_json::Value = serde_json::from_str(&sub.recv().await.unwrap()).unwrap();
+        assert_eq!(
+            message,
+            serde_json::json!({"type": "stock", "drop_id": "d1", "remaining": 0, "status": "sold_out"})
+        );
+        live.update(&view(0));
+        assert_eq!(live.flush(), 0, "an unchanged count is not sent again");
+        assert!(sub.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_sell_out_lasting_a_second_is_at_most_about_twenty_messages() {
+        let (live, bus) = live();
+        let mut sub = bus.subscribe("drop:d1");
+        let shutdown = CancellationToken::new();
+        let runner = tokio::spawn(live.clone().run(shutdown.clone()));
+        let started = std::time::Instant::now();
+        let mut remaining = 100_000u32;
+        while started.elapsed() < Duration::from_secs(1) {
+            remaining -= 1;
+            live.update(&view(remaining));
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        tokio::time::sleep(INTERVAL * 2).await;
+        shutdown.cancel();
+        runner.await.unwrap();
+        let mut messages = Vec::new();
+        while let Ok(m) = sub.try_recv() {
+            messages.push(serde_json::from_str::<serde_json::Value>(&m).unwrap());
+        }
+        assert!(
+            (5..=23).contains(&messages.len()),
+            "{} messages in a second",
+            messages.len()
+        );
+        assert_eq!(
+            messages.last().unwrap()["remaining"],
+            remaining,
+            "the last one is current"
+        );
+    }
+}

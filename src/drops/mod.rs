@@ -1,0 +1,170 @@
+//! Flash-sale drops as a service: creating a drop (the SKU sets the units aside), reading one
+//! (from the SKUs' durable views, no ask), and buying: the hot path is one ask to the SKU actor
+//! — window, stock and per-user limit checked and taken in one message, group-committed — then
+//! the order placed already reserved, so the orders saga pays, expires and compensates it like
+//! any other. Sold-out and not-live answers come from the durable view without asking anyone.
+//! [`live`] publishes each drop's remaining count on the EventBus, coalesced.
+
+pub mod live;
+
+use crate::actors::sku::Sku;
+use crate::actors::{AskError, Entities};
+use crate::domain::drop::{DropError, DropId, DropSpec, DropState, DropStatus, DropView};
+use crate::domain::ids::{OrderId, SkuId, UserId};
+use crate::domain::inventory::{SkuCommand, SkuError};
+use crate::domain::order::{OrderCommand, OrderState};
+use crate::domain::time::Timestamp;
+use crate::orders::placement::{DropOrder, ShippingAddress, order_id_for};
+use crate::orders::{OrderFailure, Orders};
+use dashmap::DashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Every drop by id, with its SKU: kept from the SKUs' durable views.
+pub type DropIndex = DashMap<DropId, (SkuId, DropView)>;
+
+#[derive(Clone)]
+pub struct Drops {
+    skus: Entities<Sku>,
+    orders: Orders,
+    index: Arc<DropIndex>,
+}
+
+/// Why a drop request failed; mapped to HTTP once, in `http::drops`.
+#[derive(Debug, thiserror::Error)]
+pub enum DropFailure {
+    #[error(transparent)]
+    Drop(#[from] DropError),
+    #[error(transparent)]
+    Sku(SkuError),
+    #[error("the SKU is not in the catalog")]
+    UnknownSku,
+    #[error(transparent)]
+    Order(#[from] OrderFailure),
+    #[error("{0:?}")]
+    Runtime(AskError<()>),
+}
+
+impl From<AskError<SkuError>> for DropFailure {
+    fn from(e: AskError<SkuError>) -> Self {
+        match e {
+            AskError::Rejected(SkuError::Drop(d)) => DropFailure::Drop(d),
+            AskError::Rejected(s) => DropFailure::Sku(s),
+            other => DropFailure::Runtime(other.map_rejection(|_| ())),
+        }
+    }
+}
+
+/// A purchase as the edge hands it over.
+pub struct Purchase {
+    pub user: UserId,
+    pub drop_id: DropId,
+    pub quantity: u32,
+    pub idempotency_key: String,
+    /// Digest of the request (with the drop id): a key reused for another request is refused.
+    pub fingerprint: String,
+    pub shipping_address: Option<ShippingAddress>,
+}
+
+impl Drops {
+    /// Keeps the drop index from the SKUs' views, now and from here on.
+    pub fn start(skus: Entities<Sku>, orders: Orders, live: live::LiveStock) -> Self {
+        let index = Arc::new(DropIndex::new());
+        let record = {
+            let index = index.clone();
+            move |sku: &SkuId, view: &crate::domain::inventory::StockView| {
+                for d in &view.drops {
+                    index.insert(d.drop_id.clone(), (sku.clone(), d.clone()));
+                    live.update(d);
+                }
+            }
+        };
+        for (sku, view) in skus.views() {
+            record(&sku, &view);
+        }
+        skus.on_view(record);
+        Self {
+            skus,
+            orders,
+            index,
+        }
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.orders.now()
+    }
+
+    /// Sets a drop up on its SKU, which must be in the catalog.
+    pub async fn create(
+        &self,
+        sku: &SkuId,
+        spec: DropSpec,
+    ) -> Result<(DropId, DropView), DropFailure> {
+        if self.orders.catalog.index.owner_of(sku).is_none() {
+            return Err(DropFailure::UnknownSku);
+        }
+        let drop_id = DropId::parse(format!("d{:016x}", rand::random::<u64>()))
+            .map_err(|_| DropError::Invalid("drop id"))?;
+        let create = SkuCommand::CreateDrop {
+            drop_id: drop_id.clone(),
+            spec: spec.clone(),
+        };
+        self.skus.ask(sku, create).await?;
+        // The SKU's view may reach the index a moment after the reply: index the new drop now
+        // (unless the view got there first) so it can be read and bought at once.
+        let view = DropView::of(&drop_id, &DropState::new(spec));
+        let entry = self
+            .index
+            .entry(drop_id.clone())
+            .or_insert_with(|| (sku.clone(), view));
+        Ok((drop_id, entry.value().1.clone()))
+    }
+
+    /// The drop and its SKU, as last made durable.
+    pub fn get(&self, drop_id: &DropId) -> Option<(SkuId, DropView)> {
+        self.index.get(drop_id).map(|e| e.value().clone())
+    }
+
+    /// Buys from a drop; the same key again returns the same order.
+    pub async fn purchase(&self, p: Purchase) -> Result<(OrderId, OrderState), DropFailure> {
+        let (sku, view) = self.get(&p.drop_id).ok_or(DropError::NotFound)?;
+        let order_id = order_id_for(&p.user, &p.idempotency_key);
+        let replay = self.orders.entities.view(&order_id).is_some();
+        if !replay {
+            // Refusals the durable view already knows: no ask, no journal.
+            match view.status(self.now()) {
+                DropStatus::Live => {}
+                DropStatus::SoldOut => return Err(DropError::SoldOut.into()),
+                other => return Err(DropError::NotLive(other).into()),
+            }
+        }
+        let placement = self.orders.drop_placement(DropOrder {
+            user: p.user.clone(),
+            fingerprint: p.fingerprint,
+            drop_id: p.drop_id.clone(),
+            sku: sku.clone(),
+            quantity: p.quantity,
+            price: view.price,
+            shipping_address: p.shipping_address,
+        })?;
+        if !replay {
+            let grace = Duration::from_secs(self.orders.settings.0.reservation_grace_secs);
+            let purchase = SkuCommand::Purchase {
+                drop_id: p.drop_id,
+                order_id: order_id.clone(),
+                user_id: p.user,
+                qty: p.quantity,
+                expires_at: placement.expires_at.plus(grace),
+            };
+            self.skus.ask(&sku, purchase).await?;
+        }
+        let place = OrderCommand::Place(Box::new(placement));
+        let state = self
+            .orders
+            .entities
+            .ask(&order_id, place)
+            .await
+            .map_err(OrderFailure::from)?;
+        Ok((order_id, state))
+    }
+}

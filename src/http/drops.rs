@@ -1,0 +1,187 @@
+//! Flash-sale drop routes: an admin creates a drop, anyone reads it, a customer buys from it.
+//! Thin: the rules are the SKU entity's, the flow is `crate::drops`.
+
+use crate::domain::drop::{DropId, DropSpec, DropView};
+use crate::domain::ids::SkuId;
+use crate::domain::inventory::SkuError;
+use crate::domain::time::Timestamp;
+use crate::drops::{DropFailure, Purchase};
+use crate::http::AppState;
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{AdminUser, ApiJson, ApiPath, AuthUser};
+use crate::http::idempotency;
+use crate::http::order_body::{self, OrderCreated};
+use crate::orders::placement::{ShippingAddress, fingerprint};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_drop))
+        .routes(routes!(get_drop))
+        .routes(routes!(purchase))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDrop {
+    pub sku_id: String,
+    pub quantity: u32,
+    pub price: i64,
+    /// RFC 3339.
+    pub starts_at: String,
+    pub ends_at: Option<String>,
+    pub per_user_limit: u32,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DropBody {
+    pub drop_id: String,
+    pub sku_id: String,
+    /// `scheduled`, `live`, `sold_out` or `ended`.
+    pub status: &'static str,
+    pub quantity: u32,
+    pub remaining: u32,
+    pub reserved: u32,
+    pub sold: u32,
+    pub price: i64,
+    pub currency: String,
+    pub per_user_limit: u32,
+    pub starts_at: String,
+    pub ends_at: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PurchaseBody {
+    pub quantity: u32,
+    /// Without it, the order ships to the profile's address.
+    #[schema(value_type = Option<Object>)]
+    pub shipping_address: Option<ShippingAddress>,
+}
+
+fn body(state: &AppState, sku: &SkuId, d: &DropView) -> DropBody {
+    DropBody {
+        drop_id: d.drop_id.to_string(),
+        sku_id: sku.to_string(),
+        status: d.status(state.drops.now()).as_str(),
+        quantity: d.quantity,
+        remaining: d.remaining,
+        reserved: d.reserved,
+        sold: d.sold,
+        price: d.price,
+        currency: state.currency.to_string(),
+        per_user_limit: d.per_user_limit,
+        starts_at: d.starts_at.to_rfc3339(),
+        ends_at: d.ends_at.map(|t| t.to_rfc3339()),
+    }
+}
+
+fn time(field: &str, raw: &str) -> Result<Timestamp, ApiError> {
+    Timestamp::parse_rfc3339(raw).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            format!("{field} must be an RFC 3339 time"),
+        )
+    })
+}
+
+fn drop_id(raw: String) -> Result<DropId, ApiError> {
+    DropId::parse(raw).map_err(|_| ApiError::not_found("no such drop"))
+}
+
+/// Sets a drop up: its units are taken from the SKU's available stock.
+#[utoipa::path(post, path = "/api/v1/admin/drops", tag = "drops", security(("bearer" = [])),
+    request_body = CreateDrop,
+    responses((status = 201, body = DropBody), (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_drop(
+    _admin: AdminUser,
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CreateDrop>,
+) -> Result<(StatusCode, axum::Json<DropBody>), ApiError> {
+    let sku = SkuId::parse(req.sku_id).map_err(|e| ApiError::invalid_id("sku_id", e))?;
+    let spec = DropSpec {
+        quantity: req.quantity,
+        price: req.price,
+        starts_at: time("starts_at", &req.starts_at)?,
+        ends_at: req
+            .ends_at
+            .as_deref()
+            .map(|t| time("ends_at", t))
+            .transpose()?,
+        per_user_limit: req.per_user_limit,
+    };
+    let (_, view) = state.drops.create(&sku, spec).await?;
+    Ok((StatusCode::CREATED, axum::Json(body(&state, &sku, &view))))
+}
+
+/// A drop and its remaining count; anonymous.
+#[utoipa::path(get, path = "/api/v1/drops/{drop_id}", tag = "drops",
+    params(("drop_id" = String, Path)),
+    responses((status = 200, body = DropBody), (status = 404, body = Problem)))]
+pub async fn get_drop(
+    State(state): State<AppState>,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<axum::Json<DropBody>, ApiError> {
+    let id = drop_id(raw)?;
+    let (sku, view) = state
+        .drops
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found("no such drop"))?;
+    Ok(axum::Json(body(&state, &sku, &view)))
+}
+
+/// Buys from a live drop: 201 with an order awaiting payment, once the reservation is durable.
+#[utoipa::path(post, path = "/api/v1/drops/{drop_id}/purchase", tag = "drops",
+    security(("bearer" = [])), params(("drop_id" = String, Path),
+        ("Idempotency-Key" = String, Header)), request_body = PurchaseBody,
+    responses((status = 201, body = OrderCreated), (status = 409, body = Problem),
+        (status = 429, body = Problem)))]
+pub async fn purchase(
+    user: AuthUser,
+    State(state): State<AppState>,
+    ApiPath(raw): ApiPath<String>,
+    headers: HeaderMap,
+    ApiJson(raw_body): ApiJson<serde_json::Value>,
+) -> Result<(StatusCode, axum::Json<OrderCreated>), ApiError> {
+    let id = drop_id(raw)?;
+    let key = idempotency::key(&headers)?
+        .ok_or_else(|| idempotency::required("POST /drops/{drop_id}/purchase"))?;
+    let fingerprint = fingerprint(&serde_json::json!({"drop_id": id, "body": raw_body}));
+    let req: PurchaseBody =
+        serde_json::from_value(raw_body).map_err(|e| ApiError::invalid_body(e.to_string()))?;
+    let purchase = Purchase {
+        user: user.user_id.clone(),
+        drop_id: id,
+        quantity: req.quantity,
+        idempotency_key: key,
+        fingerprint,
+        shipping_address: req.shipping_address,
+    };
+    let (order_id, order) = state.drops.purchase(purchase).await?;
+    let created = order_body::created(&state.orders, &order_id, &order);
+    Ok((StatusCode::CREATED, axum::Json(created)))
+}
+
+impl From<DropFailure> for ApiError {
+    fn from(e: DropFailure) -> Self {
+        match e {
+            DropFailure::Drop(d) => d.into(),
+            // The same key was used for a purchase of another quantity.
+            DropFailure::Sku(SkuError::ReservationConflict(_)) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for another request",
+            ),
+            DropFailure::Sku(s) => s.into(),
+            DropFailure::UnknownSku => ApiError::not_found("the SKU is not in the catalog"),
+            DropFailure::Order(o) => o.into(),
+            DropFailure::Runtime(r) => crate::http::error::runtime(r),
+        }
+    }
+}

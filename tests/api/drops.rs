@@ -1,0 +1,353 @@
+//! Flash-sale drops over real HTTP: the lifecycle, thousands of concurrent buyers on a few
+//! units, the per-user limit under one user's many connections, a drop not live before its
+//! start, and an expired order giving its units back to the drop.
+
+use crate::helpers::{
+    JWT_SECRET, OPERATOR_TOKEN, TestApp, assert_problem, ok, send, spawn_app, spawn_app_full,
+};
+use emporium::auth::tokens::TokenKeys;
+use emporium::domain::ids::UserId;
+use emporium::domain::time::{Clock, ManualClock, SystemClock, Timestamp};
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A product whose SKU holds `stock` units.
+async fn sku(app: &TestApp, sku: &str, stock: u64) {
+    let body = json!({"name": "Limited Sneaker", "category": "shoes", "skus": [
+        {"sku_id": sku, "options": {"size": "270"}, "price": 200000, "stock": stock}]});
+    ok(send(
+        app,
+        "POST",
+        "/api/v1/admin/products",
+        OPERATOR_TOKEN,
+        Some(body),
+    )
+    .await)
+    .await;
+}
+
+/// A drop of `quantity` units of `sku` opening at `starts_at`.
+async fn drop_of(
+    app: &TestApp,
+    sku: &str,
+    quantity: u32,
+    limit: u32,
+    starts_at: Timestamp,
+) -> Value {
+    let body = json!({"sku_id": sku, "quantity": quantity, "price": 99000,
+        "starts_at": starts_at.to_rfc3339(), "per_user_limit": limit});
+    let r = send(
+        app,
+        "POST",
+        "/api/v1/admin/drops",
+        OPERATOR_TOKEN,
+        Some(body),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    r.json().await.unwrap()
+}
+
+fn an_hour_ago() -> Timestamp {
+    Timestamp(SystemClock.now().millis() - 3_600_000)
+}
+
+/// Access tokens for `n` shoppers, signed with the test key (no sign-up: the drop path needs
+/// only an authenticated user id).
+fn shoppers(n: usize) -> Vec<String> {
+    let keys = TokenKeys::new(JWT_SECRET.as_bytes(), 900);
+    let now = SystemClock.now().millis() / 1000;
+    (0..n)
+        .map(|i| {
+            let user = UserId::parse(format!("u_shopper{i}")).unwrap();
+            keys.issue(&user, &Default::default(), "s", now).unwrap().0
+        })
+        .collect()
+}
+
+async fn buy(app: &TestApp, token: &str, drop_id: &str, key: &str, qty: u32) -> reqwest::Response {
+    app.client
+        .post(app.url(&format!("/api/v1/drops/{drop_id}/purchase")))
+        .bearer_auth(token)
+        .header("idempotency-key", key)
+        .json(&json!({"quantity": qty}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn drop_state(app: &TestApp, id: &str) -> Value {
+    let r = app
+        .client
+        .get(app.url(&format!("/api/v1/drops/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "a drop is public");
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_drop_sells_an_order_that_pays_like_any_other_and_replays_answer_the_same() {
+    let app = spawn_app().await;
+    sku(&app, "snk", 10).await;
+    let d = drop_of(&app, "snk", 3, 2, an_hour_ago()).await;
+    let id = d["drop_id"].as_str().unwrap();
+    assert_eq!(d["status"], "live");
+    assert_eq!(d["remaining"], 3);
+    let stock = ok(app.inspect("sku", "snk").await).await;
+    assert_eq!(
+        stock["state"]["available"], 7,
+        "the drop's units left the shelf"
+    );
+
+    let (_, token, _) = app.customer("fan@example.com").await;
+    let r = buy(&app, &token, id, "k1", 1).await;
+    assert_eq!(r.status(), 201);
+    let first: Value = r.json().await.unwrap();
+    assert_eq!(first["status"], "awaiting_payment");
+    assert_eq!(first["total"], 99000);
+    assert!(first["expires_at"].is_string() && first["payment"]["checkout_url"].is_string());
+    let again: Value = buy(&app, &token, id, "k1", 1).await.json().await.unwrap();
+    assert_eq!(again, first, "the same key answers the same");
+    let other = buy(&app, &token, id, "k1", 2).await;
+    assert_problem(other, 422, "idempotency_key_reused").await;
+    assert_eq!(drop_state(&app, id).await["remaining"], 2);
+
+    // Paid through the same saga as any order.
+    let order_id = first["order_id"].as_str().unwrap();
+    let pay = json!({"order_id": order_id, "amount": 99000, "card_number": "4111111111111111"});
+    let p: Value = app
+        .post_json("/sandbox/pg/v1/payments", pay)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let confirm = json!({"order_id": order_id, "payment_key": p["payment_key"], "amount": 99000});
+    let paid = ok(send(
+        &app,
+        "POST",
+        "/api/v1/payments/confirm",
+        &token,
+        Some(confirm),
+    )
+    .await)
+    .await;
+    assert_eq!(paid["status"], "paid");
+    let after = drop_state(&app, id).await;
+    assert_eq!(
+        (after["sold"].as_u64(), after["reserved"].as_u64()),
+        (Some(1), Some(0))
+    );
+
+    let unknown = send(
+        &app,
+        "POST",
+        "/api/v1/drops/nope/purchase",
+        &token,
+        Some(json!({"quantity": 1})),
+    )
+    .await;
+    assert_eq!(unknown.status(), 400, "no Idempotency-Key");
+    let unknown = buy(&app, &token, "nope", "k9", 1).await;
+    assert_problem(unknown, 404, "not_found").await;
+    let r = app
+        .client
+        .get(app.url("/api/v1/drops/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 404, "not_found").await;
+    let no_token = app
+        .client
+        .post(app.url(&format!("/api/v1/drops/{id}/purchase")))
+        .header("idempotency-key", "k")
+        .json(&json!({"quantity": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_token.status(), 401);
+    let zero = buy(&app, &token, id, "k0", 0).await;
+    assert_problem(zero, 422, "invalid_field").await;
+}
+
+#[tokio::test]
+async fn five_thousand_concurrent_buyers_on_a_hundred_units_buy_exactly_a_hundred() {
+    let app = Arc::new(spawn_app().await);
+    sku(&app, "hot", 1000).await;
+    let d = drop_of(&app, "hot", 100, 1, an_hour_ago()).await;
+    let id = d["drop_id"].as_str().unwrap().to_string();
+    let tokens = shoppers(5000);
+    let gate = Arc::new(tokio::sync::Semaphore::new(512));
+    let mut buyers = tokio::task::JoinSet::new();
+    for (i, token) in tokens.into_iter().enumerate() {
+        let (app, id, gate) = (app.clone(), id.clone(), gate.clone());
+        buyers.spawn(async move {
+            let _permit = gate.acquire().await.unwrap();
+            let r = buy(&app, &token, &id, &format!("k{i}"), 1).await;
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap();
+            (status, body)
+        });
+    }
+    let mut orders = HashSet::new();
+    let mut refused = 0;
+    while let Some(done) = buyers.join_next().await {
+        let (status, body) = done.unwrap();
+        match status {
+            201 => assert!(orders.insert(body["order_id"].as_str().unwrap().to_string())),
+            409 | 429 => {
+                assert!(
+                    body["code"] == "sold_out" || status == 429,
+                    "unexpected refusal {body}"
+                );
+                refused += 1;
+            }
+            other => panic!("answered {other}: {body}"),
+        }
+    }
+    assert_eq!(orders.len(), 100, "exactly the units there were");
+    assert_eq!(refused, 4900);
+    let after = drop_state(&app, &id).await;
+    assert_eq!(after["remaining"], 0);
+    assert_eq!(after["reserved"], 100);
+    assert_eq!(after["status"], "sold_out");
+    for order_id in &orders {
+        let r = send(
+            &app,
+            "GET",
+            &format!("/api/v1/orders/{order_id}"),
+            OPERATOR_TOKEN,
+            None,
+        )
+        .await;
+        assert_eq!(r.status(), 200, "every 201 names an order that exists");
+    }
+    let stock = ok(app.inspect("sku", "hot").await).await;
+    assert_eq!(stock["state"]["reserved"], 100);
+    assert_eq!(stock["state"]["available"], 900);
+}
+
+#[tokio::test]
+async fn one_user_on_many_connections_gets_no_more_than_the_limit() {
+    let app = Arc::new(spawn_app().await);
+    sku(&app, "lim", 100).await;
+    let d = drop_of(&app, "lim", 50, 2, an_hour_ago()).await;
+    let id = d["drop_id"].as_str().unwrap().to_string();
+    let token = shoppers(1).remove(0);
+    let mut tries = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let (app, id, token) = (app.clone(), id.clone(), token.clone());
+        tries.spawn(async move {
+            // A client of its own: its own connection.
+            let client = reqwest::Client::new();
+            let r = client
+                .post(app.url(&format!("/api/v1/drops/{id}/purchase")))
+                .bearer_auth(&token)
+                .header("idempotency-key", format!("many-{i}"))
+                .json(&json!({"quantity": 1}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        });
+    }
+    let mut bought = 0;
+    while let Some(done) = tries.join_next().await {
+        let (status, body) = done.unwrap();
+        match status {
+            201 => bought += 1,
+            409 => assert_eq!(body["code"], "purchase_limit_reached"),
+            other => panic!("answered {other}: {body}"),
+        }
+    }
+    assert_eq!(bought, 2);
+    let after = drop_state(&app, &id).await;
+    assert_eq!(
+        (after["remaining"].as_u64(), after["reserved"].as_u64()),
+        (Some(48), Some(2))
+    );
+}
+
+#[tokio::test]
+async fn a_drop_is_not_live_before_its_start() {
+    let app = spawn_app().await;
+    sku(&app, "soon", 10).await;
+    let later = Timestamp(SystemClock.now().millis() + 3_600_000);
+    let d = drop_of(&app, "soon", 5, 1, later).await;
+    assert_eq!(d["status"], "scheduled");
+    let token = shoppers(1).remove(0);
+    let r = buy(&app, &token, d["drop_id"].as_str().unwrap(), "early", 1).await;
+    let problem = assert_problem(r, 409, "drop_not_live").await;
+    assert_eq!(problem["drop_status"], "scheduled");
+    let bad = json!({"sku_id": "soon", "quantity": 6, "price": 1, "starts_at": later.to_rfc3339(),
+        "per_user_limit": 1});
+    let r = send(
+        &app,
+        "POST",
+        "/api/v1/admin/drops",
+        OPERATOR_TOKEN,
+        Some(bad),
+    )
+    .await;
+    assert_problem(r, 409, "insufficient_stock").await;
+    let bad = json!({"sku_id": "none", "quantity": 1, "price": 1, "starts_at": later.to_rfc3339(),
+        "per_user_limit": 1});
+    let r = send(
+        &app,
+        "POST",
+        "/api/v1/admin/drops",
+        OPERATOR_TOKEN,
+        Some(bad),
+    )
+    .await;
+    assert_problem(r, 404, "not_found").await;
+    let bad = json!({"sku_id": "soon", "quantity": 1, "price": 1, "starts_at": "tomorrow",
+        "per_user_limit": 1});
+    let r = send(
+        &app,
+        "POST",
+        "/api/v1/admin/drops",
+        OPERATOR_TOKEN,
+        Some(bad),
+    )
+    .await;
+    assert_problem(r, 422, "invalid_field").await;
+    let r = send(&app, "POST", "/api/v1/admin/drops", &token, Some(json!({}))).await;
+    assert_eq!(r.status(), 403, "customers do not create drops");
+}
+
+#[tokio::test]
+async fn an_unpaid_drop_order_expires_and_its_unit_returns_to_the_drop() {
+    let clock = ManualClock::starting_at(SystemClock.now());
+    let env = [("EMPORIUM__OUTBOX__POLL_MS", "50")];
+    let app = spawn_app_full(tempfile::tempdir().unwrap(), &env, Arc::new(clock.clone())).await;
+    sku(&app, "exp", 10).await;
+    let d = drop_of(&app, "exp", 1, 1, an_hour_ago()).await;
+    let id = d["drop_id"].as_str().unwrap();
+    let token = shoppers(1).remove(0);
+    assert_eq!(buy(&app, &token, id, "first", 1).await.status(), 201);
+    assert_eq!(drop_state(&app, id).await["status"], "sold_out");
+    let again = buy(&app, &token, id, "second", 1).await;
+    assert_problem(again, 409, "sold_out").await;
+
+    clock.advance(Duration::from_secs(601)); // past the order's 10 minutes
+    let mut state = Value::Null;
+    for _ in 0..200 {
+        state = drop_state(&app, id).await;
+        if state["remaining"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(state["remaining"], 1, "the unit is back: {state}");
+    assert_eq!(state["status"], "live");
+    assert_eq!(
+        buy(&app, &token, id, "third", 1).await.status(),
+        201,
+        "and can be bought"
+    );
+}
