@@ -14,10 +14,14 @@
 //! - `suggest`: `GET /api/v1/search/suggest?q=` with the same prefixes.
 //!
 //! - `journey`: whole shopper journeys from sign-up to delivery (see [`journey`]).
+//! - `flash-sale`: buyers on one drop, closed or open loop, audited, with a report (see
+//!   [`flash`]).
 //!
 //! The auth scenarios come from one address: run the server with `EMPORIUM_AUTH_RATE_PER_IP=0`.
 
+mod flash;
 mod journey;
+mod report;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -60,6 +64,33 @@ enum Scenario {
     Browse,
     /// Autocomplete with prefixes shoppers type.
     Suggest,
+    /// Buyers on one drop (closed loop, or open loop with `--rate`), audited afterwards; a
+    /// report under `--reports`.
+    FlashSale {
+        #[arg(long, env = "EMPORIUM_OPERATOR_TOKEN")]
+        token: String,
+        /// The server's JWT key: shoppers' tokens are signed before the timed part.
+        #[arg(long, env = "EMPORIUM_JWT_SECRET")]
+        jwt_secret: String,
+        /// Units in the drop.
+        #[arg(long, default_value_t = 10_000_000)]
+        stock: u32,
+        /// Distinct shoppers (round-robin over requests).
+        #[arg(long, default_value_t = 20_000)]
+        users: usize,
+        #[arg(long, default_value_t = 100)]
+        per_user_limit: u32,
+        /// Requests per second for an open loop; 0 runs a closed loop.
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Stop after this many attempts (0: run for `--duration`).
+        #[arg(long, default_value_t = 0)]
+        attempts: u64,
+        #[arg(long, default_value = "emporium")]
+        label: String,
+        #[arg(long, default_value = "loadtest/reports")]
+        reports: std::path::PathBuf,
+    },
     /// Whole shopper journeys, sign-up to delivery; `--connections` shoppers at a time.
     Journey {
         #[arg(long, env = "EMPORIUM_OPERATOR_TOKEN")]
@@ -157,6 +188,45 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             report("suggest GET /search/suggest?q=", &totals);
         }
+        Scenario::FlashSale {
+            token,
+            jwt_secret,
+            stock,
+            users,
+            per_user_limit,
+            rate,
+            attempts,
+            label,
+            reports,
+        } => {
+            let run = flash::run(flash::Options {
+                base: base.clone(),
+                operator: token.clone(),
+                jwt_secret: jwt_secret.clone(),
+                connections: cli.connections,
+                duration,
+                stock: *stock,
+                users: *users,
+                per_user_limit: *per_user_limit,
+                rate: *rate,
+                attempts: *attempts,
+                label: label.clone(),
+            })
+            .await?;
+            println!("{}", run.line());
+            let stem = format!("flash-sale-{}", unix_now());
+            let path = report::write(
+                reports,
+                &stem,
+                "flash sale",
+                std::slice::from_ref(&run),
+                &[],
+            )?;
+            println!("report: {}", path.display());
+            if run.audit.is_some() {
+                bail!("the audit failed");
+            }
+        }
         Scenario::Journey { token } => {
             journey::run(&base, token, cli.connections, duration).await?;
         }
@@ -173,6 +243,12 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Runs `connections` workers, each with its own keep-alive connection, for `duration`.

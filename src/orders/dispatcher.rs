@@ -17,18 +17,7 @@ pub async fn run(orders: Orders, shutdown: CancellationToken) {
             () = tokio::time::sleep(every) => {}
         }
         let now = orders.now();
-        let due: Vec<_> = orders
-            .history
-            .active
-            .iter()
-            .map(|id| id.clone())
-            .filter(|id| {
-                orders.entities.view(id).is_some_and(|v| {
-                    v.deadline.is_some_and(|at| at <= now)
-                        || v.effects.iter().any(|e| !e.dead && e.not_before <= now)
-                })
-            })
-            .collect();
+        let due = orders.history.due(now);
         for id in due {
             let orders = orders.clone();
             tokio::spawn(async move {

@@ -1,13 +1,13 @@
 //! Order history read models, built from the orders' durable views: each user's orders and all
-//! orders newest first (admin), and the set of orders that still owe a step or await a
-//! deadline (what the dispatcher scans instead of every order).
+//! orders newest first (admin), and the orders that still owe a step or await a deadline,
+//! queued by when they next need the dispatcher.
 
 use crate::actors::order::OrderView;
 use crate::domain::ids::{OrderId, UserId};
 use crate::domain::time::Timestamp;
 use dashmap::{DashMap, DashSet};
-use std::collections::BTreeSet;
-use std::sync::RwLock;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Mutex, RwLock};
 
 type Key = (Timestamp, OrderId);
 
@@ -17,6 +17,27 @@ pub struct History {
     all: RwLock<BTreeSet<Key>>,
     /// Orders with pending effects or a deadline.
     pub active: DashSet<OrderId>,
+    /// When each active order next needs the dispatcher (its deadline or its earliest live
+    /// step), ordered by that time: a tick reads only what is due, however many orders wait.
+    due: Mutex<Due>,
+}
+
+#[derive(Default)]
+struct Due {
+    at: HashMap<OrderId, Timestamp>,
+    queue: BTreeSet<(Timestamp, OrderId)>,
+}
+
+impl Due {
+    fn set(&mut self, id: &OrderId, next: Option<Timestamp>) {
+        if let Some(old) = self.at.remove(id) {
+            self.queue.remove(&(old, id.clone()));
+        }
+        if let Some(at) = next {
+            self.at.insert(id.clone(), at);
+            self.queue.insert((at, id.clone()));
+        }
+    }
 }
 
 /// A page position: the creation time and id of the last order shown.
@@ -40,12 +61,33 @@ impl History {
                 all.insert(key);
             }
         }
-        let owes = view.deadline.is_some() || view.effects.iter().any(|e| !e.dead);
-        if owes {
+        let next_step = view
+            .effects
+            .iter()
+            .filter(|e| !e.dead)
+            .map(|e| e.not_before)
+            .min();
+        let next = view.deadline.into_iter().chain(next_step).min();
+        if next.is_some() {
             self.active.insert(id.clone());
         } else {
             self.active.remove(id);
         }
+        if let Ok(mut due) = self.due.lock() {
+            due.set(id, next);
+        }
+    }
+
+    /// The orders whose deadline or next step has come by `now`, earliest first.
+    pub fn due(&self, now: Timestamp) -> Vec<OrderId> {
+        let Ok(due) = self.due.lock() else {
+            return vec![];
+        };
+        due.queue
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, id)| id.clone())
+            .collect()
     }
 
     /// One page of `user`'s orders (all orders without a user), newest first, after `cursor`.

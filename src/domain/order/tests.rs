@@ -393,7 +393,10 @@ fn a_drop_order_starts_awaiting_payment_and_expires_like_any_other() {
     };
     let mut s = given(&[OrderCommand::Place(Box::new(drop))]);
     assert_eq!(s.status, Some(OrderStatus::AwaitingPayment));
-    assert!(actions(&s).is_empty(), "the purchase already reserved the units");
+    assert!(
+        actions(&s).is_empty(),
+        "the purchase already reserved the units"
+    );
     let expire = OrderCommand::Expire;
     let events = decide(&s, &expire, Timestamp(T0.0 + 600_000)).unwrap();
     for e in events {

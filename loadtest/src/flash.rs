@@ -1,0 +1,391 @@
+//! The `flash-sale` scenario (BENCHMARKS.md): shoppers buy one unit each from one drop through
+//! `POST /api/v1/drops/{id}/purchase`, against Emporium or any server speaking the drop API.
+//!
+//! Before the timed part: a product with one SKU and a drop of `--stock` units are created
+//! (admin token), and `--users` shoppers get access tokens signed with the server's JWT key.
+//! Timed part, either closed loop (`--rate 0`: every connection sends as soon as it has its
+//! answer, for peak throughput) or open loop (`--rate R`: request `i` is due at `i / R`
+//! seconds; its latency is measured from that due time, so a stalled server is charged for the
+//! requests it delayed — coordinated omission corrected). `--attempts` stops after that many.
+//!
+//! Afterwards the audit of BENCHMARKS.md: `sold + reserved + remaining == quantity`,
+//! `sold <= quantity`, the number of 201s equals `sold + reserved`, and every 201 names an
+//! order that exists. A report (Markdown, JSON and an SVG chart of throughput and latency per
+//! second) goes to `loadtest/reports/`.
+
+use crate::report::{Run, Second};
+use anyhow::{Context, bail};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+pub struct Options {
+    pub base: String,
+    pub operator: String,
+    pub jwt_secret: String,
+    pub connections: usize,
+    pub duration: Duration,
+    pub stock: u32,
+    pub users: usize,
+    pub per_user_limit: u32,
+    /// Requests per second for an open loop; 0 for a closed loop.
+    pub rate: u64,
+    /// Stop after this many attempts (0: no limit).
+    pub attempts: u64,
+    pub label: String,
+}
+
+#[derive(Default)]
+struct Counts {
+    created: AtomicU64,
+    sold_out: AtomicU64,
+    limited: AtomicU64,
+    shed: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// What one worker saw.
+struct Seen {
+    latency: Histogram<u64>,
+    /// Per second of the run: (answers, latency histogram).
+    seconds: Vec<(u64, Histogram<u64>)>,
+    orders: Vec<String>,
+}
+
+pub async fn run(o: Options) -> anyhow::Result<Run> {
+    let client = reqwest::Client::new();
+    let drop_id = prepare(&client, &o).await?;
+    let tokens = Arc::new(tokens(&o.jwt_secret, o.users)?);
+    eprintln!(
+        "prepared drop {drop_id} of {} units and {} shoppers",
+        o.stock, o.users
+    );
+    let url = Arc::new(format!("{}/api/v1/drops/{drop_id}/purchase", o.base));
+    let counts = Arc::new(Counts::default());
+    let next = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..o.connections {
+        let (url, tokens, counts, next, stop) = (
+            url.clone(),
+            tokens.clone(),
+            counts.clone(),
+            next.clone(),
+            stop.clone(),
+        );
+        let (rate, attempts) = (o.rate, o.attempts);
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .http1_only()
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        workers.spawn(async move {
+            let mut seen = Seen {
+                latency: histogram(),
+                seconds: Vec::new(),
+                orders: Vec::new(),
+            };
+            while !stop.load(Ordering::Relaxed) {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if attempts > 0 && n >= attempts {
+                    break;
+                }
+                // Open loop: wait for the request's due time; latency counts from it.
+                let due = if rate > 0 {
+                    let due = started + Duration::from_nanos(n * 1_000_000_000 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                    due
+                } else {
+                    Instant::now()
+                };
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let token = &tokens[(n as usize) % tokens.len()];
+                let sent = client
+                    .post(url.as_str())
+                    .bearer_auth(token)
+                    .header("idempotency-key", format!("fs-{n}"))
+                    .json(&json!({"quantity": 1}))
+                    .send()
+                    .await;
+                let outcome = match sent {
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        let body = r.bytes().await.unwrap_or_default();
+                        classify(status, &body, &counts)
+                    }
+                    Err(_) => {
+                        counts.errors.fetch_add(1, Ordering::Relaxed);
+                        None
+                    }
+                };
+                let micros = due.elapsed().as_micros() as u64;
+                let _ = seen.latency.record(micros);
+                let second = started.elapsed().as_secs() as usize;
+                while seen.seconds.len() <= second {
+                    seen.seconds.push((0, histogram()));
+                }
+                seen.seconds[second].0 += 1;
+                let _ = seen.seconds[second].1.record(micros);
+                if let Some(order_id) = outcome {
+                    seen.orders.push(order_id);
+                }
+            }
+            seen
+        });
+    }
+    let progress = tokio::spawn(progress(counts.clone(), started));
+    let deadline = tokio::time::sleep(o.duration);
+    tokio::pin!(deadline);
+    let mut seen: Vec<Seen> = Vec::new();
+    loop {
+        tokio::select! {
+            () = &mut deadline, if !stop.load(Ordering::Relaxed) => {
+                stop.store(true, Ordering::Relaxed);
+            }
+            done = workers.join_next() => match done {
+                Some(s) => seen.push(s.context("worker")?),
+                None => break,
+            },
+        }
+    }
+    let elapsed = started.elapsed();
+    progress.abort();
+
+    let mut latency = histogram();
+    let mut seconds: Vec<(u64, Histogram<u64>)> = Vec::new();
+    let mut orders = Vec::new();
+    for s in seen {
+        latency.add(&s.latency)?;
+        for (i, (n, h)) in s.seconds.into_iter().enumerate() {
+            while seconds.len() <= i {
+                seconds.push((0, histogram()));
+            }
+            seconds[i].0 += n;
+            seconds[i].1.add(&h)?;
+        }
+        orders.extend(s.orders);
+    }
+    let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let answered = c(&counts.created) + c(&counts.sold_out) + c(&counts.limited) + c(&counts.shed);
+    let audit = audit(&client, &o, &drop_id, &orders).await;
+    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    Ok(Run {
+        label: o.label.clone(),
+        mode: if o.rate > 0 {
+            format!("open loop at {} req/s", o.rate)
+        } else {
+            format!("closed loop, {} connections", o.connections)
+        },
+        elapsed_secs: elapsed.as_secs_f64(),
+        attempts: answered + c(&counts.errors),
+        per_sec: answered as f64 / elapsed.as_secs_f64(),
+        created: c(&counts.created),
+        sold_out: c(&counts.sold_out),
+        limited: c(&counts.limited),
+        shed: c(&counts.shed),
+        errors: c(&counts.errors),
+        p50_ms: ms(&latency, 0.5),
+        p99_ms: ms(&latency, 0.99),
+        p999_ms: ms(&latency, 0.999),
+        max_ms: latency.max() as f64 / 1000.0,
+        seconds: seconds
+            .iter()
+            .map(|(n, h)| Second {
+                answers: *n,
+                p50_ms: ms(h, 0.5),
+                p99_ms: ms(h, 0.99),
+            })
+            .collect(),
+        audit: audit.as_ref().map_err(|e| format!("{e:#}")).err(),
+        audit_detail: audit.unwrap_or_default(),
+    })
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000, 3).expect("bounds")
+}
+
+/// Counts the answer; the order id of a 201.
+fn classify(status: u16, body: &[u8], counts: &Counts) -> Option<String> {
+    let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    match (status, parsed["code"].as_str()) {
+        (201, _) => {
+            counts.created.fetch_add(1, Ordering::Relaxed);
+            return parsed["order_id"].as_str().map(str::to_string);
+        }
+        (409, Some("sold_out")) => &counts.sold_out,
+        (409, Some("purchase_limit_reached")) => &counts.limited,
+        (429, _) => &counts.shed,
+        _ => &counts.errors,
+    }
+    .fetch_add(1, Ordering::Relaxed);
+    None
+}
+
+async fn progress(counts: Arc<Counts>, started: Instant) {
+    let mut last = 0;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let all = c(&counts.created) + c(&counts.sold_out) + c(&counts.limited) + c(&counts.shed);
+        eprintln!(
+            "  {:>5.1}s {:>8} answers/s   201 {:>8}  sold_out {:>8}  limit {:>6}  429 {:>6}  errors {:>5}",
+            started.elapsed().as_secs_f64(),
+            all - last,
+            c(&counts.created),
+            c(&counts.sold_out),
+            c(&counts.limited),
+            c(&counts.shed),
+            c(&counts.errors)
+        );
+        last = all;
+    }
+}
+
+/// A product with one SKU holding the stock, and a live drop of all of it.
+async fn prepare(client: &reqwest::Client, o: &Options) -> anyhow::Result<String> {
+    let run_id = format!("{}-{}", std::process::id(), rand::random::<u32>());
+    let sku = format!("fs-{run_id}");
+    let product = json!({"name": format!("Flash {run_id}"), "description": "load test",
+        "category": "loadtest", "skus": [{"sku_id": sku, "options": {}, "price": 100000,
+        "stock": o.stock}]});
+    let r = client
+        .post(format!("{}/api/v1/admin/products", o.base))
+        .bearer_auth(&o.operator)
+        .json(&product)
+        .send()
+        .await?;
+    if r.status() != 201 {
+        bail!(
+            "cannot create the product: {} {}",
+            r.status(),
+            r.text().await?
+        );
+    }
+    let starts_at = "2020-01-01T00:00:00Z";
+    let drop = json!({"sku_id": sku, "quantity": o.stock, "price": 50000,
+        "starts_at": starts_at, "per_user_limit": o.per_user_limit});
+    let r = client
+        .post(format!("{}/api/v1/admin/drops", o.base))
+        .bearer_auth(&o.operator)
+        .json(&drop)
+        .send()
+        .await?;
+    if r.status() != 201 {
+        bail!("cannot create the drop: {} {}", r.status(), r.text().await?);
+    }
+    let body: Value = r.json().await?;
+    body["drop_id"]
+        .as_str()
+        .map(str::to_string)
+        .context("no drop_id in the answer")
+}
+
+#[derive(serde::Serialize)]
+struct Claims {
+    sub: String,
+    jti: String,
+    sid: String,
+    roles: Vec<String>,
+    iat: i64,
+    exp: i64,
+}
+
+/// Access tokens for `n` shoppers, signed with the server's key.
+fn tokens(secret: &str, n: usize) -> anyhow::Result<Vec<String>> {
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let run = rand::random::<u32>();
+    (0..n)
+        .map(|i| {
+            let claims = Claims {
+                sub: format!("u_lt{run:08x}{i}"),
+                jti: format!("lt{run}-{i}"),
+                sid: format!("lt{run}"),
+                roles: vec!["customer".into()],
+                iat: now,
+                exp: now + 3600,
+            };
+            Ok(jsonwebtoken::encode(&header, &claims, &key)?)
+        })
+        .collect()
+}
+
+/// The audit of BENCHMARKS.md; `Ok` carries a one-line account of the counts.
+async fn audit(
+    client: &reqwest::Client,
+    o: &Options,
+    drop_id: &str,
+    orders: &[String],
+) -> anyhow::Result<String> {
+    let d: Value = client
+        .get(format!("{}/api/v1/drops/{drop_id}", o.base))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let n = |k: &str| {
+        d[k].as_u64()
+            .with_context(|| format!("drop without {k}: {d}"))
+    };
+    let (quantity, sold, reserved, remaining) =
+        (n("quantity")?, n("sold")?, n("reserved")?, n("remaining")?);
+    let line = format!(
+        "quantity {quantity} = sold {sold} + reserved {reserved} + remaining {remaining}; {} orders acknowledged",
+        orders.len()
+    );
+    if sold + reserved + remaining != quantity {
+        bail!("conservation violated: {line}");
+    }
+    if sold > quantity {
+        bail!("oversold: {line}");
+    }
+    if orders.len() as u64 != sold + reserved {
+        bail!("201s do not match sold + reserved: {line}");
+    }
+    let unique: std::collections::HashSet<&String> = orders.iter().collect();
+    if unique.len() != orders.len() {
+        bail!("an order id was acknowledged twice: {line}");
+    }
+    let missing = Arc::new(Mutex::new(Vec::new()));
+    let chunks: Vec<Vec<String>> = orders
+        .chunks(orders.len().div_ceil(32).max(1))
+        .map(<[String]>::to_vec)
+        .collect();
+    let mut checks = tokio::task::JoinSet::new();
+    for chunk in chunks {
+        let (client, base, operator, missing) = (
+            client.clone(),
+            o.base.clone(),
+            o.operator.clone(),
+            missing.clone(),
+        );
+        checks.spawn(async move {
+            for id in chunk {
+                let r = client
+                    .get(format!("{base}/api/v1/orders/{id}"))
+                    .bearer_auth(&operator)
+                    .send()
+                    .await;
+                if !r.is_ok_and(|r| r.status() == 200) {
+                    missing.lock().expect("lock").push(id);
+                }
+            }
+        });
+    }
+    while checks.join_next().await.is_some() {}
+    let missing = missing.lock().expect("lock").len();
+    if missing > 0 {
+        bail!("{missing} acknowledged orders do not exist: {line}");
+    }
+    Ok(line)
+}

@@ -1,0 +1,179 @@
+//! Reports of load runs under `loadtest/reports/`: a Markdown summary, the raw figures as JSON,
+//! and an SVG chart of answers per second and latency (p50, p99) per second for each run.
+
+use plotters::prelude::*;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// One second of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Second {
+    pub answers: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// The figures of one run against one server.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub label: String,
+    pub mode: String,
+    pub elapsed_secs: f64,
+    pub attempts: u64,
+    /// Answers per second (errors excluded).
+    pub per_sec: f64,
+    pub created: u64,
+    pub sold_out: u64,
+    pub limited: u64,
+    pub shed: u64,
+    pub errors: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    pub seconds: Vec<Second>,
+    /// Why the audit failed; `None` when it held.
+    pub audit: Option<String>,
+    pub audit_detail: String,
+}
+
+impl Run {
+    pub fn line(&self) -> String {
+        let audit = match &self.audit {
+            None => format!("audit ok ({})", self.audit_detail),
+            Some(why) => format!("AUDIT FAILED: {why}"),
+        };
+        format!(
+            "{}: {} — {:.0} answers/s ({} attempts: {} created, {} sold out, {} limit, {} shed, {} errors in {:.1}s); latency ms p50 {:.2} p99 {:.2} p99.9 {:.2} max {:.1}; {audit}",
+            self.label,
+            self.mode,
+            self.per_sec,
+            self.attempts,
+            self.created,
+            self.sold_out,
+            self.limited,
+            self.shed,
+            self.errors,
+            self.elapsed_secs,
+            self.p50_ms,
+            self.p99_ms,
+            self.p999_ms,
+            self.max_ms
+        )
+    }
+}
+
+/// Writes `{stem}.md`, `{stem}.json` and `{stem}.svg` under `dir`; returns the Markdown path.
+pub fn write(
+    dir: &Path,
+    stem: &str,
+    title: &str,
+    runs: &[Run],
+    notes: &[String],
+) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let json = serde_json::to_string_pretty(
+        &serde_json::json!({"title": title, "runs": runs, "notes": notes}),
+    )?;
+    std::fs::write(dir.join(format!("{stem}.json")), json)?;
+    let svg = dir.join(format!("{stem}.svg"));
+    chart(&svg, title, runs)?;
+    let mut md = format!("# {title}\n\n");
+    md.push_str("| run | mode | answers/s | 201 | sold out | limit | 429 | errors | p50 ms | p99 ms | p99.9 ms | audit |\n");
+    md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for r in runs {
+        md.push_str(&format!(
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {} |\n",
+            r.label,
+            r.mode,
+            r.per_sec,
+            r.created,
+            r.sold_out,
+            r.limited,
+            r.shed,
+            r.errors,
+            r.p50_ms,
+            r.p99_ms,
+            r.p999_ms,
+            r.audit.as_deref().unwrap_or("ok")
+        ));
+    }
+    for n in notes {
+        md.push_str(&format!("\n{n}\n"));
+    }
+    md.push_str(&format!(
+        "\n![answers and latency per second]({stem}.svg)\n"
+    ));
+    let path = dir.join(format!("{stem}.md"));
+    std::fs::write(&path, md)?;
+    Ok(path)
+}
+
+/// Answers per second (top) and p99 latency per second (bottom), one line per run.
+fn chart(path: &Path, title: &str, runs: &[Run]) -> anyhow::Result<()> {
+    let root = SVGBackend::new(path, (900, 640)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(title, ("sans-serif", 20))?;
+    let (top, bottom) = root.split_vertically(310);
+    let secs = runs
+        .iter()
+        .map(|r| r.seconds.len())
+        .max()
+        .unwrap_or(1)
+        .max(1) as u32;
+    let peak = runs
+        .iter()
+        .flat_map(|r| r.seconds.iter().map(|s| s.answers))
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let slowest = runs
+        .iter()
+        .flat_map(|r| r.seconds.iter().map(|s| s.p99_ms))
+        .fold(1.0f64, f64::max);
+    let mut answers = ChartBuilder::on(&top)
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0u32..secs, 0u64..peak + peak / 10)?;
+    answers
+        .configure_mesh()
+        .x_desc("second")
+        .y_desc("answers/s")
+        .draw()?;
+    let mut latency = ChartBuilder::on(&bottom)
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0u32..secs, 0f64..slowest * 1.1)?;
+    latency
+        .configure_mesh()
+        .x_desc("second")
+        .y_desc("p99 ms")
+        .draw()?;
+    for (i, r) in runs.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let points = r
+            .seconds
+            .iter()
+            .enumerate()
+            .map(|(s, x)| (s as u32, x.answers));
+        answers
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))?
+            .label(r.label.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+        let points = r
+            .seconds
+            .iter()
+            .enumerate()
+            .map(|(s, x)| (s as u32, x.p99_ms));
+        latency.draw_series(LineSeries::new(points, color.stroke_width(2)))?;
+    }
+    answers
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
