@@ -95,12 +95,13 @@ pub async fn run(o: Options) -> anyhow::Result<Run> {
                     break;
                 }
                 // Open loop: wait for the request's due time; latency counts from it.
-                let due = if rate > 0 {
-                    let due = started + Duration::from_nanos(n * 1_000_000_000 / rate);
-                    tokio::time::sleep_until(due.into()).await;
-                    due
-                } else {
-                    Instant::now()
+                let due = match (n * 1_000_000_000).checked_div(rate) {
+                    Some(nanos) => {
+                        let due = started + Duration::from_nanos(nanos);
+                        tokio::time::sleep_until(due.into()).await;
+                        due
+                    }
+                    None => Instant::now(),
                 };
                 if stop.load(Ordering::Relaxed) {
                     break;
