@@ -20,6 +20,10 @@ use dashmap::DashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How often, and how far apart, a purchase's order is retried against a full order mailbox.
+const PLACE_ATTEMPTS: usize = 40;
+const PLACE_PAUSE: Duration = Duration::from_millis(5);
+
 /// Every drop by id, with its SKU: kept from the SKUs' durable views.
 pub type DropIndex = DashMap<DropId, (SkuId, DropView)>;
 
@@ -158,13 +162,32 @@ impl Drops {
             };
             self.skus.ask(&sku, purchase).await?;
         }
-        let place = OrderCommand::Place(Box::new(placement));
-        let state = self
-            .orders
-            .entities
-            .ask(&order_id, place)
-            .await
-            .map_err(OrderFailure::from)?;
+        let state = self.place(&sku, &order_id, placement).await?;
         Ok((order_id, state))
+    }
+
+    /// Places the order of a purchase whose units are held. Shedding here would strand them,
+    /// so a full order mailbox is waited out briefly; if it stays full, the units are given
+    /// back before the buyer is told to retry.
+    async fn place(
+        &self,
+        sku: &SkuId,
+        order_id: &OrderId,
+        placement: crate::domain::order::Placement,
+    ) -> Result<OrderState, DropFailure> {
+        let place = OrderCommand::Place(Box::new(placement));
+        for _ in 0..PLACE_ATTEMPTS {
+            match self.orders.entities.ask(order_id, place.clone()).await {
+                Err(AskError::Overloaded) => tokio::time::sleep(PLACE_PAUSE).await,
+                other => return Ok(other.map_err(OrderFailure::from)?),
+            }
+        }
+        let release = SkuCommand::Release {
+            order_id: order_id.clone(),
+        };
+        if let Err(e) = self.skus.ask(sku, release).await {
+            tracing::warn!(%order_id, error = ?e, "units of a shed purchase stay held until their expiry");
+        }
+        Err(OrderFailure::from(AskError::<crate::domain::order::OrderError>::Overloaded).into())
     }
 }

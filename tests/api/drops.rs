@@ -351,3 +351,40 @@ async fn an_unpaid_drop_order_expires_and_its_unit_returns_to_the_drop() {
         "and can be bought"
     );
 }
+
+#[tokio::test]
+async fn past_the_in_flight_limit_buyers_are_shed_with_429_and_nothing_is_lost() {
+    let env = [("EMPORIUM__ENTITIES__MAX_IN_FLIGHT", "2")];
+    let app = Arc::new(crate::helpers::spawn_app_with(&env).await);
+    sku(&app, "shed", 1000).await;
+    let d = drop_of(&app, "shed", 1000, 100, an_hour_ago()).await;
+    let id = d["drop_id"].as_str().unwrap().to_string();
+    let tokens = shoppers(50);
+    let mut buyers = tokio::task::JoinSet::new();
+    for (i, token) in tokens.into_iter().cycle().take(400).enumerate() {
+        let (app, id) = (app.clone(), id.clone());
+        buyers.spawn(async move {
+            let r = buy(&app, &token, &id, &format!("s{i}"), 1).await;
+            let retry = r.headers().get("retry-after").is_some();
+            (r.status().as_u16(), retry)
+        });
+    }
+    let (mut created, mut shed) = (0u64, 0u64);
+    while let Some(done) = buyers.join_next().await {
+        match done.unwrap() {
+            (201, _) => created += 1,
+            (429, retry) => {
+                assert!(retry, "a 429 says when to retry");
+                shed += 1;
+            }
+            (other, _) => panic!("answered {other}"),
+        }
+    }
+    assert!(shed > 0, "the limit sheds load");
+    let after = drop_state(&app, &id).await;
+    assert_eq!(
+        after["reserved"], created,
+        "every 201 holds a unit, no 429 does"
+    );
+    assert_eq!(after["remaining"].as_u64().unwrap() + created, 1000);
+}

@@ -1,0 +1,161 @@
+//! Crash safety of a drop with the real binary: shoppers buy from one drop on many connections,
+//! the engine is SIGKILLed in the middle, restarted on the same data dir, and audited: it is
+//! ready within a second, every purchase answered 201 still holds its order and its units,
+//! `sold + reserved + remaining == quantity`, and units held without an order are at most
+//! the purchases that were in flight when it died (their buyers got no answer; the units
+//! return to the drop when the reservation's safety net expires).
+
+mod common;
+
+use common::{start, wait_ready};
+use emporium::auth::tokens::TokenKeys;
+use emporium::domain::ids::UserId;
+use emporium::domain::time::{Clock, SystemClock};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+const TOKEN: &str = "drop-crash-token";
+const SECRET: &str = "drop-crash-jwt-secret-drop-crash-jwt-secret-01";
+const QUANTITY: u64 = 3000;
+const SHOPPERS: usize = 32;
+const KILL_AFTER: usize = 400;
+
+fn envs() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("EMPORIUM_OPERATOR_TOKEN", TOKEN),
+        ("EMPORIUM_JWT_SECRET", SECRET),
+        ("EMPORIUM__SANDBOX__ENABLED", "false"),
+    ]
+}
+
+async fn admin(client: &reqwest::Client, base: &str, path: &str, body: Value) -> Value {
+    let r = client
+        .post(format!("{base}{path}"))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+/// One shopper buying one unit at a time until the engine dies; the orders answered 201.
+async fn shop(base: String, drop_id: String, n: usize, count: Arc<AtomicUsize>) -> Vec<String> {
+    let keys = TokenKeys::new(SECRET.as_bytes(), 900);
+    let user = UserId::parse(format!("u_crash{n}")).unwrap();
+    let now = SystemClock.now().millis() / 1000;
+    let token = keys.issue(&user, &Default::default(), "s", now).unwrap().0;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut acknowledged = Vec::new();
+    for i in 0.. {
+        let Ok(r) = client
+            .post(format!("{base}/api/v1/drops/{drop_id}/purchase"))
+            .bearer_auth(&token)
+            .header("idempotency-key", format!("c{n}-{i}"))
+            .json(&json!({"quantity": 1}))
+            .send()
+            .await
+        else {
+            break;
+        };
+        let status = r.status().as_u16();
+        let Ok(body) = r.json::<Value>().await else {
+            break;
+        };
+        assert_eq!(status, 201, "{body}");
+        acknowledged.push(body["order_id"].as_str().unwrap().to_string());
+        count.fetch_add(1, Ordering::Relaxed);
+    }
+    acknowledged
+}
+
+#[tokio::test]
+async fn sigkill_during_a_drop_loses_no_acknowledged_purchase() {
+    let data = tempfile::tempdir().unwrap();
+    let env = envs();
+    let client = reqwest::Client::new();
+    let mut server = start(data.path(), &env);
+    wait_ready(&client, &server.base).await;
+    let product = json!({"name": "Crash Sneaker", "category": "shoes",
+        "skus": [{"sku_id": "crash-snk", "options": {}, "price": 1000, "stock": QUANTITY}]});
+    admin(&client, &server.base, "/api/v1/admin/products", product).await;
+    let drop = json!({"sku_id": "crash-snk", "quantity": QUANTITY, "price": 900,
+        "starts_at": "2020-01-01T00:00:00Z", "per_user_limit": 100});
+    let created = admin(&client, &server.base, "/api/v1/admin/drops", drop).await;
+    let drop_id = created["drop_id"].as_str().unwrap().to_string();
+
+    let count = Arc::new(AtomicUsize::new(0));
+    let mut shoppers = tokio::task::JoinSet::new();
+    for n in 0..SHOPPERS {
+        shoppers.spawn(shop(server.base.clone(), drop_id.clone(), n, count.clone()));
+    }
+    while count.load(Ordering::Relaxed) < KILL_AFTER {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    let mut acknowledged = Vec::new();
+    while let Some(done) = shoppers.join_next().await {
+        acknowledged.extend(done.unwrap());
+    }
+    assert!(acknowledged.len() >= KILL_AFTER);
+
+    let server = start(data.path(), &env);
+    let ready = wait_ready(&client, &server.base).await;
+    assert!(ready < Duration::from_secs(1), "ready after {ready:?}");
+    let d: Value = client
+        .get(format!("{}/api/v1/drops/{drop_id}", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let n = |k: &str| d[k].as_u64().unwrap();
+    let (sold, reserved, remaining) = (n("sold"), n("reserved"), n("remaining"));
+    assert_eq!(sold + reserved + remaining, QUANTITY, "{d}");
+    assert_eq!(sold, 0);
+    let acked = acknowledged.len() as u64;
+    assert!(
+        reserved >= acked,
+        "{reserved} reserved < {acked} acknowledged"
+    );
+    assert!(
+        reserved - acked <= SHOPPERS as u64,
+        "more units held than purchases in flight: {reserved} vs {acked}"
+    );
+    for id in &acknowledged {
+        let o: Value = client
+            .get(format!("{}/api/v1/orders/{id}", server.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            o["status"], "awaiting_payment",
+            "acknowledged order {id}: {o}"
+        );
+    }
+    let stock: Value = client
+        .get(format!(
+            "{}/api/v1/admin/entities/sku/crash-snk",
+            server.base
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stock["state"]["reserved"].as_u64(), Some(reserved));
+}
