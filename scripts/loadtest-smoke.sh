@@ -18,7 +18,7 @@ export EMPORIUM__AUTH__ARGON2_M_KIB=1024 EMPORIUM__AUTH__ARGON2_T=1 RUST_LOG=war
 
 "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$DATA" >"$DATA/server.log" 2>&1 &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true; rm -rf "$DATA" "$REPORTS"' EXIT
+trap 'kill $SERVER 2>/dev/null || true; rm -rf "$DATA" "$REPORTS"' EXIT INT TERM PIPE
 ready() { python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" "$BASE/readyz" 2>/dev/null; }
 for _ in $(seq 1 100); do
     ready && break
@@ -40,5 +40,8 @@ run --duration 2 journey
 run --duration 2 flash-sale --users 200 --reports "$REPORTS"
 run --duration 2 flash-sale --rate 200 --reports "$REPORTS"
 run --duration 10 flash-sale --stock 50 --users 300 --per-user-limit 1 --attempts 2000 --reports "$REPORTS"
+# Emporium and both Redis baselines back to back (each server started by the command itself).
+run --duration 1 compare --attempts 2000 --reports "$REPORTS"
+ls "$REPORTS"/compare-*.md >/dev/null
 ls "$REPORTS"/*.md "$REPORTS"/*.svg "$REPORTS"/*.json >/dev/null
 echo "== loadtest smoke: every scenario ran"

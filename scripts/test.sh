@@ -16,6 +16,11 @@ if ! python3 -c 'import smtpd' 2>/dev/null && ! python3 -c 'import aiosmtpd' 2>/
         || (apt-get update -qq && apt-get install -y -qq python3-aiosmtpd)
 fi
 
+# - redis-server (Debian's package), which the Redis baselines of the load smoke start.
+if ! command -v redis-server >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq redis-server
+fi
+
 cargo build --workspace --all-targets
 cargo test --bench journal --bench sku --bench catalog -- --test
 cargo test --workspace

@@ -14,11 +14,14 @@
 //! - `suggest`: `GET /api/v1/search/suggest?q=` with the same prefixes.
 //!
 //! - `journey`: whole shopper journeys from sign-up to delivery (see [`journey`]).
+//! - `compare`: Emporium and both Redis baselines (`emporium-baseline`) back to back, with
+//!   the ratios (see [`compare`]).
 //! - `flash-sale`: buyers on one drop, closed or open loop, audited, with a report (see
 //!   [`flash`]).
 //!
 //! The auth scenarios come from one address: run the server with `EMPORIUM_AUTH_RATE_PER_IP=0`.
 
+mod compare;
 mod flash;
 mod journey;
 mod report;
@@ -88,6 +91,29 @@ enum Scenario {
         attempts: u64,
         #[arg(long, default_value = "emporium")]
         label: String,
+        #[arg(long, default_value = "loadtest/reports")]
+        reports: std::path::PathBuf,
+    },
+    /// Starts Emporium, then each Redis baseline, measures each the same way, prints ratios.
+    Compare {
+        #[arg(
+            long,
+            env = "EMPORIUM_OPERATOR_TOKEN",
+            default_value = "compare-operator-token"
+        )]
+        token: String,
+        #[arg(
+            long,
+            env = "EMPORIUM_JWT_SECRET",
+            default_value = "compare-jwt-secret-compare-jwt-secret-0123"
+        )]
+        jwt_secret: String,
+        /// Where `emporium` and `emporium-baseline` are (default: beside this binary).
+        #[arg(long)]
+        bin_dir: Option<std::path::PathBuf>,
+        /// Attempts of the 1,000-unit run.
+        #[arg(long, default_value_t = 200_000)]
+        attempts: u64,
         #[arg(long, default_value = "loadtest/reports")]
         reports: std::path::PathBuf,
     },
@@ -226,6 +252,29 @@ async fn main() -> anyhow::Result<()> {
             if run.audit.is_some() {
                 bail!("the audit failed");
             }
+        }
+        Scenario::Compare {
+            token,
+            jwt_secret,
+            bin_dir,
+            attempts,
+            reports,
+        } => {
+            let here = std::env::current_exe()?;
+            let bin_dir = match bin_dir {
+                Some(d) => d.clone(),
+                None => here.parent().context("binary dir")?.to_path_buf(),
+            };
+            compare::run(compare::Options {
+                bin_dir,
+                operator: token.clone(),
+                jwt_secret: jwt_secret.clone(),
+                connections: cli.connections,
+                duration,
+                attempts: *attempts,
+                reports: reports.clone(),
+            })
+            .await?;
         }
         Scenario::Journey { token } => {
             journey::run(&base, token, cli.connections, duration).await?;
