@@ -453,6 +453,31 @@ fn decide_due(state: &SkuState, now: Timestamp) -> Vec<SkuEvent> {
     expired.chain(drops).collect()
 }
 
+/// The answer to a reservation the SKU has already seen for this order: the same one again
+/// is a replay (no event), another is a conflict, a released one stays released. `None` for
+/// an order the SKU has not seen.
+fn replay(
+    state: &SkuState,
+    order_id: &OrderId,
+    qty: u32,
+    same: impl Fn(&Reservation) -> bool,
+) -> Option<Result<Vec<SkuEvent>, SkuError>> {
+    if let Some(held) = state.reservations.get(order_id) {
+        return Some(if same(held) {
+            Ok(vec![])
+        } else {
+            Err(SkuError::ReservationConflict(order_id.clone()))
+        });
+    }
+    match state.settled.get(order_id)? {
+        Settlement::Sold { qty: sold } if *sold == qty => Some(Ok(vec![])),
+        Settlement::Sold { .. } | Settlement::Returned { .. } => {
+            Some(Err(SkuError::ReservationConflict(order_id.clone())))
+        }
+        Settlement::Released { .. } => Some(Err(SkuError::ReservationReleased(order_id.clone()))),
+    }
+}
+
 fn decide_purchase(
     state: &SkuState,
     drop_id: &DropId,
@@ -464,22 +489,9 @@ fn decide_purchase(
 ) -> Result<Vec<SkuEvent>, SkuError> {
     let d = state.drops.get(drop_id).ok_or(DropError::NotFound)?;
     // A replay of a purchase this order already made (a retry with the same key).
-    if let Some(held) = state.reservations.get(order_id) {
-        return if held.qty == qty && held.drop.as_ref() == Some(drop_id) {
-            Ok(vec![])
-        } else {
-            Err(SkuError::ReservationConflict(order_id.clone()))
-        };
-    }
-    match state.settled.get(order_id) {
-        Some(Settlement::Sold { qty: sold }) if *sold == qty => return Ok(vec![]),
-        Some(Settlement::Sold { .. } | Settlement::Returned { .. }) => {
-            return Err(SkuError::ReservationConflict(order_id.clone()));
-        }
-        Some(Settlement::Released { .. }) => {
-            return Err(SkuError::ReservationReleased(order_id.clone()));
-        }
-        None => {}
+    let same = |held: &Reservation| held.qty == qty && held.drop.as_ref() == Some(drop_id);
+    if let Some(answer) = replay(state, order_id, qty, same) {
+        return answer;
     }
     d.check_purchase(user_id, qty, now)?;
     Ok(vec![SkuEvent::DropPurchased {
@@ -525,22 +537,8 @@ fn decide_reserve(
     if qty == 0 || qty > MAX_RESERVE_QTY {
         return Err(SkuError::InvalidQuantity);
     }
-    if let Some(held) = state.reservations.get(order_id) {
-        return if held.qty == qty {
-            Ok(vec![])
-        } else {
-            Err(SkuError::ReservationConflict(order_id.clone()))
-        };
-    }
-    match state.settled.get(order_id) {
-        Some(Settlement::Sold { qty: sold }) if *sold == qty => return Ok(vec![]),
-        Some(Settlement::Sold { .. } | Settlement::Returned { .. }) => {
-            return Err(SkuError::ReservationConflict(order_id.clone()));
-        }
-        Some(Settlement::Released { .. }) => {
-            return Err(SkuError::ReservationReleased(order_id.clone()));
-        }
-        None => {}
+    if let Some(answer) = replay(state, order_id, qty, |held| held.qty == qty) {
+        return answer;
     }
     if u64::from(qty) > state.available {
         return Err(SkuError::InsufficientStock {
