@@ -256,32 +256,18 @@ async fn prepare(client: &reqwest::Client, o: &Options) -> anyhow::Result<String
     let product = json!({"name": format!("Flash {run_id}"), "description": "load test",
         "category": "loadtest", "skus": [{"sku_id": sku, "options": {}, "price": 100000,
         "stock": o.stock}]});
-    let r = client
-        .post(format!("{}/api/v1/admin/products", o.base))
-        .bearer_auth(&o.operator)
-        .json(&product)
-        .send()
-        .await?;
-    if r.status() != 201 {
-        bail!(
-            "cannot create the product: {} {}",
-            r.status(),
-            r.text().await?
-        );
-    }
+    crate::create(
+        client,
+        &o.base,
+        &o.operator,
+        "/api/v1/admin/products",
+        &product,
+    )
+    .await?;
     let starts_at = "2020-01-01T00:00:00Z";
     let drop = json!({"sku_id": sku, "quantity": o.stock, "price": 50000,
         "starts_at": starts_at, "per_user_limit": o.per_user_limit});
-    let r = client
-        .post(format!("{}/api/v1/admin/drops", o.base))
-        .bearer_auth(&o.operator)
-        .json(&drop)
-        .send()
-        .await?;
-    if r.status() != 201 {
-        bail!("cannot create the drop: {} {}", r.status(), r.text().await?);
-    }
-    let body: Value = r.json().await?;
+    let body = crate::create(client, &o.base, &o.operator, "/api/v1/admin/drops", &drop).await?;
     body["drop_id"]
         .as_str()
         .map(str::to_string)

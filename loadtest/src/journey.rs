@@ -85,39 +85,23 @@ async fn prepare(base: &str, operator: &str) -> anyhow::Result<Shop> {
     let product = json!({"name": format!("Journey Tee {search}"), "description": "load test",
         "category": "loadtest", "skus": [{"sku_id": sku, "options": {"size": "M"},
         "price": PRICE, "stock": 10_000_000u64}]});
-    let r = client
-        .post(format!("{base}/api/v1/admin/products"))
-        .bearer_auth(operator)
-        .json(&product)
-        .send()
-        .await?;
-    if r.status() != 201 {
-        bail!(
-            "cannot create the product: {} {}",
-            r.status(),
-            r.text().await?
-        );
-    }
-    let product_id = r.json::<Value>().await?["product_id"]
+    let created =
+        crate::create(&client, base, operator, "/api/v1/admin/products", &product).await?;
+    let product_id = created["product_id"]
         .as_str()
         .context("product_id")?
         .to_string();
     let coupon_code = format!("JOURNEY{run_id}");
     let campaign = json!({"name": "Journey 10%", "code": coupon_code, "kind": "percent",
         "value": 10, "scope": {"type": "order"}, "per_user_limit": 1});
-    let r = client
-        .post(format!("{base}/api/v1/admin/coupon-campaigns"))
-        .bearer_auth(operator)
-        .json(&campaign)
-        .send()
-        .await?;
-    if r.status() != 201 {
-        bail!(
-            "cannot create the campaign: {} {}",
-            r.status(),
-            r.text().await?
-        );
-    }
+    crate::create(
+        &client,
+        base,
+        operator,
+        "/api/v1/admin/coupon-campaigns",
+        &campaign,
+    )
+    .await?;
     eprintln!("prepared product {product_id} (sku {sku}) and coupon {coupon_code}");
     Ok(Shop {
         base: base.to_string(),

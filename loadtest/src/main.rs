@@ -294,6 +294,26 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// POSTs `body` to an admin route and expects `201 Created`; the answer's JSON.
+async fn create(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    path: &str,
+    body: &Value,
+) -> anyhow::Result<Value> {
+    let r = client
+        .post(format!("{base}{path}"))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await?;
+    if r.status() != 201 {
+        bail!("POST {path}: {} {}", r.status(), r.text().await?);
+    }
+    Ok(r.json().await?)
+}
+
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
