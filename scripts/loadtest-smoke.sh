@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BIN=./target/debug/emporium
-LT=./target/debug/emporium-loadtest
+TARGET=${CARGO_TARGET_DIR:-target}
+BIN=$TARGET/debug/emporium
+LT=$TARGET/debug/emporium-loadtest
 DATA=$(mktemp -d)
 REPORTS=$(mktemp -d)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
