@@ -15,11 +15,24 @@ BASE="http://127.0.0.1:$PORT"
 export EMPORIUM_OPERATOR_TOKEN=smoke-operator-token
 export EMPORIUM_JWT_SECRET=smoke-jwt-secret-smoke-jwt-secret-0123456789
 export EMPORIUM_DEV_MODE=true EMPORIUM_AUTH_RATE_PER_IP=0 EMPORIUM_CARRIER_STEP_SECS=0.05
-export EMPORIUM__AUTH__ARGON2_M_KIB=1024 EMPORIUM__AUTH__ARGON2_T=1 RUST_LOG=warn
+export EMPORIUM__AUTH__ARGON2_M_KIB=1024 EMPORIUM__AUTH__ARGON2_T=1 RUST_LOG=info
 
 "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$DATA" >"$DATA/server.log" 2>&1 &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true; rm -rf "$DATA" "$REPORTS"' EXIT INT TERM PIPE
+stop() {
+    kill "$SERVER" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+        kill -0 "$SERVER" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$SERVER" 2>/dev/null; then
+        echo "== the server did not stop within 10 s of SIGTERM; its log ends:" >&2
+        tail -20 "$DATA/server.log" >&2
+        kill -9 "$SERVER" 2>/dev/null || true
+    fi
+    rm -rf "$DATA" "$REPORTS"
+}
+trap stop EXIT INT TERM PIPE
 ready() { python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" "$BASE/readyz" 2>/dev/null; }
 for _ in $(seq 1 100); do
     ready && break
