@@ -180,6 +180,13 @@ impl SkuState {
         })
     }
 
+    /// Opens a reservation: its units count as reserved until it is settled or expires.
+    fn hold(&mut self, order_id: &OrderId, r: Reservation) {
+        self.reserved += u64::from(r.qty);
+        self.expiries.insert((r.expires_at, order_id.clone()));
+        self.reservations.insert(order_id.clone(), r);
+    }
+
     /// The drop an open reservation's units came from.
     fn drop_of(&mut self, order_id: &OrderId) -> Option<&mut DropState> {
         let id = self.reservations.get(order_id)?.drop.clone()?;
@@ -573,10 +580,8 @@ pub fn apply(state: &mut SkuState, event: &SkuEvent) {
             if let Some(d) = state.drops.get_mut(drop_id) {
                 d.take(user_id, *qty);
             }
-            state.reserved += u64::from(*qty);
-            state.expiries.insert((*expires_at, order_id.clone()));
-            state.reservations.insert(
-                order_id.clone(),
+            state.hold(
+                order_id,
                 Reservation {
                     user_id: user_id.clone(),
                     qty: *qty,
@@ -608,10 +613,8 @@ pub fn apply(state: &mut SkuState, event: &SkuEvent) {
             expires_at,
         } => {
             state.available -= u64::from(*qty);
-            state.reserved += u64::from(*qty);
-            state.expiries.insert((*expires_at, order_id.clone()));
-            state.reservations.insert(
-                order_id.clone(),
+            state.hold(
+                order_id,
                 Reservation {
                     user_id: user_id.clone(),
                     qty: *qty,
