@@ -3,7 +3,8 @@
 //! start, and an expired order giving its units back to the drop.
 
 use crate::helpers::{
-    JWT_SECRET, OPERATOR_TOKEN, TestApp, assert_problem, ok, send, spawn_app, spawn_app_full,
+    JWT_SECRET, OPERATOR_TOKEN, TestApp, assert_problem, ok, product_with_sku, send, spawn_app,
+    spawn_app_full,
 };
 use emporium::auth::tokens::TokenKeys;
 use emporium::domain::ids::UserId;
@@ -15,17 +16,7 @@ use std::time::Duration;
 
 /// A product whose SKU holds `stock` units.
 async fn sku(app: &TestApp, sku: &str, stock: u64) {
-    let body = json!({"name": "Limited Sneaker", "category": "shoes", "skus": [
-        {"sku_id": sku, "options": {"size": "270"}, "price": 200000, "stock": stock}]});
-    ok(send(
-        app,
-        "POST",
-        "/api/v1/admin/products",
-        OPERATOR_TOKEN,
-        Some(body),
-    )
-    .await)
-    .await;
+    product_with_sku(app, "Limited Sneaker", sku, 200000, stock).await;
 }
 
 /// A drop of `quantity` units of `sku` opening at `starts_at`.

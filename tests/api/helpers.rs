@@ -243,3 +243,18 @@ pub async fn ok(r: reqwest::Response) -> Value {
     assert!(status.is_success(), "{status}: {body}");
     body
 }
+
+/// Creates a product with one SKU of `stock` units at `price` (operator token).
+pub async fn product_with_sku(app: &TestApp, name: &str, sku: &str, price: i64, stock: u64) {
+    let body = serde_json::json!({"name": name, "category": "test", "skus": [
+        {"sku_id": sku, "options": {}, "price": price, "stock": stock}]});
+    ok(send(
+        app,
+        "POST",
+        "/api/v1/admin/products",
+        OPERATOR_TOKEN,
+        Some(body),
+    )
+    .await)
+    .await;
+}

@@ -3,7 +3,8 @@
 //! expiry, return, exchange, the last unit raced, Idempotency-Key replays, signatures.
 
 use crate::helpers::{
-    OPERATOR_TOKEN, TestApp, assert_problem, ok, send, spawn_app_full, spawn_app_with,
+    OPERATOR_TOKEN, TestApp, assert_problem, ok, product_with_sku, send, spawn_app_full,
+    spawn_app_with,
 };
 use emporium::domain::time::{Clock, ManualClock, SystemClock};
 use serde_json::{Value, json};
@@ -26,17 +27,7 @@ fn address() -> Value {
 
 /// A product with one SKU of `stock` units at 10,000.
 async fn product(app: &TestApp, sku: &str, stock: u64) {
-    let body = json!({"name": "Mug", "category": "kitchen", "skus": [
-        {"sku_id": sku, "options": {}, "price": 10000, "stock": stock}]});
-    ok(send(
-        app,
-        "POST",
-        "/api/v1/admin/products",
-        OPERATOR_TOKEN,
-        Some(body),
-    )
-    .await)
-    .await;
+    product_with_sku(app, "Mug", sku, 10000, stock).await;
 }
 
 async fn place(app: &TestApp, token: &str, key: &str, body: Value) -> reqwest::Response {
