@@ -31,15 +31,7 @@ fn envs() -> Vec<(&'static str, &'static str)> {
 }
 
 async fn admin(client: &reqwest::Client, base: &str, path: &str, body: Value) -> Value {
-    let r = client
-        .post(format!("{base}{path}"))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{path}: {}", r.status());
-    r.json().await.unwrap()
+    common::admin_post(client, base, TOKEN, path, body).await
 }
 
 /// One shopper buying one unit at a time until the engine dies; the orders answered 201.

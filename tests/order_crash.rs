@@ -39,15 +39,7 @@ fn envs(gateway: &str) -> Vec<(&'static str, String)> {
 }
 
 async fn admin(client: &reqwest::Client, base: &str, path: &str, body: Value) -> Value {
-    let r = client
-        .post(format!("{base}{path}"))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{path}: {}", r.status());
-    r.json().await.unwrap()
+    common::admin_post(client, base, TOKEN, path, body).await
 }
 
 /// One shopper: order one unit, pay at the gateway, confirm; until the engine dies.

@@ -94,3 +94,23 @@ pub async fn wait_ready(client: &reqwest::Client, base: &str) -> Duration {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// POSTs `body` to `path` with `token` and expects a success; the answer's JSON.
+#[allow(dead_code)] // not every test binary uses it
+pub async fn admin_post(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let r = client
+        .post(format!("{base}{path}"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.json().await.unwrap()
+}
