@@ -14,7 +14,7 @@ use crate::domain::ids::{OrderId, SkuId, UserId};
 use crate::domain::inventory::{SkuCommand, SkuError};
 use crate::domain::order::{OrderCommand, OrderState};
 use crate::domain::time::Timestamp;
-use crate::orders::placement::{DropOrder, ShippingAddress, order_id_for};
+use crate::orders::placement::{DropOrder, ShippingAddress, fingerprint, order_id_for};
 use crate::orders::{OrderFailure, Orders};
 use dashmap::DashMap;
 use std::sync::Arc;
@@ -65,8 +65,9 @@ pub struct Purchase {
     pub drop_id: DropId,
     pub quantity: u32,
     pub idempotency_key: String,
-    /// Digest of the request (with the drop id): a key reused for another request is refused.
-    pub fingerprint: String,
+    /// The request body: its digest (with the drop id) refuses a key reused for another
+    /// request. Taken only past the fast refusals, which need no digest.
+    pub request: serde_json::Value,
     pub shipping_address: Option<ShippingAddress>,
 }
 
@@ -144,7 +145,7 @@ impl Drops {
         }
         let placement = self.orders.drop_placement(DropOrder {
             user: p.user.clone(),
-            fingerprint: p.fingerprint,
+            fingerprint: fingerprint(&serde_json::json!({"drop_id": p.drop_id, "body": p.request})),
             drop_id: p.drop_id.clone(),
             sku: sku.clone(),
             quantity: p.quantity,

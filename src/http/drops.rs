@@ -11,7 +11,7 @@ use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AdminUser, ApiJson, ApiPath, AuthUser};
 use crate::http::idempotency;
 use crate::http::order_body::{self, OrderCreated};
-use crate::orders::placement::{ShippingAddress, fingerprint};
+use crate::orders::placement::ShippingAddress;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -152,15 +152,14 @@ pub async fn purchase(
     let id = drop_id(raw)?;
     let key = idempotency::key(&headers)?
         .ok_or_else(|| idempotency::required("POST /drops/{drop_id}/purchase"))?;
-    let fingerprint = fingerprint(&serde_json::json!({"drop_id": id, "body": raw_body}));
-    let req: PurchaseBody =
-        serde_json::from_value(raw_body).map_err(|e| ApiError::invalid_body(e.to_string()))?;
+    let req =
+        PurchaseBody::deserialize(&raw_body).map_err(|e| ApiError::invalid_body(e.to_string()))?;
     let purchase = Purchase {
         user: user.user_id.clone(),
         drop_id: id,
         quantity: req.quantity,
         idempotency_key: key,
-        fingerprint,
+        request: raw_body,
         shipping_address: req.shipping_address,
     };
     let (order_id, order) = state.drops.purchase(purchase).await?;
