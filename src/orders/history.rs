@@ -5,7 +5,7 @@
 use crate::actors::order::OrderView;
 use crate::domain::ids::{OrderId, UserId};
 use crate::domain::time::Timestamp;
-use dashmap::{DashMap, DashSet};
+use dashmap::DashMap;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, RwLock};
 
@@ -15,9 +15,7 @@ type Key = (Timestamp, OrderId);
 pub struct History {
     by_user: DashMap<UserId, BTreeSet<Key>>,
     all: RwLock<BTreeSet<Key>>,
-    /// Orders with pending effects or a deadline.
-    pub active: DashSet<OrderId>,
-    /// When each active order next needs the dispatcher (its deadline or its earliest live
+    /// When each active order (pending effects or a deadline) next needs the dispatcher (its deadline or its earliest live
     /// step), ordered by that time: a tick reads only what is due, however many orders wait.
     due: Mutex<Due>,
 }
@@ -68,14 +66,17 @@ impl History {
             .map(|e| e.not_before)
             .min();
         let next = view.deadline.into_iter().chain(next_step).min();
-        if next.is_some() {
-            self.active.insert(id.clone());
-        } else {
-            self.active.remove(id);
-        }
         if let Ok(mut due) = self.due.lock() {
             due.set(id, next);
         }
+    }
+
+    /// Every order with pending effects or a deadline.
+    pub fn active(&self) -> Vec<OrderId> {
+        self.due
+            .lock()
+            .map(|due| due.at.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The orders whose deadline or next step has come by `now`, earliest first.

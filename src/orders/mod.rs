@@ -225,7 +225,7 @@ impl Orders {
             dead_letters: self.dead_letters().len(),
             ..OutboxSummary::default()
         };
-        for id in self.history.active.iter() {
+        for id in self.history.active() {
             let Some(view) = self.entities.view(&id) else {
                 continue;
             };
