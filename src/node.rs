@@ -104,6 +104,13 @@ impl Node {
         let bus = EventBus::default();
         let live_stock = LiveStock::new(bus.clone(), clock.clone());
         let drops = Drops::start(skus.clone(), orders.clone(), live_stock.clone());
+        let promised = orders.recover_promises(&skus).await?;
+        if promised > 0 {
+            tracing::info!(
+                promised,
+                "drop orders held but never written are written again"
+            );
+        }
         Ok(Node {
             operator_token: operator_token(settings, &data_dir)?.map(Arc::new),
             journal,

@@ -1,9 +1,10 @@
 //! Crash safety of a drop with the real binary: shoppers buy from one drop on many connections,
 //! the engine is SIGKILLed in the middle, restarted on the same data dir, and audited: it is
 //! ready within a second, every purchase answered 201 still holds its order and its units,
-//! `sold + reserved + remaining == quantity`, and units held without an order are at most
-//! the purchases that were in flight when it died (their buyers got no answer; the units
-//! return to the drop when the reservation's safety net expires).
+//! `sold + reserved + remaining == quantity`, units held beyond the 201s are at most the
+//! purchases that were in flight when it died, and every held unit has its order (a purchase
+//! is answered once its hold is durable; the order is written after, from the hold, so the
+//! restart writes those the crash interrupted).
 
 mod common;
 
@@ -150,4 +151,38 @@ async fn sigkill_during_a_drop_loses_no_acknowledged_purchase() {
         .await
         .unwrap();
     assert_eq!(stock["state"]["reserved"].as_u64(), Some(reserved));
+
+    // Every hold becomes an order, even those whose buyer got no answer: the hold keeps the
+    // order, and the restart writes the ones the crash left unwritten.
+    let get = |path: String| {
+        let client = client.clone();
+        async move {
+            let r = client.get(path).bearer_auth(TOKEN).send().await.unwrap();
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let outbox = format!("{}/api/v1/admin/outbox", server.base);
+    let mut promised = Value::Null;
+    for _ in 0..500 {
+        promised = get(outbox.clone()).await["orders_promised"].clone();
+        if promised == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(promised, 0, "every promised order written");
+    let (mut orders, mut cursor) = (0u64, String::new());
+    loop {
+        let page = get(format!(
+            "{}/api/v1/admin/orders?limit=100{cursor}",
+            server.base
+        ))
+        .await;
+        orders += page["items"].as_array().unwrap().len() as u64;
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(orders, reserved, "one order per hold");
 }

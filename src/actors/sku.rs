@@ -3,10 +3,11 @@
 //! `domain::inventory`; this file only binds them to the runtime.
 
 use crate::actors::entity::Entity;
-use crate::domain::ids::SkuId;
+use crate::domain::ids::{OrderId, SkuId};
 use crate::domain::inventory::{
     self, ReservationView, SkuCommand, SkuError, SkuEvent, SkuState, StockView,
 };
+use crate::domain::order::Placement;
 use crate::domain::time::Timestamp;
 use serde::Serialize;
 
@@ -22,6 +23,10 @@ pub struct StockLevels {
     pub sold: u64,
     /// For commands naming an order: where that order's reservation stands now.
     pub reservation: Option<ReservationView>,
+    /// The orders kept with open drop holds: for `Purchase`, that purchase's order (the one
+    /// held, which a replay did not replace); for `HeldOrders`, every one.
+    #[serde(skip)]
+    pub orders: Vec<(OrderId, Box<Placement>)>,
 }
 
 impl Entity for Sku {
@@ -51,11 +56,24 @@ impl Entity for Sku {
             SkuCommand::Reserve { order_id, .. }
             | SkuCommand::Commit { order_id }
             | SkuCommand::Release { order_id }
-            | SkuCommand::Restock { order_id, .. }
-            | SkuCommand::Purchase { order_id, .. } => Some(order_id),
+            | SkuCommand::Restock { order_id, .. } => Some(order_id),
+            SkuCommand::Purchase(p) => Some(&p.order_id),
             _ => None,
         };
+        let held =
+            |(id, r): (&OrderId, &inventory::Reservation)| r.order.clone().map(|o| (id.clone(), o));
+        let orders = match command {
+            SkuCommand::Purchase(p) => state
+                .reservations
+                .get_key_value(&p.order_id)
+                .and_then(held)
+                .into_iter()
+                .collect(),
+            SkuCommand::HeldOrders => state.reservations.iter().filter_map(held).collect(),
+            _ => Vec::new(),
+        };
         StockLevels {
+            orders,
             reservation: order.and_then(|o| state.reservation_of(o)),
             sku_id: id.clone(),
             available: state.available,

@@ -7,6 +7,7 @@
 
 use crate::domain::drop::{self, DropError, DropId, DropSpec, DropState, DropView};
 use crate::domain::ids::{OrderId, ProductId, UserId};
+use crate::domain::order::Placement;
 use crate::domain::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -25,6 +26,11 @@ pub struct Reservation {
     /// The drop the units came from (they go back to it when released).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drop: Option<DropId>,
+    /// The order a drop purchase becomes, kept with its hold: the purchase is answered once
+    /// the hold is durable, and the order is written from this afterwards (again after a
+    /// crash, if need be). The SKU never looks inside.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<Box<Placement>>,
 }
 
 /// What finally happened to an order's reservation; kept so replays stay idempotent.
@@ -236,13 +242,9 @@ pub enum SkuCommand {
     /// Sets `spec.quantity` available units aside for a new drop.
     CreateDrop { drop_id: DropId, spec: DropSpec },
     /// A shopper buys from a drop: window, stock and per-user limit checked and taken at once.
-    Purchase {
-        drop_id: DropId,
-        order_id: OrderId,
-        user_id: UserId,
-        qty: u32,
-        expires_at: Timestamp,
-    },
+    Purchase(DropPurchase),
+    /// Reads the orders of the drop holds still open; never produces an event.
+    HeldOrders,
     /// Binds the SKU to a product. `replacing` names an owner that may be replaced (one whose
     /// creation never completed); any other owner refuses.
     Attach {
@@ -251,6 +253,19 @@ pub enum SkuCommand {
     },
     /// Reads the state; never produces an event.
     Get,
+}
+
+/// A purchase in a drop, as the SKU receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DropPurchase {
+    pub drop_id: DropId,
+    pub order_id: OrderId,
+    pub user_id: UserId,
+    pub qty: u32,
+    /// When the hold lapses if the order never settles it.
+    pub expires_at: Timestamp,
+    /// Kept with the hold (see [`Reservation::order`]).
+    pub order: Box<Placement>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -294,6 +309,8 @@ pub enum SkuEvent {
         user_id: UserId,
         qty: u32,
         expires_at: Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        order: Option<Box<Placement>>,
     },
     DropOpened {
         drop_id: DropId,
@@ -411,13 +428,7 @@ pub fn decide(
                 spec: spec.clone(),
             }])
         }
-        SkuCommand::Purchase {
-            drop_id,
-            order_id,
-            user_id,
-            qty,
-            expires_at,
-        } => decide_purchase(state, drop_id, order_id, user_id, *qty, *expires_at, now),
+        SkuCommand::Purchase(p) => decide_purchase(state, p, now),
         SkuCommand::Attach {
             product_id,
             replacing,
@@ -430,7 +441,7 @@ pub fn decide(
                 product_id: product_id.clone(),
             }]),
         },
-        SkuCommand::Get => Ok(vec![]),
+        SkuCommand::Get | SkuCommand::HeldOrders => Ok(vec![]),
     }
 }
 
@@ -487,26 +498,24 @@ fn replay(
 
 fn decide_purchase(
     state: &SkuState,
-    drop_id: &DropId,
-    order_id: &OrderId,
-    user_id: &UserId,
-    qty: u32,
-    expires_at: Timestamp,
+    p: &DropPurchase,
     now: Timestamp,
 ) -> Result<Vec<SkuEvent>, SkuError> {
+    let (drop_id, order_id, qty) = (&p.drop_id, &p.order_id, p.qty);
     let d = state.drops.get(drop_id).ok_or(DropError::NotFound)?;
     // A replay of a purchase this order already made (a retry with the same key).
     let same = |held: &Reservation| held.qty == qty && held.drop.as_ref() == Some(drop_id);
     if let Some(answer) = replay(state, order_id, qty, same) {
         return answer;
     }
-    d.check_purchase(user_id, qty, now)?;
+    d.check_purchase(&p.user_id, qty, now)?;
     Ok(vec![SkuEvent::DropPurchased {
         drop_id: drop_id.clone(),
         order_id: order_id.clone(),
-        user_id: user_id.clone(),
+        user_id: p.user_id.clone(),
         qty,
-        expires_at,
+        expires_at: p.expires_at,
+        order: Some(p.order.clone()),
     }])
 }
 
@@ -576,6 +585,7 @@ pub fn apply(state: &mut SkuState, event: &SkuEvent) {
             user_id,
             qty,
             expires_at,
+            order,
         } => {
             if let Some(d) = state.drops.get_mut(drop_id) {
                 d.take(user_id, *qty);
@@ -587,6 +597,7 @@ pub fn apply(state: &mut SkuState, event: &SkuEvent) {
                     qty: *qty,
                     expires_at: *expires_at,
                     drop: Some(drop_id.clone()),
+                    order: order.clone(),
                 },
             );
         }
@@ -620,6 +631,7 @@ pub fn apply(state: &mut SkuState, event: &SkuEvent) {
                     qty: *qty,
                     expires_at: *expires_at,
                     drop: None,
+                    order: None,
                 },
             );
         }
@@ -1071,11 +1083,31 @@ mod tests {
     }
 
     fn buy(o: &str, u: &str, qty: u32) -> SkuCommand {
-        SkuCommand::Purchase {
+        SkuCommand::Purchase(DropPurchase {
             drop_id: drop_id(),
             order_id: order(o),
             user_id: UserId::parse(u).unwrap(),
             qty,
+            expires_at: Timestamp(NOW.0 + 600_000),
+            order: Box::new(ticket(u, o)),
+        })
+    }
+
+    /// The order a purchase becomes; the SKU only keeps it.
+    fn ticket(u: &str, o: &str) -> Placement {
+        Placement {
+            user_id: UserId::parse(u).unwrap(),
+            fingerprint: o.into(),
+            lines: vec![],
+            coupon: None,
+            subtotal: 5000,
+            discount: 0,
+            total: 5000,
+            currency: "KRW".into(),
+            shipping_address: crate::domain::user::Sealed(vec![]),
+            from_cart: false,
+            drop_id: Some(drop_id()),
+            created_at: NOW,
             expires_at: Timestamp(NOW.0 + 600_000),
         }
     }
@@ -1158,6 +1190,21 @@ mod tests {
         let (events, s) = when_at(&s, SkuCommand::ExpireDue, Timestamp(NOW.0 + 3_600_000)).unwrap();
         assert_eq!(events, vec![SkuEvent::DropEnded { drop_id: drop_id() }]);
         assert_eq!(s.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_drop_hold_keeps_its_order_until_it_is_settled() {
+        let s = with_drop(3, 5);
+        let (_, s) = when(&s, buy("a", "u1", 1)).unwrap();
+        assert_eq!(
+            s.reservations[&order("a")].order.as_deref(),
+            Some(&ticket("u1", "a"))
+        );
+        let commit = SkuCommand::Commit {
+            order_id: order("a"),
+        };
+        let (_, s) = when(&s, commit).unwrap();
+        assert!(s.reservations.is_empty());
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Flash-sale drops as a service: creating a drop (the SKU sets the units aside), reading one
 //! (from the SKUs' durable views, no ask), and buying: the hot path is one ask to the SKU actor
-//! — window, stock and per-user limit checked and taken in one message, group-committed — then
-//! the order placed already reserved, so the orders saga pays, expires and compensates it like
-//! any other. Sold-out and not-live answers come from the durable view without asking anyone.
+//! — window, stock and per-user limit checked and taken in one message, group-committed, the
+//! order kept with the hold — then the answer. The order is written right after, already
+//! reserved (`orders::promised`), so the orders saga pays, expires and compensates it like any
+//! other. Sold-out and not-live answers come from the durable view without asking anyone.
 //! [`live`] publishes each drop's remaining count on the EventBus, coalesced.
 
 pub mod live;
@@ -11,18 +12,14 @@ use crate::actors::sku::Sku;
 use crate::actors::{AskError, Entities};
 use crate::domain::drop::{DropError, DropId, DropSpec, DropState, DropStatus, DropView};
 use crate::domain::ids::{OrderId, SkuId, UserId};
-use crate::domain::inventory::{SkuCommand, SkuError};
-use crate::domain::order::{OrderCommand, OrderState};
+use crate::domain::inventory::{DropPurchase, SkuCommand, SkuError};
+use crate::domain::order::{OrderCommand, OrderError, OrderState};
 use crate::domain::time::Timestamp;
 use crate::orders::placement::{DropOrder, ShippingAddress, fingerprint, order_id_for};
 use crate::orders::{OrderFailure, Orders};
 use dashmap::DashMap;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// How often, and how far apart, a purchase's order is retried against a full order mailbox.
-const PLACE_ATTEMPTS: usize = 40;
-const PLACE_PAUSE: Duration = Duration::from_millis(5);
 
 /// Every drop by id, with its SKU: kept from the SKUs' durable views.
 pub type DropIndex = DashMap<DropId, (SkuId, DropView)>;
@@ -134,7 +131,7 @@ impl Drops {
     pub async fn purchase(&self, p: Purchase) -> Result<(OrderId, OrderState), DropFailure> {
         let (sku, view) = self.get(&p.drop_id).ok_or(DropError::NotFound)?;
         let order_id = order_id_for(&p.user, &p.idempotency_key);
-        let replay = self.orders.entities.view(&order_id).is_some();
+        let replay = self.orders.known(&order_id);
         if !replay {
             // Refusals the durable view already knows: no ask, no journal.
             match view.status(self.now()) {
@@ -152,43 +149,39 @@ impl Drops {
             price: view.price,
             shipping_address: p.shipping_address,
         })?;
-        if !replay {
-            let grace = Duration::from_secs(self.orders.settings.0.reservation_grace_secs);
-            let purchase = SkuCommand::Purchase {
-                drop_id: p.drop_id,
-                order_id: order_id.clone(),
-                user_id: p.user,
-                qty: p.quantity,
-                expires_at: placement.expires_at.plus(grace),
-            };
-            self.skus.ask(&sku, purchase).await?;
+        if replay {
+            return Ok((order_id.clone(), self.replay(&order_id, placement).await?));
         }
-        let state = self.place(&sku, &order_id, placement).await?;
-        Ok((order_id, state))
+        let grace = Duration::from_secs(self.orders.settings.0.reservation_grace_secs);
+        let fingerprint = placement.fingerprint.clone();
+        let purchase = SkuCommand::Purchase(DropPurchase {
+            drop_id: p.drop_id,
+            order_id: order_id.clone(),
+            user_id: p.user,
+            qty: p.quantity,
+            expires_at: placement.expires_at.plus(grace),
+            order: Box::new(placement.clone()),
+        });
+        let held = self.skus.ask(&sku, purchase).await?.orders.pop();
+        match held {
+            // The hold is durable and keeps the order: answer now, write the order after.
+            Some((_, order)) if order.fingerprint == fingerprint => {
+                Ok((order_id.clone(), self.orders.promise(order_id, order)))
+            }
+            Some(_) => Err(OrderFailure::from(OrderError::KeyReused).into()),
+            // A replay of a purchase settled since: the order exists.
+            None => Ok((order_id.clone(), self.replay(&order_id, placement).await?)),
+        }
     }
 
-    /// Places the order of a purchase whose units are held. Shedding here would strand them,
-    /// so a full order mailbox is waited out briefly; if it stays full, the units are given
-    /// back before the buyer is told to retry.
-    async fn place(
+    /// The order this key already placed (written first if it was only promised); another
+    /// request under the same key is refused.
+    async fn replay(
         &self,
-        sku: &SkuId,
         order_id: &OrderId,
         placement: crate::domain::order::Placement,
-    ) -> Result<OrderState, DropFailure> {
+    ) -> Result<OrderState, OrderFailure> {
         let place = OrderCommand::Place(Box::new(placement));
-        for _ in 0..PLACE_ATTEMPTS {
-            match self.orders.entities.ask(order_id, place.clone()).await {
-                Err(AskError::Overloaded) => tokio::time::sleep(PLACE_PAUSE).await,
-                other => return Ok(other.map_err(OrderFailure::from)?),
-            }
-        }
-        let release = SkuCommand::Release {
-            order_id: order_id.clone(),
-        };
-        if let Err(e) = self.skus.ask(sku, release).await {
-            tracing::warn!(%order_id, error = ?e, "units of a shed purchase stay held until their expiry");
-        }
-        Err(OrderFailure::from(AskError::<crate::domain::order::OrderError>::Overloaded).into())
+        Ok(self.orders.ask(order_id, place).await?)
     }
 }

@@ -75,6 +75,8 @@ pub struct Outbox {
     pub oldest_pending_at: Option<String>,
     /// The order that step belongs to: the one to look at first.
     pub oldest_pending_order_id: Option<String>,
+    /// Drop orders answered whose order is not written yet (normally a handful, briefly).
+    pub orders_promised: usize,
 }
 
 /// The outbox at a glance: steps owed, due and dead.
@@ -89,6 +91,7 @@ pub async fn outbox(_admin: AdminUser, State(state): State<AppState>) -> axum::J
         dead_letters: s.dead_letters,
         oldest_pending_at: s.oldest_pending.as_ref().map(|(t, _)| t.to_rfc3339()),
         oldest_pending_order_id: s.oldest_pending.map(|(_, id)| id.to_string()),
+        orders_promised: state.orders.promises.len(),
     })
 }
 

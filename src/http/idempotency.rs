@@ -111,7 +111,7 @@ impl<'a> Remembered<'a> {
             key: slot,
             reply: kept.clone(),
         };
-        self.state.orders.entities.ask(self.order, remember).await?;
+        self.state.orders.ask(self.order, remember).await?;
         drop(parts);
         Ok(replay(&kept))
     }

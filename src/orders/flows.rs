@@ -47,7 +47,7 @@ impl Orders {
             payment_key,
             amount,
         };
-        match self.entities.ask(id, request).await {
+        match self.ask(id, request).await {
             Err(AskError::Rejected(e @ OrderError::AmountMismatch { .. })) => {
                 // The order failed with the refusal: give its stock and coupon back now.
                 self.drive(id).await?;

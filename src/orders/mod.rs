@@ -9,6 +9,7 @@ pub mod dispatcher;
 pub mod flows;
 pub mod history;
 pub mod placement;
+pub mod promised;
 pub mod saga;
 pub mod settings;
 
@@ -94,6 +95,8 @@ pub struct Orders {
     clock: Arc<dyn Clock>,
     /// One driver per order at a time (a request and the dispatcher may both want to).
     drivers: Arc<DashMap<OrderId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Drop orders answered and not yet written.
+    pub promises: Arc<promised::Promises>,
 }
 
 /// The outbox at a glance (see [`Orders::outbox`]).
@@ -153,12 +156,13 @@ impl Orders {
             confirm_attempts: parts.confirm_attempts.max(1),
             clock,
             drivers: Arc::default(),
+            promises: Arc::default(),
         })
     }
 
     /// The order as `by` may see it: strangers and orders that never came to be are not found.
     pub async fn get(&self, by: &Requester, id: &OrderId) -> Result<OrderState, OrderFailure> {
-        let state = self.entities.ask(id, OrderCommand::Get).await?;
+        let state = self.ask(id, OrderCommand::Get).await?;
         let visible = state.status.is_some_and(|s| s.visible());
         if !visible || !(by.admin || state.owner() == Some(&by.user_id)) {
             return Err(OrderFailure::NotFound("order"));
@@ -199,7 +203,7 @@ impl Orders {
         id: &OrderId,
         command: OrderCommand,
     ) -> Result<OrderState, OrderFailure> {
-        self.entities.ask(id, command).await?;
+        self.ask(id, command).await?;
         self.drive(id).await
     }
 

@@ -88,7 +88,7 @@ impl Orders {
     /// Places the order (or finds the one this key placed) and reserves it.
     pub async fn place(&self, req: PlaceOrder) -> Result<(OrderId, OrderState), OrderFailure> {
         let id = order_id_for(&req.user, &req.idempotency_key);
-        match self.entities.ask(&id, OrderCommand::Get).await {
+        match self.ask(&id, OrderCommand::Get).await {
             Ok(existing) => {
                 let p = existing.placement.as_ref();
                 if p.is_some_and(|p| p.fingerprint != req.fingerprint || p.user_id != req.user) {
