@@ -7,8 +7,10 @@
 //!   kinds, each a thin shell around its domain rules.
 //! - [`http`]: the axum edge: router, problem+json errors, extractors, one file per resource.
 //! - [`auth`]: passwords, tokens, personal-data sealing, revocation, and the account flows.
-//! - [`catalog`], [`shopping`], [`orders`]: the services over the entities — the catalog index,
-//!   carts/coupons/wishlists, and the order saga with its dispatcher and history.
+//! - [`catalog`], [`shopping`], [`orders`], [`drops`], [`chat`]: the services over the entities —
+//!   the catalog index, carts/coupons/wishlists, the order saga with its dispatcher and history,
+//!   flash-sale drops, chat rooms.
+//! - [`events`]: the EventBus of live topics; [`ws`]: the WebSocket edge that serves them.
 //! - [`integrations`]: adapters to the outside (mail, payment gateway, carrier) over HTTP;
 //!   [`sandbox`]: the sandbox gateway and carrier they talk to in dev mode and tests.
 //! - [`config`], [`telemetry`], [`node`], [`startup`]: settings, logs and metrics, the `Node`
@@ -17,6 +19,7 @@
 pub mod actors;
 pub mod auth;
 pub mod catalog;
+pub mod chat;
 pub mod config;
 pub mod domain;
 pub mod drops;
@@ -30,3 +33,4 @@ pub mod sandbox;
 pub mod shopping;
 pub mod startup;
 pub mod telemetry;
+pub mod ws;

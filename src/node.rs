@@ -41,7 +41,8 @@ pub struct Node {
     pub shopping: Shopping,
     pub orders: Orders,
     pub drops: Drops,
-    /// Topics to subscribers (live stock now; the WebSocket edge subscribes here).
+    pub chat: crate::chat::Chat,
+    /// Topics to subscribers: the WebSocket edge subscribes here.
     pub bus: EventBus,
     pub live_stock: LiveStock,
     pub accounts: Arc<Accounts>,
@@ -99,11 +100,17 @@ impl Node {
         let accounts = Arc::new(accounts);
         let shopping =
             Shopping::start(runtime.clone(), catalog.clone(), accounts.users.clone()).await?;
-        let orders = orders(settings, runtime, &skus, &catalog, &shopping, &accounts).await?;
-        tracing::info!(elapsed = ?started.elapsed(), "orders loaded");
         let bus = EventBus::default();
+        let chat_runtime = runtime.clone();
+        let orders = orders(
+            settings, runtime, &skus, &catalog, &shopping, &accounts, &bus,
+        )
+        .await?;
+        tracing::info!(elapsed = ?started.elapsed(), "orders loaded");
+        crate::events::feeds::start(&bus, &orders, &skus, &catalog);
         let live_stock = LiveStock::new(bus.clone(), clock.clone());
         let drops = Drops::start(skus.clone(), orders.clone(), live_stock.clone());
+        let chat = crate::chat::Chat::start(chat_runtime, orders.clone(), bus.clone()).await?;
         let promised = orders.recover_promises(&skus).await?;
         if promised > 0 {
             tracing::info!(
@@ -119,6 +126,7 @@ impl Node {
             shopping,
             orders,
             drops,
+            chat,
             bus,
             live_stock,
             accounts,
@@ -138,7 +146,8 @@ impl Node {
             self.shopping.campaigns.shutdown(),
             self.accounts.users.shutdown(),
             self.accounts.emails.shutdown(),
-            self.orders.entities.shutdown()
+            self.orders.entities.shutdown(),
+            self.chat.rooms().shutdown()
         );
         let journal = self.journal.clone();
         tokio::task::spawn_blocking(move || journal.close()).await?;
@@ -155,6 +164,7 @@ async fn orders(
     catalog: &Catalog,
     shopping: &Shopping,
     accounts: &Arc<Accounts>,
+    bus: &EventBus,
 ) -> anyhow::Result<Orders> {
     let public = settings.public_url();
     let or_sandbox = |configured: &str, path: &str| {
@@ -195,6 +205,7 @@ async fn orders(
             currency: settings.currency.clone(),
         },
         confirm_attempts: settings.payments.confirm_attempts,
+        bus: bus.clone(),
     };
     Orders::start(runtime, parts).await
 }

@@ -155,7 +155,7 @@ async fn load(
     ));
     tokio::spawn(crate::orders::dispatcher::run(
         node.orders.clone(),
-        shutdown,
+        shutdown.clone(),
     ));
     let state = AppState::new(Services {
         skus: node.skus.clone(),
@@ -163,7 +163,9 @@ async fn load(
         shopping: node.shopping.clone(),
         orders: node.orders.clone(),
         drops: node.drops.clone(),
+        chat: node.chat.clone(),
         bus: node.bus.clone(),
+        shutdown: shutdown.clone(),
         webhook_secret: Arc::from(settings.payments.webhook_secret.expose_secret().as_bytes()),
         carrier_secret: Arc::from(settings.carrier.callback_secret.expose_secret().as_bytes()),
         currency: Arc::from(settings.currency.as_str()),

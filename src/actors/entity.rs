@@ -1,6 +1,6 @@
 //! What an entity kind must provide to run in the runtime, and how an ask can fail.
 
-use crate::domain::ids::{CampaignId, EmailKey, OrderId, ProductId, SkuId, UserId};
+use crate::domain::ids::{CampaignId, EmailKey, OrderId, ProductId, RoomId, SkuId, UserId};
 use crate::domain::time::Timestamp;
 use serde::{Serialize, de::DeserializeOwned};
 use std::fmt::{Debug, Display};
@@ -39,6 +39,12 @@ impl EntityKey for CampaignId {
 impl EntityKey for ProductId {
     fn parse_key(raw: &str) -> Option<Self> {
         ProductId::parse(raw).ok()
+    }
+}
+
+impl EntityKey for RoomId {
+    fn parse_key(raw: &str) -> Option<Self> {
+        RoomId::parse(raw).ok()
     }
 }
 

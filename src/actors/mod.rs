@@ -8,6 +8,7 @@
 
 pub mod campaign;
 pub mod cart;
+pub mod chat;
 pub mod email;
 mod entities;
 mod entity;

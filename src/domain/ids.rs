@@ -108,6 +108,10 @@ id_type!(
     /// A flash-sale drop (of one SKU).
     DropId
 );
+id_type!(
+    /// A chat room (a support room's id is `s` and its order's id).
+    RoomId
+);
 
 /// A normalised email address (trimmed, lower-case). Personal data: seal it before storing.
 #[derive(Debug, Clone, PartialEq, Eq)]

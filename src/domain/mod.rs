@@ -4,6 +4,7 @@
 
 pub mod cart;
 pub mod catalog;
+pub mod chat;
 pub mod coupon;
 pub mod drop;
 pub mod email_claim;

@@ -1,11 +1,12 @@
 //! Live stock of drops on the EventBus: every change of a drop's remaining count or status is
-//! published on `drop:{id}` as `{"type": "stock", "drop_id", "remaining", "status"}`, coalesced
+//! published on `drop:{id}` as `{"type": "stock", "drop_id", "remaining", "status", "at_ms"}`
+//! (`at_ms`: Unix milliseconds of the first change in the message), coalesced
 //! to at most one message per drop per [`INTERVAL`] (20 a second): a sell-out of thousands of
 //! units in a second is a handful of messages, each with the latest count. Counts come from
 //! durable views, so a published count never shows a purchase that could still be lost.
 
 use crate::domain::drop::{DropId, DropStatus, DropView};
-use crate::domain::time::Clock;
+use crate::domain::time::{Clock, Timestamp};
 use crate::events::EventBus;
 use dashmap::DashMap;
 use std::sync::Arc;
@@ -21,8 +22,9 @@ type Shown = (u32, DropStatus);
 pub struct LiveStock {
     bus: EventBus,
     clock: Arc<dyn Clock>,
-    /// The newest view of each drop that changed since the last flush.
-    pending: Arc<DashMap<DropId, DropView>>,
+    /// The newest view of each drop that changed since the last flush, and when it first
+    /// changed since then (the message's `at`: what delivery latency is measured from).
+    pending: Arc<DashMap<DropId, (DropView, Timestamp)>>,
     /// What was published last, per drop.
     shown: Arc<DashMap<DropId, Shown>>,
 }
@@ -39,20 +41,24 @@ impl LiveStock {
 
     /// Notes a drop's newest durable view; published at the next flush.
     pub fn update(&self, view: &DropView) {
-        self.pending.insert(view.drop_id.clone(), view.clone());
+        let now = self.clock.now();
+        self.pending
+            .entry(view.drop_id.clone())
+            .and_modify(|(v, _)| *v = view.clone())
+            .or_insert_with(|| (view.clone(), now));
     }
 
     /// Publishes what changed since the last flush; returns how many drops were published.
     pub fn flush(&self) -> usize {
         let now = self.clock.now();
-        let changed: Vec<DropView> = {
+        let changed: Vec<(DropView, Timestamp)> = {
             let ids: Vec<DropId> = self.pending.iter().map(|e| e.key().clone()).collect();
             ids.into_iter()
                 .filter_map(|id| self.pending.remove(&id).map(|(_, v)| v))
                 .collect()
         };
         let mut published = 0;
-        for view in changed {
+        for (view, at) in changed {
             let now_shown = (view.remaining, view.status(now));
             if self
                 .shown
@@ -67,6 +73,7 @@ impl LiveStock {
                 "drop_id": view.drop_id,
                 "remaining": view.remaining,
                 "status": now_shown.1.as_str(),
+                "at_ms": at.millis(),
             });
             let topic = format!("drop:{}", view.drop_id);
             self.bus.publish(&topic, message.to_string().into());
@@ -124,7 +131,8 @@ mod tests {
         let message: serde_json::Value = serde_json::from_str(&sub.recv().await.unwrap()).unwrap();
         assert_eq!(
             message,
-            serde_json::json!({"type": "stock", "drop_id": "d1", "remaining": 0, "status": "sold_out"})
+            serde_json::json!({"type": "stock", "drop_id": "d1", "remaining": 0, "status": "sold_out",
+                "at_ms": 1_000})
         );
         live.update(&view(0));
         assert_eq!(live.flush(), 0, "an unchanged count is not sent again");

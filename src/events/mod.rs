@@ -4,6 +4,8 @@
 //! subscriber that falls behind loses the oldest messages (and learns how many), the publisher
 //! never waits. Topics without subscribers cost nothing: publishing to them is a map lookup.
 
+pub mod feeds;
+
 use dashmap::DashMap;
 use std::sync::Arc;
 use tokio::sync::broadcast;
@@ -40,6 +42,11 @@ impl EventBus {
                 0
             }
         }
+    }
+
+    /// Whether anyone listens on `topic` (a publisher may skip building the message).
+    pub fn has_subscribers(&self, topic: &str) -> bool {
+        self.topics.contains_key(topic)
     }
 
     /// Topics with at least one subscriber (for metrics).

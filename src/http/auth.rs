@@ -164,6 +164,10 @@ pub async fn refresh(
     responses((status = 204), (status = 401, body = Problem)))]
 pub async fn logout(user: AuthUser, State(state): State<AppState>) -> Result<Response, ApiError> {
     state.accounts.logout(&user.claims).await?;
+    // The user's open sockets re-check their tokens: the revoked one closes.
+    state
+        .bus
+        .publish(&format!("revoked:{}", user.user_id), "logout".into());
     let mut response = StatusCode::NO_CONTENT.into_response();
     set_cookie(&mut response, &state, "", 0);
     Ok(response)

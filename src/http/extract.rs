@@ -56,39 +56,44 @@ impl FromRequestParts<AppState> for AuthUser {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::unauthorized("missing_token", "a bearer token is required"))?;
-        if let Some(operator) = &state.operator_token
-            && bool::from(
-                operator
-                    .expose_secret()
-                    .as_bytes()
-                    .ct_eq(presented.as_bytes()),
-            )
-        {
-            return Ok(operator_principal());
-        }
-        let claims = state
-            .accounts
-            .tokens
-            .verify(presented)
-            .map_err(|e| match e {
-                TokenError::Expired => {
-                    ApiError::unauthorized("token_expired", "the access token expired")
-                }
-                TokenError::Invalid => {
-                    ApiError::unauthorized("invalid_token", "the bearer token is not valid")
-                }
-            })?;
-        if state.accounts.revocations.is_revoked(&claims) {
-            return Err(ApiError::unauthorized(
-                "token_revoked",
-                "the access token was revoked",
-            ));
-        }
-        let user_id = UserId::parse(claims.sub.clone()).map_err(|_| {
-            ApiError::unauthorized("invalid_token", "the bearer token is not valid")
-        })?;
-        Ok(AuthUser { user_id, claims })
+        authenticate(state, presented)
     }
+}
+
+/// The caller a presented token names: the operator token, or a valid, unrevoked access token.
+/// (The WebSocket edge takes its token from the query or a message, not a header.)
+pub fn authenticate(state: &AppState, presented: &str) -> Result<AuthUser, ApiError> {
+    if let Some(operator) = &state.operator_token
+        && bool::from(
+            operator
+                .expose_secret()
+                .as_bytes()
+                .ct_eq(presented.as_bytes()),
+        )
+    {
+        return Ok(operator_principal());
+    }
+    let claims = state
+        .accounts
+        .tokens
+        .verify(presented)
+        .map_err(|e| match e {
+            TokenError::Expired => {
+                ApiError::unauthorized("token_expired", "the access token expired")
+            }
+            TokenError::Invalid => {
+                ApiError::unauthorized("invalid_token", "the bearer token is not valid")
+            }
+        })?;
+    if state.accounts.revocations.is_revoked(&claims) {
+        return Err(ApiError::unauthorized(
+            "token_revoked",
+            "the access token was revoked",
+        ));
+    }
+    let user_id = UserId::parse(claims.sub.clone())
+        .map_err(|_| ApiError::unauthorized("invalid_token", "the bearer token is not valid"))?;
+    Ok(AuthUser { user_id, claims })
 }
 
 fn operator_principal() -> AuthUser {

@@ -7,6 +7,7 @@ pub mod admin_orders;
 pub mod auth;
 pub mod cart;
 pub mod catalog;
+pub mod chat;
 pub mod coupons;
 pub mod dev;
 pub mod drops;
@@ -76,7 +77,10 @@ pub struct Services {
     pub shopping: Shopping,
     pub orders: crate::orders::Orders,
     pub drops: crate::drops::Drops,
+    pub chat: crate::chat::Chat,
     pub bus: crate::events::EventBus,
+    /// Cancelled when shutdown begins: WebSockets close with 1001.
+    pub shutdown: tokio_util::sync::CancellationToken,
     /// Keys of the signed callbacks: payment webhooks and carrier progress.
     pub webhook_secret: Arc<[u8]>,
     pub carrier_secret: Arc<[u8]>,
@@ -131,7 +135,9 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .merge(payments::router())
         .merge(admin_orders::router())
         .merge(drops::router())
-        .merge(notifications::router());
+        .merge(notifications::router())
+        .merge(chat::router())
+        .routes(utoipa_axum::routes!(crate::ws::upgrade));
     if state.dev_mode {
         routes = routes.merge(dev::router());
     }

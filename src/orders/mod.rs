@@ -97,6 +97,8 @@ pub struct Orders {
     drivers: Arc<DashMap<OrderId, Arc<tokio::sync::Mutex<()>>>>,
     /// Drop orders answered and not yet written.
     pub promises: Arc<promised::Promises>,
+    /// Where notifications are pushed (`user:{id}`).
+    pub(crate) bus: crate::events::EventBus,
 }
 
 /// The outbox at a glance (see [`Orders::outbox`]).
@@ -126,6 +128,7 @@ pub struct Parts {
     pub outbox: OutboxSettings,
     pub endpoints: Endpoints,
     pub confirm_attempts: u32,
+    pub bus: crate::events::EventBus,
 }
 
 impl Orders {
@@ -157,6 +160,7 @@ impl Orders {
             clock,
             drivers: Arc::default(),
             promises: Arc::default(),
+            bus: parts.bus,
         })
     }
 

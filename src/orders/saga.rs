@@ -187,6 +187,7 @@ impl Orders {
                     at: self.now(),
                 };
                 let subject = note.text.clone();
+                let pushed = crate::events::feeds::notification(&note);
                 let account = match self
                     .users
                     .ask(&placement.user_id, UserCommand::Notify(note))
@@ -196,6 +197,8 @@ impl Orders {
                     Err(AskError::Rejected(_)) => return done, // the account is gone
                     Err(e) => return Err(step_error("notify", e)),
                 };
+                self.bus
+                    .publish(&format!("user:{}", placement.user_id), pushed);
                 self.mail(&account.state, subject).await?;
                 done
             }

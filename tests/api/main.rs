@@ -10,3 +10,4 @@ mod malformed;
 mod orders;
 mod shopping;
 mod skus;
+mod ws;

@@ -1,0 +1,84 @@
+//! The chat room entity: one actor per room owns its members and message log, so messages are
+//! numbered in one order and a resend is recognised. Rules are in `domain::chat`.
+
+use crate::actors::entity::Entity;
+use crate::domain::chat::{self, ChatMessage, RoomCommand, RoomError, RoomEvent, RoomState};
+use crate::domain::ids::{OrderId, RoomId, UserId};
+use crate::domain::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// The chat room kind.
+pub struct Room;
+
+/// A room after a command: who is in it, the message a post made (or found again), the page
+/// a `Page` read.
+#[derive(Debug, Clone)]
+pub struct RoomReply {
+    pub room: RoomView,
+    pub posted: Option<ChatMessage>,
+    pub page: Vec<ChatMessage>,
+    pub more: bool,
+}
+
+/// What listings read without asking the room: its name, order and members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomView {
+    pub name: String,
+    pub order_id: Option<OrderId>,
+    pub members: Vec<UserId>,
+}
+
+impl RoomView {
+    /// Members read the room; admins read support rooms too.
+    pub fn can_read(&self, user: &UserId, admin: bool) -> bool {
+        self.members.contains(user) || (admin && self.order_id.is_some())
+    }
+}
+
+impl Entity for Room {
+    const KIND: &'static str = "room";
+    type Id = RoomId;
+    type State = RoomState;
+    type Command = RoomCommand;
+    type Event = RoomEvent;
+    type Rejection = RoomError;
+    type Reply = RoomReply;
+    type View = RoomView;
+
+    fn decide(s: &RoomState, c: &RoomCommand, now: Timestamp) -> Result<Vec<RoomEvent>, RoomError> {
+        chat::decide(s, c, now)
+    }
+
+    fn apply(s: &mut RoomState, e: &RoomEvent) {
+        chat::apply(s, e);
+    }
+
+    fn reply(_: &RoomId, s: &RoomState, c: &RoomCommand) -> RoomReply {
+        let (page, more) = match c {
+            RoomCommand::Page { before, limit } => s.page(*before, *limit),
+            _ => (Vec::new(), false),
+        };
+        RoomReply {
+            room: view_of(s),
+            posted: chat::posted(s, c).cloned(),
+            page,
+            more,
+        }
+    }
+
+    fn view(s: &RoomState) -> Option<RoomView> {
+        s.exists().then(|| view_of(s))
+    }
+
+    fn weight(s: &RoomState) -> usize {
+        s.messages.len()
+    }
+}
+
+fn view_of(s: &RoomState) -> RoomView {
+    RoomView {
+        name: s.name.clone(),
+        order_id: s.order_id.clone(),
+        members: s.members.iter().cloned().collect(),
+    }
+}

@@ -1,0 +1,232 @@
+//! Chat as a service: rooms (ordinary, or support rooms bound to an order), membership, posting
+//! (REST and the WebSocket's `chat.send` both come here) and history. Each post is published on
+//! `chat:{room}` once durable. Which rooms a user belongs to is kept from the rooms' durable
+//! views, so listing them asks no room.
+
+use crate::actors::chat::{Room, RoomView};
+use crate::actors::{AskError, Entities, Runtime};
+use crate::domain::chat::{ChatMessage, MAX_PAGE, RoomCommand, RoomError};
+use crate::domain::ids::{OrderId, RoomId, UserId};
+use crate::domain::order::Requester;
+use crate::events::EventBus;
+use crate::orders::{OrderFailure, Orders};
+use dashmap::DashMap;
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct Chat {
+    rooms: Entities<Room>,
+    orders: Orders,
+    bus: EventBus,
+    /// Rooms by member.
+    index: Arc<DashMap<UserId, BTreeSet<RoomId>>>,
+}
+
+/// Why a chat request failed; mapped to HTTP once, in `http::chat`.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatFailure {
+    #[error(transparent)]
+    Room(#[from] RoomError),
+    #[error(transparent)]
+    Order(#[from] OrderFailure),
+    #[error("{0:?}")]
+    Runtime(AskError<()>),
+}
+
+impl From<AskError<RoomError>> for ChatFailure {
+    fn from(e: AskError<RoomError>) -> Self {
+        match e {
+            AskError::Rejected(r) => ChatFailure::Room(r),
+            AskError::NotFound => ChatFailure::Room(RoomError::NotFound),
+            other => ChatFailure::Runtime(other.map_rejection(|_| ())),
+        }
+    }
+}
+
+/// Who asks: a user, and whether they are an admin.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub user: UserId,
+    pub admin: bool,
+}
+
+/// A room to create.
+pub struct NewRoom {
+    pub name: String,
+    pub members: Vec<UserId>,
+    pub order_id: Option<OrderId>,
+}
+
+impl Chat {
+    pub async fn start(rt: Runtime, orders: Orders, bus: EventBus) -> anyhow::Result<Self> {
+        let rooms = Entities::<Room>::start(rt).await?;
+        let index: Arc<DashMap<UserId, BTreeSet<RoomId>>> = Arc::default();
+        // Each room's members as last indexed: a post rewrites the view, not the members.
+        let indexed: Arc<DashMap<RoomId, Vec<UserId>>> = Arc::default();
+        let record = {
+            let index = index.clone();
+            move |id: &RoomId, view: &RoomView| {
+                if indexed.get(id).is_some_and(|m| *m == view.members) {
+                    return;
+                }
+                let before = indexed.insert(id.clone(), view.members.clone());
+                for gone in before.unwrap_or_default() {
+                    if !view.members.contains(&gone)
+                        && let Some(mut rooms) = index.get_mut(&gone)
+                    {
+                        rooms.remove(id);
+                    }
+                }
+                for m in &view.members {
+                    index.entry(m.clone()).or_default().insert(id.clone());
+                }
+            }
+        };
+        for (id, view) in rooms.views() {
+            record(&id, &view);
+        }
+        rooms.on_view(record);
+        Ok(Self {
+            rooms,
+            orders,
+            bus,
+            index,
+        })
+    }
+
+    pub fn rooms(&self) -> &Entities<Room> {
+        &self.rooms
+    }
+
+    /// Creates a room; a support room (with `order_id`) is for the order's owner (or an admin)
+    /// to open, has the id `s{order_id}`, and opening it again finds the same room.
+    pub async fn create(
+        &self,
+        by: &Member,
+        new: NewRoom,
+    ) -> Result<(RoomId, RoomView), ChatFailure> {
+        let (id, members) = match &new.order_id {
+            Some(order_id) => {
+                let requester = Requester {
+                    user_id: by.user.clone(),
+                    admin: by.admin,
+                };
+                let order = self.orders.get(&requester, order_id).await?;
+                let owner = order.owner().cloned().ok_or(RoomError::NotFound)?;
+                let id = RoomId::parse(format!("s{order_id}"))
+                    .map_err(|_| RoomError::Invalid("order id"))?;
+                (id, vec![owner])
+            }
+            None => {
+                let id = RoomId::parse(format!("r{:016x}", rand::random::<u64>()))
+                    .map_err(|_| RoomError::Invalid("room id"))?;
+                (id, new.members)
+            }
+        };
+        let create = RoomCommand::Create {
+            name: new.name,
+            by: by.user.clone(),
+            members,
+            order_id: new.order_id,
+        };
+        let reply = self.rooms.ask(&id, create).await?;
+        Ok((id, reply.room))
+    }
+
+    /// The rooms `user` belongs to, by id.
+    pub fn rooms_of(&self, user: &UserId) -> Vec<(RoomId, RoomView)> {
+        let ids = self.index.get(user).map(|r| r.clone()).unwrap_or_default();
+        ids.into_iter()
+            .filter_map(|id| self.rooms.view(&id).map(|v| (id, v)))
+            .collect()
+    }
+
+    pub async fn join(&self, by: &Member, room: &RoomId) -> Result<RoomView, ChatFailure> {
+        let join = RoomCommand::Join {
+            user: by.user.clone(),
+            admin: by.admin,
+        };
+        Ok(self.rooms.ask(room, join).await?.room)
+    }
+
+    pub async fn leave(&self, by: &Member, room: &RoomId) -> Result<RoomView, ChatFailure> {
+        let leave = RoomCommand::Leave {
+            user: by.user.clone(),
+        };
+        Ok(self.rooms.ask(room, leave).await?.room)
+    }
+
+    /// Posts (or finds the message a resent `client_msg_id` made) and publishes it.
+    pub async fn post(
+        &self,
+        author: &UserId,
+        room: &str,
+        text: String,
+        client_msg_id: Option<String>,
+    ) -> Result<(RoomId, ChatMessage), ChatFailure> {
+        let room = RoomId::parse(room).map_err(|_| RoomError::NotFound)?;
+        let post = RoomCommand::Post {
+            author: author.clone(),
+            text,
+            client_msg_id,
+        };
+        let reply = self.rooms.ask(&room, post).await?;
+        let message = reply
+            .posted
+            .ok_or(RoomError::Invalid("the message was not recorded"))?;
+        self.bus
+            .publish(&format!("chat:{room}"), pushed(&room, &message));
+        Ok((room, message))
+    }
+
+    /// A page of history, newest first, for a reader of the room; and the cursor of the next.
+    pub async fn history(
+        &self,
+        by: &Member,
+        room: &RoomId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<ChatMessage>, Option<u64>), ChatFailure> {
+        let view = self.rooms.view(room).ok_or(RoomError::NotFound)?;
+        if !view.can_read(&by.user, by.admin) {
+            return Err(RoomError::NotMember.into());
+        }
+        let page = RoomCommand::Page {
+            before,
+            limit: limit.clamp(1, MAX_PAGE),
+        };
+        let reply = self.rooms.ask(room, page).await?;
+        let next = reply
+            .more
+            .then(|| reply.page.last().map(|m| m.id))
+            .flatten();
+        Ok((reply.page, next))
+    }
+
+    /// Whether `user` may read `room` (its `chat:` topic).
+    pub async fn can_read(&self, user: &UserId, admin: bool, room: &str) -> bool {
+        let Ok(room) = RoomId::parse(room) else {
+            return false;
+        };
+        self.rooms
+            .view(&room)
+            .is_some_and(|v| v.members.contains(user) || (admin && v.order_id.is_some()))
+    }
+}
+
+/// `{"type": "chat.message", "room_id", "message_id", "author", "text", "at", "client_msg_id"}`.
+pub fn pushed(room: &RoomId, m: &ChatMessage) -> crate::events::Message {
+    json!({
+        "type": "chat.message",
+        "room_id": room,
+        "message_id": m.id,
+        "author": m.author,
+        "text": m.text,
+        "at": m.at.to_rfc3339(),
+        "client_msg_id": m.client_msg_id,
+    })
+    .to_string()
+    .into()
+}

@@ -1,0 +1,355 @@
+//! One chat room: its members and its message log. Messages are numbered by the room in the
+//! order it accepts them, so a page "before message N" never changes once N exists — history
+//! is stable however many people post meanwhile. A client's `client_msg_id` makes a resend
+//! (after a lost answer) the same message, not a second one.
+//!
+//! A support room belongs to an order: its owner is its member, and admins may join it; nobody
+//! else can. Any signed-in user may join an ordinary room.
+
+use crate::domain::ids::{OrderId, UserId};
+use crate::domain::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+
+pub const MAX_TEXT: usize = 2000;
+pub const MAX_NAME: usize = 100;
+pub const MAX_MEMBERS: usize = 1000;
+pub const MAX_CLIENT_MSG_ID: usize = 64;
+pub const MAX_PAGE: usize = 100;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub id: u64,
+    pub author: UserId,
+    pub text: String,
+    pub at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_msg_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomState {
+    pub name: String,
+    pub created_by: Option<UserId>,
+    /// Set for a support room.
+    pub order_id: Option<OrderId>,
+    pub members: BTreeSet<UserId>,
+    pub messages: Vec<ChatMessage>,
+    /// `(author, client_msg_id)` -> message id.
+    #[serde(default)]
+    pub client_ids: HashMap<String, u64>,
+}
+
+impl RoomState {
+    pub fn exists(&self) -> bool {
+        self.created_by.is_some()
+    }
+
+    /// Up to `limit` messages older than `before` (all, without it), newest first, and whether
+    /// older ones remain.
+    pub fn page(&self, before: Option<u64>, limit: usize) -> (Vec<ChatMessage>, bool) {
+        // Ids are 1, 2, 3…: message `id` sits at index `id - 1`.
+        let end = before.map_or(self.messages.len(), |b| {
+            usize::try_from(b.saturating_sub(1))
+                .unwrap_or(usize::MAX)
+                .min(self.messages.len())
+        });
+        let start = end.saturating_sub(limit);
+        let page = self.messages[start..end].iter().rev().cloned().collect();
+        (page, start > 0)
+    }
+}
+
+fn dedup_key(author: &UserId, client_msg_id: &str) -> String {
+    format!("{author}\n{client_msg_id}")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomCommand {
+    Create {
+        name: String,
+        by: UserId,
+        members: Vec<UserId>,
+        order_id: Option<OrderId>,
+    },
+    Join {
+        user: UserId,
+        admin: bool,
+    },
+    Leave {
+        user: UserId,
+    },
+    Post {
+        author: UserId,
+        text: String,
+        client_msg_id: Option<String>,
+    },
+    /// Reads a page of history (see [`RoomState::page`]); never an event.
+    Page {
+        before: Option<u64>,
+        limit: usize,
+    },
+    Get,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RoomEvent {
+    Created {
+        name: String,
+        by: UserId,
+        members: Vec<UserId>,
+        order_id: Option<OrderId>,
+    },
+    Joined {
+        user: UserId,
+    },
+    Left {
+        user: UserId,
+    },
+    Posted(ChatMessage),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoomError {
+    #[error("no such room")]
+    NotFound,
+    #[error("only members may do that")]
+    NotMember,
+    #[error("a support room is for its order's owner and admins")]
+    Forbidden,
+    #[error("{0}")]
+    Invalid(&'static str),
+}
+
+pub fn decide(
+    s: &RoomState,
+    cmd: &RoomCommand,
+    now: Timestamp,
+) -> Result<Vec<RoomEvent>, RoomError> {
+    if !s.exists() && !matches!(cmd, RoomCommand::Create { .. }) {
+        return Err(RoomError::NotFound);
+    }
+    match cmd {
+        RoomCommand::Create {
+            name,
+            by,
+            members,
+            order_id,
+        } => {
+            if s.exists() {
+                // Creating a support room again finds the one there is.
+                return if s.order_id.is_some() && s.order_id == *order_id {
+                    Ok(vec![])
+                } else {
+                    Err(RoomError::Invalid("the room exists"))
+                };
+            }
+            let name = name.trim();
+            if name.is_empty() || name.chars().count() > MAX_NAME {
+                return Err(RoomError::Invalid("name must be 1 to 100 characters"));
+            }
+            if members.len() >= MAX_MEMBERS {
+                return Err(RoomError::Invalid("at most 1000 members"));
+            }
+            Ok(vec![RoomEvent::Created {
+                name: name.to_owned(),
+                by: by.clone(),
+                members: members.clone(),
+                order_id: order_id.clone(),
+            }])
+        }
+        RoomCommand::Join { user, admin } => {
+            if s.members.contains(user) {
+                return Ok(vec![]);
+            }
+            if s.order_id.is_some() && !admin {
+                return Err(RoomError::Forbidden);
+            }
+            if s.members.len() >= MAX_MEMBERS {
+                return Err(RoomError::Invalid("the room is full"));
+            }
+            Ok(vec![RoomEvent::Joined { user: user.clone() }])
+        }
+        RoomCommand::Leave { user } => Ok(if s.members.contains(user) {
+            vec![RoomEvent::Left { user: user.clone() }]
+        } else {
+            vec![]
+        }),
+        RoomCommand::Post {
+            author,
+            text,
+            client_msg_id,
+        } => {
+            if !s.members.contains(author) {
+                return Err(RoomError::NotMember);
+            }
+            if let Some(c) = client_msg_id {
+                if c.is_empty() || c.len() > MAX_CLIENT_MSG_ID {
+                    return Err(RoomError::Invalid("client_msg_id must be 1 to 64 bytes"));
+                }
+                if s.client_ids.contains_key(&dedup_key(author, c)) {
+                    return Ok(vec![]);
+                }
+            }
+            let n = text.chars().count();
+            if text.trim().is_empty() || n > MAX_TEXT {
+                return Err(RoomError::Invalid("text must be 1 to 2000 characters"));
+            }
+            Ok(vec![RoomEvent::Posted(ChatMessage {
+                id: s.messages.len() as u64 + 1,
+                author: author.clone(),
+                text: text.clone(),
+                at: now,
+                client_msg_id: client_msg_id.clone(),
+            })])
+        }
+        RoomCommand::Get | RoomCommand::Page { .. } => Ok(vec![]),
+    }
+}
+
+pub fn apply(s: &mut RoomState, e: &RoomEvent) {
+    match e {
+        RoomEvent::Created {
+            name,
+            by,
+            members,
+            order_id,
+        } => {
+            s.name = name.clone();
+            s.created_by = Some(by.clone());
+            s.order_id = order_id.clone();
+            s.members.insert(by.clone());
+            s.members.extend(members.iter().cloned());
+        }
+        RoomEvent::Joined { user } => {
+            s.members.insert(user.clone());
+        }
+        RoomEvent::Left { user } => {
+            s.members.remove(user);
+        }
+        RoomEvent::Posted(m) => {
+            if let Some(c) = &m.client_msg_id {
+                s.client_ids.insert(dedup_key(&m.author, c), m.id);
+            }
+            s.messages.push(m.clone());
+        }
+    }
+}
+
+/// The message a post names: the new one, or the earlier one its `client_msg_id` already sent.
+pub fn posted<'a>(s: &'a RoomState, cmd: &RoomCommand) -> Option<&'a ChatMessage> {
+    let RoomCommand::Post {
+        author,
+        client_msg_id,
+        ..
+    } = cmd
+    else {
+        return None;
+    };
+    match client_msg_id {
+        Some(c) => {
+            let id = *s.client_ids.get(&dedup_key(author, c))?;
+            s.messages.get(usize::try_from(id).ok()?.checked_sub(1)?)
+        }
+        None => s.messages.last().filter(|m| &m.author == author),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: Timestamp = Timestamp(1_000);
+
+    fn user(u: &str) -> UserId {
+        UserId::parse(u).unwrap()
+    }
+
+    fn given(cmds: Vec<RoomCommand>) -> RoomState {
+        let mut s = RoomState::default();
+        for c in cmds {
+            for e in decide(&s, &c, NOW).unwrap() {
+                apply(&mut s, &e);
+            }
+        }
+        s
+    }
+
+    fn create(order: Option<&str>) -> RoomCommand {
+        RoomCommand::Create {
+            name: "help".into(),
+            by: user("owner"),
+            members: vec![],
+            order_id: order.map(|o| OrderId::parse(o).unwrap()),
+        }
+    }
+
+    fn post(author: &str, text: &str, client: Option<&str>) -> RoomCommand {
+        RoomCommand::Post {
+            author: user(author),
+            text: text.into(),
+            client_msg_id: client.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn messages_are_numbered_and_paged_newest_first() {
+        let mut cmds = vec![create(None)];
+        cmds.extend((1..=5).map(|i| post("owner", &format!("m{i}"), None)));
+        let s = given(cmds);
+        let (page, more) = s.page(None, 2);
+        assert_eq!(page.iter().map(|m| m.id).collect::<Vec<_>>(), vec![5, 4]);
+        assert!(more);
+        let (page, more) = s.page(Some(4), 2);
+        assert_eq!(page.iter().map(|m| m.id).collect::<Vec<_>>(), vec![3, 2]);
+        assert!(more);
+        let (page, more) = s.page(Some(2), 2);
+        assert_eq!(page.iter().map(|m| m.id).collect::<Vec<_>>(), vec![1]);
+        assert!(!more);
+    }
+
+    #[test]
+    fn a_resent_client_msg_id_is_the_same_message() {
+        let s = given(vec![create(None), post("owner", "hi", Some("c1"))]);
+        let again = post("owner", "hi", Some("c1"));
+        assert_eq!(decide(&s, &again, NOW), Ok(vec![]));
+        assert_eq!(posted(&s, &again).map(|m| m.id), Some(1));
+        assert!(
+            !decide(&s, &post("owner", "hi", Some("c2")), NOW)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn only_members_post_and_support_rooms_admit_admins_only() {
+        let s = given(vec![create(Some("o1"))]);
+        assert_eq!(
+            decide(&s, &post("stranger", "hi", None), NOW),
+            Err(RoomError::NotMember)
+        );
+        let join = |admin| RoomCommand::Join {
+            user: user("someone"),
+            admin,
+        };
+        assert_eq!(decide(&s, &join(false), NOW), Err(RoomError::Forbidden));
+        assert!(decide(&s, &join(true), NOW).is_ok());
+        assert_eq!(decide(&s, &create(Some("o1")), NOW), Ok(vec![]));
+    }
+
+    #[test]
+    fn text_and_names_have_limits() {
+        let s = given(vec![create(None)]);
+        let long = "x".repeat(MAX_TEXT + 1);
+        assert!(decide(&s, &post("owner", &long, None), NOW).is_err());
+        assert!(decide(&s, &post("owner", "  ", None), NOW).is_err());
+        let unnamed = RoomCommand::Create {
+            name: " ".into(),
+            by: user("a"),
+            members: vec![],
+            order_id: None,
+        };
+        assert!(decide(&RoomState::default(), &unnamed, NOW).is_err());
+    }
+}

@@ -1,0 +1,59 @@
+//! What feeds the EventBus besides drops (`drops::live`): order status from the orders' durable
+//! views on `order:{id}`, product availability from the SKUs' views on `product:{id}`, and the
+//! message shapes of notifications (`user:{id}`, pushed by the orders saga when it notifies)
+//! and chat (`chat:{room}`). Messages are built only when the topic has a subscriber; a view
+//! written again without a change repeats its message, which the socket drops (see `ws`).
+
+use crate::actors::Entities;
+use crate::actors::sku::Sku;
+use crate::catalog::Catalog;
+use crate::domain::inbox::Notification;
+use crate::events::{EventBus, Message};
+use crate::orders::Orders;
+use serde_json::json;
+
+/// Publishes order status and product availability from now on.
+pub fn start(bus: &EventBus, orders: &Orders, skus: &Entities<Sku>, catalog: &Catalog) {
+    let b = bus.clone();
+    orders.entities.on_view(move |id, view| {
+        let topic = format!("order:{id}");
+        if b.has_subscribers(&topic) {
+            b.publish(&topic, order(id, view.status, view.updated_at));
+        }
+    });
+    let (b, catalog) = (bus.clone(), catalog.clone());
+    skus.on_view(move |sku, view| {
+        let Some(product) = catalog.index.owner_of(sku) else {
+            return;
+        };
+        let topic = format!("product:{product}");
+        if b.has_subscribers(&topic) {
+            let message = json!({
+                "type": "availability",
+                "product_id": product,
+                "sku_id": sku,
+                "available": view.available,
+            });
+            b.publish(&topic, message.to_string().into());
+        }
+    });
+}
+
+/// `{"type": "order", "order_id", "status", "at"}`.
+pub fn order(
+    id: &crate::domain::ids::OrderId,
+    status: crate::domain::order::OrderStatus,
+    at: crate::domain::time::Timestamp,
+) -> Message {
+    json!({"type": "order", "order_id": id, "status": status.as_str(), "at": at.to_rfc3339()})
+        .to_string()
+        .into()
+}
+
+/// `{"type": "notification", "id", "kind", "text", "at"}`.
+pub fn notification(n: &Notification) -> Message {
+    json!({"type": "notification", "id": n.id, "kind": n.kind, "text": n.text,
+        "at": n.at.to_rfc3339()})
+    .to_string()
+    .into()
+}

@@ -1,0 +1,277 @@
+//! Chat rooms over REST (`/api/v1/chat/rooms…`): create, list yours, read one, join, leave,
+//! post, and the history newest first with a `before` cursor (a message id).
+
+use crate::chat::{ChatFailure, Member, NewRoom};
+use crate::domain::chat::{ChatMessage, RoomError};
+use crate::domain::ids::{OrderId, RoomId, UserId};
+use crate::domain::user::Role;
+use crate::http::AppState;
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery, AuthUser};
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_room, list_rooms))
+        .routes(routes!(get_room))
+        .routes(routes!(join_room))
+        .routes(routes!(leave_room))
+        .routes(routes!(post_message, list_messages))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRoomBody {
+    pub name: String,
+    #[serde(default)]
+    pub members: Vec<String>,
+    pub order_id: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RoomBody {
+    pub room_id: String,
+    pub name: String,
+    pub order_id: Option<String>,
+    pub members: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RoomList {
+    pub items: Vec<RoomBody>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostBody {
+    pub text: String,
+    pub client_msg_id: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MessageBody {
+    pub room_id: String,
+    pub message_id: u64,
+    pub author: String,
+    pub text: String,
+    pub at: String,
+    pub client_msg_id: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MessagePage {
+    pub items: Vec<MessageBody>,
+    /// Pass as `before` for older messages; absent on the oldest page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    pub before: Option<String>,
+    pub limit: Option<usize>,
+}
+
+fn member(user: &AuthUser) -> Member {
+    Member {
+        user: user.user_id.clone(),
+        admin: user.has_role(Role::Admin),
+    }
+}
+
+fn room_id(raw: String) -> Result<RoomId, ApiError> {
+    RoomId::parse(raw).map_err(|_| ApiError::not_found("no such room"))
+}
+
+fn room_body(id: &RoomId, v: &crate::actors::chat::RoomView) -> RoomBody {
+    RoomBody {
+        room_id: id.to_string(),
+        name: v.name.clone(),
+        order_id: v.order_id.as_ref().map(ToString::to_string),
+        members: v.members.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn message_body(room: &RoomId, m: ChatMessage) -> MessageBody {
+    MessageBody {
+        room_id: room.to_string(),
+        message_id: m.id,
+        author: m.author.to_string(),
+        text: m.text,
+        at: m.at.to_rfc3339(),
+        client_msg_id: m.client_msg_id,
+    }
+}
+
+/// Creates a room; with `order_id`, the order's support room (its owner and admins).
+#[utoipa::path(post, path = "/api/v1/chat/rooms", tag = "chat", security(("bearer" = [])),
+    request_body = NewRoomBody,
+    responses((status = 201, body = RoomBody), (status = 404, body = Problem),
+        (status = 422, body = Problem)))]
+pub async fn create_room(
+    user: AuthUser,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<NewRoomBody>,
+) -> Result<(StatusCode, axum::Json<RoomBody>), ApiError> {
+    let members = body
+        .members
+        .into_iter()
+        .map(|m| UserId::parse(m).map_err(|e| ApiError::invalid_id("members", e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let order_id = match body.order_id {
+        Some(o) => Some(OrderId::parse(o).map_err(|_| ApiError::not_found("no such order"))?),
+        None => None,
+    };
+    let new = NewRoom {
+        name: body.name,
+        members,
+        order_id,
+    };
+    let (id, view) = state.chat.create(&member(&user), new).await?;
+    Ok((StatusCode::CREATED, axum::Json(room_body(&id, &view))))
+}
+
+/// The rooms you belong to.
+#[utoipa::path(get, path = "/api/v1/chat/rooms", tag = "chat", security(("bearer" = [])),
+    responses((status = 200, body = RoomList)))]
+pub async fn list_rooms(user: AuthUser, State(state): State<AppState>) -> axum::Json<RoomList> {
+    let items = state
+        .chat
+        .rooms_of(&user.user_id)
+        .iter()
+        .map(|(id, v)| room_body(id, v))
+        .collect();
+    axum::Json(RoomList { items })
+}
+
+/// A room and its members (for its readers).
+#[utoipa::path(get, path = "/api/v1/chat/rooms/{room_id}", tag = "chat",
+    security(("bearer" = [])), params(("room_id" = String, Path)),
+    responses((status = 200, body = RoomBody), (status = 404, body = Problem)))]
+pub async fn get_room(
+    user: AuthUser,
+    State(state): State<AppState>,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<axum::Json<RoomBody>, ApiError> {
+    let id = room_id(raw)?;
+    let m = member(&user);
+    if !state.chat.can_read(&m.user, m.admin, id.as_str()).await {
+        return Err(ApiError::not_found("no such room"));
+    }
+    let view = state
+        .chat
+        .rooms()
+        .view(&id)
+        .ok_or_else(|| ApiError::not_found("no such room"))?;
+    Ok(axum::Json(room_body(&id, &view)))
+}
+
+/// Joins a room (a support room: admins only, besides its owner).
+#[utoipa::path(post, path = "/api/v1/chat/rooms/{room_id}/join", tag = "chat",
+    security(("bearer" = [])), params(("room_id" = String, Path)),
+    responses((status = 200, body = RoomBody), (status = 403, body = Problem),
+        (status = 404, body = Problem)))]
+pub async fn join_room(
+    user: AuthUser,
+    State(state): State<AppState>,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<axum::Json<RoomBody>, ApiError> {
+    let id = room_id(raw)?;
+    let view = state.chat.join(&member(&user), &id).await?;
+    Ok(axum::Json(room_body(&id, &view)))
+}
+
+/// Leaves a room.
+#[utoipa::path(post, path = "/api/v1/chat/rooms/{room_id}/leave", tag = "chat",
+    security(("bearer" = [])), params(("room_id" = String, Path)),
+    responses((status = 200, body = RoomBody), (status = 404, body = Problem)))]
+pub async fn leave_room(
+    user: AuthUser,
+    State(state): State<AppState>,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<axum::Json<RoomBody>, ApiError> {
+    let id = room_id(raw)?;
+    let view = state.chat.leave(&member(&user), &id).await?;
+    Ok(axum::Json(room_body(&id, &view)))
+}
+
+/// Posts a message (members); also pushed on `chat:{room_id}`. The same `client_msg_id` again
+/// returns the message it already made.
+#[utoipa::path(post, path = "/api/v1/chat/rooms/{room_id}/messages", tag = "chat",
+    security(("bearer" = [])), params(("room_id" = String, Path)), request_body = PostBody,
+    responses((status = 201, body = MessageBody), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn post_message(
+    user: AuthUser,
+    State(state): State<AppState>,
+    ApiPath(raw): ApiPath<String>,
+    ApiJson(body): ApiJson<PostBody>,
+) -> Result<(StatusCode, axum::Json<MessageBody>), ApiError> {
+    let id = room_id(raw)?;
+    let (room, message) = state
+        .chat
+        .post(&user.user_id, id.as_str(), body.text, body.client_msg_id)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(message_body(&room, message)),
+    ))
+}
+
+/// The history, newest first; `before` is the `next_cursor` of the previous page.
+#[utoipa::path(get, path = "/api/v1/chat/rooms/{room_id}/messages", tag = "chat",
+    security(("bearer" = [])),
+    params(("room_id" = String, Path), ("before" = Option<String>, Query),
+        ("limit" = Option<usize>, Query)),
+    responses((status = 200, body = MessagePage), (status = 400, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn list_messages(
+    user: AuthUser,
+    State(state): State<AppState>,
+    ApiPath(raw): ApiPath<String>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> Result<axum::Json<MessagePage>, ApiError> {
+    let id = room_id(raw)?;
+    let limit = crate::http::catalog::limit(q.limit, 50, 100)?;
+    let before = match q.before.as_deref() {
+        None | Some("") => None,
+        Some(raw) => Some(raw.parse::<u64>().ok().filter(|b| *b > 0).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_cursor",
+                "the cursor is not valid",
+            )
+        })?),
+    };
+    let (page, next) = state
+        .chat
+        .history(&member(&user), &id, before, limit)
+        .await?;
+    Ok(axum::Json(MessagePage {
+        items: page.into_iter().map(|m| message_body(&id, m)).collect(),
+        next_cursor: next.map(|n| n.to_string()),
+    }))
+}
+
+impl From<ChatFailure> for ApiError {
+    fn from(e: ChatFailure) -> Self {
+        let detail = e.to_string();
+        match e {
+            ChatFailure::Room(RoomError::NotFound) => ApiError::not_found(detail),
+            ChatFailure::Room(RoomError::NotMember) => {
+                ApiError::new(StatusCode::FORBIDDEN, "not_a_member", detail)
+            }
+            ChatFailure::Room(RoomError::Forbidden) => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", detail)
+            }
+            ChatFailure::Room(RoomError::Invalid(_)) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", detail)
+            }
+            ChatFailure::Order(o) => o.into(),
+            ChatFailure::Runtime(r) => crate::http::error::runtime(r),
+        }
+    }
+}

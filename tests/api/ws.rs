@@ -1,0 +1,584 @@
+//! The WebSocket edge with a real `tokio-tungstenite` client: every topic delivers, private
+//! topics are refused to strangers, bad and oversized frames, a slow reader cut off while a
+//! fast one keeps up, logout and shutdown closing sockets, and chat history paged exactly once
+//! under concurrent posting.
+
+use crate::helpers::{JWT_SECRET, OPERATOR_TOKEN, TestApp, ok, send, spawn_app};
+use emporium::auth::tokens::TokenKeys;
+use emporium::domain::ids::UserId;
+use emporium::domain::time::{Clock, SystemClock};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn token(user: &str) -> String {
+    let keys = TokenKeys::new(JWT_SECRET.as_bytes(), 900);
+    let now = SystemClock.now().millis() / 1000;
+    let user = UserId::parse(user).unwrap();
+    keys.issue(&user, &Default::default(), "s", now).unwrap().0
+}
+
+fn ws_url(app: &TestApp, token: Option<&str>) -> String {
+    let base = app.url("/api/v1/ws").replacen("http", "ws", 1);
+    match token {
+        Some(t) => format!("{base}?access_token={t}"),
+        None => base,
+    }
+}
+
+async fn connect(app: &TestApp, token: Option<&str>) -> Ws {
+    tokio_tungstenite::connect_async(ws_url(app, token))
+        .await
+        .expect("the socket opens")
+        .0
+}
+
+async fn say(ws: &mut Ws, frame: Value) {
+    ws.send(Message::text(frame.to_string())).await.unwrap();
+}
+
+/// The next JSON text frame (pings skipped); panics after 10 s.
+async fn next(ws: &mut Ws) -> Value {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame within 10 s")
+            .expect("the socket is open")
+            .expect("a frame");
+        match frame {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+/// Reads until a frame matches.
+async fn until(ws: &mut Ws, what: impl Fn(&Value) -> bool) -> Value {
+    loop {
+        let v = next(ws).await;
+        if what(&v) {
+            return v;
+        }
+    }
+}
+
+async fn subscribe(ws: &mut Ws, topic: &str) -> Value {
+    say(ws, json!({"type": "subscribe", "topic": topic})).await;
+    next(ws).await
+}
+
+/// The close code the server ends the socket with (`None` if the connection just ended).
+async fn closed_with(ws: &mut Ws) -> Option<CloseCode> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(15), ws.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| f.code),
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(_)) | None) => return None,
+            Err(_) => panic!("the socket stayed open"),
+        }
+    }
+}
+
+async fn product(app: &TestApp, sku: &str, stock: u64) -> String {
+    let body = json!({"name": "Live Tee", "category": "test", "skus": [
+        {"sku_id": sku, "options": {}, "price": 1000, "stock": stock}]});
+    let created = ok(send(
+        app,
+        "POST",
+        "/api/v1/admin/products",
+        OPERATOR_TOKEN,
+        Some(body),
+    )
+    .await)
+    .await;
+    created["product_id"].as_str().unwrap().to_string()
+}
+
+async fn live_drop(app: &TestApp, sku: &str) -> String {
+    let starts = emporium::domain::time::Timestamp(SystemClock.now().0 - 60_000);
+    let body = json!({"sku_id": sku, "quantity": 5, "price": 1000,
+        "starts_at": starts.to_rfc3339(), "per_user_limit": 5});
+    let d = ok(send(
+        app,
+        "POST",
+        "/api/v1/admin/drops",
+        OPERATOR_TOKEN,
+        Some(body),
+    )
+    .await)
+    .await;
+    d["drop_id"].as_str().unwrap().to_string()
+}
+
+async fn buy(app: &TestApp, token: &str, drop_id: &str, key: &str) -> Value {
+    let r = app
+        .client
+        .post(app.url(&format!("/api/v1/drops/{drop_id}/purchase")))
+        .bearer_auth(token)
+        .header("idempotency-key", key)
+        .json(&json!({"quantity": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn drop_product_order_and_user_topics_deliver_what_happens() {
+    let app = spawn_app().await;
+    let product_id = product(&app, "live", 100).await;
+    let drop_id = live_drop(&app, "live").await;
+    // A real account: notifications go to its inbox and out on `user`.
+    let (_, buyer, _) = app.customer("live@example.com").await;
+
+    // Anonymous sockets read public topics.
+    let mut public = connect(&app, None).await;
+    let topic = format!("drop:{drop_id}");
+    assert_eq!(
+        subscribe(&mut public, &topic).await,
+        json!({"type": "subscribed", "topic": topic})
+    );
+    let product_topic = format!("product:{product_id}");
+    assert_eq!(
+        subscribe(&mut public, &product_topic).await["type"],
+        "subscribed"
+    );
+
+    let order = buy(&app, &buyer, &drop_id, "k1").await;
+    let stock = until(&mut public, |v| v["type"] == "stock").await;
+    assert_eq!(
+        (stock["drop_id"].as_str(), stock["remaining"].as_u64()),
+        (Some(drop_id.as_str()), Some(4))
+    );
+    assert_eq!(stock["status"], "live");
+    assert!(stock["at_ms"].as_i64().is_some());
+    let put = json!({"available": 42});
+    send(
+        &app,
+        "PUT",
+        "/api/v1/admin/skus/live/stock",
+        OPERATOR_TOKEN,
+        Some(put),
+    )
+    .await;
+    let a = until(&mut public, |v| v["type"] == "availability").await;
+    assert_eq!(
+        (a["sku_id"].as_str(), a["available"].as_u64()),
+        (Some("live"), Some(42))
+    );
+
+    // The buyer follows the order and their notifications, then pays.
+    let mut own = connect(&app, Some(&buyer)).await;
+    let order_id = order["order_id"].as_str().unwrap();
+    assert_eq!(
+        subscribe(&mut own, &format!("order:{order_id}")).await["type"],
+        "subscribed"
+    );
+    assert_eq!(subscribe(&mut own, "user").await["type"], "subscribed");
+    let pay = json!({"order_id": order_id, "amount": 1000, "card_number": "4111111111111111"});
+    let p: Value = app
+        .post_json("/sandbox/pg/v1/payments", pay)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let confirm = json!({"order_id": order_id, "payment_key": p["payment_key"], "amount": 1000});
+    ok(send(
+        &app,
+        "POST",
+        "/api/v1/payments/confirm",
+        &buyer,
+        Some(confirm),
+    )
+    .await)
+    .await;
+    let paid = until(&mut own, |v| v["type"] == "order" && v["status"] == "paid").await;
+    assert_eq!(paid["order_id"], order_id);
+    assert!(paid["at"].is_string());
+    let note = until(&mut own, |v| v["type"] == "notification").await;
+    assert!(note["text"].as_str().unwrap().contains(order_id), "{note}");
+    assert!(note["id"].is_string() && note["kind"].is_string());
+}
+
+#[tokio::test]
+async fn private_topics_are_refused_to_strangers_and_bad_frames_do_not_end_the_socket() {
+    let app = spawn_app().await;
+    product(&app, "priv", 10).await;
+    let drop_id = live_drop(&app, "priv").await;
+    let owner = token("u_owner");
+    let order = buy(&app, &owner, &drop_id, "k1").await;
+    let order_topic = format!("order:{}", order["order_id"].as_str().unwrap());
+
+    let mut anonymous = connect(&app, None).await;
+    for topic in [order_topic.as_str(), "user", "chat:r1"] {
+        let refused = subscribe(&mut anonymous, topic).await;
+        assert_eq!(
+            (refused["type"].as_str(), refused["code"].as_str()),
+            (Some("error"), Some("unauthorized")),
+            "{topic}"
+        );
+    }
+    let mut stranger = connect(&app, Some(&token("u_stranger"))).await;
+    assert_eq!(
+        subscribe(&mut stranger, &order_topic).await["code"],
+        "forbidden"
+    );
+    assert_eq!(
+        subscribe(&mut stranger, "weather:today").await["code"],
+        "unknown_topic"
+    );
+    // An admin may follow any order.
+    let mut admin = connect(&app, Some(OPERATOR_TOKEN)).await;
+    assert_eq!(
+        subscribe(&mut admin, &order_topic).await["type"],
+        "subscribed"
+    );
+
+    // Bad frames: an error each, and the socket keeps working.
+    stranger.send(Message::text("{not json")).await.unwrap();
+    assert_eq!(next(&mut stranger).await["code"], "bad_frame");
+    say(&mut stranger, json!({"type": "subscribe", "topic": 7})).await;
+    assert_eq!(next(&mut stranger).await["code"], "bad_frame");
+    stranger.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    assert_eq!(next(&mut stranger).await["code"], "bad_frame");
+    say(&mut stranger, json!({"type": "ping"})).await;
+    assert_eq!(next(&mut stranger).await, json!({"type": "pong"}));
+
+    // A token in the query must be valid; a bad one in an `auth` frame is an error.
+    let bad = tokio_tungstenite::connect_async(ws_url(&app, Some("nope"))).await;
+    assert!(
+        bad.is_err(),
+        "a bad query token is refused before the upgrade"
+    );
+    say(
+        &mut anonymous,
+        json!({"type": "auth", "access_token": "nope"}),
+    )
+    .await;
+    assert_eq!(next(&mut anonymous).await["code"], "invalid_token");
+    say(
+        &mut anonymous,
+        json!({"type": "auth", "access_token": owner}),
+    )
+    .await;
+    assert_eq!(next(&mut anonymous).await["type"], "authenticated");
+    assert_eq!(
+        subscribe(&mut anonymous, &order_topic).await["type"],
+        "subscribed"
+    );
+
+    // A frame over 16 KiB closes the socket with 1009.
+    let huge = json!({"type": "ping", "pad": "x".repeat(20_000)}).to_string();
+    let _ = stranger.send(Message::text(huge)).await;
+    assert_eq!(closed_with(&mut stranger).await, Some(CloseCode::Size));
+}
+
+#[tokio::test]
+async fn a_slow_reader_is_disconnected_while_a_fast_one_keeps_receiving() {
+    let app = Arc::new(spawn_app().await);
+    let poster = token("u_poster");
+    let room = create_room(&app, &poster, "firehose").await;
+    let members = ["u_fast", "u_slow"];
+    for m in members {
+        join(&app, &token(m), &room).await;
+    }
+    let mut fast = connect(&app, Some(&token("u_fast"))).await;
+    assert_eq!(
+        subscribe(&mut fast, &format!("chat:{room}")).await["type"],
+        "subscribed"
+    );
+    // The slow reader's socket takes little, and it never reads.
+    let slow_socket = tokio::net::TcpSocket::new_v4().unwrap();
+    slow_socket.set_recv_buffer_size(4096).unwrap();
+    let addr = app.address.trim_start_matches("http://").parse().unwrap();
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(slow_socket.connect(addr).await.unwrap());
+    let (mut slow, _) =
+        tokio_tungstenite::client_async(ws_url(&app, Some(&token("u_slow"))), stream)
+            .await
+            .unwrap();
+    assert_eq!(
+        subscribe(&mut slow, &format!("chat:{room}")).await["type"],
+        "subscribed"
+    );
+
+    const POSTS: u64 = 1500;
+    let text = "x".repeat(1900);
+    let posting = {
+        let (app, poster, room) = (app.clone(), poster.clone(), room.clone());
+        tokio::spawn(async move {
+            for i in 0..POSTS {
+                let body = json!({"text": format!("{i} {text}")});
+                let path = format!("/api/v1/chat/rooms/{room}/messages");
+                assert_eq!(
+                    send(&app, "POST", &path, &poster, Some(body))
+                        .await
+                        .status(),
+                    201
+                );
+            }
+        })
+    };
+    let mut seen = 0;
+    while seen < POSTS {
+        let m = next(&mut fast).await;
+        assert_eq!(m["type"], "chat.message");
+        seen += 1;
+        assert_eq!(m["message_id"].as_u64(), Some(seen), "in order, none lost");
+    }
+    posting.await.unwrap();
+    // The slow one got part of the stream, then was cut off (1013, or the connection dropped
+    // when even the close frame could not be written).
+    let mut got = 0;
+    let end = loop {
+        match tokio::time::timeout(Duration::from_secs(15), slow.next()).await {
+            Ok(Some(Ok(Message::Text(_)))) => got += 1,
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| f.code),
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(_)) | None) => break None,
+            Err(_) => panic!("the slow socket was never disconnected ({got} read)"),
+        }
+    };
+    assert!(
+        got < POSTS,
+        "the slow reader was cut off before the end ({got})"
+    );
+    assert!(matches!(end, None | Some(CloseCode::Again)), "{end:?}");
+}
+
+#[tokio::test]
+async fn logout_and_shutdown_close_sockets() {
+    let app = spawn_app().await;
+    let (_, token, _) = app.customer("ws@example.com").await;
+    let mut ws = connect(&app, Some(&token)).await;
+    assert_eq!(subscribe(&mut ws, "user").await["type"], "subscribed");
+    let r = send(&app, "POST", "/api/v1/auth/logout", &token, None).await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        until(&mut ws, |v| v["type"] == "error").await["code"],
+        "token_revoked"
+    );
+    assert_eq!(closed_with(&mut ws).await, Some(CloseCode::Policy));
+
+    let mut other = connect(&app, None).await;
+    say(&mut other, json!({"type": "ping"})).await;
+    assert_eq!(next(&mut other).await["type"], "pong");
+    let stopping = tokio::spawn(app.stop());
+    assert_eq!(closed_with(&mut other).await, Some(CloseCode::Away));
+    stopping.await.unwrap();
+}
+
+async fn create_room(app: &TestApp, token: &str, name: &str) -> String {
+    let r = send(
+        app,
+        "POST",
+        "/api/v1/chat/rooms",
+        token,
+        Some(json!({"name": name})),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    ok(r).await["room_id"].as_str().unwrap().to_string()
+}
+
+async fn join(app: &TestApp, token: &str, room: &str) {
+    let path = format!("/api/v1/chat/rooms/{room}/join");
+    ok(send(app, "POST", &path, token, None).await).await;
+}
+
+#[tokio::test]
+async fn chat_rooms_membership_support_rooms_and_resends() {
+    let app = spawn_app().await;
+    let (alice, bob, carol) = (token("u_alice"), token("u_bob"), token("u_carol"));
+    let room = create_room(&app, &alice, "team").await;
+    join(&app, &bob, &room).await;
+    let mine = ok(send(&app, "GET", "/api/v1/chat/rooms", &bob, None).await).await;
+    assert_eq!(mine["items"][0]["room_id"], room.as_str());
+    assert_eq!(mine["items"][0]["members"], json!(["u_alice", "u_bob"]));
+
+    // chat.send over the socket reaches REST readers and subscribers alike.
+    let mut bob_ws = connect(&app, Some(&bob)).await;
+    assert_eq!(
+        subscribe(&mut bob_ws, &format!("chat:{room}")).await["type"],
+        "subscribed"
+    );
+    let mut alice_ws = connect(&app, Some(&alice)).await;
+    say(
+        &mut alice_ws,
+        json!({"type": "chat.send", "room_id": room, "text": "hello", "client_msg_id": "c1"}),
+    )
+    .await;
+    let m = until(&mut bob_ws, |v| v["type"] == "chat.message").await;
+    assert_eq!(
+        (
+            m["author"].as_str(),
+            m["text"].as_str(),
+            m["client_msg_id"].as_str()
+        ),
+        (Some("u_alice"), Some("hello"), Some("c1"))
+    );
+    // The same client_msg_id again is the same message.
+    let path = format!("/api/v1/chat/rooms/{room}/messages");
+    let again = send(
+        &app,
+        "POST",
+        &path,
+        &alice,
+        Some(json!({"text": "hello", "client_msg_id": "c1"})),
+    )
+    .await;
+    assert_eq!(ok(again).await["message_id"], m["message_id"]);
+    let history = ok(send(&app, "GET", &path, &bob, None).await).await;
+    assert_eq!(history["items"].as_array().unwrap().len(), 1);
+
+    // Outsiders neither read nor post; a chat.send they try is an error on their socket.
+    assert_eq!(send(&app, "GET", &path, &carol, None).await.status(), 403);
+    let r = send(&app, "POST", &path, &carol, Some(json!({"text": "hi"}))).await;
+    assert_eq!(r.status(), 403);
+    let mut carol_ws = connect(&app, Some(&carol)).await;
+    assert_eq!(
+        subscribe(&mut carol_ws, &format!("chat:{room}")).await["code"],
+        "forbidden"
+    );
+    say(
+        &mut carol_ws,
+        json!({"type": "chat.send", "room_id": room, "text": "hi"}),
+    )
+    .await;
+    assert_eq!(next(&mut carol_ws).await["code"], "not_a_member");
+    let r = send(
+        &app,
+        "POST",
+        &path,
+        &alice,
+        Some(json!({"text": "x".repeat(2001)})),
+    )
+    .await;
+    assert_eq!(r.status(), 422);
+    let r = send(
+        &app,
+        "GET",
+        "/api/v1/chat/rooms/nope/messages",
+        &alice,
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 404);
+
+    // A support room: the order's owner and admins; another customer cannot join.
+    product(&app, "sup", 10).await;
+    let drop_id = live_drop(&app, "sup").await;
+    let order = buy(&app, &alice, &drop_id, "k1").await;
+    let body = json!({"name": "help", "order_id": order["order_id"]});
+    let r = send(
+        &app,
+        "POST",
+        "/api/v1/chat/rooms",
+        &alice,
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let support = ok(r).await["room_id"].as_str().unwrap().to_string();
+    let r = send(&app, "POST", "/api/v1/chat/rooms", &bob, Some(body)).await;
+    assert_eq!(r.status(), 404, "another's order is not found");
+    let join_path = format!("/api/v1/chat/rooms/{support}/join");
+    assert_eq!(
+        send(&app, "POST", &join_path, &bob, None).await.status(),
+        403
+    );
+    assert_eq!(
+        send(&app, "POST", &join_path, OPERATOR_TOKEN, None)
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn chat_history_pages_every_message_exactly_once_under_concurrent_posting() {
+    let app = Arc::new(spawn_app().await);
+    let writers: Vec<String> = (0..8).map(|i| token(&format!("u_w{i}"))).collect();
+    let room = create_room(&app, &writers[0], "busy").await;
+    for w in &writers[1..] {
+        join(&app, w, &room).await;
+    }
+    let path = format!("/api/v1/chat/rooms/{room}/messages");
+    let before: u64 = 100;
+    for i in 0..before {
+        send(
+            &app,
+            "POST",
+            &path,
+            &writers[0],
+            Some(json!({"text": format!("old {i}")})),
+        )
+        .await;
+    }
+    // Page through the history while eight writers keep posting.
+    let mut posting = tokio::task::JoinSet::new();
+    for w in writers.clone() {
+        let (app, path) = (app.clone(), path.clone());
+        posting.spawn(async move {
+            for i in 0..40 {
+                let r = send(
+                    &app,
+                    "POST",
+                    &path,
+                    &w,
+                    Some(json!({"text": format!("new {i}")})),
+                )
+                .await;
+                assert_eq!(r.status(), 201);
+            }
+        });
+    }
+    let reader = &writers[1];
+    let first = ok(send(&app, "GET", &format!("{path}?limit=7"), reader, None).await).await;
+    let mut ids: Vec<u64> = first["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["message_id"].as_u64().unwrap())
+        .collect();
+    let newest_at_start = ids[0];
+    let mut cursor = first["next_cursor"].as_str().map(String::from);
+    while let Some(c) = cursor {
+        let page = ok(send(
+            &app,
+            "GET",
+            &format!("{path}?limit=7&before={c}"),
+            reader,
+            None,
+        )
+        .await)
+        .await;
+        ids.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["message_id"].as_u64().unwrap()),
+        );
+        cursor = page["next_cursor"].as_str().map(String::from);
+        tokio::task::yield_now().await;
+    }
+    while posting.join_next().await.is_some() {}
+    let unique: HashSet<u64> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "no message twice");
+    assert_eq!(
+        ids,
+        (1..=newest_at_start).rev().collect::<Vec<_>>(),
+        "every message up to the first page's newest, newest first"
+    );
+    let r = send(&app, "GET", &format!("{path}?before=abc"), reader, None).await;
+    assert_eq!(r.status(), 400);
+}
