@@ -54,6 +54,7 @@ run --duration 2 journey
 run --duration 2 flash-sale --users 200 --reports "$REPORTS"
 run --duration 2 flash-sale --rate 200 --reports "$REPORTS"
 run --duration 10 flash-sale --stock 50 --users 300 --per-user-limit 1 --attempts 2000 --reports "$REPORTS"
+run --duration 2 ws-fanout --sockets 200 --server-pid "$SERVER"
 # Emporium and both Redis baselines back to back (each server started by the command itself).
 run --duration 1 compare --attempts 2000 --reports "$REPORTS"
 ls "$REPORTS"/compare-*.md >/dev/null

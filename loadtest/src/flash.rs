@@ -56,8 +56,13 @@ struct Seen {
 }
 
 pub async fn run(o: Options) -> anyhow::Result<Run> {
+    let drop_id = prepare(&reqwest::Client::new(), &o).await?;
+    run_on(o, drop_id).await
+}
+
+/// The timed part and the audit, on a drop [`prepare`]d before.
+pub async fn run_on(o: Options, drop_id: String) -> anyhow::Result<Run> {
     let client = reqwest::Client::new();
-    let drop_id = prepare(&client, &o).await?;
     let tokens = Arc::new(tokens(&o.jwt_secret, o.users)?);
     eprintln!(
         "prepared drop {drop_id} of {} units and {} shoppers",
@@ -250,7 +255,7 @@ async fn progress(counts: Arc<Counts>, started: Instant) {
 }
 
 /// A product with one SKU holding the stock, and a live drop of all of it.
-async fn prepare(client: &reqwest::Client, o: &Options) -> anyhow::Result<String> {
+pub async fn prepare(client: &reqwest::Client, o: &Options) -> anyhow::Result<String> {
     let run_id = format!("{}-{}", std::process::id(), rand::random::<u32>());
     let sku = format!("fs-{run_id}");
     let product = json!({"name": format!("Flash {run_id}"), "description": "load test",

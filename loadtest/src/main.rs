@@ -18,6 +18,8 @@
 //!   the ratios (see [`compare`]).
 //! - `flash-sale`: buyers on one drop, closed or open loop, audited, with a report (see
 //!   [`flash`]).
+//! - `ws-fanout`: WebSockets subscribed to one drop while buyers purchase from it; delivery
+//!   latency and RSS per socket (see [`ws`]).
 //!
 //! The auth scenarios come from one address: run the server with `EMPORIUM_AUTH_RATE_PER_IP=0`.
 
@@ -25,6 +27,7 @@ mod compare;
 mod flash;
 mod journey;
 mod report;
+mod ws;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -116,6 +119,18 @@ enum Scenario {
         attempts: u64,
         #[arg(long, default_value = "loadtest/reports")]
         reports: std::path::PathBuf,
+    },
+    /// `--sockets` WebSockets on one drop while `--connections` buyers purchase from it.
+    WsFanout {
+        #[arg(long, env = "EMPORIUM_OPERATOR_TOKEN")]
+        token: String,
+        #[arg(long, env = "EMPORIUM_JWT_SECRET")]
+        jwt_secret: String,
+        #[arg(long, default_value_t = 1000)]
+        sockets: usize,
+        /// The server's process id (same machine): its RSS is read before and after the sockets.
+        #[arg(long)]
+        server_pid: Option<u32>,
     },
     /// Whole shopper journeys, sign-up to delivery; `--connections` shoppers at a time.
     Journey {
@@ -252,6 +267,31 @@ async fn main() -> anyhow::Result<()> {
             if run.audit.is_some() {
                 bail!("the audit failed");
             }
+        }
+        Scenario::WsFanout {
+            token,
+            jwt_secret,
+            sockets,
+            server_pid,
+        } => {
+            ws::run(ws::Options {
+                flash: flash::Options {
+                    base: base.clone(),
+                    operator: token.clone(),
+                    jwt_secret: jwt_secret.clone(),
+                    connections: cli.connections,
+                    duration,
+                    stock: 10_000_000,
+                    users: 20_000,
+                    per_user_limit: 100,
+                    rate: 0,
+                    attempts: 0,
+                    label: "ws-fanout purchases".into(),
+                },
+                sockets: *sockets,
+                server_pid: *server_pid,
+            })
+            .await?;
         }
         Scenario::Compare {
             token,
