@@ -285,8 +285,13 @@ impl Session {
     }
 
     async fn authorize(&self, topic: &Topic) -> Result<(), (&'static str, &'static str)> {
-        if topic.is_public() {
-            return Ok(());
+        let unknown = ("not_found", "no such drop or product");
+        match topic {
+            Topic::Drop(id) => return self.state.drops.get(id).map(|_| ()).ok_or(unknown),
+            Topic::Product(id) => {
+                return self.state.catalog.index.get(id).map(|_| ()).ok_or(unknown);
+            }
+            _ => {}
         }
         let Some(user) = &self.user else {
             return Err(("unauthorized", "sign in to subscribe to this topic"));
