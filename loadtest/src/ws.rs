@@ -8,7 +8,6 @@
 use crate::flash;
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
-use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -27,16 +26,20 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     let topic = format!("drop:{drop_id}");
     let rss_before = o.server_pid.and_then(rss_kib);
     let stop = Arc::new(AtomicBool::new(false));
+    // Wakes every socket task at the end (a timer per read would cost the generator more
+    // than the reads: 19,000 sockets re-arming timers).
+    let stopped = Arc::new(tokio::sync::Notify::new());
     let held = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let gate = Arc::new(tokio::sync::Semaphore::new(128));
     let mut sockets = tokio::task::JoinSet::new();
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<bool>();
     for _ in 0..o.sockets {
-        let (url, topic, stop, held, gate, ready) = (
+        let (url, topic, stop, stopped, held, gate, ready) = (
             url.clone(),
             topic.clone(),
             stop.clone(),
+            stopped.clone(),
             held.clone(),
             gate.clone(),
             ready_tx.clone(),
@@ -55,18 +58,22 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
             let _ = ready.send(true);
             drop(ready);
             let mut delays = Vec::new();
+            let end = stopped.notified();
+            tokio::pin!(end);
+            end.as_mut().enable();
             while !stop.load(Ordering::Relaxed) {
-                let frame = tokio::time::timeout(Duration::from_millis(200), ws.next()).await;
+                let frame = tokio::select! {
+                    () = &mut end => break,
+                    frame = ws.next() => frame,
+                };
                 match frame {
-                    Err(_) => continue,
-                    Ok(Some(Ok(Message::Text(t)))) => {
-                        let v: Value = serde_json::from_str(t.as_str()).unwrap_or_default();
-                        if let Some(at) = v["at_ms"].as_u64() {
+                    Some(Ok(Message::Text(t))) => {
+                        if let Some(at) = at_ms(t.as_str()) {
                             delays.push(now_ms().saturating_sub(at) as u32);
                         }
                     }
-                    Ok(Some(Ok(_))) => {}
-                    Ok(Some(Err(_)) | None) => {
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => {
                         held.fetch_sub(1, Ordering::Relaxed);
                         return delays;
                     }
@@ -96,6 +103,7 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let still_held = held.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
+    stopped.notify_waiters();
     let mut latency = Histogram::<u64>::new_with_bounds(1, 600_000, 3)?;
     while let Some(done) = sockets.join_next().await {
         for d in done? {
@@ -146,6 +154,16 @@ async fn open(
     }
 }
 
+/// The `at_ms` of a stock message, read without parsing the rest: with thousands of sockets
+/// on two cores, the generator's JSON parsing would be measured as delivery latency.
+fn at_ms(text: &str) -> Option<u64> {
+    let rest = &text[text.find("\"at_ms\":")? + 8..];
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -157,4 +175,14 @@ fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn at_ms_is_read_from_a_stock_message() {
+        let m = r#"{"at_ms":1795309588123,"drop_id":"d1","remaining":3,"status":"live","type":"stock"}"#;
+        assert_eq!(super::at_ms(m), Some(1_795_309_588_123));
+        assert_eq!(super::at_ms(r#"{"type":"pong"}"#), None);
+    }
 }

@@ -49,6 +49,11 @@ impl EventBus {
         self.topics.contains_key(topic)
     }
 
+    /// How many subscribers `topic` has.
+    pub fn receivers(&self, topic: &str) -> usize {
+        self.topics.get(topic).map_or(0, |s| s.receiver_count())
+    }
+
     /// Topics with at least one subscriber (for metrics).
     pub fn topics(&self) -> usize {
         self.topics.len()
