@@ -3,8 +3,8 @@
 //! start, and an expired order giving its units back to the drop.
 
 use crate::helpers::{
-    JWT_SECRET, OPERATOR_TOKEN, TestApp, assert_problem, ok, product_with_sku, send, spawn_app,
-    spawn_app_full,
+    JWT_SECRET, OPERATOR_TOKEN, TestApp, assert_problem, ok, pay, product_with_sku, send,
+    spawn_app, spawn_app_full,
 };
 use emporium::auth::tokens::TokenKeys;
 use emporium::domain::ids::UserId;
@@ -124,23 +124,7 @@ async fn a_drop_sells_an_order_that_pays_like_any_other_and_replays_answer_the_s
 
     // Paid through the same saga as any order.
     let order_id = first["order_id"].as_str().unwrap();
-    let pay = json!({"order_id": order_id, "amount": 99000, "card_number": "4111111111111111"});
-    let p: Value = app
-        .post_json("/sandbox/pg/v1/payments", pay)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let confirm = json!({"order_id": order_id, "payment_key": p["payment_key"], "amount": 99000});
-    let paid = ok(send(
-        &app,
-        "POST",
-        "/api/v1/payments/confirm",
-        &token,
-        Some(confirm),
-    )
-    .await)
-    .await;
+    let paid = ok(pay(&app, &token, order_id, 99000).await).await;
     assert_eq!(paid["status"], "paid");
     let after = drop_showing(&app, id, "sold", json!(1)).await;
     assert_eq!(after["reserved"], 0);

@@ -245,10 +245,17 @@ pub async fn ok(r: reqwest::Response) -> Value {
 }
 
 /// Creates a product with one SKU of `stock` units at `price` (operator token).
-pub async fn product_with_sku(app: &TestApp, name: &str, sku: &str, price: i64, stock: u64) {
+/// Creates a product with one SKU; returns the product's id.
+pub async fn product_with_sku(
+    app: &TestApp,
+    name: &str,
+    sku: &str,
+    price: i64,
+    stock: u64,
+) -> String {
     let body = serde_json::json!({"name": name, "category": "test", "skus": [
         {"sku_id": sku, "options": {}, "price": price, "stock": stock}]});
-    ok(send(
+    let created = ok(send(
         app,
         "POST",
         "/api/v1/admin/products",
@@ -257,4 +264,28 @@ pub async fn product_with_sku(app: &TestApp, name: &str, sku: &str, price: i64, 
     )
     .await)
     .await;
+    created["product_id"].as_str().unwrap().to_string()
+}
+
+/// Pays an order through the sandbox gateway with a good card and confirms it; the confirm
+/// response.
+pub async fn pay(app: &TestApp, token: &str, order_id: &str, amount: i64) -> reqwest::Response {
+    let card = serde_json::json!({"order_id": order_id, "amount": amount,
+        "card_number": "4111111111111111"});
+    let p: Value = app
+        .post_json("/sandbox/pg/v1/payments", card)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let confirm = serde_json::json!({"order_id": order_id, "payment_key": p["payment_key"],
+        "amount": amount});
+    send(
+        app,
+        "POST",
+        "/api/v1/payments/confirm",
+        token,
+        Some(confirm),
+    )
+    .await
 }

@@ -3,7 +3,9 @@
 //! fast one keeps up, logout and shutdown closing sockets, and chat history paged exactly once
 //! under concurrent posting.
 
-use crate::helpers::{JWT_SECRET, OPERATOR_TOKEN, TestApp, ok, send, spawn_app};
+use crate::helpers::{
+    JWT_SECRET, OPERATOR_TOKEN, TestApp, ok, pay, product_with_sku, send, spawn_app,
+};
 use emporium::auth::tokens::TokenKeys;
 use emporium::domain::ids::UserId;
 use emporium::domain::time::{Clock, SystemClock};
@@ -88,18 +90,7 @@ async fn closed_with(ws: &mut Ws) -> Option<CloseCode> {
 }
 
 async fn product(app: &TestApp, sku: &str, stock: u64) -> String {
-    let body = json!({"name": "Live Tee", "category": "test", "skus": [
-        {"sku_id": sku, "options": {}, "price": 1000, "stock": stock}]});
-    let created = ok(send(
-        app,
-        "POST",
-        "/api/v1/admin/products",
-        OPERATOR_TOKEN,
-        Some(body),
-    )
-    .await)
-    .await;
-    created["product_id"].as_str().unwrap().to_string()
+    product_with_sku(app, "Live Tee", sku, 1000, stock).await
 }
 
 async fn live_drop(app: &TestApp, sku: &str) -> String {
@@ -184,23 +175,7 @@ async fn drop_product_order_and_user_topics_deliver_what_happens() {
         "subscribed"
     );
     assert_eq!(subscribe(&mut own, "user").await["type"], "subscribed");
-    let pay = json!({"order_id": order_id, "amount": 1000, "card_number": "4111111111111111"});
-    let p: Value = app
-        .post_json("/sandbox/pg/v1/payments", pay)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let confirm = json!({"order_id": order_id, "payment_key": p["payment_key"], "amount": 1000});
-    ok(send(
-        &app,
-        "POST",
-        "/api/v1/payments/confirm",
-        &buyer,
-        Some(confirm),
-    )
-    .await)
-    .await;
+    ok(pay(&app, &buyer, order_id, 1000).await).await;
     let paid = until(&mut own, |v| v["type"] == "order" && v["status"] == "paid").await;
     assert_eq!(paid["order_id"], order_id);
     assert!(paid["at"].is_string());
