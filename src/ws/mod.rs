@@ -198,15 +198,16 @@ impl Session {
     /// When the socket's token expires (never for anonymous and operator sockets).
     fn expiry(&self) -> Instant {
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
-        let Some(user) = &self.user else { return far };
-        let left = user
-            .claims
-            .exp
-            .saturating_sub(self.state.clock.now().millis() / 1000);
-        if user.claims.exp == i64::MAX {
-            return far;
+        match &self.user {
+            Some(user) if user.claims.exp != i64::MAX => {
+                let left = user
+                    .claims
+                    .exp
+                    .saturating_sub(self.state.clock.now().millis() / 1000);
+                Instant::now() + Duration::from_secs(u64::try_from(left).unwrap_or(0))
+            }
+            _ => far,
         }
-        Instant::now() + Duration::from_secs(u64::try_from(left).unwrap_or(0))
     }
 
     /// Answers one client frame: a reply to send, nothing, or a reason to close.
