@@ -123,37 +123,7 @@ async fn sigkill_during_a_drop_loses_no_acknowledged_purchase() {
         reserved - acked <= SHOPPERS as u64,
         "more units held than purchases in flight: {reserved} vs {acked}"
     );
-    for id in &acknowledged {
-        let o: Value = client
-            .get(format!("{}/api/v1/orders/{id}", server.base))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(
-            o["status"], "awaiting_payment",
-            "acknowledged order {id}: {o}"
-        );
-    }
-    let stock: Value = client
-        .get(format!(
-            "{}/api/v1/admin/entities/sku/crash-snk",
-            server.base
-        ))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(stock["state"]["reserved"].as_u64(), Some(reserved));
-
-    // Every hold becomes an order, even those whose buyer got no answer: the hold keeps the
-    // order, and the restart writes the ones the crash left unwritten.
+    // Admin reads, as the operator.
     let get = |path: String| {
         let client = client.clone();
         async move {
@@ -161,6 +131,22 @@ async fn sigkill_during_a_drop_loses_no_acknowledged_purchase() {
             r.json::<Value>().await.unwrap()
         }
     };
+    for id in &acknowledged {
+        let o = get(format!("{}/api/v1/orders/{id}", server.base)).await;
+        assert_eq!(
+            o["status"], "awaiting_payment",
+            "acknowledged order {id}: {o}"
+        );
+    }
+    let stock = get(format!(
+        "{}/api/v1/admin/entities/sku/crash-snk",
+        server.base
+    ))
+    .await;
+    assert_eq!(stock["state"]["reserved"].as_u64(), Some(reserved));
+
+    // Every hold becomes an order, even those whose buyer got no answer: the hold keeps the
+    // order, and the restart writes the ones the crash left unwritten.
     let outbox = format!("{}/api/v1/admin/outbox", server.base);
     let mut promised = Value::Null;
     for _ in 0..500 {
