@@ -60,11 +60,7 @@ async fn load_until_killed(server: &mut Server, round: usize) -> Outcomes {
             out
         });
     }
-    while responses.load(Ordering::Relaxed) < KILL_AFTER {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    server.child.kill().expect("SIGKILL");
-    server.child.wait().unwrap();
+    common::kill_when(server, &responses, KILL_AFTER).await;
     let mut all = Outcomes::default();
     while let Some(out) = workers.join_next().await {
         let out = out.unwrap();

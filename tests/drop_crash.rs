@@ -88,11 +88,7 @@ async fn sigkill_during_a_drop_loses_no_acknowledged_purchase() {
     for n in 0..SHOPPERS {
         shoppers.spawn(shop(server.base.clone(), drop_id.clone(), n, count.clone()));
     }
-    while count.load(Ordering::Relaxed) < KILL_AFTER {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    server.child.kill().unwrap(); // SIGKILL
-    server.child.wait().unwrap();
+    common::kill_when(&mut server, &count, KILL_AFTER).await;
     let mut acknowledged = Vec::new();
     while let Some(done) = shoppers.join_next().await {
         acknowledged.extend(done.unwrap());

@@ -145,11 +145,7 @@ async fn sigkill_during_confirmations_leaves_every_order_consistent_and_no_doubl
             count.clone(),
         ));
     }
-    while count.load(Ordering::Relaxed) < KILL_AFTER {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    server.child.kill().unwrap(); // SIGKILL
-    server.child.wait().unwrap();
+    common::kill_when(&mut server, &count, KILL_AFTER).await;
     let mut confirmed = Vec::new();
     while let Some(done) = shoppers.join_next().await {
         confirmed.extend(done.unwrap());

@@ -20,7 +20,7 @@ async fn sku(app: &TestApp, sku: &str, stock: u64) {
 }
 
 /// A drop of `quantity` units of `sku` opening at `starts_at`.
-async fn drop_of(
+pub(crate) async fn drop_of(
     app: &TestApp,
     sku: &str,
     quantity: u32,
@@ -29,19 +29,17 @@ async fn drop_of(
 ) -> Value {
     let body = json!({"sku_id": sku, "quantity": quantity, "price": 99000,
         "starts_at": starts_at.to_rfc3339(), "per_user_limit": limit});
-    let r = send(
-        app,
-        "POST",
-        "/api/v1/admin/drops",
-        OPERATOR_TOKEN,
-        Some(body),
-    )
-    .await;
+    let r = create_drop(app, OPERATOR_TOKEN, body).await;
     assert_eq!(r.status(), 201);
     r.json().await.unwrap()
 }
 
-fn an_hour_ago() -> Timestamp {
+/// `POST /api/v1/admin/drops` with `body`, as `token`.
+async fn create_drop(app: &TestApp, token: &str, body: Value) -> reqwest::Response {
+    send(app, "POST", "/api/v1/admin/drops", token, Some(body)).await
+}
+
+pub(crate) fn an_hour_ago() -> Timestamp {
     Timestamp(SystemClock.now().millis() - 3_600_000)
 }
 
@@ -296,38 +294,17 @@ async fn a_drop_is_not_live_before_its_start() {
     assert_eq!(problem["drop_status"], "scheduled");
     let bad = json!({"sku_id": "soon", "quantity": 6, "price": 1, "starts_at": later.to_rfc3339(),
         "per_user_limit": 1});
-    let r = send(
-        &app,
-        "POST",
-        "/api/v1/admin/drops",
-        OPERATOR_TOKEN,
-        Some(bad),
-    )
-    .await;
+    let r = create_drop(&app, OPERATOR_TOKEN, bad).await;
     assert_problem(r, 409, "insufficient_stock").await;
     let bad = json!({"sku_id": "none", "quantity": 1, "price": 1, "starts_at": later.to_rfc3339(),
         "per_user_limit": 1});
-    let r = send(
-        &app,
-        "POST",
-        "/api/v1/admin/drops",
-        OPERATOR_TOKEN,
-        Some(bad),
-    )
-    .await;
+    let r = create_drop(&app, OPERATOR_TOKEN, bad).await;
     assert_problem(r, 404, "not_found").await;
     let bad = json!({"sku_id": "soon", "quantity": 1, "price": 1, "starts_at": "tomorrow",
         "per_user_limit": 1});
-    let r = send(
-        &app,
-        "POST",
-        "/api/v1/admin/drops",
-        OPERATOR_TOKEN,
-        Some(bad),
-    )
-    .await;
+    let r = create_drop(&app, OPERATOR_TOKEN, bad).await;
     assert_problem(r, 422, "invalid_field").await;
-    let r = send(&app, "POST", "/api/v1/admin/drops", &token, Some(json!({}))).await;
+    let r = create_drop(&app, &token, json!({})).await;
     assert_eq!(r.status(), 403, "customers do not create drops");
 }
 

@@ -93,19 +93,9 @@ async fn product(app: &TestApp, sku: &str, stock: u64) -> String {
     product_with_sku(app, "Live Tee", sku, 1000, stock).await
 }
 
+/// A live drop of 5 units of `sku` (99,000 each, up to 5 per shopper).
 async fn live_drop(app: &TestApp, sku: &str) -> String {
-    let starts = emporium::domain::time::Timestamp(SystemClock.now().0 - 60_000);
-    let body = json!({"sku_id": sku, "quantity": 5, "price": 1000,
-        "starts_at": starts.to_rfc3339(), "per_user_limit": 5});
-    let d = ok(send(
-        app,
-        "POST",
-        "/api/v1/admin/drops",
-        OPERATOR_TOKEN,
-        Some(body),
-    )
-    .await)
-    .await;
+    let d = crate::drops::drop_of(app, sku, 5, 5, crate::drops::an_hour_ago()).await;
     d["drop_id"].as_str().unwrap().to_string()
 }
 
@@ -175,7 +165,7 @@ async fn drop_product_order_and_user_topics_deliver_what_happens() {
         "subscribed"
     );
     assert_eq!(subscribe(&mut own, "user").await["type"], "subscribed");
-    ok(pay(&app, &buyer, order_id, 1000).await).await;
+    ok(pay(&app, &buyer, order_id, 99000).await).await;
     let paid = until(&mut own, |v| v["type"] == "order" && v["status"] == "paid").await;
     assert_eq!(paid["order_id"], order_id);
     assert!(paid["at"].is_string());

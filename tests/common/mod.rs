@@ -23,6 +23,21 @@ impl Drop for Server {
     }
 }
 
+/// Waits until `count` reaches `at_least` (the load got that far), then SIGKILLs the server
+/// and reaps it: the crash in the middle of the load.
+#[allow(dead_code)] // not every test binary uses it
+pub async fn kill_when(
+    server: &mut Server,
+    count: &std::sync::atomic::AtomicUsize,
+    at_least: usize,
+) {
+    while count.load(std::sync::atomic::Ordering::Relaxed) < at_least {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    server.child.kill().expect("SIGKILL");
+    server.child.wait().unwrap();
+}
+
 /// Starts `emporium serve` on port 0 over `data_dir`, with `envs`; returns once the address
 /// is logged (the node may still be loading: see [`wait_ready`]).
 pub fn start(data_dir: &Path, envs: &[(&str, &str)]) -> Server {
