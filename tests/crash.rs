@@ -71,14 +71,8 @@ async fn load_until_killed(server: &mut Server, round: usize) -> Outcomes {
 }
 
 async fn sku_state(client: &reqwest::Client, base: &str) -> Value {
-    let r = client
-        .get(format!("{base}/api/v1/admin/entities/sku/hot"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json::<Value>().await.unwrap()["state"].clone()
+    let url = format!("{base}/api/v1/admin/entities/sku/hot");
+    common::admin_get(client, TOKEN, &url).await["state"].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -120,12 +120,9 @@ async fn sigkill_during_a_drop_loses_no_acknowledged_purchase() {
         "more units held than purchases in flight: {reserved} vs {acked}"
     );
     // Admin reads, as the operator.
-    let get = |path: String| {
+    let get = |url: String| {
         let client = client.clone();
-        async move {
-            let r = client.get(path).bearer_auth(TOKEN).send().await.unwrap();
-            r.json::<Value>().await.unwrap()
-        }
+        async move { common::admin_get(&client, TOKEN, &url).await }
     };
     for id in &acknowledged {
         let o = get(format!("{}/api/v1/orders/{id}", server.base)).await;

@@ -160,15 +160,12 @@ async fn sigkill_during_confirmations_leaves_every_order_consistent_and_no_doubl
     let mut settled = false;
     let mut outbox = Value::Null;
     for _ in 0..400 {
-        outbox = client
-            .get(format!("{}/api/v1/admin/outbox", server.base))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        outbox = common::admin_get(
+            &client,
+            TOKEN,
+            &format!("{}/api/v1/admin/outbox", server.base),
+        )
+        .await;
         assert_eq!(outbox["dead_letters"], 0, "{outbox}");
         if outbox["steps_pending"] == 0 {
             settled = true;
@@ -246,15 +243,8 @@ async fn all_orders(client: &reqwest::Client, base: &str) -> Vec<Value> {
         let page: Value = req.send().await.unwrap().json().await.unwrap();
         for item in page["items"].as_array().unwrap() {
             let id = item["order_id"].as_str().unwrap();
-            let d: Value = client
-                .get(format!("{base}/api/v1/orders/{id}"))
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let d: Value =
+                common::admin_get(client, TOKEN, &format!("{base}/api/v1/orders/{id}")).await;
             out.push(d);
         }
         match page["next_cursor"].as_str() {
@@ -265,15 +255,12 @@ async fn all_orders(client: &reqwest::Client, base: &str) -> Vec<Value> {
 }
 
 async fn stock(client: &reqwest::Client, base: &str) -> (u64, u64, u64) {
-    let r: Value = client
-        .get(format!("{base}/api/v1/admin/entities/sku/crash"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = common::admin_get(
+        client,
+        TOKEN,
+        &format!("{base}/api/v1/admin/entities/sku/crash"),
+    )
+    .await;
     let s = &r["state"];
     (
         s["available"].as_u64().unwrap(),
@@ -285,15 +272,12 @@ async fn stock(client: &reqwest::Client, base: &str) -> (u64, u64, u64) {
 /// The entity states of orders holding units on the SKU, or owing a step (for the failure
 /// message; an order whose placement was interrupted is not listed, but holds a reservation).
 async fn stuck_orders(client: &reqwest::Client, base: &str, oldest: &str) -> Vec<Value> {
-    let sku: Value = client
-        .get(format!("{base}/api/v1/admin/entities/sku/crash"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sku: Value = common::admin_get(
+        client,
+        TOKEN,
+        &format!("{base}/api/v1/admin/entities/sku/crash"),
+    )
+    .await;
     let mut ids: Vec<String> = sku["state"]["reservations"]
         .as_object()
         .map(|m| m.keys().cloned().collect())
@@ -304,6 +288,7 @@ async fn stuck_orders(client: &reqwest::Client, base: &str, oldest: &str) -> Vec
     }
     let mut out = Vec::new();
     for id in ids {
+        // Not `admin_get`: an order never written answers 404, and is reported as it is.
         let e: Value = client
             .get(format!("{base}/api/v1/admin/entities/order/{id}"))
             .bearer_auth(TOKEN)

@@ -110,6 +110,14 @@ pub async fn wait_ready(client: &reqwest::Client, base: &str) -> Duration {
     }
 }
 
+/// `GET url` with `token`; the response must be a success, its JSON is returned.
+#[allow(dead_code)] // not every test binary uses it
+pub async fn admin_get(client: &reqwest::Client, token: &str, url: &str) -> serde_json::Value {
+    let r = client.get(url).bearer_auth(token).send().await.unwrap();
+    assert!(r.status().is_success(), "{url}: {}", r.status());
+    r.json().await.unwrap()
+}
+
 /// POSTs `body` to `path` with `token` and expects a success; the answer's JSON.
 #[allow(dead_code)] // not every test binary uses it
 pub async fn admin_post(
