@@ -2,6 +2,7 @@
 
 mod accounts;
 mod catalog;
+mod compat;
 mod drops;
 mod health;
 mod helpers;
