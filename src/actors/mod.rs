@@ -1,19 +1,29 @@
 //! The entity runtime and the entities themselves.
 //!
 //! An entity kind implements [`Entity`] (pure `decide`/`apply` from `crate::domain`, plus the
-//! types of its messages). [`Entities<E>`] is the typed handle the edges ask: it activates the
-//! entity's actor on first use (snapshot + journal tail), bounds in-flight asks, retries once
-//! when the actor died, and passivates idle entities. [`shell`] is the one actor every entity
-//! runs in: decide -> journal -> apply -> reply (once durable).
+//! types of its messages). The runtime, from the outside in:
+//! - [`Entities<E>`] (`entities.rs`) is the typed handle the edges ask: it activates the
+//!   entity's actor on first use (snapshot + journal tail), bounds in-flight asks, retries once
+//!   when the actor died, and passivates idle entities. Remote routing belongs in its `call`.
+//! - `registry.rs`: which entities of the kind are active (their slots) and their durable views.
+//! - `context.rs`: what an actor uses besides its state — journal, clock, snapshot policy,
+//!   counters, view sink. A cluster swaps the journal here.
+//! - `shell.rs`: the one actor every entity runs in: decide -> journal -> apply -> reply (once
+//!   durable); `message.rs`: what it is sent; `supervisor.rs`: failures and counters.
+//!
+//! The other files are the entity kinds, each a thin binding of its domain rules.
 
 pub mod campaign;
 pub mod cart;
 pub mod chat;
+mod context;
 pub mod email;
 mod entities;
 mod entity;
+mod message;
 pub mod order;
 pub mod product;
+mod registry;
 mod shell;
 pub mod sku;
 mod supervisor;

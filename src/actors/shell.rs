@@ -2,28 +2,20 @@
 //! decide -> journal -> apply -> reply. The reply rides on the journal's completion, so it is
 //! sent once the events are durable while the actor already takes its next message (group
 //! commit). Replies that change nothing still wait until the entity's earlier writes are durable.
+//!
+//! What the actor uses besides its state comes in its [`EntityContext`]; its place in the
+//! registry is its [`Registration`], given up when the actor ends.
 
-use crate::actors::entities::{Inner, Slot};
+use crate::actors::context::EntityContext;
 use crate::actors::entity::{AskError, Entity, Inspection};
+use crate::actors::message::{EntityMsg, Reply};
+use crate::actors::registry::{Registration, Registry, Slot};
 use crate::domain::time::Timestamp;
 use crate::persistence::{Append, JournalError, StreamId, codec};
 use ractor::concurrency::JoinHandle;
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-
-pub type Reply<E> = RpcReplyPort<Result<<E as Entity>::Reply, AskError<<E as Entity>::Rejection>>>;
-
-pub enum EntityMsg<E: Entity> {
-    Ask(E::Command, Reply<E>),
-    Inspect(RpcReplyPort<Inspection>),
-    /// The entity's deadline was reached (timer or explicit tick).
-    Deadline,
-    /// Stop if still idle: snapshot first.
-    Passivate,
-    /// Snapshot, reply once durable, stop.
-    Shutdown(RpcReplyPort<()>),
-}
 
 pub struct EntityActor<E>(std::marker::PhantomData<E>);
 
@@ -39,10 +31,13 @@ impl<E> EntityActor<E> {
     }
 }
 
+/// What an actor is started with: its key, its context, and the slot it will register in once
+/// its state is loaded.
 pub struct Activation<E: Entity> {
     pub id: E::Id,
+    pub ctx: Arc<EntityContext<E>>,
+    pub registry: Arc<Registry<E>>,
     pub slot: Arc<Slot<E>>,
-    pub inner: Arc<Inner<E>>,
 }
 
 pub struct Live<E: Entity> {
@@ -60,22 +55,9 @@ pub struct Live<E: Entity> {
     timer: Option<(Timestamp, JoinHandle<()>)>,
     /// The deadline stored as this stream's reminder.
     reminder: Option<Timestamp>,
-    guard: SlotGuard<E>,
-}
-
-/// Removes the entity's slot from its registry when the actor ends, however it ends (a panic
-/// drops the state too), so the next ask activates a fresh actor.
-struct SlotGuard<E: Entity> {
-    inner: Arc<Inner<E>>,
-    id: E::Id,
-    slot: Arc<Slot<E>>,
-}
-
-impl<E: Entity> Drop for SlotGuard<E> {
-    fn drop(&mut self) {
-        self.inner.forget_slot(&self.id, &self.slot);
-        self.inner.stats.on_deactivated();
-    }
+    ctx: Arc<EntityContext<E>>,
+    /// Dropped with this state, however the actor ends: the slot is freed.
+    registration: Registration<E>,
 }
 
 impl<E: Entity> Actor for EntityActor<E> {
@@ -89,7 +71,7 @@ impl<E: Entity> Actor for EntityActor<E> {
         args: Activation<E>,
     ) -> Result<Live<E>, ActorProcessingErr> {
         let stream = StreamId::new(E::KIND, args.id.to_string());
-        let journal = args.inner.rt.journal.clone();
+        let journal = args.ctx.journal.clone();
         let load_stream = stream.clone();
         let recovered = tokio::task::spawn_blocking(move || journal.load(&load_stream)).await??;
         let (mut state, snapshot_seq) = match recovered.snapshot {
@@ -105,15 +87,11 @@ impl<E: Entity> Actor for EntityActor<E> {
             E::apply(&mut state, &event);
             seq = event_seq;
         }
-        args.inner.stats.on_activated();
         let mut live = Live {
             reminder: E::next_deadline(&state),
             since_snapshot: seq - snapshot_seq,
-            guard: SlotGuard {
-                inner: args.inner,
-                id: args.id.clone(),
-                slot: args.slot,
-            },
+            registration: Registration::new(args.registry, args.id.clone(), args.slot),
+            ctx: args.ctx,
             id: args.id,
             stream,
             state,
@@ -141,11 +119,9 @@ impl<E: Entity> Actor for EntityActor<E> {
             }
             EntityMsg::Deadline => live.deadline(&myself),
             EntityMsg::Passivate => {
-                if live.guard.inner.should_passivate(&live.guard.slot)
-                    && E::next_deadline(&live.state).is_none()
-                {
+                if live.registration.is_idle() && E::next_deadline(&live.state).is_none() {
                     live.snapshot(Box::new(|_| {}));
-                    live.guard.inner.stats.on_passivated();
+                    live.ctx.stats.on_passivated();
                     myself.stop(Some("passivated".into()));
                 }
             }
@@ -161,7 +137,7 @@ impl<E: Entity> Actor for EntityActor<E> {
 
 impl<E: Entity> Live<E> {
     fn ask(&mut self, myself: &ActorRef<EntityMsg<E>>, command: E::Command, reply: Reply<E>) {
-        let now = self.guard.inner.rt.clock.now();
+        let now = self.ctx.clock.now();
         let events = match E::decide(&self.state, &command, now) {
             Ok(events) => events,
             Err(rejection) => return self.reject(myself, &command, rejection, now, reply),
@@ -230,7 +206,7 @@ impl<E: Entity> Live<E> {
         let Some(command) = E::on_deadline() else {
             return;
         };
-        let now = self.guard.inner.rt.clock.now();
+        let now = self.ctx.clock.now();
         let events = match E::decide(&self.state, &command, now) {
             Ok(events) if !events.is_empty() => events,
             Ok(_) => return,
@@ -273,7 +249,7 @@ impl<E: Entity> Live<E> {
             events: encoded,
             ..Append::default()
         };
-        let every = self.guard.inner.rt.config.snapshot_every;
+        let every = self.ctx.snapshots.every;
         if self.since_snapshot >= every.max(E::weight(&self.state) as u64) {
             self.add_snapshot(&mut append);
         }
@@ -298,7 +274,7 @@ impl<E: Entity> Live<E> {
         done: impl FnOnce(Result<(), JournalError>) + Send + 'static,
     ) {
         let Recorded { append, view } = recorded;
-        let (inner, id) = (self.guard.inner.clone(), self.id.clone());
+        let (views, id) = (self.ctx.views.clone(), self.id.clone());
         let seq = self.seq;
         if view.is_some() {
             self.view_seq.store(seq, Ordering::Release);
@@ -308,7 +284,7 @@ impl<E: Entity> Live<E> {
             if let (Ok(()), Some(view)) = (&result, view)
                 && latest.load(Ordering::Acquire) == seq
             {
-                inner.publish_view(&id, view);
+                views.publish(&id, view);
             }
             done(result);
         });
@@ -343,7 +319,7 @@ impl<E: Entity> Live<E> {
     fn submit(&self, append: Append, done: impl FnOnce(Result<(), JournalError>) + Send + 'static) {
         let pending = self.pending.clone();
         pending.fetch_add(1, Ordering::AcqRel);
-        self.guard.inner.rt.journal.submit(
+        self.ctx.journal.submit(
             append,
             Box::new(move |result| {
                 pending.fetch_sub(1, Ordering::AcqRel);
@@ -381,7 +357,7 @@ impl<E: Entity> Live<E> {
             handle.abort();
         }
         if let Some(at) = next {
-            let delay = self.guard.inner.rt.clock.now().until(at);
+            let delay = self.ctx.clock.now().until(at);
             let cell = myself.clone();
             let handle = tokio::spawn(async move {
                 tokio::time::sleep(delay + std::time::Duration::from_millis(1)).await;
