@@ -124,7 +124,8 @@ def main() -> int:
         targets = set()
         for indented, p in use_paths(text):
             targets.add(resolve(p, here, indented, modules))
-        for m in re.finditer(r"\bcrate(?:::[A-Za-z_][A-Za-z0-9_]*)+", text):
+        code = re.sub(r"^[ \t]*(?:pub(?:\([^)]*\))?\s+)?use\s+[^;]+;", "", text, flags=re.M)
+        for m in re.finditer(r"\bcrate(?:::[A-Za-z_][A-Za-z0-9_]*)+", code):
             targets.add(resolve(m.group(0), here, False, modules))
         targets.discard(None)
         targets.discard(here)

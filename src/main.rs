@@ -4,8 +4,8 @@
 use clap::{Args, Parser, Subcommand};
 use emporium::auth::accounts::SignUp;
 use emporium::config::{Overrides, Settings};
+use emporium::domain::role::Role;
 use emporium::domain::time::SystemClock;
-use emporium::domain::user::Role;
 use emporium::node::Node;
 use emporium::startup::{Application, shutdown_signal};
 use secrecy::SecretString;

@@ -53,11 +53,11 @@ impl Entity for Order {
         command: &OrderCommand,
         now: Timestamp,
     ) -> Result<Vec<OrderEvent>, OrderError> {
-        order::decide(state, command, now)
+        order::rules::decide(state, command, now)
     }
 
     fn apply(state: &mut OrderState, event: &OrderEvent) {
-        order::apply(state, event);
+        order::rules::apply(state, event);
     }
 
     fn on_rejection(

@@ -3,11 +3,10 @@
 //! `domain::inventory`; this file only binds them to the runtime.
 
 use crate::actors::entity::Entity;
-use crate::domain::ids::{OrderId, SkuId};
+use crate::domain::ids::SkuId;
 use crate::domain::inventory::{
-    self, ReservationView, SkuCommand, SkuError, SkuEvent, SkuState, StockView,
+    self, PurchaseReceipt, ReservationView, SkuCommand, SkuError, SkuEvent, SkuState, StockView,
 };
-use crate::domain::order::Placement;
 use crate::domain::time::Timestamp;
 use serde::Serialize;
 
@@ -23,10 +22,13 @@ pub struct StockLevels {
     pub sold: u64,
     /// For commands naming an order: where that order's reservation stands now.
     pub reservation: Option<ReservationView>,
-    /// The orders kept with open drop holds: for `Purchase`, that purchase's order (the one
-    /// held, which a replay did not replace); for `HeldOrders`, every one.
+    /// For `Purchase`: the order its hold keeps (the one held first, which a replay did not
+    /// replace); `None` once the hold is settled.
     #[serde(skip)]
-    pub orders: Vec<(OrderId, Box<Placement>)>,
+    pub receipt: Option<PurchaseReceipt>,
+    /// For `HeldOrders`: the order of every open drop hold.
+    #[serde(skip)]
+    pub held_orders: Vec<PurchaseReceipt>,
 }
 
 impl Entity for Sku {
@@ -60,20 +62,17 @@ impl Entity for Sku {
             SkuCommand::Purchase(p) => Some(&p.order_id),
             _ => None,
         };
-        let held =
-            |(id, r): (&OrderId, &inventory::Reservation)| r.order.clone().map(|o| (id.clone(), o));
-        let orders = match command {
-            SkuCommand::Purchase(p) => state
-                .reservations
-                .get_key_value(&p.order_id)
-                .and_then(held)
-                .into_iter()
-                .collect(),
-            SkuCommand::HeldOrders => state.reservations.iter().filter_map(held).collect(),
+        let receipt = match command {
+            SkuCommand::Purchase(p) => state.receipt(&p.order_id),
+            _ => None,
+        };
+        let held_orders = match command {
+            SkuCommand::HeldOrders => state.receipts(),
             _ => Vec::new(),
         };
         StockLevels {
-            orders,
+            receipt,
+            held_orders,
             reservation: order.and_then(|o| state.reservation_of(o)),
             sku_id: id.clone(),
             available: state.available,

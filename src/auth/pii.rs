@@ -2,7 +2,7 @@
 //! the current key; data sealed with a previous key still opens). Also keyed MACs for blind
 //! indexes (the email claim's key) and verification codes, so neither is stored in clear.
 
-use crate::domain::user::Sealed;
+use crate::domain::sealed::Sealed;
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use hmac::{Hmac, Mac};

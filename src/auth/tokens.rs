@@ -2,7 +2,7 @@
 //! (`user.family.secret`, stored only as the SHA-256 of the secret).
 
 use crate::domain::ids::UserId;
-use crate::domain::user::Role;
+use crate::domain::role::Role;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};

@@ -6,42 +6,13 @@
 //! arrive as MACs/hashes; the password as its Argon2id PHC string. Rules only compare them.
 
 use crate::domain::ids::{CampaignId, CouponId, OrderId, ProductId};
+use crate::domain::role::Role;
+use crate::domain::sealed::Sealed;
 use crate::domain::time::Timestamp;
 use crate::domain::wallet;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
-
-/// Ciphertext of one personal field (key id, nonce, AES-GCM output), opaque here.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Sealed(#[serde(with = "serde_bytes")] pub Vec<u8>);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Customer,
-    Admin,
-    Operator,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Customer => "customer",
-            Role::Admin => "admin",
-            Role::Operator => "operator",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "customer" => Some(Role::Customer),
-            "admin" => Some(Role::Admin),
-            "operator" => Some(Role::Operator),
-            _ => None,
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -165,7 +165,9 @@ pub fn apply(s: &mut UserState, event: &UserEvent) {
 mod tests {
     use super::*;
     use crate::domain::ids::ProductId;
-    use crate::domain::user::{self, AccountStatus, Role, Sealed};
+    use crate::domain::role::Role;
+    use crate::domain::sealed::Sealed;
+    use crate::domain::user::{self, AccountStatus};
     use std::collections::BTreeSet;
 
     const NOW: Timestamp = Timestamp(10_000_000);

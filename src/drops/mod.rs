@@ -162,12 +162,13 @@ impl Drops {
             expires_at: placement.expires_at.plus(grace),
             order: Box::new(placement.clone()),
         });
-        let held = self.skus.ask(&sku, purchase).await?.orders.pop();
-        match held {
+        let receipt = self.skus.ask(&sku, purchase).await?.receipt;
+        match receipt {
             // The hold is durable and keeps the order: answer now, write the order after.
-            Some((_, order)) if order.fingerprint == fingerprint => {
-                Ok((order_id.clone(), self.orders.promise(order_id, order)))
-            }
+            Some(receipt) if receipt.order.fingerprint == fingerprint => Ok((
+                order_id.clone(),
+                self.orders.promise(order_id, receipt.order),
+            )),
             Some(_) => Err(OrderFailure::from(OrderError::KeyReused).into()),
             // A replay of a purchase settled since: the order exists.
             None => Ok((order_id.clone(), self.replay(&order_id, placement).await?)),

@@ -3,7 +3,7 @@
 
 use crate::auth::accounts::SignUp;
 use crate::auth::sessions::Session;
-use crate::domain::user::Role;
+use crate::domain::role::Role;
 use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiJson, AuthRateLimited, AuthUser};

@@ -4,7 +4,7 @@
 use crate::chat::{ChatFailure, Member, NewRoom};
 use crate::domain::chat::{ChatMessage, RoomError};
 use crate::domain::ids::{OrderId, RoomId, UserId};
-use crate::domain::user::Role;
+use crate::domain::role::Role;
 use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, AuthUser};

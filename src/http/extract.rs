@@ -4,7 +4,7 @@
 
 use crate::auth::tokens::{Claims, TokenError};
 use crate::domain::ids::UserId;
-use crate::domain::user::Role;
+use crate::domain::role::Role;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};

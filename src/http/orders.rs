@@ -84,7 +84,7 @@ pub fn order_id(raw: String) -> Result<OrderId, ApiError> {
 pub fn requester(user: &AuthUser) -> Requester {
     Requester {
         user_id: user.user_id.clone(),
-        admin: user.has_role(crate::domain::user::Role::Admin),
+        admin: user.has_role(crate::domain::role::Role::Admin),
     }
 }
 

@@ -2,7 +2,8 @@
 //! (`POST /api/v1/admin/users`).
 
 use crate::auth::accounts::{ProfileView, SignUp};
-use crate::domain::user::{AccountStatus, Role};
+use crate::domain::role::Role;
+use crate::domain::user::AccountStatus;
 use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiJson, AuthUser, OperatorUser};

@@ -280,7 +280,7 @@ impl Orders {
         user: &UserId,
     ) -> Result<ShippingAddress, OrderFailure> {
         let account = self.users.ask(user, UserCommand::Get).await?;
-        let open = |s: &Option<crate::domain::user::Sealed>| {
+        let open = |s: &Option<crate::domain::sealed::Sealed>| {
             s.as_ref().and_then(|s| self.accounts.pii.open(s).ok())
         };
         let profile = &account.state.profile;

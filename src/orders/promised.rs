@@ -58,7 +58,7 @@ impl Promises {
 /// The order as it is once `placement` is written: what the buyer is answered with.
 pub fn placed(placement: Box<Placement>) -> OrderState {
     let mut state = OrderState::default();
-    crate::domain::order::apply(&mut state, &OrderEvent::Placed(placement));
+    crate::domain::order::rules::apply(&mut state, &OrderEvent::Placed(placement));
     state
 }
 
@@ -141,9 +141,9 @@ impl Orders {
             let held = skus.ask(&sku, SkuCommand::HeldOrders).await.map_err(|e| {
                 OrderFailure::Internal(format!("reading the holds of SKU {sku}: {e:?}"))
             })?;
-            for (id, placement) in held.orders {
-                if self.entities.view(&id).is_none() {
-                    self.promise(id, placement);
+            for receipt in held.held_orders {
+                if self.entities.view(&receipt.order_id).is_none() {
+                    self.promise(receipt.order_id, receipt.order);
                     promised += 1;
                 }
             }

@@ -302,7 +302,7 @@ impl Session {
             Topic::Order(id) => {
                 let by = Requester {
                     user_id: user.user_id.clone(),
-                    admin: user.has_role(crate::domain::user::Role::Admin),
+                    admin: user.has_role(crate::domain::role::Role::Admin),
                 };
                 self.state
                     .orders
@@ -312,7 +312,7 @@ impl Session {
                     .map_err(|_| forbidden)
             }
             Topic::Chat(room) => {
-                let admin = user.has_role(crate::domain::user::Role::Admin);
+                let admin = user.has_role(crate::domain::role::Role::Admin);
                 if self.state.chat.can_read(&user.user_id, admin, room).await {
                     Ok(())
                 } else {

@@ -11,13 +11,12 @@ pub mod rules;
 #[cfg(test)]
 mod tests;
 
-use crate::domain::ids::{CouponId, ProductId, SkuId, UserId};
+use crate::domain::ids::{SkuId, UserId};
 use crate::domain::time::Timestamp;
-use crate::domain::user::Sealed;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-pub use rules::{apply, decide};
+pub use crate::domain::placement::{OrderCoupon, OrderLine, Placement};
 
 /// Lines one order holds at most.
 pub const MAX_LINES: usize = 100;
@@ -67,46 +66,6 @@ impl OrderStatus {
     pub fn visible(self) -> bool {
         !matches!(self, OrderStatus::Pending | OrderStatus::Rejected)
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderLine {
-    pub sku_id: SkuId,
-    pub product_id: ProductId,
-    pub name: String,
-    pub unit_price: i64,
-    pub quantity: u32,
-    pub line_total: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderCoupon {
-    pub coupon_id: CouponId,
-    pub discount: i64,
-}
-
-/// Everything fixed when the order is placed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Placement {
-    pub user_id: UserId,
-    /// Digest of the request that placed it: a replay with another body is refused.
-    pub fingerprint: String,
-    pub lines: Vec<OrderLine>,
-    pub coupon: Option<OrderCoupon>,
-    pub subtotal: i64,
-    pub discount: i64,
-    pub total: i64,
-    pub currency: String,
-    /// The shipping address (JSON), sealed: personal data.
-    pub shipping_address: Sealed,
-    /// Ordered from the cart: the paid lines leave the cart.
-    pub from_cart: bool,
-    /// Bought in a drop: the purchase already reserved the units (in the drop's SKU) before
-    /// the order was placed, so the order starts `awaiting_payment`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub drop_id: Option<crate::domain::ids::DropId>,
-    pub created_at: Timestamp,
-    pub expires_at: Timestamp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

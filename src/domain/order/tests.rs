@@ -1,5 +1,6 @@
 //! Given/when/then tests of the order rules.
 
+use super::rules::{apply, decide};
 use super::*;
 use crate::domain::ids::{ProductId, SkuId, UserId};
 use crate::domain::time::Timestamp;
@@ -39,7 +40,7 @@ fn placement(coupon: bool) -> Placement {
         discount: if coupon { 500 } else { 0 },
         total: if coupon { 4500 } else { 5000 },
         currency: "KRW".into(),
-        shipping_address: crate::domain::user::Sealed(vec![1, 2, 3]),
+        shipping_address: crate::domain::sealed::Sealed(vec![1, 2, 3]),
         from_cart: true,
         drop_id: None,
         created_at: T0,

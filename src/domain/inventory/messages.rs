@@ -1,0 +1,140 @@
+//! What a SKU is told ([`SkuCommand`]), what it records ([`SkuEvent`] — the journal's shape:
+//! change it only by adding optional fields), and why it refuses ([`SkuError`]).
+
+use crate::domain::drop::{DropError, DropId, DropSpec};
+use crate::domain::ids::{OrderId, ProductId, UserId};
+use crate::domain::inventory::state::ReleaseReason;
+use crate::domain::placement::Placement;
+use crate::domain::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// The most units one reservation may hold.
+pub const MAX_RESERVE_QTY: u32 = 10_000;
+/// The largest stock level the engine accepts (keeps every sum far from overflow).
+pub const MAX_STOCK: u64 = 1_000_000_000_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkuCommand {
+    /// Sets the available units; reserved and sold are untouched.
+    SetStock { available: u64 },
+    /// Adds to (or, negative, takes from) the available units.
+    AdjustStock { delta: i64 },
+    Reserve {
+        order_id: OrderId,
+        user_id: UserId,
+        qty: u32,
+        expires_at: Timestamp,
+    },
+    /// The order was paid: its reserved units become sold.
+    Commit { order_id: OrderId },
+    /// The order was cancelled: its reserved units become available again.
+    Release { order_id: OrderId },
+    /// Up to `qty` of the order's units come back to stock: an open reservation is released,
+    /// sold units are returned. Once per order; anything else is a replay.
+    Restock { order_id: OrderId, qty: u32 },
+    /// Releases every reservation whose expiry is not after `now`, and opens and closes the
+    /// drops whose time has come.
+    ExpireDue,
+    /// Sets `spec.quantity` available units aside for a new drop.
+    CreateDrop { drop_id: DropId, spec: DropSpec },
+    /// A shopper buys from a drop: window, stock and per-user limit checked and taken at once.
+    Purchase(DropPurchase),
+    /// Reads the orders of the drop holds still open; never produces an event.
+    HeldOrders,
+    /// Binds the SKU to a product. `replacing` names an owner that may be replaced (one whose
+    /// creation never completed); any other owner refuses.
+    Attach {
+        product_id: ProductId,
+        replacing: Option<ProductId>,
+    },
+    /// Reads the state; never produces an event.
+    Get,
+}
+
+/// A purchase in a drop, as the SKU receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DropPurchase {
+    pub drop_id: DropId,
+    pub order_id: OrderId,
+    pub user_id: UserId,
+    pub qty: u32,
+    /// When the hold lapses if the order never settles it.
+    pub expires_at: Timestamp,
+    /// Kept with the hold (see [`Reservation::order`]).
+    pub order: Box<Placement>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SkuEvent {
+    Attached {
+        product_id: ProductId,
+    },
+    StockSet {
+        available: u64,
+    },
+    StockAdjusted {
+        delta: i64,
+    },
+    Reserved {
+        order_id: OrderId,
+        user_id: UserId,
+        qty: u32,
+        expires_at: Timestamp,
+    },
+    Committed {
+        order_id: OrderId,
+        qty: u32,
+    },
+    Released {
+        order_id: OrderId,
+        qty: u32,
+        reason: ReleaseReason,
+    },
+    Restocked {
+        order_id: OrderId,
+        qty: u32,
+    },
+    DropCreated {
+        drop_id: DropId,
+        spec: DropSpec,
+    },
+    DropPurchased {
+        drop_id: DropId,
+        order_id: OrderId,
+        user_id: UserId,
+        qty: u32,
+        expires_at: Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        order: Option<Box<Placement>>,
+    },
+    DropOpened {
+        drop_id: DropId,
+    },
+    DropEnded {
+        drop_id: DropId,
+    },
+}
+
+/// Why the SKU refused a command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SkuError {
+    #[error("only {available} units available, {requested} requested")]
+    InsufficientStock { available: u64, requested: u64 },
+    #[error("quantity must be between 1 and {MAX_RESERVE_QTY}")]
+    InvalidQuantity,
+    #[error("stock must be between 0 and {MAX_STOCK}")]
+    StockOutOfRange,
+    #[error("order {0} already holds a reservation of a different quantity")]
+    ReservationConflict(OrderId),
+    #[error("no reservation for order {0}")]
+    ReservationNotFound(OrderId),
+    #[error("the reservation for order {0} was already released")]
+    ReservationReleased(OrderId),
+    #[error("the reservation for order {0} was already sold")]
+    AlreadySold(OrderId),
+    #[error("the SKU belongs to product {0}")]
+    AttachedElsewhere(ProductId),
+    #[error(transparent)]
+    Drop(#[from] DropError),
+}

@@ -1,0 +1,193 @@
+//! Reservations: units held for an order until it is paid (`Commit`: reserved -> sold),
+//! cancelled (`Release`) or expired (the SKU's own timer), and returned after a sale
+//! (`Restock`). Every command names its order and is idempotent: what became of each order is
+//! kept in `settled`, so a replay yields no event and a contradiction is refused.
+
+use crate::domain::ids::{OrderId, UserId};
+use crate::domain::inventory::messages::{MAX_RESERVE_QTY, SkuError, SkuEvent};
+use crate::domain::inventory::state::{ReleaseReason, Reservation, Settlement, SkuState};
+use crate::domain::time::Timestamp;
+
+pub(super) fn reserve(
+    state: &SkuState,
+    order_id: &OrderId,
+    user_id: &UserId,
+    qty: u32,
+    expires_at: Timestamp,
+) -> Result<Vec<SkuEvent>, SkuError> {
+    if qty == 0 || qty > MAX_RESERVE_QTY {
+        return Err(SkuError::InvalidQuantity);
+    }
+    if let Some(answer) = replay(state, order_id, qty, |held| held.qty == qty) {
+        return answer;
+    }
+    if u64::from(qty) > state.available {
+        return Err(SkuError::InsufficientStock {
+            available: state.available,
+            requested: u64::from(qty),
+        });
+    }
+    Ok(vec![SkuEvent::Reserved {
+        order_id: order_id.clone(),
+        user_id: user_id.clone(),
+        qty,
+        expires_at,
+    }])
+}
+
+/// The answer to a reservation the SKU has already seen for this order: the same one again
+/// is a replay (no event), another is a conflict, a released one stays released. `None` for
+/// an order the SKU has not seen.
+pub(super) fn replay(
+    state: &SkuState,
+    order_id: &OrderId,
+    qty: u32,
+    same: impl Fn(&Reservation) -> bool,
+) -> Option<Result<Vec<SkuEvent>, SkuError>> {
+    if let Some(held) = state.reservations.get(order_id) {
+        return Some(if same(held) {
+            Ok(vec![])
+        } else {
+            Err(SkuError::ReservationConflict(order_id.clone()))
+        });
+    }
+    match state.settled.get(order_id)? {
+        Settlement::Sold { qty: sold } if *sold == qty => Some(Ok(vec![])),
+        Settlement::Sold { .. } | Settlement::Returned { .. } => {
+            Some(Err(SkuError::ReservationConflict(order_id.clone())))
+        }
+        Settlement::Released { .. } => Some(Err(SkuError::ReservationReleased(order_id.clone()))),
+    }
+}
+
+/// The order was paid: its reserved units become sold.
+pub(super) fn commit(state: &SkuState, order_id: &OrderId) -> Result<Vec<SkuEvent>, SkuError> {
+    match state.reservations.get(order_id) {
+        Some(r) => Ok(vec![SkuEvent::Committed {
+            order_id: order_id.clone(),
+            qty: r.qty,
+        }]),
+        None => match state.settled.get(order_id) {
+            Some(Settlement::Sold { .. } | Settlement::Returned { .. }) => Ok(vec![]),
+            Some(Settlement::Released { .. }) => {
+                Err(SkuError::ReservationReleased(order_id.clone()))
+            }
+            None => Err(SkuError::ReservationNotFound(order_id.clone())),
+        },
+    }
+}
+
+/// The order was cancelled: its reserved units go back.
+pub(super) fn release(state: &SkuState, order_id: &OrderId) -> Result<Vec<SkuEvent>, SkuError> {
+    match state.reservations.get(order_id) {
+        Some(r) => Ok(vec![SkuEvent::Released {
+            order_id: order_id.clone(),
+            qty: r.qty,
+            reason: ReleaseReason::Cancelled,
+        }]),
+        None => match state.settled.get(order_id) {
+            Some(Settlement::Released { .. }) => Ok(vec![]),
+            Some(Settlement::Sold { .. } | Settlement::Returned { .. }) => {
+                Err(SkuError::AlreadySold(order_id.clone()))
+            }
+            None => Err(SkuError::ReservationNotFound(order_id.clone())),
+        },
+    }
+}
+
+/// Up to `qty` of the order's units come back: an open reservation is released, sold units
+/// are returned, once.
+pub(super) fn restock(
+    state: &SkuState,
+    order_id: &OrderId,
+    qty: u32,
+) -> Result<Vec<SkuEvent>, SkuError> {
+    if qty == 0 {
+        return Err(SkuError::InvalidQuantity);
+    }
+    if let Some(r) = state.reservations.get(order_id) {
+        return Ok(vec![SkuEvent::Released {
+            order_id: order_id.clone(),
+            qty: r.qty,
+            reason: ReleaseReason::Cancelled,
+        }]);
+    }
+    Ok(match state.settled.get(order_id) {
+        Some(Settlement::Sold { qty: sold }) => vec![SkuEvent::Restocked {
+            order_id: order_id.clone(),
+            qty: qty.min(*sold),
+        }],
+        _ => vec![],
+    })
+}
+
+/// Every reservation expired as of `now`, released.
+pub(super) fn expire(state: &SkuState, now: Timestamp) -> impl Iterator<Item = SkuEvent> + '_ {
+    state
+        .expired_by(now)
+        .map(|(order_id, r)| SkuEvent::Released {
+            order_id: order_id.clone(),
+            qty: r.qty,
+            reason: ReleaseReason::Expired,
+        })
+}
+
+pub(super) fn reserved(
+    state: &mut SkuState,
+    order_id: &OrderId,
+    user_id: &UserId,
+    qty: u32,
+    expires_at: Timestamp,
+) {
+    state.available -= u64::from(qty);
+    state.hold(
+        order_id,
+        Reservation {
+            user_id: user_id.clone(),
+            qty,
+            expires_at,
+            drop: None,
+            order: None,
+        },
+    );
+}
+
+pub(super) fn committed(state: &mut SkuState, order_id: &OrderId, qty: u32) {
+    if let Some(d) = state.drop_of(order_id) {
+        d.sell(qty);
+    }
+    state.close_reservation(order_id);
+    state.reserved -= u64::from(qty);
+    state.sold += u64::from(qty);
+    state
+        .settled
+        .insert(order_id.clone(), Settlement::Sold { qty });
+}
+
+pub(super) fn restocked(state: &mut SkuState, order_id: &OrderId, qty: u32) {
+    state.sold -= u64::from(qty);
+    state.available += u64::from(qty);
+    let sold = match state.settled.get(order_id) {
+        Some(Settlement::Sold { qty: sold }) => *sold,
+        _ => qty,
+    };
+    let settled = Settlement::Returned {
+        qty: sold,
+        returned: qty,
+    };
+    state.settled.insert(order_id.clone(), settled);
+}
+
+pub(super) fn released(state: &mut SkuState, order_id: &OrderId, qty: u32, reason: ReleaseReason) {
+    let user = state.reservations.get(order_id).map(|r| r.user_id.clone());
+    match (state.drop_of(order_id), user) {
+        // Units of a drop go back to the drop, not to the shelf.
+        (Some(d), Some(user)) => d.give_back(&user, qty),
+        _ => state.available += u64::from(qty),
+    }
+    state.close_reservation(order_id);
+    state.reserved -= u64::from(qty);
+    state
+        .settled
+        .insert(order_id.clone(), Settlement::Released { qty, reason });
+}

@@ -1,0 +1,571 @@
+//! Given/when/then tests of the SKU rules, without any actor.
+
+use super::*;
+use crate::domain::drop::{DropError, DropId, DropSpec, DropStatus};
+use crate::domain::ids::{OrderId, ProductId, UserId};
+use crate::domain::placement::Placement;
+use crate::domain::time::Timestamp;
+
+const NOW: Timestamp = Timestamp(1_000_000);
+
+fn order(s: &str) -> OrderId {
+    OrderId::parse(s).unwrap()
+}
+
+fn user() -> UserId {
+    UserId::parse("u1").unwrap()
+}
+
+fn reserve(o: &str, qty: u32) -> SkuCommand {
+    SkuCommand::Reserve {
+        order_id: order(o),
+        user_id: user(),
+        qty,
+        expires_at: Timestamp(NOW.0 + 600_000),
+    }
+}
+
+/// Given these events, when this command: the events decided (already applied to a copy).
+fn given(events: &[SkuEvent]) -> SkuState {
+    let mut s = SkuState::default();
+    for e in events {
+        apply(&mut s, e);
+    }
+    s
+}
+
+fn when(state: &SkuState, cmd: SkuCommand) -> Result<(Vec<SkuEvent>, SkuState), SkuError> {
+    let events = decide(state, &cmd, NOW)?;
+    let mut after = state.clone();
+    for e in &events {
+        apply(&mut after, e);
+    }
+    Ok((events, after))
+}
+
+fn stocked(n: u64) -> SkuState {
+    given(&[SkuEvent::StockSet { available: n }])
+}
+
+#[test]
+fn reserve_takes_available_units() {
+    let (events, after) = when(&stocked(5), reserve("o1", 2)).unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!((after.available, after.reserved, after.sold), (3, 2, 0));
+    assert_eq!(after.total(), 5);
+}
+
+#[test]
+fn reserve_more_than_available_is_refused() {
+    let err = when(&stocked(1), reserve("o1", 2)).unwrap_err();
+    assert_eq!(
+        err,
+        SkuError::InsufficientStock {
+            available: 1,
+            requested: 2
+        }
+    );
+}
+
+#[test]
+fn reserve_zero_or_huge_quantity_is_refused() {
+    assert_eq!(
+        when(&stocked(5), reserve("o1", 0)).unwrap_err(),
+        SkuError::InvalidQuantity
+    );
+    assert_eq!(
+        when(&stocked(5), reserve("o1", MAX_RESERVE_QTY + 1)).unwrap_err(),
+        SkuError::InvalidQuantity
+    );
+}
+
+#[test]
+fn replayed_reserve_is_idempotent() {
+    let (_, s) = when(&stocked(5), reserve("o1", 2)).unwrap();
+    let (events, after) = when(&s, reserve("o1", 2)).unwrap();
+    assert!(events.is_empty());
+    assert_eq!(after.available, 3);
+    assert_eq!(
+        when(&s, reserve("o1", 3)).unwrap_err(),
+        SkuError::ReservationConflict(order("o1"))
+    );
+}
+
+#[test]
+fn commit_moves_reserved_to_sold_once() {
+    let (_, s) = when(&stocked(5), reserve("o1", 2)).unwrap();
+    let (_, s) = when(
+        &s,
+        SkuCommand::Commit {
+            order_id: order("o1"),
+        },
+    )
+    .unwrap();
+    assert_eq!((s.available, s.reserved, s.sold), (3, 0, 2));
+    assert_eq!(
+        s.reservation_of(&order("o1")).map(|r| r.status),
+        Some(ReservationStatus::Sold)
+    );
+    let (again, s2) = when(
+        &s,
+        SkuCommand::Commit {
+            order_id: order("o1"),
+        },
+    )
+    .unwrap();
+    assert!(again.is_empty());
+    assert_eq!(s2, s);
+    // a replayed reserve of a sold order is a replay, not a second sale
+    let (events, _) = when(&s, reserve("o1", 2)).unwrap();
+    assert!(events.is_empty());
+}
+
+#[test]
+fn release_returns_units_and_is_idempotent() {
+    let (_, s) = when(&stocked(5), reserve("o1", 2)).unwrap();
+    let (_, s) = when(
+        &s,
+        SkuCommand::Release {
+            order_id: order("o1"),
+        },
+    )
+    .unwrap();
+    assert_eq!((s.available, s.reserved, s.sold), (5, 0, 0));
+    let (again, _) = when(
+        &s,
+        SkuCommand::Release {
+            order_id: order("o1"),
+        },
+    )
+    .unwrap();
+    assert!(again.is_empty());
+    assert_eq!(
+        when(
+            &s,
+            SkuCommand::Commit {
+                order_id: order("o1")
+            }
+        )
+        .unwrap_err(),
+        SkuError::ReservationReleased(order("o1"))
+    );
+    assert_eq!(
+        when(&s, reserve("o1", 2)).unwrap_err(),
+        SkuError::ReservationReleased(order("o1"))
+    );
+}
+
+#[test]
+fn sold_units_cannot_be_released() {
+    let (_, s) = when(&stocked(5), reserve("o1", 2)).unwrap();
+    let (_, s) = when(
+        &s,
+        SkuCommand::Commit {
+            order_id: order("o1"),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        when(
+            &s,
+            SkuCommand::Release {
+                order_id: order("o1")
+            }
+        )
+        .unwrap_err(),
+        SkuError::AlreadySold(order("o1"))
+    );
+}
+
+#[test]
+fn unknown_orders_are_not_found() {
+    assert_eq!(
+        when(
+            &stocked(5),
+            SkuCommand::Commit {
+                order_id: order("x")
+            }
+        )
+        .unwrap_err(),
+        SkuError::ReservationNotFound(order("x"))
+    );
+    assert_eq!(
+        when(
+            &stocked(5),
+            SkuCommand::Release {
+                order_id: order("x")
+            }
+        )
+        .unwrap_err(),
+        SkuError::ReservationNotFound(order("x"))
+    );
+}
+
+#[test]
+fn expiry_releases_only_due_reservations() {
+    let s = given(&[
+        SkuEvent::StockSet { available: 10 },
+        SkuEvent::Reserved {
+            order_id: order("due"),
+            user_id: user(),
+            qty: 3,
+            expires_at: Timestamp(NOW.0 - 1),
+        },
+        SkuEvent::Reserved {
+            order_id: order("later"),
+            user_id: user(),
+            qty: 4,
+            expires_at: Timestamp(NOW.0 + 1),
+        },
+    ]);
+    assert_eq!(s.next_expiry(), Some(Timestamp(NOW.0 - 1)));
+    let (events, after) = when(&s, SkuCommand::ExpireDue).unwrap();
+    assert_eq!(
+        events,
+        vec![SkuEvent::Released {
+            order_id: order("due"),
+            qty: 3,
+            reason: ReleaseReason::Expired
+        }]
+    );
+    assert_eq!((after.available, after.reserved), (6, 4));
+    assert_eq!(after.next_expiry(), Some(Timestamp(NOW.0 + 1)));
+    assert_eq!(
+        when(
+            &after,
+            SkuCommand::Commit {
+                order_id: order("due")
+            }
+        )
+        .unwrap_err(),
+        SkuError::ReservationReleased(order("due"))
+    );
+}
+
+#[test]
+fn set_and_adjust_stock_keep_reserved_and_sold() {
+    let (_, s) = when(&stocked(5), reserve("o1", 2)).unwrap();
+    let (_, s) = when(&s, SkuCommand::SetStock { available: 10 }).unwrap();
+    assert_eq!((s.available, s.reserved), (10, 2));
+    let (_, s) = when(&s, SkuCommand::AdjustStock { delta: -4 }).unwrap();
+    assert_eq!(s.available, 6);
+    assert_eq!(
+        when(&s, SkuCommand::AdjustStock { delta: -7 }).unwrap_err(),
+        SkuError::InsufficientStock {
+            available: 6,
+            requested: 7
+        }
+    );
+    assert_eq!(
+        when(
+            &s,
+            SkuCommand::SetStock {
+                available: MAX_STOCK + 1
+            }
+        )
+        .unwrap_err(),
+        SkuError::StockOutOfRange
+    );
+    let (none, _) = when(&s, SkuCommand::SetStock { available: 6 }).unwrap();
+    assert!(none.is_empty());
+}
+
+#[test]
+fn a_stored_state_reads_back_with_its_expiry_index() {
+    let (_, s) = when(&stocked(5), reserve("o1", 2)).unwrap();
+    let bytes = rmp_serde::to_vec_named(&s).unwrap();
+    let back: SkuState = rmp_serde::from_slice(&bytes).unwrap();
+    assert_eq!(back, s);
+    assert_eq!(back.next_expiry(), s.next_expiry());
+    assert!(back.next_expiry().is_some());
+}
+
+#[test]
+fn a_sku_belongs_to_one_product_unless_its_owner_never_came_to_be() {
+    let p = |s: &str| ProductId::parse(s).unwrap();
+    let attach = |id: &str, replacing: Option<&str>| SkuCommand::Attach {
+        product_id: p(id),
+        replacing: replacing.map(p),
+    };
+    let (_, s) = when(&SkuState::default(), attach("a", None)).unwrap();
+    assert_eq!(s.product, Some(p("a")));
+    assert_eq!(when(&s, attach("a", None)).unwrap().0, vec![]);
+    assert_eq!(
+        when(&s, attach("b", None)).unwrap_err(),
+        SkuError::AttachedElsewhere(p("a"))
+    );
+    assert_eq!(
+        when(&s, attach("b", Some("x"))).unwrap_err(),
+        SkuError::AttachedElsewhere(p("a"))
+    );
+    let (_, s) = when(&s, attach("b", Some("a"))).unwrap();
+    assert_eq!(s.product, Some(p("b")));
+}
+
+#[test]
+fn conservation_holds_over_any_sequence() {
+    let mut s = stocked(20);
+    let cmds = [
+        reserve("a", 5),
+        reserve("b", 7),
+        reserve("c", 9),
+        SkuCommand::Commit {
+            order_id: order("a"),
+        },
+        SkuCommand::Release {
+            order_id: order("b"),
+        },
+        reserve("d", 8),
+        SkuCommand::ExpireDue,
+    ];
+    for c in cmds {
+        if let Ok((_, after)) = when(&s, c) {
+            s = after;
+        }
+        assert_eq!(s.total(), 20);
+        assert_eq!(
+            s.reserved,
+            s.reservations
+                .values()
+                .map(|r| u64::from(r.qty))
+                .sum::<u64>()
+        );
+    }
+}
+
+#[test]
+fn restock_returns_sold_units_once_and_releases_open_reservations() {
+    let restock = |o: &str, qty| SkuCommand::Restock {
+        order_id: order(o),
+        qty,
+    };
+    let (_, s) = when(&stocked(10), reserve("a", 3)).unwrap();
+    let (_, s) = when(
+        &s,
+        SkuCommand::Commit {
+            order_id: order("a"),
+        },
+    )
+    .unwrap();
+    let (_, s) = when(&s, restock("a", 2)).unwrap();
+    assert_eq!((s.available, s.reserved, s.sold), (9, 0, 1));
+    let (events, s) = when(&s, restock("a", 2)).unwrap();
+    assert!(events.is_empty(), "a second restock is a replay");
+    assert_eq!(
+        s.reservation_of(&order("a"))
+            .map(|r| (r.quantity, r.status)),
+        Some((2, ReservationStatus::Returned))
+    );
+    // An order whose commit had not run yet: its reservation is released instead.
+    let (_, s) = when(&s, reserve("b", 4)).unwrap();
+    let (_, s) = when(&s, restock("b", 4)).unwrap();
+    assert_eq!((s.available, s.reserved, s.sold), (9, 0, 1));
+    assert_eq!(s.total(), 10);
+    let (events, _) = when(&s, restock("never", 1)).unwrap();
+    assert!(events.is_empty());
+}
+
+// ---- drops ----
+
+fn when_at(
+    state: &SkuState,
+    cmd: SkuCommand,
+    at: Timestamp,
+) -> Result<(Vec<SkuEvent>, SkuState), SkuError> {
+    let events = decide(state, &cmd, at)?;
+    let mut after = state.clone();
+    for e in &events {
+        apply(&mut after, e);
+    }
+    Ok((events, after))
+}
+
+fn drop_id() -> DropId {
+    DropId::parse("d1").unwrap()
+}
+
+/// A SKU of 10 units with a drop of `quantity` starting at NOW (ending an hour later).
+fn with_drop(quantity: u32, per_user_limit: u32) -> SkuState {
+    let spec = DropSpec {
+        quantity,
+        price: 5000,
+        starts_at: NOW,
+        ends_at: Some(Timestamp(NOW.0 + 3_600_000)),
+        per_user_limit,
+    };
+    let create = SkuCommand::CreateDrop {
+        drop_id: drop_id(),
+        spec,
+    };
+    when(&stocked(10), create).unwrap().1
+}
+
+fn buy(o: &str, u: &str, qty: u32) -> SkuCommand {
+    SkuCommand::Purchase(DropPurchase {
+        drop_id: drop_id(),
+        order_id: order(o),
+        user_id: UserId::parse(u).unwrap(),
+        qty,
+        expires_at: Timestamp(NOW.0 + 600_000),
+        order: Box::new(ticket(u, o)),
+    })
+}
+
+/// The order a purchase becomes; the SKU only keeps it.
+fn ticket(u: &str, o: &str) -> Placement {
+    Placement {
+        user_id: UserId::parse(u).unwrap(),
+        fingerprint: o.into(),
+        lines: vec![],
+        coupon: None,
+        subtotal: 5000,
+        discount: 0,
+        total: 5000,
+        currency: "KRW".into(),
+        shipping_address: crate::domain::sealed::Sealed(vec![]),
+        from_cart: false,
+        drop_id: Some(drop_id()),
+        created_at: NOW,
+        expires_at: Timestamp(NOW.0 + 600_000),
+    }
+}
+
+fn drop_counts(s: &SkuState) -> (u32, u32, u32) {
+    let d = &s.drops[&drop_id()];
+    (d.remaining, d.reserved, d.sold)
+}
+
+#[test]
+fn a_drop_sets_units_aside_and_sells_them_until_gone() {
+    let s = with_drop(3, 5);
+    assert_eq!((s.available, s.total()), (7, 10));
+    let (_, s) = when(&s, buy("a", "u1", 2)).unwrap();
+    let (_, s) = when(&s, buy("b", "u2", 1)).unwrap();
+    assert_eq!(drop_counts(&s), (0, 3, 0));
+    assert_eq!(s.reserved, 3);
+    let refused = when(&s, buy("c", "u3", 1));
+    assert_eq!(refused.unwrap_err(), SkuError::Drop(DropError::SoldOut));
+    let commit = SkuCommand::Commit {
+        order_id: order("a"),
+    };
+    let (_, s) = when(&s, commit).unwrap();
+    assert_eq!(drop_counts(&s), (0, 1, 2));
+    assert_eq!((s.available, s.reserved, s.sold, s.total()), (7, 1, 2, 10));
+}
+
+#[test]
+fn a_drop_refuses_before_its_start_and_after_its_end() {
+    let s = with_drop(3, 5);
+    let early = when_at(&s, buy("a", "u1", 1), Timestamp(NOW.0 - 1));
+    assert_eq!(
+        early.unwrap_err(),
+        SkuError::Drop(DropError::NotLive(DropStatus::Scheduled))
+    );
+    let late = when_at(&s, buy("a", "u1", 1), Timestamp(NOW.0 + 3_600_000));
+    assert_eq!(
+        late.unwrap_err(),
+        SkuError::Drop(DropError::NotLive(DropStatus::Ended))
+    );
+}
+
+#[test]
+fn the_per_user_limit_counts_what_a_shopper_holds_and_frees_with_a_release() {
+    let s = with_drop(10, 2);
+    let (_, s) = when(&s, buy("a", "u1", 2)).unwrap();
+    let again = when(&s, buy("b", "u1", 1));
+    assert_eq!(
+        again.unwrap_err(),
+        SkuError::Drop(DropError::LimitReached { limit: 2, held: 2 })
+    );
+    let (_, s) = when(&s, buy("c", "u2", 2)).unwrap();
+    let release = SkuCommand::Release {
+        order_id: order("a"),
+    };
+    let (_, s) = when(&s, release).unwrap();
+    assert_eq!(
+        drop_counts(&s),
+        (8, 2, 0),
+        "released units go back to the drop"
+    );
+    assert_eq!(s.available, 0, "not to the shelf");
+    assert!(when(&s, buy("b", "u1", 1)).is_ok());
+}
+
+#[test]
+fn an_expired_drop_reservation_returns_to_the_drop() {
+    let s = with_drop(3, 5);
+    let (_, s) = when(&s, buy("a", "u1", 1)).unwrap();
+    assert_eq!(s.next_deadline(), Some(NOW), "the opening is due");
+    let (events, s) = when_at(&s, SkuCommand::ExpireDue, Timestamp(NOW.0 + 600_000)).unwrap();
+    assert!(events.contains(&SkuEvent::DropOpened { drop_id: drop_id() }));
+    assert_eq!(drop_counts(&s), (3, 0, 0));
+    assert_eq!(s.total(), 10);
+    assert_eq!(
+        s.next_deadline(),
+        Some(Timestamp(NOW.0 + 3_600_000)),
+        "then its end"
+    );
+    let (events, s) = when_at(&s, SkuCommand::ExpireDue, Timestamp(NOW.0 + 3_600_000)).unwrap();
+    assert_eq!(events, vec![SkuEvent::DropEnded { drop_id: drop_id() }]);
+    assert_eq!(s.next_deadline(), None);
+}
+
+#[test]
+fn a_drop_hold_keeps_its_order_until_it_is_settled() {
+    let s = with_drop(3, 5);
+    let (_, s) = when(&s, buy("a", "u1", 1)).unwrap();
+    assert_eq!(
+        s.reservations[&order("a")].order.as_deref(),
+        Some(&ticket("u1", "a"))
+    );
+    let commit = SkuCommand::Commit {
+        order_id: order("a"),
+    };
+    let (_, s) = when(&s, commit).unwrap();
+    assert!(s.reservations.is_empty());
+}
+
+#[test]
+fn a_purchase_replayed_by_the_same_order_takes_nothing_more() {
+    let s = with_drop(3, 1);
+    let (_, s) = when(&s, buy("a", "u1", 1)).unwrap();
+    let (events, s) = when(&s, buy("a", "u1", 1)).unwrap();
+    assert!(events.is_empty());
+    assert_eq!(drop_counts(&s), (2, 1, 0));
+    let other = when(&s, buy("a", "u1", 2));
+    assert_eq!(
+        other.unwrap_err(),
+        SkuError::ReservationConflict(order("a"))
+    );
+}
+
+#[test]
+fn a_drop_needs_the_units_and_a_sane_spec() {
+    let spec = DropSpec {
+        quantity: 11,
+        price: 5000,
+        starts_at: NOW,
+        ends_at: None,
+        per_user_limit: 1,
+    };
+    let too_many = SkuCommand::CreateDrop {
+        drop_id: drop_id(),
+        spec: spec.clone(),
+    };
+    assert!(matches!(
+        when(&stocked(10), too_many),
+        Err(SkuError::InsufficientStock { .. })
+    ));
+    let bad = SkuCommand::CreateDrop {
+        drop_id: drop_id(),
+        spec: DropSpec {
+            quantity: 1,
+            per_user_limit: 0,
+            ..spec
+        },
+    };
+    assert!(matches!(
+        when(&stocked(10), bad),
+        Err(SkuError::Drop(DropError::Invalid(_)))
+    ));
+}
