@@ -7,7 +7,7 @@
 use crate::actors::Entities;
 use crate::actors::sku::Sku;
 use crate::catalog::Catalog;
-use crate::domain::inbox::Notification;
+use crate::domain::user::inbox::Notification;
 use crate::events::{EventBus, Message};
 use crate::orders::Orders;
 use serde_json::json;

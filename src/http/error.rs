@@ -13,6 +13,8 @@ use crate::domain::email_claim::ClaimError;
 use crate::domain::ids::InvalidId;
 use crate::domain::inventory::SkuError;
 use crate::domain::user::UserError;
+use crate::domain::user::wallet::WalletError;
+use crate::domain::user::wishlist::WishlistError;
 use crate::shopping::ShoppingError;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -271,9 +273,13 @@ impl From<UserError> for ApiError {
             }
             UserError::RefreshReused => Self::unauthorized("refresh_reused", detail),
             UserError::InvalidRefresh => Self::unauthorized("invalid_refresh", detail),
-            UserError::WishlistFull => Self::new(S::CONFLICT, "wishlist_full", detail),
-            UserError::CouponNotInWallet => Self::new(S::NOT_FOUND, "coupon_not_found", detail),
-            UserError::CouponNotAvailable(_) => {
+            UserError::Wishlist(WishlistError::Full) => {
+                Self::new(S::CONFLICT, "wishlist_full", detail)
+            }
+            UserError::Wallet(WalletError::NotInWallet) => {
+                Self::new(S::NOT_FOUND, "coupon_not_found", detail)
+            }
+            UserError::Wallet(WalletError::NotAvailable(_)) => {
                 Self::new(S::CONFLICT, "coupon_not_applicable", detail)
             }
         }

@@ -9,7 +9,8 @@ use crate::domain::order::{
     MAX_LINES, MAX_QTY, OrderCommand, OrderCoupon, OrderLine, OrderState, Placement,
 };
 use crate::domain::pricing::{self, Line};
-use crate::domain::user::{CouponStatus, UserCommand};
+use crate::domain::user::UserCommand;
+use crate::domain::user::wallet::CouponStatus;
 use crate::orders::{OrderFailure, Orders};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

@@ -10,7 +10,9 @@ use crate::domain::cart::CartCommand;
 use crate::domain::ids::OrderId;
 use crate::domain::inventory::{SkuCommand, SkuError};
 use crate::domain::order::{Action, OrderCommand, OrderState, Outcome, Placement};
-use crate::domain::user::{Notification, UserCommand, UserError, UserState};
+use crate::domain::user::inbox::Notification;
+use crate::domain::user::wallet::{WalletCommand, WalletError};
+use crate::domain::user::{UserCommand, UserError, UserState};
 use crate::integrations::carrier::Booking;
 use crate::integrations::mailer::Mail;
 use crate::integrations::payments::{GatewayError, GatewayPayment};
@@ -230,10 +232,10 @@ impl Orders {
             return Ok(Outcome::OutOfStock { skus: short });
         }
         if let Some(c) = &p.coupon {
-            let hold = UserCommand::ReserveCoupon {
+            let hold = UserCommand::Wallet(WalletCommand::Reserve {
                 coupon_id: c.coupon_id.clone(),
                 order_id: id.clone(),
-            };
+            });
             match self.users.ask(&p.user_id, hold).await {
                 Ok(_) => {}
                 Err(AskError::Rejected(_)) => return Ok(Outcome::CouponUnavailable),
@@ -251,21 +253,25 @@ impl Orders {
         };
         let (coupon_id, order_id) = (c.coupon_id.clone(), id.clone());
         let command = if used {
-            UserCommand::UseCoupon {
+            WalletCommand::Use {
                 coupon_id,
                 order_id,
             }
         } else {
-            UserCommand::ReleaseCoupon {
+            WalletCommand::Release {
                 coupon_id,
                 order_id,
             }
         };
-        match self.users.ask(&p.user_id, command).await {
+        match self
+            .users
+            .ask(&p.user_id, UserCommand::Wallet(command))
+            .await
+        {
             Ok(_) => Ok(()),
-            Err(AskError::Rejected(
-                UserError::CouponNotAvailable(_) | UserError::CouponNotInWallet,
-            )) => Ok(()),
+            Err(AskError::Rejected(UserError::Wallet(
+                WalletError::NotAvailable(_) | WalletError::NotInWallet,
+            ))) => Ok(()),
             Err(e) => Err(step_error("coupon", e)),
         }
     }

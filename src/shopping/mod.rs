@@ -13,7 +13,9 @@ use crate::domain::coupon::{Campaign, CampaignCommand, CampaignView, CouponError
 use crate::domain::ids::{CampaignId, CouponId, ProductId, SkuId, UserId};
 use crate::domain::pricing::NotApplicable;
 use crate::domain::time::{Clock, Timestamp};
-use crate::domain::user::{CouponStatus, UserCommand, UserError, WalletCoupon};
+use crate::domain::user::wallet::{CouponStatus, WalletCommand, WalletCoupon};
+use crate::domain::user::wishlist::WishlistCommand;
+use crate::domain::user::{UserCommand, UserError};
 use dashmap::DashMap;
 use std::sync::Arc;
 
@@ -262,10 +264,10 @@ impl Shopping {
         coupon_id: &CouponId,
         campaign_id: &CampaignId,
     ) -> Result<(), ShoppingError> {
-        let add = UserCommand::AddCoupon {
+        let add = UserCommand::Wallet(WalletCommand::Add {
             coupon_id: coupon_id.clone(),
             campaign_id: campaign_id.clone(),
-        };
+        });
         self.users.ask(user, add).await?;
         Ok(())
     }
@@ -276,7 +278,7 @@ impl Shopping {
         Ok(account
             .state
             .wallet
-            .into_iter()
+            .iter()
             .map(|(coupon_id, coupon)| {
                 let campaign = self.campaigns.view(&coupon.campaign_id);
                 let ended = campaign
@@ -290,8 +292,8 @@ impl Shopping {
                     CouponStatus::Used { .. } => "used",
                 };
                 OwnedCoupon {
-                    coupon_id,
-                    coupon,
+                    coupon_id: coupon_id.clone(),
+                    coupon: coupon.clone(),
                     campaign,
                     status,
                 }
@@ -301,7 +303,7 @@ impl Shopping {
 
     pub async fn wishlist(&self, user: &UserId) -> Result<Vec<ProductId>, ShoppingError> {
         let account = self.users.ask(user, UserCommand::Get).await?;
-        Ok(account.state.wishlist.into_iter().collect())
+        Ok(account.state.wishlist.products().cloned().collect())
     }
 
     pub async fn wish(
@@ -314,12 +316,12 @@ impl Shopping {
             if self.catalog.index.get(product).is_none() {
                 return Err(ShoppingError::NotFound("product"));
             }
-            UserCommand::AddToWishlist(product.clone())
+            UserCommand::Wishlist(WishlistCommand::Add(product.clone()))
         } else {
-            UserCommand::RemoveFromWishlist(product.clone())
+            UserCommand::Wishlist(WishlistCommand::Remove(product.clone()))
         };
         let account = self.users.ask(user, command).await?;
-        Ok(account.state.wishlist.into_iter().collect())
+        Ok(account.state.wishlist.products().cloned().collect())
     }
 }
 

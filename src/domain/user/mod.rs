@@ -1,18 +1,28 @@
 //! A user account: credentials, email verification, sealed personal data, roles and refresh
-//! token families.
+//! token families — and three sub-aggregates with rules of their own: the [`wishlist`], the
+//! coupon [`wallet`] and the notification [`inbox`]. Each is a leaf (it knows nothing of the
+//! user); the user routes their commands to them and records their events as its own, in the
+//! same journal and with the same stored shapes as before they were split out.
 //!
 //! The domain never sees plaintext personal data or secrets: names, phones, addresses and the
 //! email are [`Sealed`] by the edge before they arrive; the verification code and refresh tokens
 //! arrive as MACs/hashes; the password as its Argon2id PHC string. Rules only compare them.
 
-use crate::domain::ids::{CampaignId, CouponId, OrderId, ProductId};
+pub mod inbox;
+#[cfg(test)]
+mod tests;
+pub mod wallet;
+pub mod wishlist;
+
 use crate::domain::role::Role;
 use crate::domain::sealed::Sealed;
 use crate::domain::time::Timestamp;
-use crate::domain::wallet;
+use inbox::{Inbox, InboxEvent, Notification};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
+use wallet::{Wallet, WalletCommand, WalletError, WalletEvent};
+use wishlist::{Wishlist, WishlistCommand, WishlistError, WishlistEvent};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -31,8 +41,6 @@ pub const RESEND_INTERVAL: Duration = Duration::from_secs(60);
 /// Failed logins allowed per account in [`LOGIN_WINDOW`].
 pub const MAX_FAILED_LOGINS: usize = 10;
 pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
-pub use crate::domain::inbox::{MAX_INBOX, Notification};
-pub use crate::domain::wallet::{CouponStatus, MAX_WISHLIST, WalletCoupon};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verification {
@@ -70,11 +78,11 @@ pub struct UserState {
     pub failed_logins: VecDeque<Timestamp>,
     pub families: BTreeMap<String, Family>,
     #[serde(default)]
-    pub wishlist: BTreeSet<ProductId>,
+    pub wishlist: Wishlist,
     #[serde(default)]
-    pub wallet: BTreeMap<CouponId, WalletCoupon>,
+    pub wallet: Wallet,
     #[serde(default)]
-    pub inbox: VecDeque<Notification>,
+    pub inbox: Inbox,
 }
 
 impl UserState {
@@ -138,28 +146,8 @@ pub enum UserCommand {
         address: Option<Sealed>,
     },
     Delete,
-    AddToWishlist(ProductId),
-    RemoveFromWishlist(ProductId),
-    /// Puts a claimed coupon in the wallet (idempotent).
-    AddCoupon {
-        coupon_id: CouponId,
-        campaign_id: CampaignId,
-    },
-    /// An order holds the coupon (issued -> reserved).
-    ReserveCoupon {
-        coupon_id: CouponId,
-        order_id: OrderId,
-    },
-    /// The order was paid (reserved -> used).
-    UseCoupon {
-        coupon_id: CouponId,
-        order_id: OrderId,
-    },
-    /// The order was cancelled or expired (reserved or used by it -> issued).
-    ReleaseCoupon {
-        coupon_id: CouponId,
-        order_id: OrderId,
-    },
+    Wishlist(WishlistCommand),
+    Wallet(WalletCommand),
     /// Into the inbox (idempotent by notification id).
     Notify(Notification),
     Get,
@@ -209,22 +197,15 @@ pub enum UserEvent {
         address: Option<Sealed>,
     },
     Deleted,
-    WishlistAdded {
-        product_id: ProductId,
-    },
-    WishlistRemoved {
-        product_id: ProductId,
-    },
-    CouponAdded {
-        coupon_id: CouponId,
-        campaign_id: CampaignId,
-        at: Timestamp,
-    },
-    CouponStatusChanged {
-        coupon_id: CouponId,
-        status: CouponStatus,
-    },
-    Notified(Notification),
+    // The sub-aggregates' events, stored as they always were: `{"type": "wishlist_added",
+    // ...}` and so on, without a wrapper (untagged variants come last and are tried after
+    // every tag above).
+    #[serde(untagged)]
+    Wishlist(WishlistEvent),
+    #[serde(untagged)]
+    Wallet(WalletEvent),
+    #[serde(untagged)]
+    Inbox(InboxEvent),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -251,12 +232,10 @@ pub enum UserError {
     RefreshReused,
     #[error("the refresh token is not valid")]
     InvalidRefresh,
-    #[error("a wishlist holds at most {MAX_WISHLIST} products")]
-    WishlistFull,
-    #[error("the coupon is not in your wallet")]
-    CouponNotInWallet,
-    #[error("the coupon is {0}")]
-    CouponNotAvailable(&'static str),
+    #[error(transparent)]
+    Wishlist(#[from] WishlistError),
+    #[error(transparent)]
+    Wallet(#[from] WalletError),
 }
 
 pub fn decide(
@@ -387,15 +366,16 @@ pub fn decide(
             address: address.clone(),
         }]),
         C::Delete => Ok(vec![E::Deleted]),
-        C::AddToWishlist(_)
-        | C::RemoveFromWishlist(_)
-        | C::AddCoupon { .. }
-        | C::ReserveCoupon { .. }
-        | C::UseCoupon { .. }
-        | C::ReleaseCoupon { .. } => wallet::decide(s, cmd, now),
-        C::Notify(n) => Ok(crate::domain::inbox::decide(s, n)),
+        C::Wishlist(c) => Ok(recorded(wishlist::decide(&s.wishlist, c)?, E::Wishlist)),
+        C::Wallet(c) => Ok(recorded(wallet::decide(&s.wallet, c, now)?, E::Wallet)),
+        C::Notify(n) => Ok(recorded(inbox::decide(&s.inbox, n), E::Inbox)),
         C::Get => Ok(vec![]),
     }
+}
+
+/// A sub-aggregate's events as the user's.
+fn recorded<T>(events: Vec<T>, wrap: fn(T) -> UserEvent) -> Vec<UserEvent> {
+    events.into_iter().map(wrap).collect()
 }
 
 fn code_issued(code: &CodeIssue, now: Timestamp) -> UserEvent {
@@ -514,11 +494,9 @@ pub fn apply(s: &mut UserState, event: &UserEvent) {
                 s.profile.address = Some(a.clone());
             }
         }
-        E::WishlistAdded { .. }
-        | E::WishlistRemoved { .. }
-        | E::CouponAdded { .. }
-        | E::CouponStatusChanged { .. } => wallet::apply(s, event),
-        E::Notified(n) => crate::domain::inbox::apply(s, n),
+        E::Wishlist(e) => wishlist::apply(&mut s.wishlist, e),
+        E::Wallet(e) => wallet::apply(&mut s.wallet, e),
+        E::Inbox(e) => inbox::apply(&mut s.inbox, e),
         E::Deleted => {
             *s = UserState {
                 status: Some(AccountStatus::Deleted),
@@ -526,201 +504,5 @@ pub fn apply(s: &mut UserState, event: &UserEvent) {
                 ..UserState::default()
             };
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const NOW: Timestamp = Timestamp(10_000_000);
-
-    fn sealed(s: &str) -> Sealed {
-        Sealed(s.as_bytes().to_vec())
-    }
-
-    fn register(code: Option<&str>) -> UserCommand {
-        UserCommand::Register {
-            email: sealed("e"),
-            email_key: "k".into(),
-            password_hash: "$argon2id$...".into(),
-            name: sealed("n"),
-            phone: None,
-            roles: BTreeSet::from([Role::Customer]),
-            code: code.map(|c| CodeIssue { code_mac: c.into() }),
-        }
-    }
-
-    /// Runs commands from an empty account at `NOW`, like the actor would (rejections still
-    /// record their events); returns the state and the last outcome.
-    fn run(cmds: &[UserCommand], at: Timestamp) -> (UserState, Result<(), UserError>) {
-        let mut s = UserState::default();
-        let mut last = Ok(());
-        for c in cmds {
-            let events = match decide(&s, c, at) {
-                Ok(ev) => {
-                    last = Ok(());
-                    ev
-                }
-                Err(e) => {
-                    let ev = on_rejection(&s, c, &e);
-                    last = Err(e);
-                    ev
-                }
-            };
-            for e in &events {
-                apply(&mut s, e);
-            }
-        }
-        (s, last)
-    }
-
-    fn verify(code: &str) -> UserCommand {
-        UserCommand::Verify {
-            code_mac: code.into(),
-        }
-    }
-
-    #[test]
-    fn sign_up_then_verify_activates() {
-        let (s, r) = run(&[register(Some("123")), verify("123")], NOW);
-        assert_eq!(r, Ok(()));
-        assert_eq!(s.status, Some(AccountStatus::Active));
-        assert!(s.verification.is_none());
-    }
-
-    #[test]
-    fn registering_twice_is_refused() {
-        let (_, r) = run(&[register(Some("1")), register(Some("1"))], NOW);
-        assert_eq!(r, Err(UserError::AlreadyRegistered));
-    }
-
-    #[test]
-    fn five_wrong_codes_lock_the_code() {
-        let mut cmds = vec![register(Some("123"))];
-        cmds.extend((0..5).map(|_| verify("999")));
-        let (s, r) = run(&cmds, NOW);
-        assert_eq!(r, Err(UserError::InvalidCode));
-        assert_eq!(s.verification.as_ref().unwrap().attempts, 5);
-        cmds.push(verify("123"));
-        let (_, r) = run(&cmds, NOW);
-        assert_eq!(r, Err(UserError::TooManyAttempts), "even the right code");
-    }
-
-    #[test]
-    fn an_old_code_has_expired() {
-        let (s, _) = run(&[register(Some("123"))], NOW);
-        let later = NOW.plus(CODE_TTL);
-        assert_eq!(
-            decide(&s, &verify("123"), later),
-            Err(UserError::CodeExpired)
-        );
-    }
-
-    #[test]
-    fn resend_is_rate_limited_and_resets_attempts() {
-        let (s, _) = run(&[register(Some("1")), verify("x")], NOW);
-        let resend = UserCommand::ResendCode(CodeIssue {
-            code_mac: "2".into(),
-        });
-        assert!(matches!(
-            decide(&s, &resend, NOW.plus(Duration::from_secs(10))),
-            Err(UserError::ResendTooSoon {
-                retry_after_secs: 50
-            })
-        ));
-        let later = NOW.plus(RESEND_INTERVAL);
-        let events = decide(&s, &resend, later).unwrap();
-        let mut s2 = s.clone();
-        for e in &events {
-            apply(&mut s2, e);
-        }
-        assert_eq!(s2.verification.as_ref().unwrap().attempts, 0);
-        assert_eq!(
-            decide(&s2, &verify("2"), later),
-            Ok(vec![UserEvent::EmailVerified])
-        );
-    }
-
-    #[test]
-    fn sessions_need_a_verified_account() {
-        let start = UserCommand::StartSession {
-            family: "f".into(),
-            token_hash: "h".into(),
-            expires_at: NOW.plus(Duration::from_secs(100)),
-        };
-        let (_, r) = run(&[register(Some("1")), start.clone()], NOW);
-        assert_eq!(r, Err(UserError::NotVerified));
-        let (s, r) = run(&[register(None), start], NOW);
-        assert_eq!(r, Ok(()));
-        assert!(s.families.contains_key("f"));
-    }
-
-    #[test]
-    fn ten_failed_logins_lock_the_account_for_the_window() {
-        let mut cmds = vec![register(None)];
-        cmds.extend((0..10).map(|_| UserCommand::RecordFailedLogin));
-        let (s, _) = run(&cmds, NOW);
-        assert_eq!(s.locked_until(NOW), Some(NOW.plus(LOGIN_WINDOW)));
-        assert_eq!(s.locked_until(NOW.plus(LOGIN_WINDOW)), None);
-        let start = UserCommand::StartSession {
-            family: "f".into(),
-            token_hash: "h".into(),
-            expires_at: NOW.plus(Duration::from_secs(100)),
-        };
-        assert!(matches!(
-            decide(&s, &start, NOW),
-            Err(UserError::LoginLocked { .. })
-        ));
-    }
-
-    fn rotate(presented: &str, new: &str) -> UserCommand {
-        UserCommand::Rotate {
-            family: "f".into(),
-            presented_hash: presented.into(),
-            new_hash: new.into(),
-            expires_at: NOW.plus(Duration::from_secs(100)),
-        }
-    }
-
-    #[test]
-    fn refresh_rotates_and_reuse_revokes_the_family() {
-        let start = UserCommand::StartSession {
-            family: "f".into(),
-            token_hash: "h1".into(),
-            expires_at: NOW.plus(Duration::from_secs(100)),
-        };
-        let (s, r) = run(&[register(None), start.clone(), rotate("h1", "h2")], NOW);
-        assert_eq!(r, Ok(()));
-        assert_eq!(s.families["f"].token_hash, "h2");
-        let (s, r) = run(
-            &[
-                register(None),
-                start,
-                rotate("h1", "h2"),
-                rotate("h1", "h3"),
-            ],
-            NOW,
-        );
-        assert_eq!(r, Err(UserError::RefreshReused));
-        assert!(s.families.is_empty(), "the whole family is revoked");
-        assert_eq!(
-            decide(&s, &rotate("h2", "h4"), NOW),
-            Err(UserError::InvalidRefresh)
-        );
-    }
-
-    #[test]
-    fn deletion_erases_personal_data_and_sessions() {
-        let start = UserCommand::StartSession {
-            family: "f".into(),
-            token_hash: "h1".into(),
-            expires_at: NOW.plus(Duration::from_secs(100)),
-        };
-        let (s, _) = run(&[register(None), start, UserCommand::Delete], NOW);
-        assert_eq!(s.status, Some(AccountStatus::Deleted));
-        assert_eq!(s.profile, Profile::default());
-        assert!(s.email.is_none() && s.password_hash.is_empty() && s.families.is_empty());
-        assert_eq!(decide(&s, &UserCommand::Get, NOW), Err(UserError::NotFound));
     }
 }

@@ -1,0 +1,97 @@
+//! A user's notification inbox: the newest [`MAX_INBOX`] notifications, newest last, each id
+//! once (the outbox may deliver a notification twice after a crash). A sub-aggregate of the
+//! user: its own rules and events, which the user records as its own.
+
+use crate::domain::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+
+/// Notifications kept per user; older ones drop off.
+pub const MAX_INBOX: usize = 200;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    pub id: String,
+    pub kind: String,
+    pub text: String,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Inbox {
+    notifications: VecDeque<Notification>,
+}
+
+impl Inbox {
+    /// Oldest first.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Notification> {
+        self.notifications.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.notifications.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.notifications.is_empty()
+    }
+}
+
+/// Stored in the user's journal as the user's event (`{"type": "notified", id, kind, ...}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum InboxEvent {
+    Notified(Notification),
+}
+
+/// Delivers `n` unless the inbox already holds its id. Never refuses.
+pub fn decide(inbox: &Inbox, n: &Notification) -> Vec<InboxEvent> {
+    if inbox.iter().any(|held| held.id == n.id) {
+        return vec![];
+    }
+    vec![InboxEvent::Notified(n.clone())]
+}
+
+pub fn apply(inbox: &mut Inbox, event: &InboxEvent) {
+    match event {
+        InboxEvent::Notified(n) => {
+            inbox.notifications.push_back(n.clone());
+            while inbox.notifications.len() > MAX_INBOX {
+                inbox.notifications.pop_front();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(id: &str) -> Notification {
+        Notification {
+            id: id.into(),
+            kind: "order_paid".into(),
+            text: "paid".into(),
+            at: Timestamp(1),
+        }
+    }
+
+    #[test]
+    fn a_notification_lands_once_and_the_inbox_is_bounded() {
+        let mut inbox = Inbox::default();
+        for e in decide(&inbox, &note("n1")) {
+            apply(&mut inbox, &e);
+        }
+        assert_eq!(inbox.len(), 1);
+        assert!(decide(&inbox, &note("n1")).is_empty());
+        for i in 0..MAX_INBOX + 5 {
+            apply(&mut inbox, &InboxEvent::Notified(note(&format!("x{i}"))));
+        }
+        assert_eq!(inbox.len(), MAX_INBOX);
+        assert_eq!(
+            inbox.iter().next_back().map(|n| n.id.as_str()),
+            Some("x204")
+        );
+    }
+}
