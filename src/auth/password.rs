@@ -8,7 +8,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier,
 use argon2::{Algorithm, Argon2, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 type Job = Box<dyn FnOnce(&Params) + Send>;
 
@@ -22,15 +22,15 @@ pub struct Passwords {
     /// The pool's queue; the worker threads end when the last `Passwords` is dropped.
     jobs: Sender<Job>,
     /// A hash of a random password, verified when the account does not exist so that the
-    /// response time does not tell whether an email is registered.
-    decoy: Arc<String>,
+    /// response time does not tell whether an email is registered. Made by the pool's first
+    /// job, so start-up does not wait for it (a verification that needs it first waits).
+    decoy: Arc<OnceLock<String>>,
 }
 
 impl Passwords {
     pub fn new(m_cost_kib: u32, t_cost: u32, p_cost: u32, workers: usize) -> anyhow::Result<Self> {
         let params = Params::new(m_cost_kib, t_cost, p_cost, None)
             .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
-        let decoy = hash_with(&params, &rand::random::<u64>().to_string())?;
         let (jobs, queue) = channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         for i in 0..workers.max(1) {
@@ -39,10 +39,15 @@ impl Passwords {
                 .name(format!("argon2-{i}"))
                 .spawn(move || work(&queue, &params))?;
         }
-        Ok(Self {
+        let passwords = Self {
             jobs,
-            decoy: Arc::new(decoy),
-        })
+            decoy: Arc::new(OnceLock::new()),
+        };
+        let decoy = passwords.decoy.clone();
+        let _ = passwords.jobs.send(Box::new(move |params| {
+            make_decoy(&decoy, params);
+        }));
+        Ok(passwords)
     }
 
     /// Runs `f` on the pool and waits for its result without blocking the async worker.
@@ -66,11 +71,12 @@ impl Passwords {
     /// Whether `password` matches `phc`; with `None`, spends the same time and says no.
     pub async fn verify(&self, password: &SecretString, phc: Option<String>) -> bool {
         let known = phc.is_some();
-        let phc = phc.unwrap_or_else(|| self.decoy.as_ref().clone());
+        let decoy = self.decoy.clone();
         let password = password.clone();
         let ok = self
-            .on_pool(move |_| {
-                PasswordHash::new(&phc).is_ok_and(|parsed| {
+            .on_pool(move |params| {
+                let phc = phc.as_deref().unwrap_or_else(|| make_decoy(&decoy, params));
+                PasswordHash::new(phc).is_ok_and(|parsed| {
                     Argon2::default()
                         .verify_password(password.expose_secret().as_bytes(), &parsed)
                         .is_ok()
@@ -80,6 +86,11 @@ impl Passwords {
             .unwrap_or(false);
         ok && known
     }
+}
+
+/// The decoy hash, made once (by whichever pool thread gets there first).
+fn make_decoy<'a>(decoy: &'a OnceLock<String>, params: &Params) -> &'a str {
+    decoy.get_or_init(|| hash_with(params, &rand::random::<u64>().to_string()).unwrap_or_default())
 }
 
 /// A pool thread: takes jobs until every `Passwords` (the queue's senders) is gone.
