@@ -21,7 +21,7 @@ use crate::events::EventBus;
 use crate::integrations::carrier::HttpCarrier;
 use crate::integrations::mailer::{DevMailbox, Mailer, Mailers, SmtpMailer};
 use crate::integrations::payments::HttpGateway;
-use crate::orders::{Endpoints, Orders, Parts};
+use crate::orders::{Endpoints, OrderConfig, Orders, Parts};
 use crate::persistence::Journal;
 use crate::persistence::sled_journal::SledJournal;
 use crate::shopping::Shopping;
@@ -109,7 +109,12 @@ impl Node {
         tracing::info!(elapsed = ?started.elapsed(), "orders loaded");
         crate::events::feeds::start(&bus, &orders, &skus, &catalog);
         let live_stock = LiveStock::new(bus.clone(), clock.clone());
-        let drops = Drops::start(skus.clone(), orders.clone(), live_stock.clone());
+        let drops = Drops::start(
+            skus.clone(),
+            orders.clone(),
+            catalog.clone(),
+            live_stock.clone(),
+        );
         let chat = crate::chat::Chat::start(chat_runtime, orders.clone(), bus.clone()).await?;
         let promised = orders.recover_promises(&skus).await?;
         if promised > 0 {
@@ -146,7 +151,7 @@ impl Node {
             self.shopping.campaigns.shutdown(),
             self.accounts.users.shutdown(),
             self.accounts.emails.shutdown(),
-            self.orders.entities.shutdown(),
+            self.orders.shutdown(),
             self.chat.rooms().shutdown()
         );
         let journal = self.journal.clone();
@@ -191,8 +196,10 @@ async fn orders(
             &carrier,
             Duration::from_millis(settings.carrier.timeout_ms),
         )),
-        orders: settings.orders.clone(),
-        outbox: settings.outbox.clone(),
+        config: OrderConfig {
+            orders: settings.orders.clone(),
+            outbox: settings.outbox.clone(),
+        },
         endpoints: Endpoints {
             carrier_callback_url: format!("{public}/api/v1/shipments/callback"),
             checkout_base: format!("{pg}/v1/checkout"),

@@ -149,14 +149,7 @@ async fn load(
     let limits = AuthLimits::new(settings.auth.rate_per_ip);
     spawn_pruning(limits.clone(), shutdown.clone());
     tokio::spawn(node.live_stock.clone().run(shutdown.clone()));
-    tokio::spawn(crate::orders::promised::keep(
-        node.orders.clone(),
-        shutdown.clone(),
-    ));
-    tokio::spawn(crate::orders::dispatcher::run(
-        node.orders.clone(),
-        shutdown.clone(),
-    ));
+    node.orders.spawn_background(&shutdown);
     let state = AppState::new(Services {
         skus: node.skus.clone(),
         catalog: node.catalog.clone(),

@@ -10,6 +10,7 @@ pub mod live;
 
 use crate::actors::sku::Sku;
 use crate::actors::{AskError, Entities};
+use crate::catalog::Catalog;
 use crate::domain::drop::{DropError, DropId, DropSpec, DropState, DropStatus, DropView};
 use crate::domain::ids::{OrderId, SkuId, UserId};
 use crate::domain::inventory::{DropPurchase, SkuCommand, SkuError};
@@ -19,7 +20,6 @@ use crate::orders::placement::{DropOrder, ShippingAddress, fingerprint, order_id
 use crate::orders::{OrderFailure, Orders};
 use dashmap::DashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Every drop by id, with its SKU: kept from the SKUs' durable views.
 pub type DropIndex = DashMap<DropId, (SkuId, DropView)>;
@@ -28,6 +28,8 @@ pub type DropIndex = DashMap<DropId, (SkuId, DropView)>;
 pub struct Drops {
     skus: Entities<Sku>,
     orders: Orders,
+    /// Which SKUs are in the catalog (a drop needs one).
+    catalog: Catalog,
     index: Arc<DropIndex>,
 }
 
@@ -70,7 +72,12 @@ pub struct Purchase {
 
 impl Drops {
     /// Keeps the drop index from the SKUs' views, now and from here on.
-    pub fn start(skus: Entities<Sku>, orders: Orders, live: live::LiveStock) -> Self {
+    pub fn start(
+        skus: Entities<Sku>,
+        orders: Orders,
+        catalog: Catalog,
+        live: live::LiveStock,
+    ) -> Self {
         let index = Arc::new(DropIndex::new());
         let record = {
             let index = index.clone();
@@ -88,6 +95,7 @@ impl Drops {
         Self {
             skus,
             orders,
+            catalog,
             index,
         }
     }
@@ -102,7 +110,7 @@ impl Drops {
         sku: &SkuId,
         spec: DropSpec,
     ) -> Result<(DropId, DropView), DropFailure> {
-        if self.orders.catalog.index.owner_of(sku).is_none() {
+        if self.catalog.index.owner_of(sku).is_none() {
             return Err(DropFailure::UnknownSku);
         }
         let drop_id = DropId::parse(format!("d{:016x}", rand::random::<u64>()))
@@ -152,7 +160,7 @@ impl Drops {
         if replay {
             return Ok((order_id.clone(), self.replay(&order_id, placement).await?));
         }
-        let grace = Duration::from_secs(self.orders.settings.0.reservation_grace_secs);
+        let grace = self.orders.reservation_grace();
         let fingerprint = placement.fingerprint.clone();
         let purchase = SkuCommand::Purchase(DropPurchase {
             drop_id: p.drop_id,

@@ -15,7 +15,7 @@ use serde_json::json;
 /// Publishes order status and product availability from now on.
 pub fn start(bus: &EventBus, orders: &Orders, skus: &Entities<Sku>, catalog: &Catalog) {
     let b = bus.clone();
-    orders.entities.on_view(move |id, view| {
+    orders.on_view(move |id, view| {
         let topic = format!("order:{id}");
         if b.has_subscribers(&topic) {
             b.publish(&topic, order(id, view.status, view.updated_at));

@@ -91,7 +91,7 @@ pub async fn outbox(_admin: AdminUser, State(state): State<AppState>) -> axum::J
         dead_letters: s.dead_letters,
         oldest_pending_at: s.oldest_pending.as_ref().map(|(t, _)| t.to_rfc3339()),
         oldest_pending_order_id: s.oldest_pending.map(|(_, id)| id.to_string()),
-        orders_promised: state.orders.promises.len(),
+        orders_promised: state.orders.promised(),
     })
 }
 

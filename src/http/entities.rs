@@ -41,12 +41,7 @@ pub async fn inspect_entity(
         }
         "order" => {
             let id = OrderId::parse(id).map_err(|e| ApiError::invalid_id("id", e))?;
-            state
-                .orders
-                .entities
-                .inspect(&id)
-                .await
-                .map_err(crate::orders::OrderFailure::from)?
+            state.orders.inspect(&id).await?
         }
         _ => return Err(ApiError::not_found(format!("no entity kind `{kind}`"))),
     };

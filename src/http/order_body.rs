@@ -153,10 +153,10 @@ fn payment(orders: &Orders, id: &OrderId, state: &OrderState, at_creation: bool)
     let total = state.placement.as_ref().map_or(0, |p| p.total);
     let p = state.payment.as_ref().filter(|_| !at_creation);
     PaymentBody {
-        provider: orders.endpoints.provider.clone(),
+        provider: orders.endpoints().provider.clone(),
         checkout_url: format!(
             "{}?order_id={id}&amount={total}",
-            orders.endpoints.checkout_base
+            orders.endpoints().checkout_base
         ),
         payment_key: p.map(|p| p.payment_key.clone()),
         status: p.map(|p| match p.status {

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Runs until `shutdown` is cancelled.
 pub async fn run(orders: Orders, shutdown: CancellationToken) {
-    let every = Duration::from_millis(orders.settings.1.poll_ms.max(10));
+    let every = Duration::from_millis(orders.config.outbox.poll_ms.max(10));
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -22,13 +22,13 @@ pub async fn run(orders: Orders, shutdown: CancellationToken) {
             let orders = orders.clone();
             tokio::spawn(async move {
                 if orders
-                    .entities
+                    .book
                     .view(&id)
                     .is_some_and(|v| v.deadline.is_some_and(|at| at <= now))
                 {
-                    let _ = orders.entities.ask(&id, OrderCommand::Expire).await;
+                    let _ = orders.book.ask(&id, OrderCommand::Expire).await;
                 }
-                orders.try_drive(&id).await;
+                orders.saga.try_drive(&id).await;
             });
         }
     }

@@ -9,10 +9,31 @@ use crate::domain::order::{
     ReturnKind, ShipmentStatus,
 };
 use crate::domain::time::Timestamp;
-use crate::orders::placement::PlaceOrder;
+use crate::orders::placement::{PlaceOrder, order_id_for};
 use crate::orders::{OrderFailure, Orders};
 
 impl Orders {
+    /// Places the order (or finds the one this key placed) and reserves it.
+    async fn place(&self, req: PlaceOrder) -> Result<(OrderId, OrderState), OrderFailure> {
+        let id = order_id_for(&req.user, &req.idempotency_key);
+        match self.ask(&id, OrderCommand::Get).await {
+            Ok(existing) => {
+                let p = existing.placement.as_ref();
+                if p.is_some_and(|p| p.fingerprint != req.fingerprint || p.user_id != req.user) {
+                    return Err(OrderError::KeyReused.into());
+                }
+                return Ok((id.clone(), self.drive(&id).await?));
+            }
+            Err(AskError::Rejected(OrderError::NotFound)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let placement = self.placements.build(&req).await?;
+        let state = self
+            .command(&id, OrderCommand::Place(Box::new(placement)))
+            .await?;
+        Ok((id, state))
+    }
+
     /// Places and reserves an order; a shortage or a coupon taken meanwhile refuses it.
     pub async fn place_order(
         &self,

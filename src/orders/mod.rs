@@ -1,35 +1,47 @@
 //! Orders: placing an order (every line reserved on its SKU or none, the coupon held, priced
 //! with the shared totals function), paying it through the gateway, cancelling, shipping,
 //! returns and exchanges — the order saga. The order entity decides and records every step
-//! (its journal is the outbox); [`saga`] carries the steps out against the SKUs, wallets,
-//! carts, the gateway and the carrier; [`dispatcher`] retries what failed and re-drives what a
-//! crash interrupted; [`history`] serves the listings.
+//! (its journal is the outbox). [`Orders`] is the service the edges use; its parts each have
+//! one job:
+//! - `book`: the order entities behind one `ask`, with the drop orders promised but not yet
+//!   written (every ask keeps the promise of the order it names first);
+//! - [`placement`]: building what an order is placed with (lines at catalog prices, the
+//!   coupon priced, the address sealed);
+//! - `saga`: carrying the steps out against the SKUs, wallets, carts, the gateway and the
+//!   carrier; [`dispatcher`] retries what failed and re-drives what a crash interrupted;
+//! - [`promised`]: writing promised orders in the background, and again after a crash;
+//! - `flows`: what each order route means in terms of the saga; [`history`]: the listings.
 
+mod book;
 pub mod dispatcher;
-pub mod flows;
+mod flows;
 pub mod history;
 pub mod placement;
 pub mod promised;
-pub mod saga;
+mod saga;
 pub mod settings;
 
-use crate::actors::cart::Cart;
-use crate::actors::order::Order;
+use crate::actors::order::{OrderView, PendingEffect};
 use crate::actors::sku::Sku;
 use crate::actors::user::User;
-use crate::actors::{AskError, Entities, Runtime};
+use crate::actors::{AskError, Entities, Inspection, Runtime};
 use crate::auth::accounts::Accounts;
 use crate::catalog::Catalog;
 use crate::domain::ids::{OrderId, UserId};
-use crate::domain::order::{OrderCommand, OrderError, OrderState, Requester};
+use crate::domain::order::{OrderCommand, OrderError, OrderState, Placement, Requester};
 use crate::domain::time::Clock;
 use crate::integrations::carrier::Carrier;
 use crate::integrations::payments::PaymentGateway;
-use crate::orders::history::History;
-use crate::orders::settings::{OrderSettings, OutboxSettings};
 use crate::shopping::Shopping;
+use book::OrderBook;
 use dashmap::DashMap;
+use history::History;
+use placement::{DropOrder, Placements, ShippingAddress};
+use saga::Saga;
+use settings::{OrderSettings, OutboxSettings};
 use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrderFailure {
@@ -77,28 +89,25 @@ pub struct Endpoints {
     pub currency: String,
 }
 
+/// The orders service: a cheap handle (every part is shared) over the order book, the read
+/// models, and the parts that build placements and drive sagas.
 #[derive(Clone)]
 pub struct Orders {
-    pub entities: Entities<Order>,
-    pub history: Arc<History>,
-    skus: Entities<Sku>,
-    users: Entities<User>,
-    carts: Entities<Cart>,
-    pub(crate) catalog: Catalog,
-    shopping: Shopping,
-    accounts: Arc<Accounts>,
-    gateway: Arc<dyn PaymentGateway>,
-    carrier: Arc<dyn Carrier>,
-    pub settings: Arc<(OrderSettings, OutboxSettings)>,
-    pub endpoints: Arc<Endpoints>,
-    confirm_attempts: u32,
+    /// The order entities, reached only through its `ask`.
+    book: OrderBook,
+    history: Arc<History>,
+    placements: Arc<Placements>,
+    saga: Arc<Saga>,
+    config: Arc<OrderConfig>,
+    endpoints: Arc<Endpoints>,
     clock: Arc<dyn Clock>,
-    /// One driver per order at a time (a request and the dispatcher may both want to).
-    drivers: Arc<DashMap<OrderId, Arc<tokio::sync::Mutex<()>>>>,
-    /// Drop orders answered and not yet written.
-    pub promises: Arc<promised::Promises>,
-    /// Where notifications are pushed (`user:{id}`).
-    pub(crate) bus: crate::events::EventBus,
+}
+
+/// The settings the orders service reads.
+#[derive(Debug, Clone)]
+pub struct OrderConfig {
+    pub orders: OrderSettings,
+    pub outbox: OutboxSettings,
 }
 
 /// The outbox at a glance (see [`Orders::outbox`]).
@@ -124,44 +133,139 @@ pub struct Parts {
     pub accounts: Arc<Accounts>,
     pub gateway: Arc<dyn PaymentGateway>,
     pub carrier: Arc<dyn Carrier>,
-    pub orders: OrderSettings,
-    pub outbox: OutboxSettings,
+    pub config: OrderConfig,
     pub endpoints: Endpoints,
     pub confirm_attempts: u32,
     pub bus: crate::events::EventBus,
 }
 
 impl Orders {
-    /// Starts the order kind and its read models; the dispatcher is started separately.
+    /// Starts the order kind and its read models; the dispatcher and the writer of promised
+    /// orders start with [`Orders::spawn_background`].
     pub async fn start(rt: Runtime, parts: Parts) -> anyhow::Result<Self> {
         let clock = rt.clock.clone();
-        let entities = Entities::<Order>::start(rt).await?;
+        let book = OrderBook::start(rt).await?;
         let history = Arc::new(History::default());
-        for (id, view) in entities.views() {
+        for (id, view) in book.views() {
             history.record(&id, &view);
         }
         let h = history.clone();
-        entities.on_view(move |id, view| h.record(id, view));
-        entities.wake_reminders();
-        Ok(Self {
-            entities,
-            history,
+        book.on_view(move |id, view| h.record(id, view));
+        let config = Arc::new(parts.config);
+        let endpoints = Arc::new(parts.endpoints);
+        let placements = Arc::new(Placements {
+            users: parts.users.clone(),
             carts: parts.shopping.carts.clone(),
+            catalog: parts.catalog,
+            shopping: parts.shopping.clone(),
+            accounts: parts.accounts.clone(),
+            ttl: Duration::from_secs(config.orders.ttl_secs),
+            currency: endpoints.currency.clone(),
+            clock: clock.clone(),
+        });
+        let saga = Arc::new(Saga {
+            book: book.clone(),
             skus: parts.skus,
             users: parts.users,
-            catalog: parts.catalog,
-            shopping: parts.shopping,
+            carts: parts.shopping.carts,
             accounts: parts.accounts,
             gateway: parts.gateway,
             carrier: parts.carrier,
-            settings: Arc::new((parts.orders, parts.outbox)),
-            endpoints: Arc::new(parts.endpoints),
+            placements: placements.clone(),
+            retry: config.outbox.policy(),
+            reservation_grace: Duration::from_secs(config.orders.reservation_grace_secs),
             confirm_attempts: parts.confirm_attempts.max(1),
-            clock,
-            drivers: Arc::default(),
-            promises: Arc::default(),
+            carrier_callback_url: endpoints.carrier_callback_url.clone(),
+            carrier_name: endpoints.carrier_name.clone(),
+            drivers: DashMap::new(),
             bus: parts.bus,
+            clock: clock.clone(),
+        });
+        Ok(Self {
+            book,
+            history,
+            placements,
+            saga,
+            config,
+            endpoints,
+            clock,
         })
+    }
+
+    /// Starts the background work: the dispatcher and the writer of promised orders. Both
+    /// stop when `shutdown` is cancelled.
+    pub fn spawn_background(&self, shutdown: &CancellationToken) {
+        tokio::spawn(promised::keep(self.book.clone(), shutdown.clone()));
+        tokio::spawn(dispatcher::run(self.clone(), shutdown.clone()));
+    }
+
+    /// Asks the order (written first if it was only promised).
+    pub(crate) async fn ask(
+        &self,
+        id: &OrderId,
+        command: OrderCommand,
+    ) -> Result<OrderState, AskError<OrderError>> {
+        self.book.ask(id, command).await
+    }
+
+    /// The order's state and journal position, for operators.
+    pub async fn inspect(&self, id: &OrderId) -> Result<Inspection, OrderFailure> {
+        Ok(self.book.inspect(id).await?)
+    }
+
+    /// Promises the order a drop purchase's hold keeps (see `book.rs`); the order as it will be.
+    pub fn promise(&self, id: OrderId, placement: Box<Placement>) -> OrderState {
+        self.book.promise(id, placement)
+    }
+
+    /// Whether the order exists or is promised.
+    pub fn known(&self, id: &OrderId) -> bool {
+        self.book.known(id)
+    }
+
+    /// How many drop orders are answered but not yet written.
+    pub fn promised(&self) -> usize {
+        self.book.promised()
+    }
+
+    /// Promises again, at start-up, every drop order held but never written; how many.
+    pub async fn recover_promises(&self, skus: &Entities<Sku>) -> anyhow::Result<usize> {
+        promised::recover(&self.book, skus).await
+    }
+
+    /// Calls `listener` with every order view from now on, once durable.
+    pub fn on_view(&self, listener: impl Fn(&OrderId, &OrderView) + Send + Sync + 'static) {
+        self.book.on_view(listener);
+    }
+
+    /// Snapshots every active order and stops them (node shutdown).
+    pub async fn shutdown(&self) {
+        self.book.shutdown().await;
+    }
+
+    /// The order a drop purchase becomes (see [`Placements::for_drop`]).
+    pub fn drop_placement(&self, req: DropOrder) -> Result<Placement, OrderFailure> {
+        self.placements.for_drop(req)
+    }
+
+    /// The shipping address of a placed order, opened.
+    pub fn address_of(&self, placement: &Placement) -> Option<ShippingAddress> {
+        self.placements.address_of(placement)
+    }
+
+    /// How much longer a SKU holds a drop order's units than the order itself waits.
+    pub fn reservation_grace(&self) -> Duration {
+        Duration::from_secs(self.config.orders.reservation_grace_secs)
+    }
+
+    /// Where the order's payment page and provider are.
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    /// Runs the order's due steps (see [`Saga::drive`]).
+    pub async fn drive(&self, id: &OrderId) -> Result<OrderState, OrderFailure> {
+        self.saga.drive(id).await
     }
 
     /// The order as `by` may see it: strangers and orders that never came to be are not found.
@@ -180,13 +284,7 @@ impl Orders {
         user: Option<&UserId>,
         cursor: Option<&str>,
         limit: usize,
-    ) -> Result<
-        (
-            Vec<(OrderId, crate::actors::order::OrderView)>,
-            Option<String>,
-        ),
-        OrderFailure,
-    > {
+    ) -> Result<(Vec<(OrderId, OrderView)>, Option<String>), OrderFailure> {
         let cursor = match cursor {
             Some(raw) => Some(history::decode_cursor(raw).ok_or_else(|| {
                 OrderFailure::Invalid("invalid_cursor", "the cursor is not valid".into())
@@ -196,7 +294,7 @@ impl Orders {
         let (ids, next) = self.history.page(user, cursor.as_ref(), limit);
         let items = ids
             .into_iter()
-            .filter_map(|id| self.entities.view(&id).map(|v| (id, v)))
+            .filter_map(|id| self.book.view(&id).map(|v| (id, v)))
             .collect();
         Ok((items, next))
     }
@@ -207,13 +305,13 @@ impl Orders {
         id: &OrderId,
         command: OrderCommand,
     ) -> Result<OrderState, OrderFailure> {
-        self.ask(id, command).await?;
-        self.drive(id).await
+        self.book.ask(id, command).await?;
+        self.saga.drive(id).await
     }
 
     /// Every dead letter: steps that failed too often, waiting for an operator.
-    pub fn dead_letters(&self) -> Vec<(OrderId, crate::actors::order::PendingEffect)> {
-        self.entities
+    pub fn dead_letters(&self) -> Vec<(OrderId, PendingEffect)> {
+        self.book
             .views()
             .into_iter()
             .flat_map(|(id, view)| {
@@ -234,7 +332,7 @@ impl Orders {
             ..OutboxSummary::default()
         };
         for id in self.history.active() {
-            let Some(view) = self.entities.view(&id) else {
+            let Some(view) = self.book.view(&id) else {
                 continue;
             };
             let live: Vec<_> = view.effects.iter().filter(|e| !e.dead).collect();

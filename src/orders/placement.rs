@@ -3,18 +3,24 @@
 //! catalog prices (from the request or the cart), the coupon checked against the wallet and
 //! priced by `domain::pricing::totals`, and the shipping address sealed (personal data).
 
+use crate::actors::Entities;
+use crate::actors::cart::Cart;
+use crate::actors::user::User;
+use crate::auth::accounts::Accounts;
+use crate::catalog::Catalog;
 use crate::domain::cart::CartCommand;
 use crate::domain::ids::{CouponId, OrderId, SkuId, UserId};
-use crate::domain::order::{
-    MAX_LINES, MAX_QTY, OrderCommand, OrderCoupon, OrderLine, OrderState, Placement,
-};
+use crate::domain::order::{MAX_LINES, MAX_QTY, OrderCoupon, OrderLine, Placement};
 use crate::domain::pricing::{self, Line};
+use crate::domain::time::Clock;
 use crate::domain::user::UserCommand;
 use crate::domain::user::wallet::CouponStatus;
-use crate::orders::{OrderFailure, Orders};
+use crate::orders::OrderFailure;
+use crate::shopping::Shopping;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where an order goes.
@@ -85,29 +91,26 @@ pub fn fingerprint(body: &serde_json::Value) -> String {
     crate::auth::tokens::hex(&Sha256::digest(body.to_string().as_bytes()))
 }
 
-impl Orders {
-    /// Places the order (or finds the one this key placed) and reserves it.
-    pub async fn place(&self, req: PlaceOrder) -> Result<(OrderId, OrderState), OrderFailure> {
-        let id = order_id_for(&req.user, &req.idempotency_key);
-        match self.ask(&id, OrderCommand::Get).await {
-            Ok(existing) => {
-                let p = existing.placement.as_ref();
-                if p.is_some_and(|p| p.fingerprint != req.fingerprint || p.user_id != req.user) {
-                    return Err(OrderError::KeyReused.into());
-                }
-                return Ok((id.clone(), self.drive(&id).await?));
-            }
-            Err(crate::actors::AskError::Rejected(OrderError::NotFound)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let placement = self.build(&req).await?;
-        let state = self
-            .command(&id, OrderCommand::Place(Box::new(placement)))
-            .await?;
-        Ok((id, state))
-    }
+/// Builds what orders are placed with: it reads the catalog, carts, wallets and profiles and
+/// seals addresses, and changes nothing.
+pub struct Placements {
+    pub(super) users: Entities<User>,
+    pub(super) carts: Entities<Cart>,
+    pub(super) catalog: Catalog,
+    pub(super) shopping: Shopping,
+    pub(super) accounts: Arc<Accounts>,
+    /// An unpaid order expires after this.
+    pub(super) ttl: Duration,
+    /// The store currency.
+    pub(super) currency: String,
+    pub(super) clock: Arc<dyn Clock>,
+}
 
-    async fn build(&self, req: &PlaceOrder) -> Result<Placement, OrderFailure> {
+impl Placements {
+    /// The placement of `req`: its lines (from the request, or the cart) at today's catalog
+    /// prices, the coupon (from the request, or the cart) priced, the address (from the
+    /// request, or the profile) checked and sealed.
+    pub async fn build(&self, req: &PlaceOrder) -> Result<Placement, OrderFailure> {
         let cart = match &req.items {
             None => Some(self.carts.ask(&req.user, CartCommand::Get).await?),
             Some(_) => None,
@@ -170,7 +173,7 @@ impl Orders {
                 quantity: l.quantity,
             })
             .collect();
-        let now = self.now();
+        let now = self.clock.now();
         let (totals, refusal) = pricing::totals(&priced, terms.as_ref(), now);
         if let Some(why) = refusal {
             return Err(OrderFailure::CouponNotApplicable(why.code()));
@@ -180,7 +183,6 @@ impl Orders {
             None => self.profile_address(&req.user).await?,
         };
         address.check()?;
-        let ttl = Duration::from_secs(self.settings.0.ttl_secs);
         Ok(Placement {
             user_id: req.user.clone(),
             fingerprint: req.fingerprint.clone(),
@@ -192,7 +194,7 @@ impl Orders {
             subtotal: totals.subtotal,
             discount: totals.discount,
             total: totals.total,
-            currency: self.endpoints.currency.clone(),
+            currency: self.currency.clone(),
             shipping_address: self
                 .accounts
                 .pii
@@ -200,14 +202,14 @@ impl Orders {
             from_cart: req.items.is_none(),
             drop_id: None,
             created_at: now,
-            expires_at: now.plus(ttl),
+            expires_at: now.plus(self.ttl),
         })
     }
 
     /// The order a drop purchase becomes: one line at the drop's price. Without an address in
     /// the request, the order ships to the profile's address (read when the carrier is booked,
     /// so buying in a drop needs no address lookup).
-    pub fn drop_placement(&self, req: DropOrder) -> Result<Placement, OrderFailure> {
+    pub fn for_drop(&self, req: DropOrder) -> Result<Placement, OrderFailure> {
         let (product_id, summary) = self
             .catalog
             .index
@@ -222,8 +224,7 @@ impl Orders {
             None => "null".to_owned(),
         };
         let total = req.price * i64::from(req.quantity);
-        let now = self.now();
-        let ttl = Duration::from_secs(self.settings.0.ttl_secs);
+        let now = self.clock.now();
         Ok(Placement {
             user_id: req.user,
             fingerprint: req.fingerprint,
@@ -239,12 +240,12 @@ impl Orders {
             subtotal: total,
             discount: 0,
             total,
-            currency: self.endpoints.currency.clone(),
+            currency: self.currency.clone(),
             shipping_address: self.accounts.pii.seal(&address),
             from_cart: false,
             drop_id: Some(req.drop_id),
             created_at: now,
-            expires_at: now.plus(ttl),
+            expires_at: now.plus(self.ttl),
         })
     }
 
@@ -276,10 +277,7 @@ impl Orders {
     }
 
     /// The profile's name, phone and address, when the order gives none.
-    pub(crate) async fn profile_address(
-        &self,
-        user: &UserId,
-    ) -> Result<ShippingAddress, OrderFailure> {
+    pub async fn profile_address(&self, user: &UserId) -> Result<ShippingAddress, OrderFailure> {
         let account = self.users.ask(user, UserCommand::Get).await?;
         let open = |s: &Option<crate::domain::sealed::Sealed>| {
             s.as_ref().and_then(|s| self.accounts.pii.open(s).ok())
@@ -309,8 +307,6 @@ impl Orders {
         serde_json::from_str(&text).ok()
     }
 }
-
-use crate::domain::order::OrderError;
 
 /// Lines of a request, one per SKU (quantities of a repeated SKU add up), within the limits.
 fn merge(items: &[(SkuId, u32)]) -> Result<Vec<(SkuId, u32)>, OrderFailure> {

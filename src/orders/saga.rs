@@ -1,22 +1,32 @@
-//! Carrying out an order's pending steps. [`Orders::drive`] runs every due step of one order in
+//! Carrying out an order's pending steps. [`Saga::drive`] runs every due step of one order in
 //! order, reporting each outcome to the order entity (`Complete`, or `Fail` with backoff); the
 //! entity decides what follows. Every step is idempotent where it lands (a SKU knows the
 //! orders it holds, a wallet the order holding a coupon, the gateway its payment keys and
 //! cancel idempotency keys, the carrier its booking keys), so a step run twice — a retry, or
 //! a re-drive after a crash — has the effect of running it once.
 
-use crate::actors::AskError;
+use crate::actors::cart::Cart;
+use crate::actors::sku::Sku;
+use crate::actors::user::User;
+use crate::actors::{AskError, Entities};
+use crate::auth::accounts::Accounts;
 use crate::domain::cart::CartCommand;
 use crate::domain::ids::OrderId;
 use crate::domain::inventory::{SkuCommand, SkuError};
-use crate::domain::order::{Action, OrderCommand, OrderState, Outcome, Placement};
+use crate::domain::order::{Action, OrderCommand, OrderState, Outcome, Placement, RetryPolicy};
+use crate::domain::time::{Clock, Timestamp};
 use crate::domain::user::inbox::Notification;
 use crate::domain::user::wallet::{WalletCommand, WalletError};
 use crate::domain::user::{UserCommand, UserError, UserState};
-use crate::integrations::carrier::Booking;
+use crate::events::EventBus;
+use crate::integrations::carrier::{Booking, Carrier};
 use crate::integrations::mailer::Mail;
-use crate::integrations::payments::{GatewayError, GatewayPayment};
-use crate::orders::{OrderFailure, Orders};
+use crate::integrations::payments::{GatewayError, GatewayPayment, PaymentGateway};
+use crate::orders::OrderFailure;
+use crate::orders::book::OrderBook;
+use crate::orders::placement::Placements;
+use dashmap::DashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why a step could not be carried out now (it is retried later).
@@ -26,7 +36,39 @@ fn step_error<R: std::fmt::Debug>(what: &str, e: AskError<R>) -> StepError {
     format!("{what}: {e:?}")
 }
 
-impl Orders {
+/// Drives orders' steps: one driver per order at a time (a request and the dispatcher may
+/// both want to), each step run against the entity or service it lands on.
+pub(super) struct Saga {
+    pub(super) book: OrderBook,
+    pub(super) skus: Entities<Sku>,
+    pub(super) users: Entities<User>,
+    pub(super) carts: Entities<Cart>,
+    /// Personal data (addresses to mail) and the mailers.
+    pub(super) accounts: Arc<Accounts>,
+    pub(super) gateway: Arc<dyn PaymentGateway>,
+    pub(super) carrier: Arc<dyn Carrier>,
+    /// Opens shipping addresses (the order's, or the profile's).
+    pub(super) placements: Arc<Placements>,
+    /// Backoff and dead-lettering of failed steps.
+    pub(super) retry: RetryPolicy,
+    /// How much longer a SKU holds an order's units than the order itself waits.
+    pub(super) reservation_grace: Duration,
+    /// Confirmation attempts (time-outs retried) before asking the gateway.
+    pub(super) confirm_attempts: u32,
+    pub(super) carrier_callback_url: String,
+    pub(super) carrier_name: String,
+    /// The lock of each order being driven; removed once nobody holds or waits for it.
+    pub(super) drivers: DashMap<OrderId, Arc<tokio::sync::Mutex<()>>>,
+    /// Where notifications are pushed (`user:{id}`).
+    pub(super) bus: EventBus,
+    pub(super) clock: Arc<dyn Clock>,
+}
+
+impl Saga {
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
     /// Runs the order's due steps until none is left (or one fails), then returns its state.
     pub async fn drive(&self, id: &OrderId) -> Result<OrderState, OrderFailure> {
         let lock = self.driver_lock(id);
@@ -52,18 +94,17 @@ impl Orders {
         self.forget_driver(id);
     }
 
-    fn driver_lock(&self, id: &OrderId) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    fn driver_lock(&self, id: &OrderId) -> Arc<tokio::sync::Mutex<()>> {
         self.drivers.entry(id.clone()).or_default().clone()
     }
 
     /// Drops the order's lock once no other driver holds or waits for it.
     fn forget_driver(&self, id: &OrderId) {
-        self.drivers
-            .remove_if(id, |_, l| std::sync::Arc::strong_count(l) <= 1);
+        self.drivers.remove_if(id, |_, l| Arc::strong_count(l) <= 1);
     }
 
     async fn drive_locked(&self, id: &OrderId) -> Result<OrderState, OrderFailure> {
-        let mut state = self.entities.ask(id, OrderCommand::Get).await?;
+        let mut state = self.book.ask(id, OrderCommand::Get).await?;
         loop {
             let now = self.now();
             let due = state
@@ -89,15 +130,15 @@ impl Orders {
                     let fail = OrderCommand::Fail {
                         effect,
                         error,
-                        policy: self.settings.1.policy(),
+                        policy: self.retry,
                     };
-                    self.entities.ask(id, fail).await?;
+                    self.book.ask(id, fail).await?;
                     // The step waits for its backoff; a later one may not depend on it, but
                     // order matters in a saga: stop here and let the dispatcher retry.
-                    return Ok(self.entities.ask(id, OrderCommand::Get).await?);
+                    return Ok(self.book.ask(id, OrderCommand::Get).await?);
                 }
             };
-            state = self.entities.ask(id, report).await?;
+            state = self.book.ask(id, report).await?;
         }
     }
 
@@ -209,7 +250,7 @@ impl Orders {
 
     /// Every line on its SKU (all are tried, to name every one short), then the coupon.
     async fn reserve(&self, id: &OrderId, p: &Placement) -> Result<Outcome, StepError> {
-        let grace = Duration::from_secs(self.settings.0.reservation_grace_secs);
+        let grace = self.reservation_grace;
         let mut short = Vec::new();
         for line in &p.lines {
             let reserve = SkuCommand::Reserve {
@@ -365,10 +406,11 @@ impl Orders {
     }
 
     async fn book(&self, id: &OrderId, p: &Placement, effect: u32) -> Result<Outcome, StepError> {
-        let address = match self.address_of(p) {
+        let address = match self.placements.address_of(p) {
             Some(a) => a,
             // A drop purchase without an address ships to the profile's.
             None => self
+                .placements
                 .profile_address(&p.user_id)
                 .await
                 .map_err(|e| format!("no shipping address: {e}"))?,
@@ -389,13 +431,13 @@ impl Orders {
             .book(Booking {
                 order_id: id.as_str(),
                 label: &label,
-                callback_url: &self.endpoints.carrier_callback_url,
+                callback_url: &self.carrier_callback_url,
                 idempotency_key: &key,
             })
             .await
             .map_err(|e| format!("book a shipment: {e}"))?;
         Ok(Outcome::ShipmentBooked {
-            carrier: self.endpoints.carrier_name.clone(),
+            carrier: self.carrier_name.clone(),
             tracking_number,
         })
     }

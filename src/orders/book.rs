@@ -1,0 +1,159 @@
+//! [`OrderBook`]: the order entities behind one `ask`, with the orders *promised* but not yet
+//! written.
+//!
+//! A drop purchase is answered as soon as the SKU's hold is durable, and the hold keeps the
+//! order it becomes (`PurchaseReceipt`); the order entity is written right after, off the
+//! buyer's path (`promised::keep`). Until then the order is promised here. Every ask first
+//! keeps the promise of the order it names, so a buyer who pays at once — or the saga, the
+//! dispatcher, the idempotency store — always finds the order. The entities are private to
+//! this file: there is no other way to reach them.
+
+use crate::actors::order::{Order, OrderView};
+use crate::actors::{AskError, Entities, Inspection, Runtime};
+use crate::domain::ids::OrderId;
+use crate::domain::order::{OrderCommand, OrderError, OrderEvent, OrderState, Placement};
+use dashmap::DashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// A promise the order kind could not take (busy) is tried again after this, doubling.
+pub(super) const FIRST_PAUSE: Duration = Duration::from_millis(5);
+const MAX_PAUSE: Duration = Duration::from_secs(1);
+/// How long a request waits for a busy order kind before it gives up with 429.
+const REQUEST_ATTEMPTS: usize = 40;
+
+#[derive(Clone)]
+pub struct OrderBook {
+    entities: Entities<Order>,
+    promises: Arc<Promises>,
+}
+
+/// Orders answered but not yet written, and the queue of the background writer.
+struct Promises {
+    pending: DashMap<OrderId, Box<Placement>>,
+    queue: mpsc::UnboundedSender<OrderId>,
+    /// Taken once, by the background writer.
+    receiver: Mutex<Option<mpsc::UnboundedReceiver<OrderId>>>,
+}
+
+/// The order as it is once `placement` is written: what the buyer is answered with.
+pub fn placed(placement: Box<Placement>) -> OrderState {
+    let mut state = OrderState::default();
+    crate::domain::order::rules::apply(&mut state, &OrderEvent::Placed(placement));
+    state
+}
+
+impl OrderBook {
+    /// Starts the order kind; its reminders wake the orders that await a deadline.
+    pub async fn start(rt: Runtime) -> anyhow::Result<Self> {
+        let entities = Entities::<Order>::start(rt).await?;
+        entities.wake_reminders();
+        let (queue, receiver) = mpsc::unbounded_channel();
+        let promises = Promises {
+            pending: DashMap::new(),
+            queue,
+            receiver: Mutex::new(Some(receiver)),
+        };
+        Ok(Self {
+            entities,
+            promises: Arc::new(promises),
+        })
+    }
+
+    /// Asks the order, writing it first if it was only promised.
+    pub async fn ask(
+        &self,
+        id: &OrderId,
+        command: OrderCommand,
+    ) -> Result<OrderState, AskError<OrderError>> {
+        self.keep_promise(id, REQUEST_ATTEMPTS, FIRST_PAUSE).await?;
+        self.entities.ask(id, command).await
+    }
+
+    /// The order's state and sequence numbers (written first if it was only promised).
+    pub async fn inspect(&self, id: &OrderId) -> Result<Inspection, AskError<OrderError>> {
+        self.keep_promise(id, REQUEST_ATTEMPTS, FIRST_PAUSE).await?;
+        self.entities.inspect(id).await
+    }
+
+    /// Promises the order `placement` describes (its units are held durably): it is written
+    /// in the background. Returns the order as it will be.
+    pub fn promise(&self, id: OrderId, placement: Box<Placement>) -> OrderState {
+        let state = placed(placement.clone());
+        self.promises.pending.insert(id.clone(), placement);
+        // The receiver lives as long as the node; without it, requests keep the promise.
+        let _ = self.promises.queue.send(id);
+        state
+    }
+
+    /// Whether the order exists or is promised.
+    pub fn known(&self, id: &OrderId) -> bool {
+        self.entities.view(id).is_some() || self.promises.pending.contains_key(id)
+    }
+
+    /// How many orders are answered but not yet written.
+    pub fn promised(&self) -> usize {
+        self.promises.pending.len()
+    }
+
+    /// The order's latest durable view, without asking it.
+    pub fn view(&self, id: &OrderId) -> Option<OrderView> {
+        self.entities.view(id)
+    }
+
+    pub fn views(&self) -> Vec<(OrderId, OrderView)> {
+        self.entities.views()
+    }
+
+    /// Calls `listener` with every order view from now on, once durable.
+    pub fn on_view(&self, listener: impl Fn(&OrderId, &OrderView) + Send + Sync + 'static) {
+        self.entities.on_view(listener);
+    }
+
+    /// Snapshots every active order and stops them (node shutdown).
+    pub async fn shutdown(&self) {
+        self.entities.shutdown().await;
+    }
+
+    /// The queue of promised orders; `None` after the first call.
+    pub(super) fn take_queue(&self) -> Option<mpsc::UnboundedReceiver<OrderId>> {
+        self.promises.receiver.lock().ok()?.take()
+    }
+
+    /// Writes the order if it is promised: the same placement again is a replay, so two
+    /// writers (a request and the background) are harmless. A busy order kind is tried
+    /// `attempts` times, the pause doubling from `pause`.
+    pub(super) async fn keep_promise(
+        &self,
+        id: &OrderId,
+        attempts: usize,
+        mut pause: Duration,
+    ) -> Result<(), AskError<OrderError>> {
+        let Some(placement) = self.promises.pending.get(id).map(|p| p.value().clone()) else {
+            return Ok(());
+        };
+        let place = OrderCommand::Place(placement);
+        let mut left = attempts;
+        loop {
+            match self.entities.ask(id, place.clone()).await {
+                Ok(_) => {
+                    self.promises.pending.remove(id);
+                    return Ok(());
+                }
+                Err(AskError::Overloaded | AskError::Timeout) if left > 1 => {
+                    left -= 1;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_PAUSE);
+                }
+                Err(e @ AskError::Rejected(_)) => {
+                    // The id holds another order (its key was reused at the same instant):
+                    // this promise cannot be kept, and its hold lapses at its expiry.
+                    self.promises.pending.remove(id);
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
