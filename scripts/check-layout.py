@@ -5,7 +5,7 @@
 2. no two files under src/ import each other.
 
 A file "imports" another when it names an item of the other's module by path: a `use` (also
-inside `{...}` groups), or a `crate::`, `super::` or `self::` path in code. A bare path that starts with a submodule (`use rules::decide;` in a
+inside `{...}` groups), or a `crate::`, `super::`, `self::` or submodule path in code. A bare path that starts with a submodule (`use rules::decide;` in a
 `mod.rs`) is relative to the file's module. A path is resolved to
 the longest module prefix that is a file (`crate::domain::order::Placement` ->
 src/domain/order/mod.rs). `super::` inside an inline module (`mod tests { use super::*; }`)
@@ -125,7 +125,7 @@ def main() -> int:
         for indented, p in use_paths(text):
             targets.add(resolve(p, here, indented, modules))
         code = re.sub(r"^[ \t]*(?:pub(?:\([^)]*\))?\s+)?use\s+[^;]+;", "", text, flags=re.M)
-        for m in re.finditer(r"\bcrate(?:::[A-Za-z_][A-Za-z0-9_]*)+", code):
+        for m in re.finditer(r"(?<![\w:])[A-Za-z_][A-Za-z0-9_]*(?:::[A-Za-z_][A-Za-z0-9_]*)+", code):
             targets.add(resolve(m.group(0), here, False, modules))
         targets.discard(None)
         targets.discard(here)

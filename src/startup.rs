@@ -6,8 +6,9 @@
 use crate::auth::limits::AuthLimits;
 use crate::config::Settings;
 use crate::domain::time::{Clock, SystemClock};
+use crate::http;
 use crate::http::error::ApiError;
-use crate::http::{self, AppState, Services};
+use crate::http::state::{AppState, Services};
 use crate::node::Node;
 use anyhow::Context;
 use axum::extract::{Request, State};
@@ -27,7 +28,7 @@ pub struct Application {
     shell: axum::Router,
     gate: Arc<Gate>,
     /// Opens the node in the background; yields it once it serves.
-    loading: tokio::task::JoinHandle<anyhow::Result<Node>>,
+    loading: tokio::task::JoinHandle<anyhow::Result<Arc<Node>>>,
     shutdown: CancellationToken,
 }
 
@@ -136,7 +137,7 @@ async fn load(
     clock: Arc<dyn Clock>,
     gate: Arc<Gate>,
     shutdown: CancellationToken,
-) -> anyhow::Result<Node> {
+) -> anyhow::Result<Arc<Node>> {
     let started = std::time::Instant::now();
     let node = match Node::open(&settings, clock, shutdown.clone()).await {
         Ok(node) => node,
@@ -150,26 +151,16 @@ async fn load(
     spawn_pruning(limits.clone(), shutdown.clone());
     tokio::spawn(node.live_stock.clone().run(shutdown.clone()));
     node.orders.spawn_background(&shutdown);
+    let node = Arc::new(node);
     let state = AppState::new(Services {
-        skus: node.skus.clone(),
-        catalog: node.catalog.clone(),
-        shopping: node.shopping.clone(),
-        orders: node.orders.clone(),
-        drops: node.drops.clone(),
-        chat: node.chat.clone(),
-        bus: node.bus.clone(),
-        shutdown: shutdown.clone(),
+        node: node.clone(),
         webhook_secret: Arc::from(settings.payments.webhook_secret.expose_secret().as_bytes()),
         carrier_secret: Arc::from(settings.carrier.callback_secret.expose_secret().as_bytes()),
         currency: Arc::from(settings.currency.as_str()),
-        accounts: node.accounts.clone(),
         limits,
-        dev_mailbox: node.dev_mailbox.clone(),
         dev_mode: settings.dev_mode,
         ready: gate.ready.clone(),
         metrics: crate::telemetry::metrics_handle(),
-        operator_token: node.operator_token.clone(),
-        clock: node.clock.clone(),
     });
     let mut router = http::router(state, settings.server.body_limit_bytes);
     if settings.sandbox_enabled() {

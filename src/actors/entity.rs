@@ -136,15 +136,46 @@ pub enum AskError<R> {
     NotFound,
 }
 
+/// Why an entity gave no answer of its own: the runtime's failures, the same for every kind.
+/// Services keep it as is in their error types; the HTTP edge maps it once (429 or 503 with
+/// `Retry-After`, 404).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    /// Too many asks in flight for the kind; retry later.
+    #[error("the engine is at capacity; retry shortly")]
+    Overloaded,
+    /// No reply within the ask timeout; the command may or may not have taken effect.
+    #[error("no reply in time; the request may or may not have taken effect")]
+    Timeout,
+    /// Storage failure, shutting down, or the entity failed twice.
+    #[error("the entity is unavailable; retry shortly")]
+    Unavailable,
+    /// No such entity (only for reads that must not create one).
+    #[error("no such entity")]
+    NotFound,
+}
+
 impl<R> AskError<R> {
-    /// The same error for a rejection type that cannot occur (inspections).
-    pub fn map_rejection<T>(self, f: impl FnOnce(R) -> T) -> AskError<T> {
+    /// The entity's rejection, or the runtime's failure.
+    pub fn rejection(self) -> Result<R, RuntimeError> {
         match self {
-            AskError::Rejected(r) => AskError::Rejected(f(r)),
-            AskError::Overloaded => AskError::Overloaded,
-            AskError::Timeout => AskError::Timeout,
-            AskError::Unavailable => AskError::Unavailable,
-            AskError::NotFound => AskError::NotFound,
+            AskError::Rejected(r) => Ok(r),
+            AskError::Overloaded => Err(RuntimeError::Overloaded),
+            AskError::Timeout => Err(RuntimeError::Timeout),
+            AskError::Unavailable => Err(RuntimeError::Unavailable),
+            AskError::NotFound => Err(RuntimeError::NotFound),
+        }
+    }
+
+    /// A service's error from this: the rejection converted, the runtime failure kept. Every
+    /// service error type converts its asks' errors with this one rule.
+    pub fn into_failure<F: From<RuntimeError>>(self) -> F
+    where
+        R: Into<F>,
+    {
+        match self.rejection() {
+            Ok(rejection) => rejection.into(),
+            Err(runtime) => runtime.into(),
         }
     }
 }

@@ -30,5 +30,5 @@ mod supervisor;
 pub mod user;
 
 pub use entities::{Entities, Runtime, RuntimeConfig};
-pub use entity::{AskError, Entity, EntityKey, Inspection};
+pub use entity::{AskError, Entity, EntityKey, Inspection, RuntimeError};
 pub use supervisor::KindStats;

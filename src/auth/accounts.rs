@@ -5,7 +5,7 @@
 
 use crate::actors::email::EmailOwner;
 use crate::actors::user::{Account, User};
-use crate::actors::{AskError, Entities};
+use crate::actors::{AskError, Entities, RuntimeError};
 use crate::auth::password::{Passwords, check_strength};
 use crate::auth::pii::Pii;
 use crate::auth::revocation::Revocations;
@@ -35,18 +35,17 @@ pub enum AccountError {
     InvalidCredentials,
     #[error(transparent)]
     User(#[from] UserError),
-    #[error("the service is busy or unavailable")]
-    Runtime(AskError<()>),
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// A failure that is nobody's input (a key that does not open, hashing that broke): the
+    /// cause is logged, the client is told nothing of it.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
 }
 
 impl<R: Into<AccountError>> From<AskError<R>> for AccountError {
     fn from(e: AskError<R>) -> Self {
-        match e {
-            AskError::Rejected(r) => r.into(),
-            other => AccountError::Runtime(other.map_rejection(|_| ())),
-        }
+        e.into_failure()
     }
 }
 
@@ -54,13 +53,15 @@ impl From<ClaimError> for AccountError {
     fn from(e: ClaimError) -> Self {
         match e {
             ClaimError::Taken => AccountError::EmailTaken,
-            ClaimError::NotOwner => AccountError::Internal("email claim owned by another".into()),
+            ClaimError::NotOwner => {
+                AccountError::Internal(anyhow::anyhow!("email claim owned by another account"))
+            }
         }
     }
 }
 
-pub(crate) fn internal(e: impl std::fmt::Display) -> AccountError {
-    AccountError::Internal(e.to_string())
+pub(crate) fn internal(e: impl Into<anyhow::Error>) -> AccountError {
+    AccountError::Internal(e.into())
 }
 
 /// A personal profile in clear, as the account's owner sees it.

@@ -8,7 +8,7 @@ pub mod index;
 
 use crate::actors::product::ProductEntity;
 use crate::actors::sku::Sku;
-use crate::actors::{AskError, Entities, Runtime};
+use crate::actors::{AskError, Entities, Runtime, RuntimeError};
 use crate::catalog::index::CatalogIndex;
 use crate::domain::catalog::{self, CatalogError, Product, ProductCommand, ProductPatch, SkuSpec};
 use crate::domain::ids::{ProductId, SkuId};
@@ -21,16 +21,13 @@ use std::sync::Arc;
 pub enum CatalogFailure {
     #[error(transparent)]
     Catalog(#[from] CatalogError),
-    #[error("the service is busy or unavailable")]
-    Runtime(AskError<()>),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
 }
 
 impl<R: Into<CatalogFailure>> From<AskError<R>> for CatalogFailure {
     fn from(e: AskError<R>) -> Self {
-        match e {
-            AskError::Rejected(r) => r.into(),
-            other => CatalogFailure::Runtime(other.map_rejection(|_| ())),
-        }
+        e.into_failure()
     }
 }
 

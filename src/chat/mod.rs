@@ -4,7 +4,7 @@
 //! views, so listing them asks no room.
 
 use crate::actors::chat::{Room, RoomView};
-use crate::actors::{AskError, Entities, Runtime};
+use crate::actors::{AskError, Entities, Runtime, RuntimeError};
 use crate::domain::chat::{ChatMessage, MAX_PAGE, RoomCommand, RoomError};
 use crate::domain::ids::{OrderId, RoomId, UserId};
 use crate::domain::order::Requester;
@@ -31,17 +31,22 @@ pub enum ChatFailure {
     Room(#[from] RoomError),
     #[error(transparent)]
     Order(#[from] OrderFailure),
-    #[error("{0:?}")]
-    Runtime(AskError<()>),
+    #[error(transparent)]
+    Runtime(RuntimeError),
+}
+
+impl From<RuntimeError> for ChatFailure {
+    fn from(e: RuntimeError) -> Self {
+        match e {
+            RuntimeError::NotFound => ChatFailure::Room(RoomError::NotFound),
+            other => ChatFailure::Runtime(other),
+        }
+    }
 }
 
 impl From<AskError<RoomError>> for ChatFailure {
     fn from(e: AskError<RoomError>) -> Self {
-        match e {
-            AskError::Rejected(r) => ChatFailure::Room(r),
-            AskError::NotFound => ChatFailure::Room(RoomError::NotFound),
-            other => ChatFailure::Runtime(other.map_rejection(|_| ())),
-        }
+        e.into_failure()
     }
 }
 

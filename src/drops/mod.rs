@@ -9,7 +9,7 @@
 pub mod live;
 
 use crate::actors::sku::Sku;
-use crate::actors::{AskError, Entities};
+use crate::actors::{AskError, Entities, RuntimeError};
 use crate::catalog::Catalog;
 use crate::domain::drop::{DropError, DropId, DropSpec, DropState, DropStatus, DropView};
 use crate::domain::ids::{OrderId, SkuId, UserId};
@@ -44,17 +44,22 @@ pub enum DropFailure {
     UnknownSku,
     #[error(transparent)]
     Order(#[from] OrderFailure),
-    #[error("{0:?}")]
-    Runtime(AskError<()>),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+impl From<SkuError> for DropFailure {
+    fn from(e: SkuError) -> Self {
+        match e {
+            SkuError::Drop(d) => DropFailure::Drop(d),
+            s => DropFailure::Sku(s),
+        }
+    }
 }
 
 impl From<AskError<SkuError>> for DropFailure {
     fn from(e: AskError<SkuError>) -> Self {
-        match e {
-            AskError::Rejected(SkuError::Drop(d)) => DropFailure::Drop(d),
-            AskError::Rejected(s) => DropFailure::Sku(s),
-            other => DropFailure::Runtime(other.map_rejection(|_| ())),
-        }
+        e.into_failure()
     }
 }
 

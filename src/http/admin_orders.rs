@@ -1,11 +1,11 @@
 //! Admin routes of orders: every order, shipping an order (books the carrier over HTTP), and
 //! the outbox's dead letters with their retry.
 
-use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AdminUser, ApiPath, ApiQuery};
 use crate::http::order_body::{self, ShipmentBody};
 use crate::http::orders::{OrderPage, PageQuery, order_id, page};
+use crate::http::state::AppState;
 use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;

@@ -4,9 +4,9 @@
 use crate::auth::accounts::SignUp;
 use crate::auth::sessions::Session;
 use crate::domain::role::Role;
-use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiJson, AuthRateLimited, AuthUser};
+use crate::http::state::AppState;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

@@ -2,9 +2,9 @@
 
 use crate::domain::cart::CartState;
 use crate::domain::ids::{CouponId, SkuId};
-use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiJson, ApiPath, AuthUser};
+use crate::http::state::AppState;
 use crate::shopping::refusal_code;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};

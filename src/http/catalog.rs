@@ -4,9 +4,9 @@
 use crate::catalog::{Detail, NewProduct, NewSku};
 use crate::domain::catalog::{ProductPatch, SkuPatch};
 use crate::domain::ids::{ProductId, SkuId};
-use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AdminUser, ApiJson, ApiPath, ApiQuery};
+use crate::http::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};

@@ -1,13 +1,13 @@
 //! Chat rooms over REST (`/api/v1/chat/rooms…`): create, list yours, read one, join, leave,
 //! post, and the history newest first with a `before` cursor (a message id).
 
-use crate::chat::{ChatFailure, Member, NewRoom};
-use crate::domain::chat::{ChatMessage, RoomError};
+use crate::chat::{Member, NewRoom};
+use crate::domain::chat::ChatMessage;
 use crate::domain::ids::{OrderId, RoomId, UserId};
 use crate::domain::role::Role;
-use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, AuthUser};
+use crate::http::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -254,24 +254,4 @@ pub async fn list_messages(
         items: page.into_iter().map(|m| message_body(&id, m)).collect(),
         next_cursor: next.map(|n| n.to_string()),
     }))
-}
-
-impl From<ChatFailure> for ApiError {
-    fn from(e: ChatFailure) -> Self {
-        let detail = e.to_string();
-        match e {
-            ChatFailure::Room(RoomError::NotFound) => ApiError::not_found(detail),
-            ChatFailure::Room(RoomError::NotMember) => {
-                ApiError::new(StatusCode::FORBIDDEN, "not_a_member", detail)
-            }
-            ChatFailure::Room(RoomError::Forbidden) => {
-                ApiError::new(StatusCode::FORBIDDEN, "forbidden", detail)
-            }
-            ChatFailure::Room(RoomError::Invalid(_)) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", detail)
-            }
-            ChatFailure::Order(o) => o.into(),
-            ChatFailure::Runtime(r) => crate::http::error::runtime(r),
-        }
-    }
 }

@@ -4,9 +4,9 @@
 use crate::domain::coupon::{Campaign, CampaignView};
 use crate::domain::pricing::{CouponTerms, DiscountKind, Scope};
 use crate::domain::time::Timestamp;
-use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AdminUser, ApiJson, AuthUser};
+use crate::http::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};

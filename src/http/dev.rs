@@ -1,7 +1,7 @@
 //! Dev-mode helpers, mounted only in dev mode: the mailbox of mails the engine "sent".
 
-use crate::http::AppState;
 use crate::http::error::ApiError;
+use crate::http::state::AppState;
 use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};

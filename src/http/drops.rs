@@ -3,14 +3,13 @@
 
 use crate::domain::drop::{DropId, DropSpec, DropView};
 use crate::domain::ids::SkuId;
-use crate::domain::inventory::SkuError;
 use crate::domain::time::Timestamp;
-use crate::drops::{DropFailure, Purchase};
-use crate::http::AppState;
+use crate::drops::Purchase;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AdminUser, ApiJson, ApiPath, AuthUser};
 use crate::http::idempotency;
 use crate::http::order_body::{self, OrderCreated};
+use crate::http::state::AppState;
 use crate::orders::placement::ShippingAddress;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -165,22 +164,4 @@ pub async fn purchase(
     let (order_id, order) = state.drops.purchase(purchase).await?;
     let created = order_body::created(&state.orders, &order_id, &order);
     Ok((StatusCode::CREATED, axum::Json(created)))
-}
-
-impl From<DropFailure> for ApiError {
-    fn from(e: DropFailure) -> Self {
-        match e {
-            DropFailure::Drop(d) => d.into(),
-            // The same key was used for a purchase of another quantity.
-            DropFailure::Sku(SkuError::ReservationConflict(_)) => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                "this Idempotency-Key was used for another request",
-            ),
-            DropFailure::Sku(s) => s.into(),
-            DropFailure::UnknownSku => ApiError::not_found("the SKU is not in the catalog"),
-            DropFailure::Order(o) => o.into(),
-            DropFailure::Runtime(r) => crate::http::error::runtime(r),
-        }
-    }
 }

@@ -1,9 +1,9 @@
 //! Admin inspection of one entity: its current state and journal sequence numbers.
 
 use crate::domain::ids::{OrderId, SkuId};
-use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiPath, OperatorUser};
+use crate::http::state::AppState;
 use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;

@@ -5,8 +5,8 @@
 use crate::auth::tokens::{Claims, TokenError};
 use crate::domain::ids::UserId;
 use crate::domain::role::Role;
-use crate::http::AppState;
 use crate::http::error::ApiError;
+use crate::http::state::AppState;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};

@@ -1,6 +1,6 @@
 //! Liveness, readiness and metrics: the routes operators and load balancers poll.
 
-use crate::http::AppState;
+use crate::http::state::AppState;
 use axum::Extension;
 use axum::extract::State;
 use axum::http::{StatusCode, header};

@@ -5,8 +5,8 @@
 
 use crate::domain::ids::OrderId;
 use crate::domain::order::{OrderCommand, Requester, StoredReply};
-use crate::http::AppState;
 use crate::http::error::ApiError;
+use crate::http::state::AppState;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -100,7 +100,7 @@ impl<'a> Remembered<'a> {
         }
         let (parts, body) = response.into_parts();
         let bytes = axum::body::to_bytes(body, 1 << 20).await.map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            ApiError::internal(anyhow::Error::new(e).context("reading the reply to keep"))
         })?;
         let kept = StoredReply {
             fingerprint: self.fingerprint,

@@ -1,4 +1,4 @@
-//! The HTTP edge: [`AppState`], the router (one file per resource, each an `OpenApiRouter` so
+//! The HTTP edge: the router (one file per resource, each an `OpenApiRouter` so
 //! every route lands in `/api/v1/openapi.json`), and the layers every request passes: request
 //! id, a trace span with the matched route, request metrics, body limit, panic catcher, and
 //! problem+json for unknown routes and methods.
@@ -18,31 +18,21 @@ pub mod health;
 pub mod idempotency;
 pub mod notifications;
 pub mod order_body;
-pub mod order_errors;
 pub mod orders;
 pub mod payments;
 pub mod skus;
+pub mod state;
 pub mod users;
 pub mod wishlist;
 
-use crate::actors::Entities;
-use crate::actors::sku::Sku;
-use crate::auth::accounts::Accounts;
-use crate::auth::limits::AuthLimits;
-use crate::catalog::Catalog;
-use crate::domain::time::Clock;
 use crate::http::error::ApiError;
-use crate::integrations::mailer::DevMailbox;
-use crate::shopping::Shopping;
+use crate::http::state::AppState;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use metrics_exporter_prometheus::PrometheusHandle;
-use secrecy::SecretString;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -50,53 +40,6 @@ use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
-
-/// What every handler can reach. One `Arc`: axum clones the state for every extractor of
-/// every request, so a clone must be a single reference count, not one per service.
-#[derive(Clone)]
-pub struct AppState(Arc<Services>);
-
-impl AppState {
-    pub fn new(services: Services) -> Self {
-        Self(Arc::new(services))
-    }
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Services;
-
-    fn deref(&self) -> &Services {
-        &self.0
-    }
-}
-
-/// The services behind [`AppState`].
-pub struct Services {
-    pub skus: Entities<Sku>,
-    pub catalog: Catalog,
-    pub shopping: Shopping,
-    pub orders: crate::orders::Orders,
-    pub drops: crate::drops::Drops,
-    pub chat: crate::chat::Chat,
-    pub bus: crate::events::EventBus,
-    /// Cancelled when shutdown begins: WebSockets close with 1001.
-    pub shutdown: tokio_util::sync::CancellationToken,
-    /// Keys of the signed callbacks: payment webhooks and carrier progress.
-    pub webhook_secret: Arc<[u8]>,
-    pub carrier_secret: Arc<[u8]>,
-    /// The store currency (ISO 4217), shown beside every amount.
-    pub currency: Arc<str>,
-    pub accounts: Arc<Accounts>,
-    pub limits: AuthLimits,
-    /// Present in dev mode only.
-    pub dev_mailbox: Option<Arc<DevMailbox>>,
-    pub dev_mode: bool,
-    /// Set once the node serves; cleared when shutdown begins.
-    pub ready: Arc<AtomicBool>,
-    pub metrics: PrometheusHandle,
-    pub operator_token: Option<Arc<SecretString>>,
-    pub clock: Arc<dyn Clock>,
-}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -148,14 +91,16 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(track_metrics))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(CatchPanicLayer::custom(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
-            )
-            .into_response()
-        }))
+        .layer(CatchPanicLayer::custom(
+            |panic: Box<dyn std::any::Any + Send>| {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                ApiError::internal(anyhow::anyhow!("a handler panicked: {message}")).into_response()
+            },
+        ))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let route = req
                 .extensions()

@@ -1,10 +1,10 @@
 //! The caller's notification inbox (`/users/me/notifications`), newest first.
 
 use crate::domain::user::UserCommand;
-use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiQuery, AuthUser};
 use crate::http::orders::PageQuery;
+use crate::http::state::AppState;
 use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;

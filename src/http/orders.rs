@@ -3,11 +3,11 @@
 
 use crate::domain::ids::{CouponId, OrderId, SkuId};
 use crate::domain::order::{Requester, ReturnItem, ReturnKind};
-use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, AuthUser};
 use crate::http::idempotency::{self, Remembered};
 use crate::http::order_body::{self, OrderCreated, OrderDetail, ShipmentBody};
+use crate::http::state::AppState;
 use crate::orders::placement::{PlaceOrder, ShippingAddress, fingerprint};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};

@@ -4,12 +4,12 @@
 
 use crate::domain::order::ShipmentStatus;
 use crate::domain::time::Timestamp;
-use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiJson, AuthUser};
 use crate::http::idempotency::{self, Remembered};
 use crate::http::order_body::{self, OrderDetail};
 use crate::http::orders::{order_id, requester};
+use crate::http::state::AppState;
 use crate::integrations::signature;
 use axum::body::Bytes;
 use axum::extract::State;

@@ -5,9 +5,9 @@
 use crate::actors::sku::StockLevels;
 use crate::domain::ids::{OrderId, SkuId, UserId};
 use crate::domain::inventory::{ReservationStatus, SkuCommand};
-use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AdminUser, ApiJson, ApiPath};
+use crate::http::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};

@@ -4,9 +4,9 @@
 use crate::auth::accounts::{ProfileView, SignUp};
 use crate::domain::role::Role;
 use crate::domain::user::AccountStatus;
-use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiJson, AuthUser, OperatorUser};
+use crate::http::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use secrecy::SecretString;

@@ -1,9 +1,9 @@
 //! The caller's wishlist (`/users/me/wishlist`).
 
 use crate::domain::ids::ProductId;
-use crate::http::AppState;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiPath, AuthUser};
+use crate::http::state::AppState;
 use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;

@@ -4,31 +4,43 @@
 //! also covers a clock moved by hand in tests).
 
 use crate::domain::order::OrderCommand;
-use crate::orders::Orders;
+use crate::domain::time::Clock;
+use crate::orders::book::OrderBook;
+use crate::orders::history::History;
+use crate::orders::saga::Saga;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// What the loop reads and drives.
+pub(super) struct Dispatcher {
+    pub(super) book: OrderBook,
+    /// Its due queue says which orders need the dispatcher, and when.
+    pub(super) history: Arc<History>,
+    pub(super) saga: Arc<Saga>,
+    /// How often the due queue is read.
+    pub(super) every: Duration,
+    pub(super) clock: Arc<dyn Clock>,
+}
+
 /// Runs until `shutdown` is cancelled.
-pub async fn run(orders: Orders, shutdown: CancellationToken) {
-    let every = Duration::from_millis(orders.config.outbox.poll_ms.max(10));
+pub(super) async fn run(d: Dispatcher, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
+            () = tokio::time::sleep(d.every) => {}
         }
-        let now = orders.now();
-        let due = orders.history.due(now);
-        for id in due {
-            let orders = orders.clone();
+        let now = d.clock.now();
+        for id in d.history.due(now) {
+            let (book, saga) = (d.book.clone(), d.saga.clone());
             tokio::spawn(async move {
-                if orders
-                    .book
+                if book
                     .view(&id)
                     .is_some_and(|v| v.deadline.is_some_and(|at| at <= now))
                 {
-                    let _ = orders.book.ask(&id, OrderCommand::Expire).await;
+                    let _ = book.ask(&id, OrderCommand::Expire).await;
                 }
-                orders.saga.try_drive(&id).await;
+                saga.try_drive(&id).await;
             });
         }
     }

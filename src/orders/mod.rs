@@ -13,7 +13,8 @@
 //! - `flows`: what each order route means in terms of the saga; [`history`]: the listings.
 
 mod book;
-pub mod dispatcher;
+mod dispatcher;
+mod failure;
 mod flows;
 pub mod history;
 pub mod placement;
@@ -35,6 +36,7 @@ use crate::integrations::payments::PaymentGateway;
 use crate::shopping::Shopping;
 use book::OrderBook;
 use dashmap::DashMap;
+pub use failure::OrderFailure;
 use history::History;
 use placement::{DropOrder, Placements, ShippingAddress};
 use saga::Saga;
@@ -42,40 +44,6 @@ use settings::{OrderSettings, OutboxSettings};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-#[derive(Debug, thiserror::Error)]
-pub enum OrderFailure {
-    #[error("no such {0}")]
-    NotFound(&'static str),
-    #[error(transparent)]
-    Order(#[from] OrderError),
-    #[error("not enough stock")]
-    InsufficientStock { skus: Vec<String> },
-    #[error("the coupon does not apply: {0}")]
-    CouponNotApplicable(&'static str),
-    /// A request the rules refuse before anything happens: a code and what is wrong.
-    #[error("{1}")]
-    Invalid(&'static str, String),
-    #[error("the payment was declined: {reason}")]
-    PaymentDeclined { reason: String },
-    /// The step is still being retried (gateway or carrier unreachable, a busy entity).
-    #[error("{1}")]
-    Pending(&'static str, &'static str),
-    #[error("the service is busy or unavailable")]
-    Runtime(AskError<()>),
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl<R: Into<OrderFailure>> From<AskError<R>> for OrderFailure {
-    fn from(e: AskError<R>) -> Self {
-        match e {
-            AskError::Rejected(r) => r.into(),
-            AskError::NotFound => OrderFailure::NotFound("order"),
-            other => OrderFailure::Runtime(other.map_rejection(|_| ())),
-        }
-    }
-}
 
 /// Where the engine is reached from outside (carrier callbacks) and where its gateway is.
 #[derive(Debug, Clone)]
@@ -196,7 +164,14 @@ impl Orders {
     /// stop when `shutdown` is cancelled.
     pub fn spawn_background(&self, shutdown: &CancellationToken) {
         tokio::spawn(promised::keep(self.book.clone(), shutdown.clone()));
-        tokio::spawn(dispatcher::run(self.clone(), shutdown.clone()));
+        let dispatcher = dispatcher::Dispatcher {
+            book: self.book.clone(),
+            history: self.history.clone(),
+            saga: self.saga.clone(),
+            every: Duration::from_millis(self.config.outbox.poll_ms.max(10)),
+            clock: self.clock.clone(),
+        };
+        tokio::spawn(dispatcher::run(dispatcher, shutdown.clone()));
     }
 
     /// Asks the order (written first if it was only promised).
@@ -352,20 +327,5 @@ impl Orders {
 
     pub fn now(&self) -> crate::domain::time::Timestamp {
         self.clock.now()
-    }
-}
-
-impl From<crate::domain::user::UserError> for OrderFailure {
-    fn from(e: crate::domain::user::UserError) -> Self {
-        match e {
-            crate::domain::user::UserError::NotFound => OrderFailure::NotFound("account"),
-            other => OrderFailure::Internal(other.to_string()),
-        }
-    }
-}
-
-impl From<crate::domain::cart::CartError> for OrderFailure {
-    fn from(e: crate::domain::cart::CartError) -> Self {
-        OrderFailure::Internal(e.to_string())
     }
 }

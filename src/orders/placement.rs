@@ -15,7 +15,7 @@ use crate::domain::pricing::{self, Line};
 use crate::domain::time::Clock;
 use crate::domain::user::UserCommand;
 use crate::domain::user::wallet::CouponStatus;
-use crate::orders::OrderFailure;
+use crate::orders::failure::OrderFailure;
 use crate::shopping::Shopping;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

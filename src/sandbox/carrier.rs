@@ -6,7 +6,7 @@
 
 use crate::domain::time::{Clock, SystemClock};
 use crate::integrations::signature;
-use crate::sandbox::refuse;
+use crate::sandbox::reply::refuse;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -5,10 +5,11 @@
 //! confirms with `POST /api/v1/payments/confirm`; without one the page shows the payment key.
 
 use crate::sandbox::pg::{Create, DECLINED_CARD, Pg, TIMEOUT_CARD};
-use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Form, Router};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -27,7 +28,12 @@ pub(super) struct Pay {
 }
 
 /// `GET /v1/checkout?order_id=&amount=[&success_url=]`: the card form.
-pub(super) async fn page(Query(c): Query<Checkout>) -> Response {
+/// `GET /v1/checkout` shows the page, `POST` authorises.
+pub(super) fn routes() -> Router<Pg> {
+    Router::new().route("/v1/checkout", get(page).post(pay))
+}
+
+async fn page(Query(c): Query<Checkout>) -> Response {
     if c.amount <= 0 || c.order_id.is_empty() {
         return error_page("The order id or the amount is missing.");
     }
@@ -61,7 +67,7 @@ funds; <code>{TIMEOUT_CARD}</code> is captured but its confirmation answers late
 }
 
 /// `POST /v1/checkout` (form): authorises the payment, then back to the shop or the key shown.
-pub(super) async fn pay(State(pg): State<Pg>, Form(p): Form<Pay>) -> Response {
+async fn pay(State(pg): State<Pg>, Form(p): Form<Pay>) -> Response {
     let created = pg.register(Create {
         order_id: p.order_id.clone(),
         amount: p.amount,

@@ -9,6 +9,7 @@
 pub mod carrier;
 mod checkout;
 pub mod pg;
+mod reply;
 
 use axum::Router;
 use std::time::Duration;
@@ -27,21 +28,14 @@ pub struct SandboxConfig {
 /// `/sandbox/pg/...` and `/sandbox/carrier/...`.
 pub fn router(config: SandboxConfig) -> Router {
     Router::new()
-        .nest("/sandbox/pg", pg::router(config.timeout_card_delay))
+        .nest(
+            "/sandbox/pg",
+            pg::routes()
+                .merge(checkout::routes())
+                .with_state(pg::Pg::new(config.timeout_card_delay)),
+        )
         .nest(
             "/sandbox/carrier",
             carrier::router(config.carrier_step, config.carrier_secret),
         )
-}
-
-/// A JSON error in the gateway's shape (`{code, message}`).
-fn refuse(status: u16, code: &str, message: &str) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let status =
-        axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::BAD_REQUEST);
-    (
-        status,
-        axum::Json(serde_json::json!({ "code": code, "message": message })),
-    )
-        .into_response()
 }

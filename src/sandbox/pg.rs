@@ -5,10 +5,10 @@
 //! is declined for insufficient funds; `4000000000000119` is captured but its confirmation
 //! answers only after a long delay (a time-out for the caller). `GET /v1/audit` lists every
 //! payment with how many times it was captured, for the tests' audits. The checkout page a
-//! shopper is sent to lives in [`super::checkout`].
+//! shopper is sent to is `checkout.rs`.
 
 use crate::domain::time::{Clock, SystemClock};
-use crate::sandbox::refuse;
+use crate::sandbox::reply::refuse;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -50,22 +50,24 @@ pub(super) struct Pg {
     delay: Duration,
 }
 
-pub fn router(timeout_card_delay: Duration) -> Router {
-    let pg = Pg {
-        state: Arc::default(),
-        delay: timeout_card_delay,
-    };
+impl Pg {
+    /// A gateway with no payments; the time-out card answers after `timeout_card_delay`.
+    pub(super) fn new(timeout_card_delay: Duration) -> Self {
+        Pg {
+            state: Arc::default(),
+            delay: timeout_card_delay,
+        }
+    }
+}
+
+/// The merchant API (the checkout page's routes are `checkout`'s).
+pub(super) fn routes() -> Router<Pg> {
     Router::new()
         .route("/v1/payments", post(create))
         .route("/v1/payments/confirm", post(confirm))
         .route("/v1/payments/{key}", get(read))
         .route("/v1/payments/{key}/cancel", post(cancel))
         .route("/v1/audit", get(audit))
-        .route(
-            "/v1/checkout",
-            get(super::checkout::page).post(super::checkout::pay),
-        )
-        .with_state(pg)
 }
 
 #[derive(Deserialize)]

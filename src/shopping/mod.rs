@@ -6,7 +6,7 @@
 use crate::actors::campaign::CampaignEntity;
 use crate::actors::cart::Cart;
 use crate::actors::user::User;
-use crate::actors::{AskError, Entities, Runtime};
+use crate::actors::{AskError, Entities, Runtime, RuntimeError};
 use crate::catalog::Catalog;
 use crate::domain::cart::{AppliedCoupon, CartCommand, CartError, CartLine, CartState};
 use crate::domain::coupon::{Campaign, CampaignCommand, CampaignView, CouponError};
@@ -33,16 +33,13 @@ pub enum ShoppingError {
     NotApplicable(&'static str),
     #[error("a campaign already uses this code")]
     CodeTaken,
-    #[error("the service is busy or unavailable")]
-    Runtime(AskError<()>),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
 }
 
 impl<R: Into<ShoppingError>> From<AskError<R>> for ShoppingError {
     fn from(e: AskError<R>) -> Self {
-        match e {
-            AskError::Rejected(r) => r.into(),
-            other => ShoppingError::Runtime(other.map_rejection(|_| ())),
-        }
+        e.into_failure()
     }
 }
 

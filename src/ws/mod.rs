@@ -16,8 +16,8 @@ pub mod protocol;
 
 use crate::domain::order::Requester;
 use crate::events::Message as BusMessage;
-use crate::http::AppState;
 use crate::http::extract::{AuthUser, authenticate};
+use crate::http::state::AppState;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;

@@ -1,197 +1,26 @@
-//! The one place errors become HTTP: [`ApiError`] renders RFC 9457 problem+json with a machine
-//! `code`. Each domain error and each extractor rejection maps to it once, here. 5xx are logged
-//! with their cause and shown to the client without internals.
+//! Every domain and service error as HTTP: the status, the problem `code` (API.md's) and its
+//! extensions. One `From` per error type, nowhere else.
 
-use crate::actors::AskError;
+use super::ApiError;
 use crate::auth::accounts::AccountError;
 use crate::catalog::CatalogFailure;
+use crate::chat::ChatFailure;
 use crate::domain::cart::CartError;
 use crate::domain::catalog::CatalogError;
+use crate::domain::chat::RoomError;
 use crate::domain::coupon::CouponError;
 use crate::domain::drop::DropError;
 use crate::domain::email_claim::ClaimError;
-use crate::domain::ids::InvalidId;
 use crate::domain::inventory::SkuError;
+use crate::domain::order::OrderError;
 use crate::domain::user::UserError;
 use crate::domain::user::wallet::WalletError;
 use crate::domain::user::wishlist::WishlistError;
+use crate::drops::DropFailure;
+use crate::orders::OrderFailure;
 use crate::shopping::ShoppingError;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use utoipa::ToSchema;
-
-/// A problem details document (RFC 9457).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Problem {
-    /// A URI reference naming the problem kind: `/problems/{code}`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub title: String,
-    pub status: u16,
-    pub detail: String,
-    /// The machine-readable code clients switch on.
-    pub code: String,
-    /// A finer machine-readable reason, for codes that have several (`coupon_not_applicable`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Extension members of some problems (`sku_ids` of `insufficient_stock`).
-    #[serde(flatten)]
-    #[schema(value_type = Object)]
-    pub extensions: serde_json::Map<String, serde_json::Value>,
-}
-
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub detail: String,
-    /// Seconds, sent as `Retry-After`.
-    pub retry_after: Option<u32>,
-    pub reason: Option<&'static str>,
-    pub extensions: serde_json::Map<String, serde_json::Value>,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            detail: detail.into(),
-            retry_after: None,
-            reason: None,
-            extensions: serde_json::Map::new(),
-        }
-    }
-
-    /// Adds an extension member to the problem document.
-    pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
-        self.extensions.insert(key.to_owned(), value.into());
-        self
-    }
-
-    pub fn with_reason(mut self, reason: &'static str) -> Self {
-        self.reason = Some(reason);
-        self
-    }
-
-    pub fn retry_after(mut self, secs: u32) -> Self {
-        self.retry_after = Some(secs);
-        self
-    }
-
-    pub fn not_found(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", detail)
-    }
-
-    pub fn invalid_body(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", detail)
-    }
-
-    pub fn invalid_id(what: &str, e: InvalidId) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_id",
-            format!("{what}: {e}"),
-        )
-    }
-
-    pub fn unauthorized(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, code, detail)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::error!(status = self.status.as_u16(), code = self.code, detail = %self.detail, "request failed");
-        }
-        let body = Problem {
-            kind: format!("/problems/{}", self.code),
-            title: self
-                .status
-                .canonical_reason()
-                .unwrap_or("Error")
-                .to_string(),
-            status: self.status.as_u16(),
-            detail: self.detail,
-            code: self.code.to_string(),
-            reason: self.reason.map(str::to_string),
-            extensions: self.extensions,
-        };
-        let mut response = (self.status, axum::Json(body)).into_response();
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        if let Some(secs) = self.retry_after {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        if self.status == StatusCode::UNAUTHORIZED {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        response
-    }
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(r: JsonRejection) -> Self {
-        let code = match r.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-            StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
-            _ => "malformed_json",
-        };
-        let status = match r.status() {
-            s @ (StatusCode::PAYLOAD_TOO_LARGE
-            | StatusCode::UNSUPPORTED_MEDIA_TYPE
-            | StatusCode::UNPROCESSABLE_ENTITY) => s,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        Self::new(status, code, r.body_text())
-    }
-}
-
-impl From<PathRejection> for ApiError {
-    fn from(r: PathRejection) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_path", r.body_text())
-    }
-}
-
-impl From<QueryRejection> for ApiError {
-    fn from(r: QueryRejection) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_query", r.body_text())
-    }
-}
-
-impl<R: Into<ApiError>> From<AskError<R>> for ApiError {
-    fn from(e: AskError<R>) -> Self {
-        match e {
-            AskError::Rejected(r) => r.into(),
-            AskError::Overloaded => Self::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "overloaded",
-                "the engine is at capacity; retry shortly",
-            )
-            .retry_after(1),
-            AskError::Timeout => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "timeout",
-                "no reply in time; the request may or may not have taken effect",
-            )
-            .retry_after(1),
-            AskError::Unavailable => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the entity is unavailable; retry shortly",
-            )
-            .retry_after(1),
-            AskError::NotFound => Self::not_found("no such entity"),
-        }
-    }
-}
+use axum::http::StatusCode;
+use axum::http::StatusCode as S;
 
 impl From<DropError> for ApiError {
     fn from(e: DropError) -> Self {
@@ -243,8 +72,8 @@ impl From<AccountError> for ApiError {
             }
             AccountError::InvalidCredentials => Self::unauthorized("invalid_credentials", detail),
             AccountError::User(u) => u.into(),
-            AccountError::Runtime(r) => runtime(r),
-            AccountError::Internal(_) => Self::new(S::INTERNAL_SERVER_ERROR, "internal", detail),
+            AccountError::Runtime(r) => r.into(),
+            AccountError::Internal(cause) => Self::internal(cause),
         }
     }
 }
@@ -292,12 +121,6 @@ impl From<ClaimError> for ApiError {
     }
 }
 
-/// A runtime failure (overload, timeout, unavailable) of a flow that has no rejection of its own.
-pub(crate) fn runtime(e: AskError<()>) -> ApiError {
-    let never = |()| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "unexpected");
-    e.map_rejection(never).into()
-}
-
 fn secs(s: u64) -> u32 {
     u32::try_from(s).unwrap_or(u32::MAX)
 }
@@ -319,7 +142,7 @@ impl From<CatalogFailure> for ApiError {
     fn from(e: CatalogFailure) -> Self {
         match e {
             CatalogFailure::Catalog(c) => c.into(),
-            CatalogFailure::Runtime(r) => runtime(r),
+            CatalogFailure::Runtime(r) => r.into(),
         }
     }
 }
@@ -337,7 +160,7 @@ impl From<ShoppingError> for ApiError {
                 Self::new(S::CONFLICT, "coupon_not_applicable", detail).with_reason(reason)
             }
             ShoppingError::CodeTaken => Self::new(S::CONFLICT, "code_taken", detail),
-            ShoppingError::Runtime(r) => runtime(r),
+            ShoppingError::Runtime(r) => r.into(),
         }
     }
 }
@@ -372,6 +195,92 @@ impl From<CouponError> for ApiError {
             CouponError::Exhausted => Self::new(S::CONFLICT, "coupons_exhausted", detail),
             CouponError::AlreadyClaimed { .. } => Self::new(S::CONFLICT, "already_claimed", detail),
             CouponError::NotActive => Self::new(S::CONFLICT, "campaign_not_active", detail),
+        }
+    }
+}
+
+impl From<OrderFailure> for ApiError {
+    fn from(e: OrderFailure) -> Self {
+        let detail = e.to_string();
+        match e {
+            OrderFailure::NotFound(_) => Self::not_found(detail),
+            OrderFailure::Order(o) => o.into(),
+            OrderFailure::InsufficientStock { skus } => {
+                Self::new(S::CONFLICT, "insufficient_stock", detail).with("sku_ids", skus)
+            }
+            OrderFailure::CouponNotApplicable(reason) => {
+                Self::new(S::CONFLICT, "coupon_not_applicable", detail).with_reason(reason)
+            }
+            OrderFailure::Invalid(code @ "invalid_cursor", _) => {
+                Self::new(S::BAD_REQUEST, code, detail)
+            }
+            OrderFailure::Invalid(code, _) => Self::new(S::UNPROCESSABLE_ENTITY, code, detail),
+            OrderFailure::PaymentDeclined { reason } => {
+                Self::new(S::PAYMENT_REQUIRED, "payment_declined", detail).with("reason", reason)
+            }
+            OrderFailure::Pending(code, _) => {
+                Self::new(S::SERVICE_UNAVAILABLE, code, detail).retry_after(2)
+            }
+            OrderFailure::Runtime(r) => r.into(),
+            OrderFailure::Internal(cause) => Self::internal(cause),
+        }
+    }
+}
+
+impl From<OrderError> for ApiError {
+    fn from(e: OrderError) -> Self {
+        let detail = e.to_string();
+        match e {
+            OrderError::NotFound | OrderError::NoSuchEffect | OrderError::UnknownShipment => {
+                Self::not_found(detail)
+            }
+            OrderError::KeyReused => {
+                Self::new(S::UNPROCESSABLE_ENTITY, "idempotency_key_reused", detail)
+            }
+            OrderError::NotPayable => Self::new(S::CONFLICT, "order_not_payable", detail),
+            OrderError::AmountMismatch { .. } => {
+                Self::new(S::BAD_REQUEST, "amount_mismatch", detail)
+            }
+            OrderError::PaymentInProgress => Self::new(S::CONFLICT, "payment_in_progress", detail),
+            OrderError::NotCancellable => Self::new(S::CONFLICT, "order_not_cancellable", detail),
+            OrderError::NotShippable => Self::new(S::CONFLICT, "order_not_shippable", detail),
+            OrderError::NotReturnable(_) => Self::new(S::CONFLICT, "order_not_returnable", detail),
+        }
+    }
+}
+
+impl From<DropFailure> for ApiError {
+    fn from(e: DropFailure) -> Self {
+        match e {
+            DropFailure::Drop(d) => d.into(),
+            // The same key was used for a purchase of another quantity.
+            DropFailure::Sku(SkuError::ReservationConflict(_)) => ApiError::new(
+                S::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for another request",
+            ),
+            DropFailure::Sku(s) => s.into(),
+            DropFailure::UnknownSku => ApiError::not_found("the SKU is not in the catalog"),
+            DropFailure::Order(o) => o.into(),
+            DropFailure::Runtime(r) => r.into(),
+        }
+    }
+}
+
+impl From<ChatFailure> for ApiError {
+    fn from(e: ChatFailure) -> Self {
+        let detail = e.to_string();
+        match e {
+            ChatFailure::Room(RoomError::NotFound) => Self::not_found(detail),
+            ChatFailure::Room(RoomError::NotMember) => {
+                Self::new(S::FORBIDDEN, "not_a_member", detail)
+            }
+            ChatFailure::Room(RoomError::Forbidden) => Self::new(S::FORBIDDEN, "forbidden", detail),
+            ChatFailure::Room(RoomError::Invalid(_)) => {
+                Self::new(S::UNPROCESSABLE_ENTITY, "invalid_field", detail)
+            }
+            ChatFailure::Order(o) => o.into(),
+            ChatFailure::Runtime(r) => r.into(),
         }
     }
 }
