@@ -21,6 +21,8 @@ if ! command -v redis-server >/dev/null; then
     apt-get update -qq && apt-get install -y -qq redis-server
 fi
 
+# The layout rules (README, "Layout"): no file over 600 lines, no two files importing each other.
+python3 scripts/check-layout.py
 cargo build --workspace --all-targets
 cargo test --bench journal --bench sku --bench catalog -- --test
 cargo test --workspace

@@ -9,8 +9,8 @@ use crate::actors::user::User;
 use crate::actors::{Entities, Runtime};
 use crate::auth::accounts::Accounts;
 use crate::auth::password::Passwords;
-use crate::auth::pii::Pii;
 use crate::auth::revocation::Revocations;
+use crate::auth::secrets;
 use crate::auth::tokens::TokenKeys;
 use crate::catalog::Catalog;
 use crate::config::Settings;
@@ -26,8 +26,6 @@ use crate::persistence::Journal;
 use crate::persistence::sled_journal::SledJournal;
 use crate::shopping::Shopping;
 use anyhow::Context;
-use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use secrecy::{ExposeSecret, SecretString};
 use std::path::Path;
 use std::sync::Arc;
@@ -124,7 +122,7 @@ impl Node {
             );
         }
         Ok(Node {
-            operator_token: operator_token(settings, &data_dir)?.map(Arc::new),
+            operator_token: secrets::operator_token(settings, &data_dir)?.map(Arc::new),
             journal,
             skus,
             catalog,
@@ -218,7 +216,7 @@ async fn orders(
 }
 
 /// The account services: entities, crypto from the configured (or, in dev mode, generated)
-/// secrets, the revocation list beside the journal, and the mailers.
+/// secrets (`auth::secrets`), the revocation list beside the journal, and the mailers.
 async fn accounts(
     settings: &Settings,
     data_dir: &Path,
@@ -227,48 +225,7 @@ async fn accounts(
     dev_mailbox: Option<Arc<DevMailbox>>,
 ) -> anyhow::Result<Accounts> {
     let a = &settings.auth;
-    let jwt = secret(
-        settings,
-        data_dir,
-        a.jwt_secret.as_ref(),
-        "EMPORIUM_JWT_SECRET",
-        "dev-jwt-secret",
-        48,
-    )?;
-    if jwt.len() < 32 {
-        anyhow::bail!("EMPORIUM_JWT_SECRET must be at least 32 bytes");
-    }
-    let pii_key = secret(
-        settings,
-        data_dir,
-        a.pii_key.as_ref(),
-        "EMPORIUM_PII_KEY",
-        "dev-pii-key",
-        32,
-    )?;
-    let decode = |what: &str, b64: &str| -> anyhow::Result<Vec<u8>> {
-        let key = STANDARD
-            .decode(b64.trim())
-            .or_else(|_| URL_SAFE_NO_PAD.decode(b64.trim()))
-            .map_err(|_| anyhow::anyhow!("{what} must be base64"))?;
-        Ok(key)
-    };
-    let current = decode("EMPORIUM_PII_KEY", &pii_key)?;
-    let previous = match &a.pii_previous_keys {
-        Some(keys) => keys
-            .expose_secret()
-            .split(',')
-            .filter(|k| !k.trim().is_empty())
-            .map(|k| decode("auth.pii_previous_keys", k))
-            .collect::<anyhow::Result<Vec<_>>>()?,
-        None => Vec::new(),
-    };
-    let index_key = match &a.index_key {
-        Some(k) => Some(decode("auth.index_key", k.expose_secret())?),
-        None => None,
-    };
-    let pii = Pii::new(&current, &previous, index_key.as_deref())
-        .map_err(|e| anyhow::anyhow!("EMPORIUM_PII_KEY: {e}"))?;
+    let keys = secrets::account_keys(settings, data_dir)?;
     let now_secs = runtime.clock.now().millis() / 1000;
     let revocations = Revocations::open(journal.db(), now_secs)?;
     let mut mailers: Vec<Arc<dyn Mailer>> = Vec::new();
@@ -287,8 +244,11 @@ async fn accounts(
         users: Entities::<User>::start(runtime.clone()).await?,
         emails: Entities::<EmailOwner>::start(runtime.clone()).await?,
         passwords: Passwords::new(a.argon2_m_kib, a.argon2_t, a.argon2_p, a.hash_concurrency)?,
-        pii,
-        tokens: TokenKeys::new(jwt.as_bytes(), a.access_ttl_secs),
+        pii: keys.pii,
+        tokens: TokenKeys::new(
+            keys.jwt_secret.expose_secret().as_bytes(),
+            a.access_ttl_secs,
+        ),
         revocations: Arc::new(revocations),
         mail: Mailers(mailers),
         clock: runtime.clock,
@@ -296,69 +256,4 @@ async fn accounts(
             u64::try_from(a.refresh_ttl_days).unwrap_or(14) * 86_400,
         ),
     })
-}
-
-/// A configured secret; in dev mode without one, a random one generated once into the data
-/// dir (kept across restarts); outside dev mode without one, a clear start-up error.
-fn secret(
-    settings: &Settings,
-    data_dir: &Path,
-    configured: Option<&SecretString>,
-    env_name: &str,
-    file: &str,
-    random_bytes: usize,
-) -> anyhow::Result<String> {
-    if let Some(s) = configured {
-        return Ok(s.expose_secret().to_string());
-    }
-    if !settings.dev_mode {
-        anyhow::bail!(
-            "{env_name} is required outside dev mode (set it, or EMPORIUM_DEV_MODE=true)"
-        );
-    }
-    let path = data_dir.join(file);
-    if let Ok(existing) = std::fs::read_to_string(&path)
-        && !existing.trim().is_empty()
-    {
-        return Ok(existing.trim().to_string());
-    }
-    let bytes: Vec<u8> = (0..random_bytes).map(|_| rand::random::<u8>()).collect();
-    let value = STANDARD.encode(bytes);
-    write_private(&path, &value)?;
-    Ok(value)
-}
-
-fn write_private(path: &Path, value: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut f = options
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(value.as_bytes())?;
-    Ok(())
-}
-
-/// The operator token from settings; in dev mode without one, a generated token kept in the
-/// data dir and announced in the log.
-fn operator_token(settings: &Settings, data_dir: &Path) -> anyhow::Result<Option<SecretString>> {
-    if settings.auth.operator_token.is_none() && !settings.dev_mode {
-        tracing::warn!("no operator token configured: only accounts with roles reach admin routes");
-        return Ok(None);
-    }
-    let token = secret(
-        settings,
-        data_dir,
-        settings.auth.operator_token.as_ref(),
-        "EMPORIUM_OPERATOR_TOKEN",
-        "dev-operator-token",
-        24,
-    )?;
-    if settings.auth.operator_token.is_none() {
-        let path = data_dir.join("dev-operator-token");
-        tracing::info!(path = %path.display(), "dev mode: operator token is in this file");
-    }
-    Ok(Some(SecretString::from(token)))
 }

@@ -2,7 +2,8 @@
 //! [`password`] (Argon2id, off the async workers), [`tokens`] (JWT access tokens and opaque
 //! refresh tokens), [`pii`] (AES-256-GCM sealing of personal data with key ids, and blind
 //! indexes), [`revocation`] (the durable deny-list of access tokens), [`limits`] (per-IP rate
-//! limits), and the flows that tie them to the entities: [`accounts`] (sign-up, verification,
+//! limits), [`secrets`] (the node's keys, from settings or, in dev mode, the data dir), and the
+//! flows that tie them to the entities: [`accounts`] (sign-up, verification,
 //! profile, deletion) and [`sessions`] (login, refresh rotation, logout).
 
 pub mod accounts;
@@ -10,5 +11,6 @@ pub mod limits;
 pub mod password;
 pub mod pii;
 pub mod revocation;
+pub mod secrets;
 pub mod sessions;
 pub mod tokens;
