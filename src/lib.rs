@@ -13,7 +13,7 @@
 //!   the catalog index, carts/coupons/wishlists, orders (the order book behind one ask,
 //!   placement, the saga and its dispatcher, promised drop orders, history), flash-sale drops,
 //!   chat rooms.
-//! - [`events`]: the EventBus of live topics; [`ws`]: the WebSocket edge that serves them.
+//! - [`events`]: the EventBus of live topics, which the WebSocket edge (`http::ws`) serves.
 //! - [`integrations`]: adapters to the outside (mail, payment gateway, carrier) over HTTP;
 //!   [`sandbox`]: the sandbox gateway and carrier they talk to in dev mode and tests.
 //! - [`config`], [`telemetry`], [`node`], [`startup`]: settings, logs and metrics, the `Node`
@@ -38,4 +38,3 @@ pub mod sandbox;
 pub mod shopping;
 pub mod startup;
 pub mod telemetry;
-pub mod ws;

@@ -1,6 +1,6 @@
 //! [`EntityContext<E>`]: everything an entity actor uses besides its own state — the journal
 //! it records to, the clock its rules read, its snapshot settings, its kind's counters and
-//! where its views go. The registry builds one per kind and hands it to every activation.
+//! where its views go. `Entities::start` builds one per kind and hands it to every activation.
 //!
 //! This is the seam where the storage changes: a node journals to sled, and a cluster node
 //! gives each entity the journal of its shard (fenced by the shard's lease) here, while the

@@ -90,7 +90,13 @@ impl Passwords {
 
 /// The decoy hash, made once (by whichever pool thread gets there first).
 fn make_decoy<'a>(decoy: &'a OnceLock<String>, params: &Params) -> &'a str {
-    decoy.get_or_init(|| hash_with(params, &rand::random::<u64>().to_string()).unwrap_or_default())
+    decoy.get_or_init(|| {
+        hash_with(params, &rand::random::<u64>().to_string()).unwrap_or_else(|e| {
+            // Every password hash would fail the same way: logins are failing anyway.
+            tracing::error!(error = %format!("{e:#}"), "cannot make the login decoy hash");
+            String::new()
+        })
+    })
 }
 
 /// A pool thread: takes jobs until every `Passwords` (the queue's senders) is gone.

@@ -1,4 +1,4 @@
-//! The HTTP edge: the router (one file per resource, each an `OpenApiRouter` so
+//! The HTTP edge: the router (with the WebSocket edge, [`ws`], at `GET /api/v1/ws`) (one file per resource, each an `OpenApiRouter` so
 //! every route lands in `/api/v1/openapi.json`), and the layers every request passes: request
 //! id, a trace span with the matched route, request metrics, body limit, panic catcher, and
 //! problem+json for unknown routes and methods.
@@ -24,6 +24,7 @@ pub mod skus;
 pub mod state;
 pub mod users;
 pub mod wishlist;
+pub mod ws;
 
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
@@ -80,7 +81,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .merge(drops::router())
         .merge(notifications::router())
         .merge(chat::router())
-        .routes(utoipa_axum::routes!(crate::ws::upgrade));
+        .routes(utoipa_axum::routes!(ws::upgrade));
     if state.dev_mode {
         routes = routes.merge(dev::router());
     }

@@ -45,10 +45,9 @@ pub fn placed(placement: Box<Placement>) -> OrderState {
 }
 
 impl OrderBook {
-    /// Starts the order kind; its reminders wake the orders that await a deadline.
+    /// Starts the order kind (no order is woken yet: see [`OrderBook::wake_reminders`]).
     pub async fn start(rt: Runtime) -> anyhow::Result<Self> {
         let entities = Entities::<Order>::start(rt).await?;
-        entities.wake_reminders();
         let (queue, receiver) = mpsc::unbounded_channel();
         let promises = Promises {
             pending: DashMap::new(),
@@ -109,6 +108,12 @@ impl OrderBook {
     /// Calls `listener` with every order view from now on, once durable.
     pub fn on_view(&self, listener: impl Fn(&OrderId, &OrderView) + Send + Sync + 'static) {
         self.entities.on_view(listener);
+    }
+
+    /// Wakes, in the background, every order with a stored deadline. Called once the read
+    /// models listen, so what the woken orders do reaches them.
+    pub fn wake_reminders(&self) {
+        self.entities.wake_reminders();
     }
 
     /// Snapshots every active order and stops them (node shutdown).

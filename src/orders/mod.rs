@@ -119,6 +119,7 @@ impl Orders {
         }
         let h = history.clone();
         book.on_view(move |id, view| h.record(id, view));
+        book.wake_reminders();
         let config = Arc::new(parts.config);
         let endpoints = Arc::new(parts.endpoints);
         let placements = Arc::new(Placements {
