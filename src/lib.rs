@@ -16,6 +16,8 @@
 //! - [`events`]: the EventBus of live topics, which the WebSocket edge (`http::ws`) serves.
 //! - [`integrations`]: adapters to the outside (mail, payment gateway, carrier) over HTTP;
 //!   [`sandbox`]: the sandbox gateway and carrier they talk to in dev mode and tests.
+//! - [`cluster`]: shards, leases with fencing and membership in Redis (the cluster's
+//!   coordinator; its journal is `persistence::redis_journal`).
 //! - [`config`], [`telemetry`], [`node`], [`startup`]: settings, logs and metrics, the `Node`
 //!   (storage + runtime + services) and the `Application` that serves it over HTTP.
 //!
@@ -25,6 +27,7 @@ pub mod actors;
 pub mod auth;
 pub mod catalog;
 pub mod chat;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod drops;

@@ -9,11 +9,13 @@
 //! write submitted before it is durable too. Reads (`load`) are synchronous.
 //!
 //! - [`sled_journal`]: the production journal on sled 0.34.7 with one group-commit writer thread.
+//! - [`redis_journal`]: the cluster's journal in Redis, each shard's writes fenced by its lease.
 //! - [`memory`]: the same contract in memory, for unit tests.
 //! - [`codec`]: the versioned, self-describing envelope events and snapshots are stored in.
 
 pub mod codec;
 pub mod memory;
+pub mod redis_journal;
 pub mod sled_journal;
 
 use crate::domain::time::Timestamp;
@@ -107,6 +109,10 @@ pub enum JournalError {
     Closed,
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// Cluster mode: this node does not hold the lease of the stream's shard (any more), so
+    /// the write was refused and nothing of it is stored.
+    #[error("this node does not hold the lease of shard {shard}")]
+    NotOwner { shard: u32 },
 }
 
 impl From<sled::Error> for JournalError {

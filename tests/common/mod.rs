@@ -137,3 +137,72 @@ pub async fn admin_post(
     assert!(r.status().is_success(), "{path}: {}", r.status());
     r.json().await.unwrap()
 }
+
+/// A real `redis-server` (Debian's package) of the test's own, on a free port in a temporary
+/// dir, durable as the cluster runs it (`appendonly yes`, `appendfsync always`). Killed with
+/// SIGKILL when dropped.
+#[allow(dead_code)] // not every test binary uses it
+pub struct RedisServer {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+#[allow(dead_code)] // not every test binary uses it
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Self::spawn(port, dir.path());
+        RedisServer { child, port, dir }
+    }
+
+    fn spawn(port: u16, dir: &Path) -> Child {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server starts (scripts/test.sh installs it)");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server never listened"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// SIGKILL, then a new redis-server on the same port and data dir.
+    pub fn kill_and_restart(&mut self) {
+        self.child.kill().expect("SIGKILL redis-server");
+        self.child.wait().unwrap();
+        self.child = Self::spawn(self.port, self.dir.path());
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

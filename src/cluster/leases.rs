@@ -1,0 +1,178 @@
+//! Shard leases with fencing, and node membership, kept in Redis.
+//!
+//! A node serves a shard only while it holds the shard's lease: `lease:{sN}` = `node:epoch`
+//! with a TTL. Taking a free (or expired) lease bumps the shard's `epoch:{sN}` counter, so every
+//! term of ownership has its own epoch; the owner renews within the TTL. Safety does not rest on
+//! clocks: every journal append names the epoch it was written under, and the append script
+//! (`persistence::redis_journal`) refuses it unless the lease still holds exactly that — a
+//! paused or partitioned former owner can acknowledge nothing once another node took over.
+//!
+//! Membership: each node refreshes `node:<name>` (its HTTP address, with a TTL); a node is
+//! down when its key has expired, never because one TCP connection broke.
+
+use crate::cluster::shards::Shard;
+use redis::aio::ConnectionManager;
+use std::time::Duration;
+
+/// Takes the lease when it is free or already ours (renewing it); the epoch held, or -1 when
+/// another node holds it. `KEYS`: lease, epoch counter. `ARGV`: node, TTL in ms.
+const ACQUIRE: &str = r"
+local held = redis.call('GET', KEYS[1])
+if held then
+  local owner, epoch = string.match(held, '^(.*):(%d+)$')
+  if owner == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return tonumber(epoch)
+  end
+  return -1
+end
+local epoch = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. epoch, 'PX', ARGV[2])
+return epoch
+";
+
+/// Gives the lease up if it is still held under this epoch. `KEYS`: lease. `ARGV`: fence.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// The term under which a node holds a shard: what its appends are fenced with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub node: String,
+    pub epoch: u64,
+}
+
+impl Fence {
+    /// The lease's value while this term lasts: `node:epoch`.
+    pub fn token(&self) -> String {
+        format!("{}:{}", self.node, self.epoch)
+    }
+}
+
+/// Who holds a shard now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub node: String,
+    pub epoch: u64,
+}
+
+/// The lease and membership operations of one node.
+#[derive(Clone)]
+pub struct Leases {
+    redis: ConnectionManager,
+    node: String,
+    ttl: Duration,
+    acquire: redis::Script,
+    release: redis::Script,
+}
+
+pub fn lease_key(shard: Shard) -> String {
+    format!("lease:{}", shard.tag())
+}
+
+fn epoch_key(shard: Shard) -> String {
+    format!("epoch:{}", shard.tag())
+}
+
+fn node_key(node: &str) -> String {
+    format!("node:{node}")
+}
+
+impl Leases {
+    pub fn new(redis: ConnectionManager, node: impl Into<String>, ttl: Duration) -> Self {
+        Self {
+            redis,
+            node: node.into(),
+            ttl,
+            acquire: redis::Script::new(ACQUIRE),
+            release: redis::Script::new(RELEASE),
+        }
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Takes or renews the shard's lease; the fence to write under, or `None` when another
+    /// node holds it.
+    pub async fn acquire(&self, shard: Shard) -> redis::RedisResult<Option<Fence>> {
+        let epoch: i64 = self
+            .acquire
+            .key(lease_key(shard))
+            .key(epoch_key(shard))
+            .arg(&self.node)
+            .arg(self.ttl_ms())
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(u64::try_from(epoch).ok().map(|epoch| Fence {
+            node: self.node.clone(),
+            epoch,
+        }))
+    }
+
+    /// Gives the shard up (drain), if this term still holds it; true when it did.
+    pub async fn release(&self, shard: Shard, fence: &Fence) -> redis::RedisResult<bool> {
+        let released: i64 = self
+            .release
+            .key(lease_key(shard))
+            .arg(fence.token())
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(released == 1)
+    }
+
+    /// Who holds the shard, if anyone.
+    pub async fn holder(&self, shard: Shard) -> redis::RedisResult<Option<Holder>> {
+        let held: Option<String> = redis::cmd("GET")
+            .arg(lease_key(shard))
+            .query_async(&mut self.redis.clone())
+            .await?;
+        Ok(held.and_then(|h| {
+            let (node, epoch) = h.rsplit_once(':')?;
+            Some(Holder {
+                node: node.to_owned(),
+                epoch: epoch.parse().ok()?,
+            })
+        }))
+    }
+
+    /// Says this node is up (with its HTTP address) for one more TTL.
+    pub async fn heartbeat(&self, http: &str) -> redis::RedisResult<()> {
+        redis::cmd("SET")
+            .arg(node_key(&self.node))
+            .arg(http)
+            .arg("PX")
+            .arg(self.ttl_ms())
+            .query_async(&mut self.redis.clone())
+            .await
+    }
+
+    /// Which of `nodes` are up: those whose membership key has not expired.
+    pub async fn live(&self, nodes: &[String]) -> redis::RedisResult<Vec<String>> {
+        if nodes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = nodes.iter().map(|n| node_key(n)).collect();
+        let up: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(keys)
+            .query_async(&mut self.redis.clone())
+            .await?;
+        Ok(nodes
+            .iter()
+            .zip(up)
+            .filter_map(|(n, up)| up.map(|_| n.clone()))
+            .collect())
+    }
+}

@@ -1,0 +1,8 @@
+//! Cluster mode: several nodes share one system of record, Redis, which also coordinates them
+//! (`ARCHITECTURE.md`, "Cluster"). Each entity belongs to a [`shards::Shard`]; a node serves a
+//! shard only while it holds the shard's lease ([`leases`]), and every journal append is
+//! fenced by that lease (`persistence::redis_journal`), so two nodes can never both
+//! acknowledge writes of one entity.
+
+pub mod leases;
+pub mod shards;

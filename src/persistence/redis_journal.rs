@@ -1,0 +1,389 @@
+//! The cluster's journal: event streams, snapshots, reminders and views in Redis, behind the
+//! same [`Journal`] trait as sled, so entity code does not know which store it runs on.
+//!
+//! **Fenced group commit.** One writer task drains every pending append, groups them by shard
+//! and writes each shard's group with one Lua script call that first checks the shard's lease
+//! (`lease:{sN}` must still be exactly `node:epoch`, the [`Fence`] this node holds) and then
+//! applies every write of the group — atomically, so a node that lost its lease writes nothing
+//! and acknowledges nothing (`JournalError::NotOwner`). The groups of one batch go out
+//! pipelined on one multiplexed connection; completions run in submission order once their
+//! group's answer is in. With `appendfsync always`, Redis answers a script only after its
+//! writes are in the append-only file and fsynced: an `Ok` completion is durable.
+//!
+//! **Layout** (every key of a shard carries its hash tag `{sN}`):
+//! - `ev:{sN}:kind:id` — hash: zero-padded seq -> encoded event;
+//! - `sn:{sN}:kind:id` — hash: `seq`, `state` (the newest snapshot);
+//! - `rm:{sN}:kind` — sorted set: id scored by its reminder (Unix ms);
+//! - `vw:{sN}:kind` — hash: id -> encoded view.
+//!
+//! Reads (`load`, `views`, ...) are synchronous in the trait (the runtime calls them on the
+//! blocking pool); they block on the async connection through the runtime handle.
+
+use crate::cluster::leases::{Fence, lease_key};
+use crate::cluster::shards::Shard;
+use crate::domain::time::Timestamp;
+use crate::persistence::{Append, Completion, Journal, JournalError, Recovered, StreamId};
+use dashmap::DashMap;
+use redis::aio::ConnectionManager;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Checks the fence, then applies a group of writes of one shard. `KEYS[1]`: the lease.
+/// `ARGV[1]`: the fence (`node:epoch`), `ARGV[2]`: the shard's tag, then records:
+/// `E stream seq event`, `S stream seq state`, `T stream seq` (trim up to seq),
+/// `R kind id millis` (`millis` empty: clear), `V kind id view`.
+const APPEND: &str = r"
+local held = redis.call('GET', KEYS[1])
+if held ~= ARGV[1] then
+  return redis.error_reply('NOT_OWNER ' .. tostring(held))
+end
+local tag = ARGV[2]
+local i = 3
+while i <= #ARGV do
+  local op = ARGV[i]
+  if op == 'E' then
+    redis.call('HSET', 'ev:' .. tag .. ':' .. ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+    i = i + 4
+  elseif op == 'S' then
+    redis.call('HSET', 'sn:' .. tag .. ':' .. ARGV[i + 1], 'seq', ARGV[i + 2], 'state', ARGV[i + 3])
+    i = i + 4
+  elseif op == 'T' then
+    local key = 'ev:' .. tag .. ':' .. ARGV[i + 1]
+    local upto = tonumber(ARGV[i + 2])
+    for _, field in ipairs(redis.call('HKEYS', key)) do
+      if tonumber(field) <= upto then
+        redis.call('HDEL', key, field)
+      end
+    end
+    i = i + 3
+  elseif op == 'R' then
+    local key = 'rm:' .. tag .. ':' .. ARGV[i + 1]
+    if ARGV[i + 3] == '' then
+      redis.call('ZREM', key, ARGV[i + 2])
+    else
+      redis.call('ZADD', key, ARGV[i + 3], ARGV[i + 2])
+    end
+    i = i + 4
+  elseif op == 'V' then
+    redis.call('HSET', 'vw:' .. tag .. ':' .. ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+    i = i + 4
+  else
+    return redis.error_reply('BAD_RECORD ' .. tostring(op))
+  end
+end
+return 1
+";
+
+/// The fence this node writes each shard under; the lease keeper sets and clears them.
+#[derive(Default)]
+pub struct Fences {
+    held: DashMap<Shard, Fence>,
+}
+
+impl Fences {
+    pub fn set(&self, shard: Shard, fence: Fence) {
+        self.held.insert(shard, fence);
+    }
+
+    pub fn clear(&self, shard: Shard) {
+        self.held.remove(&shard);
+    }
+
+    /// Clears the shard's fence if it is still `fence` (a newer term is kept).
+    pub fn clear_if(&self, shard: Shard, fence: &Fence) {
+        self.held.remove_if(&shard, |_, held| held == fence);
+    }
+
+    pub fn get(&self, shard: Shard) -> Option<Fence> {
+        self.held.get(&shard).map(|f| f.clone())
+    }
+
+    /// The shards this node holds.
+    pub fn shards(&self) -> Vec<Shard> {
+        self.held.iter().map(|e| *e.key()).collect()
+    }
+}
+
+type Job = (Append, Completion);
+/// A Redis hash as read: `(field, value)`.
+type Fields = Vec<(String, Vec<u8>)>;
+
+pub struct RedisJournal {
+    redis: ConnectionManager,
+    shards: u32,
+    fences: Arc<Fences>,
+    queue: mpsc::UnboundedSender<Job>,
+    /// Appends submitted and not yet completed.
+    in_flight: Arc<AtomicUsize>,
+    closed: AtomicBool,
+    /// Where synchronous reads run their requests.
+    runtime: tokio::runtime::Handle,
+}
+
+/// How many appends one writer round takes at most.
+const MAX_BATCH: usize = 4096;
+
+impl RedisJournal {
+    /// A journal over `redis` for a cluster of `shards` shards, writing under `fences`. Must be
+    /// called inside the tokio runtime (its writer is a task of it).
+    pub fn new(redis: ConnectionManager, shards: u32, fences: Arc<Fences>) -> Arc<Self> {
+        let (queue, jobs) = mpsc::unbounded_channel();
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let writer = Writer {
+            redis: redis.clone(),
+            shards,
+            fences: fences.clone(),
+            script: redis::Script::new(APPEND),
+            in_flight: in_flight.clone(),
+        };
+        tokio::spawn(writer.run(jobs));
+        Arc::new(Self {
+            redis,
+            shards,
+            fences,
+            queue,
+            in_flight,
+            closed: AtomicBool::new(false),
+            runtime: tokio::runtime::Handle::current(),
+        })
+    }
+
+    pub fn fences(&self) -> &Arc<Fences> {
+        &self.fences
+    }
+
+    fn shard(&self, kind: &str, id: &str) -> Shard {
+        Shard::of(kind, id, self.shards)
+    }
+
+    /// Runs a read on the runtime from a blocking thread.
+    fn read<T>(
+        &self,
+        f: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, JournalError> {
+        self.runtime.block_on(f).map_err(storage)
+    }
+}
+
+fn storage(e: redis::RedisError) -> JournalError {
+    JournalError::Storage(e.to_string())
+}
+
+/// The seq as a hash field: zero-padded, so fields sort as numbers.
+fn seq_field(seq: u64) -> String {
+    format!("{seq:020}")
+}
+
+fn stream_part(stream: &StreamId) -> String {
+    format!("{}:{}", stream.kind, stream.id)
+}
+
+impl Journal for RedisJournal {
+    fn submit(&self, append: Append, done: Completion) {
+        if self.closed.load(Ordering::Acquire) {
+            return done(Err(JournalError::Closed));
+        }
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if let Err(mpsc::error::SendError((_, done))) = self.queue.send((append, done)) {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            done(Err(JournalError::Closed));
+        }
+    }
+
+    fn load(&self, stream: &StreamId) -> Result<Recovered, JournalError> {
+        let tag = self.shard(stream.kind, &stream.id).tag();
+        let part = stream_part(stream);
+        let (events, snapshot): (Fields, Fields) = self.read(async {
+            redis::pipe()
+                .atomic()
+                .cmd("HGETALL")
+                .arg(format!("ev:{tag}:{part}"))
+                .cmd("HGETALL")
+                .arg(format!("sn:{tag}:{part}"))
+                .query_async(&mut self.redis.clone())
+                .await
+        })?;
+        let mut recovered = Recovered::default();
+        let seq_of = |raw: &[u8]| -> Result<u64, JournalError> {
+            std::str::from_utf8(raw)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| JournalError::Corrupt(format!("{stream:?}: a bad seq")))
+        };
+        let field = |name: &str| snapshot.iter().find(|(f, _)| f == name).map(|(_, v)| v);
+        if let (Some(seq), Some(state)) = (field("seq"), field("state")) {
+            recovered.snapshot = Some((seq_of(seq)?, state.clone()));
+        }
+        let after = recovered.snapshot.as_ref().map_or(0, |(seq, _)| *seq);
+        for (f, bytes) in events {
+            let seq = seq_of(f.as_bytes())?;
+            if seq > after {
+                recovered.events.push((seq, bytes));
+            }
+        }
+        recovered.events.sort_by_key(|(seq, _)| *seq);
+        Ok(recovered)
+    }
+
+    fn exists(&self, stream: &StreamId) -> Result<bool, JournalError> {
+        let tag = self.shard(stream.kind, &stream.id).tag();
+        let part = stream_part(stream);
+        let n: u64 = self.read(async {
+            redis::cmd("EXISTS")
+                .arg(format!("ev:{tag}:{part}"))
+                .arg(format!("sn:{tag}:{part}"))
+                .query_async(&mut self.redis.clone())
+                .await
+        })?;
+        Ok(n > 0)
+    }
+
+    fn reminders(&self, kind: &str) -> Result<Vec<(String, Timestamp)>, JournalError> {
+        let mut pipe = redis::pipe();
+        for s in 0..self.shards {
+            pipe.cmd("ZRANGE")
+                .arg(format!("rm:{}:{kind}", Shard(s).tag()))
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES");
+        }
+        let per_shard: Vec<Vec<(String, f64)>> =
+            self.read(async { pipe.query_async(&mut self.redis.clone()).await })?;
+        Ok(per_shard
+            .into_iter()
+            .flatten()
+            .map(|(id, at)| (id, Timestamp(at as i64)))
+            .collect())
+    }
+
+    fn views(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, JournalError> {
+        let mut pipe = redis::pipe();
+        for s in 0..self.shards {
+            pipe.cmd("HGETALL")
+                .arg(format!("vw:{}:{kind}", Shard(s).tag()));
+        }
+        let per_shard: Vec<Vec<(String, Vec<u8>)>> =
+            self.read(async { pipe.query_async(&mut self.redis.clone()).await })?;
+        Ok(per_shard.into_iter().flatten().collect())
+    }
+
+    fn is_idle(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.is_idle() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+/// The writer task: batches, groups by shard, one fenced script call per shard.
+struct Writer {
+    redis: ConnectionManager,
+    shards: u32,
+    fences: Arc<Fences>,
+    script: redis::Script,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Writer {
+    async fn run(self, mut jobs: mpsc::UnboundedReceiver<Job>) {
+        while let Some(first) = jobs.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let (appends, dones): (Vec<Append>, Vec<Completion>) = batch.into_iter().unzip();
+            let results = self.write(&appends).await;
+            let n = dones.len();
+            for (done, result) in dones.into_iter().zip(results) {
+                done(result);
+            }
+            self.in_flight.fetch_sub(n, Ordering::AcqRel);
+        }
+    }
+
+    /// Writes a batch; the outcome of each append, in order.
+    async fn write(&self, batch: &[Append]) -> Vec<Result<(), JournalError>> {
+        let mut groups: Vec<(Shard, Vec<usize>)> = Vec::new();
+        for (i, append) in batch.iter().enumerate() {
+            let Some(stream) = &append.stream else {
+                continue; // a barrier: done once the batch is
+            };
+            if append.is_empty() {
+                continue;
+            }
+            let shard = Shard::of(stream.kind, &stream.id, self.shards);
+            match groups.iter_mut().find(|(s, _)| *s == shard) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((shard, vec![i])),
+            }
+        }
+        let calls = groups.iter().map(|(shard, members)| async move {
+            let outcome = self.write_group(*shard, members, batch).await;
+            (members, outcome)
+        });
+        let mut results: Vec<Result<(), JournalError>> = vec![Ok(()); batch.len()];
+        for (members, outcome) in futures_util::future::join_all(calls).await {
+            for &i in members {
+                results[i] = outcome.clone();
+            }
+        }
+        results
+    }
+
+    async fn write_group(
+        &self,
+        shard: Shard,
+        members: &[usize],
+        batch: &[Append],
+    ) -> Result<(), JournalError> {
+        let fence = self
+            .fences
+            .get(shard)
+            .ok_or(JournalError::NotOwner { shard: shard.0 })?;
+        let mut call = self.script.key(lease_key(shard));
+        call.arg(fence.token()).arg(shard.tag());
+        for &i in members {
+            let append = &batch[i];
+            let Some(stream) = &append.stream else {
+                continue;
+            };
+            let part = stream_part(stream);
+            for (seq, event) in &append.events {
+                call.arg("E").arg(&part).arg(seq_field(*seq)).arg(event);
+            }
+            if let Some((seq, state)) = &append.snapshot {
+                call.arg("S").arg(&part).arg(seq.to_string()).arg(state);
+            }
+            if let Some(upto) = append.trim {
+                call.arg("T").arg(&part).arg(upto.to_string());
+            }
+            if let Some(reminder) = append.reminder {
+                let at = reminder.map(|t| t.millis().to_string()).unwrap_or_default();
+                call.arg("R").arg(stream.kind).arg(&stream.id).arg(at);
+            }
+            if let Some(view) = &append.view {
+                call.arg("V").arg(stream.kind).arg(&stream.id).arg(view);
+            }
+        }
+        let written: redis::RedisResult<i64> = call.invoke_async(&mut self.redis.clone()).await;
+        match written {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("NOT_OWNER") => {
+                // The lease moved on: stop writing this shard until it is ours again.
+                self.fences.clear_if(shard, &fence);
+                Err(JournalError::NotOwner { shard: shard.0 })
+            }
+            Err(e) => Err(storage(e)),
+        }
+    }
+}

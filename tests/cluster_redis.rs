@@ -1,0 +1,300 @@
+//! The cluster's storage against a real `redis-server` (started per test on a free port,
+//! `appendfsync always`): the Redis journal behind the same `Journal` trait as sled, shard
+//! leases with epochs, the fence that keeps a node that lost its lease from acknowledging
+//! anything, the entity runtime running unchanged on Redis, and acknowledged writes surviving a
+//! SIGKILL of Redis.
+
+#[allow(dead_code)] // the cluster tests use only the Redis part of the helpers
+mod common;
+
+use common::RedisServer;
+use emporium::actors::sku::Sku;
+use emporium::actors::{Entities, Runtime, RuntimeConfig};
+use emporium::cluster::leases::Leases;
+use emporium::cluster::shards::Shard;
+use emporium::domain::ids::{OrderId, SkuId, UserId};
+use emporium::domain::inventory::SkuCommand;
+use emporium::domain::time::{Clock, SystemClock, Timestamp};
+use emporium::persistence::redis_journal::{Fences, RedisJournal};
+use emporium::persistence::{Append, Journal, JournalError, StreamId};
+use redis::aio::ConnectionManager;
+use std::sync::Arc;
+use std::time::Duration;
+
+const SHARDS: u32 = 8;
+
+async fn connect(redis: &RedisServer) -> ConnectionManager {
+    let client = redis::Client::open(redis.url()).unwrap();
+    ConnectionManager::new(client).await.unwrap()
+}
+
+/// A journal for `node` holding every shard's lease (TTL `ttl`).
+async fn node_journal(
+    conn: &ConnectionManager,
+    node: &str,
+    ttl: Duration,
+) -> (Arc<RedisJournal>, Leases) {
+    let leases = Leases::new(conn.clone(), node, ttl);
+    let fences = Arc::new(Fences::default());
+    for s in 0..SHARDS {
+        let fence = leases
+            .acquire(Shard(s))
+            .await
+            .unwrap()
+            .expect("a free lease");
+        fences.set(Shard(s), fence);
+    }
+    (RedisJournal::new(conn.clone(), SHARDS, fences), leases)
+}
+
+async fn submit(journal: &dyn Journal, append: Append) -> Result<(), JournalError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    journal.submit(append, Box::new(move |r| drop(tx.send(r))));
+    rx.await.unwrap()
+}
+
+fn events(stream: &StreamId, seqs: std::ops::RangeInclusive<u64>) -> Append {
+    Append {
+        stream: Some(stream.clone()),
+        events: seqs
+            .map(|s| (s, format!("event {s}").into_bytes()))
+            .collect(),
+        ..Append::default()
+    }
+}
+
+/// Runs a blocking journal read off the async workers, as the runtime does.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journal_contract_holds_on_redis() {
+    let redis = RedisServer::start();
+    let conn = connect(&redis).await;
+    let (journal, _) = node_journal(&conn, "n1", Duration::from_secs(30)).await;
+    let stream = StreamId::new("sku", "tee-red-M");
+
+    let mut first = events(&stream, 1..=3);
+    first.view = Some(b"view 3".to_vec());
+    first.reminder = Some(Some(Timestamp(1_700_000_000_123)));
+    submit(journal.as_ref(), first).await.unwrap();
+    let mut second = events(&stream, 4..=4);
+    second.snapshot = Some((4, b"state 4".to_vec()));
+    submit(journal.as_ref(), second).await.unwrap();
+    submit(journal.as_ref(), events(&stream, 5..=6))
+        .await
+        .unwrap();
+    let mut third = events(&stream, 7..=7);
+    third.snapshot = Some((7, b"state 7".to_vec()));
+    third.trim = Some(4);
+    third.reminder = Some(None);
+    submit(journal.as_ref(), third).await.unwrap();
+
+    let (j, s) = (journal.clone(), stream.clone());
+    let recovered = blocking(move || j.load(&s).unwrap()).await;
+    assert_eq!(recovered.snapshot, Some((7, b"state 7".to_vec())));
+    assert!(
+        recovered.events.is_empty(),
+        "every event is behind the snapshot"
+    );
+    let j = journal.clone();
+    let (views, reminders) =
+        blocking(move || (j.views("sku").unwrap(), j.reminders("sku").unwrap())).await;
+    assert_eq!(views, vec![("tee-red-M".to_string(), b"view 3".to_vec())]);
+    assert!(reminders.is_empty(), "the reminder was cleared");
+
+    // The trim removed the events the earlier snapshot covered; 5..7 stay until the next one.
+    let shard = Shard::of("sku", "tee-red-M", SHARDS);
+    let fields: Vec<String> = redis::cmd("HKEYS")
+        .arg(format!("ev:{}:sku:tee-red-M", shard.tag()))
+        .query_async(&mut conn.clone())
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = fields
+        .iter()
+        .map(|f| f.parse().unwrap())
+        .collect::<Vec<_>>();
+    let mut seqs = seqs;
+    seqs.sort();
+    assert_eq!(seqs, vec![5, 6, 7]);
+
+    // A stream with events after its snapshot reads back in order; unknown streams are absent.
+    let other = StreamId::new("order", "o1");
+    let mut a = events(&other, 1..=2);
+    a.reminder = Some(Some(Timestamp(42)));
+    submit(journal.as_ref(), a).await.unwrap();
+    submit(journal.as_ref(), events(&other, 3..=12))
+        .await
+        .unwrap();
+    let j = journal.clone();
+    let (recovered, exists, missing, reminders) = blocking(move || {
+        (
+            j.load(&other).unwrap(),
+            j.exists(&other).unwrap(),
+            j.exists(&StreamId::new("order", "nobody")).unwrap(),
+            j.reminders("order").unwrap(),
+        )
+    })
+    .await;
+    let seqs: Vec<u64> = recovered.events.iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, (1..=12).collect::<Vec<_>>());
+    assert_eq!(recovered.events[9].1, b"event 10".to_vec());
+    assert!(exists && !missing);
+    assert_eq!(reminders, vec![("o1".to_string(), Timestamp(42))]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_lost_its_lease_acknowledges_nothing() {
+    let redis = RedisServer::start();
+    let conn = connect(&redis).await;
+    let ttl = Duration::from_millis(300);
+    let (old, old_leases) = node_journal(&conn, "n1", ttl).await;
+    let stream = StreamId::new("sku", "hot");
+    let shard = Shard::of("sku", "hot", SHARDS);
+    submit(old.as_ref(), events(&stream, 1..=1)).await.unwrap();
+    let first = old_leases.holder(shard).await.unwrap().unwrap();
+
+    // n1 stops renewing (a pause, a partition); its lease expires and n2 takes the shard.
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    let new_leases = Leases::new(conn.clone(), "n2", ttl);
+    let fence = new_leases
+        .acquire(shard)
+        .await
+        .unwrap()
+        .expect("the lease expired");
+    assert_eq!(fence.epoch, first.epoch + 1, "a new owner, a new epoch");
+    assert_eq!(
+        old_leases.acquire(shard).await.unwrap(),
+        None,
+        "n1 cannot take it back while n2 holds it"
+    );
+
+    // n1 wakes up and writes under its old epoch: refused, nothing stored.
+    let late = submit(old.as_ref(), events(&stream, 2..=2)).await;
+    assert!(
+        matches!(late, Err(JournalError::NotOwner { .. })),
+        "{late:?}"
+    );
+    let new_fences = Arc::new(Fences::default());
+    new_fences.set(shard, fence);
+    let new = RedisJournal::new(conn.clone(), SHARDS, new_fences);
+    let (j, s) = (new.clone(), stream.clone());
+    let seqs: Vec<u64> = blocking(move || j.load(&s).unwrap())
+        .await
+        .events
+        .iter()
+        .map(|(s, _)| *s)
+        .collect();
+    assert_eq!(seqs, vec![1], "the refused append left nothing behind");
+    // The new owner writes; the old one keeps being refused, also after the refusal.
+    submit(new.as_ref(), events(&stream, 2..=2)).await.unwrap();
+    let again = submit(old.as_ref(), events(&stream, 3..=3)).await;
+    assert!(
+        matches!(again, Err(JournalError::NotOwner { .. })),
+        "{again:?}"
+    );
+}
+
+fn reserve(order: &str) -> SkuCommand {
+    SkuCommand::Reserve {
+        order_id: OrderId::parse(order).unwrap(),
+        user_id: UserId::parse("u1").unwrap(),
+        qty: 1,
+        expires_at: SystemClock.now().plus(Duration::from_secs(600)),
+    }
+}
+
+fn runtime(journal: Arc<RedisJournal>) -> Runtime {
+    Runtime {
+        journal,
+        clock: Arc::new(SystemClock),
+        config: RuntimeConfig::default(),
+        shutdown: tokio_util::sync::CancellationToken::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entities_run_unchanged_on_redis_and_recover_from_it() {
+    let redis = RedisServer::start();
+    let conn = connect(&redis).await;
+    let (journal, _) = node_journal(&conn, "n1", Duration::from_secs(30)).await;
+    let skus = Entities::<Sku>::start(runtime(journal.clone()))
+        .await
+        .unwrap();
+    let id = SkuId::parse("tee").unwrap();
+    skus.ask(&id, SkuCommand::SetStock { available: 10 })
+        .await
+        .unwrap();
+    let mut set = tokio::task::JoinSet::new();
+    for n in 0..6 {
+        let (skus, id) = (skus.clone(), id.clone());
+        set.spawn(async move { skus.ask(&id, reserve(&format!("o{n}"))).await });
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap().unwrap();
+    }
+    skus.shutdown().await; // a snapshot of every active entity
+
+    // Another node's runtime (another journal instance) finds the same SKU.
+    let journal = RedisJournal::new(conn.clone(), SHARDS, journal.fences().clone());
+    let skus = Entities::<Sku>::start(runtime(journal)).await.unwrap();
+    let levels = skus.ask(&id, SkuCommand::Get).await.unwrap();
+    assert_eq!((levels.available, levels.reserved), (4, 6));
+    let view = skus
+        .view(&id)
+        .expect("the durable view was loaded at start");
+    assert_eq!((view.available, view.reserved), (4, 6));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_a_sigkill_of_redis() {
+    let mut redis = RedisServer::start();
+    let conn = connect(&redis).await;
+    let (journal, _) = node_journal(&conn, "n1", Duration::from_secs(60)).await;
+    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..16 {
+        let (journal, acknowledged) = (journal.clone(), acknowledged.clone());
+        writers.spawn(async move {
+            for seq in 1..=400u64 {
+                let stream = StreamId::new("order", format!("o{w}"));
+                match submit(journal.as_ref(), events(&stream, seq..=seq)).await {
+                    Ok(()) => acknowledged.lock().unwrap().push((w, seq)),
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+    // Kill Redis while the writers write.
+    while acknowledged.lock().unwrap().len() < 1_000 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    redis.kill_and_restart();
+    while writers.join_next().await.is_some() {}
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() >= 1_000);
+
+    let conn = connect(&redis).await;
+    let journal = RedisJournal::new(conn, SHARDS, journal.fences().clone());
+    let mut missing: Vec<(i32, u64)> = Vec::new();
+    for w in 0..16 {
+        let j = journal.clone();
+        let stream = StreamId::new("order", format!("o{w}"));
+        let stored = loop {
+            let (j, s) = (j.clone(), stream.clone());
+            match blocking(move || j.load(&s)).await {
+                Ok(r) => break r,
+                // Redis answers LOADING while it reads its append-only file back.
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        let seqs: std::collections::HashSet<u64> = stored.events.iter().map(|(s, _)| *s).collect();
+        missing.extend(
+            acknowledged
+                .iter()
+                .filter(|(writer, seq)| *writer == w && !seqs.contains(seq)),
+        );
+    }
+    assert!(missing.is_empty(), "acknowledged and lost: {missing:?}");
+}
