@@ -2,6 +2,7 @@
 //! variables (`EMPORIUM__SECTION__KEY`, and the short names of the public contract such as
 //! `EMPORIUM_LISTEN`), then command-line flags. Secrets are `SecretString`s and never print.
 
+use crate::cluster::config::{ClusterSettings, NodeSettings};
 pub use crate::orders::settings::{
     CarrierSettings, OrderSettings, OutboxSettings, PaymentSettings, SandboxSettings,
 };
@@ -43,6 +44,12 @@ pub struct Settings {
     pub payments: PaymentSettings,
     pub carrier: CarrierSettings,
     pub sandbox: SandboxSettings,
+    /// Cluster mode: the cluster file's `[cluster]` (`serve --cluster FILE`).
+    #[serde(default)]
+    pub cluster: Option<ClusterSettings>,
+    /// Which node of the cluster file this process is (`serve --node NAME`).
+    #[serde(default)]
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -133,6 +140,9 @@ pub struct Overrides {
     pub config_file: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
+    /// The cluster file: cluster mode (Redis), as node [`Overrides::node`].
+    pub cluster_file: Option<PathBuf>,
+    pub node: Option<String>,
 }
 
 impl Settings {
@@ -152,6 +162,9 @@ impl Settings {
             Some(path) => builder.add_source(File::from(path.as_path()).required(true)),
             None => builder.add_source(File::with_name("emporium.toml").required(false)),
         };
+        if let Some(path) = &overrides.cluster_file {
+            builder = builder.add_source(File::from(path.as_path()).required(true));
+        }
         builder = builder.add_source(
             Environment::with_prefix("EMPORIUM")
                 .prefix_separator("__")
@@ -167,9 +180,14 @@ impl Settings {
                 "storage.data_dir",
                 overrides.data_dir.as_ref().map(|p| p.display().to_string()),
             )?
-            .set_override_option("server.listen", overrides.listen.map(|a| a.to_string()))?;
-        let settings: Settings = builder.build()?.try_deserialize()?;
+            .set_override_option("server.listen", overrides.listen.map(|a| a.to_string()))?
+            .set_override_option("node", overrides.node.clone())?;
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
         settings.validate()?;
+        // A cluster node serves HTTP where the cluster file says, unless told otherwise.
+        if let (Some(node), None) = (settings.cluster_node(), overrides.listen) {
+            settings.server.listen = node.http;
+        }
         Ok(settings)
     }
 
@@ -194,7 +212,21 @@ impl Settings {
         if !(0.0..=86_400.0).contains(&self.sandbox.carrier_step_secs) {
             return bad("sandbox.carrier_step_secs must be between 0 and 86400");
         }
+        match (&self.cluster, &self.node) {
+            (None, None) => {}
+            (None, Some(_)) => return bad("--node needs a cluster file (--cluster FILE)"),
+            (Some(_), None) => return bad("--cluster needs the name of this node (--node NAME)"),
+            (Some(cluster), Some(node)) => {
+                cluster.check().map_err(config::ConfigError::Message)?;
+                cluster.node(node).map_err(config::ConfigError::Message)?;
+            }
+        }
         Ok(())
+    }
+
+    /// In cluster mode, this node's entry of the cluster file.
+    pub fn cluster_node(&self) -> Option<&NodeSettings> {
+        self.cluster.as_ref()?.node(self.node.as_deref()?).ok()
     }
 
     /// The base URL others reach this node at.
@@ -301,5 +333,36 @@ mod tests {
             ..Overrides::default()
         };
         assert!(Settings::load_with_env(&missing, env(&[])).is_err());
+    }
+
+    #[test]
+    fn the_cluster_file_is_a_settings_layer_and_names_the_node() {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster.toml");
+        let overrides = |node: &str| Overrides {
+            cluster_file: Some(file.clone()),
+            node: Some(node.into()),
+            ..Overrides::default()
+        };
+        let redis = [("EMPORIUM__CLUSTER__REDIS_URL", "redis://127.0.0.1:7000/1")];
+        let s = Settings::load_with_env(&overrides("n2"), env(&redis)).unwrap();
+        let cluster = s.cluster.as_ref().unwrap();
+        assert_eq!((cluster.shards, cluster.nodes.len()), (64, 3));
+        assert_eq!(cluster.redis_url, "redis://127.0.0.1:7000/1");
+        assert_eq!(
+            s.server.listen,
+            "127.0.0.1:8082".parse().unwrap(),
+            "the node's http"
+        );
+        let err = Settings::load_with_env(&overrides("n9"), env(&[])).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("node `n9` is not in the cluster file"),
+            "{err}"
+        );
+        let alone = Overrides {
+            node: Some("n1".into()),
+            ..Overrides::default()
+        };
+        assert!(Settings::load_with_env(&alone, env(&[])).is_err());
     }
 }

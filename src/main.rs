@@ -37,9 +37,16 @@ enum Command {
     Serve {
         #[command(flatten)]
         common: Common,
-        /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free one).
+        /// Address to listen on (default 127.0.0.1:8080, or the node's `http` in cluster
+        /// mode; port 0 picks a free one).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Cluster mode: the cluster file (e.g. cluster.toml); Redis holds the data.
+        #[arg(long, requires = "node")]
+        cluster: Option<PathBuf>,
+        /// Which node of the cluster file this is.
+        #[arg(long, requires = "cluster")]
+        node: Option<String>,
     },
     /// Serves only the sandbox payment gateway and carrier (under /sandbox), as an outside
     /// service for an engine pointed at it (`payments.base_url`, `carrier.base_url`).
@@ -88,13 +95,28 @@ fn settings(common: Common, listen: Option<SocketAddr>) -> anyhow::Result<Settin
         config_file: common.config,
         data_dir: common.data_dir,
         listen,
+        ..Overrides::default()
     })?)
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Serve { common, listen } => serve(settings(common, listen)?).await,
+        Command::Serve {
+            common,
+            listen,
+            cluster,
+            node,
+        } => {
+            let overrides = Overrides {
+                config_file: common.config,
+                data_dir: common.data_dir,
+                listen,
+                cluster_file: cluster,
+                node,
+            };
+            serve(Settings::load(&overrides)?).await
+        }
         Command::Sandbox { config, listen } => {
             let common = Common {
                 config,

@@ -4,5 +4,6 @@
 //! fenced by that lease (`persistence::redis_journal`), so two nodes can never both
 //! acknowledge writes of one entity.
 
+pub mod config;
 pub mod leases;
 pub mod shards;
