@@ -298,3 +298,39 @@ async fn acknowledged_writes_survive_a_sigkill_of_redis() {
     }
     assert!(missing.is_empty(), "acknowledged and lost: {missing:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entity_loaded_in_an_earlier_term_writes_nothing_and_reloads() {
+    let redis = RedisServer::start();
+    let conn = connect(&redis).await;
+    let ttl = Duration::from_millis(300);
+    let (journal, leases) = node_journal(&conn, "n1", ttl).await;
+    let skus = Entities::<Sku>::start(runtime(journal.clone()))
+        .await
+        .unwrap();
+    let id = SkuId::parse("tee").unwrap();
+    let shard = Shard::of("sku", "tee", SHARDS);
+    skus.ask(&id, SkuCommand::SetStock { available: 5 })
+        .await
+        .unwrap();
+
+    // The lease lapses, n2 takes the shard and sells a unit, then n1 gets the shard back.
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    let (other, other_leases) = node_journal(&conn, "n2", ttl).await;
+    let other_skus = Entities::<Sku>::start(runtime(other.clone()))
+        .await
+        .unwrap();
+    other_skus.ask(&id, reserve("o-n2")).await.unwrap();
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    let fence = leases.acquire(shard).await.unwrap().expect("free again");
+    assert!(fence.epoch >= 3, "a third term: {fence:?}");
+    journal.fences().set(shard, fence);
+    drop(other_leases);
+
+    // n1's actor still holds the state of its first term (5 available): its write is refused.
+    let refused = skus.ask(&id, reserve("o-n1")).await;
+    assert!(refused.is_err(), "{refused:?}");
+    // The next ask reloads under the new term and sees n2's sale.
+    let levels = skus.ask(&id, reserve("o-n1")).await.unwrap();
+    assert_eq!((levels.available, levels.reserved), (3, 2));
+}

@@ -55,6 +55,8 @@ pub struct Live<E: Entity> {
     timer: Option<(Timestamp, JoinHandle<()>)>,
     /// The deadline stored as this stream's reminder.
     reminder: Option<Timestamp>,
+    /// The term the state was loaded under (cluster mode); every append carries it.
+    term: Option<u64>,
     ctx: Arc<EntityContext<E>>,
     /// Dropped with this state, however the actor ends: the slot is freed.
     registration: Registration<E>,
@@ -74,6 +76,7 @@ impl<E: Entity> Actor for EntityActor<E> {
         let journal = args.ctx.journal.clone();
         let load_stream = stream.clone();
         let recovered = tokio::task::spawn_blocking(move || journal.load(&load_stream)).await??;
+        let term = recovered.term;
         let (mut state, snapshot_seq) = match recovered.snapshot {
             Some((seq, bytes)) => (codec::decode_snapshot::<E::State>(&bytes)?, seq),
             None => (E::State::default(), 0),
@@ -89,6 +92,7 @@ impl<E: Entity> Actor for EntityActor<E> {
         }
         let mut live = Live {
             reminder: E::next_deadline(&state),
+            term,
             since_snapshot: seq - snapshot_seq,
             registration: Registration::new(args.registry, args.id.clone(), args.slot),
             ctx: args.ctx,
@@ -247,6 +251,7 @@ impl<E: Entity> Live<E> {
         let mut append = Append {
             stream: Some(self.stream.clone()),
             events: encoded,
+            term: self.term,
             ..Append::default()
         };
         let every = self.ctx.snapshots.every;
@@ -308,6 +313,7 @@ impl<E: Entity> Live<E> {
     fn snapshot(&mut self, done: crate::persistence::Completion) {
         let mut append = Append {
             stream: Some(self.stream.clone()),
+            term: self.term,
             ..Append::default()
         };
         if self.since_snapshot > 0 {

@@ -95,7 +95,11 @@ impl Journal for MemoryJournal {
                 (seq, v.clone())
             })
             .collect();
-        Ok(Recovered { snapshot, events })
+        Ok(Recovered {
+            snapshot,
+            events,
+            term: None,
+        })
     }
 
     fn exists(&self, stream: &StreamId) -> Result<bool, JournalError> {

@@ -70,6 +70,10 @@ pub struct Append {
     pub reminder: Option<Option<Timestamp>>,
     /// The stream's view after these events.
     pub view: Option<Vec<u8>>,
+    /// The term the writer's state was loaded under ([`Recovered::term`]): a journal with
+    /// terms refuses the append when the stream's shard has changed hands since (the writer's
+    /// state may be stale). `None` on a journal without terms (sled, memory).
+    pub term: Option<u64>,
 }
 
 impl Append {
@@ -99,6 +103,9 @@ pub type Completion = Box<dyn FnOnce(Result<(), JournalError>) + Send + 'static>
 pub struct Recovered {
     pub snapshot: Option<(u64, Vec<u8>)>,
     pub events: Vec<(u64, Vec<u8>)>,
+    /// Cluster mode: the epoch of the shard's lease this node held when it read the stream.
+    /// The entity's appends carry it back ([`Append::term`]).
+    pub term: Option<u64>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]

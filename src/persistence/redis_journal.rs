@@ -10,6 +10,11 @@
 //! group's answer is in. With `appendfsync always`, Redis answers a script only after its
 //! writes are in the append-only file and fsynced: an `Ok` completion is durable.
 //!
+//! **Terms.** A stream is read under the shard's current epoch (`Recovered::term`) and its
+//! entity's appends carry that epoch back (`Append::term`): if the shard changed hands since —
+//! even back to this node under a newer epoch — the append is refused, the entity restarts
+//! and reads the stream again. So no entity ever writes from state read in an earlier term.
+//!
 //! **Layout** (every key of a shard carries its hash tag `{sN}`):
 //! - `ev:{sN}:kind:id` — hash: zero-padded seq -> encoded event;
 //! - `sn:{sN}:kind:id` — hash: `seq`, `state` (the newest snapshot);
@@ -192,6 +197,8 @@ impl Journal for RedisJournal {
         }
     }
 
+    /// Reads the stream under the shard's current term; a shard this node does not hold is
+    /// `NotOwner` (its entities are served by the owner).
     fn load(&self, stream: &StreamId) -> Result<Recovered, JournalError> {
         let tag = self.shard(stream.kind, &stream.id).tag();
         let part = stream_part(stream);
@@ -205,7 +212,15 @@ impl Journal for RedisJournal {
                 .query_async(&mut self.redis.clone())
                 .await
         })?;
-        let mut recovered = Recovered::default();
+        let shard = self.shard(stream.kind, &stream.id);
+        let fence = self
+            .fences
+            .get(shard)
+            .ok_or(JournalError::NotOwner { shard: shard.0 })?;
+        let mut recovered = Recovered {
+            term: Some(fence.epoch),
+            ..Recovered::default()
+        };
         let seq_of = |raw: &[u8]| -> Result<u64, JournalError> {
             std::str::from_utf8(raw)
                 .ok()
@@ -327,11 +342,25 @@ impl Writer {
                 None => groups.push((shard, vec![i])),
             }
         }
+        let mut results: Vec<Result<(), JournalError>> = vec![Ok(()); batch.len()];
+        // An append whose writer loaded its state under an earlier term of the shard is
+        // refused on its own: that state may be stale (another node wrote meanwhile).
+        for (shard, members) in &mut groups {
+            let fence = self.fences.get(*shard);
+            members.retain(|&i| {
+                let current = fence.as_ref().map(|f| f.epoch);
+                let stale = batch[i].term.is_some() && batch[i].term != current;
+                if stale {
+                    results[i] = Err(JournalError::NotOwner { shard: shard.0 });
+                }
+                !stale
+            });
+        }
+        groups.retain(|(_, members)| !members.is_empty());
         let calls = groups.iter().map(|(shard, members)| async move {
             let outcome = self.write_group(*shard, members, batch).await;
             (members, outcome)
         });
-        let mut results: Vec<Result<(), JournalError>> = vec![Ok(()); batch.len()];
         for (members, outcome) in futures_util::future::join_all(calls).await {
             for &i in members {
                 results[i] = outcome.clone();

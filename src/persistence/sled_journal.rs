@@ -141,7 +141,11 @@ impl Journal for SledJournal {
             let seq = seq_of_key(&k)?;
             events.push((seq, v.to_vec()));
         }
-        Ok(Recovered { snapshot, events })
+        Ok(Recovered {
+            snapshot,
+            events,
+            term: None,
+        })
     }
 
     fn exists(&self, stream: &StreamId) -> Result<bool, JournalError> {
