@@ -10,6 +10,7 @@ mod common;
 use common::RedisServer;
 use emporium::actors::sku::Sku;
 use emporium::actors::{Entities, Runtime, RuntimeConfig};
+use emporium::cluster::keeper::Keeper;
 use emporium::cluster::leases::Leases;
 use emporium::cluster::shards::Shard;
 use emporium::domain::ids::{OrderId, SkuId, UserId};
@@ -333,4 +334,98 @@ async fn an_entity_loaded_in_an_earlier_term_writes_nothing_and_reloads() {
     // The next ask reloads under the new term and sees n2's sale.
     let levels = skus.ask(&id, reserve("o-n1")).await.unwrap();
     assert_eq!((levels.available, levels.reserved), (3, 2));
+}
+
+fn keeper(conn: &ConnectionManager, node: &str, ttl: Duration) -> (Arc<Fences>, Keeper) {
+    let fences = Arc::new(Fences::default());
+    let keeper = Keeper {
+        leases: Leases::new(conn.clone(), node, ttl),
+        redis: conn.clone(),
+        fences: fences.clone(),
+        nodes: vec!["n1".into(), "n2".into()],
+        http: format!("http://{node}"),
+        shards: SHARDS,
+    };
+    (fences, keeper)
+}
+
+/// Polls until `check` holds (5 s at most).
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    while !check() {
+        assert!(started.elapsed() < Duration::from_secs(5), "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepers_share_the_shards_and_take_over_a_dead_node_s() {
+    let redis = RedisServer::start();
+    let conn = connect(&redis).await;
+    let ttl = Duration::from_millis(600);
+    let (f1, k1) = keeper(&conn, "n1", ttl);
+    let (f2, k2) = keeper(&conn, "n2", ttl);
+    let (stop1, stop2) = (
+        tokio_util::sync::CancellationToken::new(),
+        tokio_util::sync::CancellationToken::new(),
+    );
+    tokio::spawn(k1.run(stop1.clone()));
+    let n2 = tokio::spawn(k2.run(stop2.clone()));
+
+    // Each shard ends up with exactly its preferred node, and only there.
+    let both: Vec<String> = vec!["n1".into(), "n2".into()];
+    let settled = || {
+        (0..SHARDS).all(|s| {
+            let (a, b) = (f1.get(Shard(s)).is_some(), f2.get(Shard(s)).is_some());
+            let want_n1 = Shard(s).preferred(&both).map(String::as_str) == Some("n1");
+            a == want_n1 && b != want_n1
+        })
+    };
+    eventually("the shards split by preference", settled).await;
+    assert!(!f1.shards().is_empty() && !f2.shards().is_empty());
+
+    // n2 stops (a graceful stop gives its leases up): n1 takes every shard.
+    stop2.cancel();
+    n2.await.unwrap();
+    eventually("n1 holds every shard", || {
+        (0..SHARDS).all(|s| f1.get(Shard(s)).is_some())
+    })
+    .await;
+    stop1.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_node_s_shards_are_taken_after_their_lease_expires() {
+    let redis = RedisServer::start();
+    let conn = connect(&redis).await;
+    let ttl = Duration::from_millis(600);
+    let (f2, k2) = keeper(&conn, "n2", ttl);
+    // n2 takes every shard once, then goes silent (no renewal, no release: a crash).
+    let mut free = std::collections::HashMap::new();
+    k2.round(&mut free).await.unwrap();
+    tokio::time::sleep(ttl).await;
+    k2.round(&mut free).await.unwrap();
+    assert_eq!(
+        f2.shards().len(),
+        SHARDS as usize,
+        "orphans taken after the grace"
+    );
+    let taken_at = std::time::Instant::now();
+    let (f1, k1) = keeper(&conn, "n1", ttl);
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(k1.run(stop.clone()));
+    eventually("n1 holds every shard", || {
+        (0..SHARDS).all(|s| f1.get(Shard(s)).is_some())
+    })
+    .await;
+    assert!(
+        taken_at.elapsed() >= ttl / 2,
+        "not before the leases could expire"
+    );
+    // n2's fences lapse locally too: it stops writing without hearing from Redis.
+    eventually("n2's fences lapsed", || {
+        (0..SHARDS).all(|s| f2.get(Shard(s)).is_none())
+    })
+    .await;
+    stop.cancel();
 }

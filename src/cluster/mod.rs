@@ -5,5 +5,6 @@
 //! acknowledge writes of one entity.
 
 pub mod config;
+pub mod keeper;
 pub mod leases;
 pub mod shards;

@@ -13,12 +13,17 @@ pub struct Shard(pub u32);
 impl Shard {
     /// The shard of an entity among `shards` (at least 1).
     pub fn of(kind: &str, key: &str, shards: u32) -> Shard {
-        let mut h = FNV_OFFSET;
-        for byte in kind.bytes().chain([0]).chain(key.bytes()) {
-            h ^= u64::from(byte);
-            h = h.wrapping_mul(FNV_PRIME);
-        }
+        let h = fnv1a(kind.bytes().chain([0]).chain(key.bytes()));
         Shard((h % u64::from(shards.max(1))) as u32)
+    }
+
+    /// The node that should own the shard among `live` nodes: rendezvous (highest random
+    /// weight) hashing, so when a node comes or goes only the shards it wins or held move.
+    pub fn preferred(self, live: &[String]) -> Option<&String> {
+        live.iter().max_by_key(|node| {
+            let weight = fmix64(fnv1a(node.bytes().chain([0]).chain(self.0.to_be_bytes())));
+            (weight, node.as_str())
+        })
     }
 
     /// The hash tag every Redis key of the shard carries: `{s7}`.
@@ -31,6 +36,26 @@ impl fmt::Display for Shard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
     }
+}
+
+/// FNV-1a, 64-bit.
+fn fnv1a(bytes: impl Iterator<Item = u8>) -> u64 {
+    let mut h = FNV_OFFSET;
+    for byte in bytes {
+        h ^= u64::from(byte);
+        h = h.wrapping_mul(FNV_PRIME);
+    }
+    h
+}
+
+/// MurmurHash3's 64-bit finalizer: FNV-1a leaves its high bits to the first bytes, so the
+/// weights of one node would rank every shard alike without it.
+fn fmix64(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 /// FNV-1a 64-bit parameters (Fowler, Noll, Vo; IETF draft-eastlake-fnv).
@@ -65,5 +90,22 @@ mod tests {
         }
         assert!(seen.iter().all(|n| (800..1200).contains(n)), "{seen:?}");
         assert_eq!(Shard(3).tag(), "{s3}");
+    }
+
+    #[test]
+    fn a_node_leaving_moves_only_its_own_shards() {
+        let three: Vec<String> = ["n1", "n2", "n3"].map(String::from).to_vec();
+        let two: Vec<String> = ["n1", "n3"].map(String::from).to_vec();
+        let mut owned = [0; 3];
+        for s in 0..64 {
+            let before = Shard(s).preferred(&three).unwrap().clone();
+            let after = Shard(s).preferred(&two).unwrap();
+            if before != "n2" {
+                assert_eq!(&before, after, "shard {s} moved though its owner stayed");
+            }
+            owned[three.iter().position(|n| *n == before).unwrap()] += 1;
+        }
+        assert!(owned.iter().all(|n| (12..=30).contains(n)), "{owned:?}");
+        assert_eq!(Shard(0).preferred(&[]), None);
     }
 }

@@ -81,15 +81,28 @@ end
 return 1
 ";
 
-/// The fence this node writes each shard under; the lease keeper sets and clears them.
+/// The fence this node writes each shard under; the lease keeper sets and clears them. Each
+/// is good until a local deadline (the lease's TTL from the renewal, less a margin, on the
+/// monotonic clock): past it, this node stops writing the shard even if it cannot reach Redis
+/// to learn whether it lost it. That is liveness only; safety is the fence check in Redis.
 #[derive(Default)]
 pub struct Fences {
-    held: DashMap<Shard, Fence>,
+    held: DashMap<Shard, (Fence, Instant)>,
 }
 
 impl Fences {
+    /// Holds `fence` for writes until `until`.
+    pub fn hold(&self, shard: Shard, fence: Fence, until: Instant) {
+        self.held.insert(shard, (fence, until));
+    }
+
+    /// Holds `fence` with no local deadline (tests; the keeper always gives one).
     pub fn set(&self, shard: Shard, fence: Fence) {
-        self.held.insert(shard, fence);
+        self.hold(
+            shard,
+            fence,
+            Instant::now() + Duration::from_secs(365 * 86_400),
+        );
     }
 
     pub fn clear(&self, shard: Shard) {
@@ -98,14 +111,16 @@ impl Fences {
 
     /// Clears the shard's fence if it is still `fence` (a newer term is kept).
     pub fn clear_if(&self, shard: Shard, fence: &Fence) {
-        self.held.remove_if(&shard, |_, held| held == fence);
+        self.held.remove_if(&shard, |_, (held, _)| held == fence);
     }
 
+    /// The fence to write the shard under, while it is good.
     pub fn get(&self, shard: Shard) -> Option<Fence> {
-        self.held.get(&shard).map(|f| f.clone())
+        let held = self.held.get(&shard)?;
+        (Instant::now() < held.1).then(|| held.0.clone())
     }
 
-    /// The shards this node holds.
+    /// The shards this node holds (good or lapsing).
     pub fn shards(&self) -> Vec<Shard> {
         self.held.iter().map(|e| *e.key()).collect()
     }

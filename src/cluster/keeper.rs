@@ -1,0 +1,163 @@
+//! The lease keeper: one task per node that decides which shards the node holds.
+//!
+//! Every third of the lease TTL it says the node is up (membership), reads every shard's
+//! holder, and for each shard:
+//! - held here: renewed, unless a live node is preferred for it — then handed over (a few per
+//!   round, so a joining node receives shards gradually);
+//! - free: taken if this node is preferred (rendezvous hashing over the live nodes), or by
+//!   anyone once it has been free for a grace period (its preferred node is gone or slow);
+//! - held elsewhere: the local fence, if any, is dropped.
+//!
+//! Renewals set the fence's local deadline (TTL less a margin from the renewal): a node that
+//! cannot reach Redis stops writing its shards when the deadline passes, and takes them back
+//! by itself once Redis answers again.
+
+use crate::cluster::leases::{Holder, Leases, lease_key};
+use crate::cluster::shards::Shard;
+use crate::persistence::redis_journal::Fences;
+use redis::aio::ConnectionManager;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+pub struct Keeper {
+    pub leases: Leases,
+    pub redis: ConnectionManager,
+    pub fences: Arc<Fences>,
+    /// Every node of the cluster file.
+    pub nodes: Vec<String>,
+    /// This node's HTTP address, published with its membership.
+    pub http: String,
+    pub shards: u32,
+}
+
+/// A free shard's preferred node has this long to take it before anyone may.
+fn grace(ttl: Duration) -> Duration {
+    ttl
+}
+
+/// The most shards handed over per round.
+fn handovers_per_round(shards: u32) -> usize {
+    (shards as usize / 16).max(1)
+}
+
+impl Keeper {
+    /// Keeps leases until `shutdown`, then gives every held shard up.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let every = self.leases.ttl() / 3;
+        let mut free_since: HashMap<Shard, Instant> = HashMap::new();
+        loop {
+            if let Err(e) = self.round(&mut free_since).await {
+                tracing::warn!(error = %e, "cannot reach Redis to keep the shard leases");
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(every) => {}
+            }
+        }
+        self.release_all().await;
+    }
+
+    /// One round: membership, then every shard's lease.
+    pub async fn round(&self, free_since: &mut HashMap<Shard, Instant>) -> redis::RedisResult<()> {
+        self.leases.heartbeat(&self.http).await?;
+        let mut live = self.leases.live(&self.nodes).await?;
+        let me = self.leases.node().to_owned();
+        if !live.contains(&me) {
+            live.push(me.clone());
+        }
+        let holders = self.holders().await?;
+        let mut handed = 0;
+        for (s, holder) in holders.into_iter().enumerate() {
+            let shard = Shard(s as u32);
+            let preferred = shard.preferred(&live).cloned();
+            match holder {
+                Some(h) if h.node == me => {
+                    free_since.remove(&shard);
+                    let elsewhere = preferred.as_ref().is_some_and(|p| *p != me);
+                    if elsewhere && handed < handovers_per_round(self.shards) {
+                        handed += 1;
+                        self.hand_over(shard).await?;
+                    } else {
+                        self.take(shard).await?;
+                    }
+                }
+                Some(_) => {
+                    free_since.remove(&shard);
+                    self.fences.clear(shard);
+                }
+                None => {
+                    let since = *free_since.entry(shard).or_insert_with(Instant::now);
+                    let orphaned = since.elapsed() >= grace(self.leases.ttl());
+                    if preferred.as_deref() == Some(me.as_str()) || orphaned {
+                        free_since.remove(&shard);
+                        self.take(shard).await?;
+                    } else {
+                        self.fences.clear(shard);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every shard's holder, in shard order, in one round trip.
+    async fn holders(&self) -> redis::RedisResult<Vec<Option<Holder>>> {
+        let keys: Vec<String> = (0..self.shards).map(|s| lease_key(Shard(s))).collect();
+        let held: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(keys)
+            .query_async(&mut self.redis.clone())
+            .await?;
+        Ok(held
+            .into_iter()
+            .map(|h| {
+                let h = h?;
+                let (node, epoch) = h.rsplit_once(':')?;
+                Some(Holder {
+                    node: node.to_owned(),
+                    epoch: epoch.parse().ok()?,
+                })
+            })
+            .collect())
+    }
+
+    /// Takes or renews the shard; the fence is good for the TTL less a margin from now.
+    async fn take(&self, shard: Shard) -> redis::RedisResult<()> {
+        let asked = Instant::now();
+        match self.leases.acquire(shard).await? {
+            Some(fence) => {
+                let ttl = self.leases.ttl();
+                let until = asked + ttl.saturating_sub(ttl / 5);
+                let renewed = self.fences.get(shard).is_some_and(|f| f == fence);
+                if !renewed {
+                    tracing::info!(shard = shard.0, epoch = fence.epoch, "shard taken");
+                }
+                self.fences.hold(shard, fence, until);
+            }
+            None => self.fences.clear(shard),
+        }
+        Ok(())
+    }
+
+    /// Stops writing the shard, then gives its lease up so its preferred node takes it at once.
+    async fn hand_over(&self, shard: Shard) -> redis::RedisResult<()> {
+        let Some(fence) = self.fences.get(shard) else {
+            return Ok(());
+        };
+        self.fences.clear(shard);
+        self.leases.release(shard, &fence).await?;
+        tracing::info!(shard = shard.0, epoch = fence.epoch, "shard handed over");
+        Ok(())
+    }
+
+    /// Gives every held shard up (shutdown): the others take them without waiting for a TTL.
+    pub async fn release_all(&self) {
+        for shard in self.fences.shards() {
+            if let Some(fence) = self.fences.get(shard) {
+                self.fences.clear(shard);
+                let _ = self.leases.release(shard, &fence).await;
+            }
+        }
+    }
+}
