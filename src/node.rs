@@ -13,6 +13,7 @@ use crate::auth::revocation::Revocations;
 use crate::auth::secrets;
 use crate::auth::tokens::TokenKeys;
 use crate::catalog::Catalog;
+use crate::cluster::member::{self, Member};
 use crate::config::Settings;
 use crate::domain::time::Clock;
 use crate::drops::Drops;
@@ -33,7 +34,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub struct Node {
-    pub journal: Arc<SledJournal>,
+    /// sled on one node, Redis in a cluster.
+    pub journal: Arc<dyn Journal>,
+    /// Cluster mode: the leases and the Redis connection; `None` on one node.
+    pub member: Option<Member>,
     pub skus: Entities<Sku>,
     pub catalog: Catalog,
     pub shopping: Shopping,
@@ -64,16 +68,14 @@ impl Node {
         let data_dir = settings.storage.data_dir.clone();
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
-        let db_dir = data_dir.join("db");
-        let writer = settings.writer_config();
-        let journal = tokio::task::spawn_blocking(move || SledJournal::open(&db_dir, writer))
-            .await?
-            .with_context(|| {
-                format!(
-                    "cannot open the journal under {} (is another emporium using it?)",
-                    data_dir.display()
-                )
-            })?;
+        let mut settings = settings.clone();
+        let now_secs = clock.now().millis() / 1000;
+        let storage = match settings.cluster {
+            None => Storage::single(&settings, &data_dir, now_secs).await?,
+            Some(_) => Storage::cluster(&mut settings, now_secs, shutdown.clone()).await?,
+        };
+        let settings = &settings;
+        let journal = storage.journal.clone();
         tracing::info!(elapsed = ?started.elapsed(), "journal open");
         let runtime = Runtime {
             journal: journal.clone(),
@@ -91,7 +93,7 @@ impl Node {
             settings,
             &data_dir,
             runtime.clone(),
-            &journal,
+            storage.revocations.clone(),
             dev_mailbox.clone(),
         )
         .await?;
@@ -114,7 +116,9 @@ impl Node {
             live_stock.clone(),
         );
         let chat = crate::chat::Chat::start(chat_runtime, orders.clone(), bus.clone()).await?;
-        let promised = orders.recover_promises(&skus).await?;
+        let promised = orders
+            .recover_promises(&skus, storage.member.is_some())
+            .await?;
         if promised > 0 {
             tracing::info!(
                 promised,
@@ -124,6 +128,7 @@ impl Node {
         Ok(Node {
             operator_token: secrets::operator_token(settings, &data_dir)?.map(Arc::new),
             journal,
+            member: storage.member,
             skus,
             catalog,
             shopping,
@@ -152,6 +157,10 @@ impl Node {
             self.orders.shutdown(),
             self.chat.rooms().shutdown()
         );
+        if let Some(member) = &self.member {
+            // After the final snapshots: the leases go, and the others take over at once.
+            member.leave().await;
+        }
         let journal = self.journal.clone();
         tokio::task::spawn_blocking(move || journal.close()).await?;
         Ok(())
@@ -215,19 +224,65 @@ async fn orders(
     Orders::start(runtime, parts).await
 }
 
+/// Where a node keeps its data: sled (one node) or Redis (a cluster member).
+struct Storage {
+    journal: Arc<dyn Journal>,
+    revocations: Arc<Revocations>,
+    member: Option<Member>,
+}
+
+impl Storage {
+    /// sled under the data dir (it takes a lock: one process at a time).
+    async fn single(settings: &Settings, data_dir: &Path, now_secs: i64) -> anyhow::Result<Self> {
+        let db_dir = data_dir.join("db");
+        let writer = settings.writer_config();
+        let journal = tokio::task::spawn_blocking(move || SledJournal::open(&db_dir, writer))
+            .await?
+            .with_context(|| {
+                format!(
+                    "cannot open the journal under {} (is another emporium using it?)",
+                    data_dir.display()
+                )
+            })?;
+        let revocations = Arc::new(Revocations::open(journal.db(), now_secs)?);
+        Ok(Self {
+            journal,
+            revocations,
+            member: None,
+        })
+    }
+
+    /// Redis, joined as the cluster file's node; in dev mode the shared secrets come from
+    /// Redis too (they are written into `settings`).
+    async fn cluster(
+        settings: &mut Settings,
+        now_secs: i64,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let member = Member::join(settings).await?;
+        member::shared_secrets(settings, &member.redis).await?;
+        let revocations =
+            Revocations::open_redis(&member.client, member.redis.clone(), now_secs, shutdown)
+                .await?;
+        Ok(Self {
+            journal: member.journal.clone(),
+            revocations,
+            member: Some(member),
+        })
+    }
+}
+
 /// The account services: entities, crypto from the configured (or, in dev mode, generated)
-/// secrets (`auth::secrets`), the revocation list beside the journal, and the mailers.
+/// secrets (`auth::secrets`), the revocation list, and the mailers.
 async fn accounts(
     settings: &Settings,
     data_dir: &Path,
     runtime: Runtime,
-    journal: &SledJournal,
+    revocations: Arc<Revocations>,
     dev_mailbox: Option<Arc<DevMailbox>>,
 ) -> anyhow::Result<Accounts> {
     let a = &settings.auth;
     let keys = secrets::account_keys(settings, data_dir)?;
-    let now_secs = runtime.clock.now().millis() / 1000;
-    let revocations = Revocations::open(journal.db(), now_secs)?;
     let mut mailers: Vec<Arc<dyn Mailer>> = Vec::new();
     if let Some(dev) = dev_mailbox {
         mailers.push(dev);
@@ -249,7 +304,7 @@ async fn accounts(
             keys.jwt_secret.expose_secret().as_bytes(),
             a.access_ttl_secs,
         ),
-        revocations: Arc::new(revocations),
+        revocations,
         mail: Mailers(mailers),
         clock: runtime.clock,
         refresh_ttl: std::time::Duration::from_secs(

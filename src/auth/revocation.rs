@@ -1,17 +1,35 @@
 //! The deny-list of access tokens: a token revoked by logout (by `jti`, until it would have
 //! expired anyway) and every token of a deleted account (issued at or before the deletion).
-//! Checked on every authenticated request from memory; written through to a sled tree and
-//! flushed before the revoking request is answered, so a restart does not un-revoke.
+//! Checked on every authenticated request from memory; written through before the revoking
+//! request is answered, so a restart does not un-revoke: to a sled tree (flushed) on one node,
+//! to Redis in a cluster (hash `revoked`, fsynced with `appendfsync always`), where every node
+//! hears it on the `revoked` channel and also rereads the hash every few seconds (a message
+//! missed while disconnected is caught up).
 
 use crate::auth::tokens::Claims;
 use dashmap::DashMap;
+use redis::aio::ConnectionManager;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 pub struct Revocations {
-    db: sled::Db,
-    tree: sled::Tree,
+    store: Store,
     tokens: DashMap<String, i64>,
     users: DashMap<String, i64>,
 }
+
+/// Where revocations are kept.
+enum Store {
+    Sled { db: sled::Db, tree: sled::Tree },
+    Redis(ConnectionManager),
+}
+
+/// The Redis hash of every revocation (`t:jti` / `u:user` -> Unix seconds) and the channel
+/// each new one is published on.
+const REDIS_KEY: &str = "revoked";
+/// How often a cluster node rereads the hash.
+const REREAD: Duration = Duration::from_secs(5);
 
 impl Revocations {
     /// Loads the list, dropping token entries that have expired by `now_secs`.
@@ -33,11 +51,87 @@ impl Revocations {
             }
         }
         Ok(Self {
-            db: db.clone(),
-            tree,
+            store: Store::Sled {
+                db: db.clone(),
+                tree,
+            },
             tokens,
             users,
         })
+    }
+
+    /// A cluster node's list: read from Redis now, then kept current from the `revoked`
+    /// channel and a reread every few seconds, until `shutdown`.
+    pub async fn open_redis(
+        client: &redis::Client,
+        redis: ConnectionManager,
+        now_secs: i64,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Arc<Self>> {
+        let this = Arc::new(Self {
+            store: Store::Redis(redis),
+            tokens: DashMap::new(),
+            users: DashMap::new(),
+        });
+        this.reread(now_secs).await?;
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(REDIS_KEY).await?;
+        let me = this.clone();
+        tokio::spawn(async move {
+            use futures_util::StreamExt;
+            let mut messages = pubsub.on_message();
+            let mut tick = tokio::time::interval(REREAD);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    message = messages.next() => match message {
+                        Some(m) => {
+                            let payload: String = m.get_payload().unwrap_or_default();
+                            if let Some((key, at)) = payload.rsplit_once('=') {
+                                me.remember(key, at.parse().unwrap_or_default(), 0);
+                            }
+                        }
+                        // The subscription broke: the rereads keep the list current.
+                        None => std::future::pending::<()>().await,
+                    },
+                    _ = tick.tick() => {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs() as i64);
+                        if let Err(e) = me.reread(now).await {
+                            tracing::warn!(error = %e, "cannot reread the revocations");
+                        }
+                    }
+                }
+            }
+        });
+        Ok(this)
+    }
+
+    /// Reads the Redis hash into memory.
+    async fn reread(&self, now_secs: i64) -> anyhow::Result<()> {
+        let Store::Redis(redis) = &self.store else {
+            return Ok(());
+        };
+        let all: Vec<(String, i64)> = redis::cmd("HGETALL")
+            .arg(REDIS_KEY)
+            .query_async(&mut redis.clone())
+            .await?;
+        for (key, at) in all {
+            self.remember(&key, at, now_secs);
+        }
+        Ok(())
+    }
+
+    /// Notes one entry (`t:jti` or `u:user`); token entries expired by `now_secs` are skipped.
+    fn remember(&self, key: &str, at: i64, now_secs: i64) {
+        if let Some(jti) = key.strip_prefix("t:") {
+            if at > now_secs {
+                self.tokens.insert(jti.to_string(), at);
+            }
+        } else if let Some(user) = key.strip_prefix("u:") {
+            self.users.insert(user.to_string(), at);
+        }
     }
 
     /// Revokes one access token until its expiry; durable when this returns.
@@ -63,8 +157,23 @@ impl Revocations {
     }
 
     async fn write(&self, key: String, value: i64) -> anyhow::Result<()> {
-        self.tree.insert(key.as_bytes(), &value.to_be_bytes())?;
-        self.db.flush_async().await?;
+        match &self.store {
+            Store::Sled { db, tree } => {
+                tree.insert(key.as_bytes(), &value.to_be_bytes())?;
+                db.flush_async().await?;
+            }
+            Store::Redis(redis) => {
+                let mut redis = redis.clone();
+                let () = redis::pipe()
+                    .atomic()
+                    .hset(REDIS_KEY, &key, value)
+                    .ignore()
+                    .publish(REDIS_KEY, format!("{key}={value}"))
+                    .ignore()
+                    .query_async(&mut redis)
+                    .await?;
+            }
+        }
         Ok(())
     }
 }

@@ -7,4 +7,5 @@
 pub mod config;
 pub mod keeper;
 pub mod leases;
+pub mod member;
 pub mod shards;

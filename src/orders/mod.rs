@@ -204,9 +204,14 @@ impl Orders {
         self.book.promised()
     }
 
-    /// Promises again, at start-up, every drop order held but never written; how many.
-    pub async fn recover_promises(&self, skus: &Entities<Sku>) -> anyhow::Result<usize> {
-        promised::recover(&self.book, skus).await
+    /// Promises again, at start-up, every drop order held but never written; how many. In a
+    /// cluster (`others_own_some`), only for the SKUs this node can reach.
+    pub async fn recover_promises(
+        &self,
+        skus: &Entities<Sku>,
+        others_own_some: bool,
+    ) -> anyhow::Result<usize> {
+        promised::recover(&self.book, skus, others_own_some).await
     }
 
     /// Calls `listener` with every order view from now on, once durable.

@@ -43,18 +43,27 @@ pub async fn keep(book: OrderBook, shutdown: CancellationToken) {
 }
 
 /// Promises again every order a SKU holds units for but the order kind never wrote. Runs
-/// before the node is ready; returns how many.
-pub async fn recover(book: &OrderBook, skus: &Entities<Sku>) -> anyhow::Result<usize> {
+/// before the node is ready; returns how many. With `others_own_some` (a cluster), a SKU this
+/// node cannot reach is skipped: its shard's owner recovers its holds; otherwise it is an error.
+pub async fn recover(
+    book: &OrderBook,
+    skus: &Entities<Sku>,
+    others_own_some: bool,
+) -> anyhow::Result<usize> {
     let mut promised = 0;
     let holding = skus
         .views()
         .into_iter()
         .filter(|(_, view)| view.drops.iter().any(|d| d.reserved > 0));
     for (sku, _) in holding {
-        let held = skus
-            .ask(&sku, SkuCommand::HeldOrders)
-            .await
-            .map_err(|e| anyhow::anyhow!("reading the holds of SKU {sku}: {e}"))?;
+        let held = match skus.ask(&sku, SkuCommand::HeldOrders).await {
+            Ok(held) => held,
+            Err(e) if others_own_some => {
+                tracing::debug!(%sku, error = %e, "holds left to the SKU's owner");
+                continue;
+            }
+            Err(e) => anyhow::bail!("reading the holds of SKU {sku}: {e}"),
+        };
         for receipt in held.held_orders {
             if book.view(&receipt.order_id).is_none() {
                 book.promise(receipt.order_id, receipt.order);

@@ -40,11 +40,20 @@ pub async fn kill_when(
 
 /// Starts `emporium serve` on port 0 over `data_dir`, with `envs`; returns once the address
 /// is logged (the node may still be loading: see [`wait_ready`]).
+#[allow(dead_code)] // not every test binary uses it
 pub fn start(data_dir: &Path, envs: &[(&str, &str)]) -> Server {
     let mut command = Command::new(BIN);
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir);
+    spawn(command, envs)
+}
+
+/// Starts `emporium serve ARGS` with `envs` (cluster nodes: `--cluster FILE --node NAME`).
+#[allow(dead_code)] // not every test binary uses it
+pub fn start_serve(args: &[&str], envs: &[(&str, &str)]) -> Server {
+    let mut command = Command::new(BIN);
+    command.arg("serve").args(args);
     spawn(command, envs)
 }
 

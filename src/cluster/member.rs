@@ -1,0 +1,153 @@
+//! Joining the cluster: what a node in cluster mode opens instead of its sled journal — the
+//! Redis connection, the check that the cluster file matches the cluster Redis holds, the
+//! secrets every node shares, the lease keeper (its first round done, so the node holds its
+//! shards before it serves) and the Redis journal fenced by those leases.
+
+use crate::cluster::config::ClusterSettings;
+use crate::cluster::keeper::Keeper;
+use crate::cluster::leases::Leases;
+use crate::config::Settings;
+use crate::persistence::redis_journal::{Fences, RedisJournal};
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use redis::aio::ConnectionManager;
+use secrecy::SecretString;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// This node's place in the cluster, while it runs.
+pub struct Member {
+    pub client: redis::Client,
+    pub redis: ConnectionManager,
+    pub journal: Arc<RedisJournal>,
+    pub fences: Arc<Fences>,
+    /// Cancelled by `leave`: the keeper gives every lease up and ends.
+    keeper_stop: CancellationToken,
+    keeper: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Member {
+    /// Connects, checks the shard count, takes this node's first shards and starts the keeper.
+    /// `settings` must be a cluster node's (`Settings::cluster_node`).
+    pub async fn join(settings: &Settings) -> anyhow::Result<Member> {
+        let (cluster, node) = match (&settings.cluster, settings.cluster_node()) {
+            (Some(cluster), Some(node)) => (cluster, node),
+            _ => anyhow::bail!("cluster mode needs a cluster file and a node name"),
+        };
+        let client = redis::Client::open(cluster.redis_url.as_str()).with_context(|| {
+            format!(
+                "cluster.redis_url `{}` is not a Redis URL",
+                cluster.redis_url
+            )
+        })?;
+        let redis = tokio::time::timeout(
+            Duration::from_secs(10),
+            ConnectionManager::new(client.clone()),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer from Redis at {}", cluster.redis_url))?
+        .with_context(|| format!("cannot reach Redis at {}", cluster.redis_url))?;
+        check_shards(cluster, &redis).await?;
+        let fences = Arc::new(Fences::default());
+        let ttl = Duration::from_millis(cluster.lease_ttl_ms);
+        let keeper = Keeper {
+            leases: Leases::new(redis.clone(), node.name.clone(), ttl),
+            redis: redis.clone(),
+            fences: fences.clone(),
+            nodes: cluster.names(),
+            http: format!("http://{}", settings.server.listen),
+            shards: cluster.shards,
+        };
+        let mut free = HashMap::new();
+        keeper
+            .round(&mut free)
+            .await
+            .context("cannot take shard leases in Redis")?;
+        tracing::info!(node = %node.name, shards = fences.shards().len(), of = cluster.shards,
+            "joined the cluster");
+        let keeper_stop = CancellationToken::new();
+        let handle = tokio::spawn(keeper.run(keeper_stop.clone()));
+        let journal = RedisJournal::new(redis.clone(), cluster.shards, fences.clone());
+        Ok(Member {
+            client,
+            redis,
+            journal,
+            fences,
+            keeper_stop,
+            keeper: tokio::sync::Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Gives every lease up (after the final snapshots), so the others take over at once.
+    pub async fn leave(&self) {
+        self.keeper_stop.cancel();
+        if let Some(handle) = self.keeper.lock().await.take() {
+            let _ = handle.await;
+        }
+    }
+}
+
+/// The shard count is fixed for the life of a cluster: the first node records it in Redis,
+/// and a node whose file says otherwise refuses to start.
+async fn check_shards(cluster: &ClusterSettings, redis: &ConnectionManager) -> anyhow::Result<()> {
+    let mut redis = redis.clone();
+    let _: Option<String> = redis::cmd("SET")
+        .arg("cluster:shards")
+        .arg(cluster.shards)
+        .arg("NX")
+        .query_async(&mut redis)
+        .await?;
+    let held: u32 = redis::cmd("GET")
+        .arg("cluster:shards")
+        .query_async(&mut redis)
+        .await?;
+    if held != cluster.shards {
+        anyhow::bail!(
+            "the cluster file says {} shards, but the cluster in Redis at {} has {held}; the \
+             shard count is fixed for the life of a cluster",
+            cluster.shards,
+            cluster.redis_url
+        );
+    }
+    Ok(())
+}
+
+/// In dev mode, the secrets the nodes share (JWT secret, personal-data key, operator token)
+/// that are not configured are generated once into Redis by the first node and read there by
+/// the others; outside dev mode they must be configured (the same variables as one node).
+pub async fn shared_secrets(
+    settings: &mut Settings,
+    redis: &ConnectionManager,
+) -> anyhow::Result<()> {
+    if !settings.dev_mode {
+        return Ok(());
+    }
+    let a = &mut settings.auth;
+    for (slot, name, bytes) in [
+        (&mut a.jwt_secret, "jwt", 48),
+        (&mut a.pii_key, "pii", 32),
+        (&mut a.operator_token, "operator", 24),
+    ] {
+        if slot.is_some() {
+            continue;
+        }
+        let key = format!("secret:{name}");
+        let fresh = STANDARD.encode((0..bytes).map(|_| rand::random::<u8>()).collect::<Vec<_>>());
+        let mut redis = redis.clone();
+        let _: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(fresh)
+            .arg("NX")
+            .query_async(&mut redis)
+            .await?;
+        let value: String = redis::cmd("GET").arg(&key).query_async(&mut redis).await?;
+        *slot = Some(SecretString::from(value));
+    }
+    tracing::warn!(
+        "dev mode: the cluster's secrets are kept in Redis (configure them in production)"
+    );
+    Ok(())
+}

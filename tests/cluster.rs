@@ -1,0 +1,215 @@
+//! Cluster mode with the real binary and a real `redis-server`: Redis is the system of
+//! record, so a node SIGKILLed mid-drop and started again on an empty data dir finds every
+//! acknowledged purchase; a node whose cluster file disagrees with the cluster in Redis refuses
+//! to start and says why.
+
+mod common;
+
+use common::{RedisServer, start_serve, wait_ready};
+use emporium::auth::tokens::TokenKeys;
+use emporium::domain::ids::UserId;
+use emporium::domain::time::{Clock, SystemClock};
+use serde_json::{Value, json};
+use std::path::Path;
+
+const TOKEN: &str = "cluster-operator-token";
+const SECRET: &str = "cluster-jwt-secret-cluster-jwt-secret-0123";
+
+/// A cluster file with the nodes `names`, each on port 0 (the tests pass `--listen`).
+fn cluster_file(dir: &Path, shards: u32, redis: &RedisServer, names: &[&str]) -> String {
+    let mut text = format!(
+        "[cluster]\nshards = {shards}\nredis_url = \"{}\"\nlease_ttl_ms = 1500\n",
+        redis.url()
+    );
+    for (i, name) in names.iter().enumerate() {
+        text += &format!(
+            "\n[[cluster.nodes]]\nname = \"{name}\"\nhttp = \"127.0.0.1:{}\"\ncluster = \"127.0.0.1:{}\"\n",
+            18_000 + i,
+            19_000 + i
+        );
+    }
+    let path = dir.join(format!("cluster-{shards}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn envs() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("EMPORIUM_OPERATOR_TOKEN", TOKEN),
+        ("EMPORIUM_JWT_SECRET", SECRET),
+        ("EMPORIUM__SANDBOX__ENABLED", "false"),
+    ]
+}
+
+fn node(file: &str, name: &str, data: &Path) -> common::Server {
+    let data = data.display().to_string();
+    let args = [
+        "--cluster",
+        file,
+        "--node",
+        name,
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data,
+    ];
+    start_serve(&args, &envs())
+}
+
+fn shopper(n: usize) -> String {
+    let keys = TokenKeys::new(SECRET.as_bytes(), 900);
+    let now = SystemClock.now().millis() / 1000;
+    let user = UserId::parse(format!("u_cluster{n}")).unwrap();
+    keys.issue(&user, &Default::default(), "s", now).unwrap().0
+}
+
+async fn get(client: &reqwest::Client, url: &str) -> (u16, Value) {
+    let r = client.get(url).bearer_auth(TOKEN).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_node_keeps_nothing_itself_and_loses_no_acknowledged_purchase() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = cluster_file(dir.path(), 16, &redis, &["n1"]);
+    let client = reqwest::Client::new();
+    let first_data = tempfile::tempdir().unwrap();
+    let mut server = node(&file, "n1", first_data.path());
+    wait_ready(&client, &server.base).await;
+
+    let product = json!({"name": "Cluster Tee", "category": "tops",
+        "skus": [{"sku_id": "cl-tee", "options": {}, "price": 1000, "stock": 50}]});
+    common::admin_post(
+        &client,
+        &server.base,
+        TOKEN,
+        "/api/v1/admin/products",
+        product,
+    )
+    .await;
+    let drop = json!({"sku_id": "cl-tee", "quantity": 30, "price": 900,
+        "starts_at": "2020-01-01T00:00:00Z", "per_user_limit": 5});
+    let created =
+        common::admin_post(&client, &server.base, TOKEN, "/api/v1/admin/drops", drop).await;
+    let drop_id = created["drop_id"].as_str().unwrap().to_string();
+
+    let mut buyers = tokio::task::JoinSet::new();
+    for n in 0..8 {
+        let (client, base, drop_id) = (client.clone(), server.base.clone(), drop_id.clone());
+        buyers.spawn(async move {
+            let token = shopper(n);
+            let mut orders = Vec::new();
+            for k in 0..5 {
+                let r = client
+                    .post(format!("{base}/api/v1/drops/{drop_id}/purchase"))
+                    .bearer_auth(&token)
+                    .header("idempotency-key", format!("k{k}"))
+                    .json(&json!({"quantity": 1}))
+                    .send()
+                    .await
+                    .unwrap();
+                if r.status() == 201 {
+                    let body: Value = r.json().await.unwrap();
+                    orders.push((
+                        token.clone(),
+                        body["order_id"].as_str().unwrap().to_string(),
+                    ));
+                }
+            }
+            orders
+        });
+    }
+    let mut acknowledged = Vec::new();
+    while let Some(done) = buyers.join_next().await {
+        acknowledged.extend(done.unwrap());
+    }
+    assert_eq!(acknowledged.len(), 30, "30 units, 40 attempts");
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+
+    // Another data dir: everything comes from Redis.
+    let second_data = tempfile::tempdir().unwrap();
+    let server = node(&file, "n1", second_data.path());
+    wait_ready(&client, &server.base).await;
+    let (status, d) = get(&client, &format!("{}/api/v1/drops/{drop_id}", server.base)).await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(
+        (
+            d["remaining"].as_u64(),
+            d["sold"].as_u64(),
+            d["reserved"].as_u64()
+        ),
+        (Some(0), Some(0), Some(30))
+    );
+    for (token, order) in &acknowledged {
+        let r = client
+            .get(format!("{}/api/v1/orders/{order}", server.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "order {order} after the restart");
+    }
+    let (status, sku) = get(
+        &client,
+        &format!("{}/api/v1/admin/entities/sku/cl-tee", server.base),
+    )
+    .await;
+    assert_eq!(status, 200, "{sku}");
+    assert_eq!(
+        sku["state"]["reservations"].as_object().map(|r| r.len()),
+        Some(30)
+    );
+    assert!(
+        std::fs::read_dir(second_data.path().join("db")).is_err(),
+        "a cluster node keeps no journal of its own"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_file_disagrees_with_the_cluster_refuses_to_start() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let sixteen = cluster_file(dir.path(), 16, &redis, &["n1", "n2"]);
+    let server = node(&sixteen, "n1", data.path());
+    wait_ready(&client, &server.base).await;
+    drop(server);
+
+    let eight = cluster_file(dir.path(), 8, &redis, &["n1", "n2"]);
+    let data = data.path().display().to_string();
+    let run = |file: &str, name: &str| {
+        std::process::Command::new(common::BIN)
+            .args([
+                "serve",
+                "--cluster",
+                file,
+                "--node",
+                name,
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--data-dir", &data])
+            .envs(envs())
+            .output()
+            .unwrap()
+    };
+    let out = run(&eight, "n2");
+    assert!(!out.status.success());
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("the cluster file says 8 shards") && text.contains("has 16"),
+        "{text}"
+    );
+    let out = run(&sixteen, "n7");
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("node `n7` is not in the cluster file"),
+        "{text}"
+    );
+}
