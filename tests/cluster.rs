@@ -162,9 +162,34 @@ async fn a_cluster_node_keeps_nothing_itself_and_loses_no_acknowledged_purchase(
         sku["state"]["reservations"].as_object().map(|r| r.len()),
         Some(30)
     );
+    assert_eq!(
+        (sku["node"].as_str(), sku["shard"].is_u64()),
+        (Some("n1"), true)
+    );
     assert!(
         std::fs::read_dir(second_data.path().join("db")).is_err(),
         "a cluster node keeps no journal of its own"
+    );
+
+    // The operator's view: one node, up, holding every shard — each under a second term, taken
+    // over at once from the killed process of the same node.
+    let (status, c) = get(&client, &format!("{}/api/v1/admin/cluster", server.base)).await;
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(
+        (c["node"].as_str(), c["shards"].as_u64()),
+        (Some("n1"), Some(16))
+    );
+    assert_eq!(c["nodes"][0]["status"], "up");
+    let (_, s) = get(
+        &client,
+        &format!("{}/api/v1/admin/cluster/shards", server.base),
+    )
+    .await;
+    let items = s["items"].as_array().unwrap();
+    assert_eq!(items.len(), 16);
+    assert!(
+        items.iter().all(|i| i["node"] == "n1" && i["epoch"] == 2),
+        "{s}"
     );
 }
 
@@ -177,6 +202,15 @@ async fn a_node_whose_file_disagrees_with_the_cluster_refuses_to_start() {
     let sixteen = cluster_file(dir.path(), 16, &redis, &["n1", "n2"]);
     let server = node(&sixteen, "n1", data.path());
     wait_ready(&client, &server.base).await;
+    // n2 has not started: the operator sees it down.
+    let (_, c) = get(&client, &format!("{}/api/v1/admin/cluster", server.base)).await;
+    let statuses: Vec<&str> = c["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, vec!["up", "down"], "{c}");
     drop(server);
 
     let eight = cluster_file(dir.path(), 8, &redis, &["n1", "n2"]);

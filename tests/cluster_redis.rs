@@ -340,7 +340,6 @@ fn keeper(conn: &ConnectionManager, node: &str, ttl: Duration) -> (Arc<Fences>, 
     let fences = Arc::new(Fences::default());
     let keeper = Keeper {
         leases: Leases::new(conn.clone(), node, ttl),
-        redis: conn.clone(),
         fences: fences.clone(),
         nodes: vec!["n1".into(), "n2".into()],
         http: format!("http://{node}"),

@@ -31,4 +31,4 @@ pub mod user;
 
 pub use entities::{Entities, Runtime, RuntimeConfig};
 pub use entity::{AskError, Entity, EntityKey, Inspection, RuntimeError};
-pub use supervisor::KindStats;
+pub use supervisor::{KindStats, active_entities};

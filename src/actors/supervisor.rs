@@ -7,6 +7,14 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Active entities of every kind in this process (what a cluster node reports about itself).
+static ACTIVE_ENTITIES: AtomicU64 = AtomicU64::new(0);
+
+/// How many entities of all kinds are active in this process.
+pub fn active_entities() -> u64 {
+    ACTIVE_ENTITIES.load(Ordering::Relaxed)
+}
+
 /// Life-cycle counters of one kind, also exported as metrics.
 #[derive(Debug, Default)]
 pub struct KindStats {
@@ -40,12 +48,14 @@ impl KindStats {
 
     pub(crate) fn on_activated(&self) {
         self.active.fetch_add(1, Ordering::Relaxed);
+        ACTIVE_ENTITIES.fetch_add(1, Ordering::Relaxed);
         self.activations.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!("emporium_entities_active", "kind" => self.kind).increment(1.0);
         metrics::counter!("emporium_entity_activations_total", "kind" => self.kind).increment(1);
     }
     pub(crate) fn on_deactivated(&self) {
         self.active.fetch_sub(1, Ordering::Relaxed);
+        ACTIVE_ENTITIES.fetch_sub(1, Ordering::Relaxed);
         metrics::gauge!("emporium_entities_active", "kind" => self.kind).decrement(1.0);
     }
     pub(crate) fn on_passivated(&self) {

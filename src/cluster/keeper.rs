@@ -12,10 +12,9 @@
 //! cannot reach Redis stops writing its shards when the deadline passes, and takes them back
 //! by itself once Redis answers again.
 
-use crate::cluster::leases::{Holder, Leases, lease_key};
+use crate::cluster::leases::{Leases, NodeReport};
 use crate::cluster::shards::Shard;
 use crate::persistence::redis_journal::Fences;
-use redis::aio::ConnectionManager;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +22,6 @@ use tokio_util::sync::CancellationToken;
 
 pub struct Keeper {
     pub leases: Leases,
-    pub redis: ConnectionManager,
     pub fences: Arc<Fences>,
     /// Every node of the cluster file.
     pub nodes: Vec<String>,
@@ -61,19 +59,25 @@ impl Keeper {
 
     /// One round: membership, then every shard's lease.
     pub async fn round(&self, free_since: &mut HashMap<Shard, Instant>) -> redis::RedisResult<()> {
-        self.leases.heartbeat(&self.http).await?;
+        let report = NodeReport {
+            http: self.http.clone(),
+            shards: self.fences.shards().len(),
+            entities: crate::actors::active_entities(),
+        };
+        self.leases.heartbeat(&report).await?;
         let mut live = self.leases.live(&self.nodes).await?;
         let me = self.leases.node().to_owned();
+        let this_process = self.leases.holder_id().to_owned();
         if !live.contains(&me) {
             live.push(me.clone());
         }
-        let holders = self.holders().await?;
+        let holders = self.leases.holders(self.shards).await?;
         let mut handed = 0;
         for (s, holder) in holders.into_iter().enumerate() {
             let shard = Shard(s as u32);
             let preferred = shard.preferred(&live).cloned();
             match holder {
-                Some(h) if h.node == me => {
+                Some(h) if h.holder == this_process => {
                     free_since.remove(&shard);
                     let elsewhere = preferred.as_ref().is_some_and(|p| *p != me);
                     if elsewhere && handed < handovers_per_round(self.shards) {
@@ -82,6 +86,11 @@ impl Keeper {
                     } else {
                         self.take(shard).await?;
                     }
+                }
+                // An earlier process of this node (a restart): its shards are taken at once.
+                Some(h) if h.node == me => {
+                    free_since.remove(&shard);
+                    self.take(shard).await?;
                 }
                 Some(_) => {
                     free_since.remove(&shard);
@@ -100,26 +109,6 @@ impl Keeper {
             }
         }
         Ok(())
-    }
-
-    /// Every shard's holder, in shard order, in one round trip.
-    async fn holders(&self) -> redis::RedisResult<Vec<Option<Holder>>> {
-        let keys: Vec<String> = (0..self.shards).map(|s| lease_key(Shard(s))).collect();
-        let held: Vec<Option<String>> = redis::cmd("MGET")
-            .arg(keys)
-            .query_async(&mut self.redis.clone())
-            .await?;
-        Ok(held
-            .into_iter()
-            .map(|h| {
-                let h = h?;
-                let (node, epoch) = h.rsplit_once(':')?;
-                Some(Holder {
-                    node: node.to_owned(),
-                    epoch: epoch.parse().ok()?,
-                })
-            })
-            .collect())
     }
 
     /// Takes or renews the shard; the fence is good for the TTL less a margin from now.

@@ -1,7 +1,8 @@
 //! Shard leases with fencing, and node membership, kept in Redis.
 //!
-//! A node serves a shard only while it holds the shard's lease: `lease:{sN}` = `node:epoch`
-//! with a TTL. Taking a free (or expired) lease bumps the shard's `epoch:{sN}` counter, so every
+//! A node serves a shard only while it holds the shard's lease: `lease:{sN}` =
+//! `node/incarnation:epoch` with a TTL (the incarnation tells this process of the node from an
+//! earlier one). Taking a free (or expired) lease bumps the shard's `epoch:{sN}` counter, so every
 //! term of ownership has its own epoch; the owner renews within the TTL. Safety does not rest on
 //! clocks: every journal append names the epoch it was written under, and the append script
 //! (`persistence::redis_journal`) refuses it unless the lease still holds exactly that — a
@@ -14,8 +15,11 @@ use crate::cluster::shards::Shard;
 use redis::aio::ConnectionManager;
 use std::time::Duration;
 
-/// Takes the lease when it is free or already ours (renewing it); the epoch held, or -1 when
-/// another node holds it. `KEYS`: lease, epoch counter. `ARGV`: node, TTL in ms.
+/// Takes the lease when it is free, already this process's (renewing it), or held by an
+/// earlier process of the same node name (a restart: it is taken over at once, under a new
+/// epoch, so nothing the old process might still send is accepted); the epoch held, or -1 when
+/// another node holds it. `KEYS`: lease, epoch counter. `ARGV`: holder (`node/incarnation`),
+/// TTL in ms, node name.
 const ACQUIRE: &str = r"
 local held = redis.call('GET', KEYS[1])
 if held then
@@ -24,7 +28,10 @@ if held then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
     return tonumber(epoch)
   end
-  return -1
+  local node = string.match(owner or '', '^([^/]*)/')
+  if node ~= ARGV[3] then
+    return -1
+  end
 end
 local epoch = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. epoch, 'PX', ARGV[2])
@@ -42,22 +49,47 @@ return 0
 /// The term under which a node holds a shard: what its appends are fenced with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fence {
-    pub node: String,
+    /// `node/incarnation`: the node's name and this process's start.
+    pub holder: String,
     pub epoch: u64,
 }
 
 impl Fence {
-    /// The lease's value while this term lasts: `node:epoch`.
+    /// The lease's value while this term lasts: `node/incarnation:epoch`.
     pub fn token(&self) -> String {
-        format!("{}:{}", self.node, self.epoch)
+        format!("{}:{}", self.holder, self.epoch)
     }
 }
 
 /// Who holds a shard now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
+    /// The node's name.
     pub node: String,
+    /// `node/incarnation`: which process of the node.
+    pub holder: String,
     pub epoch: u64,
+}
+
+/// `node:epoch` as held in a lease key.
+fn parse_holder(held: &str) -> Option<Holder> {
+    let (holder, epoch) = held.rsplit_once(':')?;
+    Some(Holder {
+        node: holder.split('/').next().unwrap_or(holder).to_owned(),
+        holder: holder.to_owned(),
+        epoch: epoch.parse().ok()?,
+    })
+}
+
+/// What a node says about itself with every heartbeat.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeReport {
+    /// Where it serves HTTP.
+    pub http: String,
+    /// How many shards it holds.
+    pub shards: usize,
+    /// How many entities it has active.
+    pub entities: u64,
 }
 
 /// The lease and membership operations of one node.
@@ -65,6 +97,8 @@ pub struct Holder {
 pub struct Leases {
     redis: ConnectionManager,
     node: String,
+    /// `node/incarnation`, unique to this process: a restarted node is another holder.
+    holder: String,
     ttl: Duration,
     acquire: redis::Script,
     release: redis::Script,
@@ -84,9 +118,11 @@ fn node_key(node: &str) -> String {
 
 impl Leases {
     pub fn new(redis: ConnectionManager, node: impl Into<String>, ttl: Duration) -> Self {
+        let node = node.into();
         Self {
             redis,
-            node: node.into(),
+            holder: format!("{node}/{:016x}", rand::random::<u64>()),
+            node,
             ttl,
             acquire: redis::Script::new(ACQUIRE),
             release: redis::Script::new(RELEASE),
@@ -95,6 +131,11 @@ impl Leases {
 
     pub fn node(&self) -> &str {
         &self.node
+    }
+
+    /// This process's holder id, `node/incarnation`.
+    pub fn holder_id(&self) -> &str {
+        &self.holder
     }
 
     pub fn ttl(&self) -> Duration {
@@ -112,12 +153,13 @@ impl Leases {
             .acquire
             .key(lease_key(shard))
             .key(epoch_key(shard))
-            .arg(&self.node)
+            .arg(&self.holder)
             .arg(self.ttl_ms())
+            .arg(&self.node)
             .invoke_async(&mut self.redis.clone())
             .await?;
         Ok(u64::try_from(epoch).ok().map(|epoch| Fence {
-            node: self.node.clone(),
+            holder: self.holder.clone(),
             epoch,
         }))
     }
@@ -139,20 +181,16 @@ impl Leases {
             .arg(lease_key(shard))
             .query_async(&mut self.redis.clone())
             .await?;
-        Ok(held.and_then(|h| {
-            let (node, epoch) = h.rsplit_once(':')?;
-            Some(Holder {
-                node: node.to_owned(),
-                epoch: epoch.parse().ok()?,
-            })
-        }))
+        Ok(held.and_then(|h| parse_holder(&h)))
     }
 
-    /// Says this node is up (with its HTTP address) for one more TTL.
-    pub async fn heartbeat(&self, http: &str) -> redis::RedisResult<()> {
+    /// Says this node is up for one more TTL, with what it reports about itself (a JSON
+    /// [`NodeReport`]).
+    pub async fn heartbeat(&self, report: &NodeReport) -> redis::RedisResult<()> {
+        let report = serde_json::to_string(report).unwrap_or_default();
         redis::cmd("SET")
             .arg(node_key(&self.node))
-            .arg(http)
+            .arg(report)
             .arg("PX")
             .arg(self.ttl_ms())
             .query_async(&mut self.redis.clone())
@@ -161,6 +199,16 @@ impl Leases {
 
     /// Which of `nodes` are up: those whose membership key has not expired.
     pub async fn live(&self, nodes: &[String]) -> redis::RedisResult<Vec<String>> {
+        let reports = self.reports(nodes).await?;
+        Ok(nodes
+            .iter()
+            .zip(reports)
+            .filter_map(|(n, up)| up.map(|_| n.clone()))
+            .collect())
+    }
+
+    /// What each of `nodes` last reported, `None` for a node that is down.
+    pub async fn reports(&self, nodes: &[String]) -> redis::RedisResult<Vec<Option<NodeReport>>> {
         if nodes.is_empty() {
             return Ok(Vec::new());
         }
@@ -169,10 +217,19 @@ impl Leases {
             .arg(keys)
             .query_async(&mut self.redis.clone())
             .await?;
-        Ok(nodes
-            .iter()
-            .zip(up)
-            .filter_map(|(n, up)| up.map(|_| n.clone()))
+        Ok(up
+            .into_iter()
+            .map(|r| r.map(|r| serde_json::from_str(&r).unwrap_or_default()))
             .collect())
+    }
+
+    /// Every shard's holder, in shard order, in one round trip.
+    pub async fn holders(&self, shards: u32) -> redis::RedisResult<Vec<Option<Holder>>> {
+        let keys: Vec<String> = (0..shards).map(|s| lease_key(Shard(s))).collect();
+        let held: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(keys)
+            .query_async(&mut self.redis.clone())
+            .await?;
+        Ok(held.into_iter().map(|h| parse_holder(&h?)).collect())
     }
 }

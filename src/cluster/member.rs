@@ -3,9 +3,10 @@
 //! secrets every node shares, the lease keeper (its first round done, so the node holds its
 //! shards before it serves) and the Redis journal fenced by those leases.
 
-use crate::cluster::config::ClusterSettings;
+use crate::cluster::config::{ClusterSettings, NodeSettings};
 use crate::cluster::keeper::Keeper;
-use crate::cluster::leases::Leases;
+use crate::cluster::leases::{Holder, Leases, NodeReport};
+use crate::cluster::shards::Shard;
 use crate::config::Settings;
 use crate::persistence::redis_journal::{Fences, RedisJournal};
 use anyhow::Context;
@@ -24,6 +25,10 @@ pub struct Member {
     pub redis: ConnectionManager,
     pub journal: Arc<RedisJournal>,
     pub fences: Arc<Fences>,
+    /// This node's name, and the cluster file's shard count and nodes.
+    pub node: String,
+    pub cluster: ClusterSettings,
+    leases: Leases,
     /// Cancelled by `leave`: the keeper gives every lease up and ends.
     keeper_stop: CancellationToken,
     keeper: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -53,9 +58,9 @@ impl Member {
         check_shards(cluster, &redis).await?;
         let fences = Arc::new(Fences::default());
         let ttl = Duration::from_millis(cluster.lease_ttl_ms);
+        let leases = Leases::new(redis.clone(), node.name.clone(), ttl);
         let keeper = Keeper {
-            leases: Leases::new(redis.clone(), node.name.clone(), ttl),
-            redis: redis.clone(),
+            leases: leases.clone(),
             fences: fences.clone(),
             nodes: cluster.names(),
             http: format!("http://{}", settings.server.listen),
@@ -76,9 +81,33 @@ impl Member {
             redis,
             journal,
             fences,
+            node: node.name.clone(),
+            cluster: cluster.clone(),
+            leases,
             keeper_stop,
             keeper: tokio::sync::Mutex::new(Some(handle)),
         })
+    }
+
+    /// Every node of the cluster file as it stands now: up (with what it last reported) or down.
+    pub async fn nodes(&self) -> redis::RedisResult<Vec<(NodeSettings, Option<NodeReport>)>> {
+        let reports = self.leases.reports(&self.cluster.names()).await?;
+        Ok(self.cluster.nodes.iter().cloned().zip(reports).collect())
+    }
+
+    /// Every shard's holder (node and epoch), in shard order; `None` while a shard is free.
+    pub async fn shards(&self) -> redis::RedisResult<Vec<Option<Holder>>> {
+        self.leases.holders(self.cluster.shards).await
+    }
+
+    /// The shard of an entity and who holds it.
+    pub async fn owner_of(
+        &self,
+        kind: &str,
+        key: &str,
+    ) -> redis::RedisResult<(Shard, Option<Holder>)> {
+        let shard = Shard::of(kind, key, self.cluster.shards);
+        Ok((shard, self.leases.holder(shard).await?))
     }
 
     /// Gives every lease up (after the final snapshots), so the others take over at once.

@@ -23,6 +23,12 @@ pub struct EntityBody {
     pub snapshot_seq: u64,
     #[schema(value_type = Object)]
     pub state: serde_json::Value,
+    /// Cluster mode: the node holding the entity's shard.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Cluster mode: the entity's shard.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<u32>,
 }
 
 /// The entity's current state and journal sequence number (`kind`: `sku` or `order`).
@@ -45,7 +51,15 @@ pub async fn inspect_entity(
         }
         _ => return Err(ApiError::not_found(format!("no entity kind `{kind}`"))),
     };
+    let (mut node, mut shard) = (None, None);
+    if let Some(member) = &state.member
+        && let Ok((s, holder)) = member.owner_of(inspection.kind, &inspection.id).await
+    {
+        (node, shard) = (holder.map(|h| h.node), Some(s.0));
+    }
     Ok(axum::Json(EntityBody {
+        node,
+        shard,
         kind: inspection.kind.to_string(),
         id: inspection.id,
         seq: inspection.seq,

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cart;
 pub mod catalog;
 pub mod chat;
+pub mod cluster;
 pub mod coupons;
 pub mod dev;
 pub mod drops;
@@ -81,6 +82,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .merge(drops::router())
         .merge(notifications::router())
         .merge(chat::router())
+        .merge(cluster::router())
         .routes(utoipa_axum::routes!(ws::upgrade));
     if state.dev_mode {
         routes = routes.merge(dev::router());

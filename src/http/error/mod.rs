@@ -87,6 +87,12 @@ impl ApiError {
         e
     }
 
+    /// Keeps `cause` for the log (a 5xx logs it with its chain; it is never sent).
+    pub fn with_cause(mut self, cause: impl Into<anyhow::Error>) -> Self {
+        self.cause = Some(cause.into());
+        self
+    }
+
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", detail)
     }

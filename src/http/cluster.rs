@@ -1,0 +1,122 @@
+//! The cluster as operators see it (API.md, "Cluster"): the nodes with their status, shards
+//! and active entities, and which node holds each shard under which epoch. A node running
+//! alone answers `404 not_clustered`.
+
+use crate::cluster::member::Member;
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::OperatorUser;
+use crate::http::state::AppState;
+use axum::extract::State;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(cluster))
+        .routes(routes!(shards))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClusterBody {
+    /// The node that answered.
+    pub node: String,
+    /// The cluster's shard count.
+    pub shards: u32,
+    pub nodes: Vec<NodeBody>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NodeBody {
+    pub name: String,
+    /// Its HTTP address, from the cluster file.
+    pub http: String,
+    /// `up` while its membership key lives, else `down`.
+    pub status: &'static str,
+    /// Shards it holds (0 when down).
+    pub shards: usize,
+    /// Entities active on it (0 when down).
+    pub entities: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ShardsBody {
+    pub items: Vec<ShardBody>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ShardBody {
+    pub shard: u32,
+    /// The node holding its lease; `null` while it is free (changing owner).
+    pub node: Option<String>,
+    /// The lease's epoch: it grows by one each time the shard changes owner.
+    pub epoch: Option<u64>,
+}
+
+fn member(state: &AppState) -> Result<&Member, ApiError> {
+    state.member.as_ref().ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "not_clustered",
+            "this node runs alone (started without --cluster)",
+        )
+    })
+}
+
+fn redis_down(e: redis::RedisError) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the cluster's Redis does not answer; retry shortly",
+    )
+    .retry_after(1)
+    .with_cause(e)
+}
+
+/// The nodes of the cluster file: up or down, with their shards and active entities.
+#[utoipa::path(get, path = "/api/v1/admin/cluster", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = ClusterBody), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 503, body = Problem)))]
+pub async fn cluster(
+    _: OperatorUser,
+    State(state): State<AppState>,
+) -> Result<axum::Json<ClusterBody>, ApiError> {
+    let member = member(&state)?;
+    let nodes = member.nodes().await.map_err(redis_down)?;
+    Ok(axum::Json(ClusterBody {
+        node: member.node.clone(),
+        shards: member.cluster.shards,
+        nodes: nodes
+            .into_iter()
+            .map(|(node, report)| NodeBody {
+                name: node.name,
+                http: node.http.to_string(),
+                status: if report.is_some() { "up" } else { "down" },
+                shards: report.as_ref().map_or(0, |r| r.shards),
+                entities: report.as_ref().map_or(0, |r| r.entities),
+            })
+            .collect(),
+    }))
+}
+
+/// Every shard's holder and epoch.
+#[utoipa::path(get, path = "/api/v1/admin/cluster/shards", tag = "admin",
+    security(("bearer" = [])),
+    responses((status = 200, body = ShardsBody), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 503, body = Problem)))]
+pub async fn shards(
+    _: OperatorUser,
+    State(state): State<AppState>,
+) -> Result<axum::Json<ShardsBody>, ApiError> {
+    let holders = member(&state)?.shards().await.map_err(redis_down)?;
+    let items = holders
+        .into_iter()
+        .enumerate()
+        .map(|(shard, holder)| ShardBody {
+            shard: shard as u32,
+            node: holder.as_ref().map(|h| h.node.clone()),
+            epoch: holder.map(|h| h.epoch),
+        })
+        .collect();
+    Ok(axum::Json(ShardsBody { items }))
+}
