@@ -247,3 +247,107 @@ async fn a_node_whose_file_disagrees_with_the_cluster_refuses_to_start() {
         "{text}"
     );
 }
+
+/// Buys one unit; the status and the order id of a 201.
+async fn buy(
+    client: &reqwest::Client,
+    base: &str,
+    drop_id: &str,
+    token: &str,
+    key: &str,
+) -> (u16, Option<String>, Option<String>) {
+    let r = client
+        .post(format!("{base}/api/v1/drops/{drop_id}/purchase"))
+        .bearer_auth(token)
+        .header("idempotency-key", key)
+        .json(&json!({"quantity": 1}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    (
+        status,
+        body["order_id"].as_str().map(str::to_string),
+        retry.or(body["code"].as_str().map(str::to_string)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_a_node_acknowledges_nothing_and_recovers_by_itself() {
+    let mut redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = cluster_file(dir.path(), 8, &redis, &["n1"]);
+    let client = reqwest::Client::new();
+    let data = tempfile::tempdir().unwrap();
+    let server = node(&file, "n1", data.path());
+    wait_ready(&client, &server.base).await;
+    let product = json!({"name": "Redis Tee", "category": "tops",
+        "skus": [{"sku_id": "rd-tee", "options": {}, "price": 1000, "stock": 100}]});
+    common::admin_post(
+        &client,
+        &server.base,
+        TOKEN,
+        "/api/v1/admin/products",
+        product,
+    )
+    .await;
+    let drop = json!({"sku_id": "rd-tee", "quantity": 100, "price": 900,
+        "starts_at": "2020-01-01T00:00:00Z", "per_user_limit": 100});
+    let created =
+        common::admin_post(&client, &server.base, TOKEN, "/api/v1/admin/drops", drop).await;
+    let drop_id = created["drop_id"].as_str().unwrap().to_string();
+    let token = shopper(1);
+
+    let mut acknowledged = Vec::new();
+    for k in 0..10 {
+        let (status, order, _) =
+            buy(&client, &server.base, &drop_id, &token, &format!("a{k}")).await;
+        assert_eq!(status, 201);
+        acknowledged.push(order.unwrap());
+    }
+    // Redis dies: the node acknowledges nothing, and says when to retry.
+    redis.kill();
+    let asked = std::time::Instant::now();
+    let (status, order, retry) = buy(&client, &server.base, &drop_id, &token, "during").await;
+    eprintln!("refused in {:?}", asked.elapsed());
+    assert_eq!((status, order), (503, None), "{retry:?}");
+    assert_eq!(retry.as_deref(), Some("1"), "503 with Retry-After");
+
+    // Redis comes back (its append-only file read back): the node serves again by itself.
+    redis.restart();
+    let started = std::time::Instant::now();
+    let recovered = loop {
+        let (status, order, _) = buy(&client, &server.base, &drop_id, &token, "after").await;
+        if status == 201 {
+            break order.unwrap();
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "never recovered: {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    eprintln!(
+        "serving again {:?} after Redis came back",
+        started.elapsed()
+    );
+    acknowledged.push(recovered);
+    let (_, d) = get(&client, &format!("{}/api/v1/drops/{drop_id}", server.base)).await;
+    let n = |k: &str| d[k].as_u64().unwrap();
+    assert_eq!(n("sold") + n("reserved") + n("remaining"), 100, "{d}");
+    assert!(n("reserved") >= acknowledged.len() as u64, "{d}");
+    for order in &acknowledged {
+        let r = client
+            .get(format!("{}/api/v1/orders/{order}", server.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "order {order}");
+    }
+}

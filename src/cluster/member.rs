@@ -12,7 +12,7 @@ use crate::persistence::redis_journal::{Fences, RedisJournal};
 use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use secrecy::SecretString;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,9 +48,16 @@ impl Member {
                 cluster.redis_url
             )
         })?;
+        // Fail fast while Redis is away (the request gets 503 and retries), reconnect by itself.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(3)))
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500))
+            .set_number_of_retries(2);
         let redis = tokio::time::timeout(
             Duration::from_secs(10),
-            ConnectionManager::new(client.clone()),
+            ConnectionManager::new_with_config(client.clone(), config),
         )
         .await
         .map_err(|_| anyhow::anyhow!("no answer from Redis at {}", cluster.redis_url))?

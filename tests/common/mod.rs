@@ -203,8 +203,18 @@ impl RedisServer {
 
     /// SIGKILL, then a new redis-server on the same port and data dir.
     pub fn kill_and_restart(&mut self) {
+        self.kill();
+        self.restart();
+    }
+
+    /// SIGKILL (and reap).
+    pub fn kill(&mut self) {
         self.child.kill().expect("SIGKILL redis-server");
         self.child.wait().unwrap();
+    }
+
+    /// A new redis-server on the same port and data dir (after `kill`).
+    pub fn restart(&mut self) {
         self.child = Self::spawn(self.port, self.dir.path());
     }
 }
