@@ -6,7 +6,7 @@
 use crate::actors::email::EmailOwner;
 use crate::actors::sku::Sku;
 use crate::actors::user::User;
-use crate::actors::{Entities, Runtime};
+use crate::actors::{Entities, KindStats, Runtime};
 use crate::auth::accounts::Accounts;
 use crate::auth::password::Passwords;
 use crate::auth::revocation::Revocations;
@@ -142,6 +142,35 @@ impl Node {
             clock,
             shutdown,
         })
+    }
+
+    /// The life-cycle counters of every entity kind.
+    pub fn kind_stats(&self) -> Vec<&KindStats> {
+        vec![
+            self.skus.stats(),
+            self.catalog.products.stats(),
+            self.shopping.carts.stats(),
+            self.shopping.campaigns.stats(),
+            self.accounts.users.stats(),
+            self.accounts.emails.stats(),
+            self.orders.stats(),
+            self.chat.rooms().stats(),
+        ]
+    }
+
+    /// Every active entity of every kind writes a snapshot now; how many did, once durable.
+    pub async fn snapshot_all(&self) -> usize {
+        let counts = tokio::join!(
+            self.skus.snapshot_all(),
+            self.catalog.products.snapshot_all(),
+            self.shopping.carts.snapshot_all(),
+            self.shopping.campaigns.snapshot_all(),
+            self.accounts.users.snapshot_all(),
+            self.accounts.emails.snapshot_all(),
+            self.orders.snapshot_all(),
+            self.chat.rooms().snapshot_all()
+        );
+        counts.0 + counts.1 + counts.2 + counts.3 + counts.4 + counts.5 + counts.6 + counts.7
     }
 
     /// Final snapshots of every active entity, then the journal is flushed and closed.

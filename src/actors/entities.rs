@@ -130,9 +130,12 @@ impl<E: Entity> Entities<E> {
             ask_timeout: rt.config.ask_timeout,
             shutdown: rt.shutdown,
         };
-        Ok(Self {
-            kind: Arc::new(kind),
-        })
+        let kind = Arc::new(kind);
+        tokio::spawn(sample_in_flight(
+            Arc::downgrade(&kind),
+            rt.config.max_in_flight,
+        ));
+        Ok(Self { kind })
     }
 
     pub fn stats(&self) -> &KindStats {
@@ -276,6 +279,23 @@ impl<E: Entity> Entities<E> {
         });
     }
 
+    /// Makes every active entity of the kind write a snapshot now (those with events since
+    /// their last one); how many did, once durable.
+    pub async fn snapshot_all(&self) -> usize {
+        let mut set = tokio::task::JoinSet::new();
+        for actor in self.kind.registry.actors() {
+            set.spawn(async move {
+                let done = actor.call(EntityMsg::Snapshot, Some(Duration::from_secs(10)));
+                matches!(done.await, Ok(CallResult::Success(true)))
+            });
+        }
+        let mut written = 0;
+        while let Some(done) = set.join_next().await {
+            written += usize::from(done.unwrap_or(false));
+        }
+        written
+    }
+
     /// Stops every entity of the kind after a final snapshot; new asks get `Unavailable`.
     pub async fn shutdown(&self) {
         self.kind.registry.close();
@@ -290,6 +310,20 @@ impl<E: Entity> Entities<E> {
         }
         while set.join_next().await.is_some() {}
         self.kind.supervisor.stop(None);
+    }
+}
+
+/// Ten times a second, notes how many asks of the kind are in flight (waiting in mailboxes or
+/// being handled), for the kind's `mailbox_depth_p99`.
+async fn sample_in_flight<E: Entity>(kind: std::sync::Weak<Kind<E>>, max: usize) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Some(kind) = kind.upgrade() else { return };
+        if kind.shutdown.is_cancelled() {
+            return;
+        }
+        let in_flight = max.saturating_sub(kind.admission.available_permits());
+        kind.registry.stats().sample_in_flight(in_flight);
     }
 }
 

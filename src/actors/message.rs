@@ -16,4 +16,7 @@ pub enum EntityMsg<E: Entity> {
     Passivate,
     /// Snapshot, reply once durable, stop.
     Shutdown(RpcReplyPort<()>),
+    /// Snapshot now if events came since the last one; reply once durable (`true` when one
+    /// was written).
+    Snapshot(RpcReplyPort<bool>),
 }

@@ -133,6 +133,10 @@ impl<E: Entity> Actor for EntityActor<E> {
                 live.snapshot(Box::new(move |_| drop(reply.send(()))));
                 myself.stop(Some("shutdown".into()));
             }
+            EntityMsg::Snapshot(reply) => {
+                let due = live.since_snapshot > 0;
+                live.snapshot(Box::new(move |r| drop(reply.send(due && r.is_ok()))));
+            }
         }
         live.reschedule(&myself);
         Ok(())

@@ -23,7 +23,12 @@ pub struct KindStats {
     activations: AtomicU64,
     passivations: AtomicU64,
     failures: AtomicU64,
+    /// Asks in flight, sampled ten times a second over the last minute.
+    in_flight: std::sync::Mutex<std::collections::VecDeque<u32>>,
 }
+
+/// Samples of asks in flight kept (a minute at ten a second).
+const IN_FLIGHT_SAMPLES: usize = 600;
 
 impl KindStats {
     pub(crate) fn new(kind: &'static str) -> Self {
@@ -44,6 +49,30 @@ impl KindStats {
     }
     pub fn activations(&self) -> u64 {
         self.activations.load(Ordering::Relaxed)
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// The 99th percentile of asks in flight over the last minute (0 before any sample).
+    pub fn in_flight_p99(&self) -> u32 {
+        let Ok(samples) = self.in_flight.lock() else {
+            return 0;
+        };
+        let mut sorted: Vec<u32> = samples.iter().copied().collect();
+        sorted.sort_unstable();
+        let at = (sorted.len() * 99).div_ceil(100);
+        sorted.get(at.saturating_sub(1)).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn sample_in_flight(&self, n: usize) {
+        if let Ok(mut samples) = self.in_flight.lock() {
+            if samples.len() == IN_FLIGHT_SAMPLES {
+                samples.pop_front();
+            }
+            samples.push_back(u32::try_from(n).unwrap_or(u32::MAX));
+        }
     }
 
     pub(crate) fn on_activated(&self) {

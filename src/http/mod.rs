@@ -17,6 +17,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
+pub mod node_admin;
 pub mod notifications;
 pub mod order_body;
 pub mod orders;
@@ -83,6 +84,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .merge(notifications::router())
         .merge(chat::router())
         .merge(cluster::router())
+        .merge(node_admin::router())
         .routes(utoipa_axum::routes!(ws::upgrade));
     if state.dev_mode {
         routes = routes.merge(dev::router());

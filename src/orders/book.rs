@@ -9,7 +9,7 @@
 //! this file: there is no other way to reach them.
 
 use crate::actors::order::{Order, OrderView};
-use crate::actors::{AskError, Entities, Inspection, Runtime};
+use crate::actors::{AskError, Entities, Inspection, KindStats, Runtime};
 use crate::domain::ids::OrderId;
 use crate::domain::order::{OrderCommand, OrderError, OrderEvent, OrderState, Placement};
 use dashmap::DashMap;
@@ -114,6 +114,15 @@ impl OrderBook {
     /// models listen, so what the woken orders do reaches them.
     pub fn wake_reminders(&self) {
         self.entities.wake_reminders();
+    }
+
+    pub fn stats(&self) -> &KindStats {
+        self.entities.stats()
+    }
+
+    /// Every active order writes a snapshot now; how many did.
+    pub async fn snapshot_all(&self) -> usize {
+        self.entities.snapshot_all().await
     }
 
     /// Snapshots every active order and stops them (node shutdown).

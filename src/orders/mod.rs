@@ -25,7 +25,7 @@ pub mod settings;
 use crate::actors::order::{OrderView, PendingEffect};
 use crate::actors::sku::Sku;
 use crate::actors::user::User;
-use crate::actors::{AskError, Entities, Inspection, Runtime};
+use crate::actors::{AskError, Entities, Inspection, KindStats, Runtime};
 use crate::auth::accounts::Accounts;
 use crate::catalog::Catalog;
 use crate::domain::ids::{OrderId, UserId};
@@ -217,6 +217,16 @@ impl Orders {
     /// Calls `listener` with every order view from now on, once durable.
     pub fn on_view(&self, listener: impl Fn(&OrderId, &OrderView) + Send + Sync + 'static) {
         self.book.on_view(listener);
+    }
+
+    /// The order kind's life-cycle counters.
+    pub fn stats(&self) -> &KindStats {
+        self.book.stats()
+    }
+
+    /// Every active order writes a snapshot now; how many did.
+    pub async fn snapshot_all(&self) -> usize {
+        self.book.snapshot_all().await
     }
 
     /// Snapshots every active order and stops them (node shutdown).

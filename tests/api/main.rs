@@ -8,6 +8,7 @@ mod health;
 mod helpers;
 mod mail;
 mod malformed;
+mod operations;
 mod orders;
 mod shopping;
 mod skus;

@@ -1,0 +1,72 @@
+//! Operator routes about the node asked (API.md, "Cluster"; they work on a lone node too):
+//! its entity kinds at a glance, and snapshots on demand (before a planned stop, or to shorten
+//! the next activation's replay).
+
+use crate::http::error::Problem;
+use crate::http::extract::OperatorUser;
+use crate::http::state::AppState;
+use axum::extract::State;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(actors))
+        .routes(routes!(snapshots))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActorsBody {
+    pub kinds: Vec<KindBody>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KindBody {
+    pub kind: String,
+    /// Entities of the kind active on this node now.
+    pub active: u64,
+    /// Entities passivated since the node started.
+    pub passivated: u64,
+    /// Entity actors that failed (and restart from their journal on the next ask).
+    pub restarts: u64,
+    /// Asks of the kind in flight (in mailboxes or being handled), 99th percentile of the
+    /// last minute, sampled ten times a second.
+    pub mailbox_depth_p99: u32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SnapshotsBody {
+    /// Entities that wrote a snapshot (those with events since their last one).
+    pub snapshotted: usize,
+}
+
+/// The entity kinds of the node asked.
+#[utoipa::path(get, path = "/api/v1/admin/actors", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = ActorsBody), (status = 403, body = Problem)))]
+pub async fn actors(_: OperatorUser, State(state): State<AppState>) -> axum::Json<ActorsBody> {
+    let kinds = state
+        .kind_stats()
+        .into_iter()
+        .map(|s| KindBody {
+            kind: s.kind().to_owned(),
+            active: s.active(),
+            passivated: s.passivations(),
+            restarts: s.failures(),
+            mailbox_depth_p99: s.in_flight_p99(),
+        })
+        .collect();
+    axum::Json(ActorsBody { kinds })
+}
+
+/// Every active entity of the node asked writes a snapshot now; answered once they are durable.
+#[utoipa::path(post, path = "/api/v1/admin/snapshots", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = SnapshotsBody), (status = 403, body = Problem)))]
+pub async fn snapshots(
+    _: OperatorUser,
+    State(state): State<AppState>,
+) -> axum::Json<SnapshotsBody> {
+    axum::Json(SnapshotsBody {
+        snapshotted: state.snapshot_all().await,
+    })
+}
