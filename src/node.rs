@@ -6,7 +6,7 @@
 use crate::actors::email::EmailOwner;
 use crate::actors::sku::Sku;
 use crate::actors::user::User;
-use crate::actors::{Entities, KindStats, Runtime};
+use crate::actors::{Entities, KindStats, Runtime, ViewReceiver};
 use crate::auth::accounts::Accounts;
 use crate::auth::password::Passwords;
 use crate::auth::revocation::Revocations;
@@ -119,6 +119,19 @@ impl Node {
         let promised = orders
             .recover_promises(&skus, storage.member.is_some())
             .await?;
+        if let Some(member) = &storage.member {
+            let receivers: Vec<Arc<dyn ViewReceiver>> = vec![
+                Arc::new(skus.clone()),
+                Arc::new(catalog.products.clone()),
+                Arc::new(shopping.carts.clone()),
+                Arc::new(shopping.campaigns.clone()),
+                Arc::new(accounts.users.clone()),
+                Arc::new(accounts.emails.clone()),
+                orders.view_receiver(),
+                Arc::new(chat.rooms().clone()),
+            ];
+            member.tail_views(receivers, shutdown.clone()).await?;
+        }
         if promised > 0 {
             tracing::info!(
                 promised,

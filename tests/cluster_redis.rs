@@ -428,3 +428,58 @@ async fn a_silent_node_s_shards_are_taken_after_their_lease_expires() {
     .await;
     stop.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_written_on_one_node_reach_the_read_models_of_another() {
+    let redis = RedisServer::start();
+    let conn = connect(&redis).await;
+    let (journal, _) = node_journal(&conn, "n1", Duration::from_secs(30)).await;
+    let writer = Entities::<Sku>::start(runtime(journal)).await.unwrap();
+    let id = SkuId::parse("tee").unwrap();
+    writer
+        .ask(&id, SkuCommand::SetStock { available: 9 })
+        .await
+        .unwrap();
+
+    // n2 holds no shard: it joins (positions first, then the stored views), then tails.
+    let from = emporium::cluster::views::positions(&conn, SHARDS)
+        .await
+        .unwrap();
+    let reader_journal = RedisJournal::new(conn.clone(), SHARDS, Arc::new(Fences::default()));
+    let reader = Entities::<Sku>::start(runtime(reader_journal))
+        .await
+        .unwrap();
+    assert_eq!(
+        reader.view(&id).map(|v| v.available),
+        Some(9),
+        "stored views load"
+    );
+    let heard = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let h = heard.clone();
+    reader.on_view(move |_, v| h.store(v.reserved, std::sync::atomic::Ordering::Relaxed));
+    let receivers: Vec<Arc<dyn emporium::actors::ViewReceiver>> = vec![Arc::new(reader.clone())];
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(emporium::cluster::views::tail(
+        connect(&redis).await,
+        from,
+        "n2/test".into(),
+        receivers,
+        stop.clone(),
+    ));
+
+    for n in 0..3 {
+        writer.ask(&id, reserve(&format!("o{n}"))).await.unwrap();
+    }
+    eventually("n2's view shows n1's reservations", || {
+        reader
+            .view(&id)
+            .is_some_and(|v| (v.available, v.reserved) == (6, 3))
+    })
+    .await;
+    assert_eq!(
+        heard.load(std::sync::atomic::Ordering::Relaxed),
+        3,
+        "listeners hear them"
+    );
+    stop.cancel();
+}

@@ -11,7 +11,7 @@
 use crate::actors::context::{EntityContext, SnapshotPolicy};
 use crate::actors::entity::{AskError, Entity, EntityKey, Inspection};
 use crate::actors::message::EntityMsg;
-use crate::actors::registry::{Registry, Slot};
+use crate::actors::registry::{Registry, Slot, ViewSink};
 use crate::actors::shell::{Activation, EntityActor};
 use crate::actors::supervisor::{KindStats, KindSupervisor};
 use crate::domain::time::Clock;
@@ -155,6 +155,16 @@ impl<E: Entity> Entities<E> {
     /// Calls `listener` with every view from now on, once durable, in the order written.
     pub fn on_view(&self, listener: impl Fn(&E::Id, &E::View) + Send + Sync + 'static) {
         self.kind.registry.on_view(Arc::new(listener));
+    }
+
+    /// Takes in a view another node wrote (cluster mode): listeners and `view` see it as if
+    /// written here. A view that does not decode is an error, never a panic.
+    pub fn receive_view(&self, raw_id: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        let id = E::Id::parse_key(raw_id)
+            .ok_or_else(|| anyhow::anyhow!("{}: bad id in a view: {raw_id}", E::KIND))?;
+        let view = crate::persistence::codec::decode_snapshot::<E::View>(bytes)?;
+        self.kind.registry.publish(&id, view);
+        Ok(())
     }
 
     /// Sends `command` to the entity and waits for its reply (sent once durable).
@@ -310,6 +320,22 @@ impl<E: Entity> Entities<E> {
         }
         while set.join_next().await.is_some() {}
         self.kind.supervisor.stop(None);
+    }
+}
+
+/// A kind's door for views written by other nodes (see [`Entities::receive_view`]).
+pub trait ViewReceiver: Send + Sync {
+    fn kind(&self) -> &'static str;
+    fn receive(&self, raw_id: &str, bytes: &[u8]) -> anyhow::Result<()>;
+}
+
+impl<E: Entity> ViewReceiver for Entities<E> {
+    fn kind(&self) -> &'static str {
+        E::KIND
+    }
+
+    fn receive(&self, raw_id: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        self.receive_view(raw_id, bytes)
     }
 }
 

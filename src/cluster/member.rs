@@ -3,10 +3,12 @@
 //! secrets every node shares, the lease keeper (its first round done, so the node holds its
 //! shards before it serves) and the Redis journal fenced by those leases.
 
+use crate::actors::ViewReceiver;
 use crate::cluster::config::{ClusterSettings, NodeSettings};
 use crate::cluster::keeper::Keeper;
 use crate::cluster::leases::{Holder, Leases, NodeReport};
 use crate::cluster::shards::Shard;
+use crate::cluster::views;
 use crate::config::Settings;
 use crate::persistence::redis_journal::{Fences, RedisJournal};
 use anyhow::Context;
@@ -27,6 +29,9 @@ pub struct Member {
     pub fences: Arc<Fences>,
     /// This node's name, and the cluster file's shard count and nodes.
     pub node: String,
+    /// Where each shard's view stream ended when the node joined: its views tail starts there
+    /// (read before the stored views are loaded, so nothing written in between is missed).
+    pub view_positions: Vec<String>,
     pub cluster: ClusterSettings,
     leases: Leases,
     /// Cancelled by `leave`: the keeper gives every lease up and ends.
@@ -63,6 +68,7 @@ impl Member {
         .map_err(|_| anyhow::anyhow!("no answer from Redis at {}", cluster.redis_url))?
         .with_context(|| format!("cannot reach Redis at {}", cluster.redis_url))?;
         check_shards(cluster, &redis).await?;
+        let view_positions = views::positions(&redis, cluster.shards).await?;
         let fences = Arc::new(Fences::default());
         let ttl = Duration::from_millis(cluster.lease_ttl_ms);
         let leases = Leases::new(redis.clone(), node.name.clone(), ttl);
@@ -89,11 +95,28 @@ impl Member {
             journal,
             fences,
             node: node.name.clone(),
+            view_positions,
             cluster: cluster.clone(),
             leases,
             keeper_stop,
             keeper: tokio::sync::Mutex::new(Some(handle)),
         })
+    }
+
+    /// Keeps the read models current with the views other nodes write, until `shutdown`
+    /// (see `cluster::views`); on a connection of its own.
+    pub async fn tail_views(
+        &self,
+        receivers: Vec<Arc<dyn ViewReceiver>>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let own = ConnectionManager::new(self.client.clone())
+            .await
+            .context("cannot open the connection that tails the views")?;
+        let me = self.leases.holder_id().to_owned();
+        let from = self.view_positions.clone();
+        tokio::spawn(views::tail(own, from, me, receivers, shutdown));
+        Ok(())
     }
 
     /// Every node of the cluster file as it stands now: up (with what it last reported) or down.

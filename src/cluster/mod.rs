@@ -9,3 +9,4 @@ pub mod keeper;
 pub mod leases;
 pub mod member;
 pub mod shards;
+pub mod views;

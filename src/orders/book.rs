@@ -9,7 +9,7 @@
 //! this file: there is no other way to reach them.
 
 use crate::actors::order::{Order, OrderView};
-use crate::actors::{AskError, Entities, Inspection, KindStats, Runtime};
+use crate::actors::{AskError, Entities, Inspection, KindStats, Runtime, ViewReceiver};
 use crate::domain::ids::OrderId;
 use crate::domain::order::{OrderCommand, OrderError, OrderEvent, OrderState, Placement};
 use dashmap::DashMap;
@@ -114,6 +114,11 @@ impl OrderBook {
     /// models listen, so what the woken orders do reaches them.
     pub fn wake_reminders(&self) {
         self.entities.wake_reminders();
+    }
+
+    /// Where views of orders written by other nodes come in (cluster mode).
+    pub fn view_receiver(&self) -> Arc<dyn ViewReceiver> {
+        Arc::new(self.entities.clone())
     }
 
     pub fn stats(&self) -> &KindStats {

@@ -25,7 +25,7 @@ pub mod settings;
 use crate::actors::order::{OrderView, PendingEffect};
 use crate::actors::sku::Sku;
 use crate::actors::user::User;
-use crate::actors::{AskError, Entities, Inspection, KindStats, Runtime};
+use crate::actors::{AskError, Entities, Inspection, KindStats, Runtime, ViewReceiver};
 use crate::auth::accounts::Accounts;
 use crate::catalog::Catalog;
 use crate::domain::ids::{OrderId, UserId};
@@ -217,6 +217,11 @@ impl Orders {
     /// Calls `listener` with every order view from now on, once durable.
     pub fn on_view(&self, listener: impl Fn(&OrderId, &OrderView) + Send + Sync + 'static) {
         self.book.on_view(listener);
+    }
+
+    /// Where views of orders written by other nodes come in (cluster mode).
+    pub fn view_receiver(&self) -> Arc<dyn ViewReceiver> {
+        self.book.view_receiver()
     }
 
     /// The order kind's life-cycle counters.

@@ -19,7 +19,10 @@
 //! - `ev:{sN}:kind:id` — hash: zero-padded seq -> encoded event;
 //! - `sn:{sN}:kind:id` — hash: `seq`, `state` (the newest snapshot);
 //! - `rm:{sN}:kind` — sorted set: id scored by its reminder (Unix ms);
-//! - `vw:{sN}:kind` — hash: id -> encoded view.
+//! - `vw:{sN}:kind` — hash: id -> encoded view;
+//! - `vs:{sN}` — stream of the shard's view changes (`by` fence, `kind`, `id`, `view`), capped
+//!   near 100,000 entries, which every node tails to keep its read models current
+//!   (`cluster::views`).
 //!
 //! Reads (`load`, `views`, ...) are synchronous in the trait (the runtime calls them on the
 //! blocking pool); they block on the async connection through the runtime handle.
@@ -73,6 +76,8 @@ while i <= #ARGV do
     i = i + 4
   elseif op == 'V' then
     redis.call('HSET', 'vw:' .. tag .. ':' .. ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+    redis.call('XADD', 'vs:' .. tag, 'MAXLEN', '~', '100000', '*', 'by', ARGV[1],
+      'kind', ARGV[i + 1], 'id', ARGV[i + 2], 'view', ARGV[i + 3])
     i = i + 4
   else
     return redis.error_reply('BAD_RECORD ' .. tostring(op))
