@@ -483,3 +483,58 @@ async fn views_written_on_one_node_reach_the_read_models_of_another() {
     );
     stop.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_acknowledged_after_a_gap_or_over_a_stored_event() {
+    let redis = RedisServer::start();
+    let conn = connect(&redis).await;
+    let (journal, _) = node_journal(&conn, "n1", Duration::from_secs(30)).await;
+    let stream = StreamId::new("sku", "gap");
+    let shard = Shard::of("sku", "gap", SHARDS);
+    let fence = journal.fences().get(shard).unwrap();
+    let load = |j: Arc<RedisJournal>, s: StreamId| blocking(move || j.load(&s));
+    let term = load(journal.clone(), stream.clone()).await.unwrap().term;
+    let with_term = |mut a: Append| {
+        a.term = term;
+        a
+    };
+    submit(journal.as_ref(), with_term(events(&stream, 1..=1)))
+        .await
+        .unwrap();
+
+    // The fence lapses for a moment (Redis unreachable, say): event 2 is refused...
+    journal.fences().clear(shard);
+    let refused = submit(journal.as_ref(), with_term(events(&stream, 2..=2))).await;
+    assert!(refused.is_err());
+    // ...and, the fence back under the same term, event 3 too: it would follow a gap.
+    journal.fences().set(shard, fence.clone());
+    let after_gap = submit(journal.as_ref(), with_term(events(&stream, 3..=3))).await;
+    assert!(after_gap.is_err(), "acknowledged after a gap");
+    // The entity reads its stream again and goes on from what is stored.
+    let reread = load(journal.clone(), stream.clone()).await.unwrap();
+    assert_eq!(
+        reread.events.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        vec![1]
+    );
+    submit(journal.as_ref(), with_term(events(&stream, 2..=2)))
+        .await
+        .unwrap();
+
+    // A second writer of an event already stored is refused, and the stored one stays.
+    let mut twice = events(&stream, 2..=2);
+    twice.events[0].1 = b"another event 2".to_vec();
+    assert!(submit(journal.as_ref(), with_term(twice)).await.is_err());
+    let stored = load(journal.clone(), stream.clone()).await.unwrap();
+    assert_eq!(stored.events[1].1, b"event 2".to_vec());
+
+    // A fence that is not the lease's (another term took over) reads nothing.
+    journal.fences().set(
+        shard,
+        emporium::cluster::leases::Fence {
+            epoch: fence.epoch + 7,
+            ..fence
+        },
+    );
+    let r = load(journal.clone(), stream.clone()).await;
+    assert!(matches!(r, Err(JournalError::NotOwner { .. })), "{r:?}");
+}

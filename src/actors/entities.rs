@@ -157,6 +157,12 @@ impl<E: Entity> Entities<E> {
         self.kind.registry.on_view(Arc::new(listener));
     }
 
+    /// Whether this node may write the entity now (cluster mode: it holds the entity's shard).
+    pub fn is_local(&self, id: &E::Id) -> bool {
+        let stream = StreamId::new(E::KIND, id.to_string());
+        self.kind.ctx.journal.owns(&stream)
+    }
+
     /// Takes in a view another node wrote (cluster mode): listeners and `view` see it as if
     /// written here. A view that does not decode is an error, never a panic.
     pub fn receive_view(&self, raw_id: &str, bytes: &[u8]) -> anyhow::Result<()> {
@@ -209,8 +215,9 @@ impl<E: Entity> Entities<E> {
     /// Asks the actor, activating it; when the actor is found dead, forgets it and tries once
     /// more with a fresh activation (the message was never handled, so a retry is safe).
     ///
-    /// Every message to an entity passes here: in a cluster, a key whose shard this node does
-    /// not own is forwarded to its owner's region instead of activated.
+    /// Every message to an entity passes here: this is where, in a cluster, a key whose shard
+    /// another node holds is to be forwarded to that node (not built yet: such an ask fails to
+    /// activate here and answers `Unavailable`).
     async fn call<T: Send + 'static>(
         &self,
         id: &E::Id,

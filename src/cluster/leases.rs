@@ -71,7 +71,7 @@ pub struct Holder {
     pub epoch: u64,
 }
 
-/// `node:epoch` as held in a lease key.
+/// `node/incarnation:epoch` as held in a lease key.
 fn parse_holder(held: &str) -> Option<Holder> {
     let (holder, epoch) = held.rsplit_once(':')?;
     Some(Holder {

@@ -110,7 +110,11 @@ impl Member {
         receivers: Vec<Arc<dyn ViewReceiver>>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let own = ConnectionManager::new(self.client.clone())
+        // Its reads block up to a second: the response timeout must be longer.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(5)));
+        let own = ConnectionManager::new_with_config(self.client.clone(), config)
             .await
             .context("cannot open the connection that tails the views")?;
         let me = self.leases.holder_id().to_owned();

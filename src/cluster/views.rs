@@ -4,9 +4,12 @@
 //! index, stock levels, drop pages and order listings answer locally on every node.
 //!
 //! The tail starts from the streams' ends as read *before* the node loads the stored views,
-//! so a view written in between is received twice (harmless: the same view again), never
-//! missed. Entries of one shard arrive in the order they were written, whichever node wrote
-//! them; a node's own entries are skipped (it published them itself once durable).
+//! so a view written in between is received again after loading (it is never missed).
+//! Entries of one shard arrive in the order they were written, whichever node wrote them; a
+//! node's own entries are skipped (it published them itself once durable). Known gaps: after a
+//! shard moves away and back, a node may receive another node's older view after publishing
+//! its own newer one (views carry no sequence yet); and a tail that lags past the stream's
+//! cap (~100,000 entries per shard) loses the entries cut.
 
 use crate::actors::ViewReceiver;
 use crate::cluster::shards::Shard;

@@ -86,6 +86,11 @@ impl OrderBook {
         state
     }
 
+    /// Whether this node can write the order now (cluster mode: it holds the order's shard).
+    pub fn is_local(&self, id: &OrderId) -> bool {
+        self.entities.is_local(id)
+    }
+
     /// Whether the order exists or is promised.
     pub fn known(&self, id: &OrderId) -> bool {
         self.entities.view(id).is_some() || self.promises.pending.contains_key(id)

@@ -194,6 +194,12 @@ impl Orders {
         self.book.promise(id, placement)
     }
 
+    /// Whether this node can write the order now: a drop purchase is acknowledged only when it
+    /// can (until asks are forwarded between cluster nodes).
+    pub fn is_local(&self, id: &OrderId) -> bool {
+        self.book.is_local(id)
+    }
+
     /// Whether the order exists or is promised.
     pub fn known(&self, id: &OrderId) -> bool {
         self.book.known(id)

@@ -44,7 +44,8 @@ pub async fn keep(book: OrderBook, shutdown: CancellationToken) {
 
 /// Promises again every order a SKU holds units for but the order kind never wrote. Runs
 /// before the node is ready; returns how many. With `others_own_some` (a cluster), a SKU this
-/// node cannot reach is skipped: its shard's owner recovers its holds; otherwise it is an error.
+/// node cannot reach is skipped (its shard's owner recovers those holds when it starts; a
+/// takeover does not yet recover them); otherwise it is an error.
 pub async fn recover(
     book: &OrderBook,
     skus: &Entities<Sku>,

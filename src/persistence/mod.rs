@@ -142,6 +142,11 @@ pub trait Journal: Send + Sync + 'static {
     fn views(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, JournalError>;
     /// True when no submitted write is still waiting to become durable.
     fn is_idle(&self) -> bool;
+    /// Whether this node may write the stream now (cluster mode: it holds the stream's shard);
+    /// always true for a node's own store.
+    fn owns(&self, _stream: &StreamId) -> bool {
+        true
+    }
     /// Makes everything submitted so far durable and stops taking writes. Blocks.
     fn close(&self);
 }

@@ -3,7 +3,8 @@
 //!
 //! **Fenced group commit.** One writer task drains every pending append, groups them by shard
 //! and writes each shard's group with one Lua script call that first checks the shard's lease
-//! (`lease:{sN}` must still be exactly `node:epoch`, the [`Fence`] this node holds) and then
+//! (`lease:{sN}` must still be exactly `node/incarnation:epoch`, the [`Fence`] this process
+//! holds) and then
 //! applies every write of the group — atomically, so a node that lost its lease writes nothing
 //! and acknowledges nothing (`JournalError::NotOwner`). The groups of one batch go out
 //! pipelined on one multiplexed connection; completions run in submission order once their
@@ -39,7 +40,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Checks the fence, then applies a group of writes of one shard. `KEYS[1]`: the lease.
-/// `ARGV[1]`: the fence (`node:epoch`), `ARGV[2]`: the shard's tag, then records:
+/// `ARGV[1]`: the fence (`node/incarnation:epoch`), `ARGV[2]`: the shard's tag, then records:
 /// `E stream seq event`, `S stream seq state`, `T stream seq` (trim up to seq),
 /// `R kind id millis` (`millis` empty: clear), `V kind id view`.
 const APPEND: &str = r"
@@ -48,7 +49,22 @@ if held ~= ARGV[1] then
   return redis.error_reply('NOT_OWNER ' .. tostring(held))
 end
 local tag = ARGV[2]
+-- An event seq already stored means two writers of one stream: refuse before writing anything.
 local i = 3
+while i <= #ARGV do
+  local op = ARGV[i]
+  if op == 'E' then
+    if redis.call('HEXISTS', 'ev:' .. tag .. ':' .. ARGV[i + 1], ARGV[i + 2]) == 1 then
+      return redis.error_reply('SEQ_TAKEN ' .. ARGV[i + 1] .. ' ' .. ARGV[i + 2])
+    end
+    i = i + 4
+  elseif op == 'T' then
+    i = i + 3
+  else
+    i = i + 4
+  end
+end
+i = 3
 while i <= #ARGV do
   local op = ARGV[i]
   if op == 'E' then
@@ -139,6 +155,9 @@ pub struct RedisJournal {
     redis: ConnectionManager,
     shards: u32,
     fences: Arc<Fences>,
+    /// Streams with a failed append: their later appends are refused until the stream is read
+    /// again (the entity restarts), so nothing is acknowledged after a gap.
+    failed: Arc<DashMap<(&'static str, String), ()>>,
     queue: mpsc::UnboundedSender<Job>,
     /// Appends submitted and not yet completed.
     in_flight: Arc<AtomicUsize>,
@@ -156,10 +175,12 @@ impl RedisJournal {
     pub fn new(redis: ConnectionManager, shards: u32, fences: Arc<Fences>) -> Arc<Self> {
         let (queue, jobs) = mpsc::unbounded_channel();
         let in_flight = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(DashMap::new());
         let writer = Writer {
             redis: redis.clone(),
             shards,
             fences: fences.clone(),
+            failed: failed.clone(),
             script: redis::Script::new(APPEND),
             in_flight: in_flight.clone(),
         };
@@ -168,6 +189,7 @@ impl RedisJournal {
             redis,
             shards,
             fences,
+            failed,
             queue,
             in_flight,
             closed: AtomicBool::new(false),
@@ -218,13 +240,21 @@ impl Journal for RedisJournal {
     }
 
     /// Reads the stream under the shard's current term; a shard this node does not hold is
-    /// `NotOwner` (its entities are served by the owner).
+    /// `NotOwner` (its entities are served by the owner). The lease is read in the same
+    /// transaction as the data: the state returned is exactly what the term it names saw.
     fn load(&self, stream: &StreamId) -> Result<Recovered, JournalError> {
-        let tag = self.shard(stream.kind, &stream.id).tag();
+        let shard = self.shard(stream.kind, &stream.id);
+        let fence = self
+            .fences
+            .get(shard)
+            .ok_or(JournalError::NotOwner { shard: shard.0 })?;
+        let tag = shard.tag();
         let part = stream_part(stream);
-        let (events, snapshot): (Fields, Fields) = self.read(async {
+        let (lease, events, snapshot): (Option<String>, Fields, Fields) = self.read(async {
             redis::pipe()
                 .atomic()
+                .cmd("GET")
+                .arg(lease_key(shard))
                 .cmd("HGETALL")
                 .arg(format!("ev:{tag}:{part}"))
                 .cmd("HGETALL")
@@ -232,11 +262,11 @@ impl Journal for RedisJournal {
                 .query_async(&mut self.redis.clone())
                 .await
         })?;
-        let shard = self.shard(stream.kind, &stream.id);
-        let fence = self
-            .fences
-            .get(shard)
-            .ok_or(JournalError::NotOwner { shard: shard.0 })?;
+        if lease.as_deref() != Some(fence.token().as_str()) {
+            return Err(JournalError::NotOwner { shard: shard.0 });
+        }
+        // A later append of this stream is good again: the entity starts from what is stored.
+        self.failed.remove(&(stream.kind, stream.id.clone()));
         let mut recovered = Recovered {
             term: Some(fence.epoch),
             ..Recovered::default()
@@ -308,6 +338,12 @@ impl Journal for RedisJournal {
         self.in_flight.load(Ordering::Acquire) == 0
     }
 
+    fn owns(&self, stream: &StreamId) -> bool {
+        self.fences
+            .get(self.shard(stream.kind, &stream.id))
+            .is_some()
+    }
+
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -322,6 +358,7 @@ struct Writer {
     redis: ConnectionManager,
     shards: u32,
     fences: Arc<Fences>,
+    failed: Arc<DashMap<(&'static str, String), ()>>,
     script: redis::Script,
     in_flight: Arc<AtomicUsize>,
 }
@@ -363,17 +400,22 @@ impl Writer {
             }
         }
         let mut results: Vec<Result<(), JournalError>> = vec![Ok(()); batch.len()];
-        // An append whose writer loaded its state under an earlier term of the shard is
-        // refused on its own: that state may be stale (another node wrote meanwhile).
+        // Refused on its own: an append whose writer loaded its state under an earlier term of
+        // the shard (that state may be stale), or of a stream with an earlier failed append
+        // (it would leave a gap).
         for (shard, members) in &mut groups {
             let fence = self.fences.get(*shard);
             members.retain(|&i| {
                 let current = fence.as_ref().map(|f| f.epoch);
                 let stale = batch[i].term.is_some() && batch[i].term != current;
-                if stale {
+                let after_failure = batch[i]
+                    .stream
+                    .as_ref()
+                    .is_some_and(|s| self.failed.contains_key(&(s.kind, s.id.clone())));
+                if stale || after_failure {
                     results[i] = Err(JournalError::NotOwner { shard: shard.0 });
                 }
-                !stale
+                !(stale || after_failure)
             });
         }
         groups.retain(|(_, members)| !members.is_empty());
@@ -384,6 +426,11 @@ impl Writer {
         for (members, outcome) in futures_util::future::join_all(calls).await {
             for &i in members {
                 results[i] = outcome.clone();
+            }
+        }
+        for (append, result) in batch.iter().zip(&results) {
+            if let (Some(stream), Err(_)) = (&append.stream, result) {
+                self.failed.insert((stream.kind, stream.id.clone()), ());
             }
         }
         results
