@@ -16,7 +16,9 @@ up() {
     command -v redis-server >/dev/null || { echo "redis-server is missing: apt-get install redis-server"; exit 1; }
     [ -x "$BIN" ] || cargo build --release
     mkdir -p "$DIR/redis"
-    if ! redis-cli -p "$PORT" ping >/dev/null 2>&1; then
+    if redis-cli -p "$PORT" ping >/dev/null 2>&1; then
+        echo "using the Redis already on port $PORT (it must run with appendonly yes, appendfsync always)"
+    else
         redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly yes \
             --appendfsync always --dir "$DIR/redis" --daemonize yes \
             --pidfile "$PWD/$DIR/redis.pid" --logfile "$PWD/$DIR/redis.log"
@@ -46,7 +48,11 @@ down() {
             rm -f "$DIR/$n.pid"
         fi
     done
-    redis-cli -p "$PORT" shutdown >/dev/null 2>&1 || true
+    # Only the Redis this script started (a Redis that was there before is left running).
+    if [ -f "$DIR/redis.pid" ]; then
+        kill "$(cat "$DIR/redis.pid")" 2>/dev/null || true
+        rm -f "$DIR/redis.pid"
+    fi
     echo "stopped (data stays in $DIR/redis)"
 }
 

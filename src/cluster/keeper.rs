@@ -73,24 +73,26 @@ impl Keeper {
         }
         let holders = self.leases.holders(self.shards).await?;
         let mut handed = 0;
+        let mut failed = None;
         for (s, holder) in holders.into_iter().enumerate() {
             let shard = Shard(s as u32);
             let preferred = shard.preferred(&live).cloned();
+            let mut outcome = Ok(());
             match holder {
                 Some(h) if h.holder == this_process => {
                     free_since.remove(&shard);
                     let elsewhere = preferred.as_ref().is_some_and(|p| *p != me);
                     if elsewhere && handed < handovers_per_round(self.shards) {
                         handed += 1;
-                        self.hand_over(shard).await?;
+                        outcome = self.hand_over(shard).await;
                     } else {
-                        self.take(shard).await?;
+                        outcome = self.take(shard).await;
                     }
                 }
                 // An earlier process of this node (a restart): its shards are taken at once.
                 Some(h) if h.node == me => {
                     free_since.remove(&shard);
-                    self.take(shard).await?;
+                    outcome = self.take(shard).await;
                 }
                 Some(_) => {
                     free_since.remove(&shard);
@@ -101,14 +103,21 @@ impl Keeper {
                     let orphaned = since.elapsed() >= grace(self.leases.ttl());
                     if preferred.as_deref() == Some(me.as_str()) || orphaned {
                         free_since.remove(&shard);
-                        self.take(shard).await?;
+                        outcome = self.take(shard).await;
                     } else {
                         self.fences.clear(shard);
                     }
                 }
             }
+            // One shard's failure does not keep the others from being renewed this round.
+            if let Err(e) = outcome {
+                failed.get_or_insert(e);
+            }
         }
-        Ok(())
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Takes or renews the shard; the fence is good for the TTL less a margin from now.
