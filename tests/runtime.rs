@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 struct Counter;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 enum Cmd {
     Add(u64),
     Get,

@@ -12,7 +12,7 @@ use crate::domain::time::Timestamp;
 pub struct CampaignEntity;
 
 /// A campaign after a command; for a claim, the coupon just issued.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CampaignReply {
     pub view: Option<CampaignView>,
     pub issued: Option<CouponId>,

@@ -12,7 +12,7 @@ pub struct Room;
 
 /// A room after a command: who is in it, the message a post made (or found again), the page
 /// a `Page` read.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RoomReply {
     pub room: RoomView,
     pub posted: Option<ChatMessage>,

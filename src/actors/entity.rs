@@ -60,11 +60,13 @@ pub trait Entity: Send + Sync + Sized + 'static {
     const KIND: &'static str;
     type Id: EntityKey;
     type State: Default + Serialize + DeserializeOwned + Send + 'static;
-    type Command: Clone + Debug + Send + 'static;
+    /// Serializable so it can be carried to the node that owns the entity (cluster mode).
+    type Command: Clone + Debug + Serialize + DeserializeOwned + Send + 'static;
     type Event: Serialize + DeserializeOwned + Send + 'static;
     /// A business rejection, sent back in the reply (never a reason to stop the actor).
-    type Rejection: Debug + Send + 'static;
-    type Reply: Send + 'static;
+    type Rejection: Debug + Serialize + DeserializeOwned + Send + 'static;
+    /// Serializable, like the command, to travel back from the owner.
+    type Reply: Serialize + DeserializeOwned + Send + 'static;
     /// The public face of the state that read models use (`()` for kinds without one).
     type View: Clone + Serialize + DeserializeOwned + Send + Sync + 'static;
 
@@ -190,4 +192,45 @@ pub struct Inspection {
     /// The sequence number the newest snapshot covers.
     pub snapshot_seq: u64,
     pub state: serde_json::Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::drop::DropError;
+    use crate::domain::ids::{CouponId, OrderId};
+    use crate::domain::inventory::{SkuCommand, SkuError};
+    use crate::domain::order::OrderError;
+    use crate::domain::user::wallet::{WalletCommand, WalletError};
+    use crate::domain::user::{UserCommand, UserError};
+    use crate::persistence::codec::{decode_snapshot, encode_snapshot};
+    use serde::{Serialize, de::DeserializeOwned};
+    use std::fmt::Debug;
+
+    fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(value: T) {
+        let bytes = encode_snapshot(&value).unwrap();
+        assert_eq!(decode_snapshot::<T>(&bytes).unwrap(), value);
+    }
+
+    /// Commands, replies and rejections travel to the entity's owner in a cluster: they
+    /// survive the codec, texts included.
+    #[test]
+    fn commands_and_rejections_survive_the_codec() {
+        let order = OrderId::parse("o1").unwrap();
+        round_trip(SkuCommand::Commit {
+            order_id: order.clone(),
+        });
+        round_trip(SkuError::Drop(DropError::Invalid(
+            "price must be positive".into(),
+        )));
+        round_trip(UserCommand::Wallet(WalletCommand::Reserve {
+            coupon_id: CouponId::parse("c.1").unwrap(),
+            order_id: order,
+        }));
+        round_trip(UserError::Wallet(WalletError::NotAvailable(
+            "already used".into(),
+        )));
+        round_trip(OrderError::NotReturnable(
+            "an item is not in the order".into(),
+        ));
+    }
 }

@@ -14,7 +14,7 @@ use serde::Serialize;
 pub struct Sku;
 
 /// The counters of one SKU after a command.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct StockLevels {
     pub sku_id: SkuId,
     pub available: u64,
@@ -24,10 +24,10 @@ pub struct StockLevels {
     pub reservation: Option<ReservationView>,
     /// For `Purchase`: the order its hold keeps (the one held first, which a replay did not
     /// replace); `None` once the hold is settled.
-    #[serde(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt: Option<PurchaseReceipt>,
     /// For `HeldOrders`: the order of every open drop hold.
-    #[serde(skip)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub held_orders: Vec<PurchaseReceipt>,
 }
 

@@ -9,7 +9,7 @@ use crate::domain::user::{self, UserCommand, UserError, UserEvent, UserState};
 pub struct User;
 
 /// The account after a command (the edge decides what of it to show).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Account {
     pub user_id: UserId,
     pub state: UserState,

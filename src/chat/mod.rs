@@ -121,12 +121,12 @@ impl Chat {
                 let order = self.orders.get(&requester, order_id).await?;
                 let owner = order.owner().cloned().ok_or(RoomError::NotFound)?;
                 let id = RoomId::parse(format!("s{order_id}"))
-                    .map_err(|_| RoomError::Invalid("order id"))?;
+                    .map_err(|_| RoomError::Invalid("order id".into()))?;
                 (id, vec![owner])
             }
             None => {
                 let id = RoomId::parse(format!("r{:016x}", rand::random::<u64>()))
-                    .map_err(|_| RoomError::Invalid("room id"))?;
+                    .map_err(|_| RoomError::Invalid("room id".into()))?;
                 (id, new.members)
             }
         };
@@ -180,7 +180,7 @@ impl Chat {
         let reply = self.rooms.ask(&room, post).await?;
         let message = reply
             .posted
-            .ok_or(RoomError::Invalid("the message was not recorded"))?;
+            .ok_or(RoomError::Invalid("the message was not recorded".into()))?;
         self.bus
             .publish(&format!("chat:{room}"), pushed(&room, &message));
         Ok((room, message))

@@ -49,7 +49,7 @@ impl CartState {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CartCommand {
     /// Sets a line's quantity (0 removes it); `available` is the SKU's stock right now.
     SetLine {
@@ -79,7 +79,7 @@ pub enum CartEvent {
     Cleared { skus: Option<Vec<SkuId>> },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum CartError {
     #[error("a line holds 0 to {MAX_QTY} units")]
     InvalidQuantity,

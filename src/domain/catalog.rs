@@ -65,7 +65,7 @@ pub struct ProductState {
     pub product: Option<Product>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ProductCommand {
     Create(Product),
     Update(ProductPatch),
@@ -79,7 +79,7 @@ pub enum ProductEvent {
     Updated { patch: ProductPatch, at: Timestamp },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum CatalogError {
     #[error("no such product")]
     NotFound,

@@ -64,7 +64,7 @@ fn dedup_key(author: &UserId, client_msg_id: &str) -> String {
     format!("{author}\n{client_msg_id}")
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RoomCommand {
     Create {
         name: String,
@@ -110,7 +110,7 @@ pub enum RoomEvent {
     Posted(ChatMessage),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum RoomError {
     #[error("no such room")]
     NotFound,
@@ -119,7 +119,7 @@ pub enum RoomError {
     #[error("a support room is for its order's owner and admins")]
     Forbidden,
     #[error("{0}")]
-    Invalid(&'static str),
+    Invalid(std::borrow::Cow<'static, str>),
 }
 
 pub fn decide(
@@ -142,15 +142,17 @@ pub fn decide(
                 return if s.order_id.is_some() && s.order_id == *order_id {
                     Ok(vec![])
                 } else {
-                    Err(RoomError::Invalid("the room exists"))
+                    Err(RoomError::Invalid("the room exists".into()))
                 };
             }
             let name = name.trim();
             if name.is_empty() || name.chars().count() > MAX_NAME {
-                return Err(RoomError::Invalid("name must be 1 to 100 characters"));
+                return Err(RoomError::Invalid(
+                    "name must be 1 to 100 characters".into(),
+                ));
             }
             if members.len() >= MAX_MEMBERS {
-                return Err(RoomError::Invalid("at most 1000 members"));
+                return Err(RoomError::Invalid("at most 1000 members".into()));
             }
             Ok(vec![RoomEvent::Created {
                 name: name.to_owned(),
@@ -167,7 +169,7 @@ pub fn decide(
                 return Err(RoomError::Forbidden);
             }
             if s.members.len() >= MAX_MEMBERS {
-                return Err(RoomError::Invalid("the room is full"));
+                return Err(RoomError::Invalid("the room is full".into()));
             }
             Ok(vec![RoomEvent::Joined { user: user.clone() }])
         }
@@ -186,7 +188,9 @@ pub fn decide(
             }
             if let Some(c) = client_msg_id {
                 if c.is_empty() || c.len() > MAX_CLIENT_MSG_ID {
-                    return Err(RoomError::Invalid("client_msg_id must be 1 to 64 bytes"));
+                    return Err(RoomError::Invalid(
+                        "client_msg_id must be 1 to 64 bytes".into(),
+                    ));
                 }
                 if s.client_ids.contains_key(&dedup_key(author, c)) {
                     return Ok(vec![]);
@@ -194,7 +198,9 @@ pub fn decide(
             }
             let n = text.chars().count();
             if text.trim().is_empty() || n > MAX_TEXT {
-                return Err(RoomError::Invalid("text must be 1 to 2000 characters"));
+                return Err(RoomError::Invalid(
+                    "text must be 1 to 2000 characters".into(),
+                ));
             }
             Ok(vec![RoomEvent::Posted(ChatMessage {
                 id: s.messages.len() as u64 + 1,

@@ -42,7 +42,7 @@ impl CampaignView {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CampaignCommand {
     Create { id: CampaignId, campaign: Campaign },
     Claim { user_id: UserId },
@@ -62,7 +62,7 @@ pub enum CampaignEvent {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum CouponError {
     #[error("no such coupon campaign")]
     NotFound,

@@ -63,7 +63,7 @@ impl DropStatus {
 }
 
 /// Why a drop refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum DropError {
     #[error("the drop is sold out")]
     SoldOut,
@@ -76,7 +76,7 @@ pub enum DropError {
     #[error("a drop with this id exists")]
     Exists,
     #[error("{0}")]
-    Invalid(&'static str),
+    Invalid(std::borrow::Cow<'static, str>),
 }
 
 impl DropState {
@@ -111,7 +111,9 @@ impl DropState {
     /// Checks a purchase of `qty` by `user` at `now`: the window, the stock, the limit.
     pub fn check_purchase(&self, user: &UserId, qty: u32, now: Timestamp) -> Result<(), DropError> {
         if qty == 0 || qty > MAX_PER_USER {
-            return Err(DropError::Invalid("quantity must be between 1 and 100"));
+            return Err(DropError::Invalid(
+                "quantity must be between 1 and 100".into(),
+            ));
         }
         match self.status(now) {
             DropStatus::Live => {}
@@ -160,19 +162,19 @@ impl DropState {
 pub fn validate(spec: &DropSpec) -> Result<(), DropError> {
     if spec.quantity == 0 || spec.quantity > 10_000_000 {
         return Err(DropError::Invalid(
-            "quantity must be between 1 and 10000000",
+            "quantity must be between 1 and 10000000".into(),
         ));
     }
     if spec.price <= 0 || spec.price > 1_000_000_000_000 {
-        return Err(DropError::Invalid("price must be positive"));
+        return Err(DropError::Invalid("price must be positive".into()));
     }
     if spec.per_user_limit == 0 || spec.per_user_limit > MAX_PER_USER {
         return Err(DropError::Invalid(
-            "per_user_limit must be between 1 and 100",
+            "per_user_limit must be between 1 and 100".into(),
         ));
     }
     if spec.ends_at.is_some_and(|end| end <= spec.starts_at) {
-        return Err(DropError::Invalid("ends_at must be after starts_at"));
+        return Err(DropError::Invalid("ends_at must be after starts_at".into()));
     }
     Ok(())
 }

@@ -20,7 +20,7 @@ pub struct EmailClaim {
     pub claimed_at: Timestamp,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ClaimCommand {
     Claim { user_id: UserId },
     Confirm { user_id: UserId },
@@ -36,7 +36,7 @@ pub enum ClaimEvent {
     Released,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum ClaimError {
     #[error("the email address is taken")]
     Taken,

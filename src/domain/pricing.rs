@@ -52,7 +52,7 @@ pub struct Totals {
 }
 
 /// Why a coupon does not apply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, thiserror::Error, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NotApplicable {
     #[error("the campaign has not started")]

@@ -119,7 +119,7 @@ impl Drops {
             return Err(DropFailure::UnknownSku);
         }
         let drop_id = DropId::parse(format!("d{:016x}", rand::random::<u64>()))
-            .map_err(|_| DropError::Invalid("drop id"))?;
+            .map_err(|_| DropError::Invalid("drop id".into()))?;
         let create = SkuCommand::CreateDrop {
             drop_id: drop_id.clone(),
             spec: spec.clone(),

@@ -13,7 +13,7 @@ pub const MAX_RESERVE_QTY: u32 = 10_000;
 /// The largest stock level the engine accepts (keeps every sum far from overflow).
 pub const MAX_STOCK: u64 = 1_000_000_000_000;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SkuCommand {
     /// Sets the available units; reserved and sold are untouched.
     SetStock { available: u64 },
@@ -52,7 +52,7 @@ pub enum SkuCommand {
 }
 
 /// A purchase in a drop, as the SKU receives it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DropPurchase {
     pub drop_id: DropId,
     pub order_id: OrderId,
@@ -117,7 +117,7 @@ pub enum SkuEvent {
 }
 
 /// Why the SKU refused a command.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum SkuError {
     #[error("only {available} units available, {requested} requested")]
     InsufficientStock { available: u64, requested: u64 },

@@ -25,7 +25,7 @@ pub struct Reservation {
 }
 
 /// What a drop purchase's hold keeps: the order it becomes, under its id.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PurchaseReceipt {
     pub order_id: OrderId,
     pub order: Box<Placement>,
@@ -56,7 +56,7 @@ pub enum ReleaseReason {
     Expired,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReservationStatus {
     Reserved,
@@ -77,7 +77,7 @@ pub struct StockView {
 }
 
 /// One order's reservation as callers see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReservationView {
     pub order_id: OrderId,
     pub quantity: u32,

@@ -273,14 +273,14 @@ impl OrderState {
 }
 
 /// Who asks (the owner or an admin).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Requester {
     pub user_id: UserId,
     pub admin: bool,
 }
 
 /// What an effect achieved, reported by the saga driver.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Outcome {
     Done,
     Reserved,
@@ -295,14 +295,14 @@ pub enum Outcome {
 }
 
 /// How a failed effect is retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RetryPolicy {
     pub max_attempts: u32,
     pub base_backoff_ms: i64,
     pub max_backoff_ms: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum OrderCommand {
     Place(Box<Placement>),
     Complete {
@@ -420,7 +420,7 @@ pub enum OrderEvent {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum OrderError {
     #[error("no such order")]
     NotFound,
@@ -437,7 +437,7 @@ pub enum OrderError {
     #[error("the order cannot be shipped in its current status")]
     NotShippable,
     #[error("the order cannot be returned: {0}")]
-    NotReturnable(&'static str),
+    NotReturnable(std::borrow::Cow<'static, str>),
     #[error("no such pending step")]
     NoSuchEffect,
     #[error("unknown shipment")]

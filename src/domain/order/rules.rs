@@ -264,11 +264,13 @@ fn request_return(
     owned(s, by)?;
     if s.status != Some(S::Delivered) {
         return Err(OrderError::NotReturnable(
-            "the order has not been delivered",
+            "the order has not been delivered".into(),
         ));
     }
     if !s.returns.is_empty() && kind == ReturnKind::Return {
-        return Err(OrderError::NotReturnable("a return was already requested"));
+        return Err(OrderError::NotReturnable(
+            "a return was already requested".into(),
+        ));
     }
     let placement = s.placement.as_ref().ok_or(OrderError::NotFound)?;
     let items: Vec<ReturnItem> = if items.is_empty() {
@@ -289,10 +291,12 @@ fn request_return(
             .lines
             .iter()
             .find(|l| l.sku_id == item.sku_id)
-            .ok_or(OrderError::NotReturnable("an item is not in the order"))?;
+            .ok_or(OrderError::NotReturnable(
+                "an item is not in the order".into(),
+            ))?;
         if item.quantity == 0 || item.quantity > line.quantity {
             return Err(OrderError::NotReturnable(
-                "a quantity exceeds what was ordered",
+                "a quantity exceeds what was ordered".into(),
             ));
         }
         returned_value += line.unit_price * i64::from(item.quantity);

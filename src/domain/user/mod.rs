@@ -102,12 +102,12 @@ impl UserState {
 }
 
 /// A freshly issued verification code (as its MAC).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CodeIssue {
     pub code_mac: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum UserCommand {
     Register {
         email: Sealed,
@@ -208,7 +208,7 @@ pub enum UserEvent {
     Inbox(InboxEvent),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum UserError {
     #[error("no such account")]
     NotFound,

@@ -40,7 +40,7 @@ impl Wallet {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum WalletCommand {
     /// Puts a claimed coupon in the wallet (idempotent).
     Add {
@@ -79,12 +79,12 @@ pub enum WalletEvent {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum WalletError {
     #[error("the coupon is not in your wallet")]
     NotInWallet,
     #[error("the coupon is {0}")]
-    NotAvailable(&'static str),
+    NotAvailable(std::borrow::Cow<'static, str>),
 }
 
 pub fn decide(
@@ -152,11 +152,12 @@ fn change(
         return Ok(vec![]);
     }
     if !allowed_from(&coupon.status) {
-        return Err(WalletError::NotAvailable(match coupon.status {
+        let why = match coupon.status {
             CouponStatus::Issued => "not reserved by this order",
             CouponStatus::Reserved { .. } => "reserved by another order",
             CouponStatus::Used { .. } => "already used",
-        }));
+        };
+        return Err(WalletError::NotAvailable(why.into()));
     }
     Ok(vec![WalletEvent::CouponStatusChanged {
         coupon_id: coupon_id.clone(),

@@ -33,7 +33,7 @@ impl Wishlist {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum WishlistCommand {
     /// Idempotent: a product already there is a replay.
     Add(ProductId),
@@ -49,7 +49,7 @@ pub enum WishlistEvent {
     WishlistRemoved { product_id: ProductId },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum WishlistError {
     #[error("a wishlist holds at most {MAX_WISHLIST} products")]
     Full,
