@@ -131,6 +131,18 @@ impl Node {
                 Arc::new(chat.rooms().clone()),
             ];
             member.tail_views(receivers, shutdown.clone()).await?;
+            spawn_takeovers(
+                member.shards_taken.clone(),
+                Takeover {
+                    skus: skus.clone(),
+                    orders: orders.clone(),
+                    chat: chat.clone(),
+                    shopping: shopping.clone(),
+                    catalog: catalog.clone(),
+                    accounts: accounts.clone(),
+                },
+                shutdown.clone(),
+            );
         }
         if promised > 0 {
             tracing::info!(
@@ -264,6 +276,49 @@ async fn orders(
         bus: bus.clone(),
     };
     Orders::start(runtime, parts).await
+}
+
+/// What a cluster node wakes in shards it takes after joining.
+struct Takeover {
+    skus: Entities<Sku>,
+    orders: Orders,
+    chat: crate::chat::Chat,
+    shopping: Shopping,
+    catalog: Catalog,
+    accounts: Arc<Accounts>,
+}
+
+/// Each time this node takes shards (a node left, or handed them over), wakes the entities
+/// with deadlines there and writes the drop orders held there but never written — what the
+/// previous holder would have done — until `shutdown`.
+fn spawn_takeovers(taken: Arc<tokio::sync::Notify>, t: Takeover, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = taken.notified() => {}
+            }
+            // Shards come in groups: let a round of the keeper finish first.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            t.skus.wake_reminders();
+            t.orders.wake_reminders();
+            t.chat.rooms().wake_reminders();
+            t.shopping.carts.wake_reminders();
+            t.shopping.campaigns.wake_reminders();
+            t.catalog.products.wake_reminders();
+            t.accounts.users.wake_reminders();
+            t.accounts.emails.wake_reminders();
+            match t.orders.recover_promises(&t.skus, true).await {
+                Ok(0) => {}
+                Ok(promised) => {
+                    tracing::info!(promised, "held drop orders of taken shards written")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot recover held drop orders")
+                }
+            }
+        }
+    });
 }
 
 /// Where a node keeps its data: sled (one node) or Redis (a cluster member).

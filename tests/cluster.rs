@@ -351,3 +351,87 @@ async fn without_redis_a_node_acknowledges_nothing_and_recovers_by_itself() {
         assert_eq!(r.status(), 200, "order {order}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_takes_over_a_shard_runs_its_deadlines() {
+    use emporium::cluster::shards::Shard;
+    use emporium::domain::inventory::StockView;
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = cluster_file(dir.path(), 4, &redis, &["n1", "n2"]);
+    let client = reqwest::Client::new();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut n1 = node(&file, "n1", d1.path());
+    let n2 = node(&file, "n2", d2.path());
+    wait_ready(&client, &n1.base).await;
+    wait_ready(&client, &n2.base).await;
+
+    // A SKU in a shard n1 holds, with a reservation that expires in 3 s.
+    let holders = || async {
+        let (_, s) = get(&client, &format!("{}/api/v1/admin/cluster/shards", n2.base)).await;
+        s["items"].as_array().cloned().unwrap_or_default()
+    };
+    let started = std::time::Instant::now();
+    let sku = loop {
+        let items = holders().await;
+        let held_by_n1 = |s: u32| items.iter().any(|i| i["shard"] == s && i["node"] == "n1");
+        if let Some(sku) = (0..64)
+            .map(|n| format!("exp-{n}"))
+            .find(|id| held_by_n1(Shard::of("sku", id, 4).0))
+        {
+            break sku;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "n1 holds no shard"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let put = client
+        .put(format!("{}/api/v1/admin/skus/{sku}/stock", n1.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"available": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    common::admin_post(
+        &client,
+        &n1.base,
+        TOKEN,
+        &format!("/api/v1/admin/skus/{sku}/reservations"),
+        json!({"order_id": "o-expiring", "user_id": "u1", "quantity": 2, "ttl_secs": 3}),
+    )
+    .await;
+
+    // n1 dies. Nobody asks for the SKU again: n2 must take the shard and run its deadline.
+    n1.child.kill().unwrap();
+    n1.child.wait().unwrap();
+    let shard = Shard::of("sku", &sku, 4);
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let bytes: Vec<u8> = redis::cmd("HGET")
+            .arg(format!("vw:{}:sku", shard.tag()))
+            .arg(&sku)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let view: StockView = emporium::persistence::codec::decode_snapshot(&bytes).unwrap();
+        if (view.available, view.reserved) == (5, 0) {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the reservation never expired after the takeover: {view:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (_, s) = get(&client, &format!("{}/api/v1/admin/cluster/shards", n2.base)).await;
+    let item = &s["items"][shard.0 as usize];
+    assert_eq!(item["node"], "n2", "{s}");
+}

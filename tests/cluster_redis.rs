@@ -344,6 +344,7 @@ fn keeper(conn: &ConnectionManager, node: &str, ttl: Duration) -> (Arc<Fences>, 
         nodes: vec!["n1".into(), "n2".into()],
         http: format!("http://{node}"),
         shards: SHARDS,
+        taken: Arc::default(),
     };
     (fences, keeper)
 }

@@ -276,7 +276,8 @@ impl<E: Entity> Entities<E> {
     }
 
     /// Activates, in the background, every entity of the kind with a stored reminder, so
-    /// deadlines fire after a restart even if nobody asks for those entities.
+    /// deadlines fire after a restart (or, in a cluster, a takeover) even if nobody asks for
+    /// those entities. Entities already active are left as they are.
     pub fn wake_reminders(&self) {
         let this = self.clone();
         tokio::spawn(async move {
@@ -289,7 +290,9 @@ impl<E: Entity> Entities<E> {
                 if this.kind.shutdown.is_cancelled() {
                     return;
                 }
-                if let Some(id) = E::Id::parse_key(&raw) {
+                // In a cluster, only the entities of shards this node holds (the others are
+                // their holders' to wake).
+                if let Some(id) = E::Id::parse_key(&raw).filter(|id| this.is_local(id)) {
                     let _ = this.activate(&id).await;
                 }
             }

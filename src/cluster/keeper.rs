@@ -28,6 +28,8 @@ pub struct Keeper {
     /// This node's HTTP address, published with its membership.
     pub http: String,
     pub shards: u32,
+    /// Notified each time this node takes a shard (a new term): what it must wake there.
+    pub taken: Arc<tokio::sync::Notify>,
 }
 
 /// A free shard's preferred node has this long to take it before anyone may.
@@ -130,6 +132,7 @@ impl Keeper {
                 let renewed = self.fences.get(shard).is_some_and(|f| f == fence);
                 if !renewed {
                     tracing::info!(shard = shard.0, epoch = fence.epoch, "shard taken");
+                    self.taken.notify_one();
                 }
                 self.fences.hold(shard, fence, until);
             }

@@ -27,6 +27,9 @@ pub struct Member {
     pub redis: ConnectionManager,
     pub journal: Arc<RedisJournal>,
     pub fences: Arc<Fences>,
+    /// Notified when this node takes a shard after joining: reminders and held drop orders of
+    /// the new shard are to be woken.
+    pub shards_taken: Arc<tokio::sync::Notify>,
     /// This node's name, and the cluster file's shard count and nodes.
     pub node: String,
     /// Where each shard's view stream ended when the node joined: its views tail starts there
@@ -72,7 +75,9 @@ impl Member {
         let fences = Arc::new(Fences::default());
         let ttl = Duration::from_millis(cluster.lease_ttl_ms);
         let leases = Leases::new(redis.clone(), node.name.clone(), ttl);
+        let taken = Arc::new(tokio::sync::Notify::new());
         let keeper = Keeper {
+            taken: taken.clone(),
             leases: leases.clone(),
             fences: fences.clone(),
             nodes: cluster.names(),
@@ -94,6 +99,7 @@ impl Member {
             redis,
             journal,
             fences,
+            shards_taken: taken,
             node: node.name.clone(),
             view_positions,
             cluster: cluster.clone(),

@@ -230,6 +230,11 @@ impl Orders {
         self.book.view_receiver()
     }
 
+    /// Wakes every order with a stored deadline on this node (after a takeover, in a cluster).
+    pub fn wake_reminders(&self) {
+        self.book.wake_reminders();
+    }
+
     /// The order kind's life-cycle counters.
     pub fn stats(&self) -> &KindStats {
         self.book.stats()
