@@ -6,7 +6,7 @@
 use crate::actors::email::EmailOwner;
 use crate::actors::sku::Sku;
 use crate::actors::user::User;
-use crate::actors::{Entities, KindStats, Runtime, ViewReceiver};
+use crate::actors::{Entities, EntityKind, KindStats, Runtime};
 use crate::auth::accounts::Accounts;
 use crate::auth::password::Passwords;
 use crate::auth::revocation::Revocations;
@@ -27,6 +27,7 @@ use crate::persistence::Journal;
 use crate::persistence::sled_journal::SledJournal;
 use crate::shopping::Shopping;
 use anyhow::Context;
+use futures_util::future::join_all;
 use secrecy::{ExposeSecret, SecretString};
 use std::path::Path;
 use std::sync::Arc;
@@ -38,6 +39,8 @@ pub struct Node {
     pub journal: Arc<dyn Journal>,
     /// Cluster mode: the leases and the Redis connection; `None` on one node.
     pub member: Option<Member>,
+    /// Every entity kind, handled alike (counters, snapshots, shutdown, views, deadlines).
+    kinds: Vec<Arc<dyn EntityKind>>,
     pub skus: Entities<Sku>,
     pub catalog: Catalog,
     pub shopping: Shopping,
@@ -119,28 +122,22 @@ impl Node {
         let promised = orders
             .recover_promises(&skus, storage.member.is_some())
             .await?;
+        let kinds: Vec<Arc<dyn EntityKind>> = vec![
+            Arc::new(skus.clone()),
+            Arc::new(catalog.products.clone()),
+            Arc::new(shopping.carts.clone()),
+            Arc::new(shopping.campaigns.clone()),
+            Arc::new(accounts.users.clone()),
+            Arc::new(accounts.emails.clone()),
+            orders.kind(),
+            Arc::new(chat.rooms().clone()),
+        ];
         if let Some(member) = &storage.member {
-            let receivers: Vec<Arc<dyn ViewReceiver>> = vec![
-                Arc::new(skus.clone()),
-                Arc::new(catalog.products.clone()),
-                Arc::new(shopping.carts.clone()),
-                Arc::new(shopping.campaigns.clone()),
-                Arc::new(accounts.users.clone()),
-                Arc::new(accounts.emails.clone()),
-                orders.view_receiver(),
-                Arc::new(chat.rooms().clone()),
-            ];
-            member.tail_views(receivers, shutdown.clone()).await?;
+            member.tail_views(kinds.clone(), shutdown.clone()).await?;
             spawn_takeovers(
                 member.shards_taken.clone(),
-                Takeover {
-                    skus: skus.clone(),
-                    orders: orders.clone(),
-                    chat: chat.clone(),
-                    shopping: shopping.clone(),
-                    catalog: catalog.clone(),
-                    accounts: accounts.clone(),
-                },
+                kinds.clone(),
+                (skus.clone(), orders.clone()),
                 shutdown.clone(),
             );
         }
@@ -154,6 +151,7 @@ impl Node {
             operator_token: secrets::operator_token(settings, &data_dir)?.map(Arc::new),
             journal,
             member: storage.member,
+            kinds,
             skus,
             catalog,
             shopping,
@@ -171,46 +169,19 @@ impl Node {
 
     /// The life-cycle counters of every entity kind.
     pub fn kind_stats(&self) -> Vec<&KindStats> {
-        vec![
-            self.skus.stats(),
-            self.catalog.products.stats(),
-            self.shopping.carts.stats(),
-            self.shopping.campaigns.stats(),
-            self.accounts.users.stats(),
-            self.accounts.emails.stats(),
-            self.orders.stats(),
-            self.chat.rooms().stats(),
-        ]
+        self.kinds.iter().map(|k| k.stats()).collect()
     }
 
     /// Every active entity of every kind writes a snapshot now; how many did, once durable.
     pub async fn snapshot_all(&self) -> usize {
-        let counts = tokio::join!(
-            self.skus.snapshot_all(),
-            self.catalog.products.snapshot_all(),
-            self.shopping.carts.snapshot_all(),
-            self.shopping.campaigns.snapshot_all(),
-            self.accounts.users.snapshot_all(),
-            self.accounts.emails.snapshot_all(),
-            self.orders.snapshot_all(),
-            self.chat.rooms().snapshot_all()
-        );
-        counts.0 + counts.1 + counts.2 + counts.3 + counts.4 + counts.5 + counts.6 + counts.7
+        let counts = join_all(self.kinds.iter().map(|k| k.snapshot_all())).await;
+        counts.into_iter().sum()
     }
 
     /// Final snapshots of every active entity, then the journal is flushed and closed.
     pub async fn close(&self) -> anyhow::Result<()> {
         self.shutdown.cancel();
-        tokio::join!(
-            self.skus.shutdown(),
-            self.catalog.products.shutdown(),
-            self.shopping.carts.shutdown(),
-            self.shopping.campaigns.shutdown(),
-            self.accounts.users.shutdown(),
-            self.accounts.emails.shutdown(),
-            self.orders.shutdown(),
-            self.chat.rooms().shutdown()
-        );
+        join_all(self.kinds.iter().map(|k| k.shutdown())).await;
         if let Some(member) = &self.member {
             // After the final snapshots: the leases go, and the others take over at once.
             member.leave().await;
@@ -278,20 +249,15 @@ async fn orders(
     Orders::start(runtime, parts).await
 }
 
-/// What a cluster node wakes in shards it takes after joining.
-struct Takeover {
-    skus: Entities<Sku>,
-    orders: Orders,
-    chat: crate::chat::Chat,
-    shopping: Shopping,
-    catalog: Catalog,
-    accounts: Arc<Accounts>,
-}
-
 /// Each time this node takes shards (a node left, or handed them over), wakes the entities
 /// with deadlines there and writes the drop orders held there but never written — what the
 /// previous holder would have done — until `shutdown`.
-fn spawn_takeovers(taken: Arc<tokio::sync::Notify>, t: Takeover, shutdown: CancellationToken) {
+fn spawn_takeovers(
+    taken: Arc<tokio::sync::Notify>,
+    kinds: Vec<Arc<dyn EntityKind>>,
+    (skus, orders): (Entities<Sku>, Orders),
+    shutdown: CancellationToken,
+) {
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -300,15 +266,10 @@ fn spawn_takeovers(taken: Arc<tokio::sync::Notify>, t: Takeover, shutdown: Cance
             }
             // Shards come in groups: let a round of the keeper finish first.
             tokio::time::sleep(Duration::from_millis(200)).await;
-            t.skus.wake_reminders();
-            t.orders.wake_reminders();
-            t.chat.rooms().wake_reminders();
-            t.shopping.carts.wake_reminders();
-            t.shopping.campaigns.wake_reminders();
-            t.catalog.products.wake_reminders();
-            t.accounts.users.wake_reminders();
-            t.accounts.emails.wake_reminders();
-            match t.orders.recover_promises(&t.skus, true).await {
+            for kind in &kinds {
+                kind.wake_reminders();
+            }
+            match orders.recover_promises(&skus, true).await {
                 Ok(0) => {}
                 Ok(promised) => {
                     tracing::info!(promised, "held drop orders of taken shards written")

@@ -17,6 +17,7 @@ use crate::actors::supervisor::{KindStats, KindSupervisor};
 use crate::domain::time::Clock;
 use crate::persistence::{Journal, StreamId, barrier};
 use dashmap::DashMap;
+use futures_util::future::BoxFuture;
 use ractor::{Actor, ActorRef, rpc::CallResult};
 use std::sync::Arc;
 use std::time::Duration;
@@ -333,19 +334,44 @@ impl<E: Entity> Entities<E> {
     }
 }
 
-/// A kind's door for views written by other nodes (see [`Entities::receive_view`]).
-pub trait ViewReceiver: Send + Sync {
+/// One entity kind, whatever its types: what a node does with every kind alike (counters,
+/// snapshots, shutdown, waking deadlines, views written by other nodes).
+pub trait EntityKind: Send + Sync {
     fn kind(&self) -> &'static str;
+    fn stats(&self) -> &KindStats;
+    /// See [`Entities::receive_view`].
     fn receive(&self, raw_id: &str, bytes: &[u8]) -> anyhow::Result<()>;
+    /// See [`Entities::wake_reminders`].
+    fn wake_reminders(&self);
+    /// See [`Entities::snapshot_all`].
+    fn snapshot_all(&self) -> BoxFuture<'_, usize>;
+    /// See [`Entities::shutdown`].
+    fn shutdown(&self) -> BoxFuture<'_, ()>;
 }
 
-impl<E: Entity> ViewReceiver for Entities<E> {
+impl<E: Entity> EntityKind for Entities<E> {
     fn kind(&self) -> &'static str {
         E::KIND
     }
 
+    fn stats(&self) -> &KindStats {
+        Entities::stats(self)
+    }
+
     fn receive(&self, raw_id: &str, bytes: &[u8]) -> anyhow::Result<()> {
         self.receive_view(raw_id, bytes)
+    }
+
+    fn wake_reminders(&self) {
+        Entities::wake_reminders(self);
+    }
+
+    fn snapshot_all(&self) -> BoxFuture<'_, usize> {
+        Box::pin(Entities::snapshot_all(self))
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(Entities::shutdown(self))
     }
 }
 

@@ -29,6 +29,6 @@ pub mod sku;
 mod supervisor;
 pub mod user;
 
-pub use entities::{Entities, Runtime, RuntimeConfig, ViewReceiver};
+pub use entities::{Entities, EntityKind, Runtime, RuntimeConfig};
 pub use entity::{AskError, Entity, EntityKey, Inspection, RuntimeError};
 pub use supervisor::{KindStats, active_entities};

@@ -3,7 +3,7 @@
 //! secrets every node shares, the lease keeper (its first round done, so the node holds its
 //! shards before it serves) and the Redis journal fenced by those leases.
 
-use crate::actors::ViewReceiver;
+use crate::actors::EntityKind;
 use crate::cluster::config::{ClusterSettings, NodeSettings};
 use crate::cluster::keeper::Keeper;
 use crate::cluster::leases::{Holder, Leases, NodeReport};
@@ -113,7 +113,7 @@ impl Member {
     /// (see `cluster::views`); on a connection of its own.
     pub async fn tail_views(
         &self,
-        receivers: Vec<Arc<dyn ViewReceiver>>,
+        receivers: Vec<Arc<dyn EntityKind>>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         // Its reads block up to a second: the response timeout must be longer.

@@ -1,6 +1,6 @@
 //! Read models on every node: each shard's view changes go to the stream `vs:{sN}` in the same
 //! fenced script that stores them (`persistence::redis_journal`), and every node tails all the
-//! streams, handing each view another node wrote to its kind ([`ViewReceiver`]). So the catalog
+//! streams, handing each view another node wrote to its kind ([`EntityKind`]). So the catalog
 //! index, stock levels, drop pages and order listings answer locally on every node.
 //!
 //! The tail starts from the streams' ends as read *before* the node loads the stored views,
@@ -11,7 +11,7 @@
 //! its own newer one (views carry no sequence yet); and a tail that lags past the stream's
 //! cap (~100,000 entries per shard) loses the entries cut.
 
-use crate::actors::ViewReceiver;
+use crate::actors::EntityKind;
 use crate::cluster::shards::Shard;
 use redis::aio::ConnectionManager;
 use redis::streams::{StreamReadOptions, StreamReadReply};
@@ -49,13 +49,13 @@ pub async fn tail(
     redis: ConnectionManager,
     mut from: Vec<String>,
     me: String,
-    receivers: Vec<Arc<dyn ViewReceiver>>,
+    receivers: Vec<Arc<dyn EntityKind>>,
     shutdown: CancellationToken,
 ) {
     let keys: Vec<String> = (0..from.len())
         .map(|s| format!("vs:{}", Shard(s as u32).tag()))
         .collect();
-    let by_kind: HashMap<&'static str, Arc<dyn ViewReceiver>> =
+    let by_kind: HashMap<&'static str, Arc<dyn EntityKind>> =
         receivers.into_iter().map(|r| (r.kind(), r)).collect();
     let options = StreamReadOptions::default().block(1000).count(1000);
     loop {

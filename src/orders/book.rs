@@ -9,7 +9,7 @@
 //! this file: there is no other way to reach them.
 
 use crate::actors::order::{Order, OrderView};
-use crate::actors::{AskError, Entities, Inspection, KindStats, Runtime, ViewReceiver};
+use crate::actors::{AskError, Entities, EntityKind, Inspection, Runtime};
 use crate::domain::ids::OrderId;
 use crate::domain::order::{OrderCommand, OrderError, OrderEvent, OrderState, Placement};
 use dashmap::DashMap;
@@ -121,23 +121,9 @@ impl OrderBook {
         self.entities.wake_reminders();
     }
 
-    /// Where views of orders written by other nodes come in (cluster mode).
-    pub fn view_receiver(&self) -> Arc<dyn ViewReceiver> {
+    /// The order kind as a node handles every kind (counters, snapshots, shutdown, views).
+    pub fn kind(&self) -> Arc<dyn EntityKind> {
         Arc::new(self.entities.clone())
-    }
-
-    pub fn stats(&self) -> &KindStats {
-        self.entities.stats()
-    }
-
-    /// Every active order writes a snapshot now; how many did.
-    pub async fn snapshot_all(&self) -> usize {
-        self.entities.snapshot_all().await
-    }
-
-    /// Snapshots every active order and stops them (node shutdown).
-    pub async fn shutdown(&self) {
-        self.entities.shutdown().await;
     }
 
     /// The queue of promised orders; `None` after the first call.

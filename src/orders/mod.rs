@@ -25,7 +25,7 @@ pub mod settings;
 use crate::actors::order::{OrderView, PendingEffect};
 use crate::actors::sku::Sku;
 use crate::actors::user::User;
-use crate::actors::{AskError, Entities, Inspection, KindStats, Runtime, ViewReceiver};
+use crate::actors::{AskError, Entities, EntityKind, Inspection, Runtime};
 use crate::auth::accounts::Accounts;
 use crate::catalog::Catalog;
 use crate::domain::ids::{OrderId, UserId};
@@ -225,29 +225,9 @@ impl Orders {
         self.book.on_view(listener);
     }
 
-    /// Where views of orders written by other nodes come in (cluster mode).
-    pub fn view_receiver(&self) -> Arc<dyn ViewReceiver> {
-        self.book.view_receiver()
-    }
-
-    /// Wakes every order with a stored deadline on this node (after a takeover, in a cluster).
-    pub fn wake_reminders(&self) {
-        self.book.wake_reminders();
-    }
-
-    /// The order kind's life-cycle counters.
-    pub fn stats(&self) -> &KindStats {
-        self.book.stats()
-    }
-
-    /// Every active order writes a snapshot now; how many did.
-    pub async fn snapshot_all(&self) -> usize {
-        self.book.snapshot_all().await
-    }
-
-    /// Snapshots every active order and stops them (node shutdown).
-    pub async fn shutdown(&self) {
-        self.book.shutdown().await;
+    /// The order kind as a node handles every kind (counters, snapshots, shutdown, views).
+    pub fn kind(&self) -> Arc<dyn EntityKind> {
+        self.book.kind()
     }
 
     /// The order a drop purchase becomes (see [`Placements::for_drop`]).
