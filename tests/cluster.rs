@@ -63,6 +63,24 @@ fn shopper(n: usize) -> String {
     keys.issue(&user, &Default::default(), "s", now).unwrap().0
 }
 
+/// A product with one SKU of `stock` units and a live drop of `quantity` of them; the drop id.
+async fn live_drop(
+    client: &reqwest::Client,
+    base: &str,
+    sku: &str,
+    stock: u64,
+    quantity: u64,
+    per_user_limit: u32,
+) -> String {
+    let product = json!({"name": format!("Tee {sku}"), "category": "tops",
+        "skus": [{"sku_id": sku, "options": {}, "price": 1000, "stock": stock}]});
+    common::admin_post(client, base, TOKEN, "/api/v1/admin/products", product).await;
+    let drop = json!({"sku_id": sku, "quantity": quantity, "price": 900,
+        "starts_at": "2020-01-01T00:00:00Z", "per_user_limit": per_user_limit});
+    let created = common::admin_post(client, base, TOKEN, "/api/v1/admin/drops", drop).await;
+    created["drop_id"].as_str().unwrap().to_string()
+}
+
 async fn get(client: &reqwest::Client, url: &str) -> (u16, Value) {
     let r = client.get(url).bearer_auth(TOKEN).send().await.unwrap();
     let status = r.status().as_u16();
@@ -79,21 +97,7 @@ async fn a_cluster_node_keeps_nothing_itself_and_loses_no_acknowledged_purchase(
     let mut server = node(&file, "n1", first_data.path());
     wait_ready(&client, &server.base).await;
 
-    let product = json!({"name": "Cluster Tee", "category": "tops",
-        "skus": [{"sku_id": "cl-tee", "options": {}, "price": 1000, "stock": 50}]});
-    common::admin_post(
-        &client,
-        &server.base,
-        TOKEN,
-        "/api/v1/admin/products",
-        product,
-    )
-    .await;
-    let drop = json!({"sku_id": "cl-tee", "quantity": 30, "price": 900,
-        "starts_at": "2020-01-01T00:00:00Z", "per_user_limit": 5});
-    let created =
-        common::admin_post(&client, &server.base, TOKEN, "/api/v1/admin/drops", drop).await;
-    let drop_id = created["drop_id"].as_str().unwrap().to_string();
+    let drop_id = live_drop(&client, &server.base, "cl-tee", 50, 30, 5).await;
 
     let mut buyers = tokio::task::JoinSet::new();
     for n in 0..8 {
@@ -102,20 +106,9 @@ async fn a_cluster_node_keeps_nothing_itself_and_loses_no_acknowledged_purchase(
             let token = shopper(n);
             let mut orders = Vec::new();
             for k in 0..5 {
-                let r = client
-                    .post(format!("{base}/api/v1/drops/{drop_id}/purchase"))
-                    .bearer_auth(&token)
-                    .header("idempotency-key", format!("k{k}"))
-                    .json(&json!({"quantity": 1}))
-                    .send()
-                    .await
-                    .unwrap();
-                if r.status() == 201 {
-                    let body: Value = r.json().await.unwrap();
-                    orders.push((
-                        token.clone(),
-                        body["order_id"].as_str().unwrap().to_string(),
-                    ));
+                let key = format!("k{k}");
+                if let (201, Some(order), _) = buy(&client, &base, &drop_id, &token, &key).await {
+                    orders.push((token.clone(), order));
                 }
             }
             orders
@@ -286,21 +279,7 @@ async fn without_redis_a_node_acknowledges_nothing_and_recovers_by_itself() {
     let data = tempfile::tempdir().unwrap();
     let server = node(&file, "n1", data.path());
     wait_ready(&client, &server.base).await;
-    let product = json!({"name": "Redis Tee", "category": "tops",
-        "skus": [{"sku_id": "rd-tee", "options": {}, "price": 1000, "stock": 100}]});
-    common::admin_post(
-        &client,
-        &server.base,
-        TOKEN,
-        "/api/v1/admin/products",
-        product,
-    )
-    .await;
-    let drop = json!({"sku_id": "rd-tee", "quantity": 100, "price": 900,
-        "starts_at": "2020-01-01T00:00:00Z", "per_user_limit": 100});
-    let created =
-        common::admin_post(&client, &server.base, TOKEN, "/api/v1/admin/drops", drop).await;
-    let drop_id = created["drop_id"].as_str().unwrap().to_string();
+    let drop_id = live_drop(&client, &server.base, "rd-tee", 100, 100, 100).await;
     let token = shopper(1);
 
     let mut acknowledged = Vec::new();

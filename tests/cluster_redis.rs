@@ -458,7 +458,7 @@ async fn views_written_on_one_node_reach_the_read_models_of_another() {
     let heard = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let h = heard.clone();
     reader.on_view(move |_, v| h.store(v.reserved, std::sync::atomic::Ordering::Relaxed));
-    let receivers: Vec<Arc<dyn emporium::actors::ViewReceiver>> = vec![Arc::new(reader.clone())];
+    let receivers: Vec<Arc<dyn emporium::actors::EntityKind>> = vec![Arc::new(reader.clone())];
     let stop = tokio_util::sync::CancellationToken::new();
     tokio::spawn(emporium::cluster::views::tail(
         connect(&redis).await,
