@@ -260,13 +260,15 @@ async fn deadlines_fire_on_tick_and_reminders_wake_entities_after_restart() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(n.counters.ask(&id("a"), Cmd::Get).await.unwrap().1, 1);
 
-    // An alarm already due, then a crash: the restarted node wakes the entity from its
-    // reminder without anybody asking for it.
-    n.counters.ask(&id("b"), Cmd::Alarm(0)).await.unwrap();
+    // An alarm a minute away, then a crash: the restarted node, once the alarm is due, wakes
+    // the entity from its reminder without anybody asking for it. (An alarm due at once could
+    // ring, and clear its reminder, before the check below: its timer waits 1 ms.)
+    n.counters.ask(&id("b"), Cmd::Alarm(60_000)).await.unwrap();
     assert_eq!(n.journal.reminders("counter").unwrap().len(), 1);
     crash(n).await;
     let n = node(dir.path(), RuntimeConfig::default()).await;
-    n.clock.advance(Duration::from_secs(61)); // the same wall time as before the crash
+    // The wall time before the crash (61 s), then the minute of the alarm.
+    n.clock.advance(Duration::from_secs(61 + 60));
     n.counters.wake_reminders();
     let mut rang = false;
     for _ in 0..50 {
