@@ -46,6 +46,7 @@ fn bench_reserve(c: &mut Criterion) {
                 clock: Arc::new(SystemClock),
                 config: RuntimeConfig::default(),
                 shutdown: CancellationToken::new(),
+                remote: None,
             };
             let skus = Entities::<Sku>::start(runtime).await.unwrap();
             for k in 0..keys {

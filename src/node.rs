@@ -4,6 +4,7 @@
 //! and flushes the journal.
 
 use crate::actors::email::EmailOwner;
+use crate::actors::remote::Forward;
 use crate::actors::sku::Sku;
 use crate::actors::user::User;
 use crate::actors::{Entities, EntityKind, KindStats, Runtime};
@@ -14,6 +15,7 @@ use crate::auth::secrets;
 use crate::auth::tokens::TokenKeys;
 use crate::catalog::Catalog;
 use crate::cluster::member::{self, Member};
+use crate::cluster::routing::Routing;
 use crate::config::Settings;
 use crate::domain::time::Clock;
 use crate::drops::Drops;
@@ -85,6 +87,7 @@ impl Node {
             clock: clock.clone(),
             config: settings.runtime_config(),
             shutdown: shutdown.clone(),
+            remote: storage.remote.clone(),
         };
         let skus = Entities::<Sku>::start(runtime.clone()).await?;
         skus.wake_reminders();
@@ -134,8 +137,10 @@ impl Node {
         ];
         if let Some(member) = &storage.member {
             member.tail_views(kinds.clone(), shutdown.clone()).await?;
+            member.connect(&kinds, shutdown.clone()).await?;
             spawn_takeovers(
                 member.shards_taken.clone(),
+                member.routing.clone(),
                 kinds.clone(),
                 (skus.clone(), orders.clone()),
                 shutdown.clone(),
@@ -251,23 +256,28 @@ async fn orders(
 
 /// Each time this node takes shards (a node left, or handed them over), wakes the entities
 /// with deadlines there and writes the drop orders held there but never written — what the
-/// previous holder would have done — until `shutdown`.
+/// previous holder would have done; each time another node's process is gone, writes the drop
+/// orders it promised for this node's SKUs but never wrote. Until `shutdown`.
 fn spawn_takeovers(
     taken: Arc<tokio::sync::Notify>,
+    routing: Arc<Routing>,
     kinds: Vec<Arc<dyn EntityKind>>,
     (skus, orders): (Entities<Sku>, Orders),
     shutdown: CancellationToken,
 ) {
     tokio::spawn(async move {
         loop {
-            tokio::select! {
+            let took = tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = taken.notified() => {}
-            }
+                () = taken.notified() => true,
+                () = routing.lost.notified() => false,
+            };
             // Shards come in groups: let a round of the keeper finish first.
             tokio::time::sleep(Duration::from_millis(200)).await;
-            for kind in &kinds {
-                kind.wake_reminders();
+            if took {
+                for kind in &kinds {
+                    kind.wake_reminders();
+                }
             }
             match orders.recover_promises(&skus, true).await {
                 Ok(0) => {}
@@ -285,6 +295,8 @@ fn spawn_takeovers(
 /// Where a node keeps its data: sled (one node) or Redis (a cluster member).
 struct Storage {
     journal: Arc<dyn Journal>,
+    /// Cluster mode: carries asks for other nodes' entities to them.
+    remote: Option<Arc<dyn Forward>>,
     revocations: Arc<Revocations>,
     member: Option<Member>,
 }
@@ -305,6 +317,7 @@ impl Storage {
         let revocations = Arc::new(Revocations::open(journal.db(), now_secs)?);
         Ok(Self {
             journal,
+            remote: None,
             revocations,
             member: None,
         })
@@ -322,8 +335,10 @@ impl Storage {
         let revocations =
             Revocations::open_redis(&member.client, member.redis.clone(), now_secs, shutdown)
                 .await?;
+        let ask_timeout = settings.runtime_config().ask_timeout;
         Ok(Self {
             journal: member.journal.clone(),
+            remote: Some(Arc::new(member.forwarder(ask_timeout))),
             revocations,
             member: Some(member),
         })

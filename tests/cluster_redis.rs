@@ -12,6 +12,7 @@ use emporium::actors::sku::Sku;
 use emporium::actors::{Entities, Runtime, RuntimeConfig};
 use emporium::cluster::keeper::Keeper;
 use emporium::cluster::leases::Leases;
+use emporium::cluster::routing::Routing;
 use emporium::cluster::shards::Shard;
 use emporium::domain::ids::{OrderId, SkuId, UserId};
 use emporium::domain::inventory::SkuCommand;
@@ -212,6 +213,7 @@ fn runtime(journal: Arc<RedisJournal>) -> Runtime {
         clock: Arc::new(SystemClock),
         config: RuntimeConfig::default(),
         shutdown: tokio_util::sync::CancellationToken::new(),
+        remote: None,
     }
 }
 
@@ -345,6 +347,7 @@ fn keeper(conn: &ConnectionManager, node: &str, ttl: Duration) -> (Arc<Fences>, 
         http: format!("http://{node}"),
         shards: SHARDS,
         taken: Arc::default(),
+        routing: Arc::new(Routing::new(SHARDS)),
     };
     (fences, keeper)
 }

@@ -107,6 +107,7 @@ async fn node(dir: &std::path::Path, config: RuntimeConfig) -> Node {
         clock: Arc::new(clock.clone()),
         config,
         shutdown: CancellationToken::new(),
+        remote: None,
     };
     let counters = Entities::<Counter>::start(rt).await.unwrap();
     Node {

@@ -110,6 +110,8 @@ async fn measure(server: &Server, label: &str, o: &Options) -> anyhow::Result<(f
     eprintln!("{label}: ceiling {ceiling:.0} req/s");
     let options = |stock, users, limit, attempts, what: &str| flash::Options {
         base: server.base.clone(),
+        targets: Vec::new(),
+        kill: None,
         operator: o.operator.clone(),
         jwt_secret: o.jwt_secret.clone(),
         connections: o.connections,

@@ -23,7 +23,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub struct Options {
+    /// Where the drop is prepared and audited (the first target that answers).
     pub base: String,
+    /// Every node the buyers spread over (connection `i` starts on target `i % n`; when its
+    /// node cannot be reached it moves to the next). Empty: `base` alone.
+    pub targets: Vec<String>,
+    /// SIGKILL this process (a node under test, same machine) this long into the run, and
+    /// report the fail-over gap: from the kill to the first purchase sent after it that
+    /// succeeds.
+    pub kill: Option<(u32, Duration)>,
     pub operator: String,
     pub jwt_secret: String,
     pub connections: usize,
@@ -68,20 +76,38 @@ pub async fn run_on(o: Options, drop_id: String) -> anyhow::Result<Run> {
         "prepared drop {drop_id} of {} units and {} shoppers",
         o.stock, o.users
     );
-    let url = Arc::new(format!("{}/api/v1/drops/{drop_id}/purchase", o.base));
+    let targets = if o.targets.is_empty() {
+        vec![o.base.clone()]
+    } else {
+        o.targets.clone()
+    };
+    let urls: Arc<Vec<String>> = Arc::new(
+        targets
+            .iter()
+            .map(|t| format!("{t}/api/v1/drops/{drop_id}/purchase"))
+            .collect(),
+    );
+    let failover = Arc::new(Failover::default());
     let counts = Arc::new(Counts::default());
     let next = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..o.connections {
-        let (url, tokens, counts, next, stop) = (
-            url.clone(),
-            tokens.clone(),
-            counts.clone(),
-            next.clone(),
-            stop.clone(),
-        );
+    if let Some((pid, after)) = o.kill {
+        let failover = failover.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let killed = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            let _ = failover.killed_at.set(Instant::now());
+            eprintln!("  SIGKILL {pid}: {killed:?}");
+        });
+    }
+    for worker in 0..o.connections {
+        let (urls, failover) = (urls.clone(), failover.clone());
+        let (tokens, counts, next, stop) =
+            (tokens.clone(), counts.clone(), next.clone(), stop.clone());
         let (rate, attempts) = (o.rate, o.attempts);
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(1)
@@ -94,6 +120,7 @@ pub async fn run_on(o: Options, drop_id: String) -> anyhow::Result<Run> {
                 seconds: Vec::new(),
                 orders: Vec::new(),
             };
+            let mut on = worker % urls.len();
             while !stop.load(Ordering::Relaxed) {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if attempts > 0 && n >= attempts {
@@ -112,8 +139,9 @@ pub async fn run_on(o: Options, drop_id: String) -> anyhow::Result<Run> {
                     break;
                 }
                 let token = &tokens[(n as usize) % tokens.len()];
+                let sent_at = Instant::now();
                 let sent = client
-                    .post(url.as_str())
+                    .post(urls[on].as_str())
                     .bearer_auth(token)
                     .header("idempotency-key", format!("fs-{n}"))
                     .json(&json!({"quantity": 1}))
@@ -127,9 +155,14 @@ pub async fn run_on(o: Options, drop_id: String) -> anyhow::Result<Run> {
                     }
                     Err(_) => {
                         counts.errors.fetch_add(1, Ordering::Relaxed);
+                        // The node is gone (or going): the next request goes to another.
+                        on = (on + 1) % urls.len();
                         None
                     }
                 };
+                if outcome.is_some() {
+                    failover.succeeded(sent_at);
+                }
                 let micros = due.elapsed().as_micros() as u64;
                 let _ = seen.latency.record(micros);
                 let second = started.elapsed().as_secs() as usize;
@@ -179,7 +212,18 @@ pub async fn run_on(o: Options, drop_id: String) -> anyhow::Result<Run> {
     }
     let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let answered = c(&counts.created) + c(&counts.sold_out) + c(&counts.limited) + c(&counts.shed);
-    let audit = audit(&client, &o, &drop_id, &orders).await;
+    let gap = failover.gap();
+    if let Some(killed) = failover.killed_at.get() {
+        eprintln!(
+            "fail-over: SIGKILL at {:.1} s; the first purchase sent after it succeeded {}",
+            killed.duration_since(started).as_secs_f64(),
+            gap.map_or("never".into(), |g| format!(
+                "{:.0} ms later",
+                g.as_secs_f64() * 1e3
+            )),
+        );
+    }
+    let audit = audit(&client, &o, &targets, &drop_id, &orders).await;
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     Ok(Run {
         label: o.label.clone(),
@@ -211,6 +255,34 @@ pub async fn run_on(o: Options, drop_id: String) -> anyhow::Result<Run> {
         audit: audit.as_ref().map_err(|e| format!("{e:#}")).err(),
         audit_detail: audit.unwrap_or_default(),
     })
+}
+
+/// When the node was killed, and the first purchase sent after it that succeeded.
+#[derive(Default)]
+struct Failover {
+    killed_at: std::sync::OnceLock<Instant>,
+    /// Microseconds from the kill to the earliest success sent after it.
+    first_success_micros: AtomicU64,
+}
+
+impl Failover {
+    fn succeeded(&self, sent_at: Instant) {
+        if let Some(killed) = self.killed_at.get()
+            && sent_at > *killed
+        {
+            let micros = killed.elapsed().as_micros() as u64;
+            let _ = self.first_success_micros.fetch_update(
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+                |now| (now == 0 || micros < now).then_some(micros),
+            );
+        }
+    }
+
+    fn gap(&self) -> Option<Duration> {
+        let micros = self.first_success_micros.load(Ordering::Relaxed);
+        (micros > 0).then(|| Duration::from_micros(micros))
+    }
 }
 
 fn histogram() -> Histogram<u64> {
@@ -316,15 +388,23 @@ fn tokens(secret: &str, n: usize) -> anyhow::Result<Vec<String>> {
 async fn audit(
     client: &reqwest::Client,
     o: &Options,
+    targets: &[String],
     drop_id: &str,
     orders: &[String],
 ) -> anyhow::Result<String> {
-    let d: Value = client
-        .get(format!("{}/api/v1/drops/{drop_id}", o.base))
-        .send()
-        .await?
-        .json()
-        .await?;
+    // Through the first node that still answers (a killed one does not).
+    let mut reached = None;
+    for target in targets {
+        if let Ok(r) = client
+            .get(format!("{target}/api/v1/drops/{drop_id}"))
+            .send()
+            .await
+        {
+            reached = Some((target.clone(), r.json::<Value>().await?));
+            break;
+        }
+    }
+    let (base, d) = reached.context("no target answers")?;
     let n = |k: &str| {
         d[k].as_u64()
             .with_context(|| format!("drop without {k}: {d}"))
@@ -341,7 +421,12 @@ async fn audit(
     if sold > quantity {
         bail!("oversold: {line}");
     }
-    if orders.len() as u64 != sold + reserved {
+    // A node killed mid-run may have held units whose 201 never reached the buyer: then
+    // fewer 201s than holds, never more.
+    let answered_all = o.kill.is_none();
+    if (answered_all && orders.len() as u64 != sold + reserved)
+        || orders.len() as u64 > sold + reserved
+    {
         bail!("201s do not match sold + reserved: {line}");
     }
     let unique: std::collections::HashSet<&String> = orders.iter().collect();
@@ -357,7 +442,7 @@ async fn audit(
     for chunk in chunks {
         let (client, base, operator, missing) = (
             client.clone(),
-            o.base.clone(),
+            base.clone(),
             o.operator.clone(),
             missing.clone(),
         );

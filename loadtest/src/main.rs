@@ -40,9 +40,10 @@ use std::time::{Duration, Instant};
 #[derive(Parser)]
 #[command(name = "emporium-loadtest")]
 struct Cli {
-    /// Base URL of the server under test.
+    /// Base URL of the server under test; `flash-sale` takes several (`--target A --target
+    /// B`: the nodes of a cluster) and spreads its connections over them.
     #[arg(long, default_value = "http://127.0.0.1:8080", global = true)]
-    target: String,
+    target: Vec<String>,
     /// Concurrent connections (one request in flight on each).
     #[arg(long, default_value_t = 64, global = true)]
     connections: usize,
@@ -96,6 +97,13 @@ enum Scenario {
         label: String,
         #[arg(long, default_value = "loadtest/reports")]
         reports: std::path::PathBuf,
+        /// SIGKILL this process id (a node of the cluster under test) mid-run and report the
+        /// fail-over gap.
+        #[arg(long)]
+        kill_pid: Option<u32>,
+        /// Seconds into the run for `--kill-pid`.
+        #[arg(long, default_value_t = 5)]
+        kill_after: u64,
     },
     /// Starts Emporium, then each Redis baseline, measures each the same way, prints ratios.
     Compare {
@@ -170,7 +178,12 @@ struct Totals {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let base = cli.target.trim_end_matches('/').to_string();
+    let targets: Vec<String> = cli
+        .target
+        .iter()
+        .map(|t| t.trim_end_matches('/').to_string())
+        .collect();
+    let base = targets[0].clone();
     let duration = Duration::from_secs(cli.duration);
     match &cli.scenario {
         Scenario::Ceiling => {
@@ -239,9 +252,13 @@ async fn main() -> anyhow::Result<()> {
             attempts,
             label,
             reports,
+            kill_pid,
+            kill_after,
         } => {
             let run = flash::run(flash::Options {
                 base: base.clone(),
+                targets: targets.clone(),
+                kill: kill_pid.map(|pid| (pid, Duration::from_secs(*kill_after))),
                 operator: token.clone(),
                 jwt_secret: jwt_secret.clone(),
                 connections: cli.connections,
@@ -277,6 +294,8 @@ async fn main() -> anyhow::Result<()> {
             ws::run(ws::Options {
                 flash: flash::Options {
                     base: base.clone(),
+                    targets: Vec::new(),
+                    kill: None,
                     operator: token.clone(),
                     jwt_secret: jwt_secret.clone(),
                     connections: cli.connections,

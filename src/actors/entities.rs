@@ -12,6 +12,7 @@ use crate::actors::context::{EntityContext, SnapshotPolicy};
 use crate::actors::entity::{AskError, Entity, EntityKey, Inspection};
 use crate::actors::message::EntityMsg;
 use crate::actors::registry::{Registry, Slot, ViewSink};
+use crate::actors::remote::{Answer, Forward, Op};
 use crate::actors::shell::{Activation, EntityActor};
 use crate::actors::supervisor::{KindStats, KindSupervisor};
 use crate::domain::time::Clock;
@@ -56,6 +57,8 @@ pub struct Runtime {
     pub config: RuntimeConfig,
     /// Cancelled at shutdown: sweepers and reminder wake-ups stop.
     pub shutdown: CancellationToken,
+    /// Cluster mode: carries asks for entities of shards other nodes hold to their owner.
+    pub remote: Option<Arc<dyn Forward>>,
 }
 
 /// What the handle of one kind shares between its clones.
@@ -69,6 +72,7 @@ struct Kind<E: Entity> {
     ask_timeout: Duration,
     /// Cancelled at node shutdown: reminder wake-ups stop.
     shutdown: CancellationToken,
+    remote: Option<Arc<dyn Forward>>,
 }
 
 /// The typed handle to every entity of kind `E` on this node. Cheap to clone.
@@ -130,6 +134,7 @@ impl<E: Entity> Entities<E> {
             supervisor,
             ask_timeout: rt.config.ask_timeout,
             shutdown: rt.shutdown,
+            remote: rt.remote,
         };
         let kind = Arc::new(kind);
         tokio::spawn(sample_in_flight(
@@ -174,23 +179,56 @@ impl<E: Entity> Entities<E> {
         Ok(())
     }
 
-    /// Sends `command` to the entity and waits for its reply (sent once durable).
+    /// The forwarder to use for `id`: in a cluster, when another node holds its shard.
+    fn remote_for(&self, id: &E::Id) -> Option<&dyn Forward> {
+        self.kind.remote.as_deref().filter(|_| !self.is_local(id))
+    }
+
+    /// Sends `command` to the entity and waits for its reply (sent once durable). In a
+    /// cluster, an entity another node owns is asked there.
     pub async fn ask(
         &self,
         id: &E::Id,
         command: E::Command,
     ) -> Result<E::Reply, AskError<E::Rejection>> {
-        let _permit = self
-            .kind
-            .admission
-            .try_acquire()
-            .map_err(|_| AskError::Overloaded)?;
+        if let Some(remote) = self.remote_for(id) {
+            let _permit = self.admit()?;
+            return self.ask_remote(remote, id, command).await;
+        }
+        self.ask_local(id, command).await
+    }
+
+    /// Asks this node's entity (never forwarded).
+    pub(super) async fn ask_local(
+        &self,
+        id: &E::Id,
+        command: E::Command,
+    ) -> Result<E::Reply, AskError<E::Rejection>> {
+        let _permit = self.admit()?;
         self.call(id, |reply| EntityMsg::Ask(command.clone(), reply))
             .await?
     }
 
+    /// A place among the kind's asks in flight, or `Overloaded`.
+    fn admit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, AskError<E::Rejection>> {
+        self.kind
+            .admission
+            .try_acquire()
+            .map_err(|_| AskError::Overloaded)
+    }
+
     /// The entity's state and sequence numbers; `NotFound` when it has never been written.
     pub async fn inspect(&self, id: &E::Id) -> Result<Inspection, AskError<E::Rejection>> {
+        match self.remote_for(id) {
+            Some(remote) => self.inspect_remote(remote, id).await,
+            None => self.inspect_local(id).await,
+        }
+    }
+
+    pub(super) async fn inspect_local(
+        &self,
+        id: &E::Id,
+    ) -> Result<Inspection, AskError<E::Rejection>> {
         if !self.kind.registry.is_active(id) {
             let stream = StreamId::new(E::KIND, id.to_string());
             let journal = self.kind.ctx.journal.clone();
@@ -207,6 +245,13 @@ impl<E: Entity> Entities<E> {
 
     /// Makes the entity act on its deadline now (tests with a manual clock, operators).
     pub async fn tick(&self, id: &E::Id) -> Result<(), AskError<E::Rejection>> {
+        match self.remote_for(id) {
+            Some(remote) => self.tick_remote(remote, id).await,
+            None => self.tick_local(id).await,
+        }
+    }
+
+    pub(super) async fn tick_local(&self, id: &E::Id) -> Result<(), AskError<E::Rejection>> {
         let actor = self.activate(id).await?;
         actor
             .cast(EntityMsg::Deadline)
@@ -216,10 +261,9 @@ impl<E: Entity> Entities<E> {
     /// Asks the actor, activating it; when the actor is found dead, forgets it and tries once
     /// more with a fresh activation (the message was never handled, so a retry is safe).
     ///
-    /// Every message to an entity passes here: this is where, in a cluster, a key whose shard
-    /// another node holds is to be forwarded to that node (not built yet: such an ask fails to
-    /// activate here and answers `Unavailable`).
-    async fn call<T: Send + 'static>(
+    /// Every message to a local entity passes here (asks for other nodes' entities are
+    /// forwarded before, in `ask`, `inspect` and `tick`).
+    pub(super) async fn call<T: Send + 'static>(
         &self,
         id: &E::Id,
         build: impl Fn(ractor::RpcReplyPort<T>) -> EntityMsg<E>,
@@ -347,6 +391,8 @@ pub trait EntityKind: Send + Sync {
     fn snapshot_all(&self) -> BoxFuture<'_, usize>;
     /// See [`Entities::shutdown`].
     fn shutdown(&self) -> BoxFuture<'_, ()>;
+    /// Answers an op another node forwarded here (cluster mode).
+    fn serve<'a>(&'a self, raw_id: &'a str, op: Op) -> BoxFuture<'a, Answer>;
 }
 
 impl<E: Entity> EntityKind for Entities<E> {
@@ -372,6 +418,10 @@ impl<E: Entity> EntityKind for Entities<E> {
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(Entities::shutdown(self))
+    }
+
+    fn serve<'a>(&'a self, raw_id: &'a str, op: Op) -> BoxFuture<'a, Answer> {
+        Box::pin(self.serve_remote(raw_id, op))
     }
 }
 

@@ -61,7 +61,7 @@ pub trait Entity: Send + Sync + Sized + 'static {
     type Id: EntityKey;
     type State: Default + Serialize + DeserializeOwned + Send + 'static;
     /// Serializable so it can be carried to the node that owns the entity (cluster mode).
-    type Command: Clone + Debug + Serialize + DeserializeOwned + Send + 'static;
+    type Command: Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static;
     type Event: Serialize + DeserializeOwned + Send + 'static;
     /// A business rejection, sent back in the reply (never a reason to stop the actor).
     type Rejection: Debug + Serialize + DeserializeOwned + Send + 'static;

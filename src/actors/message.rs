@@ -20,3 +20,7 @@ pub enum EntityMsg<E: Entity> {
     /// was written).
     Snapshot(RpcReplyPort<bool>),
 }
+
+/// Entity messages never leave the node (ractor_cluster is on for the whole build, so every
+/// message type says whether it can): only the region actor is remotable.
+impl<E: Entity> ractor::Message for EntityMsg<E> {}

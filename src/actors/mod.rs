@@ -4,7 +4,9 @@
 //! types of its messages). The runtime, from the outside in:
 //! - [`Entities<E>`] (`entities.rs`) is the typed handle the edges ask: it activates the
 //!   entity's actor on first use (snapshot + journal tail), bounds in-flight asks, retries once
-//!   when the actor died, and passivates idle entities. Remote routing belongs in its `call`.
+//!   when the actor died, and passivates idle entities. In a cluster it sends asks for entities
+//!   of shards other nodes hold to their owner (`remote.rs`: the protocol and the `Forward`
+//!   the cluster provides; `forwarded.rs`: both ends on `Entities`).
 //! - `registry.rs`: which entities of the kind are active (their slots) and their durable views.
 //! - `context.rs`: what an actor uses besides its state — journal, clock, snapshot policy,
 //!   counters, view sink. A cluster swaps the journal here.
@@ -20,10 +22,12 @@ mod context;
 pub mod email;
 mod entities;
 mod entity;
+mod forwarded;
 mod message;
 pub mod order;
 pub mod product;
 mod registry;
+pub mod remote;
 mod shell;
 pub mod sku;
 mod supervisor;

@@ -15,7 +15,7 @@ use crate::persistence::{Append, JournalError, StreamId, codec};
 use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 pub struct EntityActor<E>(std::marker::PhantomData<E>);
 
@@ -49,6 +49,10 @@ pub struct Live<E: Entity> {
     since_snapshot: u64,
     /// This entity's writes not yet durable; a no-change reply may go out at once only at zero.
     pending: Arc<AtomicUsize>,
+    /// Set when a write of this entity failed: the state is ahead of the disk, nothing read
+    /// from it may be answered any more (the actor is being killed, to start over from the
+    /// journal).
+    lost: Arc<AtomicBool>,
     /// The sequence number of the newest recorded view (only it is published).
     view_seq: Arc<AtomicU64>,
     /// The deadline a timer is set for, and the timer.
@@ -102,6 +106,7 @@ impl<E: Entity> Actor for EntityActor<E> {
             seq,
             snapshot_seq,
             pending: Arc::new(AtomicUsize::new(0)),
+            lost: Arc::new(AtomicBool::new(false)),
             view_seq: Arc::new(AtomicU64::new(0)),
             timer: None,
         };
@@ -115,11 +120,22 @@ impl<E: Entity> Actor for EntityActor<E> {
         msg: Self::Msg,
         live: &mut Live<E>,
     ) -> Result<(), ActorProcessingErr> {
+        if live.lost.load(Ordering::Acquire) {
+            // A write failed and the kill is on its way: the message is dropped unhandled,
+            // and its sender asks a fresh activation (which reads the journal).
+            myself.kill();
+            return Ok(());
+        }
         match msg {
             EntityMsg::Ask(command, reply) => live.ask(&myself, command, reply),
             EntityMsg::Inspect(reply) => {
                 let inspection = live.inspection();
-                live.when_durable(move || drop(reply.send(inspection)));
+                // Not durable: the reply is dropped, and the caller asks a fresh activation.
+                live.when_durable(move |durable| {
+                    if durable {
+                        let _ = reply.send(inspection);
+                    }
+                });
             }
             EntityMsg::Deadline => live.deadline(&myself),
             EntityMsg::Passivate => {
@@ -151,8 +167,15 @@ impl<E: Entity> Live<E> {
             Err(rejection) => return self.reject(myself, &command, rejection, now, reply),
         };
         if events.is_empty() {
+            // Nothing to write, but the answer may rest on writes still on their way.
             let value = E::reply(&self.id, &self.state, &command);
-            self.when_durable(move || drop(reply.send(Ok(value))));
+            self.when_durable(move |durable| {
+                let _ = reply.send(if durable {
+                    Ok(value)
+                } else {
+                    Err(AskError::Unavailable)
+                });
+            });
             return;
         }
         self.persist_then_reply(myself, events, now, reply, |id, state| {
@@ -171,7 +194,13 @@ impl<E: Entity> Live<E> {
     ) {
         let events = E::on_rejection(&self.state, command, &rejection, now);
         if events.is_empty() {
-            let _ = reply.send(Err(AskError::Rejected(rejection)));
+            // At once, even with writes on their way (a refusal acknowledges nothing) — but
+            // not from a state a failed write left ahead of the disk.
+            let _ = reply.send(if self.lost.load(Ordering::Acquire) {
+                Err(AskError::Unavailable)
+            } else {
+                Err(AskError::Rejected(rejection))
+            });
             return;
         }
         self.persist_then_reply(myself, events, now, reply, |_, _| {
@@ -327,23 +356,29 @@ impl<E: Entity> Live<E> {
     }
 
     fn submit(&self, append: Append, done: impl FnOnce(Result<(), JournalError>) + Send + 'static) {
-        let pending = self.pending.clone();
+        let (pending, lost) = (self.pending.clone(), self.lost.clone());
         pending.fetch_add(1, Ordering::AcqRel);
         self.ctx.journal.submit(
             append,
             Box::new(move |result| {
+                if result.is_err() {
+                    lost.store(true, Ordering::Release);
+                }
                 pending.fetch_sub(1, Ordering::AcqRel);
                 done(result);
             }),
         );
     }
 
-    /// Runs `f` once every write of this entity is durable: at once when none is pending.
-    fn when_durable(&self, f: impl FnOnce() + Send + 'static) {
+    /// Runs `f` once every write of this entity so far is settled: at once when none is
+    /// pending. `f` is told whether they all became durable — if one failed, the state it
+    /// would answer from is ahead of the disk.
+    fn when_durable(&self, f: impl FnOnce(bool) + Send + 'static) {
+        let lost = self.lost.clone();
         if self.pending.load(Ordering::Acquire) == 0 {
-            f();
+            f(!lost.load(Ordering::Acquire));
         } else {
-            self.submit(Append::barrier(), move |_| f());
+            self.submit(Append::barrier(), move |_| f(!lost.load(Ordering::Acquire)));
         }
     }
 

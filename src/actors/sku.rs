@@ -116,6 +116,7 @@ mod tests {
             clock: Arc::new(clock.clone()),
             config: RuntimeConfig::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
+            remote: None,
         };
         (Entities::start(rt).await.unwrap(), clock, journal)
     }

@@ -13,6 +13,7 @@
 //! by itself once Redis answers again.
 
 use crate::cluster::leases::{Leases, NodeReport};
+use crate::cluster::routing::Routing;
 use crate::cluster::shards::Shard;
 use crate::persistence::redis_journal::Fences;
 use std::collections::HashMap;
@@ -30,6 +31,8 @@ pub struct Keeper {
     pub shards: u32,
     /// Notified each time this node takes a shard (a new term): what it must wake there.
     pub taken: Arc<tokio::sync::Notify>,
+    /// Refreshed every round with the holders and the live nodes read (for forwarding).
+    pub routing: Arc<Routing>,
 }
 
 /// A free shard's preferred node has this long to take it before anyone may.
@@ -74,6 +77,8 @@ impl Keeper {
             live.push(me.clone());
         }
         let holders = self.leases.holders(self.shards).await?;
+        self.routing.set_live(live.clone());
+        self.routing.set_holders(holders.clone());
         let mut handed = 0;
         let mut failed = None;
         for (s, holder) in holders.into_iter().enumerate() {

@@ -5,8 +5,12 @@
 
 use crate::actors::EntityKind;
 use crate::cluster::config::{ClusterSettings, NodeSettings};
+use crate::cluster::forward::Forwarder;
 use crate::cluster::keeper::Keeper;
 use crate::cluster::leases::{Holder, Leases, NodeReport};
+use crate::cluster::peers;
+use crate::cluster::region::{self, RegionMsg};
+use crate::cluster::routing::Routing;
 use crate::cluster::shards::Shard;
 use crate::cluster::views;
 use crate::config::Settings;
@@ -14,6 +18,8 @@ use crate::persistence::redis_journal::{Fences, RedisJournal};
 use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use ractor::ActorRef;
+use ractor_cluster::NodeServerMessage;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use secrecy::SecretString;
 use std::collections::HashMap;
@@ -36,7 +42,15 @@ pub struct Member {
     /// (read before the stored views are loaded, so nothing written in between is missed).
     pub view_positions: Vec<String>,
     pub cluster: ClusterSettings,
+    /// Who holds each shard and which nodes are up, as last read: where asks are forwarded.
+    pub routing: Arc<Routing>,
     leases: Leases,
+    /// This node as the cluster file lists it.
+    me: NodeSettings,
+    /// The nodes' shared secret (`cookie`).
+    cookie: String,
+    /// The region and the node server, once `connect` started them.
+    peers: std::sync::OnceLock<(ActorRef<RegionMsg>, ActorRef<NodeServerMessage>)>,
     /// Cancelled by `leave`: the keeper gives every lease up and ends.
     keeper_stop: CancellationToken,
     keeper: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -71,12 +85,15 @@ impl Member {
         .map_err(|_| anyhow::anyhow!("no answer from Redis at {}", cluster.redis_url))?
         .with_context(|| format!("cannot reach Redis at {}", cluster.redis_url))?;
         check_shards(cluster, &redis).await?;
+        let cookie = cookie(settings.dev_mode, &redis).await?;
         let view_positions = views::positions(&redis, cluster.shards).await?;
         let fences = Arc::new(Fences::default());
         let ttl = Duration::from_millis(cluster.lease_ttl_ms);
         let leases = Leases::new(redis.clone(), node.name.clone(), ttl);
         let taken = Arc::new(tokio::sync::Notify::new());
+        let routing = Arc::new(Routing::new(cluster.shards));
         let keeper = Keeper {
+            routing: routing.clone(),
             taken: taken.clone(),
             leases: leases.clone(),
             fences: fences.clone(),
@@ -103,7 +120,11 @@ impl Member {
             node: node.name.clone(),
             view_positions,
             cluster: cluster.clone(),
+            routing,
             leases,
+            me: node.clone(),
+            cookie,
+            peers: std::sync::OnceLock::new(),
             keeper_stop,
             keeper: tokio::sync::Mutex::new(Some(handle)),
         })
@@ -150,11 +171,48 @@ impl Member {
         Ok((shard, self.leases.holder(shard).await?))
     }
 
+    /// Opens the node to its peers: its region answers asks for the entities of `kinds`
+    /// whose shards it holds, and its node server listens and dials the others. Until
+    /// `shutdown`.
+    pub async fn connect(
+        &self,
+        kinds: &[Arc<dyn EntityKind>],
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let kinds = kinds.iter().map(|k| (k.kind(), k.clone())).collect();
+        let region = region::start(&self.me.name, kinds).await?;
+        let server = peers::start(
+            &self.me,
+            &self.cluster,
+            self.cookie.clone(),
+            self.routing.clone(),
+            shutdown,
+        )
+        .await?;
+        let _ = self.peers.set((region, server));
+        Ok(())
+    }
+
+    /// What carries this node's asks for other nodes' entities to them; each waits
+    /// `timeout` for its answer.
+    pub fn forwarder(&self, timeout: Duration) -> Forwarder {
+        Forwarder {
+            routing: self.routing.clone(),
+            leases: self.leases.clone(),
+            shards: self.cluster.shards,
+            timeout,
+        }
+    }
+
     /// Gives every lease up (after the final snapshots), so the others take over at once.
     pub async fn leave(&self) {
         self.keeper_stop.cancel();
         if let Some(handle) = self.keeper.lock().await.take() {
             let _ = handle.await;
+        }
+        if let Some((region, server)) = self.peers.get() {
+            region.stop(None);
+            server.stop(None);
         }
     }
 }
@@ -200,23 +258,50 @@ pub async fn shared_secrets(
         (&mut a.pii_key, "pii", 32),
         (&mut a.operator_token, "operator", 24),
     ] {
-        if slot.is_some() {
-            continue;
+        if slot.is_none() {
+            *slot = Some(SecretString::from(shared_secret(redis, name, bytes).await?));
         }
-        let key = format!("secret:{name}");
-        let fresh = STANDARD.encode((0..bytes).map(|_| rand::random::<u8>()).collect::<Vec<_>>());
-        let mut redis = redis.clone();
-        let _: Option<String> = redis::cmd("SET")
-            .arg(&key)
-            .arg(fresh)
-            .arg("NX")
-            .query_async(&mut redis)
-            .await?;
-        let value: String = redis::cmd("GET").arg(&key).query_async(&mut redis).await?;
-        *slot = Some(SecretString::from(value));
     }
     tracing::warn!(
         "dev mode: the cluster's secrets are kept in Redis (configure them in production)"
     );
     Ok(())
+}
+
+/// The cookie the nodes authenticate each other with: `EMPORIUM_CLUSTER_COOKIE`, or in dev
+/// mode, when it is not set, one generated once into Redis (with a warning).
+pub async fn cookie(dev_mode: bool, redis: &ConnectionManager) -> anyhow::Result<String> {
+    match std::env::var("EMPORIUM_CLUSTER_COOKIE") {
+        Ok(cookie) if !cookie.is_empty() => Ok(cookie),
+        _ if dev_mode => {
+            tracing::warn!(
+                "dev mode: EMPORIUM_CLUSTER_COOKIE is not set; the nodes share one generated \
+                 into Redis (set it in production)"
+            );
+            shared_secret(redis, "cookie", 24).await
+        }
+        _ => anyhow::bail!(
+            "EMPORIUM_CLUSTER_COOKIE is not set: outside dev mode the nodes need it to \
+             authenticate each other"
+        ),
+    }
+}
+
+/// The secret `name` kept in Redis, generated (`bytes` random bytes, base64) by the first
+/// node that asks.
+async fn shared_secret(
+    redis: &ConnectionManager,
+    name: &str,
+    bytes: usize,
+) -> anyhow::Result<String> {
+    let key = format!("secret:{name}");
+    let fresh = STANDARD.encode((0..bytes).map(|_| rand::random::<u8>()).collect::<Vec<_>>());
+    let mut redis = redis.clone();
+    let _: Option<String> = redis::cmd("SET")
+        .arg(&key)
+        .arg(fresh)
+        .arg("NX")
+        .query_async(&mut redis)
+        .await?;
+    Ok(redis::cmd("GET").arg(&key).query_async(&mut redis).await?)
 }

@@ -5,8 +5,12 @@
 //! acknowledge writes of one entity.
 
 pub mod config;
+pub mod forward;
 pub mod keeper;
 pub mod leases;
 pub mod member;
+pub mod peers;
+pub mod region;
+pub mod routing;
 pub mod shards;
 pub mod views;

@@ -165,11 +165,6 @@ impl Drops {
         if replay {
             return Ok((order_id.clone(), self.replay(&order_id, placement).await?));
         }
-        if !self.orders.is_local(&order_id) {
-            // Another cluster node holds the order's shard: the hold would be acknowledged with
-            // an order this node cannot write. Refused before any unit is held; retried.
-            return Err(RuntimeError::Unavailable.into());
-        }
         let grace = self.orders.reservation_grace();
         let fingerprint = placement.fingerprint.clone();
         let purchase = SkuCommand::Purchase(DropPurchase {

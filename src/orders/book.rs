@@ -66,13 +66,15 @@ impl OrderBook {
         id: &OrderId,
         command: OrderCommand,
     ) -> Result<OrderState, AskError<OrderError>> {
-        self.keep_promise(id, REQUEST_ATTEMPTS, FIRST_PAUSE).await?;
+        self.keep_promise(id, REQUEST_ATTEMPTS, FIRST_PAUSE, false)
+            .await?;
         self.entities.ask(id, command).await
     }
 
     /// The order's state and sequence numbers (written first if it was only promised).
     pub async fn inspect(&self, id: &OrderId) -> Result<Inspection, AskError<OrderError>> {
-        self.keep_promise(id, REQUEST_ATTEMPTS, FIRST_PAUSE).await?;
+        self.keep_promise(id, REQUEST_ATTEMPTS, FIRST_PAUSE, false)
+            .await?;
         self.entities.inspect(id).await
     }
 
@@ -133,12 +135,15 @@ impl OrderBook {
 
     /// Writes the order if it is promised: the same placement again is a replay, so two
     /// writers (a request and the background) are harmless. A busy order kind is tried
-    /// `attempts` times, the pause doubling from `pause`.
+    /// `attempts` times, the pause doubling from `pause`; with `until_written` (the background
+    /// writer: the units are held, the order must follow) an unavailable one too — in a
+    /// cluster, the order's shard may be changing owner.
     pub(super) async fn keep_promise(
         &self,
         id: &OrderId,
         attempts: usize,
         mut pause: Duration,
+        until_written: bool,
     ) -> Result<(), AskError<OrderError>> {
         let Some(placement) = self.promises.pending.get(id).map(|p| p.value().clone()) else {
             return Ok(());
@@ -151,18 +156,22 @@ impl OrderBook {
                     self.promises.pending.remove(id);
                     return Ok(());
                 }
-                Err(AskError::Overloaded | AskError::Timeout) if left > 1 => {
-                    left -= 1;
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(MAX_PAUSE);
-                }
                 Err(e @ AskError::Rejected(_)) => {
                     // The id holds another order (its key was reused at the same instant):
                     // this promise cannot be kept, and its hold lapses at its expiry.
                     self.promises.pending.remove(id);
                     return Err(e);
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    let busy = matches!(e, AskError::Overloaded | AskError::Timeout);
+                    let away = until_written && matches!(e, AskError::Unavailable);
+                    if !(busy || away) || left <= 1 {
+                        return Err(e);
+                    }
+                    left -= 1;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_PAUSE);
+                }
             }
         }
     }

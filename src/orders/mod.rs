@@ -215,9 +215,9 @@ impl Orders {
     pub async fn recover_promises(
         &self,
         skus: &Entities<Sku>,
-        others_own_some: bool,
+        clustered: bool,
     ) -> anyhow::Result<usize> {
-        promised::recover(&self.book, skus, others_own_some).await
+        promised::recover(&self.book, skus, clustered).await
     }
 
     /// Calls `listener` with every order view from now on, once durable.

@@ -34,7 +34,7 @@ pub async fn keep(book: OrderBook, shutdown: CancellationToken) {
         };
         let book = book.clone();
         tokio::spawn(async move {
-            if let Err(e) = book.keep_promise(&id, usize::MAX, FIRST_PAUSE).await {
+            if let Err(e) = book.keep_promise(&id, usize::MAX, FIRST_PAUSE, true).await {
                 tracing::error!(order_id = %id, error = ?e, "a promised order could not be written; it is written again at the next start");
             }
             drop(permit);
@@ -42,24 +42,24 @@ pub async fn keep(book: OrderBook, shutdown: CancellationToken) {
     }
 }
 
-/// Promises again every order a SKU holds units for but the order kind never wrote. Runs
-/// before the node is ready; returns how many. With `others_own_some` (a cluster), a SKU this
-/// node cannot reach is skipped (its shard's owner recovers those holds when it starts; a
-/// takeover does not yet recover them); otherwise it is an error.
+/// Promises again every order a SKU holds units for but the order kind never wrote; returns
+/// how many. One node runs it before it is ready. In a cluster (`clustered`) only the SKUs
+/// of shards this node holds are read, and a node runs it whenever it takes shards or another
+/// node's process is gone (it may have answered purchases whose orders it never wrote); a SKU
+/// that cannot be read then is left to the next run, where on one node it is an error.
 pub async fn recover(
     book: &OrderBook,
     skus: &Entities<Sku>,
-    others_own_some: bool,
+    clustered: bool,
 ) -> anyhow::Result<usize> {
     let mut promised = 0;
-    let holding = skus
-        .views()
-        .into_iter()
-        .filter(|(_, view)| view.drops.iter().any(|d| d.reserved > 0));
+    let holding = skus.views().into_iter().filter(|(sku, view)| {
+        view.drops.iter().any(|d| d.reserved > 0) && (!clustered || skus.is_local(sku))
+    });
     for (sku, _) in holding {
         let held = match skus.ask(&sku, SkuCommand::HeldOrders).await {
             Ok(held) => held,
-            Err(e) if others_own_some => {
+            Err(e) if clustered => {
                 tracing::debug!(%sku, error = %e, "holds left to the SKU's owner");
                 continue;
             }

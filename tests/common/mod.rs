@@ -1,6 +1,8 @@
 //! The real `emporium` binary as a child process, for tests that need real processes (crash
 //! tests, the command line): start it on a free port, learn its address, wait until it serves.
 
+pub mod cluster;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
