@@ -28,10 +28,9 @@ pub struct Options {
     /// Every node the buyers spread over (connection `i` starts on target `i % n`; when its
     /// node cannot be reached it moves to the next). Empty: `base` alone.
     pub targets: Vec<String>,
-    /// SIGKILL this process (a node under test, same machine) this long into the run, and
-    /// report the fail-over gap: from the kill to the first purchase sent after it that
-    /// succeeds.
-    pub kill: Option<(u32, Duration)>,
+    /// SIGKILL a node under test (same machine) this long into the run, and report the
+    /// fail-over gap: from the kill to the first purchase sent after it that succeeds.
+    pub kill: Option<(Kill, Duration)>,
     pub operator: String,
     pub jwt_secret: String,
     pub connections: usize,
@@ -44,6 +43,66 @@ pub struct Options {
     /// Stop after this many attempts (0: no limit).
     pub attempts: u64,
     pub label: String,
+}
+
+/// Which process `--kill-pid` names.
+#[derive(Debug, Clone)]
+pub enum Kill {
+    Pid(u32),
+    /// `node=pid` for each node: the one that owns the drop's SKU (asked through the admin
+    /// entity endpoint) is killed.
+    OwnerOf(Vec<(String, u32)>),
+}
+
+impl Kill {
+    /// `PID`, or `n1=PID,n2=PID,...`.
+    pub fn parse(text: &str) -> anyhow::Result<Kill> {
+        if let Ok(pid) = text.parse() {
+            return Ok(Kill::Pid(pid));
+        }
+        let pairs = text
+            .split(',')
+            .map(|pair| {
+                let (node, pid) = pair.split_once('=').context("expected node=pid")?;
+                Ok((node.to_owned(), pid.parse()?))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Kill::OwnerOf(pairs))
+    }
+
+    async fn pid(
+        &self,
+        client: &reqwest::Client,
+        o: &Options,
+        drop_id: &str,
+    ) -> anyhow::Result<u32> {
+        let pairs = match self {
+            Kill::Pid(pid) => return Ok(*pid),
+            Kill::OwnerOf(pairs) => pairs,
+        };
+        let get = |path: String| {
+            client
+                .get(format!("{}{path}", o.base))
+                .bearer_auth(&o.operator)
+                .send()
+        };
+        let d: Value = get(format!("/api/v1/drops/{drop_id}"))
+            .await?
+            .json()
+            .await?;
+        let sku = d["sku_id"].as_str().context("drop without sku_id")?;
+        let e: Value = get(format!("/api/v1/admin/entities/sku/{sku}"))
+            .await?
+            .json()
+            .await?;
+        let node = e["node"].as_str().context("the SKU's node (a cluster?)")?;
+        eprintln!("  the drop's SKU is owned by {node}");
+        pairs
+            .iter()
+            .find(|(n, _)| n == node)
+            .map(|(_, pid)| *pid)
+            .with_context(|| format!("no pid given for {node}"))
+    }
 }
 
 #[derive(Default)]
@@ -93,7 +152,8 @@ pub async fn run_on(o: Options, drop_id: String) -> anyhow::Result<Run> {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
-    if let Some((pid, after)) = o.kill {
+    if let Some((kill, after)) = &o.kill {
+        let (pid, after) = (kill.pid(&client, &o, &drop_id).await?, *after);
         let failover = failover.clone();
         tokio::spawn(async move {
             tokio::time::sleep(after).await;

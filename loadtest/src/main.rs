@@ -97,10 +97,10 @@ enum Scenario {
         label: String,
         #[arg(long, default_value = "loadtest/reports")]
         reports: std::path::PathBuf,
-        /// SIGKILL this process id (a node of the cluster under test) mid-run and report the
-        /// fail-over gap.
+        /// SIGKILL a node of the cluster under test mid-run and report the fail-over gap:
+        /// `PID`, or `n1=PID,n2=PID,n3=PID` to kill the node that owns the drop's SKU.
         #[arg(long)]
-        kill_pid: Option<u32>,
+        kill_pid: Option<String>,
         /// Seconds into the run for `--kill-pid`.
         #[arg(long, default_value_t = 5)]
         kill_after: u64,
@@ -258,7 +258,11 @@ async fn main() -> anyhow::Result<()> {
             let run = flash::run(flash::Options {
                 base: base.clone(),
                 targets: targets.clone(),
-                kill: kill_pid.map(|pid| (pid, Duration::from_secs(*kill_after))),
+                kill: kill_pid
+                    .as_deref()
+                    .map(flash::Kill::parse)
+                    .transpose()?
+                    .map(|kill| (kill, Duration::from_secs(*kill_after))),
                 operator: token.clone(),
                 jwt_secret: jwt_secret.clone(),
                 connections: cli.connections,

@@ -33,7 +33,7 @@ pub enum Answer {
         state: String,
     },
     Ticked,
-    /// The shard is held here now (the sender's map was stale): ask locally.
+    /// This node holds the shard now, under a good fence (the map was stale): ask locally.
     Local,
     /// The receiving node does not hold the entity's shard.
     NotOwner,
@@ -78,7 +78,8 @@ impl Answer {
 }
 
 /// Carries an op to the node that owns the entity's shard (retrying a stale shard map within
-/// a budget) and brings back its answer. `Answer::Local` when this node holds the shard now.
+/// a budget) and brings back its answer. `Answer::Local` when this node holds the shard now
+/// (its fence is good).
 pub trait Forward: Send + Sync {
     fn forward(&self, kind: &'static str, key: String, op: Op) -> BoxFuture<'_, Answer>;
 }

@@ -53,6 +53,8 @@ pub struct Live<E: Entity> {
     /// from it may be answered any more (the actor is being killed, to start over from the
     /// journal).
     lost: Arc<AtomicBool>,
+    /// This actor: killed when one of its writes fails.
+    me: ActorRef<EntityMsg<E>>,
     /// The sequence number of the newest recorded view (only it is published).
     view_seq: Arc<AtomicU64>,
     /// The deadline a timer is set for, and the timer.
@@ -107,6 +109,7 @@ impl<E: Entity> Actor for EntityActor<E> {
             snapshot_seq,
             pending: Arc::new(AtomicUsize::new(0)),
             lost: Arc::new(AtomicBool::new(false)),
+            me: myself.clone(),
             view_seq: Arc::new(AtomicU64::new(0)),
             timer: None,
         };
@@ -356,13 +359,16 @@ impl<E: Entity> Live<E> {
     }
 
     fn submit(&self, append: Append, done: impl FnOnce(Result<(), JournalError>) + Send + 'static) {
-        let (pending, lost) = (self.pending.clone(), self.lost.clone());
+        let (pending, lost, me) = (self.pending.clone(), self.lost.clone(), self.me.clone());
         pending.fetch_add(1, Ordering::AcqRel);
         self.ctx.journal.submit(
             append,
             Box::new(move |result| {
                 if result.is_err() {
+                    // Whatever the write was (events, a snapshot, a barrier), the state can no
+                    // longer be trusted to match the disk: start over from the journal.
                     lost.store(true, Ordering::Release);
+                    me.kill();
                 }
                 pending.fetch_sub(1, Ordering::AcqRel);
                 done(result);

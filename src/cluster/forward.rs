@@ -13,6 +13,7 @@ use crate::cluster::leases::Leases;
 use crate::cluster::region::{self, ENVELOPE_VERSION, Envelope, RegionMsg};
 use crate::cluster::routing::Routing;
 use crate::cluster::shards::Shard;
+use crate::persistence::redis_journal::Fences;
 use futures_util::future::BoxFuture;
 use ractor::ActorRef;
 use ractor::rpc::CallResult;
@@ -27,6 +28,8 @@ pub struct Forwarder {
     pub routing: Arc<Routing>,
     /// Reads a shard's holder again after a stale answer.
     pub leases: Leases,
+    /// This node's own leases: `Local` only while the fence is good.
+    pub fences: Arc<Fences>,
     pub shards: u32,
     /// How long one forwarded ask waits for its answer (the runtime's ask timeout).
     pub timeout: Duration,
@@ -56,7 +59,13 @@ impl Forwarder {
         let mut pause = FIRST_PAUSE;
         loop {
             let attempt = match self.routing.holder(shard) {
-                Some(h) if h.holder == self.leases.holder_id() => return Answer::Local,
+                Some(h) if h.holder == self.leases.holder_id() => {
+                    if self.fences.get(shard).is_some() {
+                        return Answer::Local;
+                    }
+                    // Handed over or lapsing here: the map is a round behind.
+                    Attempt::Retry("the map names this node")
+                }
                 Some(h) => self.send(&h.node, bytes.clone()).await,
                 None => Attempt::Retry("the shard is free"),
             };

@@ -199,6 +199,7 @@ impl Member {
         Forwarder {
             routing: self.routing.clone(),
             leases: self.leases.clone(),
+            fences: self.fences.clone(),
             shards: self.cluster.shards,
             timeout,
         }

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 pub const DIAL_EVERY: Duration = Duration::from_millis(250);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Starts this node's `NodeServer` and its dialer (until `shutdown`).
 pub async fn start(
@@ -95,18 +96,32 @@ async fn dial(
             if Instant::now() < *when {
                 continue;
             }
-            match ractor_cluster::client_connect(&server, peer.cluster).await {
-                Ok(()) => {
+            // A peer that drops packets must not hold up the others for a SYN timeout.
+            let dialed = tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                ractor_cluster::client_connect(&server, peer.cluster),
+            )
+            .await;
+            let mut pause = *backoff;
+            match dialed {
+                Ok(Ok(())) => {
                     tracing::info!(peer = %peer.name, addr = %peer.cluster, "dialed a peer");
-                    *backoff = DIAL_EVERY;
                     // Give the handshake time before looking again.
-                    *when = Instant::now() + Duration::from_secs(1);
+                    pause = pause.max(Duration::from_secs(1));
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     tracing::debug!(peer = %peer.name, error = %e, "cannot dial a peer");
-                    *when = Instant::now() + *backoff;
-                    *backoff = (*backoff * 2).min(MAX_BACKOFF);
                 }
+                Err(_) => tracing::debug!(peer = %peer.name, "no answer from a peer"),
+            }
+            // Until the session shows up (the handshake may still fail: a wrong cookie), the
+            // pause before the next dial doubles.
+            *when = Instant::now() + pause;
+            *backoff = (*backoff * 2).min(MAX_BACKOFF);
+        }
+        for peer in &peers {
+            if open.contains(&peer.name) {
+                next.remove(&peer.name);
             }
         }
     }

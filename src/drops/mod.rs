@@ -178,10 +178,19 @@ impl Drops {
         let receipt = self.skus.ask(&sku, purchase).await?.receipt;
         match receipt {
             // The hold is durable and keeps the order: answer now, write the order after.
-            Some(receipt) if receipt.order.fingerprint == fingerprint => Ok((
-                order_id.clone(),
-                self.orders.promise(order_id, receipt.order),
-            )),
+            Some(receipt) if receipt.order.fingerprint == fingerprint => {
+                let state = self.orders.promise(order_id.clone(), receipt.order);
+                if !self.orders.is_local(&order_id) {
+                    // A cluster where another node owns the order: the promise would be known
+                    // here only, so the order is written there first. If that fails the
+                    // purchase still stands (its hold is durable): the background writer,
+                    // or the SKU's owner, writes the order.
+                    if let Err(e) = self.orders.write_promised(&order_id).await {
+                        tracing::warn!(%order_id, error = %e, "a drop order is written later");
+                    }
+                }
+                Ok((order_id, state))
+            }
             Some(_) => Err(OrderFailure::from(OrderError::KeyReused).into()),
             // A replay of a purchase settled since: the order exists.
             None => Ok((order_id.clone(), self.replay(&order_id, placement).await?)),

@@ -6,16 +6,23 @@
 //! buyer's path (`promised::keep`). Until then the order is promised here. Every ask first
 //! keeps the promise of the order it names, so a buyer who pays at once — or the saga, the
 //! dispatcher, the idempotency store — always finds the order. The entities are private to
-//! this file: there is no other way to reach them.
+//! this file: there is no other way to reach them on this node.
+//!
+//! In a cluster a promise lives only on the node that answered, and the order's shard may be
+//! another node's: such a purchase writes its order (on that node) before it is answered
+//! (`write_promised`), so every node finds it at once.
 
 use crate::actors::order::{Order, OrderView};
+use crate::actors::remote::{Answer, Op};
 use crate::actors::{AskError, Entities, EntityKind, Inspection, Runtime};
 use crate::domain::ids::OrderId;
 use crate::domain::order::{OrderCommand, OrderError, OrderEvent, OrderState, Placement};
 use dashmap::DashMap;
+use futures_util::future::BoxFuture;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// A promise the order kind could not take (busy) is tried again after this, doubling.
 pub(super) const FIRST_PAUSE: Duration = Duration::from_millis(5);
@@ -66,14 +73,14 @@ impl OrderBook {
         id: &OrderId,
         command: OrderCommand,
     ) -> Result<OrderState, AskError<OrderError>> {
-        self.keep_promise(id, REQUEST_ATTEMPTS, FIRST_PAUSE, false)
+        self.keep_promise(id, REQUEST_ATTEMPTS, FIRST_PAUSE, None)
             .await?;
         self.entities.ask(id, command).await
     }
 
     /// The order's state and sequence numbers (written first if it was only promised).
     pub async fn inspect(&self, id: &OrderId) -> Result<Inspection, AskError<OrderError>> {
-        self.keep_promise(id, REQUEST_ATTEMPTS, FIRST_PAUSE, false)
+        self.keep_promise(id, REQUEST_ATTEMPTS, FIRST_PAUSE, None)
             .await?;
         self.entities.inspect(id).await
     }
@@ -86,6 +93,13 @@ impl OrderBook {
         // The receiver lives as long as the node; without it, requests keep the promise.
         let _ = self.promises.queue.send(id);
         state
+    }
+
+    /// Writes the order now if it is promised (as a request would); an error leaves the
+    /// promise to the background writer.
+    pub async fn write_promised(&self, id: &OrderId) -> Result<(), AskError<OrderError>> {
+        self.keep_promise(id, REQUEST_ATTEMPTS, FIRST_PAUSE, None)
+            .await
     }
 
     /// Whether this node can write the order now (cluster mode: it holds the order's shard).
@@ -123,9 +137,10 @@ impl OrderBook {
         self.entities.wake_reminders();
     }
 
-    /// The order kind as a node handles every kind (counters, snapshots, shutdown, views).
+    /// The order kind as a node handles every kind (counters, snapshots, shutdown, views);
+    /// asks forwarded from other nodes keep the order's promise first, as local ones do.
     pub fn kind(&self) -> Arc<dyn EntityKind> {
-        Arc::new(self.entities.clone())
+        Arc::new(BookKind(self.clone()))
     }
 
     /// The queue of promised orders; `None` after the first call.
@@ -137,13 +152,14 @@ impl OrderBook {
     /// writers (a request and the background) are harmless. A busy order kind is tried
     /// `attempts` times, the pause doubling from `pause`; with `until_written` (the background
     /// writer: the units are held, the order must follow) an unavailable one too — in a
-    /// cluster, the order's shard may be changing owner.
+    /// cluster, the order's shard may be changing owner — until that token is cancelled
+    /// (shutdown: the holds are promised again at the next start, or by the SKU's owner).
     pub(super) async fn keep_promise(
         &self,
         id: &OrderId,
         attempts: usize,
         mut pause: Duration,
-        until_written: bool,
+        until_written: Option<&CancellationToken>,
     ) -> Result<(), AskError<OrderError>> {
         let Some(placement) = self.promises.pending.get(id).map(|p| p.value().clone()) else {
             return Ok(());
@@ -164,7 +180,8 @@ impl OrderBook {
                 }
                 Err(e) => {
                     let busy = matches!(e, AskError::Overloaded | AskError::Timeout);
-                    let away = until_written && matches!(e, AskError::Unavailable);
+                    let away = matches!(e, AskError::Unavailable)
+                        && until_written.is_some_and(|stop| !stop.is_cancelled());
                     if !(busy || away) || left <= 1 {
                         return Err(e);
                     }
@@ -174,5 +191,46 @@ impl OrderBook {
                 }
             }
         }
+    }
+}
+
+/// The order kind of a node: every [`EntityKind`] duty goes to the entities, but an ask
+/// forwarded here keeps the order's promise first.
+struct BookKind(OrderBook);
+
+impl EntityKind for BookKind {
+    fn kind(&self) -> &'static str {
+        self.0.entities.kind()
+    }
+
+    fn stats(&self) -> &crate::actors::KindStats {
+        EntityKind::stats(&self.0.entities)
+    }
+
+    fn receive(&self, raw_id: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        self.0.entities.receive(raw_id, bytes)
+    }
+
+    fn wake_reminders(&self) {
+        EntityKind::wake_reminders(&self.0.entities);
+    }
+
+    fn snapshot_all(&self) -> BoxFuture<'_, usize> {
+        EntityKind::snapshot_all(&self.0.entities)
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        EntityKind::shutdown(&self.0.entities)
+    }
+
+    fn serve<'a>(&'a self, raw_id: &'a str, op: Op) -> BoxFuture<'a, Answer> {
+        Box::pin(async move {
+            if let Ok(id) = OrderId::parse(raw_id)
+                && let Err(e) = self.0.write_promised(&id).await
+            {
+                return Answer::from_failure(e);
+            }
+            self.0.entities.serve(raw_id, op).await
+        })
     }
 }

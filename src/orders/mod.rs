@@ -200,6 +200,11 @@ impl Orders {
         self.book.is_local(id)
     }
 
+    /// See [`OrderBook::write_promised`].
+    pub async fn write_promised(&self, id: &OrderId) -> Result<(), AskError<OrderError>> {
+        self.book.write_promised(id).await
+    }
+
     /// Whether the order exists or is promised.
     pub fn known(&self, id: &OrderId) -> bool {
         self.book.known(id)

@@ -32,10 +32,11 @@ pub async fn keep(book: OrderBook, shutdown: CancellationToken) {
         let Ok(permit) = writers.clone().acquire_owned().await else {
             return;
         };
-        let book = book.clone();
+        let (book, stop) = (book.clone(), shutdown.clone());
         tokio::spawn(async move {
-            if let Err(e) = book.keep_promise(&id, usize::MAX, FIRST_PAUSE, true).await {
-                tracing::error!(order_id = %id, error = ?e, "a promised order could not be written; it is written again at the next start");
+            let written = book.keep_promise(&id, usize::MAX, FIRST_PAUSE, Some(&stop));
+            if let Err(e) = written.await {
+                tracing::error!(order_id = %id, error = ?e, "a promised order could not be written; it is written again from its hold (at the next start, or by the SKU's owner in a cluster)");
             }
             drop(permit);
         });
