@@ -1,7 +1,8 @@
 //! Promised orders, in the background: [`keep`] writes every order promised by a drop
-//! purchase (`OrderBook::promise`) soon after its answer, and [`recover`] promises again, at
-//! start-up, every order a SKU still holds units for but the order kind never wrote (a crash
-//! between the hold and the write). See `book.rs` for why requests never miss one.
+//! purchase (`OrderBook::promise`) soon after its answer, and [`recover`] promises again
+//! every order a SKU still holds units for but the order kind never wrote (a crash between the
+//! hold and the write): at start-up, and in a cluster also when the node takes shards or
+//! another node's process is gone. See `book.rs` for why requests never miss one.
 
 use crate::actors::Entities;
 use crate::actors::sku::Sku;
