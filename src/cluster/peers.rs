@@ -87,7 +87,11 @@ async fn dial(
             continue;
         };
         for peer in &peers {
-            if open.contains(&peer.name) || !routing.is_live(&peer.name) {
+            if open.contains(&peer.name) {
+                next.remove(&peer.name);
+                continue;
+            }
+            if !routing.is_live(&peer.name) {
                 continue;
             }
             let (when, backoff) = next
@@ -118,11 +122,6 @@ async fn dial(
             // pause before the next dial doubles.
             *when = Instant::now() + pause;
             *backoff = (*backoff * 2).min(MAX_BACKOFF);
-        }
-        for peer in &peers {
-            if open.contains(&peer.name) {
-                next.remove(&peer.name);
-            }
         }
     }
 }

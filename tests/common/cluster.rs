@@ -2,7 +2,7 @@
 //! the cluster file, the nodes, a shopper's token, a live drop, and one purchase.
 #![allow(dead_code)] // not every test binary uses every helper
 
-use super::{RedisServer, start_serve};
+use super::{RedisServer, free_port, start_serve};
 use emporium::auth::tokens::TokenKeys;
 use emporium::domain::ids::UserId;
 use emporium::domain::time::{Clock, SystemClock};
@@ -83,15 +83,6 @@ pub async fn get(client: &reqwest::Client, url: &str) -> (u16, Value) {
     let r = client.get(url).bearer_auth(TOKEN).send().await.unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
-}
-
-/// A port free now (the node binds it soon after).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Buys one unit; the status and the order id of a 201.

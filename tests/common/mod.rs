@@ -149,6 +149,16 @@ pub async fn admin_post(
     r.json().await.unwrap()
 }
 
+/// A port free now (whoever asked binds it soon after).
+#[allow(dead_code)] // not every test binary uses it
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A real `redis-server` (Debian's package) of the test's own, on a free port in a temporary
 /// dir, durable as the cluster runs it (`appendonly yes`, `appendfsync always`). Killed with
 /// SIGKILL when dropped.
@@ -163,11 +173,7 @@ pub struct RedisServer {
 impl RedisServer {
     pub fn start() -> RedisServer {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let child = Self::spawn(port, dir.path());
         RedisServer { child, port, dir }
     }
