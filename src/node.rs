@@ -94,7 +94,12 @@ impl Node {
         tracing::info!(elapsed = ?started.elapsed(), "stock views loaded");
         let catalog = Catalog::start(runtime.clone(), skus.clone()).await?;
         tracing::info!(elapsed = ?started.elapsed(), "catalog index built");
-        let dev_mailbox = settings.dev_mode.then(|| Arc::new(DevMailbox::default()));
+        let dev_mailbox = settings.dev_mode.then(|| {
+            Arc::new(match &storage.member {
+                Some(member) => DevMailbox::shared(member.redis.clone()),
+                None => DevMailbox::default(),
+            })
+        });
         let accounts = accounts(
             settings,
             &data_dir,
@@ -107,6 +112,16 @@ impl Node {
         let shopping =
             Shopping::start(runtime.clone(), catalog.clone(), accounts.users.clone()).await?;
         let bus = EventBus::default();
+        if let Some(member) = &storage.member {
+            member.relay(&bus, shutdown.clone()).await?;
+        }
+        {
+            // A revocation, wherever written, makes the user's sockets here re-check.
+            let bus = bus.clone();
+            accounts.revocations.on_revoked(move |user| {
+                bus.publish(&format!("revoked:{user}"), "revoked".into());
+            });
+        }
         let chat_runtime = runtime.clone();
         let orders = orders(
             settings, runtime, &skus, &catalog, &shopping, &accounts, &bus,

@@ -147,7 +147,10 @@ async fn load(
             return Err(e);
         }
     };
-    let limits = AuthLimits::new(settings.auth.rate_per_ip);
+    let limits = match &node.member {
+        Some(member) => AuthLimits::shared(settings.auth.rate_per_ip, member.redis.clone()),
+        None => AuthLimits::new(settings.auth.rate_per_ip),
+    };
     spawn_pruning(limits.clone(), shutdown.clone());
     tokio::spawn(node.live_stock.clone().run(shutdown.clone()));
     node.orders.spawn_background(&shutdown);

@@ -348,6 +348,8 @@ fn keeper(conn: &ConnectionManager, node: &str, ttl: Duration) -> (Arc<Fences>, 
         shards: SHARDS,
         taken: Arc::default(),
         routing: Arc::new(Routing::new(SHARDS)),
+        kinds: Arc::default(),
+        wake: Arc::default(),
     };
     (fences, keeper)
 }

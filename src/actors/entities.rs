@@ -12,7 +12,7 @@ use crate::actors::context::{EntityContext, SnapshotPolicy};
 use crate::actors::entity::{AskError, Entity, EntityKey, Inspection};
 use crate::actors::message::EntityMsg;
 use crate::actors::registry::{Registry, Slot, ViewSink};
-use crate::actors::remote::{Answer, Forward, Op};
+use crate::actors::remote::{Admission, Answer, Forward, Op};
 use crate::actors::shell::{Activation, EntityActor};
 use crate::actors::supervisor::{KindStats, KindSupervisor};
 use crate::domain::time::Clock;
@@ -59,6 +59,13 @@ pub struct Runtime {
     pub shutdown: CancellationToken,
     /// Cluster mode: carries asks for entities of shards other nodes hold to their owner.
     pub remote: Option<Arc<dyn Forward>>,
+}
+
+/// Where an ask goes (see `Entities::route`).
+enum Route<'a> {
+    /// This node's entity; in a cluster, with the shard's admission held.
+    Here(#[allow(dead_code)] Option<Admission>),
+    Owner(&'a dyn Forward),
 }
 
 /// What the handle of one kind shares between its clones.
@@ -179,9 +186,22 @@ impl<E: Entity> Entities<E> {
         Ok(())
     }
 
-    /// The forwarder to use for `id`: in a cluster, when another node holds its shard.
-    fn remote_for(&self, id: &E::Id) -> Option<&dyn Forward> {
-        self.kind.remote.as_deref().filter(|_| !self.is_local(id))
+    /// Where an ask for `id` goes: here (in a cluster, admitted to the entity's shard until
+    /// the ask is done) or to the node that holds its shard.
+    fn route(&self, id: &E::Id) -> Route<'_> {
+        match self.kind.remote.as_deref() {
+            None => Route::Here(None),
+            Some(remote) => match remote.enter(E::KIND, &id.to_string()) {
+                Some(admitted) => Route::Here(Some(admitted)),
+                None => Route::Owner(remote),
+            },
+        }
+    }
+
+    /// Admits an ask to `id`'s shard on this node (cluster mode); `None` when another node
+    /// serves it now.
+    pub(super) fn enter(&self, id: &E::Id) -> Option<Admission> {
+        self.kind.remote.as_deref()?.enter(E::KIND, &id.to_string())
     }
 
     /// Sends `command` to the entity and waits for its reply (sent once durable). In a
@@ -191,11 +211,13 @@ impl<E: Entity> Entities<E> {
         id: &E::Id,
         command: E::Command,
     ) -> Result<E::Reply, AskError<E::Rejection>> {
-        if let Some(remote) = self.remote_for(id) {
-            let _permit = self.admit()?;
-            return self.ask_remote(remote, id, command).await;
+        match self.route(id) {
+            Route::Here(_admitted) => self.ask_local(id, command).await,
+            Route::Owner(remote) => {
+                let _permit = self.admit()?;
+                self.ask_remote(remote, id, command).await
+            }
         }
-        self.ask_local(id, command).await
     }
 
     /// Asks this node's entity (never forwarded).
@@ -219,9 +241,9 @@ impl<E: Entity> Entities<E> {
 
     /// The entity's state and sequence numbers; `NotFound` when it has never been written.
     pub async fn inspect(&self, id: &E::Id) -> Result<Inspection, AskError<E::Rejection>> {
-        match self.remote_for(id) {
-            Some(remote) => self.inspect_remote(remote, id).await,
-            None => self.inspect_local(id).await,
+        match self.route(id) {
+            Route::Here(_admitted) => self.inspect_local(id).await,
+            Route::Owner(remote) => self.inspect_remote(remote, id).await,
         }
     }
 
@@ -245,9 +267,9 @@ impl<E: Entity> Entities<E> {
 
     /// Makes the entity act on its deadline now (tests with a manual clock, operators).
     pub async fn tick(&self, id: &E::Id) -> Result<(), AskError<E::Rejection>> {
-        match self.remote_for(id) {
-            Some(remote) => self.tick_remote(remote, id).await,
-            None => self.tick_local(id).await,
+        match self.route(id) {
+            Route::Here(_admitted) => self.tick_local(id).await,
+            Route::Owner(remote) => self.tick_remote(remote, id).await,
         }
     }
 
@@ -361,6 +383,27 @@ impl<E: Entity> Entities<E> {
         written
     }
 
+    /// Stops the active entities whose key `leaving` selects (a shard leaving this node), each
+    /// after a final snapshot; how many were stopped, once their snapshots are durable.
+    pub async fn stop_where(&self, leaving: &(dyn Fn(&str) -> bool + Sync)) -> usize {
+        let actors = self
+            .kind
+            .registry
+            .actors_where(|id| leaving(&id.to_string()));
+        let mut set = tokio::task::JoinSet::new();
+        for actor in actors {
+            set.spawn(async move {
+                let done = actor.call(EntityMsg::Shutdown, Some(Duration::from_secs(10)));
+                matches!(done.await, Ok(CallResult::Success(())))
+            });
+        }
+        let mut stopped = 0;
+        while let Some(done) = set.join_next().await {
+            stopped += usize::from(done.unwrap_or(false));
+        }
+        stopped
+    }
+
     /// Stops every entity of the kind after a final snapshot; new asks get `Unavailable`.
     pub async fn shutdown(&self) {
         self.kind.registry.close();
@@ -391,6 +434,9 @@ pub trait EntityKind: Send + Sync {
     fn snapshot_all(&self) -> BoxFuture<'_, usize>;
     /// See [`Entities::shutdown`].
     fn shutdown(&self) -> BoxFuture<'_, ()>;
+    /// See [`Entities::stop_where`].
+    fn stop_where<'a>(&'a self, leaving: &'a (dyn Fn(&str) -> bool + Sync))
+    -> BoxFuture<'a, usize>;
     /// Answers an op another node forwarded here (cluster mode).
     fn serve<'a>(&'a self, raw_id: &'a str, op: Op) -> BoxFuture<'a, Answer>;
 }
@@ -418,6 +464,13 @@ impl<E: Entity> EntityKind for Entities<E> {
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(Entities::shutdown(self))
+    }
+
+    fn stop_where<'a>(
+        &'a self,
+        leaving: &'a (dyn Fn(&str) -> bool + Sync),
+    ) -> BoxFuture<'a, usize> {
+        Box::pin(Entities::stop_where(self, leaving))
     }
 
     fn serve<'a>(&'a self, raw_id: &'a str, op: Op) -> BoxFuture<'a, Answer> {

@@ -27,10 +27,13 @@ impl<E: Entity> Entities<E> {
                 Ok(outcome) => outcome.map_err(AskError::Rejected),
                 Err(why) => Err(Answer::Malformed(format!("reply: {why}")).failure()),
             },
-            Answer::Local if self.is_local(id) => {
-                self.call(id, |reply| EntityMsg::Ask(command.clone(), reply))
-                    .await?
-            }
+            Answer::Local => match self.enter(id) {
+                Some(_admitted) => {
+                    self.call(id, |reply| EntityMsg::Ask(command.clone(), reply))
+                        .await?
+                }
+                None => Err(AskError::Unavailable),
+            },
             other => Err(other.failure()),
         }
     }
@@ -53,7 +56,10 @@ impl<E: Entity> Entities<E> {
                 snapshot_seq,
                 state: serde_json::from_str(&state).map_err(|_| AskError::Unavailable)?,
             }),
-            Answer::Local if self.is_local(id) => self.inspect_local(id).await,
+            Answer::Local => match self.enter(id) {
+                Some(_admitted) => self.inspect_local(id).await,
+                None => Err(AskError::Unavailable),
+            },
             other => Err(other.failure()),
         }
     }
@@ -66,7 +72,10 @@ impl<E: Entity> Entities<E> {
     ) -> Result<(), AskError<E::Rejection>> {
         match remote.forward(E::KIND, id.to_string(), Op::Tick).await {
             Answer::Ticked => Ok(()),
-            Answer::Local if self.is_local(id) => self.tick_local(id).await,
+            Answer::Local => match self.enter(id) {
+                Some(_admitted) => self.tick_local(id).await,
+                None => Err(AskError::Unavailable),
+            },
             other => Err(other.failure()),
         }
     }
@@ -77,9 +86,10 @@ impl<E: Entity> Entities<E> {
         let Some(id) = E::Id::parse_key(raw_id) else {
             return Answer::Malformed(format!("{}: bad key {raw_id:?}", E::KIND));
         };
-        if !self.is_local(&id) {
+        // Held until answered: a shard leaving this node waits for the asks it admitted.
+        let Some(_admitted) = self.enter(&id) else {
             return Answer::NotOwner;
-        }
+        };
         match op {
             Op::Ask(bytes) => {
                 let command = match decode::<E::Command>(&bytes) {

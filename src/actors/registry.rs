@@ -127,6 +127,15 @@ impl<E: Entity> Registry<E> {
             .collect()
     }
 
+    /// The active actors of the entities `selected` picks.
+    pub fn actors_where(&self, selected: impl Fn(&E::Id) -> bool) -> Vec<ActorRef<EntityMsg<E>>> {
+        self.slots
+            .iter()
+            .filter(|s| selected(s.key()))
+            .filter_map(|s| s.cell.get().cloned())
+            .collect()
+    }
+
     /// The active actors idle past the passivation period.
     pub fn idle_actors(&self) -> Vec<ActorRef<EntityMsg<E>>> {
         self.slots

@@ -7,6 +7,7 @@
 //! does not decode is an `Answer::Malformed`/`AskError::Unavailable`, never a panic.
 
 use crate::actors::entity::AskError;
+pub use crate::persistence::fences::Admission;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
@@ -82,6 +83,11 @@ impl Answer {
 /// (its fence is good).
 pub trait Forward: Send + Sync {
     fn forward(&self, kind: &'static str, key: String, op: Op) -> BoxFuture<'_, Answer>;
+
+    /// Admits an ask for the entity here, when this node serves its shard now: held while the
+    /// ask runs, so a shard leaving this node waits for it (`persistence::fences`). `None`:
+    /// forward it.
+    fn enter(&self, kind: &'static str, key: &str) -> Option<Admission>;
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {

@@ -4,7 +4,9 @@
 //! request is answered, so a restart does not un-revoke: to a sled tree (flushed) on one node,
 //! to Redis in a cluster (hash `revoked`, fsynced with `appendfsync always`), where every node
 //! hears it on the `revoked` channel and also rereads the hash every few seconds (a message
-//! missed while disconnected is caught up).
+//! missed while disconnected is caught up). Whoever listens ([`Revocations::on_revoked`]: the
+//! EventBus's `revoked:{user}` topic, which closes the user's sockets) hears of a revocation
+//! once it is in this node's list, whichever node wrote it.
 
 use crate::auth::tokens::Claims;
 use dashmap::DashMap;
@@ -17,7 +19,11 @@ pub struct Revocations {
     store: Store,
     tokens: DashMap<String, i64>,
     users: DashMap<String, i64>,
+    /// Told the user of each revocation once it is in the list.
+    listener: std::sync::OnceLock<Listener>,
 }
+
+type Listener = Box<dyn Fn(&str) + Send + Sync>;
 
 /// Where revocations are kept.
 enum Store {
@@ -57,6 +63,7 @@ impl Revocations {
             },
             tokens,
             users,
+            listener: std::sync::OnceLock::new(),
         })
     }
 
@@ -72,6 +79,7 @@ impl Revocations {
             store: Store::Redis(redis),
             tokens: DashMap::new(),
             users: DashMap::new(),
+            listener: std::sync::OnceLock::new(),
         });
         this.reread(now_secs).await?;
         let mut pubsub = client.get_async_pubsub().await?;
@@ -87,8 +95,13 @@ impl Revocations {
                     message = messages.next() => match message {
                         Some(m) => {
                             let payload: String = m.get_payload().unwrap_or_default();
-                            if let Some((key, at)) = payload.rsplit_once('=') {
+                            // `key=at user` (`user` absent from older nodes' messages).
+                            let (entry, user) = payload.split_once(' ').unwrap_or((&payload, ""));
+                            if let Some((key, at)) = entry.rsplit_once('=') {
                                 me.remember(key, at.parse().unwrap_or_default(), 0);
+                                if !user.is_empty() {
+                                    me.tell(user);
+                                }
                             }
                         }
                         // The subscription broke: the rereads keep the list current.
@@ -134,17 +147,32 @@ impl Revocations {
         }
     }
 
+    /// Calls `listener` with the user of every revocation from now on, once it is in this
+    /// node's list (set once).
+    pub fn on_revoked(&self, listener: impl Fn(&str) + Send + Sync + 'static) {
+        let _ = self.listener.set(Box::new(listener));
+    }
+
+    fn tell(&self, user: &str) {
+        if let Some(listener) = self.listener.get() {
+            listener(user);
+        }
+    }
+
     /// Revokes one access token until its expiry; durable when this returns.
     pub async fn revoke_token(&self, claims: &Claims) -> anyhow::Result<()> {
-        self.write(format!("t:{}", claims.jti), claims.exp).await?;
+        self.write(format!("t:{}", claims.jti), claims.exp, &claims.sub)
+            .await?;
         self.tokens.insert(claims.jti.clone(), claims.exp);
+        self.tell(&claims.sub);
         Ok(())
     }
 
     /// Revokes every token of `user` issued at or before `at_secs`; durable when this returns.
     pub async fn revoke_user(&self, user: &str, at_secs: i64) -> anyhow::Result<()> {
-        self.write(format!("u:{user}"), at_secs).await?;
+        self.write(format!("u:{user}"), at_secs, user).await?;
         self.users.insert(user.to_string(), at_secs);
+        self.tell(user);
         Ok(())
     }
 
@@ -156,7 +184,7 @@ impl Revocations {
                 .is_some_and(|at| claims.iat <= *at)
     }
 
-    async fn write(&self, key: String, value: i64) -> anyhow::Result<()> {
+    async fn write(&self, key: String, value: i64, user: &str) -> anyhow::Result<()> {
         match &self.store {
             Store::Sled { db, tree } => {
                 tree.insert(key.as_bytes(), &value.to_be_bytes())?;
@@ -168,7 +196,7 @@ impl Revocations {
                     .atomic()
                     .hset(REDIS_KEY, &key, value)
                     .ignore()
-                    .publish(REDIS_KEY, format!("{key}={value}"))
+                    .publish(REDIS_KEY, format!("{key}={value} {user}"))
                     .ignore()
                     .query_async(&mut redis)
                     .await?;

@@ -182,7 +182,7 @@ impl Chat {
             .posted
             .ok_or(RoomError::Invalid("the message was not recorded".into()))?;
         self.bus
-            .publish(&format!("chat:{room}"), pushed(&room, &message));
+            .announce(&format!("chat:{room}"), pushed(&room, &message));
         Ok((room, message))
     }
 

@@ -8,7 +8,7 @@
 //! owner never ran the command are retried; a timeout or a session lost while waiting may have
 //! run it, and is answered as such.
 
-use crate::actors::remote::{self, Answer, Forward, Op};
+use crate::actors::remote::{self, Admission, Answer, Forward, Op};
 use crate::cluster::leases::Leases;
 use crate::cluster::region::{self, ENVELOPE_VERSION, Envelope, RegionMsg};
 use crate::cluster::routing::Routing;
@@ -60,10 +60,10 @@ impl Forwarder {
         loop {
             let attempt = match self.routing.holder(shard) {
                 Some(h) if h.holder == self.leases.holder_id() => {
-                    if self.fences.get(shard).is_some() {
+                    if self.fences.admits(shard) {
                         return Answer::Local;
                     }
-                    // Handed over or lapsing here: the map is a round behind.
+                    // Leaving, handed over or lapsing here: the map is a round behind.
                     Attempt::Retry("the map names this node")
                 }
                 Some(h) => self.send(&h.node, bytes.clone()).await,
@@ -128,5 +128,9 @@ impl Forwarder {
 impl Forward for Forwarder {
     fn forward(&self, kind: &'static str, key: String, op: Op) -> BoxFuture<'_, Answer> {
         Box::pin(self.forward_op(kind, key, op))
+    }
+
+    fn enter(&self, kind: &'static str, key: &str) -> Option<Admission> {
+        self.fences.enter(Shard::of(kind, key, self.shards))
     }
 }

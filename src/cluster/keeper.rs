@@ -11,14 +11,24 @@
 //! Renewals set the fence's local deadline (TTL less a margin from the renewal): a node that
 //! cannot reach Redis stops writing its shards when the deadline passes, and takes them back
 //! by itself once Redis answers again.
+//!
+//! **Drain.** A node being drained (`leases`, "Drain") is preferred for no shard and takes
+//! none; its keeper hands every shard over in one round, all at once. A hand-over (drain or
+//! rebalancing) stops admitting asks for the shard, lets those admitted finish, stops the
+//! shard's entities after a final snapshot, releases the lease and wakes every keeper
+//! ([`leases::WAKE`](crate::cluster::leases::WAKE)), so the next owner takes it within
+//! milliseconds instead of a TTL; requests meanwhile wait in the forwarder and then go there.
 
+use crate::actors::EntityKind;
 use crate::cluster::leases::{Leases, NodeReport};
 use crate::cluster::routing::Routing;
 use crate::cluster::shards::Shard;
-use crate::persistence::redis_journal::Fences;
+use crate::persistence::fences::Fences;
+use futures_util::future::join_all;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub struct Keeper {
@@ -33,6 +43,20 @@ pub struct Keeper {
     pub taken: Arc<tokio::sync::Notify>,
     /// Refreshed every round with the holders and the live nodes read (for forwarding).
     pub routing: Arc<Routing>,
+    /// The node's entity kinds, once started: a shard handed over stops its entities.
+    pub kinds: Arc<OnceLock<Vec<Arc<dyn EntityKind>>>>,
+    /// Notified to run a round now (a lease was released, a drain was asked for).
+    pub wake: Arc<Notify>,
+}
+
+/// How the cluster looks to one round.
+struct Picture {
+    /// Nodes up (this one included).
+    live: Vec<String>,
+    /// Nodes up and not being drained: the ones shards may be placed on.
+    eligible: Vec<String>,
+    /// Whether this process is being drained.
+    draining: bool,
 }
 
 /// A free shard's preferred node has this long to take it before anyone may.
@@ -57,47 +81,86 @@ impl Keeper {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(every) => {}
+                () = self.wake.notified() => {}
             }
         }
         self.release_all().await;
     }
 
-    /// One round: membership, then every shard's lease.
-    pub async fn round(&self, free_since: &mut HashMap<Shard, Instant>) -> redis::RedisResult<()> {
+    /// Who is up and who may hold shards; says this node is up (membership) on the way.
+    async fn picture(&self) -> redis::RedisResult<Picture> {
+        let me = self.leases.node().to_owned();
+        let this_process = self.leases.holder_id().to_owned();
+        let drains = self.leases.drains(&self.nodes).await?;
+        let draining = self
+            .nodes
+            .iter()
+            .zip(&drains)
+            .any(|(n, d)| *n == me && d.as_deref() == Some(this_process.as_str()));
         let report = NodeReport {
             http: self.http.clone(),
             shards: self.fences.shards().len(),
             entities: crate::actors::active_entities(),
+            holder: this_process,
+            draining,
         };
         self.leases.heartbeat(&report).await?;
-        let mut live = self.leases.live(&self.nodes).await?;
-        let me = self.leases.node().to_owned();
-        let this_process = self.leases.holder_id().to_owned();
+        let reports = self.leases.reports(&self.nodes).await?;
+        let mut live = Vec::new();
+        let mut eligible = Vec::new();
+        for ((node, report), drain) in self.nodes.iter().zip(reports).zip(drains) {
+            let Some(report) = report else { continue };
+            live.push(node.clone());
+            let drained = drain.is_some() && drain.as_deref() == Some(report.holder.as_str())
+                || (*node == me && draining);
+            if !drained {
+                eligible.push(node.clone());
+            }
+        }
         if !live.contains(&me) {
             live.push(me.clone());
+            if !draining {
+                eligible.push(me);
+            }
         }
+        Ok(Picture {
+            live,
+            eligible,
+            draining,
+        })
+    }
+
+    /// One round: membership, then every shard's lease; then the hand-overs decided.
+    pub async fn round(&self, free_since: &mut HashMap<Shard, Instant>) -> redis::RedisResult<()> {
+        let picture = self.picture().await?;
+        let me = self.leases.node().to_owned();
+        let this_process = self.leases.holder_id().to_owned();
         let holders = self.leases.holders(self.shards).await?;
-        self.routing.set_live(live.clone());
+        self.routing.set_live(picture.live.clone());
         self.routing.set_holders(holders.clone());
-        let mut handed = 0;
+        let mut leaving = Vec::new();
         let mut failed = None;
         for (s, holder) in holders.into_iter().enumerate() {
             let shard = Shard(s as u32);
-            let preferred = shard.preferred(&live).cloned();
+            let preferred = shard.preferred(&picture.eligible).cloned();
             let mut outcome = Ok(());
             match holder {
                 Some(h) if h.holder == this_process => {
                     free_since.remove(&shard);
+                    // Renewed either way: the lease must not lapse while the shard leaves.
+                    outcome = self.take(shard).await;
                     let elsewhere = preferred.as_ref().is_some_and(|p| *p != me);
-                    if elsewhere && handed < handovers_per_round(self.shards) {
-                        handed += 1;
-                        outcome = self.hand_over(shard).await;
+                    if elsewhere
+                        && (picture.draining || leaving.len() < handovers_per_round(self.shards))
+                    {
+                        leaving.push(shard);
                     } else {
-                        outcome = self.take(shard).await;
+                        self.fences.stay(shard);
                     }
                 }
-                // An earlier process of this node (a restart): its shards are taken at once.
-                Some(h) if h.node == me => {
+                // An earlier process of this node (a restart): its shards are taken at once,
+                // unless this one is being drained (the others take them when they expire).
+                Some(h) if h.node == me && !picture.draining => {
                     free_since.remove(&shard);
                     outcome = self.take(shard).await;
                 }
@@ -108,7 +171,8 @@ impl Keeper {
                 None => {
                     let since = *free_since.entry(shard).or_insert_with(Instant::now);
                     let orphaned = since.elapsed() >= grace(self.leases.ttl());
-                    if preferred.as_deref() == Some(me.as_str()) || orphaned {
+                    let mine = preferred.as_deref() == Some(me.as_str());
+                    if mine || (orphaned && !picture.draining) {
                         free_since.remove(&shard);
                         outcome = self.take(shard).await;
                     } else {
@@ -121,6 +185,12 @@ impl Keeper {
                 failed.get_or_insert(e);
             }
         }
+        for outcome in join_all(leaving.into_iter().map(|s| self.hand_over(s))).await {
+            if let Err(e) = outcome {
+                failed.get_or_insert(e);
+            }
+        }
+        metrics::gauge!("emporium_cluster_shards_owned").set(self.fences.shards().len() as f64);
         match failed {
             Some(e) => Err(e),
             None => Ok(()),
@@ -130,7 +200,16 @@ impl Keeper {
     /// Takes or renews the shard; the fence is good for the TTL less a margin from now.
     async fn take(&self, shard: Shard) -> redis::RedisResult<()> {
         let asked = Instant::now();
-        match self.leases.acquire(shard).await? {
+        let acquired = self.leases.acquire(shard).await;
+        metrics::histogram!("emporium_redis_command_seconds", "op" => "lease")
+            .record(asked.elapsed().as_secs_f64());
+        let outcome = match &acquired {
+            Ok(Some(_)) => "held",
+            Ok(None) => "lost",
+            Err(_) => "error",
+        };
+        metrics::counter!("emporium_lease_renewals_total", "outcome" => outcome).increment(1);
+        match acquired? {
             Some(fence) => {
                 let ttl = self.leases.ttl();
                 let until = asked + ttl.saturating_sub(ttl / 5);
@@ -146,14 +225,34 @@ impl Keeper {
         Ok(())
     }
 
-    /// Stops writing the shard, then gives its lease up so its preferred node takes it at once.
+    /// Hands the shard over: stops admitting asks for it, lets those admitted finish, stops
+    /// its entities after a final snapshot, gives its lease up and wakes every keeper, so its
+    /// preferred node takes it at once.
     async fn hand_over(&self, shard: Shard) -> redis::RedisResult<()> {
         let Some(fence) = self.fences.get(shard) else {
             return Ok(());
         };
-        self.fences.clear(shard);
+        let started = Instant::now();
+        self.fences.leave(shard);
+        // Within a third of the TTL: the lease, renewed this round, outlasts the hand-over.
+        if !self.fences.settled(shard, self.leases.ttl() / 3).await {
+            tracing::warn!(shard = shard.0, "asks still running at the hand-over");
+        }
+        let mut stopped = 0;
+        if let Some(kinds) = self.kinds.get() {
+            let shards = self.shards;
+            for kind in kinds {
+                let name = kind.kind();
+                let leaving = move |key: &str| Shard::of(name, key, shards) == shard;
+                stopped += kind.stop_where(&leaving).await;
+            }
+        }
         self.leases.release(shard, &fence).await?;
-        tracing::info!(shard = shard.0, epoch = fence.epoch, "shard handed over");
+        self.fences.clear_if(shard, &fence);
+        let _ = self.leases.wake().await;
+        tracing::info!(shard = shard.0, epoch = fence.epoch, stopped, took = ?started.elapsed(),
+            "shard handed over");
+        metrics::counter!("emporium_shard_handovers_total").increment(1);
         Ok(())
     }
 
@@ -165,5 +264,6 @@ impl Keeper {
                 let _ = self.leases.release(shard, &fence).await;
             }
         }
+        let _ = self.leases.wake().await;
     }
 }

@@ -10,6 +10,12 @@
 //!
 //! Membership: each node refreshes `node:<name>` (its HTTP address, with a TTL); a node is
 //! down when its key has expired, never because one TCP connection broke.
+//!
+//! Drain: `drain:<name>` names the process of the node being drained (its holder id), so a
+//! later process of the same node joins as usual. Every keeper prefers other nodes for the
+//! drained node's shards, and the drained node hands them over (`cluster::keeper`). Keepers
+//! listen on the channel [`WAKE`]: a released lease or a drain request is acted on at once,
+//! not at the next round.
 
 use crate::cluster::shards::Shard;
 use redis::aio::ConnectionManager;
@@ -90,7 +96,16 @@ pub struct NodeReport {
     pub shards: usize,
     /// How many entities it has active.
     pub entities: u64,
+    /// The reporting process (`node/incarnation`): a drain names it.
+    #[serde(default)]
+    pub holder: String,
+    /// Whether it is being drained (it hands its shards over and takes none).
+    #[serde(default)]
+    pub draining: bool,
 }
+
+/// The channel keepers listen on to run a round at once.
+pub const WAKE: &str = "cluster:wake";
 
 /// The lease and membership operations of one node.
 #[derive(Clone)]
@@ -114,6 +129,10 @@ fn epoch_key(shard: Shard) -> String {
 
 fn node_key(node: &str) -> String {
     format!("node:{node}")
+}
+
+fn drain_key(node: &str) -> String {
+    format!("drain:{node}")
 }
 
 impl Leases {
@@ -221,6 +240,40 @@ impl Leases {
             .into_iter()
             .map(|r| r.map(|r| serde_json::from_str(&r).unwrap_or_default()))
             .collect())
+    }
+
+    /// Which process of each of `nodes` is to be drained, if any.
+    pub async fn drains(&self, nodes: &[String]) -> redis::RedisResult<Vec<Option<String>>> {
+        if nodes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = nodes.iter().map(|n| drain_key(n)).collect();
+        redis::cmd("MGET")
+            .arg(keys)
+            .query_async(&mut self.redis.clone())
+            .await
+    }
+
+    /// Asks every keeper to drain `holder` (a process of `node`), and wakes them. Kept a day:
+    /// long past any drain, and a later process of the node is not named by it anyway.
+    pub async fn request_drain(&self, node: &str, holder: &str) -> redis::RedisResult<()> {
+        let () = redis::cmd("SET")
+            .arg(drain_key(node))
+            .arg(holder)
+            .arg("EX")
+            .arg(86_400)
+            .query_async(&mut self.redis.clone())
+            .await?;
+        self.wake().await
+    }
+
+    /// Makes every keeper run a round now.
+    pub async fn wake(&self) -> redis::RedisResult<()> {
+        redis::cmd("PUBLISH")
+            .arg(WAKE)
+            .arg(&self.holder)
+            .query_async(&mut self.redis.clone())
+            .await
     }
 
     /// Every shard's holder, in shard order, in one round trip.

@@ -51,6 +51,8 @@ pub struct Member {
     cookie: String,
     /// The region and the node server, once `connect` started them.
     peers: std::sync::OnceLock<(ActorRef<RegionMsg>, ActorRef<NodeServerMessage>)>,
+    /// The entity kinds, once `connect` has them: the keeper stops a departing shard's.
+    kinds: Arc<std::sync::OnceLock<Vec<Arc<dyn EntityKind>>>>,
     /// Cancelled by `leave`: the keeper gives every lease up and ends.
     keeper_stop: CancellationToken,
     keeper: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -92,7 +94,11 @@ impl Member {
         let leases = Leases::new(redis.clone(), node.name.clone(), ttl);
         let taken = Arc::new(tokio::sync::Notify::new());
         let routing = Arc::new(Routing::new(cluster.shards));
+        let kinds = Arc::new(std::sync::OnceLock::new());
+        let wake = Arc::new(tokio::sync::Notify::new());
         let keeper = Keeper {
+            kinds: kinds.clone(),
+            wake: wake.clone(),
             routing: routing.clone(),
             taken: taken.clone(),
             leases: leases.clone(),
@@ -109,6 +115,7 @@ impl Member {
         tracing::info!(node = %node.name, shards = fences.shards().len(), of = cluster.shards,
             "joined the cluster");
         let keeper_stop = CancellationToken::new();
+        spawn_wake_listener(client.clone(), wake, keeper_stop.clone());
         let handle = tokio::spawn(keeper.run(keeper_stop.clone()));
         let journal = RedisJournal::new(redis.clone(), cluster.shards, fences.clone());
         Ok(Member {
@@ -125,6 +132,7 @@ impl Member {
             me: node.clone(),
             cookie,
             peers: std::sync::OnceLock::new(),
+            kinds,
             keeper_stop,
             keeper: tokio::sync::Mutex::new(Some(handle)),
         })
@@ -150,10 +158,64 @@ impl Member {
         Ok(())
     }
 
+    /// Carries what `bus` announces to the other nodes, and theirs to `bus` (see
+    /// `cluster::relay`), until `shutdown`.
+    pub async fn relay(
+        &self,
+        bus: &crate::events::EventBus,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let me = self.leases.holder_id().to_owned();
+        crate::cluster::relay::start(bus, &self.client, self.redis.clone(), me, shutdown)
+            .await
+            .context("cannot subscribe to the relay of the other nodes' events")
+    }
+
+    /// Asks for `node` to be drained: it hands its shards to the others and takes none, until
+    /// its process is replaced. The process drained is the one up now.
+    pub async fn drain(&self, node: &str) -> Result<(), DrainRefusal> {
+        let names = self.cluster.names();
+        let Some(at) = names.iter().position(|n| n == node) else {
+            return Err(DrainRefusal::UnknownNode);
+        };
+        let reports = self.leases.reports(&names).await?;
+        let drains = self.leases.drains(&names).await?;
+        let Some(report) = &reports[at] else {
+            return Err(DrainRefusal::Down);
+        };
+        let others_up = names.iter().zip(&reports).zip(&drains).any(|((n, r), d)| {
+            n != node
+                && r.as_ref()
+                    .is_some_and(|r| d.as_deref() != Some(r.holder.as_str()))
+        });
+        if !others_up {
+            return Err(DrainRefusal::LastNode);
+        }
+        self.leases.request_drain(node, &report.holder).await?;
+        tracing::info!(node, holder = %report.holder, "drain requested");
+        Ok(())
+    }
+
     /// Every node of the cluster file as it stands now: up (with what it last reported) or down.
     pub async fn nodes(&self) -> redis::RedisResult<Vec<(NodeSettings, Option<NodeReport>)>> {
-        let reports = self.leases.reports(&self.cluster.names()).await?;
-        Ok(self.cluster.nodes.iter().cloned().zip(reports).collect())
+        let names = self.cluster.names();
+        let reports = self.leases.reports(&names).await?;
+        let drains = self.leases.drains(&names).await?;
+        Ok(self
+            .cluster
+            .nodes
+            .iter()
+            .cloned()
+            .zip(reports.into_iter().zip(drains))
+            .map(|(node, (report, drain))| {
+                let report = report.map(|mut r| {
+                    // Asked for, even if the node has not acted on it yet.
+                    r.draining |= drain.as_deref() == Some(r.holder.as_str());
+                    r
+                });
+                (node, report)
+            })
+            .collect())
     }
 
     /// Every shard's holder (node and epoch), in shard order; `None` while a shard is free.
@@ -179,6 +241,7 @@ impl Member {
         kinds: &[Arc<dyn EntityKind>],
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
+        let _ = self.kinds.set(kinds.to_vec());
         let kinds = kinds.iter().map(|k| (k.kind(), k.clone())).collect();
         let region = region::start(&self.me.name, kinds).await?;
         let server = peers::start(
@@ -216,6 +279,54 @@ impl Member {
             server.stop(None);
         }
     }
+}
+
+/// Why a drain was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DrainRefusal {
+    #[error("no node of that name in the cluster file")]
+    UnknownNode,
+    #[error("the node is down: it holds no shards to hand over")]
+    Down,
+    #[error("no other node is up to take the shards")]
+    LastNode,
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// Runs a round of the keeper whenever a keeper asks for it ([`crate::cluster::leases::WAKE`]),
+/// until `stop`; subscribing again while Redis is away (the keeper's own rounds go on).
+fn spawn_wake_listener(
+    client: redis::Client,
+    wake: Arc<tokio::sync::Notify>,
+    stop: CancellationToken,
+) {
+    use futures_util::StreamExt;
+    tokio::spawn(async move {
+        loop {
+            let subscribed = async {
+                let mut pubsub = client.get_async_pubsub().await?;
+                pubsub.subscribe(crate::cluster::leases::WAKE).await?;
+                redis::RedisResult::Ok(pubsub)
+            };
+            if let Ok(mut pubsub) = subscribed.await {
+                let mut messages = pubsub.on_message();
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        m = messages.next() => match m {
+                            Some(_) => wake.notify_one(),
+                            None => break,
+                        },
+                    }
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    });
 }
 
 /// The shard count is fixed for the life of a cluster: the first node records it in Redis,

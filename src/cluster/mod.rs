@@ -11,6 +11,7 @@ pub mod leases;
 pub mod member;
 pub mod peers;
 pub mod region;
+pub mod relay;
 pub mod routing;
 pub mod shards;
 pub mod views;

@@ -3,21 +3,32 @@
 //! sockets copies a pointer, not the message. Each topic is a bounded broadcast channel: a
 //! subscriber that falls behind loses the oldest messages (and learns how many), the publisher
 //! never waits. Topics without subscribers cost nothing: publishing to them is a map lookup.
+//!
+//! In a cluster, what only one node produces (chat messages, notifications, logouts) is
+//! [`EventBus::announce`]d: published here and handed to the relay (`cluster::relay`), which
+//! carries it to the other nodes' buses over Redis pub/sub. Topics fed from durable views
+//! (`drop:`, `order:`, `product:`) are [`EventBus::publish`]ed on each node from its own copy of
+//! the views, so they cost Redis nothing more.
 
 pub mod feeds;
 
 use dashmap::DashMap;
-use std::sync::Arc;
-use tokio::sync::broadcast;
+use std::sync::{Arc, OnceLock};
+use tokio::sync::{broadcast, mpsc};
 
 /// Messages a topic keeps for a slow subscriber before it starts losing the oldest.
 const TOPIC_CAPACITY: usize = 64;
 
 pub type Message = Arc<str>;
 
+/// A message for the other nodes: its topic and its text.
+pub type Relayed = (String, Message);
+
 #[derive(Clone, Default)]
 pub struct EventBus {
     topics: Arc<DashMap<String, broadcast::Sender<Message>>>,
+    /// Cluster mode: where announced messages go to reach the other nodes.
+    relay: Arc<OnceLock<mpsc::Sender<Relayed>>>,
 }
 
 impl EventBus {
@@ -42,6 +53,27 @@ impl EventBus {
                 0
             }
         }
+    }
+
+    /// Publishes on `topic` on this node and, in a cluster, on every other node (see the
+    /// module doc): for messages only this node produces. Never waits: when the relay's queue
+    /// is full the other nodes miss the message (the live edge is a hint; the state it reports
+    /// is durable and read back over HTTP), which is logged.
+    pub fn announce(&self, topic: &str, message: Message) -> usize {
+        if let Some(relay) = self.relay.get()
+            && relay.try_send((topic.to_owned(), message.clone())).is_err()
+        {
+            tracing::warn!(
+                topic,
+                "the relay to the other nodes is behind: a message is lost"
+            );
+        }
+        self.publish(topic, message)
+    }
+
+    /// From now on, announced messages are also sent to `relay` (cluster mode; set once).
+    pub fn relay_to(&self, relay: mpsc::Sender<Relayed>) {
+        let _ = self.relay.set(relay);
     }
 
     /// Whether anyone listens on `topic` (a publisher may skip building the message).

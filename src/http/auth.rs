@@ -163,11 +163,9 @@ pub async fn refresh(
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "accounts", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = Problem)))]
 pub async fn logout(user: AuthUser, State(state): State<AppState>) -> Result<Response, ApiError> {
+    // Once revoked, the user's open sockets on every node re-check their tokens (see
+    // `Revocations::on_revoked`): the revoked one closes.
     state.accounts.logout(&user.claims).await?;
-    // The user's open sockets re-check their tokens: the revoked one closes.
-    state
-        .bus
-        .publish(&format!("revoked:{}", user.user_id), "logout".into());
     let mut response = StatusCode::NO_CONTENT.into_response();
     set_cookie(&mut response, &state, "", 0);
     Ok(response)

@@ -1,12 +1,13 @@
 //! The cluster as operators see it (API.md, "Cluster"): the nodes with their status, shards
-//! and active entities, and which node holds each shard under which epoch. A node running
-//! alone answers `404 not_clustered`.
+//! and active entities, which node holds each shard under which epoch, and the drain of a
+//! node. A node running alone answers `404 not_clustered`.
 
-use crate::cluster::member::Member;
+use crate::cluster::member::{DrainRefusal, Member};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::OperatorUser;
 use crate::http::state::AppState;
-use axum::extract::State;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -15,6 +16,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(cluster))
         .routes(routes!(shards))
+        .routes(routes!(drain))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -31,7 +33,8 @@ pub struct NodeBody {
     pub name: String,
     /// Its HTTP address, from the cluster file.
     pub http: String,
-    /// `up` while its membership key lives, else `down`.
+    /// `up` while its membership key lives; `draining` while it hands its shards over;
+    /// `down` when its key expired, or once drained (it holds no shard).
     pub status: &'static str,
     /// Shards it holds (0 when down).
     pub shards: usize,
@@ -91,7 +94,12 @@ pub async fn cluster(
             .map(|(node, report)| NodeBody {
                 name: node.name,
                 http: node.http.to_string(),
-                status: if report.is_some() { "up" } else { "down" },
+                status: match &report {
+                    None => "down",
+                    Some(r) if r.draining && r.shards == 0 => "down",
+                    Some(r) if r.draining => "draining",
+                    Some(_) => "up",
+                },
                 shards: report.as_ref().map_or(0, |r| r.shards),
                 entities: report.as_ref().map_or(0, |r| r.entities),
             })
@@ -119,4 +127,52 @@ pub async fn shards(
         })
         .collect();
     Ok(axum::Json(ShardsBody { items }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DrainBody {
+    pub node: String,
+    /// `draining`: follow it on `GET /admin/cluster` until `down`.
+    pub status: &'static str,
+}
+
+/// Drains a node: it hands its shards to the others (each after its asks in flight finish and
+/// its entities snapshot) and takes none; `GET /admin/cluster` shows it `draining`, then
+/// `down` once it holds no shard, when it can be stopped. Its next process joins as usual.
+#[utoipa::path(post, path = "/api/v1/admin/cluster/nodes/{name}/drain", tag = "admin",
+    security(("bearer" = [])), params(("name" = String, Path, description = "a node of the cluster file")),
+    responses((status = 202, body = DrainBody), (status = 403, body = Problem),
+        (status = 404, body = Problem, description = "not clustered, or no such node"),
+        (status = 409, body = Problem, description = "the node is down, or no other node is up"),
+        (status = 503, body = Problem)))]
+pub async fn drain(
+    _: OperatorUser,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, axum::Json<DrainBody>), ApiError> {
+    member(&state)?.drain(&name).await.map_err(|e| match e {
+        DrainRefusal::UnknownNode => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_node",
+            format!("no node `{name}` in the cluster file"),
+        ),
+        DrainRefusal::Down => ApiError::new(
+            StatusCode::CONFLICT,
+            "node_down",
+            format!("node `{name}` is down: it holds no shards to hand over"),
+        ),
+        DrainRefusal::LastNode => ApiError::new(
+            StatusCode::CONFLICT,
+            "last_node",
+            "no other node is up to take the shards",
+        ),
+        DrainRefusal::Redis(e) => redis_down(e),
+    })?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(DrainBody {
+            node: name,
+            status: "draining",
+        }),
+    ))
 }

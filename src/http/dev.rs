@@ -43,6 +43,16 @@ pub async fn mailbox(
     let email = q.email.trim().to_lowercase();
     let items = dev
         .list(&email)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the mailbox cannot be read now; retry shortly",
+            )
+            .retry_after(1)
+            .with_cause(e)
+        })?
         .into_iter()
         .map(|(at, m)| DevMail {
             to: m.to,

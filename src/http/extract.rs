@@ -157,14 +157,18 @@ impl FromRequestParts<AppState> for AuthRateLimited {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        match ip.map(|ip| state.limits.check_ip(ip)) {
-            Some(Err(wait)) => Err(ApiError::new(
+        let checked = match ip {
+            Some(ip) => state.limits.check(ip).await,
+            None => Ok(()),
+        };
+        match checked {
+            Err(wait) => Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
                 "too many requests from this address",
             )
             .retry_after(u32::try_from(wait).unwrap_or(60))),
-            _ => Ok(AuthRateLimited),
+            Ok(()) => Ok(AuthRateLimited),
         }
     }
 }

@@ -27,39 +27,98 @@ pub trait Mailer: Send + Sync + 'static {
     fn send<'a>(&'a self, mail: &'a Mail) -> MailFuture<'a>;
 }
 
-/// Mails kept in memory per address (the newest 50), for development and tests.
+/// Mails kept per address (the newest 50), for development and tests: in memory on one node;
+/// in a cluster in Redis (list `mailbox:{address}`), so every node reads the same mailbox
+/// whichever node sent the mail.
 #[derive(Default)]
 pub struct DevMailbox {
     boxes: Mutex<HashMap<String, VecDeque<(Timestamp, Mail)>>>,
+    shared: Option<redis::aio::ConnectionManager>,
 }
 
 const KEPT_PER_ADDRESS: usize = 50;
 
+/// A mail as kept in Redis.
+#[derive(Serialize, serde::Deserialize)]
+struct Kept {
+    at_ms: i64,
+    to: String,
+    subject: String,
+    body: String,
+}
+
 impl DevMailbox {
-    /// The mails sent to `to`, newest first.
-    pub fn list(&self, to: &str) -> Vec<(Timestamp, Mail)> {
-        let boxes = self.boxes.lock().unwrap_or_else(|e| e.into_inner());
-        boxes
-            .get(to)
-            .map(|b| b.iter().rev().cloned().collect())
-            .unwrap_or_default()
+    /// The cluster's mailbox, in `redis`.
+    pub fn shared(redis: redis::aio::ConnectionManager) -> Self {
+        Self {
+            shared: Some(redis),
+            ..Self::default()
+        }
     }
 
-    pub fn deliver(&self, mail: &Mail, at: Timestamp) {
-        let mut boxes = self.boxes.lock().unwrap_or_else(|e| e.into_inner());
-        let inbox = boxes.entry(mail.to.clone()).or_default();
-        inbox.push_back((at, mail.clone()));
-        while inbox.len() > KEPT_PER_ADDRESS {
-            inbox.pop_front();
-        }
+    /// The mails sent to `to`, newest first.
+    pub async fn list(&self, to: &str) -> Result<Vec<(Timestamp, Mail)>, MailError> {
+        let Some(redis) = &self.shared else {
+            let boxes = self.boxes.lock().unwrap_or_else(|e| e.into_inner());
+            return Ok(boxes
+                .get(to)
+                .map(|b| b.iter().rev().cloned().collect())
+                .unwrap_or_default());
+        };
+        let kept: Vec<Vec<u8>> = redis::cmd("LRANGE")
+            .arg(format!("mailbox:{to}"))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut redis.clone())
+            .await
+            .map_err(|e| MailError(e.to_string()))?;
+        Ok(kept
+            .iter()
+            .filter_map(|k| serde_json::from_slice::<Kept>(k).ok())
+            .map(|k| {
+                let mail = Mail {
+                    to: k.to,
+                    subject: k.subject,
+                    body: k.body,
+                };
+                (Timestamp(k.at_ms), mail)
+            })
+            .collect())
+    }
+
+    pub async fn deliver(&self, mail: &Mail, at: Timestamp) -> Result<(), MailError> {
+        let Some(redis) = &self.shared else {
+            let mut boxes = self.boxes.lock().unwrap_or_else(|e| e.into_inner());
+            let inbox = boxes.entry(mail.to.clone()).or_default();
+            inbox.push_back((at, mail.clone()));
+            while inbox.len() > KEPT_PER_ADDRESS {
+                inbox.pop_front();
+            }
+            return Ok(());
+        };
+        let kept = Kept {
+            at_ms: at.millis(),
+            to: mail.to.clone(),
+            subject: mail.subject.clone(),
+            body: mail.body.clone(),
+        };
+        let key = format!("mailbox:{}", mail.to);
+        redis::pipe()
+            .atomic()
+            .lpush(&key, serde_json::to_vec(&kept).unwrap_or_default())
+            .ignore()
+            .ltrim(&key, 0, KEPT_PER_ADDRESS as isize - 1)
+            .ignore()
+            .query_async::<()>(&mut redis.clone())
+            .await
+            .map_err(|e| MailError(e.to_string()))
     }
 }
 
 impl Mailer for DevMailbox {
     fn send<'a>(&'a self, mail: &'a Mail) -> MailFuture<'a> {
         let now = crate::domain::time::Clock::now(&crate::domain::time::SystemClock);
-        self.deliver(mail, now);
-        Box::pin(async { Ok(()) })
+        Box::pin(self.deliver(mail, now))
     }
 }
 

@@ -223,6 +223,13 @@ impl EntityKind for BookKind {
         EntityKind::shutdown(&self.0.entities)
     }
 
+    fn stop_where<'a>(
+        &'a self,
+        leaving: &'a (dyn Fn(&str) -> bool + Sync),
+    ) -> BoxFuture<'a, usize> {
+        EntityKind::stop_where(&self.0.entities, leaving)
+    }
+
     fn serve<'a>(&'a self, raw_id: &'a str, op: Op) -> BoxFuture<'a, Answer> {
         Box::pin(async move {
             if let Ok(id) = OrderId::parse(raw_id)

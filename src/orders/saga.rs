@@ -241,7 +241,7 @@ impl Saga {
                     Err(e) => return Err(step_error("notify", e)),
                 };
                 self.bus
-                    .publish(&format!("user:{}", placement.user_id), pushed);
+                    .announce(&format!("user:{}", placement.user_id), pushed);
                 self.mail(&account.state, subject).await?;
                 done
             }

@@ -14,6 +14,7 @@
 //! - [`codec`]: the versioned, self-describing envelope events and snapshots are stored in.
 
 pub mod codec;
+pub mod fences;
 pub mod memory;
 pub mod redis_journal;
 pub mod sled_journal;

@@ -3,7 +3,7 @@
 //!
 //! **Fenced group commit.** One writer task drains every pending append, groups them by shard
 //! and writes each shard's group with one Lua script call that first checks the shard's lease
-//! (`lease:{sN}` must still be exactly `node/incarnation:epoch`, the [`Fence`] this process
+//! (`lease:{sN}` must still be exactly `node/incarnation:epoch`, the [`Fence`](crate::cluster::leases::Fence) this process
 //! holds) and then
 //! applies every write of the group — atomically, so a node that lost its lease writes nothing
 //! and acknowledges nothing (`JournalError::NotOwner`). The groups of one batch go out
@@ -28,9 +28,10 @@
 //! Reads (`load`, `views`, ...) are synchronous in the trait (the runtime calls them on the
 //! blocking pool); they block on the async connection through the runtime handle.
 
-use crate::cluster::leases::{Fence, lease_key};
+use crate::cluster::leases::lease_key;
 use crate::cluster::shards::Shard;
 use crate::domain::time::Timestamp;
+pub use crate::persistence::fences::Fences;
 use crate::persistence::{Append, Completion, Journal, JournalError, Recovered, StreamId};
 use dashmap::DashMap;
 use redis::aio::ConnectionManager;
@@ -101,51 +102,6 @@ while i <= #ARGV do
 end
 return 1
 ";
-
-/// The fence this node writes each shard under; the lease keeper sets and clears them. Each
-/// is good until a local deadline (the lease's TTL from the renewal, less a margin, on the
-/// monotonic clock): past it, this node stops writing the shard even if it cannot reach Redis
-/// to learn whether it lost it. That is liveness only; safety is the fence check in Redis.
-#[derive(Default)]
-pub struct Fences {
-    held: DashMap<Shard, (Fence, Instant)>,
-}
-
-impl Fences {
-    /// Holds `fence` for writes until `until`.
-    pub fn hold(&self, shard: Shard, fence: Fence, until: Instant) {
-        self.held.insert(shard, (fence, until));
-    }
-
-    /// Holds `fence` with no local deadline (tests; the keeper always gives one).
-    pub fn set(&self, shard: Shard, fence: Fence) {
-        self.hold(
-            shard,
-            fence,
-            Instant::now() + Duration::from_secs(365 * 86_400),
-        );
-    }
-
-    pub fn clear(&self, shard: Shard) {
-        self.held.remove(&shard);
-    }
-
-    /// Clears the shard's fence if it is still `fence` (a newer term is kept).
-    pub fn clear_if(&self, shard: Shard, fence: &Fence) {
-        self.held.remove_if(&shard, |_, (held, _)| held == fence);
-    }
-
-    /// The fence to write the shard under, while it is good.
-    pub fn get(&self, shard: Shard) -> Option<Fence> {
-        let held = self.held.get(&shard)?;
-        (Instant::now() < held.1).then(|| held.0.clone())
-    }
-
-    /// The shards this node holds (good or lapsing).
-    pub fn shards(&self) -> Vec<Shard> {
-        self.held.iter().map(|e| *e.key()).collect()
-    }
-}
 
 type Job = (Append, Completion);
 /// A Redis hash as read: `(field, value)`.
@@ -339,9 +295,7 @@ impl Journal for RedisJournal {
     }
 
     fn owns(&self, stream: &StreamId) -> bool {
-        self.fences
-            .get(self.shard(stream.kind, &stream.id))
-            .is_some()
+        self.fences.admits(self.shard(stream.kind, &stream.id))
     }
 
     fn close(&self) {
@@ -471,7 +425,11 @@ impl Writer {
                 call.arg("V").arg(stream.kind).arg(&stream.id).arg(view);
             }
         }
+        let started = Instant::now();
         let written: redis::RedisResult<i64> = call.invoke_async(&mut self.redis.clone()).await;
+        metrics::histogram!("emporium_redis_command_seconds", "op" => "append")
+            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!("emporium_journal_batch_events").record(members.len() as f64);
         match written {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some("NOT_OWNER") => {

@@ -40,6 +40,11 @@ pub fn envs() -> Vec<(&'static str, &'static str)> {
 }
 
 pub fn node(file: &str, name: &str, data: &Path) -> super::Server {
+    node_with(file, name, data, &[])
+}
+
+/// A node with `extra` environment besides [`envs`].
+pub fn node_with(file: &str, name: &str, data: &Path, extra: &[(&str, &str)]) -> super::Server {
     let data = data.display().to_string();
     let args = [
         "--cluster",
@@ -51,7 +56,9 @@ pub fn node(file: &str, name: &str, data: &Path) -> super::Server {
         "--data-dir",
         &data,
     ];
-    start_serve(&args, &envs())
+    let mut all = envs();
+    all.extend_from_slice(extra);
+    start_serve(&args, &all)
 }
 
 pub fn shopper(n: usize) -> String {
@@ -112,4 +119,66 @@ pub async fn buy(
         body["order_id"].as_str().map(str::to_string),
         retry.or(body["code"].as_str().map(str::to_string)),
     )
+}
+
+/// Starts a node of `file` for each of `names` (data under `dir/NAME`, `extra` environment),
+/// waits until each serves and every node holds shards.
+pub async fn start_nodes(
+    file: &str,
+    names: &[&str],
+    dir: &Path,
+    extra: &[(&str, &str)],
+) -> Vec<super::Server> {
+    let client = reqwest::Client::new();
+    let nodes: Vec<super::Server> = names
+        .iter()
+        .map(|name| node_with(file, name, &dir.join(name), extra))
+        .collect();
+    for n in &nodes {
+        super::wait_ready(&client, &n.base).await;
+    }
+    // Until each node holds the shards it prefers (a round after the last one joined).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, c) = get(&client, &format!("{}/api/v1/admin/cluster", nodes[0].base)).await;
+        let spread = c["nodes"]
+            .as_array()
+            .is_some_and(|ns| ns.iter().all(|n| n["shards"].as_u64() > Some(0)));
+        if spread || std::time::Instant::now() > deadline {
+            return nodes;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The node that owns an entity, as the operator sees it.
+pub async fn owner(client: &reqwest::Client, base: &str, kind: &str, id: &str) -> String {
+    let (status, e) = get(client, &format!("{base}/api/v1/admin/entities/{kind}/{id}")).await;
+    assert_eq!(status, 200, "{kind}/{id}: {e}");
+    e["node"].as_str().unwrap().to_string()
+}
+
+/// A live drop (see [`live_drop`]) whose SKU `node` owns: SKUs `PREFIX-0`, `PREFIX-1`, … are
+/// tried until one lands there. The drop id and the SKU.
+pub async fn drop_owned_by(
+    client: &reqwest::Client,
+    base: &str,
+    node: &str,
+    prefix: &str,
+    units: u64,
+    per_user_limit: u32,
+) -> (String, String) {
+    for k in 0..64 {
+        let sku = format!("{prefix}-{k}");
+        let product = json!({"name": format!("Tee {sku}"), "category": "tops",
+            "skus": [{"sku_id": sku, "options": {}, "price": 1000, "stock": units}]});
+        super::admin_post(client, base, TOKEN, "/api/v1/admin/products", product).await;
+        if owner(client, base, "sku", &sku).await == node {
+            let drop = json!({"sku_id": sku, "quantity": units, "price": 900,
+                "starts_at": "2020-01-01T00:00:00Z", "per_user_limit": per_user_limit});
+            let created = super::admin_post(client, base, TOKEN, "/api/v1/admin/drops", drop).await;
+            return (created["drop_id"].as_str().unwrap().to_string(), sku);
+        }
+    }
+    panic!("none of 64 SKUs landed on {node}");
 }

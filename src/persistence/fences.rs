@@ -1,0 +1,178 @@
+//! [`Fences`]: the term under which this node writes each shard it holds (cluster mode), and
+//! the gate that lets a shard leave this node without failing a request.
+//!
+//! The lease keeper sets and clears the fences. Each is good until a local deadline (the
+//! lease's TTL from the renewal, less a margin, on the monotonic clock): past it, this node
+//! stops writing the shard even if it cannot reach Redis to learn whether it lost it. That is
+//! liveness only; safety is the fence check in Redis (`persistence::redis_journal`).
+//!
+//! **Leaving** (a hand-over or a drain): the shard stops admitting — [`Fences::enter`] refuses,
+//! so new asks are forwarded and wait for the next owner — while the asks already admitted
+//! finish under the still-good fence; [`Fences::settled`] waits for them. Only then are the
+//! shard's entities stopped and its lease released.
+
+use crate::cluster::leases::Fence;
+use crate::cluster::shards::Shard;
+use dashmap::DashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+pub struct Fences {
+    held: DashMap<Shard, (Fence, Instant)>,
+    gates: DashMap<Shard, Arc<Gate>>,
+}
+
+/// One shard's admissions.
+#[derive(Default)]
+struct Gate {
+    leaving: AtomicBool,
+    in_flight: AtomicUsize,
+}
+
+/// An ask admitted to a shard: counted in flight until dropped.
+pub struct Admission(Arc<Gate>);
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Fences {
+    /// Holds `fence` for writes until `until`. A new term admits asks again.
+    pub fn hold(&self, shard: Shard, fence: Fence, until: Instant) {
+        let renewed = self.held.get(&shard).is_some_and(|held| held.0 == fence);
+        self.held.insert(shard, (fence, until));
+        if !renewed {
+            self.gate(shard).leaving.store(false, Ordering::Release);
+        }
+    }
+
+    /// Holds `fence` with no local deadline (tests; the keeper always gives one).
+    pub fn set(&self, shard: Shard, fence: Fence) {
+        self.hold(
+            shard,
+            fence,
+            Instant::now() + Duration::from_secs(365 * 86_400),
+        );
+    }
+
+    pub fn clear(&self, shard: Shard) {
+        self.held.remove(&shard);
+    }
+
+    /// Clears the shard's fence if it is still `fence` (a newer term is kept).
+    pub fn clear_if(&self, shard: Shard, fence: &Fence) {
+        self.held.remove_if(&shard, |_, (held, _)| held == fence);
+    }
+
+    /// The fence to write the shard under, while it is good (leaving or not).
+    pub fn get(&self, shard: Shard) -> Option<Fence> {
+        let held = self.held.get(&shard)?;
+        (Instant::now() < held.1).then(|| held.0.clone())
+    }
+
+    /// Whether new asks for the shard are served here: its fence is good and it is not leaving.
+    pub fn admits(&self, shard: Shard) -> bool {
+        self.get(shard).is_some()
+            && !self
+                .gates
+                .get(&shard)
+                .is_some_and(|g| g.leaving.load(Ordering::Acquire))
+    }
+
+    /// Admits one ask for the shard, counted until the admission is dropped; `None` when the
+    /// shard is not served here (the ask goes to its owner).
+    pub fn enter(&self, shard: Shard) -> Option<Admission> {
+        self.get(shard)?;
+        let gate = self.gate(shard);
+        gate.in_flight.fetch_add(1, Ordering::AcqRel);
+        let admission = Admission(gate);
+        // Counted before the check: `settled` after `leave` sees every ask admitted.
+        (!admission.0.leaving.load(Ordering::Acquire)).then_some(admission)
+    }
+
+    /// Stops admitting asks for the shard (those admitted go on).
+    pub fn leave(&self, shard: Shard) {
+        self.gate(shard).leaving.store(true, Ordering::Release);
+    }
+
+    /// Admits asks for the shard again (a hand-over that did not happen).
+    pub fn stay(&self, shard: Shard) {
+        if let Some(gate) = self.gates.get(&shard) {
+            gate.leaving.store(false, Ordering::Release);
+        }
+    }
+
+    /// Waits until no admitted ask of the shard is in flight, or `within` has passed; whether
+    /// it settled.
+    pub async fn settled(&self, shard: Shard, within: Duration) -> bool {
+        let gate = self.gate(shard);
+        let deadline = tokio::time::Instant::now() + within;
+        while gate.in_flight.load(Ordering::Acquire) > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        true
+    }
+
+    /// The shards this node holds (good or lapsing).
+    pub fn shards(&self) -> Vec<Shard> {
+        self.held.iter().map(|e| *e.key()).collect()
+    }
+
+    fn gate(&self, shard: Shard) -> Arc<Gate> {
+        self.gates.entry(shard).or_default().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fence(epoch: u64) -> Fence {
+        Fence {
+            holder: "n1/p".into(),
+            epoch,
+        }
+    }
+
+    #[tokio::test]
+    async fn given_a_leaving_shard_then_new_asks_are_refused_and_admitted_ones_settle() {
+        let fences = Fences::default();
+        let shard = Shard(3);
+        assert!(fences.enter(shard).is_none(), "not held: nothing admitted");
+        fences.set(shard, fence(1));
+        let admitted = fences.enter(shard).expect("held: admitted");
+        fences.leave(shard);
+        assert!(!fences.admits(shard));
+        assert!(fences.enter(shard).is_none(), "leaving: refused");
+        assert!(
+            fences.get(shard).is_some(),
+            "the admitted ask can still write"
+        );
+        assert!(!fences.settled(shard, Duration::from_millis(20)).await);
+        drop(admitted);
+        assert!(fences.settled(shard, Duration::from_millis(20)).await);
+    }
+
+    #[test]
+    fn given_a_shard_that_left_when_a_new_term_begins_then_it_admits_again() {
+        let fences = Fences::default();
+        let shard = Shard(1);
+        fences.set(shard, fence(1));
+        fences.leave(shard);
+        fences.set(shard, fence(1));
+        assert!(
+            !fences.admits(shard),
+            "a renewal of the same term keeps it leaving"
+        );
+        fences.clear(shard);
+        fences.set(shard, fence(2));
+        assert!(fences.admits(shard));
+    }
+}
