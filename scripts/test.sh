@@ -21,6 +21,12 @@ if ! command -v redis-server >/dev/null; then
     apt-get update -qq && apt-get install -y -qq redis-server
 fi
 
+# - iproute2 (`ip`), with which the partition test puts each node in a network namespace of
+#   its own (the test skips, saying why, where the kernel refuses namespaces).
+if ! command -v ip >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq iproute2
+fi
+
 # The layout rules (README, "Layout"): no file over 600 lines, no two files importing each other.
 python3 scripts/check-layout.py
 cargo build --workspace --all-targets

@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::cluster::{TOKEN, cluster_file, drop_owned_by, get, node, shopper, start_nodes};
+use common::cluster::{
+    TOKEN, cluster_file, drop_owned_by, get, node, shopper, start_nodes, visible_everywhere,
+};
 use common::{RedisServer, admin_post};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -30,6 +32,7 @@ async fn a_drained_node_hands_its_shards_over_under_load_without_a_failed_purcha
     // The hot SKU is on the node drained: its counter moves mid-drop.
     let (drop_id, _) = drop_owned_by(&client, &bases[1], "n1", "drain", 100_000, 100).await;
 
+    visible_everywhere(&client, &bases, &drop_id).await;
     let targets = Arc::new(RwLock::new(bases.clone()));
     let load = Load::start(&client, &targets, &drop_id);
     let stop = load.stop.clone();
@@ -350,6 +353,8 @@ async fn a_rolling_restart_under_load_loses_no_acknowledged_purchase() {
         nodes.iter().map(|n| n.base.clone()).collect::<Vec<_>>(),
     ));
     let (drop_id, _) = drop_owned_by(&client, &nodes[1].base, "n1", "roll", 100_000, 100).await;
+    let bases = targets.read().unwrap().clone();
+    visible_everywhere(&client, &bases, &drop_id).await;
     let load = Load::start(&client, &targets, &drop_id);
     load.until_more(200).await;
     let started = Instant::now();

@@ -179,9 +179,13 @@ impl OrderBook {
                     return Err(e);
                 }
                 Err(e) => {
-                    let busy = matches!(e, AskError::Overloaded | AskError::Timeout);
-                    let away = matches!(e, AskError::Unavailable)
-                        && until_written.is_some_and(|stop| !stop.is_cancelled());
+                    // A request retries only a busy kind; a timeout (the owner slow or cut
+                    // off: each try waits the whole ask timeout) is left to the background
+                    // writer, which retries until written.
+                    let background = until_written.is_some_and(|stop| !stop.is_cancelled());
+                    let busy = matches!(e, AskError::Overloaded)
+                        || (background && matches!(e, AskError::Timeout));
+                    let away = background && matches!(e, AskError::Unavailable);
                     if !(busy || away) || left <= 1 {
                         return Err(e);
                     }

@@ -182,3 +182,22 @@ pub async fn drop_owned_by(
     }
     panic!("none of 64 SKUs landed on {node}");
 }
+
+/// Waits (10 s at most) until every node of `bases` shows the drop: each reads it from its own
+/// copy of the views, a moment after it was written.
+pub async fn visible_everywhere(client: &reqwest::Client, bases: &[String], drop_id: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for base in bases {
+        while get(client, &format!("{base}/api/v1/drops/{drop_id}"))
+            .await
+            .0
+            != 200
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "drop {drop_id} never showed on {base}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! tests, the command line): start it on a free port, learn its address, wait until it serves.
 
 pub mod cluster;
+pub mod netns;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -56,6 +57,15 @@ pub fn start(data_dir: &Path, envs: &[(&str, &str)]) -> Server {
 pub fn start_serve(args: &[&str], envs: &[(&str, &str)]) -> Server {
     let mut command = Command::new(BIN);
     command.arg("serve").args(args);
+    spawn(command, envs)
+}
+
+/// Starts `emporium serve ARGS` inside the network namespace `ns` (`ip netns exec`, which
+/// execs: the child is the server itself).
+#[allow(dead_code)] // not every test binary uses it
+pub fn start_serve_in(ns: &str, args: &[&str], envs: &[(&str, &str)]) -> Server {
+    let mut command = Command::new("ip");
+    command.args(["netns", "exec", ns, BIN, "serve"]).args(args);
     spawn(command, envs)
 }
 
@@ -167,35 +177,42 @@ pub struct RedisServer {
     child: Child,
     pub port: u16,
     pub dir: tempfile::TempDir,
+    /// The address it listens on.
+    pub bind: String,
 }
 
 #[allow(dead_code)] // not every test binary uses it
 impl RedisServer {
     pub fn start() -> RedisServer {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let child = Self::spawn(port, dir.path());
-        RedisServer { child, port, dir }
+        Self::start_on("127.0.0.1")
     }
 
-    fn spawn(port: u16, dir: &Path) -> Child {
+    /// Listening on `bind` (an address of this host).
+    pub fn start_on(bind: &str) -> RedisServer {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Self::spawn(bind, port, dir.path());
+        RedisServer {
+            child,
+            port,
+            dir,
+            bind: bind.to_string(),
+        }
+    }
+
+    fn spawn(bind: &str, port: u16, dir: &Path) -> Child {
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
+            .args(["--port", &port.to_string(), "--bind", bind, "--save", ""])
             .args(["--appendonly", "yes", "--appendfsync", "always"])
+            // Clients from other namespaces (partition tests) are not loopback clients.
+            .args(["--protected-mode", "no"])
             .arg("--dir")
             .arg(dir)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server starts (scripts/test.sh installs it)");
         let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect((bind, port)).is_err() {
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "redis-server never listened"
@@ -206,7 +223,7 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        format!("redis://{}:{}/", self.bind, self.port)
     }
 
     /// SIGKILL, then a new redis-server on the same port and data dir.
@@ -223,7 +240,7 @@ impl RedisServer {
 
     /// A new redis-server on the same port and data dir (after `kill`).
     pub fn restart(&mut self) {
-        self.child = Self::spawn(self.port, self.dir.path());
+        self.child = Self::spawn(&self.bind, self.port, self.dir.path());
     }
 }
 
