@@ -18,11 +18,16 @@ use std::time::{Duration, Instant};
 
 const BUYERS: usize = 64;
 
+/// The tests of this file run one at a time: each is six processes and 64 buyers on a
+/// machine that may have two cores.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Each shard's holder and epoch, as `GET /admin/cluster/shards` shows them.
 type ShardMap = Vec<(Option<String>, Option<u64>)>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drained_node_hands_its_shards_over_under_load_without_a_failed_purchase() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let file = cluster_file(dir.path(), 16, &redis, &["n1", "n2", "n3"]);
@@ -86,7 +91,20 @@ async fn a_drained_node_hands_its_shards_over_under_load_without_a_failed_purcha
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let drain_took = asked.elapsed();
-    assert_eq!(drained["shards"], 0, "{drained}");
+    assert_eq!(drained["name"], "n1");
+    // The shard map, read apart from the status, agrees: nothing is left on n1.
+    let (_, map) = get(
+        &client,
+        &format!("{}/api/v1/admin/cluster/shards", bases[2]),
+    )
+    .await;
+    let left: Vec<&Value> = map["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["node"] == "n1")
+        .collect();
+    assert!(left.is_empty(), "n1 is down but holds {left:?}");
     // The load goes on through all three nodes (n1 forwards everything now).
     load.until_more(300).await;
     let (acknowledged, failed, retried) = load.finish().await;
@@ -298,7 +316,9 @@ impl Load {
     /// Waits until `more` purchases past those sold so far were acknowledged.
     async fn until_more(&self, more: usize) {
         let from = self.sold.load(Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while self.sold.load(Ordering::Relaxed) < from + more {
+            assert!(Instant::now() < deadline, "purchases stalled");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -316,7 +336,7 @@ fn stop_cleanly(server: &mut common::Server) {
 }
 
 /// Every acknowledged purchase is there, once: the drop's reservations are exactly those
-/// acknowledged, and every order reads back through each node in turn.
+/// acknowledged, and every order reads back (through the nodes in turn).
 async fn audit(
     client: &reqwest::Client,
     bases: &[String],
@@ -329,7 +349,7 @@ async fn audit(
         Some(acknowledged.len() as u64),
         "{d}"
     );
-    for (i, (token, order)) in acknowledged.iter().enumerate().step_by(7) {
+    for (i, (token, order)) in acknowledged.iter().enumerate() {
         let base = &bases[i % bases.len()];
         let r = client
             .get(format!("{base}/api/v1/orders/{order}"))
@@ -343,6 +363,7 @@ async fn audit(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_under_load_loses_no_acknowledged_purchase() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let names = ["n1", "n2", "n3"];

@@ -10,6 +10,7 @@ mod common;
 use common::RedisServer;
 use emporium::actors::sku::Sku;
 use emporium::actors::{Entities, Runtime, RuntimeConfig};
+use emporium::cluster::handover::Handovers;
 use emporium::cluster::keeper::Keeper;
 use emporium::cluster::leases::Leases;
 use emporium::cluster::routing::Routing;
@@ -340,15 +341,16 @@ async fn an_entity_loaded_in_an_earlier_term_writes_nothing_and_reloads() {
 
 fn keeper(conn: &ConnectionManager, node: &str, ttl: Duration) -> (Arc<Fences>, Keeper) {
     let fences = Arc::new(Fences::default());
+    let leases = Leases::new(conn.clone(), node, ttl);
     let keeper = Keeper {
-        leases: Leases::new(conn.clone(), node, ttl),
+        handovers: Handovers::new(leases.clone(), fences.clone(), SHARDS, Arc::default()),
+        leases,
         fences: fences.clone(),
         nodes: vec!["n1".into(), "n2".into()],
         http: format!("http://{node}"),
         shards: SHARDS,
         taken: Arc::default(),
         routing: Arc::new(Routing::new(SHARDS)),
-        kinds: Arc::default(),
         wake: Arc::default(),
     };
     (fences, keeper)

@@ -122,6 +122,7 @@ async fn measure(server: &Server, label: &str, o: &Options) -> anyhow::Result<(f
         rate: 0,
         attempts,
         label: format!("{label}, {what}"),
+        retry: false,
     };
     let hot = flash::run(options(10_000_000, 20_000, 100, 0, "hot SKU")).await?;
     println!("{}", hot.line());

@@ -43,7 +43,14 @@ pub struct Options {
     /// Stop after this many attempts (0: no limit).
     pub attempts: u64,
     pub label: String,
+    /// Retry as a careful client does (the `failover` scenario): a `503` (with `Retry-After`)
+    /// or no answer at all is sent again, with the same idempotency key, to the next target
+    /// after 50 ms, up to [`MAX_TRIES`] times; counted as retries, not errors.
+    pub retry: bool,
 }
+
+/// The most sends of one purchase when retrying.
+pub const MAX_TRIES: u32 = 100;
 
 /// Which process `--kill-pid` names.
 #[derive(Debug, Clone)]
@@ -119,6 +126,8 @@ struct Seen {
     latency: Histogram<u64>,
     /// Per second of the run: (answers, latency histogram).
     seconds: Vec<(u64, Histogram<u64>)>,
+    /// Per second of the run: retries sent.
+    retried: Vec<u64>,
     orders: Vec<String>,
 }
 
@@ -148,6 +157,7 @@ pub async fn run_on(o: Options, drop_id: String) -> anyhow::Result<Run> {
     );
     let failover = Arc::new(Failover::default());
     let counts = Arc::new(Counts::default());
+    let retries = Arc::new(AtomicU64::new(0));
     let next = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
@@ -168,7 +178,8 @@ pub async fn run_on(o: Options, drop_id: String) -> anyhow::Result<Run> {
         let (urls, failover) = (urls.clone(), failover.clone());
         let (tokens, counts, next, stop) =
             (tokens.clone(), counts.clone(), next.clone(), stop.clone());
-        let (rate, attempts) = (o.rate, o.attempts);
+        let (rate, attempts, retry) = (o.rate, o.attempts, o.retry);
+        let retries = retries.clone();
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(1)
             .http1_only()
@@ -178,6 +189,7 @@ pub async fn run_on(o: Options, drop_id: String) -> anyhow::Result<Run> {
             let mut seen = Seen {
                 latency: histogram(),
                 seconds: Vec::new(),
+                retried: Vec::new(),
                 orders: Vec::new(),
             };
             let mut on = worker % urls.len();
@@ -200,24 +212,40 @@ pub async fn run_on(o: Options, drop_id: String) -> anyhow::Result<Run> {
                 }
                 let token = &tokens[(n as usize) % tokens.len()];
                 let sent_at = Instant::now();
-                let sent = client
-                    .post(urls[on].as_str())
-                    .bearer_auth(token)
-                    .header("idempotency-key", format!("fs-{n}"))
-                    .json(&json!({"quantity": 1}))
-                    .send()
-                    .await;
-                let outcome = match sent {
-                    Ok(r) => {
-                        let status = r.status().as_u16();
-                        let body = r.bytes().await.unwrap_or_default();
-                        classify(status, &body, &counts)
-                    }
-                    Err(_) => {
-                        counts.errors.fetch_add(1, Ordering::Relaxed);
-                        // The node is gone (or going): the next request goes to another.
-                        on = (on + 1) % urls.len();
-                        None
+                let mut tries = 1;
+                let outcome = loop {
+                    let sent = client
+                        .post(urls[on].as_str())
+                        .bearer_auth(token)
+                        .header("idempotency-key", format!("fs-{n}"))
+                        .json(&json!({"quantity": 1}))
+                        .send()
+                        .await;
+                    let answer = match sent {
+                        Ok(r) => Some((r.status().as_u16(), r.bytes().await.unwrap_or_default())),
+                        Err(_) => None,
+                    };
+                    match answer {
+                        Some((503, _)) | None
+                            if retry && tries < MAX_TRIES && !stop.load(Ordering::Relaxed) =>
+                        {
+                            tries += 1;
+                            retries.fetch_add(1, Ordering::Relaxed);
+                            let second = started.elapsed().as_secs() as usize;
+                            if seen.retried.len() <= second {
+                                seen.retried.resize(second + 1, 0);
+                            }
+                            seen.retried[second] += 1;
+                            on = (on + 1) % urls.len();
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Some((status, body)) => break classify(status, &body, &counts),
+                        None => {
+                            counts.errors.fetch_add(1, Ordering::Relaxed);
+                            // The node is gone (or going): the next request goes to another.
+                            on = (on + 1) % urls.len();
+                            break None;
+                        }
                     }
                 };
                 if outcome.is_some() {
@@ -259,8 +287,15 @@ pub async fn run_on(o: Options, drop_id: String) -> anyhow::Result<Run> {
     let mut latency = histogram();
     let mut seconds: Vec<(u64, Histogram<u64>)> = Vec::new();
     let mut orders = Vec::new();
+    let mut retried: Vec<u64> = Vec::new();
     for s in seen {
         latency.add(&s.latency)?;
+        if retried.len() < s.retried.len() {
+            retried.resize(s.retried.len(), 0);
+        }
+        for (i, n) in s.retried.iter().enumerate() {
+            retried[i] += n;
+        }
         for (i, (n, h)) in s.seconds.into_iter().enumerate() {
             while seconds.len() <= i {
                 seconds.push((0, histogram()));
@@ -306,12 +341,20 @@ pub async fn run_on(o: Options, drop_id: String) -> anyhow::Result<Run> {
         max_ms: latency.max() as f64 / 1000.0,
         seconds: seconds
             .iter()
-            .map(|(n, h)| Second {
+            .enumerate()
+            .map(|(i, (n, h))| Second {
                 answers: *n,
                 p50_ms: ms(h, 0.5),
                 p99_ms: ms(h, 0.99),
+                retries: retried.get(i).copied().unwrap_or(0),
             })
             .collect(),
+        retries: retries.load(Ordering::Relaxed),
+        killed_at_secs: failover
+            .killed_at
+            .get()
+            .map(|k| k.duration_since(started).as_secs_f64()),
+        gap_ms: gap.map(|g| g.as_secs_f64() * 1e3),
         audit: audit.as_ref().map_err(|e| format!("{e:#}")).err(),
         audit_detail: audit.unwrap_or_default(),
     })

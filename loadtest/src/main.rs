@@ -18,6 +18,8 @@
 //!   the ratios (see [`compare`]).
 //! - `flash-sale`: buyers on one drop, closed or open loop, audited, with a report (see
 //!   [`flash`]).
+//! - `failover`: a flash sale over the nodes of a cluster during which one node is SIGKILLed;
+//!   buyers retry on the next node; the gap, the retries and the audit, with a chart.
 //! - `ws-fanout`: WebSockets subscribed to one drop while buyers purchase from it; delivery
 //!   latency and RSS per socket (see [`ws`]).
 //!
@@ -74,35 +76,27 @@ enum Scenario {
     /// Buyers on one drop (closed loop, or open loop with `--rate`), audited afterwards; a
     /// report under `--reports`.
     FlashSale {
-        #[arg(long, env = "EMPORIUM_OPERATOR_TOKEN")]
-        token: String,
-        /// The server's JWT key: shoppers' tokens are signed before the timed part.
-        #[arg(long, env = "EMPORIUM_JWT_SECRET")]
-        jwt_secret: String,
-        /// Units in the drop.
-        #[arg(long, default_value_t = 10_000_000)]
-        stock: u32,
-        /// Distinct shoppers (round-robin over requests).
-        #[arg(long, default_value_t = 20_000)]
-        users: usize,
-        #[arg(long, default_value_t = 100)]
-        per_user_limit: u32,
-        /// Requests per second for an open loop; 0 runs a closed loop.
-        #[arg(long, default_value_t = 0)]
-        rate: u64,
-        /// Stop after this many attempts (0: run for `--duration`).
-        #[arg(long, default_value_t = 0)]
-        attempts: u64,
-        #[arg(long, default_value = "emporium")]
-        label: String,
-        #[arg(long, default_value = "loadtest/reports")]
-        reports: std::path::PathBuf,
+        #[command(flatten)]
+        sale: SaleArgs,
         /// SIGKILL a node of the cluster under test mid-run and report the fail-over gap:
         /// `PID`, or `n1=PID,n2=PID,n3=PID` to kill the node that owns the drop's SKU.
         #[arg(long)]
         kill_pid: Option<String>,
         /// Seconds into the run for `--kill-pid`.
         #[arg(long, default_value_t = 5)]
+        kill_after: u64,
+    },
+    /// A flash sale over the nodes of a cluster (`--target` each) during which one node is
+    /// SIGKILLed; buyers retry a `503` or a lost connection on the next node with the same
+    /// idempotency key. Reports the gap, the retries and the audit, with a chart.
+    Failover {
+        #[command(flatten)]
+        sale: SaleArgs,
+        /// The node to kill: `PID`, or `n1=PID,n2=PID,n3=PID` for the owner of the drop's SKU.
+        #[arg(long)]
+        kill_pid: String,
+        /// Seconds into the run.
+        #[arg(long, default_value_t = 3)]
         kill_after: u64,
     },
     /// Starts Emporium, then each Redis baseline, measures each the same way, prints ratios.
@@ -154,6 +148,34 @@ enum Scenario {
     },
 }
 
+/// What every flash sale takes.
+#[derive(clap::Args)]
+struct SaleArgs {
+    #[arg(long, env = "EMPORIUM_OPERATOR_TOKEN")]
+    token: String,
+    /// The server's JWT key: shoppers' tokens are signed before the timed part.
+    #[arg(long, env = "EMPORIUM_JWT_SECRET")]
+    jwt_secret: String,
+    /// Units in the drop.
+    #[arg(long, default_value_t = 10_000_000)]
+    stock: u32,
+    /// Distinct shoppers (round-robin over requests).
+    #[arg(long, default_value_t = 20_000)]
+    users: usize,
+    #[arg(long, default_value_t = 100)]
+    per_user_limit: u32,
+    /// Requests per second for an open loop; 0 runs a closed loop.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Stop after this many attempts (0: run for `--duration`).
+    #[arg(long, default_value_t = 0)]
+    attempts: u64,
+    #[arg(long, default_value = "emporium")]
+    label: String,
+    #[arg(long, default_value = "loadtest/reports")]
+    reports: std::path::PathBuf,
+}
+
 const PASSWORD: &str = "loadtest password 1";
 
 /// Prefixes of words the demo catalog uses, Latin and Hangul, 1 to 4 characters.
@@ -166,6 +188,75 @@ const PREFIXES: &[&str] = &[
 
 fn prefix(n: u64) -> &'static str {
     PREFIXES[(n as usize) % PREFIXES.len()]
+}
+
+/// A flash sale (`retry`: the `failover` scenario), its report and its audit.
+async fn sale_run(
+    cli: &Cli,
+    sale: &SaleArgs,
+    kill_pid: Option<&str>,
+    kill_after: u64,
+    retry: bool,
+) -> anyhow::Result<()> {
+    let targets: Vec<String> = cli
+        .target
+        .iter()
+        .map(|t| t.trim_end_matches('/').to_string())
+        .collect();
+    let run = flash::run(flash::Options {
+        base: targets[0].clone(),
+        targets,
+        kill: kill_pid
+            .map(flash::Kill::parse)
+            .transpose()?
+            .map(|kill| (kill, Duration::from_secs(kill_after))),
+        operator: sale.token.clone(),
+        jwt_secret: sale.jwt_secret.clone(),
+        connections: cli.connections,
+        duration: Duration::from_secs(cli.duration),
+        stock: sale.stock,
+        users: sale.users,
+        per_user_limit: sale.per_user_limit,
+        rate: sale.rate,
+        attempts: sale.attempts,
+        label: sale.label.clone(),
+        retry,
+    })
+    .await?;
+    println!("{}", run.line());
+    let (stem, title) = if retry {
+        (format!("failover-{}", unix_now()), "fail-over")
+    } else {
+        (format!("flash-sale-{}", unix_now()), "flash sale")
+    };
+    let mut notes = Vec::new();
+    if let Some(at) = run.killed_at_secs {
+        let gap = run
+            .gap_ms
+            .map_or("no purchase succeeded after it".into(), |g| {
+                format!("the first purchase sent after it succeeded {g:.0} ms later")
+            });
+        notes.push(format!(
+            "SIGKILL at {at:.1} s; {gap}; {} purchases retried (503 or no answer, same \
+             idempotency key, next node).",
+            run.retries
+        ));
+    }
+    let path = report::write(
+        &sale.reports,
+        &stem,
+        title,
+        std::slice::from_ref(&run),
+        &notes,
+    )?;
+    for n in &notes {
+        println!("{n}");
+    }
+    println!("report: {}", path.display());
+    if run.audit.is_some() {
+        bail!("the audit failed");
+    }
+    Ok(())
 }
 
 struct Totals {
@@ -243,52 +334,15 @@ async fn main() -> anyhow::Result<()> {
             report("suggest GET /search/suggest?q=", &totals);
         }
         Scenario::FlashSale {
-            token,
-            jwt_secret,
-            stock,
-            users,
-            per_user_limit,
-            rate,
-            attempts,
-            label,
-            reports,
+            sale,
             kill_pid,
             kill_after,
-        } => {
-            let run = flash::run(flash::Options {
-                base: base.clone(),
-                targets: targets.clone(),
-                kill: kill_pid
-                    .as_deref()
-                    .map(flash::Kill::parse)
-                    .transpose()?
-                    .map(|kill| (kill, Duration::from_secs(*kill_after))),
-                operator: token.clone(),
-                jwt_secret: jwt_secret.clone(),
-                connections: cli.connections,
-                duration,
-                stock: *stock,
-                users: *users,
-                per_user_limit: *per_user_limit,
-                rate: *rate,
-                attempts: *attempts,
-                label: label.clone(),
-            })
-            .await?;
-            println!("{}", run.line());
-            let stem = format!("flash-sale-{}", unix_now());
-            let path = report::write(
-                reports,
-                &stem,
-                "flash sale",
-                std::slice::from_ref(&run),
-                &[],
-            )?;
-            println!("report: {}", path.display());
-            if run.audit.is_some() {
-                bail!("the audit failed");
-            }
-        }
+        } => sale_run(&cli, sale, kill_pid.as_deref(), *kill_after, false).await?,
+        Scenario::Failover {
+            sale,
+            kill_pid,
+            kill_after,
+        } => sale_run(&cli, sale, Some(kill_pid), *kill_after, true).await?,
         Scenario::WsFanout {
             token,
             jwt_secret,
@@ -310,6 +364,7 @@ async fn main() -> anyhow::Result<()> {
                     rate: 0,
                     attempts: 0,
                     label: "ws-fanout purchases".into(),
+                    retry: false,
                 },
                 sockets: *sockets,
                 server_pid: *server_pid,

@@ -11,6 +11,8 @@ pub struct Second {
     pub answers: u64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// Purchases sent again this second (`failover`: a 503 or no answer).
+    pub retries: u64,
 }
 
 /// The figures of one run against one server.
@@ -32,6 +34,12 @@ pub struct Run {
     pub p999_ms: f64,
     pub max_ms: f64,
     pub seconds: Vec<Second>,
+    /// Purchases sent again (`failover`): after a 503 or no answer, same idempotency key.
+    pub retries: u64,
+    /// When a node was killed, in seconds into the run.
+    pub killed_at_secs: Option<f64>,
+    /// From the kill to the first purchase sent after it that succeeded.
+    pub gap_ms: Option<f64>,
     /// Why the audit failed; `None` when it held.
     pub audit: Option<String>,
     pub audit_detail: String,
@@ -168,6 +176,26 @@ fn chart(path: &Path, title: &str, runs: &[Run]) -> anyhow::Result<()> {
             .enumerate()
             .map(|(s, x)| (s as u32, x.p99_ms));
         latency.draw_series(LineSeries::new(points, color.stroke_width(2)))?;
+        if r.retries > 0 {
+            let points = r
+                .seconds
+                .iter()
+                .enumerate()
+                .map(|(s, x)| (s as u32, x.retries));
+            answers
+                .draw_series(LineSeries::new(points, RED.stroke_width(1)))?
+                .label(format!("{}: retries/s", r.label))
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
+        }
+        if let Some(at) = r.killed_at_secs {
+            let at = at as u32;
+            let marker = || BLACK.mix(0.6).stroke_width(1);
+            answers
+                .draw_series(LineSeries::new([(at, 0), (at, peak)], marker()))?
+                .label(format!("SIGKILL at {at} s"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], marker()));
+            latency.draw_series(LineSeries::new([(at, 0.0), (at, slowest)], marker()))?;
+        }
     }
     answers
         .configure_series_labels()

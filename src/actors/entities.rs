@@ -220,8 +220,9 @@ impl<E: Entity> Entities<E> {
         }
     }
 
-    /// Asks this node's entity (never forwarded).
-    pub(super) async fn ask_local(
+    /// Asks this node's entity (never forwarded, not admitted: for a shard leaving this node,
+    /// whose fence is still good, that must write what it owes before it goes).
+    pub async fn ask_local(
         &self,
         id: &E::Id,
         command: E::Command,

@@ -50,6 +50,9 @@ return 0
     )
 });
 
+/// How long a check waits for Redis before this node's own limiter decides.
+const SHARED_WAIT: std::time::Duration = std::time::Duration::from_millis(300);
+
 impl AuthLimits {
     /// `per_minute` requests per client IP; 0 turns the limit off.
     pub fn new(per_minute: u32) -> Self {
@@ -79,17 +82,16 @@ impl AuthLimits {
         let Some(shared) = &self.shared else {
             return self.check_ip(ip);
         };
-        let waited: redis::RedisResult<u64> = GCRA
-            .key(format!("rl:auth:{ip}"))
-            .arg(shared.interval_ms)
-            .arg(shared.burst)
-            .invoke_async(&mut shared.redis.clone())
-            .await;
+        let mut redis = shared.redis.clone();
+        let mut call = GCRA.key(format!("rl:auth:{ip}"));
+        call.arg(shared.interval_ms).arg(shared.burst);
+        // A slow Redis must not hold a login for its whole response timeout.
+        let waited = tokio::time::timeout(SHARED_WAIT, call.invoke_async::<u64>(&mut redis)).await;
         match waited {
-            Ok(0) => Ok(()),
-            Ok(ms) => Err(ms.div_ceil(1000).max(1)),
-            Err(e) => {
-                tracing::warn!(error = %e, "the shared rate limit is unavailable; this node's applies");
+            Ok(Ok(0)) => Ok(()),
+            Ok(Ok(ms)) => Err(ms.div_ceil(1000).max(1)),
+            Ok(Err(_)) | Err(_) => {
+                tracing::warn!("the shared rate limit is unavailable; this node's applies");
                 self.check_ip(ip)
             }
         }

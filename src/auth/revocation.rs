@@ -31,6 +31,15 @@ enum Store {
     Redis(ConnectionManager),
 }
 
+type Messages = std::pin::Pin<Box<dyn futures_util::Stream<Item = redis::Msg> + Send>>;
+
+/// The `revoked` channel's messages.
+async fn subscribe(client: &redis::Client) -> redis::RedisResult<Messages> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(REDIS_KEY).await?;
+    Ok(Box::pin(pubsub.into_on_message()))
+}
+
 /// The Redis hash of every revocation (`t:jti` / `u:user` -> Unix seconds) and the channel
 /// each new one is published on.
 const REDIS_KEY: &str = "revoked";
@@ -82,21 +91,25 @@ impl Revocations {
             listener: std::sync::OnceLock::new(),
         });
         this.reread(now_secs).await?;
-        let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(REDIS_KEY).await?;
-        let me = this.clone();
+        let mut messages = Some(subscribe(client).await?);
+        let (me, client) = (this.clone(), client.clone());
         tokio::spawn(async move {
             use futures_util::StreamExt;
-            let mut messages = pubsub.on_message();
             let mut tick = tokio::time::interval(REREAD);
             loop {
+                let next = async {
+                    match messages.as_mut() {
+                        Some(m) => m.next().await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     () = shutdown.cancelled() => return,
-                    message = messages.next() => match message {
+                    message = next => match message {
                         Some(m) => {
                             let payload: String = m.get_payload().unwrap_or_default();
-                            // `key=at user` (`user` absent from older nodes' messages).
-                            let (entry, user) = payload.split_once(' ').unwrap_or((&payload, ""));
+                            // `user key=at` (older nodes sent `key=at`).
+                            let (user, entry) = payload.split_once(' ').unwrap_or(("", &payload));
                             if let Some((key, at)) = entry.rsplit_once('=') {
                                 me.remember(key, at.parse().unwrap_or_default(), 0);
                                 if !user.is_empty() {
@@ -104,10 +117,14 @@ impl Revocations {
                                 }
                             }
                         }
-                        // The subscription broke: the rereads keep the list current.
-                        None => std::future::pending::<()>().await,
+                        // The subscription broke: the rereads keep the list current, and each
+                        // tick subscribes again.
+                        None => messages = None,
                     },
                     _ = tick.tick() => {
+                        if messages.is_none() {
+                            messages = subscribe(&client).await.ok();
+                        }
                         let now = std::time::SystemTime::now()
                             .duration_since(std::time::UNIX_EPOCH)
                             .map_or(0, |d| d.as_secs() as i64);
@@ -131,20 +148,26 @@ impl Revocations {
             .query_async(&mut redis.clone())
             .await?;
         for (key, at) in all {
-            self.remember(&key, at, now_secs);
+            // A user's revocation not heard on the channel: their sockets re-check now.
+            if let Some(user) = self.remember(&key, at, now_secs) {
+                self.tell(&user);
+            }
         }
         Ok(())
     }
 
     /// Notes one entry (`t:jti` or `u:user`); token entries expired by `now_secs` are skipped.
-    fn remember(&self, key: &str, at: i64, now_secs: i64) {
+    /// The user, when this is a user's revocation this node did not know.
+    fn remember(&self, key: &str, at: i64, now_secs: i64) -> Option<String> {
         if let Some(jti) = key.strip_prefix("t:") {
             if at > now_secs {
                 self.tokens.insert(jti.to_string(), at);
             }
         } else if let Some(user) = key.strip_prefix("u:") {
-            self.users.insert(user.to_string(), at);
+            let known = self.users.insert(user.to_string(), at) == Some(at);
+            return (!known).then(|| user.to_string());
         }
+        None
     }
 
     /// Calls `listener` with the user of every revocation from now on, once it is in this
@@ -196,7 +219,7 @@ impl Revocations {
                     .atomic()
                     .hset(REDIS_KEY, &key, value)
                     .ignore()
-                    .publish(REDIS_KEY, format!("{key}={value} {user}"))
+                    .publish(REDIS_KEY, format!("{user} {key}={value}"))
                     .ignore()
                     .query_async(&mut redis)
                     .await?;

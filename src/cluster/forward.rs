@@ -3,10 +3,10 @@
 //!
 //! The shard's holder comes from [`Routing`]. When the answer is `NotOwner`, or the holder's
 //! region cannot be reached (no session yet, or the node just died), the holder is read again
-//! from Redis and the ask retried, the pause doubling from 20 ms, until [`RETRY_BUDGET`] is
-//! spent: then the ask is `Unavailable` (503 with `Retry-After`). Only answers that prove the
-//! owner never ran the command are retried; a timeout or a session lost while waiting may have
-//! run it, and is answered as such.
+//! from Redis and the ask retried, the pause doubling from 20 ms up to 200 ms, until
+//! [`RETRY_BUDGET`] is spent: then the ask is `Unavailable` (503 with `Retry-After`). Only
+//! answers that prove the owner never ran the command are retried; a timeout or a session
+//! lost while waiting may have run it, and is answered as such.
 
 use crate::actors::remote::{self, Admission, Answer, Forward, Op};
 use crate::cluster::leases::Leases;
@@ -20,9 +20,13 @@ use ractor::rpc::CallResult;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long an ask keeps looking for its shard's owner before it answers `Unavailable`.
-pub const RETRY_BUDGET: Duration = Duration::from_secs(1);
+/// How long an ask keeps looking for its shard's owner before it answers `Unavailable`:
+/// longer than a hand-over takes (`cluster::handover`: each step within a quarter of the
+/// lease TTL, 3 s by default), so requests wait one out rather than fail.
+pub const RETRY_BUDGET: Duration = Duration::from_secs(3);
 const FIRST_PAUSE: Duration = Duration::from_millis(20);
+/// The longest pause between two tries: a shard that changed hands is found soon after.
+const MAX_PAUSE: Duration = Duration::from_millis(200);
 
 pub struct Forwarder {
     pub routing: Arc<Routing>,
@@ -88,7 +92,7 @@ impl Forwarder {
                 return Answer::Unavailable;
             }
             tokio::time::sleep(pause).await;
-            pause *= 2;
+            pause = (pause * 2).min(MAX_PAUSE);
             match self.leases.holder(shard).await {
                 Ok(holder) => self.routing.set_holder(shard, holder),
                 Err(_) => return Answer::Unavailable,

@@ -13,20 +13,18 @@
 //! by itself once Redis answers again.
 //!
 //! **Drain.** A node being drained (`leases`, "Drain") is preferred for no shard and takes
-//! none; its keeper hands every shard over in one round, all at once. A hand-over (drain or
-//! rebalancing) stops admitting asks for the shard, lets those admitted finish, stops the
-//! shard's entities after a final snapshot, releases the lease and wakes every keeper
-//! ([`leases::WAKE`](crate::cluster::leases::WAKE)), so the next owner takes it within
-//! milliseconds instead of a TTL; requests meanwhile wait in the forwarder and then go there.
+//! none; its keeper starts handing every shard over in one round, all at once
+//! (`cluster::handover`: in the background, while the keeper goes on renewing the rest).
+//! Requests for a leaving shard wait in the forwarder, then go to its next owner.
 
-use crate::actors::EntityKind;
+use crate::cluster::handover::Handovers;
 use crate::cluster::leases::{Leases, NodeReport};
 use crate::cluster::routing::Routing;
 use crate::cluster::shards::Shard;
 use crate::persistence::fences::Fences;
 use futures_util::future::join_all;
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -43,8 +41,8 @@ pub struct Keeper {
     pub taken: Arc<tokio::sync::Notify>,
     /// Refreshed every round with the holders and the live nodes read (for forwarding).
     pub routing: Arc<Routing>,
-    /// The node's entity kinds, once started: a shard handed over stops its entities.
-    pub kinds: Arc<OnceLock<Vec<Arc<dyn EntityKind>>>>,
+    /// The shards leaving this node (`cluster::handover`).
+    pub handovers: Handovers,
     /// Notified to run a round now (a lease was released, a drain was asked for).
     pub wake: Arc<Notify>,
 }
@@ -130,43 +128,40 @@ impl Keeper {
         })
     }
 
-    /// One round: membership, then every shard's lease; then the hand-overs decided.
+    /// One round: membership, then every shard's lease; hand-overs decided start in the
+    /// background (`cluster::handover`).
     pub async fn round(&self, free_since: &mut HashMap<Shard, Instant>) -> redis::RedisResult<()> {
+        self.handovers.forget_done();
         let picture = self.picture().await?;
         let me = self.leases.node().to_owned();
         let this_process = self.leases.holder_id().to_owned();
         let holders = self.leases.holders(self.shards).await?;
         self.routing.set_live(picture.live.clone());
         self.routing.set_holders(holders.clone());
-        let mut leaving = Vec::new();
-        let mut failed = None;
+        // Decided shard by shard, then every take or renewal at once (pipelined on the leases'
+        // connection: a round costs about one round trip, however many shards).
+        let mut to_take = Vec::new();
         for (s, holder) in holders.into_iter().enumerate() {
             let shard = Shard(s as u32);
             let preferred = shard.preferred(&picture.eligible).cloned();
-            let mut outcome = Ok(());
             match holder {
+                // Being handed over: not renewed (a renewal racing the release would take it
+                // back); the renewal before the hand-over began outlasts it.
+                Some(h) if h.holder == this_process && self.handovers.is_under_way(shard) => {}
                 Some(h) if h.holder == this_process => {
                     free_since.remove(&shard);
-                    // Renewed either way: the lease must not lapse while the shard leaves.
-                    outcome = self.take(shard).await;
                     let elsewhere = preferred.as_ref().is_some_and(|p| *p != me);
-                    if elsewhere
-                        && (picture.draining || leaving.len() < handovers_per_round(self.shards))
-                    {
-                        leaving.push(shard);
-                    } else {
-                        self.fences.stay(shard);
-                    }
+                    to_take.push((shard, elsewhere));
                 }
                 // An earlier process of this node (a restart): its shards are taken at once,
                 // unless this one is being drained (the others take them when they expire).
                 Some(h) if h.node == me && !picture.draining => {
                     free_since.remove(&shard);
-                    outcome = self.take(shard).await;
+                    to_take.push((shard, false));
                 }
                 Some(_) => {
                     free_since.remove(&shard);
-                    self.fences.clear(shard);
+                    self.lose(shard);
                 }
                 None => {
                     let since = *free_since.entry(shard).or_insert_with(Instant::now);
@@ -174,20 +169,28 @@ impl Keeper {
                     let mine = preferred.as_deref() == Some(me.as_str());
                     if mine || (orphaned && !picture.draining) {
                         free_since.remove(&shard);
-                        outcome = self.take(shard).await;
+                        to_take.push((shard, false));
                     } else {
-                        self.fences.clear(shard);
+                        self.lose(shard);
                     }
                 }
             }
-            // One shard's failure does not keep the others from being renewed this round.
-            if let Err(e) = outcome {
-                failed.get_or_insert(e);
-            }
         }
-        for outcome in join_all(leaving.into_iter().map(|s| self.hand_over(s))).await {
-            if let Err(e) = outcome {
-                failed.get_or_insert(e);
+        let outcomes = join_all(to_take.iter().map(|(shard, _)| self.take(*shard))).await;
+        let mut leaving = self.handovers.running();
+        let mut failed = None;
+        for ((shard, elsewhere), outcome) in to_take.into_iter().zip(outcomes) {
+            let room = picture.draining || leaving < handovers_per_round(self.shards);
+            match outcome {
+                Ok(true) if elsewhere && room => {
+                    leaving += 1;
+                    self.handovers.start(shard);
+                }
+                Ok(_) => self.fences.stay(shard),
+                // One shard's failure does not keep the others from being renewed this round.
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
             }
         }
         metrics::gauge!("emporium_cluster_shards_owned").set(self.fences.shards().len() as f64);
@@ -197,8 +200,18 @@ impl Keeper {
         }
     }
 
+    /// This node does not hold the shard (any more): no fence, and entities left from its
+    /// term here are stopped rather than answering from their old state.
+    fn lose(&self, shard: Shard) {
+        if self.fences.holds(shard) {
+            self.fences.clear(shard);
+            self.handovers.drop_stale(shard);
+        }
+    }
+
     /// Takes or renews the shard; the fence is good for the TTL less a margin from now.
-    async fn take(&self, shard: Shard) -> redis::RedisResult<()> {
+    /// Whether this node holds it now.
+    async fn take(&self, shard: Shard) -> redis::RedisResult<bool> {
         let asked = Instant::now();
         let acquired = self.leases.acquire(shard).await;
         metrics::histogram!("emporium_redis_command_seconds", "op" => "lease")
@@ -215,45 +228,21 @@ impl Keeper {
                 let until = asked + ttl.saturating_sub(ttl / 5);
                 let renewed = self.fences.get(shard).is_some_and(|f| f == fence);
                 if !renewed {
+                    if self.fences.holds(shard) {
+                        // Entities left from an earlier term here would answer from old state.
+                        self.handovers.drop_stale(shard);
+                    }
                     tracing::info!(shard = shard.0, epoch = fence.epoch, "shard taken");
                     self.taken.notify_one();
                 }
                 self.fences.hold(shard, fence, until);
+                Ok(true)
             }
-            None => self.fences.clear(shard),
-        }
-        Ok(())
-    }
-
-    /// Hands the shard over: stops admitting asks for it, lets those admitted finish, stops
-    /// its entities after a final snapshot, gives its lease up and wakes every keeper, so its
-    /// preferred node takes it at once.
-    async fn hand_over(&self, shard: Shard) -> redis::RedisResult<()> {
-        let Some(fence) = self.fences.get(shard) else {
-            return Ok(());
-        };
-        let started = Instant::now();
-        self.fences.leave(shard);
-        // Within a third of the TTL: the lease, renewed this round, outlasts the hand-over.
-        if !self.fences.settled(shard, self.leases.ttl() / 3).await {
-            tracing::warn!(shard = shard.0, "asks still running at the hand-over");
-        }
-        let mut stopped = 0;
-        if let Some(kinds) = self.kinds.get() {
-            let shards = self.shards;
-            for kind in kinds {
-                let name = kind.kind();
-                let leaving = move |key: &str| Shard::of(name, key, shards) == shard;
-                stopped += kind.stop_where(&leaving).await;
+            None => {
+                self.lose(shard);
+                Ok(false)
             }
         }
-        self.leases.release(shard, &fence).await?;
-        self.fences.clear_if(shard, &fence);
-        let _ = self.leases.wake().await;
-        tracing::info!(shard = shard.0, epoch = fence.epoch, stopped, took = ?started.elapsed(),
-            "shard handed over");
-        metrics::counter!("emporium_shard_handovers_total").increment(1);
-        Ok(())
     }
 
     /// Gives every held shard up (shutdown): the others take them without waiting for a TTL.

@@ -254,17 +254,35 @@ impl Leases {
             .await
     }
 
-    /// Asks every keeper to drain `holder` (a process of `node`), and wakes them. Kept a day:
-    /// long past any drain, and a later process of the node is not named by it anyway.
+    /// Asks every keeper to drain `holder` (a process of `node`), and wakes them. Kept until
+    /// the node's next process joins (a later process is not named by it anyway).
     pub async fn request_drain(&self, node: &str, holder: &str) -> redis::RedisResult<()> {
         let () = redis::cmd("SET")
             .arg(drain_key(node))
             .arg(holder)
-            .arg("EX")
-            .arg(86_400)
             .query_async(&mut self.redis.clone())
             .await?;
         self.wake().await
+    }
+
+    /// Withdraws a drain of `holder`, if it is still the one asked for.
+    pub async fn cancel_drain(&self, node: &str, holder: &str) -> redis::RedisResult<()> {
+        // The same compare-and-delete as a lease's release.
+        let _: i64 = self
+            .release
+            .key(drain_key(node))
+            .arg(holder)
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets a drain of an earlier process of this node (called as this process joins).
+    pub async fn forget_drain(&self) -> redis::RedisResult<()> {
+        redis::cmd("DEL")
+            .arg(drain_key(&self.node))
+            .query_async(&mut self.redis.clone())
+            .await
     }
 
     /// Makes every keeper run a round now.

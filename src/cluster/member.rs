@@ -6,6 +6,7 @@
 use crate::actors::EntityKind;
 use crate::cluster::config::{ClusterSettings, NodeSettings};
 use crate::cluster::forward::Forwarder;
+use crate::cluster::handover::Handovers;
 use crate::cluster::keeper::Keeper;
 use crate::cluster::leases::{Holder, Leases, NodeReport};
 use crate::cluster::peers;
@@ -81,7 +82,7 @@ impl Member {
             .set_number_of_retries(2);
         let redis = tokio::time::timeout(
             Duration::from_secs(10),
-            ConnectionManager::new_with_config(client.clone(), config),
+            ConnectionManager::new_with_config(client.clone(), config.clone()),
         )
         .await
         .map_err(|_| anyhow::anyhow!("no answer from Redis at {}", cluster.redis_url))?
@@ -91,13 +92,22 @@ impl Member {
         let view_positions = views::positions(&redis, cluster.shards).await?;
         let fences = Arc::new(Fences::default());
         let ttl = Duration::from_millis(cluster.lease_ttl_ms);
-        let leases = Leases::new(redis.clone(), node.name.clone(), ttl);
+        // Leases on a connection of their own: a renewal never waits behind journal writes.
+        let lease_redis = ConnectionManager::new_with_config(client.clone(), config.clone())
+            .await
+            .with_context(|| format!("cannot reach Redis at {}", cluster.redis_url))?;
+        let leases = Leases::new(lease_redis, node.name.clone(), ttl);
         let taken = Arc::new(tokio::sync::Notify::new());
         let routing = Arc::new(Routing::new(cluster.shards));
         let kinds = Arc::new(std::sync::OnceLock::new());
         let wake = Arc::new(tokio::sync::Notify::new());
         let keeper = Keeper {
-            kinds: kinds.clone(),
+            handovers: Handovers::new(
+                leases.clone(),
+                fences.clone(),
+                cluster.shards,
+                kinds.clone(),
+            ),
             wake: wake.clone(),
             routing: routing.clone(),
             taken: taken.clone(),
@@ -107,6 +117,10 @@ impl Member {
             http: format!("http://{}", settings.server.listen),
             shards: cluster.shards,
         };
+        leases
+            .forget_drain()
+            .await
+            .context("cannot reach Redis to join")?;
         let mut free = HashMap::new();
         keeper
             .round(&mut free)
@@ -183,15 +197,27 @@ impl Member {
         let Some(report) = &reports[at] else {
             return Err(DrainRefusal::Down);
         };
-        let others_up = names.iter().zip(&reports).zip(&drains).any(|((n, r), d)| {
-            n != node
-                && r.as_ref()
-                    .is_some_and(|r| d.as_deref() != Some(r.holder.as_str()))
-        });
-        if !others_up {
+        if report.holder.is_empty() {
+            return Err(DrainRefusal::NotReporting);
+        }
+        let others_up = |reports: &[Option<NodeReport>], drains: &[Option<String>]| {
+            names.iter().zip(reports).zip(drains).any(|((n, r), d)| {
+                n != node
+                    && r.as_ref()
+                        .is_some_and(|r| d.as_deref() != Some(r.holder.as_str()))
+            })
+        };
+        if !others_up(&reports, &drains) {
             return Err(DrainRefusal::LastNode);
         }
         self.leases.request_drain(node, &report.holder).await?;
+        // Two drains at once must not drain every node: checked again after, and withdrawn.
+        let reports = self.leases.reports(&names).await?;
+        let drains = self.leases.drains(&names).await?;
+        if !others_up(&reports, &drains) {
+            self.leases.cancel_drain(node, &report.holder).await?;
+            return Err(DrainRefusal::LastNode);
+        }
         tracing::info!(node, holder = %report.holder, "drain requested");
         Ok(())
     }
@@ -290,6 +316,8 @@ pub enum DrainRefusal {
     Down,
     #[error("no other node is up to take the shards")]
     LastNode,
+    #[error("the node does not report which process it runs (an older version)")]
+    NotReporting,
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
 }

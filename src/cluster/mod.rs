@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod forward;
+pub mod handover;
 pub mod keeper;
 pub mod leases;
 pub mod member;

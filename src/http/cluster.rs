@@ -143,7 +143,8 @@ pub struct DrainBody {
     security(("bearer" = [])), params(("name" = String, Path, description = "a node of the cluster file")),
     responses((status = 202, body = DrainBody), (status = 403, body = Problem),
         (status = 404, body = Problem, description = "not clustered, or no such node"),
-        (status = 409, body = Problem, description = "the node is down, or no other node is up"),
+        (status = 409, body = Problem,
+            description = "the node is down, no other node is up, or it runs an older version"),
         (status = 503, body = Problem)))]
 pub async fn drain(
     _: OperatorUser,
@@ -165,6 +166,11 @@ pub async fn drain(
             StatusCode::CONFLICT,
             "last_node",
             "no other node is up to take the shards",
+        ),
+        DrainRefusal::NotReporting => ApiError::new(
+            StatusCode::CONFLICT,
+            "node_not_reporting",
+            format!("node `{name}` does not report which process it runs; upgrade it first"),
         ),
         DrainRefusal::Redis(e) => redis_down(e),
     })?;

@@ -102,6 +102,32 @@ impl OrderBook {
             .await
     }
 
+    /// Writes, here, every promised order `leaving` selects (a shard leaving this node, its
+    /// fence still good); those that fail stay with the background writer.
+    async fn write_promises_where(&self, leaving: &(dyn Fn(&str) -> bool + Sync)) {
+        let due: Vec<(OrderId, Box<Placement>)> = self
+            .promises
+            .pending
+            .iter()
+            .filter(|p| leaving(&p.key().to_string()))
+            .map(|p| (p.key().clone(), p.value().clone()))
+            .collect();
+        for (id, placement) in due {
+            match self
+                .entities
+                .ask_local(&id, OrderCommand::Place(placement))
+                .await
+            {
+                Ok(_) | Err(AskError::Rejected(_)) => {
+                    self.promises.pending.remove(&id);
+                }
+                Err(e) => {
+                    tracing::warn!(order = %id, error = %e, "a promised order stays promised")
+                }
+            }
+        }
+    }
+
     /// Whether this node can write the order now (cluster mode: it holds the order's shard).
     pub fn is_local(&self, id: &OrderId) -> bool {
         self.entities.is_local(id)
@@ -231,7 +257,12 @@ impl EntityKind for BookKind {
         &'a self,
         leaving: &'a (dyn Fn(&str) -> bool + Sync),
     ) -> BoxFuture<'a, usize> {
-        EntityKind::stop_where(&self.0.entities, leaving)
+        Box::pin(async move {
+            // Promised orders of a leaving shard are written before it goes: the next owner
+            // would not know them.
+            self.0.write_promises_where(leaving).await;
+            EntityKind::stop_where(&self.0.entities, leaving).await
+        })
     }
 
     fn serve<'a>(&'a self, raw_id: &'a str, op: Op) -> BoxFuture<'a, Answer> {

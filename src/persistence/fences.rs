@@ -36,7 +36,7 @@ pub struct Admission(Arc<Gate>);
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -46,7 +46,7 @@ impl Fences {
         let renewed = self.held.get(&shard).is_some_and(|held| held.0 == fence);
         self.held.insert(shard, (fence, until));
         if !renewed {
-            self.gate(shard).leaving.store(false, Ordering::Release);
+            self.gate(shard).leaving.store(false, Ordering::SeqCst);
         }
     }
 
@@ -76,33 +76,43 @@ impl Fences {
 
     /// Whether new asks for the shard are served here: its fence is good and it is not leaving.
     pub fn admits(&self, shard: Shard) -> bool {
-        self.get(shard).is_some()
+        self.is_good(shard)
             && !self
                 .gates
                 .get(&shard)
-                .is_some_and(|g| g.leaving.load(Ordering::Acquire))
+                .is_some_and(|g| g.leaving.load(Ordering::SeqCst))
+    }
+
+    /// Whether the shard's fence is good now (as `get`, without a copy of it).
+    fn is_good(&self, shard: Shard) -> bool {
+        self.held
+            .get(&shard)
+            .is_some_and(|held| Instant::now() < held.1)
     }
 
     /// Admits one ask for the shard, counted until the admission is dropped; `None` when the
     /// shard is not served here (the ask goes to its owner).
     pub fn enter(&self, shard: Shard) -> Option<Admission> {
-        self.get(shard)?;
+        if !self.is_good(shard) {
+            return None;
+        }
         let gate = self.gate(shard);
-        gate.in_flight.fetch_add(1, Ordering::AcqRel);
+        gate.in_flight.fetch_add(1, Ordering::SeqCst);
         let admission = Admission(gate);
-        // Counted before the check: `settled` after `leave` sees every ask admitted.
-        (!admission.0.leaving.load(Ordering::Acquire)).then_some(admission)
+        // Counted before the check, both sequentially consistent (as `leave` and `settled`):
+        // either `settled` sees this ask, or this ask sees the shard leaving.
+        (!admission.0.leaving.load(Ordering::SeqCst)).then_some(admission)
     }
 
     /// Stops admitting asks for the shard (those admitted go on).
     pub fn leave(&self, shard: Shard) {
-        self.gate(shard).leaving.store(true, Ordering::Release);
+        self.gate(shard).leaving.store(true, Ordering::SeqCst);
     }
 
     /// Admits asks for the shard again (a hand-over that did not happen).
     pub fn stay(&self, shard: Shard) {
         if let Some(gate) = self.gates.get(&shard) {
-            gate.leaving.store(false, Ordering::Release);
+            gate.leaving.store(false, Ordering::SeqCst);
         }
     }
 
@@ -111,7 +121,7 @@ impl Fences {
     pub async fn settled(&self, shard: Shard, within: Duration) -> bool {
         let gate = self.gate(shard);
         let deadline = tokio::time::Instant::now() + within;
-        while gate.in_flight.load(Ordering::Acquire) > 0 {
+        while gate.in_flight.load(Ordering::SeqCst) > 0 {
             if tokio::time::Instant::now() >= deadline {
                 return false;
             }
@@ -120,12 +130,20 @@ impl Fences {
         true
     }
 
+    /// Whether this node has a fence for the shard (good or lapsing).
+    pub fn holds(&self, shard: Shard) -> bool {
+        self.held.contains_key(&shard)
+    }
+
     /// The shards this node holds (good or lapsing).
     pub fn shards(&self) -> Vec<Shard> {
         self.held.iter().map(|e| *e.key()).collect()
     }
 
     fn gate(&self, shard: Shard) -> Arc<Gate> {
+        if let Some(gate) = self.gates.get(&shard) {
+            return gate.clone();
+        }
         self.gates.entry(shard).or_default().clone()
     }
 }

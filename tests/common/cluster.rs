@@ -144,9 +144,13 @@ pub async fn start_nodes(
         let spread = c["nodes"]
             .as_array()
             .is_some_and(|ns| ns.iter().all(|n| n["shards"].as_u64() > Some(0)));
-        if spread || std::time::Instant::now() > deadline {
+        if spread {
             return nodes;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "some node holds no shard 10 s after the last one joined: {c}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
