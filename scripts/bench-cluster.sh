@@ -3,7 +3,9 @@
 #   1. hot-SKU drop purchases on one node (sled), on one node in cluster mode (Redis), and on
 #      three nodes (the load spread over them) — each beside a GET /healthz ceiling of its own;
 #   2. the fail-over gap over five SIGKILLs of the node owning the drop's SKU, mid-run (from
-#      the kill to the first purchase sent after it that succeeds).
+#      the kill to the first purchase sent after it that succeeds), buyers retrying on the
+#      other nodes (`emporium-loadtest failover`, a report with a chart each);
+#   3. three drains of a node mid-run: how long until it is down, the retries, the audit.
 # Everything runs on 127.0.0.1 with a redis-server of its own (appendonly yes, appendfsync
 # always) on a free port; logs and reports go under $OUT (default: a temporary dir).
 #   scripts/bench-cluster.sh [SECONDS_PER_RUN]
@@ -84,16 +86,29 @@ ceiling "http://127.0.0.1:${HTTP[1]}"
 flash --target "http://127.0.0.1:${HTTP[1]}" --target "http://127.0.0.1:${HTTP[2]}" --target "http://127.0.0.1:${HTTP[3]}"
 stop_nodes
 
-echo "== fail-over: SIGKILL of the SKU's owner, 5 times"
+targets() { for i in 1 2 3; do printf -- '--target http://127.0.0.1:%s ' "${HTTP[$i]}"; done; }
+echo "== fail-over: SIGKILL of the SKU's owner 3 s in, 5 times (buyers retry on the other nodes)"
 for run in 1 2 3 4 5; do
     redis
     cluster_file 3; file=$FILE
     start_nodes "$file" 3
     pids="n1=${NODE_PID[1]},n2=${NODE_PID[2]},n3=${NODE_PID[3]}"
-    "$LT" --target "http://127.0.0.1:${HTTP[1]}" --target "http://127.0.0.1:${HTTP[2]}" \
-        --target "http://127.0.0.1:${HTTP[3]}" --duration "$SECS" flash-sale \
-        --kill-pid "$pids" --kill-after 3 --reports "$OUT/reports" 2>&1 |
-        grep -E "fail-over:|owned by|audit|^emporium" | sed "s/^/  run $run: /"
+    # shellcheck disable=SC2046
+    "$LT" $(targets) --duration "$SECS" failover --kill-pid "$pids" --kill-after 3 \
+        --reports "$OUT/reports" 2>&1 |
+        grep -E "fail-over:|owned by|audit|retried|^report" | sed "s/^/  run $run: /"
+    stop_nodes
+done
+
+echo "== drain of n1 3 s in, 3 times (buyers retry on the other nodes)"
+for run in 1 2 3; do
+    redis
+    cluster_file 3; file=$FILE
+    start_nodes "$file" 3
+    # shellcheck disable=SC2046
+    "$LT" $(targets) --duration "$SECS" failover --drain n1 --kill-after 3 \
+        --reports "$OUT/reports" 2>&1 |
+        grep -E "fail-over:|down|audit|retried|^report" | sed "s/^/  run $run: /"
     stop_nodes
 done
 redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true

@@ -59,4 +59,46 @@ run --duration 2 ws-fanout --sockets 200 --server-pid "$SERVER"
 run --duration 1 compare --attempts 2000 --reports "$REPORTS"
 ls "$REPORTS"/compare-*.md >/dev/null
 ls "$REPORTS"/*.md "$REPORTS"/*.svg "$REPORTS"/*.json >/dev/null
+
+# failover: three cluster nodes over a redis-server of the smoke's own; n3 is drained 1 s
+# into a first sale, then the SKU's owner SIGKILLed 2 s into a second; buyers retry on the
+# other nodes; each audit must hold.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+REDIS_PORT=$(free_port)
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync always \
+    --dir "$DATA" --daemonize yes --logfile "$DATA/redis.log"
+CLUSTER_FILE="$DATA/cluster.toml"
+printf '[cluster]\nshards = 16\nredis_url = "redis://127.0.0.1:%s/0"\nlease_ttl_ms = 1500\n' "$REDIS_PORT" >"$CLUSTER_FILE"
+NODES=()
+for i in 1 2 3; do
+    NODE_PORT[$i]=$(free_port)
+    printf '\n[[cluster.nodes]]\nname = "n%s"\nhttp = "127.0.0.1:%s"\ncluster = "127.0.0.1:%s"\n' \
+        "$i" "${NODE_PORT[$i]}" "$(free_port)" >>"$CLUSTER_FILE"
+done
+for i in 1 2 3; do
+    EMPORIUM__SANDBOX__ENABLED=false "$BIN" serve --cluster "$CLUSTER_FILE" --node "n$i" \
+        --data-dir "$DATA/n$i" >"$DATA/n$i.log" 2>&1 &
+    NODES[$i]=$!
+done
+stop_cluster() {
+    for p in "${NODES[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+}
+trap 'stop_cluster; stop' EXIT INT TERM PIPE
+for i in 1 2 3; do
+    BASE="http://127.0.0.1:${NODE_PORT[$i]}"
+    for _ in $(seq 1 100); do ready && break; sleep 0.1; done
+    ready || { cat "$DATA/n$i.log"; exit 1; }
+done
+sleep 2 # the keeper hands shards to their preferred nodes a few per round
+TARGETS=(--target "http://127.0.0.1:${NODE_PORT[1]}" --target "http://127.0.0.1:${NODE_PORT[2]}"
+    --target "http://127.0.0.1:${NODE_PORT[3]}")
+echo "== loadtest smoke: --duration 3 failover --drain n3"
+"$LT" "${TARGETS[@]}" --connections 8 --duration 3 failover --users 200 --drain n3 \
+    --kill-after 1 --reports "$REPORTS"
+echo "== loadtest smoke: --duration 5 failover"
+"$LT" "${TARGETS[@]}" --connections 8 --duration 5 failover \
+    --users 200 --kill-pid "n1=${NODES[1]},n2=${NODES[2]},n3=${NODES[3]}" --kill-after 2 \
+    --reports "$REPORTS"
+ls "$REPORTS"/failover-*.svg >/dev/null
 echo "== loadtest smoke: every scenario ran"

@@ -150,6 +150,22 @@ async fn partitions_never_give_a_shard_two_owners_and_lose_nothing_acknowledged(
     };
     assert_eq!(purchase(&bases[0]).await, 201);
 
+    // Until the shards are where they belong: the map unchanged for three keeper rounds (a
+    // node that joined receives its share a few shards per round).
+    let (mut settled, mut last) = (Instant::now(), shard_map(&client, &bases[1]).await);
+    let waiting = Instant::now();
+    while settled.elapsed() < Duration::from_millis(TTL_MS) {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(20),
+            "the shard map never settled"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = shard_map(&client, &bases[1]).await;
+        if now != last {
+            (settled, last) = (Instant::now(), now);
+        }
+    }
+
     // 1. n1 cut off from its peers, for twice the lease TTL: it keeps its shards, same terms.
     let before = held_by(&shard_map(&client, &bases[1]).await.unwrap(), "n1");
     net.isolate_from_peers(0);

@@ -123,6 +123,7 @@ async fn measure(server: &Server, label: &str, o: &Options) -> anyhow::Result<(f
         attempts,
         label: format!("{label}, {what}"),
         retry: false,
+        drain: None,
     };
     let hot = flash::run(options(10_000_000, 20_000, 100, 0, "hot SKU")).await?;
     println!("{}", hot.line());

@@ -31,6 +31,9 @@ pub struct Options {
     /// SIGKILL a node under test (same machine) this long into the run, and report the
     /// fail-over gap: from the kill to the first purchase sent after it that succeeds.
     pub kill: Option<(Kill, Duration)>,
+    /// Drain this node of the cluster under test this long into the run (`POST
+    /// /admin/cluster/nodes/{name}/drain`), and report how long until it is `down`.
+    pub drain: Option<(String, Duration)>,
     pub operator: String,
     pub jwt_secret: String,
     pub connections: usize,
@@ -174,6 +177,15 @@ pub async fn run_on(o: Options, drop_id: String) -> anyhow::Result<Run> {
             eprintln!("  SIGKILL {pid}: {killed:?}");
         });
     }
+    let drained = o.drain.clone().map(|(node, after)| {
+        let (client, base, token) = (client.clone(), o.base.clone(), o.operator.clone());
+        let failover = failover.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = failover.killed_at.set(Instant::now());
+            crate::drain::drain(&client, &base, &token, &node).await
+        })
+    });
     for worker in 0..o.connections {
         let (urls, failover) = (urls.clone(), failover.clone());
         let (tokens, counts, next, stop) =
@@ -308,9 +320,18 @@ pub async fn run_on(o: Options, drop_id: String) -> anyhow::Result<Run> {
     let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let answered = c(&counts.created) + c(&counts.sold_out) + c(&counts.limited) + c(&counts.shed);
     let gap = failover.gap();
+    let drained = match drained {
+        Some(task) => Some(task.await.context("drain")??),
+        None => None,
+    };
+    let event = match (&o.kill, &o.drain) {
+        (Some(_), _) => "SIGKILL".to_string(),
+        (None, Some((node, _))) => format!("drain of {node}"),
+        (None, None) => String::new(),
+    };
     if let Some(killed) = failover.killed_at.get() {
         eprintln!(
-            "fail-over: SIGKILL at {:.1} s; the first purchase sent after it succeeded {}",
+            "fail-over: {event} at {:.1} s; the first purchase sent after it succeeded {}",
             killed.duration_since(started).as_secs_f64(),
             gap.map_or("never".into(), |g| format!(
                 "{:.0} ms later",
@@ -355,6 +376,8 @@ pub async fn run_on(o: Options, drop_id: String) -> anyhow::Result<Run> {
             .get()
             .map(|k| k.duration_since(started).as_secs_f64()),
         gap_ms: gap.map(|g| g.as_secs_f64() * 1e3),
+        event,
+        drained_ms: drained.map(|d| d.as_secs_f64() * 1e3),
         audit: audit.as_ref().map_err(|e| format!("{e:#}")).err(),
         audit_detail: audit.unwrap_or_default(),
     })

@@ -26,14 +26,17 @@
 //! The auth scenarios come from one address: run the server with `EMPORIUM_AUTH_RATE_PER_IP=0`.
 
 mod compare;
+mod drain;
 mod flash;
 mod journey;
 mod report;
+mod sale;
 mod ws;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
+use sale::{Event, SaleArgs, sale_run};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -41,17 +44,17 @@ use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 #[command(name = "emporium-loadtest")]
-struct Cli {
+pub(crate) struct Cli {
     /// Base URL of the server under test; `flash-sale` takes several (`--target A --target
     /// B`: the nodes of a cluster) and spreads its connections over them.
     #[arg(long, default_value = "http://127.0.0.1:8080", global = true)]
-    target: Vec<String>,
+    pub(crate) target: Vec<String>,
     /// Concurrent connections (one request in flight on each).
     #[arg(long, default_value_t = 64, global = true)]
-    connections: usize,
+    pub(crate) connections: usize,
     /// Seconds of load.
     #[arg(long, default_value_t = 10, global = true)]
-    duration: u64,
+    pub(crate) duration: u64,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -87,15 +90,18 @@ enum Scenario {
         kill_after: u64,
     },
     /// A flash sale over the nodes of a cluster (`--target` each) during which one node is
-    /// SIGKILLed; buyers retry a `503` or a lost connection on the next node with the same
-    /// idempotency key. Reports the gap, the retries and the audit, with a chart.
+    /// SIGKILLed (or drained); buyers retry a `503` or a lost connection on the next node with
+    /// the same idempotency key. Reports the gap, the retries and the audit, with a chart.
     Failover {
         #[command(flatten)]
         sale: SaleArgs,
         /// The node to kill: `PID`, or `n1=PID,n2=PID,n3=PID` for the owner of the drop's SKU.
+        #[arg(long, required_unless_present = "drain", conflicts_with = "drain")]
+        kill_pid: Option<String>,
+        /// Instead of a kill, drain this node (by name) and report how long until it is down.
         #[arg(long)]
-        kill_pid: String,
-        /// Seconds into the run.
+        drain: Option<String>,
+        /// Seconds into the run for the kill or the drain.
         #[arg(long, default_value_t = 3)]
         kill_after: u64,
     },
@@ -148,34 +154,6 @@ enum Scenario {
     },
 }
 
-/// What every flash sale takes.
-#[derive(clap::Args)]
-struct SaleArgs {
-    #[arg(long, env = "EMPORIUM_OPERATOR_TOKEN")]
-    token: String,
-    /// The server's JWT key: shoppers' tokens are signed before the timed part.
-    #[arg(long, env = "EMPORIUM_JWT_SECRET")]
-    jwt_secret: String,
-    /// Units in the drop.
-    #[arg(long, default_value_t = 10_000_000)]
-    stock: u32,
-    /// Distinct shoppers (round-robin over requests).
-    #[arg(long, default_value_t = 20_000)]
-    users: usize,
-    #[arg(long, default_value_t = 100)]
-    per_user_limit: u32,
-    /// Requests per second for an open loop; 0 runs a closed loop.
-    #[arg(long, default_value_t = 0)]
-    rate: u64,
-    /// Stop after this many attempts (0: run for `--duration`).
-    #[arg(long, default_value_t = 0)]
-    attempts: u64,
-    #[arg(long, default_value = "emporium")]
-    label: String,
-    #[arg(long, default_value = "loadtest/reports")]
-    reports: std::path::PathBuf,
-}
-
 const PASSWORD: &str = "loadtest password 1";
 
 /// Prefixes of words the demo catalog uses, Latin and Hangul, 1 to 4 characters.
@@ -188,75 +166,6 @@ const PREFIXES: &[&str] = &[
 
 fn prefix(n: u64) -> &'static str {
     PREFIXES[(n as usize) % PREFIXES.len()]
-}
-
-/// A flash sale (`retry`: the `failover` scenario), its report and its audit.
-async fn sale_run(
-    cli: &Cli,
-    sale: &SaleArgs,
-    kill_pid: Option<&str>,
-    kill_after: u64,
-    retry: bool,
-) -> anyhow::Result<()> {
-    let targets: Vec<String> = cli
-        .target
-        .iter()
-        .map(|t| t.trim_end_matches('/').to_string())
-        .collect();
-    let run = flash::run(flash::Options {
-        base: targets[0].clone(),
-        targets,
-        kill: kill_pid
-            .map(flash::Kill::parse)
-            .transpose()?
-            .map(|kill| (kill, Duration::from_secs(kill_after))),
-        operator: sale.token.clone(),
-        jwt_secret: sale.jwt_secret.clone(),
-        connections: cli.connections,
-        duration: Duration::from_secs(cli.duration),
-        stock: sale.stock,
-        users: sale.users,
-        per_user_limit: sale.per_user_limit,
-        rate: sale.rate,
-        attempts: sale.attempts,
-        label: sale.label.clone(),
-        retry,
-    })
-    .await?;
-    println!("{}", run.line());
-    let (stem, title) = if retry {
-        (format!("failover-{}", unix_now()), "fail-over")
-    } else {
-        (format!("flash-sale-{}", unix_now()), "flash sale")
-    };
-    let mut notes = Vec::new();
-    if let Some(at) = run.killed_at_secs {
-        let gap = run
-            .gap_ms
-            .map_or("no purchase succeeded after it".into(), |g| {
-                format!("the first purchase sent after it succeeded {g:.0} ms later")
-            });
-        notes.push(format!(
-            "SIGKILL at {at:.1} s; {gap}; {} purchases retried (503 or no answer, same \
-             idempotency key, next node).",
-            run.retries
-        ));
-    }
-    let path = report::write(
-        &sale.reports,
-        &stem,
-        title,
-        std::slice::from_ref(&run),
-        &notes,
-    )?;
-    for n in &notes {
-        println!("{n}");
-    }
-    println!("report: {}", path.display());
-    if run.audit.is_some() {
-        bail!("the audit failed");
-    }
-    Ok(())
 }
 
 struct Totals {
@@ -337,12 +246,27 @@ async fn main() -> anyhow::Result<()> {
             sale,
             kill_pid,
             kill_after,
-        } => sale_run(&cli, sale, kill_pid.as_deref(), *kill_after, false).await?,
+        } => {
+            let event = Event {
+                kill_pid: kill_pid.as_deref(),
+                drain: None,
+                after: *kill_after,
+            };
+            sale_run(&cli, sale, event, false).await?
+        }
         Scenario::Failover {
             sale,
             kill_pid,
+            drain,
             kill_after,
-        } => sale_run(&cli, sale, Some(kill_pid), *kill_after, true).await?,
+        } => {
+            let event = Event {
+                kill_pid: kill_pid.as_deref(),
+                drain: drain.as_deref(),
+                after: *kill_after,
+            };
+            sale_run(&cli, sale, event, true).await?
+        }
         Scenario::WsFanout {
             token,
             jwt_secret,
@@ -365,6 +289,7 @@ async fn main() -> anyhow::Result<()> {
                     attempts: 0,
                     label: "ws-fanout purchases".into(),
                     retry: false,
+                    drain: None,
                 },
                 sockets: *sockets,
                 server_pid: *server_pid,
@@ -432,7 +357,7 @@ async fn create(
     Ok(r.json().await?)
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -36,10 +36,14 @@ pub struct Run {
     pub seconds: Vec<Second>,
     /// Purchases sent again (`failover`): after a 503 or no answer, same idempotency key.
     pub retries: u64,
-    /// When a node was killed, in seconds into the run.
+    /// What happened to a node mid-run (`SIGKILL`, `drain of n1`), and when, in seconds into
+    /// the run.
+    pub event: String,
     pub killed_at_secs: Option<f64>,
-    /// From the kill to the first purchase sent after it that succeeded.
+    /// From the event to the first purchase sent after it that succeeded.
     pub gap_ms: Option<f64>,
+    /// A drain: from the request until the node was `down` (it held no shard).
+    pub drained_ms: Option<f64>,
     /// Why the audit failed; `None` when it held.
     pub audit: Option<String>,
     pub audit_detail: String,
@@ -192,7 +196,7 @@ fn chart(path: &Path, title: &str, runs: &[Run]) -> anyhow::Result<()> {
             let marker = || BLACK.mix(0.6).stroke_width(1);
             answers
                 .draw_series(LineSeries::new([(at, 0), (at, peak)], marker()))?
-                .label(format!("SIGKILL at {at} s"))
+                .label(format!("{} at {at} s", r.event))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], marker()));
             latency.draw_series(LineSeries::new([(at, 0.0), (at, slowest)], marker()))?;
         }
