@@ -187,9 +187,9 @@ fn chart(path: &Path, title: &str, runs: &[Run]) -> anyhow::Result<()> {
                 .enumerate()
                 .map(|(s, x)| (s as u32, x.retries));
             answers
-                .draw_series(LineSeries::new(points, RED.stroke_width(1)))?
+                .draw_series(LineSeries::new(points, BLUE.stroke_width(1)))?
                 .label(format!("{}: retries/s", r.label))
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
         }
         if let Some(at) = r.killed_at_secs {
             let at = at as u32;

@@ -78,9 +78,15 @@ pub async fn sale_run(
     .await?;
     println!("{}", run.line());
     let (stem, title) = if retry {
-        (format!("failover-{}", unix_now()), "fail-over")
+        (
+            format!("failover-{}", unix_now()),
+            format!("fail-over: {}", run.event),
+        )
     } else {
-        (format!("flash-sale-{}", unix_now()), "flash sale")
+        (
+            format!("flash-sale-{}", unix_now()),
+            "flash sale".to_string(),
+        )
     };
     let mut notes = Vec::new();
     if let Some(at) = run.killed_at_secs {
@@ -103,7 +109,7 @@ pub async fn sale_run(
     let path = report::write(
         &sale.reports,
         &stem,
-        title,
+        &title,
         std::slice::from_ref(&run),
         &notes,
     )?;
