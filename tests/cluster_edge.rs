@@ -104,6 +104,31 @@ async fn a_socket_on_any_node_hears_drops_and_chat_owned_and_changed_elsewhere()
         (heard["text"].as_str(), heard["client_msg_id"].as_str()),
         (Some("안녕하세요"), Some("c-1"))
     );
+
+    // The operator's view of the node asked: n1 has the SKU active, and snapshots it on demand.
+    let (status, actors) = get(&client, &format!("{n1}/api/v1/admin/actors")).await;
+    assert_eq!(status, 200, "{actors}");
+    let sku = actors["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kind"] == "sku")
+        .cloned()
+        .unwrap();
+    assert!(sku["active"].as_u64() >= Some(1), "{actors}");
+    assert!(sku["mailbox_depth_p99"].is_u64(), "{actors}");
+    let r = client
+        .post(format!("{n1}/api/v1/admin/snapshots"))
+        .bearer_auth(common::cluster::TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let snapshotted: Value = r.json().await.unwrap();
+    assert!(
+        snapshotted["snapshotted"].as_u64() >= Some(1),
+        "the SKU sold since its last snapshot: {snapshotted}"
+    );
 }
 
 const PASSWORD: &str = "correct horse battery";
