@@ -32,7 +32,8 @@ stop() {
     fi
     rm -rf "$DATA" "$REPORTS"
 }
-trap stop EXIT INT TERM PIPE
+trap stop EXIT
+trap 'exit 130' INT TERM PIPE
 ready() { python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" "$BASE/readyz" 2>/dev/null; }
 for _ in $(seq 1 100); do
     ready && break
@@ -65,11 +66,17 @@ ls "$REPORTS"/*.md "$REPORTS"/*.svg "$REPORTS"/*.json >/dev/null
 # other nodes; each audit must hold.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 REDIS_PORT=$(free_port)
+NODES=()
+stop_cluster() {
+    for p in "${NODES[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    [ -f "$DATA/redis.pid" ] && kill -9 "$(cat "$DATA/redis.pid")" 2>/dev/null || true
+}
+trap 'stop_cluster; stop' EXIT
+trap 'exit 130' INT TERM PIPE
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync always \
-    --dir "$DATA" --daemonize yes --logfile "$DATA/redis.log"
+    --dir "$DATA" --daemonize yes --logfile "$DATA/redis.log" --pidfile "$DATA/redis.pid"
 CLUSTER_FILE="$DATA/cluster.toml"
 printf '[cluster]\nshards = 16\nredis_url = "redis://127.0.0.1:%s/0"\nlease_ttl_ms = 1500\n' "$REDIS_PORT" >"$CLUSTER_FILE"
-NODES=()
 for i in 1 2 3; do
     NODE_PORT[$i]=$(free_port)
     printf '\n[[cluster.nodes]]\nname = "n%s"\nhttp = "127.0.0.1:%s"\ncluster = "127.0.0.1:%s"\n' \
@@ -80,11 +87,6 @@ for i in 1 2 3; do
         --data-dir "$DATA/n$i" >"$DATA/n$i.log" 2>&1 &
     NODES[$i]=$!
 done
-stop_cluster() {
-    for p in "${NODES[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
-}
-trap 'stop_cluster; stop' EXIT INT TERM PIPE
 for i in 1 2 3; do
     BASE="http://127.0.0.1:${NODE_PORT[$i]}"
     for _ in $(seq 1 100); do ready && break; sleep 0.1; done

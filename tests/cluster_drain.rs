@@ -269,6 +269,7 @@ impl Load {
                     let token = shopper(100_000 + b * 10_000 + k / 50);
                     let key = format!("b{b}-{k}");
                     k += 1;
+                    let mut tries = 0;
                     loop {
                         let base = {
                             let t = targets.read().unwrap();
@@ -279,7 +280,12 @@ impl Load {
                                 sold.fetch_add(1, Ordering::Relaxed);
                                 acknowledged.push((token.clone(), order));
                             }
+                            // Ten seconds of retries is a failure.
+                            (None, _, code) if tries >= 200 => {
+                                failed.push((0, code));
+                            }
                             (None, _, _) => {
+                                tries += 1;
                                 retries.fetch_add(1, Ordering::Relaxed);
                                 at += 1;
                                 tokio::time::sleep(Duration::from_millis(50)).await;

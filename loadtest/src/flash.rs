@@ -170,10 +170,11 @@ pub async fn run_on(o: Options, drop_id: String) -> anyhow::Result<Run> {
         let failover = failover.clone();
         tokio::spawn(async move {
             tokio::time::sleep(after).await;
+            // The moment of the kill is taken before the signal goes out.
+            let _ = failover.killed_at.set(Instant::now());
             let killed = std::process::Command::new("kill")
                 .args(["-KILL", &pid.to_string()])
                 .status();
-            let _ = failover.killed_at.set(Instant::now());
             eprintln!("  SIGKILL {pid}: {killed:?}");
         });
     }
@@ -518,17 +519,26 @@ async fn audit(
     drop_id: &str,
     orders: &[String],
 ) -> anyhow::Result<String> {
-    // Through the first node that still answers (a killed one does not).
+    // Through the first node that still answers (a killed one does not), once its copy of the
+    // drop stops changing (a node that does not own the SKU sees the last writes a moment
+    // later).
     let mut reached = None;
     for target in targets {
-        if let Ok(r) = client
-            .get(format!("{target}/api/v1/drops/{drop_id}"))
-            .send()
-            .await
-        {
-            reached = Some((target.clone(), r.json::<Value>().await?));
-            break;
+        let url = format!("{target}/api/v1/drops/{drop_id}");
+        let Ok(r) = client.get(&url).send().await else {
+            continue;
+        };
+        let mut d = r.json::<Value>().await?;
+        for _ in 0..15 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let again = client.get(&url).send().await?.json::<Value>().await?;
+            if again == d {
+                break;
+            }
+            d = again;
         }
+        reached = Some((target.clone(), d));
+        break;
     }
     let (base, d) = reached.context("no target answers")?;
     let n = |k: &str| {

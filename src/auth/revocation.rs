@@ -34,10 +34,14 @@ enum Store {
 type Messages = std::pin::Pin<Box<dyn futures_util::Stream<Item = redis::Msg> + Send>>;
 
 /// The `revoked` channel's messages.
-async fn subscribe(client: &redis::Client) -> redis::RedisResult<Messages> {
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(REDIS_KEY).await?;
-    Ok(Box::pin(pubsub.into_on_message()))
+async fn subscribe(client: &redis::Client) -> anyhow::Result<Messages> {
+    // Bounded: a Redis that does not answer must not hold up the rereads.
+    let subscribed = tokio::time::timeout(Duration::from_secs(2), async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(REDIS_KEY).await?;
+        redis::RedisResult::Ok(pubsub)
+    });
+    Ok(Box::pin(subscribed.await??.into_on_message()))
 }
 
 /// The Redis hash of every revocation (`t:jti` / `u:user` -> Unix seconds) and the channel

@@ -4,7 +4,7 @@
 //! The shard's holder comes from [`Routing`]. When the answer is `NotOwner`, or the holder's
 //! region cannot be reached (no session yet, or the node just died), the holder is read again
 //! from Redis and the ask retried, the pause doubling from 20 ms up to 200 ms, until
-//! [`RETRY_BUDGET`] is spent: then the ask is `Unavailable` (503 with `Retry-After`). Only
+//! the budget ([`RETRY_BUDGET`] at least) is spent: then the ask is `Unavailable` (503 with `Retry-After`). Only
 //! answers that prove the owner never ran the command are retried; a timeout or a session
 //! lost while waiting may have run it, and is answered as such.
 
@@ -20,9 +20,8 @@ use ractor::rpc::CallResult;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long an ask keeps looking for its shard's owner before it answers `Unavailable`:
-/// longer than a hand-over takes (`cluster::handover`: each step within a quarter of the
-/// lease TTL, 3 s by default), so requests wait one out rather than fail.
+/// How long an ask keeps looking for its shard's owner before it answers `Unavailable`, at
+/// least: longer than a hand-over takes with the default lease TTL (3 s; see `budget`).
 pub const RETRY_BUDGET: Duration = Duration::from_secs(3);
 const FIRST_PAUSE: Duration = Duration::from_millis(20);
 /// The longest pause between two tries: a shard that changed hands is found soon after.
@@ -47,6 +46,12 @@ enum Attempt {
 }
 
 impl Forwarder {
+    /// [`RETRY_BUDGET`], or the lease TTL and a half if longer: a hand-over (its steps within
+    /// half the TTL, then the next owner's round within a third) is waited out, not failed.
+    fn budget(&self) -> Duration {
+        RETRY_BUDGET.max(self.leases.ttl() * 3 / 2)
+    }
+
     async fn forward_op(&self, kind: &'static str, key: String, op: Op) -> Answer {
         let shard = Shard::of(kind, &key, self.shards);
         let envelope = Envelope {
@@ -85,7 +90,7 @@ impl Forwarder {
                 Attempt::Retry(why) => why,
             };
             metrics::counter!("emporium_forward_retries_total", "reason" => why).increment(1);
-            if started.elapsed() + pause > RETRY_BUDGET {
+            if started.elapsed() + pause > self.budget() {
                 tracing::debug!(shard = shard.0, kind, why, "no owner answered in time");
                 metrics::counter!("emporium_forwards_total", "outcome" => "unavailable")
                     .increment(1);

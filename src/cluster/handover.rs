@@ -63,10 +63,10 @@ impl Handovers {
     /// Starts handing the shard over (in the background).
     pub fn start(&self, shard: Shard) {
         self.lock().insert(shard, false);
-        let this = self.clone();
+        let done = Done(self.clone(), shard);
         tokio::spawn(async move {
-            this.hand_over(shard).await;
-            this.lock().insert(shard, true);
+            done.0.hand_over(done.1).await;
+            drop(done);
         });
     }
 
@@ -134,5 +134,15 @@ impl Handovers {
         tokio::spawn(async move {
             let _ = tokio::time::timeout(Duration::from_secs(10), this.stop_entities(shard)).await;
         });
+    }
+}
+
+/// Marks a hand-over done when its task ends, however it ends (a panic included): the keeper
+/// then decides about the shard again.
+struct Done(Handovers, Shard);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.0.lock().insert(self.1, true);
     }
 }

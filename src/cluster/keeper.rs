@@ -226,11 +226,21 @@ impl Keeper {
             Some(fence) => {
                 let ttl = self.leases.ttl();
                 let until = asked + ttl.saturating_sub(ttl / 5);
-                let renewed = self.fences.get(shard).is_some_and(|f| f == fence);
+                // The same term renewed, even after a slow round let the local deadline pass.
+                let renewed = self.fences.held(shard).is_some_and(|f| f == fence);
                 if !renewed {
-                    if self.fences.holds(shard) {
-                        // Entities left from an earlier term here would answer from old state.
-                        self.handovers.drop_stale(shard);
+                    // Entities left here from an earlier term (a hand-over whose stop timed
+                    // out, a lease lost) would answer from old state: stopped before the new
+                    // term admits anything.
+                    let stale = self.handovers.stop_entities(shard);
+                    if tokio::time::timeout(self.leases.ttl() / 4, stale)
+                        .await
+                        .is_err()
+                    {
+                        tracing::warn!(
+                            shard = shard.0,
+                            "entities of an earlier term still stopping"
+                        );
                     }
                     tracing::info!(shard = shard.0, epoch = fence.epoch, "shard taken");
                     self.taken.notify_one();

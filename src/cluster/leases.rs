@@ -152,6 +152,15 @@ impl Leases {
         &self.node
     }
 
+    /// The same leases over another connection (the forwarder's re-reads stay off the
+    /// renewals' connection).
+    pub fn on(&self, redis: ConnectionManager) -> Leases {
+        Leases {
+            redis,
+            ..self.clone()
+        }
+    }
+
     /// This process's holder id, `node/incarnation`.
     pub fn holder_id(&self) -> &str {
         &self.holder
@@ -254,15 +263,14 @@ impl Leases {
             .await
     }
 
-    /// Asks every keeper to drain `holder` (a process of `node`), and wakes them. Kept until
+    /// Asks every keeper to drain `holder` (a process of `node`; wake them after). Kept until
     /// the node's next process joins (a later process is not named by it anyway).
     pub async fn request_drain(&self, node: &str, holder: &str) -> redis::RedisResult<()> {
-        let () = redis::cmd("SET")
+        redis::cmd("SET")
             .arg(drain_key(node))
             .arg(holder)
             .query_async(&mut self.redis.clone())
-            .await?;
-        self.wake().await
+            .await
     }
 
     /// Withdraws a drain of `holder`, if it is still the one asked for.

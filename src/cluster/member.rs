@@ -218,6 +218,7 @@ impl Member {
             self.leases.cancel_drain(node, &report.holder).await?;
             return Err(DrainRefusal::LastNode);
         }
+        self.leases.wake().await?;
         tracing::info!(node, holder = %report.holder, "drain requested");
         Ok(())
     }
@@ -287,7 +288,7 @@ impl Member {
     pub fn forwarder(&self, timeout: Duration) -> Forwarder {
         Forwarder {
             routing: self.routing.clone(),
-            leases: self.leases.clone(),
+            leases: self.leases.on(self.redis.clone()),
             fences: self.fences.clone(),
             shards: self.cluster.shards,
             timeout,

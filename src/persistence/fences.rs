@@ -83,6 +83,11 @@ impl Fences {
                 .is_some_and(|g| g.leaving.load(Ordering::SeqCst))
     }
 
+    /// The fence held for the shard, good or lapsed (a renewal is told from a new term by it).
+    pub fn held(&self, shard: Shard) -> Option<Fence> {
+        self.held.get(&shard).map(|held| held.0.clone())
+    }
+
     /// Whether the shard's fence is good now (as `get`, without a copy of it).
     fn is_good(&self, shard: Shard) -> bool {
         self.held
