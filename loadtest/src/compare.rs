@@ -99,15 +99,22 @@ async fn ready(base: &str) -> anyhow::Result<()> {
 }
 
 /// The ceiling and the two flash-sale runs against one server.
-async fn measure(server: &Server, label: &str, o: &Options) -> anyhow::Result<(f64, Run, Run)> {
+/// The ceiling (requests a second, server CPU per request in µs) and the two runs.
+async fn measure(
+    server: &Server,
+    label: &str,
+    o: &Options,
+) -> anyhow::Result<((f64, Option<f64>), Run, Run)> {
     ready(&server.base).await?;
     let url = format!("{}/healthz", server.base);
-    let ceiling = crate::run(o.connections, Duration::from_secs(5), move |c, _| {
+    let pid = Some(server.child.id());
+    let ceiling = crate::run(o.connections, Duration::from_secs(5), pid, move |c, _| {
         c.get(&url)
     })
     .await?;
+    let ceiling_cpu = ceiling.cpu_us;
     let ceiling = ceiling.ok as f64 / ceiling.elapsed.as_secs_f64();
-    eprintln!("{label}: ceiling {ceiling:.0} req/s");
+    eprintln!("{label}: ceiling {ceiling:.0} req/s, server CPU {ceiling_cpu:?} µs/request");
     let options = |stock, users, limit, attempts, what: &str| flash::Options {
         base: server.base.clone(),
         targets: Vec::new(),
@@ -124,12 +131,13 @@ async fn measure(server: &Server, label: &str, o: &Options) -> anyhow::Result<(f
         label: format!("{label}, {what}"),
         retry: false,
         drain: None,
+        server_pid: pid,
     };
     let hot = flash::run(options(10_000_000, 20_000, 100, 0, "hot SKU")).await?;
     println!("{}", hot.line());
     let scarce = flash::run(options(1_000, 5_000, 1, o.attempts, "1,000 units")).await?;
     println!("{}", scarce.line());
-    Ok((ceiling, hot, scarce))
+    Ok(((ceiling, ceiling_cpu), hot, scarce))
 }
 
 pub async fn run(o: Options) -> anyhow::Result<()> {
@@ -160,19 +168,20 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     let notes = vec![
         format!(
             "Ceilings (`GET /healthz` on each server, 5 s): emporium {:.0}, redis-lua {:.0}, redis-lock {:.0} req/s.",
-            ours.0, lua.0, lock.0
+            ours.0.0, lua.0.0, lock.0.0
         ),
+        cpu_note(&ours, lua, lock),
         format!(
             "Hot SKU: emporium {:.0} purchases/s = {:.0} % of its ceiling (target 50 %); {:.2}x redis-lua (target 2x), {:.1}x redis-lock (target 20x).",
             ours.1.per_sec,
-            100.0 * ours.1.per_sec / ours.0,
+            100.0 * ours.1.per_sec / ours.0.0,
             ratio(&ours.1, &lua.1),
             ratio(&ours.1, &lock.1)
         ),
         format!(
             "1,000 units: emporium {:.0} attempts/s = {:.0} % of its ceiling (target 70 %); {:.2}x redis-lua, {:.1}x redis-lock.",
             ours.2.per_sec,
-            100.0 * ours.2.per_sec / ours.0,
+            100.0 * ours.2.per_sec / ours.0.0,
             ratio(&ours.2, &lua.2),
             ratio(&ours.2, &lock.2)
         ),
@@ -203,4 +212,34 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         bail!("an audit failed");
     }
     Ok(())
+}
+
+type Measured = ((f64, Option<f64>), Run, Run);
+
+/// Server CPU per request of each server, and Emporium's purchase against its own `healthz`.
+fn cpu_note(ours: &Measured, lua: &Measured, lock: &Measured) -> String {
+    let us = |v: Option<f64>| v.map_or("?".to_string(), |v| format!("{v:.1}"));
+    let per = |m: &Measured| {
+        format!(
+            "healthz {} / hot-SKU purchase {} / 1,000-unit attempt {}",
+            us(m.0.1),
+            us(m.1.cpu_us),
+            us(m.2.cpu_us)
+        )
+    };
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.1}x", a / b),
+        _ => "?".to_string(),
+    };
+    format!(
+        "Server CPU per request, µs (the server and the processes it started, from /proc): \
+         emporium {}; redis-lua {}; redis-lock {}. Emporium's purchase costs {} its healthz \
+         (target 3x); its healthz {} the baseline's, a bare axum handler without middleware \
+         (target 1.5x).",
+        per(ours),
+        per(lua),
+        per(lock),
+        ratio(ours.1.cpu_us, ours.0.1),
+        ratio(ours.0.1, lua.0.1)
+    )
 }

@@ -50,6 +50,8 @@ pub struct Options {
     /// or no answer at all is sent again, with the same idempotency key, to the next target
     /// after 50 ms, up to [`MAX_TRIES`] times; counted as retries, not errors.
     pub retry: bool,
+    /// The server's process id (this machine): its CPU per request is measured.
+    pub server_pid: Option<u32>,
 }
 
 /// The most sends of one purchase when retrying.
@@ -165,6 +167,7 @@ pub async fn run_on(o: Options, drop_id: String) -> anyhow::Result<Run> {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
+    let meter = crate::cpu::Meter::start(o.server_pid);
     if let Some((kill, after)) = &o.kill {
         let (pid, after) = (kill.pid(&client, &o, &drop_id).await?, *after);
         let failover = failover.clone();
@@ -340,6 +343,10 @@ pub async fn run_on(o: Options, drop_id: String) -> anyhow::Result<Run> {
             )),
         );
     }
+    let cpu_us = match &meter {
+        Some(meter) => meter.per_request(answered + c(&counts.errors)).await,
+        None => None,
+    };
     let audit = audit(&client, &o, &targets, &drop_id, &orders).await;
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     Ok(Run {
@@ -361,16 +368,19 @@ pub async fn run_on(o: Options, drop_id: String) -> anyhow::Result<Run> {
         p99_ms: ms(&latency, 0.99),
         p999_ms: ms(&latency, 0.999),
         max_ms: latency.max() as f64 / 1000.0,
-        seconds: seconds
-            .iter()
-            .enumerate()
-            .map(|(i, (n, h))| Second {
-                answers: *n,
-                p50_ms: ms(h, 0.5),
-                p99_ms: ms(h, 0.99),
-                retries: retried.get(i).copied().unwrap_or(0),
-            })
-            .collect(),
+        seconds: crate::report::whole_seconds(
+            seconds
+                .iter()
+                .enumerate()
+                .map(|(i, (n, h))| Second {
+                    answers: *n,
+                    p50_ms: ms(h, 0.5),
+                    p99_ms: ms(h, 0.99),
+                    retries: retried.get(i).copied().unwrap_or(0),
+                })
+                .collect(),
+            elapsed,
+        ),
         retries: retries.load(Ordering::Relaxed),
         killed_at_secs: failover
             .killed_at
@@ -379,6 +389,7 @@ pub async fn run_on(o: Options, drop_id: String) -> anyhow::Result<Run> {
         gap_ms: gap.map(|g| g.as_secs_f64() * 1e3),
         event,
         drained_ms: drained.map(|d| d.as_secs_f64() * 1e3),
+        cpu_us,
         audit: audit.as_ref().map_err(|e| format!("{e:#}")).err(),
         audit_detail: audit.unwrap_or_default(),
     })

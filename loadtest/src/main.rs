@@ -26,6 +26,7 @@
 //! The auth scenarios come from one address: run the server with `EMPORIUM_AUTH_RATE_PER_IP=0`.
 
 mod compare;
+mod cpu;
 mod drain;
 mod flash;
 mod journey;
@@ -55,6 +56,10 @@ pub(crate) struct Cli {
     /// Seconds of load.
     #[arg(long, default_value_t = 10, global = true)]
     pub(crate) duration: u64,
+    /// The server's process id, for its CPU per request (and RSS in `ws-fanout`); by default
+    /// the local process listening on the first target's port.
+    #[arg(long, global = true)]
+    pub(crate) server_pid: Option<u32>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -136,9 +141,6 @@ enum Scenario {
         jwt_secret: String,
         #[arg(long, default_value_t = 1000)]
         sockets: usize,
-        /// The server's process id (same machine): its RSS is read before and after the sockets.
-        #[arg(long)]
-        server_pid: Option<u32>,
     },
     /// Whole shopper journeys, sign-up to delivery; `--connections` shoppers at a time.
     Journey {
@@ -173,6 +175,8 @@ struct Totals {
     failed: u64,
     latency: Histogram<u64>,
     elapsed: Duration,
+    /// Server CPU per request, in microseconds, when the server could be measured.
+    cpu_us: Option<f64>,
 }
 
 #[tokio::main]
@@ -185,10 +189,11 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let base = targets[0].clone();
     let duration = Duration::from_secs(cli.duration);
+    let server = cpu::server_pid(cli.server_pid, &base);
     match &cli.scenario {
         Scenario::Ceiling => {
             let url = format!("{base}/healthz");
-            let totals = run(cli.connections, duration, move |c, _| c.get(&url)).await?;
+            let totals = run(cli.connections, duration, server, move |c, _| c.get(&url)).await?;
             report("ceiling GET /healthz", &totals);
         }
         Scenario::Reserve { token, sku } => {
@@ -206,7 +211,7 @@ async fn main() -> anyhow::Result<()> {
             }
             let url = format!("{base}/api/v1/admin/skus/{sku}/reservations");
             let token2 = token.clone();
-            let totals = run(cli.connections, duration, move |c, n| {
+            let totals = run(cli.connections, duration, server, move |c, n| {
                 let body =
                     json!({"order_id": format!("lt{run_id}-{n}"), "user_id": "lt", "quantity": 1});
                 c.post(&url).bearer_auth(&token2).json(&body)
@@ -218,7 +223,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Signup => {
             let url = format!("{base}/api/v1/auth/signup");
             let run_id = std::process::id();
-            let totals = run(cli.connections, duration, move |c, n| {
+            let totals = run(cli.connections, duration, server, move |c, n| {
                 let email = format!("lt{run_id}-{n}@loadtest.example");
                 c.post(&url)
                     .json(&json!({"email": email, "password": PASSWORD, "name": "Load"}))
@@ -228,7 +233,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Scenario::Browse => {
             let url = format!("{base}/api/v1/products");
-            let totals = run(cli.connections, duration, move |c, n| {
+            let totals = run(cli.connections, duration, server, move |c, n| {
                 c.get(&url).query(&[("q", prefix(n)), ("limit", "20")])
             })
             .await?;
@@ -236,7 +241,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Scenario::Suggest => {
             let url = format!("{base}/api/v1/search/suggest");
-            let totals = run(cli.connections, duration, move |c, n| {
+            let totals = run(cli.connections, duration, server, move |c, n| {
                 c.get(&url).query(&[("q", prefix(n))])
             })
             .await?;
@@ -271,7 +276,6 @@ async fn main() -> anyhow::Result<()> {
             token,
             jwt_secret,
             sockets,
-            server_pid,
         } => {
             ws::run(ws::Options {
                 flash: flash::Options {
@@ -290,9 +294,10 @@ async fn main() -> anyhow::Result<()> {
                     label: "ws-fanout purchases".into(),
                     retry: false,
                     drain: None,
+                    server_pid: server,
                 },
                 sockets: *sockets,
-                server_pid: *server_pid,
+                server_pid: server,
             })
             .await?;
         }
@@ -325,7 +330,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Login { token, accounts } => {
             let emails = prepare_accounts(&base, token, *accounts).await?;
             let url = format!("{base}/api/v1/auth/login");
-            let totals = run(cli.connections, duration, move |c, n| {
+            let totals = run(cli.connections, duration, server, move |c, n| {
                 let email = &emails[(n as usize) % emails.len()];
                 c.post(&url)
                     .json(&json!({"email": email, "password": PASSWORD}))
@@ -364,13 +369,19 @@ pub(crate) fn unix_now() -> u64 {
 }
 
 /// Runs `connections` workers, each with its own keep-alive connection, for `duration`.
-async fn run<F>(connections: usize, duration: Duration, request: F) -> anyhow::Result<Totals>
+async fn run<F>(
+    connections: usize,
+    duration: Duration,
+    server: Option<u32>,
+    request: F,
+) -> anyhow::Result<Totals>
 where
     F: Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder + Send + Sync + 'static,
 {
     let request = Arc::new(request);
     let stop = Arc::new(AtomicBool::new(false));
     let counter = Arc::new(AtomicU64::new(0));
+    let meter = cpu::Meter::start(server);
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..connections {
@@ -420,6 +431,7 @@ where
         failed: 0,
         latency: Histogram::new_with_bounds(1, 60_000_000, 3)?,
         elapsed: Duration::ZERO,
+        cpu_us: None,
     };
     while let Some(res) = workers.join_next().await {
         let (ok, failed, hist) = res.context("worker")?;
@@ -429,14 +441,20 @@ where
     }
     totals.elapsed = started.elapsed();
     progress.abort();
+    if let Some(meter) = meter {
+        totals.cpu_us = meter.per_request(totals.ok + totals.failed).await;
+    }
     Ok(totals)
 }
 
 fn report(name: &str, t: &Totals) {
     let secs = t.elapsed.as_secs_f64();
     let ms = |q: f64| t.latency.value_at_quantile(q) as f64 / 1000.0;
+    let cpu = t.cpu_us.map_or(String::new(), |us| {
+        format!("; server CPU {us:.1} µs/request")
+    });
     println!(
-        "{name}: {:.0} ok/s ({} ok, {} failed in {secs:.1}s); latency ms p50 {:.2} p99 {:.2} p99.9 {:.2}",
+        "{name}: {:.0} ok/s ({} ok, {} failed in {secs:.1}s); latency ms p50 {:.2} p99 {:.2} p99.9 {:.2}{cpu}",
         t.ok as f64 / secs,
         t.ok,
         t.failed,

@@ -15,6 +15,24 @@ pub struct Second {
     pub retries: u64,
 }
 
+/// The seconds of a run that lasted `elapsed`, the last one (partial) at its true rate: counts
+/// scaled to a whole second, or left out when under a quarter of one (too little to rate). A
+/// partial second drawn as it was counted would show a fall that never happened.
+pub fn whole_seconds(mut seconds: Vec<Second>, elapsed: std::time::Duration) -> Vec<Second> {
+    let whole = elapsed.as_secs() as usize;
+    let part = elapsed.as_secs_f64() - whole as f64;
+    if seconds.len() > whole {
+        seconds.truncate(whole + 1);
+        if part < 0.25 {
+            seconds.truncate(whole);
+        } else if let Some(last) = seconds.last_mut() {
+            last.answers = (last.answers as f64 / part).round() as u64;
+            last.retries = (last.retries as f64 / part).round() as u64;
+        }
+    }
+    seconds
+}
+
 /// The figures of one run against one server.
 #[derive(Debug, Clone, Serialize)]
 pub struct Run {
@@ -44,6 +62,8 @@ pub struct Run {
     pub gap_ms: Option<f64>,
     /// A drain: from the request until the node was `down` (it held no shard).
     pub drained_ms: Option<f64>,
+    /// Server CPU per attempt, in microseconds (the server and what it started, from /proc).
+    pub cpu_us: Option<f64>,
     /// Why the audit failed; `None` when it held.
     pub audit: Option<String>,
     pub audit_detail: String,
@@ -55,8 +75,11 @@ impl Run {
             None => format!("audit ok ({})", self.audit_detail),
             Some(why) => format!("AUDIT FAILED: {why}"),
         };
+        let cpu = self.cpu_us.map_or(String::new(), |us| {
+            format!("; server CPU {us:.1} µs/attempt")
+        });
         format!(
-            "{}: {} — {:.0} answers/s ({} attempts: {} created, {} sold out, {} limit, {} shed, {} errors in {:.1}s); latency ms p50 {:.2} p99 {:.2} p99.9 {:.2} max {:.1}; {audit}",
+            "{}: {} — {:.0} answers/s ({} attempts: {} created, {} sold out, {} limit, {} shed, {} errors in {:.1}s); latency ms p50 {:.2} p99 {:.2} p99.9 {:.2} max {:.1}{cpu}; {audit}",
             self.label,
             self.mode,
             self.per_sec,
@@ -91,11 +114,11 @@ pub fn write(
     let svg = dir.join(format!("{stem}.svg"));
     chart(&svg, title, runs)?;
     let mut md = format!("# {title}\n\n");
-    md.push_str("| run | mode | answers/s | 201 | sold out | limit | 429 | errors | p50 ms | p99 ms | p99.9 ms | audit |\n");
-    md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("| run | mode | answers/s | 201 | sold out | limit | 429 | errors | p50 ms | p99 ms | p99.9 ms | server CPU µs/attempt | audit |\n");
+    md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in runs {
         md.push_str(&format!(
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {} |\n",
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {} |\n",
             r.label,
             r.mode,
             r.per_sec,
@@ -107,6 +130,7 @@ pub fn write(
             r.p50_ms,
             r.p99_ms,
             r.p999_ms,
+            r.cpu_us.map_or("–".to_string(), |us| format!("{us:.1}")),
             r.audit.as_deref().unwrap_or("ok")
         ));
     }
@@ -208,4 +232,32 @@ fn chart(path: &Path, title: &str, runs: &[Run]) -> anyhow::Result<()> {
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn second(answers: u64) -> Second {
+        Second {
+            answers,
+            p50_ms: 1.0,
+            p99_ms: 2.0,
+            retries: 0,
+        }
+    }
+
+    #[test]
+    fn given_a_partial_last_second_then_it_is_drawn_at_its_rate_or_left_out() {
+        let run = vec![second(100), second(100), second(50)];
+        let half = whole_seconds(run.clone(), std::time::Duration::from_millis(2500));
+        assert_eq!(
+            half.iter().map(|s| s.answers).collect::<Vec<_>>(),
+            [100, 100, 100]
+        );
+        let sliver = whole_seconds(run.clone(), std::time::Duration::from_millis(2100));
+        assert_eq!(sliver.len(), 2);
+        let exact = whole_seconds(run[..2].to_vec(), std::time::Duration::from_secs(2));
+        assert_eq!(exact.len(), 2);
+    }
 }

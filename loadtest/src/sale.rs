@@ -54,6 +54,7 @@ pub async fn sale_run(
         .iter()
         .map(|t| t.trim_end_matches('/').to_string())
         .collect();
+    let targets_first = targets[0].clone();
     let run = flash::run(flash::Options {
         base: targets[0].clone(),
         targets,
@@ -74,6 +75,10 @@ pub async fn sale_run(
         attempts: sale.attempts,
         label: sale.label.clone(),
         retry,
+        // One server's CPU means something only when it is the only one under load.
+        server_pid: (cli.target.len() == 1)
+            .then(|| crate::cpu::server_pid(cli.server_pid, &targets_first))
+            .flatten(),
     })
     .await?;
     println!("{}", run.line());
