@@ -38,7 +38,9 @@ use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use std::time::Instant;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -119,7 +121,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             tracing::info_span!("request", method = %req.method(), route, request_id = id)
         }))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(SequentialIds::default()))
         .with_state(state)
 }
 
@@ -135,21 +137,81 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
+/// Request ids unique to this process and across restarts: a random prefix drawn at start-up
+/// and a counter (`3f9c0a1b-42`); cheaper than a UUID per request (no random draw each time).
+#[derive(Clone)]
+struct SequentialIds {
+    prefix: u32,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Default for SequentialIds {
+    fn default() -> Self {
+        Self {
+            prefix: rand::random(),
+            next: Arc::default(),
+        }
+    }
+}
+
+impl MakeRequestId for SequentialIds {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("{:08x}-{n}", self.prefix);
+        axum::http::HeaderValue::from_str(&id)
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// The request counter (by method, route and status) and latency histogram (by method and
+/// route) of each combination seen, registered once: a request looks its handles up instead
+/// of building labelled keys. Routes are the router's patterns (and `unmatched`), so the set
+/// is bounded.
+type Handles = Vec<(
+    axum::http::Method,
+    u16,
+    metrics::Counter,
+    metrics::Histogram,
+)>;
+static ROUTE_METRICS: std::sync::LazyLock<dashmap::DashMap<String, Handles>> =
+    std::sync::LazyLock::new(dashmap::DashMap::new);
+
+fn route_metrics(
+    method: &axum::http::Method,
+    route: &str,
+    status: u16,
+) -> (metrics::Counter, metrics::Histogram) {
+    if let Some(handles) = ROUTE_METRICS.get(route)
+        && let Some((.., counter, histogram)) = handles
+            .iter()
+            .find(|(m, s, ..)| m == method && *s == status)
+    {
+        return (counter.clone(), histogram.clone());
+    }
+    let (m, r) = (method.as_str().to_owned(), route.to_owned());
+    let counter = metrics::counter!("emporium_http_requests_total",
+        "method" => m.clone(), "route" => r.clone(), "status" => status.to_string());
+    let histogram =
+        metrics::histogram!("emporium_http_request_duration_seconds", "method" => m, "route" => r);
+    ROUTE_METRICS.entry(route.to_owned()).or_default().push((
+        method.clone(),
+        status,
+        counter.clone(),
+        histogram.clone(),
+    ));
+    (counter, histogram)
+}
+
 /// Counts requests and records their latency by method, matched route and status.
 async fn track_metrics(req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().as_str().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("emporium_http_requests_total",
-        "method" => method.clone(), "route" => route.clone(), "status" => status)
-    .increment(1);
-    metrics::histogram!("emporium_http_request_duration_seconds",
-        "method" => method, "route" => route)
-    .record(started.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", |p| p.as_str());
+    let (counter, histogram) = route_metrics(&method, route, response.status().as_u16());
+    counter.increment(1);
+    histogram.record(started.elapsed().as_secs_f64());
     response
 }
