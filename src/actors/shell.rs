@@ -81,7 +81,7 @@ impl<E: Entity> Actor for EntityActor<E> {
         let stream = StreamId::new(E::KIND, args.id.to_string());
         let journal = args.ctx.journal.clone();
         let load_stream = stream.clone();
-        let recovered = tokio::task::spawn_blocking(move || journal.load(&load_stream)).await??;
+        let recovered = read_blocking(move || journal.load(&load_stream)).await??;
         let term = recovered.term;
         let (mut state, snapshot_seq) = match recovered.snapshot {
             Some((seq, bytes)) => (codec::decode_snapshot::<E::State>(&bytes)?, seq),
@@ -424,5 +424,17 @@ impl<E: Entity> Drop for Live<E> {
         if let Some((_, handle)) = self.timer.take() {
             handle.abort();
         }
+    }
+}
+
+/// Runs a journal read that may block: in place on a multi-threaded runtime (tokio moves this
+/// worker's other tasks elsewhere meanwhile), which spares the hand-off to the blocking pool and
+/// back that every activation otherwise pays; on the blocking pool elsewhere.
+async fn read_blocking<T: Send + 'static>(
+    read: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::MultiThread => Ok(tokio::task::block_in_place(read)),
+        _ => tokio::task::spawn_blocking(read).await,
     }
 }
