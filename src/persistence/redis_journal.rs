@@ -25,8 +25,9 @@
 //!   near 100,000 entries, which every node tails to keep its read models current
 //!   (`cluster::views`).
 //!
-//! Reads (`load`, `views`, ...) are synchronous in the trait (the runtime calls them on the
-//! blocking pool); they block on the async connection through the runtime handle.
+//! Reads (`load`, `views`, ...) are synchronous in the trait (the runtime calls them where
+//! blocking is allowed: the blocking pool, or in place via `block_in_place`); they block on
+//! the async connection through the runtime handle.
 
 use crate::cluster::leases::lease_key;
 use crate::cluster::shards::Shard;
