@@ -7,7 +7,8 @@
 mod common;
 
 use common::cluster::{
-    TOKEN, cluster_file, drop_owned_by, get, node, shopper, start_nodes, visible_everywhere,
+    TOKEN, cluster_file, drop_owned_by, get, node, shopper, start_nodes, try_buy,
+    visible_everywhere,
 };
 use common::{RedisServer, admin_post};
 use serde_json::Value;
@@ -39,7 +40,7 @@ async fn a_drained_node_hands_its_shards_over_under_load_without_a_failed_purcha
 
     visible_everywhere(&client, &bases, &drop_id).await;
     let targets = Arc::new(RwLock::new(bases.clone()));
-    let load = Load::start(&client, &targets, &drop_id);
+    let load = Load::start(&targets, &drop_id);
     let stop = load.stop.clone();
 
     // The shard map, every 50 ms, as n2 reads it.
@@ -203,48 +204,14 @@ fn wait_exit(child: &mut std::process::Child, within: Duration) -> std::process:
     }
 }
 
-/// A purchase that never panics: the status, the order of a 201, and whether to retry (a
-/// `503` with `Retry-After`, or no answer at all: the node is stopping or gone).
-async fn try_buy(
-    client: &reqwest::Client,
-    base: &str,
-    drop_id: &str,
-    token: &str,
-    key: &str,
-) -> (Option<u16>, Option<String>, Option<String>) {
-    let sent = client
-        .post(format!("{base}/api/v1/drops/{drop_id}/purchase"))
-        .bearer_auth(token)
-        .header("idempotency-key", key)
-        .json(&serde_json::json!({"quantity": 1}))
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await;
-    let Ok(r) = sent else {
-        return (None, None, None);
-    };
-    let status = r.status().as_u16();
-    let retry = r.headers().contains_key("retry-after");
-    let body: Value = r.json().await.unwrap_or(Value::Null);
-    let code = body["code"].as_str().map(str::to_string);
-    match status {
-        503 if retry => (None, None, code),
-        _ => (
-            Some(status),
-            body["order_id"].as_str().map(str::to_string),
-            code,
-        ),
-    }
-}
-
 /// Tokens and orders of the acknowledged purchases.
 type Acknowledged = Vec<(String, String)>;
 /// Status and code of the purchases that failed.
 type Failed = Vec<(u16, Option<String>)>;
 
 /// [`BUYERS`] buyers purchasing one unit at a time, each key until it is answered: buyer `b`
-/// asks `targets[b % len]`, and on a retryable answer (see [`try_buy`]) the next target, with
-/// the same idempotency key.
+/// asks `targets[b % len]`, and on a `503` with `Retry-After` or no answer the next target,
+/// with the same idempotency key.
 struct Load {
     stop: Arc<AtomicBool>,
     sold: Arc<AtomicUsize>,
@@ -253,7 +220,12 @@ struct Load {
 }
 
 impl Load {
-    fn start(client: &reqwest::Client, targets: &Arc<RwLock<Vec<String>>>, drop_id: &str) -> Load {
+    fn start(targets: &Arc<RwLock<Vec<String>>>, drop_id: &str) -> Load {
+        // A purchase left unanswered for 10 s counts as no answer (and is sent again).
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let sold = Arc::new(AtomicUsize::new(0));
         let retries = Arc::new(AtomicUsize::new(0));
@@ -275,23 +247,32 @@ impl Load {
                             let t = targets.read().unwrap();
                             t[at % t.len()].clone()
                         };
-                        match try_buy(&client, &base, &drop_id, &token, &key).await {
-                            (Some(201), Some(order), _) => {
+                        // A 503 with `Retry-After`, or no answer (the node is stopping or
+                        // gone), is sent again: to the next target, with the same key.
+                        let (status, body) =
+                            match try_buy(&client, &base, &drop_id, &token, &key).await {
+                                Some((503, Some(_), body)) => (None, body),
+                                Some((status, _, body)) => (Some(status), body),
+                                None => (None, Value::Null),
+                            };
+                        let code = body["code"].as_str().map(str::to_string);
+                        match (status, body["order_id"].as_str()) {
+                            (Some(201), Some(order)) => {
                                 sold.fetch_add(1, Ordering::Relaxed);
-                                acknowledged.push((token.clone(), order));
+                                acknowledged.push((token.clone(), order.to_string()));
                             }
                             // Ten seconds of retries is a failure.
-                            (None, _, code) if tries >= 200 => {
+                            (None, _) if tries >= 200 => {
                                 failed.push((0, code));
                             }
-                            (None, _, _) => {
+                            (None, _) => {
                                 tries += 1;
                                 retries.fetch_add(1, Ordering::Relaxed);
                                 at += 1;
                                 tokio::time::sleep(Duration::from_millis(50)).await;
                                 continue;
                             }
-                            (status, _, code) => failed.push((status.unwrap_or(0), code)),
+                            (status, _) => failed.push((status.unwrap_or(0), code)),
                         }
                         break;
                     }
@@ -382,7 +363,7 @@ async fn a_rolling_restart_under_load_loses_no_acknowledged_purchase() {
     let (drop_id, _) = drop_owned_by(&client, &nodes[1].base, "n1", "roll", 100_000, 100).await;
     let bases = targets.read().unwrap().clone();
     visible_everywhere(&client, &bases, &drop_id).await;
-    let load = Load::start(&client, &targets, &drop_id);
+    let load = Load::start(&targets, &drop_id);
     load.until_more(200).await;
     let started = Instant::now();
     for (i, name) in names.iter().enumerate() {

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::cluster::{TOKEN, cluster_file, live_drop, node, shopper};
+use common::cluster::{TOKEN, cluster_file, live_drop, node, shopper, try_buy};
 use common::{RedisServer, Server, wait_ready};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -129,26 +129,6 @@ struct Ledger {
     sold_out: AtomicBool,
 }
 
-/// One purchase attempt: the status and body, or `None` when the node could not be reached.
-async fn try_buy(
-    client: &reqwest::Client,
-    base: &str,
-    drop_id: &str,
-    token: &str,
-    key: &str,
-) -> Option<(u16, Value)> {
-    let r = client
-        .post(format!("{base}/api/v1/drops/{drop_id}/purchase"))
-        .bearer_auth(token)
-        .header("idempotency-key", key)
-        .json(&serde_json::json!({"quantity": 1}))
-        .send()
-        .await
-        .ok()?;
-    let status = r.status().as_u16();
-    Some((status, r.json().await.unwrap_or(Value::Null)))
-}
-
 /// Buyer `b` buys one unit after another, through the nodes in turn, each key until it gets
 /// a definite answer, until the drop is sold out or the buyer's limit is reached.
 async fn buyer(b: usize, bases: Vec<String>, drop_id: String, ledger: Arc<Ledger>) {
@@ -172,7 +152,7 @@ async fn buyer(b: usize, bases: Vec<String>, drop_id: String, ledger: Arc<Ledger
             let asked = via;
             via = (via + 1) % bases.len();
             match answer {
-                Some((201, body)) => {
+                Some((201, _, body)) => {
                     let order = body["order_id"].as_str().unwrap().to_owned();
                     let at = Instant::now();
                     ledger
@@ -187,16 +167,16 @@ async fn buyer(b: usize, bases: Vec<String>, drop_id: String, ledger: Arc<Ledger
                         .insert(order, (token.clone(), at, first_try));
                     break;
                 }
-                Some((409, body)) if body["code"] == "sold_out" => {
+                Some((409, _, body)) if body["code"] == "sold_out" => {
                     ledger.sold_out.store(true, Ordering::Relaxed);
                     return;
                 }
-                Some((409, body)) if body["code"] == "purchase_limit_reached" => return,
-                None | Some((429 | 502 | 503 | 504, _)) => {
+                Some((409, _, body)) if body["code"] == "purchase_limit_reached" => return,
+                None | Some((429 | 502 | 503 | 504, ..)) => {
                     ledger.retries.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                Some((status, body)) => panic!("buyer {b}, key {key}: {status} {body}"),
+                Some((status, _, body)) => panic!("buyer {b}, key {key}: {status} {body}"),
             }
         }
     }

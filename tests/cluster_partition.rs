@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::cluster::{TOKEN, buy, get, owner, shopper, visible_everywhere};
+use common::cluster::{TOKEN, buy, get, owner, shopper, try_buy, visible_everywhere};
 use common::netns::Net;
 use common::{RedisServer, admin_post, start_serve_in, wait_ready};
 use serde_json::json;
@@ -197,17 +197,9 @@ async fn partitions_never_give_a_shard_two_owners_and_lose_nothing_acknowledged(
                     tried += 1;
                     let token = shopper(600_000 + tried / 50);
                     let key = format!("cut-{tried}");
-                    let sent = client
-                        .post(format!("{base}/api/v1/drops/{drop_id}/purchase"))
-                        .bearer_auth(&token)
-                        .header("idempotency-key", &key)
-                        .json(&json!({"quantity": 1}))
-                        .send()
-                        .await;
-                    if let Ok(r) = sent
-                        && r.status() == 201
+                    if let Some((201, _, body)) =
+                        try_buy(&client, &base, &drop_id, &token, &key).await
                     {
-                        let body: serde_json::Value = r.json().await.unwrap();
                         let order = body["order_id"].as_str().unwrap().to_string();
                         acknowledged.push((cut.elapsed(), token, order));
                     }

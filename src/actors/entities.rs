@@ -64,7 +64,7 @@ pub struct Runtime {
 /// Where an ask goes (see `Entities::route`).
 enum Route<'a> {
     /// This node's entity; in a cluster, with the shard's admission held.
-    Here(#[allow(dead_code)] Option<Admission>),
+    Here(Option<Admission>),
     Owner(&'a dyn Forward),
 }
 

@@ -92,14 +92,15 @@ pub async fn get(client: &reqwest::Client, url: &str) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-/// Buys one unit; the status and the order id of a 201.
-pub async fn buy(
+/// One purchase attempt of one unit, never panicking: the status, the `Retry-After` header and
+/// the body; `None` when no answer came (the node is stopping, gone or cut off).
+pub async fn try_buy(
     client: &reqwest::Client,
     base: &str,
     drop_id: &str,
     token: &str,
     key: &str,
-) -> (u16, Option<String>, Option<String>) {
+) -> Option<(u16, Option<String>, Value)> {
     let r = client
         .post(format!("{base}/api/v1/drops/{drop_id}/purchase"))
         .bearer_auth(token)
@@ -107,13 +108,27 @@ pub async fn buy(
         .json(&json!({"quantity": 1}))
         .send()
         .await
-        .unwrap();
+        .ok()?;
     let status = r.status().as_u16();
     let retry = r
         .headers()
         .get("retry-after")
         .map(|v| v.to_str().unwrap().to_string());
-    let body: Value = r.json().await.unwrap_or(Value::Null);
+    Some((status, retry, r.json().await.unwrap_or(Value::Null)))
+}
+
+/// Buys one unit (the node must answer); the status, the order id of a 201, and the
+/// `Retry-After` header or else the problem's code.
+pub async fn buy(
+    client: &reqwest::Client,
+    base: &str,
+    drop_id: &str,
+    token: &str,
+    key: &str,
+) -> (u16, Option<String>, Option<String>) {
+    let (status, retry, body) = try_buy(client, base, drop_id, token, key)
+        .await
+        .expect("the node answers");
     (
         status,
         body["order_id"].as_str().map(str::to_string),

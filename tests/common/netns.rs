@@ -92,34 +92,19 @@ impl Net {
 
     /// Node `i` can no longer reach `addr`, nor be reached from it.
     pub fn cut(&self, i: usize, addr: &str) {
-        let to = format!("{addr}/32");
-        ip(&[
-            "netns",
-            "exec",
-            &self.ns(i),
-            "ip",
-            "route",
-            "add",
-            "blackhole",
-            &to,
-        ])
-        .unwrap();
+        self.blackhole(i, "add", addr);
     }
 
     /// Undoes [`Net::cut`].
     pub fn heal(&self, i: usize, addr: &str) {
+        self.blackhole(i, "del", addr);
+    }
+
+    /// Adds or deletes, in node `i`'s namespace, a blackhole route to `addr`.
+    fn blackhole(&self, i: usize, op: &str, addr: &str) {
         let to = format!("{addr}/32");
-        ip(&[
-            "netns",
-            "exec",
-            &self.ns(i),
-            "ip",
-            "route",
-            "del",
-            "blackhole",
-            &to,
-        ])
-        .unwrap();
+        let ns = self.ns(i);
+        ip(&["netns", "exec", &ns, "ip", "route", op, "blackhole", &to]).unwrap();
     }
 
     /// Cuts node `i` off from every other node, both ways (Redis and this namespace still
