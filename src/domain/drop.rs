@@ -144,11 +144,23 @@ impl DropState {
         self.sold += qty;
     }
 
+    /// Sold units that came back (a paid order cancelled, a return): they are the drop's to
+    /// sell again and the shopper's allowance is given back.
+    pub fn take_back(&mut self, user: &UserId, qty: u32) {
+        self.sold -= qty;
+        self.remaining += qty;
+        self.forget(user, qty);
+    }
+
     /// A released or expired reservation: its units return to the drop and the shopper may
     /// buy again.
     pub fn give_back(&mut self, user: &UserId, qty: u32) {
         self.reserved -= qty;
         self.remaining += qty;
+        self.forget(user, qty);
+    }
+
+    fn forget(&mut self, user: &UserId, qty: u32) {
         if let Some(held) = self.per_user.get_mut(user) {
             *held = held.saturating_sub(qty);
             if *held == 0 {

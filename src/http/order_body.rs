@@ -22,7 +22,9 @@ pub struct OrderItem {
 #[derive(Serialize, ToSchema)]
 pub struct PaymentBody {
     pub provider: String,
-    pub checkout_url: String,
+    /// Where the shopper pays; `null` when there is nothing to pay (a total of 0, paid at
+    /// once without the gateway).
+    pub checkout_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payment_key: Option<String>,
     /// `confirming`, `approved` or `declined` once a confirmation was sent.
@@ -154,10 +156,12 @@ fn payment(orders: &Orders, id: &OrderId, state: &OrderState, at_creation: bool)
     let p = state.payment.as_ref().filter(|_| !at_creation);
     PaymentBody {
         provider: orders.endpoints().provider.clone(),
-        checkout_url: format!(
-            "{}?order_id={id}&amount={total}",
-            orders.endpoints().checkout_base
-        ),
+        checkout_url: (total > 0).then(|| {
+            format!(
+                "{}?order_id={id}&amount={total}",
+                orders.endpoints().checkout_base
+            )
+        }),
         payment_key: p.map(|p| p.payment_key.clone()),
         status: p.map(|p| match p.status {
             crate::domain::order::PaymentStatus::Confirming => "confirming",
@@ -175,7 +179,11 @@ pub fn created(orders: &Orders, id: &OrderId, state: &OrderState) -> OrderCreate
     let p = state.placement.as_ref();
     OrderCreated {
         order_id: id.to_string(),
-        status: "awaiting_payment",
+        // A total of 0 is paid when the placement is answered.
+        status: match p.map_or(0, |p| p.total) {
+            0 => "paid",
+            _ => "awaiting_payment",
+        },
         items: items(state),
         subtotal: p.map_or(0, |p| p.subtotal),
         discount: p.map_or(0, |p| p.discount),

@@ -12,7 +12,7 @@ use crate::actors::{AskError, Entities};
 use crate::auth::accounts::Accounts;
 use crate::domain::cart::CartCommand;
 use crate::domain::ids::OrderId;
-use crate::domain::inventory::{SkuCommand, SkuError};
+use crate::domain::inventory::{DropBuyer, SkuCommand, SkuError};
 use crate::domain::order::{Action, OrderCommand, OrderState, Outcome, Placement, RetryPolicy};
 use crate::domain::time::{Clock, Timestamp};
 use crate::domain::user::inbox::Notification;
@@ -205,10 +205,15 @@ impl Saga {
                 done
             }
             Action::Restock { items } => {
+                let drop = placement.drop_id.as_ref().map(|drop_id| DropBuyer {
+                    drop_id: drop_id.clone(),
+                    user_id: placement.user_id.clone(),
+                });
                 for item in items {
                     let restock = SkuCommand::Restock {
                         order_id: id.clone(),
-                        qty: item.quantity,
+                        returned: item.quantity,
+                        drop: drop.clone(),
                     };
                     self.skus
                         .ask(&item.sku_id, restock)

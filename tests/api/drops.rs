@@ -56,7 +56,13 @@ fn shoppers(n: usize) -> Vec<String> {
         .collect()
 }
 
-async fn buy(app: &TestApp, token: &str, drop_id: &str, key: &str, qty: u32) -> reqwest::Response {
+pub(crate) async fn buy(
+    app: &TestApp,
+    token: &str,
+    drop_id: &str,
+    key: &str,
+    qty: u32,
+) -> reqwest::Response {
     app.client
         .post(app.url(&format!("/api/v1/drops/{drop_id}/purchase")))
         .bearer_auth(token)
@@ -80,7 +86,7 @@ async fn drop_state(app: &TestApp, id: &str) -> Value {
 
 /// The drop once its page shows `field == value`: the page is read from the SKU's durable
 /// view, which may trail a purchase's answer by one group commit.
-async fn drop_showing(app: &TestApp, id: &str, field: &str, value: Value) -> Value {
+pub(crate) async fn drop_showing(app: &TestApp, id: &str, field: &str, value: Value) -> Value {
     let mut state = Value::Null;
     for _ in 0..200 {
         state = drop_state(app, id).await;

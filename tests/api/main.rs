@@ -4,6 +4,7 @@ mod accounts;
 mod catalog;
 mod compat;
 mod drops;
+mod faults;
 mod health;
 mod helpers;
 mod mail;

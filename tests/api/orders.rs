@@ -11,17 +11,17 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
-const CARD: &str = "4111111111111111";
+pub(crate) const CARD: &str = "4111111111111111";
 
 /// Fast carrier and a short gateway time-out, so journeys take a second.
-const FAST: &[(&str, &str)] = &[
+pub(crate) const FAST: &[(&str, &str)] = &[
     ("EMPORIUM_CARRIER_STEP_SECS", "0.05"),
     ("EMPORIUM__PAYMENTS__TIMEOUT_MS", "400"),
     ("EMPORIUM__SANDBOX__TIMEOUT_CARD_DELAY_MS", "1500"),
     ("EMPORIUM__OUTBOX__POLL_MS", "50"),
 ];
 
-fn address() -> Value {
+pub(crate) fn address() -> Value {
     json!({"name": "Kim", "phone": "010-1234-5678", "address": "1 Main St, Seoul"})
 }
 
@@ -30,7 +30,7 @@ async fn product(app: &TestApp, sku: &str, stock: u64) {
     product_with_sku(app, "Mug", sku, 10000, stock).await;
 }
 
-async fn place(app: &TestApp, token: &str, key: &str, body: Value) -> reqwest::Response {
+pub(crate) async fn place(app: &TestApp, token: &str, key: &str, body: Value) -> reqwest::Response {
     app.client
         .post(app.url("/api/v1/orders"))
         .bearer_auth(token)
@@ -41,7 +41,7 @@ async fn place(app: &TestApp, token: &str, key: &str, body: Value) -> reqwest::R
         .unwrap()
 }
 
-async fn order_of(app: &TestApp, token: &str, sku: &str, qty: u32) -> Value {
+pub(crate) async fn order_of(app: &TestApp, token: &str, sku: &str, qty: u32) -> Value {
     let key = format!("k-{}", rand_suffix());
     let body = json!({"items": [{"sku_id": sku, "quantity": qty}], "shipping_address": address()});
     let r = place(app, token, &key, body).await;
@@ -49,14 +49,14 @@ async fn order_of(app: &TestApp, token: &str, sku: &str, qty: u32) -> Value {
     r.json().await.unwrap()
 }
 
-fn rand_suffix() -> u64 {
+pub(crate) fn rand_suffix() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
 }
 
 /// What the checkout widget does: the shopper's card at the sandbox gateway.
-async fn payment_key(app: &TestApp, order: &Value, card: &str) -> String {
+pub(crate) async fn payment_key(app: &TestApp, order: &Value, card: &str) -> String {
     let body =
         json!({"order_id": order["order_id"], "amount": order["total"], "card_number": card});
     let r = app.post_json("/sandbox/pg/v1/payments", body).await;
@@ -67,7 +67,7 @@ async fn payment_key(app: &TestApp, order: &Value, card: &str) -> String {
         .to_string()
 }
 
-async fn confirm(
+pub(crate) async fn confirm(
     app: &TestApp,
     token: &str,
     order: &Value,
@@ -78,7 +78,7 @@ async fn confirm(
     send(app, "POST", "/api/v1/payments/confirm", token, Some(body)).await
 }
 
-async fn stock(app: &TestApp, sku: &str) -> (u64, u64, u64) {
+pub(crate) async fn stock(app: &TestApp, sku: &str) -> (u64, u64, u64) {
     let r = ok(app.inspect("sku", sku).await).await;
     let s = &r["state"];
     (
@@ -88,13 +88,13 @@ async fn stock(app: &TestApp, sku: &str) -> (u64, u64, u64) {
     )
 }
 
-async fn detail(app: &TestApp, token: &str, id: &str) -> Value {
+pub(crate) async fn detail(app: &TestApp, token: &str, id: &str) -> Value {
     ok(send(app, "GET", &format!("/api/v1/orders/{id}"), token, None).await).await
 }
 
 /// Polls the order until it reaches `status` (the carrier and the dispatcher work in the
 /// background).
-async fn until_status(app: &TestApp, token: &str, id: &str, status: &str) -> Value {
+pub(crate) async fn until_status(app: &TestApp, token: &str, id: &str, status: &str) -> Value {
     for _ in 0..200 {
         let d = detail(app, token, id).await;
         if d["status"] == status {
@@ -108,7 +108,7 @@ async fn until_status(app: &TestApp, token: &str, id: &str, status: &str) -> Val
     );
 }
 
-async fn audit(app: &TestApp) -> Vec<Value> {
+pub(crate) async fn audit(app: &TestApp) -> Vec<Value> {
     let r = app
         .client
         .get(app.url("/sandbox/pg/v1/audit"))

@@ -29,9 +29,16 @@ pub enum SkuCommand {
     Commit { order_id: OrderId },
     /// The order was cancelled: its reserved units become available again.
     Release { order_id: OrderId },
-    /// Up to `qty` of the order's units come back to stock: an open reservation is released,
-    /// sold units are returned. Once per order; anything else is a replay.
-    Restock { order_id: OrderId, qty: u32 },
+    /// The order's units come back: an open reservation is released; of sold units, enough
+    /// come back that `returned` of them are back in all (a count over every return of the
+    /// order, so a replay brings nothing more). Units a drop sold go back to that drop and
+    /// give the buyer's allowance back (`drop` names it: the SKU forgets which drop sold a
+    /// unit once it is sold).
+    Restock {
+        order_id: OrderId,
+        returned: u32,
+        drop: Option<DropBuyer>,
+    },
     /// Releases every reservation whose expiry is not after `now`, and opens and closes the
     /// drops whose time has come.
     ExpireDue,
@@ -49,6 +56,13 @@ pub enum SkuCommand {
     },
     /// Reads the state; never produces an event.
     Get,
+}
+
+/// Who bought units in which drop (what a restock gives back to).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DropBuyer {
+    pub drop_id: DropId,
+    pub user_id: UserId,
 }
 
 /// A purchase in a drop, as the SKU receives it.
@@ -94,6 +108,9 @@ pub enum SkuEvent {
     Restocked {
         order_id: OrderId,
         qty: u32,
+        /// The drop the units go back to (absent: the shelf).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        drop: Option<DropBuyer>,
     },
     DropCreated {
         drop_id: DropId,

@@ -21,7 +21,9 @@ mod stock;
 #[cfg(test)]
 mod tests;
 
-pub use messages::{DropPurchase, MAX_RESERVE_QTY, MAX_STOCK, SkuCommand, SkuError, SkuEvent};
+pub use messages::{
+    DropBuyer, DropPurchase, MAX_RESERVE_QTY, MAX_STOCK, SkuCommand, SkuError, SkuEvent,
+};
 pub use rules::{apply, decide};
 pub use state::{
     PurchaseReceipt, ReleaseReason, Reservation, ReservationStatus, ReservationView, Settlement,

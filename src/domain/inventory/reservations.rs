@@ -1,10 +1,10 @@
 //! Reservations: units held for an order until it is paid (`Commit`: reserved -> sold),
 //! cancelled (`Release`) or expired (the SKU's own timer), and returned after a sale
-//! (`Restock`). Every command names its order and is idempotent: what became of each order is
+//! (`Restock`, to the drop that sold them if any). Every command names its order and is idempotent: what became of each order is
 //! kept in `settled`, so a replay yields no event and a contradiction is refused.
 
 use crate::domain::ids::{OrderId, UserId};
-use crate::domain::inventory::messages::{MAX_RESERVE_QTY, SkuError, SkuEvent};
+use crate::domain::inventory::messages::{DropBuyer, MAX_RESERVE_QTY, SkuError, SkuEvent};
 use crate::domain::inventory::state::{ReleaseReason, Reservation, Settlement, SkuState};
 use crate::domain::time::Timestamp;
 
@@ -95,14 +95,15 @@ pub(super) fn release(state: &SkuState, order_id: &OrderId) -> Result<Vec<SkuEve
     }
 }
 
-/// Up to `qty` of the order's units come back: an open reservation is released, sold units
-/// are returned, once.
+/// The order's units come back (see [`SkuCommand::Restock`]): an open reservation is
+/// released; sold units are returned until `returned` of them are back.
 pub(super) fn restock(
     state: &SkuState,
     order_id: &OrderId,
-    qty: u32,
+    returned: u32,
+    drop: Option<&DropBuyer>,
 ) -> Result<Vec<SkuEvent>, SkuError> {
-    if qty == 0 {
+    if returned == 0 {
         return Err(SkuError::InvalidQuantity);
     }
     if let Some(r) = state.reservations.get(order_id) {
@@ -112,12 +113,23 @@ pub(super) fn restock(
             reason: ReleaseReason::Cancelled,
         }]);
     }
-    Ok(match state.settled.get(order_id) {
-        Some(Settlement::Sold { qty: sold }) => vec![SkuEvent::Restocked {
+    let (sold, back) = match state.settled.get(order_id) {
+        Some(Settlement::Sold { qty }) => (*qty, 0),
+        Some(Settlement::Returned { qty, returned }) => (*qty, *returned),
+        _ => return Ok(vec![]),
+    };
+    let qty = returned.min(sold).saturating_sub(back);
+    Ok(if qty == 0 {
+        vec![]
+    } else {
+        vec![SkuEvent::Restocked {
             order_id: order_id.clone(),
-            qty: qty.min(*sold),
-        }],
-        _ => vec![],
+            qty,
+            // Units a drop sold go back to it (the drop must have sold them).
+            drop: drop
+                .filter(|d| state.drops.get(&d.drop_id).is_some_and(|x| x.sold >= qty))
+                .cloned(),
+        }]
     })
 }
 
@@ -164,16 +176,30 @@ pub(super) fn committed(state: &mut SkuState, order_id: &OrderId, qty: u32) {
         .insert(order_id.clone(), Settlement::Sold { qty });
 }
 
-pub(super) fn restocked(state: &mut SkuState, order_id: &OrderId, qty: u32) {
+pub(super) fn restocked(
+    state: &mut SkuState,
+    order_id: &OrderId,
+    qty: u32,
+    drop: Option<&DropBuyer>,
+) {
     state.sold -= u64::from(qty);
-    state.available += u64::from(qty);
-    let sold = match state.settled.get(order_id) {
-        Some(Settlement::Sold { qty: sold }) => *sold,
-        _ => qty,
-    };
-    let settled = Settlement::Returned {
-        qty: sold,
-        returned: qty,
+    match drop.and_then(|d| Some((state.drops.get_mut(&d.drop_id)?, &d.user_id))) {
+        Some((d, user)) => d.take_back(user, qty),
+        None => state.available += u64::from(qty),
+    }
+    let settled = match state.settled.get(order_id) {
+        Some(Settlement::Sold { qty: sold }) => Settlement::Returned {
+            qty: *sold,
+            returned: qty,
+        },
+        Some(Settlement::Returned {
+            qty: sold,
+            returned,
+        }) => Settlement::Returned {
+            qty: *sold,
+            returned: returned + qty,
+        },
+        _ => Settlement::Returned { qty, returned: qty },
     };
     state.settled.insert(order_id.clone(), settled);
 }

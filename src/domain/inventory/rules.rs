@@ -28,7 +28,11 @@ pub fn decide(
         } => reservations::reserve(state, order_id, user_id, *qty, *expires_at),
         SkuCommand::Commit { order_id } => reservations::commit(state, order_id),
         SkuCommand::Release { order_id } => reservations::release(state, order_id),
-        SkuCommand::Restock { order_id, qty } => reservations::restock(state, order_id, *qty),
+        SkuCommand::Restock {
+            order_id,
+            returned,
+            drop,
+        } => reservations::restock(state, order_id, *returned, drop.as_ref()),
         SkuCommand::ExpireDue => Ok(reservations::expire(state, now)
             .chain(drops::transitions(state, now))
             .collect()),
@@ -56,7 +60,11 @@ pub fn apply(state: &mut SkuState, event: &SkuEvent) {
             qty,
             reason,
         } => reservations::released(state, order_id, *qty, *reason),
-        SkuEvent::Restocked { order_id, qty } => reservations::restocked(state, order_id, *qty),
+        SkuEvent::Restocked {
+            order_id,
+            qty,
+            drop,
+        } => reservations::restocked(state, order_id, *qty, drop.as_ref()),
         SkuEvent::DropCreated { drop_id, spec } => drops::created(state, drop_id, spec),
         SkuEvent::DropPurchased {
             drop_id,

@@ -7,6 +7,7 @@
 //!
 //! Types are here; the rules are in [`rules`].
 
+pub mod returns;
 pub mod rules;
 #[cfg(test)]
 mod tests;
@@ -179,7 +180,9 @@ pub enum Action {
     ConfirmPayment,
     /// Refund through the gateway.
     RefundPayment { amount: i64, reason: String },
-    /// Sold units back to available stock.
+    /// Units back to stock (to the drop that sold them, if any). Each item's quantity is the
+    /// SKU's units back once done, counted over every return of the order (a cancellation
+    /// brings every unit back), so a replay restocks nothing more.
     Restock { items: Vec<ReturnItem> },
     /// A used coupon back to issued (a paid order cancelled).
     RestoreCoupon,
@@ -247,6 +250,15 @@ pub struct OrderState {
 impl OrderState {
     pub fn owner(&self) -> Option<&UserId> {
         self.placement.as_ref().map(|p| &p.user_id)
+    }
+
+    /// The owner or an admin; anyone else is told the order does not exist.
+    pub fn owned_by(&self, by: &Requester) -> Result<(), OrderError> {
+        if by.admin || self.owner() == Some(&by.user_id) {
+            Ok(())
+        } else {
+            Err(OrderError::NotFound)
+        }
     }
 
     /// The pending effect carrying out `name`, if any.

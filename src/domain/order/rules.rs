@@ -64,7 +64,7 @@ pub fn decide(
             _ => vec![],
         }),
         C::Cancel { by } => {
-            owned(s, by)?;
+            s.owned_by(by)?;
             match s.status {
                 Some(S::Cancelled) => Ok(vec![]),
                 Some(S::AwaitingPayment | S::Paid | S::Preparing)
@@ -109,7 +109,7 @@ pub fn decide(
             kind,
             reason,
             items,
-        } => request_return(s, by, *kind, reason, items, now),
+        } => returns::request_return(s, by, *kind, reason, items, now),
         C::RememberReply { key, reply } => Ok(match s.replies.get(key) {
             Some(_) => vec![],
             None => vec![E::ReplyRemembered {
@@ -118,15 +118,6 @@ pub fn decide(
             }],
         }),
         C::Get => Ok(vec![]),
-    }
-}
-
-/// The owner or an admin; anyone else is told the order does not exist.
-fn owned(s: &OrderState, by: &Requester) -> Result<(), OrderError> {
-    if by.admin || s.owner() == Some(&by.user_id) {
-        Ok(())
-    } else {
-        Err(OrderError::NotFound)
     }
 }
 
@@ -142,6 +133,12 @@ fn complete(
     };
     let done = E::EffectDone { effect: id };
     let follow = match (&effect.action, outcome) {
+        // Nothing to charge (a coupon covering everything): paid without the gateway.
+        (Action::ReserveStock, Outcome::Reserved)
+            if s.placement.as_ref().is_some_and(|p| p.total == 0) =>
+        {
+            vec![E::StockReserved { at: now }, E::PaymentApproved { at: now }]
+        }
         (Action::ReserveStock, Outcome::Reserved) => vec![E::StockReserved { at: now }],
         (Action::ReserveStock, Outcome::OutOfStock { skus }) => vec![E::ReservationFailed {
             skus: skus.clone(),
@@ -183,7 +180,7 @@ fn request_payment(
     amount: i64,
     now: Timestamp,
 ) -> Result<Vec<OrderEvent>, OrderError> {
-    owned(s, by)?;
+    s.owned_by(by)?;
     let total = s.placement.as_ref().map_or(0, |p| p.total);
     if let Some(p) = &s.payment {
         let same = p.payment_key == payment_key && p.amount == amount;
@@ -251,73 +248,6 @@ fn settle_payment(
         },
     });
     Ok(events)
-}
-
-fn request_return(
-    s: &OrderState,
-    by: &Requester,
-    kind: ReturnKind,
-    reason: &str,
-    items: &[ReturnItem],
-    now: Timestamp,
-) -> Result<Vec<OrderEvent>, OrderError> {
-    owned(s, by)?;
-    if s.status != Some(S::Delivered) {
-        return Err(OrderError::NotReturnable(
-            "the order has not been delivered".into(),
-        ));
-    }
-    if !s.returns.is_empty() && kind == ReturnKind::Return {
-        return Err(OrderError::NotReturnable(
-            "a return was already requested".into(),
-        ));
-    }
-    let placement = s.placement.as_ref().ok_or(OrderError::NotFound)?;
-    let items: Vec<ReturnItem> = if items.is_empty() {
-        placement
-            .lines
-            .iter()
-            .map(|l| ReturnItem {
-                sku_id: l.sku_id.clone(),
-                quantity: l.quantity,
-            })
-            .collect()
-    } else {
-        items.to_vec()
-    };
-    let mut returned_value = 0i64;
-    for item in &items {
-        let line = placement
-            .lines
-            .iter()
-            .find(|l| l.sku_id == item.sku_id)
-            .ok_or(OrderError::NotReturnable(
-                "an item is not in the order".into(),
-            ))?;
-        if item.quantity == 0 || item.quantity > line.quantity {
-            return Err(OrderError::NotReturnable(
-                "a quantity exceeds what was ordered".into(),
-            ));
-        }
-        returned_value += line.unit_price * i64::from(item.quantity);
-    }
-    let refund_amount = match kind {
-        ReturnKind::Exchange => 0,
-        // The items' share of what was paid: the discount is spread over the lines.
-        ReturnKind::Return if placement.subtotal > 0 => {
-            let share = i128::from(returned_value) * i128::from(placement.total)
-                / i128::from(placement.subtotal);
-            i64::try_from(share).unwrap_or(placement.total)
-        }
-        ReturnKind::Return => 0,
-    };
-    Ok(vec![OrderEvent::ReturnRequested(ReturnRequest {
-        kind,
-        reason: reason.chars().take(500).collect(),
-        items,
-        refund_amount,
-        at: now,
-    })])
 }
 
 fn set_status(s: &mut OrderState, status: OrderStatus, at: Timestamp) {
@@ -531,7 +461,7 @@ pub fn apply(s: &mut OrderState, event: &OrderEvent) {
             set_status(s, S::ReturnRequested, r.at);
             match r.kind {
                 ReturnKind::Return => {
-                    let items = r.items.clone();
+                    let items = returns::restock_after(s, r);
                     queue(s, Action::Restock { items }, r.at);
                     let (amount, reason) = (r.refund_amount, format!("return: {}", r.reason));
                     queue(s, Action::RefundPayment { amount, reason }, r.at);
@@ -548,8 +478,10 @@ pub fn apply(s: &mut OrderState, event: &OrderEvent) {
                 set_status(s, S::Returned, *at);
                 set_status(s, S::Refunded, *at);
             }
-            let text = format!("A refund of {amount} was issued.");
-            notify(s, NotificationKind::OrderRefunded, text, *at);
+            if *amount > 0 {
+                let text = format!("A refund of {amount} was issued.");
+                notify(s, NotificationKind::OrderRefunded, text, *at);
+            }
         }
         E::ReplyRemembered { key, reply } => {
             s.replies.insert(key.clone(), reply.clone());

@@ -6,6 +6,8 @@ use crate::domain::ids::{OrderId, ProductId, UserId};
 use crate::domain::placement::Placement;
 use crate::domain::time::Timestamp;
 
+mod drops;
+
 const NOW: Timestamp = Timestamp(1_000_000);
 
 fn order(s: &str) -> OrderId {
@@ -335,9 +337,10 @@ fn conservation_holds_over_any_sequence() {
 
 #[test]
 fn restock_returns_sold_units_once_and_releases_open_reservations() {
-    let restock = |o: &str, qty| SkuCommand::Restock {
+    let restock = |o: &str, returned| SkuCommand::Restock {
         order_id: order(o),
-        qty,
+        returned,
+        drop: None,
     };
     let (_, s) = when(&stocked(10), reserve("a", 3)).unwrap();
     let (_, s) = when(
@@ -365,207 +368,35 @@ fn restock_returns_sold_units_once_and_releases_open_reservations() {
     assert!(events.is_empty());
 }
 
-// ---- drops ----
-
-fn when_at(
-    state: &SkuState,
-    cmd: SkuCommand,
-    at: Timestamp,
-) -> Result<(Vec<SkuEvent>, SkuState), SkuError> {
-    let events = decide(state, &cmd, at)?;
-    let mut after = state.clone();
-    for e in &events {
-        apply(&mut after, e);
-    }
-    Ok((events, after))
-}
-
-fn drop_id() -> DropId {
-    DropId::parse("d1").unwrap()
-}
-
-/// A SKU of 10 units with a drop of `quantity` starting at NOW (ending an hour later).
-fn with_drop(quantity: u32, per_user_limit: u32) -> SkuState {
-    let spec = DropSpec {
-        quantity,
-        price: 5000,
-        starts_at: NOW,
-        ends_at: Some(Timestamp(NOW.0 + 3_600_000)),
-        per_user_limit,
-    };
-    let create = SkuCommand::CreateDrop {
-        drop_id: drop_id(),
-        spec,
-    };
-    when(&stocked(10), create).unwrap().1
-}
-
-fn buy(o: &str, u: &str, qty: u32) -> SkuCommand {
-    SkuCommand::Purchase(DropPurchase {
-        drop_id: drop_id(),
-        order_id: order(o),
-        user_id: UserId::parse(u).unwrap(),
-        qty,
-        expires_at: Timestamp(NOW.0 + 600_000),
-        order: Box::new(ticket(u, o)),
-    })
-}
-
-/// The order a purchase becomes; the SKU only keeps it.
-fn ticket(u: &str, o: &str) -> Placement {
-    Placement {
-        user_id: UserId::parse(u).unwrap(),
-        fingerprint: o.into(),
-        lines: vec![],
-        coupon: None,
-        subtotal: 5000,
-        discount: 0,
-        total: 5000,
-        currency: "KRW".into(),
-        shipping_address: crate::domain::sealed::Sealed(vec![]),
-        from_cart: false,
-        drop_id: Some(drop_id()),
-        created_at: NOW,
-        expires_at: Timestamp(NOW.0 + 600_000),
-    }
-}
-
-fn drop_counts(s: &SkuState) -> (u32, u32, u32) {
-    let d = &s.drops[&drop_id()];
-    (d.remaining, d.reserved, d.sold)
-}
-
 #[test]
-fn a_drop_sets_units_aside_and_sells_them_until_gone() {
-    let s = with_drop(3, 5);
-    assert_eq!((s.available, s.total()), (7, 10));
-    let (_, s) = when(&s, buy("a", "u1", 2)).unwrap();
-    let (_, s) = when(&s, buy("b", "u2", 1)).unwrap();
-    assert_eq!(drop_counts(&s), (0, 3, 0));
-    assert_eq!(s.reserved, 3);
-    let refused = when(&s, buy("c", "u3", 1));
-    assert_eq!(refused.unwrap_err(), SkuError::Drop(DropError::SoldOut));
+fn returns_of_one_order_restock_up_to_what_it_bought_counted_over_all_of_them() {
+    // Given an order that bought 3 units
+    let restock = |returned| SkuCommand::Restock {
+        order_id: order("a"),
+        returned,
+        drop: None,
+    };
+    let (_, s) = when(&stocked(10), reserve("a", 3)).unwrap();
     let commit = SkuCommand::Commit {
         order_id: order("a"),
     };
     let (_, s) = when(&s, commit).unwrap();
-    assert_eq!(drop_counts(&s), (0, 1, 2));
-    assert_eq!((s.available, s.reserved, s.sold, s.total()), (7, 1, 2, 10));
-}
-
-#[test]
-fn a_drop_refuses_before_its_start_and_after_its_end() {
-    let s = with_drop(3, 5);
-    let early = when_at(&s, buy("a", "u1", 1), Timestamp(NOW.0 - 1));
+    // When a first return brings 1 back, then a second brings the total to 2
+    let (_, s) = when(&s, restock(1)).unwrap();
+    let (events, s) = when(&s, restock(2)).unwrap();
+    // Then each restocks only what is new, and a replay of either restocks nothing
     assert_eq!(
-        early.unwrap_err(),
-        SkuError::Drop(DropError::NotLive(DropStatus::Scheduled))
+        events,
+        vec![SkuEvent::Restocked {
+            order_id: order("a"),
+            qty: 1,
+            drop: None
+        }]
     );
-    let late = when_at(&s, buy("a", "u1", 1), Timestamp(NOW.0 + 3_600_000));
-    assert_eq!(
-        late.unwrap_err(),
-        SkuError::Drop(DropError::NotLive(DropStatus::Ended))
-    );
-}
-
-#[test]
-fn the_per_user_limit_counts_what_a_shopper_holds_and_frees_with_a_release() {
-    let s = with_drop(10, 2);
-    let (_, s) = when(&s, buy("a", "u1", 2)).unwrap();
-    let again = when(&s, buy("b", "u1", 1));
-    assert_eq!(
-        again.unwrap_err(),
-        SkuError::Drop(DropError::LimitReached { limit: 2, held: 2 })
-    );
-    let (_, s) = when(&s, buy("c", "u2", 2)).unwrap();
-    let release = SkuCommand::Release {
-        order_id: order("a"),
-    };
-    let (_, s) = when(&s, release).unwrap();
-    assert_eq!(
-        drop_counts(&s),
-        (8, 2, 0),
-        "released units go back to the drop"
-    );
-    assert_eq!(s.available, 0, "not to the shelf");
-    assert!(when(&s, buy("b", "u1", 1)).is_ok());
-}
-
-#[test]
-fn an_expired_drop_reservation_returns_to_the_drop() {
-    let s = with_drop(3, 5);
-    let (_, s) = when(&s, buy("a", "u1", 1)).unwrap();
-    assert_eq!(s.next_deadline(), Some(NOW), "the opening is due");
-    let (events, s) = when_at(&s, SkuCommand::ExpireDue, Timestamp(NOW.0 + 600_000)).unwrap();
-    assert!(events.contains(&SkuEvent::DropOpened { drop_id: drop_id() }));
-    assert_eq!(drop_counts(&s), (3, 0, 0));
-    assert_eq!(s.total(), 10);
-    assert_eq!(
-        s.next_deadline(),
-        Some(Timestamp(NOW.0 + 3_600_000)),
-        "then its end"
-    );
-    let (events, s) = when_at(&s, SkuCommand::ExpireDue, Timestamp(NOW.0 + 3_600_000)).unwrap();
-    assert_eq!(events, vec![SkuEvent::DropEnded { drop_id: drop_id() }]);
-    assert_eq!(s.next_deadline(), None);
-}
-
-#[test]
-fn a_drop_hold_keeps_its_order_until_it_is_settled() {
-    let s = with_drop(3, 5);
-    let (_, s) = when(&s, buy("a", "u1", 1)).unwrap();
-    assert_eq!(
-        s.reservations[&order("a")].order.as_deref(),
-        Some(&ticket("u1", "a"))
-    );
-    let commit = SkuCommand::Commit {
-        order_id: order("a"),
-    };
-    let (_, s) = when(&s, commit).unwrap();
-    assert!(s.reservations.is_empty());
-}
-
-#[test]
-fn a_purchase_replayed_by_the_same_order_takes_nothing_more() {
-    let s = with_drop(3, 1);
-    let (_, s) = when(&s, buy("a", "u1", 1)).unwrap();
-    let (events, s) = when(&s, buy("a", "u1", 1)).unwrap();
-    assert!(events.is_empty());
-    assert_eq!(drop_counts(&s), (2, 1, 0));
-    let other = when(&s, buy("a", "u1", 2));
-    assert_eq!(
-        other.unwrap_err(),
-        SkuError::ReservationConflict(order("a"))
-    );
-}
-
-#[test]
-fn a_drop_needs_the_units_and_a_sane_spec() {
-    let spec = DropSpec {
-        quantity: 11,
-        price: 5000,
-        starts_at: NOW,
-        ends_at: None,
-        per_user_limit: 1,
-    };
-    let too_many = SkuCommand::CreateDrop {
-        drop_id: drop_id(),
-        spec: spec.clone(),
-    };
-    assert!(matches!(
-        when(&stocked(10), too_many),
-        Err(SkuError::InsufficientStock { .. })
-    ));
-    let bad = SkuCommand::CreateDrop {
-        drop_id: drop_id(),
-        spec: DropSpec {
-            quantity: 1,
-            per_user_limit: 0,
-            ..spec
-        },
-    };
-    assert!(matches!(
-        when(&stocked(10), bad),
-        Err(SkuError::Drop(DropError::Invalid(_)))
-    ));
+    assert_eq!((s.available, s.sold), (9, 1));
+    assert!(when(&s, restock(1)).unwrap().0.is_empty());
+    assert!(when(&s, restock(2)).unwrap().0.is_empty());
+    // And never more than it bought
+    let (_, s) = when(&s, restock(99)).unwrap();
+    assert_eq!((s.available, s.sold, s.total()), (10, 0, 10));
 }

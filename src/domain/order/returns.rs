@@ -1,0 +1,167 @@
+//! Returns and exchanges of a delivered order: which units may still come back, and what a
+//! return refunds.
+//!
+//! - A request's quantities are summed per SKU before any check, so listing a SKU twice
+//!   cannot pass a per-item check twice.
+//! - Several requests over an order are allowed until every unit is returned; an exchange
+//!   takes units the shopper still holds.
+//! - A line refunds its share of what was paid (the discount is spread over the lines by
+//!   value), counted over every return of the line, so no refund exceeds what was paid for
+//!   the line and not yet refunded. The return that brings the last unit back refunds the
+//!   rest of the payment exactly (no rounding left behind).
+
+use super::*;
+use crate::domain::time::Timestamp;
+
+/// Units of each SKU returned so far (returns, not exchanges: an exchanged unit is replaced).
+pub fn returned_units(s: &OrderState) -> BTreeMap<SkuId, u32> {
+    let mut units = BTreeMap::new();
+    for r in s.returns.iter().filter(|r| r.kind == ReturnKind::Return) {
+        for item in &r.items {
+            *units.entry(item.sku_id.clone()).or_default() += item.quantity;
+        }
+    }
+    units
+}
+
+/// The line's share of the total, for `units` of it: `unit_price × units × total / subtotal`,
+/// rounded down.
+fn share(p: &Placement, unit_price: i64, units: u32) -> i64 {
+    if p.subtotal <= 0 {
+        return 0;
+    }
+    let value = i128::from(unit_price) * i128::from(units);
+    i64::try_from(value * i128::from(p.total) / i128::from(p.subtotal)).unwrap_or(p.total)
+}
+
+pub(super) fn request_return(
+    s: &OrderState,
+    by: &Requester,
+    kind: ReturnKind,
+    reason: &str,
+    items: &[ReturnItem],
+    now: Timestamp,
+) -> Result<Vec<OrderEvent>, OrderError> {
+    let refuse = |why: &'static str| Err(OrderError::NotReturnable(why.into()));
+    s.owned_by(by)?;
+    let placement = s.placement.as_ref().ok_or(OrderError::NotFound)?;
+    let delivered = s
+        .shipments
+        .last()
+        .is_some_and(|sh| sh.status == ShipmentStatus::Delivered);
+    let after_delivery = matches!(
+        s.status,
+        Some(
+            OrderStatus::Delivered
+                | OrderStatus::ReturnRequested
+                | OrderStatus::Returned
+                | OrderStatus::Refunded
+        )
+    );
+    if !(delivered && after_delivery) {
+        return refuse("the order has not been delivered");
+    }
+    let before = returned_units(s);
+    let left = |line: &OrderLine| {
+        let back = before.get(&line.sku_id).copied().unwrap_or(0);
+        line.quantity.saturating_sub(back)
+    };
+    // Summed per SKU (by SKU id).
+    let mut wanted: BTreeMap<&SkuId, u32> = BTreeMap::new();
+    if items.is_empty() {
+        for line in &placement.lines {
+            wanted.insert(&line.sku_id, left(line));
+        }
+        wanted.retain(|_, q| *q > 0);
+        if wanted.is_empty() {
+            return refuse("every unit was returned already");
+        }
+    }
+    for item in items {
+        if item.quantity == 0 {
+            return refuse("a quantity must be at least 1");
+        }
+        let q = wanted.entry(&item.sku_id).or_default();
+        *q = q.saturating_add(item.quantity);
+    }
+    let mut lines = Vec::new();
+    for (sku_id, qty) in &wanted {
+        let Some(line) = placement.lines.iter().find(|l| &l.sku_id == *sku_id) else {
+            return refuse("an item is not in the order");
+        };
+        if *qty > left(line) {
+            return refuse("a quantity exceeds what was ordered and not yet returned");
+        }
+        lines.push((line, *qty));
+    }
+    let refund_amount = match kind {
+        ReturnKind::Exchange => 0,
+        ReturnKind::Return => refund(s, placement, &before, &lines),
+    };
+    let items = lines
+        .iter()
+        .map(|(line, quantity)| ReturnItem {
+            sku_id: line.sku_id.clone(),
+            quantity: *quantity,
+        })
+        .collect();
+    Ok(vec![OrderEvent::ReturnRequested(ReturnRequest {
+        kind,
+        reason: reason.chars().take(500).collect(),
+        items,
+        refund_amount,
+        at: now,
+    })])
+}
+
+/// What returning `lines` (each with its quantity) refunds, given the units `before` returned.
+fn refund(
+    s: &OrderState,
+    p: &Placement,
+    before: &BTreeMap<SkuId, u32>,
+    lines: &[(&OrderLine, u32)],
+) -> i64 {
+    let paid = s
+        .payment
+        .as_ref()
+        .filter(|pay| pay.status == PaymentStatus::Approved)
+        .map_or(0, |pay| pay.amount);
+    let promised: i64 = s
+        .returns
+        .iter()
+        .filter(|r| r.kind == ReturnKind::Return)
+        .map(|r| r.refund_amount)
+        .sum();
+    let open = (paid - promised).max(0);
+    let all_back = p.lines.iter().all(|line| {
+        let now = lines
+            .iter()
+            .find(|(l, _)| l.sku_id == line.sku_id)
+            .map_or(0, |(_, q)| *q);
+        before.get(&line.sku_id).copied().unwrap_or(0) + now == line.quantity
+    });
+    if all_back {
+        return open;
+    }
+    let amount: i64 = lines
+        .iter()
+        .map(|(line, qty)| {
+            let had = before.get(&line.sku_id).copied().unwrap_or(0);
+            share(p, line.unit_price, had + qty) - share(p, line.unit_price, had)
+        })
+        .sum();
+    amount.min(open)
+}
+
+/// The restock a return calls for: per SKU, the units back once it is done (counted over
+/// every return of the order, as [`crate::domain::inventory::SkuCommand::Restock`] takes).
+pub(super) fn restock_after(s: &OrderState, r: &ReturnRequest) -> Vec<ReturnItem> {
+    let before = returned_units(s);
+    r.items
+        .iter()
+        .map(|item| ReturnItem {
+            sku_id: item.sku_id.clone(),
+            quantity: before.get(&item.sku_id).copied().unwrap_or(0) + item.quantity,
+        })
+        .collect()
+}
