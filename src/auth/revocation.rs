@@ -1,5 +1,7 @@
-//! The deny-list of access tokens: a token revoked by logout (by `jti`, until it would have
-//! expired anyway) and every token of a deleted account (issued at or before the deletion).
+//! The deny-list of access tokens: a single token (by `jti`), every token of a session (by
+//! `sid`, the refresh family: logout and refresh-token reuse end the session and every access
+//! token issued in it), each until it would have expired anyway; and every token of a deleted
+//! account (issued at or before the deletion).
 //! Checked on every authenticated request from memory; written through before the revoking
 //! request is answered, so a restart does not un-revoke: to a sled tree (flushed) on one node,
 //! to Redis in a cluster (hash `revoked`, fsynced with `appendfsync always`), where every node
@@ -18,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 pub struct Revocations {
     store: Store,
     tokens: DashMap<String, i64>,
+    sessions: DashMap<String, i64>,
     users: DashMap<String, i64>,
     /// Told the user of each revocation once it is in the list.
     listener: std::sync::OnceLock<Listener>,
@@ -54,30 +57,28 @@ impl Revocations {
     /// Loads the list, dropping token entries that have expired by `now_secs`.
     pub fn open(db: &sled::Db, now_secs: i64) -> anyhow::Result<Self> {
         let tree = db.open_tree("revocations")?;
-        let (tokens, users) = (DashMap::new(), DashMap::new());
+        let this = Self {
+            store: Store::Sled {
+                db: db.clone(),
+                tree: tree.clone(),
+            },
+            tokens: DashMap::new(),
+            sessions: DashMap::new(),
+            users: DashMap::new(),
+            listener: std::sync::OnceLock::new(),
+        };
         for kv in tree.iter() {
             let (k, v) = kv?;
             let at = i64::from_be_bytes(v.as_ref().try_into().unwrap_or_default());
-            let key = String::from_utf8_lossy(&k).into_owned();
-            if let Some(jti) = key.strip_prefix("t:") {
-                if at > now_secs {
-                    tokens.insert(jti.to_string(), at);
-                } else {
-                    tree.remove(&k)?;
-                }
-            } else if let Some(user) = key.strip_prefix("u:") {
-                users.insert(user.to_string(), at);
+            let key = String::from_utf8_lossy(&k);
+            let lapsed = (key.starts_with("t:") || key.starts_with("s:")) && at <= now_secs;
+            if lapsed {
+                tree.remove(&k)?;
+            } else {
+                this.remember(&key, at, now_secs);
             }
         }
-        Ok(Self {
-            store: Store::Sled {
-                db: db.clone(),
-                tree,
-            },
-            tokens,
-            users,
-            listener: std::sync::OnceLock::new(),
-        })
+        Ok(this)
     }
 
     /// A cluster node's list: read from Redis now, then kept current from the `revoked`
@@ -91,6 +92,7 @@ impl Revocations {
         let this = Arc::new(Self {
             store: Store::Redis(redis),
             tokens: DashMap::new(),
+            sessions: DashMap::new(),
             users: DashMap::new(),
             listener: std::sync::OnceLock::new(),
         });
@@ -160,12 +162,17 @@ impl Revocations {
         Ok(())
     }
 
-    /// Notes one entry (`t:jti` or `u:user`); token entries expired by `now_secs` are skipped.
-    /// The user, when this is a user's revocation this node did not know.
+    /// Notes one entry (`t:jti`, `s:sid` or `u:user`); token and session entries expired by
+    /// `now_secs` are skipped. The user, when this is a user's revocation this node did not
+    /// know.
     fn remember(&self, key: &str, at: i64, now_secs: i64) -> Option<String> {
         if let Some(jti) = key.strip_prefix("t:") {
             if at > now_secs {
                 self.tokens.insert(jti.to_string(), at);
+            }
+        } else if let Some(sid) = key.strip_prefix("s:") {
+            if at > now_secs {
+                self.sessions.insert(sid.to_string(), at);
             }
         } else if let Some(user) = key.strip_prefix("u:") {
             let known = self.users.insert(user.to_string(), at) == Some(at);
@@ -195,6 +202,20 @@ impl Revocations {
         Ok(())
     }
 
+    /// Revokes every access token issued in session `sid` of `user`; `until_secs` is when the
+    /// last of them would have expired. Durable when this returns.
+    pub async fn revoke_session(
+        &self,
+        user: &str,
+        sid: &str,
+        until_secs: i64,
+    ) -> anyhow::Result<()> {
+        self.write(format!("s:{sid}"), until_secs, user).await?;
+        self.sessions.insert(sid.to_string(), until_secs);
+        self.tell(user);
+        Ok(())
+    }
+
     /// Revokes every token of `user` issued at or before `at_secs`; durable when this returns.
     pub async fn revoke_user(&self, user: &str, at_secs: i64) -> anyhow::Result<()> {
         self.write(format!("u:{user}"), at_secs, user).await?;
@@ -205,6 +226,7 @@ impl Revocations {
 
     pub fn is_revoked(&self, claims: &Claims) -> bool {
         self.tokens.contains_key(&claims.jti)
+            || (!claims.sid.is_empty() && self.sessions.contains_key(&claims.sid))
             || self
                 .users
                 .get(&claims.sub)
@@ -241,7 +263,7 @@ mod tests {
         Claims {
             sub: sub.into(),
             jti: jti.into(),
-            sid: String::new(),
+            sid: format!("sid-{jti}"),
             roles: vec![],
             iat,
             exp,
@@ -265,5 +287,32 @@ mod tests {
         assert!(r.is_revoked(&claims("c", "u2", 1200, 2200)));
         assert!(!r.is_revoked(&claims("d", "u2", 1201, 2200)));
         assert!(!r.is_revoked(&claims("e", "u3", 1200, 2200)));
+    }
+
+    #[tokio::test]
+    async fn a_revoked_session_revokes_every_token_issued_in_it_across_a_restart() {
+        // Given two tokens of one session and one of another
+        let dir = tempfile::tempdir().unwrap();
+        let in_session = |jti: &str, sid: &str| Claims {
+            sid: sid.into(),
+            ..claims(jti, "u1", 900, 2000)
+        };
+        // When the session is revoked and the list reopened
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let r = Revocations::open(&db, 1000).unwrap();
+            r.revoke_session("u1", "fam1", 2000).await.unwrap();
+            assert!(r.is_revoked(&in_session("a", "fam1")));
+        }
+        let db = sled::open(dir.path()).unwrap();
+        let r = Revocations::open(&db, 1500).unwrap();
+        // Then both of its tokens are refused, the other session's is not
+        assert!(r.is_revoked(&in_session("a", "fam1")));
+        assert!(r.is_revoked(&in_session("b", "fam1")));
+        assert!(!r.is_revoked(&in_session("c", "fam2")));
+        // And the entry is dropped once its tokens would have expired
+        drop(r);
+        let r = Revocations::open(&db, 2000).unwrap();
+        assert!(r.sessions.is_empty());
     }
 }

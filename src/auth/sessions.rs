@@ -89,16 +89,38 @@ impl Accounts {
         {
             // A token of an account that no longer exists is simply not valid.
             Err(AccountError::User(UserError::NotFound)) => Err(UserError::InvalidRefresh.into()),
+            // Someone replayed a rotated token: the family is revoked (by the account), and
+            // so is every access token issued in it.
+            Err(e @ AccountError::User(UserError::RefreshReused)) => {
+                self.revoke_session_tokens(user.as_str(), &presented.family)
+                    .await?;
+                Err(e)
+            }
             other => other,
         }
     }
 
-    /// Revokes the access token and its session's refresh family.
-    pub async fn logout(&self, claims: &Claims) -> Result<(), AccountError> {
+    /// Every access token issued in session `sid` refused from now on (they live at most the
+    /// access TTL from now: none is issued in a revoked session).
+    async fn revoke_session_tokens(&self, user: &str, sid: &str) -> Result<(), AccountError> {
+        let until = self.clock.now().millis() / 1000 + self.tokens.access_ttl_secs;
         self.revocations
-            .revoke_token(claims)
+            .revoke_session(user, sid, until)
             .await
-            .map_err(internal)?;
+            .map_err(internal)
+    }
+
+    /// Revokes the access token, every other access token of its session, and the session's
+    /// refresh family.
+    pub async fn logout(&self, claims: &Claims) -> Result<(), AccountError> {
+        if claims.sid.is_empty() {
+            self.revocations
+                .revoke_token(claims)
+                .await
+                .map_err(internal)?;
+        } else {
+            self.revoke_session_tokens(&claims.sub, &claims.sid).await?;
+        }
         let user = UserId::parse(claims.sub.clone()).map_err(internal)?;
         if !claims.sid.is_empty() {
             let end = UserCommand::EndSession {

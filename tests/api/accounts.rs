@@ -22,7 +22,7 @@ async fn signup(app: &TestApp, email: &str) -> reqwest::Response {
     .await
 }
 
-async fn me(app: &TestApp, token: &str) -> reqwest::Response {
+pub(crate) async fn me(app: &TestApp, token: &str) -> reqwest::Response {
     app.client
         .get(app.url("/api/v1/users/me"))
         .bearer_auth(token)
@@ -31,7 +31,7 @@ async fn me(app: &TestApp, token: &str) -> reqwest::Response {
         .unwrap()
 }
 
-async fn refresh(app: &TestApp, cookie: &str) -> reqwest::Response {
+pub(crate) async fn refresh(app: &TestApp, cookie: &str) -> reqwest::Response {
     app.client
         .post(app.url("/api/v1/auth/refresh"))
         .header("cookie", format!("refresh_token={cookie}"))

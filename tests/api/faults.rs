@@ -1,10 +1,13 @@
 //! Faults that users of other commerce systems reported, each tried on Emporium over real
 //! HTTP and kept as a test (issue 16): a return listing a SKU twice, several partial returns,
-//! a paid drop purchase cancelled, an order with nothing to pay.
+//! a paid drop purchase cancelled, an order with nothing to pay, access tokens of an ended
+//! session.
 
+use crate::accounts::{me, refresh};
 use crate::drops::{an_hour_ago, buy, drop_of, drop_showing};
 use crate::helpers::{
-    OPERATOR_TOKEN, TestApp, assert_problem, ok, pay, product_with_sku, send, spawn_app_with,
+    OPERATOR_TOKEN, TestApp, assert_problem, ok, pay, product_with_sku, refresh_cookie, send,
+    spawn_app_in, spawn_app_with,
 };
 use crate::orders::{
     CARD, FAST, address, audit, confirm, payment_key, place, rand_suffix, stock, until_status,
@@ -163,4 +166,45 @@ async fn an_order_with_nothing_to_pay_is_paid_at_once_and_ships() {
     let ship = format!("/api/v1/admin/orders/{id}/ship");
     ok(send(&app, "POST", &ship, OPERATOR_TOKEN, None).await).await;
     until_status(&app, &token, id, "delivered").await;
+}
+
+/// The access token a refresh answers with, and the rotated cookie.
+async fn refreshed(app: &TestApp, cookie: &str) -> (String, String) {
+    let r = refresh(app, cookie).await;
+    assert_eq!(r.status(), 200);
+    let cookie = refresh_cookie(&r);
+    let body: Value = r.json().await.unwrap();
+    (body["access_token"].as_str().unwrap().to_string(), cookie)
+}
+
+#[tokio::test]
+async fn ending_a_session_revokes_every_access_token_issued_in_it_across_a_restart() {
+    // Given a session whose access token was refreshed once, and a second session
+    let app = spawn_app_with(&[]).await;
+    let (_, first, cookie) = app.customer("stolen@example.com").await;
+    let (second, _) = refreshed(&app, &cookie).await;
+    let (other, _) = app
+        .login("stolen@example.com", "correct horse battery")
+        .await;
+    // When the first refresh token is replayed (reuse detected)
+    assert_problem(refresh(&app, &cookie).await, 401, "refresh_reused").await;
+    // Then both access tokens of that session are refused at once; the other session lives
+    assert_problem(me(&app, &first).await, 401, "token_revoked").await;
+    assert_problem(me(&app, &second).await, 401, "token_revoked").await;
+    assert_eq!(me(&app, &other).await.status(), 200);
+    // And after a restart too
+    let app = spawn_app_in(app.stop().await, &[]).await;
+    assert_problem(me(&app, &second).await, 401, "token_revoked").await;
+    assert_eq!(me(&app, &other).await.status(), 200);
+    // When a session logs out, its earlier access token dies with the one presented
+    let (_, cookie) = app
+        .login("stolen@example.com", "correct horse battery")
+        .await;
+    let (earlier, cookie) = refreshed(&app, &cookie).await;
+    let (latest, _) = refreshed(&app, &cookie).await;
+    let logout = send(&app, "POST", "/api/v1/auth/logout", &latest, None).await;
+    assert_eq!(logout.status(), 204);
+    assert_problem(me(&app, &earlier).await, 401, "token_revoked").await;
+    assert_eq!(me(&app, &other).await.status(), 200);
+    app.stop().await;
 }
