@@ -10,6 +10,7 @@
 use crate::domain::catalog::Product;
 use crate::domain::ids::{ProductId, SkuId};
 use crate::domain::inventory::StockView;
+use crate::domain::text;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
@@ -19,12 +20,13 @@ use std::sync::{Arc, RwLock};
 /// page order instead of collecting the matches.
 const SCAN_BY_SALES_ABOVE: usize = 512;
 
-/// Lower-case words of `text`: runs of letters and digits (Hangul and Latin alike).
+/// The words of `text` in their comparison form ([`text::fold`]): runs of letters and digits
+/// (Hangul and Latin alike).
 pub fn tokens(text: &str) -> Vec<String> {
-    let mut out: Vec<String> = text
+    let mut out: Vec<String> = text::fold(text)
         .split(|c: char| !c.is_alphanumeric())
         .filter(|t| !t.is_empty())
-        .map(str::to_lowercase)
+        .map(str::to_owned)
         .collect();
     out.sort();
     out.dedup();

@@ -91,9 +91,9 @@ pub enum CatalogError {
     SkuTaken(SkuId),
 }
 
-/// Normalises a category: trimmed, lower-case.
+/// Normalises a category: its comparison form ([`crate::domain::text::fold`]).
 pub fn normalise_category(raw: &str) -> String {
-    raw.trim().to_lowercase()
+    crate::domain::text::fold(raw)
 }
 
 fn check_text(field: &str, v: &str, min: usize, max: usize) -> Result<(), CatalogError> {

@@ -113,7 +113,7 @@ id_type!(
     RoomId
 );
 
-/// A normalised email address (trimmed, lower-case). Personal data: seal it before storing.
+/// A normalised email address (its comparison form, [`crate::domain::text::fold`]). Personal data: seal it before storing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
@@ -122,7 +122,7 @@ pub const MAX_EMAIL_LEN: usize = 254;
 
 impl Email {
     pub fn parse(raw: &str) -> Result<Email, String> {
-        let email = raw.trim().to_lowercase();
+        let email = crate::domain::text::fold(raw);
         let bad = |why: &str| Err(format!("not a valid email address: {why}"));
         if email.len() > MAX_EMAIL_LEN {
             return bad("too long");

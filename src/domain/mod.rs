@@ -3,7 +3,7 @@
 //! events. Everything here is unit-tested given/when/then without any actor or disk.
 //!
 //! Leaves that any aggregate may use and that use none: [`ids`], [`time`], [`sealed`] (personal
-//! data as ciphertext), [`role`], [`placement`] (what an order is placed with, which a drop's
+//! data as ciphertext), [`text`] (the form text is compared in), [`role`], [`placement`] (what an order is placed with, which a drop's
 //! hold also keeps). An aggregate with several parts is a folder: [`inventory`], [`order`],
 //! [`user`] (with its sub-aggregates: wishlist, wallet, inbox). The stored shape of every
 //! event and state is the journal's format: change it only by adding optional fields
@@ -22,5 +22,6 @@ pub mod placement;
 pub mod pricing;
 pub mod role;
 pub mod sealed;
+pub mod text;
 pub mod time;
 pub mod user;

@@ -40,7 +40,7 @@ pub async fn mailbox(
     let Some(dev) = &state.dev_mailbox else {
         return Err(ApiError::not_found("no such route"));
     };
-    let email = q.email.trim().to_lowercase();
+    let email = crate::domain::text::fold(&q.email);
     let items = dev
         .list(&email)
         .await

@@ -12,6 +12,7 @@ use crate::domain::cart::{AppliedCoupon, CartCommand, CartError, CartLine, CartS
 use crate::domain::coupon::{Campaign, CampaignCommand, CampaignView, CouponError};
 use crate::domain::ids::{CampaignId, CouponId, ProductId, SkuId, UserId};
 use crate::domain::pricing::NotApplicable;
+use crate::domain::text;
 use crate::domain::time::{Clock, Timestamp};
 use crate::domain::user::wallet::{CouponStatus, WalletCommand, WalletCoupon};
 use crate::domain::user::wishlist::WishlistCommand;
@@ -57,8 +58,9 @@ pub struct OwnedCoupon {
 pub struct Shopping {
     pub carts: Entities<Cart>,
     pub campaigns: Entities<CampaignEntity>,
-    /// Claim code (upper-case) -> campaign, from the campaign views.
-    codes: Arc<DashMap<String, CampaignId>>,
+    /// Claim code -> campaign of the campaigns created before a code decided its campaign's
+    /// id (see [`campaign_of`]), from their views: the earliest of each code.
+    legacy_codes: Arc<DashMap<String, CampaignId>>,
     catalog: Catalog,
     users: Entities<User>,
     clock: Arc<dyn Clock>,
@@ -73,18 +75,25 @@ impl Shopping {
         let clock = rt.clock.clone();
         let carts = Entities::<Cart>::start(rt.clone()).await?;
         let campaigns = Entities::<CampaignEntity>::start(rt).await?;
-        let codes = Arc::new(DashMap::new());
+        let legacy_codes = Arc::new(DashMap::new());
+        let remember = |codes: &DashMap<String, CampaignId>, id: &CampaignId, code: &str| {
+            let code = text::code(code);
+            if campaign_of(&code) != *id {
+                let mut earliest = codes.entry(code).or_insert_with(|| id.clone());
+                if *id < *earliest {
+                    *earliest = id.clone();
+                }
+            }
+        };
         for (id, view) in campaigns.views() {
-            codes.insert(view.campaign.code.clone(), id);
+            remember(&legacy_codes, &id, &view.campaign.code);
         }
-        let c = codes.clone();
-        campaigns.on_view(move |id, view| {
-            c.insert(view.campaign.code.clone(), id.clone());
-        });
+        let c = legacy_codes.clone();
+        campaigns.on_view(move |id, view| remember(&c, id, &view.campaign.code));
         Ok(Self {
             carts,
             campaigns,
-            codes,
+            legacy_codes,
             catalog,
             users,
             clock,
@@ -196,26 +205,24 @@ impl Shopping {
         campaign: Campaign,
     ) -> Result<(CampaignId, CampaignView), ShoppingError> {
         let mut campaign = campaign;
-        campaign.code = campaign.code.trim().to_uppercase();
-        if self.codes.contains_key(&campaign.code) {
+        campaign.code = text::code(&campaign.code);
+        // The code's own campaign decides: of simultaneous creations with one code, one wins.
+        // (A campaign from before code-derived ids never changes its code, so the index of
+        // those is only read.)
+        if self.legacy_codes.contains_key(&campaign.code) {
             return Err(ShoppingError::CodeTaken);
         }
-        let id = CampaignId::parse(format!(
-            "c{:012x}{:016x}",
-            self.now().millis(),
-            rand::random::<u64>()
-        ))
-        .expect("hex is a valid id");
-        let reply = self
-            .campaigns
-            .ask(
-                &id,
-                CampaignCommand::Create {
-                    id: id.clone(),
-                    campaign,
-                },
-            )
-            .await?;
+        let id = campaign_of(&campaign.code);
+        let create = CampaignCommand::Create {
+            id: id.clone(),
+            campaign,
+        };
+        let reply = match self.campaigns.ask(&id, create).await {
+            Err(AskError::Rejected(CouponError::AlreadyExists)) => {
+                return Err(ShoppingError::CodeTaken);
+            }
+            other => other?,
+        };
         let view = reply
             .view
             .ok_or(ShoppingError::NotFound("coupon campaign"))?;
@@ -228,15 +235,18 @@ impl Shopping {
         user: &UserId,
         code: &str,
     ) -> Result<(CouponId, CampaignId, CampaignView), ShoppingError> {
-        let campaign_id = self
-            .codes
-            .get(&code.trim().to_uppercase())
-            .map(|c| c.clone())
-            .ok_or(ShoppingError::NotFound("coupon code"))?;
+        let code = text::code(code);
         let claim = CampaignCommand::Claim {
             user_id: user.clone(),
         };
-        let reply = match self.campaigns.ask(&campaign_id, claim).await {
+        let mut campaign_id = campaign_of(&code);
+        let mut asked = self.campaigns.ask(&campaign_id, claim.clone()).await;
+        if let Err(AskError::Rejected(CouponError::NotFound)) = asked {
+            let legacy = self.legacy_codes.get(&code).map(|c| c.clone());
+            campaign_id = legacy.ok_or(ShoppingError::NotFound("coupon code"))?;
+            asked = self.campaigns.ask(&campaign_id, claim).await;
+        }
+        let reply = match asked {
             Ok(reply) => reply,
             Err(AskError::Rejected(CouponError::AlreadyClaimed { coupons })) => {
                 // A claim whose wallet step was lost (crash) heals here.
@@ -323,6 +333,15 @@ impl Shopping {
 }
 
 /// The refusal reason of a cart coupon that no longer gives anything.
+/// The campaign of a claim code (in its [`text::code`] form): its id is derived from the code,
+/// so the campaign entity of that id decides whether the code is taken.
+pub fn campaign_of(code: &str) -> CampaignId {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(code.as_bytes());
+    CampaignId::parse(format!("k{}", crate::auth::tokens::hex(&digest[..16])))
+        .expect("hex is a valid id")
+}
+
 pub fn refusal_code(why: Option<NotApplicable>) -> Option<&'static str> {
     why.map(NotApplicable::code)
 }

@@ -12,7 +12,7 @@
 //! order, sold, released and returned settlements), carts, a coupon campaign, orders (paid and
 //! delivered and refunded, awaiting payment, a drop purchase) and chat rooms.
 
-use crate::helpers::{OPERATOR_TOKEN, TestApp, ok, pay, send, spawn_app_in};
+use crate::helpers::{OPERATOR_TOKEN, TestApp, assert_problem, ok, pay, send, spawn_app_in};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -427,6 +427,28 @@ async fn journals_and_snapshots_of_the_previous_shapes_still_read() {
             let answer = read(&app, &me, As::parse(who), path).await;
             assert_eq!(answer, read_spec["answer"], "{image}: GET {path} as {who}");
         }
+        // A campaign from before codes decided their campaign's id keeps its code.
+        let (_, newcomer, _) = app.customer(&format!("new-{image}@example.com")).await;
+        let claim = json!({"code": "welcome"});
+        let r = send(
+            &app,
+            "POST",
+            "/api/v1/coupons/claim",
+            &newcomer,
+            Some(claim),
+        )
+        .await;
+        assert_eq!(r.status(), 201, "{image}: the old code claims");
+        let again = json!({"name": "Again", "code": "WELCOME", "kind": "fixed", "value": 1,
+            "scope": {"type": "order"}, "per_user_limit": 1});
+        let r = send(
+            &app,
+            "POST",
+            "/api/v1/admin/coupon-campaigns",
+            OPERATOR_TOKEN,
+            Some(again),
+        );
+        assert_problem(r.await, 409, "code_taken").await;
         app.stop().await;
     }
 }

@@ -1,7 +1,7 @@
 //! Faults that users of other commerce systems reported, each tried on Emporium over real
 //! HTTP and kept as a test (issue 16): a return listing a SKU twice, several partial returns,
 //! a paid drop purchase cancelled, an order with nothing to pay, access tokens of an ended
-//! session.
+//! session, one coupon code created eight times at once, Hangul typed decomposed.
 
 use crate::accounts::{me, refresh};
 use crate::drops::{an_hour_ago, buy, drop_of, drop_showing};
@@ -206,5 +206,93 @@ async fn ending_a_session_revokes_every_access_token_issued_in_it_across_a_resta
     assert_eq!(logout.status(), 204);
     assert_problem(me(&app, &earlier).await, 401, "token_revoked").await;
     assert_eq!(me(&app, &other).await.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn simultaneous_campaigns_with_one_code_create_one_and_a_shopper_claims_it_once() {
+    // Given eight admins creating a campaign with the same code at once (cases and widths vary)
+    let app = spawn_app_with(&[]).await;
+    let codes = ["SPRING", "spring", " Spring ", "ＳＰＲＩＮＧ"];
+    let creations = (0..8).map(|i| {
+        let body = json!({"name": format!("Spring {i}"), "code": codes[i % 4], "kind": "fixed",
+            "value": 1000, "scope": {"type": "order"}, "per_user_limit": 1});
+        send(
+            &app,
+            "POST",
+            "/api/v1/admin/coupon-campaigns",
+            OPERATOR_TOKEN,
+            Some(body),
+        )
+    });
+    let answers = futures::future::join_all(creations).await;
+    // Then exactly one is created and the others are told the code is taken
+    let mut created = 0;
+    for r in answers {
+        match r.status().as_u16() {
+            201 => created += 1,
+            _ => {
+                assert_problem(r, 409, "code_taken").await;
+            }
+        }
+    }
+    assert_eq!(created, 1);
+    // And after a restart one shopper claims once, whatever form the code is typed in
+    let app = spawn_app_in(app.stop().await, &[]).await;
+    let (_, token, _) = app.customer("claimer@example.com").await;
+    let claim = |code: &str| {
+        let body = Some(json!({"code": code}));
+        send(&app, "POST", "/api/v1/coupons/claim", &token, body)
+    };
+    assert_eq!(claim("spring").await.status(), 201);
+    assert_problem(claim("SPRING").await, 409, "already_claimed").await;
+    assert_problem(claim("ｓｐｒｉｎｇ").await, 409, "already_claimed").await;
+    let wallet = ok(send(&app, "GET", "/api/v1/users/me/coupons", &token, None).await).await;
+    assert_eq!(wallet["items"].as_array().unwrap().len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn hangul_typed_decomposed_or_composed_finds_the_same_products() {
+    use unicode_normalization::UnicodeNormalization;
+    let nfd = |s: &str| s.nfd().collect::<String>();
+    // Given one product named composed and one named decomposed, in a decomposed category
+    let app = spawn_app_with(&[]).await;
+    let create = |name: String, category: String, sku: &str| {
+        let body = json!({"name": name, "category": category, "skus": [
+            {"sku_id": sku, "options": {}, "price": 1000, "stock": 1}]});
+        send(
+            &app,
+            "POST",
+            "/api/v1/admin/products",
+            OPERATOR_TOKEN,
+            Some(body),
+        )
+    };
+    ok(create("빨간 티셔츠".into(), nfd("의류"), "tee").await).await;
+    ok(create(nfd("파란 바지"), "의류".into(), "pants").await).await;
+    let get = |path: String| {
+        let app = &app;
+        async move {
+            let r = app.client.get(app.url(&path)).send().await.unwrap();
+            ok(r).await
+        }
+    };
+    let enc = |s: &str| serde_urlencoded::to_string([("q", s)]).unwrap();
+    // When each is searched in the other form
+    let tee = get(format!("/api/v1/products?{}", enc(&nfd("티셔츠")))).await;
+    let pants = get(format!("/api/v1/products?{}", enc("바지"))).await;
+    let suggest = get(format!("/api/v1/search/suggest?{}", enc(&nfd("빨간")))).await;
+    let category = serde_urlencoded::to_string([("category", "의류")]).unwrap();
+    let clothes = get(format!("/api/v1/products?{category}")).await;
+    // Then each is found
+    assert_eq!(tee["items"].as_array().unwrap().len(), 1, "{tee}");
+    assert_eq!(pants["items"].as_array().unwrap().len(), 1, "{pants}");
+    assert_eq!(
+        suggest["suggestions"].as_array().unwrap().len(),
+        1,
+        "{suggest}"
+    );
+    assert_eq!(clothes["items"].as_array().unwrap().len(), 2, "{clothes}");
     app.stop().await;
 }

@@ -1,0 +1,53 @@
+//! The one place text is put in the form it is compared in. Whatever is compared or indexed —
+//! product names and descriptions and the queries against them, categories, email addresses,
+//! coupon codes — goes through [`fold`] (or [`code`] for codes shown upper-case), never through
+//! its own `to_lowercase`.
+//!
+//! The form: Unicode NFKC (Unicode Standard Annex #15), so Hangul typed decomposed (NFD, as some
+//! macOS input sends it) and composed compare equal, as do full-width and ASCII Latin; then one
+//! case rule; then NFC again (a case mapping may leave a sequence unnormalised); trimmed.
+
+use unicode_normalization::UnicodeNormalization;
+
+/// The comparison form: NFKC, lower-case, trimmed.
+pub fn fold(raw: &str) -> String {
+    raw.trim()
+        .nfkc()
+        .flat_map(char::to_lowercase)
+        .nfc()
+        .collect()
+}
+
+/// The form of a code people type and read back (a coupon code): NFKC, upper-case, trimmed.
+pub fn code(raw: &str) -> String {
+    raw.trim()
+        .nfkc()
+        .flat_map(char::to_uppercase)
+        .nfc()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decomposed_and_composed_hangul_fold_alike() {
+        // Given "티셔츠" typed composed and decomposed (conjoining jamo)
+        let composed = "티셔츠";
+        let decomposed: String = composed.nfd().collect();
+        assert_ne!(composed, decomposed);
+        // Then both fold to the composed form
+        assert_eq!(fold(&decomposed), composed);
+        assert_eq!(fold(composed), composed);
+    }
+
+    #[test]
+    fn latin_folds_case_accents_and_width_to_one_form() {
+        let nfd_cafe = "Cafe\u{301}";
+        assert_eq!(fold(nfd_cafe), "café");
+        assert_eq!(fold(" CAFÉ "), "café");
+        assert_eq!(fold("ＴＥＥ"), "tee", "full-width Latin");
+        assert_eq!(code(" summer-ｓａｌｅ "), "SUMMER-SALE");
+    }
+}
