@@ -13,6 +13,7 @@ use crate::auth::password::Passwords;
 use crate::auth::revocation::Revocations;
 use crate::auth::secrets;
 use crate::auth::tokens::TokenKeys;
+use crate::auth::vault::{Vault, VaultStore};
 use crate::catalog::Catalog;
 use crate::cluster::member::{self, Member};
 use crate::cluster::routing::Routing;
@@ -105,6 +106,7 @@ impl Node {
             &data_dir,
             runtime.clone(),
             storage.revocations.clone(),
+            storage.vault,
             dev_mailbox.clone(),
         )
         .await?;
@@ -116,9 +118,11 @@ impl Node {
             member.relay(&bus, shutdown.clone()).await?;
         }
         {
-            // A revocation, wherever written, makes the user's sockets here re-check.
-            let bus = bus.clone();
+            // A revocation, wherever written, makes the user's sockets here re-check, and
+            // forgets the user's cached data key (an erasure revokes the account).
+            let (bus, vault) = (bus.clone(), accounts.vault.clone());
             accounts.revocations.on_revoked(move |user| {
+                vault.forget(user);
                 bus.publish(&format!("revoked:{user}"), "revoked".into());
             });
         }
@@ -319,6 +323,8 @@ struct Storage {
     /// Cluster mode: carries asks for other nodes' entities to them.
     remote: Option<Arc<dyn Forward>>,
     revocations: Arc<Revocations>,
+    /// Where each person's data key is kept (`auth::vault`).
+    vault: VaultStore,
     member: Option<Member>,
 }
 
@@ -336,10 +342,12 @@ impl Storage {
                 )
             })?;
         let revocations = Arc::new(Revocations::open(journal.db(), now_secs)?);
+        let vault = VaultStore::sled(journal.db())?;
         Ok(Self {
             journal,
             remote: None,
             revocations,
+            vault,
             member: None,
         })
     }
@@ -361,6 +369,7 @@ impl Storage {
             journal: member.journal.clone(),
             remote: Some(Arc::new(member.forwarder(ask_timeout))),
             revocations,
+            vault: VaultStore::Redis(member.redis.clone()),
             member: Some(member),
         })
     }
@@ -373,6 +382,7 @@ async fn accounts(
     data_dir: &Path,
     runtime: Runtime,
     revocations: Arc<Revocations>,
+    vault: VaultStore,
     dev_mailbox: Option<Arc<DevMailbox>>,
 ) -> anyhow::Result<Accounts> {
     let a = &settings.auth;
@@ -393,6 +403,7 @@ async fn accounts(
         users: Entities::<User>::start(runtime.clone()).await?,
         emails: Entities::<EmailOwner>::start(runtime.clone()).await?,
         passwords: Passwords::new(a.argon2_m_kib, a.argon2_t, a.argon2_p, a.hash_concurrency)?,
+        vault: Arc::new(Vault::new(vault, keys.pii.clone())),
         pii: keys.pii,
         tokens: TokenKeys::new(
             keys.jwt_secret.expose_secret().as_bytes(),

@@ -10,6 +10,7 @@ use crate::auth::password::{Passwords, check_strength};
 use crate::auth::pii::Pii;
 use crate::auth::revocation::Revocations;
 use crate::auth::tokens::TokenKeys;
+use crate::auth::vault::{Vault, VaultError};
 use crate::domain::email_claim::{ClaimCommand, ClaimError};
 use crate::domain::ids::{Email, EmailKey, UserId};
 use crate::domain::role::Role;
@@ -46,6 +47,18 @@ pub enum AccountError {
 impl<R: Into<AccountError>> From<AskError<R>> for AccountError {
     fn from(e: AskError<R>) -> Self {
         e.into_failure()
+    }
+}
+
+impl From<VaultError> for AccountError {
+    fn from(e: VaultError) -> Self {
+        match e {
+            VaultError::Erased => UserError::NotFound.into(),
+            VaultError::Store(cause) => {
+                tracing::warn!(%cause, "the personal data key store failed");
+                RuntimeError::Unavailable.into()
+            }
+        }
     }
 }
 
@@ -94,6 +107,8 @@ pub struct Accounts {
     pub emails: Entities<EmailOwner>,
     pub passwords: Passwords,
     pub pii: Pii,
+    /// Each person's data key: what personal data is sealed with.
+    pub vault: Arc<Vault>,
     pub tokens: TokenKeys,
     pub revocations: Arc<Revocations>,
     pub mail: Mailers,
@@ -195,12 +210,16 @@ impl Accounts {
     ) -> Result<(), AccountError> {
         let password_hash = self.passwords.hash(password).await.map_err(internal)?;
         let code = (!verified).then(|| self.new_code(user_id));
+        let phone = match phone {
+            Some(p) => Some(self.vault.seal(user_id, p).await?),
+            None => None,
+        };
         let command = UserCommand::Register {
-            email: self.pii.seal(email.as_str()),
+            email: self.vault.seal(user_id, email.as_str()).await?,
             email_key: key.to_string(),
             password_hash,
-            name: self.pii.seal(name),
-            phone: phone.map(|p| self.pii.seal(p)),
+            name: self.vault.seal(user_id, name).await?,
+            phone,
             roles,
             code: code.as_ref().map(|(_, issue)| issue.clone()),
         };
@@ -249,7 +268,7 @@ impl Accounts {
 
     pub async fn profile(&self, user: &UserId) -> Result<ProfileView, AccountError> {
         let account = self.users.ask(user, UserCommand::Get).await?;
-        self.view(account)
+        self.view(account).await
     }
 
     pub async fn update_profile(
@@ -259,23 +278,39 @@ impl Accounts {
         phone: Option<String>,
         address: Option<String>,
     ) -> Result<ProfileView, AccountError> {
-        let seal = |field, v: Option<String>, max| -> Result<Option<Sealed>, AccountError> {
-            v.map(|v| check_field(field, &v, 1, max).map(|v| self.pii.seal(v)))
-                .transpose()
-        };
+        let fields = [
+            ("name", name, MAX_NAME_CHARS),
+            ("phone", phone, MAX_PHONE_CHARS),
+            ("address", address, MAX_ADDRESS_CHARS),
+        ];
+        let mut sealed = Vec::with_capacity(3);
+        for (field, value, max) in fields {
+            sealed.push(match value {
+                Some(v) => Some(
+                    self.vault
+                        .seal(user, check_field(field, &v, 1, max)?)
+                        .await?,
+                ),
+                None => None,
+            });
+        }
+        let [name, phone, address] = <[Option<Sealed>; 3]>::try_from(sealed).expect("three");
         let command = UserCommand::UpdateProfile {
-            name: seal("name", name, MAX_NAME_CHARS)?,
-            phone: seal("phone", phone, MAX_PHONE_CHARS)?,
-            address: seal("address", address, MAX_ADDRESS_CHARS)?,
+            name,
+            phone,
+            address,
         };
         let account = self.users.ask(user, command).await?;
-        self.view(account)
+        self.view(account).await
     }
 
-    /// Erases the account's personal data, frees its address and revokes all its tokens.
+    /// Erases the account's personal data (its key: whatever was sealed for it anywhere —
+    /// profile, email, orders' shipping addresses — no longer opens), frees its address and
+    /// revokes all its tokens.
     pub async fn delete(&self, user: &UserId) -> Result<(), AccountError> {
         let account = self.users.ask(user, UserCommand::Get).await?;
         self.users.ask(user, UserCommand::Delete).await?;
+        self.vault.erase(user).await?;
         if let Ok(key) = EmailKey::parse(account.state.email_key.clone()) {
             let release = ClaimCommand::Release {
                 user_id: user.clone(),
@@ -289,19 +324,20 @@ impl Accounts {
             .map_err(internal)
     }
 
-    fn view(&self, account: Account) -> Result<ProfileView, AccountError> {
-        let open = |s: &Option<Sealed>| -> Result<Option<String>, AccountError> {
-            s.as_ref()
-                .map(|s| self.pii.open(s).map_err(internal))
-                .transpose()
-        };
+    async fn view(&self, account: Account) -> Result<ProfileView, AccountError> {
+        let (id, s) = (&account.user_id, &account.state);
+        let open = |field| self.vault.open_field(id, field);
+        let email = open(&s.email).await?.unwrap_or_default();
+        let name = open(&s.profile.name).await?.unwrap_or_default();
+        let phone = open(&s.profile.phone).await?;
+        let address = open(&s.profile.address).await?;
         let s = account.state;
         Ok(ProfileView {
             user_id: account.user_id,
-            email: open(&s.email)?.unwrap_or_default(),
-            name: open(&s.profile.name)?.unwrap_or_default(),
-            phone: open(&s.profile.phone)?,
-            address: open(&s.profile.address)?,
+            email,
+            name,
+            phone,
+            address,
             roles: s.roles,
             status: s.status.unwrap_or(AccountStatus::Deleted),
             created_at: s.created_at,

@@ -14,3 +14,4 @@ pub mod revocation;
 pub mod secrets;
 pub mod sessions;
 pub mod tokens;
+pub mod vault;

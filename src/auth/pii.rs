@@ -10,6 +10,9 @@ use sha2::{Digest, Sha256};
 
 const KID_LEN: usize = 4;
 const NONCE_LEN: usize = 12;
+/// What data sealed with a person's own key starts with, in place of a key id
+/// (`crate::auth::vault`); no configured key may have it as its id.
+const SUBJECT_TAG: [u8; KID_LEN] = *b"\xffSK1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PiiError {
@@ -34,7 +37,7 @@ fn kid(key: &[u8]) -> [u8; KID_LEN] {
 }
 
 fn cipher(key: &[u8]) -> Result<([u8; KID_LEN], Aes256Gcm), PiiError> {
-    if key.len() != 32 {
+    if key.len() != 32 || kid(key) == SUBJECT_TAG {
         return Err(PiiError::BadKey);
     }
     Ok((
@@ -67,37 +70,69 @@ impl Pii {
     }
 
     pub fn seal(&self, plaintext: &str) -> Sealed {
-        let nonce_bytes: [u8; NONCE_LEN] = rand::random();
         let (kid, cipher) = &self.current;
-        let ct = cipher
-            .encrypt(&Nonce::from(nonce_bytes), plaintext.as_bytes())
-            .expect("AES-GCM encryption of an in-memory buffer does not fail");
-        let mut out = Vec::with_capacity(KID_LEN + NONCE_LEN + ct.len());
-        out.extend_from_slice(kid);
-        out.extend_from_slice(&nonce_bytes);
-        out.extend_from_slice(&ct);
-        Sealed(out)
+        seal_with(kid, cipher, plaintext)
+    }
+
+    /// Seals with a person's own data key (see `crate::auth::vault`).
+    pub fn seal_for_subject(key: &[u8; 32], plaintext: &str) -> Sealed {
+        let cipher = Aes256Gcm::new_from_slice(key).expect("32 bytes");
+        seal_with(&SUBJECT_TAG, &cipher, plaintext)
+    }
+
+    /// Whether `sealed` was sealed with a person's own key rather than a configured one.
+    pub fn is_subject_sealed(sealed: &Sealed) -> bool {
+        sealed.0.starts_with(&SUBJECT_TAG)
+    }
+
+    /// Opens what [`Pii::seal_for_subject`] sealed with `key`.
+    pub fn open_for_subject(key: &[u8; 32], sealed: &Sealed) -> Result<String, PiiError> {
+        let cipher = Aes256Gcm::new_from_slice(key).expect("32 bytes");
+        open_with(sealed, |kid| (kid == SUBJECT_TAG).then_some(&cipher))
     }
 
     pub fn open(&self, sealed: &Sealed) -> Result<String, PiiError> {
-        let b = &sealed.0;
-        if b.len() < KID_LEN + NONCE_LEN {
-            return Err(PiiError::Corrupt);
-        }
-        let (kid, rest) = b.split_at(KID_LEN);
-        let (nonce, ct) = rest.split_at(NONCE_LEN);
-        let cipher = std::iter::once(&self.current)
-            .chain(&self.previous)
-            .find(|(k, _)| k == kid)
-            .map(|(_, c)| c)
-            .ok_or(PiiError::UnknownKey)?;
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| PiiError::Corrupt)?;
-        let pt = cipher
-            .decrypt(&Nonce::from(nonce), ct)
-            .map_err(|_| PiiError::Corrupt)?;
-        String::from_utf8(pt).map_err(|_| PiiError::Corrupt)
+        open_with(sealed, |kid| {
+            std::iter::once(&self.current)
+                .chain(&self.previous)
+                .find(|(k, _)| k == kid)
+                .map(|(_, c)| c)
+        })
     }
+}
 
+fn seal_with(kid: &[u8; KID_LEN], cipher: &Aes256Gcm, plaintext: &str) -> Sealed {
+    let nonce_bytes: [u8; NONCE_LEN] = rand::random();
+    let ct = cipher
+        .encrypt(&Nonce::from(nonce_bytes), plaintext.as_bytes())
+        .expect("AES-GCM encryption of an in-memory buffer does not fail");
+    let mut out = Vec::with_capacity(KID_LEN + NONCE_LEN + ct.len());
+    out.extend_from_slice(kid);
+    out.extend_from_slice(&nonce_bytes);
+    out.extend_from_slice(&ct);
+    Sealed(out)
+}
+
+/// Opens `sealed` with the cipher `find` gives for its key id.
+fn open_with<'a>(
+    sealed: &Sealed,
+    find: impl FnOnce(&[u8]) -> Option<&'a Aes256Gcm>,
+) -> Result<String, PiiError> {
+    let b = &sealed.0;
+    if b.len() < KID_LEN + NONCE_LEN {
+        return Err(PiiError::Corrupt);
+    }
+    let (kid, rest) = b.split_at(KID_LEN);
+    let (nonce, ct) = rest.split_at(NONCE_LEN);
+    let cipher = find(kid).ok_or(PiiError::UnknownKey)?;
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| PiiError::Corrupt)?;
+    let pt = cipher
+        .decrypt(&Nonce::from(nonce), ct)
+        .map_err(|_| PiiError::Corrupt)?;
+    String::from_utf8(pt).map_err(|_| PiiError::Corrupt)
+}
+
+impl Pii {
     /// A keyed, deterministic index of `value` (hex), for lookups without the value in clear.
     pub fn blind_index(&self, value: &str) -> String {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.index_key).expect("32 bytes");

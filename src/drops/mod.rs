@@ -153,15 +153,20 @@ impl Drops {
                 other => return Err(DropError::NotLive(other).into()),
             }
         }
-        let placement = self.orders.drop_placement(DropOrder {
-            user: p.user.clone(),
-            fingerprint: fingerprint(&serde_json::json!({"drop_id": p.drop_id, "body": p.request})),
-            drop_id: p.drop_id.clone(),
-            sku: sku.clone(),
-            quantity: p.quantity,
-            price: view.price,
-            shipping_address: p.shipping_address,
-        })?;
+        let placement = self
+            .orders
+            .drop_placement(DropOrder {
+                user: p.user.clone(),
+                fingerprint: fingerprint(
+                    &serde_json::json!({"drop_id": p.drop_id, "body": p.request}),
+                ),
+                drop_id: p.drop_id.clone(),
+                sku: sku.clone(),
+                quantity: p.quantity,
+                price: view.price,
+                shipping_address: p.shipping_address,
+            })
+            .await?;
         if replay {
             return Ok((order_id.clone(), self.replay(&order_id, placement).await?));
         }

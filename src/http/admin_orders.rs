@@ -143,5 +143,7 @@ pub async fn retry_dead_letter(
 ) -> Result<axum::Json<order_body::OrderDetail>, ApiError> {
     let id = order_id(raw)?;
     let order = state.orders.retry_dead_letter(&id, effect).await?;
-    Ok(axum::Json(order_body::detail(&state.orders, &id, &order)))
+    Ok(axum::Json(
+        order_body::detail(&state.orders, &id, &order).await?,
+    ))
 }

@@ -4,6 +4,7 @@
 
 use crate::domain::ids::OrderId;
 use crate::domain::order::{OrderState, Shipment, ShipmentStatus};
+use crate::orders::OrderFailure;
 use crate::orders::Orders;
 use crate::orders::placement::ShippingAddress;
 use serde::Serialize;
@@ -194,9 +195,18 @@ pub fn created(orders: &Orders, id: &OrderId, state: &OrderState) -> OrderCreate
     }
 }
 
-pub fn detail(orders: &Orders, id: &OrderId, state: &OrderState) -> OrderDetail {
+/// The detail of an order, its shipping address opened (`null` once its person is erased).
+pub async fn detail(
+    orders: &Orders,
+    id: &OrderId,
+    state: &OrderState,
+) -> Result<OrderDetail, OrderFailure> {
     let p = state.placement.as_ref();
-    OrderDetail {
+    let shipping_address = match p {
+        Some(p) => orders.address_of(p).await?,
+        None => None,
+    };
+    Ok(OrderDetail {
         order_id: id.to_string(),
         status: state.status.map_or("pending", |s| s.as_str()),
         items: items(state),
@@ -209,7 +219,7 @@ pub fn detail(orders: &Orders, id: &OrderId, state: &OrderState) -> OrderDetail 
         currency: p.map(|p| p.currency.clone()).unwrap_or_default(),
         created_at: p.map(|p| p.created_at.to_rfc3339()).unwrap_or_default(),
         expires_at: state.expiry().map(|t| t.to_rfc3339()),
-        shipping_address: p.and_then(|p| orders.address_of(p)),
+        shipping_address,
         status_history: state
             .history
             .iter()
@@ -242,5 +252,5 @@ pub fn detail(orders: &Orders, id: &OrderId, state: &OrderState) -> OrderDetail 
                 requested_at: r.at.to_rfc3339(),
             })
             .collect(),
-    }
+    })
 }

@@ -176,7 +176,9 @@ pub async fn get_order(
 ) -> Result<axum::Json<OrderDetail>, ApiError> {
     let id = order_id(raw)?;
     let order = state.orders.get(&requester(&user), &id).await?;
-    Ok(axum::Json(order_body::detail(&state.orders, &id, &order)))
+    Ok(axum::Json(
+        order_body::detail(&state.orders, &id, &order).await?,
+    ))
 }
 
 /// Cancels before shipping (refunded through the gateway if paid; stock and coupon restored).
@@ -196,7 +198,7 @@ pub async fn cancel_order(
         let order = state.orders.cancel(by.clone(), &id).await?;
         Ok((
             StatusCode::OK,
-            order_body::detail(&state.orders, &id, &order),
+            order_body::detail(&state.orders, &id, &order).await?,
         ))
     })
     .await
@@ -234,7 +236,7 @@ pub async fn request_return(
         .orders
         .request_return(requester(&user), &id, kind, req.reason, returned)
         .await?;
-    let body = order_body::detail(&state.orders, &id, &order);
+    let body = order_body::detail(&state.orders, &id, &order).await?;
     Ok((StatusCode::CREATED, axum::Json(body)))
 }
 

@@ -63,7 +63,7 @@ pub async fn confirm_payment(
             .await?;
         Ok((
             StatusCode::OK,
-            order_body::detail(&state.orders, &id, &order),
+            order_body::detail(&state.orders, &id, &order).await?,
         ))
     })
     .await

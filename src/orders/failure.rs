@@ -54,6 +54,15 @@ impl From<crate::domain::user::UserError> for OrderFailure {
     }
 }
 
+impl From<crate::auth::vault::VaultError> for OrderFailure {
+    fn from(e: crate::auth::vault::VaultError) -> Self {
+        match crate::auth::accounts::AccountError::from(e) {
+            crate::auth::accounts::AccountError::Runtime(r) => r.into(),
+            _ => OrderFailure::NotFound("account"),
+        }
+    }
+}
+
 impl From<crate::domain::cart::CartError> for OrderFailure {
     fn from(e: crate::domain::cart::CartError) -> Self {
         OrderFailure::Internal(e.into())

@@ -236,13 +236,16 @@ impl Orders {
     }
 
     /// The order a drop purchase becomes (see [`Placements::for_drop`]).
-    pub fn drop_placement(&self, req: DropOrder) -> Result<Placement, OrderFailure> {
-        self.placements.for_drop(req)
+    pub async fn drop_placement(&self, req: DropOrder) -> Result<Placement, OrderFailure> {
+        self.placements.for_drop(req).await
     }
 
     /// The shipping address of a placed order, opened.
-    pub fn address_of(&self, placement: &Placement) -> Option<ShippingAddress> {
-        self.placements.address_of(placement)
+    pub async fn address_of(
+        &self,
+        placement: &Placement,
+    ) -> Result<Option<ShippingAddress>, OrderFailure> {
+        self.placements.address_of(placement).await
     }
 
     /// How much longer a SKU holds a drop order's units than the order itself waits.

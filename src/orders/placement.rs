@@ -12,6 +12,7 @@ use crate::domain::cart::CartCommand;
 use crate::domain::ids::{CouponId, OrderId, SkuId, UserId};
 use crate::domain::order::{MAX_LINES, MAX_QTY, OrderCoupon, OrderLine, Placement};
 use crate::domain::pricing::{self, Line};
+use crate::domain::sealed::Sealed;
 use crate::domain::time::Clock;
 use crate::domain::user::UserCommand;
 use crate::domain::user::wallet::CouponStatus;
@@ -195,10 +196,7 @@ impl Placements {
             discount: totals.discount,
             total: totals.total,
             currency: self.currency.clone(),
-            shipping_address: self
-                .accounts
-                .pii
-                .seal(&serde_json::to_string(&address).unwrap_or_default()),
+            shipping_address: self.seal_address(&req.user, &address).await?,
             from_cart: req.items.is_none(),
             drop_id: None,
             created_at: now,
@@ -209,19 +207,20 @@ impl Placements {
     /// The order a drop purchase becomes: one line at the drop's price. Without an address in
     /// the request, the order ships to the profile's address (read when the carrier is booked,
     /// so buying in a drop needs no address lookup).
-    pub fn for_drop(&self, req: DropOrder) -> Result<Placement, OrderFailure> {
+    pub async fn for_drop(&self, req: DropOrder) -> Result<Placement, OrderFailure> {
         let (product_id, summary) = self
             .catalog
             .index
             .owner_of(&req.sku)
             .and_then(|p| self.catalog.index.get(&p).map(|s| (p, s)))
             .ok_or(OrderFailure::NotFound("sku"))?;
-        let address = match &req.shipping_address {
+        // Sealed for its person; without one, nothing (empty) is kept.
+        let shipping_address = match &req.shipping_address {
             Some(a) => {
                 a.check()?;
-                serde_json::to_string(a).unwrap_or_default()
+                self.seal_address(&req.user, a).await?
             }
-            None => "null".to_owned(),
+            None => Sealed(Vec::new()),
         };
         let total = req.price * i64::from(req.quantity);
         let now = self.clock.now();
@@ -241,7 +240,7 @@ impl Placements {
             discount: 0,
             total,
             currency: self.currency.clone(),
-            shipping_address: self.accounts.pii.seal(&address),
+            shipping_address,
             from_cart: false,
             drop_id: Some(req.drop_id),
             created_at: now,
@@ -279,14 +278,12 @@ impl Placements {
     /// The profile's name, phone and address, when the order gives none.
     pub async fn profile_address(&self, user: &UserId) -> Result<ShippingAddress, OrderFailure> {
         let account = self.users.ask(user, UserCommand::Get).await?;
-        let open = |s: &Option<crate::domain::sealed::Sealed>| {
-            s.as_ref().and_then(|s| self.accounts.pii.open(s).ok())
-        };
         let profile = &account.state.profile;
+        let open = |field| self.accounts.vault.open_field(user, field);
         match (
-            open(&profile.name),
-            open(&profile.phone),
-            open(&profile.address),
+            open(&profile.name).await?,
+            open(&profile.phone).await?,
+            open(&profile.address).await?,
         ) {
             (Some(name), Some(phone), Some(address)) => Ok(ShippingAddress {
                 name,
@@ -301,10 +298,25 @@ impl Placements {
         }
     }
 
-    /// The shipping address of a placed order, opened.
-    pub fn address_of(&self, placement: &Placement) -> Option<ShippingAddress> {
-        let text = self.accounts.pii.open(&placement.shipping_address).ok()?;
-        serde_json::from_str(&text).ok()
+    /// The shipping address of a placed order, opened; `None` when it has none or its
+    /// person was erased.
+    pub async fn address_of(
+        &self,
+        placement: &Placement,
+    ) -> Result<Option<ShippingAddress>, OrderFailure> {
+        let (person, sealed) = (&placement.user_id, &placement.shipping_address);
+        let text = self.accounts.vault.open(person, sealed).await?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    /// An address sealed for its person.
+    async fn seal_address(
+        &self,
+        person: &UserId,
+        address: &ShippingAddress,
+    ) -> Result<Sealed, OrderFailure> {
+        let text = serde_json::to_string(address).unwrap_or_default();
+        Ok(self.accounts.vault.seal(person, &text).await?)
     }
 }
 

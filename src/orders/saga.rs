@@ -11,7 +11,7 @@ use crate::actors::user::User;
 use crate::actors::{AskError, Entities};
 use crate::auth::accounts::Accounts;
 use crate::domain::cart::CartCommand;
-use crate::domain::ids::OrderId;
+use crate::domain::ids::{OrderId, UserId};
 use crate::domain::inventory::{DropBuyer, SkuCommand, SkuError};
 use crate::domain::order::{Action, OrderCommand, OrderState, Outcome, Placement, RetryPolicy};
 use crate::domain::time::{Clock, Timestamp};
@@ -247,7 +247,8 @@ impl Saga {
                 };
                 self.bus
                     .announce(&format!("user:{}", placement.user_id), pushed);
-                self.mail(&account.state, subject).await?;
+                self.mail(&placement.user_id, &account.state, subject)
+                    .await?;
                 done
             }
         }
@@ -325,15 +326,16 @@ impl Saga {
     /// Mails a notification to the account's address (erased accounts have none). Part of the
     /// notification step, so a failed send is retried with it: at least once, and twice only
     /// when a crash falls between the send and the step's report.
-    async fn mail(&self, account: &UserState, subject: String) -> Result<(), StepError> {
-        let Some(sealed) = &account.email else {
+    async fn mail(
+        &self,
+        person: &UserId,
+        account: &UserState,
+        subject: String,
+    ) -> Result<(), StepError> {
+        let opened = self.accounts.vault.open_field(person, &account.email).await;
+        let Some(to) = opened.map_err(|e| format!("open the address: {e}"))? else {
             return Ok(());
         };
-        let to = self
-            .accounts
-            .pii
-            .open(sealed)
-            .map_err(|e| format!("open the address: {e}"))?;
         let body = format!("{subject}\n\nSee your orders in the shop.");
         let mail = Mail { to, subject, body };
         for mailer in &self.accounts.mail.0 {
@@ -411,7 +413,8 @@ impl Saga {
     }
 
     async fn book(&self, id: &OrderId, p: &Placement, effect: u32) -> Result<Outcome, StepError> {
-        let address = match self.placements.address_of(p) {
+        let opened = self.placements.address_of(p).await;
+        let address = match opened.map_err(|e| format!("open the address: {e}"))? {
             Some(a) => a,
             // A drop purchase without an address ships to the profile's.
             None => self

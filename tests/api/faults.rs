@@ -296,3 +296,39 @@ async fn hangul_typed_decomposed_or_composed_finds_the_same_products() {
     assert_eq!(clothes["items"].as_array().unwrap().len(), 2, "{clothes}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_erased_shopper_s_kept_orders_show_no_personal_data_even_after_a_restart() {
+    // Given a shopper with a profile and a paid order shipping to a full address
+    let app = spawn_app_with(FAST).await;
+    product_with_sku(&app, "Mug", "mug", 10000, 5).await;
+    let (_, token, _) = app.customer("erase-me@example.com").await;
+    let profile = json!({"name": "Hong Gildong", "phone": "010-9876-5432", "address": "Seoul"});
+    ok(send(&app, "PATCH", "/api/v1/users/me", &token, Some(profile)).await).await;
+    let to = json!({"name": "Hong Gildong", "phone": "010-9876-5432",
+        "address": "12 Teheran-ro, Gangnam-gu", "postal_code": "06234"});
+    let body = json!({"items": [{"sku_id": "mug", "quantity": 1}], "shipping_address": to});
+    let order = ok(place(&app, &token, "erase-1", body).await).await;
+    let id = order["order_id"].as_str().unwrap().to_string();
+    ok(pay(&app, &token, &id, 10000).await).await;
+    let path = format!("/api/v1/orders/{id}");
+    let before = ok(send(&app, "GET", &path, OPERATOR_TOKEN, None).await).await;
+    assert_eq!(before["shipping_address"]["postal_code"], "06234");
+    // When the shopper deletes the account
+    let deleted = send(&app, "DELETE", "/api/v1/users/me", &token, None).await;
+    assert_eq!(deleted.status(), 204);
+    // Then an admin still reads the order, anonymised: no name, phone, street or postal code
+    let after = ok(send(&app, "GET", &path, OPERATOR_TOKEN, None).await).await;
+    assert_eq!(after["status"], "paid");
+    assert_eq!(after["total"], 10000);
+    assert!(after["shipping_address"].is_null(), "{after}");
+    // And after a restart too: the key is gone, not only hidden
+    let app = spawn_app_in(app.stop().await, FAST).await;
+    let after = ok(send(&app, "GET", &path, OPERATOR_TOKEN, None).await).await;
+    assert!(after["shipping_address"].is_null(), "{after}");
+    let text = serde_json::to_string(&after).unwrap();
+    for personal in ["Hong", "010-9876", "Teheran", "06234"] {
+        assert!(!text.contains(personal), "{personal} in {text}");
+    }
+    app.stop().await;
+}
