@@ -140,7 +140,13 @@ impl Node {
             catalog.clone(),
             live_stock.clone(),
         );
-        let chat = crate::chat::Chat::start(chat_runtime, orders.clone(), bus.clone()).await?;
+        let chat = crate::chat::Chat::start(
+            chat_runtime,
+            orders.clone(),
+            bus.clone(),
+            accounts.vault.clone(),
+        )
+        .await?;
         let promised = orders
             .recover_promises(&skus, storage.member.is_some())
             .await?;

@@ -5,6 +5,7 @@
 
 use crate::actors::chat::{Room, RoomView};
 use crate::actors::{AskError, Entities, Runtime, RuntimeError};
+use crate::auth::vault::Vault;
 use crate::domain::chat::{ChatMessage, MAX_PAGE, RoomCommand, RoomError};
 use crate::domain::ids::{OrderId, RoomId, UserId};
 use crate::domain::order::Requester;
@@ -20,6 +21,8 @@ pub struct Chat {
     rooms: Entities<Room>,
     orders: Orders,
     bus: EventBus,
+    /// Message texts are sealed for their authors.
+    vault: Arc<Vault>,
     /// Rooms by member.
     index: Arc<DashMap<UserId, BTreeSet<RoomId>>>,
 }
@@ -65,7 +68,12 @@ pub struct NewRoom {
 }
 
 impl Chat {
-    pub async fn start(rt: Runtime, orders: Orders, bus: EventBus) -> anyhow::Result<Self> {
+    pub async fn start(
+        rt: Runtime,
+        orders: Orders,
+        bus: EventBus,
+        vault: Arc<Vault>,
+    ) -> anyhow::Result<Self> {
         let rooms = Entities::<Room>::start(rt).await?;
         let index: Arc<DashMap<UserId, BTreeSet<RoomId>>> = Arc::default();
         // Each room's members as last indexed: a post rewrites the view, not the members.
@@ -97,6 +105,7 @@ impl Chat {
             rooms,
             orders,
             bus,
+            vault,
             index,
         })
     }
@@ -172,15 +181,18 @@ impl Chat {
         client_msg_id: Option<String>,
     ) -> Result<(RoomId, ChatMessage), ChatFailure> {
         let room = RoomId::parse(room).map_err(|_| RoomError::NotFound)?;
+        let sealed = self.vault.seal(author, &text).await;
         let post = RoomCommand::Post {
             author: author.clone(),
             text,
             client_msg_id,
+            sealed: Some(sealed.map_err(OrderFailure::from)?),
         };
         let reply = self.rooms.ask(&room, post).await?;
         let message = reply
             .posted
             .ok_or(RoomError::Invalid("the message was not recorded".into()))?;
+        let message = self.reveal(message).await?;
         self.bus
             .announce(&format!("chat:{room}"), pushed(&room, &message));
         Ok((room, message))
@@ -207,7 +219,23 @@ impl Chat {
             .more
             .then(|| reply.page.last().map(|m| m.id))
             .flatten();
-        Ok((reply.page, next))
+        let mut page = Vec::with_capacity(reply.page.len());
+        for m in reply.page {
+            page.push(self.reveal(m).await?);
+        }
+        Ok((page, next))
+    }
+
+    /// The message with its text opened; an erased author's stays sealed, its text empty.
+    async fn reveal(&self, mut m: ChatMessage) -> Result<ChatMessage, ChatFailure> {
+        if let Some(sealed) = &m.sealed {
+            let opened = self.vault.open(&m.author, sealed).await;
+            if let Some(text) = opened.map_err(OrderFailure::from)? {
+                m.text = text;
+                m.sealed = None;
+            }
+        }
+        Ok(m)
     }
 
     /// Whether `user` may read `room` (its `chat:` topic).

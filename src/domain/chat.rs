@@ -7,6 +7,7 @@
 //! else can. Any signed-in user may join an ordinary room.
 
 use crate::domain::ids::{OrderId, UserId};
+use crate::domain::sealed::Sealed;
 use crate::domain::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
@@ -21,10 +22,15 @@ pub const MAX_PAGE: usize = 100;
 pub struct ChatMessage {
     pub id: u64,
     pub author: UserId,
+    /// In clear only in messages from before texts were sealed, or once opened for a reader.
     pub text: String,
     pub at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_msg_id: Option<String>,
+    /// The text sealed with the author's data key (`crate::auth::vault`): it stops opening
+    /// when the author is erased.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<Sealed>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,10 +85,13 @@ pub enum RoomCommand {
     Leave {
         user: UserId,
     },
+    /// `text` is checked; with `sealed` (the same text sealed for the author), only the
+    /// sealed text is kept.
     Post {
         author: UserId,
         text: String,
         client_msg_id: Option<String>,
+        sealed: Option<Sealed>,
     },
     /// Reads a page of history (see [`RoomState::page`]); never an event.
     Page {
@@ -182,6 +191,7 @@ pub fn decide(
             author,
             text,
             client_msg_id,
+            sealed,
         } => {
             if !s.members.contains(author) {
                 return Err(RoomError::NotMember);
@@ -205,9 +215,14 @@ pub fn decide(
             Ok(vec![RoomEvent::Posted(ChatMessage {
                 id: s.messages.len() as u64 + 1,
                 author: author.clone(),
-                text: text.clone(),
+                text: if sealed.is_some() {
+                    String::new()
+                } else {
+                    text.clone()
+                },
                 at: now,
                 client_msg_id: client_msg_id.clone(),
+                sealed: sealed.clone(),
             })])
         }
         RoomCommand::Get | RoomCommand::Page { .. } => Ok(vec![]),
@@ -296,6 +311,7 @@ mod tests {
             author: user(author),
             text: text.into(),
             client_msg_id: client.map(Into::into),
+            sealed: None,
         }
     }
 

@@ -57,7 +57,11 @@ pub struct MessageBody {
     pub room_id: String,
     pub message_id: u64,
     pub author: String,
+    /// Empty when `erased`.
     pub text: String,
+    /// The author deleted their account: the text is erased.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub erased: bool,
     pub at: String,
     pub client_msg_id: Option<String>,
 }
@@ -100,6 +104,8 @@ fn message_body(room: &RoomId, m: ChatMessage) -> MessageBody {
         room_id: room.to_string(),
         message_id: m.id,
         author: m.author.to_string(),
+        // An erased author's text no longer opens.
+        erased: m.sealed.is_some(),
         text: m.text,
         at: m.at.to_rfc3339(),
         client_msg_id: m.client_msg_id,

@@ -298,7 +298,7 @@ async fn hangul_typed_decomposed_or_composed_finds_the_same_products() {
 }
 
 #[tokio::test]
-async fn an_erased_shopper_s_kept_orders_show_no_personal_data_even_after_a_restart() {
+async fn an_erased_shopper_s_orders_and_chat_show_no_personal_data_even_after_a_restart() {
     // Given a shopper with a profile and a paid order shipping to a full address
     let app = spawn_app_with(FAST).await;
     product_with_sku(&app, "Mug", "mug", 10000, 5).await;
@@ -314,6 +314,23 @@ async fn an_erased_shopper_s_kept_orders_show_no_personal_data_even_after_a_rest
     let path = format!("/api/v1/orders/{id}");
     let before = ok(send(&app, "GET", &path, OPERATOR_TOKEN, None).await).await;
     assert_eq!(before["shipping_address"]["postal_code"], "06234");
+    // ... and a support chat where they wrote their number
+    let room = json!({"name": "Help", "order_id": id});
+    let room = ok(send(&app, "POST", "/api/v1/chat/rooms", &token, Some(room)).await).await;
+    let messages = format!(
+        "/api/v1/chat/rooms/{}/messages",
+        room["room_id"].as_str().unwrap()
+    );
+    let said = json!({"text": "Call me at 010-9876-5432"});
+    let posted = ok(send(&app, "POST", &messages, &token, Some(said)).await).await;
+    assert_eq!(posted["text"], "Call me at 010-9876-5432");
+    let join = format!(
+        "/api/v1/chat/rooms/{}/join",
+        room["room_id"].as_str().unwrap()
+    );
+    ok(send(&app, "POST", &join, OPERATOR_TOKEN, None).await).await;
+    let history = ok(send(&app, "GET", &messages, OPERATOR_TOKEN, None).await).await;
+    assert_eq!(history["items"][0]["text"], "Call me at 010-9876-5432");
     // When the shopper deletes the account
     let deleted = send(&app, "DELETE", "/api/v1/users/me", &token, None).await;
     assert_eq!(deleted.status(), 204);
@@ -326,7 +343,9 @@ async fn an_erased_shopper_s_kept_orders_show_no_personal_data_even_after_a_rest
     let app = spawn_app_in(app.stop().await, FAST).await;
     let after = ok(send(&app, "GET", &path, OPERATOR_TOKEN, None).await).await;
     assert!(after["shipping_address"].is_null(), "{after}");
-    let text = serde_json::to_string(&after).unwrap();
+    let history = ok(send(&app, "GET", &messages, OPERATOR_TOKEN, None).await).await;
+    assert_eq!(history["items"][0]["erased"], true, "{history}");
+    let text = serde_json::to_string(&[after, history]).unwrap();
     for personal in ["Hong", "010-9876", "Teheran", "06234"] {
         assert!(!text.contains(personal), "{personal} in {text}");
     }
