@@ -27,6 +27,10 @@ pub struct Booking<'a> {
 pub trait Carrier: Send + Sync {
     /// Books a shipment; the tracking number.
     fn book<'a>(&'a self, booking: Booking<'a>) -> BoxFuture<'a, Result<String, CarrierError>>;
+
+    /// Calls a booked shipment off (done again is done). [`CarrierError::Refused`] once the
+    /// parcel was picked up.
+    fn cancel<'a>(&'a self, tracking_number: &'a str) -> BoxFuture<'a, Result<(), CarrierError>>;
 }
 
 pub struct HttpCarrier {
@@ -80,6 +84,29 @@ impl Carrier for HttpCarrier {
                 .await
                 .map_err(|e| CarrierError::Unavailable(format!("bad answer: {e}")))?;
             Ok(booked.tracking_number)
+        })
+    }
+
+    fn cancel<'a>(&'a self, tracking_number: &'a str) -> BoxFuture<'a, Result<(), CarrierError>> {
+        Box::pin(async move {
+            let response = self
+                .client
+                .post(format!(
+                    "{}/v1/shipments/{tracking_number}/cancel",
+                    self.base_url
+                ))
+                .send()
+                .await
+                .map_err(|e| CarrierError::Unavailable(e.to_string()))?;
+            let status = response.status();
+            if status.is_client_error() {
+                let text = response.text().await.unwrap_or_default();
+                return Err(CarrierError::Refused(format!("{status}: {text}")));
+            }
+            if !status.is_success() {
+                return Err(CarrierError::Unavailable(format!("status {status}")));
+            }
+            Ok(())
         })
     }
 }

@@ -227,6 +227,13 @@ impl Saga {
                 done
             }
             Action::BookShipment { .. } => self.book(id, placement, effect).await.map(Step::Done),
+            Action::CancelShipment { tracking_number } => {
+                self.carrier
+                    .cancel(tracking_number)
+                    .await
+                    .map_err(|e| format!("cancel the shipment: {e}"))?;
+                done
+            }
             Action::Notify { kind, text } => {
                 let note = Notification {
                     id: format!("{id}-{effect}"),

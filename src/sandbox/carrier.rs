@@ -2,7 +2,9 @@
 //! `Idempotency-Key`: the same key books once) answers a tracking number, then the shipment
 //! advances `ready -> shipping -> delivered`, one step per configured interval, and each step is
 //! posted to the callback URL signed with HMAC-SHA256 (retried with backoff while the engine is
-//! unreachable). `GET /v1/shipments/{tracking_number}` reads one.
+//! unreachable). `GET /v1/shipments/{tracking_number}` reads one;
+//! `POST /v1/shipments/{tracking_number}/cancel` calls a `ready` one off (`409
+//! ALREADY_PICKED_UP` once it is shipping).
 
 use crate::domain::time::{Clock, SystemClock};
 use crate::integrations::signature;
@@ -51,6 +53,7 @@ pub fn router(step: Duration, secret: Vec<u8>) -> Router {
     Router::new()
         .route("/v1/shipments", post(book))
         .route("/v1/shipments/{tracking}", get(read))
+        .route("/v1/shipments/{tracking}/cancel", post(cancel))
         .with_state(state)
 }
 
@@ -112,6 +115,9 @@ async fn advance(c: CarrierState, tracking: String, callback_url: String) {
             let Some(s) = all.by_tracking.get_mut(&tracking) else {
                 return;
             };
+            if s.status == "cancelled" {
+                return;
+            }
             s.status = status;
             s.order_id.clone()
         };
@@ -135,6 +141,18 @@ async fn advance(c: CarrierState, tracking: String, callback_url: String) {
                 _ => tokio::time::sleep(Duration::from_millis(200 << attempt)).await,
             }
         }
+    }
+}
+
+async fn cancel(State(c): State<CarrierState>, Path(tracking): Path<String>) -> Response {
+    let mut all = c.shipments.lock().expect("sandbox lock");
+    match all.by_tracking.get_mut(&tracking) {
+        Some(s) if matches!(s.status, "ready" | "cancelled") => {
+            s.status = "cancelled";
+            Json(s.clone()).into_response()
+        }
+        Some(_) => refuse(409, "ALREADY_PICKED_UP", "the parcel is on its way"),
+        None => refuse(404, "NOT_FOUND", "no such shipment"),
     }
 }
 

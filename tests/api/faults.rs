@@ -351,3 +351,45 @@ async fn an_erased_shopper_s_orders_and_chat_show_no_personal_data_even_after_a_
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn cancelling_a_preparing_order_calls_off_its_carrier_booking_then_refunds() {
+    // Given a paid order booked with a carrier that has not picked it up yet
+    let slow = [
+        ("EMPORIUM_CARRIER_STEP_SECS", "60"),
+        ("EMPORIUM__OUTBOX__POLL_MS", "50"),
+    ];
+    let app = spawn_app_with(&slow).await;
+    product_with_sku(&app, "Mug", "mug", 10000, 5).await;
+    let (_, token, _) = app.customer("second-thoughts@example.com").await;
+    let body = json!({"items": [{"sku_id": "mug", "quantity": 1}], "shipping_address": address()});
+    let order = ok(place(&app, &token, "prep-1", body).await).await;
+    let id = order["order_id"].as_str().unwrap().to_string();
+    let pk = payment_key(&app, &order, CARD).await;
+    ok(confirm(&app, &token, &order, &pk, 10000).await).await;
+    let ship = format!("/api/v1/admin/orders/{id}/ship");
+    ok(send(&app, "POST", &ship, OPERATOR_TOKEN, None).await).await;
+    let preparing = until_status(&app, &token, &id, "preparing").await;
+    let tracking = preparing["shipment"]["tracking_number"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // When the shopper cancels
+    let cancel = format!("/api/v1/orders/{id}/cancel");
+    let cancelled = ok(send(&app, "POST", &cancel, &token, None).await).await;
+    assert_eq!(cancelled["status"], "cancelled");
+    // Then the carrier's booking is called off, the payment refunded and the unit back
+    let shipment = format!("/sandbox/carrier/v1/shipments/{tracking}");
+    let mut status = Value::Null;
+    for _ in 0..200 {
+        let r = app.client.get(app.url(&shipment)).send().await.unwrap();
+        status = r.json::<Value>().await.unwrap()["status"].clone();
+        if status == "cancelled" && gateway_balance(&app, &pk).await == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(status, "cancelled");
+    assert_eq!(gateway_balance(&app, &pk).await, 0);
+    assert_eq!(stock(&app, "mug").await, (5, 0, 0));
+}

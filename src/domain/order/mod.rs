@@ -188,6 +188,10 @@ pub enum Action {
     RestoreCoupon,
     /// Book a shipment with the carrier.
     BookShipment { exchange: bool },
+    /// Call a booked shipment off (a `preparing` order cancelled). Queued before the refund,
+    /// so no money goes back while the carrier may still ship: a carrier that already picked
+    /// the parcel up refuses, and the step waits as a dead letter for an operator.
+    CancelShipment { tracking_number: String },
     /// Into the user's inbox.
     Notify {
         kind: NotificationKind,
@@ -206,6 +210,7 @@ impl Action {
             Action::Restock { .. } => "restock",
             Action::RestoreCoupon => "restore_coupon",
             Action::BookShipment { .. } => "book_shipment",
+            Action::CancelShipment { .. } => "cancel_shipment",
             Action::Notify { .. } => "notify",
         }
     }

@@ -387,6 +387,15 @@ pub fn apply(s: &mut OrderState, event: &OrderEvent) {
         E::Cancelled { at } => {
             let paid = s.status != Some(S::AwaitingPayment);
             set_status(s, S::Cancelled, *at);
+            let booked = s
+                .shipments
+                .iter()
+                .rev()
+                .find(|sh| sh.status == ShipmentStatus::Ready);
+            if let Some(sh) = booked {
+                let tracking_number = sh.tracking_number.clone();
+                queue(s, Action::CancelShipment { tracking_number }, *at);
+            }
             if paid {
                 let amount = s.payment.as_ref().map_or(0, |p| p.amount - p.refunded);
                 let reason = "cancelled by the customer".to_owned();

@@ -534,3 +534,26 @@ fn an_order_with_nothing_to_pay_is_paid_without_the_gateway() {
     assert_eq!(refund, Some(0));
     assert!(actions(&s).contains(&"restock"));
 }
+
+#[test]
+fn cancelling_a_preparing_order_calls_the_shipment_off_before_the_refund() {
+    // Given a paid order whose shipment is booked (preparing)
+    let mut s = paid(false);
+    s.effects.clear();
+    when(&mut s, OrderCommand::Ship).unwrap();
+    let booked = Outcome::ShipmentBooked {
+        carrier: "sandbox".into(),
+        tracking_number: "T1".into(),
+    };
+    let c = complete(&s, "book_shipment", booked);
+    when(&mut s, c).unwrap();
+    s.effects.clear();
+    // When it is cancelled
+    when(&mut s, OrderCommand::Cancel { by: user() }).unwrap();
+    // Then the carrier is told first, then the money and units go back
+    assert_eq!(s.status, Some(OrderStatus::Cancelled));
+    assert_eq!(
+        actions(&s),
+        ["cancel_shipment", "refund_payment", "restock", "notify"]
+    );
+}
