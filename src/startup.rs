@@ -188,6 +188,16 @@ pub fn sandbox_config(settings: &Settings) -> crate::sandbox::SandboxConfig {
             .expose_secret()
             .as_bytes()
             .to_vec(),
+        webhook_url: match settings.sandbox.webhook_url.as_str() {
+            "" => format!("{}/api/v1/payments/webhook", settings.public_url()),
+            url => url.to_owned(),
+        },
+        webhook_secret: settings
+            .payments
+            .webhook_secret
+            .expose_secret()
+            .as_bytes()
+            .to_vec(),
     }
 }
 

@@ -75,6 +75,15 @@ pub struct WebhookData {
     pub order_id: String,
     /// `DONE`, `ABORTED`, `EXPIRED`, `CANCELED`, ...
     pub status: String,
+    /// Why a payment failed (`ABORTED`).
+    #[serde(default)]
+    pub failure: Option<WebhookFailure>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct WebhookFailure {
+    pub code: String,
+    pub message: String,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -117,7 +126,12 @@ pub async fn payment_webhook(
     tracing::info!(order_id = %id, event = event.event_type, status = event.data.status, "payment webhook");
     state
         .orders
-        .payment_event(&id, event.data.payment_key, &event.data.status)
+        .payment_event(
+            &id,
+            event.data.payment_key,
+            &event.data.status,
+            event.data.failure.map(|f| f.message),
+        )
         .await?;
     Ok(StatusCode::OK)
 }

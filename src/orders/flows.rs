@@ -144,10 +144,12 @@ impl Orders {
         id: &OrderId,
         payment_key: String,
         status: &str,
+        failure: Option<String>,
     ) -> Result<(), OrderFailure> {
         let result = match status {
             "DONE" => Ok(self.now()),
-            "ABORTED" | "EXPIRED" => Err(status.to_lowercase()),
+            // The gateway's reason, as its confirmation answer gives it.
+            "ABORTED" | "EXPIRED" => Err(failure.unwrap_or_else(|| status.to_lowercase())),
             _ => return Ok(()), // cancellations are ours; nothing to settle
         };
         let settle = OrderCommand::SettlePayment {

@@ -76,4 +76,8 @@ pub struct SandboxSettings {
     pub carrier_step_secs: f64,
     /// How long the time-out card keeps a confirmation hanging.
     pub timeout_card_delay_ms: u64,
+    /// Where the sandbox gateway posts its signed webhooks; empty: this engine's
+    /// `/api/v1/payments/webhook`.
+    #[serde(default)]
+    pub webhook_url: String,
 }

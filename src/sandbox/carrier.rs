@@ -7,8 +7,7 @@
 //! ALREADY_PICKED_UP` once it is shipping).
 
 use crate::domain::time::{Clock, SystemClock};
-use crate::integrations::signature;
-use crate::sandbox::reply::refuse;
+use crate::sandbox::reply::{deliver, refuse};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -126,21 +125,7 @@ async fn advance(c: CarrierState, tracking: String, callback_url: String) {
             "at": SystemClock.now().to_rfc3339(),
         })
         .to_string();
-        let sig = signature::sign(&c.secret, body.as_bytes());
-        for attempt in 0..8u32 {
-            let sent = c
-                .client
-                .post(&callback_url)
-                .header("content-type", "application/json")
-                .header(signature::HEADER, &sig)
-                .body(body.clone())
-                .send()
-                .await;
-            match sent {
-                Ok(r) if r.status().is_success() || r.status().is_client_error() => break,
-                _ => tokio::time::sleep(Duration::from_millis(200 << attempt)).await,
-            }
-        }
+        deliver(&c.client, &callback_url, &c.secret, body).await;
     }
 }
 

@@ -23,6 +23,9 @@ pub struct SandboxConfig {
     pub timeout_card_delay: Duration,
     /// The key carrier callbacks are signed with.
     pub carrier_secret: Vec<u8>,
+    /// Where the gateway posts its webhooks, and the key it signs them with.
+    pub webhook_url: String,
+    pub webhook_secret: Vec<u8>,
 }
 
 /// `/sandbox/pg/...` and `/sandbox/carrier/...`.
@@ -32,7 +35,10 @@ pub fn router(config: SandboxConfig) -> Router {
             "/sandbox/pg",
             pg::routes()
                 .merge(checkout::routes())
-                .with_state(pg::Pg::new(config.timeout_card_delay)),
+                .with_state(pg::Pg::new(
+                    config.timeout_card_delay,
+                    pg::Webhooks::new(config.webhook_url, config.webhook_secret),
+                )),
         )
         .nest(
             "/sandbox/carrier",

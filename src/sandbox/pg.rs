@@ -6,9 +6,14 @@
 //! answers only after a long delay (a time-out for the caller). `GET /v1/audit` lists every
 //! payment with how many times it was captured, for the tests' audits. The checkout page a
 //! shopper is sent to is `checkout.rs`.
+//!
+//! Like the real gateway, every status change (a confirmation's outcome, a cancel) is also
+//! posted to the merchant's webhook URL as `{event_type: "PAYMENT_STATUS_CHANGED", data:
+//! {payment_key, order_id, status, failure?: {code, message}}}`, signed, retried while the merchant is unreachable; the
+//! engine may hear of an outcome from the webhook before (or after) its own confirmation call.
 
 use crate::domain::time::{Clock, SystemClock};
-use crate::sandbox::reply::refuse;
+use crate::sandbox::reply::{deliver, refuse};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -48,14 +53,51 @@ struct Gateway {
 pub(super) struct Pg {
     state: Arc<Mutex<Gateway>>,
     delay: Duration,
+    webhooks: Webhooks,
+}
+
+/// Where status changes are posted, signed with `secret`.
+#[derive(Clone)]
+pub(super) struct Webhooks {
+    url: Arc<str>,
+    secret: Arc<[u8]>,
+    client: reqwest::Client,
+}
+
+impl Webhooks {
+    pub(super) fn new(url: String, secret: Vec<u8>) -> Self {
+        Self {
+            url: url.into(),
+            secret: secret.into(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("an HTTP client builds"),
+        }
+    }
+
+    /// Tells the merchant of `p`'s status, in the background.
+    fn send(&self, p: &SandboxPayment) {
+        let mut data = serde_json::json!({"payment_key": p.payment_key,
+            "order_id": p.order_id, "status": p.status});
+        if p.status == "ABORTED" {
+            data["failure"] =
+                serde_json::json!({"code": "REJECT_CARD_PAYMENT", "message": "insufficient_funds"});
+        }
+        let body =
+            serde_json::json!({"event_type": "PAYMENT_STATUS_CHANGED", "data": data}).to_string();
+        let hooks = self.clone();
+        tokio::spawn(async move { deliver(&hooks.client, &hooks.url, &hooks.secret, body).await });
+    }
 }
 
 impl Pg {
     /// A gateway with no payments; the time-out card answers after `timeout_card_delay`.
-    pub(super) fn new(timeout_card_delay: Duration) -> Self {
+    pub(super) fn new(timeout_card_delay: Duration, webhooks: Webhooks) -> Self {
         Pg {
             state: Arc::default(),
             delay: timeout_card_delay,
+            webhooks,
         }
     }
 }
@@ -138,11 +180,13 @@ async fn confirm(State(pg): State<Pg>, Json(req): Json<Confirm>) -> Response {
         }
         if p.card == DECLINED_CARD {
             p.status = "ABORTED";
+            pg.webhooks.send(p);
             return refuse(403, "REJECT_CARD_PAYMENT", "insufficient_funds");
         }
         p.status = "DONE";
         p.captures += 1;
         p.approved_at = Some(SystemClock.now().to_rfc3339());
+        pg.webhooks.send(p);
         (p.clone(), p.card == TIMEOUT_CARD)
     };
     if hang {
@@ -197,6 +241,7 @@ async fn cancel(
         "PARTIAL_CANCELED"
     };
     let answer = p.clone();
+    pg.webhooks.send(&answer);
     if let Some(k) = idempotency {
         gateway.cancels.insert(k, answer.clone());
     }

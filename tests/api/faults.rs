@@ -393,3 +393,92 @@ async fn cancelling_a_preparing_order_calls_off_its_carrier_booking_then_refunds
     assert_eq!(gateway_balance(&app, &pk).await, 0);
     assert_eq!(stock(&app, "mug").await, (5, 0, 0));
 }
+
+/// A merchant endpoint that keeps every webhook it is sent: (signature header, body).
+async fn webhook_receiver() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+) {
+    use axum::http::HeaderMap;
+    let kept: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>> = Default::default();
+    let k = kept.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let k = k.clone();
+            async move {
+                let sig = headers
+                    .get("x-emporium-signature")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                k.lock().unwrap().push((sig, body));
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, kept)
+}
+
+#[tokio::test]
+async fn the_sandbox_gateway_sends_signed_webhooks_and_the_engine_takes_each_once() {
+    // Given a sandbox gateway posting its webhooks to a merchant endpoint of ours
+    let (url, kept) = webhook_receiver().await;
+    let app = spawn_app_with(&[("EMPORIUM__SANDBOX__WEBHOOK_URL", url.as_str())]).await;
+    product_with_sku(&app, "Mug", "mug", 10000, 5).await;
+    let (_, token, _) = app.customer("hooked@example.com").await;
+    let body = json!({"items": [{"sku_id": "mug", "quantity": 1}], "shipping_address": address()});
+    let order = ok(place(&app, &token, "hook-1", body).await).await;
+    let id = order["order_id"].as_str().unwrap().to_string();
+    // When the payment is confirmed
+    ok(pay(&app, &token, &id, 10000).await).await;
+    // Then a DONE webhook for the order arrives, signed with the webhook secret
+    let mut hook = None;
+    for _ in 0..200 {
+        hook = kept.lock().unwrap().first().cloned();
+        if hook.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let (sig, body) = hook.expect("a webhook");
+    let event: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(event["event_type"], "PAYMENT_STATUS_CHANGED");
+    assert_eq!(event["data"]["status"], "DONE");
+    assert_eq!(event["data"]["order_id"], id.as_str());
+    let secret = b"sandbox-webhook-secret";
+    assert!(emporium::integrations::signature::verify(
+        secret,
+        body.as_bytes(),
+        &sig
+    ));
+    // And the engine, sent it twice, answers both and the order is paid once
+    for _ in 0..2 {
+        let r = app
+            .client
+            .post(app.url("/api/v1/payments/webhook"))
+            .header("x-emporium-signature", &sig)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let d = until_status(&app, &token, &id, "paid").await;
+    let paid = d["status_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["status"] == "paid")
+        .count();
+    assert_eq!(paid, 1);
+    let captured = audit(&app)
+        .await
+        .into_iter()
+        .find(|p| p["order_id"] == id.as_str())
+        .unwrap();
+    assert_eq!(captured["captures"], 1);
+}

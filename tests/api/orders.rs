@@ -685,6 +685,8 @@ async fn a_step_that_keeps_failing_becomes_a_dead_letter_and_an_operator_retries
         carrier_step: Duration::from_millis(50),
         timeout_card_delay: Duration::from_secs(1),
         carrier_secret: SECRET.as_bytes().to_vec(),
+        webhook_url: app.url("/api/v1/payments/webhook"),
+        webhook_secret: b"sandbox-webhook-secret".to_vec(),
     });
     tokio::spawn(async move { axum::serve(carrier, sandbox).await });
     let effect = letter["effect_id"].as_u64().unwrap();
