@@ -133,6 +133,15 @@ impl Node {
         .await?;
         tracing::info!(elapsed = ?started.elapsed(), "orders loaded");
         crate::events::feeds::start(&bus, &orders, &skus, &catalog);
+        crate::drops::announce::Announcer {
+            skus: skus.clone(),
+            catalog: catalog.clone(),
+            watchers: shopping.watchers.clone(),
+            users: accounts.users.clone(),
+            bus: bus.clone(),
+            clock: clock.clone(),
+        }
+        .start(shutdown.clone());
         let live_stock = LiveStock::new(bus.clone(), clock.clone());
         let drops = Drops::start(
             skus.clone(),
@@ -145,6 +154,7 @@ impl Node {
             orders.clone(),
             bus.clone(),
             accounts.vault.clone(),
+            accounts.users.clone(),
         )
         .await?;
         let promised = orders
@@ -155,6 +165,7 @@ impl Node {
             Arc::new(catalog.products.clone()),
             Arc::new(shopping.carts.clone()),
             Arc::new(shopping.campaigns.clone()),
+            Arc::new(shopping.watchers.clone()),
             Arc::new(accounts.users.clone()),
             Arc::new(accounts.emails.clone()),
             orders.kind(),

@@ -32,6 +32,7 @@ mod shell;
 pub mod sku;
 mod supervisor;
 pub mod user;
+pub mod watchers;
 
 pub use entities::{Entities, EntityKind, Runtime, RuntimeConfig};
 pub use entity::{AskError, Entity, EntityKey, Inspection, RuntimeError};

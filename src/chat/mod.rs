@@ -4,11 +4,14 @@
 //! views, so listing them asks no room.
 
 use crate::actors::chat::{Room, RoomView};
+use crate::actors::user::User;
 use crate::actors::{AskError, Entities, Runtime, RuntimeError};
 use crate::auth::vault::Vault;
-use crate::domain::chat::{ChatMessage, MAX_PAGE, RoomCommand, RoomError};
+use crate::domain::chat::{ChatMessage, MAX_PAGE, RoomCommand, RoomError, mentions};
 use crate::domain::ids::{OrderId, RoomId, UserId};
 use crate::domain::order::Requester;
+use crate::domain::user::UserCommand;
+use crate::domain::user::inbox::Notification;
 use crate::events::EventBus;
 use crate::orders::{OrderFailure, Orders};
 use dashmap::DashMap;
@@ -23,6 +26,8 @@ pub struct Chat {
     bus: EventBus,
     /// Message texts are sealed for their authors.
     vault: Arc<Vault>,
+    /// Mentioned members are notified.
+    users: Entities<User>,
     /// Rooms by member.
     index: Arc<DashMap<UserId, BTreeSet<RoomId>>>,
 }
@@ -73,6 +78,7 @@ impl Chat {
         orders: Orders,
         bus: EventBus,
         vault: Arc<Vault>,
+        users: Entities<User>,
     ) -> anyhow::Result<Self> {
         let rooms = Entities::<Room>::start(rt).await?;
         let index: Arc<DashMap<UserId, BTreeSet<RoomId>>> = Arc::default();
@@ -106,6 +112,7 @@ impl Chat {
             orders,
             bus,
             vault,
+            users,
             index,
         })
     }
@@ -195,7 +202,32 @@ impl Chat {
         let message = self.reveal(message).await?;
         self.bus
             .announce(&format!("chat:{room}"), pushed(&room, &message));
+        self.notify_mentioned(&room, &message).await;
         Ok((room, message))
+    }
+
+    /// Tells each member `@`-mentioned in `message` (a `chat_mention` notification: the room,
+    /// not the text, which stays the author's). Best effort: the message is posted whatever
+    /// happens here; a resent message notifies again under the same id, which inboxes keep once.
+    async fn notify_mentioned(&self, room: &RoomId, message: &ChatMessage) {
+        let Some(view) = self.rooms.view(room) else {
+            return;
+        };
+        for user in mentions(&message.text, &view.members, &message.author) {
+            let note = Notification {
+                id: format!("chat-{room}-{}-mention", message.id),
+                kind: "chat_mention".into(),
+                text: format!("You were mentioned in the chat \"{}\".", view.name),
+                at: message.at,
+            };
+            let pushed = crate::events::feeds::notification(&note);
+            match self.users.ask(&user, UserCommand::Notify(note)).await {
+                Ok(_) => {
+                    self.bus.announce(&format!("user:{user}"), pushed);
+                }
+                Err(e) => tracing::warn!(%user, error = ?e, "cannot notify a mention"),
+            }
+        }
     }
 
     /// A page of history, newest first, for a reader of the room; and the cursor of the next.

@@ -277,6 +277,24 @@ pub fn posted<'a>(s: &'a RoomState, cmd: &RoomCommand) -> Option<&'a ChatMessage
     }
 }
 
+/// The members `text` mentions as `@user_id` (each once, in order; the author never).
+pub fn mentions(text: &str, members: &[UserId], author: &UserId) -> Vec<UserId> {
+    let id_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':');
+    let mut found: Vec<UserId> = Vec::new();
+    for (at, _) in text.match_indices('@') {
+        let rest = &text[at + 1..];
+        let end = rest.find(|c: char| !id_char(c)).unwrap_or(rest.len());
+        let raw = rest[..end].trim_end_matches(['.', ':']);
+        let Ok(user) = UserId::parse(raw) else {
+            continue;
+        };
+        if &user != author && members.contains(&user) && !found.contains(&user) {
+            found.push(user);
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +376,17 @@ mod tests {
         assert_eq!(decide(&s, &join(false), NOW), Err(RoomError::Forbidden));
         assert!(decide(&s, &join(true), NOW).is_ok());
         assert_eq!(decide(&s, &create(Some("o1")), NOW), Ok(vec![]));
+    }
+
+    #[test]
+    fn mentions_name_members_once_and_never_the_author() {
+        let members = [user("kim"), user("lee"), user("owner")];
+        let text = "@kim, see @lee. @kim again, @stranger and @owner: hi";
+        assert_eq!(
+            mentions(text, &members, &user("owner")),
+            [user("kim"), user("lee")]
+        );
+        assert!(mentions("mail me at a@b", &members, &user("kim")).is_empty());
     }
 
     #[test]

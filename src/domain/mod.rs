@@ -25,3 +25,4 @@ pub mod sealed;
 pub mod text;
 pub mod time;
 pub mod user;
+pub mod watchers;

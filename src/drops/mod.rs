@@ -4,8 +4,10 @@
 //! order kept with the hold — then the answer. The order is written right after, already
 //! reserved (`orders::promised`), so the orders saga pays, expires and compensates it like any
 //! other. Sold-out and not-live answers come from the durable view without asking anyone.
-//! [`live`] publishes each drop's remaining count on the EventBus, coalesced.
+//! [`live`] publishes each drop's remaining count on the EventBus, coalesced; [`announce`]
+//! tells the shoppers who wishlisted a drop's product when it starts.
 
+pub mod announce;
 pub mod live;
 
 use crate::actors::sku::Sku;

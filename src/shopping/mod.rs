@@ -6,6 +6,7 @@
 use crate::actors::campaign::CampaignEntity;
 use crate::actors::cart::Cart;
 use crate::actors::user::User;
+use crate::actors::watchers::ProductWatchers;
 use crate::actors::{AskError, Entities, Runtime, RuntimeError};
 use crate::catalog::Catalog;
 use crate::domain::cart::{AppliedCoupon, CartCommand, CartError, CartLine, CartState};
@@ -17,6 +18,7 @@ use crate::domain::time::{Clock, Timestamp};
 use crate::domain::user::wallet::{CouponStatus, WalletCommand, WalletCoupon};
 use crate::domain::user::wishlist::WishlistCommand;
 use crate::domain::user::{UserCommand, UserError};
+use crate::domain::watchers::{WatchCommand, WatchError};
 use dashmap::DashMap;
 use std::sync::Arc;
 
@@ -34,6 +36,8 @@ pub enum ShoppingError {
     NotApplicable(&'static str),
     #[error("a campaign already uses this code")]
     CodeTaken,
+    #[error(transparent)]
+    Watch(#[from] WatchError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
 }
@@ -58,6 +62,8 @@ pub struct OwnedCoupon {
 pub struct Shopping {
     pub carts: Entities<Cart>,
     pub campaigns: Entities<CampaignEntity>,
+    /// Who wishlisted each product (for "drop starting" notifications).
+    pub watchers: Entities<ProductWatchers>,
     /// Claim code -> campaign of the campaigns created before a code decided its campaign's
     /// id (see [`campaign_of`]), from their views: the earliest of each code.
     legacy_codes: Arc<DashMap<String, CampaignId>>,
@@ -74,7 +80,8 @@ impl Shopping {
     ) -> anyhow::Result<Self> {
         let clock = rt.clock.clone();
         let carts = Entities::<Cart>::start(rt.clone()).await?;
-        let campaigns = Entities::<CampaignEntity>::start(rt).await?;
+        let campaigns = Entities::<CampaignEntity>::start(rt.clone()).await?;
+        let watchers = Entities::<ProductWatchers>::start(rt).await?;
         let legacy_codes = Arc::new(DashMap::new());
         let remember = |codes: &DashMap<String, CampaignId>, id: &CampaignId, code: &str| {
             let code = text::code(code);
@@ -93,6 +100,7 @@ impl Shopping {
         Ok(Self {
             carts,
             campaigns,
+            watchers,
             legacy_codes,
             catalog,
             users,
@@ -319,15 +327,24 @@ impl Shopping {
         product: &ProductId,
         add: bool,
     ) -> Result<Vec<ProductId>, ShoppingError> {
-        let command = if add {
+        let (command, watch) = if add {
             if self.catalog.index.get(product).is_none() {
                 return Err(ShoppingError::NotFound("product"));
             }
-            UserCommand::Wishlist(WishlistCommand::Add(product.clone()))
+            (
+                WishlistCommand::Add(product.clone()),
+                WatchCommand::Watch(user.clone()),
+            )
         } else {
-            UserCommand::Wishlist(WishlistCommand::Remove(product.clone()))
+            (
+                WishlistCommand::Remove(product.clone()),
+                WatchCommand::Unwatch(user.clone()),
+            )
         };
-        let account = self.users.ask(user, command).await?;
+        let account = self.users.ask(user, UserCommand::Wishlist(command)).await?;
+        // Then the product's watchers (both idempotent: a failed second step is repaired by
+        // the client's retry).
+        self.watchers.ask(product, watch).await?;
         Ok(account.state.wishlist.products().cloned().collect())
     }
 }

@@ -482,3 +482,91 @@ async fn the_sandbox_gateway_sends_signed_webhooks_and_the_engine_takes_each_onc
         .unwrap();
     assert_eq!(captured["captures"], 1);
 }
+
+/// The caller's notifications of `kind`, waiting up to 5 s for at least `want` of them.
+async fn notifications_of(app: &TestApp, token: &str, kind: &str, want: usize) -> Vec<Value> {
+    let mut found = Vec::new();
+    for _ in 0..250 {
+        let path = "/api/v1/users/me/notifications";
+        let page = ok(send(app, "GET", path, token, None).await).await;
+        found = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["kind"] == kind)
+            .cloned()
+            .collect();
+        if found.len() >= want {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    found
+}
+
+#[tokio::test]
+async fn a_drop_starting_is_announced_to_those_who_wishlisted_its_product() {
+    // Given a product one shopper wishlisted and another did not
+    let app = spawn_app_with(&[]).await;
+    let product = product_with_sku(&app, "Sneaker", "snk", 200000, 10).await;
+    let (_, fan, _) = app.customer("fan@example.com").await;
+    let (_, other, _) = app.customer("other@example.com").await;
+    let wish = format!("/api/v1/users/me/wishlist/{product}");
+    ok(send(&app, "PUT", &wish, &fan, None).await).await;
+    // When a drop of it starts a second from now
+    let starts = emporium::domain::time::Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+            + 1000,
+    );
+    let drop = json!({"sku_id": "snk", "quantity": 2, "price": 99000,
+        "starts_at": starts.to_rfc3339(), "per_user_limit": 1});
+    let created = send(
+        &app,
+        "POST",
+        "/api/v1/admin/drops",
+        OPERATOR_TOKEN,
+        Some(drop),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    // Then the fan is told once it starts, and the other shopper is not
+    let told = notifications_of(&app, &fan, "drop_starting", 1).await;
+    assert_eq!(told.len(), 1, "the fan is told");
+    assert!(told[0]["text"].as_str().unwrap().contains("Sneaker"));
+    assert!(
+        notifications_of(&app, &other, "drop_starting", 1)
+            .await
+            .is_empty()
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_chat_mention_notifies_the_member_mentioned() {
+    // Given a room of two shoppers
+    let app = spawn_app_with(&[]).await;
+    let (kim_id, kim, _) = app.customer("kim@example.com").await;
+    let (_, lee, _) = app.customer("lee@example.com").await;
+    let room = json!({"name": "Sneakers", "members": [kim_id]});
+    let room = ok(send(&app, "POST", "/api/v1/chat/rooms", &lee, Some(room)).await).await;
+    let messages = format!(
+        "/api/v1/chat/rooms/{}/messages",
+        room["room_id"].as_str().unwrap()
+    );
+    // When Lee mentions Kim
+    let said = json!({"text": format!("@{kim_id} the drop is live!")});
+    ok(send(&app, "POST", &messages, &lee, Some(said)).await).await;
+    // Then Kim is notified, and Lee is not
+    let told = notifications_of(&app, &kim, "chat_mention", 1).await;
+    assert_eq!(told.len(), 1);
+    assert!(told[0]["text"].as_str().unwrap().contains("Sneakers"));
+    assert!(
+        notifications_of(&app, &lee, "chat_mention", 1)
+            .await
+            .is_empty()
+    );
+    app.stop().await;
+}

@@ -19,7 +19,7 @@ async fn actors_snapshots_and_the_cluster_routes_of_a_lone_node() {
         .expect("the sku kind");
     assert_eq!(sku["active"], 1);
     assert!(sku["mailbox_depth_p99"].is_u64() && sku["restarts"] == 0);
-    assert_eq!(kinds.len(), 8, "every kind: {actors}");
+    assert_eq!(kinds.len(), 9, "every kind: {actors}");
 
     let inspected = ok(app.inspect("sku", "tee").await).await;
     assert_eq!(

@@ -16,6 +16,7 @@ use crate::domain::order::OrderError;
 use crate::domain::user::UserError;
 use crate::domain::user::wallet::WalletError;
 use crate::domain::user::wishlist::WishlistError;
+use crate::domain::watchers::WatchError;
 use crate::drops::DropFailure;
 use crate::orders::OrderFailure;
 use crate::shopping::ShoppingError;
@@ -160,6 +161,9 @@ impl From<ShoppingError> for ApiError {
                 Self::new(S::CONFLICT, "coupon_not_applicable", detail).with_reason(reason)
             }
             ShoppingError::CodeTaken => Self::new(S::CONFLICT, "code_taken", detail),
+            ShoppingError::Watch(WatchError::TooMany) => {
+                Self::new(S::CONFLICT, "too_many_watchers", detail)
+            }
             ShoppingError::Runtime(r) => r.into(),
         }
     }
