@@ -142,6 +142,28 @@ impl Drops {
         self.index.get(drop_id).map(|e| e.value().clone())
     }
 
+    /// A page of drops, soonest start first (then by id), of `status` at `now` if given, after
+    /// `after` (the start and id of the previous page's last); and whether more follow.
+    pub fn list(
+        &self,
+        status: Option<DropStatus>,
+        after: Option<&(Timestamp, DropId)>,
+        limit: usize,
+    ) -> (Vec<(SkuId, DropView)>, bool) {
+        let now = self.now();
+        let mut all: Vec<(SkuId, DropView)> = self
+            .index
+            .iter()
+            .map(|e| e.value().clone())
+            .filter(|(_, d)| status.is_none_or(|s| d.status(now) == s))
+            .filter(|(_, d)| after.is_none_or(|a| (d.starts_at, &d.drop_id) > (a.0, &a.1)))
+            .collect();
+        all.sort_by(|(_, a), (_, b)| (a.starts_at, &a.drop_id).cmp(&(b.starts_at, &b.drop_id)));
+        let more = all.len() > limit;
+        all.truncate(limit);
+        (all, more)
+    }
+
     /// Buys from a drop; the same key again returns the same order.
     pub async fn purchase(&self, p: Purchase) -> Result<(OrderId, OrderState), DropFailure> {
         let (sku, view) = self.get(&p.drop_id).ok_or(DropError::NotFound)?;

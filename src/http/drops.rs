@@ -1,12 +1,13 @@
 //! Flash-sale drop routes: an admin creates a drop, anyone reads it, a customer buys from it.
 //! Thin: the rules are the SKU entity's, the flow is `crate::drops`.
 
-use crate::domain::drop::{DropId, DropSpec, DropView};
+use crate::domain::drop::{DropId, DropSpec, DropStatus, DropView};
 use crate::domain::ids::SkuId;
 use crate::domain::time::Timestamp;
 use crate::drops::Purchase;
+use crate::http::catalog::{DEFAULT_LIMIT, MAX_LIMIT, limit};
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::{AdminUser, ApiJson, ApiPath, AuthUser};
+use crate::http::extract::{AdminUser, ApiJson, ApiPath, ApiQuery, AuthUser};
 use crate::http::idempotency;
 use crate::http::order_body::{self, OrderCreated};
 use crate::http::state::AppState;
@@ -14,13 +15,14 @@ use crate::orders::placement::ShippingAddress;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_drop))
         .routes(routes!(get_drop))
+        .routes(routes!(list_drops))
         .routes(routes!(purchase))
 }
 
@@ -40,6 +42,8 @@ pub struct CreateDrop {
 pub struct DropBody {
     pub drop_id: String,
     pub sku_id: String,
+    /// The product the SKU belongs to.
+    pub product_id: Option<String>,
     /// `scheduled`, `live`, `sold_out` or `ended`.
     pub status: &'static str,
     pub quantity: u32,
@@ -66,6 +70,7 @@ fn body(state: &AppState, sku: &SkuId, d: &DropView) -> DropBody {
     DropBody {
         drop_id: d.drop_id.to_string(),
         sku_id: sku.to_string(),
+        product_id: state.catalog.index.owner_of(sku).map(|p| p.to_string()),
         status: d.status(state.drops.now()).as_str(),
         quantity: d.quantity,
         remaining: d.remaining,
@@ -133,6 +138,64 @@ pub async fn get_drop(
         .get(&id)
         .ok_or_else(|| ApiError::not_found("no such drop"))?;
     Ok(axum::Json(body(&state, &sku, &view)))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct DropsQuery {
+    /// `scheduled`, `live`, `sold_out` or `ended`.
+    pub status: Option<String>,
+    pub cursor: Option<String>,
+    /// 1 to 100 (default 20).
+    pub limit: Option<usize>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DropPage {
+    pub items: Vec<DropBody>,
+    pub next_cursor: Option<String>,
+}
+
+/// A page of drops, soonest start first; anonymous. `status` filters by the status now.
+#[utoipa::path(get, path = "/api/v1/drops", tag = "drops", params(DropsQuery),
+    responses((status = 200, body = DropPage), (status = 400, body = Problem)))]
+pub async fn list_drops(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<DropsQuery>,
+) -> Result<axum::Json<DropPage>, ApiError> {
+    let bad = |code: &'static str, what: &str| {
+        ApiError::new(StatusCode::BAD_REQUEST, code, what.to_owned())
+    };
+    let limit = limit(query.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
+    let status = match query.status.as_deref() {
+        None => None,
+        Some("scheduled") => Some(DropStatus::Scheduled),
+        Some("live") => Some(DropStatus::Live),
+        Some("sold_out") => Some(DropStatus::SoldOut),
+        Some("ended") => Some(DropStatus::Ended),
+        Some(_) => {
+            let what = "status must be scheduled, live, sold_out or ended";
+            return Err(bad("invalid_query", what));
+        }
+    };
+    // The cursor: the last drop's start (ms) and id, `millis~drop_id`.
+    let after = match query.cursor.as_deref() {
+        None => None,
+        Some(raw) => {
+            let parsed = raw
+                .split_once('~')
+                .and_then(|(at, id)| Some((Timestamp(at.parse().ok()?), DropId::parse(id).ok()?)));
+            Some(parsed.ok_or_else(|| bad("invalid_cursor", "the cursor is not valid"))?)
+        }
+    };
+    let (page, more) = state.drops.list(status, after.as_ref(), limit);
+    let next_cursor = more
+        .then(|| {
+            page.last()
+                .map(|(_, d)| format!("{}~{}", d.starts_at.0, d.drop_id))
+        })
+        .flatten();
+    let items = page.iter().map(|(sku, d)| body(&state, sku, d)).collect();
+    Ok(axum::Json(DropPage { items, next_cursor }))
 }
 
 /// Buys from a live drop: 201 with an order awaiting payment, once the reservation is durable.

@@ -374,3 +374,64 @@ async fn past_the_in_flight_limit_buyers_are_shed_with_429_and_nothing_is_lost()
     );
     assert_eq!(after["remaining"].as_u64().unwrap() + created, 1000);
 }
+
+#[tokio::test]
+async fn drops_are_listed_soonest_first_filtered_by_status_and_paged_exactly_once() {
+    // Given two live drops and a scheduled one, on SKUs of one product each
+    let app = spawn_app().await;
+    for s in ["a", "b", "c"] {
+        sku(&app, s, 10).await;
+    }
+    let hour = 3_600_000;
+    let soon = Timestamp(SystemClock.now().millis() + hour);
+    let early = Timestamp(an_hour_ago().0 - hour);
+    let (a, b, c) = (
+        drop_of(&app, "a", 1, 1, an_hour_ago()).await,
+        drop_of(&app, "b", 1, 1, early).await,
+        drop_of(&app, "c", 1, 1, soon).await,
+    );
+    let list = |query: &str| {
+        let url = app.url(&format!("/api/v1/drops{query}"));
+        let client = app.client.clone();
+        async move { client.get(url).send().await.unwrap() }
+    };
+    // Then all come soonest start first, each with its product
+    let all = ok(list("").await).await;
+    let ids: Vec<&Value> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| &d["drop_id"])
+        .collect();
+    assert_eq!(ids, [&b["drop_id"], &a["drop_id"], &c["drop_id"]]);
+    assert!(all["items"][0]["product_id"].is_string());
+    // And a status filters
+    let live = ok(list("?status=live").await).await;
+    assert_eq!(live["items"].as_array().unwrap().len(), 2);
+    let scheduled = ok(list("?status=scheduled").await).await;
+    assert_eq!(scheduled["items"][0]["drop_id"], c["drop_id"]);
+    // And pages of one walk every drop exactly once
+    let (mut seen, mut cursor) = (Vec::new(), None::<String>);
+    loop {
+        let query = match &cursor {
+            Some(c) => format!("?limit=1&cursor={c}"),
+            None => "?limit=1".to_owned(),
+        };
+        let page = ok(list(&query).await).await;
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["drop_id"].clone()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 3);
+    // And nonsense is a 400 problem
+    assert_problem(list("?status=maybe").await, 400, "invalid_query").await;
+    assert_problem(list("?cursor=nope").await, 400, "invalid_cursor").await;
+}
