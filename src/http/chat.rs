@@ -1,8 +1,8 @@
 //! Chat rooms over REST (`/api/v1/chat/rooms…`): create, list yours, read one, join, leave,
 //! post, and the history newest first with a `before` cursor (a message id).
 
-use crate::chat::{Member, NewRoom};
-use crate::domain::chat::ChatMessage;
+use crate::chat::{ChatFailure, Member, NewRoom};
+use crate::domain::chat::{ChatMessage, RoomError};
 use crate::domain::ids::{OrderId, RoomId, UserId};
 use crate::domain::role::Role;
 use crate::http::error::{ApiError, Problem};
@@ -153,10 +153,12 @@ pub async fn list_rooms(user: AuthUser, State(state): State<AppState>) -> axum::
     axum::Json(RoomList { items })
 }
 
-/// A room and its members (for its readers).
+/// A room and its members, for its readers (members; admins for support rooms): anyone else
+/// is told `403 not_a_member`, as the room's messages answer.
 #[utoipa::path(get, path = "/api/v1/chat/rooms/{room_id}", tag = "chat",
     security(("bearer" = [])), params(("room_id" = String, Path)),
-    responses((status = 200, body = RoomBody), (status = 404, body = Problem)))]
+    responses((status = 200, body = RoomBody), (status = 403, body = Problem),
+        (status = 404, body = Problem)))]
 pub async fn get_room(
     user: AuthUser,
     State(state): State<AppState>,
@@ -164,14 +166,14 @@ pub async fn get_room(
 ) -> Result<axum::Json<RoomBody>, ApiError> {
     let id = room_id(raw)?;
     let m = member(&user);
-    if !state.chat.can_read(&m.user, m.admin, id.as_str()).await {
-        return Err(ApiError::not_found("no such room"));
-    }
     let view = state
         .chat
         .rooms()
         .view(&id)
         .ok_or_else(|| ApiError::not_found("no such room"))?;
+    if !view.can_read(&m.user, m.admin) {
+        return Err(ChatFailure::Room(RoomError::NotMember).into());
+    }
     Ok(axum::Json(room_body(&id, &view)))
 }
 

@@ -408,6 +408,20 @@ async fn make_journal_fixture() {
     std::fs::write(out.join("expected.json"), text + "\n").unwrap();
 }
 
+/// Whether `answer` says everything `expected` says: the same values, and every field of an
+/// object (the contract allows fields to be added, never changed or taken away).
+fn holds(answer: &Value, expected: &Value) -> bool {
+    match (answer, expected) {
+        (Value::Object(a), Value::Object(e)) => e
+            .iter()
+            .all(|(k, v)| a.get(k).is_some_and(|got| holds(got, v))),
+        (Value::Array(a), Value::Array(e)) => {
+            a.len() == e.len() && a.iter().zip(e).all(|(got, v)| holds(got, v))
+        }
+        _ => answer == expected,
+    }
+}
+
 #[tokio::test]
 async fn journals_and_snapshots_of_the_previous_shapes_still_read() {
     let expected: Vec<Value> = serde_json::from_str(
@@ -425,7 +439,11 @@ async fn journals_and_snapshots_of_the_previous_shapes_still_read() {
                 read_spec["path"].as_str().unwrap(),
             );
             let answer = read(&app, &me, As::parse(who), path).await;
-            assert_eq!(answer, read_spec["answer"], "{image}: GET {path} as {who}");
+            assert!(
+                holds(&answer, &read_spec["answer"]),
+                "{image}: GET {path} as {who}: {answer} does not hold {}",
+                read_spec["answer"]
+            );
         }
         // A campaign from before codes decided their campaign's id keeps its code.
         let (_, newcomer, _) = app.customer(&format!("new-{image}@example.com")).await;
