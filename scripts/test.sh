@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit, API, runtime, CLI and crash tests, and each bench once in
-# test mode (they must build and work; timing belongs to `cargo bench`), and a smoke of every
-# load-test scenario. Needs the Rust
+# test mode (they must build and work; timing belongs to `cargo bench`), a smoke of every
+# load-test scenario, and each fuzz target for a few seconds. Needs the Rust
 # toolchain; what else the tests need is installed here:
 # - python3 with an SMTP server module (stdlib `smtpd` up to Python 3.11, else `aiosmtpd`),
 #   the real SMTP server the mail adapter is tested against.
@@ -34,3 +34,6 @@ cargo test --bench journal --bench sku --bench catalog -- --test
 cargo test --workspace
 # A seconds-long smoke of every load-test scenario against a real server.
 ./scripts/loadtest-smoke.sh
+# Every fuzz target for a few seconds (cargo-fuzz is installed if missing).
+./scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
+
