@@ -92,7 +92,11 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         routes = routes.merge(dev::router());
     }
     let (router, api) = routes.split_for_parts();
+    // The browsable reference of the same document (Swagger UI, files in the binary).
+    let docs = utoipa_swagger_ui::SwaggerUi::new("/api/v1/docs")
+        .config(utoipa_swagger_ui::Config::from("/api/v1/openapi.json"));
     router
+        .merge(docs)
         .layer(axum::Extension(Arc::new(api)))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)

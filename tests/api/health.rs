@@ -110,3 +110,23 @@ async fn graceful_shutdown_then_restart_keeps_state() {
     assert_eq!(body["snapshot_seq"], 2, "shutdown snapshotted the entity");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_browsable_reference_serves_the_document_from_the_binary() {
+    let app = crate::helpers::spawn_app().await;
+    let get = |path: &str| app.client.get(app.url(path)).send();
+    let page = get("/api/v1/docs/").await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("swagger-ui"));
+    let init = get("/api/v1/docs/swagger-initializer.js").await.unwrap();
+    assert!(
+        init.text()
+            .await
+            .unwrap()
+            .contains("\"/api/v1/openapi.json\""),
+        "the page reads the engine's own document"
+    );
+    let bundle = get("/api/v1/docs/swagger-ui-bundle.js").await.unwrap();
+    assert_eq!(bundle.status(), 200, "served from the binary, no CDN");
+    app.stop().await;
+}
