@@ -112,7 +112,9 @@ pub fn discount(
         DiscountKind::Fixed => terms.value.max(0),
     };
     let capped = terms.max_discount.map_or(raw, |cap| raw.min(cap));
-    Ok(capped.min(eligible))
+    // Never below zero nor above what is eligible, whatever the terms say (a negative cap
+    // made a negative discount: found by the `text` fuzz target).
+    Ok(capped.clamp(0, eligible.max(0)))
 }
 
 /// Subtotal, discount and total; the coupon's refusal is returned beside totals without it.
@@ -256,6 +258,15 @@ mod tests {
         );
         let huge = terms(DiscountKind::Fixed, 50_000);
         assert_eq!(discount(&lines, &huge, NOW), Ok(9_000), "never below zero");
+        let negative_cap = CouponTerms {
+            max_discount: Some(-5),
+            ..terms(DiscountKind::Fixed, 1000)
+        };
+        assert_eq!(
+            discount(&lines, &negative_cap, NOW),
+            Ok(0),
+            "never negative"
+        );
         let later = CouponTerms {
             starts_at: Some(Timestamp(2_000)),
             ..huge.clone()
