@@ -307,15 +307,25 @@ impl Accounts {
     /// Erases the account's personal data (its key: whatever was sealed for it anywhere —
     /// profile, email, orders' shipping addresses — no longer opens), frees its address and
     /// revokes all its tokens.
+    ///
+    /// Every step is idempotent and the key goes first, so a deletion interrupted by a failure
+    /// is finished by the client's retry (with the same token, which is revoked last), even
+    /// once the account already reads as deleted.
     pub async fn delete(&self, user: &UserId) -> Result<(), AccountError> {
-        let account = self.users.ask(user, UserCommand::Get).await?;
-        self.users.ask(user, UserCommand::Delete).await?;
+        let account = match self.users.ask(user, UserCommand::Get).await {
+            Ok(account) => Some(account),
+            Err(AskError::Rejected(UserError::NotFound)) => None,
+            Err(e) => return Err(e.into()),
+        };
         self.vault.erase(user).await?;
-        if let Ok(key) = EmailKey::parse(account.state.email_key.clone()) {
-            let release = ClaimCommand::Release {
-                user_id: user.clone(),
-            };
-            self.emails.ask(&key, release).await?;
+        if let Some(account) = account {
+            self.users.ask(user, UserCommand::Delete).await?;
+            if let Ok(key) = EmailKey::parse(account.state.email_key.clone()) {
+                let release = ClaimCommand::Release {
+                    user_id: user.clone(),
+                };
+                self.emails.ask(&key, release).await?;
+            }
         }
         let now_secs = self.clock.now().millis() / 1000;
         self.revocations

@@ -49,6 +49,9 @@ pub struct Vault {
     store: VaultStore,
     pii: Pii,
     cache: DashMap<String, Slot>,
+    /// Bumped by every erasure and every [`Vault::forget`]: a store read that started before
+    /// one is not cached (it may hold a key erased meanwhile).
+    erasures: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +72,13 @@ impl Vault {
             store,
             pii,
             cache: DashMap::new(),
+            erasures: Default::default(),
         }
+    }
+
+    /// Whether `person` was erased (their data no longer opens).
+    pub async fn is_erased(&self, person: &UserId) -> Result<bool, VaultError> {
+        Ok(matches!(self.slot(person, false).await?, Some(None)))
     }
 
     /// Seals `plaintext` as `person`'s data (creating their key, durably, if need be).
@@ -132,12 +141,16 @@ impl Vault {
                     .map_err(store_error)?;
             }
         }
+        self.erasures
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.cache.insert(person.to_string(), None);
         Ok(())
     }
 
     /// Drops `person`'s cached key (another node may have erased it).
     pub fn forget(&self, person: &str) {
+        self.erasures
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.cache.remove(person);
     }
 
@@ -147,6 +160,7 @@ impl Vault {
         if let Some(slot) = self.cache.get(person.as_str()) {
             return Ok(Some(*slot));
         }
+        let erasures = self.erasures.load(std::sync::atomic::Ordering::SeqCst);
         let slot = match self.read(person).await? {
             Some(stored) => self.unwrap(&stored)?,
             None if create => {
@@ -158,10 +172,14 @@ impl Vault {
             }
             None => return Ok(None),
         };
-        if self.cache.len() >= CACHE_MAX {
-            self.cache.clear();
+        // An erasure while this read was out may have been of this person: then the read is
+        // answered but not cached.
+        if self.erasures.load(std::sync::atomic::Ordering::SeqCst) == erasures {
+            if self.cache.len() >= CACHE_MAX {
+                self.cache.clear();
+            }
+            self.cache.insert(person.to_string(), slot);
         }
-        self.cache.insert(person.to_string(), slot);
         Ok(Some(slot))
     }
 

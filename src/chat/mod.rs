@@ -258,13 +258,23 @@ impl Chat {
         Ok((page, next))
     }
 
-    /// The message with its text opened; an erased author's stays sealed, its text empty.
+    /// The message with its text opened; an erased author's stays sealed, its text empty —
+    /// also a message from before texts were sealed, whose text is in clear.
     async fn reveal(&self, mut m: ChatMessage) -> Result<ChatMessage, ChatFailure> {
-        if let Some(sealed) = &m.sealed {
-            let opened = self.vault.open(&m.author, sealed).await;
-            if let Some(text) = opened.map_err(OrderFailure::from)? {
-                m.text = text;
-                m.sealed = None;
+        match &m.sealed {
+            Some(sealed) => {
+                let opened = self.vault.open(&m.author, sealed).await;
+                if let Some(text) = opened.map_err(OrderFailure::from)? {
+                    m.text = text;
+                    m.sealed = None;
+                }
+            }
+            None => {
+                let erased = self.vault.is_erased(&m.author).await;
+                if erased.map_err(OrderFailure::from)? {
+                    m.text.clear();
+                    m.sealed = Some(crate::domain::sealed::Sealed(Vec::new()));
+                }
             }
         }
         Ok(m)

@@ -125,9 +125,13 @@ pub(super) fn restock(
         vec![SkuEvent::Restocked {
             order_id: order_id.clone(),
             qty,
-            // Units a drop sold go back to it (the drop must have sold them).
+            // Units a drop sold go back to it while it runs (it must have sold them); once it
+            // ended, to the shelf, where they can be sold again.
             drop: drop
-                .filter(|d| state.drops.get(&d.drop_id).is_some_and(|x| x.sold >= qty))
+                .filter(|d| {
+                    let live = state.drops.get(&d.drop_id);
+                    live.is_some_and(|x| !x.ended && x.sold >= qty)
+                })
                 .cloned(),
         }]
     })

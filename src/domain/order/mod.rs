@@ -188,9 +188,10 @@ pub enum Action {
     RestoreCoupon,
     /// Book a shipment with the carrier.
     BookShipment { exchange: bool },
-    /// Call a booked shipment off (a `preparing` order cancelled). Queued before the refund,
-    /// so no money goes back while the carrier may still ship: a carrier that already picked
-    /// the parcel up refuses, and the step waits as a dead letter for an operator.
+    /// Call a booked shipment off (a `preparing` order cancelled). The refund and the restock
+    /// are queued only once it is done (`ShipmentCalledOff`), so no money goes back while the
+    /// carrier may still ship: a carrier that already picked the parcel up refuses, and the
+    /// step ends as a dead letter for an operator.
     CancelShipment { tracking_number: String },
     /// Into the user's inbox.
     Notify {
@@ -424,6 +425,11 @@ pub enum OrderEvent {
     ShipmentTracked {
         tracking_number: String,
         status: ShipmentStatus,
+        at: Timestamp,
+    },
+    /// The carrier called a booked shipment off (a `preparing` order cancelled).
+    ShipmentCalledOff {
+        tracking_number: String,
         at: Timestamp,
     },
     ReturnRequested(ReturnRequest),

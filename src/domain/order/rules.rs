@@ -65,8 +65,12 @@ pub fn decide(
         }),
         C::Cancel { by } => {
             s.owned_by(by)?;
+            // Once delivered (an exchange ships again through `preparing`), what was delivered
+            // comes back through returns, not a cancellation.
+            let delivered = s.history.iter().any(|(st, _)| *st == S::Delivered);
             match s.status {
                 Some(S::Cancelled) => Ok(vec![]),
+                _ if delivered => Err(OrderError::NotCancellable),
                 Some(S::AwaitingPayment | S::Paid | S::Preparing)
                     if s.payment.as_ref().map(|p| p.status) == Some(PaymentStatus::Confirming) =>
                 {
@@ -162,6 +166,12 @@ fn complete(
             exchange: *exchange,
             at: now,
         }],
+        (Action::CancelShipment { tracking_number }, Outcome::Done) => {
+            vec![E::ShipmentCalledOff {
+                tracking_number: tracking_number.clone(),
+                at: now,
+            }]
+        }
         (Action::RefundPayment { amount, .. }, Outcome::Done) => vec![E::Refunded {
             amount: *amount,
             at: now,
@@ -281,6 +291,19 @@ fn notify(s: &mut OrderState, kind: NotificationKind, text: String, at: Timestam
     queue(s, Action::Notify { kind, text }, at);
 }
 
+/// What a paid order cancelled gives back: the refund of what is left of the payment, every
+/// unit, the coupon.
+fn compensate_paid(s: &mut OrderState, at: Timestamp) {
+    let amount = s.payment.as_ref().map_or(0, |p| p.amount - p.refunded);
+    let reason = "cancelled by the customer".to_owned();
+    queue(s, Action::RefundPayment { amount, reason }, at);
+    let items = all_items(s);
+    queue(s, Action::Restock { items }, at);
+    if s.placement.as_ref().is_some_and(|p| p.coupon.is_some()) {
+        queue(s, Action::RestoreCoupon, at);
+    }
+}
+
 fn all_items(s: &OrderState) -> Vec<ReturnItem> {
     s.placement
         .iter()
@@ -391,28 +414,25 @@ pub fn apply(s: &mut OrderState, event: &OrderEvent) {
                 .shipments
                 .iter()
                 .rev()
-                .find(|sh| sh.status == ShipmentStatus::Ready);
-            if let Some(sh) = booked {
-                let tracking_number = sh.tracking_number.clone();
-                queue(s, Action::CancelShipment { tracking_number }, *at);
-            }
+                .find(|sh| sh.status == ShipmentStatus::Ready)
+                .map(|sh| sh.tracking_number.clone());
             if paid {
-                let amount = s.payment.as_ref().map_or(0, |p| p.amount - p.refunded);
-                let reason = "cancelled by the customer".to_owned();
-                queue(s, Action::RefundPayment { amount, reason }, *at);
-                let items = all_items(s);
-                queue(s, Action::Restock { items }, *at);
-                if s.placement.as_ref().is_some_and(|p| p.coupon.is_some()) {
-                    queue(s, Action::RestoreCoupon, *at);
-                }
                 // Restock also gives back units whose commit had not run yet.
                 drop_pending(s, &["book_shipment", "commit_stock"]);
-            } else {
-                queue(s, Action::ReleaseStock, *at);
+            }
+            match booked {
+                // The carrier first: money and units go back once it has called the parcel
+                // off (`ShipmentCalledOff`), never while it may still ship.
+                Some(tracking_number) => {
+                    queue(s, Action::CancelShipment { tracking_number }, *at);
+                }
+                None if paid => compensate_paid(s, *at),
+                None => queue(s, Action::ReleaseStock, *at),
             }
             let text = "Your order was cancelled.".to_owned();
             notify(s, NotificationKind::OrderCancelled, text, *at);
         }
+        E::ShipmentCalledOff { at, .. } => compensate_paid(s, *at),
         E::ShipmentRequested { exchange } => {
             queue(
                 s,

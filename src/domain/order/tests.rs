@@ -550,10 +550,35 @@ fn cancelling_a_preparing_order_calls_the_shipment_off_before_the_refund() {
     s.effects.clear();
     // When it is cancelled
     when(&mut s, OrderCommand::Cancel { by: user() }).unwrap();
-    // Then the carrier is told first, then the money and units go back
+    // Then only the carrier is told: nothing goes back while it may still ship
     assert_eq!(s.status, Some(OrderStatus::Cancelled));
-    assert_eq!(
-        actions(&s),
-        ["cancel_shipment", "refund_payment", "restock", "notify"]
-    );
+    assert_eq!(actions(&s), ["cancel_shipment", "notify"]);
+    // When the carrier has called the parcel off, the money and units go back
+    let c = complete(&s, "cancel_shipment", Outcome::Done);
+    when(&mut s, c).unwrap();
+    assert_eq!(actions(&s), ["notify", "refund_payment", "restock"]);
+}
+
+#[test]
+fn an_order_once_delivered_is_not_cancelled_even_while_an_exchange_ships() {
+    // Given a delivered order whose exchange is booked (preparing again)
+    let mut s = delivered();
+    s.effects.clear();
+    let ex = OrderCommand::RequestReturn {
+        by: user(),
+        kind: ReturnKind::Exchange,
+        reason: "wrong colour".into(),
+        items: vec![],
+    };
+    when(&mut s, ex).unwrap();
+    let booked = Outcome::ShipmentBooked {
+        carrier: "sandbox".into(),
+        tracking_number: "T2".into(),
+    };
+    let c = complete(&s, "book_shipment", booked);
+    when(&mut s, c).unwrap();
+    assert_eq!(s.status, Some(OrderStatus::Preparing));
+    // When it is cancelled, Then it is refused: nothing is refunded for goods kept
+    let cancel = OrderCommand::Cancel { by: user() };
+    assert_eq!(when(&mut s, cancel), Err(OrderError::NotCancellable));
 }

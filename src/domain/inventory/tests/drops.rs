@@ -232,3 +232,28 @@ fn a_drop_needs_the_units_and_a_sane_spec() {
         Err(SkuError::Drop(DropError::Invalid(_)))
     ));
 }
+
+#[test]
+fn a_unit_that_comes_back_after_its_drop_ended_goes_to_the_shelf() {
+    // Given a paid drop unit, and the drop over
+    let s = with_drop(3, 1);
+    let (_, s) = when(&s, buy("a", "u1", 1)).unwrap();
+    let commit = SkuCommand::Commit {
+        order_id: order("a"),
+    };
+    let (_, s) = when(&s, commit).unwrap();
+    let end = Timestamp(NOW.0 + 3_600_000);
+    let (_, s) = when_at(&s, SkuCommand::ExpireDue, end).unwrap();
+    // When it is returned
+    let restock = SkuCommand::Restock {
+        order_id: order("a"),
+        returned: 1,
+        drop: Some(DropBuyer {
+            drop_id: drop_id(),
+            user_id: user(),
+        }),
+    };
+    let (_, s) = when(&s, restock).unwrap();
+    // Then it is on the shelf, where it can be sold again
+    assert_eq!((s.available, s.sold, s.total()), (8, 0, 10));
+}
