@@ -19,6 +19,7 @@ pub mod health;
 pub mod idempotency;
 pub mod node_admin;
 pub mod notifications;
+pub mod openapi;
 pub mod order_body;
 pub mod orders;
 pub mod payments;
@@ -91,7 +92,8 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
     if state.dev_mode {
         routes = routes.merge(dev::router());
     }
-    let (router, api) = routes.split_for_parts();
+    let (router, mut api) = routes.split_for_parts();
+    openapi::complete(&mut api);
     // The browsable reference of the same document (Swagger UI, files in the binary).
     let docs = utoipa_swagger_ui::SwaggerUi::new("/api/v1/docs")
         .config(utoipa_swagger_ui::Config::from("/api/v1/openapi.json"));

@@ -1,0 +1,98 @@
+//! Makes the generated OpenAPI document say what the edge answers besides each route's own
+//! statuses: every problem is `application/problem+json` (RFC 9457, the `Problem` schema), and
+//! each operation lists the problems any route of its kind can give — 401 where a bearer token
+//! is needed; 400 (`malformed_json`), 413, 415 and 422 where a JSON body is read; 400
+//! (`invalid_id`) and 404 where ids are in the path; 429 (`overloaded`) and 503 (`timeout`,
+//! `unavailable`, with `Retry-After`) where entities are asked — and string path parameters
+//! carry the id rule (`domain::ids`: 1 to 64 of `A-Za-z0-9._:-`). Applied once, to the document
+//! the router collected from the routes.
+
+use utoipa::openapi::content::Content;
+use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::schema::{Schema, SchemaType, Type};
+use utoipa::openapi::{OpenApi, Ref, RefOr};
+
+const PROBLEM: &str = "application/problem+json";
+/// `domain::ids`: what every id is made of.
+const ID_PATTERN: &str = "^[A-Za-z0-9._:-]{1,64}$";
+
+/// Completes every operation of `doc` (see the module's documentation).
+pub fn complete(doc: &mut OpenApi) {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        // Health, metrics and the document itself ask no entity.
+        let asks = path.starts_with("/api/v1/") && path != "/api/v1/openapi.json";
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in operations.into_iter().flatten() {
+            complete_operation(op, asks);
+        }
+    }
+}
+
+fn problem(description: &str) -> RefOr<Response> {
+    let schema = RefOr::Ref(Ref::from_schema_name("Problem"));
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(PROBLEM, Content::new(Some(schema)))
+            .build(),
+    )
+}
+
+fn complete_operation(op: &mut Operation, asks: bool) {
+    for (status, response) in op.responses.responses.iter_mut() {
+        let failure = status.starts_with('4') || status.starts_with('5');
+        if let (true, RefOr::T(r)) = (failure, response)
+            && let Some(content) = r.content.shift_remove("application/json")
+        {
+            r.content.insert(PROBLEM.to_owned(), content);
+        }
+    }
+    let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+    let body = op.request_body.is_some();
+    let mut path_ids = false;
+    for p in op.parameters.iter_mut().flatten() {
+        if !matches!(p.parameter_in, ParameterIn::Path) {
+            continue;
+        }
+        if let Some(RefOr::T(Schema::Object(o))) = p.schema.as_mut()
+            && o.schema_type == SchemaType::Type(Type::String)
+        {
+            o.pattern = Some(ID_PATTERN.to_owned());
+            path_ids = true;
+        }
+    }
+    let mut add = |status: &str, what: &str| {
+        op.responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| problem(what));
+    };
+    if secured {
+        add("401", "missing, invalid, expired or revoked bearer token");
+    }
+    if body || path_ids {
+        add("400", "malformed JSON, or an id that breaks the id rule");
+    }
+    if body {
+        add("413", "body over the size limit");
+        add("415", "not application/json");
+        add("422", "a body of the wrong shape or values");
+    }
+    if path_ids {
+        add("404", "no such resource");
+    }
+    if asks {
+        add("429", "the node sheds load; retry after Retry-After");
+        add(
+            "503",
+            "no reply in time, or unavailable; retry after Retry-After",
+        );
+    }
+}
