@@ -2,7 +2,8 @@
 //! statuses: every problem is `application/problem+json` (RFC 9457, the `Problem` schema), and
 //! each operation lists the problems any route of its kind can give — 401 where a bearer token
 //! is needed; 400 (`malformed_json`), 413, 415 and 422 where a JSON body is read; 400
-//! (`invalid_id`) and 404 where ids are in the path; 429 (`overloaded`) and 503 (`timeout`,
+//! (`invalid_id`) and 404 where ids are in the path; 400 (`invalid_query`) where the query is
+//! read, whose `limit` is at least 1; 404 where a token's account is read; 429 (`overloaded`) and 503 (`timeout`,
 //! `unavailable`, with `Retry-After`) where entities are asked — and string path parameters
 //! carry the id rule (`domain::ids`: 1 to 64 of `A-Za-z0-9._:-`). Applied once, to the document
 //! the router collected from the routes.
@@ -56,8 +57,18 @@ fn complete_operation(op: &mut Operation, asks: bool) {
     }
     let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
     let body = op.request_body.is_some();
-    let mut path_ids = false;
+    let (mut path_ids, mut query) = (false, false);
     for p in op.parameters.iter_mut().flatten() {
+        if matches!(p.parameter_in, ParameterIn::Query) {
+            query = true;
+            // Pages: 1 and up (more than the maximum is served as the maximum).
+            if p.name == "limit"
+                && let Some(RefOr::T(Schema::Object(o))) = p.schema.as_mut()
+            {
+                o.minimum = Some(1f64.into());
+            }
+            continue;
+        }
         if !matches!(p.parameter_in, ParameterIn::Path) {
             continue;
         }
@@ -76,9 +87,15 @@ fn complete_operation(op: &mut Operation, asks: bool) {
     };
     if secured {
         add("401", "missing, invalid, expired or revoked bearer token");
+        // The account behind a valid token may be gone (deleted), or be none (the operator
+        // token).
+        add("404", "no such resource, or no account behind the token");
     }
-    if body || path_ids {
-        add("400", "malformed JSON, or an id that breaks the id rule");
+    if body || path_ids || query {
+        add(
+            "400",
+            "malformed JSON, a bad query value, or an id that breaks the id rule",
+        );
     }
     if body {
         add("413", "body over the size limit");
