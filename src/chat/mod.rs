@@ -10,7 +10,6 @@ use crate::auth::vault::Vault;
 use crate::domain::chat::{ChatMessage, MAX_PAGE, RoomCommand, RoomError, mentions};
 use crate::domain::ids::{OrderId, RoomId, UserId};
 use crate::domain::order::Requester;
-use crate::domain::user::UserCommand;
 use crate::domain::user::inbox::Notification;
 use crate::events::EventBus;
 use crate::orders::{OrderFailure, Orders};
@@ -220,12 +219,9 @@ impl Chat {
                 text: format!("You were mentioned in the chat \"{}\".", view.name),
                 at: message.at,
             };
-            let pushed = crate::events::feeds::notification(&note);
-            match self.users.ask(&user, UserCommand::Notify(note)).await {
-                Ok(_) => {
-                    self.bus.announce(&format!("user:{user}"), pushed);
-                }
-                Err(e) => tracing::warn!(%user, error = ?e, "cannot notify a mention"),
+            let told = crate::events::feeds::notify_user(&self.users, &self.bus, &user, note);
+            if let Err(e) = told.await {
+                tracing::warn!(%user, error = ?e, "cannot notify a mention");
             }
         }
     }

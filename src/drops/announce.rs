@@ -17,7 +17,6 @@ use crate::catalog::Catalog;
 use crate::domain::drop::DropId;
 use crate::domain::ids::{ProductId, SkuId, UserId};
 use crate::domain::time::Clock;
-use crate::domain::user::UserCommand;
 use crate::domain::user::inbox::Notification;
 use crate::domain::watchers::WatchCommand;
 use crate::events::EventBus;
@@ -115,13 +114,9 @@ impl Announcer {
     }
 
     async fn notify(&self, user: &UserId, note: Notification) {
-        let pushed = crate::events::feeds::notification(&note);
-        match self.users.ask(user, UserCommand::Notify(note)).await {
-            Ok(_) => {
-                self.bus.announce(&format!("user:{user}"), pushed);
-            }
-            // A deleted account: nobody to tell.
-            Err(crate::actors::AskError::Rejected(_)) => {}
+        match crate::events::feeds::notify_user(&self.users, &self.bus, user, note).await {
+            // Told; or a deleted account: nobody to tell.
+            Ok(()) | Err(crate::actors::AskError::Rejected(_)) => {}
             Err(e) => tracing::warn!(%user, error = ?e, "cannot notify of a drop"),
         }
     }

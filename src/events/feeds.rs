@@ -4,10 +4,13 @@
 //! and chat (`chat:{room}`). Messages are built only when the topic has a subscriber; a view
 //! written again without a change repeats its message, which the socket drops (see `ws`).
 
-use crate::actors::Entities;
 use crate::actors::sku::Sku;
+use crate::actors::user::User;
+use crate::actors::{AskError, Entities};
 use crate::catalog::Catalog;
+use crate::domain::ids::UserId;
 use crate::domain::user::inbox::Notification;
+use crate::domain::user::{UserCommand, UserError};
 use crate::events::{EventBus, Message};
 use crate::orders::Orders;
 use serde_json::json;
@@ -48,6 +51,20 @@ pub fn order(
     json!({"type": "order", "order_id": id, "status": status.as_str(), "at": at.to_rfc3339()})
         .to_string()
         .into()
+}
+
+/// Puts `note` in `user`'s inbox and, once it is there, pushes it on their `user` topic (on
+/// every node). An inbox keeps a notification's id once, so delivering again is harmless.
+pub async fn notify_user(
+    users: &Entities<User>,
+    bus: &EventBus,
+    user: &UserId,
+    note: Notification,
+) -> Result<(), AskError<UserError>> {
+    let pushed = notification(&note);
+    users.ask(user, UserCommand::Notify(note)).await?;
+    bus.announce(&format!("user:{user}"), pushed);
+    Ok(())
 }
 
 /// `{"type": "notification", "id", "kind", "text", "at"}`.

@@ -43,6 +43,20 @@ struct Booked {
     tracking_number: String,
 }
 
+/// The carrier's answer if it accepted the request: a 4xx is a refusal (with its text),
+/// anything else unsuccessful means the carrier is unavailable.
+async fn accepted(response: reqwest::Response) -> Result<reqwest::Response, CarrierError> {
+    let status = response.status();
+    if status.is_client_error() {
+        let text = response.text().await.unwrap_or_default();
+        return Err(CarrierError::Refused(format!("{status}: {text}")));
+    }
+    if !status.is_success() {
+        return Err(CarrierError::Unavailable(format!("status {status}")));
+    }
+    Ok(response)
+}
+
 impl HttpCarrier {
     pub fn new(base_url: &str, timeout: Duration) -> Self {
         Self {
@@ -71,14 +85,7 @@ impl Carrier for HttpCarrier {
                 .send()
                 .await
                 .map_err(|e| CarrierError::Unavailable(e.to_string()))?;
-            let status = response.status();
-            if status.is_client_error() {
-                let text = response.text().await.unwrap_or_default();
-                return Err(CarrierError::Refused(format!("{status}: {text}")));
-            }
-            if !status.is_success() {
-                return Err(CarrierError::Unavailable(format!("status {status}")));
-            }
+            let response = accepted(response).await?;
             let booked: Booked = response
                 .json()
                 .await
@@ -98,14 +105,7 @@ impl Carrier for HttpCarrier {
                 .send()
                 .await
                 .map_err(|e| CarrierError::Unavailable(e.to_string()))?;
-            let status = response.status();
-            if status.is_client_error() {
-                let text = response.text().await.unwrap_or_default();
-                return Err(CarrierError::Refused(format!("{status}: {text}")));
-            }
-            if !status.is_success() {
-                return Err(CarrierError::Unavailable(format!("status {status}")));
-            }
+            accepted(response).await?;
             Ok(())
         })
     }
