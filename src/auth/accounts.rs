@@ -240,6 +240,10 @@ impl Accounts {
     }
 
     pub async fn verify_email(&self, email: &str, code: &str) -> Result<(), AccountError> {
+        // Only six digits are ever mailed (`new_code`).
+        if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(UserError::InvalidCode.into());
+        }
         let email = Email::parse(email).map_err(|_| UserError::InvalidCode)?;
         let user = self.owner(&email).await?.ok_or(UserError::InvalidCode)?;
         let code_mac = self.code_mac(&user, code.trim());
@@ -251,9 +255,8 @@ impl Accounts {
 
     /// Mails a new code. Unknown addresses are answered the same way (no enumeration).
     pub async fn resend_code(&self, email: &str) -> Result<(), AccountError> {
-        let Ok(email) = Email::parse(email) else {
-            return Ok(());
-        };
+        // A malformed address has no account; saying so tells nothing about who has one.
+        let email = Email::parse(email).map_err(AccountError::InvalidField)?;
         let Some(user) = self.owner(&email).await? else {
             return Ok(());
         };
@@ -363,7 +366,7 @@ fn check_field<'a>(
 ) -> Result<&'a str, AccountError> {
     let v = value.trim();
     let n = v.chars().count();
-    if n < min || n > max || v.chars().any(char::is_control) {
+    if n < min || n > max || value.chars().any(char::is_control) {
         return Err(AccountError::InvalidField(format!(
             "{field} must be {min} to {max} characters without control characters"
         )));

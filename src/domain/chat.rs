@@ -197,9 +197,9 @@ pub fn decide(
                 return Err(RoomError::NotMember);
             }
             if let Some(c) = client_msg_id {
-                if c.is_empty() || c.len() > MAX_CLIENT_MSG_ID {
+                if c.is_empty() || c.chars().count() > MAX_CLIENT_MSG_ID {
                     return Err(RoomError::Invalid(
-                        "client_msg_id must be 1 to 64 bytes".into(),
+                        "client_msg_id must be 1 to 64 characters".into(),
                     ));
                 }
                 if s.client_ids.contains_key(&dedup_key(author, c)) {

@@ -22,7 +22,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Every order, newest first.
 #[utoipa::path(get, path = "/api/v1/admin/orders", tag = "admin", security(("bearer" = [])),
-    params(("cursor" = Option<String>, Query), ("limit" = Option<usize>, Query)),
+    params(("cursor" = Option<String>, Query, pattern = "^[0-9]{1,18}_[A-Za-z0-9._:-]{1,64}$",
+        description = "`next_cursor` of the previous page"), ("limit" = Option<usize>, Query)),
     responses((status = 200, body = OrderPage), (status = 403, body = Problem)))]
 pub async fn list_all_orders(
     _admin: AdminUser,

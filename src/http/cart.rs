@@ -52,6 +52,7 @@ pub struct CartBody {
 #[serde(deny_unknown_fields)]
 pub struct QuantityRequest {
     /// 0 removes the line; at most 99.
+    #[schema(maximum = 99)]
     pub quantity: u32,
 }
 

@@ -28,17 +28,23 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     pub q: Option<String>,
     pub category: Option<String>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
     pub cursor: Option<String>,
     /// 1 to 100 (default 20).
+    #[serde(default, deserialize_with = "crate::http::catalog::page_limit")]
     pub limit: Option<usize>,
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SuggestQuery {
     pub q: String,
+    #[serde(default, deserialize_with = "crate::http::catalog::page_limit")]
     pub limit: Option<usize>,
 }
 
@@ -102,22 +108,46 @@ pub struct CategoryList {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSkuRequest {
+    /// Generated when absent; unique within the product.
     pub sku_id: Option<String>,
+    /// At most 8, such as `{"colour": "red", "size": "M"}`; names and values one line of 1
+    /// to 40 characters.
     #[serde(default)]
+    #[schema(value_type = crate::http::schemas::SkuOptions)]
     pub options: BTreeMap<String, String>,
+    /// Minor units.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub price: i64,
     #[serde(default)]
+    #[schema(maximum = 1_000_000_000_000_u64)]
     pub stock: u64,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProductRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 5000)]
     pub description: String,
+    #[schema(
+        min_length = 1,
+        max_length = 50,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub category: String,
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub thumbnail: Option<String>,
+    #[schema(min_items = 1, max_items = 100)]
     pub skus: Vec<NewSkuRequest>,
 }
 
@@ -125,16 +155,36 @@ pub struct NewProductRequest {
 #[serde(deny_unknown_fields)]
 pub struct SkuPatchRequest {
     pub sku_id: String,
+    /// Minor units.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub price: Option<i64>,
+    /// Replaces the SKU's options (as at creation).
+    #[schema(value_type = Option<crate::http::schemas::SkuOptions>)]
     pub options: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductPatchRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: Option<String>,
+    #[schema(max_length = 5000)]
     pub description: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 50,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub category: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub thumbnail: Option<String>,
     #[serde(default)]
     pub skus: Vec<SkuPatchRequest>,
@@ -168,6 +218,20 @@ fn detail_body(state: &AppState, d: Detail) -> ProductBody {
 
 fn product_id(raw: String) -> Result<ProductId, ApiError> {
     ProductId::parse(raw).map_err(|_| ApiError::not_found("no such product"))
+}
+
+/// A page's `limit` as the query gives it: any whole number, one too large for a `usize`
+/// read as the largest (it is served as the route's maximum anyway).
+pub(crate) fn page_limit<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<usize>, D::Error> {
+    let Some(raw) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(serde::de::Error::custom("limit must be a whole number"));
+    }
+    Ok(Some(raw.parse().unwrap_or(usize::MAX)))
 }
 
 pub(crate) fn limit(raw: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {

@@ -26,8 +26,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRoomBody {
+    #[schema(max_length = 100, pattern = r"\S")]
     pub name: String,
+    /// Besides the creator; fewer than 1,000.
     #[serde(default)]
+    #[schema(max_items = 998)]
     pub members: Vec<String>,
     pub order_id: Option<String>,
 }
@@ -48,7 +51,10 @@ pub struct RoomList {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostBody {
+    #[schema(max_length = 2000, pattern = r"\S")]
     pub text: String,
+    /// The client's own id for the message: a post sent again with it is stored once.
+    #[schema(min_length = 1, max_length = 64)]
     pub client_msg_id: Option<String>,
 }
 
@@ -76,6 +82,7 @@ pub struct MessagePage {
 #[derive(Deserialize)]
 pub struct HistoryQuery {
     pub before: Option<String>,
+    #[serde(default, deserialize_with = "crate::http::catalog::page_limit")]
     pub limit: Option<usize>,
 }
 
@@ -232,7 +239,8 @@ pub async fn post_message(
 /// The history, newest first; `before` is the `next_cursor` of the previous page.
 #[utoipa::path(get, path = "/api/v1/chat/rooms/{room_id}/messages", tag = "chat",
     security(("bearer" = [])),
-    params(("room_id" = String, Path), ("before" = Option<String>, Query),
+    params(("room_id" = String, Path), ("before" = Option<String>, Query,
+        pattern = "^([1-9][0-9]{0,17})?$", description = "`next_cursor` of the previous page"),
         ("limit" = Option<usize>, Query)),
     responses((status = 200, body = MessagePage), (status = 400, body = Problem),
         (status = 403, body = Problem), (status = 404, body = Problem)))]

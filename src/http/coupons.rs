@@ -23,19 +23,31 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignRequest {
+    #[schema(max_length = 100, pattern = r"\S")]
     pub name: String,
+    /// Compared without case (`domain::text::code`).
+    #[schema(pattern = "^[A-Za-z0-9_-]{3,32}$")]
     pub code: String,
-    #[schema(value_type = String)]
+    #[schema(value_type = crate::http::schemas::DiscountKindName)]
     pub kind: DiscountKind,
+    /// Percent (1 to 100) or minor units, by `kind`.
+    #[schema(minimum = 1)]
     pub value: i64,
+    #[schema(minimum = 0)]
     pub min_order: Option<i64>,
+    #[schema(minimum = 1)]
     pub max_discount: Option<i64>,
-    /// `{"type": "order"}`, `{"type": "category", "category"}` or `{"type": "product", "product_id"}`.
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::http::schemas::ScopeBody)]
     pub scope: Scope,
+    #[schema(minimum = 1)]
     pub total_quantity: Option<u32>,
+    #[schema(minimum = 1, maximum = 100)]
     pub per_user_limit: u32,
+    /// RFC 3339.
+    #[schema(format = DateTime)]
     pub starts_at: Option<String>,
+    /// RFC 3339, after `starts_at`.
+    #[schema(format = DateTime)]
     pub ends_at: Option<String>,
 }
 

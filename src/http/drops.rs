@@ -30,11 +30,18 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct CreateDrop {
     pub sku_id: String,
+    #[schema(minimum = 1, maximum = 10_000_000)]
     pub quantity: u32,
+    /// Minor units.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub price: i64,
     /// RFC 3339.
+    #[schema(format = DateTime)]
     pub starts_at: String,
+    /// RFC 3339, after `starts_at`.
+    #[schema(format = DateTime)]
     pub ends_at: Option<String>,
+    #[schema(minimum = 1, maximum = 100)]
     pub per_user_limit: u32,
 }
 
@@ -60,9 +67,11 @@ pub struct DropBody {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PurchaseBody {
+    /// Within the drop's `per_user_limit`.
+    #[schema(minimum = 1, maximum = 100)]
     pub quantity: u32,
     /// Without it, the order ships to the profile's address.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<crate::http::schemas::AddressBody>)]
     pub shipping_address: Option<ShippingAddress>,
 }
 
@@ -141,11 +150,16 @@ pub async fn get_drop(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DropsQuery {
     /// `scheduled`, `live`, `sold_out` or `ended`.
+    #[param(pattern = "^(scheduled|live|sold_out|ended)$")]
     pub status: Option<String>,
+    /// `next_cursor` of the previous page: the last drop's start (ms) and id.
+    #[param(pattern = "^[0-9]{1,18}~[A-Za-z0-9._:-]{1,64}$")]
     pub cursor: Option<String>,
     /// 1 to 100 (default 20).
+    #[serde(default, deserialize_with = "crate::http::catalog::page_limit")]
     pub limit: Option<usize>,
 }
 
@@ -201,7 +215,8 @@ pub async fn list_drops(
 /// Buys from a live drop: 201 with an order awaiting payment, once the reservation is durable.
 #[utoipa::path(post, path = "/api/v1/drops/{drop_id}/purchase", tag = "drops",
     security(("bearer" = [])), params(("drop_id" = String, Path),
-        ("Idempotency-Key" = String, Header)), request_body = PurchaseBody,
+        ("Idempotency-Key" = String, Header, pattern = r"^[!-~]{1,200}$",
+        description = "1 to 200 visible ASCII characters, new for each purchase")), request_body = PurchaseBody,
     responses((status = 201, body = OrderCreated), (status = 409, body = Problem),
         (status = 429, body = Problem)))]
 pub async fn purchase(
@@ -214,8 +229,15 @@ pub async fn purchase(
     let id = drop_id(raw)?;
     let key = idempotency::key(&headers)?
         .ok_or_else(|| idempotency::required("POST /drops/{drop_id}/purchase"))?;
-    let req =
-        PurchaseBody::deserialize(&raw_body).map_err(|e| ApiError::invalid_body(e.to_string()))?;
+    let req = PurchaseBody::deserialize(&raw_body)
+        .or_else(|e| {
+            let mut whole = raw_body.clone();
+            crate::http::extract::whole_numbers(&mut whole)
+                .then(|| PurchaseBody::deserialize(&whole).ok())
+                .flatten()
+                .ok_or(e)
+        })
+        .map_err(|e| ApiError::invalid_body(e.to_string()))?;
     let purchase = Purchase {
         user: user.user_id.clone(),
         drop_id: id,

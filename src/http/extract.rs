@@ -7,18 +7,90 @@ use crate::domain::ids::UserId;
 use crate::domain::role::Role;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use secrecy::ExposeSecret;
+use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
 use subtle::ConstantTimeEq;
 
 /// `axum::Json` with problem+json rejections (400 malformed, 413 too large, 415 content type,
-/// 422 wrong shape).
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// 422 wrong shape). A number with a zero fraction (`2.0`) is read where an integer is
+/// expected, as JSON Schema counts it an integer (2020-12 validation, 6.1.1); that second
+/// reading happens only after the first one failed, so well-formed bodies are parsed once.
 pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        if !json_content_type(req.headers()) {
+            let e = axum::extract::rejection::MissingJsonContentType::default();
+            return Err(axum::extract::rejection::JsonRejection::from(e).into());
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(axum::extract::rejection::JsonRejection::from)?;
+        match axum::Json::<T>::from_bytes(&bytes) {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(first) => integral_floats(&bytes)
+                .map(Self)
+                .ok_or_else(|| first.into()),
+        }
+    }
+}
+
+/// `application/json` or `application/<anything>+json`, as `axum::Json` accepts.
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    let Some((kind, sub)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (sub.eq_ignore_ascii_case("json") || sub.to_ascii_lowercase().ends_with("+json"))
+}
+
+/// `bytes` read again with every number that has a zero fraction as an integer; `None` when
+/// that does not make a `T` either.
+fn integral_floats<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    whole_numbers(&mut value)
+        .then(|| serde_json::from_value(value).ok())
+        .flatten()
+}
+
+/// Rewrites every number of `v` that has a zero fraction (`2.0`, `1e3`) as an integer; true
+/// when one was.
+pub fn whole_numbers(v: &mut serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            let whole = f.fract() == 0.0 && f.abs() < 9.0e15;
+            if whole {
+                // Exact: |f| < 2^53.
+                *v = serde_json::Value::from(f as i64);
+            }
+            whole
+        }
+        serde_json::Value::Array(items) => items
+            .iter_mut()
+            .map(whole_numbers)
+            .fold(false, |a, b| a | b),
+        serde_json::Value::Object(map) => map
+            .values_mut()
+            .map(whole_numbers)
+            .fold(false, |a, b| a | b),
+        _ => false,
+    }
+}
 
 /// `axum::extract::Query` with problem+json rejections.
 #[derive(FromRequestParts)]

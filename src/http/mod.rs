@@ -23,6 +23,7 @@ pub mod openapi;
 pub mod order_body;
 pub mod orders;
 pub mod payments;
+pub mod schemas;
 pub mod skus;
 pub mod state;
 pub mod users;

@@ -1,7 +1,7 @@
 //! The caller's notification inbox (`/users/me/notifications`), newest first.
 
 use crate::domain::user::UserCommand;
-use crate::http::error::{ApiError, Problem};
+use crate::http::error::ApiError;
 use crate::http::extract::{ApiQuery, AuthUser};
 use crate::http::orders::PageQuery;
 use crate::http::state::AppState;
@@ -28,11 +28,12 @@ pub struct NotificationPage {
     pub next_cursor: Option<String>,
 }
 
-/// The caller's notifications, newest first; the cursor is the last id shown.
+/// The caller's notifications, newest first; the cursor is the last id shown (an id that has
+/// dropped off the inbox, and everything older with it, gives an empty page).
 #[utoipa::path(get, path = "/api/v1/users/me/notifications", tag = "users",
     security(("bearer" = [])),
     params(("cursor" = Option<String>, Query), ("limit" = Option<usize>, Query)),
-    responses((status = 200, body = NotificationPage), (status = 400, body = Problem)))]
+    responses((status = 200, body = NotificationPage)))]
 pub async fn list_notifications(
     user: AuthUser,
     State(state): State<AppState>,
@@ -45,19 +46,11 @@ pub async fn list_notifications(
         .ask(&user.user_id, UserCommand::Get)
         .await?;
     let newest_first = account.state.inbox.iter().rev();
+    // An id no longer in the inbox has dropped off its old end, and so has everything older:
+    // the page after it is empty.
     let after: Vec<_> = match &q.cursor {
         None => newest_first.collect(),
-        Some(c) => {
-            let mut it = newest_first.skip_while(|n| &n.id != c);
-            if it.next().is_none() {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::BAD_REQUEST,
-                    "invalid_cursor",
-                    "the cursor is not valid",
-                ));
-            }
-            it.collect()
-        }
+        Some(c) => newest_first.skip_while(|n| &n.id != c).skip(1).collect(),
     };
     let next_cursor = (after.len() > limit).then(|| after[limit - 1].id.clone());
     let items = after

@@ -11,7 +11,7 @@
 use utoipa::openapi::content::Content;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::response::{Response, ResponseBuilder};
-use utoipa::openapi::schema::{Schema, SchemaType, Type};
+use utoipa::openapi::schema::{ArrayItems, Schema, SchemaType, Type};
 use utoipa::openapi::{OpenApi, Ref, RefOr};
 
 const PROBLEM: &str = "application/problem+json";
@@ -20,6 +20,11 @@ const ID_PATTERN: &str = "^[A-Za-z0-9._:-]{1,64}$";
 
 /// Completes every operation of `doc` (see the module's documentation).
 pub fn complete(doc: &mut OpenApi) {
+    if let Some(components) = doc.components.as_mut() {
+        for schema in components.schemas.values_mut() {
+            ids_of(schema);
+        }
+    }
     for (path, item) in doc.paths.paths.iter_mut() {
         // Health, metrics and the document itself ask no entity.
         let asks = path.starts_with("/api/v1/") && path != "/api/v1/openapi.json";
@@ -33,6 +38,37 @@ pub fn complete(doc: &mut OpenApi) {
         for op in operations.into_iter().flatten() {
             complete_operation(op, asks);
         }
+    }
+}
+
+/// Every `…_id` property of an object (a client's own `client_msg_id` aside) is an id, and so
+/// is each of a room's `members`.
+fn ids_of(schema: &mut RefOr<Schema>) {
+    let RefOr::T(Schema::Object(object)) = schema else {
+        return;
+    };
+    for (name, property) in object.properties.iter_mut() {
+        let target = match property {
+            RefOr::T(Schema::Array(list)) if name == "members" => match &mut list.items {
+                ArrayItems::RefOrSchema(items) => &mut **items,
+                ArrayItems::False => continue,
+            },
+            other => other,
+        };
+        let is_id = (name.ends_with("_id") && name != "client_msg_id") || name == "members";
+        if let (true, RefOr::T(Schema::Object(o))) = (is_id, target)
+            && is_string(&o.schema_type)
+        {
+            o.pattern = Some(ID_PATTERN.to_owned());
+        }
+    }
+}
+
+fn is_string(t: &SchemaType) -> bool {
+    match t {
+        SchemaType::Type(Type::String) => true,
+        SchemaType::Array(types) => types.contains(&Type::String),
+        _ => false,
     }
 }
 

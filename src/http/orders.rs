@@ -29,6 +29,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct ItemRequest {
     pub sku_id: String,
+    /// 1 to 99 per SKU (a SKU listed twice counts once, its quantities added up).
+    #[schema(minimum = 1, maximum = 99)]
     pub quantity: u32,
 }
 
@@ -36,26 +38,32 @@ pub struct ItemRequest {
 #[serde(deny_unknown_fields)]
 pub struct PlaceRequest {
     /// Without items, the cart is ordered.
+    #[schema(min_items = 1, max_items = 100)]
     pub items: Option<Vec<ItemRequest>>,
     pub coupon_id: Option<String>,
-    #[schema(value_type = Object)]
+    /// Without it, the order ships to the profile's address.
+    #[schema(value_type = Option<crate::http::schemas::AddressBody>)]
     pub shipping_address: Option<ShippingAddress>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReturnRequestBody {
+    #[schema(max_length = 500, pattern = r"\S")]
     pub reason: String,
     /// `return` or `exchange`.
+    #[schema(pattern = "^(return|exchange)$")]
     pub kind: String,
     /// Empty or absent: every item.
     #[serde(default)]
+    #[schema(max_items = 100)]
     pub items: Vec<ItemRequest>,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct PageQuery {
     pub cursor: Option<String>,
+    #[serde(default, deserialize_with = "crate::http::catalog::page_limit")]
     pub limit: Option<usize>,
 }
 
@@ -99,7 +107,8 @@ pub fn items(raw: Vec<ItemRequest>) -> Result<Vec<(SkuId, u32)>, ApiError> {
 
 /// Places an order: every line reserved or none (`409 insufficient_stock` names the SKUs).
 #[utoipa::path(post, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header)), request_body = PlaceRequest,
+    params(("Idempotency-Key" = String, Header, pattern = r"^[!-~]{1,200}$",
+        description = "1 to 200 visible ASCII characters, new for each purchase")), request_body = PlaceRequest,
     responses((status = 201, body = OrderCreated), (status = 409, body = Problem),
         (status = 422, body = Problem)))]
 pub async fn place_order(
@@ -132,7 +141,8 @@ pub async fn place_order(
 
 /// The caller's orders, newest first.
 #[utoipa::path(get, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])),
-    params(("cursor" = Option<String>, Query), ("limit" = Option<usize>, Query)),
+    params(("cursor" = Option<String>, Query, pattern = "^[0-9]{1,18}_[A-Za-z0-9._:-]{1,64}$",
+        description = "`next_cursor` of the previous page"), ("limit" = Option<usize>, Query)),
     responses((status = 200, body = OrderPage), (status = 400, body = Problem)))]
 pub async fn list_orders(
     user: AuthUser,

@@ -30,7 +30,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct ConfirmRequest {
     pub order_id: String,
+    /// The gateway's key for the payment, as the checkout page returned it.
+    #[schema(min_length = 1, max_length = 200)]
     pub payment_key: String,
+    /// Minor units; must be the order's total.
     pub amount: i64,
 }
 
@@ -47,7 +50,7 @@ pub async fn confirm_payment(
     ApiJson(req): ApiJson<ConfirmRequest>,
 ) -> Result<Response, ApiError> {
     let id = order_id(req.order_id)?;
-    if req.payment_key.is_empty() || req.payment_key.len() > 200 {
+    if req.payment_key.is_empty() || req.payment_key.chars().count() > 200 {
         return Err(ApiError::invalid_body(
             "payment_key must be 1 to 200 characters",
         ));

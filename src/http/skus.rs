@@ -26,8 +26,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(release_reservation))
 }
 
-/// Exactly one of `available` (set) or `delta` (adjust).
-#[derive(Debug, Deserialize, ToSchema)]
+/// Exactly one of `available` (set) or `delta` (adjust); documented as
+/// [`crate::http::schemas::StockChangeBody`].
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StockChange {
     pub available: Option<u64>,
@@ -39,8 +40,10 @@ pub struct StockChange {
 pub struct ReserveRequest {
     pub order_id: String,
     pub user_id: String,
+    #[schema(minimum = 1, maximum = 10_000)]
     pub quantity: u32,
     /// Seconds until the reservation expires (default 600, at most 86400).
+    #[schema(minimum = 1, maximum = 86_400)]
     pub ttl_secs: Option<u64>,
 }
 
@@ -108,7 +111,7 @@ impl StockChange {
 
 /// Sets (`available`) or adjusts (`delta`) the available stock of a SKU.
 #[utoipa::path(put, path = "/api/v1/admin/skus/{sku_id}/stock", tag = "admin",
-    params(("sku_id" = String, Path)), request_body = StockChange, security(("bearer" = [])),
+    params(("sku_id" = String, Path)), request_body = crate::http::schemas::StockChangeBody, security(("bearer" = [])),
     responses((status = 200, body = StockBody), (status = 409, body = Problem),
         (status = 422, body = Problem), (status = 401, body = Problem)))]
 pub async fn put_stock(

@@ -16,10 +16,11 @@ pub mod protocol;
 
 use crate::domain::order::Requester;
 use crate::events::Message as BusMessage;
-use crate::http::extract::{AuthUser, authenticate};
+use crate::http::extract::{ApiQuery, AuthUser, authenticate};
 use crate::http::state::AppState;
+use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use protocol::{ClientFrame, MAX_FRAME, Topic};
@@ -55,12 +56,18 @@ pub struct WsQuery {
 #[utoipa::path(get, path = "/api/v1/ws", tag = "websocket",
     params(("access_token" = Option<String>, Query)),
     responses((status = 101, description = "switching protocols: the JSON protocol of API.md"),
+        (status = 400, body = crate::http::error::Problem,
+            description = "not a WebSocket handshake (`not_websocket`)"),
         (status = 401, body = crate::http::error::Problem)))]
 pub async fn upgrade(
     State(state): State<AppState>,
-    Query(q): Query<WsQuery>,
-    ws: WebSocketUpgrade,
+    ApiQuery(q): ApiQuery<WsQuery>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, crate::http::error::ApiError> {
+    let ws = ws.map_err(|r| {
+        let status = r.status();
+        crate::http::error::ApiError::new(status, "not_websocket", r.body_text())
+    })?;
     let user = match q.access_token.as_deref() {
         Some(token) => Some(authenticate(&state, token)?),
         None => None,

@@ -1,0 +1,115 @@
+//! Shapes that exist only in the OpenAPI document: request bodies the handlers read into domain
+//! types (which know nothing of OpenAPI), described with the rules those types enforce. Each
+//! names the type whose rules it states; never deserialized.
+
+#![allow(dead_code)]
+
+use serde::Serialize;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Schema, Type};
+use utoipa::openapi::{RefOr, schema};
+use utoipa::{PartialSchema, ToSchema};
+
+/// One line of text: no control characters, not only spaces (`domain::text`, the checks of
+/// names, categories and addresses).
+const LINE: &str = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$";
+
+fn line(max: usize) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .pattern(Some(LINE))
+        .build()
+}
+
+/// A SKU's options (`domain::catalog`): at most 8, names and values one line of 1 to 40
+/// characters.
+pub struct SkuOptions;
+
+impl PartialSchema for SkuOptions {
+    fn schema() -> RefOr<Schema> {
+        let object = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property_names(Some(line(40)))
+            .additional_properties(Some(schema::AdditionalProperties::RefOr(RefOr::T(
+                Schema::Object(line(40)),
+            ))))
+            .max_properties(Some(8))
+            .examples([serde_json::json!({"colour": "red", "size": "M"})])
+            .build();
+        RefOr::T(Schema::Object(object))
+    }
+}
+
+impl ToSchema for SkuOptions {}
+
+/// A shipping address (`domain::order::ShippingAddress`): each field one line: no control
+/// characters, not only spaces.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddressBody {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
+    pub name: String,
+    #[schema(
+        min_length = 1,
+        max_length = 30,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
+    pub phone: String,
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
+    pub address: String,
+    #[schema(
+        min_length = 1,
+        max_length = 20,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
+    pub postal_code: Option<String>,
+}
+
+/// A role (`domain::role::Role`).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleName {
+    Customer,
+    Admin,
+    Operator,
+}
+
+/// What a coupon takes off (`domain::pricing::DiscountKind`): `percent` (1 to 100) or
+/// `fixed` (minor units).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DiscountKindName {
+    Percent,
+    Fixed,
+}
+
+/// Where a coupon applies (`domain::pricing::Scope`).
+#[derive(Serialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ScopeBody {
+    /// The whole order.
+    Order,
+    /// The lines of one category.
+    Category { category: String },
+    /// The lines of one product.
+    Product { product_id: String },
+}
+
+/// A stock change (`http::skus::StockChange`): exactly one of a new level or a change.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum StockChangeBody {
+    /// Units on the shelf from now on.
+    Set { available: u64 },
+    /// Units added (positive) or taken away (negative).
+    Adjust { delta: i64 },
+}
