@@ -23,12 +23,16 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(post_message, list_messages))
 }
 
+/// Members a new room's request may name besides its creator (a room holds fewer than
+/// `domain::chat::MAX_MEMBERS`).
+pub const MAX_INVITED: usize = crate::domain::chat::MAX_MEMBERS - 2;
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRoomBody {
     #[schema(max_length = 100, pattern = r"\S")]
     pub name: String,
-    /// Besides the creator; fewer than 1,000.
+    /// Besides the creator: at most [`MAX_INVITED`].
     #[serde(default)]
     #[schema(max_items = 998)]
     pub members: Vec<String>,
@@ -129,6 +133,12 @@ pub async fn create_room(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<NewRoomBody>,
 ) -> Result<(StatusCode, axum::Json<RoomBody>), ApiError> {
+    // The request's own list, repeats included, as the document states it.
+    if body.members.len() > MAX_INVITED {
+        return Err(ApiError::invalid_body(format!(
+            "members: at most {MAX_INVITED} besides you"
+        )));
+    }
     let members = body
         .members
         .into_iter()

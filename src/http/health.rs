@@ -5,7 +5,6 @@ use axum::Extension;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -21,9 +20,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations",
     responses((status = 200, description = "OpenAPI 3.1 JSON", content_type = "application/json")))]
 pub async fn openapi_json(
-    Extension(doc): Extension<Arc<utoipa::openapi::OpenApi>>,
-) -> axum::Json<utoipa::openapi::OpenApi> {
-    axum::Json(doc.as_ref().clone())
+    Extension(doc): Extension<crate::http::openapi::Rendered>,
+) -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        doc.0,
+    )
 }
 
 /// 200 while the process runs.

@@ -95,12 +95,13 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
     }
     let (router, mut api) = routes.split_for_parts();
     openapi::complete(&mut api);
+    let rendered = openapi::render(&api);
     // The browsable reference of the same document (Swagger UI, files in the binary).
     let docs = utoipa_swagger_ui::SwaggerUi::new("/api/v1/docs")
         .config(utoipa_swagger_ui::Config::from("/api/v1/openapi.json"));
     router
         .merge(docs)
-        .layer(axum::Extension(Arc::new(api)))
+        .layer(axum::Extension(rendered))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(track_metrics))

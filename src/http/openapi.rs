@@ -8,8 +8,10 @@
 //! carry the id rule (`domain::ids`: 1 to 64 of `A-Za-z0-9._:-`). Applied once, to the document
 //! the router collected from the routes.
 
+use std::collections::BTreeMap;
 use utoipa::openapi::content::Content;
-use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::link::LinkBuilder;
+use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
 use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::schema::{ArrayItems, Schema, SchemaType, Type};
 use utoipa::openapi::{OpenApi, Ref, RefOr};
@@ -17,6 +19,40 @@ use utoipa::openapi::{OpenApi, Ref, RefOr};
 const PROBLEM: &str = "application/problem+json";
 /// `domain::ids`: what every id is made of.
 const ID_PATTERN: &str = "^[A-Za-z0-9._:-]{1,64}$";
+
+/// The document as served: JSON rendered once at start-up.
+#[derive(Clone)]
+pub struct Rendered(pub axum::body::Bytes);
+
+/// `doc` as JSON. utoipa 5.5 writes a link's fields as Rust names (`operation_id`); OpenAPI
+/// spells them `operationId`, `operationRef` and `requestBody` (3.1, 4.8.20.1).
+pub fn render(doc: &OpenApi) -> Rendered {
+    let mut value = serde_json::to_value(doc).unwrap_or_default();
+    let links = value
+        .get_mut("paths")
+        .and_then(|p| p.as_object_mut())
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(|item| item.as_object_mut())
+        .flat_map(|item| item.values_mut())
+        .filter_map(|op| op.get_mut("responses")?.as_object_mut())
+        .flat_map(|responses| responses.values_mut())
+        .filter_map(|r| r.get_mut("links")?.as_object_mut())
+        .flat_map(|links| links.values_mut())
+        .filter_map(|l| l.as_object_mut());
+    for link in links {
+        for (rust, spec) in [
+            ("operation_id", "operationId"),
+            ("operation_ref", "operationRef"),
+            ("request_body", "requestBody"),
+        ] {
+            if let Some(v) = link.remove(rust) {
+                link.insert(spec.to_owned(), v);
+            }
+        }
+    }
+    Rendered(serde_json::to_vec(&value).unwrap_or_default().into())
+}
 
 /// Completes every operation of `doc` (see the module's documentation).
 pub fn complete(doc: &mut OpenApi) {
@@ -28,17 +64,131 @@ pub fn complete(doc: &mut OpenApi) {
     for (path, item) in doc.paths.paths.iter_mut() {
         // Health, metrics and the document itself ask no entity.
         let asks = path.starts_with("/api/v1/") && path != "/api/v1/openapi.json";
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ];
-        for op in operations.into_iter().flatten() {
+        for op in operations_mut(item) {
             complete_operation(op, asks);
         }
     }
+    link(doc);
+}
+
+/// OpenAPI links (3.1, 4.8.20), which let a client (and schemathesis's stateful phase) follow
+/// what an operation creates: each id a 2xx body gives — a top-level `…_id`, or the first
+/// element's of a list such as a product's `skus` — feeds every operation whose path ids it
+/// supplies, all of them.
+fn link(doc: &mut OpenApi) {
+    let schemas = doc
+        .components
+        .as_ref()
+        .map(|c| c.schemas.clone())
+        .unwrap_or_default();
+    // What each operation needs: its id and its path ids.
+    let mut takers: Vec<(String, Vec<String>)> = vec![];
+    for item in doc.paths.paths.values() {
+        for op in operations(item) {
+            let needs: Vec<String> = op
+                .parameters
+                .iter()
+                .flatten()
+                .filter(|p| matches!(p.parameter_in, ParameterIn::Path))
+                .map(|p| p.name.clone())
+                .collect();
+            if let (Some(id), false) = (&op.operation_id, needs.is_empty()) {
+                takers.push((id.clone(), needs));
+            }
+        }
+    }
+    for item in doc.paths.paths.values_mut() {
+        for op in operations_mut(item) {
+            for (status, response) in op.responses.responses.iter_mut() {
+                let RefOr::T(response) = response else {
+                    continue;
+                };
+                if !status.starts_with('2') {
+                    continue;
+                }
+                let given = response
+                    .content
+                    .get("application/json")
+                    .and_then(|c| c.schema.as_ref())
+                    .map(|s| ids_given(s, &schemas))
+                    .unwrap_or_default();
+                for (target, needs) in &takers {
+                    let Some(pointers) = needs
+                        .iter()
+                        .map(|n| given.iter().find(|(name, _)| name == n))
+                        .collect::<Option<Vec<_>>>()
+                    else {
+                        continue;
+                    };
+                    let mut builder = LinkBuilder::new().operation_id(target.clone());
+                    for (name, pointer) in pointers {
+                        builder =
+                            builder.parameter(name.clone(), format!("$response.body#{pointer}"));
+                    }
+                    response
+                        .links
+                        .insert(target.clone(), RefOr::T(builder.build()));
+                }
+            }
+        }
+    }
+}
+
+/// The ids a response body of `schema` gives, as (name, JSON pointer).
+fn ids_given(
+    schema: &RefOr<Schema>,
+    schemas: &BTreeMap<String, RefOr<Schema>>,
+) -> Vec<(String, String)> {
+    let object = |s: &RefOr<Schema>| -> Option<Schema> {
+        match s {
+            RefOr::Ref(r) => {
+                let name = r.ref_location.rsplit('/').next()?;
+                match schemas.get(name)? {
+                    RefOr::T(s) => Some(s.clone()),
+                    RefOr::Ref(_) => None,
+                }
+            }
+            RefOr::T(s) => Some(s.clone()),
+        }
+    };
+    let Some(Schema::Object(top)) = object(schema) else {
+        return vec![];
+    };
+    let mut given = vec![];
+    for (name, property) in &top.properties {
+        if name.ends_with("_id") {
+            given.push((name.clone(), format!("/{name}")));
+        }
+        if let RefOr::T(Schema::Array(list)) = property
+            && let ArrayItems::RefOrSchema(items) = &list.items
+            && let Some(Schema::Object(element)) = object(items)
+        {
+            for inner in element.properties.keys().filter(|k| k.ends_with("_id")) {
+                if !given.iter().any(|(n, _)| n == inner) {
+                    given.push((inner.clone(), format!("/{name}/0/{inner}")));
+                }
+            }
+        }
+    }
+    given
+}
+
+fn operations(item: &PathItem) -> impl Iterator<Item = &Operation> {
+    [&item.get, &item.put, &item.post, &item.delete, &item.patch]
+        .into_iter()
+        .flatten()
+}
+
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.patch,
+    ]
+    .into_iter()
+    .flatten()
 }
 
 /// Every `…_id` property of an object (a client's own `client_msg_id` aside) is an id, and so
