@@ -21,7 +21,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Every order, newest first.
-#[utoipa::path(get, path = "/api/v1/admin/orders", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/admin/orders", tag = "admin", security(("bearer" = ["admin"])),
     params(("cursor" = Option<String>, Query, pattern = "^[0-9]{1,18}_[A-Za-z0-9._:-]{1,64}$",
         description = "`next_cursor` of the previous page"), ("limit" = Option<usize>, Query)),
     responses((status = 200, body = OrderPage), (status = 403, body = Problem)))]
@@ -42,7 +42,7 @@ pub struct Shipped {
 
 /// Books the carrier for a paid order; 200 with the tracking number.
 #[utoipa::path(post, path = "/api/v1/admin/orders/{order_id}/ship", tag = "admin",
-    security(("bearer" = [])), params(("order_id" = String, Path)),
+    security(("bearer" = ["admin"])), params(("order_id" = String, Path)),
     responses((status = 200, body = Shipped), (status = 409, body = Problem),
         (status = 503, body = Problem)))]
 pub async fn ship_order(
@@ -81,7 +81,7 @@ pub struct Outbox {
 }
 
 /// The outbox at a glance: steps owed, due and dead.
-#[utoipa::path(get, path = "/api/v1/admin/outbox", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/admin/outbox", tag = "admin", security(("bearer" = ["admin"])),
     responses((status = 200, body = Outbox), (status = 403, body = Problem)))]
 pub async fn outbox(_admin: AdminUser, State(state): State<AppState>) -> axum::Json<Outbox> {
     let s = state.orders.outbox();
@@ -111,7 +111,7 @@ pub struct DeadLetters {
 }
 
 /// Steps that failed too often and wait for an operator.
-#[utoipa::path(get, path = "/api/v1/admin/dead-letters", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/admin/dead-letters", tag = "admin", security(("bearer" = ["admin"])),
     responses((status = 200, body = DeadLetters), (status = 403, body = Problem)))]
 pub async fn dead_letters(
     _admin: AdminUser,
@@ -134,7 +134,7 @@ pub async fn dead_letters(
 
 /// Sends a dead letter back to the outbox and runs it now; the order's detail.
 #[utoipa::path(post, path = "/api/v1/admin/dead-letters/{order_id}/{effect_id}/retry",
-    tag = "admin", security(("bearer" = [])),
+    tag = "admin", security(("bearer" = ["admin"])),
     params(("order_id" = String, Path), ("effect_id" = u32, Path)),
     responses((status = 200, body = order_body::OrderDetail), (status = 404, body = Problem)))]
 pub async fn retry_dead_letter(

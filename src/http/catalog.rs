@@ -338,7 +338,7 @@ pub async fn list_categories(State(state): State<AppState>) -> axum::Json<Catego
 
 /// Creates a product with its SKUs and their initial stock.
 #[utoipa::path(post, path = "/api/v1/admin/products", tag = "admin", request_body = NewProductRequest,
-    security(("bearer" = [])),
+    security(("bearer" = ["admin"])),
     responses((status = 201, body = ProductBody), (status = 409, body = Problem),
         (status = 422, body = Problem)))]
 pub async fn create_product(
@@ -381,7 +381,7 @@ pub async fn create_product(
 /// Changes a product's fields or its SKUs' prices and options.
 #[utoipa::path(patch, path = "/api/v1/admin/products/{product_id}", tag = "admin",
     params(("product_id" = String, Path)), request_body = ProductPatchRequest,
-    security(("bearer" = [])),
+    security(("bearer" = ["admin"])),
     responses((status = 200, body = ProductBody), (status = 404, body = Problem),
         (status = 422, body = Problem)))]
 pub async fn update_product(

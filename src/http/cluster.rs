@@ -77,7 +77,7 @@ fn redis_down(e: redis::RedisError) -> ApiError {
 }
 
 /// The nodes of the cluster file: up or down, with their shards and active entities.
-#[utoipa::path(get, path = "/api/v1/admin/cluster", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/admin/cluster", tag = "admin", security(("bearer" = ["operator"])),
     responses((status = 200, body = ClusterBody), (status = 403, body = Problem),
         (status = 404, body = Problem), (status = 503, body = Problem)))]
 pub async fn cluster(
@@ -109,7 +109,7 @@ pub async fn cluster(
 
 /// Every shard's holder and epoch.
 #[utoipa::path(get, path = "/api/v1/admin/cluster/shards", tag = "admin",
-    security(("bearer" = [])),
+    security(("bearer" = ["operator"])),
     responses((status = 200, body = ShardsBody), (status = 403, body = Problem),
         (status = 404, body = Problem), (status = 503, body = Problem)))]
 pub async fn shards(
@@ -140,7 +140,7 @@ pub struct DrainBody {
 /// its entities snapshot) and takes none; `GET /admin/cluster` shows it `draining`, then
 /// `down` once it holds no shard, when it can be stopped. Its next process joins as usual.
 #[utoipa::path(post, path = "/api/v1/admin/cluster/nodes/{name}/drain", tag = "admin",
-    security(("bearer" = [])), params(("name" = String, Path, description = "a node of the cluster file")),
+    security(("bearer" = ["operator"])), params(("name" = String, Path, description = "a node of the cluster file")),
     responses((status = 202, body = DrainBody), (status = 403, body = Problem),
         (status = 404, body = Problem, description = "not clustered, or no such node"),
         (status = 409, body = Problem,

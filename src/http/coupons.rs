@@ -123,7 +123,7 @@ fn campaign_body(id: &str, v: &CampaignView) -> CampaignBody {
 
 /// Creates a coupon campaign (admin).
 #[utoipa::path(post, path = "/api/v1/admin/coupon-campaigns", tag = "admin", request_body = CampaignRequest,
-    security(("bearer" = [])),
+    security(("bearer" = ["admin"])),
     responses((status = 201, body = CampaignBody), (status = 409, body = Problem),
         (status = 422, body = Problem)))]
 pub async fn create_campaign(

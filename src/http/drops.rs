@@ -108,7 +108,7 @@ fn drop_id(raw: String) -> Result<DropId, ApiError> {
 }
 
 /// Sets a drop up: its units are taken from the SKU's available stock.
-#[utoipa::path(post, path = "/api/v1/admin/drops", tag = "drops", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/admin/drops", tag = "drops", security(("bearer" = ["admin"])),
     request_body = CreateDrop,
     responses((status = 201, body = DropBody), (status = 404, body = Problem),
         (status = 409, body = Problem), (status = 422, body = Problem)))]

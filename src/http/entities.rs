@@ -33,7 +33,7 @@ pub struct EntityBody {
 
 /// The entity's current state and journal sequence number (`kind`: `sku` or `order`).
 #[utoipa::path(get, path = "/api/v1/admin/entities/{kind}/{id}", tag = "admin",
-    params(("kind" = String, Path), ("id" = String, Path)), security(("bearer" = [])),
+    params(("kind" = String, Path), ("id" = String, Path)), security(("bearer" = ["operator"])),
     responses((status = 200, body = EntityBody), (status = 404, body = Problem)))]
 pub async fn inspect_entity(
     _: OperatorUser,

@@ -42,7 +42,7 @@ pub struct SnapshotsBody {
 }
 
 /// The entity kinds of the node asked.
-#[utoipa::path(get, path = "/api/v1/admin/actors", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/admin/actors", tag = "admin", security(("bearer" = ["operator"])),
     responses((status = 200, body = ActorsBody), (status = 403, body = Problem)))]
 pub async fn actors(_: OperatorUser, State(state): State<AppState>) -> axum::Json<ActorsBody> {
     let kinds = state
@@ -60,7 +60,7 @@ pub async fn actors(_: OperatorUser, State(state): State<AppState>) -> axum::Jso
 }
 
 /// Every active entity of the node asked writes a snapshot now; answered once they are durable.
-#[utoipa::path(post, path = "/api/v1/admin/snapshots", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/admin/snapshots", tag = "admin", security(("bearer" = ["operator"])),
     responses((status = 200, body = SnapshotsBody), (status = 403, body = Problem)))]
 pub async fn snapshots(
     _: OperatorUser,

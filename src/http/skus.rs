@@ -111,7 +111,7 @@ impl StockChange {
 
 /// Sets (`available`) or adjusts (`delta`) the available stock of a SKU.
 #[utoipa::path(put, path = "/api/v1/admin/skus/{sku_id}/stock", tag = "admin",
-    params(("sku_id" = String, Path)), request_body = crate::http::schemas::StockChangeBody, security(("bearer" = [])),
+    params(("sku_id" = String, Path)), request_body = crate::http::schemas::StockChangeBody, security(("bearer" = ["admin"])),
     responses((status = 200, body = StockBody), (status = 409, body = Problem),
         (status = 422, body = Problem), (status = 401, body = Problem)))]
 pub async fn put_stock(
@@ -127,7 +127,7 @@ pub async fn put_stock(
 
 /// Reserves units of a SKU for an order; replaying the same order is idempotent.
 #[utoipa::path(post, path = "/api/v1/admin/skus/{sku_id}/reservations", tag = "admin",
-    params(("sku_id" = String, Path)), request_body = ReserveRequest, security(("bearer" = [])),
+    params(("sku_id" = String, Path)), request_body = ReserveRequest, security(("bearer" = ["admin"])),
     responses((status = 201, body = StockBody), (status = 409, body = Problem),
         (status = 422, body = Problem)))]
 pub async fn reserve_stock(
@@ -156,7 +156,7 @@ pub async fn reserve_stock(
 /// Turns an order's reserved units into sold ones.
 #[utoipa::path(post, path = "/api/v1/admin/skus/{sku_id}/reservations/{order_id}/commit",
     tag = "admin", params(("sku_id" = String, Path), ("order_id" = String, Path)),
-    security(("bearer" = [])),
+    security(("bearer" = ["admin"])),
     responses((status = 200, body = StockBody), (status = 404, body = Problem),
         (status = 409, body = Problem)))]
 pub async fn commit_reservation(
@@ -174,7 +174,7 @@ pub async fn commit_reservation(
 /// Releases an order's reserved units back to available.
 #[utoipa::path(delete, path = "/api/v1/admin/skus/{sku_id}/reservations/{order_id}",
     tag = "admin", params(("sku_id" = String, Path), ("order_id" = String, Path)),
-    security(("bearer" = [])),
+    security(("bearer" = ["admin"])),
     responses((status = 200, body = StockBody), (status = 404, body = Problem),
         (status = 409, body = Problem)))]
 pub async fn release_reservation(

@@ -137,7 +137,7 @@ pub async fn delete_me(
 }
 
 /// Creates a verified account with the given roles (operator only).
-#[utoipa::path(post, path = "/api/v1/admin/users", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/admin/users", tag = "admin", security(("bearer" = ["operator"])),
     request_body = CreateUserRequest,
     responses((status = 201, body = ProfileBody), (status = 409, body = Problem),
         (status = 403, body = Problem)))]

@@ -280,6 +280,26 @@ async fn every_route_answers_each_role_as_the_matrix_says() {
         if got != *expected {
             wrong.push(format!("{key}: expected {expected}, got {got} ({ROLES:?})"));
         }
+        // The document names the role a route needs as its bearer scopes (OpenAPI 3.1,
+        // 4.8.30: role names for schemes other than OAuth): what the matrix allows only to
+        // admins or operators.
+        let documented: Vec<&str> = doc["paths"][path][method.to_lowercase()]["security"][0]
+            ["bearer"]
+            .as_array()
+            .map(|roles| roles.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let cells: Vec<char> = expected.chars().collect();
+        let needed: Vec<&str> = match cells[1] {
+            'F' => [("admin", cells[3]), ("operator", cells[4])]
+                .into_iter()
+                .filter(|(_, cell)| *cell == 'A')
+                .map(|(role, _)| role)
+                .collect(),
+            _ => vec![],
+        };
+        if documented != needed {
+            wrong.push(format!("{key}: documents roles {documented:?}, needs {needed:?}"));
+        }
     }
     for (key, _) in EXPECTED {
         if !routes.iter().any(|(m, p)| format!("{m} {p}") == *key) {
