@@ -196,6 +196,14 @@ pub fn decide(
             if !s.members.contains(author) {
                 return Err(RoomError::NotMember);
             }
+            // The request is checked whole before a resend is recognised: a resend answers
+            // only for a post that could have been stored.
+            let n = text.chars().count();
+            if text.trim().is_empty() || n > MAX_TEXT {
+                return Err(RoomError::Invalid(
+                    "text must be 1 to 2000 characters".into(),
+                ));
+            }
             if let Some(c) = client_msg_id {
                 if c.is_empty() || c.chars().count() > MAX_CLIENT_MSG_ID {
                     return Err(RoomError::Invalid(
@@ -205,12 +213,6 @@ pub fn decide(
                 if s.client_ids.contains_key(&dedup_key(author, c)) {
                     return Ok(vec![]);
                 }
-            }
-            let n = text.chars().count();
-            if text.trim().is_empty() || n > MAX_TEXT {
-                return Err(RoomError::Invalid(
-                    "text must be 1 to 2000 characters".into(),
-                ));
             }
             Ok(vec![RoomEvent::Posted(ChatMessage {
                 id: s.messages.len() as u64 + 1,
@@ -360,6 +362,16 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn a_resend_with_a_text_that_could_not_be_stored_is_refused() {
+        // Given a message sent with client id c1,
+        let s = given(vec![create(None), post("owner", "hi", Some("c1"))]);
+        // when c1 comes again with a blank text,
+        let blank = decide(&s, &post("owner", "   ", Some("c1")), NOW);
+        // then it is refused as a post would be, not answered as the earlier message.
+        assert!(matches!(blank, Err(RoomError::Invalid(_))));
     }
 
     #[test]

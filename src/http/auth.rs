@@ -30,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"email": "minji@example.com", "password": "correct horse battery", "name": "김민지", "phone": "010-1234-5678"})))]
 pub struct SignupRequest {
     #[schema(
         max_length = 254,
@@ -53,6 +54,7 @@ pub struct SignupRequest {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(examples(json!({"user_id": "u_3kR9x2LmQ0aB7cD1eF4g", "email": "minji@example.com", "status": "pending_verification"})))]
 pub struct SignupResponse {
     pub user_id: String,
     pub email: String,
@@ -61,6 +63,7 @@ pub struct SignupResponse {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"email": "minji@example.com", "code": "482913"})))]
 pub struct VerifyRequest {
     #[schema(
         max_length = 254,
@@ -74,6 +77,7 @@ pub struct VerifyRequest {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"email": "minji@example.com"})))]
 pub struct EmailRequest {
     #[schema(
         max_length = 254,
@@ -84,6 +88,7 @@ pub struct EmailRequest {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"email": "minji@example.com", "password": "correct horse battery"})))]
 pub struct LoginRequest {
     pub email: String,
     #[schema(value_type = String)]
@@ -91,6 +96,7 @@ pub struct LoginRequest {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(examples(json!({"access_token": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1XzNrUjl4Mkxt...", "token_type": "Bearer", "expires_in": 900})))]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: &'static str,

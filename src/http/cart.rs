@@ -38,6 +38,7 @@ pub struct CartCoupon {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(examples(json!({"items": [{"sku_id": "tee-red-M", "product_id": "p0194c3a1b2c4e1f2a3b4c5d6e7f80912", "name": "오버사이즈 티셔츠 Oversized Tee", "quantity": 2, "unit_price": 12900, "line_total": 25800}], "subtotal": 25800, "discount": 0, "total": 25800, "currency": "KRW"})))]
 pub struct CartBody {
     pub items: Vec<CartItem>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -50,6 +51,7 @@ pub struct CartBody {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"quantity": 2})))]
 pub struct QuantityRequest {
     /// 0 removes the line; at most 99.
     #[schema(maximum = 99)]
@@ -58,6 +60,7 @@ pub struct QuantityRequest {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"coupon_id": "kc1f0a8d2e4b6c9a1f3e5d7b9a0c2e4f6:1"})))]
 pub struct CouponRequest {
     pub coupon_id: String,
 }

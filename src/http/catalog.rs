@@ -62,6 +62,7 @@ pub struct ProductSummaryBody {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(examples(json!({"items": [{"product_id": "p0194c3a1b2c4e1f2a3b4c5d6e7f80912", "name": "오버사이즈 티셔츠 Oversized Tee", "category": "tops", "price_from": 12900, "currency": "KRW", "thumbnail": "https://cdn.example.com/tee.jpg", "in_stock": true, "sales": 2}], "next_cursor": "p0194c3a1b2c4e1f2a3b4c5d6e7f80912"})))]
 pub struct ProductPage {
     pub items: Vec<ProductSummaryBody>,
     pub next_cursor: Option<String>,
@@ -77,6 +78,7 @@ pub struct SkuBody {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(examples(json!({"product_id": "p0194c3a1b2c4e1f2a3b4c5d6e7f80912", "name": "오버사이즈 티셔츠 Oversized Tee", "description": "두꺼운 면 100%. Heavy cotton.", "category": "tops", "thumbnail": "https://cdn.example.com/tee.jpg", "currency": "KRW", "skus": [{"sku_id": "tee-red-M", "options": {"colour": "red", "size": "M"}, "price": 12900, "available": 48, "sold": 2}], "sales": 2})))]
 pub struct ProductBody {
     pub product_id: String,
     pub name: String,
@@ -125,6 +127,7 @@ pub struct NewSkuRequest {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"name": "오버사이즈 티셔츠 Oversized Tee", "description": "두꺼운 면 100%. Heavy cotton.", "category": "tops", "thumbnail": "https://cdn.example.com/tee.jpg", "skus": [{"sku_id": "tee-red-M", "options": {"colour": "red", "size": "M"}, "price": 12900, "stock": 50}, {"sku_id": "tee-red-L", "options": {"colour": "red", "size": "L"}, "price": 12900, "stock": 30}]})))]
 pub struct NewProductRequest {
     #[schema(
         min_length = 1,
@@ -165,6 +168,7 @@ pub struct SkuPatchRequest {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"description": "두꺼운 면 100%. Heavy cotton, pre-shrunk.", "skus": [{"sku_id": "tee-red-M", "price": 11900}]})))]
 pub struct ProductPatchRequest {
     #[schema(
         min_length = 1,

@@ -29,6 +29,7 @@ pub const MAX_INVITED: usize = crate::domain::chat::MAX_MEMBERS - 2;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"name": "Weekend drop crew", "members": ["u_3kR9x2LmQ0aB7cD1eF4g"]})))]
 pub struct NewRoomBody {
     #[schema(max_length = 100, pattern = r"\S")]
     pub name: String,
@@ -40,6 +41,7 @@ pub struct NewRoomBody {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(examples(json!({"room_id": "r3f9a0c1d2e4b5a67", "name": "Weekend drop crew", "order_id": null, "members": ["u_3kR9x2LmQ0aB7cD1eF4g", "u_9pQ1w2E3r4T5y6U7i8O9pA"]})))]
 pub struct RoomBody {
     pub room_id: String,
     pub name: String,
@@ -54,6 +56,7 @@ pub struct RoomList {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"text": "@u_3kR9x2LmQ0aB7cD1eF4g 배송 언제 되나요?", "client_msg_id": "c-7f3a91"})))]
 pub struct PostBody {
     #[schema(max_length = 2000, pattern = r"\S")]
     pub text: String,
@@ -63,6 +66,7 @@ pub struct PostBody {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(examples(json!({"room_id": "r3f9a0c1d2e4b5a67", "message_id": 42, "author": "u_3kR9x2LmQ0aB7cD1eF4g", "text": "배송 언제 되나요?", "at": "2026-11-30T09:15:02.001Z", "client_msg_id": "c-7f3a91"})))]
 pub struct MessageBody {
     pub room_id: String,
     pub message_id: u64,

@@ -22,6 +22,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"name": "Welcome 10%", "code": "WELCOME10", "kind": "percent", "value": 10, "min_order": 30000, "max_discount": 5000, "scope": {"type": "order"}, "total_quantity": 1000, "per_user_limit": 1, "starts_at": "2026-12-01T00:00:00+09:00", "ends_at": "2026-12-31T23:59:59+09:00"})))]
 pub struct CampaignRequest {
     #[schema(max_length = 100, pattern = r"\S")]
     pub name: String,
@@ -52,6 +53,7 @@ pub struct CampaignRequest {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(examples(json!({"campaign_id": "kc1f0a8d2e4b6c9a1f3e5d7b9a0c2e4f6", "name": "Welcome 10%", "code": "WELCOME10", "kind": "percent", "value": 10, "total_quantity": 1000, "remaining": 1000, "per_user_limit": 1, "starts_at": "2026-11-30T15:00:00Z", "ends_at": "2026-12-31T14:59:59Z"})))]
 pub struct CampaignBody {
     pub campaign_id: String,
     pub name: String,
@@ -67,6 +69,7 @@ pub struct CampaignBody {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"code": "WELCOME10"})))]
 pub struct ClaimRequest {
     pub code: String,
 }

@@ -28,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"sku_id": "sneaker-270", "quantity": 100, "price": 139000, "starts_at": "2026-12-01T10:00:00+09:00", "ends_at": "2026-12-01T12:00:00+09:00", "per_user_limit": 1})))]
 pub struct CreateDrop {
     pub sku_id: String,
     #[schema(minimum = 1, maximum = 10_000_000)]
@@ -46,6 +47,7 @@ pub struct CreateDrop {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(examples(json!({"drop_id": "d-sneaker-270-1201", "sku_id": "sneaker-270", "product_id": "p0194c3a1b2c4e1f2a3b4c5d6e7f80912", "status": "live", "quantity": 100, "remaining": 37, "reserved": 5, "sold": 58, "price": 139000, "currency": "KRW", "per_user_limit": 1, "starts_at": "2026-12-01T01:00:00Z", "ends_at": "2026-12-01T03:00:00Z"})))]
 pub struct DropBody {
     pub drop_id: String,
     pub sku_id: String,
@@ -66,6 +68,7 @@ pub struct DropBody {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"quantity": 1})))]
 pub struct PurchaseBody {
     /// Within the drop's `per_user_limit`.
     #[schema(minimum = 1, maximum = 100)]

@@ -103,7 +103,8 @@ pub struct OrderDetail {
     /// While the order waits for its payment.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
-    #[schema(value_type = Object)]
+    /// `null` once the person was erased (the order is kept, anonymised).
+    #[schema(value_type = Option<crate::http::schemas::AddressBody>)]
     pub shipping_address: Option<ShippingAddress>,
     pub status_history: Vec<StatusChange>,
     pub payment: PaymentBody,

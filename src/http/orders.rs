@@ -36,6 +36,7 @@ pub struct ItemRequest {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"items": [{"sku_id": "tee-red-M", "quantity": 1}], "shipping_address": {"name": "김민지", "phone": "010-1234-5678", "address": "서울특별시 강남구 테헤란로 427, 5층", "postal_code": "06159"}})))]
 pub struct PlaceRequest {
     /// Without items, the cart is ordered.
     #[schema(min_items = 1, max_items = 100)]
@@ -48,6 +49,7 @@ pub struct PlaceRequest {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"reason": "사이즈가 맞지 않아요", "kind": "return", "items": [{"sku_id": "tee-red-M", "quantity": 1}]})))]
 pub struct ReturnRequestBody {
     #[schema(max_length = 500, pattern = r"\S")]
     pub reason: String,

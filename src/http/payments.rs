@@ -28,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"order_id": "o8f14e45fceea167a5a36dedd", "payment_key": "pk_5b0e1f3c9d2a4e6b8c7d9e0f1a2b3c4d", "amount": 25800})))]
 pub struct ConfirmRequest {
     pub order_id: String,
     /// The gateway's key for the payment, as the checkout page returned it.
@@ -90,6 +91,7 @@ pub struct WebhookFailure {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({"event_type": "PAYMENT_STATUS_CHANGED", "data": {"payment_key": "pk_5b0e1f3c9d2a4e6b8c7d9e0f1a2b3c4d", "order_id": "o8f14e45fceea167a5a36dedd", "status": "DONE"}})))]
 pub struct WebhookEvent {
     pub event_type: String,
     pub data: WebhookData,
@@ -140,6 +142,7 @@ pub async fn payment_webhook(
 }
 
 #[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({"tracking_number": "SBX1234567890", "order_id": "o8f14e45fceea167a5a36dedd", "status": "shipping", "at": "2026-12-02T09:30:00+09:00"})))]
 pub struct CarrierEvent {
     pub tracking_number: String,
     pub order_id: String,

@@ -107,6 +107,7 @@ pub enum ScopeBody {
 /// A stock change (`http::skus::StockChange`): exactly one of a new level or a change.
 #[derive(Serialize, ToSchema)]
 #[serde(untagged, deny_unknown_fields)]
+#[schema(examples(json!({"available": 120})))]
 pub enum StockChangeBody {
     /// Units on the shelf from now on.
     Set { available: u64 },

@@ -37,6 +37,7 @@ pub struct StockChange {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"order_id": "manual-1", "user_id": "u_3kR9x2LmQ0aB7cD1eF4g", "quantity": 1, "ttl_secs": 600})))]
 pub struct ReserveRequest {
     pub order_id: String,
     pub user_id: String,
@@ -57,6 +58,7 @@ pub struct ReservationBody {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(json!({"sku_id": "tee-red-M", "available": 120, "reserved": 3, "sold": 41})))]
 pub struct StockBody {
     pub sku_id: String,
     pub available: u64,

@@ -22,6 +22,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(examples(json!({"user_id": "u_3kR9x2LmQ0aB7cD1eF4g", "email": "minji@example.com", "name": "김민지", "phone": "010-1234-5678", "address": "서울특별시 강남구 테헤란로 427, 5층", "roles": ["customer"], "status": "active", "created_at": "2026-11-30T09:12:44.120Z"})))]
 pub struct ProfileBody {
     pub user_id: String,
     pub email: String,
@@ -54,6 +55,7 @@ impl From<ProfileView> for ProfileBody {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"name": "김민지", "phone": "010-1234-5678", "address": "서울특별시 강남구 테헤란로 427, 5층"})))]
 pub struct ProfilePatch {
     #[schema(
         min_length = 1,
@@ -78,6 +80,7 @@ pub struct ProfilePatch {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"email": "ops@example.com", "password": "correct horse battery", "name": "Night shift", "roles": ["admin"]})))]
 pub struct CreateUserRequest {
     #[schema(
         max_length = 254,

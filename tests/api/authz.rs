@@ -283,11 +283,11 @@ async fn every_route_answers_each_role_as_the_matrix_says() {
         // The document names the role a route needs as its bearer scopes (OpenAPI 3.1,
         // 4.8.30: role names for schemes other than OAuth): what the matrix allows only to
         // admins or operators.
-        let documented: Vec<&str> = doc["paths"][path][method.to_lowercase()]["security"][0]
-            ["bearer"]
-            .as_array()
-            .map(|roles| roles.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
+        let documented: Vec<&str> =
+            doc["paths"][path][method.to_lowercase()]["security"][0]["bearer"]
+                .as_array()
+                .map(|roles| roles.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
         let cells: Vec<char> = expected.chars().collect();
         let needed: Vec<&str> = match cells[1] {
             'F' => [("admin", cells[3]), ("operator", cells[4])]
@@ -298,7 +298,9 @@ async fn every_route_answers_each_role_as_the_matrix_says() {
             _ => vec![],
         };
         if documented != needed {
-            wrong.push(format!("{key}: documents roles {documented:?}, needs {needed:?}"));
+            wrong.push(format!(
+                "{key}: documents roles {documented:?}, needs {needed:?}"
+            ));
         }
     }
     for (key, _) in EXPECTED {

@@ -130,3 +130,52 @@ async fn the_browsable_reference_serves_the_document_from_the_binary() {
     assert_eq!(bundle.status(), 200, "served from the binary, no CDN");
     app.stop().await;
 }
+
+/// Every JSON request body shows an example (schemathesis's examples phase sends each one to
+/// a real node, so they are also checked against what the handlers accept), and every
+/// operation that creates what another reads links to it.
+#[tokio::test]
+async fn the_document_has_request_examples_and_links() {
+    let app = spawn_app().await;
+    let doc: serde_json::Value = app
+        .client
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let mut missing = vec![];
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let schema = &op["requestBody"]["content"]["application/json"]["schema"];
+            let Some(reference) = schema["$ref"].as_str() else {
+                continue;
+            };
+            let name = reference.rsplit('/').next().unwrap();
+            if schemas[name]["examples"]
+                .as_array()
+                .is_none_or(Vec::is_empty)
+            {
+                missing.push(format!("{method} {path}: {name}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "request bodies without an example: {missing:?}"
+    );
+    let created = &doc["paths"]["/api/v1/admin/products"]["post"]["responses"]["201"]["links"];
+    assert_eq!(
+        created["get_product"]["parameters"]["product_id"],
+        "$response.body#/product_id"
+    );
+    assert_eq!(
+        created["put_stock"]["parameters"]["sku_id"],
+        "$response.body#/skus/0/sku_id"
+    );
+    assert!(created["get_product"]["operationId"].is_string());
+    app.stop().await;
+}

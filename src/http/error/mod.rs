@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 
 /// A problem details document (RFC 9457).
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(json!({"type": "/problems/sold_out", "title": "Conflict", "status": 409, "detail": "the drop is sold out", "code": "sold_out"})))]
 pub struct Problem {
     /// A URI reference naming the problem kind: `/problems/{code}`.
     #[serde(rename = "type")]
