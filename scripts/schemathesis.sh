@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 
 ST_VERSION=4.32.5
 if ! python3 -c "import schemathesis, sys; sys.exit(schemathesis.__version__ != '$ST_VERSION')" 2>/dev/null; then
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        apt-get update -qq && apt-get install -y -qq python3-pip
+    fi
+    # Debian's Python is "externally managed" (PEP 668): the second form is for it.
     python3 -m pip install --quiet "schemathesis==$ST_VERSION" \
         || python3 -m pip install --quiet --break-system-packages "schemathesis==$ST_VERSION"
 fi

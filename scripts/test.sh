@@ -34,6 +34,9 @@ cargo test --bench journal --bench sku --bench catalog -- --test
 cargo test --workspace
 # A seconds-long smoke of every load-test scenario against a real server.
 ./scripts/loadtest-smoke.sh
+# The OpenAPI document against a real node: schemathesis, every check and phase (installed
+# if missing).
+./scripts/schemathesis.sh
 # Every fuzz target for a few seconds (cargo-fuzz is installed if missing).
 ./scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
 
