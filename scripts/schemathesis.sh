@@ -1,36 +1,48 @@
 #!/usr/bin/env bash
-# Runs schemathesis (pinned below) against a real node (debug build, temp data dir) with every
-# check and every phase, the stateful one included: seeded and bounded, it must find nothing.
+# Runs schemathesis (pinned below, installed in a venv under target/) against a real node
+# (debug build, temp data dir) with every check and every phase, the stateful one included:
+# seeded and bounded, it must find nothing.
 # What the run may not judge from the document alone is in scripts/schemathesis.toml, with
-# the reason for each entry. Usage: scripts/schemathesis.sh [MAX_EXAMPLES]
+# the reason for each entry. Usage: scripts/schemathesis.sh [MAX_EXAMPLES] (default 10)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ST_VERSION=4.32.5
-if ! python3 -c "import schemathesis, sys; sys.exit(schemathesis.__version__ != '$ST_VERSION')" 2>/dev/null; then
-    if ! python3 -m pip --version >/dev/null 2>&1; then
-        apt-get update -qq && apt-get install -y -qq python3-pip
-    fi
-    # Debian's Python is "externally managed" (PEP 668): the second form is for it.
-    python3 -m pip install --quiet "schemathesis==$ST_VERSION" \
-        || python3 -m pip install --quiet --break-system-packages "schemathesis==$ST_VERSION"
-fi
-
 TARGET=${CARGO_TARGET_DIR:-target}
 BIN=$TARGET/debug/emporium
+[ -x "$BIN" ] || cargo build --bin emporium
+
+# schemathesis in a virtual environment of its own under target/ (Debian's Python is
+# "externally managed", PEP 668); it needs Python 3.10 or later.
+ST_VERSION=4.32.5
+VENV=$TARGET/schemathesis-venv
+PY=$VENV/bin/python
+if ! "$PY" -c "import schemathesis, sys; sys.exit(schemathesis.__version__ != '$ST_VERSION')" 2>/dev/null; then
+    if ! python3 -m venv "$VENV" 2>/dev/null; then
+        apt-get update -qq && apt-get install -y -qq python3-venv
+        rm -rf "$VENV"
+        python3 -m venv "$VENV"
+    fi
+    "$PY" -m pip install --quiet "schemathesis==$ST_VERSION"
+fi
 DATA=$(mktemp -d)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 BASE="http://127.0.0.1:$PORT"
 export EMPORIUM_OPERATOR_TOKEN=schemathesis-operator-token
 export EMPORIUM_JWT_SECRET=schemathesis-jwt-secret-0123456789abcdef
 export EMPORIUM_DEV_MODE=true EMPORIUM_AUTH_RATE_PER_IP=0 RUST_LOG=warn
+# The second run's access token must outlive the run.
+export EMPORIUM__AUTH__ACCESS_TTL_SECS=3600
 export EMPORIUM__AUTH__ARGON2_M_KIB=1024 EMPORIUM__AUTH__ARGON2_T=1
 
 "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$DATA" >"$DATA/server.log" 2>&1 &
 SERVER=$!
 stop() {
     kill "$SERVER" 2>/dev/null || true
-    wait "$SERVER" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+        kill -0 "$SERVER" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -9 "$SERVER" 2>/dev/null || true
     rm -rf "$DATA"
 }
 trap stop EXIT
@@ -43,20 +55,20 @@ done
 ready || { cat "$DATA/server.log"; exit 1; }
 
 # `--seed` makes the cases the same on every run; `--max-examples` bounds each operation.
+MAX_EXAMPLES=${1:-${MAX_EXAMPLES:-10}}
 schemathesis() {
     echo "== schemathesis as $1"
     shift
-    python3 -m schemathesis.cli --no-color --config-file scripts/schemathesis.toml run \
+    "$PY" -m schemathesis.cli --no-color --config-file scripts/schemathesis.toml run \
         "$BASE/api/v1/openapi.json" --url "$BASE" \
         --checks all \
         --phases examples,coverage,fuzzing,stateful \
-        --max-examples "${MAX_EXAMPLES:-10}" \
+        --max-examples "$MAX_EXAMPLES" \
         --seed 1 \
         --workers 1 \
         "$@" \
         || { echo "== schemathesis failed; the server log ends:" >&2; tail -30 "$DATA/server.log" >&2; exit 1; }
 }
-MAX_EXAMPLES=${1:-10}
 
 # 1. The operator token, on every operation (customer operations answer 404: no account).
 schemathesis "the operator" -H "Authorization: Bearer $EMPORIUM_OPERATOR_TOKEN"

@@ -21,10 +21,7 @@ impl Accounts {
         email: &str,
         password: &SecretString,
     ) -> Result<Session, AccountError> {
-        let owner = match Email::parse(email) {
-            Ok(email) => self.owner(&email).await?,
-            Err(_) => None,
-        };
+        let owner = self.owner(&Email::lookup(email)).await?;
         let account = match &owner {
             Some(user) => Some(self.users.ask(user, UserCommand::Get).await?),
             None => None,

@@ -79,6 +79,8 @@ pub enum CouponError {
 }
 
 pub const MAX_PER_USER: u32 = 100;
+/// The most coupons one campaign issues.
+pub const MAX_TOTAL_QUANTITY: u32 = 10_000_000;
 
 /// Every rule a campaign must satisfy.
 pub fn validate(c: &Campaign) -> Result<(), CouponError> {
@@ -114,8 +116,10 @@ pub fn validate(c: &Campaign) -> Result<(), CouponError> {
     if c.per_user_limit == 0 || c.per_user_limit > MAX_PER_USER {
         return bad("per_user_limit must be 1 to 100");
     }
-    if c.total_quantity == Some(0) {
-        return bad("total_quantity must be positive");
+    if c.total_quantity
+        .is_some_and(|q| q == 0 || q > MAX_TOTAL_QUANTITY)
+    {
+        return bad("total_quantity must be 1 to 10000000");
     }
     Ok(())
 }

@@ -113,8 +113,8 @@ id_type!(
     RoomId
 );
 
-/// A normalised email address: its comparison form, lower case. Personal data: seal it before
-/// storing.
+/// A normalised email address: its comparison form ([`crate::domain::text::fold`]). Personal
+/// data: seal it before storing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
@@ -126,14 +126,14 @@ pub const MAX_EMAIL_LEN: usize = 254;
 const LOCAL_PUNCTUATION: &[u8] = b"!#$%&'*+/=?^_`{|}~.-";
 
 impl Email {
-    /// `local@domain.tld` in ASCII (internationalised addresses are not taken): a local part
-    /// of letters, digits and [`LOCAL_PUNCTUATION`]; two or more dot-separated domain labels of
-    /// letters, digits and `-`; at most [`MAX_EMAIL_LEN`] characters. Surrounding spaces are
-    /// ignored (phone keyboards add them). The OpenAPI document states the same rule as a
-    /// pattern (`http::auth`).
+    /// `local@domain.tld` in ASCII once folded (so full-width input is taken; internationalised
+    /// addresses are not): a local part of letters, digits and [`LOCAL_PUNCTUATION`]; two or
+    /// more dot-separated domain labels of letters, digits, `-` and `_`; at most
+    /// [`MAX_EMAIL_LEN`] characters. Surrounding spaces are ignored (phone keyboards add them).
+    /// The OpenAPI document states the rule for ASCII input as a pattern (`http::auth`).
     pub fn parse(raw: &str) -> Result<Email, String> {
         let bad = |why: &str| Err(format!("not a valid email address: {why}"));
-        let email = raw.trim();
+        let email = crate::domain::text::fold(raw);
         if email.chars().count() > MAX_EMAIL_LEN {
             return bad("too long");
         }
@@ -147,13 +147,21 @@ impl Email {
         if !local_ok {
             return bad("the part before @ takes letters, digits and !#$%&'*+/=?^_`{|}~.-");
         }
-        let mut labels = domain.split('.');
-        let label_ok =
-            |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        if domain.split('.').count() < 2 || !labels.all(label_ok) {
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if domain.split('.').count() < 2 || !domain.split('.').all(label_ok) {
             return bad("expected name@domain.tld");
         }
-        Ok(Email(email.to_ascii_lowercase()))
+        Ok(Email(email))
+    }
+
+    /// The comparison form of whatever was typed, unchecked: for looking up an account (at
+    /// login), so that addresses taken under earlier rules still find theirs.
+    pub fn lookup(raw: &str) -> Email {
+        Email(crate::domain::text::fold(raw))
     }
 
     pub fn as_str(&self) -> &str {
@@ -194,6 +202,32 @@ mod tests {
         ] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn emails_are_ascii_once_folded() {
+        // Full-width input folds to ASCII and is taken; underscores in a host are taken.
+        let wide = Email::parse("ｋｉｍ＠ｅｘａｍｐｌｅ．ｃｏｍ").unwrap();
+        assert_eq!(wide.as_str(), "kim@example.com");
+        assert!(Email::parse("a.b+tag@mail_relay.example.co.kr").is_ok());
+        // What the OpenAPI pattern refuses, the parser refuses: non-ASCII, a compatibility
+        // character that folds to a space, control characters.
+        for bad in [
+            "김@example.com",
+            "a\u{a8}b@example.com",
+            "a\u{1c}@example.com",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?}");
+        }
+        // An address longer than 254 characters, counted as characters.
+        let long = format!("{}@example.com", "a".repeat(243));
+        assert!(Email::parse(&long).is_err());
+        assert!(Email::parse(&long[1..]).is_ok());
+        // Looking up takes anything, in the same comparison form.
+        assert_eq!(
+            Email::lookup(" Kim@Example.COM").as_str(),
+            "kim@example.com"
+        );
     }
 
     #[test]

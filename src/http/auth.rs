@@ -34,7 +34,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct SignupRequest {
     #[schema(
         max_length = 254,
-        pattern = r"^\s*[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+\s*$"
+        pattern = r"^[ \t]*[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+[ \t]*$"
     )]
     pub email: String,
     #[schema(value_type = String, min_length = 10, max_length = 256, format = Password)]
@@ -67,11 +67,11 @@ pub struct SignupResponse {
 pub struct VerifyRequest {
     #[schema(
         max_length = 254,
-        pattern = r"^\s*[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+\s*$"
+        pattern = r"^[ \t]*[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+[ \t]*$"
     )]
     pub email: String,
-    /// The six digits mailed at sign-up.
-    #[schema(pattern = r"^[0-9]{6}$")]
+    /// The six digits mailed at sign-up (spaces around them are ignored).
+    #[schema(pattern = r"^[ \t]*[0-9]{6}[ \t]*$")]
     pub code: String,
 }
 
@@ -79,10 +79,6 @@ pub struct VerifyRequest {
 #[serde(deny_unknown_fields)]
 #[schema(examples(json!({"email": "minji@example.com"})))]
 pub struct EmailRequest {
-    #[schema(
-        max_length = 254,
-        pattern = r"^\s*[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+\s*$"
-    )]
     pub email: String,
 }
 

@@ -40,7 +40,8 @@ pub struct CampaignRequest {
     pub max_discount: Option<i64>,
     #[schema(value_type = crate::http::schemas::ScopeBody)]
     pub scope: Scope,
-    #[schema(minimum = 1)]
+    /// Coupons issued in all (unlimited without).
+    #[schema(minimum = 1, maximum = 10_000_000)]
     pub total_quantity: Option<u32>,
     #[schema(minimum = 1, maximum = 100)]
     pub per_user_limit: u32,

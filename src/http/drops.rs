@@ -227,20 +227,15 @@ pub async fn purchase(
     State(state): State<AppState>,
     ApiPath(raw): ApiPath<String>,
     headers: HeaderMap,
-    ApiJson(raw_body): ApiJson<serde_json::Value>,
+    ApiJson(mut raw_body): ApiJson<serde_json::Value>,
 ) -> Result<(StatusCode, axum::Json<OrderCreated>), ApiError> {
     let id = drop_id(raw)?;
     let key = idempotency::key(&headers)?
         .ok_or_else(|| idempotency::required("POST /drops/{drop_id}/purchase"))?;
-    let req = PurchaseBody::deserialize(&raw_body)
-        .or_else(|e| {
-            let mut whole = raw_body.clone();
-            crate::http::extract::whole_numbers(&mut whole)
-                .then(|| PurchaseBody::deserialize(&whole).ok())
-                .flatten()
-                .ok_or(e)
-        })
-        .map_err(|e| ApiError::invalid_body(e.to_string()))?;
+    // `1.0` and `1` are one request (see `ApiJson`), for the fingerprint too.
+    crate::http::extract::whole_numbers(&mut raw_body);
+    let req =
+        PurchaseBody::deserialize(&raw_body).map_err(|e| ApiError::invalid_body(e.to_string()))?;
     let purchase = Purchase {
         user: user.user_id.clone(),
         drop_id: id,

@@ -27,7 +27,7 @@ pub struct Rendered(pub axum::body::Bytes);
 /// `doc` as JSON. utoipa 5.5 writes a link's fields as Rust names (`operation_id`); OpenAPI
 /// spells them `operationId`, `operationRef` and `requestBody` (3.1, 4.8.20.1).
 pub fn render(doc: &OpenApi) -> Rendered {
-    let mut value = serde_json::to_value(doc).unwrap_or_default();
+    let mut value = serde_json::to_value(doc).expect("the OpenAPI document is JSON");
     let links = value
         .get_mut("paths")
         .and_then(|p| p.as_object_mut())
@@ -51,7 +51,11 @@ pub fn render(doc: &OpenApi) -> Rendered {
             }
         }
     }
-    Rendered(serde_json::to_vec(&value).unwrap_or_default().into())
+    Rendered(
+        serde_json::to_vec(&value)
+            .expect("the OpenAPI document is JSON")
+            .into(),
+    )
 }
 
 /// Completes every operation of `doc` (see the module's documentation).
@@ -154,11 +158,14 @@ fn ids_given(
     let Some(Schema::Object(top)) = object(schema) else {
         return vec![];
     };
-    let mut given = vec![];
+    // The body's own ids first: an id of a listed element only where the body has none.
+    let mut given: Vec<(String, String)> = top
+        .properties
+        .keys()
+        .filter(|name| name.ends_with("_id"))
+        .map(|name| (name.clone(), format!("/{name}")))
+        .collect();
     for (name, property) in &top.properties {
-        if name.ends_with("_id") {
-            given.push((name.clone(), format!("/{name}")));
-        }
         if let RefOr::T(Schema::Array(list)) = property
             && let ArrayItems::RefOrSchema(items) = &list.items
             && let Some(Schema::Object(element)) = object(items)

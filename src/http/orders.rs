@@ -117,9 +117,11 @@ pub async fn place_order(
     user: AuthUser,
     State(state): State<AppState>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<serde_json::Value>,
+    ApiJson(mut body): ApiJson<serde_json::Value>,
 ) -> Result<(StatusCode, axum::Json<OrderCreated>), ApiError> {
     let key = idempotency::key(&headers)?.ok_or_else(|| idempotency::required("POST /orders"))?;
+    // `1.0` and `1` are one request (see `ApiJson`), for the fingerprint too.
+    crate::http::extract::whole_numbers(&mut body);
     let fingerprint = fingerprint(&body);
     let req: PlaceRequest =
         serde_json::from_value(body).map_err(|e| ApiError::invalid_body(e.to_string()))?;

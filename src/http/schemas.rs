@@ -101,16 +101,40 @@ pub enum ScopeBody {
     /// The lines of one category.
     Category { category: String },
     /// The lines of one product.
-    Product { product_id: String },
+    Product {
+        #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$")]
+        product_id: String,
+    },
 }
 
-/// A stock change (`http::skus::StockChange`): exactly one of a new level or a change.
-#[derive(Serialize, ToSchema)]
-#[serde(untagged, deny_unknown_fields)]
-#[schema(examples(json!({"available": 120})))]
-pub enum StockChangeBody {
-    /// Units on the shelf from now on.
-    Set { available: u64 },
-    /// Units added (positive) or taken away (negative).
-    Adjust { delta: i64 },
+/// A stock change (`http::skus::StockChange`): exactly one of a new level (`available`, 0 to
+/// 10^12) or a change (`delta`, at most 10^12 either way), nothing else.
+pub struct StockChangeBody;
+
+impl PartialSchema for StockChangeBody {
+    fn schema() -> RefOr<Schema> {
+        let one = |field: &str, min: f64, description: &str| {
+            let number = ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(schema::SchemaFormat::KnownFormat(
+                    schema::KnownFormat::Int64,
+                )))
+                .minimum(Some(min))
+                .maximum(Some(1e12))
+                .description(Some(description));
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .property(field, number)
+                .required(field)
+                .additional_properties(Some(schema::AdditionalProperties::FreeForm(false)))
+        };
+        let either = schema::OneOfBuilder::new()
+            .item(one("available", 0.0, "units on the shelf from now on"))
+            .item(one("delta", -1e12, "units added (positive) or taken away"))
+            .examples([serde_json::json!({"available": 120})])
+            .build();
+        RefOr::T(Schema::OneOf(either))
+    }
 }
+
+impl ToSchema for StockChangeBody {}

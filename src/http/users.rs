@@ -84,7 +84,7 @@ pub struct ProfilePatch {
 pub struct CreateUserRequest {
     #[schema(
         max_length = 254,
-        pattern = r"^\s*[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+\s*$"
+        pattern = r"^[ \t]*[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+[ \t]*$"
     )]
     pub email: String,
     #[schema(value_type = String, min_length = 10, max_length = 256, format = Password)]

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 /// Where an order goes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ShippingAddress {
     pub name: String,
     pub phone: String,

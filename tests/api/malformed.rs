@@ -164,3 +164,55 @@ async fn unknown_routes_and_methods_get_problems() {
     .await;
     app.stop().await;
 }
+
+/// JSON Schema counts `2.0` an integer (2020-12 validation, 6.1.1), so the OpenAPI document
+/// promises it is taken where an integer is: in a typed body, and in a body the handler
+/// fingerprints for its Idempotency-Key (where `1.0` and `1` are the same request).
+#[tokio::test]
+async fn numbers_with_a_zero_fraction_are_integers() {
+    use crate::helpers::{ok, product_with_sku};
+    let app = spawn_app().await;
+    product_with_sku(&app, "Tee", "tee-1", 10_000, 10).await;
+    let stock = send(
+        &app,
+        "PUT",
+        "/api/v1/admin/skus/tee-1/stock",
+        Some("application/json"),
+        r#"{"available": 7.0}"#,
+    )
+    .await;
+    assert_eq!(ok(stock).await["available"], 7);
+    let fraction = send(
+        &app,
+        "PUT",
+        "/api/v1/admin/skus/tee-1/stock",
+        Some("application/json"),
+        r#"{"available": 7.5}"#,
+    )
+    .await;
+    assert_problem(fraction, 422, "invalid_body").await;
+
+    let (_, token, _) = app.customer("whole@example.com").await;
+    let address = r#"{"name": "Kim", "phone": "010-1234-5678", "address": "Seoul 1"}"#;
+    let mut ids = vec![];
+    for quantity in ["2.0", "2", "2e0"] {
+        let body = format!(
+            r#"{{"items": [{{"sku_id": "tee-1", "quantity": {quantity}}}], "shipping_address": {address}}}"#
+        );
+        let placed = app
+            .client
+            .post(app.url("/api/v1/orders"))
+            .bearer_auth(&token)
+            .header("idempotency-key", "whole-1")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let placed = ok(placed).await;
+        assert_eq!(placed["items"][0]["quantity"], 2);
+        ids.push(placed["order_id"].clone());
+    }
+    assert!(ids.windows(2).all(|w| w[0] == w[1]), "one order: {ids:?}");
+    app.stop().await;
+}
