@@ -50,6 +50,9 @@ pub struct Settings {
     /// Which node of the cluster file this process is (`serve --node NAME`).
     #[serde(default)]
     pub node: Option<String>,
+    /// `serve --demo` (dev mode): a demo shop on an empty data dir (`crate::demo`).
+    #[serde(default)]
+    pub demo: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -143,6 +146,8 @@ pub struct Overrides {
     /// The cluster file: cluster mode (Redis), as node [`Overrides::node`].
     pub cluster_file: Option<PathBuf>,
     pub node: Option<String>,
+    /// `serve --demo`.
+    pub demo: bool,
 }
 
 impl Settings {
@@ -181,7 +186,8 @@ impl Settings {
                 overrides.data_dir.as_ref().map(|p| p.display().to_string()),
             )?
             .set_override_option("server.listen", overrides.listen.map(|a| a.to_string()))?
-            .set_override_option("node", overrides.node.clone())?;
+            .set_override_option("node", overrides.node.clone())?
+            .set_override_option("demo", overrides.demo.then_some(true))?;
         let mut settings: Settings = builder.build()?.try_deserialize()?;
         settings.validate()?;
         // A cluster node serves HTTP where the cluster file says, unless told otherwise.

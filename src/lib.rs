@@ -19,7 +19,8 @@
 //! - [`cluster`]: shards, leases with fencing and membership in Redis (the cluster's
 //!   coordinator; its journal is `persistence::redis_journal`).
 //! - [`config`], [`telemetry`], [`node`], [`startup`]: settings, logs and metrics, the `Node`
-//!   (storage + runtime + services) and the `Application` that serves it over HTTP.
+//!   (storage + runtime + services) and the `Application` that serves it over HTTP;
+//!   [`demo`]: the demo shop of `serve --demo`.
 //!
 //! No file is over 600 lines and no two files import each other (`scripts/check-layout.py`).
 
@@ -29,6 +30,7 @@ pub mod catalog;
 pub mod chat;
 pub mod cluster;
 pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod drops;
 pub mod events;

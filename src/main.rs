@@ -47,6 +47,10 @@ enum Command {
         /// Which node of the cluster file this is.
         #[arg(long, requires = "cluster")]
         node: Option<String>,
+        /// Dev mode: on an empty data dir, a demo shop (products, a coupon, a drop starting a
+        /// minute after start) and a demo shopper and admin, whose passwords the log prints.
+        #[arg(long, conflicts_with = "cluster")]
+        demo: bool,
     },
     /// Serves only the sandbox payment gateway and carrier (under /sandbox), as an outside
     /// service for an engine pointed at it (`payments.base_url`, `carrier.base_url`).
@@ -107,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
             listen,
             cluster,
             node,
+            demo,
         } => {
             let overrides = Overrides {
                 config_file: common.config,
@@ -114,8 +119,13 @@ async fn main() -> anyhow::Result<()> {
                 listen,
                 cluster_file: cluster,
                 node,
+                demo,
             };
-            serve(Settings::load(&overrides)?).await
+            let settings = Settings::load(&overrides)?;
+            if settings.demo && !settings.dev_mode {
+                anyhow::bail!("--demo is for dev mode (EMPORIUM_DEV_MODE=true)");
+            }
+            serve(settings).await
         }
         Command::Sandbox { config, listen } => {
             let common = Common {

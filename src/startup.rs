@@ -147,6 +147,13 @@ async fn load(
             return Err(e);
         }
     };
+    if settings.demo
+        && let Err(e) = crate::demo::prepare(&node, &settings.storage.data_dir).await
+    {
+        tracing::error!(error = %format!("{e:#}"), "the demo shop failed; stopping");
+        shutdown.cancel();
+        return Err(e);
+    }
     let limits = match &node.member {
         Some(member) => AuthLimits::shared(settings.auth.rate_per_ip, member.redis.clone()),
         None => AuthLimits::new(settings.auth.rate_per_ip),

@@ -72,3 +72,138 @@ async fn create_user_then_log_in_as_that_admin() {
     server.child.kill().unwrap();
     server.child.wait().unwrap();
 }
+
+/// `serve --demo` on an empty data dir opens on a shop: products with Hangul and Latin names,
+/// a coupon to claim, a drop that starts a minute later, and a demo shopper who can log in
+/// with the password the data dir keeps. Started again, it adds nothing and logs the same
+/// accounts.
+#[tokio::test]
+async fn serve_demo_opens_on_a_shop() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_string();
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.as_str(),
+        "--demo",
+    ];
+    let envs = [
+        ("EMPORIUM_DEV_MODE", "true"),
+        ("EMPORIUM__AUTH__ARGON2_M_KIB", "1024"),
+    ];
+    let client = reqwest::Client::new();
+    let get = |url: String| {
+        let client = client.clone();
+        async move {
+            client
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let mut first_products = 0;
+    for start in 0..2 {
+        let mut server = common::start_serve(&args, &envs);
+        let base = server.base.clone();
+        wait_ready(&client, &base).await;
+        let products = get(format!("{base}/api/v1/products?limit=100")).await;
+        let items = products["items"].as_array().unwrap();
+        assert!(items.len() >= 12, "{products}");
+        assert!(
+            items
+                .iter()
+                .any(|p| p["name"].as_str().unwrap().contains("티셔츠"))
+        );
+        if start == 0 {
+            first_products = items.len();
+        } else {
+            assert_eq!(items.len(), first_products, "a second start adds nothing");
+        }
+        let hits = get(format!(
+            "{base}/api/v1/products?q=%EC%8A%A4%EB%8B%88%EC%BB%A4%EC%A6%88"
+        ))
+        .await;
+        assert!(
+            !hits["items"].as_array().unwrap().is_empty(),
+            "Hangul search: {hits}"
+        );
+
+        let drops = get(format!("{base}/api/v1/drops")).await;
+        let drops = drops["items"].as_array().unwrap();
+        assert_eq!(drops.len(), 1, "{drops:?}");
+        assert_eq!(drops[0]["sku_id"], "sneaker-limited-270");
+        assert_eq!(drops[0]["quantity"], 20);
+
+        let kept = std::fs::read_to_string(dir.path().join("demo-credentials")).unwrap();
+        let shopper = kept.lines().find(|l| l.starts_with("shopper@")).unwrap();
+        let password = shopper.split_whitespace().nth(1).unwrap();
+        let login: Value = client
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&json!({"email": "shopper@example.com", "password": password}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = login["access_token"].as_str().expect("the shopper logs in");
+        let claimed = client
+            .post(format!("{base}/api/v1/coupons/claim"))
+            .bearer_auth(token)
+            .json(&json!({"code": "welcome10"}))
+            .send()
+            .await
+            .unwrap();
+        let expected = if start == 0 { 201 } else { 409 };
+        assert_eq!(claimed.status(), expected, "claim on start {start}");
+        let me = client
+            .get(format!("{base}/api/v1/users/me"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        assert!(me["address"].as_str().unwrap().contains("테헤란로"), "{me}");
+        server.child.kill().unwrap();
+        server.child.wait().unwrap();
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("demo-credentials"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "owner-only");
+    }
+}
+
+/// `--demo` outside dev mode refuses to start.
+#[test]
+fn demo_needs_dev_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--demo", "--data-dir"])
+        .arg(dir.path())
+        .env("EMPORIUM_DEV_MODE", "false")
+        .env(
+            "EMPORIUM_JWT_SECRET",
+            "demo-test-secret-demo-test-secret-0123456789",
+        )
+        .env(
+            "EMPORIUM_PII_KEY",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        )
+        .env("EMPORIUM_OPERATOR_TOKEN", "demo-test-operator")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--demo is for dev mode"));
+}
