@@ -27,6 +27,7 @@ pub mod schemas;
 pub mod skus;
 pub mod state;
 pub mod users;
+pub mod web;
 pub mod wishlist;
 pub mod ws;
 
@@ -112,6 +113,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .config(utoipa_swagger_ui::Config::from("/api/v1/openapi.json"));
     router
         .merge(docs)
+        .merge(web::router())
         .layer(axum::Extension(rendered))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)

@@ -14,4 +14,5 @@ mod operations;
 mod orders;
 mod shopping;
 mod skus;
+mod web;
 mod ws;

@@ -1,0 +1,144 @@
+//! The web faces' files: the storefront at `/` (`web/storefront/`), compiled into the binary.
+//! Each file is served gzip-compressed to clients that accept it, with a strong `ETag` (its
+//! SHA-256) and `Cache-Control: no-cache`, so a browser revalidates and gets `304 Not
+//! Modified` until the binary changes. The pages are clients of the public API only; these
+//! routes are not part of it (and not in the OpenAPI document).
+
+use axum::Router;
+use axum::extract::Path;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::LazyLock;
+
+#[derive(rust_embed::Embed)]
+#[folder = "web/"]
+struct Files;
+
+/// One file as served: its bytes, gzipped bytes, `ETag` and media type.
+struct Asset {
+    raw: Vec<u8>,
+    gzip: Vec<u8>,
+    etag: HeaderValue,
+    media_type: &'static str,
+}
+
+/// Every file, compressed once, by its path under `web/`.
+static ASSETS: LazyLock<HashMap<String, Asset>> = LazyLock::new(|| {
+    Files::iter()
+        .filter_map(|path| {
+            let file = Files::get(&path)?;
+            let raw = file.data.into_owned();
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            encoder.write_all(&raw).ok()?;
+            let gzip = encoder.finish().ok()?;
+            let hash = file.metadata.sha256_hash();
+            let hex: String = hash[..16].iter().map(|b| format!("{b:02x}")).collect();
+            let etag = HeaderValue::from_str(&format!("\"{hex}\"")).ok()?;
+            let media_type = media_type(&path);
+            Some((
+                path.into_owned(),
+                Asset {
+                    raw,
+                    gzip,
+                    etag,
+                    media_type,
+                },
+            ))
+        })
+        .collect()
+});
+
+fn media_type(path: &str) -> &'static str {
+    match path.rsplit('.').next() {
+        Some("html") => "text/html; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("json") => "application/json",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("ico") => "image/x-icon",
+        _ => "application/octet-stream",
+    }
+}
+
+/// The storefront's routes: `/` (its page) and `/assets/...` (its files).
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new()
+        .route("/", get(storefront))
+        .route("/assets/{*path}", get(asset))
+}
+
+async fn storefront(headers: HeaderMap) -> Response {
+    serve("storefront/index.html", &headers)
+}
+
+async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
+    serve(&format!("storefront/{path}"), &headers)
+}
+
+/// The page's policy: its own files, the API and WebSocket of this origin, the sandbox
+/// checkout it navigates to.
+const CSP: &str = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: https:; \
+                   style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+fn serve(path: &str, headers: &HeaderMap) -> Response {
+    let Some(asset) = ASSETS.get(path) else {
+        return crate::http::error::ApiError::not_found("no such file").into_response();
+    };
+    let cached = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| {
+            tags.split(',')
+                .any(|t| t.trim() == asset.etag || t.trim() == "*")
+        });
+    let mut response = if cached {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else if accepts_gzip(headers) {
+        let mut r = asset.gzip.clone().into_response();
+        r.headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        r
+    } else {
+        asset.raw.clone().into_response()
+    };
+    let h = response.headers_mut();
+    h.insert(header::ETAG, asset.etag.clone());
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(asset.media_type),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    response
+}
+
+/// `Accept-Encoding` names gzip with a non-zero weight (RFC 9110, 12.5.3).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let weight = parts
+                .find_map(|p| p.trim().strip_prefix("q="))
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && weight > 0.0
+        })
+}

@@ -1,0 +1,75 @@
+//! The storefront's files as the engine serves them: from the binary, gzip-compressed when
+//! asked, revalidated by ETag, under a policy that keeps the page to its own origin, and light
+//! enough for a phone (the first page under 150 KB transferred).
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn the_storefront_is_served_compressed_and_cacheable() {
+    let app = spawn_app().await;
+    let get = |path: &str, headers: &[(&str, &str)]| {
+        let mut request = app.client.get(app.url(path));
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        request.send()
+    };
+    // The page, plain.
+    let page = get("/", &[]).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    assert!(
+        page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'self'")
+    );
+    let etag = page.headers()["etag"].to_str().unwrap().to_string();
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"<label for="q" class="sr-only" data-t="search">Search</label>"#));
+    assert!(html.contains("/assets/app.js") && html.contains("/assets/app.css"));
+
+    // Revalidation: the same ETag is 304 with no body.
+    let again = get("/", &[("if-none-match", &etag)]).await.unwrap();
+    assert_eq!(again.status(), 304);
+    assert!(again.bytes().await.unwrap().is_empty());
+    let changed = get("/", &[("if-none-match", "\"other\"")]).await.unwrap();
+    assert_eq!(changed.status(), 200);
+
+    // Compressed when asked, and the first page's files together stay under 150 KB.
+    let mut transferred = 0;
+    for (path, media) in [
+        ("/", "text/html"),
+        ("/assets/app.css", "text/css"),
+        ("/assets/app.js", "text/javascript"),
+    ] {
+        let r = get(path, &[("accept-encoding", "gzip, br;q=0")])
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()["content-encoding"], "gzip", "{path}");
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(media)
+        );
+        assert_eq!(r.headers()["cache-control"], "no-cache");
+        transferred += r.bytes().await.unwrap().len();
+    }
+    assert!(transferred < 150 * 1024, "first page: {transferred} bytes");
+    // Refused gzip: plain bytes.
+    let plain = get("/assets/app.js", &[("accept-encoding", "gzip;q=0")])
+        .await
+        .unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+
+    // An unknown file is a problem+json 404, like any unknown route.
+    let missing = get("/assets/nope.js", &[]).await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.headers()["content-type"],
+        "application/problem+json"
+    );
+    app.stop().await;
+}
