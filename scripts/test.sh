@@ -27,6 +27,14 @@ if ! command -v ip >/dev/null; then
     apt-get update -qq && apt-get install -y -qq iproute2
 fi
 
+# - Debian's Chromium and a Korean font, for the storefront's browser tests (tests/web.rs).
+if ! command -v chromium >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq chromium
+fi
+if ! fc-list 2>/dev/null | grep -qi nanum; then
+    apt-get install -y -qq fonts-nanum || (apt-get update -qq && apt-get install -y -qq fonts-nanum)
+fi
+
 # The layout rules (README, "Layout"): no file over 600 lines, no two files importing each other.
 python3 scripts/check-layout.py
 cargo build --workspace --all-targets

@@ -4,7 +4,7 @@
 
 const TEXT = {
   en: {
-    skip: "Skip to content", search: "Search", login: "Log in", logout: "Log out",
+    skip: "Skip to content", search: "Search", search_hint: "Search products", login: "Log in", logout: "Log out",
     loading: "Loading…", drops: "Drops", live: "Live now", upcoming: "Upcoming",
     ended: "Ended", sold_out_tag: "Sold out", categories: "Categories", products: "Products",
     results: "Results for “{q}”", none: "Nothing found.", more: "More",
@@ -21,7 +21,7 @@ const TEXT = {
     email_not_verified: "Verify your email first.", login_locked: "Too many tries; wait a moment.",
   },
   ko: {
-    skip: "본문으로 건너뛰기", search: "검색", login: "로그인", logout: "로그아웃",
+    skip: "본문으로 건너뛰기", search: "검색", search_hint: "상품 검색", login: "로그인", logout: "로그아웃",
     loading: "불러오는 중…", drops: "드롭", live: "진행 중", upcoming: "오픈 예정",
     ended: "종료", sold_out_tag: "품절", categories: "카테고리", products: "상품",
     results: "“{q}” 검색 결과", none: "결과가 없습니다.", more: "더 보기",
@@ -145,13 +145,18 @@ async function home(main) {
   main.innerHTML = `
     ${drops.length ? `<h1>${t("drops")}</h1><div class="grid">${drops.map((d) => `
       <a class="drop" href="#/drop/${encodeURIComponent(d.drop_id)}" data-drop="${esc(d.drop_id)}">
-        <div class="status"></div>
+        <div class="name" data-name></div><div class="status"></div>
         <div class="price">${money(d.price, d.currency)}</div>
         <div class="num" aria-live="polite" data-remaining>${t("remaining", { n: d.remaining, q: d.quantity })}</div>
       </a>`).join("")}</div>` : ""}
     <h2>${t("categories")}</h2>
     <ul class="chips">${categories.items.map((c) => `<li><a href="#/category/${encodeURIComponent(c.category)}">${esc(c.category)} <span class="muted">${c.product_count}</span></a></li>`).join("")}</ul>
     <h2>${t("products")}</h2><div class="grid">${products.items.map(productCard).join("")}</div>`;
+  for (const d of drops.filter((x) => x.product_id)) {
+    api(`/products/${encodeURIComponent(d.product_id)}`).then((p) => {
+      main.querySelector(`[data-drop="${CSS.escape(d.drop_id)}"] [data-name]`).textContent = p.name;
+    }).catch(() => {});
+  }
   every(() => {
     const now = Date.now();
     for (const d of drops) main.querySelector(`[data-drop="${CSS.escape(d.drop_id)}"] .status`).innerHTML = dropStatus(d, now);
@@ -285,7 +290,7 @@ function paintAuth() {
 function paintShell() {
   document.documentElement.lang = lang;
   for (const el of document.querySelectorAll("[data-t]")) el.textContent = t(el.dataset.t);
-  $("#q").setAttribute("aria-label", t("search"));
+  $("#q").setAttribute("placeholder", t("search_hint"));
   $("#lang").textContent = lang === "ko" ? "English" : "한국어";
   paintAuth();
 }
