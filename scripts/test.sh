@@ -27,9 +27,10 @@ if ! command -v ip >/dev/null; then
     apt-get update -qq && apt-get install -y -qq iproute2
 fi
 
-# - Debian's Chromium and a Korean font, for the storefront's browser tests (tests/web.rs).
-if ! command -v chromium >/dev/null; then
-    apt-get update -qq && apt-get install -y -qq chromium
+# - Debian's Chromium, its WebDriver and a Korean font, for the storefront's browser tests
+#   (tests/web.rs).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq chromium chromium-driver
 fi
 if ! fc-list 2>/dev/null | grep -qi nanum; then
     apt-get install -y -qq fonts-nanum || (apt-get update -qq && apt-get install -y -qq fonts-nanum)

@@ -21,6 +21,9 @@ use std::time::Duration;
 /// The file, in the data dir, that keeps the demo accounts' passwords.
 pub const CREDENTIALS_FILE: &str = "demo-credentials";
 
+/// The credentials file's first line while the shop is being seeded.
+const SEEDING: &str = "# seeding: an earlier --demo start stopped before the shop was complete";
+
 /// The demo shopper's and admin's addresses.
 pub const SHOPPER_EMAIL: &str = "shopper@example.com";
 pub const ADMIN_EMAIL: &str = "admin@example.com";
@@ -159,6 +162,12 @@ const LIMITED: Item = Item {
 pub async fn prepare(node: &Node, data_dir: &Path) -> anyhow::Result<()> {
     let credentials = data_dir.join(CREDENTIALS_FILE);
     if let Ok(kept) = std::fs::read_to_string(&credentials) {
+        if kept.starts_with(SEEDING) {
+            tracing::warn!(
+                "--demo: an earlier --demo start stopped while seeding; this data dir holds \
+                 part of the demo shop (remove it for a whole one)"
+            );
+        }
         announce(&kept);
         return Ok(());
     }
@@ -172,6 +181,15 @@ pub async fn prepare(node: &Node, data_dir: &Path) -> anyhow::Result<()> {
         tracing::warn!("--demo: the data dir already has a catalog; no demo shop added");
         return Ok(());
     }
+    // The passwords are kept before anything is written, so a start that stops midway leaves
+    // accounts whose passwords are known (and says so at the next start).
+    let passwords = [password(), password()];
+    let kept = format!(
+        "# The demo accounts of `emporium serve --demo` (dev mode only).\n\
+         {SHOPPER_EMAIL} {} customer\n{ADMIN_EMAIL} {} admin\n",
+        passwords[0], passwords[1]
+    );
+    write_private(&credentials, &format!("{SEEDING}\n{kept}"))?;
     let now = node.clock.now();
     for (i, item) in ITEMS.iter().chain([&LIMITED]).enumerate() {
         let stock = if item.slug == LIMITED.slug {
@@ -216,23 +234,27 @@ pub async fn prepare(node: &Node, data_dir: &Path) -> anyhow::Result<()> {
         .create(&drop_sku, spec)
         .await
         .map_err(|e| anyhow::anyhow!("demo drop: {e}"))?;
-    let shopper = account(node, SHOPPER_EMAIL, "김민지 Minji Kim", Role::Customer).await?;
+    let [shopper_password, admin_password] = passwords;
+    let shopper = account(
+        node,
+        SHOPPER_EMAIL,
+        "김민지 Minji Kim",
+        Role::Customer,
+        shopper_password,
+    )
+    .await?;
     node.accounts
         .update_profile(
-            &shopper.0,
+            &shopper,
             None,
             Some("010-1234-5678".into()),
             Some("서울특별시 강남구 테헤란로 427, 5층".into()),
         )
         .await
         .map_err(|e| anyhow::anyhow!("demo shopper's profile: {e}"))?;
-    let admin = account(node, ADMIN_EMAIL, "Demo Admin", Role::Admin).await?;
-    let kept = format!(
-        "# The demo accounts of `emporium serve --demo` (dev mode only).\n\
-         {SHOPPER_EMAIL} {} customer\n{ADMIN_EMAIL} {} admin\n",
-        shopper.1, admin.1
-    );
-    write_private(&credentials, &kept)?;
+    account(node, ADMIN_EMAIL, "Demo Admin", Role::Admin, admin_password).await?;
+    // Complete: the file loses its first line.
+    std::fs::write(&credentials, &kept)?;
     announce(&kept);
     tracing::info!(
         products = ITEMS.len() + 1,
@@ -283,19 +305,22 @@ fn product(item: &Item, stock: u64) -> NewProduct {
     }
 }
 
-/// A verified account with `role` and a random password: (user id, password).
+fn password() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 12]>())
+}
+
+/// A verified account with `role` and `password`.
 async fn account(
     node: &Node,
     email: &str,
     name: &str,
     role: Role,
-) -> anyhow::Result<(crate::domain::ids::UserId, String)> {
-    use base64::Engine;
-    let password =
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 12]>());
+    password: String,
+) -> anyhow::Result<crate::domain::ids::UserId> {
     let sign_up = SignUp {
         email: email.into(),
-        password: SecretString::from(password.clone()),
+        password: SecretString::from(password),
         name: name.into(),
         phone: None,
     };
@@ -305,7 +330,7 @@ async fn account(
         .sign_up(sign_up, roles, true)
         .await
         .map_err(|e| anyhow::anyhow!("demo account {email}: {e}"))?;
-    Ok((user_id, password))
+    Ok(user_id)
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {

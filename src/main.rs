@@ -125,6 +125,9 @@ async fn main() -> anyhow::Result<()> {
             if settings.demo && !settings.dev_mode {
                 anyhow::bail!("--demo is for dev mode (EMPORIUM_DEV_MODE=true)");
             }
+            if settings.demo && settings.cluster.is_some() {
+                anyhow::bail!("--demo is for a single node, not a cluster");
+            }
             serve(settings).await
         }
         Command::Sandbox { config, listen } => {

@@ -17,11 +17,13 @@ use std::sync::LazyLock;
 #[folder = "web/"]
 struct Files;
 
-/// One file as served: its bytes, gzipped bytes, `ETag` and media type.
+/// One file as served: its bytes and their `ETag`, gzipped bytes and theirs (each coding has
+/// its own strong validator, RFC 9110 8.8.3), and the media type.
 struct Asset {
     raw: Vec<u8>,
-    gzip: Vec<u8>,
     etag: HeaderValue,
+    gzip: Vec<u8>,
+    gzip_etag: HeaderValue,
     media_type: &'static str,
 }
 
@@ -38,16 +40,16 @@ static ASSETS: LazyLock<HashMap<String, Asset>> = LazyLock::new(|| {
             let hash = file.metadata.sha256_hash();
             let hex: String = hash[..16].iter().map(|b| format!("{b:02x}")).collect();
             let etag = HeaderValue::from_str(&format!("\"{hex}\"")).ok()?;
+            let gzip_etag = HeaderValue::from_str(&format!("\"{hex}-gz\"")).ok()?;
             let media_type = media_type(&path);
-            Some((
-                path.into_owned(),
-                Asset {
-                    raw,
-                    gzip,
-                    etag,
-                    media_type,
-                },
-            ))
+            let asset = Asset {
+                raw,
+                etag,
+                gzip,
+                gzip_etag,
+                media_type,
+            };
+            Some((path.into_owned(), asset))
         })
         .collect()
 });
@@ -80,34 +82,43 @@ async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
     serve(&format!("storefront/{path}"), &headers)
 }
 
-/// The page's policy: its own files, the API and WebSocket of this origin, the sandbox
-/// checkout it navigates to.
-const CSP: &str = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: https:; \
+/// The page's policy: its own files, and the API and WebSocket of this origin (a checkout
+/// page it leaves for is a navigation, not a connection).
+const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data: https:; \
                    style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 fn serve(path: &str, headers: &HeaderMap) -> Response {
     let Some(asset) = ASSETS.get(path) else {
         return crate::http::error::ApiError::not_found("no such file").into_response();
     };
+    let gzip = accepts_gzip(headers);
+    let (body, etag) = if gzip {
+        (&asset.gzip, &asset.gzip_etag)
+    } else {
+        (&asset.raw, &asset.etag)
+    };
+    // `If-None-Match` compares weakly (RFC 9110 13.1.2): a `W/` prefix is ignored.
     let cached = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|tags| {
-            tags.split(',')
-                .any(|t| t.trim() == asset.etag || t.trim() == "*")
+            tags.split(',').any(|t| {
+                let t = t.trim();
+                t == "*" || t.trim_start_matches("W/") == etag
+            })
         });
     let mut response = if cached {
         StatusCode::NOT_MODIFIED.into_response()
-    } else if accepts_gzip(headers) {
-        let mut r = asset.gzip.clone().into_response();
-        r.headers_mut()
-            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        r
     } else {
-        asset.raw.clone().into_response()
+        let mut r = body.clone().into_response();
+        if gzip {
+            r.headers_mut()
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        r
     };
     let h = response.headers_mut();
-    h.insert(header::ETAG, asset.etag.clone());
+    h.insert(header::ETAG, etag.clone());
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     h.insert(
@@ -125,20 +136,27 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
     response
 }
 
-/// `Accept-Encoding` names gzip with a non-zero weight (RFC 9110, 12.5.3).
+/// `Accept-Encoding` gives gzip a non-zero weight (RFC 9110, 12.5.3): its own entry if it has
+/// one, else `*`'s.
 fn accepts_gzip(headers: &HeaderMap) -> bool {
-    headers
+    let (mut gzip, mut any) = (None, None);
+    for coding in headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|coding| {
-            let mut parts = coding.split(';');
-            let name = parts.next().unwrap_or("").trim();
-            let weight = parts
-                .find_map(|p| p.trim().strip_prefix("q="))
-                .and_then(|q| q.trim().parse::<f32>().ok())
-                .unwrap_or(1.0);
-            (name.eq_ignore_ascii_case("gzip") || name == "*") && weight > 0.0
-        })
+    {
+        let mut parts = coding.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        let weight = parts
+            .find_map(|p| p.trim().strip_prefix("q="))
+            .and_then(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        if name.eq_ignore_ascii_case("gzip") {
+            gzip = Some(weight);
+        } else if name == "*" {
+            any = Some(weight);
+        }
+    }
+    gzip.or(any).is_some_and(|w| w > 0.0)
 }

@@ -29,10 +29,27 @@ async fn the_storefront_is_served_compressed_and_cacheable() {
     assert!(html.contains(r#"<label for="q" class="sr-only" data-t="search">Search</label>"#));
     assert!(html.contains("/assets/app.js") && html.contains("/assets/app.css"));
 
-    // Revalidation: the same ETag is 304 with no body.
+    // Revalidation: the same ETag is 304 with no body, weakly compared.
     let again = get("/", &[("if-none-match", &etag)]).await.unwrap();
     assert_eq!(again.status(), 304);
+    assert_eq!(again.headers()["etag"].to_str().unwrap(), etag);
+    assert_eq!(again.headers()["vary"], "accept-encoding");
     assert!(again.bytes().await.unwrap().is_empty());
+    let weak = get("/", &[("if-none-match", &format!("W/{etag}"))])
+        .await
+        .unwrap();
+    assert_eq!(weak.status(), 304);
+    // The gzip coding has a validator of its own.
+    let zipped = get("/", &[("accept-encoding", "gzip")]).await.unwrap();
+    let zipped_etag = zipped.headers()["etag"].to_str().unwrap().to_string();
+    assert_ne!(zipped_etag, etag);
+    let stale = get(
+        "/",
+        &[("accept-encoding", "gzip"), ("if-none-match", &etag)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(stale.status(), 200);
     let changed = get("/", &[("if-none-match", "\"other\"")]).await.unwrap();
     assert_eq!(changed.status(), 200);
 
@@ -58,11 +75,16 @@ async fn the_storefront_is_served_compressed_and_cacheable() {
         transferred += r.bytes().await.unwrap().len();
     }
     assert!(transferred < 150 * 1024, "first page: {transferred} bytes");
-    // Refused gzip: plain bytes.
-    let plain = get("/assets/app.js", &[("accept-encoding", "gzip;q=0")])
-        .await
-        .unwrap();
-    assert!(plain.headers().get("content-encoding").is_none());
+    // Refused gzip: plain bytes, even when anything else is welcome.
+    for refused in ["gzip;q=0", "*, gzip;q=0", "identity"] {
+        let plain = get("/assets/app.js", &[("accept-encoding", refused)])
+            .await
+            .unwrap();
+        assert!(
+            plain.headers().get("content-encoding").is_none(),
+            "{refused}"
+        );
+    }
 
     // An unknown file is a problem+json 404, like any unknown route.
     let missing = get("/assets/nope.js", &[]).await.unwrap();

@@ -18,7 +18,8 @@ const TEXT = {
     sold_out: "Sold out.", purchase_limit_reached: "You've reached the limit for this drop.",
     drop_not_live: "This drop isn't open.", insufficient_stock: "Not enough stock.",
     overloaded: "Very busy right now.", invalid_credentials: "Wrong email or password.",
-    email_not_verified: "Verify your email first.", login_locked: "Too many tries; wait a moment.",
+    email_not_verified: "Verify your email first.", too_many_attempts: "Too many tries; wait a moment.",
+    rate_limited: "Too many tries; wait a moment.", offline: "No connection. Check your network.",
   },
   ko: {
     skip: "본문으로 건너뛰기", search: "검색", search_hint: "상품 검색", login: "로그인", logout: "로그아웃",
@@ -35,17 +36,20 @@ const TEXT = {
     sold_out: "품절되었습니다.", purchase_limit_reached: "이 드롭의 구매 한도에 도달했습니다.",
     drop_not_live: "지금은 구매할 수 없는 드롭입니다.", insufficient_stock: "재고가 부족합니다.",
     overloaded: "지금 접속이 많습니다.", invalid_credentials: "이메일 또는 비밀번호가 올바르지 않습니다.",
-    email_not_verified: "이메일 인증을 먼저 완료해 주세요.", login_locked: "시도가 너무 많습니다. 잠시 후 다시 시도해 주세요.",
+    email_not_verified: "이메일 인증을 먼저 완료해 주세요.", too_many_attempts: "시도가 너무 많습니다. 잠시 후 다시 시도해 주세요.",
+    rate_limited: "시도가 너무 많습니다. 잠시 후 다시 시도해 주세요.", offline: "연결이 끊겼습니다. 네트워크를 확인해 주세요.",
   },
 };
 
-let lang = localStorage.getItem("lang")
-  || ((navigator.language || "en").toLowerCase().startsWith("ko") ? "ko" : "en");
+let lang = localStorage.getItem("lang");
+if (!(lang in TEXT)) lang = (navigator.language || "en").toLowerCase().startsWith("ko") ? "ko" : "en";
 const t = (key, vars = {}) =>
   (TEXT[lang][key] ?? TEXT.en[key] ?? key).replace(/\{(\w+)\}/g, (_, k) => vars[k] ?? "");
-const money = (amount, currency = "KRW") =>
-  new Intl.NumberFormat(lang === "ko" ? "ko-KR" : "en-US", { style: "currency", currency })
-    .format(amount);
+// Amounts are integer minor units of the store currency (API.md): ₩12,900 is 12900, $1.50 is 150.
+const money = (amount, currency = "KRW") => {
+  const format = new Intl.NumberFormat(lang === "ko" ? "ko-KR" : "en-US", { style: "currency", currency });
+  return format.format(amount / 10 ** format.resolvedOptions().maximumFractionDigits);
+};
 const $ = (sel) => document.querySelector(sel);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
@@ -53,12 +57,18 @@ const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(
 
 let token = null;
 
-async function refresh() {
-  try {
-    const r = await fetch("/api/v1/auth/refresh", { method: "POST", credentials: "same-origin" });
-    token = r.ok ? (await r.json()).access_token : null;
-  } catch { token = null; }
-  return token !== null;
+// One refresh at a time in this tab (the refresh token rotates: the same cookie sent twice
+// would revoke the whole session).
+let refreshing = null;
+function refresh() {
+  refreshing ??= (async () => {
+    try {
+      const r = await fetch("/api/v1/auth/refresh", { method: "POST", credentials: "same-origin" });
+      token = r.ok ? (await r.json()).access_token : null;
+    } catch { token = null; }
+    return token !== null;
+  })().finally(() => { refreshing = null; });
+  return refreshing;
 }
 
 async function api(path, { method = "GET", body, headers = {}, again = true } = {}) {
@@ -69,8 +79,10 @@ async function api(path, { method = "GET", body, headers = {}, again = true } = 
     method, headers: h, credentials: "same-origin",
     body: body === undefined ? undefined : JSON.stringify(body),
   });
-  if (r.status === 401 && token && again && (await refresh())) {
-    return api(path, { method, body, headers, again: false });
+  if (r.status === 401 && token && again) {
+    if (await refresh()) return api(path, { method, body, headers, again: false });
+    paintAuth();
+    say(t("need_login"));
   }
   const data = r.status === 204 ? null : await r.json().catch(() => null);
   if (!r.ok) {
@@ -87,7 +99,7 @@ const problem = (e) => (e.code && TEXT.en[e.code] ? t(e.code) : e.status === 404
 // ---- Live topics: one socket per tab, re-subscribed on reconnect --------------------------
 
 const live = {
-  ws: null, handlers: new Map(), backoff: 500,
+  ws: null, handlers: new Map(), backoff: 500, opened: false,
   on(topic, fn) { this.handlers.set(topic, fn); this.send({ type: "subscribe", topic }); },
   reset() { for (const topic of this.handlers.keys()) this.send({ type: "unsubscribe", topic }); this.handlers.clear(); },
   send(m) { if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(m)); },
@@ -96,6 +108,9 @@ const live = {
     this.ws = ws;
     ws.onopen = () => {
       this.backoff = 500;
+      // After a reconnect, what was pushed meanwhile is lost: read the page again.
+      if (this.opened) route({ focus: false });
+      this.opened = true;
       if (token) this.send({ type: "auth", access_token: token });
       for (const topic of this.handlers.keys()) this.send({ type: "subscribe", topic });
     };
@@ -136,11 +151,12 @@ function dropStatus(d, now) {
     : `<span class="tag live">${t("live")}</span>`;
 }
 
-async function home(main) {
+async function home(main, current) {
   const [live_, scheduled, categories, products] = await Promise.all([
     api("/drops?status=live&limit=10"), api("/drops?status=scheduled&limit=10"),
     api("/categories"), api("/products?limit=20"),
   ]);
+  if (!current()) return;
   const drops = [...live_.items, ...scheduled.items];
   main.innerHTML = `
     ${drops.length ? `<h1>${t("drops")}</h1><div class="grid">${drops.map((d) => `
@@ -154,27 +170,33 @@ async function home(main) {
     <h2>${t("products")}</h2><div class="grid">${products.items.map(productCard).join("")}</div>`;
   for (const d of drops.filter((x) => x.product_id)) {
     api(`/products/${encodeURIComponent(d.product_id)}`).then((p) => {
-      main.querySelector(`[data-drop="${CSS.escape(d.drop_id)}"] [data-name]`).textContent = p.name;
+      if (current()) main.querySelector(`[data-drop="${CSS.escape(d.drop_id)}"] [data-name]`).textContent = p.name;
     }).catch(() => {});
   }
   every(() => {
     const now = Date.now();
-    for (const d of drops) main.querySelector(`[data-drop="${CSS.escape(d.drop_id)}"] .status`).innerHTML = dropStatus(d, now);
+    for (const d of drops) {
+      const el = main.querySelector(`[data-drop="${CSS.escape(d.drop_id)}"] .status`);
+      if (el) el.innerHTML = dropStatus(d, now);
+    }
   });
   for (const d of drops) {
     live.on(`drop:${d.drop_id}`, (m) => {
       Object.assign(d, { remaining: m.remaining, status: m.status });
-      main.querySelector(`[data-drop="${CSS.escape(d.drop_id)}"] [data-remaining]`).textContent = t("remaining", { n: m.remaining, q: d.quantity });
+      const el = main.querySelector(`[data-drop="${CSS.escape(d.drop_id)}"] [data-remaining]`);
+      const left = t("remaining", { n: m.remaining, q: d.quantity });
+      if (el && el.textContent !== left) el.textContent = left;
     });
   }
 }
 
-async function listing(main, { q, category, cursor }) {
+async function listing(main, { q, category, cursor }, current) {
   const params = new URLSearchParams({ limit: "20" });
   if (q) params.set("q", q);
   if (category) params.set("category", category);
   if (cursor) params.set("cursor", cursor);
   const page = await api(`/products?${params}`);
+  if (!current()) return;
   const title = q ? t("results", { q }) : category;
   const next = new URLSearchParams({ ...(q && { q }), ...(category && { category }), cursor: page.next_cursor ?? "" });
   main.innerHTML = `<h1>${esc(title)}</h1>
@@ -182,8 +204,9 @@ async function listing(main, { q, category, cursor }) {
     ${page.next_cursor ? `<p class="pager"><a class="button" href="#/search?${next}">${t("more")}</a></p>` : ""}`;
 }
 
-async function product(main, id) {
+async function product(main, id, current) {
   const p = await api(`/products/${encodeURIComponent(id)}`);
+  if (!current()) return;
   const axes = [...new Set(p.skus.flatMap((s) => Object.keys(s.options)))];
   const choice = Object.fromEntries(axes.map((a) => [a, p.skus[0].options[a]]));
   const chosen = () => p.skus.find((s) => axes.every((a) => s.options[a] === choice[a]));
@@ -205,12 +228,14 @@ async function product(main, id) {
     e.preventDefault();
     if (!token) { say(t("need_login")); location.hash = "#/login"; return; }
     const s = chosen();
+    const button = e.target.querySelector("button[type=submit]");
+    button.disabled = true;
     try {
       const cart = await api("/cart");
       const held = cart.items.find((l) => l.sku_id === s.sku_id)?.quantity ?? 0;
       await api(`/cart/items/${encodeURIComponent(s.sku_id)}`, { method: "PUT", body: { quantity: held + 1 } });
       say(t("added"));
-    } catch (err) { say(problem(err)); }
+    } catch (err) { say(problem(err)); } finally { show(); }
   });
   live.on(`product:${p.product_id}`, (m) => {
     const s = p.skus.find((x) => x.sku_id === m.sku_id);
@@ -218,45 +243,59 @@ async function product(main, id) {
   });
 }
 
-async function drop(main, id) {
-  const d = await api(`/drops/${encodeURIComponent(id)}`);
+async function drop(main, id, current) {
+  // Subscribe first: nothing pushed between the read and the subscription is lost.
+  let d = null;
+  live.on(`drop:${id}`, (m) => { if (d) { Object.assign(d, { remaining: m.remaining, status: m.status }); show(); } });
+  d = await api(`/drops/${encodeURIComponent(id)}`);
+  if (!current()) return;
   main.innerHTML = `<h1 id="drop-title">${t("drops")}</h1>
     <p id="drop-status"></p><p class="price">${money(d.price, d.currency)}</p>
     <p class="num" aria-live="polite" id="remaining"></p><p class="muted">${t("per_person", { n: d.per_user_limit })}</p>
     <p class="row"><button class="primary" id="buy-now" type="button">${t("buy_now")}</button><span id="outcome" role="status" aria-live="polite"></span></p>`;
-  if (d.product_id) api(`/products/${encodeURIComponent(d.product_id)}`).then((p) => { $("#drop-title").textContent = p.name; }).catch(() => {});
-  const show = () => {
+  if (d.product_id) api(`/products/${encodeURIComponent(d.product_id)}`).then((p) => { if (current()) $("#drop-title").textContent = p.name; }).catch(() => {});
+  let pending = false;
+  function show() {
+    if (!current()) return;
     const now = Date.now();
     $("#drop-status").innerHTML = dropStatus(d, now);
-    $("#remaining").textContent = t("remaining", { n: d.remaining, q: d.quantity });
+    const left = t("remaining", { n: d.remaining, q: d.quantity });
+    if ($("#remaining").textContent !== left) $("#remaining").textContent = left;
     const open = d.status === "live" || (d.status === "scheduled" && now >= Date.parse(d.starts_at));
-    $("#buy-now").disabled = !open || d.remaining === 0;
-  };
+    $("#buy-now").disabled = pending || !open || d.remaining === 0;
+    $("#buy-now").setAttribute("aria-busy", String(pending));
+  }
   every(show);
-  live.on(`drop:${d.drop_id}`, (m) => { Object.assign(d, { remaining: m.remaining, status: m.status }); show(); });
-  $("#buy-now").addEventListener("click", async (e) => {
+  $("#buy-now").addEventListener("click", async () => {
     if (!token) { say(t("need_login")); location.hash = "#/login"; return; }
-    const button = e.currentTarget;
-    button.disabled = true;
-    // One key per press; the same key on every retry of that press, so it never buys twice.
+    pending = true;
+    show();
+    const outcome = (text) => { if (current()) $("#outcome").textContent = text; };
+    // One key per press, and the same key on every retry of that press (busy answers and lost
+    // connections alike): a press never buys twice.
     const key = crypto.randomUUID();
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const order = await api(`/drops/${encodeURIComponent(d.drop_id)}/purchase`, { method: "POST", body: { quantity: 1 }, headers: { "idempotency-key": key } });
-        $("#outcome").textContent = t("bought", { id: order.order_id });
-        return;
-      } catch (err) {
-        const busy = err.status === 429 || err.status === 503;
-        if (busy && attempt < 6) {
-          $("#outcome").textContent = t("retrying");
-          await new Promise((r) => setTimeout(r, Math.min(err.retryAfter * 1000, 500 * 2 ** attempt) * (0.5 + Math.random())));
-          continue;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const order = await api(`/drops/${encodeURIComponent(d.drop_id)}/purchase`, { method: "POST", body: { quantity: 1 }, headers: { "idempotency-key": key } });
+          outcome(t("bought", { id: order.order_id }));
+          return;
+        } catch (err) {
+          const again = err.status === 429 || err.status === 503 || err.status === undefined;
+          if (again && attempt < 6) {
+            outcome(t(err.status === undefined ? "offline" : "retrying"));
+            const backoff = 500 * 2 ** attempt * (0.5 + Math.random());
+            await new Promise((r) => setTimeout(r, Math.max((err.retryAfter ?? 1) * 1000, backoff)));
+            continue;
+          }
+          if (err.code === "sold_out") Object.assign(d, { remaining: 0, status: "sold_out" });
+          outcome(problem(err));
+          return;
         }
-        if (err.code === "sold_out") Object.assign(d, { remaining: 0, status: "sold_out" });
-        $("#outcome").textContent = problem(err);
-        show();
-        return;
       }
+    } finally {
+      pending = false;
+      show();
     }
   });
 }
@@ -292,41 +331,58 @@ function paintShell() {
   for (const el of document.querySelectorAll("[data-t]")) el.textContent = t(el.dataset.t);
   $("#q").setAttribute("placeholder", t("search_hint"));
   $("#lang").textContent = lang === "ko" ? "English" : "한국어";
+  $("#lang").lang = lang === "ko" ? "en" : "ko";
   paintAuth();
 }
 
-async function route() {
+// Each route change starts a generation; a page still loading for an older one stops at its
+// next step instead of painting over the new page.
+let generation = 0;
+
+async function route({ focus = true } = {}) {
+  // In-page anchors (the skip link's `#main`) are not routes.
+  if (location.hash && !location.hash.startsWith("#/")) return;
+  const mine = ++generation;
+  const current = () => mine === generation;
   const main = $("#main");
   live.reset();
   clearInterval(ticker);
-  const [path, query = ""] = location.hash.replace(/^#/, "").split("?");
-  const params = Object.fromEntries(new URLSearchParams(query));
-  const [, page, arg] = (path || "/").split("/").map(decodeURIComponent);
   try {
-    if (page === "search") await listing(main, params);
-    else if (page === "category") await listing(main, { category: arg, cursor: params.cursor });
-    else if (page === "product") await product(main, arg);
-    else if (page === "drop") await drop(main, arg);
+    const [path, query = ""] = location.hash.replace(/^#/, "").split("?");
+    const params = Object.fromEntries(new URLSearchParams(query));
+    const [, page, arg] = (path || "/").split("/").map(decodeURIComponent);
+    if (page === "search") await listing(main, params, current);
+    else if (page === "category") await listing(main, { category: arg, cursor: params.cursor }, current);
+    else if (page === "product") await product(main, arg, current);
+    else if (page === "drop") await drop(main, arg, current);
     else if (page === "login") login(main);
     else if (page === "logout") {
       await api("/auth/logout", { method: "POST" }).catch(() => {});
       token = null; paintAuth(); location.hash = "#/";
-    } else await home(main);
+    } else await home(main, current);
   } catch (err) {
-    main.innerHTML = `<p class="error">${esc(problem(err))}</p>`;
+    if (current()) main.innerHTML = `<p class="error">${esc(problem(err))}</p>`;
+  }
+  if (current() && focus) {
+    document.title = `${main.querySelector("h1")?.textContent || t("products")} · Emporium`;
+    main.focus({ preventScroll: true });
   }
 }
 
 function searchBox() {
   const input = $("#q"), list = $("#suggest");
-  let timer = null, active = -1;
+  let timer = null, active = -1, asked = 0;
   const close = () => { list.hidden = true; input.setAttribute("aria-expanded", "false"); active = -1; };
   input.addEventListener("input", () => {
     clearTimeout(timer);
     const q = input.value.trim();
     if (!q) { close(); return; }
     timer = setTimeout(async () => {
+      const mine = ++asked;
       const { suggestions } = await api(`/search/suggest?${new URLSearchParams({ q, limit: "8" })}`).catch(() => ({ suggestions: [] }));
+      if (mine !== asked) return; // a newer question is on its way
+      active = -1;
+      input.removeAttribute("aria-activedescendant");
       list.innerHTML = suggestions.map((s, i) => `<li role="option" id="sg-${i}">${esc(s)}</li>`).join("");
       list.hidden = !suggestions.length;
       input.setAttribute("aria-expanded", String(!list.hidden));
@@ -356,7 +412,7 @@ $("#lang").addEventListener("click", () => {
   paintShell();
   route();
 });
-window.addEventListener("hashchange", route);
+window.addEventListener("hashchange", () => route());
 paintShell();
 searchBox();
 await refresh();
