@@ -216,7 +216,12 @@ async fn driver() -> Driver {
     };
     let client = reqwest::Client::new();
     for _ in 0..100 {
-        if client.get(format!("{}/status", driver.url)).send().await.is_ok() {
+        if client
+            .get(format!("{}/status", driver.url))
+            .send()
+            .await
+            .is_ok()
+        {
             return driver;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -398,7 +403,7 @@ async fn two_browsers_press_buy_now_together_on_the_last_unit() {
     assert_eq!(won, 1, "{outcomes:?}");
     assert!(told >= 1, "the other page says sold out: {outcomes:?}");
     let shot = b.screenshot().await.unwrap();
-    std::fs::write(screenshots().join("drop-race-390x844.png"), shot).unwrap();
+    std::fs::write(screenshots().join("drop-race.png"), shot).unwrap();
     for page in [a, b] {
         page.close().await.unwrap();
     }
