@@ -158,7 +158,8 @@ const LIMITED: Item = Item {
 };
 
 /// Seeds the demo shop into an empty catalog, or says why not; logs the demo accounts.
-/// Fails only when the node refuses a write (the caller stops the start).
+/// Fails when the node refuses a write or the data dir cannot be written (the caller stops the
+/// start).
 pub async fn prepare(node: &Node, data_dir: &Path) -> anyhow::Result<()> {
     let credentials = data_dir.join(CREDENTIALS_FILE);
     if let Ok(kept) = std::fs::read_to_string(&credentials) {
