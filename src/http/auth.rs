@@ -39,17 +39,9 @@ pub struct SignupRequest {
     pub email: String,
     #[schema(value_type = String, min_length = 10, max_length = 256, format = Password)]
     pub password: SecretString,
-    #[schema(
-        min_length = 1,
-        max_length = 100,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
-    )]
+    #[schema(min_length = 1, max_length = 100, format = "line")]
     pub name: String,
-    #[schema(
-        min_length = 1,
-        max_length = 30,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
-    )]
+    #[schema(min_length = 1, max_length = 30, format = "line")]
     pub phone: Option<String>,
 }
 

@@ -129,26 +129,14 @@ pub struct NewSkuRequest {
 #[serde(deny_unknown_fields)]
 #[schema(examples(json!({"name": "오버사이즈 티셔츠 Oversized Tee", "description": "두꺼운 면 100%. Heavy cotton.", "category": "tops", "thumbnail": "https://cdn.example.com/tee.jpg", "skus": [{"sku_id": "tee-red-M", "options": {"colour": "red", "size": "M"}, "price": 12900, "stock": 50}, {"sku_id": "tee-red-L", "options": {"colour": "red", "size": "L"}, "price": 12900, "stock": 30}]})))]
 pub struct NewProductRequest {
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
-    )]
+    #[schema(min_length = 1, max_length = 200, format = "line")]
     pub name: String,
     #[serde(default)]
     #[schema(max_length = 5000)]
     pub description: String,
-    #[schema(
-        min_length = 1,
-        max_length = 50,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
-    )]
+    #[schema(min_length = 1, max_length = 50, format = "line")]
     pub category: String,
-    #[schema(
-        min_length = 1,
-        max_length = 500,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
-    )]
+    #[schema(min_length = 1, max_length = 500, format = "line")]
     pub thumbnail: Option<String>,
     #[schema(min_items = 1, max_items = 100)]
     pub skus: Vec<NewSkuRequest>,
@@ -170,25 +158,13 @@ pub struct SkuPatchRequest {
 #[serde(deny_unknown_fields)]
 #[schema(examples(json!({"description": "두꺼운 면 100%. Heavy cotton, pre-shrunk.", "skus": [{"sku_id": "tee-red-M", "price": 11900}]})))]
 pub struct ProductPatchRequest {
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
-    )]
+    #[schema(min_length = 1, max_length = 200, format = "line")]
     pub name: Option<String>,
     #[schema(max_length = 5000)]
     pub description: Option<String>,
-    #[schema(
-        min_length = 1,
-        max_length = 50,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
-    )]
+    #[schema(min_length = 1, max_length = 50, format = "line")]
     pub category: Option<String>,
-    #[schema(
-        min_length = 1,
-        max_length = 500,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
-    )]
+    #[schema(min_length = 1, max_length = 500, format = "line")]
     pub thumbnail: Option<String>,
     #[serde(default)]
     pub skus: Vec<SkuPatchRequest>,

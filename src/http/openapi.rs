@@ -3,22 +3,28 @@
 //! each operation lists the problems any route of its kind can give — 401 where a bearer token
 //! is needed; 400 (`malformed_json`), 413, 415 and 422 where a JSON body is read; 400
 //! (`invalid_id`) and 404 where ids are in the path; 400 (`invalid_query`) where the query is
-//! read, whose `limit` is at least 1; 404 where a token's account is read; 429 (`overloaded`) and 503 (`timeout`,
-//! `unavailable`, with `Retry-After`) where entities are asked — and string path parameters
-//! carry the id rule (`domain::ids`: 1 to 64 of `A-Za-z0-9._:-`). Applied once, to the document
-//! the router collected from the routes.
+//! read, whose `limit` is at least 1; 404 where a token's account is read; 429 (`overloaded`)
+//! and 503 (`timeout`, `unavailable`, with `Retry-After`) where entities are asked — and
+//! string path parameters carry the id rule (`domain::ids`: 1 to 64 of `A-Za-z0-9._:-`), as do
+//! `…_id` fields, and a field of `format = "line"` gets the one-line text rule ([`LINE`]).
+//! Applied once, to the document the router collected from the routes.
 
 use std::collections::BTreeMap;
 use utoipa::openapi::content::Content;
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
 use utoipa::openapi::response::{Response, ResponseBuilder};
-use utoipa::openapi::schema::{ArrayItems, Schema, SchemaType, Type};
+use utoipa::openapi::schema::{ArrayItems, Schema, SchemaFormat, SchemaType, Type};
 use utoipa::openapi::{OpenApi, Ref, RefOr};
 
 const PROBLEM: &str = "application/problem+json";
 /// `domain::ids`: what every id is made of.
 const ID_PATTERN: &str = "^[A-Za-z0-9._:-]{1,64}$";
+
+/// One line of text (names, phones, addresses, categories): no control characters, and not
+/// only spaces — what the handlers' field checks accept. A field says `format = "line"` and
+/// gets this pattern here, in place of the format.
+pub const LINE: &str = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$";
 
 /// The document as served: JSON rendered once at start-up.
 #[derive(Clone)]
@@ -63,6 +69,7 @@ pub fn complete(doc: &mut OpenApi) {
     if let Some(components) = doc.components.as_mut() {
         for schema in components.schemas.values_mut() {
             ids_of(schema);
+            lines_of(schema);
         }
     }
     for (path, item) in doc.paths.paths.iter_mut() {
@@ -217,6 +224,21 @@ fn ids_of(schema: &mut RefOr<Schema>) {
             && is_string(&o.schema_type)
         {
             o.pattern = Some(ID_PATTERN.to_owned());
+        }
+    }
+}
+
+/// Every property of an object with `format: "line"` carries [`LINE`] instead.
+fn lines_of(schema: &mut RefOr<Schema>) {
+    let RefOr::T(Schema::Object(object)) = schema else {
+        return;
+    };
+    for property in object.properties.values_mut() {
+        if let RefOr::T(Schema::Object(o)) = property
+            && matches!(&o.format, Some(SchemaFormat::Custom(f)) if f == "line")
+        {
+            o.format = None;
+            o.pattern = Some(LINE.to_owned());
         }
     }
 }

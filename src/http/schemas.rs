@@ -9,16 +9,12 @@ use utoipa::openapi::schema::{Object, ObjectBuilder, Schema, Type};
 use utoipa::openapi::{RefOr, schema};
 use utoipa::{PartialSchema, ToSchema};
 
-/// One line of text: no control characters, not only spaces (`domain::text`, the checks of
-/// names, categories and addresses).
-const LINE: &str = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$";
-
 fn line(max: usize) -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .min_length(Some(1))
         .max_length(Some(max))
-        .pattern(Some(LINE))
+        .pattern(Some(crate::http::openapi::LINE))
         .build()
 }
 
@@ -48,29 +44,13 @@ impl ToSchema for SkuOptions {}
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddressBody {
-    #[schema(
-        min_length = 1,
-        max_length = 100,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
-    )]
+    #[schema(min_length = 1, max_length = 100, format = "line")]
     pub name: String,
-    #[schema(
-        min_length = 1,
-        max_length = 30,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
-    )]
+    #[schema(min_length = 1, max_length = 30, format = "line")]
     pub phone: String,
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
-    )]
+    #[schema(min_length = 1, max_length = 200, format = "line")]
     pub address: String,
-    #[schema(
-        min_length = 1,
-        max_length = 20,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
-    )]
+    #[schema(min_length = 1, max_length = 20, format = "line")]
     pub postal_code: Option<String>,
 }
 

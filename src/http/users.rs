@@ -57,24 +57,12 @@ impl From<ProfileView> for ProfileBody {
 #[serde(deny_unknown_fields)]
 #[schema(examples(json!({"name": "김민지", "phone": "010-1234-5678", "address": "서울특별시 강남구 테헤란로 427, 5층"})))]
 pub struct ProfilePatch {
-    #[schema(
-        min_length = 1,
-        max_length = 100,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
-    )]
+    #[schema(min_length = 1, max_length = 100, format = "line")]
     pub name: Option<String>,
-    #[schema(
-        min_length = 1,
-        max_length = 30,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
-    )]
+    #[schema(min_length = 1, max_length = 30, format = "line")]
     pub phone: Option<String>,
     /// One free-text line, at most 200 characters.
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
-    )]
+    #[schema(min_length = 1, max_length = 200, format = "line")]
     pub address: Option<String>,
 }
 
@@ -89,11 +77,7 @@ pub struct CreateUserRequest {
     pub email: String,
     #[schema(value_type = String, min_length = 10, max_length = 256, format = Password)]
     pub password: SecretString,
-    #[schema(
-        min_length = 1,
-        max_length = 100,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
-    )]
+    #[schema(min_length = 1, max_length = 100, format = "line")]
     pub name: String,
     /// `customer`, `admin`, `operator`.
     #[schema(value_type = Vec<crate::http::schemas::RoleName>)]
