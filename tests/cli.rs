@@ -80,18 +80,6 @@ async fn create_user_then_log_in_as_that_admin() {
 #[tokio::test]
 async fn serve_demo_opens_on_a_shop() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_str().unwrap().to_string();
-    let args = [
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data.as_str(),
-        "--demo",
-    ];
-    let envs = [
-        ("EMPORIUM_DEV_MODE", "true"),
-        ("EMPORIUM__AUTH__ARGON2_M_KIB", "1024"),
-    ];
     let client = reqwest::Client::new();
     let get = |url: String| {
         let client = client.clone();
@@ -108,7 +96,7 @@ async fn serve_demo_opens_on_a_shop() {
     };
     let mut first_products = 0;
     for start in 0..2 {
-        let mut server = common::start_serve(&args, &envs);
+        let mut server = common::start_demo(dir.path());
         let base = server.base.clone();
         wait_ready(&client, &base).await;
         let products = get(format!("{base}/api/v1/products?limit=100")).await;

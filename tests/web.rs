@@ -76,19 +76,7 @@ fn screenshots() -> PathBuf {
 async fn every_storefront_page_renders_without_console_messages() {
     let _turn = TURN.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_str().unwrap().to_string();
-    let args = [
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data.as_str(),
-        "--demo",
-    ];
-    let envs = [
-        ("EMPORIUM_DEV_MODE", "true"),
-        ("EMPORIUM__AUTH__ARGON2_M_KIB", "1024"),
-    ];
-    let mut server = common::start_serve(&args, &envs);
+    let mut server = common::start_demo(dir.path());
     let base = server.base.clone();
     let client = reqwest::Client::new();
     wait_ready(&client, &base).await;

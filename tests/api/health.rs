@@ -38,18 +38,16 @@ async fn metrics_expose_requests_journal_and_entities() {
     app.stop().await;
 }
 
+/// The served OpenAPI document.
+async fn document(app: &crate::helpers::TestApp) -> serde_json::Value {
+    let r = app.client.get(app.url("/api/v1/openapi.json")).send();
+    crate::helpers::ok(r.await.unwrap()).await
+}
+
 #[tokio::test]
 async fn openapi_lists_every_route() {
     let app = spawn_app().await;
-    let doc: serde_json::Value = app
-        .client
-        .get(app.url("/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = document(&app).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     let paths = doc["paths"].as_object().unwrap();
     for path in [
@@ -137,15 +135,7 @@ async fn the_browsable_reference_serves_the_document_from_the_binary() {
 #[tokio::test]
 async fn the_document_has_request_examples_and_links() {
     let app = spawn_app().await;
-    let doc: serde_json::Value = app
-        .client
-        .get(app.url("/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = document(&app).await;
     let schemas = &doc["components"]["schemas"];
     let mut missing = vec![];
     for (path, item) in doc["paths"].as_object().unwrap() {

@@ -60,6 +60,19 @@ pub fn start_serve(args: &[&str], envs: &[(&str, &str)]) -> Server {
     spawn(command, envs)
 }
 
+/// Starts `emporium serve --demo` on `data_dir`: dev mode, cheap password hashing.
+#[allow(dead_code)] // not every test binary uses it
+pub fn start_demo(data_dir: &Path) -> Server {
+    let data = data_dir.to_str().expect("a UTF-8 path");
+    start_serve(
+        &["--listen", "127.0.0.1:0", "--data-dir", data, "--demo"],
+        &[
+            ("EMPORIUM_DEV_MODE", "true"),
+            ("EMPORIUM__AUTH__ARGON2_M_KIB", "1024"),
+        ],
+    )
+}
+
 /// Starts `emporium serve ARGS` inside the network namespace `ns` (`ip netns exec`, which
 /// execs: the child is the server itself).
 #[allow(dead_code)] // not every test binary uses it
