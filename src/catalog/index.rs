@@ -196,6 +196,25 @@ impl CatalogIndex {
         (page, more)
     }
 
+    /// The `limit` products with the most units sold, most first (ties by id); products that
+    /// never sold are left out.
+    pub fn best_sellers(&self, limit: usize) -> Vec<Summary> {
+        let index = self.read();
+        index
+            .by_sales
+            .iter()
+            .take_while(|(Reverse(sales), _)| *sales > 0)
+            .take(limit)
+            .filter_map(|(Reverse(sales), id)| {
+                Some(Summary {
+                    product_id: id.clone(),
+                    product: index.products.get(id)?.product.clone(),
+                    sales: *sales,
+                })
+            })
+            .collect()
+    }
+
     /// Product names that have words starting with every word of `q`, best-selling first.
     pub fn suggest(&self, q: &str, limit: usize) -> Vec<String> {
         let wanted = tokens(q);

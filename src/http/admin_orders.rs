@@ -1,13 +1,16 @@
 //! Admin routes of orders: every order, shipping an order (books the carrier over HTTP), and
 //! the outbox's dead letters with their retry.
 
+use crate::domain::order::OrderStatus;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AdminUser, ApiPath, ApiQuery};
 use crate::http::order_body::{self, ShipmentBody};
 use crate::http::orders::{OrderPage, PageQuery, order_id, page};
 use crate::http::state::AppState;
+use crate::orders::history::Listing;
 use axum::extract::State;
-use serde::Serialize;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -20,17 +23,45 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(retry_dead_letter))
 }
 
-/// Every order, newest first.
+/// `GET /admin/orders` query: a page, optionally of one status.
+#[derive(Deserialize)]
+pub struct AdminPageQuery {
+    pub status: Option<String>,
+    pub cursor: Option<String>,
+    #[serde(default, deserialize_with = "crate::http::catalog::page_limit")]
+    pub limit: Option<usize>,
+}
+
+/// Every order, or every order in one `status` (e.g. `paid`: the orders to ship), newest
+/// first; an unknown status is `400 invalid_status`.
 #[utoipa::path(get, path = "/api/v1/admin/orders", tag = "admin", security(("bearer" = ["admin"])),
-    params(("cursor" = Option<String>, Query, pattern = "^[0-9]{1,18}_[A-Za-z0-9._:-]{1,64}$",
+    params(("status" = Option<String>, Query,
+        pattern = "^(awaiting_payment|paid|preparing|shipped|delivered|cancelled|payment_failed|expired|return_requested|returned|refunded)$",
+        description = "only orders in this status"),
+        ("cursor" = Option<String>, Query, pattern = "^[0-9]{1,18}_[A-Za-z0-9._:-]{1,64}$",
         description = "`next_cursor` of the previous page"), ("limit" = Option<usize>, Query)),
-    responses((status = 200, body = OrderPage), (status = 403, body = Problem)))]
+    responses((status = 200, body = OrderPage), (status = 400, body = Problem),
+        (status = 403, body = Problem)))]
 pub async fn list_all_orders(
     _admin: AdminUser,
     State(state): State<AppState>,
-    ApiQuery(q): ApiQuery<PageQuery>,
+    ApiQuery(q): ApiQuery<AdminPageQuery>,
 ) -> Result<axum::Json<OrderPage>, ApiError> {
-    page(&state, None, q).await
+    let listing = match q.status.as_deref() {
+        None => Listing::All,
+        Some(name) => Listing::Status(OrderStatus::parse_visible(name).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_status",
+                "status is one of the order statuses in the API contract",
+            )
+        })?),
+    };
+    let page_query = PageQuery {
+        cursor: q.cursor,
+        limit: q.limit,
+    };
+    page(&state, listing, page_query).await
 }
 
 #[derive(Serialize, ToSchema)]

@@ -22,6 +22,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_products))
         .routes(routes!(get_product))
         .routes(routes!(suggest))
+        .routes(routes!(best_sellers))
         .routes(routes!(list_categories))
         .routes(routes!(create_product))
         .routes(routes!(update_product))
@@ -46,6 +47,19 @@ pub struct SuggestQuery {
     pub q: String,
     #[serde(default, deserialize_with = "crate::http::catalog::page_limit")]
     pub limit: Option<usize>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BestSellersQuery {
+    /// 1 to 50 (default 10).
+    #[serde(default, deserialize_with = "crate::http::catalog::page_limit")]
+    pub limit: Option<usize>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BestSellers {
+    pub items: Vec<ProductSummaryBody>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -256,20 +270,40 @@ pub async fn list_products(
     let next_cursor = more
         .then(|| page.last().map(|s| s.product_id.to_string()))
         .flatten();
-    let items = page
-        .into_iter()
-        .map(|s| ProductSummaryBody {
-            in_stock: state.catalog.in_stock(&s.product),
-            product_id: s.product_id.to_string(),
-            name: s.product.name.clone(),
-            category: s.product.category.clone(),
-            price_from: s.product.price_from(),
-            currency: state.currency.to_string(),
-            thumbnail: s.product.thumbnail.clone(),
-            sales: s.sales,
-        })
-        .collect();
+    let items = page.into_iter().map(|s| summary_body(&state, s)).collect();
     Ok(axum::Json(ProductPage { items, next_cursor }))
+}
+
+fn summary_body(state: &AppState, s: crate::catalog::index::Summary) -> ProductSummaryBody {
+    ProductSummaryBody {
+        in_stock: state.catalog.in_stock(&s.product),
+        product_id: s.product_id.to_string(),
+        name: s.product.name.clone(),
+        category: s.product.category.clone(),
+        price_from: s.product.price_from(),
+        currency: state.currency.to_string(),
+        thumbnail: s.product.thumbnail.clone(),
+        sales: s.sales,
+    }
+}
+
+/// The products with the most units sold (paid, drops included), most first; products
+/// that never sold are left out. `sales` is each one's count.
+#[utoipa::path(get, path = "/api/v1/best-sellers", tag = "catalog", params(BestSellersQuery),
+    responses((status = 200, body = BestSellers), (status = 400, body = Problem)))]
+pub async fn best_sellers(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<BestSellersQuery>,
+) -> Result<axum::Json<BestSellers>, ApiError> {
+    let limit = limit(query.limit, 10, 50)?;
+    let items = state
+        .catalog
+        .index
+        .best_sellers(limit)
+        .into_iter()
+        .map(|s| summary_body(&state, s))
+        .collect();
+    Ok(axum::Json(BestSellers { items }))
 }
 
 /// One product with its SKUs, prices and available stock.

@@ -8,6 +8,7 @@ use crate::http::extract::{ApiJson, ApiPath, ApiQuery, AuthUser};
 use crate::http::idempotency::{self, Remembered};
 use crate::http::order_body::{self, OrderCreated, OrderDetail, ShipmentBody};
 use crate::http::state::AppState;
+use crate::orders::history::Listing;
 use crate::orders::placement::{PlaceOrder, ShippingAddress, fingerprint};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -153,16 +154,19 @@ pub async fn list_orders(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<axum::Json<OrderPage>, ApiError> {
-    page(&state, Some(&user.user_id), q).await
+    page(&state, Listing::User(&user.user_id), q).await
 }
 
 pub async fn page(
     state: &AppState,
-    user: Option<&crate::domain::ids::UserId>,
+    listing: Listing<'_>,
     q: PageQuery,
 ) -> Result<axum::Json<OrderPage>, ApiError> {
     let limit = crate::http::catalog::limit(q.limit, 20, 100)?;
-    let (orders, next_cursor) = state.orders.list(user, q.cursor.as_deref(), limit).await?;
+    let (orders, next_cursor) = state
+        .orders
+        .list(listing, q.cursor.as_deref(), limit)
+        .await?;
     let items = orders
         .into_iter()
         .map(|(id, v)| OrderSummary {

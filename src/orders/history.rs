@@ -1,9 +1,10 @@
-//! Order history read models, built from the orders' durable views: each user's orders and all
-//! orders newest first (admin), and the orders that still owe a step or await a deadline,
+//! Order history read models, built from the orders' durable views: each user's orders, all
+//! orders and all orders of one status newest first (admin), and the orders that still owe a step or await a deadline,
 //! queued by when they next need the dispatcher.
 
 use crate::actors::order::OrderView;
 use crate::domain::ids::{OrderId, UserId};
+use crate::domain::order::OrderStatus;
 use crate::domain::time::Timestamp;
 use dashmap::DashMap;
 use std::collections::{BTreeSet, HashMap};
@@ -15,9 +16,32 @@ type Key = (Timestamp, OrderId);
 pub struct History {
     by_user: DashMap<UserId, BTreeSet<Key>>,
     all: RwLock<BTreeSet<Key>>,
+    by_status: RwLock<ByStatus>,
     /// When each active order (pending effects or a deadline) next needs the dispatcher (its deadline or its earliest live
     /// step), ordered by that time: a tick reads only what is due, however many orders wait.
     due: Mutex<Due>,
+}
+
+/// Visible orders by their current status: the console's "orders to ship".
+#[derive(Default)]
+struct ByStatus {
+    of: HashMap<OrderId, OrderStatus>,
+    sets: HashMap<OrderStatus, BTreeSet<Key>>,
+}
+
+impl ByStatus {
+    fn set(&mut self, key: &Key, status: OrderStatus) {
+        let old = self.of.insert(key.1.clone(), status);
+        if old == Some(status) {
+            return;
+        }
+        if let Some(old) = old
+            && let Some(set) = self.sets.get_mut(&old)
+        {
+            set.remove(key);
+        }
+        self.sets.entry(status).or_default().insert(key.clone());
+    }
 }
 
 #[derive(Default)]
@@ -38,6 +62,17 @@ impl Due {
     }
 }
 
+/// Which orders a history page lists.
+#[derive(Debug, Clone, Copy)]
+pub enum Listing<'a> {
+    /// One shopper's.
+    User(&'a UserId),
+    /// Everyone's (admin).
+    All,
+    /// Everyone's in one status (admin).
+    Status(OrderStatus),
+}
+
 /// A page position: the creation time and id of the last order shown.
 pub fn encode_cursor((at, id): &Key) -> String {
     format!("{}_{}", at.millis(), id)
@@ -56,7 +91,10 @@ impl History {
             if mine.insert(key.clone())
                 && let Ok(mut all) = self.all.write()
             {
-                all.insert(key);
+                all.insert(key.clone());
+            }
+            if let Ok(mut by_status) = self.by_status.write() {
+                by_status.set(&key, view.status);
             }
         }
         let next_step = view
@@ -91,10 +129,10 @@ impl History {
             .collect()
     }
 
-    /// One page of `user`'s orders (all orders without a user), newest first, after `cursor`.
+    /// One page of the `listing`'s orders, newest first, after `cursor`.
     pub fn page(
         &self,
-        user: Option<&UserId>,
+        listing: Listing<'_>,
         cursor: Option<&Key>,
         limit: usize,
     ) -> (Vec<OrderId>, Option<String>) {
@@ -105,9 +143,14 @@ impl History {
             };
             range.rev().take(limit + 1).cloned().collect()
         };
-        let mut keys = match user {
-            Some(u) => self.by_user.get(u).map(|s| take(&s)).unwrap_or_default(),
-            None => self.all.read().map(|s| take(&s)).unwrap_or_default(),
+        let mut keys = match listing {
+            Listing::User(u) => self.by_user.get(u).map(|s| take(&s)).unwrap_or_default(),
+            Listing::All => self.all.read().map(|s| take(&s)).unwrap_or_default(),
+            Listing::Status(status) => self
+                .by_status
+                .read()
+                .map(|b| b.sets.get(&status).map(take).unwrap_or_default())
+                .unwrap_or_default(),
         };
         let next = (keys.len() > limit).then(|| {
             keys.truncate(limit);

@@ -28,7 +28,7 @@ use crate::actors::user::User;
 use crate::actors::{AskError, Entities, EntityKind, Inspection, Runtime};
 use crate::auth::accounts::Accounts;
 use crate::catalog::Catalog;
-use crate::domain::ids::{OrderId, UserId};
+use crate::domain::ids::OrderId;
 use crate::domain::order::{OrderCommand, OrderError, OrderState, Placement, Requester};
 use crate::domain::time::Clock;
 use crate::integrations::carrier::Carrier;
@@ -273,10 +273,10 @@ impl Orders {
         Ok(state)
     }
 
-    /// A page of orders, newest first: `user`'s, or everyone's (admin).
+    /// A page of orders, newest first: a shopper's, everyone's or one status's (admin).
     pub async fn list(
         &self,
-        user: Option<&UserId>,
+        listing: history::Listing<'_>,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<(OrderId, OrderView)>, Option<String>), OrderFailure> {
@@ -286,7 +286,7 @@ impl Orders {
             })?),
             None => None,
         };
-        let (ids, next) = self.history.page(user, cursor.as_ref(), limit);
+        let (ids, next) = self.history.page(listing, cursor.as_ref(), limit);
         let items = ids
             .into_iter()
             .filter_map(|id| self.book.view(&id).map(|v| (id, v)))

@@ -42,6 +42,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("GET /api/v1/products", "AAAAA"),
     ("GET /api/v1/products/{product_id}", "AAAAA"),
     ("GET /api/v1/search/suggest", "AAAAA"),
+    ("GET /api/v1/best-sellers", "AAAAA"),
     ("GET /api/v1/categories", "AAAAA"),
     ("GET /api/v1/drops", "AAAAA"),
     ("GET /api/v1/drops/{drop_id}", "AAAAA"),

@@ -782,3 +782,110 @@ async fn the_checkout_page_authorises_a_payment_and_sends_the_shopper_back_to_th
     let html = r.text().await.unwrap();
     assert!(!html.contains("<script>") && html.contains("&lt;script&gt;"));
 }
+
+#[tokio::test]
+async fn admins_list_orders_by_status_and_best_sellers_follow_paid_units() {
+    let app = spawn_app_with(FAST).await;
+    let mug = product_with_sku(&app, "Mug", "bs-mug", 10000, 10).await;
+    let cup = product_with_sku(&app, "Cup", "bs-cup", 5000, 10).await;
+    product_with_sku(&app, "Bowl", "bs-bowl", 8000, 10).await;
+    let (_, token, _) = app.customer("status@example.com").await;
+    let unpaid = order_of(&app, &token, "bs-cup", 1).await;
+    let paid = order_of(&app, &token, "bs-mug", 3).await;
+    let key = payment_key(&app, &paid, CARD).await;
+    ok(confirm(&app, &token, &paid, &key, 30000).await).await;
+    let cup_paid = order_of(&app, &token, "bs-cup", 1).await;
+    let key = payment_key(&app, &cup_paid, CARD).await;
+    ok(confirm(&app, &token, &cup_paid, &key, 5000).await).await;
+
+    let ids = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["order_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let list = |status: &'static str| {
+        let app = &app;
+        async move {
+            let path = format!("/api/v1/admin/orders?status={status}");
+            ok(send(app, "GET", &path, OPERATOR_TOKEN, None).await).await
+        }
+    };
+    let paid_id = paid["order_id"].as_str().unwrap();
+    let cup_paid_id = cup_paid["order_id"].as_str().unwrap();
+    assert_eq!(
+        ids(&list("paid").await),
+        [cup_paid_id, paid_id],
+        "paid orders, newest first"
+    );
+    assert_eq!(
+        ids(&list("awaiting_payment").await),
+        [unpaid["order_id"].as_str().unwrap()]
+    );
+    let r = send(
+        &app,
+        "GET",
+        "/api/v1/admin/orders?status=paid&limit=1",
+        OPERATOR_TOKEN,
+        None,
+    )
+    .await;
+    let first = ok(r).await;
+    assert_eq!(ids(&first), [cup_paid_id]);
+    let next = first["next_cursor"].as_str().expect("a second page");
+    let path = format!("/api/v1/admin/orders?status=paid&limit=1&cursor={next}");
+    let second = ok(send(&app, "GET", &path, OPERATOR_TOKEN, None).await).await;
+    assert_eq!(ids(&second), [paid_id]);
+    assert!(second["next_cursor"].is_null());
+
+    // Shipping moves the order out of `paid`.
+    let ship = format!("/api/v1/admin/orders/{paid_id}/ship");
+    ok(send(&app, "POST", &ship, OPERATOR_TOKEN, None).await).await;
+    until_status(&app, &token, paid_id, "delivered").await;
+    assert_eq!(ids(&list("paid").await), [cup_paid_id]);
+    assert_eq!(ids(&list("delivered").await), [paid_id]);
+
+    let r = send(
+        &app,
+        "GET",
+        "/api/v1/admin/orders?status=shipping",
+        OPERATOR_TOKEN,
+        None,
+    )
+    .await;
+    assert_problem(r, 400, "invalid_status").await;
+    let r = send(
+        &app,
+        "GET",
+        "/api/v1/admin/orders?status=paid",
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.status(),
+        403,
+        "a customer does not list everyone's orders"
+    );
+
+    // Best sellers: units paid, most first; the bowl never sold and the unpaid cup does not count.
+    let best = ok(send(&app, "GET", "/api/v1/best-sellers", &token, None).await).await;
+    let ranked: Vec<(&str, u64)> = best["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["product_id"].as_str().unwrap(),
+                p["sales"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(ranked, [(mug.as_str(), 3), (cup.as_str(), 1)]);
+    let one = ok(send(&app, "GET", "/api/v1/best-sellers?limit=1", "", None).await).await;
+    assert_eq!(one["items"].as_array().unwrap().len(), 1);
+    let r = send(&app, "GET", "/api/v1/best-sellers?limit=0", "", None).await;
+    assert_problem(r, 400, "invalid_query").await;
+}

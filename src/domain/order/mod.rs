@@ -63,6 +63,26 @@ impl OrderStatus {
         }
     }
 
+    /// The statuses shoppers see, in the contract's order (API.md, "Orders").
+    pub const VISIBLE: [OrderStatus; 11] = [
+        OrderStatus::AwaitingPayment,
+        OrderStatus::Paid,
+        OrderStatus::Preparing,
+        OrderStatus::Shipped,
+        OrderStatus::Delivered,
+        OrderStatus::Cancelled,
+        OrderStatus::PaymentFailed,
+        OrderStatus::Expired,
+        OrderStatus::ReturnRequested,
+        OrderStatus::Returned,
+        OrderStatus::Refunded,
+    ];
+
+    /// A visible status by its contract name (`"paid"`); `None` for anything else.
+    pub fn parse_visible(name: &str) -> Option<Self> {
+        Self::VISIBLE.into_iter().find(|s| s.as_str() == name)
+    }
+
     /// Whether shoppers see the order (history, detail).
     pub fn visible(self) -> bool {
         !matches!(self, OrderStatus::Pending | OrderStatus::Rejected)
