@@ -1,4 +1,6 @@
-//! The web faces' files: the storefront at `/` (`web/storefront/`), compiled into the binary.
+//! The web faces' files, compiled into the binary: the storefront at `/` (`web/storefront/`,
+//! its files under `/assets/`), the operator console at `/ops` (`web/ops/`, under
+//! `/ops/assets/`), and the modules both import under `/common/` (`web/common/`).
 //! Each file is served gzip-compressed to clients that accept it, with a strong `ETag` (its
 //! SHA-256) and `Cache-Control: no-cache`, so a browser revalidates and gets `304 Not
 //! Modified` until the binary changes. The pages are clients of the public API only; these
@@ -67,11 +69,16 @@ fn media_type(path: &str) -> &'static str {
     }
 }
 
-/// The storefront's routes: `/` (its page) and `/assets/...` (its files).
+/// The web faces' routes: `/` and `/ops` (their pages), `/assets/...`, `/ops/assets/...` and
+/// `/common/...` (their files).
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", get(storefront))
         .route("/assets/{*path}", get(asset))
+        .route("/ops", get(console))
+        .route("/ops/", get(console))
+        .route("/ops/assets/{*path}", get(console_asset))
+        .route("/common/{*path}", get(common))
 }
 
 async fn storefront(headers: HeaderMap) -> Response {
@@ -80,6 +87,18 @@ async fn storefront(headers: HeaderMap) -> Response {
 
 async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
     serve(&format!("storefront/{path}"), &headers)
+}
+
+async fn console(headers: HeaderMap) -> Response {
+    serve("ops/index.html", &headers)
+}
+
+async fn console_asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
+    serve(&format!("ops/{path}"), &headers)
+}
+
+async fn common(Path(path): Path<String>, headers: HeaderMap) -> Response {
+    serve(&format!("common/{path}"), &headers)
 }
 
 /// The page's policy: its own files, and the API and WebSocket of this origin (a checkout

@@ -1,0 +1,211 @@
+// What both web faces share: words in two languages, money, the API with its token, and the
+// live socket. A client of the public API (/api/v1) and its WebSocket, nothing more.
+// The access token lives in memory only; the refresh token is the httpOnly cookie.
+
+// ---- Words ---------------------------------------------------------------------------------
+
+const words = { en: {}, ko: {} };
+export let lang = localStorage.getItem("lang");
+if (!(lang in words)) lang = (navigator.language || "en").toLowerCase().startsWith("ko") ? "ko" : "en";
+
+/** Adds a face's catalogue: `{en: {key: text}, ko: {...}}`. */
+export const addWords = (more) => { for (const l in words) Object.assign(words[l], more[l]); };
+export const t = (key, vars = {}) =>
+  (words[lang][key] ?? words.en[key] ?? key).replace(/\{(\w+)\}/g, (_, k) => vars[k] ?? "");
+export const known = (key) => key in words.en;
+export const switchLang = () => { lang = lang === "ko" ? "en" : "ko"; localStorage.setItem("lang", lang); };
+
+// Amounts are integer minor units of the store currency (API.md): ₩12,900 is 12900, $1.50 is 150.
+export const money = (amount, currency = "KRW") => {
+  const format = new Intl.NumberFormat(lang === "ko" ? "ko-KR" : "en-US", { style: "currency", currency });
+  return format.format(amount / 10 ** format.resolvedOptions().maximumFractionDigits);
+};
+export const when = (iso) => new Date(iso).toLocaleString(lang === "ko" ? "ko-KR" : "en-US",
+  { dateStyle: "medium", timeStyle: "short" });
+/** `ms` as `[Nd ]hh:mm:ss`. */
+export const span = (ms) => {
+  const s = Math.max(0, Math.round(ms / 1000));
+  const [d, h, m, sec] = [Math.floor(s / 86400), Math.floor(s / 3600) % 24, Math.floor(s / 60) % 60, s % 60];
+  return (d ? `${d}d ` : "") + [h, m, sec].map((n) => String(n).padStart(2, "0")).join(":");
+};
+export const $ = (sel, root = document) => root.querySelector(sel);
+export const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+export const enc = encodeURIComponent;
+
+export const say = (text) => {
+  $("#toast").textContent = text;
+  clearTimeout(say.timer);
+  say.timer = setTimeout(() => { $("#toast").textContent = ""; }, 5000);
+};
+/** An API error in a shopper's words: its code's text, else by status. */
+export const problem = (e) => {
+  if (e.code && known(e.code)) {
+    if (!e.reason) return t(e.code);
+    return `${t(e.code)} ${known(`reason_${e.reason}`) ? t(`reason_${e.reason}`) : `(${e.reason})`}`;
+  }
+  if (e.status === undefined) return t("offline");
+  if (e.status === 404) return t("not_found");
+  if (e.status === 403) return t("forbidden");
+  return e.detail ? `${t("error")} (${e.detail})` : t("error");
+};
+
+// ---- The API -------------------------------------------------------------------------------
+
+export const session = { token: null, user: null, roles: [], onLost: () => {} };
+
+const claims = (jwt) => {
+  try { return JSON.parse(atob(jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))); } catch { return {}; }
+};
+/** Keeps a new access token (or none) and the roles it carries. */
+export function keep(token) {
+  const c = token ? claims(token) : {};
+  session.token = token;
+  session.user = c.sub ?? null;
+  session.roles = [c.roles ?? []].flat();
+  if (token) live.send({ type: "auth", access_token: token });
+}
+
+// One refresh at a time in this tab (the refresh token rotates: the same cookie sent twice
+// would revoke the whole session).
+let refreshing = null;
+export function refresh() {
+  refreshing ??= (async () => {
+    try {
+      const r = await fetch("/api/v1/auth/refresh", { method: "POST", credentials: "same-origin" });
+      keep(r.ok ? (await r.json()).access_token : null);
+    } catch { keep(null); }
+    return session.token !== null;
+  })().finally(() => { refreshing = null; });
+  return refreshing;
+}
+
+/** Calls `/api/v1{path}`; the JSON body, or throws an Error with `status`, `code`, `reason`,
+ * `detail` and `retryAfter` (seconds). A 401 refreshes once, then asks to log in again. */
+export async function api(path, { method = "GET", body, headers = {}, again = true } = {}) {
+  const h = { ...headers };
+  if (body !== undefined) h["content-type"] = "application/json";
+  if (session.token) h.authorization = `Bearer ${session.token}`;
+  const r = await fetch(`/api/v1${path}`, {
+    method, headers: h, credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (r.status === 401 && session.token && again) {
+    if (await refresh()) return api(path, { method, body, headers, again: false });
+    session.onLost();
+  }
+  const data = r.status === 204 || r.status === 202 ? null : await r.json().catch(() => null);
+  if (!r.ok) {
+    const e = new Error(data?.detail || r.statusText);
+    Object.assign(e, {
+      status: r.status, code: data?.code, reason: data?.reason, detail: data?.detail,
+      skus: data?.sku_ids, retryAfter: Number(r.headers.get("retry-after")) || 1,
+    });
+    throw e;
+  }
+  return data;
+}
+
+/** Runs `send` until it answers, retrying busy answers (429, 503) and lost connections with
+ * backoff that respects `Retry-After`; `busy(err)` hears about each retry. The caller keeps
+ * the Idempotency-Key the same across these tries, so a retry never acts twice. */
+export async function persist(send, busy = () => {}) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await send();
+    } catch (err) {
+      const again = err.status === 429 || err.status === 503 || err.status === undefined;
+      if (!again || attempt >= 6) throw err;
+      busy(err);
+      const backoff = 500 * 2 ** attempt * (0.5 + Math.random());
+      await new Promise((r) => setTimeout(r, Math.max((err.retryAfter ?? 1) * 1000, backoff)));
+    }
+  }
+}
+
+/** Disables `button` (aria-busy) while `work` runs. */
+export async function busy(button, work) {
+  button.disabled = true;
+  button.setAttribute("aria-busy", "true");
+  try { return await work(); } finally { button.disabled = false; button.setAttribute("aria-busy", "false"); }
+}
+
+// ---- Live topics: one socket per tab, re-subscribed on reconnect ---------------------------
+
+const topicOf = (m) => ({
+  stock: `drop:${m.drop_id}`, availability: `product:${m.product_id}`, order: `order:${m.order_id}`,
+  notification: "user", "chat.message": `chat:${m.room_id}`,
+})[m.type];
+
+export const live = {
+  ws: null, page: new Map(), always: new Map(), backoff: 500, opened: false, onReconnect: () => {},
+  /** Listens to `topic` while the current page shows. */
+  on(topic, fn) { this.page.set(topic, fn); this.send({ type: "subscribe", topic }); },
+  /** Listens to `topic` on every page (the notification bell). */
+  keep(topic, fn) { this.always.set(topic, fn); this.send({ type: "subscribe", topic }); },
+  /** Leaves the page's topics. */
+  reset() {
+    for (const topic of this.page.keys()) if (!this.always.has(topic)) this.send({ type: "unsubscribe", topic });
+    this.page.clear();
+  },
+  send(m) { if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(m)); },
+  open() {
+    const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/v1/ws`);
+    this.ws = ws;
+    ws.onopen = () => {
+      this.backoff = 500;
+      if (session.token) this.send({ type: "auth", access_token: session.token });
+      for (const topic of new Set([...this.always.keys(), ...this.page.keys()])) this.send({ type: "subscribe", topic });
+      // After a reconnect, what was pushed meanwhile is lost: read the page again.
+      if (this.opened) this.onReconnect();
+      this.opened = true;
+    };
+    ws.onmessage = (e) => {
+      const m = JSON.parse(e.data);
+      const topic = topicOf(m);
+      if (!topic) return;
+      this.always.get(topic)?.(m);
+      this.page.get(topic)?.(m);
+    };
+    ws.onclose = () => { setTimeout(() => this.open(), this.backoff); this.backoff = Math.min(this.backoff * 2, 15000); };
+  },
+};
+
+// ---- Routes --------------------------------------------------------------------------------
+
+let ticker = null;
+/** Runs `fn` now and every second while the current page shows. */
+export const every = (fn) => { clearInterval(ticker); fn(); ticker = setInterval(fn, 1000); };
+
+/** A hash router: `pages(root, name, arg, params, current)` paints `#/name/arg?params` into
+ * `root`, a fresh element in `main`. Each route
+ * change starts a generation; a page still loading for an older one stops at its next step
+ * (`current()` is false) instead of painting over the new page. */
+export function router(main, pages, { title }) {
+  let generation = 0;
+  async function route({ focus = true } = {}) {
+    // In-page anchors (the skip link's `#main`) are not routes.
+    if (location.hash && !location.hash.startsWith("#/")) return;
+    const mine = ++generation;
+    const current = () => mine === generation;
+    live.reset();
+    clearInterval(ticker);
+    // Each page paints into an element of its own, so its listeners leave with it.
+    const root = document.createElement("div");
+    main.replaceChildren(root);
+    try {
+      const [path, query = ""] = location.hash.replace(/^#/, "").split("?");
+      const params = Object.fromEntries(new URLSearchParams(query));
+      const [, page = "", ...rest] = (path || "/").split("/").map(decodeURIComponent);
+      await pages(root, page, rest.join("/"), params, current);
+    } catch (err) {
+      if (current()) root.innerHTML = `<p class="error" role="alert">${esc(problem(err))}</p>`;
+    }
+    if (current() && focus) {
+      document.title = `${main.querySelector("h1")?.textContent || title} · ${title}`;
+      main.focus({ preventScroll: true });
+    }
+  }
+  window.addEventListener("hashchange", () => route());
+  live.onReconnect = () => route({ focus: false });
+  return route;
+}

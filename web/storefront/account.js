@@ -1,0 +1,135 @@
+// Accounts: log in, sign up and the emailed code (in dev mode a link to the dev mailbox), and
+// the account page (profile, coupons, wishlist, notifications, delete account).
+
+import { $, api, busy, enc, esc, keep, money, problem, say, session, t, when } from "/common/core.js";
+
+const field = (name, label, value = "", extra = "") =>
+  `<label>${t(label)} <input name="${name}" value="${esc(value ?? "")}" ${extra}></label>`;
+const form = (id, inner, submit) =>
+  `<form class="stack" id="${id}">${inner}<button class="primary" type="submit">${t(submit)}</button>
+   <p id="${id}-error" class="error" role="alert"></p></form>`;
+const values = (f) => Object.fromEntries([...new FormData(f)].map(([k, v]) => [k, String(v).trim()]));
+
+export function login(main, { email = "" }, onLogin) {
+  main.innerHTML = `<h1>${t("login")}</h1>
+    ${form("login-form", `${field("email", "email", email, 'type="email" autocomplete="username" required')}
+      ${field("password", "password", "", 'type="password" autocomplete="current-password" required')}`, "login")}
+    <p>${t("no_account")} <a href="#/signup">${t("signup")}</a></p>`;
+  $("#login-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = new FormData(e.target);
+    try {
+      const r = await api("/auth/login", { method: "POST", body: { email: f.get("email"), password: f.get("password") } });
+      keep(r.access_token);
+      say(t("welcome"));
+      onLogin();
+      location.hash = "#/";
+    } catch (err) {
+      $("#login-form-error").textContent = problem(err);
+      if (err.code === "email_not_verified") location.hash = `#/verify?${new URLSearchParams({ email: f.get("email") })}`;
+    }
+  });
+}
+
+export function signup(main) {
+  main.innerHTML = `<h1>${t("signup_title")}</h1>
+    ${form("signup-form", `${field("email", "email", "", 'type="email" autocomplete="email" required maxlength="254"')}
+      ${field("password", "password", "", 'type="password" autocomplete="new-password" required minlength="10" aria-describedby="pw-hint"')}
+      <small id="pw-hint" class="muted">${t("password_hint")}</small>
+      ${field("name", "name", "", 'autocomplete="name" required maxlength="50"')}
+      ${field("phone", "phone_opt", "", 'type="tel" autocomplete="tel" maxlength="20"')}`, "signup")}
+    <p>${t("have_account")} <a href="#/login">${t("login")}</a></p>`;
+  $("#signup-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const { email, password, name, phone } = values(e.target);
+    await busy(e.submitter ?? e.target.querySelector("button"), async () => {
+      try {
+        await api("/auth/signup", { method: "POST", body: { email, password, name, ...(phone && { phone }) } });
+        location.hash = `#/verify?${new URLSearchParams({ email })}`;
+      } catch (err) { $("#signup-form-error").textContent = problem(err); }
+    });
+  });
+}
+
+export async function verify(main, { email = "" }, current) {
+  // The dev mailbox exists only in dev mode (404 otherwise): link to it only where it answers.
+  const mailbox = `/api/v1/dev/mailbox?${new URLSearchParams({ email })}`;
+  const dev = email && (await fetch(mailbox).then((r) => r.ok).catch(() => false));
+  if (!current()) return;
+  main.innerHTML = `<h1>${t("verify")}</h1><p>${esc(t("code_sent", { email }))}</p>
+    ${dev ? `<p><a href="${esc(mailbox)}" target="_blank" rel="noopener">${t("dev_mailbox")}</a></p>` : ""}
+    ${form("verify-form", `${field("email", "email", email, 'type="email" autocomplete="email" required')}
+      ${field("code", "code", "", 'inputmode="numeric" autocomplete="one-time-code" required pattern="\\s*[0-9]{6}\\s*"')}`, "verify")}
+    <p><button type="button" id="resend">${t("resend")}</button></p>`;
+  $("#verify-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const body = values(e.target);
+    try {
+      await api("/auth/verify-email", { method: "POST", body });
+      say(t("verified"));
+      location.hash = `#/login?${new URLSearchParams({ email: body.email })}`;
+    } catch (err) {
+      $("#verify-form-error").textContent = problem(err);
+      if (err.code === "already_verified") location.hash = `#/login?${new URLSearchParams({ email: body.email })}`;
+    }
+  });
+  $("#resend").addEventListener("click", async (e) => {
+    const address = $("#verify-form").elements.email.value.trim();
+    await busy(e.target, () => api("/auth/resend-code", { method: "POST", body: { email: address } })
+      .then(() => say(t("resent")), (err) => say(problem(err))));
+  });
+}
+
+export async function account(main, current, onLogout) {
+  const [me, wallet, wishlist] = await Promise.all([api("/users/me"), api("/users/me/coupons"), api("/users/me/wishlist")]);
+  if (!current()) return;
+  main.innerHTML = `<h1>${t("account")}</h1>
+    <section><h2>${t("profile")}</h2><p class="muted">${esc(me.email)}</p>
+    ${form("profile-form", `${field("name", "name", me.name, 'autocomplete="name" required maxlength="50"')}
+      ${field("phone", "phone", me.phone, 'type="tel" autocomplete="tel" maxlength="20"')}
+      ${field("address", "address", me.address, 'autocomplete="street-address" maxlength="200"')}`, "save")}</section>
+    <section><h2>${t("your_coupons")}</h2>${wallet.items.length ? `<ul class="lines">${wallet.items.map((w) => `<li class="line">
+      <span class="name">${esc(w.name ?? w.campaign_id)}</span><span class="tag">${esc(w.status)}</span>
+      ${w.ends_at ? `<span class="muted">${when(w.ends_at)}</span>` : ""}</li>`).join("")}</ul>` : `<p class="muted">${t("none")}</p>`}
+      <p><a href="#/cart">${t("claim")}</a></p></section>
+    <section><h2>${t("wishlist")}</h2>${wishlist.items.length ? `<ul class="lines">${wishlist.items.map((w) => `<li class="line">
+      <a class="name" href="#/product/${enc(w.product_id)}">${esc(w.name)}</a><span>${esc(t("from", { p: money(w.price_from) }))}</span>
+      <span class="${w.in_stock ? "ok" : "muted"}">${t(w.in_stock ? "in_stock" : "out_of_stock")}</span></li>`).join("")}</ul>` : `<p class="muted">${t("none")}</p>`}</section>
+    <section><h2>${t("notifications")}</h2><p><a href="#/notifications">${t("notifications")}</a> · <a href="#/orders">${t("orders")}</a></p></section>
+    <section><h2>${t("delete_account")}</h2><p class="muted">${t("delete_warning")}</p>
+      <button type="button" id="delete" class="danger">${t("delete_account")}</button></section>`;
+  $("#profile-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const { name, phone, address } = values(e.target);
+    try {
+      await api("/users/me", { method: "PATCH", body: { name, ...(phone && { phone }), ...(address && { address }) } });
+      $("#profile-form-error").textContent = "";
+      say(t("saved"));
+    } catch (err) { $("#profile-form-error").textContent = problem(err); }
+  });
+  main.addEventListener("click", async (e) => {
+    if (e.target.id === "delete") {
+      e.target.outerHTML = `<button type="button" id="confirm-delete" class="danger">${t("confirm_delete")}</button>`;
+      $("#confirm-delete").focus();
+    } else if (e.target.id === "confirm-delete") {
+      try {
+        await api("/users/me", { method: "DELETE" });
+        keep(null);
+        say(t("deleted"));
+        onLogout();
+        location.hash = "#/";
+      } catch (err) { say(problem(err)); }
+    }
+  });
+}
+
+export async function notifications(main, { cursor }, current) {
+  const page = await api(`/users/me/notifications?${new URLSearchParams({ limit: "20", ...(cursor && { cursor }) })}`);
+  if (!current()) return;
+  main.innerHTML = `<h1>${t("notifications")}</h1>
+    ${page.items.length ? `<ul class="lines">${page.items.map((n) => `<li class="line"><span class="name">${esc(n.text)}</span>
+      <span class="muted">${when(n.at)}</span></li>`).join("")}</ul>` : `<p class="muted">${t("no_notifications")}</p>`}
+    ${page.next_cursor ? `<p class="pager"><a class="button" href="#/notifications?cursor=${enc(page.next_cursor)}">${t("more")}</a></p>` : ""}`;
+  if (!cursor && page.items[0]) localStorage.setItem("seen", page.items[0].at);
+  document.dispatchEvent(new Event("seen"));
+}

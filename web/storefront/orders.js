@@ -1,0 +1,271 @@
+// Buying: the cart (quantities, coupon from the wallet or a code, totals), checkout (the
+// shipping address from the profile, then the gateway's checkout page and back), and orders
+// (history, a live status timeline, tracking, cancel, return or exchange, support chat).
+
+import { $, api, busy, enc, esc, every, live, money, persist, problem, say, session, span, t, when } from "/common/core.js";
+
+const needLogin = (main) => {
+  main.innerHTML = `<h1>${t("need_login")}</h1><p><a class="button primary" href="#/login">${t("login")}</a></p>`;
+};
+const status = (s) => t(`st_${s}`);
+/** Where the gateway sends the shopper back after paying (TossPayments adds
+ * `?paymentKey=&orderId=&amount=`). */
+const payUrl = (order) =>
+  `${order.payment.checkout_url}&success_url=${enc(`${location.origin}${location.pathname}#/paid`)}`;
+
+// ---- Cart ----------------------------------------------------------------------------------
+
+export async function cart(main, current) {
+  if (!session.token) return needLogin(main);
+  let [c, wallet] = await Promise.all([api("/cart"), api("/users/me/coupons")]);
+  if (!current()) return;
+  const paint = () => {
+    const usable = wallet.items.filter((w) => w.status === "issued" || w.coupon_id === c.coupon?.coupon_id);
+    main.innerHTML = `<h1>${t("cart")}</h1>
+      ${c.items.length ? `<ul class="lines">${c.items.map((l) => `<li class="line">
+        <a href="#/product/${enc(l.product_id)}" class="name">${esc(l.name)}</a>
+        <span class="muted">${esc(l.sku_id)} · ${money(l.unit_price, c.currency)}</span>
+        <input type="number" inputmode="numeric" min="0" max="99" value="${l.quantity}" data-sku="${esc(l.sku_id)}" aria-label="${esc(t("quantity", { name: l.name }))}">
+        <span class="num">${money(l.line_total, c.currency)}</span>
+        <button type="button" data-remove="${esc(l.sku_id)}" aria-label="${esc(t("remove", { name: l.name }))}">✕</button></li>`).join("")}</ul>
+      <form class="row" id="coupon-form"><label>${t("your_coupons")}
+        <select name="coupon_id"><option value="">${t("no_coupon")}</option>${usable.map((w) => `<option value="${esc(w.coupon_id)}" ${w.coupon_id === c.coupon?.coupon_id ? "selected" : ""}>${esc(w.name ?? w.campaign_id)}</option>`).join("")}</select></label>
+        <button type="submit">${t("apply")}</button></form>
+      <form class="row" id="claim-form"><label>${t("coupon_code")} <input name="code" autocomplete="off" required maxlength="40"></label>
+        <button type="submit">${t("claim")}</button></form>
+      ${c.coupon && !c.coupon.applicable ? `<p class="error">${t("coupon_off")} ${esc(problem({ code: "coupon_not_applicable", reason: c.coupon.reason }))}</p>` : ""}
+      <dl class="totals" aria-live="polite"><dt>${t("subtotal")}</dt><dd>${money(c.subtotal, c.currency)}</dd>
+        <dt>${t("discount")}</dt><dd>−${money(c.discount, c.currency)}</dd>
+        <dt>${t("total")}</dt><dd class="price">${money(c.total, c.currency)}</dd></dl>
+      <p><button class="primary" type="button" id="checkout">${t("checkout")}</button></p>`
+      : `<p class="muted">${t("empty_cart")}</p><p><a class="button" href="#/">${t("products")}</a></p>`}`;
+  };
+  const change = async (work) => {
+    try {
+      c = await work();
+      document.dispatchEvent(new CustomEvent("cart", { detail: c }));
+    } catch (err) { say(problem(err)); }
+    if (current()) paint();
+  };
+  paint();
+  main.addEventListener("change", (e) => {
+    if (!e.target.dataset.sku) return;
+    const quantity = Math.max(0, Math.min(99, Math.floor(Number(e.target.value)) || 0));
+    change(() => api(`/cart/items/${enc(e.target.dataset.sku)}`, { method: "PUT", body: { quantity } }));
+  });
+  main.addEventListener("click", (e) => {
+    const sku = e.target.closest("[data-remove]")?.dataset.remove;
+    if (sku) change(() => api(`/cart/items/${enc(sku)}`, { method: "DELETE" }));
+    if (e.target.id === "checkout") location.hash = "#/checkout";
+  });
+  main.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = new FormData(e.target);
+    if (e.target.id === "coupon-form") {
+      const id = f.get("coupon_id");
+      change(() => (id ? api("/cart/coupon", { method: "PUT", body: { coupon_id: id } }) : api("/cart/coupon", { method: "DELETE" })));
+    } else if (e.target.id === "claim-form") {
+      try {
+        const claimed = await api("/coupons/claim", { method: "POST", body: { code: f.get("code").trim() } });
+        say(t("claimed"));
+        wallet = await api("/users/me/coupons");
+        change(() => api("/cart/coupon", { method: "PUT", body: { coupon_id: claimed.coupon_id } }));
+      } catch (err) { say(problem(err)); }
+    }
+  });
+}
+
+// ---- Checkout ------------------------------------------------------------------------------
+
+export async function checkout(main, current) {
+  if (!session.token) return needLogin(main);
+  const [c, me] = await Promise.all([api("/cart"), api("/users/me")]);
+  if (!current()) return;
+  if (!c.items.length) { location.hash = "#/cart"; return; }
+  const field = (name, label, value, extra = "") =>
+    `<label>${t(label)} <input name="${name}" value="${esc(value ?? "")}" ${extra}></label>`;
+  main.innerHTML = `<h1>${t("checkout")}</h1>
+    <form class="stack" id="checkout-form"><fieldset class="stack"><legend>${t("shipping")}</legend>
+      ${field("name", "name", me.name, 'autocomplete="name" required maxlength="50"')}
+      ${field("phone", "phone", me.phone, 'autocomplete="tel" type="tel" required maxlength="20"')}
+      ${field("address", "address", me.address, 'autocomplete="street-address" required maxlength="200"')}
+      ${field("postal_code", "postal_code", "", 'autocomplete="postal-code" maxlength="10"')}</fieldset>
+      <h2>${t("summary")}</h2><ul class="lines">${c.items.map((l) => `<li class="line"><span class="name">${esc(l.name)}</span><span>× ${l.quantity}</span><span class="num">${money(l.line_total, c.currency)}</span></li>`).join("")}</ul>
+      <dl class="totals"><dt>${t("subtotal")}</dt><dd>${money(c.subtotal, c.currency)}</dd>
+        <dt>${t("discount")}</dt><dd>−${money(c.discount, c.currency)}</dd>
+        <dt>${t("total")}</dt><dd class="price">${money(c.total, c.currency)}</dd></dl>
+      <button class="primary" type="submit">${t("pay", { p: money(c.total, c.currency) })}</button>
+      <p id="checkout-outcome" role="status" aria-live="polite"></p></form>`;
+  $("#checkout-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = Object.fromEntries(new FormData(e.target));
+    const shipping_address = { name: f.name.trim(), phone: f.phone.trim(), address: f.address.trim() };
+    if (f.postal_code.trim()) shipping_address.postal_code = f.postal_code.trim();
+    const body = { shipping_address, ...(c.coupon?.applicable && { coupon_id: c.coupon.coupon_id }) };
+    // One key per submit, the same on its retries: one order however often the network fails.
+    const key = crypto.randomUUID();
+    await busy(e.submitter ?? e.target.querySelector("button"), async () => {
+      try {
+        const order = await persist(() => api("/orders", { method: "POST", body, headers: { "idempotency-key": key } }),
+          () => { $("#checkout-outcome").textContent = t("retrying"); });
+        $("#checkout-outcome").textContent = t("to_payment");
+        location.assign(payUrl(order));
+      } catch (err) {
+        $("#checkout-outcome").textContent = problem(err);
+      }
+    });
+  });
+}
+
+/** Back from the gateway: confirm the payment, then show the order. */
+export async function paid(main, { paymentKey, orderId, amount }, current) {
+  if (!session.token) return needLogin(main);
+  main.innerHTML = `<h1>${t("paid_title")}</h1><p role="status" id="paid-status">${t("confirming")}</p>`;
+  try {
+    await persist(() => api("/payments/confirm", {
+      method: "POST",
+      body: { order_id: orderId, payment_key: paymentKey, amount: Number(amount) },
+      headers: { "idempotency-key": `confirm-${paymentKey}` },
+    }));
+    document.dispatchEvent(new CustomEvent("cart", { detail: { items: [] } }));
+    if (current()) location.replace(`#/order/${enc(orderId)}`);
+  } catch (err) {
+    if (current()) $("#paid-status").innerHTML = `${esc(problem(err))} <a href="#/order/${enc(orderId)}">${t("order", { id: esc(orderId) })}</a>`;
+  }
+}
+
+// ---- Orders --------------------------------------------------------------------------------
+
+export async function orders(main, { cursor }, current) {
+  if (!session.token) return needLogin(main);
+  const page = await api(`/orders?${new URLSearchParams({ limit: "20", ...(cursor && { cursor }) })}`);
+  if (!current()) return;
+  main.innerHTML = `<h1>${t("orders")}</h1>
+    ${page.items.length ? `<ul class="lines">${page.items.map((o) => `<li class="line">
+      <a class="name" href="#/order/${enc(o.order_id)}">${esc(o.title)}</a>
+      <span class="tag">${status(o.status)}</span><span class="muted">${when(o.created_at)}</span>
+      <span class="num">${money(o.total, o.currency)}</span></li>`).join("")}</ul>` : `<p class="muted">${t("no_orders")}</p>`}
+    ${page.next_cursor ? `<p class="pager"><a class="button" href="#/orders?cursor=${enc(page.next_cursor)}">${t("more")}</a></p>` : ""}`;
+}
+
+export async function order(main, id, current) {
+  if (!session.token) return needLogin(main);
+  let o = null;
+  // Subscribe first: a change pushed while the order is read is not lost.
+  live.on(`order:${id}`, () => { if (o) reload(); });
+  const reload = async () => {
+    try {
+      const fresh = await api(`/orders/${enc(id)}`);
+      if (!current()) return;
+      o = fresh;
+      paint();
+    } catch (err) { say(problem(err)); }
+  };
+  o = await api(`/orders/${enc(id)}`);
+  if (!current()) return;
+  main.innerHTML = `<h1>${t("order", { id: esc(o.order_id) })}</h1>
+    <p>${t("status")}: <strong id="order-status" aria-live="polite"></strong> <span id="pay-by" class="muted num"></span></p>
+    <div id="order-body"></div><section id="chat" aria-labelledby="chat-title"><h2 id="chat-title">${t("chat")}</h2>
+    <button type="button" id="open-chat">${t("open_chat")}</button></section>`;
+  const paint = () => {
+    if ($("#order-status").textContent !== status(o.status)) $("#order-status").textContent = status(o.status);
+    const s = o.shipment;
+    $("#order-body").innerHTML = `
+      <div class="row" id="order-actions">
+        ${o.status === "awaiting_payment" && o.payment.checkout_url ? `<a class="button primary" href="${esc(payUrl(o))}">${t("pay_now")}</a>` : ""}
+        ${["awaiting_payment", "paid", "preparing"].includes(o.status) ? `<button type="button" id="cancel">${t("cancel_order")}</button>` : ""}
+      </div>
+      <h2>${t("timeline")}</h2><ol class="timeline">${o.status_history.map((h) => `<li><strong>${status(h.status)}</strong> <span class="muted">${when(h.at)}</span></li>`).join("")}</ol>
+      ${s ? `<h2>${t("tracking", { n: esc(s.tracking_number), c: esc(s.carrier) })}</h2>
+        <ol class="timeline">${s.events.map((ev) => `<li>${t(`sh_${ev.status}`)} <span class="muted">${when(ev.at)}</span></li>`).join("")}</ol>` : ""}
+      <h2>${t("items")}</h2><ul class="lines">${o.items.map((l) => `<li class="line"><a class="name" href="#/product/${enc(l.product_id)}">${esc(l.name)}</a><span>× ${l.quantity}</span><span class="num">${money(l.line_total, o.currency)}</span></li>`).join("")}</ul>
+      <dl class="totals"><dt>${t("subtotal")}</dt><dd>${money(o.subtotal, o.currency)}</dd>
+        <dt>${t("discount")}</dt><dd>−${money(o.discount, o.currency)}</dd><dt>${t("total")}</dt><dd class="price">${money(o.total, o.currency)}</dd></dl>
+      ${o.shipping_address ? `<h2>${t("shipping")}</h2><p>${esc(o.shipping_address.name)} · ${esc(o.shipping_address.phone)}<br>${esc(o.shipping_address.address)} ${esc(o.shipping_address.postal_code ?? "")}</p>` : ""}
+      ${o.status === "delivered" ? `<form class="stack" id="return-form"><fieldset><legend>${t("return_title")}</legend>
+        <label><input type="radio" name="kind" value="return" checked> ${t("kind_return")}</label>
+        <label><input type="radio" name="kind" value="exchange"> ${t("kind_exchange")}</label></fieldset>
+        <label>${t("reason")} <input name="reason" required maxlength="200"></label>
+        <button type="submit">${t("send_return")}</button></form>` : ""}`;
+  };
+  paint();
+  every(() => {
+    const left = o.status === "awaiting_payment" && o.expires_at ? Date.parse(o.expires_at) - Date.now() : 0;
+    $("#pay-by").textContent = left > 0 ? t("pay_by", { t: span(left) }) : "";
+  });
+  main.addEventListener("click", async (e) => {
+    if (e.target.id === "cancel") {
+      e.target.outerHTML = `<button type="button" id="confirm-cancel" class="danger">${t("confirm_cancel")}</button>`;
+      $("#confirm-cancel").focus();
+    } else if (e.target.id === "confirm-cancel") {
+      const key = crypto.randomUUID();
+      await busy(e.target, async () => {
+        try {
+          await persist(() => api(`/orders/${enc(id)}/cancel`, { method: "POST", headers: { "idempotency-key": key } }));
+          say(t("cancelled_ok"));
+        } catch (err) { say(problem(err)); }
+      });
+      reload();
+    } else if (e.target.id === "open-chat") {
+      chat(e.target.closest("section"), o, current);
+    }
+  });
+  main.addEventListener("submit", async (e) => {
+    if (e.target.id !== "return-form") return;
+    e.preventDefault();
+    const f = new FormData(e.target);
+    try {
+      await api(`/orders/${enc(id)}/returns`, { method: "POST", body: { kind: f.get("kind"), reason: f.get("reason").trim(), items: [] } });
+      say(t("return_sent"));
+      reload();
+    } catch (err) { say(problem(err)); }
+  });
+}
+
+// ---- Support chat, one room per order ------------------------------------------------------
+
+async function chat(section, o, current) {
+  const room = await api("/chat/rooms", { method: "POST", body: { name: `Order ${o.order_id}`.slice(0, 100), order_id: o.order_id } })
+    .catch((err) => { say(problem(err)); return null; });
+  if (!room || !current()) return;
+  section.innerHTML = `<h2 id="chat-title">${t("chat")}</h2>
+    <p><button type="button" id="older" hidden>${t("older")}</button></p>
+    <ol class="messages" id="messages" aria-live="polite"></ol>
+    <form class="row" id="chat-form"><label class="grow">${t("message")} <input name="text" required maxlength="1000" autocomplete="off"></label>
+      <button class="primary" type="submit">${t("send")}</button></form>`;
+  const seen = new Set();
+  const line = (m) => `<li data-id="${m.message_id}"><strong>${m.author === session.user ? t("you") : t("support")}</strong>
+    <span class="muted">${when(m.at)}</span><br>${m.erased ? `<em class="muted">${t("erased")}</em>` : esc(m.text)}</li>`;
+  const add = (messages, where) => {
+    const fresh = messages.filter((m) => !seen.has(m.message_id));
+    fresh.forEach((m) => seen.add(m.message_id));
+    $("#messages").insertAdjacentHTML(where, fresh.map(line).join(""));
+  };
+  let before = null;
+  const older = async () => {
+    const page = await api(`/chat/rooms/${enc(room.room_id)}/messages?${new URLSearchParams({ limit: "20", ...(before && { before }) })}`);
+    if (!current()) return;
+    add(page.items.slice().reverse(), "afterbegin");
+    before = page.next_cursor;
+    $("#older").hidden = !before;
+  };
+  live.on(`chat:${room.room_id}`, (m) => add([m], "beforeend"));
+  await older();
+  $("#older").addEventListener("click", () => older().catch((err) => say(problem(err))));
+  $("#chat-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const input = e.target.elements.text;
+    const text = input.value.trim();
+    if (!text) return;
+    const client_msg_id = crypto.randomUUID();
+    await busy(e.target.querySelector("button"), async () => {
+      try {
+        const m = await persist(() => api(`/chat/rooms/${enc(room.room_id)}/messages`, { method: "POST", body: { text, client_msg_id } }));
+        add([m], "beforeend");
+        input.value = "";
+      } catch (err) { say(problem(err)); }
+    });
+    input.focus();
+  });
+  $("#chat-form").elements.text.focus();
+}

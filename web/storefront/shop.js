@@ -1,0 +1,180 @@
+// The shop's pages: home (drops, best sellers, categories, products), search and category
+// listings, a product with its option picker, and a drop with `Buy now`.
+
+import { $, api, enc, esc, every, live, money, persist, say, session, span, t, problem } from "/common/core.js";
+
+const login = () => { say(t("need_login")); location.hash = "#/login"; };
+
+function productCard(p) {
+  return `<a class="card" href="#/product/${enc(p.product_id)}">
+    <span class="thumb" aria-hidden="true">${esc(p.name.trim()[0])}</span>
+    <span class="name">${esc(p.name)}</span>
+    <span>${esc(t("from", { p: money(p.price_from, p.currency) }))}</span>
+    <span class="${p.in_stock ? "ok" : "muted"}">${t(p.in_stock ? "in_stock" : "out_of_stock")}</span></a>`;
+}
+
+function dropStatus(d, now) {
+  if (d.status === "sold_out") return `<span class="tag muted">${t("sold_out_tag")}</span>`;
+  if (d.status === "ended") return `<span class="tag muted">${t("ended")}</span>`;
+  const start = Date.parse(d.starts_at);
+  return now < start
+    ? `<span class="tag soon">${t("upcoming")}</span> · <span class="num">${t("starts_in", { t: span(start - now) })}</span>`
+    : `<span class="tag live">${t("live")}</span>`;
+}
+
+export async function home(main, current) {
+  const [live_, scheduled, best, categories, products] = await Promise.all([
+    api("/drops?status=live&limit=10"), api("/drops?status=scheduled&limit=10"), api("/best-sellers?limit=8"),
+    api("/categories"), api("/products?limit=20"),
+  ]);
+  if (!current()) return;
+  const drops = [...live_.items, ...scheduled.items];
+  main.innerHTML = `
+    ${drops.length ? `<h1>${t("drops")}</h1><div class="grid">${drops.map((d) => `
+      <a class="drop" href="#/drop/${enc(d.drop_id)}" data-drop="${esc(d.drop_id)}">
+        <div class="name" data-name></div><div class="status"></div>
+        <div class="price">${money(d.price, d.currency)}</div>
+        <div class="num" aria-live="polite" data-remaining>${t("remaining", { n: d.remaining, q: d.quantity })}</div>
+      </a>`).join("")}</div>` : ""}
+    ${best.items.length ? `<h2>${t("best_sellers")}</h2><div class="grid">${best.items.map(productCard).join("")}</div>` : ""}
+    <h2>${t("categories")}</h2>
+    <ul class="chips">${categories.items.map((c) => `<li><a href="#/category/${enc(c.category)}">${esc(c.category)} <span class="muted">${c.product_count}</span></a></li>`).join("")}</ul>
+    <h2>${t("products")}</h2><div class="grid">${products.items.map(productCard).join("")}</div>`;
+  for (const d of drops.filter((x) => x.product_id)) {
+    api(`/products/${enc(d.product_id)}`).then((p) => {
+      if (current()) main.querySelector(`[data-drop="${CSS.escape(d.drop_id)}"] [data-name]`).textContent = p.name;
+    }).catch(() => {});
+  }
+  every(() => {
+    const now = Date.now();
+    for (const d of drops) {
+      const el = main.querySelector(`[data-drop="${CSS.escape(d.drop_id)}"] .status`);
+      if (el) el.innerHTML = dropStatus(d, now);
+    }
+  });
+  for (const d of drops) {
+    live.on(`drop:${d.drop_id}`, (m) => {
+      Object.assign(d, { remaining: m.remaining, status: m.status });
+      const el = main.querySelector(`[data-drop="${CSS.escape(d.drop_id)}"] [data-remaining]`);
+      const left = t("remaining", { n: m.remaining, q: d.quantity });
+      if (el && el.textContent !== left) el.textContent = left;
+    });
+  }
+}
+
+export async function listing(main, { q, category, cursor }, current) {
+  const params = new URLSearchParams({ limit: "20" });
+  if (q) params.set("q", q);
+  if (category) params.set("category", category);
+  if (cursor) params.set("cursor", cursor);
+  const page = await api(`/products?${params}`);
+  if (!current()) return;
+  const title = q ? t("results", { q }) : category;
+  const next = new URLSearchParams({ ...(q && { q }), ...(category && { category }), cursor: page.next_cursor ?? "" });
+  main.innerHTML = `<h1>${esc(title)}</h1>
+    ${page.items.length ? `<div class="grid">${page.items.map(productCard).join("")}</div>` : `<p class="muted">${t("none")}</p>`}
+    ${page.next_cursor ? `<p class="pager"><a class="button" href="#/search?${next}">${t("more")}</a></p>` : ""}`;
+}
+
+export async function product(main, id, current) {
+  const [p, wishlist] = await Promise.all([
+    api(`/products/${enc(id)}`),
+    session.token ? api("/users/me/wishlist").catch(() => ({ items: [] })) : { items: [] },
+  ]);
+  if (!current()) return;
+  let wished = wishlist.items.some((w) => w.product_id === p.product_id);
+  const axes = [...new Set(p.skus.flatMap((s) => Object.keys(s.options)))];
+  const choice = Object.fromEntries(axes.map((a) => [a, p.skus[0].options[a]]));
+  const chosen = () => p.skus.find((s) => axes.every((a) => s.options[a] === choice[a]));
+  main.innerHTML = `<div class="row"><span class="thumb big" aria-hidden="true">${esc(p.name.trim()[0])}</span>
+    <div><h1>${esc(p.name)}</h1><p class="muted">${esc(p.description)}</p>
+    ${p.sales ? `<p class="muted">${t("sold_n", { n: p.sales })}</p>` : ""}</div></div>
+    <form class="options" id="buy">${axes.map((a) => `<fieldset><legend>${esc(t("choose", { axis: a }))}</legend>
+      ${[...new Set(p.skus.map((s) => s.options[a]))].map((v) => `<label><input type="radio" name="${esc(a)}" value="${esc(v)}" ${choice[a] === v ? "checked" : ""}><span>${esc(v)}</span></label>`).join("")}</fieldset>`).join("")}
+      <p class="price" id="price"></p><p id="stock" aria-live="polite"></p>
+      <p class="row"><button class="primary" type="submit">${t("add_to_cart")}</button>
+      <button type="button" id="wish" aria-pressed="${wished}">${t("wish")}</button></p></form>`;
+  const show = () => {
+    const s = chosen();
+    $("#price").textContent = s ? money(s.price, p.currency) : "";
+    $("#stock").textContent = s ? (s.available > 0 ? t("available", { n: s.available }) : t("out_of_stock")) : "";
+    main.querySelector("button[type=submit]").disabled = !s || s.available === 0;
+    $("#wish").textContent = t(wished ? "wished" : "wish");
+    $("#wish").setAttribute("aria-pressed", String(wished));
+  };
+  show();
+  $("#buy").addEventListener("change", (e) => { choice[e.target.name] = e.target.value; show(); });
+  $("#buy").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    if (!session.token) { login(); return; }
+    const s = chosen();
+    const button = e.target.querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      const cart = await api("/cart");
+      const held = cart.items.find((l) => l.sku_id === s.sku_id)?.quantity ?? 0;
+      const after = await api(`/cart/items/${enc(s.sku_id)}`, { method: "PUT", body: { quantity: held + 1 } });
+      say(t("added"));
+      document.dispatchEvent(new CustomEvent("cart", { detail: after }));
+    } catch (err) { say(problem(err)); } finally { show(); }
+  });
+  $("#wish").addEventListener("click", async () => {
+    if (!session.token) { login(); return; }
+    try {
+      await api(`/users/me/wishlist/${enc(p.product_id)}`, { method: wished ? "DELETE" : "PUT" });
+      wished = !wished;
+      show();
+    } catch (err) { say(problem(err)); }
+  });
+  live.on(`product:${p.product_id}`, (m) => {
+    const s = p.skus.find((x) => x.sku_id === m.sku_id);
+    if (s) { s.available = m.available; show(); }
+  });
+}
+
+export async function drop(main, id, current) {
+  // Subscribe first: nothing pushed between the read and the subscription is lost.
+  let d = null;
+  live.on(`drop:${id}`, (m) => { if (d) { Object.assign(d, { remaining: m.remaining, status: m.status }); show(); } });
+  d = await api(`/drops/${enc(id)}`);
+  if (!current()) return;
+  main.innerHTML = `<h1 id="drop-title">${t("drops")}</h1>
+    <p id="drop-status"></p><p class="price">${money(d.price, d.currency)}</p>
+    <p class="num" aria-live="polite" id="remaining"></p><p class="muted">${t("per_person", { n: d.per_user_limit })}</p>
+    <p class="row"><button class="primary" id="buy-now" type="button">${t("buy_now")}</button><span id="outcome" role="status" aria-live="polite"></span></p>`;
+  if (d.product_id) api(`/products/${enc(d.product_id)}`).then((p) => { if (current()) $("#drop-title").textContent = p.name; }).catch(() => {});
+  let pending = false;
+  function show() {
+    if (!current()) return;
+    const now = Date.now();
+    $("#drop-status").innerHTML = dropStatus(d, now);
+    const left = t("remaining", { n: d.remaining, q: d.quantity });
+    if ($("#remaining").textContent !== left) $("#remaining").textContent = left;
+    const open = d.status === "live" || (d.status === "scheduled" && now >= Date.parse(d.starts_at));
+    $("#buy-now").disabled = pending || !open || d.remaining === 0;
+    $("#buy-now").setAttribute("aria-busy", String(pending));
+  }
+  every(show);
+  $("#buy-now").addEventListener("click", async () => {
+    if (!session.token) { login(); return; }
+    pending = true;
+    show();
+    const outcome = (text, html = "") => { if (current()) { $("#outcome").textContent = text; $("#outcome").insertAdjacentHTML("beforeend", html); } };
+    // One key per press, and the same key on every retry of that press (busy answers and lost
+    // connections alike): a press never buys twice.
+    const key = crypto.randomUUID();
+    try {
+      const order = await persist(
+        () => api(`/drops/${enc(d.drop_id)}/purchase`, { method: "POST", body: { quantity: 1 }, headers: { "idempotency-key": key } }),
+        (err) => outcome(t(err.status === undefined ? "offline" : "retrying")),
+      );
+      outcome(t("bought", { id: order.order_id }), ` <a href="#/order/${enc(order.order_id)}">${t("pay_now")}</a>`);
+    } catch (err) {
+      if (err.code === "sold_out") Object.assign(d, { remaining: 0, status: "sold_out" });
+      outcome(problem(err));
+    } finally {
+      pending = false;
+      show();
+    }
+  });
+}
