@@ -18,6 +18,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ActorsBody {
+    /// The node that answered; `null` on a node running alone (then `/admin/cluster` is
+    /// `404 not_clustered`).
+    pub node: Option<String>,
     pub kinds: Vec<KindBody>,
 }
 
@@ -56,7 +59,8 @@ pub async fn actors(_: OperatorUser, State(state): State<AppState>) -> axum::Jso
             mailbox_depth_p99: s.in_flight_p99(),
         })
         .collect();
-    axum::Json(ActorsBody { kinds })
+    let node = state.member.as_ref().map(|m| m.node.clone());
+    axum::Json(ActorsBody { node, kinds })
 }
 
 /// Every active entity of the node asked writes a snapshot now; answered once they are durable.

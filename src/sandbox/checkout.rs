@@ -116,6 +116,7 @@ fn html(status: StatusCode, body: &str) -> Response {
     let page = format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <title>Sandbox checkout</title></head><body>{body}</body></html>"#
     );
     (status, [(header::CACHE_CONTROL, "no-store")], Html(page)).into_response()

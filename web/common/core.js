@@ -61,6 +61,10 @@ export function keep(token) {
   const c = token ? claims(token) : {};
   session.token = token;
   session.user = c.sub ?? null;
+  // Whether a refresh cookie may exist (it is httpOnly, so unreadable): a visitor who never
+  // logged in is not sent to a refresh that can only fail.
+  if (token) localStorage.setItem("session", "1");
+  else localStorage.removeItem("session");
   session.roles = [c.roles ?? []].flat();
   if (token) live.send({ type: "auth", access_token: token });
 }
@@ -69,6 +73,7 @@ export function keep(token) {
 // would revoke the whole session).
 let refreshing = null;
 export function refresh() {
+  if (!localStorage.getItem("session")) return Promise.resolve(false);
   refreshing ??= (async () => {
     try {
       const r = await fetch("/api/v1/auth/refresh", { method: "POST", credentials: "same-origin" });

@@ -68,9 +68,12 @@ const STATUSES = ["awaiting_payment", "paid", "preparing", "shipped", "delivered
   "expired", "return_requested", "returned", "refunded"];
 const table = (heads, rows) => `<div class="scroll"><table><thead><tr>${heads.map((h) => `<th scope="col">${t(h)}</th>`).join("")}</tr></thead>
   <tbody>${rows.join("") || `<tr><td colspan="${heads.length}" class="muted">${t("none")}</td></tr>`}</tbody></table></div>`;
+/** Whether this session may use the operator routes (a pasted operator token's roles are not
+ * readable: it may). */
+const operator = () => !session.roles.length || session.roles.includes("operator");
 const values = (f) => Object.fromEntries([...new FormData(f)].map(([k, v]) => [k, String(v).trim()]));
 const iso = (local) => (local ? new Date(local).toISOString().replace(/\.\d{3}Z$/, "Z") : undefined);
-const localNow = (plusMs) => new Date(Date.now() + plusMs - new Date().getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+const localNow = (plusMs) => new Date(Date.now() + plusMs - new Date().getTimezoneOffset() * 60000).toISOString().slice(0, 19);
 const int = (s) => (s === "" || s === undefined ? undefined : Number(s));
 const action = (fn) => async (e) => {
   e.preventDefault();
@@ -97,7 +100,7 @@ function rate() {
 async function dashboard(main, current) {
   const [liveDrops, scheduled, box, actors] = await Promise.all([
     api("/drops?status=live&limit=50"), api("/drops?status=scheduled&limit=50"), api("/admin/outbox"),
-    api("/admin/actors").catch(() => null),
+    operator() ? api("/admin/actors") : null,
   ]);
   if (!current()) return;
   const drops = [...liveDrops.items, ...scheduled.items];
@@ -304,15 +307,14 @@ async function inspect(main, { kind = "order", id = "" }, current) {
 }
 
 async function cluster(main, current) {
-  let c;
-  try {
-    c = await api("/admin/cluster");
-  } catch (err) {
-    if (err.code !== "not_clustered") throw err;
+  // A node running alone says so in `node`; its cluster routes would only answer 404.
+  const { node } = await api("/admin/actors");
+  if (!current()) return;
+  if (node === null) {
     main.innerHTML = `<h1>${t("cluster")}</h1><p>${t("not_clustered")}</p>`;
     return;
   }
-  const shards = await api("/admin/cluster/shards");
+  const [c, shards] = await Promise.all([api("/admin/cluster"), api("/admin/cluster/shards")]);
   if (!current()) return;
   main.innerHTML = `<h1>${t("cluster")}</h1><p class="muted">${esc(c.node)} · ${c.shards} ${t("shards")}</p>
     <h2>${t("nodes")}</h2>${table(["node", "status", "shards", "entities", "drain"], c.nodes.map((n) => `<tr><td>${esc(n.name)}<br><span class="muted">${esc(n.http)}</span></td>
@@ -353,6 +355,7 @@ function paintAuth() {
   a.textContent = t(session.token ? "logout" : "login");
   a.setAttribute("href", session.token ? "#/logout" : "#/login");
   for (const el of document.querySelectorAll("[data-signed-in]")) el.hidden = !session.token;
+  for (const el of document.querySelectorAll("[data-operator]")) el.hidden = !operator();
 }
 
 function paintShell() {
@@ -386,8 +389,8 @@ const route = router($("#main"), async (root, page, arg, params, current) => {
     case "campaigns": return campaigns(root);
     case "orders": return orders(root, params, current);
     case "outbox": return outbox(root, current);
-    case "inspect": return inspect(root, params, current);
-    case "cluster": return cluster(root, current);
+    case "inspect": return operator() ? inspect(root, params, current) : dashboard(root, current);
+    case "cluster": return operator() ? cluster(root, current) : dashboard(root, current);
     default: return dashboard(root, current);
   }
 }, { title: "Emporium console" });

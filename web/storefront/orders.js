@@ -163,7 +163,8 @@ export async function order(main, id, current) {
   };
   o = await api(`/orders/${enc(id)}`);
   if (!current()) return;
-  main.innerHTML = `<h1>${t("order", { id: esc(o.order_id) })}</h1>
+  main.innerHTML = `<h1>${esc(o.items[0]?.name ?? t("orders"))}${o.items.length > 1 ? ` +${o.items.length - 1}` : ""}</h1>
+    <p class="muted id">${t("order", { id: esc(o.order_id) })}</p>
     <p>${t("status")}: <strong id="order-status" aria-live="polite"></strong> <span id="pay-by" class="muted num"></span></p>
     <div id="order-body"></div><section id="chat" aria-labelledby="chat-title"><h2 id="chat-title">${t("chat")}</h2>
     <button type="button" id="open-chat">${t("open_chat")}</button></section>`;

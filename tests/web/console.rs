@@ -1,0 +1,182 @@
+//! The operator console: an admin logs in at `/ops`, creates a drop with the console's form,
+//! and watches its remaining count fall (and purchases per second rise) while a script buys;
+//! every console page renders without a console message.
+
+use crate::{PASSWORD, Shop, TURN, browser, driver, quiet, shoot, until};
+use fantoccini::Locator;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+#[tokio::test]
+async fn an_operator_creates_a_drop_and_watches_it_sell() {
+    let _turn = TURN.lock().await;
+    let shop = Shop::start().await;
+    let base = shop.base.clone();
+    let product = json!({"name": "Drop Hoodie", "category": "tops",
+        "skus": [{"sku_id": "hoodie-drop", "options": {"size": "L"}, "price": 79000, "stock": 50}]});
+    shop.admin("POST", "/admin/products", Some(product)).await;
+    shop.account("ops@example.com", &["admin", "operator"])
+        .await;
+    const BUYERS: usize = 6;
+    for i in 0..BUYERS {
+        shop.account(&format!("buyer{i}@example.com"), &["customer"])
+            .await;
+    }
+    let driver = driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let page = browser(&driver, profile.path()).await;
+
+    // Log in to the console.
+    page.goto(&format!("{base}/ops")).await.unwrap();
+    until(
+        &page,
+        "document.querySelector('#login-form')",
+        "the console's login",
+    )
+    .await;
+    let form = page.find(Locator::Id("login-form")).await.unwrap();
+    for (name, text) in [("email", "ops@example.com"), ("password", PASSWORD)] {
+        form.find(Locator::Css(&format!("[name={name}]")))
+            .await
+            .unwrap()
+            .send_keys(text)
+            .await
+            .unwrap();
+    }
+    form.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(&page, "document.querySelector('.stats')", "the dashboard").await;
+    quiet(&page, "dashboard").await;
+
+    // The Drops section's form: ten units, live now.
+    page.find(Locator::Css(".sections a[href='#/drops']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &page,
+        "document.querySelector('#drop-form')",
+        "the drop form",
+    )
+    .await;
+    let form = page.find(Locator::Id("drop-form")).await.unwrap();
+    for (name, text) in [
+        ("sku_id", "hoodie-drop"),
+        ("quantity", "10"),
+        ("price", "59000"),
+    ] {
+        form.find(Locator::Css(&format!("[name={name}]")))
+            .await
+            .unwrap()
+            .send_keys(text)
+            .await
+            .unwrap();
+    }
+    form.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let remaining = "document.querySelector('#remaining')?.textContent";
+    until(
+        &page,
+        &format!("{remaining} === '10'"),
+        "the drop's watch page",
+    )
+    .await;
+    let hash = page.execute("return location.hash", vec![]).await.unwrap();
+    let drop_id = hash
+        .as_str()
+        .unwrap()
+        .trim_start_matches("#/drop/")
+        .to_string();
+
+    // A script buys one unit per shopper, a little apart; the page is sampled meanwhile.
+    let buyer = {
+        let (client, base, drop_id) = (shop.client.clone(), base.clone(), drop_id.clone());
+        tokio::spawn(async move {
+            for i in 0..BUYERS {
+                let login: Value = client
+                    .post(format!("{base}/api/v1/auth/login"))
+                    .json(&json!({"email": format!("buyer{i}@example.com"), "password": PASSWORD}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let r = client
+                    .post(format!("{base}/api/v1/drops/{drop_id}/purchase"))
+                    .bearer_auth(login["access_token"].as_str().unwrap())
+                    .header("idempotency-key", format!("buy-{i}"))
+                    .json(&json!({"quantity": 1}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 201);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        })
+    };
+    let mut seen: Vec<u64> = vec![];
+    let mut fastest = 0;
+    let sample = "return [document.querySelector('#remaining').textContent, \
+        document.querySelector('#rate').textContent]";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = page.execute(sample, vec![]).await.unwrap();
+        let left: u64 = now[0].as_str().unwrap().parse().unwrap();
+        fastest = fastest.max(now[1].as_str().unwrap().parse::<u64>().unwrap());
+        if seen.last() != Some(&left) {
+            seen.push(left);
+        }
+        if left == 10 - BUYERS as u64 || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    buyer.await.unwrap();
+    assert_eq!(seen.last(), Some(&(10 - BUYERS as u64)), "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] > w[1]), "only falls: {seen:?}");
+    assert!(seen.len() >= 4, "watched it fall step by step: {seen:?}");
+    assert!(fastest >= 1, "purchases per second showed the sales");
+    shoot(&page, "ops-drop").await;
+    quiet(&page, "the drop's watch page").await;
+
+    // The other sections render, and an order waiting for payment is listed by status.
+    for (hash, check) in [
+        ("#/", "document.querySelector('[data-drop]')"),
+        ("#/products", "document.querySelector('.stock-form')"),
+        ("#/drops", "document.querySelector('#drop-form')"),
+        ("#/campaigns", "document.querySelector('#campaign-form')"),
+        (
+            "#/orders?status=awaiting_payment",
+            "document.querySelectorAll('[data-order-status]').length === 6",
+        ),
+        ("#/outbox", "document.querySelector('.stats')"),
+        (
+            "#/inspect?kind=sku&id=hoodie-drop",
+            "document.querySelector('#entity').textContent.includes('hoodie-drop')",
+        ),
+        ("#/cluster", "document.querySelector('main p')"),
+    ] {
+        page.goto(&format!("{base}/ops{hash}")).await.unwrap();
+        let name = format!("ops {hash}");
+        until(&page, check, &name).await;
+        let file = match hash.trim_start_matches("#/").split(['?', '/']).next() {
+            Some("") | None => "ops-dashboard".to_string(),
+            Some(section) => format!("ops-{section}"),
+        };
+        shoot(&page, &file).await;
+        quiet(&page, &name).await;
+    }
+    page.close().await.unwrap();
+    shop.stop();
+}

@@ -1,0 +1,383 @@
+//! A shopper's whole journey in the storefront: sign-up with the mailed code, a product's
+//! options, the cart, checkout through the sandbox gateway's page and back to a paid order,
+//! whose status then changes on screen as an admin ships it; and the checkout done again from
+//! the keyboard alone. No page writes to the console on the way.
+
+use crate::{PASSWORD, Shop, TURN, browser, driver, quiet, shoot, until};
+use fantoccini::{Client, Locator};
+use serde_json::{Value, json};
+
+const TAB: &str = "\u{E004}";
+const ENTER: &str = "\u{E007}";
+
+async fn fill(page: &Client, form: &str, field: &str, text: &str) {
+    let input = page
+        .find(Locator::Css(&format!("#{form} [name={field}]")))
+        .await
+        .unwrap();
+    input.clear().await.unwrap();
+    input.send_keys(text).await.unwrap();
+}
+
+async fn click(page: &Client, css: &str) {
+    page.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn go(page: &Client, base: &str, hash: &str) {
+    page.goto(&format!("{base}/{hash}")).await.unwrap();
+}
+
+/// A product with colour and size SKUs; its id.
+async fn shirt(shop: &Shop) -> String {
+    let skus = json!([
+        {"sku_id": "linen-white-M", "options": {"colour": "white", "size": "M"}, "price": 39000, "stock": 5},
+        {"sku_id": "linen-white-L", "options": {"colour": "white", "size": "L"}, "price": 39000, "stock": 5},
+        {"sku_id": "linen-navy-M", "options": {"colour": "navy", "size": "M"}, "price": 41000, "stock": 5},
+    ]);
+    let body = json!({"name": "린넨 셔츠 Linen Shirt", "category": "tops", "description": "Cool linen.",
+        "skus": skus});
+    let p = shop.admin("POST", "/admin/products", Some(body)).await;
+    p["product_id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_shopper_signs_up_pays_and_watches_the_order_ship() {
+    let _turn = TURN.lock().await;
+    let shop = Shop::start().await;
+    let base = shop.base.clone();
+    let product = shirt(&shop).await;
+    let driver = driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let page = browser(&driver, profile.path()).await;
+
+    // Sign up, then the code from the dev mailbox the page links to.
+    let email = "new.shopper@example.com";
+    go(&page, &base, "#/signup").await;
+    until(
+        &page,
+        "document.querySelector('#signup-form')",
+        "the sign-up form",
+    )
+    .await;
+    fill(&page, "signup-form", "email", email).await;
+    fill(&page, "signup-form", "password", PASSWORD).await;
+    fill(&page, "signup-form", "name", "Lee Bora").await;
+    click(&page, "#signup-form button[type=submit]").await;
+    let link = until(
+        &page,
+        "document.querySelector('a[href^=\"/api/v1/dev/mailbox\"]')?.getAttribute('href')",
+        "the dev mailbox link",
+    )
+    .await;
+    quiet(&page, "sign-up").await;
+    let mails: Value = shop
+        .client
+        .get(format!("{base}{}", link.as_str().unwrap()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let body = mails["items"][0]["body"].as_str().unwrap();
+    let code: String = body
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .expect("a 6-digit code in the mail")
+        .into();
+    shoot(&page, "verify").await;
+    fill(&page, "verify-form", "code", &code).await;
+    click(&page, "#verify-form button[type=submit]").await;
+    until(
+        &page,
+        "location.hash.startsWith('#/login')",
+        "the login page",
+    )
+    .await;
+    quiet(&page, "verify").await;
+    fill(&page, "login-form", "password", PASSWORD).await;
+    click(&page, "#login-form button[type=submit]").await;
+    until(
+        &page,
+        "document.querySelector('#auth').textContent === 'Log out'",
+        "logged in",
+    )
+    .await;
+
+    // The product: navy is one SKU; Add to cart.
+    go(&page, &base, &format!("#/product/{product}")).await;
+    until(&page, "document.querySelector('#buy')", "the product").await;
+    click(&page, "input[name=colour][value=navy]").await;
+    until(
+        &page,
+        "document.querySelector('#price').textContent.includes('41,000')",
+        "navy's price",
+    )
+    .await;
+    click(&page, "#buy button[type=submit]").await;
+    until(
+        &page,
+        "document.querySelector('#cart-count').textContent === '1'",
+        "one in the cart",
+    )
+    .await;
+    quiet(&page, "product").await;
+
+    // The cart, then checkout with the address typed in (the profile has none).
+    click(&page, "a[href='#/cart']").await;
+    until(&page, "document.querySelector('#checkout')", "the cart").await;
+    shoot(&page, "cart").await;
+    quiet(&page, "cart").await;
+    click(&page, "#checkout").await;
+    until(
+        &page,
+        "document.querySelector('#checkout-form')",
+        "checkout",
+    )
+    .await;
+    let prefilled = page
+        .execute(
+            "return document.querySelector('#checkout-form [name=name]').value",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(prefilled, "Lee Bora", "the name comes from the profile");
+    fill(&page, "checkout-form", "phone", "010-2222-3333").await;
+    fill(&page, "checkout-form", "address", "서울시 마포구 1").await;
+    shoot(&page, "checkout").await;
+    quiet(&page, "checkout").await;
+    click(&page, "#checkout-form button[type=submit]").await;
+
+    // The gateway's page, then back to a paid order.
+    until(
+        &page,
+        "document.title === 'Sandbox checkout'",
+        "the gateway's page",
+    )
+    .await;
+    click(&page, "button[type=submit]").await;
+    until(
+        &page,
+        "location.hash.startsWith('#/order/')",
+        "the order page",
+    )
+    .await;
+    until(
+        &page,
+        "document.querySelector('#order-status')?.textContent === 'Paid'",
+        "paid",
+    )
+    .await;
+    quiet(&page, "paid order").await;
+    let hash = page.execute("return location.hash", vec![]).await.unwrap();
+    let order_id = hash
+        .as_str()
+        .unwrap()
+        .trim_start_matches("#/order/")
+        .to_string();
+
+    // An admin ships it: the page follows on the `order:` topic, without reloading.
+    page.execute("window.stayed = true", vec![]).await.unwrap();
+    let shipped = shop
+        .admin("POST", &format!("/admin/orders/{order_id}/ship"), None)
+        .await;
+    let tracking = shipped["shipment"]["tracking_number"].as_str().unwrap();
+    until(
+        &page,
+        "['Preparing', 'Shipped', 'Delivered'].includes(document.querySelector('#order-status').textContent)",
+        "the status to leave Paid",
+    )
+    .await;
+    until(
+        &page,
+        "document.querySelector('#order-status').textContent === 'Delivered'",
+        "delivered",
+    )
+    .await;
+    let seen = page
+        .execute(
+            "return [window.stayed, document.querySelector('#order-body').textContent]",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(seen[0], true, "the page was not reloaded");
+    assert!(seen[1].as_str().unwrap().contains(tracking), "{seen}");
+    shoot(&page, "order").await;
+    quiet(&page, "shipped order").await;
+
+    // The support chat of the order.
+    click(&page, "#open-chat").await;
+    until(&page, "document.querySelector('#chat-form')", "the chat").await;
+    fill(&page, "chat-form", "text", "When does it arrive?").await;
+    click(&page, "#chat-form button[type=submit]").await;
+    until(
+        &page,
+        "document.querySelector('#messages').textContent.includes('When does it arrive?')",
+        "the message",
+    )
+    .await;
+    quiet(&page, "chat").await;
+
+    // The bell heard the notifications; the pages behind it render.
+    for (hash, name, check) in [
+        (
+            "#/notifications",
+            "notifications",
+            "document.querySelector('.lines li')",
+        ),
+        (
+            "#/orders",
+            "orders",
+            "document.querySelector('.lines a[href^=\"#/order/\"]')",
+        ),
+        (
+            "#/account",
+            "account",
+            "document.querySelector('#profile-form')",
+        ),
+    ] {
+        go(&page, &base, hash).await;
+        until(&page, check, name).await;
+        shoot(&page, name).await;
+        quiet(&page, name).await;
+    }
+    page.close().await.unwrap();
+    shop.stop();
+}
+
+/// Tab to `label`'s control (a button's text, or an input's name), at most 40 presses.
+async fn tab_to(page: &Client, wanted: &str) {
+    let active = "const a = document.activeElement; return a.textContent.trim() || a.name || ''";
+    for _ in 0..40 {
+        page.active_element()
+            .await
+            .unwrap()
+            .send_keys(TAB)
+            .await
+            .unwrap();
+        let now = page.execute(active, vec![]).await.unwrap();
+        if now.as_str().is_some_and(|t| t.starts_with(wanted)) {
+            return;
+        }
+    }
+    panic!("Tab never reached {wanted}");
+}
+
+async fn keys(page: &Client, text: &str) {
+    page.active_element()
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_checkout_works_from_the_keyboard_alone() {
+    let _turn = TURN.lock().await;
+    let shop = Shop::start().await;
+    let base = shop.base.clone();
+    shirt(&shop).await;
+    shop.account("keys@example.com", &["customer"]).await;
+    let driver = driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let page = browser(&driver, profile.path()).await;
+
+    // Log in: the page focuses its content; Tab to each field.
+    go(&page, &base, "#/login").await;
+    until(
+        &page,
+        "document.querySelector('#login-form')",
+        "the login form",
+    )
+    .await;
+    tab_to(&page, "email").await;
+    keys(&page, "keys@example.com").await;
+    tab_to(&page, "password").await;
+    keys(&page, &format!("{PASSWORD}{ENTER}")).await;
+    until(
+        &page,
+        "document.querySelector('#auth').textContent === 'Log out'",
+        "logged in",
+    )
+    .await;
+
+    // A line in the cart, from the keyboard: choose white L with the arrow keys, Add to cart.
+    let product = until(
+        &page,
+        "document.querySelector('.card')?.getAttribute('href')",
+        "the products",
+    )
+    .await;
+    go(&page, &base, product.as_str().unwrap()).await;
+    until(&page, "document.querySelector('#buy')", "the product").await;
+    tab_to(&page, "colour").await;
+    tab_to(&page, "size").await;
+    keys(&page, "\u{E015}").await; // ArrowDown: M -> L
+    until(
+        &page,
+        "document.querySelector('input[name=size][value=L]').checked",
+        "size L",
+    )
+    .await;
+    tab_to(&page, "Add to cart").await;
+    keys(&page, ENTER).await;
+    until(
+        &page,
+        "document.querySelector('#cart-count').textContent === '1'",
+        "one in the cart",
+    )
+    .await;
+
+    // The cart's Checkout, then the form: the address typed, Pay with Enter.
+    go(&page, &base, "#/cart").await;
+    until(&page, "document.querySelector('#checkout')", "the cart").await;
+    tab_to(&page, "Checkout").await;
+    keys(&page, ENTER).await;
+    until(
+        &page,
+        "document.querySelector('#checkout-form')",
+        "checkout",
+    )
+    .await;
+    tab_to(&page, "phone").await;
+    keys(&page, "010-4444-5555").await;
+    tab_to(&page, "address").await;
+    keys(&page, "1 Keyboard Rd, Seoul").await;
+    tab_to(&page, "Pay").await;
+    keys(&page, ENTER).await;
+
+    // The gateway's page: Tab to its Pay button, Enter.
+    until(
+        &page,
+        "document.title === 'Sandbox checkout'",
+        "the gateway's page",
+    )
+    .await;
+    tab_to(&page, "Pay").await;
+    keys(&page, ENTER).await;
+    until(
+        &page,
+        "document.querySelector('#order-status')?.textContent === 'Paid'",
+        "paid",
+    )
+    .await;
+    let order = page
+        .execute(
+            "return document.querySelector('#order-body').textContent",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(order.as_str().unwrap().contains("1 Keyboard Rd"), "{order}");
+    quiet(&page, "the keyboard checkout").await;
+    page.close().await.unwrap();
+    shop.stop();
+}

@@ -1,0 +1,87 @@
+//! The last unit of a drop, raced by two shoppers in two browsers.
+
+use crate::{Shop, TURN, browser, driver, log_in, now, screenshots, until};
+use serde_json::Value;
+
+/// Two shoppers in two browsers press `Buy now` together on a drop of one unit: exactly one
+/// gets the order, the other is told it sold out, and both pages show none left without a
+/// reload (the `drop:` topic).
+#[tokio::test]
+async fn two_browsers_press_buy_now_together_on_the_last_unit() {
+    let _turn = TURN.lock().await;
+    let shop = Shop::start().await;
+    let base = shop.base.clone();
+    let product = serde_json::json!({"name": "Last Pair", "category": "shoes",
+        "skus": [{"sku_id": "last-pair", "options": {"size": "270"}, "price": 99000, "stock": 1}]});
+    shop.admin("POST", "/admin/products", Some(product)).await;
+    let drop = serde_json::json!({"sku_id": "last-pair", "quantity": 1, "price": 89000,
+        "starts_at": now(), "per_user_limit": 1});
+    let created = shop.admin("POST", "/admin/drops", Some(drop)).await;
+    let drop_id = created["drop_id"].as_str().unwrap().to_string();
+    for who in ["ara", "bo"] {
+        shop.account(&format!("{who}@example.com"), &["customer"])
+            .await;
+    }
+
+    let driver = driver().await;
+    let (pa, pb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (
+        browser(&driver, pa.path()).await,
+        browser(&driver, pb.path()).await,
+    );
+    for (page, who) in [(&a, "ara"), (&b, "bo")] {
+        log_in(page, &base, &format!("{who}@example.com")).await;
+        page.execute(&format!("location.hash = '#/drop/{drop_id}'"), vec![])
+            .await
+            .unwrap();
+        let ready =
+            "document.querySelector('#buy-now') && !document.querySelector('#buy-now').disabled";
+        until(page, ready, "Buy now enabled").await;
+    }
+    // Both press at once.
+    let press = |page: &fantoccini::Client| {
+        let page = page.clone();
+        async move {
+            let button = page.find(fantoccini::Locator::Id("buy-now")).await.unwrap();
+            button.click().await.unwrap();
+        }
+    };
+    tokio::join!(press(&a), press(&b));
+    // Each page settles: none left, and either its press was answered or the sale it lost
+    // reached it first (the button then turned off before the press landed).
+    let settled = "document.querySelector('#remaining').textContent === '0 of 1 left' \
+        && document.querySelector('#buy-now').getAttribute('aria-busy') !== 'true' \
+        && (document.querySelector('#outcome').textContent !== '' \
+            || document.querySelector('#buy-now').disabled)";
+    let mut outcomes = vec![];
+    for page in [&a, &b] {
+        until(page, settled, "the page to settle").await;
+        let seen = "[document.querySelector('#outcome').textContent, \
+            document.querySelector('#drop-status').textContent]";
+        outcomes.push(
+            page.execute(&format!("return {seen};"), vec![])
+                .await
+                .unwrap(),
+        );
+    }
+    let text = |o: &Value, i: usize| o[i].as_str().unwrap().to_string();
+    let won = outcomes
+        .iter()
+        .filter(|o| text(o, 0).starts_with("It's yours"))
+        .count();
+    let told = outcomes
+        .iter()
+        .filter(|o| text(o, 0) == "Sold out." || text(o, 1).contains("Sold out"))
+        .count();
+    assert_eq!(won, 1, "{outcomes:?}");
+    assert!(told >= 1, "the other page says sold out: {outcomes:?}");
+    let shot = b.screenshot().await.unwrap();
+    std::fs::write(screenshots().join("drop-race.png"), shot).unwrap();
+    for page in [a, b] {
+        page.close().await.unwrap();
+    }
+    // One order in all.
+    let orders = shop.admin("GET", "/admin/orders", None).await;
+    assert_eq!(orders["items"].as_array().unwrap().len(), 1, "{orders}");
+    shop.stop();
+}
