@@ -28,7 +28,7 @@ if ! command -v ip >/dev/null; then
 fi
 
 # - Debian's Chromium, its WebDriver and a Korean font, for the storefront's browser tests
-#   (tests/web.rs).
+#   (tests/web/).
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
     apt-get update -qq && apt-get install -y -qq chromium chromium-driver
 fi

@@ -12,6 +12,8 @@
 //! - `browse`: `GET /api/v1/products?q=` with shoppers' prefixes (seed a catalog first:
 //!   `emporium seed-demo --products 100000`).
 //! - `suggest`: `GET /api/v1/search/suggest?q=` with the same prefixes.
+//! - `storefront`: the web page at `/` and the files it loads, half of them revalidated (304):
+//!   what serving the web faces costs beside the API.
 //!
 //! - `journey`: whole shopper journeys from sign-up to delivery (see [`journey`]).
 //! - `compare`: Emporium and both Redis baselines (`emporium-baseline`) back to back, with
@@ -81,6 +83,9 @@ enum Scenario {
     Browse,
     /// Autocomplete with prefixes shoppers type.
     Suggest,
+    /// The storefront's first page and each file it loads, gzip-compressed, round-robin;
+    /// every other request revalidates with the file's ETag (a repeat visitor's 304).
+    Storefront,
     /// Buyers on one drop (closed loop, or open loop with `--rate`), audited afterwards; a
     /// report under `--reports`.
     FlashSale {
@@ -158,6 +163,18 @@ enum Scenario {
 
 const PASSWORD: &str = "loadtest password 1";
 
+/// The storefront's first page and the files it loads (`web/storefront/index.html`).
+const STOREFRONT_FILES: [&str; 8] = [
+    "/",
+    "/assets/app.css",
+    "/assets/app.js",
+    "/common/core.js",
+    "/assets/text.js",
+    "/assets/shop.js",
+    "/assets/orders.js",
+    "/assets/account.js",
+];
+
 /// Prefixes of words the demo catalog uses, Latin and Hangul, 1 to 4 characters.
 const PREFIXES: &[&str] = &[
     "b", "ba", "cl", "sl", "re", "bl", "blu", "bla", "te", "tee", "ja", "jack", "co", "coa", "sn",
@@ -230,6 +247,39 @@ async fn main() -> anyhow::Result<()> {
             })
             .await?;
             report("signup POST /auth/signup", &totals);
+        }
+        Scenario::Storefront => {
+            let client = reqwest::Client::new();
+            let mut files = vec![];
+            for path in STOREFRONT_FILES {
+                let url = format!("{base}{path}");
+                let r = client
+                    .get(&url)
+                    .header("accept-encoding", "gzip")
+                    .send()
+                    .await?;
+                if !r.status().is_success() {
+                    bail!("{path}: {}", r.status());
+                }
+                let etag = r
+                    .headers()
+                    .get("etag")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                files.push((url, etag));
+            }
+            let totals = run(cli.connections, duration, server, move |c, n| {
+                let (url, etag) = &files[n as usize % files.len()];
+                let request = c.get(url).header("accept-encoding", "gzip");
+                if (n / files.len() as u64) % 2 == 1 {
+                    request.header("if-none-match", etag)
+                } else {
+                    request
+                }
+            })
+            .await?;
+            report("storefront GET / and its files (gzip, half 304)", &totals);
         }
         Scenario::Browse => {
             let url = format!("{base}/api/v1/products");
@@ -397,7 +447,10 @@ where
                 let n = counter.fetch_add(1, Ordering::Relaxed);
                 let t = Instant::now();
                 match request(&client, n).send().await {
-                    Ok(r) if r.status().is_success() => {
+                    Ok(r)
+                        if r.status().is_success()
+                            || r.status() == reqwest::StatusCode::NOT_MODIFIED =>
+                    {
                         let _ = r.bytes().await;
                         ok += 1;
                     }

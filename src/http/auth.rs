@@ -51,6 +51,9 @@ pub struct SignupResponse {
     pub user_id: String,
     pub email: String,
     pub status: &'static str,
+    /// Dev mode only: where the mailed code can be read (`GET /api/v1/dev/mailbox?email=`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dev_mailbox: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -113,10 +116,15 @@ pub async fn signup(
     };
     let roles = BTreeSet::from([Role::Customer]);
     let (user_id, email) = state.accounts.sign_up(sign_up, roles, false).await?;
+    let dev_mailbox = state.dev_mode.then(|| {
+        let query = serde_urlencoded::to_string([("email", email.as_str())]).unwrap_or_default();
+        format!("/api/v1/dev/mailbox?{query}")
+    });
     let body = SignupResponse {
         user_id: user_id.to_string(),
         email: email.as_str().to_string(),
         status: "pending_verification",
+        dev_mailbox,
     };
     Ok((StatusCode::CREATED, axum::Json(body)))
 }

@@ -48,6 +48,19 @@ async fn sign_up_verify_login_profile_refresh_logout() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["email"], "kim@example.com");
     assert_eq!(body["status"], "pending_verification");
+    // Dev mode names the mailbox the code can be read from (the storefront links it).
+    let mailbox = body["dev_mailbox"].as_str().unwrap();
+    assert_eq!(mailbox, "/api/v1/dev/mailbox?email=kim%40example.com");
+    let mails: Value = app
+        .client
+        .get(app.url(mailbox))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mails["items"].as_array().unwrap().len(), 1);
 
     let code = app.mailed_code("kim@example.com").await;
     let r = app

@@ -225,6 +225,17 @@ async fn a_shopper_signs_up_pays_and_watches_the_order_ship() {
     .await;
     quiet(&page, "chat").await;
 
+    // A return after delivery: the form, then the status follows on its own.
+    fill(&page, "return-form", "reason", "Too small").await;
+    click(&page, "#return-form button[type=submit]").await;
+    until(
+        &page,
+        "['Return requested', 'Returned', 'Refunded'].includes(document.querySelector('#order-status').textContent)",
+        "the return",
+    )
+    .await;
+    quiet(&page, "return").await;
+
     // The bell heard the notifications; the pages behind it render.
     for (hash, name, check) in [
         (
@@ -378,6 +389,24 @@ async fn the_checkout_works_from_the_keyboard_alone() {
         .unwrap();
     assert!(order.as_str().unwrap().contains("1 Keyboard Rd"), "{order}");
     quiet(&page, "the keyboard checkout").await;
+
+    // Cancel it, still from the keyboard: the second button takes the focus.
+    tab_to(&page, "Cancel order").await;
+    keys(&page, ENTER).await;
+    until(
+        &page,
+        "document.activeElement.id === 'confirm-cancel'",
+        "the confirmation focused",
+    )
+    .await;
+    keys(&page, ENTER).await;
+    until(
+        &page,
+        "document.querySelector('#order-status').textContent === 'Cancelled'",
+        "cancelled",
+    )
+    .await;
+    quiet(&page, "the keyboard cancel").await;
     page.close().await.unwrap();
     shop.stop();
 }

@@ -90,7 +90,12 @@ pub(crate) struct Driver {
 }
 
 impl Drop for Driver {
+    /// Stops the browsers first (chromedriver's children, which would outlive it when a test
+    /// fails before closing its session), then chromedriver.
     fn drop(&mut self) {
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-P", &self.child.id().to_string()])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

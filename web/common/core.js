@@ -31,6 +31,11 @@ export const span = (ms) => {
 export const $ = (sel, root = document) => root.querySelector(sel);
 export const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 export const enc = encodeURIComponent;
+/** A random key (Idempotency-Key, client message id): `crypto.randomUUID` where the page is a
+ * secure context, else the same shape from `crypto.getRandomValues` (plain HTTP on a LAN). */
+export const uuid = () => crypto.randomUUID?.() ??
+  "10000000-1000-4000-8000-100000000000".replace(/[018]/g, (c) =>
+    (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16));
 
 export const say = (text) => {
   $("#toast").textContent = text;
@@ -51,36 +56,61 @@ export const problem = (e) => {
 
 // ---- The API -------------------------------------------------------------------------------
 
-export const session = { token: null, user: null, roles: [], onLost: () => {} };
+/** The signed-in user, if any; `onLost` runs when the session ends on its own, `onChange` when
+ * another tab logged in or out. */
+export const session = { token: null, user: null, roles: [], onLost: () => {}, onChange: () => {} };
 
 const claims = (jwt) => {
   try { return JSON.parse(atob(jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))); } catch { return {}; }
 };
-/** Keeps a new access token (or none) and the roles it carries. */
-export function keep(token) {
+/** Whether a refresh cookie may exist (it is httpOnly, so unreadable): a visitor who never
+ * logged in is not sent to a refresh that can only fail. */
+const cookieFlag = {
+  get: () => localStorage.getItem("session") === "1",
+  set: (on) => (on ? localStorage.setItem("session", "1") : localStorage.removeItem("session")),
+};
+
+// Tabs share each new access token (in memory only: a channel, not storage), so one refresh
+// serves them all; the rotating refresh token must never be sent twice.
+const tabs = "BroadcastChannel" in window ? new BroadcastChannel("emporium-token") : null;
+let renewal = null;
+
+/** Keeps a new access token (or none): its user and roles, a refresh a minute before it
+ * expires, the live socket signed in as it (a socket stays with its first user, so another
+ * user gets a new socket). `cookie: false` for a pasted token that has no refresh cookie. */
+export function keep(token, { cookie = true, share = true } = {}) {
   const c = token ? claims(token) : {};
+  const before = session.user;
   session.token = token;
   session.user = c.sub ?? null;
-  // Whether a refresh cookie may exist (it is httpOnly, so unreadable): a visitor who never
-  // logged in is not sent to a refresh that can only fail.
-  if (token) localStorage.setItem("session", "1");
-  else localStorage.removeItem("session");
   session.roles = [c.roles ?? []].flat();
-  if (token) live.send({ type: "auth", access_token: token });
+  clearTimeout(renewal);
+  if (token && cookie && c.exp) renewal = setTimeout(() => refresh().catch(() => {}), Math.max(0, c.exp * 1000 - Date.now() - 60000));
+  if (cookie) cookieFlag.set(Boolean(token));
+  if (share) tabs?.postMessage(token);
+  if (before && before !== session.user) live.ws?.close();
+  else if (token) live.send({ type: "auth", access_token: token });
 }
+if (tabs) tabs.onmessage = (e) => { keep(e.data, { share: false }); session.onChange(); };
 
-// One refresh at a time in this tab (the refresh token rotates: the same cookie sent twice
-// would revoke the whole session).
+// One refresh at a time, across the tabs of this browser where it can (Web Locks), and in this
+// tab always.
 let refreshing = null;
+/** Trades the refresh cookie for a new access token: `true` with one, `false` when the session
+ * is over (401: logged out), or throws (no connection, busy) leaving the session to retry. */
 export function refresh() {
-  if (!localStorage.getItem("session")) return Promise.resolve(false);
-  refreshing ??= (async () => {
-    try {
-      const r = await fetch("/api/v1/auth/refresh", { method: "POST", credentials: "same-origin" });
-      keep(r.ok ? (await r.json()).access_token : null);
-    } catch { keep(null); }
-    return session.token !== null;
-  })().finally(() => { refreshing = null; });
+  if (!cookieFlag.get()) return Promise.resolve(false);
+  const had = session.token;
+  const trade = async () => {
+    // Another tab may have refreshed while this one waited for the lock.
+    if (session.token && session.token !== had) return true;
+    const r = await fetch("/api/v1/auth/refresh", { method: "POST", credentials: "same-origin" });
+    if (r.ok) { keep((await r.json()).access_token); return true; }
+    if (r.status === 401) { keep(null); return false; }
+    throw Object.assign(new Error("refresh"), { status: r.status, retryAfter: Number(r.headers.get("retry-after")) || 1 });
+  };
+  refreshing ??= (navigator.locks ? navigator.locks.request("emporium-refresh", trade) : trade())
+    .finally(() => { refreshing = null; });
   return refreshing;
 }
 
@@ -114,6 +144,11 @@ export async function api(path, { method = "GET", body, headers = {}, again = tr
  * backoff that respects `Retry-After`; `busy(err)` hears about each retry. The caller keeps
  * the Idempotency-Key the same across these tries, so a retry never acts twice. */
 export async function persist(send, busy = () => {}) {
+  acting.count++;
+  try { return await retrying(send, busy); } finally { acting.count--; }
+}
+
+async function retrying(send, busy) {
   for (let attempt = 0; ; attempt++) {
     try {
       return await send();
@@ -127,11 +162,20 @@ export async function persist(send, busy = () => {}) {
   }
 }
 
+/** Actions under way (a purchase, a payment, a message): a reconnect does not repaint the
+ * page under them. */
+export const acting = { count: 0 };
+
 /** Disables `button` (aria-busy) while `work` runs. */
 export async function busy(button, work) {
   button.disabled = true;
   button.setAttribute("aria-busy", "true");
-  try { return await work(); } finally { button.disabled = false; button.setAttribute("aria-busy", "false"); }
+  acting.count++;
+  try { return await work(); } finally {
+    acting.count--;
+    button.disabled = false;
+    button.setAttribute("aria-busy", "false");
+  }
 }
 
 // ---- Live topics: one socket per tab, re-subscribed on reconnect ---------------------------
@@ -142,26 +186,32 @@ const topicOf = (m) => ({
 })[m.type];
 
 export const live = {
-  ws: null, page: new Map(), always: new Map(), backoff: 500, opened: false, onReconnect: () => {},
+  ws: null, page: new Map(), always: new Map(), backoff: 500, opened: false, onReconnect: () => {}, resume: null,
   /** Listens to `topic` while the current page shows. */
   on(topic, fn) { this.page.set(topic, fn); this.send({ type: "subscribe", topic }); },
+  /** What the current page does after a reconnect instead of being painted again (it re-reads
+   * what it shows, keeping what the user typed). */
+  onResume(fn) { this.resume = fn; },
   /** Listens to `topic` on every page (the notification bell). */
   keep(topic, fn) { this.always.set(topic, fn); this.send({ type: "subscribe", topic }); },
   /** Leaves the page's topics. */
   reset() {
     for (const topic of this.page.keys()) if (!this.always.has(topic)) this.send({ type: "unsubscribe", topic });
     this.page.clear();
+    this.resume = null;
   },
   send(m) { if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(m)); },
   open() {
     const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/v1/ws`);
     this.ws = ws;
-    ws.onopen = () => {
+    ws.onopen = async () => {
       this.backoff = 500;
+      // The server closes a socket whose token expired: sign in with a fresh one.
+      if (session.token && claims(session.token).exp * 1000 < Date.now() + 5000) await refresh().catch(() => false);
       if (session.token) this.send({ type: "auth", access_token: session.token });
       for (const topic of new Set([...this.always.keys(), ...this.page.keys()])) this.send({ type: "subscribe", topic });
       // After a reconnect, what was pushed meanwhile is lost: read the page again.
-      if (this.opened) this.onReconnect();
+      if (this.opened) (this.resume ?? this.onReconnect)();
       this.opened = true;
     };
     ws.onmessage = (e) => {
@@ -188,8 +238,6 @@ export const every = (fn) => { clearInterval(ticker); fn(); ticker = setInterval
 export function router(main, pages, { title }) {
   let generation = 0;
   async function route({ focus = true } = {}) {
-    // In-page anchors (the skip link's `#main`) are not routes.
-    if (location.hash && !location.hash.startsWith("#/")) return;
     const mine = ++generation;
     const current = () => mine === generation;
     live.reset();
@@ -198,7 +246,8 @@ export function router(main, pages, { title }) {
     const root = document.createElement("div");
     main.replaceChildren(root);
     try {
-      const [path, query = ""] = location.hash.replace(/^#/, "").split("?");
+      // Anything but `#/...` is home.
+      const [path, query = ""] = location.hash.startsWith("#/") ? location.hash.slice(1).split("?") : ["/"];
       const params = Object.fromEntries(new URLSearchParams(query));
       const [, page = "", ...rest] = (path || "/").split("/").map(decodeURIComponent);
       await pages(root, page, rest.join("/"), params, current);
@@ -211,6 +260,10 @@ export function router(main, pages, { title }) {
     }
   }
   window.addEventListener("hashchange", () => route());
-  live.onReconnect = () => route({ focus: false });
+  // After a reconnect a page without its own resume is painted again, unless an action is
+  // under way on it (its outcome must land on the page that started it).
+  live.onReconnect = () => { if (!acting.count) route({ focus: false }); };
+  // The skip link moves the focus without becoming a route.
+  document.querySelector(".skip")?.addEventListener("click", (e) => { e.preventDefault(); main.focus(); });
   return route;
 }

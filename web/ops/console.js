@@ -19,7 +19,7 @@ addWords({
     watch: "Watch", stock: "Stock", available: "Available", set_stock: "Set available", adjust: "Adjust by", save: "Save",
     new_product: "New product", name: "Name", category: "Category", description: "Description",
     skus_help: "SKUs, one per line: sku_id, options (color=black; size=M), price, stock", create_product: "Create product",
-    more: "More", all: "All", ship: "Ship", shipped: "Shipped: {n}", order: "Order", total: "Total", created_at: "Created",
+    more: "More", all: "All", show: "Show", ship: "Ship", shipped: "Shipped: {n}", order: "Order", total: "Total", created_at: "Created",
     owing: "Orders owing", pending: "Steps pending", due: "Steps due", dead: "Dead letters", oldest: "Oldest pending",
     promised: "Orders promised", retry: "Retry", action: "Step", attempts: "Attempts", last_error: "Last error",
     kind: "Kind", id: "Id", inspect: "Inspect", actors: "Actors", active: "Active", passivated: "Passivated",
@@ -46,7 +46,7 @@ addWords({
     watch: "보기", stock: "재고", available: "가용", set_stock: "가용 재고 설정", adjust: "증감", save: "저장",
     new_product: "새 상품", name: "이름", category: "카테고리", description: "설명",
     skus_help: "SKU, 한 줄에 하나: sku_id, 옵션 (color=black; size=M), 가격, 재고", create_product: "상품 만들기",
-    more: "더 보기", all: "전체", ship: "출고", shipped: "출고됨: {n}", order: "주문", total: "금액", created_at: "주문 시각",
+    more: "더 보기", all: "전체", show: "보기", ship: "출고", shipped: "출고됨: {n}", order: "주문", total: "금액", created_at: "주문 시각",
     owing: "처리 대기 주문", pending: "대기 단계", due: "기한 도래 단계", dead: "데드 레터", oldest: "가장 오래된 대기",
     promised: "약속된 주문", retry: "재시도", action: "단계", attempts: "시도", last_error: "마지막 오류",
     kind: "종류", id: "ID", inspect: "조회", actors: "액터", active: "활성", passivated: "비활성",
@@ -71,7 +71,9 @@ const table = (heads, rows) => `<div class="scroll"><table><thead><tr>${heads.ma
 /** Whether this session may use the operator routes (a pasted operator token's roles are not
  * readable: it may). */
 const operator = () => !session.roles.length || session.roles.includes("operator");
-const values = (f) => Object.fromEntries([...new FormData(f)].map(([k, v]) => [k, String(v).trim()]));
+/** A form's fields, trimmed (passwords and tokens as typed). */
+const values = (f) => Object.fromEntries([...new FormData(f)].map(([k, v]) =>
+  [k, ["password", "token"].includes(k) ? String(v) : String(v).trim()]));
 const iso = (local) => (local ? new Date(local).toISOString().replace(/\.\d{3}Z$/, "Z") : undefined);
 const localNow = (plusMs) => new Date(Date.now() + plusMs - new Date().getTimezoneOffset() * 60000).toISOString().slice(0, 19);
 const int = (s) => (s === "" || s === undefined ? undefined : Number(s));
@@ -99,7 +101,8 @@ function rate() {
 
 async function dashboard(main, current) {
   const [liveDrops, scheduled, box, actors] = await Promise.all([
-    api("/drops?status=live&limit=50"), api("/drops?status=scheduled&limit=50"), api("/admin/outbox"),
+    // At most 60 drops: a socket holds 64 topics.
+    api("/drops?status=live&limit=30"), api("/drops?status=scheduled&limit=30"), api("/admin/outbox"),
     operator() ? api("/admin/actors") : null,
   ]);
   if (!current()) return;
@@ -158,9 +161,13 @@ async function drops(main, current) {
 }
 
 async function watchDrop(main, id, current) {
-  let d = null;
+  let d = null, missed = false;
   const r = rate();
-  live.on(`drop:${id}`, (m) => { if (d) { Object.assign(d, { remaining: m.remaining, status: m.status }); r.add(m.remaining); show(); } });
+  const apply = (m) => { Object.assign(d, { remaining: m.remaining, status: m.status }); r.add(m.remaining); show(); };
+  // Subscribed before the read: after a count pushed meanwhile (or a reconnect), read again.
+  const fresh = async () => { const again = await api(`/drops/${enc(id)}`).catch(() => null); if (again && current()) apply(again); };
+  live.on(`drop:${id}`, (m) => { if (d) apply(m); else missed = true; });
+  live.onResume(fresh);
   d = await api(`/drops/${enc(id)}`);
   if (!current()) return;
   r.add(d.remaining);
@@ -169,6 +176,7 @@ async function watchDrop(main, id, current) {
       <div class="stat">${t("per_second")}<b id="rate"></b></div><div class="stat">${t("status")}<b id="drop-status"></b></div>
       <div class="stat">${t("quantity")}<b>${d.quantity}</b></div></div>
     <div class="bar" aria-hidden="true"><span id="taken"></span></div>`;
+  if (missed) fresh();
   function show() {
     if (!current()) return;
     const text = String(d.remaining);
@@ -251,13 +259,17 @@ async function orders(main, { status = "", cursor }, current) {
   if (!current()) return;
   main.innerHTML = `<h1>${t("orders")}</h1>
     <form class="row" id="status-form"><label>${t("status")} <select name="status"><option value="">${t("all")}</option>
-      ${STATUSES.map((s) => `<option ${s === status ? "selected" : ""}>${s}</option>`).join("")}</select></label></form>
+      ${STATUSES.map((s) => `<option ${s === status ? "selected" : ""}>${s}</option>`).join("")}</select></label>
+      <button type="submit">${t("show")}</button></form>
     ${table(["order", "status", "total", "created_at", "ship"], page.items.map((o) => `<tr>
       <td>${esc(o.title)}<br><span class="muted">${esc(o.order_id)}</span></td><td data-order-status="${esc(o.order_id)}">${esc(o.status)}</td>
       <td>${money(o.total, o.currency)}</td><td>${when(o.created_at)}</td>
       <td>${o.status === "paid" ? `<button type="button" data-ship="${esc(o.order_id)}">${t("ship")}</button>` : ""}</td></tr>`))}
     ${page.next_cursor ? `<p class="pager"><a class="button" href="#/orders?${new URLSearchParams({ status, cursor: page.next_cursor })}">${t("more")}</a></p>` : ""}`;
-  $("#status-form").addEventListener("change", (e) => { location.hash = `#/orders?${new URLSearchParams({ status: e.target.value })}`; });
+  $("#status-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    location.hash = `#/orders?${new URLSearchParams({ status: e.target.elements.status.value })}`;
+  });
   main.addEventListener("click", async (e) => {
     const id = e.target.dataset.ship;
     if (!id) return;
@@ -341,7 +353,9 @@ function login(main) {
     e.preventDefault();
     const f = values(e.target);
     try {
-      keep(f.token || (await api("/auth/login", { method: "POST", body: { email: f.email, password: f.password } })).access_token);
+      // A pasted token has no refresh cookie and is not shared with the shop's tabs.
+      if (f.token) keep(f.token, { cookie: false, share: false });
+      else keep((await api("/auth/login", { method: "POST", body: { email: f.email, password: f.password } })).access_token);
       paintAuth();
       location.hash = "#/";
     } catch (err) { $("#login-form-error").textContent = problem(err); }
@@ -375,10 +389,11 @@ const route = router($("#main"), async (root, page, arg, params, current) => {
     else a.removeAttribute("aria-current");
   }
   if (page === "logout") {
-    await api("/auth/logout", { method: "POST" }).catch(() => {});
+    // Replaced, so Back never lands here again.
+    if (session.token) await api("/auth/logout", { method: "POST" }).catch(() => {});
     keep(null);
     paintAuth();
-    location.hash = "#/login";
+    location.replace("#/login");
     return;
   }
   if (!session.token || page === "login") return login(root);
@@ -397,7 +412,8 @@ const route = router($("#main"), async (root, page, arg, params, current) => {
 
 $("#lang").addEventListener("click", () => { switchLang(); paintShell(); route(); });
 paintShell();
-await refresh();
+session.onChange = () => { paintAuth(); route({ focus: false }); };
+await refresh().catch(() => false);
 paintAuth();
 live.open();
 route();

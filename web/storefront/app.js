@@ -63,6 +63,8 @@ function signedOut() {
 }
 
 session.onLost = () => { signedOut(); say(t("need_login")); };
+// Another tab logged in or out: this one follows.
+session.onChange = () => { if (session.token) signedIn(); else signedOut(); route({ focus: false }); };
 document.addEventListener("cart", (e) => paintCart(e.detail));
 document.addEventListener("seen", () => { unseen = 0; paintAuth(); });
 
@@ -118,13 +120,14 @@ const route = router(main, async (root, page, arg, params, current) => {
     case "order": return order(root, arg, current);
     case "login": return login(root, params, signedIn);
     case "signup": return signup(root);
-    case "verify": return verify(root, params, current);
+    case "verify": return verify(root, params);
     case "account": return session.token ? account(root, current, signedOut) : login(root, params, signedIn);
     case "notifications": return session.token ? notifications(root, params, current) : login(root, params, signedIn);
     case "logout":
-      await api("/auth/logout", { method: "POST" }).catch(() => {});
+      // Replaced, so Back never lands here again.
+      if (session.token) await api("/auth/logout", { method: "POST" }).catch(() => {});
       signedOut();
-      location.hash = "#/";
+      location.replace("#/");
       return;
     default: return home(root, current);
   }
@@ -133,7 +136,7 @@ const route = router(main, async (root, page, arg, params, current) => {
 $("#lang").addEventListener("click", () => { switchLang(); paintShell(); route(); });
 paintShell();
 searchBox();
-await refresh();
+await refresh().catch(() => false);
 live.open();
 signedIn();
 route();

@@ -2,7 +2,7 @@
 // shipping address from the profile, then the gateway's checkout page and back), and orders
 // (history, a live status timeline, tracking, cancel, return or exchange, support chat).
 
-import { $, api, busy, enc, esc, every, live, money, persist, problem, say, session, span, t, when } from "/common/core.js";
+import { $, api, busy, enc, esc, every, live, money, persist, problem, say, session, span, t, uuid, when } from "/common/core.js";
 
 const needLogin = (main) => {
   main.innerHTML = `<h1>${t("need_login")}</h1><p><a class="button primary" href="#/login">${t("login")}</a></p>`;
@@ -40,13 +40,19 @@ export async function cart(main, current) {
       <p><button class="primary" type="button" id="checkout">${t("checkout")}</button></p>`
       : `<p class="muted">${t("empty_cart")}</p><p><a class="button" href="#/">${t("products")}</a></p>`}`;
   };
+  // Painting again keeps the keyboard where it was (the same line's control).
   const change = async (work) => {
+    const at = document.activeElement;
+    const again = at?.dataset.sku ? `[data-sku="${CSS.escape(at.dataset.sku)}"]` : at?.id ? `#${CSS.escape(at.id)}` : null;
     try {
       c = await work();
       document.dispatchEvent(new CustomEvent("cart", { detail: c }));
     } catch (err) { say(problem(err)); }
-    if (current()) paint();
+    if (!current()) return;
+    paint();
+    (again && main.querySelector(again))?.focus();
   };
+  live.onResume(() => {});
   paint();
   main.addEventListener("change", (e) => {
     if (!e.target.dataset.sku) return;
@@ -65,12 +71,14 @@ export async function cart(main, current) {
       const id = f.get("coupon_id");
       change(() => (id ? api("/cart/coupon", { method: "PUT", body: { coupon_id: id } }) : api("/cart/coupon", { method: "DELETE" })));
     } else if (e.target.id === "claim-form") {
-      try {
-        const claimed = await api("/coupons/claim", { method: "POST", body: { code: f.get("code").trim() } });
-        say(t("claimed"));
-        wallet = await api("/users/me/coupons");
-        change(() => api("/cart/coupon", { method: "PUT", body: { coupon_id: claimed.coupon_id } }));
-      } catch (err) { say(problem(err)); }
+      await busy(e.target.querySelector("button"), async () => {
+        try {
+          const claimed = await api("/coupons/claim", { method: "POST", body: { code: f.get("code").trim() } });
+          say(t("claimed"));
+          wallet = await api("/users/me/coupons");
+          await change(() => api("/cart/coupon", { method: "PUT", body: { coupon_id: claimed.coupon_id } }));
+        } catch (err) { say(problem(err)); }
+      });
     }
   });
 }
@@ -96,24 +104,32 @@ export async function checkout(main, current) {
         <dt>${t("total")}</dt><dd class="price">${money(c.total, c.currency)}</dd></dl>
       <button class="primary" type="submit">${t("pay", { p: money(c.total, c.currency) })}</button>
       <p id="checkout-outcome" role="status" aria-live="polite"></p></form>`;
+  live.onResume(() => {});
+  // One key while the order asked for stays the same (retries, a second press): one order;
+  // a changed address is a new request with a new key.
+  let key = null, sent = null;
   $("#checkout-form").addEventListener("submit", async (e) => {
     e.preventDefault();
+    const button = e.submitter ?? e.target.querySelector("button");
+    if (button.disabled) return;
     const f = Object.fromEntries(new FormData(e.target));
     const shipping_address = { name: f.name.trim(), phone: f.phone.trim(), address: f.address.trim() };
     if (f.postal_code.trim()) shipping_address.postal_code = f.postal_code.trim();
     const body = { shipping_address, ...(c.coupon?.applicable && { coupon_id: c.coupon.coupon_id }) };
-    // One key per submit, the same on its retries: one order however often the network fails.
-    const key = crypto.randomUUID();
-    await busy(e.submitter ?? e.target.querySelector("button"), async () => {
-      try {
-        const order = await persist(() => api("/orders", { method: "POST", body, headers: { "idempotency-key": key } }),
-          () => { $("#checkout-outcome").textContent = t("retrying"); });
-        $("#checkout-outcome").textContent = t("to_payment");
-        location.assign(payUrl(order));
-      } catch (err) {
-        $("#checkout-outcome").textContent = problem(err);
-      }
-    });
+    if (JSON.stringify(body) !== sent) { key = uuid(); sent = JSON.stringify(body); }
+    button.disabled = true;
+    button.setAttribute("aria-busy", "true");
+    try {
+      const order = await persist(() => api("/orders", { method: "POST", body, headers: { "idempotency-key": key } }),
+        () => { $("#checkout-outcome").textContent = t("retrying"); });
+      $("#checkout-outcome").textContent = t("to_payment");
+      // The button stays off: the browser is leaving for the gateway's page.
+      location.assign(payUrl(order));
+    } catch (err) {
+      $("#checkout-outcome").textContent = problem(err);
+      button.disabled = false;
+      button.setAttribute("aria-busy", "false");
+    }
   });
 }
 
@@ -121,6 +137,7 @@ export async function checkout(main, current) {
 export async function paid(main, { paymentKey, orderId, amount }, current) {
   if (!session.token) return needLogin(main);
   main.innerHTML = `<h1>${t("paid_title")}</h1><p role="status" id="paid-status">${t("confirming")}</p>`;
+  live.onResume(() => {});
   try {
     await persist(() => api("/payments/confirm", {
       method: "POST",
@@ -150,9 +167,11 @@ export async function orders(main, { cursor }, current) {
 
 export async function order(main, id, current) {
   if (!session.token) return needLogin(main);
-  let o = null;
-  // Subscribe first: a change pushed while the order is read is not lost.
-  live.on(`order:${id}`, () => { if (o) reload(); });
+  let o = null, missed = false;
+  // Subscribe first: a change pushed while the order is read is read again afterwards.
+  live.on(`order:${id}`, () => { if (o) reload(); else missed = true; });
+  let resumeChat = () => {};
+  live.onResume(() => { reload(); resumeChat(); });
   const reload = async () => {
     try {
       const fresh = await api(`/orders/${enc(id)}`);
@@ -190,6 +209,7 @@ export async function order(main, id, current) {
         <button type="submit">${t("send_return")}</button></form>` : ""}`;
   };
   paint();
+  if (missed) reload();
   every(() => {
     const left = o.status === "awaiting_payment" && o.expires_at ? Date.parse(o.expires_at) - Date.now() : 0;
     $("#pay-by").textContent = left > 0 ? t("pay_by", { t: span(left) }) : "";
@@ -199,7 +219,7 @@ export async function order(main, id, current) {
       e.target.outerHTML = `<button type="button" id="confirm-cancel" class="danger">${t("confirm_cancel")}</button>`;
       $("#confirm-cancel").focus();
     } else if (e.target.id === "confirm-cancel") {
-      const key = crypto.randomUUID();
+      const key = uuid();
       await busy(e.target, async () => {
         try {
           await persist(() => api(`/orders/${enc(id)}/cancel`, { method: "POST", headers: { "idempotency-key": key } }));
@@ -208,23 +228,28 @@ export async function order(main, id, current) {
       });
       reload();
     } else if (e.target.id === "open-chat") {
-      chat(e.target.closest("section"), o, current);
+      const resume = await chat(e.target.closest("section"), o, current);
+      if (resume) resumeChat = resume;
     }
   });
   main.addEventListener("submit", async (e) => {
     if (e.target.id !== "return-form") return;
     e.preventDefault();
     const f = new FormData(e.target);
-    try {
-      await api(`/orders/${enc(id)}/returns`, { method: "POST", body: { kind: f.get("kind"), reason: f.get("reason").trim(), items: [] } });
-      say(t("return_sent"));
-      reload();
-    } catch (err) { say(problem(err)); }
+    await busy(e.target.querySelector("button[type=submit]"), async () => {
+      try {
+        await api(`/orders/${enc(id)}/returns`, { method: "POST", body: { kind: f.get("kind"), reason: f.get("reason").trim(), items: [] } });
+        say(t("return_sent"));
+      } catch (err) { say(problem(err)); }
+    });
+    reload();
   });
 }
 
 // ---- Support chat, one room per order ------------------------------------------------------
 
+/** Opens the order's support room in `section`: history (older pages on demand), live messages,
+ * the send form. Returns what to do after a reconnect. */
 async function chat(section, o, current) {
   const room = await api("/chat/rooms", { method: "POST", body: { name: `Order ${o.order_id}`.slice(0, 100), order_id: o.order_id } })
     .catch((err) => { say(problem(err)); return null; });
@@ -258,7 +283,7 @@ async function chat(section, o, current) {
     const input = e.target.elements.text;
     const text = input.value.trim();
     if (!text) return;
-    const client_msg_id = crypto.randomUUID();
+    const client_msg_id = uuid();
     await busy(e.target.querySelector("button"), async () => {
       try {
         const m = await persist(() => api(`/chat/rooms/${enc(room.room_id)}/messages`, { method: "POST", body: { text, client_msg_id } }));
@@ -269,4 +294,9 @@ async function chat(section, o, current) {
     input.focus();
   });
   $("#chat-form").elements.text.focus();
+  // After a reconnect, what was said meanwhile: the newest page again (duplicates skipped).
+  return async () => {
+    const page = await api(`/chat/rooms/${enc(room.room_id)}/messages?limit=50`).catch(() => null);
+    if (page && current()) add(page.items.slice().reverse(), "beforeend");
+  };
 }

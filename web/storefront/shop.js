@@ -1,7 +1,7 @@
 // The shop's pages: home (drops, best sellers, categories, products), search and category
 // listings, a product with its option picker, and a drop with `Buy now`.
 
-import { $, api, enc, esc, every, live, money, persist, say, session, span, t, problem } from "/common/core.js";
+import { $, api, enc, esc, every, live, money, persist, problem, say, session, span, t, uuid } from "/common/core.js";
 
 const login = () => { say(t("need_login")); location.hash = "#/login"; };
 
@@ -34,7 +34,7 @@ export async function home(main, current) {
       <a class="drop" href="#/drop/${enc(d.drop_id)}" data-drop="${esc(d.drop_id)}">
         <div class="name" data-name></div><div class="status"></div>
         <div class="price">${money(d.price, d.currency)}</div>
-        <div class="num" aria-live="polite" data-remaining>${t("remaining", { n: d.remaining, q: d.quantity })}</div>
+        <div class="num" data-remaining>${t("remaining", { n: d.remaining, q: d.quantity })}</div>
       </a>`).join("")}</div>` : ""}
     ${best.items.length ? `<h2>${t("best_sellers")}</h2><div class="grid">${best.items.map(productCard).join("")}</div>` : ""}
     <h2>${t("categories")}</h2>
@@ -77,12 +77,28 @@ export async function listing(main, { q, category, cursor }, current) {
 }
 
 export async function product(main, id, current) {
-  const [p, wishlist] = await Promise.all([
+  // Subscribed before the read: a change pushed meanwhile is read again afterwards.
+  let p = null, missed = false;
+  live.on(`product:${id}`, (m) => {
+    const s = p?.skus.find((x) => x.sku_id === m.sku_id);
+    if (!p) missed = true;
+    else if (s) { s.available = m.available; show(); }
+  });
+  const fresh = async () => {
+    const again = await api(`/products/${enc(id)}`);
+    if (!current()) return;
+    for (const s of p.skus) s.available = again.skus.find((x) => x.sku_id === s.sku_id)?.available ?? 0;
+    show();
+  };
+  live.onResume(() => fresh().catch(() => {}));
+  let wishlist;
+  [p, wishlist] = await Promise.all([
     api(`/products/${enc(id)}`),
     session.token ? api("/users/me/wishlist").catch(() => ({ items: [] })) : { items: [] },
   ]);
   if (!current()) return;
   let wished = wishlist.items.some((w) => w.product_id === p.product_id);
+  let adding = false;
   const axes = [...new Set(p.skus.flatMap((s) => Object.keys(s.options)))];
   const choice = Object.fromEntries(axes.map((a) => [a, p.skus[0].options[a]]));
   const chosen = () => p.skus.find((s) => axes.every((a) => s.options[a] === choice[a]));
@@ -98,7 +114,7 @@ export async function product(main, id, current) {
     const s = chosen();
     $("#price").textContent = s ? money(s.price, p.currency) : "";
     $("#stock").textContent = s ? (s.available > 0 ? t("available", { n: s.available }) : t("out_of_stock")) : "";
-    main.querySelector("button[type=submit]").disabled = !s || s.available === 0;
+    main.querySelector("button[type=submit]").disabled = adding || !s || s.available === 0;
     $("#wish").textContent = t(wished ? "wished" : "wish");
     $("#wish").setAttribute("aria-pressed", String(wished));
   };
@@ -108,15 +124,15 @@ export async function product(main, id, current) {
     e.preventDefault();
     if (!session.token) { login(); return; }
     const s = chosen();
-    const button = e.target.querySelector("button[type=submit]");
-    button.disabled = true;
+    adding = true;
+    show();
     try {
       const cart = await api("/cart");
       const held = cart.items.find((l) => l.sku_id === s.sku_id)?.quantity ?? 0;
       const after = await api(`/cart/items/${enc(s.sku_id)}`, { method: "PUT", body: { quantity: held + 1 } });
       say(t("added"));
       document.dispatchEvent(new CustomEvent("cart", { detail: after }));
-    } catch (err) { say(problem(err)); } finally { show(); }
+    } catch (err) { say(problem(err)); } finally { adding = false; show(); }
   });
   $("#wish").addEventListener("click", async () => {
     if (!session.token) { login(); return; }
@@ -126,16 +142,22 @@ export async function product(main, id, current) {
       show();
     } catch (err) { say(problem(err)); }
   });
-  live.on(`product:${p.product_id}`, (m) => {
-    const s = p.skus.find((x) => x.sku_id === m.sku_id);
-    if (s) { s.available = m.available; show(); }
-  });
+  if (missed) fresh().catch(() => {});
 }
 
 export async function drop(main, id, current) {
   // Subscribe first: nothing pushed between the read and the subscription is lost.
-  let d = null;
-  live.on(`drop:${id}`, (m) => { if (d) { Object.assign(d, { remaining: m.remaining, status: m.status }); show(); } });
+  let d = null, missed = false;
+  live.on(`drop:${id}`, (m) => {
+    if (!d) missed = true;
+    else { Object.assign(d, { remaining: m.remaining, status: m.status }); show(); }
+  });
+  const fresh = async () => {
+    const again = await api(`/drops/${enc(id)}`);
+    if (current()) { Object.assign(d, { remaining: again.remaining, status: again.status }); show(); }
+  };
+  // After a reconnect the counts are read again; a press under way keeps its page.
+  live.onResume(() => fresh().catch(() => {}));
   d = await api(`/drops/${enc(id)}`);
   if (!current()) return;
   main.innerHTML = `<h1 id="drop-title">${t("drops")}</h1>
@@ -155,6 +177,7 @@ export async function drop(main, id, current) {
     $("#buy-now").setAttribute("aria-busy", String(pending));
   }
   every(show);
+  if (missed) fresh().catch(() => {});
   $("#buy-now").addEventListener("click", async () => {
     if (!session.token) { login(); return; }
     pending = true;
@@ -162,7 +185,7 @@ export async function drop(main, id, current) {
     const outcome = (text, html = "") => { if (current()) { $("#outcome").textContent = text; $("#outcome").insertAdjacentHTML("beforeend", html); } };
     // One key per press, and the same key on every retry of that press (busy answers and lost
     // connections alike): a press never buys twice.
-    const key = crypto.randomUUID();
+    const key = uuid();
     try {
       const order = await persist(
         () => api(`/drops/${enc(d.drop_id)}/purchase`, { method: "POST", body: { quantity: 1 }, headers: { "idempotency-key": key } }),
