@@ -1,7 +1,9 @@
 //! The operator console: an admin logs in at `/ops`, creates a drop with the console's form,
 //! and watches its remaining count fall (and purchases per second rise) while a script buys;
-//! every console page renders without a console message.
+//! every console page renders without a console message; and on a two-node cluster an operator
+//! drains a node from the console.
 
+use crate::common::{self, cluster};
 use crate::{PASSWORD, Shop, TURN, browser, driver, quiet, shoot, until};
 use fantoccini::Locator;
 use serde_json::{Value, json};
@@ -179,4 +181,101 @@ async fn an_operator_creates_a_drop_and_watches_it_sell() {
     }
     page.close().await.unwrap();
     shop.stop();
+}
+
+/// The console of a two-node cluster over a real Redis, signed in with the operator token:
+/// both nodes up with their shards, then `Drain` on the second until it owns none.
+#[tokio::test]
+async fn an_operator_drains_a_node_from_the_console() {
+    let _turn = TURN.lock().await;
+    let redis = common::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = cluster::cluster_file(dir.path(), 16, &redis, &["n1", "n2"]);
+    let mut nodes = cluster::start_nodes(&file, &["n1", "n2"], dir.path(), &[]).await;
+    let base = nodes[0].base.clone();
+    let driver = driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let page = browser(&driver, profile.path()).await;
+
+    page.goto(&format!("{base}/ops")).await.unwrap();
+    until(
+        &page,
+        "document.querySelector('#login-form')",
+        "the console's login",
+    )
+    .await;
+    page.find(Locator::Css("#login-form [name=token]"))
+        .await
+        .unwrap()
+        .send_keys(cluster::TOKEN)
+        .await
+        .unwrap();
+    page.find(Locator::Css("#login-form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(&page, "document.querySelector('.stats')", "the dashboard").await;
+    page.find(Locator::Css(".sections a[href='#/cluster']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let rows = "[...document.querySelectorAll('main tbody')[0]?.rows ?? []].map((r) => r.cells[0].textContent + ' ' + r.cells[1].textContent).join('|')";
+    let both = until(
+        &page,
+        &format!("{rows}.match(/n1.* up\\|n2.* up/) && {rows}"),
+        "both nodes up",
+    )
+    .await;
+    let shards = page
+        .execute(
+            "return document.querySelectorAll('main tbody')[1].rows.length",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(shards, 16, "{both}");
+    shoot(&page, "ops-cluster").await;
+    quiet(&page, "the cluster page").await;
+
+    page.find(Locator::Css("[data-drain=n2]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // The page reads the cluster again after the drain; n2 ends down, holding no shard.
+    for _ in 0..100 {
+        page.execute("location.hash = `#/cluster?r=${Date.now()}`", vec![])
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = page
+            .execute(&format!("return {rows}"), vec![])
+            .await
+            .unwrap();
+        if now.as_str().is_some_and(|r| r.contains(" down")) {
+            break;
+        }
+    }
+    let owners = page
+        .execute(
+            "return [...document.querySelectorAll('main tbody')[1].rows].map((r) => r.cells[1].textContent)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        owners.as_array().unwrap().iter().all(|o| o == "n1"),
+        "every shard on n1 after the drain: {owners}"
+    );
+    quiet(&page, "the drain").await;
+    page.close().await.unwrap();
+    for node in &mut nodes {
+        let _ = node.child.kill();
+        let _ = node.child.wait();
+    }
 }

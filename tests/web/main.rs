@@ -2,8 +2,8 @@
 //! `scripts/test.sh` installs): every page renders what its user needs at phone and desktop
 //! widths with no console message (no script error, no refused request or policy violation),
 //! a shopper signs up and pays and watches the order ship, the checkout works from the keyboard
-//! alone, two shoppers race for the last unit, and an operator creates a drop in the console
-//! and watches it sell. Screenshots are written under `target/screenshots/` on every run.
+//! alone, two shoppers race for the last unit, tabs of one shopper share a session, and an
+//! operator creates a drop in the console and watches it sell. Screenshots are written under `target/screenshots/` on every run.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -11,6 +11,7 @@ mod console;
 mod journey;
 mod pages;
 mod race;
+mod tabs;
 
 use common::wait_ready;
 use serde_json::Value;

@@ -91,10 +91,15 @@ export function keep(token, { cookie = true, share = true } = {}) {
   if (before && before !== session.user) live.ws?.close();
   else if (token) live.send({ type: "auth", access_token: token });
 }
-if (tabs) tabs.onmessage = (e) => { keep(e.data, { share: false }); session.onChange(); };
+// A renewed token changes nothing on screen; another user, or none, does.
+if (tabs) tabs.onmessage = (e) => {
+  const before = session.user;
+  keep(e.data, { share: false });
+  if (session.user !== before) session.onChange();
+};
 
-// One refresh at a time, across the tabs of this browser where it can (Web Locks), and in this
-// tab always.
+// One refresh at a time, across the tabs of this browser where it can (Web Locks: each refresh
+// then sends the cookie the previous one rotated, never a spent one), and in this tab always.
 let refreshing = null;
 /** Trades the refresh cookie for a new access token: `true` with one, `false` when the session
  * is over (401: logged out), or throws (no connection, busy) leaving the session to retry. */
