@@ -4,8 +4,7 @@
 //! drains a node from the console.
 
 use crate::common::{self, cluster};
-use crate::{PASSWORD, Shop, TURN, browser, driver, quiet, shoot, until};
-use fantoccini::Locator;
+use crate::{PASSWORD, Shop, TURN, browser, click, driver, quiet, shoot, submit, until};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -36,56 +35,29 @@ async fn an_operator_creates_a_drop_and_watches_it_sell() {
         "the console's login",
     )
     .await;
-    let form = page.find(Locator::Id("login-form")).await.unwrap();
-    for (name, text) in [("email", "ops@example.com"), ("password", PASSWORD)] {
-        form.find(Locator::Css(&format!("[name={name}]")))
-            .await
-            .unwrap()
-            .send_keys(text)
-            .await
-            .unwrap();
-    }
-    form.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    submit(
+        &page,
+        "login-form",
+        &[("email", "ops@example.com"), ("password", PASSWORD)],
+    )
+    .await;
     until(&page, "document.querySelector('.stats')", "the dashboard").await;
     quiet(&page, "dashboard").await;
 
     // The Drops section's form: ten units, live now.
-    page.find(Locator::Css(".sections a[href='#/drops']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&page, ".sections a[href='#/drops']").await;
     until(
         &page,
         "document.querySelector('#drop-form')",
         "the drop form",
     )
     .await;
-    let form = page.find(Locator::Id("drop-form")).await.unwrap();
-    for (name, text) in [
+    let drop = [
         ("sku_id", "hoodie-drop"),
         ("quantity", "10"),
         ("price", "59000"),
-    ] {
-        form.find(Locator::Css(&format!("[name={name}]")))
-            .await
-            .unwrap()
-            .send_keys(text)
-            .await
-            .unwrap();
-    }
-    form.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    ];
+    submit(&page, "drop-form", &drop).await;
     let remaining = "document.querySelector('#remaining')?.textContent";
     until(
         &page,
@@ -204,25 +176,9 @@ async fn an_operator_drains_a_node_from_the_console() {
         "the console's login",
     )
     .await;
-    page.find(Locator::Css("#login-form [name=token]"))
-        .await
-        .unwrap()
-        .send_keys(cluster::TOKEN)
-        .await
-        .unwrap();
-    page.find(Locator::Css("#login-form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    submit(&page, "login-form", &[("token", cluster::TOKEN)]).await;
     until(&page, "document.querySelector('.stats')", "the dashboard").await;
-    page.find(Locator::Css(".sections a[href='#/cluster']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&page, ".sections a[href='#/cluster']").await;
     let rows = "[...document.querySelectorAll('main tbody')[0]?.rows ?? []].map((r) => r.cells[0].textContent + ' ' + r.cells[1].textContent).join('|')";
     let both = until(
         &page,
@@ -241,12 +197,7 @@ async fn an_operator_drains_a_node_from_the_console() {
     shoot(&page, "ops-cluster").await;
     quiet(&page, "the cluster page").await;
 
-    page.find(Locator::Css("[data-drain=n2]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&page, "[data-drain=n2]").await;
     // The page reads the cluster again after the drain; n2 ends down, holding no shard.
     for _ in 0..100 {
         page.execute("location.hash = `#/cluster?r=${Date.now()}`", vec![])

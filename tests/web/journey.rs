@@ -3,30 +3,12 @@
 //! whose status then changes on screen as an admin ships it; and the checkout done again from
 //! the keyboard alone. No page writes to the console on the way.
 
-use crate::{PASSWORD, Shop, TURN, browser, driver, quiet, shoot, until};
-use fantoccini::{Client, Locator};
+use crate::{PASSWORD, Shop, TURN, browser, click, driver, fill, quiet, shoot, until};
+use fantoccini::Client;
 use serde_json::{Value, json};
 
 const TAB: &str = "\u{E004}";
 const ENTER: &str = "\u{E007}";
-
-async fn fill(page: &Client, form: &str, field: &str, text: &str) {
-    let input = page
-        .find(Locator::Css(&format!("#{form} [name={field}]")))
-        .await
-        .unwrap();
-    input.clear().await.unwrap();
-    input.send_keys(text).await.unwrap();
-}
-
-async fn click(page: &Client, css: &str) {
-    page.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-}
 
 async fn go(page: &Client, base: &str, hash: &str) {
     page.goto(&format!("{base}/{hash}")).await.unwrap();

@@ -169,7 +169,6 @@ pub(crate) async fn until(page: &fantoccini::Client, script: &str, what: &str) -
 }
 
 pub(crate) async fn log_in(page: &fantoccini::Client, base: &str, email: &str) {
-    use fantoccini::Locator;
     page.goto(&format!("{base}/#/login")).await.unwrap();
     until(
         page,
@@ -177,31 +176,46 @@ pub(crate) async fn log_in(page: &fantoccini::Client, base: &str, email: &str) {
         "the login form",
     )
     .await;
-    let form = page.find(Locator::Id("login-form")).await.unwrap();
-    form.find(Locator::Css("input[name=email]"))
-        .await
-        .unwrap()
-        .send_keys(email)
-        .await
-        .unwrap();
-    form.find(Locator::Css("input[name=password]"))
-        .await
-        .unwrap()
-        .send_keys(PASSWORD)
-        .await
-        .unwrap();
-    form.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    submit(
+        page,
+        "login-form",
+        &[("email", email), ("password", PASSWORD)],
+    )
+    .await;
     until(
         page,
         "document.querySelector('#auth').textContent === 'Log out'",
         "logged in",
     )
     .await;
+}
+
+/// Types `text` into the field `name` of the form `#form`, replacing what it held.
+pub(crate) async fn fill(page: &fantoccini::Client, form: &str, name: &str, text: &str) {
+    let input = page
+        .find(fantoccini::Locator::Css(&format!("#{form} [name={name}]")))
+        .await
+        .unwrap();
+    input.clear().await.unwrap();
+    input.send_keys(text).await.unwrap();
+}
+
+/// Fills `fields` (name, text) of the form `#form` and presses its submit button.
+pub(crate) async fn submit(page: &fantoccini::Client, form: &str, fields: &[(&str, &str)]) {
+    for (name, text) in fields {
+        fill(page, form, name, text).await;
+    }
+    click(page, &format!("#{form} button[type=submit]")).await;
+}
+
+/// Clicks what `css` finds.
+pub(crate) async fn click(page: &fantoccini::Client, css: &str) {
+    page.find(fantoccini::Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 }
 
 pub(crate) const PASSWORD: &str = "correct horse battery";
