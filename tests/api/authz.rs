@@ -87,6 +87,7 @@ const EXPECTED: &[(&str, &str)] = &[
         "UFFAF",
     ),
     ("POST /api/v1/admin/drops", "UFFAF"),
+    ("GET /api/v1/admin/coupon-campaigns", "UFFAF"),
     ("POST /api/v1/admin/coupon-campaigns", "UFFAF"),
     ("GET /api/v1/admin/orders", "UFFAF"),
     ("POST /api/v1/admin/orders/{order_id}/ship", "UFFAF"),

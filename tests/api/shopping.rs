@@ -260,6 +260,39 @@ async fn coupons_claim_apply_and_edge_cases() {
         "per_user_limit": 1, "starts_at": "2099-01-01T00:00:00Z"})).await;
     assert_problem(claim(c.clone(), "SOON").await, 409, "campaign_not_active").await;
 
+    // Every campaign, by name, for the console.
+    let list = ok(send(
+        &app,
+        "GET",
+        "/api/v1/admin/coupon-campaigns",
+        OPERATOR_TOKEN,
+        None,
+    )
+    .await)
+    .await;
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "by name");
+    for name in ["Old", "Shoes 5000", "Soon"] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+    let shoes5k = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["code"] == "SHOES5K")
+        .unwrap();
+    assert_eq!(shoes5k["kind"], "fixed");
+    assert_eq!(shoes5k["value"], 5000);
+    let r = send(&app, "GET", "/api/v1/admin/coupon-campaigns", &c, None).await;
+    assert_eq!(r.status(), 403);
+
     // Admin errors.
     let cases = [
         (

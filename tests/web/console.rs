@@ -124,6 +124,29 @@ async fn an_operator_creates_a_drop_and_watches_it_sell() {
     shoot(&page, "ops-drop").await;
     quiet(&page, "the drop's watch page").await;
 
+    // A coupon campaign made with the console's form is listed there.
+    page.goto(&format!("{base}/ops#/campaigns")).await.unwrap();
+    until(
+        &page,
+        "document.querySelector('#campaign-form')",
+        "the campaign form",
+    )
+    .await;
+    let winter = [
+        ("name", "Winter 5%"),
+        ("code", "WINTER5"),
+        ("value", "5"),
+        ("total_quantity", "100"),
+    ];
+    submit(&page, "campaign-form", &winter).await;
+    until(
+        &page,
+        "document.querySelector('main tbody').textContent.includes('WINTER5')",
+        "the new campaign listed",
+    )
+    .await;
+    quiet(&page, "campaigns").await;
+
     // The other sections render, and an order waiting for payment is listed by status.
     for (hash, check) in [
         ("#/", "document.querySelector('[data-drop]')"),

@@ -226,8 +226,16 @@ async function products(main, { cursor }, current) {
   }));
 }
 
-function campaigns(main) {
-  main.innerHTML = `<h1>${t("campaigns")}</h1><h2>${t("new_campaign")}</h2><form class="grid2" id="campaign-form">
+async function campaigns(main, current) {
+  const list = await api("/admin/coupon-campaigns");
+  if (!current()) return;
+  main.innerHTML = `<h1>${t("campaigns")}</h1>
+    ${table(["name", "code", "value", "remaining", "limit", "starts_at", "ends_at"], list.items.map((c) => `<tr>
+      <td>${esc(c.name)}</td><td><code>${esc(c.code)}</code></td>
+      <td>${c.kind === "percent" ? `${c.value}%` : money(c.value)}</td>
+      <td class="num">${c.remaining ?? "∞"}${c.total_quantity ? ` / ${c.total_quantity}` : ""}</td><td>${c.per_user_limit}</td>
+      <td>${c.starts_at ? when(c.starts_at) : "—"}</td><td>${c.ends_at ? when(c.ends_at) : "—"}</td></tr>`))}
+    <h2>${t("new_campaign")}</h2><form class="grid2" id="campaign-form">
     <label>${t("name")} <input name="name" required maxlength="100"></label>
     <label>${t("code")} <input name="code" required maxlength="40"></label>
     <label>${t("kind")} <select name="kind"><option value="percent">${t("percent")}</option><option value="fixed">${t("fixed")}</option></select></label>
@@ -240,7 +248,7 @@ function campaigns(main) {
     <label>${t("limit")} <input name="per_user_limit" type="number" min="1" value="1" required></label>
     <label>${t("starts_at")} <input name="starts_at" type="datetime-local"></label>
     <label>${t("ends_at")} <input name="ends_at" type="datetime-local"></label>
-    <button class="primary" type="submit">${t("create_campaign")}</button></form><pre id="campaign" hidden></pre>`;
+    <button class="primary" type="submit">${t("create_campaign")}</button></form>`;
   $("#campaign-form").addEventListener("submit", action(async (e) => {
     const f = values(e.target);
     const scope = f.scope === "order" ? { type: "order" } : f.scope === "category" ? { type: "category", category: f.target } : { type: "product", product_id: f.target };
@@ -248,9 +256,8 @@ function campaigns(main) {
     for (const k of ["min_order", "max_discount", "total_quantity"]) if (f[k]) body[k] = int(f[k]);
     for (const k of ["starts_at", "ends_at"]) if (f[k]) body[k] = iso(f[k]);
     const c = await api("/admin/coupon-campaigns", { method: "POST", body });
-    say(t("created"));
-    $("#campaign").hidden = false;
-    $("#campaign").textContent = JSON.stringify(c, null, 2);
+    say(`${t("created")} ${c.code}`);
+    location.hash = `#/campaigns?r=${Date.now()}`;
   }));
 }
 
@@ -401,7 +408,7 @@ const route = router($("#main"), async (root, page, arg, params, current) => {
     case "products": return products(root, params, current);
     case "drops": return drops(root, current);
     case "drop": return watchDrop(root, arg, current);
-    case "campaigns": return campaigns(root);
+    case "campaigns": return campaigns(root, current);
     case "orders": return orders(root, params, current);
     case "outbox": return outbox(root, current);
     case "inspect": return operator() ? inspect(root, params, current) : dashboard(root, current);
