@@ -5,7 +5,7 @@
 // Routes: #/ #/products #/drops #/drop/ID #/campaigns #/orders?status= #/outbox #/inspect
 // #/cluster #/login #/logout.
 
-import { $, addWords, api, busy, enc, esc, every, keep, lang, live, money, problem, refresh, router, say, session, switchLang, t, when } from "/common/core.js";
+import { $, addWords, api, busy, enc, esc, every, keep, lang, live, money, problem as words, refresh, router, say, session, switchLang, t, when } from "/common/core.js";
 
 addWords({
   en: {
@@ -23,7 +23,7 @@ addWords({
     owing: "Orders owing", pending: "Steps pending", due: "Steps due", dead: "Dead letters", oldest: "Oldest pending",
     promised: "Orders promised", retry: "Retry", action: "Step", attempts: "Attempts", last_error: "Last error",
     kind: "Kind", id: "Id", inspect: "Inspect", actors: "Actors", active: "Active", passivated: "Passivated",
-    restarts: "Restarts", mailbox: "Mailbox p99", nodes: "Nodes", shards: "Shards", node: "Node", entities: "Entities",
+    ends: "Ends", restarts: "Restarts", mailbox: "Mailbox p99", nodes: "Nodes", shards: "Shards", node: "Node", entities: "Entities",
     drain: "Drain", draining: "Draining {n}…", epoch: "Epoch", not_clustered: "This node runs alone (started without --cluster).",
     new_campaign: "New coupon campaign", code: "Code", value: "Value (percent, or minor units)", min_order: "Minimum order",
     max_discount: "Maximum discount", scope: "Applies to", scope_order: "The whole order", scope_category: "A category",
@@ -33,7 +33,8 @@ addWords({
     invalid_credentials: "Wrong email or password.", order_not_shippable: "This order can't be shipped.",
     drop_exists: "That drop exists.", product_exists: "That product exists.", sku_taken: "That SKU id is taken.",
     campaign_exists: "That campaign exists.", code_taken: "That code is taken.", invalid_field: "Check the fields.",
-    stock_out_of_range: "Stock out of range.",
+    stock_out_of_range: "Stock out of range.", invalid_token: "That token is not valid.",
+    not_staff: "This account is not an admin or operator account.",
   },
   ko: {
     skip: "본문으로 건너뛰기", login: "로그인", logout: "로그아웃", loading: "불러오는 중…", email: "이메일", password: "비밀번호",
@@ -50,7 +51,7 @@ addWords({
     owing: "처리 대기 주문", pending: "대기 단계", due: "기한 도래 단계", dead: "데드 레터", oldest: "가장 오래된 대기",
     promised: "약속된 주문", retry: "재시도", action: "단계", attempts: "시도", last_error: "마지막 오류",
     kind: "종류", id: "ID", inspect: "조회", actors: "액터", active: "활성", passivated: "비활성",
-    restarts: "재시작", mailbox: "메일박스 p99", nodes: "노드", shards: "샤드", node: "노드", entities: "엔티티",
+    ends: "종료", restarts: "재시작", mailbox: "메일박스 p99", nodes: "노드", shards: "샤드", node: "노드", entities: "엔티티",
     drain: "드레인", draining: "{n} 드레인 중…", epoch: "에포크", not_clustered: "단일 노드로 실행 중입니다 (--cluster 없이 시작).",
     new_campaign: "새 쿠폰 캠페인", code: "코드", value: "값 (퍼센트 또는 최소 단위 금액)", min_order: "최소 주문 금액",
     max_discount: "최대 할인", scope: "적용 대상", scope_order: "주문 전체", scope_category: "카테고리",
@@ -60,9 +61,17 @@ addWords({
     invalid_credentials: "이메일 또는 비밀번호가 올바르지 않습니다.", order_not_shippable: "출고할 수 없는 주문입니다.",
     drop_exists: "이미 있는 드롭입니다.", product_exists: "이미 있는 상품입니다.", sku_taken: "이미 쓰는 SKU ID입니다.",
     campaign_exists: "이미 있는 캠페인입니다.", code_taken: "이미 쓰는 코드입니다.", invalid_field: "입력값을 확인하세요.",
-    stock_out_of_range: "재고 범위를 벗어났습니다.",
+    stock_out_of_range: "재고 범위를 벗어났습니다.", invalid_token: "유효하지 않은 토큰입니다.",
+    not_staff: "관리자 또는 운영자 계정이 아닙니다.",
   },
 });
+
+/** An API error for an operator: its words and the server's own detail (which field, which
+ * limit). */
+const problem = (e) => {
+  const said = words(e);
+  return e.detail && !said.includes(e.detail) ? `${said} ${e.detail}` : said;
+};
 
 const STATUSES = ["awaiting_payment", "paid", "preparing", "shipped", "delivered", "cancelled", "payment_failed",
   "expired", "return_requested", "returned", "refunded"];
@@ -82,17 +91,21 @@ const action = (fn) => async (e) => {
   await busy(e.submitter ?? e.target, () => fn(e).catch((err) => say(problem(err))));
 };
 
-/** Units taken per second over the last five seconds, from a drop's pushed remaining counts. */
+/** Units taken per second over the last five seconds, from a drop's pushed remaining counts:
+ * the count five seconds ago (the last one known by then) less the count now, over the time
+ * watched within those five seconds (at least one). One decimal below ten. */
 function rate() {
   const samples = [];
   return {
     add(remaining) { samples.push([Date.now(), remaining]); },
     perSecond() {
-      const now = Date.now();
-      while (samples.length > 1 && samples[1][0] < now - 5000) samples.shift();
-      if (samples.length < 2) return 0;
-      const [[t0, r0], [t1, r1]] = [samples[0], samples[samples.length - 1]];
-      return t1 > t0 && now - t1 < 5000 ? Math.round(((r0 - r1) * 1000) / Math.max(1000, now - t0)) : 0;
+      const now = Date.now(), from = now - 5000;
+      while (samples.length > 1 && samples[1][0] <= from) samples.shift();
+      if (!samples.length) return 0;
+      const [t0, r0] = samples[0];
+      const r1 = samples[samples.length - 1][1];
+      const per = Math.max(0, r0 - r1) / (Math.max(1000, now - Math.max(t0, from)) / 1000);
+      return per < 10 ? Math.round(per * 10) / 10 : Math.round(per);
     },
   };
 }
@@ -204,7 +217,7 @@ async function products(main, { cursor }, current) {
       <label>${t("name")} <input name="name" required maxlength="100"></label>
       <label>${t("category")} <input name="category" required maxlength="50"></label>
       <label class="wide">${t("description")} <input name="description" maxlength="2000"></label>
-      <label class="wide">${t("skus_help")} <textarea name="skus" rows="3" required placeholder="tee-red-M, color=red; size=M, 12900, 50"></textarea></label>
+      <label class="wide">${t("skus_help")} <textarea name="skus" rows="3" required placeholder="tee-red-M, colour=red; size=M, 12900, 50"></textarea></label>
       <button class="primary" type="submit">${t("create_product")}</button></form>`;
   main.addEventListener("submit", action(async (e) => {
     if (e.target.matches(".stock-form")) {
@@ -230,7 +243,7 @@ async function campaigns(main, current) {
   const list = await api("/admin/coupon-campaigns");
   if (!current()) return;
   main.innerHTML = `<h1>${t("campaigns")}</h1>
-    ${table(["name", "code", "value", "remaining", "limit", "starts_at", "ends_at"], list.items.map((c) => `<tr>
+    ${table(["name", "code", "value", "remaining", "limit", "starts", "ends"], list.items.map((c) => `<tr>
       <td>${esc(c.name)}</td><td><code>${esc(c.code)}</code></td>
       <td>${c.kind === "percent" ? `${c.value}%` : money(c.value)}</td>
       <td class="num">${c.remaining ?? "∞"}${c.total_quantity ? ` / ${c.total_quantity}` : ""}</td><td>${c.per_user_limit}</td>
@@ -319,10 +332,10 @@ async function inspect(main, { kind = "order", id = "" }, current) {
     location.hash = `#/inspect?${new URLSearchParams(values(e.target))}`;
   });
   if (!id) return;
-  const entity = await api(`/admin/entities/${enc(kind)}/${enc(id)}`);
+  const entity = await api(`/admin/entities/${enc(kind)}/${enc(id)}`).catch((err) => ({ error: problem(err) }));
   if (!current()) return;
   $("#entity").hidden = false;
-  $("#entity").textContent = JSON.stringify(entity, null, 2);
+  $("#entity").textContent = entity.error ?? JSON.stringify(entity, null, 2);
 }
 
 async function cluster(main, current) {
@@ -360,9 +373,19 @@ function login(main) {
     e.preventDefault();
     const f = values(e.target);
     try {
-      // A pasted token has no refresh cookie and is not shared with the shop's tabs.
-      if (f.token) keep(f.token, { cookie: false, share: false });
-      else keep((await api("/auth/login", { method: "POST", body: { email: f.email, password: f.password } })).access_token);
+      if (f.token) {
+        // Checked before it is kept (a wrong token would leave an empty console). A pasted
+        // token has no refresh cookie and is not shared with the shop's tabs.
+        const r = await fetch("/api/v1/admin/outbox", { headers: { authorization: `Bearer ${f.token}` } });
+        if (!r.ok) throw Object.assign(new Error("token"), { status: r.status, code: r.status === 401 ? "invalid_token" : "forbidden" });
+        keep(f.token, { cookie: false, share: false });
+      } else {
+        const { access_token } = await api("/auth/login", { method: "POST", body: { email: f.email, password: f.password } });
+        const roles = [JSON.parse(atob(access_token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).roles ?? []].flat();
+        // A shopper's account opens nothing here: say so instead of an empty console.
+        if (!roles.includes("admin") && !roles.includes("operator")) throw Object.assign(new Error("roles"), { status: 403, code: "not_staff" });
+        keep(access_token);
+      }
       paintAuth();
       location.hash = "#/";
     } catch (err) { $("#login-form-error").textContent = problem(err); }

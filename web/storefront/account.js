@@ -24,7 +24,10 @@ export function login(main, { email = "" }, onLogin) {
       keep(r.access_token);
       say(t("welcome"));
       onLogin();
-      location.hash = "#/";
+      // Back where the log-in was asked for (a drop about to open), else home.
+      const back = sessionStorage.getItem("after_login");
+      sessionStorage.removeItem("after_login");
+      location.hash = back?.startsWith("#/") && back !== "#/login" ? back : "#/";
     } catch (err) {
       $("#login-form-error").textContent = problem(err);
       if (err.code === "email_not_verified") location.hash = `#/verify?${new URLSearchParams({ email: f.get("email") })}`;
@@ -89,12 +92,12 @@ export async function account(main, current, onLogout) {
       ${field("phone", "phone", me.phone, 'type="tel" autocomplete="tel" maxlength="20"')}
       ${field("address", "address", me.address, 'autocomplete="street-address" maxlength="200"')}`, "save")}</section>
     <section><h2>${t("your_coupons")}</h2>${wallet.items.length ? `<ul class="lines">${wallet.items.map((w) => `<li class="line">
-      <span class="name">${esc(w.name ?? w.campaign_id)}</span><span class="tag">${esc(w.status)}</span>
+      <span class="name">${esc(w.name ?? w.campaign_id)}</span><span class="tag">${esc(t(`cw_${w.status}`))}</span>
       ${w.ends_at ? `<span class="muted">${when(w.ends_at)}</span>` : ""}</li>`).join("")}</ul>` : `<p class="muted">${t("none")}</p>`}
       <p><a href="#/cart">${t("claim")}</a></p></section>
     <section><h2>${t("wishlist")}</h2>${wishlist.items.length ? `<ul class="lines">${wishlist.items.map((w) => `<li class="line">
       <a class="name" href="#/product/${enc(w.product_id)}">${esc(w.name)}</a><span>${esc(t("from", { p: money(w.price_from) }))}</span>
-      <span class="${w.in_stock ? "ok" : "muted"}">${t(w.in_stock ? "in_stock" : "out_of_stock")}</span></li>`).join("")}</ul>` : `<p class="muted">${t("none")}</p>`}</section>
+      <span class="${w.in_stock ? "ok" : "muted"}">${t(w.in_stock ? "in_stock" : "out_of_stock")}</span></li>`).join("")}</ul>` : `<p class="muted">${t("empty_wishlist")}</p>`}</section>
     <section><h2>${t("notifications")}</h2><p><a href="#/notifications">${t("notifications")}</a> · <a href="#/orders">${t("orders")}</a></p></section>
     <section><h2>${t("delete_account")}</h2><p class="muted">${t("delete_warning")}</p>
       <button type="button" id="delete" class="danger">${t("delete_account")}</button></section>`;

@@ -5,6 +5,7 @@
 import { $, api, busy, enc, esc, every, live, money, persist, problem, say, session, span, t, uuid, when } from "/common/core.js";
 
 const needLogin = (main) => {
+  sessionStorage.setItem("after_login", location.hash);
   main.innerHTML = `<h1>${t("need_login")}</h1><p><a class="button primary" href="#/login">${t("login")}</a></p>`;
 };
 const status = (s) => t(`st_${s}`);
@@ -56,6 +57,8 @@ export async function cart(main, current) {
   paint();
   main.addEventListener("change", (e) => {
     if (!e.target.dataset.sku) return;
+    // An emptied box is not a removal (the ✕ is): it goes back to what the cart holds.
+    if (e.target.value.trim() === "") { paint(); return; }
     const quantity = Math.max(0, Math.min(99, Math.floor(Number(e.target.value)) || 0));
     change(() => api(`/cart/items/${enc(e.target.dataset.sku)}`, { method: "PUT", body: { quantity } }));
   });
@@ -77,7 +80,7 @@ export async function cart(main, current) {
           say(t("claimed"));
           wallet = await api("/users/me/coupons");
           await change(() => api("/cart/coupon", { method: "PUT", body: { coupon_id: claimed.coupon_id } }));
-        } catch (err) { say(problem(err)); }
+        } catch (err) { say(err.status === 404 ? t("coupon_not_found") : problem(err)); }
       });
     }
   });
@@ -147,7 +150,9 @@ export async function paid(main, { paymentKey, orderId, amount }, current) {
     document.dispatchEvent(new CustomEvent("cart", { detail: { items: [] } }));
     if (current()) location.replace(`#/order/${enc(orderId)}`);
   } catch (err) {
-    if (current()) $("#paid-status").innerHTML = `${esc(problem(err))} <a href="#/order/${enc(orderId)}">${t("order", { id: esc(orderId) })}</a>`;
+    if (!current()) return;
+    main.querySelector("h1").textContent = t("paid_failed");
+    $("#paid-status").innerHTML = `${esc(problem(err))} <a href="#/order/${enc(orderId)}">${t("order", { id: esc(orderId) })}</a>`;
   }
 }
 
@@ -201,7 +206,8 @@ export async function order(main, id, current) {
       <h2>${t("items")}</h2><ul class="lines">${o.items.map((l) => `<li class="line"><a class="name" href="#/product/${enc(l.product_id)}">${esc(l.name)}</a><span>× ${l.quantity}</span><span class="num">${money(l.line_total, o.currency)}</span></li>`).join("")}</ul>
       <dl class="totals"><dt>${t("subtotal")}</dt><dd>${money(o.subtotal, o.currency)}</dd>
         <dt>${t("discount")}</dt><dd>−${money(o.discount, o.currency)}</dd><dt>${t("total")}</dt><dd class="price">${money(o.total, o.currency)}</dd></dl>
-      ${o.shipping_address ? `<h2>${t("shipping")}</h2><p>${esc(o.shipping_address.name)} · ${esc(o.shipping_address.phone)}<br>${esc(o.shipping_address.address)} ${esc(o.shipping_address.postal_code ?? "")}</p>` : ""}
+      ${o.shipping_address ? `<h2>${t("shipping")}</h2><p>${esc(o.shipping_address.name)} · ${esc(o.shipping_address.phone)}<br>${esc(o.shipping_address.address)} ${esc(o.shipping_address.postal_code ?? "")}</p>`
+        : `<h2>${t("shipping")}</h2><p class="muted">${t("ships_to_profile")}</p>`}
       ${o.status === "delivered" ? `<form class="stack" id="return-form"><fieldset><legend>${t("return_title")}</legend>
         <label><input type="radio" name="kind" value="return" checked> ${t("kind_return")}</label>
         <label><input type="radio" name="kind" value="exchange"> ${t("kind_exchange")}</label></fieldset>

@@ -3,7 +3,12 @@
 
 import { $, api, enc, esc, every, live, money, persist, problem, say, session, span, t, uuid } from "/common/core.js";
 
-const login = () => { say(t("need_login")); location.hash = "#/login"; };
+/** To the log-in page, coming back here afterwards. */
+const login = () => {
+  say(t("need_login"));
+  sessionStorage.setItem("after_login", location.hash);
+  location.hash = "#/login";
+};
 
 function productCard(p) {
   return `<a class="card" href="#/product/${enc(p.product_id)}">
@@ -158,11 +163,16 @@ export async function drop(main, id, current) {
   };
   // After a reconnect the counts are read again; a press under way keeps its page.
   live.onResume(() => fresh().catch(() => {}));
-  d = await api(`/drops/${enc(id)}`);
+  // A signed-in buyer's order ships to the profile's name, phone and address, shown here and
+  // sent with the purchase so the order carries it.
+  let me;
+  [d, me] = await Promise.all([api(`/drops/${enc(id)}`), session.token ? api("/users/me").catch(() => null) : null]);
   if (!current()) return;
+  const address = me?.phone && me?.address ? { name: me.name, phone: me.phone, address: me.address } : null;
   main.innerHTML = `<h1 id="drop-title">${t("drops")}</h1>
     <p id="drop-status"></p><p class="price">${money(d.price, d.currency)}</p>
     <p class="num" aria-live="polite" id="remaining"></p><p class="muted">${t("per_person", { n: d.per_user_limit })}</p>
+    ${me ? `<p class="muted">${address ? esc(t("ships_to", { a: address.address })) : `${t("no_address")} <a href="#/account">${t("account")}</a>`}</p>` : ""}
     <p class="row"><button class="primary" id="buy-now" type="button">${t("buy_now")}</button><span id="outcome" role="status" aria-live="polite"></span></p>`;
   if (d.product_id) api(`/products/${enc(d.product_id)}`).then((p) => { if (current()) $("#drop-title").textContent = p.name; }).catch(() => {});
   let pending = false;
@@ -188,7 +198,9 @@ export async function drop(main, id, current) {
     const key = uuid();
     try {
       const order = await persist(
-        () => api(`/drops/${enc(d.drop_id)}/purchase`, { method: "POST", body: { quantity: 1 }, headers: { "idempotency-key": key } }),
+        () => api(`/drops/${enc(d.drop_id)}/purchase`, {
+          method: "POST", body: { quantity: 1, ...(address && { shipping_address: address }) }, headers: { "idempotency-key": key },
+        }),
         (err) => outcome(t(err.status === undefined ? "offline" : "retrying")),
       );
       outcome(t("bought", { id: order.order_id }), ` <a href="#/order/${enc(order.order_id)}">${t("pay_now")}</a>`);

@@ -61,7 +61,10 @@ export const TEXT = {
     reason_not_started: "It hasn't started yet.", reason_expired: "It has expired.",
     reason_no_eligible_items: "Nothing in the cart qualifies.", reason_below_minimum: "The order is below its minimum.",
     reason_not_in_wallet: "It isn't in your wallet.", reason_reserved: "It's held by another order.",
-    reason_used: "It was already used.",
+    reason_used: "It was already used.", reason_insufficient_funds: "The card has insufficient funds.",
+    paid_failed: "The payment didn't go through", ships_to: "Ships to {a}", ships_to_profile: "Ships to the address in your profile.",
+    no_address: "Add your phone and address in your account before you buy.", empty_wishlist: "Nothing saved yet.",
+    cw_issued: "Ready to use", cw_reserved: "Held by an order", cw_used: "Used", cw_expired: "Expired",
   },
   ko: {
     skip: "본문으로 건너뛰기", search: "검색", search_hint: "상품 검색", login: "로그인", logout: "로그아웃",
@@ -122,6 +125,9 @@ export const TEXT = {
     reason_not_started: "아직 시작 전입니다.", reason_expired: "기간이 지났습니다.",
     reason_no_eligible_items: "적용 가능한 상품이 없습니다.", reason_below_minimum: "최소 주문 금액 미만입니다.",
     reason_not_in_wallet: "지갑에 없는 쿠폰입니다.", reason_reserved: "다른 주문에 사용 중입니다.",
-    reason_used: "이미 사용한 쿠폰입니다.",
+    reason_used: "이미 사용한 쿠폰입니다.", reason_insufficient_funds: "카드 잔액이 부족합니다.",
+    paid_failed: "결제가 완료되지 않았습니다", ships_to: "배송지: {a}", ships_to_profile: "내 정보의 주소로 배송됩니다.",
+    no_address: "구매 전에 내 정보에서 전화번호와 주소를 입력해 주세요.", empty_wishlist: "저장한 상품이 없습니다.",
+    cw_issued: "사용 가능", cw_reserved: "주문에 사용 중", cw_used: "사용 완료", cw_expired: "기간 만료",
   },
 };
