@@ -1,6 +1,6 @@
 //! Order history read models, built from the orders' durable views: each user's orders, all
-//! orders and all orders of one status newest first (admin), and the orders that still owe a step or await a deadline,
-//! queued by when they next need the dispatcher.
+//! orders and all orders of one status newest first (admin), and the orders that still owe a
+//! step or await a deadline, queued by when they next need the dispatcher.
 
 use crate::actors::order::OrderView;
 use crate::domain::ids::{OrderId, UserId};
