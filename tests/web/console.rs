@@ -120,7 +120,10 @@ async fn an_operator_creates_a_drop_and_watches_it_sell() {
     assert_eq!(seen.last(), Some(&(10 - BUYERS as u64)), "{seen:?}");
     assert!(seen.windows(2).all(|w| w[0] > w[1]), "only falls: {seen:?}");
     assert!(seen.len() >= 4, "watched it fall step by step: {seen:?}");
-    assert!(fastest >= 1.0, "purchases per second showed the sales: {fastest}");
+    assert!(
+        fastest >= 1.0,
+        "purchases per second showed the sales: {fastest}"
+    );
     shoot(&page, "ops-drop").await;
     quiet(&page, "the drop's watch page").await;
 

@@ -153,11 +153,15 @@ pub(crate) async fn browser(driver: &Driver, profile: &Path) -> fantoccini::Clie
         .expect("a browser session")
 }
 
-/// Polls `script` (a JS expression) in the page until it is truthy; its value.
+/// Polls `script` (a JS expression) in the page until it is truthy; its value. While the page
+/// is still painting, an expression that throws (an element not there yet) counts as not yet.
 pub(crate) async fn until(page: &fantoccini::Client, script: &str, what: &str) -> Value {
     for _ in 0..400 {
         let value = page
-            .execute(&format!("return {script};"), vec![])
+            .execute(
+                &format!("try {{ return {script}; }} catch (e) {{ return null; }}"),
+                vec![],
+            )
             .await
             .unwrap();
         if !(value.is_null() || value == false || value == "") {
