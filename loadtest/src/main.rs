@@ -447,6 +447,7 @@ where
                 let n = counter.fetch_add(1, Ordering::Relaxed);
                 let t = Instant::now();
                 match request(&client, n).send().await {
+                    // A 304 answers a revalidation (`storefront`).
                     Ok(r)
                         if r.status().is_success()
                             || r.status() == reqwest::StatusCode::NOT_MODIFIED =>
