@@ -31,10 +31,11 @@ struct ByStatus {
 
 impl ByStatus {
     fn set(&mut self, key: &Key, status: OrderStatus) {
-        let old = self.of.insert(key.1.clone(), status);
-        if old == Some(status) {
+        // Most view changes keep the status: no clone, no set touched.
+        if self.of.get(&key.1) == Some(&status) {
             return;
         }
+        let old = self.of.insert(key.1.clone(), status);
         if let Some(old) = old
             && let Some(set) = self.sets.get_mut(&old)
         {

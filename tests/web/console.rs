@@ -8,6 +8,20 @@ use crate::{PASSWORD, Shop, TURN, browser, click, driver, quiet, shoot, submit, 
 use serde_json::{Value, json};
 use std::time::Duration;
 
+/// Opens `/ops`, logs in with `fields` (an account's email and password, or a token) and waits
+/// for the dashboard.
+async fn log_in_to_console(page: &fantoccini::Client, base: &str, fields: &[(&str, &str)]) {
+    page.goto(&format!("{base}/ops")).await.unwrap();
+    until(
+        page,
+        "document.querySelector('#login-form')",
+        "the console's login",
+    )
+    .await;
+    submit(page, "login-form", fields).await;
+    until(page, "document.querySelector('.stats')", "the dashboard").await;
+}
+
 #[tokio::test]
 async fn an_operator_creates_a_drop_and_watches_it_sell() {
     let _turn = TURN.lock().await;
@@ -27,21 +41,8 @@ async fn an_operator_creates_a_drop_and_watches_it_sell() {
     let profile = tempfile::tempdir().unwrap();
     let page = browser(&driver, profile.path()).await;
 
-    // Log in to the console.
-    page.goto(&format!("{base}/ops")).await.unwrap();
-    until(
-        &page,
-        "document.querySelector('#login-form')",
-        "the console's login",
-    )
-    .await;
-    submit(
-        &page,
-        "login-form",
-        &[("email", "ops@example.com"), ("password", PASSWORD)],
-    )
-    .await;
-    until(&page, "document.querySelector('.stats')", "the dashboard").await;
+    let staff = [("email", "ops@example.com"), ("password", PASSWORD)];
+    log_in_to_console(&page, &base, &staff).await;
     quiet(&page, "dashboard").await;
 
     // The Drops section's form: ten units, live now.
@@ -195,15 +196,7 @@ async fn an_operator_drains_a_node_from_the_console() {
     let profile = tempfile::tempdir().unwrap();
     let page = browser(&driver, profile.path()).await;
 
-    page.goto(&format!("{base}/ops")).await.unwrap();
-    until(
-        &page,
-        "document.querySelector('#login-form')",
-        "the console's login",
-    )
-    .await;
-    submit(&page, "login-form", &[("token", cluster::TOKEN)]).await;
-    until(&page, "document.querySelector('.stats')", "the dashboard").await;
+    log_in_to_console(&page, &base, &[("token", cluster::TOKEN)]).await;
     click(&page, ".sections a[href='#/cluster']").await;
     let rows = "[...document.querySelectorAll('main tbody')[0]?.rows ?? []].map((r) => r.cells[0].textContent + ' ' + r.cells[1].textContent).join('|')";
     let both = until(

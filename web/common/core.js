@@ -29,6 +29,25 @@ export const span = (ms) => {
   return (d ? `${d}d ` : "") + [h, m, sec].map((n) => String(n).padStart(2, "0")).join(":");
 };
 export const $ = (sel, root = document) => root.querySelector(sel);
+/** A form's fields by name, trimmed; passwords and tokens as typed. */
+export const fields = (form) => Object.fromEntries([...new FormData(form)].map(([k, v]) =>
+  [k, ["password", "token"].includes(k) ? String(v) : String(v).trim()]));
+
+/** The words both faces' shells share: the page's language, every `data-t` element, the
+ * language switch (`#lang`, naming the other language), and the `#auth` link with the
+ * `data-signed-in` elements. */
+export function paintWords() {
+  document.documentElement.lang = lang;
+  for (const el of document.querySelectorAll("[data-t]")) el.textContent = t(el.dataset.t);
+  $("#lang").textContent = lang === "ko" ? "English" : "한국어";
+  $("#lang").lang = lang === "ko" ? "en" : "ko";
+}
+export function paintSignedIn() {
+  const a = $("#auth");
+  a.textContent = t(session.token ? "logout" : "login");
+  a.setAttribute("href", session.token ? "#/logout" : "#/login");
+  for (const el of document.querySelectorAll("[data-signed-in]")) el.hidden = !session.token;
+}
 export const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 export const enc = encodeURIComponent;
 /** A random key (Idempotency-Key, client message id): `crypto.randomUUID` where the page is a
@@ -60,7 +79,9 @@ export const problem = (e) => {
  * another tab logged in or out. */
 export const session = { token: null, user: null, roles: [], onLost: () => {}, onChange: () => {} };
 
-const claims = (jwt) => {
+/** A JWT's claims (`sub`, `roles`, `exp`), read without checking (the server checks); `{}`
+ * for anything else, such as a pasted operator token. */
+export const claims = (jwt) => {
   try { return JSON.parse(atob(jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))); } catch { return {}; }
 };
 /** Whether a refresh cookie may exist (it is httpOnly, so unreadable): a visitor who never

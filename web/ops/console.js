@@ -5,7 +5,10 @@
 // Routes: #/ #/products #/drops #/drop/ID #/campaigns #/orders?status= #/outbox #/inspect
 // #/cluster #/login #/logout.
 
-import { $, addWords, api, busy, enc, esc, every, keep, lang, live, money, problem as words, refresh, router, say, session, switchLang, t, when } from "/common/core.js";
+import {
+  $, addWords, api, busy, claims, enc, esc, every, fields as values, keep, live, money, paintSignedIn, paintWords,
+  problem as words, refresh, router, say, session, switchLang, t, when,
+} from "/common/core.js";
 
 addWords({
   en: {
@@ -80,9 +83,6 @@ const table = (heads, rows) => `<div class="scroll"><table><thead><tr>${heads.ma
 /** Whether this session may use the operator routes (a pasted operator token's roles are not
  * readable: it may). */
 const operator = () => !session.roles.length || session.roles.includes("operator");
-/** A form's fields, trimmed (passwords and tokens as typed). */
-const values = (f) => Object.fromEntries([...new FormData(f)].map(([k, v]) =>
-  [k, ["password", "token"].includes(k) ? String(v) : String(v).trim()]));
 const iso = (local) => (local ? new Date(local).toISOString().replace(/\.\d{3}Z$/, "Z") : undefined);
 const localNow = (plusMs) => new Date(Date.now() + plusMs - new Date().getTimezoneOffset() * 60000).toISOString().slice(0, 19);
 const int = (s) => (s === "" || s === undefined ? undefined : Number(s));
@@ -381,7 +381,7 @@ function login(main) {
         keep(f.token, { cookie: false, share: false });
       } else {
         const { access_token } = await api("/auth/login", { method: "POST", body: { email: f.email, password: f.password } });
-        const roles = [JSON.parse(atob(access_token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).roles ?? []].flat();
+        const roles = [claims(access_token).roles ?? []].flat();
         // A shopper's account opens nothing here: say so instead of an empty console.
         if (!roles.includes("admin") && !roles.includes("operator")) throw Object.assign(new Error("roles"), { status: 403, code: "not_staff" });
         keep(access_token);
@@ -395,18 +395,12 @@ function login(main) {
 // ---- Shell ---------------------------------------------------------------------------------
 
 function paintAuth() {
-  const a = $("#auth");
-  a.textContent = t(session.token ? "logout" : "login");
-  a.setAttribute("href", session.token ? "#/logout" : "#/login");
-  for (const el of document.querySelectorAll("[data-signed-in]")) el.hidden = !session.token;
+  paintSignedIn();
   for (const el of document.querySelectorAll("[data-operator]")) el.hidden = !operator();
 }
 
 function paintShell() {
-  document.documentElement.lang = lang;
-  for (const el of document.querySelectorAll("[data-t]")) el.textContent = t(el.dataset.t);
-  $("#lang").textContent = lang === "ko" ? "English" : "한국어";
-  $("#lang").lang = lang === "ko" ? "en" : "ko";
+  paintWords();
   paintAuth();
 }
 

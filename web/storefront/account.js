@@ -1,15 +1,13 @@
 // Accounts: log in, sign up and the emailed code (in dev mode a link to the dev mailbox), and
 // the account page (profile, coupons, wishlist, notifications, delete account).
 
-import { $, api, busy, enc, esc, keep, money, problem, say, t, when } from "/common/core.js";
+import { $, api, busy, enc, esc, fields as values, keep, money, problem, say, t, when } from "/common/core.js";
 
 const field = (name, label, value = "", extra = "") =>
   `<label>${t(label)} <input name="${name}" value="${esc(value ?? "")}" ${extra}></label>`;
 const form = (id, inner, submit) =>
   `<form class="stack" id="${id}">${inner}<button class="primary" type="submit">${t(submit)}</button>
    <p id="${id}-error" class="error" role="alert"></p></form>`;
-/** A form's fields, trimmed (passwords as typed). */
-const values = (f) => Object.fromEntries([...new FormData(f)].map(([k, v]) => [k, k === "password" ? String(v) : String(v).trim()]));
 
 export function login(main, { email = "" }, onLogin) {
   main.innerHTML = `<h1>${t("login")}</h1>

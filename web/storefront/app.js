@@ -4,7 +4,7 @@
 // Routes: #/ #/search?q= #/category/NAME #/product/ID #/drop/ID #/cart #/checkout #/paid
 // #/orders #/order/ID #/login #/signup #/verify?email= #/account #/notifications #/logout.
 
-import { $, addWords, api, esc, keep, lang, live, refresh, router, say, session, switchLang, t } from "/common/core.js";
+import { $, addWords, api, esc, keep, live, paintSignedIn, paintWords, refresh, router, say, session, switchLang, t } from "/common/core.js";
 import { TEXT } from "./text.js";
 import { drop, home, listing, product } from "./shop.js";
 import { cart, checkout, order, orders, paid } from "./orders.js";
@@ -18,10 +18,7 @@ const main = $("#main");
 
 let unseen = 0;
 function paintAuth() {
-  const a = $("#auth");
-  a.textContent = t(session.token ? "logout" : "login");
-  a.setAttribute("href", session.token ? "#/logout" : "#/login");
-  for (const el of document.querySelectorAll("[data-signed-in]")) el.hidden = !session.token;
+  paintSignedIn();
   $("#bell-count").textContent = unseen ? String(unseen) : "";
   $("#bell").setAttribute("aria-label", t("bell", { n: unseen }));
 }
@@ -32,11 +29,8 @@ function paintCart(c) {
 }
 
 function paintShell() {
-  document.documentElement.lang = lang;
-  for (const el of document.querySelectorAll("[data-t]")) el.textContent = t(el.dataset.t);
+  paintWords();
   $("#q").setAttribute("placeholder", t("search_hint"));
-  $("#lang").textContent = lang === "ko" ? "English" : "한국어";
-  $("#lang").lang = lang === "ko" ? "en" : "ko";
   paintAuth();
 }
 

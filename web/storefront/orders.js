@@ -2,7 +2,7 @@
 // shipping address from the profile, then the gateway's checkout page and back), and orders
 // (history, a live status timeline, tracking, cancel, return or exchange, support chat).
 
-import { $, api, busy, enc, esc, every, live, money, persist, problem, say, session, span, t, uuid, when } from "/common/core.js";
+import { $, api, busy, enc, esc, every, fields, live, money, persist, problem, say, session, span, t, uuid, when } from "/common/core.js";
 
 const needLogin = (main) => {
   sessionStorage.setItem("after_login", location.hash);
@@ -115,9 +115,8 @@ export async function checkout(main, current) {
     e.preventDefault();
     const button = e.submitter ?? e.target.querySelector("button");
     if (button.disabled) return;
-    const f = Object.fromEntries(new FormData(e.target));
-    const shipping_address = { name: f.name.trim(), phone: f.phone.trim(), address: f.address.trim() };
-    if (f.postal_code.trim()) shipping_address.postal_code = f.postal_code.trim();
+    const { name, phone, address, postal_code } = fields(e.target);
+    const shipping_address = { name, phone, address, ...(postal_code && { postal_code }) };
     const body = { shipping_address, ...(c.coupon?.applicable && { coupon_id: c.coupon.coupon_id }) };
     if (JSON.stringify(body) !== sent) { key = uuid(); sent = JSON.stringify(body); }
     button.disabled = true;
