@@ -83,6 +83,14 @@ pub struct EntitySettings {
     pub ask_timeout_ms: u64,
     pub idle_secs: u64,
     pub max_in_flight: usize,
+    /// How often each kind's reminder timer reads the reminders due (deadlines are met within
+    /// this); the order kind's is `outbox.poll_ms`.
+    #[serde(default = "default_reminder_poll_ms")]
+    pub reminder_poll_ms: u64,
+}
+
+fn default_reminder_poll_ms() -> u64 {
+    100
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -254,6 +262,7 @@ impl Settings {
             ask_timeout: Duration::from_millis(self.entities.ask_timeout_ms),
             idle_after: Duration::from_secs(self.entities.idle_secs),
             max_in_flight: self.entities.max_in_flight,
+            reminder_period: Duration::from_millis(self.entities.reminder_poll_ms.max(10)),
             snapshot_every: self.journal.snapshot_every,
         }
     }

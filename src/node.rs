@@ -91,7 +91,7 @@ impl Node {
             remote: storage.remote.clone(),
         };
         let skus = Entities::<Sku>::start(runtime.clone()).await?;
-        skus.wake_reminders();
+        skus.keep_reminders(None, None);
         tracing::info!(elapsed = ?started.elapsed(), "stock views loaded");
         let catalog = Catalog::start(runtime.clone(), skus.clone()).await?;
         tracing::info!(elapsed = ?started.elapsed(), "catalog index built");
@@ -177,7 +177,6 @@ impl Node {
             spawn_takeovers(
                 member.shards_taken.clone(),
                 member.routing.clone(),
-                kinds.clone(),
                 (skus.clone(), orders.clone()),
                 shutdown.clone(),
             );
@@ -296,31 +295,26 @@ async fn orders(
     Orders::start(runtime, parts).await
 }
 
-/// Each time this node takes shards (a node left, or handed them over), wakes the entities
-/// with deadlines there and writes the drop orders held there but never written — what the
-/// previous holder would have done; each time another node's process is gone, writes the drop
-/// orders it promised for this node's SKUs but never wrote. Until `shutdown`.
+/// Each time this node takes shards (a node left, or handed them over), writes the drop orders
+/// held there but never written — what the previous holder would have done; each time another
+/// node's process is gone, writes the drop orders it promised for this node's SKUs but never
+/// wrote. Until `shutdown`. (Deadlines there need nothing: each kind's reminder timer reads
+/// every shard's reminders and wakes those of the shards this node holds.)
 fn spawn_takeovers(
     taken: Arc<tokio::sync::Notify>,
     routing: Arc<Routing>,
-    kinds: Vec<Arc<dyn EntityKind>>,
     (skus, orders): (Entities<Sku>, Orders),
     shutdown: CancellationToken,
 ) {
     tokio::spawn(async move {
         loop {
-            let took = tokio::select! {
+            tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = taken.notified() => true,
-                () = routing.lost.notified() => false,
-            };
+                () = taken.notified() => {}
+                () = routing.lost.notified() => {}
+            }
             // Shards come in groups: let a round of the keeper finish first.
             tokio::time::sleep(Duration::from_millis(200)).await;
-            if took {
-                for kind in &kinds {
-                    kind.wake_reminders();
-                }
-            }
             match orders.recover_promises(&skus, true).await {
                 Ok(0) => {}
                 Ok(promised) => {

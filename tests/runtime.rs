@@ -4,8 +4,8 @@
 use emporium::actors::{AskError, Entities, Entity, Runtime, RuntimeConfig};
 use emporium::domain::ids::SkuId;
 use emporium::domain::time::{ManualClock, Timestamp};
-use emporium::persistence::Journal;
 use emporium::persistence::sled_journal::{SledJournal, WriterConfig};
+use emporium::persistence::{Append, Direction, IndexEntry, Journal, StreamId, barrier};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -234,8 +234,20 @@ async fn idle_entities_passivate_and_come_back() {
     assert_eq!(n.counters.stats().active(), 0, "idle entity passivated");
     assert_eq!(n.counters.stats().passivations(), 1);
     let inspected = n.counters.inspect(&id("a")).await.unwrap();
-    assert_eq!(inspected.snapshot_seq, 1, "passivation snapshotted");
+    assert_eq!(
+        inspected.snapshot_seq, 0,
+        "one event is cheaper to replay than a snapshot is to write"
+    );
     assert_eq!(n.counters.ask(&id("a"), Cmd::Add(1)).await.unwrap(), (4, 0));
+    // Sixteen events since the last snapshot: passivation writes one.
+    for _ in 0..14 {
+        n.counters.ask(&id("a"), Cmd::Add(1)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(n.counters.stats().active(), 0);
+    let inspected = n.counters.inspect(&id("a")).await.unwrap();
+    assert_eq!(inspected.snapshot_seq, 16, "passivation snapshotted");
+    assert_eq!(n.counters.ask(&id("a"), Cmd::Get).await.unwrap(), (18, 0));
     stop(n).await;
 }
 
@@ -262,15 +274,21 @@ async fn deadlines_fire_on_tick_and_reminders_wake_entities_after_restart() {
     assert_eq!(n.counters.ask(&id("a"), Cmd::Get).await.unwrap().1, 1);
 
     // An alarm a minute away, then a crash: the restarted node, once the alarm is due, wakes
-    // the entity from its reminder without anybody asking for it. (An alarm due at once could
-    // ring, and clear its reminder, before the check below: its timer waits 1 ms.)
+    // the entity from its reminder without anybody asking for it.
     n.counters.ask(&id("b"), Cmd::Alarm(60_000)).await.unwrap();
     assert_eq!(n.journal.reminders("counter").unwrap().len(), 1);
     crash(n).await;
     let n = node(dir.path(), RuntimeConfig::default()).await;
+    n.counters
+        .keep_reminders(Some(Duration::from_millis(10)), None);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        n.counters.stats().activations(),
+        0,
+        "nothing is woken before it is due"
+    );
     // The wall time before the crash (61 s), then the minute of the alarm.
     n.clock.advance(Duration::from_secs(61 + 60));
-    n.counters.wake_reminders();
     let mut rang = false;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -282,4 +300,170 @@ async fn deadlines_fire_on_tick_and_reminders_wake_entities_after_restart() {
     assert!(rang, "the reminder woke the entity and it acted");
     assert_eq!(n.counters.ask(&id("b"), Cmd::Get).await.unwrap().1, 1);
     stop(n).await;
+}
+
+/// An entity waiting for its deadline passivates like any other, and the kind's reminder timer
+/// wakes it when the deadline comes, then lets it go again at once; many at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entities_with_deadlines_passivate_and_the_timer_wakes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = RuntimeConfig {
+        idle_after: Duration::from_millis(100),
+        ..RuntimeConfig::default()
+    };
+    let n = node(dir.path(), config).await;
+    n.counters
+        .keep_reminders(Some(Duration::from_millis(10)), None);
+    const N: usize = 2_000;
+    for i in 0..N {
+        // Alarms 60..80 s away, spread so they come due over the test.
+        let after = 60_000 + (i as i64 % 20) * 1000;
+        n.counters
+            .ask(&id(&format!("w{i}")), Cmd::Alarm(after))
+            .await
+            .unwrap();
+    }
+    let mut rested = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if n.counters.stats().active() == 0 {
+            rested = true;
+            break;
+        }
+    }
+    assert!(rested, "entities waiting for a deadline passivated");
+    assert_eq!(n.journal.reminders("counter").unwrap().len(), N);
+    n.clock.advance(Duration::from_secs(90));
+    let mut left = N;
+    for _ in 0..500 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        left = n.journal.reminders("counter").unwrap().len();
+        if left == 0 {
+            break;
+        }
+    }
+    assert_eq!(left, 0, "every reminder rang");
+    for i in (0..N).step_by(97) {
+        let rang = n
+            .counters
+            .ask(&id(&format!("w{i}")), Cmd::Get)
+            .await
+            .unwrap()
+            .1;
+        assert_eq!(rang, 1, "w{i} rang exactly once");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        n.counters.stats().active() < 50,
+        "woken entities were let go again: {} active",
+        n.counters.stats().active()
+    );
+    stop(n).await;
+}
+
+// The journal's reminders in time order, its index sets, and the move of older data dirs.
+
+fn submit_ok(j: &SledJournal, a: Append) {
+    j.submit(a, Box::new(|r| r.unwrap()));
+}
+
+fn reminder_at(id: &str, at: Option<i64>) -> Append {
+    Append {
+        stream: Some(StreamId::new("k", id)),
+        reminder: Some(at.map(Timestamp)),
+        ..Append::default()
+    }
+}
+
+/// Given reminders set, moved and cleared (twice for one stream in one batch), when the due
+/// ones are read, then they come earliest first, only up to the time asked, each once.
+#[tokio::test]
+async fn reminders_are_read_in_time_order_and_move_with_their_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();
+    submit_ok(&j, reminder_at("late", Some(300)));
+    submit_ok(&j, reminder_at("early", Some(100)));
+    submit_ok(&j, reminder_at("moved", Some(50)));
+    submit_ok(&j, reminder_at("moved", Some(200)));
+    submit_ok(&j, reminder_at("gone", Some(10)));
+    submit_ok(&j, reminder_at("gone", None));
+    submit_ok(&j, reminder_at("negative", Some(-5)));
+    barrier(j.as_ref()).await.unwrap();
+    let due = j.reminders_due("k", Timestamp(200), 10).unwrap();
+    let ids: Vec<&str> = due.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["negative", "early", "moved"]);
+    assert_eq!(due[2].1, Timestamp(200));
+    assert_eq!(j.reminders_due("k", Timestamp(1000), 2).unwrap().len(), 2);
+    assert!(
+        j.reminders_due("other", Timestamp(1000), 10)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Given index entries added and removed, when a set is ranged, then members come in byte
+/// order either way, after the cursor, and sets never mix.
+#[tokio::test]
+async fn index_sets_range_both_ways_from_a_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();
+    let entry = |set: &str, m: &str| (IndexEntry::new(set, m.as_bytes().to_vec()), true);
+    let mut a = Append {
+        stream: Some(StreamId::new("k", "a")),
+        index: vec![
+            entry("s", "b"),
+            entry("s", "a"),
+            entry("s", "c"),
+            entry("s2", "z"),
+        ],
+        ..Append::default()
+    };
+    submit_ok(&j, a);
+    a = Append {
+        stream: Some(StreamId::new("k", "a")),
+        index: vec![(IndexEntry::new("s", b"c".to_vec()), false)],
+        ..Append::default()
+    };
+    submit_ok(&j, a);
+    barrier(j.as_ref()).await.unwrap();
+    let range = |d, after: Option<&[u8]>| j.index_range("s", d, after, 10).unwrap();
+    assert_eq!(range(Direction::Ascending, None), [b"a", b"b"]);
+    assert_eq!(range(Direction::Descending, None), [b"b", b"a"]);
+    assert_eq!(range(Direction::Descending, Some(b"b")), [b"a"]);
+    assert_eq!(range(Direction::Ascending, Some(b"a")), [b"b"]);
+    assert!(range(Direction::Ascending, Some(b"b")).is_empty());
+    assert_eq!(j.index_len("s").unwrap(), 2);
+    assert_eq!(j.index_len("s2").unwrap(), 1);
+}
+
+/// Given a data dir in the tree-per-type layout, when it is opened, then its events,
+/// snapshots, views and reminders read as before, and the old trees are gone.
+#[tokio::test]
+async fn a_tree_per_type_data_dir_is_moved_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = StreamId::new("k", "a");
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let t = |name: &str| db.open_tree(name).unwrap();
+        t("journal").insert(stream.event_key(1), b"e1").unwrap();
+        t("journal").insert(stream.event_key(2), b"e2").unwrap();
+        let snapshot = [1u64.to_be_bytes().as_slice(), b"s1"].concat();
+        t("snapshots").insert(stream.prefix(), snapshot).unwrap();
+        t("views").insert(stream.prefix(), b"v").unwrap();
+        t("reminders")
+            .insert(stream.prefix(), &77i64.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();
+    let r = j.load(&stream).unwrap();
+    assert_eq!(r.snapshot, Some((1, b"s1".to_vec())));
+    assert_eq!(r.events, vec![(2, b"e2".to_vec())]);
+    assert_eq!(j.view(&stream).unwrap(), Some(b"v".to_vec()));
+    assert_eq!(
+        j.reminders_due("k", Timestamp(100), 10).unwrap(),
+        vec![("a".to_string(), Timestamp(77))]
+    );
+    let names = j.db().tree_names();
+    assert!(!names.iter().any(|n| n.as_ref() == b"journal"));
 }

@@ -22,11 +22,12 @@ pub struct Options {
     pub reports: PathBuf,
 }
 
-/// A server process, stopped (SIGTERM, then SIGKILL) when dropped.
-struct Server {
-    child: Child,
-    base: String,
-    _data: Option<PathBuf>,
+/// A server process, stopped (SIGTERM, then SIGKILL) when dropped; its data dir, if given,
+/// removed then.
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) base: String,
+    pub(crate) _data: Option<PathBuf>,
 }
 
 impl Drop for Server {
@@ -48,12 +49,16 @@ impl Drop for Server {
     }
 }
 
-/// Starts `bin args…` with the shared secrets and waits for the "listening on" line.
-fn spawn(bin: &Path, args: &[&str], o: &Options, data: Option<PathBuf>) -> anyhow::Result<Server> {
+/// Starts `bin args…` with `env` and waits for the "listening on" line.
+pub(crate) fn spawn(
+    bin: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    data: Option<PathBuf>,
+) -> anyhow::Result<Server> {
     let mut child = Command::new(bin)
         .args(args)
-        .env("EMPORIUM_OPERATOR_TOKEN", &o.operator)
-        .env("EMPORIUM_JWT_SECRET", &o.jwt_secret)
+        .envs(env.iter().copied())
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -82,7 +87,7 @@ fn spawn(bin: &Path, args: &[&str], o: &Options, data: Option<PathBuf>) -> anyho
     })
 }
 
-async fn ready(base: &str) -> anyhow::Result<()> {
+pub(crate) async fn ready(base: &str) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     for _ in 0..300 {
         if client
@@ -140,6 +145,14 @@ async fn measure(
     Ok(((ceiling, ceiling_cpu), hot, scarce))
 }
 
+/// The secrets every server of the comparison shares.
+fn secrets(o: &Options) -> [(&str, &str); 2] {
+    [
+        ("EMPORIUM_OPERATOR_TOKEN", o.operator.as_str()),
+        ("EMPORIUM_JWT_SECRET", o.jwt_secret.as_str()),
+    ]
+}
+
 pub async fn run(o: Options) -> anyhow::Result<()> {
     let emporium = o.bin_dir.join("emporium");
     let baseline = o.bin_dir.join("emporium-baseline");
@@ -148,7 +161,7 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     let server = spawn(
         &emporium,
         &["serve", "--listen", "127.0.0.1:0", "--data-dir", &dir],
-        &o,
+        &secrets(&o),
         Some(data.clone()),
     )?;
     let ours = measure(&server, "emporium", &o).await?;
@@ -158,7 +171,7 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         let server = spawn(
             &baseline,
             &["--mode", mode, "--listen", "127.0.0.1:0"],
-            &o,
+            &secrets(&o),
             None,
         )?;
         baselines.push(measure(&server, &format!("redis-{mode}"), &o).await?);

@@ -499,27 +499,49 @@ struct Claims {
     exp: i64,
 }
 
+/// Signs shoppers' access tokens with the server's key: shopper `i` of a run is the user
+/// [`Signer::user`].
+pub(crate) struct Signer {
+    key: jsonwebtoken::EncodingKey,
+    header: jsonwebtoken::Header,
+    run: u32,
+    now: i64,
+}
+
+impl Signer {
+    pub(crate) fn new(secret: &str) -> anyhow::Result<Signer> {
+        Ok(Signer {
+            key: jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+            header: jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            run: rand::random::<u32>(),
+            now: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs() as i64,
+        })
+    }
+
+    pub(crate) fn user(&self, i: u64) -> String {
+        format!("u_lt{:08x}{i}", self.run)
+    }
+
+    /// An hour-long access token of shopper `i`.
+    pub(crate) fn token(&self, i: u64) -> anyhow::Result<String> {
+        let claims = Claims {
+            sub: self.user(i),
+            jti: format!("lt{}-{i}", self.run),
+            sid: format!("lt{}", self.run),
+            roles: vec!["customer".into()],
+            iat: self.now,
+            exp: self.now + 3600,
+        };
+        Ok(jsonwebtoken::encode(&self.header, &claims, &self.key)?)
+    }
+}
+
 /// Access tokens for `n` shoppers, signed with the server's key.
 fn tokens(secret: &str, n: usize) -> anyhow::Result<Vec<String>> {
-    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
-    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs() as i64;
-    let run = rand::random::<u32>();
-    (0..n)
-        .map(|i| {
-            let claims = Claims {
-                sub: format!("u_lt{run:08x}{i}"),
-                jti: format!("lt{run}-{i}"),
-                sid: format!("lt{run}"),
-                roles: vec!["customer".into()],
-                iat: now,
-                exp: now + 3600,
-            };
-            Ok(jsonwebtoken::encode(&header, &claims, &key)?)
-        })
-        .collect()
+    let signer = Signer::new(secret)?;
+    (0..n as u64).map(|i| signer.token(i)).collect()
 }
 
 /// The audit of BENCHMARKS.md; `Ok` carries a one-line account of the counts.

@@ -24,6 +24,8 @@
 //!   buyers retry on the next node; the gap, the retries and the audit, with a chart.
 //! - `ws-fanout`: WebSockets subscribed to one drop while buyers purchase from it; delivery
 //!   latency and RSS per socket (see [`ws`]).
+//! - `scale`: a million orders and carts on one server it starts itself: RSS per idle entity,
+//!   graceful stop, restart to ready and to the first answer, disk per order (see [`scale`]).
 //!
 //! The auth scenarios come from one address: run the server with `EMPORIUM_AUTH_RATE_PER_IP=0`.
 
@@ -34,6 +36,7 @@ mod flash;
 mod journey;
 mod report;
 mod sale;
+mod scale;
 mod ws;
 
 use anyhow::{Context, bail};
@@ -137,6 +140,39 @@ enum Scenario {
         attempts: u64,
         #[arg(long, default_value = "loadtest/reports")]
         reports: std::path::PathBuf,
+    },
+    /// Orders and carts by the million on a server started here (see `scale.rs`).
+    Scale {
+        #[arg(
+            long,
+            env = "EMPORIUM_OPERATOR_TOKEN",
+            default_value = "scale-operator-token"
+        )]
+        token: String,
+        #[arg(
+            long,
+            env = "EMPORIUM_JWT_SECRET",
+            default_value = "scale-jwt-secret-scale-jwt-secret-0123456"
+        )]
+        jwt_secret: String,
+        /// Where `emporium` is (default: beside this binary).
+        #[arg(long)]
+        bin_dir: Option<std::path::PathBuf>,
+        /// Drop orders left awaiting payment.
+        #[arg(long, default_value_t = 1_000_000)]
+        orders: u64,
+        /// Orders paid, shipped and delivered.
+        #[arg(long, default_value_t = 20_000)]
+        settled: u64,
+        /// Drop buyers who also fill a cart.
+        #[arg(long, default_value_t = 1_000_000)]
+        carts: u64,
+        /// The server's passivation period, in seconds.
+        #[arg(long, default_value_t = 30)]
+        idle_secs: u64,
+        /// Where the server's data dir is made (and removed after).
+        #[arg(long, default_value = "/tmp")]
+        dir: std::path::PathBuf,
     },
     /// `--sockets` WebSockets on one drop while `--connections` buyers purchase from it.
     WsFanout {
@@ -371,6 +407,36 @@ async fn main() -> anyhow::Result<()> {
                 duration,
                 attempts: *attempts,
                 reports: reports.clone(),
+            })
+            .await?;
+        }
+        Scenario::Scale {
+            token,
+            jwt_secret,
+            bin_dir,
+            orders,
+            settled,
+            carts,
+            idle_secs,
+            dir,
+        } => {
+            let bin_dir = match bin_dir {
+                Some(d) => d.clone(),
+                None => std::env::current_exe()?
+                    .parent()
+                    .context("binary dir")?
+                    .to_path_buf(),
+            };
+            scale::run(scale::Options {
+                bin_dir,
+                operator: token.clone(),
+                jwt_secret: jwt_secret.clone(),
+                connections: cli.connections,
+                orders: *orders,
+                settled: *settled,
+                carts: *carts,
+                idle_secs: *idle_secs,
+                dir: dir.clone(),
             })
             .await?;
         }

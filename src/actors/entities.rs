@@ -11,9 +11,10 @@
 use crate::actors::context::{EntityContext, SnapshotPolicy};
 use crate::actors::entity::{AskError, Entity, EntityKey, Inspection};
 use crate::actors::message::EntityMsg;
+use crate::actors::message::Passivation;
 use crate::actors::registry::{Registry, Slot, ViewSink};
 use crate::actors::remote::{Admission, Answer, Forward, Op};
-use crate::actors::shell::{Activation, EntityActor};
+use crate::actors::shell::{Activation, EntityActor, read_blocking};
 use crate::actors::supervisor::{KindStats, KindSupervisor};
 use crate::domain::time::Clock;
 use crate::persistence::{Journal, StreamId, barrier};
@@ -36,6 +37,8 @@ pub struct RuntimeConfig {
     pub max_in_flight: usize,
     /// Snapshot every N events (or every `weight` events when the state is larger).
     pub snapshot_every: u64,
+    /// How often each kind's reminder timer reads the reminders due.
+    pub reminder_period: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -45,6 +48,7 @@ impl Default for RuntimeConfig {
             idle_after: Duration::from_secs(300),
             max_in_flight: 50_000,
             snapshot_every: 1000,
+            reminder_period: Duration::from_millis(100),
         }
     }
 }
@@ -79,12 +83,23 @@ struct Kind<E: Entity> {
     ask_timeout: Duration,
     /// Cancelled at node shutdown: reminder wake-ups stop.
     shutdown: CancellationToken,
+    /// How often the reminder timer reads the reminders due.
+    reminder_period: Duration,
     remote: Option<Arc<dyn Forward>>,
 }
 
 /// The typed handle to every entity of kind `E` on this node. Cheap to clone.
 pub struct Entities<E: Entity> {
     kind: Arc<Kind<E>>,
+}
+
+/// A handle that does not keep the kind alive (background tasks hold this one).
+pub(super) struct WeakEntities<E: Entity>(std::sync::Weak<Kind<E>>);
+
+impl<E: Entity> WeakEntities<E> {
+    pub(super) fn upgrade(&self) -> Option<Entities<E>> {
+        self.0.upgrade().map(|kind| Entities { kind })
+    }
 }
 
 impl<E: Entity> Clone for Entities<E> {
@@ -109,7 +124,10 @@ impl<E: Entity> Entities<E> {
         .await?;
         let views = DashMap::new();
         let journal = rt.journal.clone();
-        let stored = tokio::task::spawn_blocking(move || journal.views(E::KIND)).await??;
+        let stored = match E::KEEP_VIEWS {
+            true => tokio::task::spawn_blocking(move || journal.views(E::KIND)).await??,
+            false => Vec::new(),
+        };
         for (raw, bytes) in stored {
             let id = E::Id::parse_key(&raw)
                 .ok_or_else(|| anyhow::anyhow!("{}: bad key in views: {raw}", E::KIND))?;
@@ -140,6 +158,7 @@ impl<E: Entity> Entities<E> {
             admission: Semaphore::new(rt.config.max_in_flight),
             supervisor,
             ask_timeout: rt.config.ask_timeout,
+            reminder_period: rt.config.reminder_period,
             shutdown: rt.shutdown,
             remote: rt.remote,
         };
@@ -155,12 +174,67 @@ impl<E: Entity> Entities<E> {
         self.kind.registry.stats()
     }
 
-    /// The entity's latest durable view, without asking it.
+    /// The entity's latest durable view, without asking it: from memory, so `None` for kinds
+    /// that do not keep their views (read those with [`Entities::stored_views`]).
     pub fn view(&self, id: &E::Id) -> Option<E::View> {
         self.kind.registry.view(id)
     }
 
-    /// Every durable view of the kind (a consistent copy of each entry, not of the whole set).
+    /// The latest durable views of `ids`, in their order (`None` for one without a view):
+    /// from memory for kinds that keep their views, else read from the journal.
+    pub async fn stored_views(
+        &self,
+        ids: Vec<E::Id>,
+    ) -> Result<Vec<Option<E::View>>, crate::persistence::JournalError> {
+        if E::KEEP_VIEWS {
+            return Ok(ids.iter().map(|id| self.view(id)).collect());
+        }
+        let journal = self.kind.ctx.journal.clone();
+        let read = move || {
+            ids.iter()
+                .map(|id| {
+                    let stream = StreamId::new(E::KIND, id.to_string());
+                    match journal.view(&stream)? {
+                        Some(bytes) => Ok(Some(crate::persistence::codec::decode_snapshot::<
+                            E::View,
+                        >(&bytes)?)),
+                        None => Ok(None),
+                    }
+                })
+                .collect()
+        };
+        read_blocking(read)
+            .await
+            .map_err(|_| crate::persistence::JournalError::Closed)?
+    }
+
+    pub(super) fn downgrade(&self) -> WeakEntities<E> {
+        WeakEntities(Arc::downgrade(&self.kind))
+    }
+
+    pub(super) fn registry(&self) -> &Arc<Registry<E>> {
+        &self.kind.registry
+    }
+
+    pub(super) fn reminder_period(&self) -> Duration {
+        self.kind.reminder_period
+    }
+
+    pub(super) fn shutdown_token(&self) -> &CancellationToken {
+        &self.kind.shutdown
+    }
+
+    pub(super) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.kind.ctx.clock
+    }
+
+    /// The journal the kind writes to (read models read its index sets).
+    pub fn journal(&self) -> &Arc<dyn Journal> {
+        &self.kind.ctx.journal
+    }
+
+    /// Every durable view of the kind (a consistent copy of each entry, not of the whole set);
+    /// empty for kinds that do not keep their views.
     pub fn views(&self) -> Vec<(E::Id, E::View)> {
         self.kind.registry.views()
     }
@@ -343,30 +417,6 @@ impl<E: Entity> Entities<E> {
         }
     }
 
-    /// Activates, in the background, every entity of the kind with a stored reminder, so
-    /// deadlines fire after a restart (or, in a cluster, a takeover) even if nobody asks for
-    /// those entities. Entities already active are left as they are.
-    pub fn wake_reminders(&self) {
-        let this = self.clone();
-        tokio::spawn(async move {
-            let journal = this.kind.ctx.journal.clone();
-            let due = match tokio::task::spawn_blocking(move || journal.reminders(E::KIND)).await {
-                Ok(Ok(due)) => due,
-                _ => return tracing::error!(kind = E::KIND, "cannot read reminders"),
-            };
-            for (raw, _) in due {
-                if this.kind.shutdown.is_cancelled() {
-                    return;
-                }
-                // In a cluster, only the entities of shards this node holds (the others are
-                // their holders' to wake).
-                if let Some(id) = E::Id::parse_key(&raw).filter(|id| this.is_local(id)) {
-                    let _ = this.activate(&id).await;
-                }
-            }
-        });
-    }
-
     /// Makes every active entity of the kind write a snapshot now (those with events since
     /// their last one); how many did, once durable.
     pub async fn snapshot_all(&self) -> usize {
@@ -423,14 +473,12 @@ impl<E: Entity> Entities<E> {
 }
 
 /// One entity kind, whatever its types: what a node does with every kind alike (counters,
-/// snapshots, shutdown, waking deadlines, views written by other nodes).
+/// snapshots, shutdown, views written by other nodes).
 pub trait EntityKind: Send + Sync {
     fn kind(&self) -> &'static str;
     fn stats(&self) -> &KindStats;
     /// See [`Entities::receive_view`].
     fn receive(&self, raw_id: &str, bytes: &[u8]) -> anyhow::Result<()>;
-    /// See [`Entities::wake_reminders`].
-    fn wake_reminders(&self);
     /// See [`Entities::snapshot_all`].
     fn snapshot_all(&self) -> BoxFuture<'_, usize>;
     /// See [`Entities::shutdown`].
@@ -453,10 +501,6 @@ impl<E: Entity> EntityKind for Entities<E> {
 
     fn receive(&self, raw_id: &str, bytes: &[u8]) -> anyhow::Result<()> {
         self.receive_view(raw_id, bytes)
-    }
-
-    fn wake_reminders(&self) {
-        Entities::wake_reminders(self);
     }
 
     fn snapshot_all(&self) -> BoxFuture<'_, usize> {
@@ -508,7 +552,7 @@ async fn sweep<E: Entity>(
             return;
         }
         for actor in registry.idle_actors() {
-            let _ = actor.cast(EntityMsg::Passivate);
+            let _ = actor.cast(EntityMsg::Passivate(Passivation::Idle));
         }
     }
 }

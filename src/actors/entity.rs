@@ -94,15 +94,36 @@ pub trait Entity: Send + Sync + Sized + 'static {
     /// The reply to a command that succeeded, from the state after its events.
     fn reply(id: &Self::Id, state: &Self::State, command: &Self::Command) -> Self::Reply;
 
-    /// When the entity next needs to act on its own (a reservation expiring). An entity with a
-    /// deadline is not passivated, and its deadline is kept as a reminder so a restart wakes it.
+    /// Whether the kind keeps every entity's view in memory (`Entities::view`, `views`): for
+    /// kinds with few entities that reads need at once (SKUs, products). A kind without keeps
+    /// its views only on disk, read one at a time (`Entities::stored_view`).
+    const KEEP_VIEWS: bool = true;
+
+    /// When the entity next needs to act on its own (a reservation expiring). It is kept as the
+    /// stream's reminder: the kind's reminder timer wakes the entity then, whether it is active
+    /// or passivated, and runs [`Entity::on_deadline`].
     fn next_deadline(_state: &Self::State) -> Option<Timestamp> {
         None
     }
 
-    /// The command to run when the deadline is reached.
+    /// The reminder stored for the entity: its deadline, or earlier when something outside it
+    /// must act on it sooner (an order's step to retry). Defaults to [`Entity::next_deadline`].
+    fn reminder(state: &Self::State) -> Option<Timestamp> {
+        Self::next_deadline(state)
+    }
+
+    /// The command to run when the deadline is reached. It may run more than once for one
+    /// deadline (reminders are delivered at least once), and early: it must decide by the
+    /// clock, not by having been called.
     fn on_deadline() -> Option<Self::Command> {
         None
+    }
+
+    /// The index entries the entity's view puts it under (an order under its shopper's
+    /// history); kept in the journal beside the view, in the same batch. Derived from the
+    /// view alone, so entries can be rebuilt from stored views.
+    fn index(_id: &Self::Id, _view: &Self::View) -> Vec<crate::persistence::IndexEntry> {
+        Vec::new()
     }
 
     /// The view of `state`, stored with the events that led to it and published once durable;

@@ -10,15 +10,26 @@ pub type Reply<E> = RpcReplyPort<Result<<E as Entity>::Reply, AskError<<E as Ent
 pub enum EntityMsg<E: Entity> {
     Ask(E::Command, Reply<E>),
     Inspect(RpcReplyPort<Inspection>),
-    /// The entity's deadline was reached (timer or explicit tick).
+    /// The entity's deadline was reached (its reminder, or an explicit tick).
     Deadline,
-    /// Stop if still idle: snapshot first.
-    Passivate,
-    /// Snapshot, reply once durable, stop.
+    /// Stop (if still idle, or at once): what the entity wrote first made durable, and a
+    /// snapshot written when many events came since the last one.
+    Passivate(Passivation),
+    /// Stop as for a passivation, and reply once what it wrote is durable.
     Shutdown(RpcReplyPort<()>),
     /// Snapshot now if events came since the last one; reply once durable (`true` when one
     /// was written).
     Snapshot(RpcReplyPort<bool>),
+}
+
+/// When a passivation request stops the entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Passivation {
+    /// Only if no ask came for the passivation period.
+    Idle,
+    /// At once (the reminder timer woke it for its deadline only): an ask already in its
+    /// mailbox is dropped unhandled and its sender asks a fresh activation.
+    Now,
 }
 
 /// Entity messages never leave the node (ractor_cluster is on for the whole build, so every

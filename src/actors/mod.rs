@@ -8,6 +8,8 @@
 //!   of shards other nodes hold to their owner (`remote.rs`: the protocol and the `Forward`
 //!   the cluster provides; `forwarded.rs`: both ends on `Entities`).
 //! - `registry.rs`: which entities of the kind are active (their slots) and their durable views.
+//! - [`reminders`]: the kind's reminder timer, which wakes entities whose deadline has come,
+//!   active or passivated.
 //! - `context.rs`: what an actor uses besides its state — journal, clock, snapshot policy,
 //!   counters, view sink. A cluster swaps the journal here.
 //! - `shell.rs`: the one actor every entity runs in: decide -> journal -> apply -> reply (once
@@ -27,6 +29,7 @@ mod message;
 pub mod order;
 pub mod product;
 mod registry;
+pub mod reminders;
 pub mod remote;
 mod shell;
 pub mod sku;

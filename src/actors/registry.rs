@@ -34,7 +34,8 @@ pub struct Slot<E: Entity> {
 
 pub struct Registry<E: Entity> {
     slots: DashMap<E::Id, Arc<Slot<E>>>,
-    /// The latest durable view of every entity of the kind that has one (loaded at start).
+    /// The latest durable view of every entity of the kind that has one (loaded at start);
+    /// empty for kinds that do not keep their views ([`Entity::KEEP_VIEWS`]).
     views: DashMap<E::Id, E::View>,
     listeners: RwLock<Vec<ViewListener<E>>>,
     stats: Arc<KindStats>,
@@ -84,6 +85,11 @@ impl<E: Entity> Registry<E> {
             .clone();
         slot.last_used.store(self.now_ms(), Ordering::Relaxed);
         slot
+    }
+
+    /// The key's actor, if it is active.
+    pub fn actor(&self, id: &E::Id) -> Option<ActorRef<EntityMsg<E>>> {
+        self.slots.get(id).and_then(|s| s.cell.get().cloned())
     }
 
     /// Whether the key has a slot (an actor active or being activated).
@@ -171,7 +177,9 @@ impl<E: Entity> ViewSink<E> for Registry<E> {
                 listener(id, &view);
             }
         }
-        self.views.insert(id.clone(), view);
+        if E::KEEP_VIEWS {
+            self.views.insert(id.clone(), view);
+        }
     }
 }
 

@@ -8,16 +8,21 @@
 
 use crate::actors::context::EntityContext;
 use crate::actors::entity::{AskError, Entity, Inspection};
-use crate::actors::message::{EntityMsg, Reply};
+use crate::actors::message::{EntityMsg, Passivation, Reply};
 use crate::actors::registry::{Registration, Registry, Slot};
 use crate::domain::time::Timestamp;
-use crate::persistence::{Append, JournalError, StreamId, codec};
-use ractor::concurrency::JoinHandle;
+pub(super) use crate::persistence::blocking as read_blocking;
+use crate::persistence::{Append, IndexEntry, JournalError, StreamId, codec};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 pub struct EntityActor<E>(std::marker::PhantomData<E>);
+
+/// Events since the last snapshot from which a stopping entity writes a new one: fewer are
+/// cheaper to replay at the next activation than a snapshot is to write (and to keep on disk
+/// beside them).
+pub const REST_SNAPSHOT_EVENTS: u64 = 16;
 
 /// Events ready for the journal, and the view they lead to.
 struct Recorded<E: Entity> {
@@ -57,10 +62,10 @@ pub struct Live<E: Entity> {
     me: ActorRef<EntityMsg<E>>,
     /// The sequence number of the newest recorded view (only it is published).
     view_seq: Arc<AtomicU64>,
-    /// The deadline a timer is set for, and the timer.
-    timer: Option<(Timestamp, JoinHandle<()>)>,
-    /// The deadline stored as this stream's reminder.
+    /// The time stored as this stream's reminder ([`Entity::reminder`]).
     reminder: Option<Timestamp>,
+    /// The index entries stored for the entity ([`Entity::index`]).
+    indexed: Vec<IndexEntry>,
     /// The term the state was loaded under (cluster mode); every append carries it.
     term: Option<u64>,
     ctx: Arc<EntityContext<E>>,
@@ -96,8 +101,11 @@ impl<E: Entity> Actor for EntityActor<E> {
             E::apply(&mut state, &event);
             seq = event_seq;
         }
-        let mut live = Live {
-            reminder: E::next_deadline(&state),
+        let live = Live {
+            reminder: E::reminder(&state),
+            indexed: E::view(&state)
+                .map(|v| E::index(&args.id, &v))
+                .unwrap_or_default(),
             term,
             since_snapshot: seq - snapshot_seq,
             registration: Registration::new(args.registry, args.id.clone(), args.slot),
@@ -111,9 +119,7 @@ impl<E: Entity> Actor for EntityActor<E> {
             lost: Arc::new(AtomicBool::new(false)),
             me: myself.clone(),
             view_seq: Arc::new(AtomicU64::new(0)),
-            timer: None,
         };
-        live.reschedule(&myself);
         Ok(live)
     }
 
@@ -141,15 +147,15 @@ impl<E: Entity> Actor for EntityActor<E> {
                 });
             }
             EntityMsg::Deadline => live.deadline(&myself),
-            EntityMsg::Passivate => {
-                if live.registration.is_idle() && E::next_deadline(&live.state).is_none() {
-                    live.snapshot(Box::new(|_| {}));
+            EntityMsg::Passivate(when) => {
+                if when == Passivation::Now || live.registration.is_idle() {
+                    live.rest(Box::new(|_| {}));
                     live.ctx.stats.on_passivated();
                     myself.stop(Some("passivated".into()));
                 }
             }
             EntityMsg::Shutdown(reply) => {
-                live.snapshot(Box::new(move |_| drop(reply.send(()))));
+                live.rest(Box::new(move |_| drop(reply.send(()))));
                 myself.stop(Some("shutdown".into()));
             }
             EntityMsg::Snapshot(reply) => {
@@ -157,7 +163,6 @@ impl<E: Entity> Actor for EntityActor<E> {
                 live.snapshot(Box::new(move |r| drop(reply.send(due && r.is_ok()))));
             }
         }
-        live.reschedule(&myself);
         Ok(())
     }
 }
@@ -242,7 +247,6 @@ impl<E: Entity> Live<E> {
     }
 
     fn deadline(&mut self, myself: &ActorRef<EntityMsg<E>>) {
-        self.timer = None;
         let Some(command) = E::on_deadline() else {
             return;
         };
@@ -294,12 +298,25 @@ impl<E: Entity> Live<E> {
         if self.since_snapshot >= every.max(E::weight(&self.state) as u64) {
             self.add_snapshot(&mut append);
         }
-        let next = E::next_deadline(&self.state);
+        let next = E::reminder(&self.state);
         if next != self.reminder {
             append.reminder = Some(next);
             self.reminder = next;
         }
         let view = E::view(&self.state);
+        let indexed = view
+            .as_ref()
+            .map(|v| E::index(&self.id, v))
+            .unwrap_or_default();
+        if indexed != self.indexed {
+            for gone in self.indexed.iter().filter(|e| !indexed.contains(e)) {
+                append.index.push((gone.clone(), false));
+            }
+            for new in indexed.iter().filter(|e| !self.indexed.contains(e)) {
+                append.index.push((new.clone(), true));
+            }
+            self.indexed = indexed;
+        }
         if let Some(v) = &view {
             append.view = Some(codec::encode_snapshot(v)?);
         }
@@ -342,6 +359,19 @@ impl<E: Entity> Live<E> {
                 self.since_snapshot = 0;
             }
             Err(e) => tracing::error!(kind = E::KIND, id = %self.id, error = %e, "snapshot failed"),
+        }
+    }
+
+    /// What an entity writes as it stops: a snapshot when replaying the events since the last
+    /// one would cost more than writing one now ([`REST_SNAPSHOT_EVENTS`]), or else only a
+    /// barrier; `done` runs once everything the entity wrote is durable. So stopping many
+    /// entities (a shutdown, a wave of passivations) writes little, and the next activation
+    /// replays at most that many events.
+    fn rest(&mut self, done: crate::persistence::Completion) {
+        if self.since_snapshot >= REST_SNAPSHOT_EVENTS {
+            self.snapshot(done);
+        } else {
+            self.submit(Append::barrier(), done);
         }
     }
 
@@ -396,45 +426,5 @@ impl<E: Entity> Live<E> {
             snapshot_seq: self.snapshot_seq,
             state: serde_json::to_value(&self.state).unwrap_or_default(),
         }
-    }
-
-    /// Keeps one timer armed for the entity's next deadline.
-    fn reschedule(&mut self, myself: &ActorRef<EntityMsg<E>>) {
-        let next = E::next_deadline(&self.state);
-        if next == self.timer.as_ref().map(|(at, _)| *at) {
-            return;
-        }
-        if let Some((_, handle)) = self.timer.take() {
-            handle.abort();
-        }
-        if let Some(at) = next {
-            let delay = self.ctx.clock.now().until(at);
-            let cell = myself.clone();
-            let handle = tokio::spawn(async move {
-                tokio::time::sleep(delay + std::time::Duration::from_millis(1)).await;
-                let _ = cell.cast(EntityMsg::Deadline);
-            });
-            self.timer = Some((at, handle));
-        }
-    }
-}
-
-impl<E: Entity> Drop for Live<E> {
-    fn drop(&mut self) {
-        if let Some((_, handle)) = self.timer.take() {
-            handle.abort();
-        }
-    }
-}
-
-/// Runs a journal read that may block: in place on a multi-threaded runtime (tokio moves this
-/// worker's other tasks elsewhere meanwhile), which spares the hand-off to the blocking pool and
-/// back that every activation otherwise pays; on the blocking pool elsewhere.
-async fn read_blocking<T: Send + 'static>(
-    read: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, tokio::task::JoinError> {
-    match tokio::runtime::Handle::current().runtime_flavor() {
-        tokio::runtime::RuntimeFlavor::MultiThread => Ok(tokio::task::block_in_place(read)),
-        _ => tokio::task::spawn_blocking(read).await,
     }
 }

@@ -114,9 +114,12 @@ pub struct Outbox {
 /// The outbox at a glance: steps owed, due and dead.
 #[utoipa::path(get, path = "/api/v1/admin/outbox", tag = "admin", security(("bearer" = ["admin"])),
     responses((status = 200, body = Outbox), (status = 403, body = Problem)))]
-pub async fn outbox(_admin: AdminUser, State(state): State<AppState>) -> axum::Json<Outbox> {
-    let s = state.orders.outbox();
-    axum::Json(Outbox {
+pub async fn outbox(
+    _admin: AdminUser,
+    State(state): State<AppState>,
+) -> Result<axum::Json<Outbox>, ApiError> {
+    let s = state.orders.outbox().await?;
+    Ok(axum::Json(Outbox {
         orders_owing: s.orders_owing,
         steps_pending: s.steps_pending,
         steps_due: s.steps_due,
@@ -124,7 +127,7 @@ pub async fn outbox(_admin: AdminUser, State(state): State<AppState>) -> axum::J
         oldest_pending_at: s.oldest_pending.as_ref().map(|(t, _)| t.to_rfc3339()),
         oldest_pending_order_id: s.oldest_pending.map(|(_, id)| id.to_string()),
         orders_promised: state.orders.promised(),
-    })
+    }))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -147,10 +150,11 @@ pub struct DeadLetters {
 pub async fn dead_letters(
     _admin: AdminUser,
     State(state): State<AppState>,
-) -> axum::Json<DeadLetters> {
+) -> Result<axum::Json<DeadLetters>, ApiError> {
     let items = state
         .orders
         .dead_letters()
+        .await?
         .into_iter()
         .map(|(id, e)| DeadLetter {
             order_id: id.to_string(),
@@ -160,7 +164,7 @@ pub async fn dead_letters(
             last_error: e.last_error,
         })
         .collect();
-    axum::Json(DeadLetters { items })
+    Ok(axum::Json(DeadLetters { items }))
 }
 
 /// Sends a dead letter back to the outbox and runs it now; the order's detail.

@@ -52,7 +52,7 @@ pub fn placed(placement: Box<Placement>) -> OrderState {
 }
 
 impl OrderBook {
-    /// Starts the order kind (no order is woken yet: see [`OrderBook::wake_reminders`]).
+    /// Starts the order kind (no order is woken yet: see [`OrderBook::keep_reminders`]).
     pub async fn start(rt: Runtime) -> anyhow::Result<Self> {
         let entities = Entities::<Order>::start(rt).await?;
         let (queue, receiver) = mpsc::unbounded_channel();
@@ -143,13 +143,17 @@ impl OrderBook {
         self.promises.pending.len()
     }
 
-    /// The order's latest durable view, without asking it.
-    pub fn view(&self, id: &OrderId) -> Option<OrderView> {
-        self.entities.view(id)
+    /// The latest durable views of `ids`, read from the journal, in order.
+    pub async fn stored_views(
+        &self,
+        ids: Vec<OrderId>,
+    ) -> Result<Vec<Option<OrderView>>, crate::persistence::JournalError> {
+        self.entities.stored_views(ids).await
     }
 
-    pub fn views(&self) -> Vec<(OrderId, OrderView)> {
-        self.entities.views()
+    /// The journal the orders write to: the history reads its index sets.
+    pub fn journal(&self) -> &Arc<dyn crate::persistence::Journal> {
+        self.entities.journal()
     }
 
     /// Calls `listener` with every order view from now on, once durable.
@@ -157,10 +161,13 @@ impl OrderBook {
         self.entities.on_view(listener);
     }
 
-    /// Wakes, in the background, every order with a stored deadline. Called once the read
-    /// models listen, so what the woken orders do reaches them.
-    pub fn wake_reminders(&self) {
-        self.entities.wake_reminders();
+    /// Starts the order kind's reminder timer (see `dispatcher`), reading every `period`.
+    pub fn keep_reminders(
+        &self,
+        period: Duration,
+        handler: crate::actors::reminders::DueHandler<Order>,
+    ) {
+        self.entities.keep_reminders(Some(period), Some(handler));
     }
 
     /// The order kind as a node handles every kind (counters, snapshots, shutdown, views);
@@ -239,10 +246,6 @@ impl EntityKind for BookKind {
 
     fn receive(&self, raw_id: &str, bytes: &[u8]) -> anyhow::Result<()> {
         self.0.entities.receive(raw_id, bytes)
-    }
-
-    fn wake_reminders(&self) {
-        EntityKind::wake_reminders(&self.0.entities);
     }
 
     fn snapshot_all(&self) -> BoxFuture<'_, usize> {

@@ -1,47 +1,23 @@
-//! The dispatcher: a background loop that finds orders owing a step whose time has come (a
-//! retry after backoff, or a step a crash interrupted — found at start-up from the durable
-//! views) and drives them, and wakes orders past their expiry (timers do this too; the loop
-//! also covers a clock moved by hand in tests).
+//! The dispatcher: what the order kind's reminder timer does with an order whose reminder is
+//! due (`Order::reminder`: its expiry, or the earliest step still to run). It expires the
+//! order if its time has come, then runs its due steps — a retry after backoff, or a step a
+//! crash interrupted. The reminders are durable and read in time order, a page at a time, so
+//! nothing here is loaded at start-up or held while orders wait (`actors::reminders`).
 
+use crate::actors::reminders::DueHandler;
 use crate::domain::order::OrderCommand;
-use crate::domain::time::Clock;
 use crate::orders::book::OrderBook;
-use crate::orders::history::History;
 use crate::orders::saga::Saga;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
-/// What the loop reads and drives.
-pub(super) struct Dispatcher {
-    pub(super) book: OrderBook,
-    /// Its due queue says which orders need the dispatcher, and when.
-    pub(super) history: Arc<History>,
-    pub(super) saga: Arc<Saga>,
-    /// How often the due queue is read.
-    pub(super) every: Duration,
-    pub(super) clock: Arc<dyn Clock>,
-}
-
-/// Runs until `shutdown` is cancelled.
-pub(super) async fn run(d: Dispatcher, shutdown: CancellationToken) {
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(d.every) => {}
-        }
-        let now = d.clock.now();
-        for id in d.history.due(now) {
-            let (book, saga) = (d.book.clone(), d.saga.clone());
-            tokio::spawn(async move {
-                if book
-                    .view(&id)
-                    .is_some_and(|v| v.deadline.is_some_and(|at| at <= now))
-                {
-                    let _ = book.ask(&id, OrderCommand::Expire).await;
-                }
-                saga.try_drive(&id).await;
-            });
-        }
-    }
+/// Wakes one order: `Expire` (refused without effect before the expiry, so a repeat or an
+/// early wake-up changes nothing), then the saga's due steps.
+pub(super) fn handler(book: OrderBook, saga: Arc<Saga>) -> DueHandler<crate::actors::order::Order> {
+    Arc::new(move |id| {
+        let (book, saga) = (book.clone(), saga.clone());
+        Box::pin(async move {
+            let _ = book.ask(&id, OrderCommand::Expire).await;
+            saga.try_drive(&id).await;
+        })
+    })
 }

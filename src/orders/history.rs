@@ -1,67 +1,20 @@
-//! Order history read models, built from the orders' durable views: each user's orders, all
-//! orders and all orders of one status newest first (admin), and the orders that still owe a
-//! step or await a deadline, queued by when they next need the dispatcher.
+//! Order history read models, paged from the orders' index sets in the journal (written with
+//! each order's events, `actors::order::sets`): each shopper's orders, all orders and all
+//! orders of one status, newest first; the orders owing a step; the dead letters. Nothing here
+//! is held in memory, so a node with a million orders starts without reading them and pages
+//! through any of them after a restart.
 
-use crate::actors::order::OrderView;
+use crate::actors::Entity;
+use crate::actors::order::{Order, OrderView, due_of, member, parse_member, sets};
 use crate::domain::ids::{OrderId, UserId};
 use crate::domain::order::OrderStatus;
 use crate::domain::time::Timestamp;
-use dashmap::DashMap;
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Mutex, RwLock};
+use crate::persistence::{
+    Append, Direction, Journal, JournalError, StreamId, barrier, blocking, codec,
+};
+use std::sync::Arc;
 
 type Key = (Timestamp, OrderId);
-
-#[derive(Default)]
-pub struct History {
-    by_user: DashMap<UserId, BTreeSet<Key>>,
-    all: RwLock<BTreeSet<Key>>,
-    by_status: RwLock<ByStatus>,
-    /// When each active order (pending effects or a deadline) next needs the dispatcher (its deadline or its earliest live
-    /// step), ordered by that time: a tick reads only what is due, however many orders wait.
-    due: Mutex<Due>,
-}
-
-/// Visible orders by their current status: the console's "orders to ship".
-#[derive(Default)]
-struct ByStatus {
-    of: HashMap<OrderId, OrderStatus>,
-    sets: HashMap<OrderStatus, BTreeSet<Key>>,
-}
-
-impl ByStatus {
-    fn set(&mut self, key: &Key, status: OrderStatus) {
-        // Most view changes keep the status: no clone, no set touched.
-        if self.of.get(&key.1) == Some(&status) {
-            return;
-        }
-        let old = self.of.insert(key.1.clone(), status);
-        if let Some(old) = old
-            && let Some(set) = self.sets.get_mut(&old)
-        {
-            set.remove(key);
-        }
-        self.sets.entry(status).or_default().insert(key.clone());
-    }
-}
-
-#[derive(Default)]
-struct Due {
-    at: HashMap<OrderId, Timestamp>,
-    queue: BTreeSet<(Timestamp, OrderId)>,
-}
-
-impl Due {
-    fn set(&mut self, id: &OrderId, next: Option<Timestamp>) {
-        if let Some(old) = self.at.remove(id) {
-            self.queue.remove(&(old, id.clone()));
-        }
-        if let Some(at) = next {
-            self.at.insert(id.clone(), at);
-            self.queue.insert((at, id.clone()));
-        }
-    }
-}
 
 /// Which orders a history page lists.
 #[derive(Debug, Clone, Copy)]
@@ -74,6 +27,16 @@ pub enum Listing<'a> {
     Status(OrderStatus),
 }
 
+impl Listing<'_> {
+    fn set(self) -> String {
+        match self {
+            Listing::User(user) => sets::user(user),
+            Listing::All => sets::ALL.to_owned(),
+            Listing::Status(status) => sets::status(status),
+        }
+    }
+}
+
 /// A page position: the creation time and id of the last order shown.
 pub fn encode_cursor((at, id): &Key) -> String {
     format!("{}_{}", at.millis(), id)
@@ -84,79 +47,125 @@ pub fn decode_cursor(raw: &str) -> Option<Key> {
     Some((Timestamp(ms.parse().ok()?), OrderId::parse(id).ok()?))
 }
 
-impl History {
-    pub fn record(&self, id: &OrderId, view: &OrderView) {
-        let key = (view.created_at, id.clone());
-        if view.status.visible() {
-            let mut mine = self.by_user.entry(view.user_id.clone()).or_default();
-            if mine.insert(key.clone())
-                && let Ok(mut all) = self.all.write()
-            {
-                all.insert(key.clone());
-            }
-            if let Ok(mut by_status) = self.by_status.write() {
-                by_status.set(&key, view.status);
-            }
+/// One page of the `listing`'s orders, newest first, after `cursor`; and the cursor of the
+/// next page when there is one.
+pub async fn page(
+    journal: &Arc<dyn Journal>,
+    listing: Listing<'_>,
+    cursor: Option<&Key>,
+    limit: usize,
+) -> Result<(Vec<OrderId>, Option<String>), JournalError> {
+    let after = cursor.map(|(at, id)| member(*at, id));
+    let members = members(
+        journal,
+        listing.set(),
+        Direction::Descending,
+        after,
+        limit + 1,
+    )
+    .await?;
+    let mut keys: Vec<Key> = members.iter().filter_map(|m| parse_member(m)).collect();
+    let next = (keys.len() > limit).then(|| {
+        keys.truncate(limit);
+        keys.last().map(encode_cursor)
+    });
+    Ok((keys.into_iter().map(|(_, id)| id).collect(), next.flatten()))
+}
+
+/// The orders owing a step, earliest due first, at most `limit`; and how many there are.
+pub async fn owing(
+    journal: &Arc<dyn Journal>,
+    limit: usize,
+) -> Result<(Vec<Key>, usize), JournalError> {
+    let j = journal.clone();
+    let count = blocking(move || j.index_len(sets::OWING))
+        .await
+        .map_err(|_| JournalError::Closed)??;
+    let members = members(
+        journal,
+        sets::OWING.into(),
+        Direction::Ascending,
+        None,
+        limit,
+    )
+    .await?;
+    Ok((
+        members.iter().filter_map(|m| parse_member(m)).collect(),
+        count,
+    ))
+}
+
+/// Every order holding a dead letter, oldest first.
+pub async fn dead(journal: &Arc<dyn Journal>) -> Result<Vec<OrderId>, JournalError> {
+    let members = members(
+        journal,
+        sets::DEAD.into(),
+        Direction::Ascending,
+        None,
+        usize::MAX,
+    );
+    Ok(members
+        .await?
+        .iter()
+        .filter_map(|m| parse_member(m).map(|(_, id)| id))
+        .collect())
+}
+
+async fn members(
+    journal: &Arc<dyn Journal>,
+    set: String,
+    direction: Direction,
+    after: Option<Vec<u8>>,
+    limit: usize,
+) -> Result<Vec<Vec<u8>>, JournalError> {
+    let journal = journal.clone();
+    blocking(move || journal.index_range(&set, direction, after.as_deref(), limit))
+        .await
+        .map_err(|_| JournalError::Closed)?
+}
+
+/// Writes the index entries and reminders of orders stored before orders had them (a data dir
+/// of an earlier version), from their stored views: when orders have views but the history
+/// index is empty, so at most once. How many orders it wrote.
+pub async fn backfill(journal: &Arc<dyn Journal>) -> Result<usize, JournalError> {
+    let j = journal.clone();
+    let stored = blocking(move || {
+        if j.index_range(sets::ALL, Direction::Ascending, None, 1)?
+            .is_empty()
+        {
+            j.views(Order::KIND)
+        } else {
+            Ok(Vec::new())
         }
-        let next_step = view
-            .effects
-            .iter()
-            .filter(|e| !e.dead)
-            .map(|e| e.not_before)
-            .min();
-        let next = view.deadline.into_iter().chain(next_step).min();
-        if let Ok(mut due) = self.due.lock() {
-            due.set(id, next);
+    })
+    .await
+    .map_err(|_| JournalError::Closed)??;
+    let mut written = 0;
+    for (raw, bytes) in stored {
+        let (Ok(id), Ok(view)) = (
+            OrderId::parse(&raw),
+            codec::decode_snapshot::<OrderView>(&bytes),
+        ) else {
+            tracing::warn!(
+                order_id = raw,
+                "a stored order view does not decode; not indexed"
+            );
+            continue;
+        };
+        let stream = StreamId::new(Order::KIND, raw);
+        let entries = Order::index(&id, &view);
+        if !journal.owns(&stream) || (entries.is_empty() && due_of(&view).is_none()) {
+            continue;
         }
-    }
-
-    /// Every order with pending effects or a deadline.
-    pub fn active(&self) -> Vec<OrderId> {
-        self.due
-            .lock()
-            .map(|due| due.at.keys().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    /// The orders whose deadline or next step has come by `now`, earliest first.
-    pub fn due(&self, now: Timestamp) -> Vec<OrderId> {
-        let Ok(due) = self.due.lock() else {
-            return vec![];
+        let append = Append {
+            stream: Some(stream),
+            index: entries.into_iter().map(|e| (e, true)).collect(),
+            reminder: Some(due_of(&view)),
+            ..Append::default()
         };
-        due.queue
-            .iter()
-            .take_while(|(at, _)| *at <= now)
-            .map(|(_, id)| id.clone())
-            .collect()
+        journal.submit(append, Box::new(|_| {}));
+        written += 1;
     }
-
-    /// One page of the `listing`'s orders, newest first, after `cursor`.
-    pub fn page(
-        &self,
-        listing: Listing<'_>,
-        cursor: Option<&Key>,
-        limit: usize,
-    ) -> (Vec<OrderId>, Option<String>) {
-        let take = |set: &BTreeSet<Key>| -> Vec<Key> {
-            let range = match cursor {
-                Some(c) => set.range(..c.clone()),
-                None => set.range(..),
-            };
-            range.rev().take(limit + 1).cloned().collect()
-        };
-        let mut keys = match listing {
-            Listing::User(u) => self.by_user.get(u).map(|s| take(&s)).unwrap_or_default(),
-            Listing::All => self.all.read().map(|s| take(&s)).unwrap_or_default(),
-            Listing::Status(status) => self
-                .by_status
-                .read()
-                .map(|b| b.sets.get(&status).map(take).unwrap_or_default())
-                .unwrap_or_default(),
-        };
-        let next = (keys.len() > limit).then(|| {
-            keys.truncate(limit);
-            keys.last().map(encode_cursor)
-        });
-        (keys.into_iter().map(|(_, id)| id).collect(), next.flatten())
-    }
+    barrier(journal.as_ref()).await?;
+    Ok(written)
 }

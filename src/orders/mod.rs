@@ -37,7 +37,6 @@ use crate::shopping::Shopping;
 use book::OrderBook;
 use dashmap::DashMap;
 pub use failure::OrderFailure;
-use history::History;
 use placement::{DropOrder, Placements, ShippingAddress};
 use saga::Saga;
 use settings::{OrderSettings, OutboxSettings};
@@ -63,7 +62,6 @@ pub struct Endpoints {
 pub struct Orders {
     /// The order entities, reached only through its `ask`.
     book: OrderBook,
-    history: Arc<History>,
     placements: Arc<Placements>,
     saga: Arc<Saga>,
     config: Arc<OrderConfig>,
@@ -77,6 +75,9 @@ pub struct OrderConfig {
     pub orders: OrderSettings,
     pub outbox: OutboxSettings,
 }
+
+/// How many of the orders owing a step the outbox summary reads.
+pub const OUTBOX_READ: usize = 10_000;
 
 /// The outbox at a glance (see [`Orders::outbox`]).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -113,13 +114,13 @@ impl Orders {
     pub async fn start(rt: Runtime, parts: Parts) -> anyhow::Result<Self> {
         let clock = rt.clock.clone();
         let book = OrderBook::start(rt).await?;
-        let history = Arc::new(History::default());
-        for (id, view) in book.views() {
-            history.record(&id, &view);
+        let indexed = history::backfill(book.journal()).await?;
+        if indexed > 0 {
+            tracing::info!(
+                orders = indexed,
+                "history index and reminders written for stored orders"
+            );
         }
-        let h = history.clone();
-        book.on_view(move |id, view| h.record(id, view));
-        book.wake_reminders();
         let config = Arc::new(parts.config);
         let endpoints = Arc::new(parts.endpoints);
         let placements = Arc::new(Placements {
@@ -152,7 +153,6 @@ impl Orders {
         });
         Ok(Self {
             book,
-            history,
             placements,
             saga,
             config,
@@ -161,18 +161,13 @@ impl Orders {
         })
     }
 
-    /// Starts the background work: the dispatcher and the writer of promised orders. Both
-    /// stop when `shutdown` is cancelled.
+    /// Starts the background work: the dispatcher (the order kind's reminder timer) and the
+    /// writer of promised orders. Both stop when the node shuts down.
     pub fn spawn_background(&self, shutdown: &CancellationToken) {
         tokio::spawn(promised::keep(self.book.clone(), shutdown.clone()));
-        let dispatcher = dispatcher::Dispatcher {
-            book: self.book.clone(),
-            history: self.history.clone(),
-            saga: self.saga.clone(),
-            every: Duration::from_millis(self.config.outbox.poll_ms.max(10)),
-            clock: self.clock.clone(),
-        };
-        tokio::spawn(dispatcher::run(dispatcher, shutdown.clone()));
+        let every = Duration::from_millis(self.config.outbox.poll_ms.max(10));
+        let handler = dispatcher::handler(self.book.clone(), self.saga.clone());
+        self.book.keep_reminders(every, handler);
     }
 
     /// Asks the order (written first if it was only promised).
@@ -286,10 +281,15 @@ impl Orders {
             })?),
             None => None,
         };
-        let (ids, next) = self.history.page(listing, cursor.as_ref(), limit);
+        let journal = self.book.journal();
+        let (ids, next) = history::page(journal, listing, cursor.as_ref(), limit)
+            .await
+            .map_err(|_| OrderFailure::Runtime(crate::actors::RuntimeError::Unavailable))?;
+        let views = self.views_of(ids.clone()).await?;
         let items = ids
             .into_iter()
-            .filter_map(|id| self.book.view(&id).map(|v| (id, v)))
+            .zip(views)
+            .filter_map(|(id, view)| Some((id, view?)))
             .collect();
         Ok((items, next))
     }
@@ -304,45 +304,56 @@ impl Orders {
         self.saga.drive(id).await
     }
 
-    /// Every dead letter: steps that failed too often, waiting for an operator.
-    pub fn dead_letters(&self) -> Vec<(OrderId, PendingEffect)> {
+    /// The durable views of `ids`, in order (`None` for an order never written).
+    async fn views_of(&self, ids: Vec<OrderId>) -> Result<Vec<Option<OrderView>>, OrderFailure> {
         self.book
-            .views()
+            .stored_views(ids)
+            .await
+            .map_err(|_| OrderFailure::Runtime(crate::actors::RuntimeError::Unavailable))
+    }
+
+    /// Every dead letter: steps that failed too often, waiting for an operator.
+    pub async fn dead_letters(&self) -> Result<Vec<(OrderId, PendingEffect)>, OrderFailure> {
+        let ids = history::dead(self.book.journal())
+            .await
+            .map_err(|_| OrderFailure::Runtime(crate::actors::RuntimeError::Unavailable))?;
+        let views = self.views_of(ids.clone()).await?;
+        Ok(ids
             .into_iter()
+            .zip(views)
             .flat_map(|(id, view)| {
-                view.effects
-                    .into_iter()
+                let dead = view.map(|v| v.effects).unwrap_or_default();
+                dead.into_iter()
                     .filter(|e| e.dead)
                     .map(move |e| (id.clone(), e))
             })
-            .collect()
+            .collect())
     }
 
-    /// How much work the outbox holds: what an operator watches to see it drain.
-    pub fn outbox(&self) -> OutboxSummary {
+    /// How much work the outbox holds: what an operator watches to see it drain. The steps
+    /// are counted over the [`OUTBOX_READ`] orders due first (all of them, unless a storm of
+    /// failures left more owing).
+    pub async fn outbox(&self) -> Result<OutboxSummary, OrderFailure> {
         let now = self.now();
+        let (owing, count) = history::owing(self.book.journal(), OUTBOX_READ)
+            .await
+            .map_err(|_| OrderFailure::Runtime(crate::actors::RuntimeError::Unavailable))?;
         let mut summary = OutboxSummary {
+            orders_owing: count,
+            oldest_pending: owing.first().map(|(at, id)| (*at, id.clone())),
             // An order holding only dead letters has left the active set: count them all.
-            dead_letters: self.dead_letters().len(),
+            dead_letters: self.dead_letters().await?.len(),
             ..OutboxSummary::default()
         };
-        for id in self.history.active() {
-            let Some(view) = self.book.view(&id) else {
-                continue;
-            };
-            let live: Vec<_> = view.effects.iter().filter(|e| !e.dead).collect();
-            if !live.is_empty() {
-                summary.orders_owing += 1;
-            }
-            summary.steps_pending += live.len();
-            summary.steps_due += live.iter().filter(|e| e.not_before <= now).count();
-            if let Some(at) = live.iter().map(|e| e.not_before).min()
-                && summary.oldest_pending.as_ref().is_none_or(|(t, _)| at < *t)
-            {
-                summary.oldest_pending = Some((at, id.clone()));
+        let ids = owing.into_iter().map(|(_, id)| id).collect();
+        for view in self.views_of(ids).await?.into_iter().flatten() {
+            let live = view.effects.iter().filter(|e| !e.dead);
+            for effect in live {
+                summary.steps_pending += 1;
+                summary.steps_due += usize::from(effect.not_before <= now);
             }
         }
-        summary
+        Ok(summary)
     }
 
     pub fn now(&self) -> crate::domain::time::Timestamp {

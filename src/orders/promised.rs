@@ -67,8 +67,14 @@ pub async fn recover(
             }
             Err(e) => anyhow::bail!("reading the holds of SKU {sku}: {e}"),
         };
-        for receipt in held.held_orders {
-            if book.view(&receipt.order_id).is_none() {
+        let ids = held
+            .held_orders
+            .iter()
+            .map(|r| r.order_id.clone())
+            .collect();
+        let written = book.stored_views(ids).await?;
+        for (receipt, view) in held.held_orders.into_iter().zip(written) {
+            if view.is_none() {
                 book.promise(receipt.order_id, receipt.order);
                 promised += 1;
             }

@@ -2,8 +2,10 @@
 //! entities and the runtime; it forgets everything when dropped.
 
 use crate::domain::time::Timestamp;
-use crate::persistence::{Append, Completion, Journal, JournalError, Recovered, StreamId};
-use std::collections::BTreeMap;
+use crate::persistence::{
+    Append, Completion, Direction, Journal, JournalError, Recovered, StreamId,
+};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -13,6 +15,8 @@ struct Store {
     snapshots: BTreeMap<Vec<u8>, (u64, Vec<u8>)>,
     reminders: BTreeMap<Vec<u8>, Timestamp>,
     views: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Set name -> members.
+    index: BTreeMap<String, BTreeSet<Vec<u8>>>,
 }
 
 #[derive(Default)]
@@ -75,6 +79,14 @@ impl Journal for MemoryJournal {
             if let Some(view) = append.view {
                 store.views.insert(stream.prefix(), view);
             }
+            for (entry, present) in append.index {
+                let set = store.index.entry(entry.set).or_default();
+                if present {
+                    set.insert(entry.member);
+                } else {
+                    set.remove(&entry.member);
+                }
+            }
         }
         drop(store);
         done(Ok(()));
@@ -107,11 +119,20 @@ impl Journal for MemoryJournal {
         Ok(r.snapshot.is_some() || !r.events.is_empty())
     }
 
-    fn reminders(&self, kind: &str) -> Result<Vec<(String, Timestamp)>, JournalError> {
+    fn reminders_due(
+        &self,
+        kind: &str,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(String, Timestamp)>, JournalError> {
         let store = self.lock()?;
-        Ok(of_kind(&store.reminders, kind)
+        let mut due: Vec<(String, Timestamp)> = of_kind(&store.reminders, kind)
+            .filter(|(_, at)| **at <= until)
             .map(|(id, at)| (id, *at))
-            .collect())
+            .collect();
+        due.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        due.truncate(limit);
+        Ok(due)
     }
 
     fn views(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, JournalError> {
@@ -119,6 +140,42 @@ impl Journal for MemoryJournal {
         Ok(of_kind(&store.views, kind)
             .map(|(id, v)| (id, v.clone()))
             .collect())
+    }
+
+    fn view(&self, stream: &StreamId) -> Result<Option<Vec<u8>>, JournalError> {
+        Ok(self.lock()?.views.get(&stream.prefix()).cloned())
+    }
+
+    fn index_range(
+        &self,
+        set: &str,
+        direction: Direction,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, JournalError> {
+        let store = self.lock()?;
+        let Some(members) = store.index.get(set) else {
+            return Ok(Vec::new());
+        };
+        use std::ops::Bound::{Excluded, Unbounded};
+        let bound = after.map_or(Unbounded, |a| Excluded(a.to_vec()));
+        Ok(match direction {
+            Direction::Ascending => members
+                .range((bound, Unbounded))
+                .take(limit)
+                .cloned()
+                .collect(),
+            Direction::Descending => members
+                .range((Unbounded, bound))
+                .rev()
+                .take(limit)
+                .cloned()
+                .collect(),
+        })
+    }
+
+    fn index_len(&self, set: &str) -> Result<usize, JournalError> {
+        Ok(self.lock()?.index.get(set).map_or(0, BTreeSet::len))
     }
 
     fn is_idle(&self) -> bool {

@@ -1,7 +1,15 @@
 //! Durable state: the [`Journal`] (append-only event streams, one per entity) and the snapshots,
-//! reminders and views kept beside it. A view is the small public face of an entity's state
-//! (a SKU's stock levels, a product's record) that read models load at start-up instead of
-//! replaying journals; it is written in the same batch as the events that changed it.
+//! reminders, views and index entries kept beside it, all written in the same atomic batch as
+//! the events that changed them.
+//!
+//! - A view is the small public face of an entity's state (a SKU's stock levels, an order's
+//!   summary). Small kinds load theirs at start-up; large ones (orders) are read one at a time.
+//! - A reminder is when a stream next needs to act on its own (an unpaid order's expiry, a
+//!   step to retry). Reminders are kept in time order, so the node's timer reads only those
+//!   due ([`Journal::reminders_due`]) however many streams wait.
+//! - An index entry is a member of a named, ordered set (`order.user:u1` holds that shopper's
+//!   orders by creation time): read models page through sets ([`Journal::index_range`]) instead
+//!   of keeping every entity's view in memory.
 //!
 //! Writes are asynchronous and complete through a [`Completion`] once they are durable, so an
 //! actor hands its reply to the journal and goes on with its next message (group commit). Writes
@@ -18,6 +26,7 @@ pub mod fences;
 pub mod memory;
 pub mod redis_journal;
 pub mod sled_journal;
+mod sled_layout;
 
 use crate::domain::time::Timestamp;
 
@@ -71,6 +80,8 @@ pub struct Append {
     pub reminder: Option<Option<Timestamp>>,
     /// The stream's view after these events.
     pub view: Option<Vec<u8>>,
+    /// Index entries this append adds (`true`) or removes (`false`).
+    pub index: Vec<(IndexEntry, bool)>,
     /// The term the writer's state was loaded under ([`Recovered::term`]): a journal with
     /// terms refuses the append when the stream's shard has changed hands since (the writer's
     /// state may be stale). `None` on a journal without terms (sled, memory).
@@ -89,11 +100,52 @@ impl Append {
             && self.trim.is_none()
             && self.reminder.is_none()
             && self.view.is_none()
+            && self.index.is_empty()
     }
 
     pub fn event_count(&self) -> usize {
         self.events.len()
     }
+}
+
+/// One member of a named index set. Members of a set sort as bytes; a set lives beside the
+/// stream that wrote the entry (in a cluster, in that stream's shard).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IndexEntry {
+    /// The set's name, such as `order.user:u1`; never contains NUL.
+    pub set: String,
+    /// The member: its bytes are its order in the set.
+    pub member: Vec<u8>,
+}
+
+impl IndexEntry {
+    pub fn new(set: impl Into<String>, member: Vec<u8>) -> Self {
+        Self {
+            set: set.into(),
+            member,
+        }
+    }
+}
+
+/// Which end of an index set a range starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Smallest member first.
+    Ascending,
+    /// Largest member first.
+    Descending,
+}
+
+/// A member's sort key for a time: milliseconds big-endian, sign bit flipped so earlier times
+/// sort first whatever their sign.
+pub fn time_key(at: Timestamp) -> [u8; 8] {
+    ((at.millis() as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The time [`time_key`] wrote, from the first 8 bytes of `key`.
+pub fn time_of_key(key: &[u8]) -> Option<Timestamp> {
+    let raw: [u8; 8] = key.get(..8)?.try_into().ok()?;
+    Some(Timestamp((u64::from_be_bytes(raw) ^ (1 << 63)) as i64))
 }
 
 /// Called once an append is durable (or failed).
@@ -137,10 +189,33 @@ pub trait Journal: Send + Sync + 'static {
     fn load(&self, stream: &StreamId) -> Result<Recovered, JournalError>;
     /// Whether the stream has any event or snapshot.
     fn exists(&self, stream: &StreamId) -> Result<bool, JournalError>;
+    /// Up to `limit` streams of `kind` whose reminder is due by `until`, earliest first (ties
+    /// by id): `(id, due)`. Reads only what it returns, however many reminders wait.
+    fn reminders_due(
+        &self,
+        kind: &str,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(String, Timestamp)>, JournalError>;
     /// Every stream of `kind` with a reminder, and when it is due.
-    fn reminders(&self, kind: &str) -> Result<Vec<(String, Timestamp)>, JournalError>;
+    fn reminders(&self, kind: &str) -> Result<Vec<(String, Timestamp)>, JournalError> {
+        self.reminders_due(kind, Timestamp(i64::MAX), usize::MAX)
+    }
     /// Every stored view of `kind`: `(id, encoded view)`.
     fn views(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, JournalError>;
+    /// The stored view of one stream.
+    fn view(&self, stream: &StreamId) -> Result<Option<Vec<u8>>, JournalError>;
+    /// Up to `limit` members of index set `set` in `direction`, starting after `after`
+    /// (exclusive; from the end the direction starts at when `None`).
+    fn index_range(
+        &self,
+        set: &str,
+        direction: Direction,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, JournalError>;
+    /// How many members index set `set` has.
+    fn index_len(&self, set: &str) -> Result<usize, JournalError>;
     /// True when no submitted write is still waiting to become durable.
     fn is_idle(&self) -> bool;
     /// Whether this node may write the stream now (cluster mode: it holds the stream's shard);
@@ -162,6 +237,18 @@ pub async fn barrier(journal: &dyn Journal) -> Result<(), JournalError> {
         }),
     );
     rx.await.map_err(|_| JournalError::Closed)?
+}
+
+/// Runs a journal read that may block: in place on a multi-threaded runtime (tokio moves this
+/// worker's other tasks elsewhere meanwhile), which spares the hand-off to the blocking pool and
+/// back that every activation otherwise pays; on the blocking pool elsewhere.
+pub async fn blocking<T: Send + 'static>(
+    read: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::MultiThread => Ok(tokio::task::block_in_place(read)),
+        _ => tokio::task::spawn_blocking(read).await,
+    }
 }
 
 /// The id part of a `kind NUL id NUL` key, when the key belongs to `kind`.

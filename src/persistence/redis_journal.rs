@@ -21,6 +21,9 @@
 //! - `sn:{sN}:kind:id` — hash: `seq`, `state` (the newest snapshot);
 //! - `rm:{sN}:kind` — sorted set: id scored by its reminder (Unix ms);
 //! - `vw:{sN}:kind` — hash: id -> encoded view;
+//! - `ix:{sN}:set` — sorted set, every score 0 so members sort as bytes: the index entries
+//!   written by the shard's streams (a set's members are spread over the shards, and a range
+//!   merges them);
 //! - `vs:{sN}` — stream of the shard's view changes (`by` fence, `kind`, `id`, `view`), capped
 //!   near 100,000 entries, which every node tails to keep its read models current
 //!   (`cluster::views`).
@@ -33,7 +36,9 @@ use crate::cluster::leases::lease_key;
 use crate::cluster::shards::Shard;
 use crate::domain::time::Timestamp;
 pub use crate::persistence::fences::Fences;
-use crate::persistence::{Append, Completion, Journal, JournalError, Recovered, StreamId};
+use crate::persistence::{
+    Append, Completion, Direction, Journal, JournalError, Recovered, StreamId,
+};
 use dashmap::DashMap;
 use redis::aio::ConnectionManager;
 use std::sync::Arc;
@@ -44,7 +49,8 @@ use tokio::sync::mpsc;
 /// Checks the fence, then applies a group of writes of one shard. `KEYS[1]`: the lease.
 /// `ARGV[1]`: the fence (`node/incarnation:epoch`), `ARGV[2]`: the shard's tag, then records:
 /// `E stream seq event`, `S stream seq state`, `T stream seq` (trim up to seq),
-/// `R kind id millis` (`millis` empty: clear), `V kind id view`.
+/// `R kind id millis` (`millis` empty: clear), `V kind id view`, `X set member 1|0` (index
+/// entry added or removed).
 const APPEND: &str = r"
 local held = redis.call('GET', KEYS[1])
 if held ~= ARGV[1] then
@@ -90,6 +96,13 @@ while i <= #ARGV do
       redis.call('ZREM', key, ARGV[i + 2])
     else
       redis.call('ZADD', key, ARGV[i + 3], ARGV[i + 2])
+    end
+    i = i + 4
+  elseif op == 'X' then
+    if ARGV[i + 3] == '1' then
+      redis.call('ZADD', 'ix:' .. tag .. ':' .. ARGV[i + 1], 0, ARGV[i + 2])
+    else
+      redis.call('ZREM', 'ix:' .. tag .. ':' .. ARGV[i + 1], ARGV[i + 2])
     end
     i = i + 4
   elseif op == 'V' then
@@ -262,22 +275,100 @@ impl Journal for RedisJournal {
         Ok(n > 0)
     }
 
-    fn reminders(&self, kind: &str) -> Result<Vec<(String, Timestamp)>, JournalError> {
+    fn reminders_due(
+        &self,
+        kind: &str,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(String, Timestamp)>, JournalError> {
         let mut pipe = redis::pipe();
+        let take = i64::try_from(limit).unwrap_or(i64::MAX);
         for s in 0..self.shards {
             pipe.cmd("ZRANGE")
                 .arg(format!("rm:{}:{kind}", Shard(s).tag()))
+                .arg("-inf")
+                .arg(until.millis())
+                .arg("BYSCORE")
+                .arg("LIMIT")
                 .arg(0)
-                .arg(-1)
+                .arg(take)
                 .arg("WITHSCORES");
         }
         let per_shard: Vec<Vec<(String, f64)>> =
             self.read(async { pipe.query_async(&mut self.redis.clone()).await })?;
-        Ok(per_shard
+        let mut due: Vec<(String, Timestamp)> = per_shard
             .into_iter()
             .flatten()
             .map(|(id, at)| (id, Timestamp(at as i64)))
-            .collect())
+            .collect();
+        due.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    fn view(&self, stream: &StreamId) -> Result<Option<Vec<u8>>, JournalError> {
+        let tag = self.shard(stream.kind, &stream.id).tag();
+        self.read(async {
+            redis::cmd("HGET")
+                .arg(format!("vw:{tag}:{}", stream.kind))
+                .arg(&stream.id)
+                .query_async(&mut self.redis.clone())
+                .await
+        })
+    }
+
+    /// Reads the range from every shard's part of the set and merges them.
+    fn index_range(
+        &self,
+        set: &str,
+        direction: Direction,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, JournalError> {
+        let bound = |open: &[u8]| [b"(".as_slice(), open].concat();
+        let (command, from, to) = match direction {
+            Direction::Ascending => (
+                "ZRANGEBYLEX",
+                after.map_or(b"-".to_vec(), bound),
+                b"+".to_vec(),
+            ),
+            Direction::Descending => (
+                "ZREVRANGEBYLEX",
+                after.map_or(b"+".to_vec(), bound),
+                b"-".to_vec(),
+            ),
+        };
+        let take = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut pipe = redis::pipe();
+        for s in 0..self.shards {
+            pipe.cmd(command)
+                .arg(format!("ix:{}:{set}", Shard(s).tag()))
+                .arg(&from)
+                .arg(&to)
+                .arg("LIMIT")
+                .arg(0)
+                .arg(take);
+        }
+        let per_shard: Vec<Vec<Vec<u8>>> =
+            self.read(async { pipe.query_async(&mut self.redis.clone()).await })?;
+        let mut members: Vec<Vec<u8>> = per_shard.into_iter().flatten().collect();
+        members.sort();
+        if direction == Direction::Descending {
+            members.reverse();
+        }
+        members.truncate(limit);
+        Ok(members)
+    }
+
+    fn index_len(&self, set: &str) -> Result<usize, JournalError> {
+        let mut pipe = redis::pipe();
+        for s in 0..self.shards {
+            pipe.cmd("ZCARD")
+                .arg(format!("ix:{}:{set}", Shard(s).tag()));
+        }
+        let per_shard: Vec<usize> =
+            self.read(async { pipe.query_async(&mut self.redis.clone()).await })?;
+        Ok(per_shard.into_iter().sum())
     }
 
     fn views(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, JournalError> {
@@ -424,6 +515,13 @@ impl Writer {
             }
             if let Some(view) = &append.view {
                 call.arg("V").arg(stream.kind).arg(&stream.id).arg(view);
+            }
+            for (entry, present) in &append.index {
+                let present = if *present { "1" } else { "0" };
+                call.arg("X")
+                    .arg(&entry.set)
+                    .arg(&entry.member)
+                    .arg(present);
             }
         }
         let started = Instant::now();

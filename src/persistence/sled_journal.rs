@@ -2,19 +2,33 @@
 //!
 //! Every [`Journal::submit`] goes into one FIFO channel. The writer thread takes the first pending
 //! append, drains whatever else is queued (up to `max_batch_events`, lingering up to `linger` for
-//! more when configured), writes all of it with one `apply_batch` per tree, flushes once, and
-//! only then runs the completions, in submission order. So a reply that rides on a completion
-//! is never sent before its events are on disk, and a crash loses only a suffix of writes nobody
-//! was told about.
+//! more when configured), writes all of it with one atomic `apply_batch`, flushes once, and only
+//! then runs the completions, in submission order. So a reply that rides on a completion is never
+//! sent before its events are on disk, and a crash loses only a suffix of writes nobody was told
+//! about.
 //!
-//! Trees: `journal` (key `kind NUL id NUL seq_be`), `snapshots` (key `kind NUL id NUL`, value
-//! `seq_be ++ state`), `reminders` (key `kind NUL id NUL`, value `millis_be`), `views` (key
-//! `kind NUL id NUL`, value the encoded view).
+//! **Layout.** Everything lives in one tree, `entities`, so one batch is atomic without a
+//! transaction across trees (after a crash a batch's events, snapshots, reminders, views and
+//! index entries are all there or none is). Keys start with a record type:
+//! - `e kind NUL id NUL seq_be`: an event;
+//! - `s kind NUL id NUL`: the newest snapshot, `seq_be ++ state`;
+//! - `r kind NUL id NUL`: the stream's reminder, `millis_be`;
+//! - `d kind NUL time id`: the same reminder in time order ([`time_key`]), empty value;
+//! - `v kind NUL id NUL`: the stream's view;
+//! - `x set NUL member`: an index entry, empty value.
+//!
+//! A data dir written with one tree per record type (before this layout) is moved into it when
+//! opened, before anything is read.
 
 use crate::domain::time::Timestamp;
-use crate::persistence::{Append, Completion, Journal, JournalError, Recovered, StreamId};
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use crate::persistence::sled_layout::{
+    DUE, EVENT, REMINDER, SNAPSHOT, Store, VIEW, due_key, key, kind_prefix, migrate_tree_per_type,
+    millis_of, set_prefix,
+};
+use crate::persistence::{
+    Append, Completion, Direction, Journal, JournalError, Recovered, StreamId, time_key,
+};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -50,17 +64,8 @@ enum Job {
     Close(mpsc::SyncSender<()>),
 }
 
-#[derive(Clone)]
-struct Trees {
-    db: sled::Db,
-    journal: sled::Tree,
-    snapshots: sled::Tree,
-    reminders: sled::Tree,
-    views: sled::Tree,
-}
-
 pub struct SledJournal {
-    trees: Trees,
+    store: Store,
     /// The writer's only input. The writer thread ends when it receives `Job::Close`.
     tx: Sender<Job>,
     in_flight: Arc<AtomicUsize>,
@@ -77,25 +82,23 @@ impl SledJournal {
             .mode(sled::Mode::HighThroughput)
             .flush_every_ms(None)
             .open()?;
-        let trees = Trees {
-            journal: db.open_tree("journal")?,
-            snapshots: db.open_tree("snapshots")?,
-            reminders: db.open_tree("reminders")?,
-            views: db.open_tree("views")?,
+        let store = Store {
+            tree: db.open_tree("entities")?,
             db,
         };
+        migrate_tree_per_type(&store)?;
         let (tx, rx) = mpsc::channel();
         let in_flight = Arc::new(AtomicUsize::new(0));
         let writer = {
-            let trees = trees.clone();
+            let store = store.clone();
             let in_flight = in_flight.clone();
             std::thread::Builder::new()
                 .name("journal-writer".into())
-                .spawn(move || run_writer(trees, rx, config, in_flight))
+                .spawn(move || run_writer(store, rx, config, in_flight))
                 .map_err(|e| JournalError::Storage(e.to_string()))?
         };
         Ok(Arc::new(Self {
-            trees,
+            store,
             tx,
             in_flight,
             closed: AtomicBool::new(false),
@@ -105,7 +108,7 @@ impl SledJournal {
 
     /// The underlying database, for stores that live beside the journal.
     pub fn db(&self) -> &sled::Db {
-        &self.trees.db
+        &self.store.db
     }
 }
 
@@ -125,21 +128,17 @@ impl Journal for SledJournal {
     }
 
     fn load(&self, stream: &StreamId) -> Result<Recovered, JournalError> {
-        let prefix = stream.prefix();
-        let snapshot = match self.trees.snapshots.get(&prefix)? {
+        let tree = &self.store.tree;
+        let snapshot = match tree.get(key(SNAPSHOT, &stream.prefix()))? {
             Some(v) => Some(split_seq(&v)?),
             None => None,
         };
         let from = snapshot.as_ref().map_or(1, |(seq, _)| seq + 1);
         let mut events = Vec::new();
-        for kv in self
-            .trees
-            .journal
-            .range(stream.event_key(from)..=stream.event_key(u64::MAX))
-        {
+        let range = key(EVENT, &stream.event_key(from))..=key(EVENT, &stream.event_key(u64::MAX));
+        for kv in tree.range(range) {
             let (k, v) = kv?;
-            let seq = seq_of_key(&k)?;
-            events.push((seq, v.to_vec()));
+            events.push((seq_of_key(&k)?, v.to_vec()));
         }
         Ok(Recovered {
             snapshot,
@@ -150,25 +149,104 @@ impl Journal for SledJournal {
 
     fn exists(&self, stream: &StreamId) -> Result<bool, JournalError> {
         let prefix = stream.prefix();
-        Ok(self.trees.snapshots.contains_key(&prefix)?
-            || self.trees.journal.scan_prefix(&prefix).next().is_some())
+        let tree = &self.store.tree;
+        Ok(tree.contains_key(key(SNAPSHOT, &prefix))?
+            || tree.scan_prefix(key(EVENT, &prefix)).next().is_some())
     }
 
-    fn reminders(&self, kind: &str) -> Result<Vec<(String, Timestamp)>, JournalError> {
-        scan_kind(&self.trees.reminders, kind)?
-            .into_iter()
-            .map(|(id, v)| {
-                let at: [u8; 8] = v
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| JournalError::Corrupt("reminder value".into()))?;
-                Ok((id, Timestamp(i64::from_be_bytes(at))))
-            })
-            .collect()
+    fn reminders_due(
+        &self,
+        kind: &str,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(String, Timestamp)>, JournalError> {
+        let start = kind_prefix(DUE, kind);
+        let mut end = start.clone();
+        end.extend_from_slice(&time_key(until));
+        // Ids are UTF-8, which never has the byte 0xFF: every id at `until` sorts below this.
+        end.push(0xFF);
+        let mut due = Vec::new();
+        for kv in self.store.tree.range(start.clone()..end).take(limit) {
+            let (k, _) = kv?;
+            let rest = &k[start.len()..];
+            let at = crate::persistence::time_of_key(rest)
+                .ok_or_else(|| JournalError::Corrupt("reminder key too short".into()))?;
+            let id = std::str::from_utf8(&rest[8..])
+                .map_err(|_| JournalError::Corrupt("reminder id".into()))?;
+            due.push((id.to_owned(), at));
+        }
+        Ok(due)
     }
 
     fn views(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, JournalError> {
-        scan_kind(&self.trees.views, kind)
+        let prefix = kind_prefix(VIEW, kind);
+        let mut out = Vec::new();
+        for kv in self.store.tree.scan_prefix(&prefix) {
+            let (k, v) = kv?;
+            let id = crate::persistence::id_of_key(kind, &k[1..])
+                .ok_or_else(|| JournalError::Corrupt("key of a kind".into()))?;
+            out.push((id.to_string(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn view(&self, stream: &StreamId) -> Result<Option<Vec<u8>>, JournalError> {
+        Ok(self
+            .store
+            .tree
+            .get(key(VIEW, &stream.prefix()))?
+            .map(|v| v.to_vec()))
+    }
+
+    fn index_range(
+        &self,
+        set: &str,
+        direction: Direction,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, JournalError> {
+        let prefix = set_prefix(set);
+        let member = |k: sled::IVec| k[prefix.len()..].to_vec();
+        let tree = &self.store.tree;
+        let keys: Vec<sled::IVec> = match (direction, after) {
+            (Direction::Ascending, None) => tree
+                .scan_prefix(&prefix)
+                .keys()
+                .take(limit)
+                .collect::<Result<_, _>>()?,
+            (Direction::Ascending, Some(after)) => {
+                let from = [prefix.as_slice(), after].concat();
+                tree.range((std::ops::Bound::Excluded(from), std::ops::Bound::Unbounded))
+                    .keys()
+                    .take_while(|k| k.as_ref().map_or(true, |k| k.starts_with(&prefix)))
+                    .take(limit)
+                    .collect::<Result<_, _>>()?
+            }
+            (Direction::Descending, None) => tree
+                .scan_prefix(&prefix)
+                .keys()
+                .rev()
+                .take(limit)
+                .collect::<Result<_, _>>()?,
+            (Direction::Descending, Some(before)) => {
+                let to = [prefix.as_slice(), before].concat();
+                tree.range(prefix.clone()..to)
+                    .keys()
+                    .rev()
+                    .take(limit)
+                    .collect::<Result<_, _>>()?
+            }
+        };
+        Ok(keys.into_iter().map(member).collect())
+    }
+
+    fn index_len(&self, set: &str) -> Result<usize, JournalError> {
+        let mut n = 0;
+        for k in self.store.tree.scan_prefix(set_prefix(set)).keys() {
+            k?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     fn is_idle(&self) -> bool {
@@ -195,20 +273,6 @@ impl Drop for SledJournal {
     }
 }
 
-/// Every `(id, value)` of `kind` in a tree keyed `kind NUL id NUL`.
-fn scan_kind(tree: &sled::Tree, kind: &str) -> Result<Vec<(String, Vec<u8>)>, JournalError> {
-    let mut prefix = kind.as_bytes().to_vec();
-    prefix.push(0);
-    let mut out = Vec::new();
-    for kv in tree.scan_prefix(&prefix) {
-        let (k, v) = kv?;
-        let id = crate::persistence::id_of_key(kind, &k)
-            .ok_or_else(|| JournalError::Corrupt("key of a kind".into()))?;
-        out.push((id.to_string(), v.to_vec()));
-    }
-    Ok(out)
-}
-
 fn split_seq(v: &[u8]) -> Result<(u64, Vec<u8>), JournalError> {
     if v.len() < 8 {
         return Err(JournalError::Corrupt("snapshot record too short".into()));
@@ -228,7 +292,7 @@ fn seq_of_key(k: &[u8]) -> Result<u64, JournalError> {
 }
 
 /// The writer thread: batch, write, flush once, complete.
-fn run_writer(trees: Trees, rx: Receiver<Job>, config: WriterConfig, in_flight: Arc<AtomicUsize>) {
+fn run_writer(store: Store, rx: Receiver<Job>, config: WriterConfig, in_flight: Arc<AtomicUsize>) {
     let mut batch: Vec<(Append, Completion)> = Vec::new();
     loop {
         let mut events = 0usize;
@@ -252,7 +316,7 @@ fn run_writer(trees: Trees, rx: Receiver<Job>, config: WriterConfig, in_flight: 
                 }
             }
         }
-        let result = write_batch(&trees, &batch);
+        let result = write_batch(&store, &batch);
         if let Err(e) = &result {
             tracing::error!(error = %e, "journal write failed; failing the batch");
         }
@@ -262,7 +326,7 @@ fn run_writer(trees: Trees, rx: Receiver<Job>, config: WriterConfig, in_flight: 
             done(result.clone());
         }
         if let Some(ack) = closing {
-            let _ = trees.db.flush();
+            let _ = store.db.flush();
             let _ = ack.send(());
             return;
         }
@@ -285,11 +349,8 @@ fn take(
     }
 }
 
-fn write_batch(trees: &Trees, batch: &[(Append, Completion)]) -> Result<(), JournalError> {
-    let mut journal = sled::Batch::default();
-    let mut snapshots = sled::Batch::default();
-    let mut reminders = sled::Batch::default();
-    let mut views = sled::Batch::default();
+fn write_batch(store: &Store, batch: &[(Append, Completion)]) -> Result<(), JournalError> {
+    let mut writes = sled::Batch::default();
     let mut dirty = false;
     let mut event_count = 0u64;
     // Only the newest view of a stream in this batch is written: a hot entity makes dozens of
@@ -299,36 +360,60 @@ fn write_batch(trees: &Trees, batch: &[(Append, Completion)]) -> Result<(), Jour
         if let (Some(stream), Some(view)) = (&append.stream, &append.view)
             && newest_view.insert(stream)
         {
-            views.insert(stream.prefix(), view.as_slice());
+            writes.insert(key(VIEW, &stream.prefix()), view.as_slice());
         }
     }
+    // Each stream's reminder as this batch leaves it, so its time-ordered entry can move.
+    let mut reminders: HashMap<&StreamId, Option<Timestamp>> = HashMap::new();
     for (append, _) in batch {
         let Some(stream) = &append.stream else {
             continue;
         };
         dirty |= !append.is_empty();
         for (seq, bytes) in &append.events {
-            journal.insert(stream.event_key(*seq), bytes.as_slice());
+            writes.insert(key(EVENT, &stream.event_key(*seq)), bytes.as_slice());
             event_count += 1;
         }
         if let Some(upto) = append.trim {
-            for kv in trees
-                .journal
-                .range(stream.event_key(0)..=stream.event_key(upto))
-            {
-                journal.remove(kv?.0);
+            let range = key(EVENT, &stream.event_key(0))..=key(EVENT, &stream.event_key(upto));
+            for k in store.tree.range(range).keys() {
+                writes.remove(k?);
             }
         }
         if let Some((seq, state)) = &append.snapshot {
             let mut v = Vec::with_capacity(8 + state.len());
             v.extend_from_slice(&seq.to_be_bytes());
             v.extend_from_slice(state);
-            snapshots.insert(stream.prefix(), v);
+            writes.insert(key(SNAPSHOT, &stream.prefix()), v);
         }
-        match append.reminder {
-            Some(Some(at)) => reminders.insert(stream.prefix(), &at.millis().to_be_bytes()),
-            Some(None) => reminders.remove(stream.prefix()),
-            None => {}
+        if let Some(next) = append.reminder {
+            let previous = match reminders.get(stream) {
+                Some(previous) => *previous,
+                None => match store.tree.get(key(REMINDER, &stream.prefix()))? {
+                    Some(v) => Some(millis_of(&v)?),
+                    None => None,
+                },
+            };
+            if let Some(at) = previous {
+                writes.remove(due_key(stream.kind, at, &stream.id));
+            }
+            match next {
+                Some(at) => {
+                    writes.insert(key(REMINDER, &stream.prefix()), &at.millis().to_be_bytes());
+                    writes.insert(due_key(stream.kind, at, &stream.id), &[] as &[u8]);
+                }
+                None => writes.remove(key(REMINDER, &stream.prefix())),
+            }
+            reminders.insert(stream, next);
+        }
+        for (entry, present) in &append.index {
+            let mut k = set_prefix(&entry.set);
+            k.extend_from_slice(&entry.member);
+            if *present {
+                writes.insert(k, &[] as &[u8]);
+            } else {
+                writes.remove(k);
+            }
         }
     }
     if !dirty {
@@ -336,27 +421,8 @@ fn write_batch(trees: &Trees, batch: &[(Append, Completion)]) -> Result<(), Jour
         return Ok(());
     }
     let started = Instant::now();
-    // One transaction over the four trees: after a crash the journal, snapshots, reminders
-    // and views of a batch are all there or none is (separate batches could leave a view
-    // older than its journal, and a read model would believe it).
-    (
-        &trees.snapshots,
-        &trees.journal,
-        &trees.reminders,
-        &trees.views,
-    )
-        .transaction(|(s, j, r, v)| {
-            s.apply_batch(&snapshots)?;
-            j.apply_batch(&journal)?;
-            r.apply_batch(&reminders)?;
-            v.apply_batch(&views)?;
-            Ok::<(), ConflictableTransactionError<()>>(())
-        })
-        .map_err(|e| match e {
-            TransactionError::Storage(e) => JournalError::from(e),
-            TransactionError::Abort(()) => JournalError::Storage("transaction aborted".into()),
-        })?;
-    trees.db.flush()?;
+    store.tree.apply_batch(writes)?;
+    store.db.flush()?;
     metrics::histogram!("emporium_journal_flush_seconds").record(started.elapsed().as_secs_f64());
     metrics::histogram!("emporium_journal_batch_events").record(event_count as f64);
     metrics::counter!("emporium_journal_events_total").increment(event_count);
@@ -417,7 +483,11 @@ mod tests {
         let r = j.load(&stream()).unwrap();
         assert_eq!(r.snapshot, Some((3, b"state3".to_vec())));
         assert_eq!(r.events, vec![(4, b"4".to_vec())]);
-        assert_eq!(j.trees.journal.len(), 2, "events 1 and 2 were trimmed");
+        assert_eq!(
+            j.store.tree.scan_prefix([EVENT]).count(),
+            2,
+            "events 1 and 2 were trimmed"
+        );
     }
 
     #[tokio::test]

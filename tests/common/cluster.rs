@@ -170,11 +170,18 @@ pub async fn start_nodes(
     }
 }
 
-/// The node that owns an entity, as the operator sees it.
+/// The node that owns an entity, as the operator sees it. A shard changing hands (the nodes
+/// still spreading them) has no holder for a moment: asked again until it has one.
 pub async fn owner(client: &reqwest::Client, base: &str, kind: &str, id: &str) -> String {
-    let (status, e) = get(client, &format!("{base}/api/v1/admin/entities/{kind}/{id}")).await;
-    assert_eq!(status, 200, "{kind}/{id}: {e}");
-    e["node"].as_str().unwrap().to_string()
+    for _ in 0..100 {
+        let (status, e) = get(client, &format!("{base}/api/v1/admin/entities/{kind}/{id}")).await;
+        assert_eq!(status, 200, "{kind}/{id}: {e}");
+        if let Some(node) = e["node"].as_str() {
+            return node.to_string();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{kind}/{id} has no holder after 5 s")
 }
 
 /// A live drop (see [`live_drop`]) whose SKU `node` owns: SKUs `PREFIX-0`, `PREFIX-1`, … are
