@@ -1,5 +1,7 @@
 //! The chat room entity: one actor per room owns its members and message log, so messages are
-//! numbered in one order and a resend is recognised. Rules are in `domain::chat`.
+//! numbered in one order and a resend is recognised. It keeps the newest messages in its state
+//! and archives the older ones ([`archive_key`]), so a room of any length costs a window of
+//! memory. Rules are in `domain::chat`.
 
 use crate::actors::entity::Entity;
 use crate::domain::chat::{self, ChatMessage, RoomCommand, RoomError, RoomEvent, RoomState};
@@ -18,6 +20,14 @@ pub struct RoomReply {
     pub posted: Option<ChatMessage>,
     pub page: Vec<ChatMessage>,
     pub more: bool,
+    /// Messages `1..=archived` are in the room's archive: a short page goes on there.
+    #[serde(default)]
+    pub archived: u64,
+}
+
+/// The archive key of message `id`: its id big-endian, so keys sort by id.
+pub fn archive_key(id: u64) -> [u8; 8] {
+    id.to_be_bytes()
 }
 
 /// What listings read without asking the room: its name, order and members.
@@ -54,16 +64,33 @@ impl Entity for Room {
     }
 
     fn reply(_: &RoomId, s: &RoomState, c: &RoomCommand) -> RoomReply {
-        let (page, more) = match c {
+        let window = match c {
             RoomCommand::Page { before, limit } => s.page(*before, *limit),
-            _ => (Vec::new(), false),
+            _ => chat::WindowPage::default(),
         };
         RoomReply {
             room: view_of(s),
             posted: chat::posted(s, c).cloned(),
-            page,
-            more,
+            page: window.page,
+            more: window.more,
+            archived: window.archived,
         }
+    }
+
+    fn evict(s: &mut RoomState) -> Vec<crate::persistence::Record> {
+        chat::evict(s)
+            .into_iter()
+            .filter_map(|m| {
+                let record = crate::persistence::codec::encode_snapshot(&m);
+                match record {
+                    Ok(bytes) => Some((archive_key(m.id).to_vec(), bytes)),
+                    Err(e) => {
+                        tracing::error!(message = m.id, error = %e, "cannot archive a message");
+                        None
+                    }
+                }
+            })
+            .collect()
     }
 
     fn view(s: &RoomState) -> Option<RoomView> {

@@ -119,6 +119,15 @@ pub trait Entity: Send + Sync + Sized + 'static {
         None
     }
 
+    /// Moves out of the state what it no longer keeps in memory (a chat room's messages older
+    /// than its recent window), as archive records `(key, value)` of its stream: written with
+    /// the events that moved them out, read back with `Journal::archive_range`. Called after
+    /// every change and after an activation's replay (whose records are written again, which
+    /// is harmless: a record never changes). Must be deterministic.
+    fn evict(_state: &mut Self::State) -> Vec<crate::persistence::Record> {
+        Vec::new()
+    }
+
     /// The index entries the entity's view puts it under (an order under its shopper's
     /// history); kept in the journal beside the view, in the same batch. Derived from the
     /// view alone, so entries can be rebuilt from stored views.

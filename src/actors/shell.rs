@@ -101,6 +101,9 @@ impl<E: Entity> Actor for EntityActor<E> {
             E::apply(&mut state, &event);
             seq = event_seq;
         }
+        // What the replay brought back beyond the state's bounds is archived already, unless
+        // the state was written before the kind archived: written (again) either way.
+        let archived = E::evict(&mut state);
         let live = Live {
             reminder: E::reminder(&state),
             indexed: E::view(&state)
@@ -120,6 +123,15 @@ impl<E: Entity> Actor for EntityActor<E> {
             me: myself.clone(),
             view_seq: Arc::new(AtomicU64::new(0)),
         };
+        if !archived.is_empty() {
+            let append = Append {
+                stream: Some(live.stream.clone()),
+                archive: archived,
+                term: live.term,
+                ..Append::default()
+            };
+            live.submit(append, Box::new(|_| {}));
+        }
         Ok(live)
     }
 
@@ -286,11 +298,13 @@ impl<E: Entity> Live<E> {
         for event in &events {
             E::apply(&mut self.state, event);
         }
+        let archived = E::evict(&mut self.state);
         self.seq += encoded.len() as u64;
         self.since_snapshot += encoded.len() as u64;
         let mut append = Append {
             stream: Some(self.stream.clone()),
             events: encoded,
+            archive: archived,
             term: self.term,
             ..Append::default()
         };

@@ -237,7 +237,7 @@ impl Revocations {
         match &self.store {
             Store::Sled { db, tree } => {
                 tree.insert(key.as_bytes(), &value.to_be_bytes())?;
-                db.flush_async().await?;
+                crate::persistence::flush_sled(db).await?;
             }
             Store::Redis(redis) => {
                 let mut redis = redis.clone();

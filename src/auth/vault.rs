@@ -129,7 +129,9 @@ impl Vault {
         match &self.store {
             VaultStore::Sled { db, tree } => {
                 tree.insert(person.as_str(), &[][..]).map_err(store_error)?;
-                db.flush_async().await.map_err(store_error)?;
+                crate::persistence::flush_sled(db)
+                    .await
+                    .map_err(store_error)?;
             }
             VaultStore::Redis(redis) => {
                 let () = redis::cmd("HSET")
@@ -233,7 +235,9 @@ impl Vault {
                     Ok(()) => wrapped,
                     Err(taken) => taken.current.map(|v| v.to_vec()).unwrap_or_default(),
                 };
-                db.flush_async().await.map_err(store_error)?;
+                crate::persistence::flush_sled(db)
+                    .await
+                    .map_err(store_error)?;
                 Ok(stored)
             }
             VaultStore::Redis(redis) => {

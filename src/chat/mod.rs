@@ -3,7 +3,8 @@
 //! `chat:{room}` once durable. Which rooms a user belongs to is kept from the rooms' durable
 //! views, so listing them asks no room.
 
-use crate::actors::chat::{Room, RoomView};
+use crate::actors::Entity;
+use crate::actors::chat::{Room, RoomView, archive_key};
 use crate::actors::user::User;
 use crate::actors::{AskError, Entities, Runtime, RuntimeError};
 use crate::auth::vault::Vault;
@@ -13,6 +14,7 @@ use crate::domain::order::Requester;
 use crate::domain::user::inbox::Notification;
 use crate::events::EventBus;
 use crate::orders::{OrderFailure, Orders};
+use crate::persistence::{StreamId, blocking, codec};
 use dashmap::DashMap;
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -238,20 +240,47 @@ impl Chat {
         if !view.can_read(&by.user, by.admin) {
             return Err(RoomError::NotMember.into());
         }
-        let page = RoomCommand::Page {
-            before,
-            limit: limit.clamp(1, MAX_PAGE),
-        };
+        let limit = limit.clamp(1, MAX_PAGE);
+        let page = RoomCommand::Page { before, limit };
         let reply = self.rooms.ask(room, page).await?;
-        let next = reply
-            .more
-            .then(|| reply.page.last().map(|m| m.id))
-            .flatten();
-        let mut page = Vec::with_capacity(reply.page.len());
-        for m in reply.page {
+        let (mut messages, mut more) = (reply.page, reply.more);
+        let short = limit - messages.len().min(limit);
+        // Below the window, the page goes on in the archive.
+        let below = before.map_or(reply.archived + 1, |b| b.min(reply.archived + 1));
+        if short > 0 && below > 1 {
+            let older = self.archived(room, below, short + 1).await?;
+            more = older.len() > short;
+            messages.extend(older.into_iter().take(short));
+        } else if short > 0 {
+            more = false;
+        }
+        let next = more.then(|| messages.last().map(|m| m.id)).flatten();
+        let mut page = Vec::with_capacity(messages.len());
+        for m in messages {
             page.push(self.reveal(m).await?);
         }
         Ok((page, next))
+    }
+
+    /// Up to `limit` archived messages of `room` with ids below `below`, newest first.
+    async fn archived(
+        &self,
+        room: &RoomId,
+        below: u64,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, ChatFailure> {
+        let journal = self.rooms.journal().clone();
+        let stream = StreamId::new(Room::KIND, room.to_string());
+        let read = move || journal.archive_range(&stream, Some(&archive_key(below)), limit);
+        fn unavailable<E>(_: E) -> ChatFailure {
+            ChatFailure::Runtime(RuntimeError::Unavailable)
+        }
+        let records = blocking(read).await.map_err(unavailable)?;
+        records
+            .map_err(unavailable)?
+            .iter()
+            .map(|(_, bytes)| codec::decode_snapshot::<ChatMessage>(bytes).map_err(unavailable))
+            .collect()
     }
 
     /// The message with its text opened; an erased author's stays sealed, its text empty —

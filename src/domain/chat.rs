@@ -40,10 +40,31 @@ pub struct RoomState {
     /// Set for a support room.
     pub order_id: Option<OrderId>,
     pub members: BTreeSet<UserId>,
+    /// The newest messages, ids `archived + 1 ..`: at most [`WINDOW`] once [`evict`] ran. The
+    /// older ones are in the room's archive.
     pub messages: Vec<ChatMessage>,
-    /// `(author, client_msg_id)` -> message id.
+    /// Messages `1..=archived` have left the state for the archive.
+    #[serde(default)]
+    pub archived: u64,
+    /// `(author, client_msg_id)` -> message id, for the messages of the window (a resend of
+    /// an archived message is a new post: a client resends within seconds, not 200 messages
+    /// later).
     #[serde(default)]
     pub client_ids: HashMap<String, u64>,
+}
+
+/// The messages a room keeps in its state: the newest, which most reads want.
+pub const WINDOW: usize = 200;
+
+/// A page of a room's window (see [`RoomState::page`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WindowPage {
+    /// Newest first.
+    pub page: Vec<ChatMessage>,
+    /// Whether older messages remain, in the window or the archive.
+    pub more: bool,
+    /// Messages `1..=archived` are in the archive, not the window.
+    pub archived: u64,
 }
 
 impl RoomState {
@@ -51,19 +72,47 @@ impl RoomState {
         self.created_by.is_some()
     }
 
-    /// Up to `limit` messages older than `before` (all, without it), newest first, and whether
-    /// older ones remain.
-    pub fn page(&self, before: Option<u64>, limit: usize) -> (Vec<ChatMessage>, bool) {
-        // Ids are 1, 2, 3…: message `id` sits at index `id - 1`.
+    /// The id the next message gets.
+    pub fn next_id(&self) -> u64 {
+        self.archived + self.messages.len() as u64 + 1
+    }
+
+    /// Up to `limit` messages of the window older than `before` (all, without it), newest
+    /// first; the reader reads the rest of a short page from the archive, below `archived + 1`.
+    pub fn page(&self, before: Option<u64>, limit: usize) -> WindowPage {
+        // Ids are consecutive: message `id` sits at index `id - archived - 1`.
         let end = before.map_or(self.messages.len(), |b| {
-            usize::try_from(b.saturating_sub(1))
+            usize::try_from(b.saturating_sub(1).saturating_sub(self.archived))
                 .unwrap_or(usize::MAX)
                 .min(self.messages.len())
         });
         let start = end.saturating_sub(limit);
-        let page = self.messages[start..end].iter().rev().cloned().collect();
-        (page, start > 0)
+        WindowPage {
+            page: self.messages[start..end].iter().rev().cloned().collect(),
+            more: start > 0 || self.archived > 0,
+            archived: self.archived,
+        }
     }
+
+    /// The window's message with this id.
+    fn message(&self, id: u64) -> Option<&ChatMessage> {
+        let at = id.checked_sub(self.archived + 1)?;
+        self.messages.get(usize::try_from(at).ok()?)
+    }
+}
+
+/// Moves the messages beyond the newest [`WINDOW`] out of the state, oldest first, and forgets
+/// their `client_msg_id`s: what the room archives.
+pub fn evict(s: &mut RoomState) -> Vec<ChatMessage> {
+    let excess = s.messages.len().saturating_sub(WINDOW);
+    if excess == 0 {
+        return Vec::new();
+    }
+    let gone: Vec<ChatMessage> = s.messages.drain(..excess).collect();
+    s.archived = gone.last().map_or(s.archived, |m| m.id);
+    let archived = s.archived;
+    s.client_ids.retain(|_, id| *id > archived);
+    gone
 }
 
 fn dedup_key(author: &UserId, client_msg_id: &str) -> String {
@@ -215,7 +264,7 @@ pub fn decide(
                 }
             }
             Ok(vec![RoomEvent::Posted(ChatMessage {
-                id: s.messages.len() as u64 + 1,
+                id: s.next_id(),
                 author: author.clone(),
                 text: if sealed.is_some() {
                     String::new()
@@ -271,10 +320,7 @@ pub fn posted<'a>(s: &'a RoomState, cmd: &RoomCommand) -> Option<&'a ChatMessage
         return None;
     };
     match client_msg_id {
-        Some(c) => {
-            let id = *s.client_ids.get(&dedup_key(author, c))?;
-            s.messages.get(usize::try_from(id).ok()?.checked_sub(1)?)
-        }
+        Some(c) => s.message(*s.client_ids.get(&dedup_key(author, c))?),
         None => s.messages.last().filter(|m| &m.author == author),
     }
 }
@@ -340,15 +386,46 @@ mod tests {
         let mut cmds = vec![create(None)];
         cmds.extend((1..=5).map(|i| post("owner", &format!("m{i}"), None)));
         let s = given(cmds);
-        let (page, more) = s.page(None, 2);
-        assert_eq!(page.iter().map(|m| m.id).collect::<Vec<_>>(), vec![5, 4]);
-        assert!(more);
-        let (page, more) = s.page(Some(4), 2);
-        assert_eq!(page.iter().map(|m| m.id).collect::<Vec<_>>(), vec![3, 2]);
-        assert!(more);
-        let (page, more) = s.page(Some(2), 2);
-        assert_eq!(page.iter().map(|m| m.id).collect::<Vec<_>>(), vec![1]);
-        assert!(!more);
+        let ids = |p: WindowPage| (p.page.iter().map(|m| m.id).collect::<Vec<_>>(), p.more);
+        assert_eq!(ids(s.page(None, 2)), (vec![5, 4], true));
+        assert_eq!(ids(s.page(Some(4), 2)), (vec![3, 2], true));
+        assert_eq!(ids(s.page(Some(2), 2)), (vec![1], false));
+    }
+
+    /// Given more than a window of messages, when the room evicts, then it keeps the newest
+    /// [`WINDOW`], hands over the older ones in order, numbers on, pages its window by id, and
+    /// says older messages remain in the archive.
+    #[test]
+    fn a_room_keeps_a_window_and_hands_older_messages_to_its_archive() {
+        let mut cmds = vec![create(None)];
+        cmds.extend(
+            (1..=WINDOW + 5).map(|i| post("owner", &format!("m{i}"), Some(&format!("c{i}")))),
+        );
+        let mut s = given(cmds);
+        let gone = evict(&mut s);
+        assert_eq!(
+            gone.iter().map(|m| m.id).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 5]
+        );
+        assert_eq!(
+            (s.messages.len(), s.archived, s.next_id()),
+            (WINDOW, 5, WINDOW as u64 + 6)
+        );
+        assert!(evict(&mut s).is_empty(), "nothing more to evict");
+        let window = s.page(Some(8), 10);
+        assert_eq!(
+            window.page.iter().map(|m| m.id).collect::<Vec<_>>(),
+            vec![7, 6]
+        );
+        assert!(window.more, "1..=5 are in the archive");
+        assert_eq!(window.archived, 5);
+        assert!(s.page(Some(6), 10).page.is_empty());
+        // A resend of a message still in the window is recognised; of an archived one, not.
+        let kept = post("owner", "m6", Some("c6"));
+        assert_eq!(decide(&s, &kept, NOW), Ok(vec![]));
+        assert_eq!(posted(&s, &kept).map(|m| m.id), Some(6));
+        let archived = post("owner", "m1", Some("c1"));
+        assert_eq!(decide(&s, &archived, NOW).unwrap().len(), 1);
     }
 
     #[test]

@@ -168,7 +168,7 @@ impl Drops {
     pub async fn purchase(&self, p: Purchase) -> Result<(OrderId, OrderState), DropFailure> {
         let (sku, view) = self.get(&p.drop_id).ok_or(DropError::NotFound)?;
         let order_id = order_id_for(&p.user, &p.idempotency_key);
-        let replay = self.orders.known(&order_id);
+        let replay = self.orders.known(&order_id).await;
         if !replay {
             // Refusals the durable view already knows: no ask, no journal.
             match view.status(self.now()) {

@@ -134,8 +134,12 @@ impl OrderBook {
     }
 
     /// Whether the order exists or is promised.
-    pub fn known(&self, id: &OrderId) -> bool {
-        self.entities.view(id).is_some() || self.promises.pending.contains_key(id)
+    pub async fn known(&self, id: &OrderId) -> bool {
+        if self.promises.pending.contains_key(id) {
+            return true;
+        }
+        let stored = self.entities.stored_views(vec![id.clone()]).await;
+        matches!(stored.as_deref(), Ok([Some(_)]))
     }
 
     /// How many orders are answered but not yet written.

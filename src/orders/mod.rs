@@ -201,8 +201,8 @@ impl Orders {
     }
 
     /// Whether the order exists or is promised.
-    pub fn known(&self, id: &OrderId) -> bool {
-        self.book.known(id)
+    pub async fn known(&self, id: &OrderId) -> bool {
+        self.book.known(id).await
     }
 
     /// How many drop orders are answered but not yet written.

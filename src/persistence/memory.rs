@@ -17,6 +17,8 @@ struct Store {
     views: BTreeMap<Vec<u8>, Vec<u8>>,
     /// Set name -> members.
     index: BTreeMap<String, BTreeSet<Vec<u8>>>,
+    /// Stream prefix -> key -> value.
+    archive: BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, Vec<u8>>>,
 }
 
 #[derive(Default)]
@@ -78,6 +80,10 @@ impl Journal for MemoryJournal {
             }
             if let Some(view) = append.view {
                 store.views.insert(stream.prefix(), view);
+            }
+            if !append.archive.is_empty() {
+                let records = store.archive.entry(stream.prefix()).or_default();
+                records.extend(append.archive);
             }
             for (entry, present) in append.index {
                 let set = store.index.entry(entry.set).or_default();
@@ -176,6 +182,26 @@ impl Journal for MemoryJournal {
 
     fn index_len(&self, set: &str) -> Result<usize, JournalError> {
         Ok(self.lock()?.index.get(set).map_or(0, BTreeSet::len))
+    }
+
+    fn archive_range(
+        &self,
+        stream: &StreamId,
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<crate::persistence::Record>, JournalError> {
+        let store = self.lock()?;
+        let Some(records) = store.archive.get(&stream.prefix()) else {
+            return Ok(Vec::new());
+        };
+        use std::ops::Bound::{Excluded, Unbounded};
+        let bound = before.map_or(Unbounded, |b| Excluded(b.to_vec()));
+        Ok(records
+            .range((Unbounded, bound))
+            .rev()
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 
     fn is_idle(&self) -> bool {

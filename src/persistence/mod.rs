@@ -7,6 +7,9 @@
 //! - A reminder is when a stream next needs to act on its own (an unpaid order's expiry, a
 //!   step to retry). Reminders are kept in time order, so the node's timer reads only those
 //!   due ([`Journal::reminders_due`]) however many streams wait.
+//! - An archive record is a keyed record a stream keeps on disk only (a chat room's older
+//!   messages): written with the events that moved it out of the entity's state, read back a
+//!   page at a time ([`Journal::archive_range`]).
 //! - An index entry is a member of a named, ordered set (`order.user:u1` holds that shopper's
 //!   orders by creation time): read models page through sets ([`Journal::index_range`]) instead
 //!   of keeping every entity's view in memory.
@@ -82,6 +85,8 @@ pub struct Append {
     pub view: Option<Vec<u8>>,
     /// Index entries this append adds (`true`) or removes (`false`).
     pub index: Vec<(IndexEntry, bool)>,
+    /// Archive records of the stream: written, never changed after.
+    pub archive: Vec<Record>,
     /// The term the writer's state was loaded under ([`Recovered::term`]): a journal with
     /// terms refuses the append when the stream's shard has changed hands since (the writer's
     /// state may be stale). `None` on a journal without terms (sled, memory).
@@ -101,12 +106,16 @@ impl Append {
             && self.reminder.is_none()
             && self.view.is_none()
             && self.index.is_empty()
+            && self.archive.is_empty()
     }
 
     pub fn event_count(&self) -> usize {
         self.events.len()
     }
 }
+
+/// An archive record: `(key, value)`.
+pub type Record = (Vec<u8>, Vec<u8>);
 
 /// One member of a named index set. Members of a set sort as bytes; a set lives beside the
 /// stream that wrote the entry (in a cluster, in that stream's shard).
@@ -216,6 +225,14 @@ pub trait Journal: Send + Sync + 'static {
     ) -> Result<Vec<Vec<u8>>, JournalError>;
     /// How many members index set `set` has.
     fn index_len(&self, set: &str) -> Result<usize, JournalError>;
+    /// Up to `limit` archive records of the stream with keys below `before` (all, without it),
+    /// largest key first.
+    fn archive_range(
+        &self,
+        stream: &StreamId,
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Record>, JournalError>;
     /// True when no submitted write is still waiting to become durable.
     fn is_idle(&self) -> bool;
     /// Whether this node may write the stream now (cluster mode: it holds the stream's shard);
@@ -249,6 +266,16 @@ pub async fn blocking<T: Send + 'static>(
         tokio::runtime::RuntimeFlavor::MultiThread => Ok(tokio::task::block_in_place(read)),
         _ => tokio::task::spawn_blocking(read).await,
     }
+}
+
+/// Makes everything written to `db` durable, from async code: sled's own `flush_async` runs
+/// the flush on sled's small thread pool, where a handful of flushes waiting at once starve
+/// the pool of the thread that writes the log buffer they wait for (sled 0.34.7), and the node
+/// stops. This waits on tokio's blocking pool instead.
+pub async fn flush_sled(db: &sled::Db) -> Result<usize, JournalError> {
+    let db = db.clone();
+    let flushed = tokio::task::spawn_blocking(move || db.flush()).await;
+    Ok(flushed.map_err(|_| JournalError::Closed)??)
 }
 
 /// The id part of a `kind NUL id NUL` key, when the key belongs to `kind`.

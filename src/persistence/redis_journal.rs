@@ -24,6 +24,8 @@
 //! - `ix:{sN}:set` — sorted set, every score 0 so members sort as bytes: the index entries
 //!   written by the shard's streams (a set's members are spread over the shards, and a range
 //!   merges them);
+//! - `ak:{sN}:kind:id` — sorted set, scores 0: the stream's archive keys; `av:{sN}:kind:id` —
+//!   hash: archive key -> record;
 //! - `vs:{sN}` — stream of the shard's view changes (`by` fence, `kind`, `id`, `view`), capped
 //!   near 100,000 entries, which every node tails to keep its read models current
 //!   (`cluster::views`).
@@ -50,7 +52,7 @@ use tokio::sync::mpsc;
 /// `ARGV[1]`: the fence (`node/incarnation:epoch`), `ARGV[2]`: the shard's tag, then records:
 /// `E stream seq event`, `S stream seq state`, `T stream seq` (trim up to seq),
 /// `R kind id millis` (`millis` empty: clear), `V kind id view`, `X set member 1|0` (index
-/// entry added or removed).
+/// entry added or removed), `A stream key record` (archived).
 const APPEND: &str = r"
 local held = redis.call('GET', KEYS[1])
 if held ~= ARGV[1] then
@@ -97,6 +99,10 @@ while i <= #ARGV do
     else
       redis.call('ZADD', key, ARGV[i + 3], ARGV[i + 2])
     end
+    i = i + 4
+  elseif op == 'A' then
+    redis.call('ZADD', 'ak:' .. tag .. ':' .. ARGV[i + 1], 0, ARGV[i + 2])
+    redis.call('HSET', 'av:' .. tag .. ':' .. ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
     i = i + 4
   elseif op == 'X' then
     if ARGV[i + 3] == '1' then
@@ -382,6 +388,44 @@ impl Journal for RedisJournal {
         Ok(per_shard.into_iter().flatten().collect())
     }
 
+    fn archive_range(
+        &self,
+        stream: &StreamId,
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<crate::persistence::Record>, JournalError> {
+        let tag = self.shard(stream.kind, &stream.id).tag();
+        let part = stream_part(stream);
+        let from = before.map_or(b"+".to_vec(), |b| [b"(".as_slice(), b].concat());
+        let take = i64::try_from(limit).unwrap_or(i64::MAX);
+        let keys: Vec<Vec<u8>> = self.read(async {
+            redis::cmd("ZREVRANGEBYLEX")
+                .arg(format!("ak:{tag}:{part}"))
+                .arg(&from)
+                .arg("-")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(take)
+                .query_async(&mut self.redis.clone())
+                .await
+        })?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let records: Vec<Option<Vec<u8>>> = self.read(async {
+            redis::cmd("HMGET")
+                .arg(format!("av:{tag}:{part}"))
+                .arg(&keys)
+                .query_async(&mut self.redis.clone())
+                .await
+        })?;
+        Ok(keys
+            .into_iter()
+            .zip(records)
+            .filter_map(|(k, v)| Some((k, v?)))
+            .collect())
+    }
+
     fn is_idle(&self) -> bool {
         self.in_flight.load(Ordering::Acquire) == 0
     }
@@ -515,6 +559,9 @@ impl Writer {
             }
             if let Some(view) = &append.view {
                 call.arg("V").arg(stream.kind).arg(&stream.id).arg(view);
+            }
+            for (key, record) in &append.archive {
+                call.arg("A").arg(&part).arg(key).arg(record);
             }
             for (entry, present) in &append.index {
                 let present = if *present { "1" } else { "0" };

@@ -15,15 +15,16 @@
 //! - `r kind NUL id NUL`: the stream's reminder, `millis_be`;
 //! - `d kind NUL time id`: the same reminder in time order ([`time_key`]), empty value;
 //! - `v kind NUL id NUL`: the stream's view;
-//! - `x set NUL member`: an index entry, empty value.
+//! - `x set NUL member`: an index entry, empty value;
+//! - `a kind NUL id NUL key`: an archive record of the stream.
 //!
 //! A data dir written with one tree per record type (before this layout) is moved into it when
 //! opened, before anything is read.
 
 use crate::domain::time::Timestamp;
 use crate::persistence::sled_layout::{
-    DUE, EVENT, REMINDER, SNAPSHOT, Store, VIEW, due_key, key, kind_prefix, migrate_tree_per_type,
-    millis_of, set_prefix,
+    ARCHIVE, DUE, EVENT, REMINDER, SNAPSHOT, Store, VIEW, due_key, key, kind_prefix,
+    migrate_tree_per_type, millis_of, set_prefix,
 };
 use crate::persistence::{
     Append, Completion, Direction, Journal, JournalError, Recovered, StreamId, time_key,
@@ -58,6 +59,8 @@ impl Default for WriterConfig {
     }
 }
 
+// A job crosses the channel once; boxing the append would cost an allocation per write.
+#[allow(clippy::large_enum_variant)]
 enum Job {
     Write(Append, Completion),
     /// Write everything queued before this, then stop and signal.
@@ -249,6 +252,32 @@ impl Journal for SledJournal {
         Ok(n)
     }
 
+    fn archive_range(
+        &self,
+        stream: &StreamId,
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<crate::persistence::Record>, JournalError> {
+        let prefix = key(ARCHIVE, &stream.prefix());
+        let tree = &self.store.tree;
+        let rows: Vec<(sled::IVec, sled::IVec)> = match before {
+            None => tree
+                .scan_prefix(&prefix)
+                .rev()
+                .take(limit)
+                .collect::<Result<_, _>>()?,
+            Some(before) => tree
+                .range(prefix.clone()..[prefix.as_slice(), before].concat())
+                .rev()
+                .take(limit)
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(rows
+            .into_iter()
+            .map(|(k, v)| (k[prefix.len()..].to_vec(), v.to_vec()))
+            .collect())
+    }
+
     fn is_idle(&self) -> bool {
         self.in_flight.load(Ordering::Acquire) == 0
     }
@@ -405,6 +434,11 @@ fn write_batch(store: &Store, batch: &[(Append, Completion)]) -> Result<(), Jour
                 None => writes.remove(key(REMINDER, &stream.prefix())),
             }
             reminders.insert(stream, next);
+        }
+        for (k, v) in &append.archive {
+            let mut at = key(ARCHIVE, &stream.prefix());
+            at.extend_from_slice(k);
+            writes.insert(at, v.as_slice());
         }
         for (entry, present) in &append.index {
             let mut k = set_prefix(&entry.set);

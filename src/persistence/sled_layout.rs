@@ -18,6 +18,7 @@ pub(super) const REMINDER: u8 = b'r';
 pub(super) const DUE: u8 = b'd';
 pub(super) const VIEW: u8 = b'v';
 pub(super) const INDEX: u8 = b'x';
+pub(super) const ARCHIVE: u8 = b'a';
 
 /// `tag ++ rest`.
 pub(super) fn key(tag: u8, rest: &[u8]) -> Vec<u8> {

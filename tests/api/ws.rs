@@ -1,10 +1,10 @@
 //! The WebSocket edge with a real `tokio-tungstenite` client: every topic delivers, private
 //! topics are refused to strangers, bad and oversized frames, a slow reader cut off while a
 //! fast one keeps up, logout and shutdown closing sockets, and chat history paged exactly once
-//! under concurrent posting.
+//! under concurrent posting, and once more for a room of 50,000 messages after a restart.
 
 use crate::helpers::{
-    JWT_SECRET, OPERATOR_TOKEN, TestApp, ok, pay, product_with_sku, send, spawn_app,
+    JWT_SECRET, OPERATOR_TOKEN, TestApp, ok, pay, product_with_sku, send, spawn_app, spawn_app_in,
 };
 use emporium::auth::tokens::TokenKeys;
 use emporium::domain::ids::UserId;
@@ -546,4 +546,63 @@ async fn chat_history_pages_every_message_exactly_once_under_concurrent_posting(
     );
     let r = send(&app, "GET", &format!("{path}?before=abc"), reader, None).await;
     assert_eq!(r.status(), 400);
+}
+
+/// A room of 50,000 messages keeps only its newest in memory and archives the rest; after a
+/// restart, paging from the newest message to the first reads each one exactly once, in order,
+/// with its text, across the window and the archive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_room_of_fifty_thousand_messages_pages_its_whole_history_once() {
+    const MESSAGES: u64 = 50_000;
+    const WRITERS: u64 = 25;
+    let app = Arc::new(spawn_app().await);
+    let writers: Vec<String> = (0..WRITERS).map(|i| token(&format!("u_big{i}"))).collect();
+    let room = create_room(&app, &writers[0], "archive").await;
+    for w in &writers[1..] {
+        join(&app, w, &room).await;
+    }
+    let path = format!("/api/v1/chat/rooms/{room}/messages");
+    let mut posting = tokio::task::JoinSet::new();
+    for (i, w) in writers.iter().cloned().enumerate() {
+        let (app, path) = (app.clone(), path.clone());
+        posting.spawn(async move {
+            for n in 0..MESSAGES / WRITERS {
+                let text = json!({"text": format!("w{i} n{n}")});
+                let r = send(&app, "POST", &path, &w, Some(text)).await;
+                assert_eq!(r.status(), 201);
+            }
+        });
+    }
+    while let Some(done) = posting.join_next().await {
+        done.unwrap();
+    }
+    let app = Arc::into_inner(app).unwrap();
+    let dir = app.stop().await;
+    let app = spawn_app_in(dir, &[]).await;
+    let reader = &writers[1];
+    let (mut seen, mut cursor, mut pages) = (Vec::new(), None::<String>, 0);
+    loop {
+        let query = match &cursor {
+            Some(c) => format!("{path}?limit=100&before={c}"),
+            None => format!("{path}?limit=100"),
+        };
+        let page = ok(send(&app, "GET", &query, reader, None).await).await;
+        for m in page["items"].as_array().unwrap() {
+            let text = m["text"].as_str().unwrap();
+            assert!(text.starts_with('w') && text.contains(" n"), "{m}");
+            seen.push(m["message_id"].as_u64().unwrap());
+        }
+        pages += 1;
+        cursor = page["next_cursor"].as_str().map(String::from);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(pages, MESSAGES / 100, "full pages all the way");
+    assert_eq!(
+        seen,
+        (1..=MESSAGES).rev().collect::<Vec<_>>(),
+        "every message once, newest first"
+    );
+    app.stop().await;
 }
