@@ -59,6 +59,8 @@ run --duration 2 ws-fanout --sockets 200 --server-pid "$SERVER"
 # Emporium and both Redis baselines back to back (each server started by the command itself).
 run --duration 1 compare --attempts 2000 --reports "$REPORTS"
 ls "$REPORTS"/compare-*.md >/dev/null
+# Orders and carts on a server of its own, stopped and started again (the scale scenario).
+"$LT" --connections 8 scale --orders 300 --settled 10 --carts 100 --idle-secs 1 --dir "$DATA"
 ls "$REPORTS"/*.md "$REPORTS"/*.svg "$REPORTS"/*.json >/dev/null
 
 # failover: three cluster nodes over a redis-server of the smoke's own; n3 is drained 1 s

@@ -622,16 +622,29 @@ async fn audit(
                     .bearer_auth(&operator)
                     .send()
                     .await;
-                if !r.is_ok_and(|r| r.status() == 200) {
-                    missing.lock().expect("lock").push(id);
+                match r {
+                    Ok(r) if r.status() == 200 => {}
+                    Ok(r) => {
+                        let status = r.status();
+                        let body = r.text().await.unwrap_or_default();
+                        missing
+                            .lock()
+                            .expect("lock")
+                            .push(format!("{id}: {status} {body}"));
+                    }
+                    Err(e) => missing.lock().expect("lock").push(format!("{id}: {e}")),
                 }
             }
         });
     }
     while checks.join_next().await.is_some() {}
-    let missing = missing.lock().expect("lock").len();
-    if missing > 0 {
-        bail!("{missing} acknowledged orders do not exist: {line}");
+    let missing = missing.lock().expect("lock").clone();
+    if !missing.is_empty() {
+        let first: Vec<&String> = missing.iter().take(5).collect();
+        bail!(
+            "{} acknowledged orders do not exist ({first:?}): {line}",
+            missing.len()
+        );
     }
     Ok(line)
 }

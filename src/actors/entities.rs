@@ -191,15 +191,15 @@ impl<E: Entity> Entities<E> {
         }
         let journal = self.kind.ctx.journal.clone();
         let read = move || {
-            ids.iter()
-                .map(|id| {
-                    let stream = StreamId::new(E::KIND, id.to_string());
-                    match journal.view(&stream)? {
-                        Some(bytes) => Ok(Some(crate::persistence::codec::decode_snapshot::<
-                            E::View,
-                        >(&bytes)?)),
-                        None => Ok(None),
-                    }
+            let raw: Vec<String> = ids.iter().map(ToString::to_string).collect();
+            journal
+                .views_of(E::KIND, &raw)?
+                .into_iter()
+                .map(|bytes| match bytes {
+                    Some(bytes) => Ok(Some(crate::persistence::codec::decode_snapshot::<E::View>(
+                        &bytes,
+                    )?)),
+                    None => Ok(None),
                 })
                 .collect()
         };

@@ -214,6 +214,17 @@ pub trait Journal: Send + Sync + 'static {
     fn views(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, JournalError>;
     /// The stored view of one stream.
     fn view(&self, stream: &StreamId) -> Result<Option<Vec<u8>>, JournalError>;
+    /// The stored views of streams `ids` of `kind`, in their order: one read where the store
+    /// allows (a recovery checks hundreds at once).
+    fn views_of(
+        &self,
+        kind: &'static str,
+        ids: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, JournalError> {
+        ids.iter()
+            .map(|id| self.view(&StreamId::new(kind, id.clone())))
+            .collect()
+    }
     /// Up to `limit` members of index set `set` in `direction`, starting after `after`
     /// (exclusive; from the end the direction starts at when `None`).
     fn index_range(

@@ -53,75 +53,7 @@ use tokio::sync::mpsc;
 /// `E stream seq event`, `S stream seq state`, `T stream seq` (trim up to seq),
 /// `R kind id millis` (`millis` empty: clear), `V kind id view`, `X set member 1|0` (index
 /// entry added or removed), `A stream key record` (archived).
-const APPEND: &str = r"
-local held = redis.call('GET', KEYS[1])
-if held ~= ARGV[1] then
-  return redis.error_reply('NOT_OWNER ' .. tostring(held))
-end
-local tag = ARGV[2]
--- An event seq already stored means two writers of one stream: refuse before writing anything.
-local i = 3
-while i <= #ARGV do
-  local op = ARGV[i]
-  if op == 'E' then
-    if redis.call('HEXISTS', 'ev:' .. tag .. ':' .. ARGV[i + 1], ARGV[i + 2]) == 1 then
-      return redis.error_reply('SEQ_TAKEN ' .. ARGV[i + 1] .. ' ' .. ARGV[i + 2])
-    end
-    i = i + 4
-  elseif op == 'T' then
-    i = i + 3
-  else
-    i = i + 4
-  end
-end
-i = 3
-while i <= #ARGV do
-  local op = ARGV[i]
-  if op == 'E' then
-    redis.call('HSET', 'ev:' .. tag .. ':' .. ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
-    i = i + 4
-  elseif op == 'S' then
-    redis.call('HSET', 'sn:' .. tag .. ':' .. ARGV[i + 1], 'seq', ARGV[i + 2], 'state', ARGV[i + 3])
-    i = i + 4
-  elseif op == 'T' then
-    local key = 'ev:' .. tag .. ':' .. ARGV[i + 1]
-    local upto = tonumber(ARGV[i + 2])
-    for _, field in ipairs(redis.call('HKEYS', key)) do
-      if tonumber(field) <= upto then
-        redis.call('HDEL', key, field)
-      end
-    end
-    i = i + 3
-  elseif op == 'R' then
-    local key = 'rm:' .. tag .. ':' .. ARGV[i + 1]
-    if ARGV[i + 3] == '' then
-      redis.call('ZREM', key, ARGV[i + 2])
-    else
-      redis.call('ZADD', key, ARGV[i + 3], ARGV[i + 2])
-    end
-    i = i + 4
-  elseif op == 'A' then
-    redis.call('ZADD', 'ak:' .. tag .. ':' .. ARGV[i + 1], 0, ARGV[i + 2])
-    redis.call('HSET', 'av:' .. tag .. ':' .. ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
-    i = i + 4
-  elseif op == 'X' then
-    if ARGV[i + 3] == '1' then
-      redis.call('ZADD', 'ix:' .. tag .. ':' .. ARGV[i + 1], 0, ARGV[i + 2])
-    else
-      redis.call('ZREM', 'ix:' .. tag .. ':' .. ARGV[i + 1], ARGV[i + 2])
-    end
-    i = i + 4
-  elseif op == 'V' then
-    redis.call('HSET', 'vw:' .. tag .. ':' .. ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
-    redis.call('XADD', 'vs:' .. tag, 'MAXLEN', '~', '100000', '*', 'by', ARGV[1],
-      'kind', ARGV[i + 1], 'id', ARGV[i + 2], 'view', ARGV[i + 3])
-    i = i + 4
-  else
-    return redis.error_reply('BAD_RECORD ' .. tostring(op))
-  end
-end
-return 1
-";
+const APPEND: &str = include_str!("redis_append.lua");
 
 type Job = (Append, Completion);
 /// A Redis hash as read: `(field, value)`.
@@ -179,6 +111,19 @@ impl RedisJournal {
 
     fn shard(&self, kind: &str, id: &str) -> Shard {
         Shard::of(kind, id, self.shards)
+    }
+
+    /// One command per shard, pipelined in one round trip: `command(tag)` builds each; the
+    /// answers in shard order.
+    fn each_shard<T: redis::FromRedisValue>(
+        &self,
+        command: impl Fn(&str) -> redis::Cmd,
+    ) -> Result<Vec<T>, JournalError> {
+        let mut pipe = redis::pipe();
+        for s in 0..self.shards {
+            pipe.add_command(command(&Shard(s).tag()));
+        }
+        self.read(async { pipe.query_async(&mut self.redis.clone()).await })
     }
 
     /// Runs a read on the runtime from a blocking thread.
@@ -287,21 +232,19 @@ impl Journal for RedisJournal {
         until: Timestamp,
         limit: usize,
     ) -> Result<Vec<(String, Timestamp)>, JournalError> {
-        let mut pipe = redis::pipe();
         let take = i64::try_from(limit).unwrap_or(i64::MAX);
-        for s in 0..self.shards {
-            pipe.cmd("ZRANGE")
-                .arg(format!("rm:{}:{kind}", Shard(s).tag()))
+        let per_shard: Vec<Vec<(String, f64)>> = self.each_shard(|tag| {
+            let mut c = redis::cmd("ZRANGE");
+            c.arg(format!("rm:{tag}:{kind}"))
                 .arg("-inf")
-                .arg(until.millis())
-                .arg("BYSCORE")
+                .arg(until.millis());
+            c.arg("BYSCORE")
                 .arg("LIMIT")
                 .arg(0)
                 .arg(take)
                 .arg("WITHSCORES");
-        }
-        let per_shard: Vec<Vec<(String, f64)>> =
-            self.read(async { pipe.query_async(&mut self.redis.clone()).await })?;
+            c
+        })?;
         let mut due: Vec<(String, Timestamp)> = per_shard
             .into_iter()
             .flatten()
@@ -321,6 +264,23 @@ impl Journal for RedisJournal {
                 .query_async(&mut self.redis.clone())
                 .await
         })
+    }
+
+    /// One pipelined round trip for every id.
+    fn views_of(
+        &self,
+        kind: &'static str,
+        ids: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, JournalError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            let tag = self.shard(kind, id).tag();
+            pipe.cmd("HGET").arg(format!("vw:{tag}:{kind}")).arg(id);
+        }
+        self.read(async { pipe.query_async(&mut self.redis.clone()).await })
     }
 
     /// Reads the range from every shard's part of the set and merges them.
@@ -345,18 +305,12 @@ impl Journal for RedisJournal {
             ),
         };
         let take = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut pipe = redis::pipe();
-        for s in 0..self.shards {
-            pipe.cmd(command)
-                .arg(format!("ix:{}:{set}", Shard(s).tag()))
-                .arg(&from)
-                .arg(&to)
-                .arg("LIMIT")
-                .arg(0)
-                .arg(take);
-        }
-        let per_shard: Vec<Vec<Vec<u8>>> =
-            self.read(async { pipe.query_async(&mut self.redis.clone()).await })?;
+        let per_shard: Vec<Vec<Vec<u8>>> = self.each_shard(|tag| {
+            let mut c = redis::cmd(command);
+            c.arg(format!("ix:{tag}:{set}")).arg(&from).arg(&to);
+            c.arg("LIMIT").arg(0).arg(take);
+            c
+        })?;
         let mut members: Vec<Vec<u8>> = per_shard.into_iter().flatten().collect();
         members.sort();
         if direction == Direction::Descending {
@@ -367,24 +321,20 @@ impl Journal for RedisJournal {
     }
 
     fn index_len(&self, set: &str) -> Result<usize, JournalError> {
-        let mut pipe = redis::pipe();
-        for s in 0..self.shards {
-            pipe.cmd("ZCARD")
-                .arg(format!("ix:{}:{set}", Shard(s).tag()));
-        }
-        let per_shard: Vec<usize> =
-            self.read(async { pipe.query_async(&mut self.redis.clone()).await })?;
+        let per_shard: Vec<usize> = self.each_shard(|tag| {
+            let mut c = redis::cmd("ZCARD");
+            c.arg(format!("ix:{tag}:{set}"));
+            c
+        })?;
         Ok(per_shard.into_iter().sum())
     }
 
     fn views(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, JournalError> {
-        let mut pipe = redis::pipe();
-        for s in 0..self.shards {
-            pipe.cmd("HGETALL")
-                .arg(format!("vw:{}:{kind}", Shard(s).tag()));
-        }
-        let per_shard: Vec<Vec<(String, Vec<u8>)>> =
-            self.read(async { pipe.query_async(&mut self.redis.clone()).await })?;
+        let per_shard: Vec<Fields> = self.each_shard(|tag| {
+            let mut c = redis::cmd("HGETALL");
+            c.arg(format!("vw:{tag}:{kind}"));
+            c
+        })?;
         Ok(per_shard.into_iter().flatten().collect())
     }
 
