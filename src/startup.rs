@@ -159,6 +159,7 @@ async fn load(
         None => AuthLimits::new(settings.auth.rate_per_ip),
     };
     spawn_pruning(limits.clone(), shutdown.clone());
+    crate::actors::trim::spawn_trimmer(shutdown.clone());
     tokio::spawn(node.live_stock.clone().run(shutdown.clone()));
     node.orders.spawn_background(&shutdown);
     let node = Arc::new(node);

@@ -34,6 +34,7 @@ pub mod remote;
 mod shell;
 pub mod sku;
 mod supervisor;
+pub mod trim;
 pub mod user;
 pub mod watchers;
 

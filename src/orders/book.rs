@@ -142,6 +142,12 @@ impl OrderBook {
         matches!(stored.as_deref(), Ok([Some(_)]))
     }
 
+    /// The SKU holding a promised order's units (a drop order has one line).
+    pub(super) fn promised_sku(&self, id: &OrderId) -> Option<crate::domain::ids::SkuId> {
+        let placement = self.promises.pending.get(id)?;
+        placement.lines.first().map(|l| l.sku_id.clone())
+    }
+
     /// How many orders are answered but not yet written.
     pub fn promised(&self) -> usize {
         self.promises.pending.len()

@@ -164,7 +164,8 @@ impl Orders {
     /// Starts the background work: the dispatcher (the order kind's reminder timer) and the
     /// writer of promised orders. Both stop when the node shuts down.
     pub fn spawn_background(&self, shutdown: &CancellationToken) {
-        tokio::spawn(promised::keep(self.book.clone(), shutdown.clone()));
+        let skus = self.saga.skus.clone();
+        tokio::spawn(promised::keep(self.book.clone(), skus, shutdown.clone()));
         let every = Duration::from_millis(self.config.outbox.poll_ms.max(10));
         let handler = dispatcher::handler(self.book.clone(), self.saga.clone());
         self.book.keep_reminders(every, handler);

@@ -3,24 +3,37 @@
 //! every order a SKU still holds units for but the order kind never wrote (a crash between the
 //! hold and the write): at start-up, and in a cluster also when the node takes shards or
 //! another node's process is gone. See `book.rs` for why requests never miss one.
+//!
+//! Once an order is written, its SKU is told (`OrdersWritten`, batched: one SKU event for up
+//! to [`BATCH`] orders, at most every [`TELL_EVERY`]) and its hold stops keeping the order, so
+//! a SKU's state holds only the orders still to write and a recovery reads only those.
 
 use crate::actors::Entities;
 use crate::actors::sku::Sku;
+use crate::domain::ids::{OrderId, SkuId};
 use crate::domain::inventory::SkuCommand;
 use crate::orders::book::{FIRST_PAUSE, OrderBook};
+use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::Semaphore;
+use std::time::Duration;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// How many promised orders are written at once in the background.
 const WRITERS: usize = 64;
+/// The most written orders one `OrdersWritten` names.
+pub const BATCH: usize = 512;
+/// How often the SKUs are told which of their orders are written.
+pub const TELL_EVERY: Duration = Duration::from_millis(100);
 
 /// Writes promised orders until `shutdown`; what is left then is promised again at the next
 /// start, from the holds.
-pub async fn keep(book: OrderBook, shutdown: CancellationToken) {
+pub async fn keep(book: OrderBook, skus: Entities<Sku>, shutdown: CancellationToken) {
     let Some(mut queue) = book.take_queue() else {
         return;
     };
+    let (written, told) = mpsc::unbounded_channel();
+    tokio::spawn(tell(skus, told, shutdown.clone()));
     let writers = Arc::new(Semaphore::new(WRITERS));
     loop {
         let id = tokio::select! {
@@ -33,14 +46,53 @@ pub async fn keep(book: OrderBook, shutdown: CancellationToken) {
         let Ok(permit) = writers.clone().acquire_owned().await else {
             return;
         };
-        let (book, stop) = (book.clone(), shutdown.clone());
+        let (book, stop, written) = (book.clone(), shutdown.clone(), written.clone());
+        let sku = book.promised_sku(&id);
         tokio::spawn(async move {
-            let written = book.keep_promise(&id, usize::MAX, FIRST_PAUSE, Some(&stop));
-            if let Err(e) = written.await {
-                tracing::error!(order_id = %id, error = ?e, "a promised order could not be written; it is written again from its hold (at the next start, or by the SKU's owner in a cluster)");
+            match book
+                .keep_promise(&id, usize::MAX, FIRST_PAUSE, Some(&stop))
+                .await
+            {
+                Ok(()) => {
+                    if let Some(sku) = sku {
+                        let _ = written.send((sku, id));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(order_id = %id, error = ?e, "a promised order could not be written; it is written again from its hold (at the next start, or by the SKU's owner in a cluster)")
+                }
             }
             drop(permit);
         });
+    }
+}
+
+/// Tells each SKU, in batches, which of its drop orders are written, until `shutdown`.
+async fn tell(
+    skus: Entities<Sku>,
+    mut written: mpsc::UnboundedReceiver<(SkuId, OrderId)>,
+    shutdown: CancellationToken,
+) {
+    let mut due: HashMap<SkuId, Vec<OrderId>> = HashMap::new();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(TELL_EVERY) => {}
+        }
+        while let Ok((sku, id)) = written.try_recv() {
+            due.entry(sku).or_default().push(id);
+        }
+        for (sku, ids) in due.drain() {
+            for chunk in ids.chunks(BATCH) {
+                let told = SkuCommand::OrdersWritten {
+                    order_ids: chunk.to_vec(),
+                };
+                if let Err(e) = skus.ask(&sku, told).await {
+                    // The holds keep those orders: a recovery finds them written and says so.
+                    tracing::debug!(%sku, error = %e, "written orders not told to their SKU");
+                }
+            }
+        }
     }
 }
 

@@ -104,6 +104,32 @@ pub(super) fn purchased(state: &mut SkuState, p: Purchased<'_>) {
     );
 }
 
+/// The orders of `order_ids` whose holds still keep them: what `OrdersWritten` drops.
+pub(super) fn written(state: &SkuState, order_ids: &[OrderId]) -> Vec<SkuEvent> {
+    let kept: Vec<OrderId> = order_ids
+        .iter()
+        .filter(|id| {
+            state
+                .reservations
+                .get(*id)
+                .is_some_and(|r| r.order.is_some())
+        })
+        .cloned()
+        .collect();
+    if kept.is_empty() {
+        return Vec::new();
+    }
+    vec![SkuEvent::OrdersWritten { order_ids: kept }]
+}
+
+pub(super) fn orders_written(state: &mut SkuState, order_ids: &[OrderId]) {
+    for id in order_ids {
+        if let Some(r) = state.reservations.get_mut(id) {
+            r.order = None;
+        }
+    }
+}
+
 pub(super) fn opened(state: &mut SkuState, drop_id: &DropId) {
     if let Some(d) = state.drops.get_mut(drop_id) {
         d.opened = true;

@@ -48,6 +48,10 @@ pub enum SkuCommand {
     Purchase(DropPurchase),
     /// Reads the orders of the drop holds still open; never produces an event.
     HeldOrders,
+    /// These drop orders are written: their holds stop keeping the order (a replay of the
+    /// purchase is answered by the order itself, and a recovery has nothing to write). Sent in
+    /// batches by the writer of promised orders; losing one only leaves the orders kept.
+    OrdersWritten { order_ids: Vec<OrderId> },
     /// Binds the SKU to a product. `replacing` names an owner that may be replaced (one whose
     /// creation never completed); any other owner refuses.
     Attach {
@@ -130,6 +134,10 @@ pub enum SkuEvent {
     },
     DropEnded {
         drop_id: DropId,
+    },
+    /// The holds of these orders no longer keep them.
+    OrdersWritten {
+        order_ids: Vec<OrderId>,
     },
 }
 

@@ -38,6 +38,7 @@ pub fn decide(
             .collect()),
         SkuCommand::CreateDrop { drop_id, spec } => drops::create(state, drop_id, spec),
         SkuCommand::Purchase(p) => drops::purchase(state, p, now),
+        SkuCommand::OrdersWritten { order_ids } => Ok(drops::written(state, order_ids)),
         SkuCommand::Get | SkuCommand::HeldOrders => Ok(vec![]),
     }
 }
@@ -86,5 +87,6 @@ pub fn apply(state: &mut SkuState, event: &SkuEvent) {
         ),
         SkuEvent::DropOpened { drop_id } => drops::opened(state, drop_id),
         SkuEvent::DropEnded { drop_id } => drops::ended(state, drop_id),
+        SkuEvent::OrdersWritten { order_ids } => drops::orders_written(state, order_ids),
     }
 }

@@ -188,6 +188,32 @@ fn a_drop_hold_keeps_its_order_until_it_is_settled() {
     assert!(s.reservations.is_empty());
 }
 
+/// Given holds keeping their orders, when some are written, then those holds let their orders
+/// go (the units stay held), only the others are left for a recovery, and telling again
+/// changes nothing.
+#[test]
+fn a_hold_lets_its_order_go_once_the_order_is_written() {
+    let s = with_drop(3, 5);
+    let (_, s) = when(&s, buy("a", "u1", 1)).unwrap();
+    let (_, s) = when(&s, buy("b", "u2", 1)).unwrap();
+    let told = SkuCommand::OrdersWritten {
+        order_ids: vec![order("a"), order("gone")],
+    };
+    let (events, s) = when(&s, told.clone()).unwrap();
+    assert_eq!(
+        events,
+        vec![SkuEvent::OrdersWritten {
+            order_ids: vec![order("a")]
+        }]
+    );
+    assert!(s.reservations[&order("a")].order.is_none());
+    assert_eq!(s.reserved, 2, "the units stay held");
+    let left: Vec<OrderId> = s.receipts().into_iter().map(|r| r.order_id).collect();
+    assert_eq!(left, vec![order("b")]);
+    assert!(s.receipt(&order("a")).is_none());
+    assert!(when(&s, told).unwrap().0.is_empty());
+}
+
 #[test]
 fn a_purchase_replayed_by_the_same_order_takes_nothing_more() {
     let s = with_drop(3, 1);
