@@ -32,6 +32,13 @@ pub(crate) struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            // Stopped already (`scale` times its own SIGTERM).
+            if let Some(dir) = &self._data {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            return;
+        }
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
             .status();
@@ -68,6 +75,10 @@ pub(crate) fn spawn(
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            // The server's start-up steps, with their times (`elapsed=`), for `scale`.
+            if line.contains("elapsed=") {
+                eprintln!("  server: {}", line.trim());
+            }
             if let Some(at) = line.find("listening on http://") {
                 let url: String = line[at + "listening on ".len()..]
                     .chars()
