@@ -27,9 +27,10 @@ pub enum EntityMsg<E: Entity> {
 pub enum Passivation {
     /// Only if no ask came for the passivation period.
     Idle,
-    /// At once (the reminder timer woke it for its deadline only): an ask already in its
-    /// mailbox is dropped unhandled and its sender asks a fresh activation.
-    Now,
+    /// Only if no ask came after this instant (the registry's milliseconds): the reminder
+    /// timer's, for an entity it woke for its deadline alone. An ask that comes later keeps
+    /// the entity; one queued before this request is handled before it.
+    UnusedSince(u64),
 }
 
 /// Entity messages never leave the node (ractor_cluster is on for the whole build, so every

@@ -63,7 +63,8 @@ impl<E: Entity> Registry<E> {
         }
     }
 
-    fn now_ms(&self) -> u64 {
+    /// Milliseconds since the registry started: the clock of `last_used`.
+    pub fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
@@ -201,6 +202,11 @@ impl<E: Entity> Registration<E> {
     /// Whether the entity has been idle for the passivation period.
     pub fn is_idle(&self) -> bool {
         self.registry.is_idle(&self.slot)
+    }
+
+    /// Whether no ask came after `mark` ([`Registry::now_ms`]), or the node is closing.
+    pub fn unused_since(&self, mark: u64) -> bool {
+        self.registry.is_closing() || self.slot.last_used.load(Ordering::Relaxed) <= mark
     }
 }
 

@@ -3,11 +3,13 @@
 //! passivates like any other and costs no memory while it waits.
 //!
 //! Reminders are durable and kept in time order by the journal (`Journal::reminders_due`):
-//! every `period` the timer reads only those due now, a page at a time, whether the node
+//! every `period` the timer reads the first [`PAGE`] due (earliest first), whether the node
 //! just started or has run for weeks. Each due entity is woken through the kind's
-//! [`DueHandler`] (by default: its `on_deadline` command) with at most [`AT_ONCE`] at a time,
-//! and an entity the timer activated is passivated again as soon as it is handled, so a wave
-//! of expiries never keeps a wave of actors.
+//! [`DueHandler`] (by default: its `on_deadline` command, cast), at most [`AT_ONCE`] wake-ups
+//! under way at a time, and an entity the timer activated is passivated again once handled
+//! unless an ask came meanwhile, so a wave of expiries never keeps a wave of actors. (Due
+//! reminders the timer skips — fired in the last [`REFIRE`], or of another node's shard — still
+//! take their place in the page: more than a page of them delays the rest until they change.)
 //!
 //! Delivery is at least once: a reminder still stored unchanged after [`REFIRE`] (its handler
 //! failed, or the node restarted mid-way) fires again, and every handler decides by the clock
@@ -30,7 +32,7 @@ use tokio::sync::Semaphore;
 pub type DueHandler<E> = Arc<dyn Fn(<E as Entity>::Id) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// Due reminders read per round.
-const PAGE: usize = 1024;
+pub const PAGE: usize = 1024;
 /// Entities woken at once.
 pub const AT_ONCE: usize = 256;
 /// A reminder fired and still stored unchanged fires again after this.
@@ -57,7 +59,9 @@ impl<E: Entity> Entities<E> {
             }
         }
         if !was_active && let Some(actor) = self.registry().actor(&id) {
-            let _ = actor.cast(EntityMsg::Passivate(Passivation::Now));
+            // Asks that come after this keep it; those queued before are handled first.
+            let mark = self.registry().now_ms();
+            let _ = actor.cast(EntityMsg::Passivate(Passivation::UnusedSince(mark)));
         }
     }
 }

@@ -104,7 +104,7 @@ impl<E: Entity> Actor for EntityActor<E> {
         // What the replay brought back beyond the state's bounds is archived already, unless
         // the state was written before the kind archived: written (again) either way.
         let archived = E::evict(&mut state);
-        let live = Live {
+        let mut live = Live {
             reminder: E::reminder(&state),
             indexed: E::view(&state)
                 .map(|v| E::index(&args.id, &v))
@@ -124,12 +124,15 @@ impl<E: Entity> Actor for EntityActor<E> {
             view_seq: Arc::new(AtomicU64::new(0)),
         };
         if !archived.is_empty() {
-            let append = Append {
+            let mut append = Append {
                 stream: Some(live.stream.clone()),
                 archive: archived,
                 term: live.term,
                 ..Append::default()
             };
+            // With a snapshot of the state as it is now, so the next activation replays
+            // nothing it would archive again.
+            live.add_snapshot(&mut append);
             live.submit(append, Box::new(|_| {}));
         }
         Ok(live)
@@ -160,7 +163,11 @@ impl<E: Entity> Actor for EntityActor<E> {
             }
             EntityMsg::Deadline => live.deadline(&myself),
             EntityMsg::Passivate(when) => {
-                if when == Passivation::Now || live.registration.is_idle() {
+                let resting = match when {
+                    Passivation::Idle => live.registration.is_idle(),
+                    Passivation::UnusedSince(mark) => live.registration.unused_since(mark),
+                };
+                if resting {
                     live.rest(Box::new(|_| {}));
                     live.ctx.stats.on_passivated();
                     myself.stop(Some("passivated".into()));

@@ -10,9 +10,10 @@ use crate::domain::ids::{OrderId, UserId};
 use crate::domain::order::OrderStatus;
 use crate::domain::time::Timestamp;
 use crate::persistence::{
-    Append, Direction, Journal, JournalError, StreamId, barrier, blocking, codec,
+    Append, Direction, IndexEntry, Journal, JournalError, StreamId, barrier, blocking, codec,
 };
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 type Key = (Timestamp, OrderId);
 
@@ -124,23 +125,32 @@ async fn members(
         .map_err(|_| JournalError::Closed)?
 }
 
+/// The index member that says the backfill below is done (in set `meta`).
+const BACKFILLED: &[u8] = b"order.index.v1";
+
 /// Writes the index entries and reminders of orders stored before orders had them (a data dir
-/// of an earlier version), from their stored views: when orders have views but the history
-/// index is empty, so at most once. How many orders it wrote.
+/// of an earlier version), from their stored views; how many orders it wrote. It runs at each
+/// start until it has finished once without a failed write, then marks itself done: writing
+/// an order's entries again is harmless, so an interrupted run is simply run again.
 pub async fn backfill(journal: &Arc<dyn Journal>) -> Result<usize, JournalError> {
     let j = journal.clone();
     let stored = blocking(move || {
-        if j.index_range(sets::ALL, Direction::Ascending, None, 1)?
-            .is_empty()
-        {
-            j.views(Order::KIND)
+        let marks = j.index_range("meta", Direction::Ascending, None, usize::MAX)?;
+        if marks.iter().any(|m| m == BACKFILLED) {
+            Ok(None)
         } else {
-            Ok(Vec::new())
+            j.views(Order::KIND).map(Some)
         }
     })
     .await
     .map_err(|_| JournalError::Closed)??;
+    let Some(stored) = stored else {
+        return Ok(0);
+    };
+    let failed = Arc::new(AtomicUsize::new(0));
     let mut written = 0;
+    // The mark goes with a stream this node writes (a cluster fences every write by shard).
+    let mut marker = None;
     for (raw, bytes) in stored {
         let (Ok(id), Ok(view)) = (
             OrderId::parse(&raw),
@@ -153,19 +163,38 @@ pub async fn backfill(journal: &Arc<dyn Journal>) -> Result<usize, JournalError>
             continue;
         };
         let stream = StreamId::new(Order::KIND, raw);
-        let entries = Order::index(&id, &view);
-        if !journal.owns(&stream) || (entries.is_empty() && due_of(&view).is_none()) {
+        if !journal.owns(&stream) {
+            // Another node's shard (a cluster): its holder, starting too, backfills it.
             continue;
         }
+        marker = Some(stream.clone());
+        let entries = Order::index(&id, &view);
         let append = Append {
             stream: Some(stream),
             index: entries.into_iter().map(|e| (e, true)).collect(),
             reminder: Some(due_of(&view)),
             ..Append::default()
         };
-        journal.submit(append, Box::new(|_| {}));
+        let failed = failed.clone();
+        journal.submit(
+            append,
+            Box::new(move |r| {
+                if r.is_err() {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }),
+        );
         written += 1;
     }
     barrier(journal.as_ref()).await?;
+    if failed.load(Ordering::Relaxed) == 0 {
+        let done = Append {
+            stream: Some(marker.unwrap_or_else(|| StreamId::new(Order::KIND, "~backfill"))),
+            index: vec![(IndexEntry::new("meta", BACKFILLED.to_vec()), true)],
+            ..Append::default()
+        };
+        journal.submit(done, Box::new(|_| {}));
+        barrier(journal.as_ref()).await?;
+    }
     Ok(written)
 }

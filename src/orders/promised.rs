@@ -124,11 +124,23 @@ pub async fn recover(
             .iter()
             .map(|r| r.order_id.clone())
             .collect();
-        let written = book.stored_views(ids).await?;
-        for (receipt, view) in held.held_orders.into_iter().zip(written) {
+        let stored = book.stored_views(ids).await?;
+        let mut written = Vec::new();
+        for (receipt, view) in held.held_orders.into_iter().zip(stored) {
             if view.is_none() {
                 book.promise(receipt.order_id, receipt.order);
                 promised += 1;
+            } else {
+                written.push(receipt.order_id);
+            }
+        }
+        // Orders written whose SKU was never told (a batch lost in a crash): it is now.
+        for chunk in written.chunks(BATCH) {
+            let told = SkuCommand::OrdersWritten {
+                order_ids: chunk.to_vec(),
+            };
+            if let Err(e) = skus.ask(&sku, told).await {
+                tracing::debug!(%sku, error = %e, "written orders not told to their SKU");
             }
         }
     }

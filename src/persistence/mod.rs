@@ -199,7 +199,7 @@ pub trait Journal: Send + Sync + 'static {
     /// Whether the stream has any event or snapshot.
     fn exists(&self, stream: &StreamId) -> Result<bool, JournalError>;
     /// Up to `limit` streams of `kind` whose reminder is due by `until`, earliest first (ties
-    /// by id): `(id, due)`. Reads only what it returns, however many reminders wait.
+    /// by id): `(id, due)`. Reads at most `limit` per shard, however many reminders wait.
     fn reminders_due(
         &self,
         kind: &str,
