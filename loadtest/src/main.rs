@@ -394,11 +394,7 @@ async fn main() -> anyhow::Result<()> {
             attempts,
             reports,
         } => {
-            let here = std::env::current_exe()?;
-            let bin_dir = match bin_dir {
-                Some(d) => d.clone(),
-                None => here.parent().context("binary dir")?.to_path_buf(),
-            };
+            let bin_dir = servers_dir(bin_dir.as_ref())?;
             compare::run(compare::Options {
                 bin_dir,
                 operator: token.clone(),
@@ -420,13 +416,7 @@ async fn main() -> anyhow::Result<()> {
             idle_secs,
             dir,
         } => {
-            let bin_dir = match bin_dir {
-                Some(d) => d.clone(),
-                None => std::env::current_exe()?
-                    .parent()
-                    .context("binary dir")?
-                    .to_path_buf(),
-            };
+            let bin_dir = servers_dir(bin_dir.as_ref())?;
             scale::run(scale::Options {
                 bin_dir,
                 operator: token.clone(),
@@ -476,6 +466,17 @@ async fn create(
         bail!("POST {path}: {} {}", r.status(), r.text().await?);
     }
     Ok(r.json().await?)
+}
+
+/// Where the server binaries a scenario starts itself are: `given`, else beside this one.
+fn servers_dir(given: Option<&std::path::PathBuf>) -> anyhow::Result<std::path::PathBuf> {
+    match given {
+        Some(dir) => Ok(dir.clone()),
+        None => Ok(std::env::current_exe()?
+            .parent()
+            .context("binary dir")?
+            .to_path_buf()),
+    }
 }
 
 pub(crate) fn unix_now() -> u64 {

@@ -83,15 +83,20 @@ async fn tell(
             due.entry(sku).or_default().push(id);
         }
         for (sku, ids) in due.drain() {
-            for chunk in ids.chunks(BATCH) {
-                let told = SkuCommand::OrdersWritten {
-                    order_ids: chunk.to_vec(),
-                };
-                if let Err(e) = skus.ask(&sku, told).await {
-                    // The holds keep those orders: a recovery finds them written and says so.
-                    tracing::debug!(%sku, error = %e, "written orders not told to their SKU");
-                }
-            }
+            told(&skus, &sku, &ids).await;
+        }
+    }
+}
+
+/// Tells `sku` that `written` orders are written, [`BATCH`] at a time. A batch that fails
+/// leaves those holds keeping their orders: a recovery finds them written and tells again.
+async fn told(skus: &Entities<Sku>, sku: &SkuId, written: &[OrderId]) {
+    for chunk in written.chunks(BATCH) {
+        let told = SkuCommand::OrdersWritten {
+            order_ids: chunk.to_vec(),
+        };
+        if let Err(e) = skus.ask(sku, told).await {
+            tracing::debug!(%sku, error = %e, "written orders not told to their SKU");
         }
     }
 }
@@ -135,14 +140,7 @@ pub async fn recover(
             }
         }
         // Orders written whose SKU was never told (a batch lost in a crash): it is now.
-        for chunk in written.chunks(BATCH) {
-            let told = SkuCommand::OrdersWritten {
-                order_ids: chunk.to_vec(),
-            };
-            if let Err(e) = skus.ask(&sku, told).await {
-                tracing::debug!(%sku, error = %e, "written orders not told to their SKU");
-            }
-        }
+        told(skus, &sku, &written).await;
     }
     Ok(promised)
 }
