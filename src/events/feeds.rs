@@ -15,7 +15,8 @@ use crate::events::{EventBus, Message};
 use crate::orders::Orders;
 use serde_json::json;
 
-/// Publishes order status and product availability from now on.
+/// Publishes order status and product availability (when a SKU's available units change)
+/// from now on.
 pub fn start(bus: &EventBus, orders: &Orders, skus: &Entities<Sku>, catalog: &Catalog) {
     let b = bus.clone();
     orders.on_view(move |id, view| {
@@ -25,7 +26,13 @@ pub fn start(bus: &EventBus, orders: &Orders, skus: &Entities<Sku>, catalog: &Ca
         }
     });
     let (b, catalog) = (bus.clone(), catalog.clone());
+    // The units each SKU last announced: a write that leaves them as they were (a drop hold
+    // letting its written order go) announces nothing.
+    let announced = dashmap::DashMap::new();
     skus.on_view(move |sku, view| {
+        if announced.insert(sku.clone(), view.available) == Some(view.available) {
+            return;
+        }
         let Some(product) = catalog.index.owner_of(sku) else {
             return;
         };
