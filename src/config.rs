@@ -69,6 +69,9 @@ pub struct ServerSettings {
 pub struct StorageSettings {
     pub data_dir: PathBuf,
     pub cache_mb: u64,
+    /// zstd compression in sled, for a new data dir (an existing one keeps its own).
+    #[serde(default)]
+    pub compression: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -272,6 +275,7 @@ impl Settings {
             max_batch_events: self.journal.max_batch_events,
             linger: Duration::from_micros(self.journal.linger_micros),
             cache_bytes: self.storage.cache_mb * 1024 * 1024,
+            compression: self.storage.compression,
         }
     }
 }

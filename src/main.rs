@@ -92,6 +92,12 @@ enum AdminCommand {
         #[arg(long = "role")]
         roles: Vec<String>,
     },
+    /// Prints what the data dir holds: records and bytes per record type and kind, and the
+    /// size sled takes on disk.
+    Usage {
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 fn settings(common: Common, listen: Option<SocketAddr>) -> anyhow::Result<Settings> {
@@ -147,6 +153,9 @@ async fn main() -> anyhow::Result<()> {
                     roles,
                 },
         } => create_user(settings(common, None)?, email, password, name, roles).await,
+        Command::Admin {
+            command: AdminCommand::Usage { common },
+        } => usage(settings(common, None)?),
         Command::SeedDemo { common, products } => {
             seed_demo(settings(common, None)?, products).await
         }
@@ -242,6 +251,36 @@ async fn create_user(
         "created {user_id} <{}> with roles {}",
         email.as_str(),
         roles.join(", ")
+    );
+    Ok(())
+}
+
+fn usage(settings: Settings) -> anyhow::Result<()> {
+    let report = emporium::persistence::sled_usage::usage(
+        &emporium::persistence::sled_journal::db_dir(&settings.storage.data_dir),
+    )?;
+    println!(
+        "{:<12} {:<16} {:>10} {:>12} {:>12} {:>9}",
+        "record", "kind", "records", "key bytes", "value bytes", "B/record"
+    );
+    let (mut keys, mut values) = (0, 0);
+    for row in &report.rows {
+        println!(
+            "{:<12} {:<16} {:>10} {:>12} {:>12} {:>9.0}",
+            row.record,
+            row.kind,
+            row.records,
+            row.key_bytes,
+            row.value_bytes,
+            (row.key_bytes + row.value_bytes) as f64 / row.records.max(1) as f64
+        );
+        keys += row.key_bytes;
+        values += row.value_bytes;
+    }
+    println!(
+        "keys and values: {} B; sled on disk: {} B",
+        keys + values,
+        report.disk_bytes
     );
     Ok(())
 }

@@ -342,7 +342,7 @@ struct Storage {
 impl Storage {
     /// sled under the data dir (it takes a lock: one process at a time).
     async fn single(settings: &Settings, data_dir: &Path, now_secs: i64) -> anyhow::Result<Self> {
-        let db_dir = data_dir.join("db");
+        let db_dir = crate::persistence::sled_journal::db_dir(data_dir);
         let writer = settings.writer_config();
         let journal = tokio::task::spawn_blocking(move || SledJournal::open(&db_dir, writer))
             .await?

@@ -252,6 +252,41 @@ async fn idle_entities_passivate_and_come_back() {
 }
 
 #[tokio::test]
+async fn a_stream_at_rest_is_compacted_to_one_snapshot_when_that_is_smaller() {
+    // Given an entity whose three events take more bytes than a snapshot of its state
+    let dir = tempfile::tempdir().unwrap();
+    let config = RuntimeConfig {
+        idle_after: Duration::from_millis(100),
+        ..RuntimeConfig::default()
+    };
+    let n = node(dir.path(), config.clone()).await;
+    for k in [1, 2, 3] {
+        n.counters.ask(&id("a"), Cmd::Add(k)).await.unwrap();
+    }
+    // When it passivates
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(n.counters.stats().active(), 0);
+    // Then one snapshot replaces its events on disk, and the state is whole
+    let stream = StreamId::new("counter", "a");
+    let stored = n.journal.load(&stream).unwrap();
+    assert_eq!(stored.snapshot.map(|(seq, _)| seq), Some(3));
+    assert!(
+        stored.events.is_empty(),
+        "the events went with the compaction"
+    );
+    assert_eq!(
+        n.counters.ask(&id("a"), Cmd::Add(4)).await.unwrap(),
+        (10, 0)
+    );
+    // and the stream goes on from there, across a restart
+    stop(n).await;
+    let n = node(dir.path(), config).await;
+    assert_eq!(n.counters.ask(&id("a"), Cmd::Get).await.unwrap(), (10, 0));
+    assert_eq!(n.counters.inspect(&id("a")).await.unwrap().seq, 4);
+    stop(n).await;
+}
+
+#[tokio::test]
 async fn inspecting_an_unknown_entity_is_not_found_and_creates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let n = node(dir.path(), RuntimeConfig::default()).await;

@@ -173,6 +173,9 @@ enum Scenario {
         /// Where the server's data dir is made (and removed after).
         #[arg(long, default_value = "/tmp")]
         dir: std::path::PathBuf,
+        /// Keep the data dir at the end (its path is printed), to look inside.
+        #[arg(long)]
+        keep: bool,
     },
     /// `--sockets` WebSockets on one drop while `--connections` buyers purchase from it.
     WsFanout {
@@ -415,6 +418,7 @@ async fn main() -> anyhow::Result<()> {
             carts,
             idle_secs,
             dir,
+            keep,
         } => {
             let bin_dir = servers_dir(bin_dir.as_ref())?;
             scale::run(scale::Options {
@@ -427,6 +431,7 @@ async fn main() -> anyhow::Result<()> {
                 carts: *carts,
                 idle_secs: *idle_secs,
                 dir: dir.clone(),
+                keep: *keep,
             })
             .await?;
         }

@@ -38,6 +38,8 @@ pub struct Options {
     pub idle_secs: u64,
     /// Where the data dir goes (a fresh one inside it, removed at the end).
     pub dir: PathBuf,
+    /// Keep the data dir at the end.
+    pub keep: bool,
 }
 
 const PRICE: i64 = 10_000;
@@ -48,7 +50,11 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data)?;
     let server = start(&bin, &data, &o)?;
     let result = measure(&bin, &data, server, &o).await;
-    let _ = std::fs::remove_dir_all(&data);
+    if o.keep {
+        println!("data dir kept: {}", data.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&data);
+    }
     result
 }
 
@@ -177,6 +183,7 @@ async fn measure(bin: &Path, data: &Path, server: Server, o: &Options) -> anyhow
         mib(disk),
         disk as f64 / orders.max(1) as f64
     );
+    print_usage(bin, data)?;
     let starting = Instant::now();
     let server = start(bin, data, o)?;
     ready(&server.base).await?;
@@ -200,6 +207,19 @@ async fn measure(bin: &Path, data: &Path, server: Server, o: &Options) -> anyhow
         mib(restarted_rss)
     );
     let _ = sigterm(server);
+    Ok(())
+}
+
+/// Prints `emporium admin usage` of the stopped server's data dir: where the disk goes.
+fn print_usage(bin: &Path, data: &Path) -> anyhow::Result<()> {
+    let out = std::process::Command::new(bin)
+        .args(["admin", "usage", "--data-dir"])
+        .arg(data)
+        .output()?;
+    if !out.status.success() {
+        bail!("admin usage: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    print!("{}", String::from_utf8_lossy(&out.stdout));
     Ok(())
 }
 

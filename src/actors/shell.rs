@@ -52,6 +52,9 @@ pub struct Live<E: Entity> {
     seq: u64,
     snapshot_seq: u64,
     since_snapshot: u64,
+    /// Bytes on disk of the stored snapshot, and of the events written since it.
+    snapshot_bytes: usize,
+    event_bytes: usize,
     /// This entity's writes not yet durable; a no-change reply may go out at once only at zero.
     pending: Arc<AtomicUsize>,
     /// Set when a write of this entity failed: the state is ahead of the disk, nothing read
@@ -88,12 +91,18 @@ impl<E: Entity> Actor for EntityActor<E> {
         let load_stream = stream.clone();
         let recovered = read_blocking(move || journal.load(&load_stream)).await??;
         let term = recovered.term;
-        let (mut state, snapshot_seq) = match recovered.snapshot {
-            Some((seq, bytes)) => (codec::decode_snapshot::<E::State>(&bytes)?, seq),
-            None => (E::State::default(), 0),
+        let (mut state, snapshot_seq, snapshot_bytes) = match recovered.snapshot {
+            Some((seq, bytes)) => (
+                codec::decode_snapshot::<E::State>(&bytes)?,
+                seq,
+                bytes.len(),
+            ),
+            None => (E::State::default(), 0, 0),
         };
         let mut seq = snapshot_seq;
+        let mut event_bytes = 0;
         for (event_seq, bytes) in recovered.events {
+            event_bytes += bytes.len();
             if event_seq != seq + 1 {
                 return Err(format!("{stream:?}: gap in journal at {seq} -> {event_seq}").into());
             }
@@ -111,6 +120,8 @@ impl<E: Entity> Actor for EntityActor<E> {
                 .unwrap_or_default(),
             term,
             since_snapshot: seq - snapshot_seq,
+            snapshot_bytes,
+            event_bytes,
             registration: Registration::new(args.registry, args.id.clone(), args.slot),
             ctx: args.ctx,
             id: args.id,
@@ -308,6 +319,7 @@ impl<E: Entity> Live<E> {
         let archived = E::evict(&mut self.state);
         self.seq += encoded.len() as u64;
         self.since_snapshot += encoded.len() as u64;
+        self.event_bytes += encoded.iter().map(|(_, bytes)| bytes.len()).sum::<usize>();
         let mut append = Append {
             stream: Some(self.stream.clone()),
             events: encoded,
@@ -374,22 +386,56 @@ impl<E: Entity> Live<E> {
     fn add_snapshot(&mut self, append: &mut Append) {
         match codec::encode_snapshot(&self.state) {
             Ok(bytes) => {
-                append.snapshot = Some((self.seq, bytes));
-                append.trim = (self.snapshot_seq > 0).then_some(self.snapshot_seq);
-                self.snapshot_seq = self.seq;
-                self.since_snapshot = 0;
+                let trim = (self.snapshot_seq > 0).then_some(self.snapshot_seq);
+                self.put_snapshot(append, bytes, trim);
             }
             Err(e) => tracing::error!(kind = E::KIND, id = %self.id, error = %e, "snapshot failed"),
         }
     }
 
+    /// Puts `bytes`, the snapshot of the current state, into `append` with a trim of the
+    /// events up to `trim`.
+    fn put_snapshot(&mut self, append: &mut Append, bytes: Vec<u8>, trim: Option<u64>) {
+        self.snapshot_bytes = bytes.len();
+        self.event_bytes = 0;
+        append.snapshot = Some((self.seq, bytes));
+        append.trim = trim;
+        self.snapshot_seq = self.seq;
+        self.since_snapshot = 0;
+    }
+
+    /// The compacted form of a stream at rest: a snapshot of the state as it is now, replacing
+    /// the stored snapshot and every event (all of them trimmed in the same atomic write), if
+    /// it takes fewer bytes than they do. A settled order's dozen saga events become one
+    /// snapshot; a new order's one event stays as it is.
+    fn compacted(&mut self) -> Option<Append> {
+        if self.since_snapshot == 0 {
+            return None;
+        }
+        let bytes = codec::encode_snapshot(&self.state).ok()?;
+        if bytes.len() >= self.snapshot_bytes + self.event_bytes {
+            return None;
+        }
+        let mut append = Append {
+            stream: Some(self.stream.clone()),
+            term: self.term,
+            ..Append::default()
+        };
+        let upto = self.seq;
+        self.put_snapshot(&mut append, bytes, Some(upto));
+        Some(append)
+    }
+
     /// What an entity writes as it stops: a snapshot when replaying the events since the last
-    /// one would cost more than writing one now ([`REST_SNAPSHOT_EVENTS`]), or else only a
-    /// barrier; `done` runs once everything the entity wrote is durable. So stopping many
-    /// entities (a shutdown, a wave of passivations) writes little, and the next activation
-    /// replays at most that many events.
+    /// one would cost more than writing one now ([`REST_SNAPSHOT_EVENTS`]), or its compacted
+    /// form when that is smaller on disk ([`Self::compacted`]), or else only a barrier; `done`
+    /// runs once everything the entity wrote is durable. So stopping many entities (a
+    /// shutdown, a wave of passivations) writes little, the next activation replays at most
+    /// that many events, and a stream at rest takes its smallest form on disk.
     fn rest(&mut self, done: crate::persistence::Completion) {
-        if self.since_snapshot >= REST_SNAPSHOT_EVENTS {
+        if let Some(append) = self.compacted() {
+            self.submit(append, done);
+        } else if self.since_snapshot >= REST_SNAPSHOT_EVENTS {
             self.snapshot(done);
         } else {
             self.submit(Append::barrier(), done);

@@ -21,6 +21,7 @@ pub mod placement;
 pub mod promised;
 mod saga;
 pub mod settings;
+mod tell;
 
 use crate::actors::order::{OrderView, PendingEffect};
 use crate::actors::sku::Sku;
@@ -29,6 +30,7 @@ use crate::actors::{AskError, Entities, EntityKind, Inspection, Runtime};
 use crate::auth::accounts::Accounts;
 use crate::catalog::Catalog;
 use crate::domain::ids::OrderId;
+use crate::domain::inventory::SkuCommand;
 use crate::domain::order::{OrderCommand, OrderError, OrderState, Placement, Requester};
 use crate::domain::time::Clock;
 use crate::integrations::carrier::Carrier;
@@ -67,6 +69,8 @@ pub struct Orders {
     config: Arc<OrderConfig>,
     endpoints: Arc<Endpoints>,
     clock: Arc<dyn Clock>,
+    /// The settlements the saga records, until the background tells their SKUs.
+    recorded: Arc<std::sync::Mutex<Option<saga::RecordedNotes>>>,
 }
 
 /// The settings the orders service reads.
@@ -133,6 +137,7 @@ impl Orders {
             currency: endpoints.currency.clone(),
             clock: clock.clone(),
         });
+        let (recorded, recorded_notes) = tokio::sync::mpsc::unbounded_channel();
         let saga = Arc::new(Saga {
             book: book.clone(),
             skus: parts.skus,
@@ -149,6 +154,7 @@ impl Orders {
             carrier_name: endpoints.carrier_name.clone(),
             drivers: DashMap::new(),
             bus: parts.bus,
+            recorded,
             clock: clock.clone(),
         });
         Ok(Self {
@@ -158,14 +164,25 @@ impl Orders {
             config,
             endpoints,
             clock,
+            recorded: Arc::new(std::sync::Mutex::new(Some(recorded_notes))),
         })
     }
 
-    /// Starts the background work: the dispatcher (the order kind's reminder timer) and the
-    /// writer of promised orders. Both stop when the node shuts down.
+    /// Starts the background work: the dispatcher (the order kind's reminder timer), the
+    /// writer of promised orders, and the notes of recorded settlements to their SKUs. All
+    /// stop when the node shuts down.
     pub fn spawn_background(&self, shutdown: &CancellationToken) {
         let skus = self.saga.skus.clone();
-        tokio::spawn(promised::keep(self.book.clone(), skus, shutdown.clone()));
+        tokio::spawn(promised::keep(
+            self.book.clone(),
+            skus.clone(),
+            shutdown.clone(),
+        ));
+        let notes = self.recorded.lock().ok().and_then(|mut r| r.take());
+        if let Some(notes) = notes {
+            let forget = |orders| SkuCommand::ForgetSettled { orders };
+            tokio::spawn(tell::in_batches(skus, notes, shutdown.clone(), forget));
+        }
         let every = Duration::from_millis(self.config.outbox.poll_ms.max(10));
         let handler = dispatcher::handler(self.book.clone(), self.saga.clone());
         self.book.keep_reminders(every, handler);

@@ -4,27 +4,22 @@
 //! hold and the write): at start-up, and in a cluster also when the node takes shards or
 //! another node's process is gone. See `book.rs` for why requests never miss one.
 //!
-//! Once an order is written, its SKU is told (`OrdersWritten`, batched: one SKU event for up
-//! to [`BATCH`] orders, at most every [`TELL_EVERY`]) and its hold stops keeping the order, so
-//! a SKU's state holds only the orders still to write and a recovery reads only those.
+//! Once an order is written, its SKU is told (`OrdersWritten`, batched by [`tell`]) and its
+//! hold stops keeping the order, so a SKU's state holds only the orders still to write and a
+//! recovery reads only those.
 
 use crate::actors::Entities;
 use crate::actors::sku::Sku;
-use crate::domain::ids::{OrderId, SkuId};
+use crate::domain::ids::OrderId;
 use crate::domain::inventory::SkuCommand;
 use crate::orders::book::{FIRST_PAUSE, OrderBook};
-use std::collections::HashMap;
+use crate::orders::tell;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// How many promised orders are written at once in the background.
 const WRITERS: usize = 64;
-/// The most written orders one `OrdersWritten` names.
-pub const BATCH: usize = 512;
-/// How often the SKUs are told which of their orders are written.
-pub const TELL_EVERY: Duration = Duration::from_millis(100);
 
 /// Writes promised orders until `shutdown`; what is left then is promised again at the next
 /// start, from the holds.
@@ -33,7 +28,7 @@ pub async fn keep(book: OrderBook, skus: Entities<Sku>, shutdown: CancellationTo
         return;
     };
     let (written, told) = mpsc::unbounded_channel();
-    tokio::spawn(tell(skus, told, shutdown.clone()));
+    tokio::spawn(tell::in_batches(skus, told, shutdown.clone(), written_note));
     let writers = Arc::new(Semaphore::new(WRITERS));
     loop {
         let id = tokio::select! {
@@ -67,38 +62,10 @@ pub async fn keep(book: OrderBook, skus: Entities<Sku>, shutdown: CancellationTo
     }
 }
 
-/// Tells each SKU, in batches, which of its drop orders are written, until `shutdown`.
-async fn tell(
-    skus: Entities<Sku>,
-    mut written: mpsc::UnboundedReceiver<(SkuId, OrderId)>,
-    shutdown: CancellationToken,
-) {
-    let mut due: HashMap<SkuId, Vec<OrderId>> = HashMap::new();
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(TELL_EVERY) => {}
-        }
-        while let Ok((sku, id)) = written.try_recv() {
-            due.entry(sku).or_default().push(id);
-        }
-        for (sku, ids) in due.drain() {
-            told(&skus, &sku, &ids).await;
-        }
-    }
-}
-
-/// Tells `sku` that `written` orders are written, [`BATCH`] at a time. A batch that fails
-/// leaves those holds keeping their orders: a recovery finds them written and tells again.
-async fn told(skus: &Entities<Sku>, sku: &SkuId, written: &[OrderId]) {
-    for chunk in written.chunks(BATCH) {
-        let told = SkuCommand::OrdersWritten {
-            order_ids: chunk.to_vec(),
-        };
-        if let Err(e) = skus.ask(sku, told).await {
-            tracing::debug!(%sku, error = %e, "written orders not told to their SKU");
-        }
-    }
+/// The note that these drop orders are written. A lost one leaves those holds keeping their
+/// orders: a recovery finds them written and tells again.
+fn written_note(order_ids: Vec<OrderId>) -> SkuCommand {
+    SkuCommand::OrdersWritten { order_ids }
 }
 
 /// Promises again every order a SKU holds units for but the order kind never wrote; returns
@@ -140,7 +107,7 @@ pub async fn recover(
             }
         }
         // Orders written whose SKU was never told (a batch lost in a crash): it is now.
-        told(skus, &sku, &written).await;
+        tell::tell(skus, &sku, &written, written_note).await;
     }
     Ok(promised)
 }

@@ -4,6 +4,10 @@
 //! orders it holds, a wallet the order holding a coupon, the gateway its payment keys and
 //! cancel idempotency keys, the carrier its booking keys), so a step run twice — a retry, or
 //! a re-drive after a crash — has the effect of running it once.
+//!
+//! Once a step that settled the order's units on its SKUs (commit, release, restock) is
+//! recorded done, those SKUs are told they may forget the order (`ForgetSettled`, batched by
+//! `tell`): the order never sends that step again.
 
 use crate::actors::cart::Cart;
 use crate::actors::sku::Sku;
@@ -11,8 +15,8 @@ use crate::actors::user::User;
 use crate::actors::{AskError, Entities};
 use crate::auth::accounts::Accounts;
 use crate::domain::cart::CartCommand;
-use crate::domain::ids::{OrderId, UserId};
-use crate::domain::inventory::{DropBuyer, SkuCommand, SkuError};
+use crate::domain::ids::{OrderId, SkuId, UserId};
+use crate::domain::inventory::{DropBuyer, Recall, Recorded, SkuCommand, SkuError};
 use crate::domain::order::{Action, OrderCommand, OrderState, Outcome, Placement, RetryPolicy};
 use crate::domain::time::{Clock, Timestamp};
 use crate::domain::user::inbox::Notification;
@@ -28,6 +32,30 @@ use crate::orders::placement::Placements;
 use dashmap::DashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The settlement on each SKU that `action`, once recorded done, leaves the order with; `None`
+/// for a step that settles nothing on a SKU.
+fn recorded_on_skus(state: &OrderState, action: &Action) -> Option<Vec<(SkuId, Recorded)>> {
+    let lines = state.placement.as_ref()?.lines.iter();
+    let each = |recorded: Recorded| lines.clone().map(move |l| (l.sku_id.clone(), recorded));
+    match action {
+        Action::CommitStock => Some(each(Recorded::Sold).collect()),
+        Action::ReleaseStock => Some(each(Recorded::Released).collect()),
+        Action::Restock { items, .. } => Some(
+            items
+                .iter()
+                .map(|i| {
+                    let returned = i.quantity;
+                    (i.sku_id.clone(), Recorded::Returned { returned })
+                })
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// Where the saga's recorded settlements wait for `tell`.
+pub(super) type RecordedNotes = tokio::sync::mpsc::UnboundedReceiver<(SkuId, (OrderId, Recorded))>;
 
 /// Why a step could not be carried out now (it is retried later).
 type StepError = String;
@@ -61,6 +89,8 @@ pub(super) struct Saga {
     pub(super) drivers: DashMap<OrderId, Arc<tokio::sync::Mutex<()>>>,
     /// Where notifications are pushed (`user:{id}`).
     pub(super) bus: EventBus,
+    /// Settlements the order has recorded, for their SKUs to forget (see the module doc).
+    pub(super) recorded: tokio::sync::mpsc::UnboundedSender<(SkuId, (OrderId, Recorded))>,
     pub(super) clock: Arc<dyn Clock>,
 }
 
@@ -115,8 +145,12 @@ impl Saga {
             let Some((effect, action)) = due else {
                 return Ok(state);
             };
+            let mut settled = None;
             let report = match self.run(id, &state, effect, &action).await {
-                Ok(Step::Done(outcome)) => OrderCommand::Complete { effect, outcome },
+                Ok(Step::Done(outcome)) => {
+                    settled = recorded_on_skus(&state, &action);
+                    OrderCommand::Complete { effect, outcome }
+                }
                 Ok(Step::Payment(result)) => OrderCommand::SettlePayment {
                     payment_key: state
                         .payment
@@ -139,6 +173,9 @@ impl Saga {
                 }
             };
             state = self.book.ask(id, report).await?;
+            for (sku, recorded) in settled.into_iter().flatten() {
+                let _ = self.recorded.send((sku, (id.clone(), recorded)));
+            }
         }
     }
 
@@ -204,16 +241,26 @@ impl Saga {
                 }
                 done
             }
-            Action::Restock { items } => {
+            Action::Restock { items, before } => {
                 let drop = placement.drop_id.as_ref().map(|drop_id| DropBuyer {
                     drop_id: drop_id.clone(),
                     user_id: placement.user_id.clone(),
                 });
                 for item in items {
+                    let sold = placement
+                        .lines
+                        .iter()
+                        .filter(|l| l.sku_id == item.sku_id)
+                        .map(|l| l.quantity)
+                        .sum();
                     let restock = SkuCommand::Restock {
                         order_id: id.clone(),
                         returned: item.quantity,
                         drop: drop.clone(),
+                        recall: Some(Recall {
+                            sold,
+                            before: before.get(&item.sku_id).copied().unwrap_or(0),
+                        }),
                     };
                     self.skus
                         .ask(&item.sku_id, restock)

@@ -23,13 +23,12 @@
 
 use crate::domain::time::Timestamp;
 use crate::persistence::sled_layout::{
-    ARCHIVE, DUE, EVENT, REMINDER, SNAPSHOT, Store, VIEW, due_key, key, kind_prefix,
-    migrate_tree_per_type, millis_of, set_prefix,
+    ARCHIVE, DUE, EVENT, SNAPSHOT, Store, VIEW, key, kind_prefix, migrate_tree_per_type,
+    set_prefix, write_batch,
 };
 use crate::persistence::{
     Append, Completion, Direction, Journal, JournalError, Recovered, StreamId, time_key,
 };
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -47,6 +46,8 @@ pub struct WriterConfig {
     pub linger: Duration,
     /// sled's page cache size.
     pub cache_bytes: u64,
+    /// zstd compression of sled's writes, for a new database (see [`SledJournal::open`]).
+    pub compression: bool,
 }
 
 impl Default for WriterConfig {
@@ -55,6 +56,7 @@ impl Default for WriterConfig {
             max_batch_events: 1024,
             linger: Duration::ZERO,
             cache_bytes: 256 * 1024 * 1024,
+            compression: false,
         }
     }
 }
@@ -76,14 +78,36 @@ pub struct SledJournal {
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// Where a node keeps its sled database inside its data dir.
+pub fn db_dir(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("db")
+}
+
 impl SledJournal {
-    /// Opens (or creates) the database under `dir` and starts the writer thread.
+    /// Opens (or creates) the database under `dir` and starts the writer thread. A new
+    /// database is compressed if `config.compression` says so; an existing one keeps what it
+    /// was made with (sled refuses to open it otherwise).
     pub fn open(dir: &Path, config: WriterConfig) -> Result<Arc<Self>, JournalError> {
+        let compression = match stored_compression(dir) {
+            Some(stored) => {
+                if stored != config.compression {
+                    tracing::warn!(
+                        compression = stored,
+                        "the data dir keeps the compression it was made with"
+                    );
+                }
+                stored
+            }
+            None => config.compression,
+        };
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(config.cache_bytes)
             .mode(sled::Mode::HighThroughput)
             .flush_every_ms(None)
+            .use_compression(compression)
+            // zstd's fastest level: most of the gain, little of the CPU.
+            .compression_factor(1)
             .open()?;
         let store = Store {
             tree: db.open_tree("entities")?,
@@ -113,6 +137,17 @@ impl SledJournal {
     pub fn db(&self) -> &sled::Db {
         &self.store.db
     }
+}
+
+/// Whether the sled database under `dir` was made compressed: sled's `conf` file has a
+/// `use_compression: true|false` line (and a binary checksum after the lines). `None` for a
+/// new database.
+pub(super) fn stored_compression(dir: &Path) -> Option<bool> {
+    let conf = std::fs::read(dir.join("conf")).ok()?;
+    String::from_utf8_lossy(&conf)
+        .lines()
+        .find_map(|line| line.strip_prefix("use_compression:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 impl Journal for SledJournal {
@@ -378,91 +413,6 @@ fn take(
     }
 }
 
-fn write_batch(store: &Store, batch: &[(Append, Completion)]) -> Result<(), JournalError> {
-    let mut writes = sled::Batch::default();
-    let mut dirty = false;
-    let mut event_count = 0u64;
-    // Only the newest view of a stream in this batch is written: a hot entity makes dozens of
-    // appends per batch, each superseding the last one's view.
-    let mut newest_view = std::collections::HashSet::new();
-    for (append, _) in batch.iter().rev() {
-        if let (Some(stream), Some(view)) = (&append.stream, &append.view)
-            && newest_view.insert(stream)
-        {
-            writes.insert(key(VIEW, &stream.prefix()), view.as_slice());
-        }
-    }
-    // Each stream's reminder as this batch leaves it, so its time-ordered entry can move.
-    let mut reminders: HashMap<&StreamId, Option<Timestamp>> = HashMap::new();
-    for (append, _) in batch {
-        let Some(stream) = &append.stream else {
-            continue;
-        };
-        dirty |= !append.is_empty();
-        for (seq, bytes) in &append.events {
-            writes.insert(key(EVENT, &stream.event_key(*seq)), bytes.as_slice());
-            event_count += 1;
-        }
-        if let Some(upto) = append.trim {
-            let range = key(EVENT, &stream.event_key(0))..=key(EVENT, &stream.event_key(upto));
-            for k in store.tree.range(range).keys() {
-                writes.remove(k?);
-            }
-        }
-        if let Some((seq, state)) = &append.snapshot {
-            let mut v = Vec::with_capacity(8 + state.len());
-            v.extend_from_slice(&seq.to_be_bytes());
-            v.extend_from_slice(state);
-            writes.insert(key(SNAPSHOT, &stream.prefix()), v);
-        }
-        if let Some(next) = append.reminder {
-            let previous = match reminders.get(stream) {
-                Some(previous) => *previous,
-                None => match store.tree.get(key(REMINDER, &stream.prefix()))? {
-                    Some(v) => Some(millis_of(&v)?),
-                    None => None,
-                },
-            };
-            if let Some(at) = previous {
-                writes.remove(due_key(stream.kind, at, &stream.id));
-            }
-            match next {
-                Some(at) => {
-                    writes.insert(key(REMINDER, &stream.prefix()), &at.millis().to_be_bytes());
-                    writes.insert(due_key(stream.kind, at, &stream.id), &[] as &[u8]);
-                }
-                None => writes.remove(key(REMINDER, &stream.prefix())),
-            }
-            reminders.insert(stream, next);
-        }
-        for (k, v) in &append.archive {
-            let mut at = key(ARCHIVE, &stream.prefix());
-            at.extend_from_slice(k);
-            writes.insert(at, v.as_slice());
-        }
-        for (entry, present) in &append.index {
-            let mut k = set_prefix(&entry.set);
-            k.extend_from_slice(&entry.member);
-            if *present {
-                writes.insert(k, &[] as &[u8]);
-            } else {
-                writes.remove(k);
-            }
-        }
-    }
-    if !dirty {
-        // Only barriers: everything before them was flushed by an earlier batch.
-        return Ok(());
-    }
-    let started = Instant::now();
-    store.tree.apply_batch(writes)?;
-    store.db.flush()?;
-    metrics::histogram!("emporium_journal_flush_seconds").record(started.elapsed().as_secs_f64());
-    metrics::histogram!("emporium_journal_batch_events").record(event_count as f64);
-    metrics::counter!("emporium_journal_events_total").increment(event_count);
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -484,6 +434,34 @@ mod tests {
         let (tx, rx) = tokio::sync::oneshot::channel();
         j.submit(a, Box::new(move |r| drop(tx.send(r))));
         rx.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_data_dir_keeps_the_compression_it_was_made_with() {
+        // Given a compressed database with events in it
+        let dir = tempfile::tempdir().unwrap();
+        let compressed = WriterConfig {
+            compression: true,
+            ..WriterConfig::default()
+        };
+        {
+            let j = SledJournal::open(dir.path(), compressed).unwrap();
+            submit(&j, append(&[(1, b"one")])).await.unwrap();
+            j.close();
+        }
+        assert_eq!(stored_compression(dir.path()), Some(true));
+        // When it is opened with compression off (the default), it opens, compressed, whole
+        let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();
+        assert_eq!(
+            j.load(&stream()).unwrap().events,
+            vec![(1, b"one".to_vec())]
+        );
+        j.close();
+        // and a new one follows the setting
+        let fresh = tempfile::tempdir().unwrap();
+        let j = SledJournal::open(fresh.path(), WriterConfig::default()).unwrap();
+        j.close();
+        assert_eq!(stored_compression(fresh.path()), Some(false));
     }
 
     #[tokio::test]

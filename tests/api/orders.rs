@@ -484,6 +484,53 @@ async fn a_return_after_delivery_ends_refunded_and_an_exchange_ships_again() {
     );
 }
 
+/// Polls the SKU until it holds no settlement of any order (the saga tells it, in the
+/// background, once the order has recorded its own).
+async fn until_forgotten(app: &TestApp, sku: &str) {
+    for _ in 0..100 {
+        let r = ok(app.inspect("sku", sku).await).await;
+        if r["state"]["settled"]
+            .as_object()
+            .is_some_and(|m| m.is_empty())
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("SKU {sku} still remembers settled orders");
+}
+
+#[tokio::test]
+async fn a_sku_forgets_orders_that_recorded_their_sale_and_later_returns_still_restock_exactly() {
+    // Given a delivered order of 2 units, which its SKU has forgotten
+    let app = spawn_app_with(FAST).await;
+    product(&app, "mug", 10).await;
+    let (_, token, _) = app.customer("forgotten@example.com").await;
+    let id = delivered(&app, &token, 2).await;
+    until_forgotten(&app, "mug").await;
+    assert_eq!(stock(&app, "mug").await, (8, 0, 2));
+    // When one unit comes back, then (forgotten again) the other
+    for (n, expected) in [(1, (9, 0, 1)), (2, (10, 0, 0))] {
+        let body = json!({"reason": "chipped", "kind": "return",
+            "items": [{"sku_id": "mug", "quantity": 1}]});
+        let path = format!("/api/v1/orders/{id}/returns");
+        let r = send(&app, "POST", &path, &token, Some(body)).await;
+        assert_eq!(r.status(), 201, "return {n}");
+        for _ in 0..200 {
+            let d = detail(&app, &token, &id).await;
+            if d["status"] == "refunded" && d["payment"]["refunded"] == 10000 * n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Then each brings back exactly its unit, from the order's own account of the sale
+        until_forgotten(&app, "mug").await;
+        assert_eq!(stock(&app, "mug").await, expected, "after return {n}");
+    }
+    let d = detail(&app, &token, &id).await;
+    assert_eq!(d["payment"]["refunded"], 20000);
+}
+
 #[tokio::test]
 async fn two_buyers_race_for_the_last_unit_and_exactly_one_gets_it() {
     let app = Arc::new(spawn_app_with(FAST).await);

@@ -34,10 +34,15 @@ pub enum SkuCommand {
     /// order, so a replay brings nothing more). Units a drop sold go back to that drop and
     /// give the buyer's allowance back (`drop` names it: the SKU forgets which drop sold a
     /// unit once it is sold).
+    ///
+    /// `recall` is what the order knows of its sale here, for a SKU that has forgotten the
+    /// order ([`SkuCommand::ForgetSettled`]); a SKU that remembers it goes by its own record.
     Restock {
         order_id: OrderId,
         returned: u32,
         drop: Option<DropBuyer>,
+        #[serde(default)]
+        recall: Option<Recall>,
     },
     /// Releases every reservation whose expiry is not after `now`, and opens and closes the
     /// drops whose time has come.
@@ -52,6 +57,13 @@ pub enum SkuCommand {
     /// purchase is answered by the order itself, and a recovery has nothing to write). Sent in
     /// batches by the writer of promised orders; losing one only leaves the orders kept.
     OrdersWritten { order_ids: Vec<OrderId> },
+    /// These orders have durably recorded how they settled here (the step that settled them
+    /// is done in the order's own journal), so the SKU forgets them: an order never sends a
+    /// step again once it is recorded, and a later restock carries a [`Recall`]. An entry is
+    /// forgotten only if it still is what the order recorded (a note overtaken by a later
+    /// restock forgets nothing). Sent in batches by the order saga; losing one only leaves the
+    /// orders remembered. This is what bounds `settled`.
+    ForgetSettled { orders: Vec<(OrderId, Recorded)> },
     /// Binds the SKU to a product. `replacing` names an owner that may be replaced (one whose
     /// creation never completed); any other owner refuses.
     Attach {
@@ -60,6 +72,27 @@ pub enum SkuCommand {
     },
     /// Reads the state; never produces an event.
     Get,
+}
+
+/// What an order knows of its sale on one SKU, carried by a restock for a SKU that forgot it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Recall {
+    /// Units of the SKU the order bought.
+    pub sold: u32,
+    /// Units of them back before this restock (the `returned` of the order's previous restock).
+    pub before: u32,
+}
+
+/// How an order recorded its settlement on a SKU ([`SkuCommand::ForgetSettled`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recorded {
+    /// Its units were committed (the order is paid).
+    Sold,
+    /// Its units went back unsold (cancelled, expired, rejected).
+    Released,
+    /// `returned` of its units are back in all (a return, a paid order cancelled).
+    Returned { returned: u32 },
 }
 
 /// Who bought units in which drop (what a restock gives back to).
@@ -115,6 +148,9 @@ pub enum SkuEvent {
         /// The drop the units go back to (absent: the shelf).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         drop: Option<DropBuyer>,
+        /// The order's account of its sale, when the SKU had forgotten the order.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recall: Option<Recall>,
     },
     DropCreated {
         drop_id: DropId,
@@ -137,6 +173,10 @@ pub enum SkuEvent {
     },
     /// The holds of these orders no longer keep them.
     OrdersWritten {
+        order_ids: Vec<OrderId>,
+    },
+    /// These orders' settlements are forgotten.
+    SettledForgotten {
         order_ids: Vec<OrderId>,
     },
 }

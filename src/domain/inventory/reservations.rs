@@ -1,10 +1,20 @@
 //! Reservations: units held for an order until it is paid (`Commit`: reserved -> sold),
 //! cancelled (`Release`) or expired (the SKU's own timer), and returned after a sale
 //! (`Restock`, to the drop that sold them if any). Every command names its order and is idempotent: what became of each order is
-//! kept in `settled`, so a replay yields no event and a contradiction is refused.
+//! kept in `settled`, so a replay yields no event and a contradiction is refused, until the
+//! order has recorded it (`forget`).
+//!
+//! Why forgetting is safe: an order's saga sends a step until the step is recorded done in
+//! the order's own journal, and never after; so once the order tells the SKU it has recorded
+//! a settlement, no replay of the commands that led to it can come. A drop purchase replayed
+//! with the same key is answered by the written order before the SKU is asked. What may
+//! still come is a later restock (a return, months on), and it carries the order's own
+//! account of the sale ([`Recall`]): the units it bought and those back before it.
 
 use crate::domain::ids::{OrderId, UserId};
-use crate::domain::inventory::messages::{DropBuyer, MAX_RESERVE_QTY, SkuError, SkuEvent};
+use crate::domain::inventory::messages::{
+    DropBuyer, MAX_RESERVE_QTY, Recall, Recorded, SkuError, SkuEvent,
+};
 use crate::domain::inventory::state::{ReleaseReason, Reservation, Settlement, SkuState};
 use crate::domain::time::Timestamp;
 
@@ -102,6 +112,7 @@ pub(super) fn restock(
     order_id: &OrderId,
     returned: u32,
     drop: Option<&DropBuyer>,
+    recall: Option<Recall>,
 ) -> Result<Vec<SkuEvent>, SkuError> {
     if returned == 0 {
         return Err(SkuError::InvalidQuantity);
@@ -113,10 +124,12 @@ pub(super) fn restock(
             reason: ReleaseReason::Cancelled,
         }]);
     }
-    let (sold, back) = match state.settled.get(order_id) {
-        Some(Settlement::Sold { qty }) => (*qty, 0),
-        Some(Settlement::Returned { qty, returned }) => (*qty, *returned),
-        _ => return Ok(vec![]),
+    let (sold, back, recall) = match (state.settled.get(order_id), recall) {
+        (Some(Settlement::Sold { qty }), _) => (*qty, 0, None),
+        (Some(Settlement::Returned { qty, returned }), _) => (*qty, *returned, None),
+        (Some(Settlement::Released { .. }), _) | (None, None) => return Ok(vec![]),
+        // Forgotten: the order's account stands in for the record.
+        (None, Some(r)) => (r.sold, r.before.min(r.sold), Some(r)),
     };
     let qty = returned.min(sold).saturating_sub(back);
     Ok(if qty == 0 {
@@ -133,8 +146,45 @@ pub(super) fn restock(
                     live.is_some_and(|x| !x.ended && x.sold >= qty)
                 })
                 .cloned(),
+            recall,
         }]
     })
+}
+
+/// The orders of `told` whose settlement is still what the order recorded: forgotten.
+pub(super) fn forget(state: &SkuState, told: &[(OrderId, Recorded)]) -> Vec<SkuEvent> {
+    let order_ids: Vec<OrderId> = told
+        .iter()
+        .filter(|(id, recorded)| {
+            state
+                .settled
+                .get(id)
+                .is_some_and(|s| is_recorded(s, *recorded))
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    if order_ids.is_empty() {
+        return Vec::new();
+    }
+    vec![SkuEvent::SettledForgotten { order_ids }]
+}
+
+/// Whether the order's record matches the SKU's (a restock since makes them differ).
+fn is_recorded(settlement: &Settlement, recorded: Recorded) -> bool {
+    match (settlement, recorded) {
+        (Settlement::Sold { .. }, Recorded::Sold)
+        | (Settlement::Released { .. }, Recorded::Released) => true,
+        (Settlement::Returned { qty, returned }, Recorded::Returned { returned: told }) => {
+            *returned == told.min(*qty)
+        }
+        _ => false,
+    }
+}
+
+pub(super) fn forgotten(state: &mut SkuState, order_ids: &[OrderId]) {
+    for id in order_ids {
+        state.settled.remove(id);
+    }
 }
 
 /// Every reservation expired as of `now`, released.
@@ -185,6 +235,7 @@ pub(super) fn restocked(
     order_id: &OrderId,
     qty: u32,
     drop: Option<&DropBuyer>,
+    recall: Option<Recall>,
 ) {
     state.sold -= u64::from(qty);
     match drop.and_then(|d| Some((state.drops.get_mut(&d.drop_id)?, &d.user_id))) {
@@ -203,7 +254,13 @@ pub(super) fn restocked(
             qty: *sold,
             returned: returned + qty,
         },
-        _ => Settlement::Returned { qty, returned: qty },
+        _ => match recall {
+            Some(r) => Settlement::Returned {
+                qty: r.sold,
+                returned: r.before.min(r.sold) + qty,
+            },
+            None => Settlement::Returned { qty, returned: qty },
+        },
     };
     state.settled.insert(order_id.clone(), settled);
 }

@@ -32,13 +32,15 @@ pub fn decide(
             order_id,
             returned,
             drop,
-        } => reservations::restock(state, order_id, *returned, drop.as_ref()),
+            recall,
+        } => reservations::restock(state, order_id, *returned, drop.as_ref(), *recall),
         SkuCommand::ExpireDue => Ok(reservations::expire(state, now)
             .chain(drops::transitions(state, now))
             .collect()),
         SkuCommand::CreateDrop { drop_id, spec } => drops::create(state, drop_id, spec),
         SkuCommand::Purchase(p) => drops::purchase(state, p, now),
         SkuCommand::OrdersWritten { order_ids } => Ok(drops::written(state, order_ids)),
+        SkuCommand::ForgetSettled { orders } => Ok(reservations::forget(state, orders)),
         SkuCommand::Get | SkuCommand::HeldOrders => Ok(vec![]),
     }
 }
@@ -65,7 +67,8 @@ pub fn apply(state: &mut SkuState, event: &SkuEvent) {
             order_id,
             qty,
             drop,
-        } => reservations::restocked(state, order_id, *qty, drop.as_ref()),
+            recall,
+        } => reservations::restocked(state, order_id, *qty, drop.as_ref(), *recall),
         SkuEvent::DropCreated { drop_id, spec } => drops::created(state, drop_id, spec),
         SkuEvent::DropPurchased {
             drop_id,
@@ -88,5 +91,6 @@ pub fn apply(state: &mut SkuState, event: &SkuEvent) {
         SkuEvent::DropOpened { drop_id } => drops::opened(state, drop_id),
         SkuEvent::DropEnded { drop_id } => drops::ended(state, drop_id),
         SkuEvent::OrdersWritten { order_ids } => drops::orders_written(state, order_ids),
+        SkuEvent::SettledForgotten { order_ids } => reservations::forgotten(state, order_ids),
     }
 }

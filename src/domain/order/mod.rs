@@ -202,8 +202,13 @@ pub enum Action {
     RefundPayment { amount: i64, reason: String },
     /// Units back to stock (to the drop that sold them, if any). Each item's quantity is the
     /// SKU's units back once done, counted over every return of the order (a cancellation
-    /// brings every unit back), so a replay restocks nothing more.
-    Restock { items: Vec<ReturnItem> },
+    /// brings every unit back), so a replay restocks nothing more. `before` is each SKU's
+    /// count before this restock (absent: none), for a SKU that has forgotten the order.
+    Restock {
+        items: Vec<ReturnItem>,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        before: BTreeMap<SkuId, u32>,
+    },
     /// A used coupon back to issued (a paid order cancelled).
     RestoreCoupon,
     /// Book a shipment with the carrier.

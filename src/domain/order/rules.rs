@@ -298,7 +298,8 @@ fn compensate_paid(s: &mut OrderState, at: Timestamp) {
     let reason = "cancelled by the customer".to_owned();
     queue(s, Action::RefundPayment { amount, reason }, at);
     let items = all_items(s);
-    queue(s, Action::Restock { items }, at);
+    let before = returns::returned_units(s);
+    queue(s, Action::Restock { items, before }, at);
     if s.placement.as_ref().is_some_and(|p| p.coupon.is_some()) {
         queue(s, Action::RestoreCoupon, at);
     }
@@ -491,7 +492,8 @@ pub fn apply(s: &mut OrderState, event: &OrderEvent) {
             match r.kind {
                 ReturnKind::Return => {
                     let items = returns::restock_after(s, r);
-                    queue(s, Action::Restock { items }, r.at);
+                    let before = returns::returned_units(s);
+                    queue(s, Action::Restock { items, before }, r.at);
                     let (amount, reason) = (r.refund_amount, format!("return: {}", r.reason));
                     queue(s, Action::RefundPayment { amount, reason }, r.at);
                 }

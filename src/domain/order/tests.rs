@@ -460,7 +460,7 @@ fn returns_over_different_lines_are_allowed_until_every_unit_is_back() {
     when(&mut s, return_of(ReturnKind::Return, &[("b", 1), ("a", 1)])).unwrap();
     // Then the restock counts every unit back and the refund is the rest of the payment
     let restock = s.effects.values().find_map(|e| match &e.action {
-        Action::Restock { items } => Some(items.clone()),
+        Action::Restock { items, .. } => Some(items.clone()),
         _ => None,
     });
     let a = SkuId::parse("a").unwrap();

@@ -163,6 +163,7 @@ fn a_paid_drop_unit_that_comes_back_returns_to_its_drop_and_frees_the_allowance(
             drop_id: drop_id(),
             user_id: user(),
         }),
+        recall: None,
     };
     let (_, s) = when(&s, restock.clone()).unwrap();
     // Then the unit is the drop's again, not the shelf's, and u1 may buy again
@@ -278,6 +279,7 @@ fn a_unit_that_comes_back_after_its_drop_ended_goes_to_the_shelf() {
             drop_id: drop_id(),
             user_id: user(),
         }),
+        recall: None,
     };
     let (_, s) = when(&s, restock).unwrap();
     // Then it is on the shelf, where it can be sold again

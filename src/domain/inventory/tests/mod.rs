@@ -341,6 +341,7 @@ fn restock_returns_sold_units_once_and_releases_open_reservations() {
         order_id: order(o),
         returned,
         drop: None,
+        recall: None,
     };
     let (_, s) = when(&stocked(10), reserve("a", 3)).unwrap();
     let (_, s) = when(
@@ -375,6 +376,7 @@ fn returns_of_one_order_restock_up_to_what_it_bought_counted_over_all_of_them() 
         order_id: order("a"),
         returned,
         drop: None,
+        recall: None,
     };
     let (_, s) = when(&stocked(10), reserve("a", 3)).unwrap();
     let commit = SkuCommand::Commit {
@@ -390,7 +392,8 @@ fn returns_of_one_order_restock_up_to_what_it_bought_counted_over_all_of_them() 
         vec![SkuEvent::Restocked {
             order_id: order("a"),
             qty: 1,
-            drop: None
+            drop: None,
+            recall: None,
         }]
     );
     assert_eq!((s.available, s.sold), (9, 1));
@@ -399,4 +402,87 @@ fn returns_of_one_order_restock_up_to_what_it_bought_counted_over_all_of_them() 
     // And never more than it bought
     let (_, s) = when(&s, restock(99)).unwrap();
     assert_eq!((s.available, s.sold, s.total()), (10, 0, 10));
+}
+
+fn sold(o: &str, qty: u32) -> SkuState {
+    let (_, s) = when(&stocked(10), reserve(o, qty)).unwrap();
+    let commit = SkuCommand::Commit { order_id: order(o) };
+    when(&s, commit).unwrap().1
+}
+
+fn forget(o: &str, recorded: Recorded) -> SkuCommand {
+    SkuCommand::ForgetSettled {
+        orders: vec![(order(o), recorded)],
+    }
+}
+
+#[test]
+fn a_settlement_the_order_recorded_is_forgotten_and_a_note_overtaken_by_a_restock_is_not() {
+    // Given an order that bought 3 units
+    let s = sold("a", 3);
+    // When the order notes it recorded the sale
+    let (events, after) = when(&s, forget("a", Recorded::Sold)).unwrap();
+    // Then the SKU forgets it, and nothing else changes
+    assert_eq!(
+        events,
+        vec![SkuEvent::SettledForgotten {
+            order_ids: vec![order("a")]
+        }]
+    );
+    assert!(after.settled.is_empty());
+    assert_eq!((after.available, after.sold), (s.available, s.sold));
+    // Given a restock since the sale, a late note of the sale forgets nothing
+    let restock = SkuCommand::Restock {
+        order_id: order("a"),
+        returned: 1,
+        drop: None,
+        recall: None,
+    };
+    let (_, s) = when(&s, restock).unwrap();
+    assert!(when(&s, forget("a", Recorded::Sold)).unwrap().0.is_empty());
+    assert!(
+        when(&s, forget("a", Recorded::Released))
+            .unwrap()
+            .0
+            .is_empty()
+    );
+    // and the note of that restock does
+    let note = forget("a", Recorded::Returned { returned: 1 });
+    assert_eq!(when(&s, note).unwrap().0.len(), 1);
+    // An open reservation is never forgotten
+    let (_, s) = when(&stocked(10), reserve("b", 1)).unwrap();
+    assert!(when(&s, forget("b", Recorded::Sold)).unwrap().0.is_empty());
+}
+
+#[test]
+fn a_restock_of_a_forgotten_order_goes_by_the_order_s_recall_and_a_replay_brings_nothing_more() {
+    // Given an order of 3 units, one of them back already, forgotten by the SKU
+    let s = sold("a", 3);
+    let restock = |returned, before| SkuCommand::Restock {
+        order_id: order("a"),
+        returned,
+        drop: None,
+        recall: Some(Recall { sold: 3, before }),
+    };
+    let (_, s) = when(&s, restock(1, 0)).unwrap();
+    let (_, s) = when(&s, forget("a", Recorded::Returned { returned: 1 })).unwrap();
+    assert!(s.settled.is_empty());
+    assert_eq!((s.available, s.sold), (8, 2));
+    // When a second return brings the count to 3
+    let (events, s) = when(&s, restock(3, 1)).unwrap();
+    // Then the two units not back yet come back
+    assert_eq!(events.len(), 1);
+    assert_eq!((s.available, s.sold, s.total()), (10, 0, 10));
+    // And a replay of it (the order has not recorded it yet) brings nothing more
+    assert!(when(&s, restock(3, 1)).unwrap().0.is_empty());
+    // A forgotten order without a recall (a step queued before recalls) restocks nothing
+    let s = sold("b", 2);
+    let (_, s) = when(&s, forget("b", Recorded::Sold)).unwrap();
+    let old = SkuCommand::Restock {
+        order_id: order("b"),
+        returned: 2,
+        drop: None,
+        recall: None,
+    };
+    assert!(when(&s, old).unwrap().0.is_empty());
 }
