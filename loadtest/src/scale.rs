@@ -2,7 +2,8 @@
 //! "entities"). It starts `emporium serve` itself, on a fresh data dir, and:
 //!
 //! 1. places `--settled` orders through the whole saga (order, the sandbox gateway, confirm,
-//!    ship; the sandbox carrier delivers them), and measures the disk they take;
+//!    ship; the sandbox carrier delivers them), waits until they are at rest (passivated, so
+//!    compacted), and measures the disk they take;
 //! 2. sells a drop of `--orders` units, one to each of as many shoppers: orders awaiting
 //!    payment, each with its expiry as a reminder;
 //! 3. puts one item in the cart of `--carts` of those shoppers;
@@ -11,7 +12,10 @@
 //! 5. stops it with SIGTERM (the graceful stop's time), starts it again on the same data dir
 //!    (the time to `/readyz`, then to the first answer: a shopper's order history), and reads
 //!    its RSS again;
-//! 6. disk per order: the data dir's size over the orders it holds.
+//! 6. disk per order: the data dir's size over the orders it holds, and what it holds
+//!    (`emporium admin usage`: records and bytes per type and kind).
+//!
+//! `EMPORIUM__STORAGE__COMPRESSION=true` in the environment runs it with sled's compression.
 
 use crate::compare::{Server, ready, spawn};
 use crate::flash::Signer;
@@ -102,11 +106,14 @@ async fn measure(bin: &Path, data: &Path, server: Server, o: &Options) -> anyhow
         .await?
     };
     wait_delivered(&client, &base, &o.operator, o.settled).await?;
+    let took = started.elapsed();
+    // At rest: the settled orders passivate and take their compacted form.
+    wait_passivated(&client, &base, &o.operator, o.idle_secs, settled).await?;
     let settled_disk = du(data).saturating_sub(empty_disk);
     println!(
-        "{} settled orders in {:.0} s; data dir +{} over the empty one's {} = {:.0} B per settled order",
+        "{} settled orders in {:.0} s; at rest, data dir +{} over the empty one's {} = {:.0} B per settled order",
         settled,
-        started.elapsed().as_secs_f64(),
+        took.as_secs_f64(),
         mib(settled_disk),
         mib(empty_disk),
         settled_disk as f64 / o.settled.max(1) as f64

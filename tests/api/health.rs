@@ -106,8 +106,8 @@ async fn graceful_shutdown_then_restart_keeps_state() {
     assert_eq!(body["state"]["reserved"], 4);
     assert_eq!(body["seq"], 2);
     assert_eq!(
-        body["snapshot_seq"], 0,
-        "two events are replayed: stopping writes a snapshot only after many"
+        body["snapshot_seq"], 2,
+        "stopping left the SKU in its smallest form: one snapshot in place of its two events"
     );
     app.stop().await;
 }
