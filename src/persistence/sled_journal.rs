@@ -417,6 +417,7 @@ fn take(
 mod tests {
     use super::*;
     use crate::persistence::barrier;
+    use crate::persistence::sled_layout::TRIM_PER_WRITE;
 
     fn stream() -> StreamId {
         StreamId::new("test", "a")
@@ -500,6 +501,38 @@ mod tests {
             2,
             "events 1 and 2 were trimmed"
         );
+    }
+
+    #[tokio::test]
+    async fn a_long_trim_is_spread_over_writes_and_never_hides_the_tail() {
+        // Given more events behind a snapshot than one write trims
+        let dir = tempfile::tempdir().unwrap();
+        let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();
+        let n = TRIM_PER_WRITE as u64 + 100;
+        let events: Vec<(u64, Vec<u8>)> = (1..=n).map(|s| (s, vec![1])).collect();
+        let bulk = Append {
+            stream: Some(stream()),
+            events,
+            ..Append::default()
+        };
+        submit(&j, bulk).await.unwrap();
+        // When a snapshot at n trims them all
+        let mut a = append(&[(n + 1, b"tail")]);
+        a.snapshot = Some((n, b"state".to_vec()));
+        a.trim = Some(n);
+        submit(&j, a).await.unwrap();
+        // Then one write removed its share, and the state reads the same
+        let left = j.store.tree.scan_prefix([EVENT]).count();
+        assert_eq!(left, 100 + 1, "the rest waits for the next trim");
+        assert_eq!(
+            j.load(&stream()).unwrap().events,
+            vec![(n + 1, b"tail".to_vec())]
+        );
+        // and the next trim takes what was left
+        let mut b = append(&[(n + 2, b"more")]);
+        b.trim = Some(n);
+        submit(&j, b).await.unwrap();
+        assert_eq!(j.store.tree.scan_prefix([EVENT]).count(), 2);
     }
 
     #[tokio::test]

@@ -22,6 +22,9 @@ pub(super) const VIEW: u8 = b'v';
 pub(super) const INDEX: u8 = b'x';
 pub(super) const ARCHIVE: u8 = b'a';
 
+/// The most events one append's trim removes (see `write_batch`).
+pub(super) const TRIM_PER_WRITE: usize = 4096;
+
 /// `tag ++ rest`.
 pub(super) fn key(tag: u8, rest: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + rest.len());
@@ -140,8 +143,12 @@ pub(super) fn write_batch(
             event_count += 1;
         }
         if let Some(upto) = append.trim {
+            // At most TRIM_PER_WRITE of them: a hot SKU's snapshot may cover hundreds of
+            // thousands of events, and removing them all in one group would hold every other
+            // write up for seconds. Events behind a durable snapshot are never read; those
+            // left are removed by the stream's next trim (every trim starts from the first).
             let range = key(EVENT, &stream.event_key(0))..=key(EVENT, &stream.event_key(upto));
-            for k in store.tree.range(range).keys() {
+            for k in store.tree.range(range).keys().take(TRIM_PER_WRITE) {
                 writes.remove(k?);
             }
         }
