@@ -79,8 +79,14 @@ pub async fn recover(
     clustered: bool,
 ) -> anyhow::Result<usize> {
     let mut promised = 0;
+    // A SKU whose holds all let their orders go is not read: a hot SKU's state may hold a
+    // million open reservations.
     let holding = skus.views().into_iter().filter(|(sku, view)| {
-        view.drops.iter().any(|d| d.reserved > 0) && (!clustered || skus.is_local(sku))
+        let keeping = match view.keeping {
+            Some(n) => n > 0,
+            None => view.drops.iter().any(|d| d.reserved > 0),
+        };
+        keeping && (!clustered || skus.is_local(sku))
     });
     for (sku, _) in holding {
         let held = match skus.ask(&sku, SkuCommand::HeldOrders).await {

@@ -32,6 +32,7 @@ pub mod redis_journal;
 pub mod sled_journal;
 mod sled_layout;
 pub mod sled_usage;
+mod sled_writer;
 
 use crate::domain::time::Timestamp;
 

@@ -124,9 +124,7 @@ pub(super) fn written(state: &SkuState, order_ids: &[OrderId]) -> Vec<SkuEvent> 
 
 pub(super) fn orders_written(state: &mut SkuState, order_ids: &[OrderId]) {
     for id in order_ids {
-        if let Some(r) = state.reservations.get_mut(id) {
-            r.order = None;
-        }
+        state.let_order_go(id);
     }
 }
 

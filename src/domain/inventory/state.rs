@@ -74,6 +74,11 @@ pub struct StockView {
     pub sold: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drops: Vec<DropView>,
+    /// Open holds that still keep the order they become (written in the background, see
+    /// `orders::promised`): a start-up recovery reads the SKU's holds only when this is not
+    /// zero. `None` in a view stored before the count was kept: unknown, read them.
+    #[serde(default)]
+    pub keeping: Option<u64>,
 }
 
 /// One order's reservation as callers see it.
@@ -103,6 +108,10 @@ pub struct SkuState {
     /// `reservations`: not stored, rebuilt when a snapshot is read.
     #[serde(skip)]
     expiries: BTreeSet<(Timestamp, OrderId)>,
+    /// How many open reservations keep their order ([`Reservation::order`]). Derived, as
+    /// `expiries` is.
+    #[serde(skip)]
+    keeping: u64,
 }
 
 /// The stored form of [`SkuState`] (everything but the derived index).
@@ -127,6 +136,11 @@ impl From<StoredSkuState> for SkuState {
             .iter()
             .map(|(order, r)| (r.expires_at, order.clone()))
             .collect();
+        let keeping = s
+            .reservations
+            .values()
+            .filter(|r| r.order.is_some())
+            .count() as u64;
         Self {
             available: s.available,
             reserved: s.reserved,
@@ -136,6 +150,7 @@ impl From<StoredSkuState> for SkuState {
             product: s.product,
             drops: s.drops,
             expiries,
+            keeping,
         }
     }
 }
@@ -158,6 +173,7 @@ impl SkuState {
                 .iter()
                 .map(|(id, d)| DropView::of(id, d))
                 .collect(),
+            keeping: Some(self.keeping),
         }
     }
 
@@ -210,7 +226,19 @@ impl SkuState {
     pub(super) fn hold(&mut self, order_id: &OrderId, r: Reservation) {
         self.reserved += u64::from(r.qty);
         self.expiries.insert((r.expires_at, order_id.clone()));
-        self.reservations.insert(order_id.clone(), r);
+        self.keeping += u64::from(r.order.is_some());
+        if let Some(old) = self.reservations.insert(order_id.clone(), r) {
+            self.keeping -= u64::from(old.order.is_some());
+        }
+    }
+
+    /// The open reservation of `order_id` lets its order go (the order is written).
+    pub(super) fn let_order_go(&mut self, order_id: &OrderId) {
+        if let Some(r) = self.reservations.get_mut(order_id)
+            && r.order.take().is_some()
+        {
+            self.keeping -= 1;
+        }
     }
 
     /// The drop an open reservation's units came from.
@@ -222,6 +250,7 @@ impl SkuState {
     pub(super) fn close_reservation(&mut self, order_id: &OrderId) {
         if let Some(r) = self.reservations.remove(order_id) {
             self.expiries.remove(&(r.expires_at, order_id.clone()));
+            self.keeping -= u64::from(r.order.is_some());
         }
     }
 

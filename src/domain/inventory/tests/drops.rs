@@ -215,6 +215,29 @@ fn a_hold_lets_its_order_go_once_the_order_is_written() {
     assert!(when(&s, told).unwrap().0.is_empty());
 }
 
+/// Given holds keeping their orders, when one lets its order go and another is settled, then
+/// the view counts the one still keeping, and a snapshot read back counts the same.
+#[test]
+fn the_view_counts_the_holds_still_keeping_their_orders() {
+    let s = with_drop(3, 5);
+    let (_, s) = when(&s, buy("a", "u1", 1)).unwrap();
+    let (_, s) = when(&s, buy("b", "u2", 1)).unwrap();
+    let (_, s) = when(&s, buy("c", "u3", 1)).unwrap();
+    assert_eq!(s.levels().keeping, Some(3));
+    let told = SkuCommand::OrdersWritten {
+        order_ids: vec![order("a")],
+    };
+    let (_, s) = when(&s, told).unwrap();
+    let commit = SkuCommand::Commit {
+        order_id: order("b"),
+    };
+    let (_, s) = when(&s, commit).unwrap();
+    assert_eq!(s.levels().keeping, Some(1));
+    let stored: SkuState = serde_json::from_value(serde_json::to_value(&s).unwrap()).unwrap();
+    assert_eq!(stored.levels().keeping, Some(1));
+    assert_eq!(stored, s);
+}
+
 #[test]
 fn a_purchase_replayed_by_the_same_order_takes_nothing_more() {
     let s = with_drop(3, 1);

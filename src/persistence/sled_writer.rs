@@ -1,0 +1,268 @@
+//! The sled journal's writer thread and its group commit: every append queued while the last
+//! flush ran goes into one atomic sled batch and one flush, and only then are the appends'
+//! completions run, in submission order. Long trims are spread over group commits
+//! ([`TrimBacklog`]).
+
+use crate::domain::time::Timestamp;
+use crate::persistence::sled_layout::{
+    ARCHIVE, EVENT, REMINDER, SNAPSHOT, Store, VIEW, due_key, key, millis_of, set_prefix,
+};
+use crate::persistence::{Append, Completion, JournalError, StreamId};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// Tuning of the group-commit writer.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// The most events written in one batch (one flush).
+    pub max_batch_events: usize,
+    /// How long the writer waits for more appends after the first one before it writes. Zero
+    /// writes at once what is queued: batches still grow under load while a flush is running.
+    pub linger: Duration,
+    /// sled's page cache size.
+    pub cache_bytes: u64,
+    /// zstd compression of sled's writes, for a new database (see [`SledJournal::open`]).
+    pub compression: bool,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            max_batch_events: 1024,
+            linger: Duration::ZERO,
+            cache_bytes: 256 * 1024 * 1024,
+            compression: false,
+        }
+    }
+}
+
+/// The most events one group commit's trims remove (see [`TrimBacklog`]).
+pub(super) const TRIM_PER_WRITE: usize = 4096;
+
+// A job crosses the channel once; boxing the append would cost an allocation per write.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Job {
+    Write(Append, Completion),
+    /// Write everything queued before this, then stop and signal.
+    Close(mpsc::SyncSender<()>),
+}
+
+/// How long a writer with a trim backlog waits for work before it trims on its own.
+const TRIM_PAUSE: Duration = Duration::from_millis(20);
+
+/// The writer thread: batch, write, flush once, complete; when quiet, the trim backlog.
+pub(super) fn run_writer(
+    store: Store,
+    rx: Receiver<Job>,
+    config: WriterConfig,
+    in_flight: Arc<AtomicUsize>,
+) {
+    let mut batch: Vec<(Append, Completion)> = Vec::new();
+    let mut backlog = TrimBacklog::default();
+    loop {
+        let mut events = 0usize;
+        let first = if backlog.is_empty() {
+            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            rx.recv_timeout(TRIM_PAUSE)
+        };
+        let mut closing = match first {
+            Ok(job) => take(job, &mut batch, &mut events),
+            // Quiet: a group commit of the trim backlog alone.
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        while closing.is_none() && events < config.max_batch_events {
+            match rx.try_recv() {
+                Ok(job) => closing = take(job, &mut batch, &mut events),
+                Err(_) => break,
+            }
+        }
+        if !config.linger.is_zero() {
+            let deadline = Instant::now() + config.linger;
+            while closing.is_none() && events < config.max_batch_events {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(job) => closing = take(job, &mut batch, &mut events),
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        }
+        let result = write_batch(&store, &batch, &mut backlog);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "journal write failed; failing the batch");
+        }
+        // Durable (or failed) from here on: not in flight while the completions run.
+        in_flight.fetch_sub(batch.len(), Ordering::AcqRel);
+        for (_, done) in batch.drain(..) {
+            done(result.clone());
+        }
+        if let Some(ack) = closing {
+            let _ = store.db.flush();
+            let _ = ack.send(());
+            return;
+        }
+    }
+}
+
+/// Adds a job to the batch; returns the close signal when the job is a close.
+fn take(
+    job: Job,
+    batch: &mut Vec<(Append, Completion)>,
+    events: &mut usize,
+) -> Option<mpsc::SyncSender<()>> {
+    match job {
+        Job::Write(append, done) => {
+            *events += append.event_count().max(1);
+            batch.push((append, done));
+            None
+        }
+        Job::Close(ack) => Some(ack),
+    }
+}
+
+/// Trims the writer has not finished: each stream's events up to a seq that a durable
+/// snapshot covers. A hot SKU's snapshot may cover hundreds of thousands of events; removing
+/// them all in one group commit would hold every other write up for seconds, so each group
+/// commit removes at most [`TRIM_PER_WRITE`] of them, oldest first, and the writer goes on
+/// by itself while the backlog is not empty (see [`run_writer`]). Events behind a
+/// durable snapshot are never read, so a backlog lost in a crash only leaves them on disk
+/// until the stream's next trim, which starts again from its first event.
+#[derive(Default)]
+pub(super) struct TrimBacklog(HashMap<StreamId, u64>);
+
+impl TrimBacklog {
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Adds a trim of `stream`'s events up to `upto`.
+    fn add(&mut self, stream: &StreamId, upto: u64) {
+        let at = self.0.entry(stream.clone()).or_insert(upto);
+        *at = (*at).max(upto);
+    }
+
+    /// Puts the removal of at most [`TRIM_PER_WRITE`] backlogged events into `writes`;
+    /// returns how many, and the streams whose trims they finish.
+    fn take(
+        &self,
+        store: &Store,
+        writes: &mut sled::Batch,
+    ) -> Result<(usize, Vec<StreamId>), JournalError> {
+        let (mut removed, mut finished) = (0, Vec::new());
+        for (stream, upto) in &self.0 {
+            let budget = TRIM_PER_WRITE - removed;
+            if budget == 0 {
+                break;
+            }
+            let range = key(EVENT, &stream.event_key(0))..=key(EVENT, &stream.event_key(*upto));
+            let mut n = 0;
+            for k in store.tree.range(range).keys().take(budget) {
+                writes.remove(k?);
+                n += 1;
+            }
+            removed += n;
+            if n < budget {
+                finished.push(stream.clone());
+            }
+        }
+        Ok((removed, finished))
+    }
+}
+
+/// Writes one group commit: every append of `batch` as one atomic sled batch, then a
+/// flush. Only the newest view of each stream is written, reminders move their time-ordered
+/// entry, and the trims of `backlog` (with those of this batch) remove their share of the
+/// events snapshots cover. An empty `batch` writes only that share.
+fn write_batch(
+    store: &Store,
+    batch: &[(Append, Completion)],
+    backlog: &mut TrimBacklog,
+) -> Result<(), JournalError> {
+    let mut writes = sled::Batch::default();
+    let mut dirty = false;
+    let mut event_count = 0u64;
+    // Only the newest view of a stream in this batch is written: a hot entity makes dozens of
+    // appends per batch, each superseding the last one's view.
+    let mut newest_view = std::collections::HashSet::new();
+    for (append, _) in batch.iter().rev() {
+        if let (Some(stream), Some(view)) = (&append.stream, &append.view)
+            && newest_view.insert(stream)
+        {
+            writes.insert(key(VIEW, &stream.prefix()), view.as_slice());
+        }
+    }
+    // Each stream's reminder as this batch leaves it, so its time-ordered entry can move.
+    let mut reminders: HashMap<&StreamId, Option<Timestamp>> = HashMap::new();
+    for (append, _) in batch {
+        let Some(stream) = &append.stream else {
+            continue;
+        };
+        dirty |= !append.is_empty();
+        for (seq, bytes) in &append.events {
+            writes.insert(key(EVENT, &stream.event_key(*seq)), bytes.as_slice());
+            event_count += 1;
+        }
+        if let Some(upto) = append.trim {
+            backlog.add(stream, upto);
+        }
+        if let Some((seq, state)) = &append.snapshot {
+            let mut v = Vec::with_capacity(8 + state.len());
+            v.extend_from_slice(&seq.to_be_bytes());
+            v.extend_from_slice(state);
+            writes.insert(key(SNAPSHOT, &stream.prefix()), v);
+        }
+        if let Some(next) = append.reminder {
+            let previous = match reminders.get(stream) {
+                Some(previous) => *previous,
+                None => match store.tree.get(key(REMINDER, &stream.prefix()))? {
+                    Some(v) => Some(millis_of(&v)?),
+                    None => None,
+                },
+            };
+            if let Some(at) = previous {
+                writes.remove(due_key(stream.kind, at, &stream.id));
+            }
+            match next {
+                Some(at) => {
+                    writes.insert(key(REMINDER, &stream.prefix()), &at.millis().to_be_bytes());
+                    writes.insert(due_key(stream.kind, at, &stream.id), &[] as &[u8]);
+                }
+                None => writes.remove(key(REMINDER, &stream.prefix())),
+            }
+            reminders.insert(stream, next);
+        }
+        for (k, v) in &append.archive {
+            let mut at = key(ARCHIVE, &stream.prefix());
+            at.extend_from_slice(k);
+            writes.insert(at, v.as_slice());
+        }
+        for (entry, present) in &append.index {
+            let mut k = set_prefix(&entry.set);
+            k.extend_from_slice(&entry.member);
+            if *present {
+                writes.insert(k, &[] as &[u8]);
+            } else {
+                writes.remove(k);
+            }
+        }
+    }
+    let (trimmed, finished) = backlog.take(store, &mut writes)?;
+    if !dirty && trimmed == 0 {
+        // Only barriers: everything before them was flushed by an earlier batch.
+        return Ok(());
+    }
+    let started = Instant::now();
+    store.tree.apply_batch(writes)?;
+    store.db.flush()?;
+    for stream in finished {
+        backlog.0.remove(&stream);
+    }
+    metrics::histogram!("emporium_journal_flush_seconds").record(started.elapsed().as_secs_f64());
+    metrics::histogram!("emporium_journal_batch_events").record(event_count as f64);
+    metrics::counter!("emporium_journal_events_total").increment(event_count);
+    Ok(())
+}
