@@ -286,6 +286,49 @@ async fn a_stream_at_rest_is_compacted_to_one_snapshot_when_that_is_smaller() {
     stop(n).await;
 }
 
+/// Given one active entity, when a batch of new ones is created without activation, then
+/// only the active one (and the one whose command the empty state refuses) is asked, and the
+/// new ones read back — views, reminders, state across a restart — as if their actors had
+/// written them.
+#[tokio::test]
+async fn new_entities_are_written_without_activation_as_their_actors_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(dir.path(), RuntimeConfig::default()).await;
+    n.counters.ask(&id("a"), Cmd::Add(5)).await.unwrap();
+    let created = n
+        .counters
+        .create(vec![
+            (id("b"), Cmd::Alarm(1000)),
+            (id("c"), Cmd::Add(2)),
+            (id("a"), Cmd::Add(1)),
+            (id("d"), Cmd::Add(0)),
+        ])
+        .await;
+    assert_eq!(
+        created,
+        vec![
+            Ok(()),
+            Ok(()),
+            Ok(()),
+            Err(AskError::Rejected("zero".into()))
+        ]
+    );
+    assert_eq!(n.counters.stats().activations(), 2, "a, and d to refuse");
+    assert_eq!(n.counters.view(&id("c")), Some(2));
+    assert_eq!(
+        n.journal.reminders("counter").unwrap(),
+        vec![("b".to_string(), Timestamp(1_001_000))]
+    );
+    stop(n).await;
+    let n = node(dir.path(), RuntimeConfig::default()).await;
+    assert_eq!(n.counters.ask(&id("a"), Cmd::Get).await.unwrap(), (6, 0));
+    assert_eq!(n.counters.ask(&id("c"), Cmd::Add(1)).await.unwrap(), (3, 0));
+    assert_eq!(n.counters.inspect(&id("c")).await.unwrap().seq, 2);
+    let b = n.counters.inspect(&id("b")).await.unwrap();
+    assert_eq!((b.seq, b.state["alarm"].as_i64()), (1, Some(1_001_000)));
+    stop(n).await;
+}
+
 #[tokio::test]
 async fn inspecting_an_unknown_entity_is_not_found_and_creates_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -189,8 +189,9 @@ impl<E: Entity> Entities<E> {
         if E::KEEP_VIEWS {
             return Ok(ids.iter().map(|id| self.view(id)).collect());
         }
+        let ids_len = ids.len();
         let journal = self.kind.ctx.journal.clone();
-        let read = move || {
+        let read = move || -> Result<Vec<Option<E::View>>, crate::persistence::JournalError> {
             let raw: Vec<String> = ids.iter().map(ToString::to_string).collect();
             journal
                 .views_of(E::KIND, &raw)?
@@ -203,6 +204,10 @@ impl<E: Entity> Entities<E> {
                 })
                 .collect()
         };
+        // One view from a local store: in place (every drop purchase checks its order id).
+        if ids_len == 1 && self.kind.ctx.journal.local_point_reads() {
+            return read();
+        }
         read_blocking(read)
             .await
             .map_err(|_| crate::persistence::JournalError::Closed)?
@@ -226,6 +231,15 @@ impl<E: Entity> Entities<E> {
 
     pub(super) fn clock(&self) -> &Arc<dyn Clock> {
         &self.kind.ctx.clock
+    }
+
+    pub(super) fn snapshot_every(&self) -> u64 {
+        self.kind.ctx.snapshots.every
+    }
+
+    /// Whether the node is one of a cluster's (asks may go to other nodes).
+    pub(super) fn is_clustered(&self) -> bool {
+        self.kind.remote.is_some()
     }
 
     /// The journal the kind writes to (read models read its index sets).

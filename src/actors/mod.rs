@@ -21,6 +21,7 @@ pub mod campaign;
 pub mod cart;
 pub mod chat;
 mod context;
+mod create;
 pub mod email;
 mod entities;
 mod entity;
@@ -38,6 +39,7 @@ pub mod trim;
 pub mod user;
 pub mod watchers;
 
+pub use create::Created;
 pub use entities::{Entities, EntityKind, Runtime, RuntimeConfig};
 pub use entity::{AskError, Entity, EntityKey, Inspection, RuntimeError};
 pub use supervisor::{KindStats, active_entities};

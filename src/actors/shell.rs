@@ -25,9 +25,9 @@ pub struct EntityActor<E>(std::marker::PhantomData<E>);
 pub const REST_SNAPSHOT_EVENTS: u64 = 16;
 
 /// Events ready for the journal, and the view they lead to.
-struct Recorded<E: Entity> {
-    append: Append,
-    view: Option<E::View>,
+pub(super) struct Recorded<E: Entity> {
+    pub(super) append: Append,
+    pub(super) view: Option<E::View>,
 }
 
 impl<E> EntityActor<E> {
@@ -197,6 +197,66 @@ impl<E: Entity> Actor for EntityActor<E> {
     }
 }
 
+/// Puts into `append` what `state` changes of the stream's reminder, index entries and view,
+/// against `reminder` and `indexed` as stored (which it updates); returns the view.
+fn derive<E: Entity>(
+    id: &E::Id,
+    state: &E::State,
+    append: &mut Append,
+    reminder: &mut Option<Timestamp>,
+    indexed: &mut Vec<IndexEntry>,
+) -> Result<Option<E::View>, JournalError> {
+    let next = E::reminder(state);
+    if next != *reminder {
+        append.reminder = Some(next);
+        *reminder = next;
+    }
+    let view = E::view(state);
+    let entries = view.as_ref().map(|v| E::index(id, v)).unwrap_or_default();
+    if entries != *indexed {
+        for gone in indexed.iter().filter(|e| !entries.contains(e)) {
+            append.index.push((gone.clone(), false));
+        }
+        for new in entries.iter().filter(|e| !indexed.contains(e)) {
+            append.index.push((new.clone(), true));
+        }
+        *indexed = entries;
+    }
+    if let Some(v) = &view {
+        append.view = Some(codec::encode_snapshot(v)?);
+    }
+    Ok(view)
+}
+
+/// The first write of an entity never written before, made without activating it: `events`
+/// (decided on the empty state) with the view, reminder and index entries they lead to —
+/// what [`Live::record`] writes for them. `None` when they would call for a snapshot or move
+/// anything to the archive at once (the caller asks the entity instead).
+pub(super) fn first_write<E: Entity>(
+    id: &E::Id,
+    events: &[E::Event],
+    now: Timestamp,
+    snapshot_every: u64,
+) -> Result<Option<Recorded<E>>, JournalError> {
+    let mut state = E::State::default();
+    let mut encoded = Vec::with_capacity(events.len());
+    for (seq, event) in (1u64..).zip(events) {
+        encoded.push((seq, codec::encode_event(event, now)?));
+        E::apply(&mut state, event);
+    }
+    let count = encoded.len() as u64;
+    if count >= snapshot_every.max(E::weight(&state) as u64) || !E::evict(&mut state).is_empty() {
+        return Ok(None);
+    }
+    let mut append = Append {
+        stream: Some(StreamId::new(E::KIND, id.to_string())),
+        events: encoded,
+        ..Append::default()
+    };
+    let view = derive::<E>(id, &state, &mut append, &mut None, &mut Vec::new())?;
+    Ok(Some(Recorded { append, view }))
+}
+
 impl<E: Entity> Live<E> {
     fn ask(&mut self, myself: &ActorRef<EntityMsg<E>>, command: E::Command, reply: Reply<E>) {
         let now = self.ctx.clock.now();
@@ -331,28 +391,13 @@ impl<E: Entity> Live<E> {
         if self.since_snapshot >= every.max(E::weight(&self.state) as u64) {
             self.add_snapshot(&mut append);
         }
-        let next = E::reminder(&self.state);
-        if next != self.reminder {
-            append.reminder = Some(next);
-            self.reminder = next;
-        }
-        let view = E::view(&self.state);
-        let indexed = view
-            .as_ref()
-            .map(|v| E::index(&self.id, v))
-            .unwrap_or_default();
-        if indexed != self.indexed {
-            for gone in self.indexed.iter().filter(|e| !indexed.contains(e)) {
-                append.index.push((gone.clone(), false));
-            }
-            for new in indexed.iter().filter(|e| !self.indexed.contains(e)) {
-                append.index.push((new.clone(), true));
-            }
-            self.indexed = indexed;
-        }
-        if let Some(v) = &view {
-            append.view = Some(codec::encode_snapshot(v)?);
-        }
+        let view = derive::<E>(
+            &self.id,
+            &self.state,
+            &mut append,
+            &mut self.reminder,
+            &mut self.indexed,
+        )?;
         Ok(Recorded { append, view })
     }
 

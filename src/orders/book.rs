@@ -18,17 +18,20 @@ use crate::actors::{AskError, Entities, EntityKind, Inspection, Runtime};
 use crate::domain::ids::OrderId;
 use crate::domain::order::{OrderCommand, OrderError, OrderEvent, OrderState, Placement};
 use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
 use futures_util::future::BoxFuture;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::{Notify, mpsc};
 
 /// A promise the order kind could not take (busy) is tried again after this, doubling.
-pub(super) const FIRST_PAUSE: Duration = Duration::from_millis(5);
+const FIRST_PAUSE: Duration = Duration::from_millis(5);
 const MAX_PAUSE: Duration = Duration::from_secs(1);
 /// How long a request waits for a busy order kind before it gives up with 429.
 const REQUEST_ATTEMPTS: usize = 40;
+/// How long a writer waits for another writer of the same promise before it gives up
+/// (`Timeout`: the order is written later, by the background).
+const BUSY_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct OrderBook {
@@ -38,10 +41,38 @@ pub struct OrderBook {
 
 /// Orders answered but not yet written, and the queue of the background writer.
 struct Promises {
-    pending: DashMap<OrderId, Box<Placement>>,
+    pending: DashMap<OrderId, Promise>,
     queue: mpsc::UnboundedSender<OrderId>,
     /// Taken once, by the background writer.
     receiver: Mutex<Option<mpsc::UnboundedReceiver<OrderId>>>,
+    /// Told whenever a write of a promise ends, kept or not.
+    settled: Notify,
+}
+
+/// A promised order: waiting to be written, or being written by one writer (a request or the
+/// background), which alone may ask the order until it is done — so the background can write
+/// a new order straight to the journal ([`Entities::create`]) with no actor racing it.
+enum Promise {
+    Waiting(Box<Placement>),
+    Writing(Box<Placement>),
+}
+
+impl Promise {
+    fn placement(&self) -> &Placement {
+        match self {
+            Promise::Waiting(p) | Promise::Writing(p) => p,
+        }
+    }
+}
+
+/// What a writer finds when it claims a promise.
+enum Claim {
+    /// Nothing to write: no promise (written, or never made).
+    Kept,
+    /// Another writer has it.
+    Busy,
+    /// This writer has it, and must [`OrderBook::release`] it.
+    Mine(Box<Placement>),
 }
 
 /// The order as it is once `placement` is written: what the buyer is answered with.
@@ -60,6 +91,7 @@ impl OrderBook {
             pending: DashMap::new(),
             queue,
             receiver: Mutex::new(Some(receiver)),
+            settled: Notify::new(),
         };
         Ok(Self {
             entities,
@@ -73,15 +105,13 @@ impl OrderBook {
         id: &OrderId,
         command: OrderCommand,
     ) -> Result<OrderState, AskError<OrderError>> {
-        self.keep_promise(id, REQUEST_ATTEMPTS, FIRST_PAUSE, None)
-            .await?;
+        self.keep_promise(id).await?;
         self.entities.ask(id, command).await
     }
 
     /// The order's state and sequence numbers (written first if it was only promised).
     pub async fn inspect(&self, id: &OrderId) -> Result<Inspection, AskError<OrderError>> {
-        self.keep_promise(id, REQUEST_ATTEMPTS, FIRST_PAUSE, None)
-            .await?;
+        self.keep_promise(id).await?;
         self.entities.inspect(id).await
     }
 
@@ -89,40 +119,116 @@ impl OrderBook {
     /// in the background. Returns the order as it will be.
     pub fn promise(&self, id: OrderId, placement: Box<Placement>) -> OrderState {
         let state = placed(placement.clone());
-        self.promises.pending.insert(id.clone(), placement);
-        // The receiver lives as long as the node; without it, requests keep the promise.
-        let _ = self.promises.queue.send(id);
+        // A promise made again (a replayed purchase whose hold still keeps the order) is the
+        // same order: the one there stays, with its writer.
+        if let Entry::Vacant(v) = self.promises.pending.entry(id.clone()) {
+            v.insert(Promise::Waiting(placement));
+            // The receiver lives as long as the node; without it, requests keep the promise.
+            let _ = self.promises.queue.send(id);
+        }
         state
+    }
+
+    /// Claims the promise of `id` for this writer.
+    fn claim(&self, id: &OrderId) -> Claim {
+        let Some(mut promise) = self.promises.pending.get_mut(id) else {
+            return Claim::Kept;
+        };
+        match &*promise {
+            Promise::Writing(_) => Claim::Busy,
+            Promise::Waiting(p) => {
+                let placement = p.clone();
+                *promise = Promise::Writing(placement.clone());
+                Claim::Mine(placement)
+            }
+        }
+    }
+
+    /// Ends this writer's claim on `id`: the promise is kept (written, or it cannot be), or
+    /// it waits again for the background writer.
+    fn release(&self, id: &OrderId, kept: bool) {
+        if kept {
+            self.promises.pending.remove(id);
+        } else if let Some(mut promise) = self.promises.pending.get_mut(id) {
+            let placement = Box::new(promise.placement().clone());
+            *promise = Promise::Waiting(placement);
+            drop(promise);
+            let _ = self.promises.queue.send(id.clone());
+        }
+        self.promises.settled.notify_waiters();
+    }
+
+    /// Claims the promises of `ids` that wait, for the background writer's
+    /// [`OrderBook::create`].
+    pub(super) fn claim_all(&self, ids: Vec<OrderId>) -> Vec<(OrderId, Box<Placement>)> {
+        ids.into_iter()
+            .filter_map(|id| match self.claim(&id) {
+                Claim::Mine(p) => Some((id, p)),
+                Claim::Kept | Claim::Busy => None,
+            })
+            .collect()
+    }
+
+    /// Writes claimed promises, new orders straight to the journal (see
+    /// [`Entities::create`]); returns the ids kept. Those that fail wait again (and are
+    /// queued again).
+    pub(super) async fn create(&self, claimed: Vec<(OrderId, Box<Placement>)>) -> Vec<OrderId> {
+        let items: Vec<(OrderId, OrderCommand)> = claimed
+            .into_iter()
+            .map(|(id, p)| (id, OrderCommand::Place(p)))
+            .collect();
+        let ids: Vec<OrderId> = items.iter().map(|(id, _)| id.clone()).collect();
+        let results = self.entities.create(items).await;
+        let mut kept = Vec::new();
+        for (id, result) in ids.into_iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    self.release(&id, true);
+                    kept.push(id);
+                }
+                Err(AskError::Rejected(e)) => {
+                    tracing::warn!(order = %id, error = ?e, "a promised order cannot be kept");
+                    self.release(&id, true);
+                }
+                Err(e) => {
+                    tracing::debug!(order = %id, error = %e, "a promised order waits again");
+                    self.release(&id, false);
+                }
+            }
+        }
+        kept
     }
 
     /// Writes the order now if it is promised (as a request would); an error leaves the
     /// promise to the background writer.
     pub async fn write_promised(&self, id: &OrderId) -> Result<(), AskError<OrderError>> {
-        self.keep_promise(id, REQUEST_ATTEMPTS, FIRST_PAUSE, None)
-            .await
+        self.keep_promise(id).await
     }
 
     /// Writes, here, every promised order `leaving` selects (a shard leaving this node, its
     /// fence still good); those that fail stay with the background writer.
     async fn write_promises_where(&self, leaving: &(dyn Fn(&str) -> bool + Sync)) {
-        let due: Vec<(OrderId, Box<Placement>)> = self
+        let due: Vec<OrderId> = self
             .promises
             .pending
             .iter()
             .filter(|p| leaving(&p.key().to_string()))
-            .map(|p| (p.key().clone(), p.value().clone()))
+            .map(|p| p.key().clone())
             .collect();
-        for (id, placement) in due {
+        for id in due {
+            // One being written by another writer is its writer's to finish.
+            let Claim::Mine(placement) = self.claim(&id) else {
+                continue;
+            };
             match self
                 .entities
                 .ask_local(&id, OrderCommand::Place(placement))
                 .await
             {
-                Ok(_) | Err(AskError::Rejected(_)) => {
-                    self.promises.pending.remove(&id);
-                }
+                Ok(_) | Err(AskError::Rejected(_)) => self.release(&id, true),
                 Err(e) => {
-                    tracing::warn!(order = %id, error = %e, "a promised order stays promised")
+                    tracing::warn!(order = %id, error = %e, "a promised order stays promised");
+                    self.release(&id, false);
                 }
             }
         }
@@ -140,12 +246,6 @@ impl OrderBook {
         }
         let stored = self.entities.stored_views(vec![id.clone()]).await;
         matches!(stored.as_deref(), Ok([Some(_)]))
-    }
-
-    /// The SKU holding a promised order's units (a drop order has one line).
-    pub(super) fn promised_sku(&self, id: &OrderId) -> Option<crate::domain::ids::SkuId> {
-        let placement = self.promises.pending.get(id)?;
-        placement.lines.first().map(|l| l.sku_id.clone())
     }
 
     /// How many orders are answered but not yet written.
@@ -191,45 +291,51 @@ impl OrderBook {
         self.promises.receiver.lock().ok()?.take()
     }
 
-    /// Writes the order if it is promised: the same placement again is a replay, so two
-    /// writers (a request and the background) are harmless. A busy order kind is tried
-    /// `attempts` times, the pause doubling from `pause`; with `until_written` (the background
-    /// writer: the units are held, the order must follow) an unavailable one too — in a
-    /// cluster, the order's shard may be changing owner — until that token is cancelled
-    /// (shutdown: the holds are promised again at the next start, or by the SKU's owner).
-    pub(super) async fn keep_promise(
+    /// Writes the order if it is promised, before a request reaches it: the same placement
+    /// again is a replay, so an order the background wrote meanwhile is answered as it is.
+    /// A busy order kind is tried [`REQUEST_ATTEMPTS`] times, the pause doubling; a promise
+    /// another writer has is waited for ([`BUSY_WAIT`]). What fails is left to the
+    /// background writer.
+    async fn keep_promise(&self, id: &OrderId) -> Result<(), AskError<OrderError>> {
+        let placement = loop {
+            let settled = self.promises.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            match self.claim(id) {
+                Claim::Kept => return Ok(()),
+                Claim::Mine(placement) => break placement,
+                // Another writer has it: wait for its end, then look again.
+                Claim::Busy => {
+                    if tokio::time::timeout(BUSY_WAIT, settled).await.is_err() {
+                        return Err(AskError::Timeout);
+                    }
+                }
+            }
+        };
+        let result = self.keep_claimed(id, placement).await;
+        let kept = matches!(result, Ok(()) | Err(AskError::Rejected(_)));
+        self.release(id, kept);
+        result
+    }
+
+    /// [`OrderBook::keep_promise`] once the promise is this writer's.
+    async fn keep_claimed(
         &self,
         id: &OrderId,
-        attempts: usize,
-        mut pause: Duration,
-        until_written: Option<&CancellationToken>,
+        placement: Box<Placement>,
     ) -> Result<(), AskError<OrderError>> {
-        let Some(placement) = self.promises.pending.get(id).map(|p| p.value().clone()) else {
-            return Ok(());
-        };
         let place = OrderCommand::Place(placement);
-        let mut left = attempts;
+        let (mut left, mut pause) = (REQUEST_ATTEMPTS, FIRST_PAUSE);
         loop {
             match self.entities.ask(id, place.clone()).await {
-                Ok(_) => {
-                    self.promises.pending.remove(id);
-                    return Ok(());
-                }
-                Err(e @ AskError::Rejected(_)) => {
-                    // The id holds another order (its key was reused at the same instant):
-                    // this promise cannot be kept, and its hold lapses at its expiry.
-                    self.promises.pending.remove(id);
-                    return Err(e);
-                }
+                Ok(_) => return Ok(()),
+                // The id holds another order (its key was reused at the same instant): this
+                // promise cannot be kept, and its hold lapses at its expiry.
+                Err(e @ AskError::Rejected(_)) => return Err(e),
                 Err(e) => {
-                    // A request retries only a busy kind; a timeout (the owner slow or cut
-                    // off: each try waits the whole ask timeout) is left to the background
-                    // writer, which retries until written.
-                    let background = until_written.is_some_and(|stop| !stop.is_cancelled());
-                    let busy = matches!(e, AskError::Overloaded)
-                        || (background && matches!(e, AskError::Timeout));
-                    let away = background && matches!(e, AskError::Unavailable);
-                    if !(busy || away) || left <= 1 {
+                    // Only a busy kind is tried again; a timeout (the owner slow or cut off:
+                    // each try waits the whole ask timeout) is left to the background writer.
+                    if !matches!(e, AskError::Overloaded) || left <= 1 {
                         return Err(e);
                     }
                     left -= 1;

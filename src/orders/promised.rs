@@ -10,19 +10,22 @@
 
 use crate::actors::Entities;
 use crate::actors::sku::Sku;
-use crate::domain::ids::OrderId;
+use crate::domain::ids::{OrderId, SkuId};
 use crate::domain::inventory::SkuCommand;
-use crate::orders::book::{FIRST_PAUSE, OrderBook};
+use crate::orders::book::OrderBook;
 use crate::orders::tell;
 use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-/// How many promised orders are written at once in the background.
-const WRITERS: usize = 64;
+/// How many batches of promised orders are written at once in the background.
+const WRITERS: usize = 8;
+/// The most promised orders one batch writes (one group commit).
+const BATCH: usize = 256;
 
-/// Writes promised orders until `shutdown`; what is left then is promised again at the next
-/// start, from the holds.
+/// Writes promised orders until `shutdown`, new ones straight to the journal in batches
+/// (`OrderBook::create`); what is left then is promised again at the next start, from the
+/// holds.
 pub async fn keep(book: OrderBook, skus: Entities<Sku>, shutdown: CancellationToken) {
     let Some(mut queue) = book.take_queue() else {
         return;
@@ -31,36 +34,47 @@ pub async fn keep(book: OrderBook, skus: Entities<Sku>, shutdown: CancellationTo
     tokio::spawn(tell::in_batches(skus, told, shutdown.clone(), written_note));
     let writers = Arc::new(Semaphore::new(WRITERS));
     loop {
-        let id = tokio::select! {
-            () = shutdown.cancelled() => return,
-            next = queue.recv() => match next {
-                Some(id) => id,
-                None => return,
-            },
-        };
         let Ok(permit) = writers.clone().acquire_owned().await else {
             return;
         };
-        let (book, stop, written) = (book.clone(), shutdown.clone(), written.clone());
-        let sku = book.promised_sku(&id);
+        let mut ids = Vec::with_capacity(BATCH);
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            n = queue.recv_many(&mut ids, BATCH) => if n == 0 {
+                return;
+            },
+        }
+        let claimed = book.claim_all(ids);
+        if claimed.is_empty() {
+            continue;
+        }
+        let skus: Vec<Option<SkuId>> = claimed
+            .iter()
+            .map(|(_, p)| p.lines.first().map(|l| l.sku_id.clone()))
+            .collect();
+        let (book, written) = (book.clone(), written.clone());
         tokio::spawn(async move {
-            match book
-                .keep_promise(&id, usize::MAX, FIRST_PAUSE, Some(&stop))
-                .await
-            {
-                Ok(()) => {
-                    if let Some(sku) = sku {
-                        let _ = written.send((sku, id));
-                    }
+            let count = claimed.len();
+            let ids: Vec<OrderId> = claimed.iter().map(|(id, _)| id.clone()).collect();
+            let kept = book.create(claimed).await;
+            for (id, sku) in ids.into_iter().zip(skus) {
+                if let Some(sku) = sku
+                    && kept.contains(&id)
+                {
+                    let _ = written.send((sku, id));
                 }
-                Err(e) => {
-                    tracing::error!(order_id = %id, error = ?e, "a promised order could not be written; it is written again from its hold (at the next start, or by the SKU's owner in a cluster)")
-                }
+            }
+            if kept.len() < count {
+                // Those left wait again, queued: not at once, where the journal refuses.
+                tokio::time::sleep(RETRY_PAUSE).await;
             }
             drop(permit);
         });
     }
 }
+
+/// How long a batch with orders left unwritten holds its writer back.
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The note that these drop orders are written. A lost one leaves those holds keeping their
 /// orders: a recovery finds them written and tells again.

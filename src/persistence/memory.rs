@@ -148,6 +148,11 @@ impl Journal for MemoryJournal {
             .collect())
     }
 
+    fn local_point_reads(&self) -> bool {
+        // A map in memory.
+        true
+    }
+
     fn view(&self, stream: &StreamId) -> Result<Option<Vec<u8>>, JournalError> {
         Ok(self.lock()?.views.get(&stream.prefix()).cloned())
     }
