@@ -130,7 +130,8 @@ async fn measure(
     .await?;
     let ceiling_cpu = ceiling.cpu_us;
     let ceiling = ceiling.ok as f64 / ceiling.elapsed.as_secs_f64();
-    eprintln!("{label}: ceiling {ceiling:.0} req/s, server CPU {ceiling_cpu:?} µs/request");
+    let cpu = ceiling_cpu.map_or("unknown".to_string(), |us| format!("{us:.1}"));
+    eprintln!("{label}: ceiling {ceiling:.0} req/s, server CPU {cpu} µs/request");
     let options = |stock, users, limit, attempts, what: &str| flash::Options {
         base: server.base.clone(),
         targets: Vec::new(),
