@@ -1,6 +1,7 @@
 //! HTTP API tests: each spawns the real application on port 0 with a temp data dir.
 
 mod accounts;
+mod at_rest;
 mod authz;
 mod catalog;
 mod compat;
