@@ -16,21 +16,25 @@ pub type Created<E> = Result<(), AskError<<E as Entity>::Rejection>>;
 impl<E: Entity> Entities<E> {
     /// Makes each `(id, command)` the first write of an entity never written before, without
     /// activating it: the command is decided on the empty state, and its events, view,
-    /// reminder and index entries go to the journal as the entity would write them, every
-    /// item of the batch in the same group commit; each is answered once durable, in the
-    /// order given. An entity that is active or already written, a command the empty state
+    /// reminder and index entries go to the journal as the entity would write them, the
+    /// batch submitted together (so mostly in one group commit); each is answered once
+    /// durable, in the order given. An entity that is active or already written, a command the empty state
     /// refuses, or any item in a cluster (where writes carry the shard's term) is asked as
     /// usual instead. The caller makes sure nothing else asks these entities until this
     /// returns.
     pub async fn create(&self, items: Vec<(E::Id, E::Command)>) -> Vec<Created<E>> {
         let mut results: Vec<Option<Created<E>>> = items.iter().map(|_| None).collect();
         let mut asks = Vec::new();
-        match self.written(&items).await {
-            Ok(written) if !self.is_clustered() => {
+        let written = match self.is_clustered() {
+            true => None,
+            false => self.written(&items).await.ok(),
+        };
+        match written {
+            Some(written) => {
                 self.write_first(&items, &written, &mut results, &mut asks)
                     .await;
             }
-            _ => asks.extend(0..items.len()),
+            None => asks.extend(0..items.len()),
         }
         let asked = join_all(asks.iter().map(|&i| {
             let (id, command) = &items[i];

