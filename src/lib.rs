@@ -20,7 +20,8 @@
 //!   coordinator; its journal is `persistence::redis_journal`).
 //! - [`config`], [`telemetry`], [`node`], [`startup`]: settings, logs and metrics, the `Node`
 //!   (storage + runtime + services) and the `Application` that serves it over HTTP;
-//!   [`demo`]: the demo shop of `serve --demo`.
+//!   [`demo`]: the demo shop of `serve --demo`; [`process`]: what the process asks of the OS
+//!   at start-up (its open-file limit).
 //!
 //! No file is over 600 lines and no two files import each other (`scripts/check-layout.py`).
 
@@ -39,6 +40,7 @@ pub mod integrations;
 pub mod node;
 pub mod orders;
 pub mod persistence;
+pub mod process;
 pub mod sandbox;
 pub mod shopping;
 pub mod startup;

@@ -202,6 +202,10 @@ async fn seed_demo(mut settings: Settings, products: u64) -> anyhow::Result<()> 
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     emporium::telemetry::init_tracing(settings.log.format, &settings.log.filter);
+    match emporium::process::raise_open_files() {
+        Some(open_files) => tracing::info!(open_files, "open-file limit"),
+        None => tracing::warn!("the open-file limit could not be read"),
+    }
     let app = Application::start(settings, Arc::new(SystemClock)).await?;
     let addr = app.local_addr();
     tracing::info!(%addr, "emporium listening on http://{addr}");
