@@ -108,7 +108,7 @@ pub struct SkuState {
     /// `reservations`: not stored, rebuilt when a snapshot is read.
     #[serde(skip)]
     expiries: BTreeSet<(Timestamp, OrderId)>,
-    /// How many open reservations keep their order ([`Reservation::order`]). Derived, as
+    /// How many open reservations keep their order (`Reservation::order` is set). Derived, as
     /// `expiries` is.
     #[serde(skip)]
     keeping: u64,
