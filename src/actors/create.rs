@@ -6,8 +6,8 @@
 use crate::actors::entities::Entities;
 use crate::actors::entity::{AskError, Entity};
 use crate::actors::registry::ViewSink;
-use crate::actors::shell::{Recorded, first_write, read_blocking};
-use crate::persistence::{JournalError, StreamId, barrier};
+use crate::actors::shell::{Recorded, first_write};
+use crate::persistence::{JournalError, StreamId, barrier, durable};
 use futures_util::future::join_all;
 
 /// One item's outcome.
@@ -18,9 +18,9 @@ impl<E: Entity> Entities<E> {
     /// activating it: the command is decided on the empty state, and its events, view,
     /// reminder and index entries go to the journal as the entity would write them, the
     /// batch submitted together (so mostly in one group commit); each is answered once
-    /// durable, in the order given. An entity that is active or already written, a command the empty state
-    /// refuses, or any item in a cluster (where writes carry the shard's term) is asked as
-    /// usual instead. The caller makes sure nothing else asks these entities until this
+    /// durable, in the order given. An entity that is active or already written, a command
+    /// the empty state refuses, or any item in a cluster (where writes carry the shard's
+    /// term) is asked as usual instead. The caller makes sure nothing else asks these entities until this
     /// returns.
     pub async fn create(&self, items: Vec<(E::Id, E::Command)>) -> Vec<Created<E>> {
         let mut results: Vec<Option<Created<E>>> = items.iter().map(|_| None).collect();
@@ -61,17 +61,11 @@ impl<E: Entity> Entities<E> {
             .iter()
             .map(|(id, _)| StreamId::new(E::KIND, id.to_string()))
             .collect();
-        let local = journal.local_point_reads();
-        let read = move || -> Result<Vec<bool>, JournalError> {
+        let in_place = journal.local_point_reads();
+        let mut written: Vec<bool> = crate::persistence::read(in_place, move || {
             streams.iter().map(|s| journal.exists(s)).collect()
-        };
-        let mut written = if local {
-            read()?
-        } else {
-            read_blocking(read)
-                .await
-                .map_err(|_| JournalError::Closed)??
-        };
+        })
+        .await?;
         for (w, (id, _)) in written.iter_mut().zip(items) {
             *w |= self.registry().is_active(id);
         }
@@ -107,14 +101,7 @@ impl<E: Entity> Entities<E> {
             }
             match first_write::<E>(id, &events, now, self.snapshot_every()) {
                 Ok(Some(Recorded { append, view })) => {
-                    let (tx, rx) = tokio::sync::oneshot::channel();
-                    self.journal().submit(
-                        append,
-                        Box::new(move |r| {
-                            let _ = tx.send(r);
-                        }),
-                    );
-                    waiting.push((i, view, rx));
+                    waiting.push((i, view, durable(self.journal().as_ref(), append)));
                 }
                 Ok(None) => asks.push(i),
                 Err(e) => {
@@ -123,9 +110,9 @@ impl<E: Entity> Entities<E> {
                 }
             }
         }
-        for (i, view, rx) in waiting {
-            results[i] = Some(match rx.await {
-                Ok(Ok(())) => {
+        for (i, view, written) in waiting {
+            results[i] = Some(match written.await {
+                Ok(()) => {
                     if let Some(view) = view {
                         self.registry().publish(&items[i].0, view);
                     }

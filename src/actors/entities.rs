@@ -14,7 +14,7 @@ use crate::actors::message::EntityMsg;
 use crate::actors::message::Passivation;
 use crate::actors::registry::{Registry, Slot, ViewSink};
 use crate::actors::remote::{Admission, Answer, Forward, Op};
-use crate::actors::shell::{Activation, EntityActor, read_blocking};
+use crate::actors::shell::{Activation, EntityActor};
 use crate::actors::supervisor::{KindStats, KindSupervisor};
 use crate::domain::time::Clock;
 use crate::persistence::{Journal, StreamId, barrier};
@@ -189,7 +189,8 @@ impl<E: Entity> Entities<E> {
         if E::KEEP_VIEWS {
             return Ok(ids.iter().map(|id| self.view(id)).collect());
         }
-        let ids_len = ids.len();
+        // One view from a local store: in place (every drop purchase checks its order id).
+        let in_place = ids.len() == 1 && self.kind.ctx.journal.local_point_reads();
         let journal = self.kind.ctx.journal.clone();
         let read = move || -> Result<Vec<Option<E::View>>, crate::persistence::JournalError> {
             let raw: Vec<String> = ids.iter().map(ToString::to_string).collect();
@@ -204,13 +205,7 @@ impl<E: Entity> Entities<E> {
                 })
                 .collect()
         };
-        // One view from a local store: in place (every drop purchase checks its order id).
-        if ids_len == 1 && self.kind.ctx.journal.local_point_reads() {
-            return read();
-        }
-        read_blocking(read)
-            .await
-            .map_err(|_| crate::persistence::JournalError::Closed)?
+        crate::persistence::read(in_place, read).await
     }
 
     pub(super) fn downgrade(&self) -> WeakEntities<E> {

@@ -267,14 +267,36 @@ pub trait Journal: Send + Sync + 'static {
 
 /// Awaits a barrier: returns once every write submitted before the call is durable.
 pub async fn barrier(journal: &dyn Journal) -> Result<(), JournalError> {
+    durable(journal, Append::barrier()).await
+}
+
+/// Submits `append` now (so appends submitted one after another keep their order) and
+/// returns a future that resolves once it is durable, or with its failure.
+pub fn durable(
+    journal: &dyn Journal,
+    append: Append,
+) -> impl std::future::Future<Output = Result<(), JournalError>> + use<> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     journal.submit(
-        Append::barrier(),
+        append,
         Box::new(move |r| {
             let _ = tx.send(r);
         }),
     );
-    rx.await.map_err(|_| JournalError::Closed)?
+    async move { rx.await.map_err(|_| JournalError::Closed)? }
+}
+
+/// Runs a journal read in place when `in_place` (a few point reads of a journal that serves
+/// them locally, [`Journal::local_point_reads`]: cheaper than any hand-off), else through
+/// [`blocking`].
+pub async fn read<T: Send + 'static>(
+    in_place: bool,
+    read: impl FnOnce() -> Result<T, JournalError> + Send + 'static,
+) -> Result<T, JournalError> {
+    if in_place {
+        return read();
+    }
+    blocking(read).await.map_err(|_| JournalError::Closed)?
 }
 
 /// Runs a journal read that may block: in place on a multi-threaded runtime (tokio moves this
