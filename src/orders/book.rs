@@ -55,17 +55,10 @@ struct Promises {
 /// A promised order: waiting to be written, or being written by one writer (a request or the
 /// background), which alone may ask the order until it is done — so the background can write
 /// a new order straight to the journal ([`Entities::create`]) with no actor racing it.
-enum Promise {
-    Waiting(Box<Placement>),
-    Writing(Box<Placement>),
-}
-
-impl Promise {
-    fn placement(&self) -> &Placement {
-        match self {
-            Promise::Waiting(p) | Promise::Writing(p) => p,
-        }
-    }
+struct Promise {
+    placement: Box<Placement>,
+    /// Set while a writer holds it ([`Claimed`]).
+    writing: bool,
 }
 
 /// What a writer finds when it claims a promise.
@@ -160,7 +153,10 @@ impl OrderBook {
         // A promise made again (a replayed purchase whose hold still keeps the order) is the
         // same order: the one there stays, with its writer.
         if let Entry::Vacant(v) = self.promises.pending.entry(id.clone()) {
-            v.insert(Promise::Waiting(placement));
+            v.insert(Promise {
+                placement,
+                writing: false,
+            });
             // The receiver lives as long as the node; without it, requests keep the promise.
             let _ = self.promises.queue.send(id);
         }
@@ -172,19 +168,16 @@ impl OrderBook {
         let Some(mut promise) = self.promises.pending.get_mut(id) else {
             return Claim::Kept;
         };
-        match &*promise {
-            Promise::Writing(_) => Claim::Busy,
-            Promise::Waiting(p) => {
-                let placement = p.clone();
-                *promise = Promise::Writing(placement.clone());
-                let claimed = Claimed {
-                    book: self.clone(),
-                    id: id.clone(),
-                    released: false,
-                };
-                Claim::Mine(placement, claimed)
-            }
+        if promise.writing {
+            return Claim::Busy;
         }
+        promise.writing = true;
+        let claimed = Claimed {
+            book: self.clone(),
+            id: id.clone(),
+            released: false,
+        };
+        Claim::Mine(promise.placement.clone(), claimed)
     }
 
     /// Ends a claim on `id` (see [`Outcome`]).
@@ -195,7 +188,7 @@ impl OrderBook {
                     .promises
                     .pending
                     .remove(id)
-                    .and_then(|(_, p)| p.placement().lines.first().map(|l| l.sku_id.clone()));
+                    .and_then(|(_, p)| p.placement.lines.first().map(|l| l.sku_id.clone()));
                 let tell = self.promises.written.lock().ok().and_then(|t| t.clone());
                 if let (Some(sku), Some(tell)) = (sku, tell) {
                     let _ = tell.send((sku, id.clone()));
@@ -206,8 +199,7 @@ impl OrderBook {
             }
             Outcome::Retry => {
                 if let Some(mut promise) = self.promises.pending.get_mut(id) {
-                    let placement = Box::new(promise.placement().clone());
-                    *promise = Promise::Waiting(placement);
+                    promise.writing = false;
                     drop(promise);
                     let _ = self.promises.queue.send(id.clone());
                 }
