@@ -36,6 +36,8 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 pub const PING_EVERY: Duration = Duration::from_secs(20);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes of a socket's read buffer while its frames are small (it grows for a larger frame).
+const READ_BUFFER: usize = 1024;
 /// Topics one socket may hold at once.
 pub const MAX_SUBSCRIPTIONS: usize = 64;
 
@@ -73,7 +75,9 @@ pub async fn upgrade(
         None => None,
     };
     Ok(ws
-        .read_buffer_size(4 * 1024)
+        // Client frames are a few dozen bytes (subscribe, ping, a chat line); the buffer grows
+        // for a larger one, up to MAX_FRAME. Per idle socket this is most of its memory.
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
         .max_write_buffer_size(256 * 1024)
         .max_message_size(MAX_FRAME)
@@ -139,7 +143,9 @@ impl Session {
                     heard = Instant::now();
                     match frame {
                         None | Some(Ok(Message::Close(_))) => break None,
-                        Some(Ok(Message::Text(text))) => self.on_frame(text.as_str()).await,
+                        // Boxed: answering a frame can await an actor (an order's owner, a chat
+                        // post), and inline that state would sit in every idle socket's task.
+                        Some(Ok(Message::Text(text))) => Box::pin(self.on_frame(text.as_str())).await,
                         Some(Ok(Message::Binary(_))) => Ok(Some(protocol::error("bad_frame", "frames are JSON text"))),
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(None),
                         // tungstenite's capacity error: a frame over the limit.
