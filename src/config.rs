@@ -63,6 +63,8 @@ pub struct ServerSettings {
     #[serde(default)]
     pub public_url: String,
     pub body_limit_bytes: usize,
+    /// WebSocket frames a second one drop's live stock may cost (`drops::live`).
+    pub ws_fanout_frames_per_sec: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -214,6 +216,9 @@ impl Settings {
                 "invalid setting: {what}"
             )))
         };
+        if self.server.ws_fanout_frames_per_sec < 1_000 {
+            return bad("server.ws_fanout_frames_per_sec must be at least 1000");
+        }
         if self.server.body_limit_bytes < 1024 {
             return bad("server.body_limit_bytes must be at least 1024");
         }

@@ -142,7 +142,8 @@ impl Node {
             clock: clock.clone(),
         }
         .start(shutdown.clone());
-        let live_stock = LiveStock::new(bus.clone(), clock.clone());
+        let live_stock = LiveStock::new(bus.clone(), clock.clone())
+            .with_budget(settings.server.ws_fanout_frames_per_sec);
         let drops = Drops::start(
             skus.clone(),
             orders.clone(),

@@ -137,7 +137,8 @@ async fn open(
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
 > {
     let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
+        // Stock frames are about 110 bytes: a small buffer is less to clear per read.
+        .read_buffer_size(512)
         .write_buffer_size(0);
     let (mut ws, _) =
         tokio_tungstenite::connect_async_with_config(url, Some(config), false).await?;

@@ -1,30 +1,38 @@
 //! Live stock of drops on the EventBus: every change of a drop's remaining count or status is
 //! published on `drop:{id}` as `{"type": "stock", "drop_id", "remaining", "status", "at_ms"}`
-//! (`at_ms`: Unix milliseconds of the first change in the message), coalesced
-//! to at most one message per drop per [`INTERVAL`] (20 a second; fewer past [`FANOUT_BUDGET`]
-//! frames a second, with tens of thousands of subscribers): a sell-out of thousands of
-//! units in a second is a handful of messages, each with the latest count. Counts come from
-//! durable views, so a published count never shows a purchase that could still be lost.
+//! (`at_ms`: Unix milliseconds of the first change the message reports to its reader). Counts
+//! come from durable views, so a published count never shows a purchase that could still be
+//! lost.
+//!
+//! Changes are coalesced: a sell-out of thousands of units in a second is a handful of
+//! messages, each with the latest count. The topic is staggered ([`EventBus::stagger`]): its
+//! subscribers are spread over [`SLOTS`] slots, and each slot gets at most one message per
+//! gap, [`INTERVAL`] (20 a second) or longer past [`FANOUT_BUDGET`] frames a second. The
+//! slots take their turns spread evenly over the gap, and a slot is only sent to at its turn,
+//! even after a quiet spell. Every subscriber therefore hears of a change within about one
+//! gap, whatever its place among 20,000; sent to all at once, the last socket would wait the
+//! gap plus the ~0.2 s it takes to write one message to all the others.
 
 use crate::domain::drop::{DropId, DropStatus, DropView};
 use crate::domain::time::{Clock, Timestamp};
-use crate::events::EventBus;
+use crate::events::{EventBus, SLOTS};
 use dashmap::DashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// At most one message per drop per interval.
+/// At most one message per drop and slot per interval.
 pub const INTERVAL: Duration = Duration::from_millis(50);
-/// Frames a second one drop's messages may cost in all: with more subscribers than
-/// `FANOUT_BUDGET / 20`, a drop's messages are spaced further apart (19,000 sockets: one per
-/// 190 ms), so the fan-out keeps up instead of queueing. Sending a frame on loopback costs
-/// ~4 µs of kernel time (profiled); this box (two cores, the 19,000 clients beside the server)
-/// delivered ~126,000 frames a second in all.
+/// Frames a second one drop's messages may cost in all, unless set otherwise
+/// (`server.ws_fanout_frames_per_sec`): with more subscribers than `FANOUT_BUDGET / 20`, a
+/// slot's messages are spaced further apart (19,900 sockets: one per 199 ms), so the fan-out
+/// keeps up instead of queueing. Sending a frame on loopback costs ~9 µs of kernel time
+/// (profiled, the receiving side's TCP included); this box (two cores, the 19,900 clients
+/// beside the server) delivered ~105,000 frames a second in all.
 pub const FANOUT_BUDGET: usize = 100_000;
 /// How often pending changes are looked at.
-const TICK: Duration = Duration::from_millis(10);
+const TICK: Duration = Duration::from_millis(5);
 
 type Shown = (u32, DropStatus);
 
@@ -32,84 +40,118 @@ type Shown = (u32, DropStatus);
 pub struct LiveStock {
     bus: EventBus,
     clock: Arc<dyn Clock>,
-    /// The newest view of each drop that changed since the last flush, and when it first
-    /// changed since then (the message's `at`: what delivery latency is measured from).
-    pending: Arc<DashMap<DropId, (DropView, Timestamp)>>,
-    /// What was published last, per drop, and when.
-    shown: Arc<DashMap<DropId, Shown>>,
-    /// When each drop's last message went out (tokio's clock, so tests can pause it).
-    sent: Arc<DashMap<DropId, Instant>>,
+    /// Per drop: its newest view and what each slot has heard of it.
+    feeds: Arc<DashMap<DropId, Feed>>,
+    /// Where the slots' turns are counted from (tokio's clock, so tests can pause it).
+    epoch: Instant,
+    /// Frames a second one drop may cost ([`FANOUT_BUDGET`] unless set).
+    budget: usize,
+    /// When the last flush ran, after `epoch`: a slot's turn comes when it starts between
+    /// two flushes.
+    flushed: Arc<Mutex<Option<Duration>>>,
+}
+
+struct Feed {
+    topic: String,
+    view: DropView,
+    slots: [Slot; SLOTS],
+}
+
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    /// The first change this slot has not been sent.
+    since: Option<Timestamp>,
+    /// What it was sent last.
+    shown: Option<Shown>,
 }
 
 impl LiveStock {
+    /// Publishes on `bus`, whose `drop:` topics it staggers from now on.
     pub fn new(bus: EventBus, clock: Arc<dyn Clock>) -> Self {
+        bus.stagger("drop:");
         Self {
             bus,
             clock,
-            pending: Arc::default(),
-            shown: Arc::default(),
-            sent: Arc::default(),
+            feeds: Arc::default(),
+            epoch: Instant::now(),
+            budget: FANOUT_BUDGET,
+            flushed: Arc::default(),
         }
     }
 
-    /// Notes a drop's newest durable view; published at the next flush.
-    pub fn update(&self, view: &DropView) {
-        let now = self.clock.now();
-        self.pending
-            .entry(view.drop_id.clone())
-            .and_modify(|(v, _)| *v = view.clone())
-            .or_insert_with(|| (view.clone(), now));
+    /// Spends at most `frames_per_sec` on one drop's messages (at least 1,000).
+    pub fn with_budget(mut self, frames_per_sec: usize) -> Self {
+        self.budget = frames_per_sec.max(1_000);
+        self
     }
 
-    /// Publishes what changed since the last flush; returns how many drops were published.
+    /// Notes a drop's newest durable view; each slot hears of it at its next turn.
+    pub fn update(&self, view: &DropView) {
+        let now = self.clock.now();
+        let mut feed = self
+            .feeds
+            .entry(view.drop_id.clone())
+            .or_insert_with(|| Feed {
+                topic: format!("drop:{}", view.drop_id),
+                view: view.clone(),
+                slots: [Slot::default(); SLOTS],
+            });
+        feed.view = view.clone();
+        for slot in &mut feed.slots {
+            slot.since.get_or_insert(now);
+        }
+    }
+
+    /// Publishes what changed to each slot whose turn it is; returns how many messages
+    /// reached a subscriber.
     pub fn flush(&self) -> usize {
         let now = self.clock.now();
-        let changed: Vec<(DropView, Timestamp)> = {
-            let ids: Vec<DropId> = self.pending.iter().map(|e| e.key().clone()).collect();
-            ids.into_iter()
-                .filter_map(|id| self.pending.remove(&id).map(|(_, v)| v))
-                .collect()
-        };
+        let t = self.epoch.elapsed();
+        let before = self
+            .flushed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(t);
         let mut published = 0;
-        for (view, at) in changed {
-            let now_shown = (view.remaining, view.status(now));
-            if self
-                .shown
-                .get(&view.drop_id)
-                .is_some_and(|s| *s == now_shown)
-            {
+        for mut feed in self.feeds.iter_mut() {
+            let feed = &mut *feed;
+            if feed.slots.iter().all(|s| s.since.is_none()) {
                 continue;
             }
-            let topic = format!("drop:{}", view.drop_id);
-            if self
-                .sent
-                .get(&view.drop_id)
-                .is_some_and(|t| t.elapsed() < gap(self.bus.receivers(&topic)))
-            {
-                // Too soon for this drop: wait, keeping the first change's time.
-                self.pending
-                    .entry(view.drop_id.clone())
-                    .and_modify(|(_, first)| *first = (*first).min(at))
-                    .or_insert((view, at));
-                continue;
+            let slots = self.bus.slots(&feed.topic).min(SLOTS);
+            let gap = gap(self.bus.receivers(&feed.topic), self.budget);
+            let shown = (feed.view.remaining, feed.view.status(now));
+            for (i, slot) in feed.slots.iter_mut().enumerate() {
+                let Some(since) = slot.since else { continue };
+                if i >= slots || slot.shown == Some(shown) {
+                    // No one there to tell, or nothing new to tell them.
+                    slot.since = None;
+                    continue;
+                }
+                if before.is_some_and(|b| turn(i, slots, gap, b) == turn(i, slots, gap, t)) {
+                    continue; // its turn has not come since the last flush
+                }
+                let message = serde_json::json!({
+                    "type": "stock",
+                    "drop_id": feed.view.drop_id,
+                    "remaining": shown.0,
+                    "status": shown.1.as_str(),
+                    "at_ms": since.millis(),
+                });
+                let heard = self
+                    .bus
+                    .publish_to_slot(&feed.topic, i, message.to_string().into());
+                *slot = Slot {
+                    since: None,
+                    shown: Some(shown),
+                };
+                published += usize::from(heard > 0);
             }
-            self.sent.insert(view.drop_id.clone(), Instant::now());
-            self.shown.insert(view.drop_id.clone(), now_shown);
-            let message = serde_json::json!({
-                "type": "stock",
-                "drop_id": view.drop_id,
-                "remaining": view.remaining,
-                "status": now_shown.1.as_str(),
-                "at_ms": at.millis(),
-            });
-            self.bus.publish(&topic, message.to_string().into());
-            published += 1;
         }
         published
     }
 
-    /// Flushes until `shutdown`: each drop at most every [`INTERVAL`] (longer with many
-    /// subscribers, see [`FANOUT_BUDGET`]).
+    /// Flushes every [`TICK`] until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -122,11 +164,20 @@ impl LiveStock {
     }
 }
 
-/// The least time between two messages of a drop with `receivers` subscribers.
-fn gap(receivers: usize) -> Duration {
+/// The least time between two messages to one slot of a drop with `receivers` subscribers,
+/// spending at most `budget` frames a second.
+fn gap(receivers: usize, budget: usize) -> Duration {
     let spread =
-        Duration::from_micros((receivers as u64).saturating_mul(1_000_000) / FANOUT_BUDGET as u64);
+        Duration::from_micros((receivers as u64).saturating_mul(1_000_000) / budget.max(1) as u64);
     spread.max(INTERVAL)
+}
+
+/// Which turn of slot `i` of `slots` time `t` falls in: slot `i`'s turns start `i / slots`
+/// of a gap after slot 0's, so the slots' messages are spread over the gap.
+fn turn(i: usize, slots: usize, gap: Duration, t: Duration) -> u128 {
+    let gap = gap.as_micros().max(1);
+    let offset = gap * i as u128 / slots.max(1) as u128;
+    (t.as_micros() + gap - offset) / gap
 }
 
 #[cfg(test)]
@@ -156,9 +207,115 @@ mod tests {
 
     #[test]
     fn many_subscribers_space_a_drop_s_messages_out() {
-        assert_eq!(gap(0), INTERVAL);
-        assert_eq!(gap(5_000), INTERVAL);
-        assert_eq!(gap(19_000), Duration::from_millis(190));
+        assert_eq!(gap(0, FANOUT_BUDGET), INTERVAL);
+        assert_eq!(gap(5_000, FANOUT_BUDGET), INTERVAL);
+        assert_eq!(gap(19_000, FANOUT_BUDGET), Duration::from_millis(190));
+        assert_eq!(gap(19_000, 200_000), Duration::from_millis(95));
+    }
+
+    #[test]
+    fn the_slots_turns_start_spread_over_the_gap() {
+        let gap = Duration::from_millis(160);
+        let starts: Vec<u64> = (0..SLOTS)
+            .map(|i| {
+                (0..400u64)
+                    .find(|ms| {
+                        let t = |ms| Duration::from_millis(ms);
+                        turn(i, SLOTS, gap, t(*ms)) != turn(i, SLOTS, gap, t(ms + 1))
+                    })
+                    .unwrap()
+                    + 1
+            })
+            .collect();
+        assert_eq!(
+            starts,
+            (0..SLOTS as u64)
+                .map(|i| i * 10)
+                .map(|ms| if ms == 0 { 160 } else { ms })
+                .collect::<Vec<_>>()
+        );
+    }
+
+    /// 20,000 subscribers (a gap of 200 ms) and a change every `every` for two seconds, on
+    /// tokio's paused clock: the longest any slot waited for a change (ms), and when (ms on
+    /// the clock) each slot heard.
+    async fn fan_out(every: u64) -> (i64, Vec<(usize, i64)>) {
+        let bus = EventBus::default();
+        let clock = Arc::new(ManualClock::starting_at(Timestamp(1_000)));
+        let live = LiveStock::new(bus.clone(), clock.clone());
+        // Each subscriber joins the emptiest slot: the first SLOTS are one per slot.
+        let mut subs: Vec<_> = (0..20_000).map(|_| bus.subscribe("drop:d1")).collect();
+        assert_eq!(
+            gap(bus.receivers("drop:d1"), FANOUT_BUDGET),
+            Duration::from_millis(200)
+        );
+        let shutdown = CancellationToken::new();
+        let runner = tokio::spawn(live.clone().run(shutdown.clone()));
+        let (mut worst, mut heard) = (0i64, Vec::new());
+        for ms in 0..2_000u32 {
+            if u64::from(ms) % every == 0 {
+                live.update(&view(2_000 - ms));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            clock.advance(Duration::from_millis(1));
+            let now = clock.now().millis();
+            for (slot, sub) in subs[..SLOTS].iter_mut().enumerate() {
+                while let Ok(m) = sub.try_recv() {
+                    let m: serde_json::Value = serde_json::from_str(&m).unwrap();
+                    worst = worst.max(now - m["at_ms"].as_i64().unwrap());
+                    heard.push((slot, now));
+                }
+            }
+        }
+        shutdown.cancel();
+        runner.await.unwrap();
+        (worst, heard)
+    }
+
+    /// After the first flush (every slot at once), at most two slots in any 5 ms.
+    fn assert_spread(heard: &[(usize, i64)]) {
+        let later: Vec<i64> = heard
+            .iter()
+            .map(|(_, at)| *at)
+            .filter(|at| *at > 1_010)
+            .collect();
+        for at in &later {
+            let near = later.iter().filter(|b| (*b - at).abs() < 5).count();
+            assert!(near <= 2, "{near} slots were sent to within 5 ms of {at}");
+        }
+    }
+
+    /// A change every millisecond: every slot hears of each change within one gap (and a
+    /// tick), once per gap, and the slots' messages are spread over the gap instead of all
+    /// going out at once.
+    #[tokio::test(start_paused = true)]
+    async fn with_many_subscribers_every_slot_hears_within_a_gap_and_the_turns_are_spread() {
+        let (worst, heard) = fan_out(1).await;
+        assert!(
+            worst <= 200 + 2 * 5 + 1,
+            "a slot waited {worst} ms for a change"
+        );
+        for slot in 0..SLOTS {
+            let n = heard.iter().filter(|(s, _)| *s == slot).count();
+            assert!(
+                (10..=12).contains(&n),
+                "slot {slot} heard {n} messages in 2 s"
+            );
+        }
+        assert_spread(&heard);
+    }
+
+    /// A change now and then (every 130 ms, less than a gap): each slot still waits for its
+    /// turn, so a lone change does not go out to 20,000 sockets at once.
+    #[tokio::test(start_paused = true)]
+    async fn with_many_subscribers_a_lone_change_waits_for_each_slot_s_turn() {
+        let (worst, heard) = fan_out(130).await;
+        assert!(
+            worst <= 200 + 2 * 5 + 1,
+            "a slot waited {worst} ms for a change"
+        );
+        assert!(heard.len() > SLOTS * 5, "{} messages", heard.len());
+        assert_spread(&heard);
     }
 
     #[tokio::test]
@@ -202,7 +359,8 @@ mod tests {
         while let Ok(m) = sub.try_recv() {
             messages.push(serde_json::from_str::<serde_json::Value>(&m).unwrap());
         }
-        // One per INTERVAL (50 ms) over the second, and the last change after it.
+        // One per INTERVAL (50 ms) over the second, and the last change after it (the one
+        // subscriber is in slot 0).
         assert!(
             (20..=22).contains(&messages.len()),
             "{} messages in a second",

@@ -26,6 +26,7 @@ use futures_util::{SinkExt, StreamExt};
 use protocol::{ClientFrame, MAX_FRAME, Topic};
 use serde::Deserialize;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -97,10 +98,12 @@ struct Close(u16, &'static str);
 struct Session {
     state: AppState,
     user: Option<AuthUser>,
-    /// Subscriptions by topic name as the client wrote it.
-    topics: StreamMap<String, BroadcastStream<BusMessage>>,
+    /// Subscriptions by topic name as the client wrote it (shared: a message hands it out).
+    topics: StreamMap<Arc<str>, BroadcastStream<BusMessage>>,
     /// The last message forwarded per topic: a view written again unchanged is not re-sent.
-    last: HashMap<String, BusMessage>,
+    last: HashMap<Arc<str>, BusMessage>,
+    /// When the signed-in token expires (far off for anonymous and operator sockets).
+    expiry: Instant,
     /// Logout of this user: re-check the token.
     revocations: Option<BroadcastStream<BusMessage>>,
 }
@@ -113,6 +116,7 @@ impl Session {
             topics: StreamMap::new(),
             last: HashMap::new(),
             revocations: None,
+            expiry: Instant::now(),
         };
         session.sign_in(user);
         session
@@ -124,18 +128,27 @@ impl Session {
             self.revocations = Some(BroadcastStream::new(self.state.bus.subscribe(&topic)));
         }
         self.user = user;
+        self.expiry = self.token_expiry();
     }
 
     async fn run(mut self, socket: WebSocket) {
         let (mut sink, mut stream) = socket.split();
         let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
         let mut heard = Instant::now();
+        // Made once, not per message: each is a registration (the shutdown token's waiters are
+        // shared by every socket, the expiry is a timer) that the loop would redo per frame.
         let shutdown = self.state.shutdown.clone();
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
+        let expires = tokio::time::sleep_until(self.expiry);
+        tokio::pin!(expires);
         let close = loop {
-            let expiry = self.expiry();
+            if expires.deadline() != self.expiry {
+                expires.as_mut().reset(self.expiry); // signed in again
+            }
             let out: Result<Option<String>, Close> = tokio::select! {
-                () = shutdown.cancelled() => Err(Close(CLOSE_GOING_AWAY, "the server is shutting down")),
-                () = tokio::time::sleep_until(expiry) => {
+                () = &mut cancelled => Err(Close(CLOSE_GOING_AWAY, "the server is shutting down")),
+                () = &mut expires => {
                     let _ = send(&mut sink, protocol::error("token_expired", "the access token expired")).await;
                     Err(Close(CLOSE_POLICY, "token expired"))
                 }
@@ -209,7 +222,7 @@ impl Session {
     }
 
     /// When the socket's token expires (never for anonymous and operator sockets).
-    fn expiry(&self) -> Instant {
+    fn token_expiry(&self) -> Instant {
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
         match &self.user {
             Some(user) if user.claims.exp != i64::MAX => {
@@ -249,8 +262,8 @@ impl Session {
             },
             ClientFrame::Subscribe { topic } => self.subscribe(topic).await,
             ClientFrame::Unsubscribe { topic } => {
-                self.topics.remove(&topic);
-                self.last.remove(&topic);
+                self.topics.remove(topic.as_str());
+                self.last.remove(topic.as_str());
                 protocol::unsubscribed(&topic)
             }
             ClientFrame::ChatSend {
@@ -282,7 +295,7 @@ impl Session {
         let Some(topic) = Topic::parse(&raw) else {
             return protocol::error("unknown_topic", "no such topic");
         };
-        if self.topics.contains_key(&raw) {
+        if self.topics.contains_key(raw.as_str()) {
             return protocol::subscribed(&raw);
         }
         if self.topics.len() >= MAX_SUBSCRIPTIONS {
@@ -294,7 +307,7 @@ impl Session {
         let user = self.user.as_ref().map(|u| u.user_id.as_str());
         let receiver = self.state.bus.subscribe(&topic.bus_topic(user));
         self.topics
-            .insert(raw.clone(), BroadcastStream::new(receiver));
+            .insert(Arc::from(raw.as_str()), BroadcastStream::new(receiver));
         protocol::subscribed(&raw)
     }
 
