@@ -42,12 +42,11 @@ pub struct LiveStock {
     clock: Arc<dyn Clock>,
     /// Per drop: its newest view and what each slot has heard of it.
     feeds: Arc<DashMap<DropId, Feed>>,
-    /// Where the slots' turns are counted from (tokio's clock, so tests can pause it).
+    /// Where flush times are counted from (tokio's clock, so tests can pause it).
     epoch: Instant,
     /// Frames a second one drop may cost ([`FANOUT_BUDGET`] unless set).
     budget: usize,
-    /// When the last flush ran, after `epoch`: a slot's turn comes when it starts between
-    /// two flushes.
+    /// When the last flush ran, after `epoch`.
     flushed: Arc<Mutex<Option<Duration>>>,
 }
 
@@ -55,6 +54,10 @@ struct Feed {
     topic: String,
     view: DropView,
     slots: [Slot; SLOTS],
+    /// Where the turns are, in slots (see [`due`]): it moves on by the time between two
+    /// flushes over the gap then, so a gap that changes with every subscriber changes how
+    /// fast the turns come, never where they are.
+    phase: f64,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -95,6 +98,7 @@ impl LiveStock {
                 topic: format!("drop:{}", view.drop_id),
                 view: view.clone(),
                 slots: [Slot::default(); SLOTS],
+                phase: 0.0,
             });
         feed.view = view.clone();
         for slot in &mut feed.slots {
@@ -112,23 +116,32 @@ impl LiveStock {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .replace(t);
-        let mut published = 0;
+        // Sent once the feeds are let go: a slot's wake-ups would otherwise hold up update().
+        let mut due_now = Vec::new();
         for mut feed in self.feeds.iter_mut() {
             let feed = &mut *feed;
-            if feed.slots.iter().all(|s| s.since.is_none()) {
-                continue;
-            }
             let slots = self.bus.slots(&feed.topic).min(SLOTS);
-            let gap = gap(self.bus.receivers(&feed.topic), self.budget);
+            let from = feed.phase;
+            if slots > 0 {
+                let gap = gap(self.bus.receivers(&feed.topic), self.budget);
+                let elapsed = before.map_or(gap, |b| t.saturating_sub(b));
+                feed.phase = from + elapsed.as_secs_f64() / gap.as_secs_f64() * slots as f64;
+            }
+            let to = feed.phase;
+            feed.phase %= slots.max(1) as f64;
             let shown = (feed.view.remaining, feed.view.status(now));
             for (i, slot) in feed.slots.iter_mut().enumerate() {
                 let Some(since) = slot.since else { continue };
-                if i >= slots || slot.shown == Some(shown) {
-                    // No one there to tell, or nothing new to tell them.
-                    slot.since = None;
+                if i >= slots {
+                    // No one there to tell: whoever comes hears of the next change.
+                    *slot = Slot::default();
                     continue;
                 }
-                if before.is_some_and(|b| turn(i, slots, gap, b) == turn(i, slots, gap, t)) {
+                if slot.shown == Some(shown) {
+                    slot.since = None; // nothing new to tell
+                    continue;
+                }
+                if !due(i, slots, from, to) {
                     continue; // its turn has not come since the last flush
                 }
                 let message = serde_json::json!({
@@ -138,17 +151,19 @@ impl LiveStock {
                     "status": shown.1.as_str(),
                     "at_ms": since.millis(),
                 });
-                let heard = self
-                    .bus
-                    .publish_to_slot(&feed.topic, i, message.to_string().into());
+                due_now.push((feed.topic.clone(), i, message.to_string()));
                 *slot = Slot {
                     since: None,
                     shown: Some(shown),
                 };
-                published += usize::from(heard > 0);
             }
         }
-        published
+        due_now
+            .into_iter()
+            .filter(|(topic, i, message)| {
+                self.bus.publish_to_slot(topic, *i, message.as_str().into()) > 0
+            })
+            .count()
     }
 
     /// Flushes every [`TICK`] until `shutdown`.
@@ -172,12 +187,12 @@ fn gap(receivers: usize, budget: usize) -> Duration {
     spread.max(INTERVAL)
 }
 
-/// Which turn of slot `i` of `slots` time `t` falls in: slot `i`'s turns start `i / slots`
-/// of a gap after slot 0's, so the slots' messages are spread over the gap.
-fn turn(i: usize, slots: usize, gap: Duration, t: Duration) -> u128 {
-    let gap = gap.as_micros().max(1);
-    let offset = gap * i as u128 / slots.max(1) as u128;
-    (t.as_micros() + gap - offset) / gap
+/// Whether slot `i` of `slots` had its turn while the phase moved from `from` to `to`. The
+/// phase counts in slots, a whole gap being `slots`: slot `i`'s turns come at `i`, `i +
+/// slots`, …, so the slots' messages are spread evenly over the gap.
+fn due(i: usize, slots: usize, from: f64, to: f64) -> bool {
+    let turn = |phase: f64| ((phase - i as f64) / slots.max(1) as f64).floor();
+    turn(to) > turn(from)
 }
 
 #[cfg(test)]
@@ -214,35 +229,41 @@ mod tests {
     }
 
     #[test]
-    fn the_slots_turns_start_spread_over_the_gap() {
-        let gap = Duration::from_millis(160);
-        let starts: Vec<u64> = (0..SLOTS)
-            .map(|i| {
-                (0..400u64)
-                    .find(|ms| {
-                        let t = |ms| Duration::from_millis(ms);
-                        turn(i, SLOTS, gap, t(*ms)) != turn(i, SLOTS, gap, t(ms + 1))
-                    })
-                    .unwrap()
-                    + 1
-            })
+    fn each_slot_has_one_turn_per_gap_in_order() {
+        // The phase moving a tenth of a slot per flush through two whole gaps.
+        let steps: Vec<(f64, f64)> = (0..SLOTS * 20)
+            .map(|k| (k as f64 / 10.0, (k + 1) as f64 / 10.0))
             .collect();
-        assert_eq!(
-            starts,
-            (0..SLOTS as u64)
-                .map(|i| i * 10)
-                .map(|ms| if ms == 0 { 160 } else { ms })
-                .collect::<Vec<_>>()
+        let mut order = Vec::new();
+        for (from, to) in steps {
+            order.extend((0..SLOTS).filter(|i| due(*i, SLOTS, from, to)));
+        }
+        let once: Vec<usize> = (1..SLOTS).chain([0]).collect();
+        assert_eq!(order, [once.clone(), once].concat());
+        assert!(
+            (0..SLOTS).all(|i| due(i, SLOTS, 0.0, SLOTS as f64)),
+            "a whole gap: all"
+        );
+        assert!(
+            due(0, 1, 0.5, 1.2) && !due(0, 1, 1.2, 1.9),
+            "one slot: once per gap"
         );
     }
 
     /// 20,000 subscribers (a gap of 200 ms) and a change every `every` for two seconds, on
     /// tokio's paused clock: the longest any slot waited for a change (ms), and when (ms on
     /// the clock) each slot heard.
-    async fn fan_out(every: u64) -> (i64, Vec<(usize, i64)>) {
+    ///
+    /// With `joining`, the node has been up an hour and a subscriber joins every `joining`
+    /// ms: each join changes the gap by 10 µs, which must not move the slots' turns.
+    async fn fan_out(every: u64, joining: Option<u64>) -> (i64, Vec<(usize, i64)>) {
         let bus = EventBus::default();
         let clock = Arc::new(ManualClock::starting_at(Timestamp(1_000)));
         let live = LiveStock::new(bus.clone(), clock.clone());
+        if joining.is_some() {
+            tokio::time::advance(Duration::from_secs(3_600)).await;
+        }
+        let mut joined = Vec::new();
         // Each subscriber joins the emptiest slot: the first SLOTS are one per slot.
         let mut subs: Vec<_> = (0..20_000).map(|_| bus.subscribe("drop:d1")).collect();
         assert_eq!(
@@ -255,6 +276,9 @@ mod tests {
         for ms in 0..2_000u32 {
             if u64::from(ms) % every == 0 {
                 live.update(&view(2_000 - ms));
+            }
+            if joining.is_some_and(|j| u64::from(ms) % j == 0) {
+                joined.push(bus.subscribe("drop:d1"));
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
             clock.advance(Duration::from_millis(1));
@@ -290,9 +314,23 @@ mod tests {
     /// going out at once.
     #[tokio::test(start_paused = true)]
     async fn with_many_subscribers_every_slot_hears_within_a_gap_and_the_turns_are_spread() {
-        let (worst, heard) = fan_out(1).await;
+        let (worst, heard) = fan_out(1, None).await;
+        assert_steady(worst, &heard);
+    }
+
+    /// The same an hour after start, with a subscriber joining every 15 ms (a hot drop's
+    /// sockets arriving): the turns stay one per gap per slot.
+    #[tokio::test(start_paused = true)]
+    async fn subscribers_joining_late_in_the_day_do_not_move_the_turns() {
+        let (worst, heard) = fan_out(1, Some(15)).await;
+        assert_steady(worst, &heard);
+    }
+
+    /// Every slot waited about one gap for the first change it was sent (its `at_ms` is that
+    /// change, not the send), heard once per gap, and the slots were spread.
+    fn assert_steady(worst: i64, heard: &[(usize, i64)]) {
         assert!(
-            worst <= 200 + 2 * 5 + 1,
+            (190..=200 + 2 * 5 + 1).contains(&worst),
             "a slot waited {worst} ms for a change"
         );
         for slot in 0..SLOTS {
@@ -302,14 +340,14 @@ mod tests {
                 "slot {slot} heard {n} messages in 2 s"
             );
         }
-        assert_spread(&heard);
+        assert_spread(heard);
     }
 
     /// A change now and then (every 130 ms, less than a gap): each slot still waits for its
     /// turn, so a lone change does not go out to 20,000 sockets at once.
     #[tokio::test(start_paused = true)]
     async fn with_many_subscribers_a_lone_change_waits_for_each_slot_s_turn() {
-        let (worst, heard) = fan_out(130).await;
+        let (worst, heard) = fan_out(130, None).await;
         assert!(
             worst <= 200 + 2 * 5 + 1,
             "a slot waited {worst} ms for a change"

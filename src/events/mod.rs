@@ -44,20 +44,18 @@ impl EventBus {
     /// Receives every message published on `topic` from now on (on a staggered topic, those
     /// published to every slot and to the slot it joins: the one with the fewest subscribers).
     pub fn subscribe(&self, topic: &str) -> broadcast::Receiver<Message> {
-        let channel = self
-            .topics
-            .entry(topic.to_owned())
-            .or_insert_with(|| {
-                let slots = if self.staggered.get().is_some_and(|p| topic.starts_with(p)) {
-                    SLOTS
-                } else {
-                    1
-                };
-                (0..slots)
-                    .map(|_| broadcast::channel(TOPIC_CAPACITY).0)
-                    .collect()
-            })
-            .clone();
+        // Subscribed while the entry is held: a publisher that finds no one may forget the
+        // topic (`forget_if_unheard`), and a receiver made after that would hear nothing.
+        let channel = self.topics.entry(topic.to_owned()).or_insert_with(|| {
+            let slots = if self.staggered.get().is_some_and(|p| topic.starts_with(p)) {
+                SLOTS
+            } else {
+                1
+            };
+            (0..slots)
+                .map(|_| broadcast::channel(TOPIC_CAPACITY).0)
+                .collect()
+        });
         let slot = channel
             .iter()
             .min_by_key(|s| s.receiver_count())
@@ -74,7 +72,8 @@ impl EventBus {
         let _ = self.staggered.set(prefix);
     }
 
-    /// How many slots `topic` has: 0 without subscribers, 1, or [`SLOTS`] if staggered.
+    /// How many slots `topic` has: 1, [`SLOTS`] if staggered, or 0 once the topic is
+    /// forgotten (no subscriber was left when a message was published).
     pub fn slots(&self, topic: &str) -> usize {
         self.topics.get(topic).map_or(0, |c| c.len())
     }
