@@ -46,3 +46,26 @@ pub struct Placement {
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
 }
+
+#[cfg(test)]
+impl Placement {
+    /// A placement of `user` (tests): no lines, no coupon, 5,000 KRW, not from the cart nor a
+    /// drop, made at `at` and expiring 10 minutes later.
+    pub fn example(user: &str, fingerprint: &str, at: Timestamp) -> Self {
+        Placement {
+            user_id: UserId::parse(user).unwrap(),
+            fingerprint: fingerprint.into(),
+            lines: vec![],
+            coupon: None,
+            subtotal: 5000,
+            discount: 0,
+            total: 5000,
+            currency: "KRW".into(),
+            shipping_address: Sealed(vec![]),
+            from_cart: false,
+            drop_id: None,
+            created_at: at,
+            expires_at: Timestamp(at.0 + 600_000),
+        }
+    }
+}

@@ -459,27 +459,11 @@ impl EntityKind for BookKind {
 mod tests {
     use super::*;
     use crate::actors::RuntimeConfig;
-    use crate::domain::ids::UserId;
-    use crate::domain::sealed::Sealed;
     use crate::domain::time::{ManualClock, Timestamp};
     use crate::persistence::memory::MemoryJournal;
 
     fn placement() -> Box<Placement> {
-        Box::new(Placement {
-            user_id: UserId::parse("u1").unwrap(),
-            fingerprint: "f".into(),
-            lines: vec![],
-            coupon: None,
-            subtotal: 5000,
-            discount: 0,
-            total: 5000,
-            currency: "KRW".into(),
-            shipping_address: Sealed(vec![]),
-            from_cart: false,
-            drop_id: None,
-            created_at: Timestamp(1_000),
-            expires_at: Timestamp(601_000),
-        })
+        Box::new(Placement::example("u1", "f", Timestamp(1_000)))
     }
 
     /// Given a promise claimed by a writer, when the writer's future is dropped mid-write

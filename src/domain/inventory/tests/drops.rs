@@ -49,19 +49,8 @@ fn buy(o: &str, u: &str, qty: u32) -> SkuCommand {
 /// The order a purchase becomes; the SKU only keeps it.
 fn ticket(u: &str, o: &str) -> Placement {
     Placement {
-        user_id: UserId::parse(u).unwrap(),
-        fingerprint: o.into(),
-        lines: vec![],
-        coupon: None,
-        subtotal: 5000,
-        discount: 0,
-        total: 5000,
-        currency: "KRW".into(),
-        shipping_address: crate::domain::sealed::Sealed(vec![]),
-        from_cart: false,
         drop_id: Some(drop_id()),
-        created_at: NOW,
-        expires_at: Timestamp(NOW.0 + 600_000),
+        ..Placement::example(u, o, NOW)
     }
 }
 
