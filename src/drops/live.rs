@@ -42,12 +42,10 @@ pub struct LiveStock {
     clock: Arc<dyn Clock>,
     /// Per drop: its newest view and what each slot has heard of it.
     feeds: Arc<DashMap<DropId, Feed>>,
-    /// Where flush times are counted from (tokio's clock, so tests can pause it).
-    epoch: Instant,
     /// Frames a second one drop may cost ([`FANOUT_BUDGET`] unless set).
     budget: usize,
-    /// When the last flush ran, after `epoch`.
-    flushed: Arc<Mutex<Option<Duration>>>,
+    /// When the last flush ran (tokio's clock, so tests can pause it).
+    flushed: Arc<Mutex<Option<Instant>>>,
 }
 
 struct Feed {
@@ -76,15 +74,15 @@ impl LiveStock {
             bus,
             clock,
             feeds: Arc::default(),
-            epoch: Instant::now(),
             budget: FANOUT_BUDGET,
             flushed: Arc::default(),
         }
     }
 
-    /// Spends at most `frames_per_sec` on one drop's messages (at least 1,000).
+    /// Spends at most `frames_per_sec` on one drop's messages (the setting is checked to be
+    /// at least 1,000 when loaded).
     pub fn with_budget(mut self, frames_per_sec: usize) -> Self {
-        self.budget = frames_per_sec.max(1_000);
+        self.budget = frames_per_sec;
         self
     }
 
@@ -110,7 +108,7 @@ impl LiveStock {
     /// reached a subscriber.
     pub fn flush(&self) -> usize {
         let now = self.clock.now();
-        let t = self.epoch.elapsed();
+        let t = Instant::now();
         let before = self
             .flushed
             .lock()
@@ -124,7 +122,7 @@ impl LiveStock {
             let from = feed.phase;
             if slots > 0 {
                 let gap = gap(self.bus.receivers(&feed.topic), self.budget);
-                let elapsed = before.map_or(gap, |b| t.saturating_sub(b));
+                let elapsed = before.map_or(gap, |b| t.saturating_duration_since(b));
                 feed.phase = from + elapsed.as_secs_f64() / gap.as_secs_f64() * slots as f64;
             }
             let to = feed.phase;
