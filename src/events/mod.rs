@@ -99,10 +99,7 @@ impl EventBus {
         let sent = channel
             .get(slot)
             .map_or(0, |s| s.send(message).unwrap_or(0));
-        if sent == 0 && channel.iter().all(|s| s.receiver_count() == 0) {
-            self.forget_if_unheard(topic, 0);
-        }
-        sent
+        self.forget_if_unheard(topic, sent)
     }
 
     fn channel(&self, topic: &str) -> Option<Channel> {
