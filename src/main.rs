@@ -1,6 +1,10 @@
 //! The `emporium` command line: parses arguments, loads settings, and hands over to the library
 //! (`startup::Application` to serve, `node::Node` for admin commands).
 
+/// jemalloc: see `Cargo.toml` for why, and `actors::trim` for giving memory back.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use clap::{Args, Parser, Subcommand};
 use emporium::auth::accounts::SignUp;
 use emporium::config::{Overrides, Settings};

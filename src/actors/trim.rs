@@ -1,8 +1,9 @@
-//! Gives freed memory back to the operating system after a wave of passivations. glibc's
-//! allocator keeps what a process freed in its arenas for reuse, so a node that passivated a
-//! million entities would go on holding the RSS it had with all of them active; every 10 s, if
-//! the active entities fell by [`TRIM_AFTER`] since the last look, `malloc_trim` returns the
-//! free pages. (Other allocators and platforms: nothing to do.)
+//! Gives freed memory back to the operating system after a wave of passivations. The
+//! allocator (jemalloc, see `main.rs`) keeps freed pages in its arenas for reuse and returns
+//! them only as later allocations pass by, so a node that passivated a million entities and
+//! then went quiet would go on holding the RSS it had with all of them active; every 10 s, if
+//! the active entities fell by [`TRIM_AFTER`] since the last look, every arena's free pages
+//! are purged.
 
 use crate::actors::supervisor::active_entities;
 use std::time::Duration;
@@ -22,7 +23,12 @@ pub fn spawn_trimmer(shutdown: CancellationToken) {
             }
             let now = active_entities();
             if high.saturating_sub(now) >= TRIM_AFTER {
-                let _ = tokio::task::spawn_blocking(trim).await;
+                let _ = tokio::task::spawn_blocking(|| {
+                    if let Err(error) = purge() {
+                        tracing::warn!(error, "jemalloc refused to purge its arenas");
+                    }
+                })
+                .await;
                 high = now;
             } else {
                 high = high.max(now);
@@ -31,13 +37,36 @@ pub fn spawn_trimmer(shutdown: CancellationToken) {
     });
 }
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn trim() {
-    // SAFETY: malloc_trim only walks the allocator's own free lists; it takes no pointers.
-    unsafe {
-        libc::malloc_trim(0);
+/// jemalloc's `arena.<i>.purge` for every arena (`MALLCTL_ARENAS_ALL`, 4096); the error is
+/// `mallctl`'s errno.
+fn purge() -> Result<(), i32> {
+    const PURGE_ALL: &[u8] = b"arena.4096.purge\0";
+    // SAFETY: a NUL-terminated name and no old or new value, as `arena.<i>.purge` takes.
+    let failed = unsafe {
+        tikv_jemalloc_sys::mallctl(
+            PURGE_ALL.as_ptr().cast(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    match failed {
+        0 => Ok(()),
+        errno => Err(errno),
     }
 }
 
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn trim() {}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jemalloc_purges_every_arena() {
+        // Given memory freed into jemalloc's arenas
+        let freed: Vec<Vec<u8>> = (0..1000).map(|_| vec![1u8; 4096]).collect();
+        drop(freed);
+        // When every arena is purged, Then jemalloc knows the command and carries it out
+        assert_eq!(purge(), Ok(()));
+    }
+}

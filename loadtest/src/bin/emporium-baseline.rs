@@ -13,6 +13,10 @@
 //! Routes: `POST /api/v1/admin/products`, `POST /api/v1/admin/drops`, `GET /api/v1/drops/{id}`,
 //! `POST /api/v1/drops/{id}/purchase`, `GET /api/v1/orders/{id}`, `GET /healthz`.
 
+/// The allocator Emporium runs on (see its `Cargo.toml`).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use anyhow::Context;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
