@@ -2,8 +2,8 @@
 //! group commit are in `sled_writer`, the key layout in `sled_layout`).
 //!
 //! Every [`Journal::submit`] goes into one FIFO channel. The writer thread takes the first pending
-//! append, drains whatever else is queued (up to `max_batch_events`, lingering up to `linger` for
-//! more when configured), writes all of it with one atomic `apply_batch`, flushes once, and only
+//! append, drains whatever else is queued (up to `max_batch_events`; under sustained load it
+//! lingers up to `linger` for more), writes all of it with one atomic `apply_batch`, flushes once, and only
 //! then runs the completions, in submission order. So a reply that rides on a completion is never
 //! sent before its events are on disk, and a crash loses only a suffix of writes nobody was told
 //! about.
@@ -379,6 +379,26 @@ mod tests {
         let j = SledJournal::open(fresh.path(), WriterConfig::default()).unwrap();
         j.close();
         assert_eq!(stored_compression(fresh.path()), Some(false));
+    }
+
+    #[tokio::test]
+    async fn a_long_linger_never_holds_back_a_write_to_a_quiet_journal() {
+        // Given a writer that may linger 30 s for company under load
+        let dir = tempfile::tempdir().unwrap();
+        let lingering = WriterConfig {
+            linger: Duration::from_secs(30),
+            ..WriterConfig::default()
+        };
+        let j = SledJournal::open(dir.path(), lingering).unwrap();
+        // When a lone write comes to a quiet journal, and another long after it
+        let started = Instant::now();
+        submit(&j, append(&[(1, b"one")])).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        submit(&j, append(&[(2, b"two")])).await.unwrap();
+        // Then neither waited for the linger
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(j.load(&stream()).unwrap().events.len(), 2);
+        j.close();
     }
 
     #[tokio::test]

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 pub struct WriterConfig {
     /// The most events written in one batch (one flush).
     pub max_batch_events: usize,
-    /// How long the writer waits for more appends after the first one before it writes. Zero
+    /// Under sustained load (an append came while the last commit was being written), how
+    /// long the writer waits for more appends after the first one before it writes. Zero
     /// writes at once what is queued: batches still grow under load while a flush is running.
     pub linger: Duration,
     /// sled's page cache size.
@@ -62,12 +63,16 @@ pub(super) fn run_writer(
 ) {
     let mut batch: Vec<(Append, Completion)> = Vec::new();
     let mut backlog = TrimBacklog::default();
+    let mut committed = false;
     loop {
         let mut events = 0usize;
-        let first = if backlog.is_empty() {
-            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
-        } else {
-            rx.recv_timeout(TRIM_PAUSE)
+        // Busy: an append came while the last commit was being written.
+        let (first, busy) = match rx.try_recv() {
+            Ok(job) => (Ok(job), committed),
+            Err(_) if backlog.is_empty() => {
+                (rx.recv().map_err(|_| RecvTimeoutError::Disconnected), false)
+            }
+            Err(_) => (rx.recv_timeout(TRIM_PAUSE), false),
         };
         let mut closing = match first {
             Ok(job) => take(job, &mut batch, &mut events),
@@ -81,7 +86,12 @@ pub(super) fn run_writer(
                 Err(_) => break,
             }
         }
-        if !config.linger.is_zero() {
+        // A commit costs about 140 µs of CPU however few events it carries (sled seals and
+        // writes a buffer and syncs, every completion wakes a task): an open loop of 5,000
+        // purchases a second made commits of 7 events, and lingering 1 ms made them 25 and took
+        // 11 % off the CPU per purchase. Only a busy writer lingers: a write after a quiet
+        // spell is flushed at once, so a lone shopper never waits for company.
+        if busy && !config.linger.is_zero() {
             let deadline = Instant::now() + config.linger;
             while closing.is_none() && events < config.max_batch_events {
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -92,6 +102,7 @@ pub(super) fn run_writer(
             }
         }
         let result = write_batch(&store, &batch, &mut backlog);
+        committed = true;
         if let Err(e) = &result {
             tracing::error!(error = %e, "journal write failed; failing the batch");
         }
