@@ -515,6 +515,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_reminder_set_by_the_first_write_moves_with_the_later_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();
+        let with_reminder = |events: &[(u64, &[u8])], at: i64| {
+            let mut a = append(events);
+            a.reminder = Some(Some(Timestamp(at)));
+            a
+        };
+        // Given a stream whose first write (seq 1) sets a reminder
+        submit(&j, with_reminder(&[(1, b"one")], 10)).await.unwrap();
+        // When later writes move it, one alone and two in one group commit
+        submit(&j, with_reminder(&[(2, b"two")], 20)).await.unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        j.submit(with_reminder(&[(3, b"three")], 30), Box::new(|_| ()));
+        j.submit(
+            with_reminder(&[(4, b"four")], 40),
+            Box::new(move |r| drop(tx.send(r))),
+        );
+        rx.await.unwrap().unwrap();
+        // Then only the newest is due: each move removed the one before
+        assert_eq!(
+            j.reminders("test").unwrap(),
+            vec![("a".to_string(), Timestamp(40))]
+        );
+        assert_eq!(
+            j.reminders_due("test", Timestamp(100), 10).unwrap(),
+            vec![("a".to_string(), Timestamp(40))]
+        );
+    }
+
+    #[tokio::test]
     async fn many_concurrent_appends_complete_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();

@@ -230,8 +230,12 @@ fn write_batch(
             writes.insert(key(SNAPSHOT, &stream.prefix()), v);
         }
         if let Some(next) = append.reminder {
+            // A stream's first write (its events start at seq 1; streams are never deleted)
+            // has no stored reminder to read: every new order is one.
+            let first_write = append.events.first().is_some_and(|(seq, _)| *seq == 1);
             let previous = match reminders.get(stream) {
                 Some(previous) => *previous,
+                None if first_write => None,
                 None => match store.tree.get(key(REMINDER, &stream.prefix()))? {
                     Some(v) => Some(millis_of(&v)?),
                     None => None,
