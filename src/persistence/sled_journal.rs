@@ -525,7 +525,8 @@ mod tests {
         };
         // Given a stream whose first write (seq 1) sets a reminder
         submit(&j, with_reminder(&[(1, b"one")], 10)).await.unwrap();
-        // When later writes move it, one alone and two in one group commit
+        // When later writes move it, one alone and two submitted together (mostly one group
+        // commit)
         submit(&j, with_reminder(&[(2, b"two")], 20)).await.unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel();
         j.submit(with_reminder(&[(3, b"three")], 30), Box::new(|_| ()));
