@@ -3,10 +3,10 @@
 //!
 //! Every [`Journal::submit`] goes into one FIFO channel. The writer thread takes the first pending
 //! append, drains whatever else is queued (up to `max_batch_events`; under sustained load it
-//! lingers up to `linger` for more), writes all of it with one atomic `apply_batch`, flushes once, and only
-//! then runs the completions, in submission order. So a reply that rides on a completion is never
-//! sent before its events are on disk, and a crash loses only a suffix of writes nobody was told
-//! about.
+//! lingers up to `linger` for more), writes all of it with one atomic `apply_batch`, flushes
+//! once, and only then runs the completions, in submission order. So a reply that rides on a
+//! completion is never sent before its events are on disk, and a crash loses only a suffix of
+//! writes nobody was told about.
 //!
 //! **Layout.** Everything lives in one tree, `entities`, so one batch is atomic without a
 //! transaction across trees (after a crash a batch's events, snapshots, reminders, views and
