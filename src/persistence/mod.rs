@@ -181,6 +181,10 @@ pub enum JournalError {
     Closed,
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// An earlier write of this stream failed and the write came after it from the same
+    /// state: stored, it would leave a gap. Its writer must read the stream again.
+    #[error("an earlier write of {0} failed; read it again before writing")]
+    AfterFailure(String),
     /// Cluster mode: this node does not hold the lease of the stream's shard (any more), so
     /// the write was refused and nothing of it is stored.
     #[error("this node does not hold the lease of shard {shard}")]

@@ -1,0 +1,297 @@
+//! Tests of the sled journal: durability across reopen, snapshots and trims, reminders,
+//! group commit and its failures.
+
+use super::*;
+use crate::persistence::barrier;
+use crate::persistence::sled_layout::REMINDER;
+use crate::persistence::sled_writer::TRIM_PER_WRITE;
+use std::time::{Duration, Instant};
+
+fn stream() -> StreamId {
+    StreamId::new("test", "a")
+}
+
+fn append(events: &[(u64, &[u8])]) -> Append {
+    Append {
+        stream: Some(stream()),
+        events: events.iter().map(|(s, b)| (*s, b.to_vec())).collect(),
+        ..Append::default()
+    }
+}
+
+async fn submit(j: &SledJournal, a: Append) -> Result<(), JournalError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    j.submit(a, Box::new(move |r| drop(tx.send(r))));
+    rx.await.unwrap()
+}
+
+#[tokio::test]
+async fn a_data_dir_keeps_the_compression_it_was_made_with() {
+    // Given a compressed database with events in it
+    let dir = tempfile::tempdir().unwrap();
+    let compressed = WriterConfig {
+        compression: true,
+        ..WriterConfig::default()
+    };
+    {
+        let j = SledJournal::open(dir.path(), compressed).unwrap();
+        submit(&j, append(&[(1, b"one")])).await.unwrap();
+        j.close();
+    }
+    assert_eq!(stored_compression(dir.path()), Some(true));
+    // When it is opened with compression off (the default), it opens, compressed, whole
+    let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();
+    assert_eq!(
+        j.load(&stream()).unwrap().events,
+        vec![(1, b"one".to_vec())]
+    );
+    j.close();
+    // and a new one follows the setting
+    let fresh = tempfile::tempdir().unwrap();
+    let j = SledJournal::open(fresh.path(), WriterConfig::default()).unwrap();
+    j.close();
+    assert_eq!(stored_compression(fresh.path()), Some(false));
+}
+
+#[tokio::test]
+async fn a_long_linger_never_holds_back_a_write_to_a_quiet_journal() {
+    // Given a writer that may linger 30 s for company under load
+    let dir = tempfile::tempdir().unwrap();
+    let lingering = WriterConfig {
+        linger: Duration::from_secs(30),
+        ..WriterConfig::default()
+    };
+    let j = SledJournal::open(dir.path(), lingering).unwrap();
+    // When a lone write comes to a quiet journal, and another long after it
+    let started = Instant::now();
+    submit(&j, append(&[(1, b"one")])).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    submit(&j, append(&[(2, b"two")])).await.unwrap();
+    // Then neither waited for the linger
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(j.load(&stream()).unwrap().events.len(), 2);
+    j.close();
+}
+
+/// An entity goes on writing until it learns that a write failed: the write it queued
+/// behind the failed one must not be stored after a gap.
+#[tokio::test]
+async fn a_write_queued_behind_a_failed_one_is_refused_instead_of_leaving_a_gap() {
+    // Given a stream with one event, whose stored reminder cannot be read
+    let dir = tempfile::tempdir().unwrap();
+    let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();
+    submit(&j, append(&[(1, b"one")])).await.unwrap();
+    let reminder = key(REMINDER, &stream().prefix());
+    j.store.tree.insert(&reminder, b"bad".as_slice()).unwrap();
+    // When a write that moves the reminder fails
+    let mut moving = append(&[(2, b"two")]);
+    moving.reminder = Some(Some(Timestamp(5)));
+    assert!(matches!(
+        submit(&j, moving).await,
+        Err(JournalError::Corrupt(_))
+    ));
+    // and the write its entity made after it comes
+    let behind = submit(&j, append(&[(3, b"three")])).await;
+    // Then that one is refused, and the stream still loads as stored
+    assert!(
+        matches!(behind, Err(JournalError::AfterFailure(_))),
+        "{behind:?}"
+    );
+    let seqs = |j: &SledJournal| -> Vec<u64> {
+        j.load(&stream())
+            .unwrap()
+            .events
+            .iter()
+            .map(|e| e.0)
+            .collect()
+    };
+    assert_eq!(seqs(&j), [1]);
+    // When the entity, read again, writes from seq 2
+    j.store.tree.remove(&reminder).unwrap();
+    submit(&j, append(&[(2, b"two")])).await.unwrap();
+    submit(&j, append(&[(3, b"three")])).await.unwrap();
+    // Then the stream goes on whole
+    assert_eq!(seqs(&j), [1, 2, 3]);
+    j.close();
+}
+
+#[tokio::test]
+async fn appended_events_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();
+        submit(&j, append(&[(1, b"one"), (2, b"two")]))
+            .await
+            .unwrap();
+        j.close();
+    }
+    // sled lets its file lock go once its own pool's work for the closed database is
+    // done, which may wait behind an earlier test's.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let j = loop {
+        match SledJournal::open(dir.path(), WriterConfig::default()) {
+            Ok(j) => break j,
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(error = %e, "the closed database is still locked");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("reopening: {e}"),
+        }
+    };
+    let r = j.load(&stream()).unwrap();
+    assert_eq!(r.events, vec![(1, b"one".to_vec()), (2, b"two".to_vec())]);
+    assert!(j.exists(&stream()).unwrap());
+    assert!(!j.exists(&StreamId::new("test", "b")).unwrap());
+}
+
+#[tokio::test]
+async fn snapshot_hides_older_events_and_trim_removes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();
+    submit(&j, append(&[(1, b"1"), (2, b"2"), (3, b"3")]))
+        .await
+        .unwrap();
+    let mut a = append(&[(4, b"4")]);
+    a.snapshot = Some((3, b"state3".to_vec()));
+    a.trim = Some(2);
+    submit(&j, a).await.unwrap();
+    let r = j.load(&stream()).unwrap();
+    assert_eq!(r.snapshot, Some((3, b"state3".to_vec())));
+    assert_eq!(r.events, vec![(4, b"4".to_vec())]);
+    assert_eq!(
+        j.store.tree.scan_prefix([EVENT]).count(),
+        2,
+        "events 1 and 2 were trimmed"
+    );
+}
+
+#[tokio::test]
+async fn a_long_trim_is_spread_over_group_commits_and_never_hides_the_tail() {
+    // Given more events behind a snapshot than one group commit trims
+    let dir = tempfile::tempdir().unwrap();
+    let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();
+    let n = 2 * TRIM_PER_WRITE as u64 + 100;
+    let events: Vec<(u64, Vec<u8>)> = (1..=n).map(|s| (s, vec![1])).collect();
+    let bulk = Append {
+        stream: Some(stream()),
+        events,
+        ..Append::default()
+    };
+    submit(&j, bulk).await.unwrap();
+    // When a snapshot at n trims them all
+    let mut a = append(&[(n + 1, b"tail")]);
+    a.snapshot = Some((n, b"state".to_vec()));
+    a.trim = Some(n);
+    submit(&j, a).await.unwrap();
+    // Then that write removed its share at least, and the state reads the same
+    let left = j.store.tree.scan_prefix([EVENT]).count();
+    assert!(
+        left as u64 <= n + 1 - TRIM_PER_WRITE as u64,
+        "{left} events left"
+    );
+    assert_eq!(
+        j.load(&stream()).unwrap().events,
+        vec![(n + 1, b"tail".to_vec())]
+    );
+    // and the writer removes the rest by itself, with no further write of the stream
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while j.store.tree.scan_prefix([EVENT]).count() > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the trim backlog was never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        j.load(&stream()).unwrap().events,
+        vec![(n + 1, b"tail".to_vec())]
+    );
+}
+
+#[tokio::test]
+async fn reminders_are_listed_by_kind_and_cleared() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();
+    let mut a = Append::barrier();
+    a.stream = Some(stream());
+    a.reminder = Some(Some(Timestamp(42)));
+    submit(&j, a).await.unwrap();
+    assert_eq!(
+        j.reminders("test").unwrap(),
+        vec![("a".to_string(), Timestamp(42))]
+    );
+    assert!(j.reminders("other").unwrap().is_empty());
+    let mut a = Append::barrier();
+    a.stream = Some(stream());
+    a.reminder = Some(None);
+    submit(&j, a).await.unwrap();
+    assert!(j.reminders("test").unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_reminder_set_by_the_first_write_moves_with_the_later_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();
+    let with_reminder = |events: &[(u64, &[u8])], at: i64| {
+        let mut a = append(events);
+        a.reminder = Some(Some(Timestamp(at)));
+        a
+    };
+    // Given a stream whose first write (seq 1) sets a reminder
+    submit(&j, with_reminder(&[(1, b"one")], 10)).await.unwrap();
+    // When later writes move it, one alone and two submitted together (mostly one group
+    // commit)
+    submit(&j, with_reminder(&[(2, b"two")], 20)).await.unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    j.submit(with_reminder(&[(3, b"three")], 30), Box::new(|_| ()));
+    j.submit(
+        with_reminder(&[(4, b"four")], 40),
+        Box::new(move |r| drop(tx.send(r))),
+    );
+    rx.await.unwrap().unwrap();
+    // Then only the newest is due: each move removed the one before
+    assert_eq!(
+        j.reminders("test").unwrap(),
+        vec![("a".to_string(), Timestamp(40))]
+    );
+    assert_eq!(
+        j.reminders_due("test", Timestamp(100), 10).unwrap(),
+        vec![("a".to_string(), Timestamp(40))]
+    );
+}
+
+#[tokio::test]
+async fn many_concurrent_appends_complete_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for seq in 1..=500u64 {
+        let order = order.clone();
+        let tx = tx.clone();
+        j.submit(
+            append(&[(seq, b"x")]),
+            Box::new(move |r| {
+                order.lock().unwrap().push(seq);
+                let _ = tx.send(r);
+            }),
+        );
+    }
+    for _ in 0..500 {
+        rx.recv().await.unwrap().unwrap();
+    }
+    barrier(j.as_ref()).await.unwrap();
+    assert!(j.is_idle());
+    let seen = order.lock().unwrap().clone();
+    assert_eq!(seen, (1..=500).collect::<Vec<_>>());
+    assert_eq!(j.load(&stream()).unwrap().events.len(), 500);
+}
+
+#[tokio::test]
+async fn writes_after_close_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();
+    j.close();
+    let r = submit(&j, append(&[(1, b"1")])).await;
+    assert!(matches!(r, Err(JournalError::Closed)));
+}
