@@ -27,6 +27,7 @@
 
 pub mod codec;
 pub mod fences;
+pub mod gaps;
 pub mod memory;
 pub mod redis_journal;
 pub mod sled_journal;
@@ -67,6 +68,13 @@ impl StreamId {
         let mut key = self.prefix();
         key.extend_from_slice(&seq.to_be_bytes());
         key
+    }
+}
+
+impl std::fmt::Display for StreamId {
+    /// `kind/id`, for messages.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.kind, self.id)
     }
 }
 
@@ -189,6 +197,14 @@ pub enum JournalError {
     /// the write was refused and nothing of it is stored.
     #[error("this node does not hold the lease of shard {shard}")]
     NotOwner { shard: u32 },
+}
+
+impl JournalError {
+    /// The refusal of `append`, queued behind a failed write of its stream.
+    pub fn after_failure(append: &Append) -> Self {
+        let stream = append.stream.as_ref();
+        JournalError::AfterFailure(stream.map_or_else(String::new, StreamId::to_string))
+    }
 }
 
 impl From<sled::Error> for JournalError {

@@ -38,13 +38,13 @@ use crate::cluster::leases::lease_key;
 use crate::cluster::shards::Shard;
 use crate::domain::time::Timestamp;
 pub use crate::persistence::fences::Fences;
+use crate::persistence::gaps::Unwritten;
 use crate::persistence::{
     Append, Completion, Direction, Journal, JournalError, Recovered, StreamId,
 };
-use dashmap::DashMap;
 use redis::aio::ConnectionManager;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -63,15 +63,20 @@ pub struct RedisJournal {
     redis: ConnectionManager,
     shards: u32,
     fences: Arc<Fences>,
-    /// Streams with a failed append: their later appends are refused until the stream is read
-    /// again (the entity restarts), so nothing is acknowledged after a gap.
-    failed: Arc<DashMap<(&'static str, String), ()>>,
+    /// Streams with a failed append: a later append is refused unless it continues what is
+    /// stored, so nothing is acknowledged after a gap.
+    unwritten: Arc<Mutex<Unwritten>>,
     queue: mpsc::UnboundedSender<Job>,
     /// Appends submitted and not yet completed.
     in_flight: Arc<AtomicUsize>,
     closed: AtomicBool,
     /// Where synchronous reads run their requests.
     runtime: tokio::runtime::Handle,
+}
+
+/// The marks of failed appends (a panic while they were held leaves them as they were).
+fn lock(unwritten: &Mutex<Unwritten>) -> MutexGuard<'_, Unwritten> {
+    unwritten.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// How many appends one writer round takes at most.
@@ -83,12 +88,12 @@ impl RedisJournal {
     pub fn new(redis: ConnectionManager, shards: u32, fences: Arc<Fences>) -> Arc<Self> {
         let (queue, jobs) = mpsc::unbounded_channel();
         let in_flight = Arc::new(AtomicUsize::new(0));
-        let failed = Arc::new(DashMap::new());
+        let unwritten = Arc::default();
         let writer = Writer {
             redis: redis.clone(),
             shards,
             fences: fences.clone(),
-            failed: failed.clone(),
+            unwritten: Arc::clone(&unwritten),
             script: redis::Script::new(APPEND),
             in_flight: in_flight.clone(),
         };
@@ -97,7 +102,7 @@ impl RedisJournal {
             redis,
             shards,
             fences,
-            failed,
+            unwritten,
             queue,
             in_flight,
             closed: AtomicBool::new(false),
@@ -186,8 +191,6 @@ impl Journal for RedisJournal {
         if lease.as_deref() != Some(fence.token().as_str()) {
             return Err(JournalError::NotOwner { shard: shard.0 });
         }
-        // A later append of this stream is good again: the entity starts from what is stored.
-        self.failed.remove(&(stream.kind, stream.id.clone()));
         let mut recovered = Recovered {
             term: Some(fence.epoch),
             ..Recovered::default()
@@ -210,6 +213,10 @@ impl Journal for RedisJournal {
             }
         }
         recovered.events.sort_by_key(|(seq, _)| *seq);
+        // After a failed append whose reply was lost, what is stored says whether it was
+        // written: the entity starts from here, and so must the stream's next append.
+        let last = recovered.events.last().map_or(after, |(seq, _)| *seq);
+        lock(&self.unwritten).reloaded(stream, last + 1);
         Ok(recovered)
     }
 
@@ -398,7 +405,7 @@ struct Writer {
     redis: ConnectionManager,
     shards: u32,
     fences: Arc<Fences>,
-    failed: Arc<DashMap<(&'static str, String), ()>>,
+    unwritten: Arc<Mutex<Unwritten>>,
     script: redis::Script,
     in_flight: Arc<AtomicUsize>,
 }
@@ -441,22 +448,25 @@ impl Writer {
         }
         let mut results: Vec<Result<(), JournalError>> = vec![Ok(()); batch.len()];
         // Refused on its own: an append whose writer loaded its state under an earlier term of
-        // the shard (that state may be stale), or of a stream with an earlier failed append
-        // (it would leave a gap).
-        for (shard, members) in &mut groups {
-            let fence = self.fences.get(*shard);
-            members.retain(|&i| {
-                let current = fence.as_ref().map(|f| f.epoch);
-                let stale = batch[i].term.is_some() && batch[i].term != current;
-                let after_failure = batch[i]
-                    .stream
-                    .as_ref()
-                    .is_some_and(|s| self.failed.contains_key(&(s.kind, s.id.clone())));
-                if stale || after_failure {
-                    results[i] = Err(JournalError::NotOwner { shard: shard.0 });
-                }
-                !(stale || after_failure)
-            });
+        // the shard (that state may be stale), or one behind a failed append of its stream
+        // that does not continue what is stored (it would leave a gap).
+        {
+            let mut unwritten = lock(&self.unwritten);
+            for (shard, members) in &mut groups {
+                let fence = self.fences.get(*shard);
+                members.retain(|&i| {
+                    let current = fence.as_ref().map(|f| f.epoch);
+                    if batch[i].term.is_some() && batch[i].term != current {
+                        results[i] = Err(JournalError::NotOwner { shard: shard.0 });
+                        false
+                    } else if !unwritten.admit(&batch[i]) {
+                        results[i] = Err(JournalError::after_failure(&batch[i]));
+                        false
+                    } else {
+                        true
+                    }
+                });
+            }
         }
         groups.retain(|(_, members)| !members.is_empty());
         let calls = groups.iter().map(|(shard, members)| async move {
@@ -468,11 +478,8 @@ impl Writer {
                 results[i] = outcome.clone();
             }
         }
-        for (append, result) in batch.iter().zip(&results) {
-            if let (Some(stream), Err(_)) = (&append.stream, result) {
-                self.failed.insert((stream.kind, stream.id.clone()), ());
-            }
-        }
+        let failed = batch.iter().zip(&results).filter(|(_, r)| r.is_err());
+        lock(&self.unwritten).failed(failed.map(|(append, _)| append));
         results
     }
 
