@@ -17,6 +17,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
+pub mod metered;
 pub mod node_admin;
 pub mod notifications;
 pub mod openapi;
@@ -36,10 +37,8 @@ use crate::http::state::AppState;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::StatusCode;
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use std::sync::Arc;
-use std::time::Instant;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -111,24 +110,11 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
     // The browsable reference of the same document (Swagger UI, files in the binary).
     let docs = utoipa_swagger_ui::SwaggerUi::new("/api/v1/docs")
         .config(utoipa_swagger_ui::Config::from("/api/v1/openapi.json"));
-    router
-        .merge(docs)
-        .merge(web::router())
-        .layer(axum::Extension(rendered))
-        .fallback(unknown_route)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(track_metrics))
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(CatchPanicLayer::custom(
-            |panic: Box<dyn std::any::Any + Send>| {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                ApiError::internal(anyhow::anyhow!("a handler panicked: {message}")).into_response()
-            },
-        ))
+    // One stack, applied once: every `Router::layer` call wraps each route in another boxed
+    // service, cloned (and allocated) per request. Outermost first.
+    let layers = tower::ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(SequentialIds::default()))
+        .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let route = req
                 .extensions()
@@ -141,8 +127,25 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
                 .unwrap_or("");
             tracing::info_span!("request", method = %req.method(), route, request_id = id)
         }))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(SequentialIds::default()))
+        .layer(CatchPanicLayer::custom(
+            |panic: Box<dyn std::any::Any + Send>| {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                ApiError::internal(anyhow::anyhow!("a handler panicked: {message}")).into_response()
+            },
+        ))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(metered::MeteredLayer)
+        .layer(axum::Extension(rendered));
+    router
+        .merge(docs)
+        .merge(web::router())
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(layers)
         .with_state(state)
 }
 
@@ -162,14 +165,18 @@ async fn method_not_allowed() -> ApiError {
 /// and a counter (`3f9c0a1b-42`); cheaper than a UUID per request (no random draw each time).
 #[derive(Clone)]
 struct SequentialIds {
-    prefix: u32,
+    /// `{random:08x}-`.
+    prefix: [u8; 9],
     next: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Default for SequentialIds {
     fn default() -> Self {
+        let mut prefix = [b'-'; 9];
+        let random = format!("{:08x}", rand::random::<u32>());
+        prefix[..8].copy_from_slice(random.as_bytes());
         Self {
-            prefix: rand::random(),
+            prefix,
             next: Arc::default(),
         }
     }
@@ -178,61 +185,12 @@ impl Default for SequentialIds {
 impl MakeRequestId for SequentialIds {
     fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let id = format!("{:08x}-{n}", self.prefix);
-        axum::http::HeaderValue::from_str(&id)
+        // One allocation, the header's own (no formatting machinery): `{prefix:08x}-{n}`.
+        let mut id = Vec::with_capacity(29);
+        id.extend_from_slice(&self.prefix);
+        id.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        axum::http::HeaderValue::try_from(id)
             .ok()
             .map(RequestId::new)
     }
-}
-
-/// The request counter (by method, route and status) and latency histogram (by method and
-/// route) of each combination seen, registered once: a request looks its handles up instead
-/// of building labelled keys. Routes are the router's patterns (and `unmatched`), so the set
-/// is bounded.
-type Handles = Vec<(
-    axum::http::Method,
-    u16,
-    metrics::Counter,
-    metrics::Histogram,
-)>;
-static ROUTE_METRICS: std::sync::LazyLock<dashmap::DashMap<String, Handles>> =
-    std::sync::LazyLock::new(dashmap::DashMap::new);
-
-fn route_metrics(
-    method: &axum::http::Method,
-    route: &str,
-    status: u16,
-) -> (metrics::Counter, metrics::Histogram) {
-    if let Some(handles) = ROUTE_METRICS.get(route)
-        && let Some((.., counter, histogram)) = handles
-            .iter()
-            .find(|(m, s, ..)| m == method && *s == status)
-    {
-        return (counter.clone(), histogram.clone());
-    }
-    let (m, r) = (method.as_str().to_owned(), route.to_owned());
-    let counter = metrics::counter!("emporium_http_requests_total",
-        "method" => m.clone(), "route" => r.clone(), "status" => status.to_string());
-    let histogram =
-        metrics::histogram!("emporium_http_request_duration_seconds", "method" => m, "route" => r);
-    ROUTE_METRICS.entry(route.to_owned()).or_default().push((
-        method.clone(),
-        status,
-        counter.clone(),
-        histogram.clone(),
-    ));
-    (counter, histogram)
-}
-
-/// Counts requests and records their latency by method, matched route and status.
-async fn track_metrics(req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = req.method().clone();
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let response = next.run(req).await;
-    let route = route.as_ref().map_or("unmatched", |p| p.as_str());
-    let (counter, histogram) = route_metrics(&method, route, response.status().as_u16());
-    counter.increment(1);
-    histogram.record(started.elapsed().as_secs_f64());
-    response
 }
