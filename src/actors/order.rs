@@ -20,8 +20,10 @@ pub mod sets {
         format!("order.user:{user_id}")
     }
 
-    /// Every visible order, by creation time.
-    pub const ALL: &str = "order.all";
+    /// Every visible order, by creation time: kept by earlier versions, now only emptied at
+    /// start-up (`orders::history::forget_all_set`). The status sets partition it, so all
+    /// orders are listed from them, and each order writes one entry fewer.
+    pub const LEGACY_ALL: &str = "order.all";
 
     /// The visible orders now in `status`, by creation time.
     pub fn status(status: OrderStatus) -> String {
@@ -146,11 +148,10 @@ impl Entity for Order {
     }
 
     fn index(id: &OrderId, view: &OrderView) -> Vec<IndexEntry> {
-        let mut entries = Vec::with_capacity(3);
+        let mut entries = Vec::with_capacity(2);
         let created = member(view.created_at, id);
         if view.status.visible() {
             entries.push(IndexEntry::new(sets::user(&view.user_id), created.clone()));
-            entries.push(IndexEntry::new(sets::ALL, created.clone()));
             entries.push(IndexEntry::new(sets::status(view.status), created.clone()));
         }
         let live = view.effects.iter().filter(|e| !e.dead);

@@ -2,7 +2,8 @@
 //! each order's events, `actors::order::sets`): each shopper's orders, all orders and all
 //! orders of one status, newest first; the orders owing a step; the dead letters. Nothing here
 //! is held in memory, so a node with a million orders starts without reading them and pages
-//! through any of them after a restart.
+//! through any of them after a restart. All orders are the union of the status sets, which
+//! partition them: a page of all orders merges a page of each.
 
 use crate::actors::Entity;
 use crate::actors::order::{Order, OrderView, due_of, member, parse_member, sets};
@@ -29,11 +30,12 @@ pub enum Listing<'a> {
 }
 
 impl Listing<'_> {
-    fn set(self) -> String {
+    /// The index sets the listing is the union of.
+    fn sets(self) -> Vec<String> {
         match self {
-            Listing::User(user) => sets::user(user),
-            Listing::All => sets::ALL.to_owned(),
-            Listing::Status(status) => sets::status(status),
+            Listing::User(user) => vec![sets::user(user)],
+            Listing::All => OrderStatus::VISIBLE.map(sets::status).to_vec(),
+            Listing::Status(status) => vec![sets::status(status)],
         }
     }
 }
@@ -57,14 +59,28 @@ pub async fn page(
     limit: usize,
 ) -> Result<(Vec<OrderId>, Option<String>), JournalError> {
     let after = cursor.map(|(at, id)| member(*at, id));
-    let members = members(
-        journal,
-        listing.set(),
-        Direction::Descending,
-        after,
-        limit + 1,
-    )
-    .await?;
+    let sets = listing.sets();
+    let j = journal.clone();
+    // Each set's next `limit + 1` members, merged: the newest `limit + 1` of the union are
+    // among them. Read together, so an order changing status between two of the reads is
+    // the only one that can be shown twice (deduplicated) or missed on this page.
+    let members = blocking(move || -> Result<Vec<Vec<u8>>, JournalError> {
+        let mut merged = Vec::new();
+        for set in &sets {
+            merged.extend(j.index_range(
+                set,
+                Direction::Descending,
+                after.as_deref(),
+                limit + 1,
+            )?);
+        }
+        merged.sort_unstable_by(|a, b| b.cmp(a));
+        merged.dedup();
+        merged.truncate(limit + 1);
+        Ok(merged)
+    })
+    .await
+    .map_err(|_| JournalError::Closed)??;
     let mut keys: Vec<Key> = members.iter().filter_map(|m| parse_member(m)).collect();
     let next = (keys.len() > limit).then(|| {
         keys.truncate(limit);
@@ -123,6 +139,48 @@ async fn members(
     blocking(move || journal.index_range(&set, direction, after.as_deref(), limit))
         .await
         .map_err(|_| JournalError::Closed)?
+}
+
+/// Removes the members of [`sets::LEGACY_ALL`], which earlier versions wrote for every
+/// visible order, in writes of the orders this node owns; how many it removed. It runs at
+/// each start, and once the set is empty it costs one read. In a cluster each node removes
+/// its own shards' members: the set is never read, so what is left is only space.
+pub async fn forget_all_set(journal: &Arc<dyn Journal>) -> Result<usize, JournalError> {
+    let (mut removed, mut after) = (0, None::<Vec<u8>>);
+    loop {
+        let (j, from) = (journal.clone(), after.take());
+        let chunk = blocking(move || {
+            j.index_range(
+                sets::LEGACY_ALL,
+                Direction::Ascending,
+                from.as_deref(),
+                1024,
+            )
+        })
+        .await
+        .map_err(|_| JournalError::Closed)??;
+        let Some(last) = chunk.last().cloned() else {
+            return Ok(removed);
+        };
+        for m in chunk {
+            let Some((_, id)) = parse_member(&m) else {
+                continue;
+            };
+            let stream = StreamId::new(Order::KIND, id.to_string());
+            if !journal.owns(&stream) {
+                continue;
+            }
+            let append = Append {
+                stream: Some(stream),
+                index: vec![(IndexEntry::new(sets::LEGACY_ALL, m), false)],
+                ..Append::default()
+            };
+            journal.submit(append, Box::new(|_| {}));
+            removed += 1;
+        }
+        barrier(journal.as_ref()).await?;
+        after = Some(last);
+    }
 }
 
 /// The index member that says the backfill below is done (in set `meta`).
@@ -197,4 +255,37 @@ pub async fn backfill(journal: &Arc<dyn Journal>) -> Result<usize, JournalError>
         barrier(journal.as_ref()).await?;
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::persistence::memory::MemoryJournal;
+
+    #[tokio::test]
+    async fn the_retired_all_orders_set_is_emptied_at_start() {
+        // Given a journal of an earlier version: 2,500 orders in the all-orders set
+        let journal: Arc<dyn Journal> = Arc::new(MemoryJournal::default());
+        let ids: Vec<OrderId> = (0..2_500)
+            .map(|n| OrderId::parse(format!("o{n}")).unwrap())
+            .collect();
+        for (n, id) in ids.iter().enumerate() {
+            let append = Append {
+                stream: Some(StreamId::new(Order::KIND, id.to_string())),
+                index: vec![(
+                    IndexEntry::new(sets::LEGACY_ALL, member(Timestamp(n as i64), id)),
+                    true,
+                )],
+                ..Append::default()
+            };
+            journal.submit(append, Box::new(|_| {}));
+        }
+        barrier(journal.as_ref()).await.unwrap();
+        // When the orders start, twice
+        let first = forget_all_set(&journal).await.unwrap();
+        let second = forget_all_set(&journal).await.unwrap();
+        // Then every entry is gone, and the second start had nothing to do
+        assert_eq!((first, second), (2_500, 0));
+        assert_eq!(journal.index_len(sets::LEGACY_ALL).unwrap(), 0);
+    }
 }

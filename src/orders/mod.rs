@@ -119,6 +119,13 @@ impl Orders {
         let clock = rt.clock.clone();
         let book = OrderBook::start(rt).await?;
         let indexed = history::backfill(book.journal()).await?;
+        let forgotten = history::forget_all_set(book.journal()).await?;
+        if forgotten > 0 {
+            tracing::info!(
+                orders = forgotten,
+                "entries of the retired all-orders set removed"
+            );
+        }
         if indexed > 0 {
             tracing::info!(
                 orders = indexed,

@@ -894,6 +894,21 @@ async fn admins_list_orders_by_status_and_best_sellers_follow_paid_units() {
     assert_eq!(ids(&list("paid").await), [cup_paid_id]);
     assert_eq!(ids(&list("delivered").await), [paid_id]);
 
+    // All orders, whatever their status (here three), newest first and paged.
+    let all = |query: String| {
+        let app = &app;
+        async move {
+            let path = format!("/api/v1/admin/orders?{query}");
+            ok(send(app, "GET", &path, OPERATOR_TOKEN, None).await).await
+        }
+    };
+    let first = all("limit=2".into()).await;
+    assert_eq!(ids(&first), [cup_paid_id, paid_id]);
+    let next = first["next_cursor"].as_str().expect("a second page");
+    let second = all(format!("limit=2&cursor={next}")).await;
+    assert_eq!(ids(&second), [unpaid["order_id"].as_str().unwrap()]);
+    assert!(second["next_cursor"].is_null());
+
     let r = send(
         &app,
         "GET",
