@@ -86,22 +86,34 @@ impl LiveStock {
         self
     }
 
-    /// Notes a drop's newest durable view; each slot hears of it at its next turn.
+    /// Notes a drop's newest durable view; each slot hears of it at its next turn. A drop no
+    /// one listens to is not kept: whoever subscribes later hears of its next change, as a
+    /// subscriber joining an empty slot does.
     pub fn update(&self, view: &DropView) {
         let now = self.clock.now();
-        let mut feed = self
-            .feeds
-            .entry(view.drop_id.clone())
-            .or_insert_with(|| Feed {
-                topic: format!("drop:{}", view.drop_id),
-                view: view.clone(),
-                slots: [Slot::default(); SLOTS],
-                phase: 0.0,
-            });
-        feed.view = view.clone();
-        for slot in &mut feed.slots {
-            slot.since.get_or_insert(now);
+        if let Some(mut feed) = self.feeds.get_mut(&view.drop_id) {
+            feed.view = view.clone();
+            for slot in &mut feed.slots {
+                slot.since.get_or_insert(now);
+            }
+            return;
         }
+        let topic = format!("drop:{}", view.drop_id);
+        if self.bus.receivers(&topic) == 0 {
+            return;
+        }
+        self.feeds.insert(
+            view.drop_id.clone(),
+            Feed {
+                topic,
+                view: view.clone(),
+                slots: [Slot {
+                    since: Some(now),
+                    shown: None,
+                }; SLOTS],
+                phase: 0.0,
+            },
+        );
     }
 
     /// Publishes what changed to each slot whose turn it is; returns how many messages
@@ -116,6 +128,10 @@ impl LiveStock {
             .replace(t);
         // Sent once the feeds are let go: a slot's wake-ups would otherwise hold up update().
         let mut due_now = Vec::new();
+        // Every drop ever seen would otherwise be looked at every tick, for as long as the
+        // node runs: a feed whose listeners have all left is dropped.
+        self.feeds
+            .retain(|_, feed| self.bus.receivers(&feed.topic) > 0);
         for mut feed in self.feeds.iter_mut() {
             let feed = &mut *feed;
             let slots = self.bus.slots(&feed.topic).min(SLOTS);
@@ -371,6 +387,27 @@ mod tests {
         live.update(&view(0));
         assert_eq!(live.flush(), 0, "an unchanged count is not sent again");
         assert!(sub.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_drop_no_one_listens_to_is_not_kept() {
+        // Given a drop no one listens to
+        let (live, bus) = live();
+        live.update(&view(5));
+        assert_eq!(live.feeds.len(), 0);
+        // When someone subscribes and the drop changes, they hear of it
+        let mut sub = bus.subscribe("drop:d1");
+        live.update(&view(4));
+        assert_eq!(live.flush(), 1);
+        let message: serde_json::Value = serde_json::from_str(&sub.recv().await.unwrap()).unwrap();
+        assert_eq!(message["remaining"], 4);
+        // When the listener leaves
+        drop(sub);
+        live.flush();
+        // Then the feed is let go, and later changes no one hears keep nothing
+        assert_eq!(live.feeds.len(), 0);
+        live.update(&view(3));
+        assert_eq!(live.feeds.len(), 0);
     }
 
     /// On tokio's paused clock: the second passes in virtual time, so the count does not
