@@ -5,6 +5,7 @@
 
 use crate::helpers::{
     JWT_SECRET, OPERATOR_TOKEN, TestApp, ok, pay, product_with_sku, send, spawn_app, spawn_app_in,
+    spawn_app_with,
 };
 use emporium::auth::tokens::TokenKeys;
 use emporium::domain::ids::UserId;
@@ -339,6 +340,42 @@ async fn logout_and_shutdown_close_sockets() {
     let stopping = tokio::spawn(app.stop());
     assert_eq!(closed_with(&mut other).await, Some(CloseCode::Away));
     stopping.await.unwrap();
+}
+
+/// Access tokens live 2 s here: a socket signed in with one is told `token_expired` and closed
+/// with 1008 when it expires, unless it signed in again (an `auth` frame) with a later one.
+#[tokio::test]
+async fn a_socket_closes_when_its_token_expires_unless_it_signs_in_again() {
+    let app = spawn_app_with(&[("EMPORIUM__AUTH__ACCESS_TTL_SECS", "2")]).await;
+    let (_, first, _) = app.customer("expiry@example.com").await;
+    let mut lapsing = connect(&app, Some(&first)).await;
+    let mut renewed = connect(&app, Some(&first)).await;
+    for ws in [&mut lapsing, &mut renewed] {
+        assert_eq!(subscribe(ws, "user").await["type"], "subscribed");
+    }
+    // A second later, one socket signs in again with a token issued now (it lives a second
+    // or more past the first).
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let (later, _) = app
+        .login("expiry@example.com", "correct horse battery")
+        .await;
+    say(&mut renewed, json!({"type": "auth", "access_token": later})).await;
+    assert_eq!(next(&mut renewed).await["type"], "authenticated");
+
+    // The other is told its token expired, and closed as a policy violation.
+    assert_eq!(
+        until(&mut lapsing, |v| v["type"] == "error").await["code"],
+        "token_expired"
+    );
+    assert_eq!(closed_with(&mut lapsing).await, Some(CloseCode::Policy));
+    // The renewed one still answers, until its own token expires.
+    say(&mut renewed, json!({"type": "ping"})).await;
+    assert_eq!(next(&mut renewed).await["type"], "pong");
+    assert_eq!(
+        until(&mut renewed, |v| v["type"] == "error").await["code"],
+        "token_expired"
+    );
+    assert_eq!(closed_with(&mut renewed).await, Some(CloseCode::Policy));
 }
 
 async fn create_room(app: &TestApp, token: &str, name: &str) -> String {
