@@ -3,7 +3,7 @@
 
 use emporium::actors::{AskError, Entities, Entity, Runtime, RuntimeConfig};
 use emporium::domain::ids::SkuId;
-use emporium::domain::time::{ManualClock, Timestamp};
+use emporium::domain::time::{Clock, ManualClock, Timestamp};
 use emporium::persistence::sled_journal::{SledJournal, WriterConfig};
 use emporium::persistence::{Append, Direction, IndexEntry, Journal, StreamId, barrier};
 use serde::{Deserialize, Serialize};
@@ -341,6 +341,44 @@ async fn inspecting_an_unknown_entity_is_not_found_and_creates_nothing() {
     stop(n).await;
 }
 
+/// A stored reminder the entity does not hold (left by an earlier version's rule for it)
+/// fires once: the woken entity removes it and keeps its own, instead of being woken for it
+/// every 30 s for ever.
+#[tokio::test]
+async fn a_stale_reminder_is_removed_when_it_fires() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(dir.path(), RuntimeConfig::default()).await;
+    // Given an entity with an alarm an hour away, and beside it a stale reminder due now
+    n.counters
+        .ask(&id("s"), Cmd::Alarm(3_600_000))
+        .await
+        .unwrap();
+    let own = n.journal.reminders("counter").unwrap();
+    let stale = Append {
+        stream: Some(StreamId::new("counter", "s")),
+        reminder: Some(Some(Timestamp(n.clock.now().millis() - 1_000))),
+        ..Append::default()
+    };
+    n.journal.submit(stale, Box::new(|_| ()));
+    barrier(n.journal.as_ref()).await.unwrap();
+    assert_eq!(n.journal.reminders("counter").unwrap().len(), 2);
+    // When the reminder timer runs
+    n.counters
+        .keep_reminders(Some(Duration::from_millis(10)), None);
+    // Then the stale one is gone, the entity's own alarm stays, and it did not ring
+    let mut healed = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if n.journal.reminders("counter").unwrap() == own {
+            healed = true;
+            break;
+        }
+    }
+    assert!(healed, "{:?}", n.journal.reminders("counter").unwrap());
+    assert_eq!(n.counters.ask(&id("s"), Cmd::Get).await.unwrap().1, 0);
+    stop(n).await;
+}
+
 #[tokio::test]
 async fn deadlines_fire_on_tick_and_reminders_wake_entities_after_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -445,10 +483,12 @@ fn submit_ok(j: &SledJournal, a: Append) {
     j.submit(a, Box::new(|r| r.unwrap()));
 }
 
-fn reminder_at(id: &str, at: Option<i64>) -> Append {
+/// A reminder set to `at`, replacing `was` (as the stream's writer knows it).
+fn reminder_at(id: &str, at: Option<i64>, was: Option<i64>) -> Append {
     Append {
         stream: Some(StreamId::new("k", id)),
         reminder: Some(at.map(Timestamp)),
+        previous_reminder: was.map(Timestamp),
         ..Append::default()
     }
 }
@@ -459,13 +499,13 @@ fn reminder_at(id: &str, at: Option<i64>) -> Append {
 async fn reminders_are_read_in_time_order_and_move_with_their_stream() {
     let dir = tempfile::tempdir().unwrap();
     let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();
-    submit_ok(&j, reminder_at("late", Some(300)));
-    submit_ok(&j, reminder_at("early", Some(100)));
-    submit_ok(&j, reminder_at("moved", Some(50)));
-    submit_ok(&j, reminder_at("moved", Some(200)));
-    submit_ok(&j, reminder_at("gone", Some(10)));
-    submit_ok(&j, reminder_at("gone", None));
-    submit_ok(&j, reminder_at("negative", Some(-5)));
+    submit_ok(&j, reminder_at("late", Some(300), None));
+    submit_ok(&j, reminder_at("early", Some(100), None));
+    submit_ok(&j, reminder_at("moved", Some(50), None));
+    submit_ok(&j, reminder_at("moved", Some(200), Some(50)));
+    submit_ok(&j, reminder_at("gone", Some(10), None));
+    submit_ok(&j, reminder_at("gone", None, Some(10)));
+    submit_ok(&j, reminder_at("negative", Some(-5), None));
     barrier(j.as_ref()).await.unwrap();
     let due = j.reminders_due("k", Timestamp(200), 10).unwrap();
     let ids: Vec<&str> = due.iter().map(|(id, _)| id.as_str()).collect();

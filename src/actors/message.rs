@@ -12,6 +12,9 @@ pub enum EntityMsg<E: Entity> {
     Inspect(RpcReplyPort<Inspection>),
     /// The entity's deadline was reached (its reminder, or an explicit tick).
     Deadline,
+    /// The reminder timer fired the reminder stored for this time (and the kind's handler
+    /// has run): a stale one is removed.
+    Reminded(crate::domain::time::Timestamp),
     /// Stop (if still idle, or at once): what the entity wrote first made durable, and a
     /// snapshot written when many events came since the last one.
     Passivate(Passivation),

@@ -14,7 +14,9 @@
 //! Delivery is at least once: a reminder still stored unchanged after [`REFIRE`] (its handler
 //! failed, or the node restarted mid-way) fires again, and every handler decides by the clock
 //! (`Entity::on_deadline`), so a repeat changes nothing. In a cluster each node wakes only the
-//! entities of shards it holds; a shard taken over is covered at the next round.
+//! entities of shards it holds; a shard taken over is covered at the next round. A woken
+//! entity is told which stored reminder fired: one that is not its own (left by an earlier
+//! version's rule for it) is removed then, so it does not fire every [`REFIRE`] for ever.
 
 use crate::actors::entities::{Entities, WeakEntities};
 use crate::actors::entity::{Entity, EntityKey};
@@ -47,8 +49,9 @@ impl<E: Entity> Entities<E> {
         tokio::spawn(run(self.downgrade(), period, handler));
     }
 
-    /// Wakes one entity for its reminder; passivates it again if the timer activated it.
-    async fn wake(&self, id: E::Id, handler: Option<DueHandler<E>>) {
+    /// Wakes one entity for its reminder, stored for `at`; passivates it again if the timer
+    /// activated it.
+    async fn wake(&self, id: E::Id, at: Timestamp, handler: Option<DueHandler<E>>) {
         let was_active = self.registry().is_active(&id);
         match handler {
             Some(handler) => handler(id.clone()).await,
@@ -57,6 +60,9 @@ impl<E: Entity> Entities<E> {
                     tracing::warn!(kind = E::KIND, %id, error = %e, "cannot wake for a reminder");
                 }
             }
+        }
+        if let Some(actor) = self.registry().actor(&id) {
+            let _ = actor.cast(EntityMsg::Reminded(at));
         }
         if !was_active && let Some(actor) = self.registry().actor(&id) {
             // Asks that come after this keep it; those queued before are handled first.
@@ -111,7 +117,7 @@ async fn run<E: Entity>(kind: WeakEntities<E>, period: Duration, handler: Option
             fired.insert(id.clone(), (at, Instant::now()));
             let (entities, handler) = (entities.clone(), handler.clone());
             tokio::spawn(async move {
-                entities.wake(id, handler).await;
+                entities.wake(id, at, handler).await;
                 drop(permit);
             });
         }

@@ -173,6 +173,7 @@ impl<E: Entity> Actor for EntityActor<E> {
                 });
             }
             EntityMsg::Deadline => live.deadline(&myself),
+            EntityMsg::Reminded(at) => live.heal_reminder(at),
             EntityMsg::Passivate(when) => {
                 let resting = match when {
                     Passivation::Idle => live.registration.is_idle(),
@@ -209,6 +210,7 @@ fn derive<E: Entity>(
     let next = E::reminder(state);
     if next != *reminder {
         append.reminder = Some(next);
+        append.previous_reminder = *reminder;
         *reminder = next;
     }
     let view = E::view(state);
@@ -485,6 +487,26 @@ impl<E: Entity> Live<E> {
         } else {
             self.submit(Append::barrier(), done);
         }
+    }
+
+    /// The reminder timer fired the reminder stored for `at`. When this entity's reminder is
+    /// another, that entry is stale (left by an earlier version's rule for the reminder, or
+    /// by a write that named the wrong previous one) and would fire every
+    /// [`REFIRE`](crate::actors::reminders::REFIRE) for ever: it is removed, and the entity's
+    /// own reminder written again.
+    fn heal_reminder(&mut self, at: Timestamp) {
+        if self.reminder == Some(at) {
+            return;
+        }
+        tracing::info!(kind = E::KIND, id = %self.id, stale = at.millis(), "a stale reminder is removed");
+        let append = Append {
+            stream: Some(self.stream.clone()),
+            reminder: Some(self.reminder),
+            previous_reminder: Some(at),
+            term: self.term,
+            ..Append::default()
+        };
+        self.submit(append, Box::new(|_| {}));
     }
 
     /// Writes a snapshot if events came since the last one; `done` runs once it is durable.

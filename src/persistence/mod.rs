@@ -92,6 +92,11 @@ pub struct Append {
     pub trim: Option<u64>,
     /// `Some(Some(t))` sets the stream's reminder to `t`, `Some(None)` clears it.
     pub reminder: Option<Option<Timestamp>>,
+    /// With `reminder`: the reminder it replaces, as the writer knows it (`None` for a stream
+    /// that had none, a new one among them). A journal that keeps reminders in time order
+    /// under keys naming the time (sled) moves the entry from there, without reading the
+    /// stored one first.
+    pub previous_reminder: Option<Timestamp>,
     /// The stream's view after these events.
     pub view: Option<Vec<u8>>,
     /// Index entries this append adds (`true`) or removes (`false`).

@@ -13,8 +13,11 @@
 //! index entries are all there or none is). Keys start with a record type:
 //! - `e kind NUL id NUL seq_be`: an event;
 //! - `s kind NUL id NUL`: the newest snapshot, `seq_be ++ state`;
-//! - `r kind NUL id NUL`: the stream's reminder, `millis_be`;
-//! - `d kind NUL time id`: the same reminder in time order ([`time_key`]), empty value;
+//! - `d kind NUL time id`: the stream's reminder in time order ([`time_key`]), empty value. A
+//!   write that moves it names the one it replaces (`Append::previous_reminder`), so nothing
+//!   is read to move it; a stale entry is removed when it fires (`actors::reminders`);
+//! - `r kind NUL id NUL`: the stream's reminder as earlier versions also kept it (`millis_be`),
+//!   no longer written or read;
 //! - `v kind NUL id NUL`: the stream's view;
 //! - `x set NUL member`: an index entry, empty value;
 //! - `a kind NUL id NUL key`: an archive record of the stream.

@@ -3,8 +3,7 @@
 
 use super::*;
 use crate::persistence::barrier;
-use crate::persistence::sled_layout::REMINDER;
-use crate::persistence::sled_writer::TRIM_PER_WRITE;
+use crate::persistence::sled_writer::{FAILING_KIND, TRIM_PER_WRITE};
 use std::time::{Duration, Instant};
 
 fn stream() -> StreamId {
@@ -77,28 +76,32 @@ async fn a_long_linger_never_holds_back_a_write_to_a_quiet_journal() {
 /// behind the failed one must not be stored after a gap.
 #[tokio::test]
 async fn a_write_queued_behind_a_failed_one_is_refused_instead_of_leaving_a_gap() {
-    // Given a stream with one event, whose stored reminder cannot be read
+    // Given a stream with one event, of a kind whose writes of a reminder fail
     let dir = tempfile::tempdir().unwrap();
     let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();
-    submit(&j, append(&[(1, b"one")])).await.unwrap();
-    let reminder = key(REMINDER, &stream().prefix());
-    j.store.tree.insert(&reminder, b"bad".as_slice()).unwrap();
-    // When a write that moves the reminder fails
-    let mut moving = append(&[(2, b"two")]);
+    let stream = StreamId::new(FAILING_KIND, "a");
+    let write = |seq: u64| Append {
+        stream: Some(stream.clone()),
+        events: vec![(seq, b"event".to_vec())],
+        ..Append::default()
+    };
+    submit(&j, write(1)).await.unwrap();
+    // When a write that sets the reminder fails with nothing stored
+    let mut moving = write(2);
     moving.reminder = Some(Some(Timestamp(5)));
     assert!(matches!(
         submit(&j, moving).await,
-        Err(JournalError::Corrupt(_))
+        Err(JournalError::Storage(_))
     ));
     // and the write its entity made after it comes
-    let behind = submit(&j, append(&[(3, b"three")])).await;
+    let behind = submit(&j, write(3)).await;
     // Then that one is refused, and the stream still loads as stored
     assert!(
         matches!(behind, Err(JournalError::AfterFailure(_))),
         "{behind:?}"
     );
     let seqs = |j: &SledJournal| -> Vec<u64> {
-        j.load(&stream())
+        j.load(&stream)
             .unwrap()
             .events
             .iter()
@@ -107,9 +110,8 @@ async fn a_write_queued_behind_a_failed_one_is_refused_instead_of_leaving_a_gap(
     };
     assert_eq!(seqs(&j), [1]);
     // When the entity, read again, writes from seq 2
-    j.store.tree.remove(&reminder).unwrap();
-    submit(&j, append(&[(2, b"two")])).await.unwrap();
-    submit(&j, append(&[(3, b"three")])).await.unwrap();
+    submit(&j, write(2)).await.unwrap();
+    submit(&j, write(3)).await.unwrap();
     // Then the stream goes on whole
     assert_eq!(seqs(&j), [1, 2, 3]);
     j.close();
@@ -224,28 +226,37 @@ async fn reminders_are_listed_by_kind_and_cleared() {
     let mut a = Append::barrier();
     a.stream = Some(stream());
     a.reminder = Some(None);
+    a.previous_reminder = Some(Timestamp(42));
     submit(&j, a).await.unwrap();
     assert!(j.reminders("test").unwrap().is_empty());
 }
 
 #[tokio::test]
-async fn a_reminder_set_by_the_first_write_moves_with_the_later_ones() {
+async fn a_reminder_moves_from_the_one_its_writer_names_without_a_read() {
     let dir = tempfile::tempdir().unwrap();
     let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();
-    let with_reminder = |events: &[(u64, &[u8])], at: i64| {
+    let with_reminder = |events: &[(u64, &[u8])], at: i64, previous: Option<i64>| {
         let mut a = append(events);
         a.reminder = Some(Some(Timestamp(at)));
+        a.previous_reminder = previous.map(Timestamp);
         a
     };
     // Given a stream whose first write (seq 1) sets a reminder
-    submit(&j, with_reminder(&[(1, b"one")], 10)).await.unwrap();
+    submit(&j, with_reminder(&[(1, b"one")], 10, None))
+        .await
+        .unwrap();
     // When later writes move it, one alone and two submitted together (mostly one group
-    // commit)
-    submit(&j, with_reminder(&[(2, b"two")], 20)).await.unwrap();
+    // commit), each naming the one before
+    submit(&j, with_reminder(&[(2, b"two")], 20, Some(10)))
+        .await
+        .unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel();
-    j.submit(with_reminder(&[(3, b"three")], 30), Box::new(|_| ()));
     j.submit(
-        with_reminder(&[(4, b"four")], 40),
+        with_reminder(&[(3, b"three")], 30, Some(20)),
+        Box::new(|_| ()),
+    );
+    j.submit(
+        with_reminder(&[(4, b"four")], 40, Some(30)),
         Box::new(move |r| drop(tx.send(r))),
     );
     rx.await.unwrap().unwrap();
@@ -254,6 +265,13 @@ async fn a_reminder_set_by_the_first_write_moves_with_the_later_ones() {
         j.reminders("test").unwrap(),
         vec![("a".to_string(), Timestamp(40))]
     );
+    // When a write names a reminder that is not the stored one (a stale entry being removed)
+    let mut heal = Append::barrier();
+    heal.stream = Some(stream());
+    heal.reminder = Some(Some(Timestamp(40)));
+    heal.previous_reminder = Some(Timestamp(7));
+    submit(&j, heal).await.unwrap();
+    // Then the stored one stays
     assert_eq!(
         j.reminders_due("test", Timestamp(100), 10).unwrap(),
         vec![("a".to_string(), Timestamp(40))]
