@@ -78,8 +78,9 @@ async fn run<E: Entity>(kind: WeakEntities<E>, period: Duration, handler: Option
         return;
     };
     let permits = Arc::new(Semaphore::new(AT_ONCE));
-    // What was fired lately, and at which due time: not fired again before `REFIRE`.
-    let mut fired: HashMap<E::Id, (Timestamp, Instant)> = HashMap::new();
+    // What was fired lately (an entity and one of its due times, for a stale entry may sit
+    // beside its own): not fired again before `REFIRE`.
+    let mut fired: HashMap<(E::Id, Timestamp), Instant> = HashMap::new();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -98,13 +99,13 @@ async fn run<E: Entity>(kind: WeakEntities<E>, period: Duration, handler: Option
             }
             Err(_) => return,
         };
-        fired.retain(|_, (_, when)| when.elapsed() < REFIRE);
+        fired.retain(|_, when| when.elapsed() < REFIRE);
         for (raw, at) in due {
             let Some(id) = E::Id::parse_key(&raw) else {
                 tracing::warn!(kind = E::KIND, key = raw, "a reminder with a bad key");
                 continue;
             };
-            if fired.get(&id).is_some_and(|(t, _)| *t == at) || !entities.is_local(&id) {
+            if fired.contains_key(&(id.clone(), at)) || !entities.is_local(&id) {
                 continue;
             }
             let permit = tokio::select! {
@@ -114,7 +115,7 @@ async fn run<E: Entity>(kind: WeakEntities<E>, period: Duration, handler: Option
                     Err(_) => return,
                 },
             };
-            fired.insert(id.clone(), (at, Instant::now()));
+            fired.insert((id.clone(), at), Instant::now());
             let (entities, handler) = (entities.clone(), handler.clone());
             tokio::spawn(async move {
                 entities.wake(id, at, handler).await;

@@ -65,8 +65,12 @@ pub struct Live<E: Entity> {
     me: ActorRef<EntityMsg<E>>,
     /// The sequence number of the newest recorded view (only it is published).
     view_seq: Arc<AtomicU64>,
-    /// The time stored as this stream's reminder ([`Entity::reminder`]).
+    /// The time stored as this stream's reminder ([`Entity::reminder`]), once this entity's
+    /// writes are durable.
     reminder: Option<Timestamp>,
+    /// The reminder this entity's last move of it replaced: a timer that read it just before
+    /// the move still fires it (see [`Live::heal_reminder`]).
+    replaced_reminder: Option<Timestamp>,
     /// The index entries stored for the entity ([`Entity::index`]).
     indexed: Vec<IndexEntry>,
     /// The term the state was loaded under (cluster mode); every append carries it.
@@ -115,6 +119,7 @@ impl<E: Entity> Actor for EntityActor<E> {
         let archived = E::evict(&mut state);
         let mut live = Live {
             reminder: E::reminder(&state),
+            replaced_reminder: None,
             indexed: E::view(&state)
                 .map(|v| E::index(&args.id, &v))
                 .unwrap_or_default(),
@@ -400,6 +405,9 @@ impl<E: Entity> Live<E> {
             &mut self.reminder,
             &mut self.indexed,
         )?;
+        if append.reminder.is_some() {
+            self.replaced_reminder = append.previous_reminder;
+        }
         Ok(Recorded { append, view })
     }
 
@@ -490,12 +498,18 @@ impl<E: Entity> Live<E> {
     }
 
     /// The reminder timer fired the reminder stored for `at`. When this entity's reminder is
-    /// another, that entry is stale (left by an earlier version's rule for the reminder, or
-    /// by a write that named the wrong previous one) and would fire every
-    /// [`REFIRE`](crate::actors::reminders::REFIRE) for ever: it is removed, and the entity's
-    /// own reminder written again.
+    /// another, that entry is stale (left by an earlier version's rule for the reminder) and
+    /// would fire every [`REFIRE`](crate::actors::reminders::REFIRE) for ever: it is removed,
+    /// and the entity's own reminder written again. Not while a write of this entity is on its
+    /// way (its reminder may not be the stored one yet: were that write to fail, the entry
+    /// removed could be the only one left), nor for the reminder its last move replaced (the
+    /// timer read it before the move, which removes it): such a firing comes again after
+    /// `REFIRE` if the entry really is stale.
     fn heal_reminder(&mut self, at: Timestamp) {
-        if self.reminder == Some(at) {
+        if self.reminder == Some(at)
+            || self.replaced_reminder == Some(at)
+            || self.pending.load(Ordering::Acquire) > 0
+        {
             return;
         }
         tracing::info!(kind = E::KIND, id = %self.id, stale = at.millis(), "a stale reminder is removed");

@@ -102,18 +102,20 @@ impl LiveStock {
         if self.bus.receivers(&topic) == 0 {
             return;
         }
-        self.feeds.insert(
-            view.drop_id.clone(),
-            Feed {
+        // Another update may have made the feed since the look above: the newest view wins.
+        let mut feed = self
+            .feeds
+            .entry(view.drop_id.clone())
+            .or_insert_with(|| Feed {
                 topic,
                 view: view.clone(),
-                slots: [Slot {
-                    since: Some(now),
-                    shown: None,
-                }; SLOTS],
+                slots: [Slot::default(); SLOTS],
                 phase: 0.0,
-            },
-        );
+            });
+        feed.view = view.clone();
+        for slot in &mut feed.slots {
+            slot.since.get_or_insert(now);
+        }
     }
 
     /// Publishes what changed to each slot whose turn it is; returns how many messages

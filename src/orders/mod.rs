@@ -119,12 +119,11 @@ impl Orders {
         let clock = rt.clock.clone();
         let book = OrderBook::start(rt).await?;
         let indexed = history::backfill(book.journal()).await?;
-        let forgotten = history::forget_all_set(book.journal()).await?;
-        if forgotten > 0 {
-            tracing::info!(
-                orders = forgotten,
-                "entries of the retired all-orders set removed"
-            );
+        // Only space is at stake: a failure is tried again at the next start.
+        match history::forget_all_set(book.journal()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(orders = n, "entries of the retired all-orders set removed"),
+            Err(e) => tracing::warn!(error = %e, "the retired all-orders set is emptied later"),
         }
         if indexed > 0 {
             tracing::info!(

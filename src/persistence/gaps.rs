@@ -11,9 +11,9 @@ use std::collections::HashMap;
 /// queued; written, they would leave a gap that no activation could load past. A later write
 /// of such a stream is refused unless it starts at that seq (the entity, or a new order's
 /// creator, writing again from what is stored), which clears the mark; a snapshot past it is
-/// refused too. Writes with neither events nor a snapshot pass. The marks are few (one per
-/// stream of a failed commit) and are kept by the journal's writer, which every write of a
-/// stream passes in submission order.
+/// refused too. Writes with neither events nor a snapshot (a reminder, index entries, a
+/// barrier) pass. The marks are few (one per stream of a failed commit) and are kept by the
+/// journal's writer, which every write of a stream passes in submission order.
 #[derive(Default)]
 pub struct Unwritten(HashMap<StreamId, u64>);
 

@@ -69,11 +69,13 @@ pub(super) fn migrate_tree_per_type(store: &Store) -> Result<(), JournalError> {
         for kv in old.iter() {
             let (k, v) = kv?;
             if tag == REMINDER {
+                // Kept in time order only (the per-stream record is no longer read).
                 let (kind, id) = split_stream_key(&k)?;
                 let at = millis_of(&v)?;
                 batch.insert(due_key(kind, at, id), &[] as &[u8]);
+            } else {
+                batch.insert(key(tag, &k), v);
             }
-            batch.insert(key(tag, &k), v);
             moved += 1;
             if moved.is_multiple_of(10_000) {
                 store.tree.apply_batch(std::mem::take(&mut batch))?;
