@@ -91,27 +91,24 @@ impl LiveStock {
     /// subscriber joining an empty slot does.
     pub fn update(&self, view: &DropView) {
         let now = self.clock.now();
-        if let Some(mut feed) = self.feeds.get_mut(&view.drop_id) {
-            feed.view = view.clone();
-            for slot in &mut feed.slots {
-                slot.since.get_or_insert(now);
+        let mut feed = match self.feeds.get_mut(&view.drop_id) {
+            Some(feed) => feed,
+            None => {
+                let topic = format!("drop:{}", view.drop_id);
+                if self.bus.receivers(&topic) == 0 {
+                    return;
+                }
+                // Another update may make the feed between the look above and this one.
+                self.feeds
+                    .entry(view.drop_id.clone())
+                    .or_insert_with(|| Feed {
+                        topic,
+                        view: view.clone(),
+                        slots: [Slot::default(); SLOTS],
+                        phase: 0.0,
+                    })
             }
-            return;
-        }
-        let topic = format!("drop:{}", view.drop_id);
-        if self.bus.receivers(&topic) == 0 {
-            return;
-        }
-        // Another update may have made the feed since the look above: the newest view wins.
-        let mut feed = self
-            .feeds
-            .entry(view.drop_id.clone())
-            .or_insert_with(|| Feed {
-                topic,
-                view: view.clone(),
-                slots: [Slot::default(); SLOTS],
-                phase: 0.0,
-            });
+        };
         feed.view = view.clone();
         for slot in &mut feed.slots {
             slot.since.get_or_insert(now);

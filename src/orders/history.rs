@@ -148,17 +148,14 @@ async fn members(
 pub async fn forget_all_set(journal: &Arc<dyn Journal>) -> Result<usize, JournalError> {
     let (mut removed, mut after) = (0, None::<Vec<u8>>);
     loop {
-        let (j, from) = (journal.clone(), after.take());
-        let chunk = blocking(move || {
-            j.index_range(
-                sets::LEGACY_ALL,
-                Direction::Ascending,
-                from.as_deref(),
-                1024,
-            )
-        })
-        .await
-        .map_err(|_| JournalError::Closed)??;
+        let chunk = members(
+            journal,
+            sets::LEGACY_ALL.into(),
+            Direction::Ascending,
+            after.take(),
+            1024,
+        )
+        .await?;
         let Some(last) = chunk.last().cloned() else {
             return Ok(removed);
         };
