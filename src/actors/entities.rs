@@ -465,19 +465,25 @@ impl<E: Entity> Entities<E> {
     }
 
     /// Stops every entity of the kind after a final snapshot; new asks get `Unavailable`.
+    /// Returns once the actors have exited (up to 10 s each), so nothing they held (the
+    /// journal, and through it the database's file lock) outlives the call.
     pub async fn shutdown(&self) {
+        const PATIENCE: Duration = Duration::from_secs(10);
         self.kind.registry.close();
         let actors = self.kind.registry.actors();
         let mut set = tokio::task::JoinSet::new();
         for actor in actors {
             set.spawn(async move {
-                let _ = actor
-                    .call(EntityMsg::Shutdown, Some(Duration::from_secs(10)))
-                    .await;
+                let _ = actor.call(EntityMsg::Shutdown, Some(PATIENCE)).await;
+                let _ = actor.wait(Some(PATIENCE)).await;
             });
         }
         while set.join_next().await.is_some() {}
-        self.kind.supervisor.stop(None);
+        let _ = self
+            .kind
+            .supervisor
+            .stop_and_wait(None, Some(PATIENCE))
+            .await;
     }
 }
 

@@ -39,6 +39,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 pub struct SledJournal {
     store: Store,
@@ -71,15 +72,17 @@ impl SledJournal {
             }
             None => config.compression,
         };
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(config.cache_bytes)
-            .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(None)
-            .use_compression(compression)
-            // zstd's fastest level: most of the gain, little of the CPU.
-            .compression_factor(1)
-            .open()?;
+        let db = open_locked(|| {
+            sled::Config::new()
+                .path(dir)
+                .cache_capacity(config.cache_bytes)
+                .mode(sled::Mode::HighThroughput)
+                .flush_every_ms(None)
+                .use_compression(compression)
+                // zstd's fastest level: most of the gain, little of the CPU.
+                .compression_factor(1)
+                .open()
+        })?;
         let store = Store {
             tree: db.open_tree("entities")?,
             db,
@@ -310,6 +313,29 @@ impl Journal for SledJournal {
 impl Drop for SledJournal {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// How long opening waits for the data dir's file lock.
+const LOCK_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Opens the database, waiting up to [`LOCK_PATIENCE`] while its file lock is held: a
+/// database closed in this process a moment ago may still be held by one of sled's IO
+/// threads (shared by the process, so maybe behind other databases' work), which lets go
+/// of its handle only after it has answered the flush that was waiting on it (sled 0.34.7's `threadpool::spawn`; sled's own test builds block on the
+/// lock for this reason, `Config::try_lock`). Another process holding the dir still gets the
+/// lock error, after the wait.
+fn open_locked(open: impl Fn() -> sled::Result<sled::Db>) -> sled::Result<sled::Db> {
+    let give_up = Instant::now() + LOCK_PATIENCE;
+    loop {
+        match open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && Instant::now() < give_up =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            opened => return opened,
+        }
     }
 }
 
