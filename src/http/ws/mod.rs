@@ -106,6 +106,10 @@ struct Session {
     expiry: Instant,
     /// Logout of this user: re-check the token.
     revocations: Option<BroadcastStream<BusMessage>>,
+    /// Re-check the token before the next frame: a revocation published between the token's
+    /// check and the subscription above (the HTTP upgrade answers before the session runs)
+    /// reached no one.
+    recheck: bool,
 }
 
 impl Session {
@@ -117,6 +121,7 @@ impl Session {
             last: HashMap::new(),
             revocations: None,
             expiry: Instant::now(),
+            recheck: false,
         };
         session.sign_in(user);
         session
@@ -126,6 +131,7 @@ impl Session {
         if let Some(u) = &user {
             let topic = format!("revoked:{}", u.user_id);
             self.revocations = Some(BroadcastStream::new(self.state.bus.subscribe(&topic)));
+            self.recheck = true;
         }
         self.user = user;
         self.expiry = self.token_expiry();
@@ -143,6 +149,10 @@ impl Session {
         let expires = tokio::time::sleep_until(self.expiry);
         tokio::pin!(expires);
         let close = loop {
+            if std::mem::take(&mut self.recheck) && self.is_revoked() {
+                let _ = send(&mut sink, revoked()).await;
+                break Some(Close(CLOSE_POLICY, "token revoked"));
+            }
             if expires.deadline() != self.expiry {
                 expires.as_mut().reset(self.expiry); // signed in again
             }
@@ -180,8 +190,8 @@ impl Session {
                     Err(BroadcastStreamRecvError::Lagged(_)) => Err(Close(CLOSE_TRY_AGAIN, "slow consumer: reconnect")),
                 },
                 Some(_) = next_revocation(&mut self.revocations) => {
-                    if self.user.as_ref().is_some_and(|u| self.state.accounts.revocations.is_revoked(&u.claims)) {
-                        let _ = send(&mut sink, protocol::error("token_revoked", "the access token was revoked")).await;
+                    if self.is_revoked() {
+                        let _ = send(&mut sink, revoked()).await;
                         Err(Close(CLOSE_POLICY, "token revoked"))
                     } else {
                         Ok(None)
@@ -219,6 +229,13 @@ impl Session {
             )
             .await;
         }
+    }
+
+    /// Whether the signed-in token has been revoked (never for an anonymous socket).
+    fn is_revoked(&self) -> bool {
+        self.user
+            .as_ref()
+            .is_some_and(|u| self.state.accounts.revocations.is_revoked(&u.claims))
     }
 
     /// When the socket's token expires (never for anonymous and operator sockets).
@@ -348,6 +365,11 @@ impl Session {
             _ => Ok(()),
         }
     }
+}
+
+/// The frame a socket whose token was revoked gets before it closes.
+fn revoked() -> String {
+    protocol::error("token_revoked", "the access token was revoked")
 }
 
 async fn next_revocation(revocations: &mut Option<BroadcastStream<BusMessage>>) -> Option<()> {
