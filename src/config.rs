@@ -74,6 +74,13 @@ pub struct StorageSettings {
     /// zstd compression in sled, for a new data dir (an existing one keeps its own).
     #[serde(default)]
     pub compression: bool,
+    /// sled's log segment in KiB, for a new data dir (an existing one keeps its own).
+    #[serde(default = "default_segment_kib")]
+    pub segment_kib: usize,
+}
+
+fn default_segment_kib() -> usize {
+    crate::persistence::sled_journal::SEGMENT_BYTES / 1024
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -228,6 +235,10 @@ impl Settings {
         if self.entities.max_in_flight == 0 || self.entities.ask_timeout_ms == 0 {
             return bad("entities.max_in_flight and entities.ask_timeout_ms must be positive");
         }
+        let kib = self.storage.segment_kib;
+        if !kib.is_power_of_two() || !(32..=16_384).contains(&kib) {
+            return bad("storage.segment_kib must be a power of two from 32 to 16384");
+        }
         if self.storage.data_dir.as_os_str().is_empty() {
             return bad("storage.data_dir must not be empty");
         }
@@ -281,6 +292,7 @@ impl Settings {
             linger: Duration::from_micros(self.journal.linger_micros),
             cache_bytes: self.storage.cache_mb * 1024 * 1024,
             compression: self.storage.compression,
+            segment_bytes: self.storage.segment_kib * 1024,
         }
     }
 }
@@ -306,6 +318,7 @@ mod tests {
         assert!(s.auth.operator_token.is_none());
         assert_eq!(s.auth.access_ttl_secs, 900);
         assert_eq!(s.auth.rate_per_ip, 60);
+        assert_eq!(s.writer_config().segment_bytes, 128 * 1024);
     }
 
     #[test]
@@ -347,6 +360,14 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("snapshot_every"));
+        for kib in ["100", "16", "32768"] {
+            let err = Settings::load_with_env(
+                &Overrides::default(),
+                env(&[("EMPORIUM__STORAGE__SEGMENT_KIB", kib)]),
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains("segment_kib"), "{kib}: {err}");
+        }
         let err = Settings::load_with_env(
             &Overrides::default(),
             env(&[("EMPORIUM_LISTEN", "not an address")]),

@@ -29,8 +29,8 @@ use crate::domain::time::Timestamp;
 use crate::persistence::sled_layout::{
     ARCHIVE, DUE, EVENT, SNAPSHOT, Store, VIEW, key, kind_prefix, migrate_tree_per_type, set_prefix,
 };
-pub use crate::persistence::sled_writer::WriterConfig;
 use crate::persistence::sled_writer::{Job, run_writer};
+pub use crate::persistence::sled_writer::{SEGMENT_BYTES, WriterConfig};
 use crate::persistence::{
     Append, Completion, Direction, Journal, JournalError, Recovered, StreamId, time_key,
 };
@@ -57,27 +57,18 @@ pub fn db_dir(data_dir: &Path) -> std::path::PathBuf {
 
 impl SledJournal {
     /// Opens (or creates) the database under `dir` and starts the writer thread. A new
-    /// database is compressed if `config.compression` says so; an existing one keeps what it
-    /// was made with (sled refuses to open it otherwise).
+    /// database is made with `config.compression` and `config.segment_bytes`; an existing one
+    /// keeps what it was made with (sled refuses to open it otherwise).
     pub fn open(dir: &Path, config: WriterConfig) -> Result<Arc<Self>, JournalError> {
-        let compression = match stored_compression(dir) {
-            Some(stored) => {
-                if stored != config.compression {
-                    tracing::warn!(
-                        compression = stored,
-                        "the data dir keeps the compression it was made with"
-                    );
-                }
-                stored
-            }
-            None => config.compression,
-        };
+        let compression = kept(dir, "use_compression", config.compression);
+        let segment_bytes = kept(dir, "segment_size", config.segment_bytes);
         let db = open_locked(|| {
             sled::Config::new()
                 .path(dir)
                 .cache_capacity(config.cache_bytes)
                 .mode(sled::Mode::HighThroughput)
                 .flush_every_ms(None)
+                .segment_size(segment_bytes)
                 .use_compression(compression)
                 // zstd's fastest level: most of the gain, little of the CPU.
                 .compression_factor(1)
@@ -113,15 +104,47 @@ impl SledJournal {
     }
 }
 
-/// Whether the sled database under `dir` was made compressed: sled's `conf` file has a
-/// `use_compression: true|false` line (and a binary checksum after the lines). `None` for a
-/// new database.
+/// Whether the sled database under `dir` was made compressed; `None` for a new database.
 pub(super) fn stored_compression(dir: &Path) -> Option<bool> {
+    stored(dir, "use_compression")
+}
+
+/// The log segment size the sled database under `dir` was made with; `None` for a new one.
+pub(super) fn stored_segment_bytes(dir: &Path) -> Option<usize> {
+    stored(dir, "segment_size")
+}
+
+/// A setting the sled database under `dir` was made with: sled's `conf` file has a
+/// `name: value` line for each (and a binary checksum after the lines). `None` for a new
+/// database.
+fn stored<T: std::str::FromStr>(dir: &Path, name: &str) -> Option<T> {
     let conf = std::fs::read(dir.join("conf")).ok()?;
     String::from_utf8_lossy(&conf)
         .lines()
-        .find_map(|line| line.strip_prefix("use_compression:"))
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// The stored setting `name`, or `wanted` for a new database; a stored one that differs
+/// from `wanted` is logged (it wins: sled opens a database only with what it was made with).
+fn kept<T>(dir: &Path, name: &str, wanted: T) -> T
+where
+    T: std::str::FromStr + PartialEq + std::fmt::Display,
+{
+    match stored::<T>(dir, name) {
+        Some(stored) => {
+            if stored != wanted {
+                tracing::warn!(
+                    setting = name,
+                    kept = %stored,
+                    wanted = %wanted,
+                    "the data dir keeps the sled setting it was made with"
+                );
+            }
+            stored
+        }
+        None => wanted,
+    }
 }
 
 impl Journal for SledJournal {

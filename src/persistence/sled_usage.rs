@@ -35,6 +35,7 @@ pub fn usage(dir: &Path) -> Result<Usage, JournalError> {
     let db = sled::Config::new()
         .path(dir)
         .use_compression(super::sled_journal::stored_compression(dir).unwrap_or(false))
+        .segment_size(super::sled_journal::stored_segment_bytes(dir).unwrap_or(512 * 1024))
         .open()?;
     let mut rows: BTreeMap<(String, String), UsageRow> = BTreeMap::new();
     for name in db.tree_names() {

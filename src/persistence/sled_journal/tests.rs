@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::persistence::barrier;
-use crate::persistence::sled_writer::{FAILING_KIND, TRIM_PER_WRITE};
+use crate::persistence::sled_writer::{FAILING_KIND, SEGMENT_BYTES, TRIM_PER_WRITE};
 use std::time::{Duration, Instant};
 
 fn stream() -> StreamId {
@@ -25,11 +25,12 @@ async fn submit(j: &SledJournal, a: Append) -> Result<(), JournalError> {
 }
 
 #[tokio::test]
-async fn a_data_dir_keeps_the_compression_it_was_made_with() {
+async fn a_data_dir_keeps_the_compression_and_segment_size_it_was_made_with() {
     // Given a compressed database with events in it
     let dir = tempfile::tempdir().unwrap();
     let compressed = WriterConfig {
         compression: true,
+        segment_bytes: 512 * 1024,
         ..WriterConfig::default()
     };
     {
@@ -38,7 +39,9 @@ async fn a_data_dir_keeps_the_compression_it_was_made_with() {
         j.close();
     }
     assert_eq!(stored_compression(dir.path()), Some(true));
-    // When it is opened with compression off (the default), it opens, compressed, whole
+    assert_eq!(stored_segment_bytes(dir.path()), Some(512 * 1024));
+    // When it is opened with the defaults (no compression, smaller segments), it opens as it
+    // was made, whole
     let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();
     assert_eq!(
         j.load(&stream()).unwrap().events,
@@ -50,6 +53,7 @@ async fn a_data_dir_keeps_the_compression_it_was_made_with() {
     let j = SledJournal::open(fresh.path(), WriterConfig::default()).unwrap();
     j.close();
     assert_eq!(stored_compression(fresh.path()), Some(false));
+    assert_eq!(stored_segment_bytes(fresh.path()), Some(SEGMENT_BYTES));
 }
 
 #[tokio::test]
