@@ -118,12 +118,18 @@ impl Node {
             member.relay(&bus, shutdown.clone()).await?;
         }
         {
-            // A revocation, wherever written, makes the user's sockets here re-check, and
-            // forgets the user's cached data key (an erasure revokes the account).
+            // A revocation, wherever written, makes the user's sockets here re-check (every
+            // socket when it is not known whose), and forgets the user's cached data key (an
+            // erasure revokes the account).
             let (bus, vault) = (bus.clone(), accounts.vault.clone());
-            accounts.revocations.on_revoked(move |user| {
-                vault.forget(user);
-                bus.publish(&format!("revoked:{user}"), "revoked".into());
+            accounts.revocations.on_revoked(move |user| match user {
+                Some(user) => {
+                    vault.forget(user);
+                    bus.publish(&format!("revoked:{user}"), "revoked".into());
+                }
+                None => {
+                    bus.publish_prefixed("revoked:", "revoked".into());
+                }
             });
         }
         let chat_runtime = runtime.clone();

@@ -464,26 +464,24 @@ impl<E: Entity> Entities<E> {
         stopped
     }
 
-    /// Stops every entity of the kind after a final snapshot; new asks get `Unavailable`.
-    /// Returns once the actors have exited (up to 10 s each), so nothing they held (the
-    /// journal, and through it the database's file lock) outlives the call.
+    /// Stops every entity of the kind after a final snapshot (up to 10 s each, in parallel);
+    /// new asks get `Unavailable`. Returns once the actors have also exited (up to 1 s more
+    /// after their answer), so what they held (the journal, and through it the database's file
+    /// lock) does not outlive the call.
     pub async fn shutdown(&self) {
         const PATIENCE: Duration = Duration::from_secs(10);
+        const EXIT: Duration = Duration::from_secs(1);
         self.kind.registry.close();
         let actors = self.kind.registry.actors();
         let mut set = tokio::task::JoinSet::new();
         for actor in actors {
             set.spawn(async move {
                 let _ = actor.call(EntityMsg::Shutdown, Some(PATIENCE)).await;
-                let _ = actor.wait(Some(PATIENCE)).await;
+                let _ = actor.wait(Some(EXIT)).await;
             });
         }
         while set.join_next().await.is_some() {}
-        let _ = self
-            .kind
-            .supervisor
-            .stop_and_wait(None, Some(PATIENCE))
-            .await;
+        let _ = self.kind.supervisor.stop_and_wait(None, Some(EXIT)).await;
     }
 }
 

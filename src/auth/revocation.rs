@@ -26,7 +26,19 @@ pub struct Revocations {
     listener: std::sync::OnceLock<Listener>,
 }
 
-type Listener = Box<dyn Fn(&str) + Send + Sync>;
+/// Told the user of a revocation, or `None` when it is not known whose it is.
+type Listener = Box<dyn Fn(Option<&str>) + Send + Sync>;
+
+/// What a revocation read from the store was to this node's list.
+#[derive(Debug, PartialEq, Eq)]
+enum Learned {
+    /// Known already, or expired.
+    Nothing,
+    /// A user's revocation, new here.
+    User(String),
+    /// A token's or session's, new here: the hash does not say whose.
+    Unattributed,
+}
 
 /// Where revocations are kept.
 enum Store {
@@ -118,9 +130,7 @@ impl Revocations {
                             let (user, entry) = payload.split_once(' ').unwrap_or(("", &payload));
                             if let Some((key, at)) = entry.rsplit_once('=') {
                                 me.remember(key, at.parse().unwrap_or_default(), 0);
-                                if !user.is_empty() {
-                                    me.tell(user);
-                                }
+                                me.tell((!user.is_empty()).then_some(user));
                             }
                         }
                         // The subscription broke: the rereads keep the list current, and each
@@ -153,41 +163,50 @@ impl Revocations {
             .arg(REDIS_KEY)
             .query_async(&mut redis.clone())
             .await?;
+        // Revocations not heard on the channel: the sockets of their users re-check now, every
+        // socket when one is a token's or a session's (the hash does not say whose).
+        let mut unattributed = false;
         for (key, at) in all {
-            // A user's revocation not heard on the channel: their sockets re-check now.
-            if let Some(user) = self.remember(&key, at, now_secs) {
-                self.tell(&user);
+            match self.remember(&key, at, now_secs) {
+                Learned::User(user) => self.tell(Some(&user)),
+                Learned::Unattributed => unattributed = true,
+                Learned::Nothing => {}
             }
+        }
+        if unattributed {
+            self.tell(None);
         }
         Ok(())
     }
 
     /// Notes one entry (`t:jti`, `s:sid` or `u:user`); token and session entries expired by
-    /// `now_secs` are skipped. The user, when this is a user's revocation this node did not
-    /// know.
-    fn remember(&self, key: &str, at: i64, now_secs: i64) -> Option<String> {
+    /// `now_secs` are skipped. What it was to this node's list.
+    fn remember(&self, key: &str, at: i64, now_secs: i64) -> Learned {
+        let new = |map: &DashMap<String, i64>, k: &str| map.insert(k.to_string(), at) != Some(at);
         if let Some(jti) = key.strip_prefix("t:") {
-            if at > now_secs {
-                self.tokens.insert(jti.to_string(), at);
+            if at > now_secs && new(&self.tokens, jti) {
+                return Learned::Unattributed;
             }
         } else if let Some(sid) = key.strip_prefix("s:") {
-            if at > now_secs {
-                self.sessions.insert(sid.to_string(), at);
+            if at > now_secs && new(&self.sessions, sid) {
+                return Learned::Unattributed;
             }
-        } else if let Some(user) = key.strip_prefix("u:") {
-            let known = self.users.insert(user.to_string(), at) == Some(at);
-            return (!known).then(|| user.to_string());
+        } else if let Some(user) = key.strip_prefix("u:")
+            && new(&self.users, user)
+        {
+            return Learned::User(user.to_string());
         }
-        None
+        Learned::Nothing
     }
 
     /// Calls `listener` with the user of every revocation from now on, once it is in this
-    /// node's list (set once).
-    pub fn on_revoked(&self, listener: impl Fn(&str) + Send + Sync + 'static) {
+    /// node's list, or with `None` when it cannot say whose (a token's or session's revocation
+    /// another node wrote that reached this one by a reread, not by the channel); set once.
+    pub fn on_revoked(&self, listener: impl Fn(Option<&str>) + Send + Sync + 'static) {
         let _ = self.listener.set(Box::new(listener));
     }
 
-    fn tell(&self, user: &str) {
+    fn tell(&self, user: Option<&str>) {
         if let Some(listener) = self.listener.get() {
             listener(user);
         }
@@ -198,7 +217,7 @@ impl Revocations {
         self.write(format!("t:{}", claims.jti), claims.exp, &claims.sub)
             .await?;
         self.tokens.insert(claims.jti.clone(), claims.exp);
-        self.tell(&claims.sub);
+        self.tell(Some(&claims.sub));
         Ok(())
     }
 
@@ -212,7 +231,7 @@ impl Revocations {
     ) -> anyhow::Result<()> {
         self.write(format!("s:{sid}"), until_secs, user).await?;
         self.sessions.insert(sid.to_string(), until_secs);
-        self.tell(user);
+        self.tell(Some(user));
         Ok(())
     }
 
@@ -220,12 +239,15 @@ impl Revocations {
     pub async fn revoke_user(&self, user: &str, at_secs: i64) -> anyhow::Result<()> {
         self.write(format!("u:{user}"), at_secs, user).await?;
         self.users.insert(user.to_string(), at_secs);
-        self.tell(user);
+        self.tell(Some(user));
         Ok(())
     }
 
+    /// Whether the token is revoked. A principal without a `jti` (the operator's token, a
+    /// setting) is never: an empty `t:` entry (written by an operator's logout before it was
+    /// refused) must not match it.
     pub fn is_revoked(&self, claims: &Claims) -> bool {
-        self.tokens.contains_key(&claims.jti)
+        (!claims.jti.is_empty() && self.tokens.contains_key(&claims.jti))
             || (!claims.sid.is_empty() && self.sessions.contains_key(&claims.sid))
             || self
                 .users
@@ -287,6 +309,24 @@ mod tests {
         assert!(r.is_revoked(&claims("c", "u2", 1200, 2200)));
         assert!(!r.is_revoked(&claims("d", "u2", 1201, 2200)));
         assert!(!r.is_revoked(&claims("e", "u3", 1200, 2200)));
+    }
+
+    #[test]
+    fn a_reread_entry_is_new_to_the_list_once_and_says_whose_only_for_a_user() {
+        // Given a list that knows one session's revocation
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let r = Revocations::open(&db, 1000).unwrap();
+        assert_eq!(r.remember("s:known", 2000, 1000), Learned::Unattributed);
+        // When entries are read again from the store
+        // Then one already known, or expired, is nothing new
+        assert_eq!(r.remember("s:known", 2000, 1000), Learned::Nothing);
+        assert_eq!(r.remember("t:old", 900, 1000), Learned::Nothing);
+        // And a new token's or session's cannot say whose; a new user's can, once
+        assert_eq!(r.remember("t:jti", 2000, 1000), Learned::Unattributed);
+        assert_eq!(r.remember("u:u7", 1500, 1000), Learned::User("u7".into()));
+        assert_eq!(r.remember("u:u7", 1500, 1000), Learned::Nothing);
+        assert!(r.is_revoked(&claims("jti", "u1", 900, 2000)));
     }
 
     #[tokio::test]

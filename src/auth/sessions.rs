@@ -110,6 +110,10 @@ impl Accounts {
     /// Revokes the access token, every other access token of its session, and the session's
     /// refresh family.
     pub async fn logout(&self, claims: &Claims) -> Result<(), AccountError> {
+        if claims.jti.is_empty() {
+            // The operator's token is a setting, not an issued token: there is nothing to end.
+            return Ok(());
+        }
         if claims.sid.is_empty() {
             self.revocations
                 .revoke_token(claims)

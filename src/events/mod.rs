@@ -90,6 +90,21 @@ impl EventBus {
         self.forget_if_unheard(topic, sent)
     }
 
+    /// Sends `message` to the subscribers of every topic starting with `prefix` (a scan of
+    /// every topic: for rare messages); returns how many there were.
+    pub fn publish_prefixed(&self, prefix: &str, message: Message) -> usize {
+        let topics: Vec<String> = self
+            .topics
+            .iter()
+            .filter(|t| t.key().starts_with(prefix))
+            .map(|t| t.key().clone())
+            .collect();
+        topics
+            .iter()
+            .map(|topic| self.publish(topic, message.clone()))
+            .sum()
+    }
+
     /// Sends `message` to the subscribers in one slot of `topic` (`slot` < [`Self::slots`]);
     /// returns how many there were.
     pub fn publish_to_slot(&self, topic: &str, slot: usize, message: Message) -> usize {
@@ -170,6 +185,21 @@ mod tests {
         drop(a);
         assert_eq!(bus.publish("drop:1", "two".into()), 0);
         assert_eq!(bus.topics(), 1, "a topic without subscribers is forgotten");
+    }
+
+    #[tokio::test]
+    async fn a_prefixed_message_reaches_every_topic_with_the_prefix_and_no_other() {
+        // Given the revocation topics of two users and another topic
+        let bus = EventBus::default();
+        let mut a = bus.subscribe("revoked:u1");
+        let mut b = bus.subscribe("revoked:u2");
+        let mut other = bus.subscribe("order:1");
+        // When a message goes to every `revoked:` topic
+        assert_eq!(bus.publish_prefixed("revoked:", "revoked".into()), 2);
+        // Then both users hear it, the other topic does not
+        assert_eq!(&*a.recv().await.unwrap(), "revoked");
+        assert_eq!(&*b.recv().await.unwrap(), "revoked");
+        assert!(other.try_recv().is_err());
     }
 
     #[tokio::test]

@@ -60,8 +60,19 @@ impl SledJournal {
     /// database is made with `config.compression` and `config.segment_bytes`; an existing one
     /// keeps what it was made with (sled refuses to open it otherwise).
     pub fn open(dir: &Path, config: WriterConfig) -> Result<Arc<Self>, JournalError> {
-        let compression = kept(dir, "use_compression", config.compression);
-        let segment_bytes = kept(dir, "segment_size", config.segment_bytes);
+        let defaults = WriterConfig::default();
+        let compression = kept(
+            dir,
+            "use_compression",
+            config.compression,
+            defaults.compression,
+        );
+        let segment_bytes = kept(
+            dir,
+            "segment_size",
+            config.segment_bytes,
+            defaults.segment_bytes,
+        );
         let db = open_locked(|| {
             sled::Config::new()
                 .path(dir)
@@ -125,15 +136,16 @@ fn stored<T: std::str::FromStr>(dir: &Path, name: &str) -> Option<T> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// The stored setting `name`, or `wanted` for a new database; a stored one that differs
-/// from `wanted` is logged (it wins: sled opens a database only with what it was made with).
-fn kept<T>(dir: &Path, name: &str, wanted: T) -> T
+/// The stored setting `name`, or `wanted` for a new database. A stored one wins (sled opens
+/// a database only with what it was made with); when it differs from a `wanted` that is not
+/// the `default` (the operator asked for it), that is a warning.
+fn kept<T>(dir: &Path, name: &str, wanted: T, default: T) -> T
 where
     T: std::str::FromStr + PartialEq + std::fmt::Display,
 {
     match stored::<T>(dir, name) {
         Some(stored) => {
-            if stored != wanted {
+            if stored != wanted && wanted != default {
                 tracing::warn!(
                     setting = name,
                     kept = %stored,
@@ -350,11 +362,15 @@ const LOCK_PATIENCE: Duration = Duration::from_secs(10);
 /// lock error, after the wait.
 fn open_locked(open: impl Fn() -> sled::Result<sled::Db>) -> sled::Result<sled::Db> {
     let give_up = Instant::now() + LOCK_PATIENCE;
+    let mut told = false;
     loop {
         match open() {
             Err(sled::Error::Io(e))
                 if e.to_string().contains("could not acquire lock") && Instant::now() < give_up =>
             {
+                if !std::mem::replace(&mut told, true) {
+                    tracing::info!(patience = ?LOCK_PATIENCE, "the data dir is locked: waiting");
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
             opened => return opened,

@@ -30,12 +30,22 @@ pub struct Usage {
 
 /// Reads every record of the data dir at `dir`. The node must be stopped (sled locks its dir).
 ///
-/// Errors: [`JournalError::Storage`] when sled cannot open the dir.
+/// Errors: [`JournalError::Storage`] when there is no database under `dir` (none is made: a
+/// new one would keep this reader's settings, not the node's) or sled cannot open it.
 pub fn usage(dir: &Path) -> Result<Usage, JournalError> {
+    let (Some(compression), Some(segment_bytes)) = (
+        super::sled_journal::stored_compression(dir),
+        super::sled_journal::stored_segment_bytes(dir),
+    ) else {
+        return Err(JournalError::Storage(format!(
+            "no database under {}",
+            dir.display()
+        )));
+    };
     let db = sled::Config::new()
         .path(dir)
-        .use_compression(super::sled_journal::stored_compression(dir).unwrap_or(false))
-        .segment_size(super::sled_journal::stored_segment_bytes(dir).unwrap_or(512 * 1024))
+        .use_compression(compression)
+        .segment_size(segment_bytes)
         .open()?;
     let mut rows: BTreeMap<(String, String), UsageRow> = BTreeMap::new();
     for name in db.tree_names() {
@@ -103,5 +113,18 @@ mod tests {
             ("index".into(), "order.user".into())
         );
         assert_eq!(classify(b""), ("unknown".into(), "".into()));
+    }
+
+    #[test]
+    fn a_dir_without_a_database_is_refused_and_left_as_it_was() {
+        // Given an empty dir
+        let dir = tempfile::tempdir().unwrap();
+        // When its usage is asked for
+        let Err(err) = usage(dir.path()) else {
+            panic!("a dir without a database is read")
+        };
+        // Then it is refused, and no database was made there
+        assert!(err.to_string().contains("no database"), "{err}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -334,6 +334,14 @@ async fn logout_and_shutdown_close_sockets() {
     );
     assert_eq!(closed_with(&mut ws).await, Some(CloseCode::Policy));
 
+    // The operator's token is a setting: a logout with it ends nothing, and the operator's
+    // sockets still open and stay open.
+    let r = send(&app, "POST", "/api/v1/auth/logout", OPERATOR_TOKEN, None).await;
+    assert_eq!(r.status(), 204);
+    let mut operator = connect(&app, Some(OPERATOR_TOKEN)).await;
+    say(&mut operator, json!({"type": "ping"})).await;
+    assert_eq!(next(&mut operator).await["type"], "pong");
+
     let mut other = connect(&app, None).await;
     say(&mut other, json!({"type": "ping"})).await;
     assert_eq!(next(&mut other).await["type"], "pong");
