@@ -64,9 +64,20 @@ async fn subscribe(client: &redis::Client) -> anyhow::Result<Messages> {
 const REDIS_KEY: &str = "revoked";
 /// How often a cluster node rereads the hash.
 const REREAD: Duration = Duration::from_secs(5);
+/// How long a token's or session's entry is kept past its time (the `exp` of the last token it
+/// revokes): past the verifier's 5 s leeway and the nodes' clock skew, none of its tokens can
+/// be taken any more.
+const KEEP_PAST_SECS: i64 = 60;
+
+/// Whether a token's or session's entry `key` with time `at` is no longer needed at `now_secs`
+/// (a user's entry is kept: it revokes by issue time).
+fn lapsed(key: &str, at: i64, now_secs: i64) -> bool {
+    (key.starts_with("t:") || key.starts_with("s:"))
+        && at.saturating_add(KEEP_PAST_SECS) <= now_secs
+}
 
 impl Revocations {
-    /// Loads the list, dropping token entries that have expired by `now_secs`.
+    /// Loads the list, dropping the token and session entries lapsed by `now_secs`.
     pub fn open(db: &sled::Db, now_secs: i64) -> anyhow::Result<Self> {
         let tree = db.open_tree("revocations")?;
         let this = Self {
@@ -83,8 +94,7 @@ impl Revocations {
             let (k, v) = kv?;
             let at = i64::from_be_bytes(v.as_ref().try_into().unwrap_or_default());
             let key = String::from_utf8_lossy(&k);
-            let lapsed = (key.starts_with("t:") || key.starts_with("s:")) && at <= now_secs;
-            if lapsed {
+            if lapsed(&key, at, now_secs) {
                 tree.remove(&k)?;
             } else {
                 this.remember(&key, at, now_secs);
@@ -166,7 +176,12 @@ impl Revocations {
         // Revocations not heard on the channel: the sockets of their users re-check now, every
         // socket when one is a token's or a session's (the hash does not say whose).
         let mut unattributed = false;
+        let mut gone = Vec::new();
         for (key, at) in all {
+            if lapsed(&key, at, now_secs) {
+                gone.push(key);
+                continue;
+            }
             match self.remember(&key, at, now_secs) {
                 Learned::User(user) => self.tell(Some(&user)),
                 Learned::Unattributed => unattributed = true,
@@ -176,19 +191,39 @@ impl Revocations {
         if unattributed {
             self.tell(None);
         }
+        // Lapsed entries leave the hash (any node may; deleting twice is harmless) and the
+        // list, so neither grows with every logout there ever was.
+        self.forget_lapsed(now_secs);
+        if !gone.is_empty() {
+            let () = redis::cmd("HDEL")
+                .arg(REDIS_KEY)
+                .arg(&gone)
+                .query_async(&mut redis.clone())
+                .await?;
+        }
         Ok(())
     }
 
-    /// Notes one entry (`t:jti`, `s:sid` or `u:user`); token and session entries expired by
+    /// Drops the token and session entries lapsed by `now_secs` from memory.
+    fn forget_lapsed(&self, now_secs: i64) {
+        let keep = |at: &i64| at.saturating_add(KEEP_PAST_SECS) > now_secs;
+        self.tokens.retain(|_, at| keep(at));
+        self.sessions.retain(|_, at| keep(at));
+    }
+
+    /// Notes one entry (`t:jti`, `s:sid` or `u:user`); token and session entries lapsed by
     /// `now_secs` are skipped. What it was to this node's list.
     fn remember(&self, key: &str, at: i64, now_secs: i64) -> Learned {
         let new = |map: &DashMap<String, i64>, k: &str| map.insert(k.to_string(), at) != Some(at);
+        if lapsed(key, at, now_secs) {
+            return Learned::Nothing;
+        }
         if let Some(jti) = key.strip_prefix("t:") {
-            if at > now_secs && new(&self.tokens, jti) {
+            if new(&self.tokens, jti) {
                 return Learned::Unattributed;
             }
         } else if let Some(sid) = key.strip_prefix("s:") {
-            if at > now_secs && new(&self.sessions, sid) {
+            if new(&self.sessions, sid) {
                 return Learned::Unattributed;
             }
         } else if let Some(user) = key.strip_prefix("u:")
@@ -327,6 +362,11 @@ mod tests {
         assert_eq!(r.remember("u:u7", 1500, 1000), Learned::User("u7".into()));
         assert_eq!(r.remember("u:u7", 1500, 1000), Learned::Nothing);
         assert!(r.is_revoked(&claims("jti", "u1", 900, 2000)));
+        // And once lapsed, token and session entries are forgotten, a user's never
+        r.forget_lapsed(2000 + KEEP_PAST_SECS);
+        assert!(r.tokens.is_empty() && r.sessions.is_empty());
+        assert!(!lapsed("u:u7", 1500, i64::MAX));
+        assert!(r.is_revoked(&claims("any", "u7", 1400, i64::MAX)));
     }
 
     #[tokio::test]
@@ -350,9 +390,13 @@ mod tests {
         assert!(r.is_revoked(&in_session("a", "fam1")));
         assert!(r.is_revoked(&in_session("b", "fam1")));
         assert!(!r.is_revoked(&in_session("c", "fam2")));
-        // And the entry is dropped once its tokens would have expired
+        // And the entry is dropped a minute after its tokens would have expired (their leeway
+        // and the nodes' clock skew), not before
         drop(r);
         let r = Revocations::open(&db, 2000).unwrap();
+        assert!(r.is_revoked(&in_session("a", "fam1")));
+        drop(r);
+        let r = Revocations::open(&db, 2000 + KEEP_PAST_SECS).unwrap();
         assert!(r.sessions.is_empty());
     }
 }
