@@ -356,10 +356,11 @@ const LOCK_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Opens the database, waiting up to [`LOCK_PATIENCE`] while its file lock is held: a
 /// database closed in this process a moment ago may still be held by one of sled's IO
-/// threads (shared by the process, so maybe behind other databases' work), which lets go
-/// of its handle only after it has answered the flush that was waiting on it (sled 0.34.7's `threadpool::spawn`; sled's own test builds block on the
-/// lock for this reason, `Config::try_lock`). Another process holding the dir still gets the
-/// lock error, after the wait.
+/// threads (shared by the process, so maybe behind other databases' work), which lets go of
+/// its handle only after it has answered the flush that was waiting on it (sled 0.34.7's
+/// `threadpool::spawn`; sled's own test builds block on the lock for this reason,
+/// `Config::try_lock`). Another process holding the dir still gets the lock error, after the
+/// wait.
 fn open_locked(open: impl Fn() -> sled::Result<sled::Db>) -> sled::Result<sled::Db> {
     let give_up = Instant::now() + LOCK_PATIENCE;
     let mut told = false;
