@@ -61,10 +61,11 @@ impl<E: Entity> Entities<E> {
                 }
             }
         }
-        if let Some(actor) = self.registry().actor(&id) {
-            let _ = actor.cast(EntityMsg::Reminded(at));
-        }
-        if !was_active && let Some(actor) = self.registry().actor(&id) {
+        let Some(actor) = self.registry().actor(&id) else {
+            return;
+        };
+        let _ = actor.cast(EntityMsg::Reminded(at));
+        if !was_active {
             // Asks that come after this keep it; those queued before are handled first.
             let mark = self.registry().now_ms();
             let _ = actor.cast(EntityMsg::Passivate(Passivation::UnusedSince(mark)));

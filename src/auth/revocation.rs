@@ -72,8 +72,12 @@ const KEEP_PAST_SECS: i64 = 60;
 /// Whether a token's or session's entry `key` with time `at` is no longer needed at `now_secs`
 /// (a user's entry is kept: it revokes by issue time).
 fn lapsed(key: &str, at: i64, now_secs: i64) -> bool {
-    (key.starts_with("t:") || key.starts_with("s:"))
-        && at.saturating_add(KEEP_PAST_SECS) <= now_secs
+    (key.starts_with("t:") || key.starts_with("s:")) && past(at, now_secs)
+}
+
+/// Whether a token's or session's entry with time `at` has been kept long enough.
+fn past(at: i64, now_secs: i64) -> bool {
+    at.saturating_add(KEEP_PAST_SECS) <= now_secs
 }
 
 impl Revocations {
@@ -206,9 +210,8 @@ impl Revocations {
 
     /// Drops the token and session entries lapsed by `now_secs` from memory.
     fn forget_lapsed(&self, now_secs: i64) {
-        let keep = |at: &i64| at.saturating_add(KEEP_PAST_SECS) > now_secs;
-        self.tokens.retain(|_, at| keep(at));
-        self.sessions.retain(|_, at| keep(at));
+        self.tokens.retain(|_, at| !past(*at, now_secs));
+        self.sessions.retain(|_, at| !past(*at, now_secs));
     }
 
     /// Notes one entry (`t:jti`, `s:sid` or `u:user`); token and session entries lapsed by
