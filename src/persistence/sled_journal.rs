@@ -11,7 +11,8 @@
 //! **Layout.** Everything lives in one tree, `entities`, so one batch is atomic without a
 //! transaction across trees (after a crash a batch's events, snapshots, reminders, views and
 //! index entries are all there or none is). Keys start with a record type:
-//! - `e kind NUL id NUL seq_be`: an event;
+//! - `e kind NUL id NUL seq_be`: an event, or a run of the stream's events written in one
+//!   group commit, keyed by the last one's seq (`sled_layout::EventRuns`);
 //! - `s kind NUL id NUL`: the newest snapshot, `seq_be ++ state`;
 //! - `d kind NUL time id`: the stream's reminder in time order ([`time_key`]), empty value. A
 //!   write that moves it names the one it replaces (`Append::previous_reminder`), so nothing
@@ -27,7 +28,8 @@
 
 use crate::domain::time::Timestamp;
 use crate::persistence::sled_layout::{
-    ARCHIVE, DUE, EVENT, SNAPSHOT, Store, VIEW, key, kind_prefix, migrate_tree_per_type, set_prefix,
+    ARCHIVE, DUE, EVENT, SNAPSHOT, Store, VIEW, events_of_record, key, kind_prefix,
+    migrate_tree_per_type, set_prefix,
 };
 use crate::persistence::sled_writer::{Job, run_writer};
 pub use crate::persistence::sled_writer::{SEGMENT_BYTES, WriterConfig};
@@ -181,11 +183,14 @@ impl Journal for SledJournal {
             None => None,
         };
         let from = snapshot.as_ref().map_or(1, |(seq, _)| seq + 1);
-        let mut events = Vec::new();
+        let mut events: Vec<(u64, Vec<u8>)> = Vec::new();
         let range = key(EVENT, &stream.event_key(from))..=key(EVENT, &stream.event_key(u64::MAX));
         for kv in tree.range(range) {
             let (k, v) = kv?;
-            events.push((seq_of_key(&k)?, v.to_vec()));
+            // A run's first record may begin before `from` (behind the snapshot).
+            let next = events.last().map_or(from, |(at, _)| at + 1).max(from);
+            let read = events_of_record(seq_of_key(&k)?, &v)?;
+            events.extend(read.into_iter().filter(|(seq, _)| *seq >= next));
         }
         Ok(Recovered {
             snapshot,

@@ -1,8 +1,10 @@
 //! The key layout of the sled journal's one tree (see `sled_journal`): the record types, the
-//! keys built from them, and the move from the earlier layout of one tree per record type.
+//! keys built from them, runs of events stored as one record ([`EventRuns`]), and the move
+//! from the earlier layout of one tree per record type.
 
 use crate::domain::time::Timestamp;
-use crate::persistence::{JournalError, time_key};
+use crate::persistence::{JournalError, StreamId, time_key};
+use std::collections::HashMap;
 
 /// The database and its one tree.
 #[derive(Clone)]
@@ -41,6 +43,125 @@ pub(super) fn due_key(kind: &str, at: Timestamp, id: &str) -> Vec<u8> {
     k.extend_from_slice(&time_key(at));
     k.extend_from_slice(id.as_bytes());
     k
+}
+
+/// The first byte of a record holding a run of events. msgpack never uses 0xC1, and an
+/// event's value is a msgpack map (`codec::encode_event`), so no single event starts with it.
+const RUN: u8 = 0xC1;
+
+/// The most bytes of events one run record holds. A sled leaf holds up to 16 records and is
+/// rewritten whole every few writes to it; past a quarter of a log segment (32 KiB by
+/// default) a rewrite goes to a file of its own, so a leaf of runs stays near that size.
+pub(super) const RUN_BYTES: usize = 2048;
+
+/// The events of one group commit as records: consecutive events of a stream go into one
+/// record, keyed by the last one's seq, up to [`RUN_BYTES`]; a run of one is stored as the
+/// event itself. A hot stream (a drop's SKU takes dozens of purchases per group commit) then
+/// costs sled a few inserts per commit instead of one per event, and its trims as few
+/// removals: sled's cost is per record (it copies the leaf on every insert). A reader takes
+/// a record's events with [`events_of_record`]; the range of keys from `seq` on still holds
+/// every record with an event at or after `seq`, and a trim up to `seq` still removes only
+/// records whose events are all at or before it.
+#[derive(Default)]
+pub(super) struct EventRuns<'a> {
+    open: HashMap<&'a StreamId, Run<'a>>,
+}
+
+struct Run<'a> {
+    first: u64,
+    events: Vec<&'a [u8]>,
+    bytes: usize,
+}
+
+impl<'a> EventRuns<'a> {
+    /// Adds `stream`'s event `seq`; a run it does not continue (a gap, or the run is full) is
+    /// written to `writes` first.
+    pub(super) fn push(
+        &mut self,
+        stream: &'a StreamId,
+        seq: u64,
+        event: &'a [u8],
+        writes: &mut sled::Batch,
+    ) {
+        if let Some(run) = self.open.get_mut(stream) {
+            let continues = run.first + run.events.len() as u64 == seq;
+            if continues && run.bytes + event.len() <= RUN_BYTES {
+                run.events.push(event);
+                run.bytes += event.len();
+                return;
+            }
+            let full = std::mem::replace(
+                run,
+                Run {
+                    first: seq,
+                    events: vec![event],
+                    bytes: event.len(),
+                },
+            );
+            full.write(stream, writes);
+            return;
+        }
+        let run = Run {
+            first: seq,
+            events: vec![event],
+            bytes: event.len(),
+        };
+        self.open.insert(stream, run);
+    }
+
+    /// Writes every open run to `writes`.
+    pub(super) fn finish(self, writes: &mut sled::Batch) {
+        for (stream, run) in self.open {
+            run.write(stream, writes);
+        }
+    }
+}
+
+impl Run<'_> {
+    fn write(self, stream: &StreamId, writes: &mut sled::Batch) {
+        let last = self.first + self.events.len() as u64 - 1;
+        let at = key(EVENT, &stream.event_key(last));
+        if let [event] = self.events[..] {
+            writes.insert(at, event);
+            return;
+        }
+        // RUN ++ first_be ++ (len_be u32 ++ event)*
+        let mut value = Vec::with_capacity(9 + 4 * self.events.len() + self.bytes);
+        value.push(RUN);
+        value.extend_from_slice(&self.first.to_be_bytes());
+        for event in &self.events {
+            value.extend_from_slice(&(event.len() as u32).to_be_bytes());
+            value.extend_from_slice(event);
+        }
+        writes.insert(at, value);
+    }
+}
+
+/// The events of the record stored under seq `last`, with their seqs, in order: the event
+/// itself, or every event of a run (see [`EventRuns`]).
+pub(super) fn events_of_record(
+    last: u64,
+    value: &[u8],
+) -> Result<Vec<(u64, Vec<u8>)>, JournalError> {
+    let Some(rest) = value.strip_prefix(&[RUN]) else {
+        return Ok(vec![(last, value.to_vec())]);
+    };
+    let bad = || JournalError::Corrupt("event run record".into());
+    let (first, mut rest) = rest.split_first_chunk::<8>().ok_or_else(bad)?;
+    let mut seq = u64::from_be_bytes(*first);
+    let mut events = Vec::new();
+    while !rest.is_empty() {
+        let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(bad)?;
+        let len = u32::from_be_bytes(*len) as usize;
+        let event = tail.get(..len).ok_or_else(bad)?;
+        events.push((seq, event.to_vec()));
+        rest = &tail[len..];
+        seq += 1;
+    }
+    if events.is_empty() || seq - 1 != last {
+        return Err(bad());
+    }
+    Ok(events)
 }
 
 /// `x set NUL`: where an index set's members start.
@@ -106,4 +227,91 @@ pub(super) fn millis_of(v: &[u8]) -> Result<Timestamp, JournalError> {
         .try_into()
         .map_err(|_| JournalError::Corrupt("reminder value".into()))?;
     Ok(Timestamp(i64::from_be_bytes(at)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(writes: sled::Batch) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        db.apply_batch(writes).unwrap();
+        db.iter()
+            .map(|kv| kv.unwrap())
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect()
+    }
+
+    fn seqs(records: &[(Vec<u8>, Vec<u8>)]) -> Vec<Vec<u64>> {
+        records
+            .iter()
+            .map(|(k, v)| {
+                let last = u64::from_be_bytes(k[k.len() - 8..].try_into().unwrap());
+                events_of_record(last, v)
+                    .unwrap()
+                    .into_iter()
+                    .map(|(s, _)| s)
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn consecutive_events_make_one_record_and_a_gap_or_a_full_run_starts_another() {
+        // Given events 1-3, then 5 (a gap), then 6 too big to join 5
+        let a = StreamId::new("k", "a");
+        let big = vec![9u8; RUN_BYTES];
+        let mut runs = EventRuns::default();
+        let mut writes = sled::Batch::default();
+        // When they are pushed
+        for seq in 1..=3 {
+            runs.push(&a, seq, b"x", &mut writes);
+        }
+        runs.push(&a, 5, b"y", &mut writes);
+        runs.push(&a, 6, &big, &mut writes);
+        runs.finish(&mut writes);
+        // Then there are three records, each read back with its seqs
+        let recs = records(writes);
+        assert_eq!(seqs(&recs), vec![vec![1, 2, 3], vec![5], vec![6]]);
+        // and a run of one is the event itself
+        assert_eq!(recs[1].1, b"y");
+        assert_eq!(recs[2].1, big);
+    }
+
+    #[test]
+    fn streams_runs_do_not_mix() {
+        // Given two streams' events interleaved
+        let (a, b) = (StreamId::new("k", "a"), StreamId::new("k", "b"));
+        let mut runs = EventRuns::default();
+        let mut writes = sled::Batch::default();
+        for seq in 1..=3 {
+            runs.push(&a, seq, b"a", &mut writes);
+            runs.push(&b, seq + 10, b"b", &mut writes);
+        }
+        runs.finish(&mut writes);
+        // Then each stream has one run of its own
+        let recs = records(writes);
+        assert_eq!(seqs(&recs), vec![vec![1, 2, 3], vec![11, 12, 13]]);
+        assert!(recs[0].0.ends_with(&3u64.to_be_bytes()));
+    }
+
+    #[test]
+    fn a_damaged_run_is_refused_not_misread() {
+        // Given a run of two events
+        let a = StreamId::new("k", "a");
+        let mut runs = EventRuns::default();
+        let mut writes = sled::Batch::default();
+        runs.push(&a, 1, b"one", &mut writes);
+        runs.push(&a, 2, b"two", &mut writes);
+        runs.finish(&mut writes);
+        let (_, value) = records(writes).remove(0);
+        assert_eq!(
+            events_of_record(2, &value).unwrap(),
+            vec![(1, b"one".to_vec()), (2, b"two".to_vec())]
+        );
+        // When it is cut short, or stored under another seq, it is corrupt
+        assert!(events_of_record(2, &value[..value.len() - 1]).is_err());
+        assert!(events_of_record(3, &value).is_err());
+        assert!(events_of_record(2, &value[..5]).is_err());
+    }
 }

@@ -6,7 +6,7 @@
 
 use crate::persistence::gaps::Unwritten;
 use crate::persistence::sled_layout::{
-    ARCHIVE, EVENT, SNAPSHOT, Store, VIEW, due_key, key, set_prefix,
+    ARCHIVE, EVENT, EventRuns, SNAPSHOT, Store, VIEW, due_key, key, set_prefix,
 };
 use crate::persistence::{Append, Completion, JournalError, StreamId};
 use std::collections::HashMap;
@@ -271,13 +271,14 @@ fn write_batch(
             writes.insert(key(VIEW, &stream.prefix()), view.as_slice());
         }
     }
+    let mut runs = EventRuns::default();
     for append in &batch {
         let Some(stream) = &append.stream else {
             continue;
         };
         dirty |= !append.is_empty();
         for (seq, bytes) in &append.events {
-            writes.insert(key(EVENT, &stream.event_key(*seq)), bytes.as_slice());
+            runs.push(stream, *seq, bytes, &mut writes);
             event_count += 1;
         }
         if let Some(upto) = append.trim {
@@ -313,6 +314,7 @@ fn write_batch(
             }
         }
     }
+    runs.finish(&mut writes);
     let (trimmed, finished) = trims.take(store, &mut writes)?;
     for stream in finished {
         trims.0.remove(&stream);

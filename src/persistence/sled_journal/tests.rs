@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::persistence::barrier;
+use crate::persistence::sled_layout::RUN_BYTES;
 use crate::persistence::sled_writer::{FAILING_KIND, SEGMENT_BYTES, TRIM_PER_WRITE};
 use std::time::{Duration, Instant};
 
@@ -144,9 +145,10 @@ async fn appended_events_survive_reopen() {
 async fn snapshot_hides_older_events_and_trim_removes_them() {
     let dir = tempfile::tempdir().unwrap();
     let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();
-    submit(&j, append(&[(1, b"1"), (2, b"2"), (3, b"3")]))
-        .await
-        .unwrap();
+    // (one group commit each: each is a record of its own)
+    for (seq, event) in [(1, b"1"), (2, b"2"), (3, b"3")] {
+        submit(&j, append(&[(seq, event)])).await.unwrap();
+    }
     let mut a = append(&[(4, b"4")]);
     a.snapshot = Some((3, b"state3".to_vec()));
     a.trim = Some(2);
@@ -162,12 +164,55 @@ async fn snapshot_hides_older_events_and_trim_removes_them() {
 }
 
 #[tokio::test]
+async fn a_group_commits_events_of_a_stream_are_one_record_and_read_back_one_by_one() {
+    // Given a stream whose events 1-5 come in one group commit, then 6 alone
+    let dir = tempfile::tempdir().unwrap();
+    let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();
+    let five: Vec<(u64, &[u8])> = vec![(1, b"1"), (2, b"22"), (3, b""), (4, b"4"), (5, b"5")];
+    submit(&j, append(&five)).await.unwrap();
+    submit(&j, append(&[(6, b"6")])).await.unwrap();
+    // Then they take two records, and read back whole, in order
+    assert_eq!(j.store.tree.scan_prefix([EVENT]).count(), 2);
+    let all: Vec<(u64, Vec<u8>)> = five
+        .iter()
+        .chain(&[(6, b"6" as &[u8])])
+        .map(|(s, e)| (*s, e.to_vec()))
+        .collect();
+    assert_eq!(j.load(&stream()).unwrap().events, all);
+    // When a snapshot at 3 (inside the run) trims up to 3
+    let mut a = append(&[(7, b"7")]);
+    a.snapshot = Some((3, b"state3".to_vec()));
+    a.trim = Some(3);
+    submit(&j, a).await.unwrap();
+    // Then the run stays (4 and 5 are in it) and only what follows the snapshot is read
+    assert_eq!(j.store.tree.scan_prefix([EVENT]).count(), 3);
+    let read = j.load(&stream()).unwrap().events;
+    assert_eq!(
+        read.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        [4, 5, 6, 7]
+    );
+    // and after reopening, the same
+    j.close();
+    drop(j);
+    let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();
+    assert_eq!(j.load(&stream()).unwrap().events, read);
+    // When a snapshot at 5 trims up to 5, the run goes
+    let mut a = append(&[(8, b"8")]);
+    a.snapshot = Some((5, b"state5".to_vec()));
+    a.trim = Some(5);
+    submit(&j, a).await.unwrap();
+    assert_eq!(j.store.tree.scan_prefix([EVENT]).count(), 3, "6, 7 and 8");
+    j.close();
+}
+
+#[tokio::test]
 async fn a_long_trim_is_spread_over_group_commits_and_never_hides_the_tail() {
     // Given more events behind a snapshot than one group commit trims
     let dir = tempfile::tempdir().unwrap();
     let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();
     let n = 2 * TRIM_PER_WRITE as u64 + 100;
-    let events: Vec<(u64, Vec<u8>)> = (1..=n).map(|s| (s, vec![1])).collect();
+    // (each too big to share a record with the next: one record each)
+    let events: Vec<(u64, Vec<u8>)> = (1..=n).map(|s| (s, vec![1; RUN_BYTES / 2 + 1])).collect();
     let bulk = Append {
         stream: Some(stream()),
         events,
