@@ -61,7 +61,7 @@ impl SledJournal {
     /// Opens (or creates) the database under `dir` and starts the writer thread. A new
     /// database is made with `config.compression` and `config.segment_bytes`; an existing one
     /// keeps what it was made with (sled refuses to open it otherwise).
-    pub fn open(dir: &Path, config: WriterConfig) -> Result<Arc<Self>, JournalError> {
+    pub fn open(dir: &Path, mut config: WriterConfig) -> Result<Arc<Self>, JournalError> {
         let defaults = WriterConfig::default();
         let compression = kept(
             dir,
@@ -92,6 +92,7 @@ impl SledJournal {
             db,
         };
         migrate_tree_per_type(&store)?;
+        config.segment_bytes = segment_bytes;
         let (tx, rx) = mpsc::channel();
         let in_flight = Arc::new(AtomicUsize::new(0));
         let writer = {

@@ -49,22 +49,28 @@ pub(super) fn due_key(kind: &str, at: Timestamp, id: &str) -> Vec<u8> {
 /// event's value is a msgpack map (`codec::encode_event`), so no single event starts with it.
 const RUN: u8 = 0xC1;
 
-/// The most bytes of events one run record holds. A sled leaf holds up to 16 records and is
-/// rewritten whole every few writes to it; past a quarter of a log segment (32 KiB by
-/// default) a rewrite goes to a file of its own, so a leaf of runs stays near that size.
-pub(super) const RUN_BYTES: usize = 2048;
+/// The most bytes of events one run record holds, for a database with `segment_bytes` log
+/// segments. A sled 0.34 leaf holds up to 17 records before it splits and is rewritten whole
+/// every few writes to it; a rewrite larger than a quarter of a segment goes to a file of its
+/// own (a blob: a file made, written and synced). With 2 KiB runs (three 580 B purchase events)
+/// a hot SKU's leaves passed that line and blobs took a tenth of the server's CPU, so a full
+/// leaf of runs, with its keys, stays under it: 1,365 B with the default 128 KiB segments.
+pub(super) fn run_bytes(segment_bytes: usize) -> usize {
+    segment_bytes / 4 / 24
+}
 
 /// The events of one group commit as records: consecutive events of a stream go into one
-/// record, keyed by the last one's seq, up to [`RUN_BYTES`]; a run of one is stored as the
+/// record, keyed by the last one's seq, up to [`run_bytes`]; a run of one is stored as the
 /// event itself. A hot stream (a drop's SKU takes dozens of purchases per group commit) then
 /// costs sled a few inserts per commit instead of one per event, and its trims as few
 /// removals: sled's cost is per record (it copies the leaf on every insert). A reader takes
 /// a record's events with [`events_of_record`]; the range of keys from `seq` on still holds
 /// every record with an event at or after `seq`, and a trim up to `seq` still removes only
 /// records whose events are all at or before it.
-#[derive(Default)]
 pub(super) struct EventRuns<'a> {
     open: HashMap<&'a StreamId, Run<'a>>,
+    /// [`run_bytes`].
+    max_bytes: usize,
 }
 
 struct Run<'a> {
@@ -74,6 +80,14 @@ struct Run<'a> {
 }
 
 impl<'a> EventRuns<'a> {
+    /// Runs of at most `max_bytes` of events (see [`run_bytes`]).
+    pub(super) fn new(max_bytes: usize) -> Self {
+        Self {
+            open: HashMap::new(),
+            max_bytes,
+        }
+    }
+
     /// Adds `stream`'s event `seq`; a run it does not continue (a gap, or the run is full) is
     /// written to `writes` first.
     pub(super) fn push(
@@ -85,7 +99,7 @@ impl<'a> EventRuns<'a> {
     ) {
         if let Some(run) = self.open.get_mut(stream) {
             let continues = run.first + run.events.len() as u64 == seq;
-            if continues && run.bytes + event.len() <= RUN_BYTES {
+            if continues && run.bytes + event.len() <= self.max_bytes {
                 run.events.push(event);
                 run.bytes += event.len();
                 return;
@@ -257,11 +271,22 @@ mod tests {
     }
 
     #[test]
+    fn a_full_leaf_of_runs_stays_under_sleds_blob_line() {
+        // sled writes a page over a quarter of a segment (less its header) to a file of its
+        // own; a leaf holds 17 records before it splits, each run with its ~60 B key and
+        // 4 B a length per event.
+        for segment in [32 * 1024, 128 * 1024, 512 * 1024] {
+            let leaf = 17 * (run_bytes(segment) + 60 + 4 * 8);
+            assert!(leaf < segment / 4 - 64, "{segment}: {leaf}");
+        }
+    }
+
+    #[test]
     fn consecutive_events_make_one_record_and_a_gap_or_a_full_run_starts_another() {
         // Given events 1-3, then 5 (a gap), then 6 too big to join 5
         let a = StreamId::new("k", "a");
-        let big = vec![9u8; RUN_BYTES];
-        let mut runs = EventRuns::default();
+        let mut runs = EventRuns::new(64);
+        let big = vec![9u8; 64];
         let mut writes = sled::Batch::default();
         // When they are pushed
         for seq in 1..=3 {
@@ -282,7 +307,7 @@ mod tests {
     fn streams_runs_do_not_mix() {
         // Given two streams' events interleaved
         let (a, b) = (StreamId::new("k", "a"), StreamId::new("k", "b"));
-        let mut runs = EventRuns::default();
+        let mut runs = EventRuns::new(64);
         let mut writes = sled::Batch::default();
         for seq in 1..=3 {
             runs.push(&a, seq, b"a", &mut writes);
@@ -299,7 +324,7 @@ mod tests {
     fn a_damaged_run_is_refused_not_misread() {
         // Given a run of two events
         let a = StreamId::new("k", "a");
-        let mut runs = EventRuns::default();
+        let mut runs = EventRuns::new(64);
         let mut writes = sled::Batch::default();
         runs.push(&a, 1, b"one", &mut writes);
         runs.push(&a, 2, b"two", &mut writes);

@@ -6,7 +6,7 @@
 
 use crate::persistence::gaps::Unwritten;
 use crate::persistence::sled_layout::{
-    ARCHIVE, EVENT, EventRuns, SNAPSHOT, Store, VIEW, due_key, key, set_prefix,
+    ARCHIVE, EVENT, EventRuns, SNAPSHOT, Store, VIEW, due_key, key, run_bytes, set_prefix,
 };
 use crate::persistence::{Append, Completion, JournalError, StreamId};
 use std::collections::HashMap;
@@ -28,7 +28,8 @@ pub struct WriterConfig {
     pub cache_bytes: u64,
     /// zstd compression of sled's writes, for a new database (see [`SledJournal::open`]).
     pub compression: bool,
-    /// sled's log segment size in bytes, for a new database (see [`SledJournal::open`]).
+    /// sled's log segment size in bytes, for a new database (see [`SledJournal::open`]); the
+    /// writer is given the one the database has.
     pub segment_bytes: usize,
 }
 
@@ -123,7 +124,8 @@ pub(super) fn run_writer(
             }
         }
         let admitted: Vec<bool> = batch.iter().map(|(a, _)| unwritten.admit(a)).collect();
-        let result = write_batch(&store, &batch, &admitted, &mut backlog);
+        let runs = run_bytes(config.segment_bytes);
+        let result = write_batch(&store, &batch, &admitted, runs, &mut backlog);
         wrote_appends = !batch.is_empty();
         let result = match result {
             Ok(()) => Ok(()),
@@ -241,7 +243,8 @@ impl From<sled::Error> for Failed {
 }
 
 /// Writes one group commit: every append of `batch` as one atomic sled batch, then a
-/// flush. Only the newest view of each stream is written, reminders move their time-ordered
+/// flush. A stream's consecutive events go in runs of up to `run_bytes` (`EventRuns`). Only
+/// the newest view of each stream is written, reminders move their time-ordered
 /// entry, and the trims of `backlog` (with those of this batch) remove their share of the
 /// events snapshots cover. An empty `batch` writes only that share. `backlog` changes only
 /// once the commit is durable: a failed one leaves it as it was, so no trim outlives the
@@ -250,6 +253,7 @@ fn write_batch(
     store: &Store,
     batch: &[(Append, Completion)],
     admitted: &[bool],
+    run_bytes: usize,
     backlog: &mut TrimBacklog,
 ) -> Result<(), Failed> {
     let batch: Vec<&Append> = batch
@@ -271,7 +275,7 @@ fn write_batch(
             writes.insert(key(VIEW, &stream.prefix()), view.as_slice());
         }
     }
-    let mut runs = EventRuns::default();
+    let mut runs = EventRuns::new(run_bytes);
     for append in &batch {
         let Some(stream) = &append.stream else {
             continue;

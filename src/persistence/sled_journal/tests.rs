@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::persistence::barrier;
-use crate::persistence::sled_layout::RUN_BYTES;
+use crate::persistence::sled_layout::run_bytes;
 use crate::persistence::sled_writer::{FAILING_KIND, SEGMENT_BYTES, TRIM_PER_WRITE};
 use std::time::{Duration, Instant};
 
@@ -212,7 +212,9 @@ async fn a_long_trim_is_spread_over_group_commits_and_never_hides_the_tail() {
     let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();
     let n = 2 * TRIM_PER_WRITE as u64 + 100;
     // (each too big to share a record with the next: one record each)
-    let events: Vec<(u64, Vec<u8>)> = (1..=n).map(|s| (s, vec![1; RUN_BYTES / 2 + 1])).collect();
+    let events: Vec<(u64, Vec<u8>)> = (1..=n)
+        .map(|s| (s, vec![1; run_bytes(SEGMENT_BYTES) / 2 + 1]))
+        .collect();
     let bulk = Append {
         stream: Some(stream()),
         events,
