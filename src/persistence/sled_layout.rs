@@ -98,6 +98,10 @@ impl<'a> EventRuns<'a> {
         writes: &mut sled::Batch,
     ) {
         if let Some(run) = self.open.get_mut(stream) {
+            debug_assert!(
+                seq >= run.first + run.events.len() as u64,
+                "{stream}: seq {seq} again"
+            );
             let continues = run.first + run.events.len() as u64 == seq;
             if continues && run.bytes + event.len() <= self.max_bytes {
                 run.events.push(event);
@@ -135,7 +139,11 @@ impl Run<'_> {
     fn write(self, stream: &StreamId, writes: &mut sled::Batch) {
         let last = self.first + self.events.len() as u64 - 1;
         let at = key(EVENT, &stream.event_key(last));
-        if let [event] = self.events[..] {
+        // (an event that starts with the marker, which no encoded event does, is stored as a
+        // run of one so that it reads back as itself)
+        if let [event] = self.events[..]
+            && event.first() != Some(&RUN)
+        {
             writes.insert(at, event);
             return;
         }
@@ -162,20 +170,24 @@ pub(super) fn events_of_record(
     };
     let bad = || JournalError::Corrupt("event run record".into());
     let (first, mut rest) = rest.split_first_chunk::<8>().ok_or_else(bad)?;
-    let mut seq = u64::from_be_bytes(*first);
+    let first = u64::from_be_bytes(*first);
     let mut events = Vec::new();
     while !rest.is_empty() {
         let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(bad)?;
         let len = u32::from_be_bytes(*len) as usize;
         let event = tail.get(..len).ok_or_else(bad)?;
-        events.push((seq, event.to_vec()));
+        events.push(event.to_vec());
         rest = &tail[len..];
-        seq += 1;
     }
-    if events.is_empty() || seq - 1 != last {
+    // The run ends at the seq it is stored under (no wrapping past u64::MAX).
+    let ends = (events.len() as u64)
+        .checked_sub(1)
+        .and_then(|n| first.checked_add(n));
+    if ends != Some(last) {
         return Err(bad());
     }
-    Ok(events)
+    let seqs = events.into_iter().enumerate();
+    Ok(seqs.map(|(i, e)| (first + i as u64, e)).collect())
 }
 
 /// `x set NUL`: where an index set's members start.
@@ -338,5 +350,19 @@ mod tests {
         assert!(events_of_record(2, &value[..value.len() - 1]).is_err());
         assert!(events_of_record(3, &value).is_err());
         assert!(events_of_record(2, &value[..5]).is_err());
+        // and an event that starts with the marker reads back as itself
+        let mut runs = EventRuns::new(64);
+        let mut writes = sled::Batch::default();
+        runs.push(&a, 7, &[RUN, 1, 2], &mut writes);
+        runs.finish(&mut writes);
+        let (_, odd) = records(writes).remove(0);
+        assert_eq!(
+            events_of_record(7, &odd).unwrap(),
+            vec![(7, vec![RUN, 1, 2])]
+        );
+        // and a run that would pass the largest seq is refused
+        let mut past = value.clone();
+        past[1..9].copy_from_slice(&u64::MAX.to_be_bytes());
+        assert!(events_of_record(u64::MAX, &past).is_err());
     }
 }

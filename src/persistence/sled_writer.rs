@@ -59,7 +59,8 @@ pub const SEGMENT_BYTES: usize = 128 * 1024;
 #[cfg(test)]
 pub(super) const FAILING_KIND: &str = "failing";
 
-/// The most events one group commit's trims remove (see [`TrimBacklog`]).
+/// The most event records (an event, or a run of them) one group commit's trims remove (see
+/// [`TrimBacklog`]).
 pub(super) const TRIM_PER_WRITE: usize = 4096;
 
 // A job crosses the channel once; boxing the append would cost an allocation per write.
