@@ -108,23 +108,10 @@ impl<'a> EventRuns<'a> {
                 run.bytes += event.len();
                 return;
             }
-            let full = std::mem::replace(
-                run,
-                Run {
-                    first: seq,
-                    events: vec![event],
-                    bytes: event.len(),
-                },
-            );
-            full.write(stream, writes);
+            std::mem::replace(run, Run::new(seq, event)).write(stream, writes);
             return;
         }
-        let run = Run {
-            first: seq,
-            events: vec![event],
-            bytes: event.len(),
-        };
-        self.open.insert(stream, run);
+        self.open.insert(stream, Run::new(seq, event));
     }
 
     /// Writes every open run to `writes`.
@@ -135,7 +122,15 @@ impl<'a> EventRuns<'a> {
     }
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    fn new(first: u64, event: &'a [u8]) -> Self {
+        Self {
+            first,
+            events: vec![event],
+            bytes: event.len(),
+        }
+    }
+
     fn write(self, stream: &StreamId, writes: &mut sled::Batch) {
         let last = self.first + self.events.len() as u64 - 1;
         let at = key(EVENT, &stream.event_key(last));

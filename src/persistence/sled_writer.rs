@@ -86,6 +86,7 @@ pub(super) fn run_writer(
     let mut unwritten = Unwritten::default();
     // Whether the last commit wrote appends (not only the trim backlog).
     let mut wrote_appends = false;
+    let run_limit = run_bytes(config.segment_bytes);
     loop {
         let mut events = 0usize;
         // Busy: an append came while the last commit of appends was being written.
@@ -125,8 +126,7 @@ pub(super) fn run_writer(
             }
         }
         let admitted: Vec<bool> = batch.iter().map(|(a, _)| unwritten.admit(a)).collect();
-        let runs = run_bytes(config.segment_bytes);
-        let result = write_batch(&store, &batch, &admitted, runs, &mut backlog);
+        let result = write_batch(&store, &batch, &admitted, run_limit, &mut backlog);
         wrote_appends = !batch.is_empty();
         let result = match result {
             Ok(()) => Ok(()),

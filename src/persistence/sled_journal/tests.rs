@@ -19,6 +19,11 @@ fn append(events: &[(u64, &[u8])]) -> Append {
     }
 }
 
+/// The seqs of `events`, in order.
+fn seqs(events: &[(u64, Vec<u8>)]) -> Vec<u64> {
+    events.iter().map(|(s, _)| *s).collect()
+}
+
 async fn submit(j: &SledJournal, a: Append) -> Result<(), JournalError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     j.submit(a, Box::new(move |r| drop(tx.send(r))));
@@ -187,10 +192,7 @@ async fn a_group_commits_events_of_a_stream_are_one_record_and_read_back_one_by_
     // Then the run stays (4 and 5 are in it) and only what follows the snapshot is read
     assert_eq!(j.store.tree.scan_prefix([EVENT]).count(), 3);
     let read = j.load(&stream()).unwrap().events;
-    assert_eq!(
-        read.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
-        [4, 5, 6, 7]
-    );
+    assert_eq!(seqs(&read), [4, 5, 6, 7]);
     // and after reopening, the same
     j.close();
     drop(j);
@@ -203,7 +205,7 @@ async fn a_group_commits_events_of_a_stream_are_one_record_and_read_back_one_by_
     submit(&j, a).await.unwrap();
     assert_eq!(j.store.tree.scan_prefix([EVENT]).count(), 3, "6, 7 and 8");
     let read = j.load(&stream()).unwrap().events;
-    assert_eq!(read.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [6, 7, 8]);
+    assert_eq!(seqs(&read), [6, 7, 8]);
     j.close();
 }
 
@@ -220,10 +222,7 @@ async fn overlapping_records_still_read_every_event_once_in_order() {
         .unwrap();
     // Then a load reads 1 to 5, once each: the lower record does not hide the start of the run
     let read = j.load(&stream()).unwrap().events;
-    assert_eq!(
-        read.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5]
-    );
+    assert_eq!(seqs(&read), [1, 2, 3, 4, 5]);
     j.close();
 }
 
@@ -367,7 +366,7 @@ async fn many_concurrent_appends_complete_in_order() {
     assert_eq!(seen, (1..=500).collect::<Vec<_>>());
     // (appends of one stream that met in a group commit share a record: read back one by one)
     let read = j.load(&stream()).unwrap().events;
-    assert_eq!(read.iter().map(|(s, _)| *s).collect::<Vec<_>>(), seen);
+    assert_eq!(seqs(&read), seen);
 }
 
 #[tokio::test]
