@@ -22,6 +22,7 @@
 //! - [`sled_journal`]: the production journal on sled 0.34.7 with one group-commit writer thread.
 //! - [`redis_journal`]: the cluster's journal in Redis, each shard's writes fenced by its lease.
 //! - [`memory`]: the same contract in memory, for unit tests.
+//! - `sled_snapshot`: snapshots in the sled journal, a large one stored in chunks.
 //! - [`sled_usage`]: what a stopped node's data dir holds, for `emporium admin usage`.
 //! - [`codec`]: the versioned, self-describing envelope events and snapshots are stored in.
 
@@ -32,6 +33,7 @@ pub mod memory;
 pub mod redis_journal;
 pub mod sled_journal;
 mod sled_layout;
+mod sled_snapshot;
 pub mod sled_usage;
 mod sled_writer;
 

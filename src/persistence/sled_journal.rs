@@ -31,6 +31,7 @@ use crate::persistence::sled_layout::{
     ARCHIVE, DUE, EVENT, SNAPSHOT, Store, VIEW, events_of_record, key, kind_prefix,
     migrate_tree_per_type, set_prefix,
 };
+use crate::persistence::sled_snapshot::read_snapshot;
 use crate::persistence::sled_writer::{Job, run_writer};
 pub use crate::persistence::sled_writer::{SEGMENT_BYTES, WriterConfig};
 use crate::persistence::{
@@ -179,10 +180,7 @@ impl Journal for SledJournal {
 
     fn load(&self, stream: &StreamId) -> Result<Recovered, JournalError> {
         let tree = &self.store.tree;
-        let snapshot = match tree.get(key(SNAPSHOT, &stream.prefix()))? {
-            Some(v) => Some(split_seq(&v)?),
-            None => None,
-        };
+        let snapshot = read_snapshot(tree, stream)?;
         let from = snapshot.as_ref().map_or(1, |(seq, _)| seq + 1);
         let mut events: Vec<(u64, Vec<u8>)> = Vec::new();
         let range = key(EVENT, &stream.event_key(from))..=key(EVENT, &stream.event_key(u64::MAX));
@@ -388,15 +386,6 @@ fn open_locked(open: impl Fn() -> sled::Result<sled::Db>) -> sled::Result<sled::
             opened => return opened,
         }
     }
-}
-
-fn split_seq(v: &[u8]) -> Result<(u64, Vec<u8>), JournalError> {
-    if v.len() < 8 {
-        return Err(JournalError::Corrupt("snapshot record too short".into()));
-    }
-    let (seq, state) = v.split_at(8);
-    let seq = u64::from_be_bytes(seq.try_into().unwrap_or_default());
-    Ok((seq, state.to_vec()))
 }
 
 fn seq_of_key(k: &[u8]) -> Result<u64, JournalError> {

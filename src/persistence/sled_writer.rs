@@ -6,8 +6,9 @@
 
 use crate::persistence::gaps::Unwritten;
 use crate::persistence::sled_layout::{
-    ARCHIVE, EVENT, EventRuns, SNAPSHOT, Store, VIEW, due_key, key, run_bytes, set_prefix,
+    ARCHIVE, EVENT, EventRuns, Store, VIEW, due_key, key, run_bytes, set_prefix,
 };
+use crate::persistence::sled_snapshot::write_snapshot;
 use crate::persistence::{Append, Completion, JournalError, StreamId};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -244,8 +245,9 @@ impl From<sled::Error> for Failed {
 }
 
 /// Writes one group commit: every append of `batch` as one atomic sled batch, then a
-/// flush. A stream's consecutive events go in runs of up to `run_bytes` (`EventRuns`). Only
-/// the newest view of each stream is written, reminders move their time-ordered
+/// flush. A stream's consecutive events go in runs of up to `run_bytes` (`EventRuns`), and a
+/// snapshot longer than that in chunks of it (`sled_snapshot`). Only the newest view and
+/// snapshot of each stream are written, reminders move their time-ordered
 /// entry, and the trims of `backlog` (with those of this batch) remove their share of the
 /// events snapshots cover. An empty `batch` writes only that share. `backlog` changes only
 /// once the commit is durable: a failed one leaves it as it was, so no trim outlives the
@@ -269,11 +271,21 @@ fn write_batch(
     // Only the newest view of a stream in this batch is written: a hot entity makes dozens of
     // appends per batch, each superseding the last one's view.
     let mut newest_view = std::collections::HashSet::new();
+    // The same for snapshots, which must be one per stream in a batch (`write_snapshot`).
+    let mut newest_snapshot = std::collections::HashSet::new();
     for append in batch.iter().rev() {
-        if let (Some(stream), Some(view)) = (&append.stream, &append.view)
+        let Some(stream) = &append.stream else {
+            continue;
+        };
+        if let Some(view) = &append.view
             && newest_view.insert(stream)
         {
             writes.insert(key(VIEW, &stream.prefix()), view.as_slice());
+        }
+        if let Some((seq, state)) = &append.snapshot
+            && newest_snapshot.insert(stream)
+        {
+            write_snapshot(&store.tree, stream, *seq, state, run_bytes, &mut writes)?;
         }
     }
     let mut runs = EventRuns::new(run_bytes);
@@ -288,12 +300,6 @@ fn write_batch(
         }
         if let Some(upto) = append.trim {
             trims.add(stream, upto);
-        }
-        if let Some((seq, state)) = &append.snapshot {
-            let mut v = Vec::with_capacity(8 + state.len());
-            v.extend_from_slice(&seq.to_be_bytes());
-            v.extend_from_slice(state);
-            writes.insert(key(SNAPSHOT, &stream.prefix()), v);
         }
         if let Some(next) = append.reminder {
             // The writer names the reminder it replaces: nothing is read here.

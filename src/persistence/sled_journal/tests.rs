@@ -169,6 +169,45 @@ async fn snapshot_hides_older_events_and_trim_removes_them() {
 }
 
 #[tokio::test]
+async fn a_large_snapshot_is_stored_in_chunks_and_a_later_smaller_one_leaves_none_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let limit = run_bytes(SEGMENT_BYTES);
+    let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    {
+        // Given a snapshot of 100 KB, far over the chunk size
+        let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();
+        let mut a = append(&[(1, b"1")]);
+        a.snapshot = Some((1, big.clone()));
+        submit(&j, a).await.unwrap();
+        // Then no record holds more than a chunk (and a seq), and it reads back whole
+        let tree = &j.store.tree;
+        assert!(tree.iter().all(|kv| kv.unwrap().1.len() <= limit + 8));
+        assert_eq!(
+            tree.scan_prefix([SNAPSHOT]).count(),
+            1 + big.len().div_ceil(limit)
+        );
+        assert_eq!(j.load(&stream()).unwrap().snapshot, Some((1, big.clone())));
+        j.close();
+    }
+    // and the same after a reopen
+    let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();
+    assert_eq!(j.load(&stream()).unwrap().snapshot, Some((1, big.clone())));
+    // When a larger one and then a small one are submitted together (one group commit, or two)
+    let (mut larger, mut small) = (append(&[(2, b"2")]), append(&[(3, b"3")]));
+    larger.snapshot = Some((2, [big.as_slice(), &big].concat()));
+    small.snapshot = Some((3, b"small".to_vec()));
+    let (first, second) = tokio::join!(submit(&j, larger), submit(&j, small));
+    first.unwrap();
+    second.unwrap();
+    // Then the small one is the stream's one snapshot record, nothing of the others left
+    assert_eq!(
+        j.load(&stream()).unwrap().snapshot,
+        Some((3, b"small".to_vec()))
+    );
+    assert_eq!(j.store.tree.scan_prefix([SNAPSHOT]).count(), 1);
+}
+
+#[tokio::test]
 async fn a_group_commits_events_of_a_stream_are_one_record_and_read_back_one_by_one() {
     // Given a stream whose events 1-5 come in one group commit, then 6 alone
     let dir = tempfile::tempdir().unwrap();
