@@ -13,7 +13,8 @@
 //! index entries are all there or none is). Keys start with a record type:
 //! - `e kind NUL id NUL seq_be`: an event, or a run of the stream's events written in one
 //!   group commit, keyed by the last one's seq (`sled_layout::EventRuns`);
-//! - `s kind NUL id NUL`: the newest snapshot, `seq_be ++ state`;
+//! - `s kind NUL id NUL`: the newest snapshot, `seq_be ++ state`, or for a large one a head
+//!   record and chunks under `s kind NUL id NUL i_be` (`sled_snapshot`);
 //! - `d kind NUL time id`: the stream's reminder in time order ([`time_key`]), empty value. A
 //!   write that moves it names the one it replaces (`Append::previous_reminder`), so nothing
 //!   is read to move it; a stale entry is removed when it fires (`actors::reminders`);

@@ -5,19 +5,27 @@
 //! every few writes and at each split); a leaf past a quarter of a log segment is written to a
 //! file of its own (a blob: a file made, written and synced). A hot SKU's snapshot (hundreds of
 //! KB: its open reservations) shares its leaf with whatever sorts next to it, such as new
-//! orders' views, so every few purchases rewrote it whole as a blob: 29 KB written per
-//! purchase in a hot-SKU flash sale, against 10 KB with snapshots off (2026-12-01).
+//! orders' views, so every few purchases rewrote it whole as a blob: 25 KB written per
+//! purchase in a hot-SKU flash sale before chunks, 10 KB with them (2026-12-01).
 //!
 //! A state longer than the chunk size (`sled_layout::run_bytes`, the same bound as a run of
 //! events, so a full leaf of chunks stays under the blob line) is stored as a head record
-//! `seq_be ++ CHUNKED ++ count_be u32` under the snapshot's key and `count` chunks under
-//! `key ++ i_be u32`, `i` from 0. Ids never contain NUL, so a chunk's key is no other stream's
-//! snapshot key. A state that itself starts with `CHUNKED` (no encoded state does: it is a
-//! msgpack map) is stored in chunks whatever its length, so a single record never reads as a
-//! head. Older data dirs hold single records only, and read as before.
+//! `seq_be ++ CHUNKED ++ count_be u32 ++ crc32_be` (the CRC-32 of the whole state) under the
+//! snapshot's key and `count` chunks under `key ++ i_be u32`, `i` from 0. Ids never contain
+//! NUL, so a chunk's key is no other stream's snapshot key. A state that itself starts with
+//! `CHUNKED` (no encoded state does: it is a msgpack map) is stored in chunks whatever its
+//! length, so a single record never reads as a head. Older data dirs hold single records only,
+//! and read as before; a data dir with chunks is not readable by older builds.
+//!
+//! A head and its chunks are written in one batch, but read with more than one read: a read
+//! that meets a write of the same stream in between sees chunks that do not match the head's
+//! checksum, and reads again.
 
 use crate::persistence::sled_layout::{SNAPSHOT, key};
 use crate::persistence::{JournalError, StreamId};
+
+/// How many times a read whose chunks do not match their head is tried before it is corrupt.
+const READ_TRIES: usize = 3;
 
 /// The byte after a head record's seq. msgpack never uses 0xC1, and an encoded state is a
 /// msgpack map (`codec::encode_snapshot`).
@@ -37,9 +45,10 @@ fn chunk_key(head: &[u8], i: u32) -> Vec<u8> {
 }
 
 /// Puts `stream`'s snapshot `(seq, state)` into `writes`: one record when `state` fits in
-/// `chunk_bytes`, else a head and chunks of at most `chunk_bytes`. The chunks of an earlier
-/// snapshot past the new one's are removed: they are read from `tree`, so a batch must hold at
-/// most one snapshot of a stream. Errors: `Storage` when that read fails.
+/// `chunk_bytes` (and does not start with `CHUNKED`), else a head and chunks of at most
+/// `chunk_bytes`. The chunks of an earlier snapshot past the new one's are removed: they are
+/// read from `tree`, so a batch must hold at most one snapshot of a stream. Errors: `Storage`
+/// when that read fails, or for a state of more than `u32::MAX` chunks.
 pub(super) fn write_snapshot(
     tree: &sled::Tree,
     stream: &StreamId,
@@ -61,11 +70,12 @@ pub(super) fn write_snapshot(
         let (k, _) = k?;
         writes.remove(k);
     }
-    let mut value = Vec::with_capacity(8 + if chunked { 5 } else { state.len() });
+    let mut value = Vec::with_capacity(8 + if chunked { 9 } else { state.len() });
     value.extend_from_slice(&seq.to_be_bytes());
     if chunked {
         value.push(CHUNKED);
         value.extend_from_slice(&count.to_be_bytes());
+        value.extend_from_slice(&crc32fast::hash(state).to_be_bytes());
         for (i, chunk) in (0..count).zip(chunks) {
             writes.insert(chunk_key(&head, i), chunk);
         }
@@ -76,47 +86,64 @@ pub(super) fn write_snapshot(
     Ok(())
 }
 
-/// `stream`'s snapshot `(seq, state)`, if it has one. Errors: `Corrupt` for a head without its
-/// chunks, or a record too short to hold a seq; `Storage` when a read fails.
+/// `stream`'s snapshot `(seq, state)`, if it has one. Errors: `Corrupt` for chunks that do
+/// not make up their head's state (missing, or another checksum) three reads running, or a
+/// record too short to hold a seq; `Storage` when a read fails.
 pub(super) fn read_snapshot(
     tree: &sled::Tree,
     stream: &StreamId,
 ) -> Result<Option<(u64, Vec<u8>)>, JournalError> {
     let head = head_key(stream);
-    let Some(value) = tree.get(&head)? else {
-        return Ok(None);
-    };
-    let bad = |what: &str| JournalError::Corrupt(format!("{stream}: snapshot {what}"));
-    let (seq, rest) = value
-        .split_first_chunk::<8>()
-        .ok_or_else(|| bad("record too short"))?;
-    let seq = u64::from_be_bytes(*seq);
-    let Some(count) = head_count(rest) else {
-        return Ok(Some((seq, rest.to_vec())));
-    };
+    for _ in 0..READ_TRIES {
+        let Some(value) = tree.get(&head)? else {
+            return Ok(None);
+        };
+        let (seq, rest) = value
+            .split_first_chunk::<8>()
+            .ok_or_else(|| JournalError::Corrupt(format!("{stream}: snapshot record too short")))?;
+        let seq = u64::from_be_bytes(*seq);
+        let Some((count, crc)) = head_of(rest) else {
+            return Ok(Some((seq, rest.to_vec())));
+        };
+        if let Some(state) = read_chunks(tree, &head, count)?
+            && crc32fast::hash(&state) == crc
+        {
+            return Ok(Some((seq, state)));
+        }
+    }
+    Err(JournalError::Corrupt(format!(
+        "{stream}: snapshot chunks do not match their head"
+    )))
+}
+
+/// The state the `count` chunks after `head` make up, or `None` if one is missing.
+fn read_chunks(
+    tree: &sled::Tree,
+    head: &[u8],
+    count: u32,
+) -> Result<Option<Vec<u8>>, JournalError> {
     let mut state = Vec::new();
     let mut next = 0u32;
-    for kv in tree.range(chunk_key(&head, 0)..chunk_key(&head, count)) {
+    for kv in tree.range(chunk_key(head, 0)..chunk_key(head, count)) {
         let (k, chunk) = kv?;
-        let i = k
-            .strip_prefix(head.as_slice())
-            .and_then(|i| i.try_into().ok());
+        let i = k.strip_prefix(head).and_then(|i| i.try_into().ok());
         if i.map(u32::from_be_bytes) != Some(next) {
-            return Err(bad("chunk missing"));
+            return Ok(None);
         }
         state.extend_from_slice(&chunk);
         next += 1;
     }
-    if next != count {
-        return Err(bad("chunk missing"));
-    }
-    Ok(Some((seq, state)))
+    Ok((next == count).then_some(state))
 }
 
-/// The chunk count of a head record's value after its seq, or `None` for a single record.
-fn head_count(rest: &[u8]) -> Option<u32> {
-    let count = rest.strip_prefix(&[CHUNKED])?;
-    Some(u32::from_be_bytes(count.try_into().ok()?))
+/// `(count, crc)` of a head record's value after its seq, or `None` for a single record.
+fn head_of(rest: &[u8]) -> Option<(u32, u32)> {
+    let rest: &[u8; 8] = rest.strip_prefix(&[CHUNKED])?.try_into().ok()?;
+    let (count, crc) = rest.split_at(4);
+    Some((
+        u32::from_be_bytes(count.try_into().ok()?),
+        u32::from_be_bytes(crc.try_into().ok()?),
+    ))
 }
 
 #[cfg(test)]
@@ -198,6 +225,13 @@ mod tests {
         put(&t, &a, 4, &odd, 16);
         // Then it is the same state, not a head naming one chunk
         assert_eq!(read_snapshot(&t, &a).unwrap(), Some((4, odd.to_vec())));
+        // and so is a state shaped like a whole head
+        let head_like = [CHUNKED, 0, 0, 0, 1, 0, 0, 0, 0];
+        put(&t, &a, 5, &head_like, 16);
+        assert_eq!(
+            read_snapshot(&t, &a).unwrap(),
+            Some((5, head_like.to_vec()))
+        );
     }
 
     #[test]
@@ -214,6 +248,14 @@ mod tests {
         // and so is one missing its last chunk
         put(&t, &a, 2, &[5u8; 40], 16);
         t.remove(chunk_key(&head_key(&a), 2)).unwrap();
+        assert!(matches!(
+            read_snapshot(&t, &a),
+            Err(JournalError::Corrupt(_))
+        ));
+        // and one whose chunk holds other bytes than the head's checksum says
+        put(&t, &a, 3, &[5u8; 40], 16);
+        t.insert(chunk_key(&head_key(&a), 1), &[6u8; 16][..])
+            .unwrap();
         assert!(matches!(
             read_snapshot(&t, &a),
             Err(JournalError::Corrupt(_))

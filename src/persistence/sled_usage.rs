@@ -80,6 +80,14 @@ pub fn usage(dir: &Path) -> Result<Usage, JournalError> {
 fn classify(k: &[u8]) -> (String, String) {
     let record = match k.first() {
         Some(&EVENT) => "event",
+        // (a chunk of a large snapshot has bytes after `kind NUL id NUL`: `sled_snapshot`)
+        Some(&SNAPSHOT)
+            if k.splitn(3, |b| *b == 0)
+                .nth(2)
+                .is_some_and(|t| !t.is_empty()) =>
+        {
+            "snapshot chunk"
+        }
         Some(&SNAPSHOT) => "snapshot",
         Some(&REMINDER) => "reminder",
         Some(&DUE) => "due",
@@ -111,6 +119,11 @@ mod tests {
         assert_eq!(
             classify(b"xorder.user:u1\0member"),
             ("index".into(), "order.user".into())
+        );
+        assert_eq!(classify(b"ssku\0a\0"), ("snapshot".into(), "sku".into()));
+        assert_eq!(
+            classify(b"ssku\0a\0\0\0\0\x01"),
+            ("snapshot chunk".into(), "sku".into())
         );
         assert_eq!(classify(b""), ("unknown".into(), "".into()));
     }

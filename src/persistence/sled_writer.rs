@@ -224,6 +224,7 @@ impl TrimBacklog {
 
 /// A failed group commit: why, and whether its batch reached sled's tree before the failure
 /// (a failed flush) or nothing of it did.
+#[derive(Debug)]
 struct Failed {
     error: JournalError,
     applied: bool,
@@ -353,4 +354,64 @@ fn write_batch(
     metrics::histogram!("emporium_journal_batch_events").record(event_count as f64);
     metrics::counter!("emporium_journal_events_total").increment(event_count);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::persistence::sled_layout::SNAPSHOT;
+    use crate::persistence::sled_snapshot::read_snapshot;
+
+    fn store() -> Store {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let tree = db.open_tree("entities").unwrap();
+        Store { db, tree }
+    }
+
+    /// An append of event `seq` with a snapshot at `seq` of `state`, trimming up to `trim`.
+    fn snapshot(seq: u64, state: Vec<u8>, trim: u64) -> (Append, Completion) {
+        let append = Append {
+            stream: Some(StreamId::new("sku", "a")),
+            events: vec![(seq, b"event".to_vec())],
+            snapshot: Some((seq, state)),
+            trim: Some(trim),
+            ..Append::default()
+        };
+        (append, Box::new(|_| ()))
+    }
+
+    #[test]
+    fn of_two_snapshots_of_a_stream_in_one_group_commit_the_later_one_is_stored_whole() {
+        let large = vec![1u8; 5_000];
+        for (first, second) in [
+            (large.clone(), b"small".to_vec()),
+            (b"small".to_vec(), large),
+        ] {
+            // Given a stream with events 1 and 2 (in a group commit of their own), and a group
+            // commit of two more snapshots trimming them
+            let s = store();
+            let two = [snapshot(1, b"1".to_vec(), 0), snapshot(2, b"2".to_vec(), 0)];
+            write_batch(&s, &two, &[true, true], 64, &mut TrimBacklog::default()).unwrap();
+            let batch = [snapshot(3, first, 1), snapshot(4, second.clone(), 2)];
+            // When it is written (chunks of 64 B)
+            let mut backlog = TrimBacklog::default();
+            write_batch(&s, &batch, &[true, true], 64, &mut backlog).unwrap();
+            // Then the later snapshot is the stream's, with exactly its own chunks
+            let stream = StreamId::new("sku", "a");
+            assert_eq!(
+                read_snapshot(&s.tree, &stream).unwrap(),
+                Some((4, second.clone()))
+            );
+            let chunks = if second.len() > 64 {
+                second.len().div_ceil(64)
+            } else {
+                0
+            };
+            assert_eq!(s.tree.scan_prefix([SNAPSHOT]).count(), 1 + chunks);
+            // and the events both trims cover are gone, the later one's too: only the run of
+            // events 3 and 4 is left
+            assert!(backlog.is_empty());
+            assert_eq!(s.tree.scan_prefix([EVENT]).count(), 1);
+        }
+    }
 }
