@@ -44,6 +44,14 @@ fn chunk_key(head: &[u8], i: u32) -> Vec<u8> {
     k
 }
 
+/// Whether `k`, a key of the snapshot record type, is a chunk's rather than a snapshot's (or
+/// head's): it goes on past `s kind NUL id NUL`.
+pub(super) fn is_chunk_key(k: &[u8]) -> bool {
+    k.splitn(3, |b| *b == 0)
+        .nth(2)
+        .is_some_and(|t| !t.is_empty())
+}
+
 /// Puts `stream`'s snapshot `(seq, state)` into `writes`: one record when `state` fits in
 /// `chunk_bytes` (and does not start with `CHUNKED`), else a head and chunks of at most
 /// `chunk_bytes`. The chunks of an earlier snapshot past the new one's are removed: they are

@@ -3,6 +3,7 @@
 
 use crate::persistence::JournalError;
 use crate::persistence::sled_layout::{ARCHIVE, DUE, EVENT, INDEX, REMINDER, SNAPSHOT, VIEW};
+use crate::persistence::sled_snapshot::is_chunk_key;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -80,14 +81,7 @@ pub fn usage(dir: &Path) -> Result<Usage, JournalError> {
 fn classify(k: &[u8]) -> (String, String) {
     let record = match k.first() {
         Some(&EVENT) => "event",
-        // (a chunk of a large snapshot has bytes after `kind NUL id NUL`: `sled_snapshot`)
-        Some(&SNAPSHOT)
-            if k.splitn(3, |b| *b == 0)
-                .nth(2)
-                .is_some_and(|t| !t.is_empty()) =>
-        {
-            "snapshot chunk"
-        }
+        Some(&SNAPSHOT) if is_chunk_key(k) => "snapshot chunk",
         Some(&SNAPSHOT) => "snapshot",
         Some(&REMINDER) => "reminder",
         Some(&DUE) => "due",
