@@ -5,6 +5,7 @@
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use emporium::auth::accounts::SignUp;
 use emporium::config::{Overrides, Settings};
@@ -102,6 +103,20 @@ enum AdminCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// Rewrites a stopped node's sled database into a fresh one holding only its live records
+    /// (sled keeps rewritten pages on disk long after they die), checks the copy reads back
+    /// the same, and puts it in place. Needs free disk for the live records.
+    Compact {
+        #[command(flatten)]
+        common: Common,
+        /// Keep the old database as `db.old` beside the new one instead of removing it.
+        #[arg(long)]
+        keep_old: bool,
+        /// Make the new database zstd-compressed (`on`) or not (`off`); by default it keeps
+        /// what the old one was made with. Compressed takes less disk and more CPU per write.
+        #[arg(long, value_parser = ["on", "off"])]
+        compression: Option<String>,
+    },
 }
 
 fn settings(common: Common, listen: Option<SocketAddr>) -> anyhow::Result<Settings> {
@@ -160,6 +175,20 @@ async fn main() -> anyhow::Result<()> {
         Command::Admin {
             command: AdminCommand::Usage { common },
         } => usage(settings(common, None)?),
+        Command::Admin {
+            command:
+                AdminCommand::Compact {
+                    common,
+                    keep_old,
+                    compression,
+                },
+        } => {
+            let options = emporium::persistence::sled_compact::CompactOptions {
+                keep_old,
+                compression: compression.map(|c| c == "on"),
+            };
+            compact(settings(common, None)?, &options)
+        }
         Command::SeedDemo { common, products } => {
             seed_demo(settings(common, None)?, products).await
         }
@@ -260,6 +289,45 @@ async fn create_user(
         email.as_str(),
         roles.join(", ")
     );
+    Ok(())
+}
+
+fn compact(
+    settings: Settings,
+    options: &emporium::persistence::sled_compact::CompactOptions,
+) -> anyhow::Result<()> {
+    let db = emporium::persistence::sled_journal::db_dir(&settings.storage.data_dir);
+    let started = std::time::Instant::now();
+    let mut copied = 0;
+    let done = emporium::persistence::sled_compact::compact(&db, options, &mut |n| {
+        copied += n;
+        if n == emporium::persistence::sled_compact::PROGRESS_EVERY {
+            eprintln!("  {copied} records copied");
+        }
+    })
+    .with_context(|| {
+        format!(
+            "cannot compact the database under {} (is another emporium using it?)",
+            db.display()
+        )
+    })?;
+    println!(
+        "compacted {}: {} records ({} B of keys and values); sled on disk {} B before, {} B after ({}); {:.1} s",
+        db.display(),
+        done.records,
+        done.bytes,
+        done.disk_before,
+        done.disk_after,
+        if done.compression {
+            "compressed"
+        } else {
+            "not compressed"
+        },
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(old) = done.kept {
+        println!("the old database is kept at {}", old.display());
+    }
     Ok(())
 }
 

@@ -195,3 +195,84 @@ fn demo_needs_dev_mode() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--demo is for dev mode"));
 }
+
+/// `emporium admin compact` refuses a data dir a running node holds; on the stopped node's
+/// dir it rewrites the store, and the node started again has the same accounts and stock.
+#[tokio::test]
+async fn compact_a_stopped_node_then_it_serves_the_same_data() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(create_user(dir.path(), "boss@example.com").status.success());
+    let compact = || {
+        Command::new(BIN)
+            .args(["admin", "compact", "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let client = reqwest::Client::new();
+    let log_in = |base: String| {
+        let client = client.clone();
+        async move {
+            let login: Value = client
+                .post(format!("{base}/api/v1/auth/login"))
+                .json(&json!({"email": "boss@example.com", "password": "correct horse battery"}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            login["access_token"]
+                .as_str()
+                .expect("logged in")
+                .to_string()
+        }
+    };
+    let stock = |base: String, token: String, body: Value| {
+        let client = client.clone();
+        async move {
+            let r = client
+                .put(format!("{base}/api/v1/admin/skus/cli-2/stock"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()["available"].clone()
+        }
+    };
+
+    let mut server = common::start(dir.path(), &[]);
+    wait_ready(&client, &server.base).await;
+    let token = log_in(server.base.clone()).await;
+    // Churn: the stock set forty times over.
+    for n in 1..=40 {
+        stock(server.base.clone(), token.clone(), json!({"available": n})).await;
+    }
+    let busy = compact();
+    assert!(!busy.status.success());
+    assert!(
+        String::from_utf8_lossy(&busy.stderr).contains("another emporium"),
+        "{}",
+        String::from_utf8_lossy(&busy.stderr)
+    );
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+
+    let out = compact();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("compacted"));
+
+    let mut server = common::start(dir.path(), &[]);
+    wait_ready(&client, &server.base).await;
+    let token = log_in(server.base.clone()).await;
+    let available = stock(server.base.clone(), token, json!({"delta": 1})).await;
+    assert_eq!(available, json!(41), "the stock as it was, plus one");
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+}

@@ -176,6 +176,13 @@ enum Scenario {
         /// Keep the data dir at the end (its path is printed), to look inside.
         #[arg(long)]
         keep: bool,
+        /// After the graceful stop, run `emporium admin compact` on the data dir (with
+        /// `--compression on|off` when given here) and report its disk after; the restart
+        /// then opens the compacted store.
+        #[arg(long)]
+        compact: bool,
+        #[arg(long, value_parser = ["on", "off"], requires = "compact")]
+        compression: Option<String>,
     },
     /// `--sockets` WebSockets on one drop while `--connections` buyers purchase from it.
     WsFanout {
@@ -419,6 +426,8 @@ async fn main() -> anyhow::Result<()> {
             idle_secs,
             dir,
             keep,
+            compact,
+            compression,
         } => {
             let bin_dir = servers_dir(bin_dir.as_ref())?;
             scale::run(scale::Options {
@@ -432,6 +441,7 @@ async fn main() -> anyhow::Result<()> {
                 idle_secs: *idle_secs,
                 dir: dir.clone(),
                 keep: *keep,
+                compact: compact.then(|| compression.clone()),
             })
             .await?;
         }

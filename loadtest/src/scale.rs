@@ -13,7 +13,8 @@
 //!    (the time to `/readyz`, then to the first answer: a shopper's order history), and reads
 //!    its RSS again;
 //! 6. disk per order: the data dir's size over the orders it holds, and what it holds
-//!    (`emporium admin usage`: records and bytes per type and kind).
+//!    (`emporium admin usage`: records and bytes per type and kind); with `--compact`, the
+//!    same after `emporium admin compact`, before the restart.
 //!
 //! `EMPORIUM__STORAGE__COMPRESSION=true` in the environment runs it with sled's compression.
 
@@ -44,6 +45,9 @@ pub struct Options {
     pub dir: PathBuf,
     /// Keep the data dir at the end.
     pub keep: bool,
+    /// Compact the data dir after the graceful stop (`emporium admin compact`), with this
+    /// `--compression` if any.
+    pub compact: Option<Option<String>>,
 }
 
 const PRICE: i64 = 10_000;
@@ -191,6 +195,15 @@ async fn measure(bin: &Path, data: &Path, server: Server, o: &Options) -> anyhow
         disk as f64 / orders.max(1) as f64
     );
     print_usage(bin, data)?;
+    if let Some(compression) = &o.compact {
+        compact(bin, data, compression.as_deref())?;
+        let disk = du(data).saturating_sub(empty_disk);
+        println!(
+            "compacted: data dir +{} over the empty one's = {:.0} B per order",
+            mib(disk),
+            disk as f64 / orders.max(1) as f64
+        );
+    }
     let starting = Instant::now();
     let server = start(bin, data, o)?;
     ready(&server.base).await?;
@@ -214,6 +227,21 @@ async fn measure(bin: &Path, data: &Path, server: Server, o: &Options) -> anyhow
         mib(restarted_rss)
     );
     let _ = sigterm(server);
+    Ok(())
+}
+
+/// Runs `emporium admin compact` on the stopped server's data dir and prints its report.
+fn compact(bin: &Path, data: &Path, compression: Option<&str>) -> anyhow::Result<()> {
+    let mut command = std::process::Command::new(bin);
+    command.args(["admin", "compact", "--data-dir"]).arg(data);
+    if let Some(compression) = compression {
+        command.args(["--compression", compression]);
+    }
+    let out = command.output()?;
+    if !out.status.success() {
+        bail!("admin compact: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    print!("{}", String::from_utf8_lossy(&out.stdout));
     Ok(())
 }
 

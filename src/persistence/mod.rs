@@ -31,8 +31,10 @@ pub mod fences;
 pub mod gaps;
 pub mod memory;
 pub mod redis_journal;
+pub mod sled_compact;
 pub mod sled_journal;
 mod sled_layout;
+mod sled_open;
 mod sled_snapshot;
 pub mod sled_usage;
 mod sled_writer;
@@ -211,6 +213,12 @@ impl JournalError {
     pub fn after_failure(append: &Append) -> Self {
         let stream = append.stream.as_ref();
         JournalError::AfterFailure(stream.map_or_else(String::new, StreamId::to_string))
+    }
+}
+
+impl From<std::io::Error> for JournalError {
+    fn from(e: std::io::Error) -> Self {
+        JournalError::Storage(e.to_string())
     }
 }
 

@@ -32,6 +32,9 @@ use crate::persistence::sled_layout::{
     ARCHIVE, DUE, EVENT, SNAPSHOT, Store, VIEW, events_of_record, key, kind_prefix,
     migrate_tree_per_type, set_prefix,
 };
+use crate::persistence::sled_open::{kept, open_locked};
+#[cfg(test)]
+use crate::persistence::sled_open::{stored_compression, stored_segment_bytes};
 use crate::persistence::sled_snapshot::read_snapshot;
 use crate::persistence::sled_writer::{Job, run_writer};
 pub use crate::persistence::sled_writer::{SEGMENT_BYTES, WriterConfig};
@@ -43,7 +46,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 pub struct SledJournal {
     store: Store,
@@ -64,6 +66,7 @@ impl SledJournal {
     /// database is made with `config.compression` and `config.segment_bytes`; an existing one
     /// keeps what it was made with (sled refuses to open it otherwise).
     pub fn open(dir: &Path, mut config: WriterConfig) -> Result<Arc<Self>, JournalError> {
+        super::sled_compact::recover(dir)?;
         let defaults = WriterConfig::default();
         let compression = kept(
             dir,
@@ -117,50 +120,6 @@ impl SledJournal {
     /// The underlying database, for stores that live beside the journal.
     pub fn db(&self) -> &sled::Db {
         &self.store.db
-    }
-}
-
-/// Whether the sled database under `dir` was made compressed; `None` for a new database.
-pub(super) fn stored_compression(dir: &Path) -> Option<bool> {
-    stored(dir, "use_compression")
-}
-
-/// The log segment size the sled database under `dir` was made with; `None` for a new one.
-pub(super) fn stored_segment_bytes(dir: &Path) -> Option<usize> {
-    stored(dir, "segment_size")
-}
-
-/// A setting the sled database under `dir` was made with: sled's `conf` file has a
-/// `name: value` line for each (and a binary checksum after the lines). `None` for a new
-/// database.
-fn stored<T: std::str::FromStr>(dir: &Path, name: &str) -> Option<T> {
-    let conf = std::fs::read(dir.join("conf")).ok()?;
-    String::from_utf8_lossy(&conf)
-        .lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-/// The stored setting `name`, or `wanted` for a new database. A stored one wins (sled opens
-/// a database only with what it was made with); when it differs from a `wanted` that is not
-/// the `default` (the operator asked for it), that is a warning.
-fn kept<T>(dir: &Path, name: &str, wanted: T, default: T) -> T
-where
-    T: std::str::FromStr + PartialEq + std::fmt::Display,
-{
-    match stored::<T>(dir, name) {
-        Some(stored) => {
-            if stored != wanted && wanted != default {
-                tracing::warn!(
-                    setting = name,
-                    kept = %stored,
-                    wanted = %wanted,
-                    "the data dir keeps the sled setting it was made with"
-                );
-            }
-            stored
-        }
-        None => wanted,
     }
 }
 
@@ -358,34 +317,6 @@ impl Journal for SledJournal {
 impl Drop for SledJournal {
     fn drop(&mut self) {
         self.close();
-    }
-}
-
-/// How long opening waits for the data dir's file lock.
-const LOCK_PATIENCE: Duration = Duration::from_secs(10);
-
-/// Opens the database, waiting up to [`LOCK_PATIENCE`] while its file lock is held: a
-/// database closed in this process a moment ago may still be held by one of sled's IO
-/// threads (shared by the process, so maybe behind other databases' work), which lets go of
-/// its handle only after it has answered the flush that was waiting on it (sled 0.34.7's
-/// `threadpool::spawn`; sled's own test builds block on the lock for this reason,
-/// `Config::try_lock`). Another process holding the dir still gets the lock error, after the
-/// wait.
-fn open_locked(open: impl Fn() -> sled::Result<sled::Db>) -> sled::Result<sled::Db> {
-    let give_up = Instant::now() + LOCK_PATIENCE;
-    let mut told = false;
-    loop {
-        match open() {
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock") && Instant::now() < give_up =>
-            {
-                if !std::mem::replace(&mut told, true) {
-                    tracing::info!(patience = ?LOCK_PATIENCE, "the data dir is locked: waiting");
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            opened => return opened,
-        }
     }
 }
 

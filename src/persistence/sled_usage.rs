@@ -35,8 +35,8 @@ pub struct Usage {
 /// new one would keep this reader's settings, not the node's) or sled cannot open it.
 pub fn usage(dir: &Path) -> Result<Usage, JournalError> {
     let (Some(compression), Some(segment_bytes)) = (
-        super::sled_journal::stored_compression(dir),
-        super::sled_journal::stored_segment_bytes(dir),
+        super::sled_open::stored_compression(dir),
+        super::sled_open::stored_segment_bytes(dir),
     ) else {
         return Err(JournalError::Storage(format!(
             "no database under {}",

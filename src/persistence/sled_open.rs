@@ -1,0 +1,77 @@
+//! What a sled database was made with (sled's `conf`), and opening one whose file lock may
+//! still be held for a moment: shared by the journal, `admin usage` and `admin compact`.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Whether the sled database under `dir` was made compressed; `None` for a new database.
+pub(super) fn stored_compression(dir: &Path) -> Option<bool> {
+    stored(dir, "use_compression")
+}
+
+/// The log segment size the sled database under `dir` was made with; `None` for a new one.
+pub(super) fn stored_segment_bytes(dir: &Path) -> Option<usize> {
+    stored(dir, "segment_size")
+}
+
+/// A setting the sled database under `dir` was made with: sled's `conf` file has a
+/// `name: value` line for each (and a binary checksum after the lines). `None` for a new
+/// database.
+fn stored<T: std::str::FromStr>(dir: &Path, name: &str) -> Option<T> {
+    let conf = std::fs::read(dir.join("conf")).ok()?;
+    String::from_utf8_lossy(&conf)
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The stored setting `name`, or `wanted` for a new database. A stored one wins (sled opens
+/// a database only with what it was made with); when it differs from a `wanted` that is not
+/// the `default` (the operator asked for it), that is a warning.
+pub(super) fn kept<T>(dir: &Path, name: &str, wanted: T, default: T) -> T
+where
+    T: std::str::FromStr + PartialEq + std::fmt::Display,
+{
+    match stored::<T>(dir, name) {
+        Some(stored) => {
+            if stored != wanted && wanted != default {
+                tracing::warn!(
+                    setting = name,
+                    kept = %stored,
+                    wanted = %wanted,
+                    "the data dir keeps the sled setting it was made with"
+                );
+            }
+            stored
+        }
+        None => wanted,
+    }
+}
+
+/// How long opening waits for the data dir's file lock.
+const LOCK_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Opens the database, waiting up to [`LOCK_PATIENCE`] while its file lock is held: a
+/// database closed in this process a moment ago may still be held by one of sled's IO
+/// threads (shared by the process, so maybe behind other databases' work), which lets go of
+/// its handle only after it has answered the flush that was waiting on it (sled 0.34.7's
+/// `threadpool::spawn`; sled's own test builds block on the lock for this reason,
+/// `Config::try_lock`). Another process holding the dir still gets the lock error, after the
+/// wait.
+pub(super) fn open_locked(open: impl Fn() -> sled::Result<sled::Db>) -> sled::Result<sled::Db> {
+    let give_up = Instant::now() + LOCK_PATIENCE;
+    let mut told = false;
+    loop {
+        match open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && Instant::now() < give_up =>
+            {
+                if !std::mem::replace(&mut told, true) {
+                    tracing::info!(patience = ?LOCK_PATIENCE, "the data dir is locked: waiting");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            opened => return opened,
+        }
+    }
+}
