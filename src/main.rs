@@ -305,12 +305,7 @@ fn compact(
             eprintln!("  {copied} records copied");
         }
     })
-    .with_context(|| {
-        format!(
-            "cannot compact the database under {} (is another emporium using it?)",
-            db.display()
-        )
-    })?;
+    .with_context(|| format!("cannot compact the database under {}", db.display()))?;
     println!(
         "compacted {}: {} records ({} B of keys and values); sled on disk {} B before, {} B after ({}); {:.1} s",
         db.display(),

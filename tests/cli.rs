@@ -253,7 +253,7 @@ async fn compact_a_stopped_node_then_it_serves_the_same_data() {
     let busy = compact();
     assert!(!busy.status.success());
     assert!(
-        String::from_utf8_lossy(&busy.stderr).contains("another emporium"),
+        String::from_utf8_lossy(&busy.stderr).contains("in use by a running emporium"),
         "{}",
         String::from_utf8_lossy(&busy.stderr)
     );

@@ -8,20 +8,27 @@
 //! keeps only what is live. It also makes crypto-shredding final: a person's data key
 //! removed from the vault no longer lingers in dead pages of the old log.
 //!
-//! The steps, each safe to interrupt (all under the data dir, beside `db`):
-//! 1. every tree is copied into `db.compact`, flushed, and read back: record counts and a
-//!    CRC-32 over every key and value must match the source's;
-//! 2. the marker `db.compact.done` is written and synced: from here the copy is the database;
-//! 3. `db` is renamed `db.old`, `db.compact` renamed `db`, the marker removed, the data dir
-//!    synced;
+//! The steps, each safe to interrupt (all under the data dir, beside `db`), with the data dir
+//! locked (`flock`) throughout, so no node opens it meanwhile:
+//! 1. every tree is copied into `db.compact`; the copy is closed, opened again and read back
+//!    from disk: the same trees, and in each the record count and a CRC-32 over every key and
+//!    value the source's; then every file and folder of the copy is synced;
+//! 2. the marker `db.compact.done` is written and synced, and the data dir synced: from here
+//!    the copy is the database;
+//! 3. `db` is renamed `db.old`, the data dir synced; `db.compact` renamed `db`, synced; the
+//!    marker removed, synced;
 //! 4. `db.old` is removed, unless the operator keeps it.
 //!
-//! [`recover`] (run by this command and when a node opens its journal) finishes steps 3 after
-//! a crash past step 2, and removes a partial copy from before it.
+//! [`recover`] (run by this command and, under the same lock, whenever a node opens its
+//! journal) finishes step 3 after a crash past step 2, and removes a partial copy from before
+//! it. sled keeps one thing outside its trees, the counter of `Db::generate_id`; a copy starts
+//! it again from zero, and the engine does not use it.
 
 use crate::persistence::JournalError;
 use crate::persistence::sled_open::{open_locked, stored_compression, stored_segment_bytes};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// How often a compaction reports its progress, in records copied.
 pub const PROGRESS_EVERY: u64 = 1_000_000;
@@ -33,8 +40,9 @@ pub struct Compacted {
     pub records: u64,
     /// Bytes of their keys and values.
     pub bytes: u64,
-    /// sled's size on disk before and after, in bytes.
+    /// sled's size on disk before, in bytes.
     pub disk_before: u64,
+    /// sled's size on disk after, in bytes.
     pub disk_after: u64,
     /// Whether the new database is compressed (zstd).
     pub compression: bool,
@@ -45,8 +53,7 @@ pub struct Compacted {
 /// What the operator asked of a compaction.
 #[derive(Debug, Clone, Default)]
 pub struct CompactOptions {
-    /// Keep the old database as `db.old` (an `db.old` already there is replaced) instead of
-    /// removing it.
+    /// Keep the old database as `db.old` instead of removing it.
     pub keep_old: bool,
     /// Make the new database compressed (zstd, fastest level) or not; `None` keeps what the
     /// old one was made with. The node keeps using what its data dir was made with.
@@ -90,8 +97,15 @@ pub fn compact(
     options: &CompactOptions,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Compacted, JournalError> {
+    let _lock = lock_data_dir(db, Duration::ZERO)?;
     recover(db)?;
     let paths = Paths::of(db);
+    if paths.old.exists() {
+        return Err(JournalError::Storage(format!(
+            "{} exists (kept by an earlier compaction): move or remove it first",
+            paths.old.display()
+        )));
+    }
     let (Some(compressed), Some(segment_bytes)) =
         (stored_compression(db), stored_segment_bytes(db))
     else {
@@ -100,43 +114,32 @@ pub fn compact(
             db.display()
         )));
     };
-    let config = |path: &Path, compression: bool| {
-        sled::Config::new()
-            .path(path)
-            .use_compression(compression)
-            .compression_factor(1)
-            .segment_size(segment_bytes)
-            .flush_every_ms(None)
-    };
-    let source = open_locked(|| config(db, compressed).open())?;
+    let source = open_locked(|| open(db, compressed, segment_bytes)).map_err(|e| match e {
+        sled::Error::Io(e) if e.to_string().contains("could not acquire lock") => {
+            JournalError::Storage(format!(
+                "{} is in use by a running emporium: stop the node first",
+                db.display()
+            ))
+        }
+        e => e.into(),
+    })?;
     let disk_before = source.size_on_disk()?;
     remove_dir(&paths.copy)?;
     let compression = options.compression.unwrap_or(compressed);
-    let copy = config(&paths.copy, compression).open()?;
-    let (mut records, mut bytes) = (0, 0);
-    for name in source.tree_names() {
-        let from = source.open_tree(&name)?;
-        let to = copy.open_tree(&name)?;
-        let copied = copy_tree(&from, &to, progress)?;
-        copy.flush()?;
-        let read_back = summary(&to)?;
-        if read_back != copied {
-            drop(copy);
+    let copied =
+        copy_all(&source, &paths.copy, compression, segment_bytes, progress).and_then(|copied| {
+            drop(source);
+            verified(&paths.copy, compression, segment_bytes, copied)
+        });
+    let (records, bytes, disk_after) = match copied {
+        Ok(done) => done,
+        Err(e) => {
             remove_dir(&paths.copy)?;
-            return Err(JournalError::Corrupt(format!(
-                "tree {}: copied {} records, read back {}",
-                String::from_utf8_lossy(&name),
-                copied.records,
-                read_back.records
-            )));
+            return Err(e);
         }
-        records += copied.records;
-        bytes += copied.bytes;
-    }
-    copy.flush()?;
-    let disk_after = copy.size_on_disk()?;
-    drop((copy, source));
-    std::fs::write(&paths.done, b"")?;
+    };
+    sync_tree(&paths.copy)?;
+    std::fs::File::create(&paths.done)?.sync_all()?;
     sync_parent(&paths.done)?;
     swap(&paths)?;
     let kept = match options.keep_old {
@@ -156,9 +159,70 @@ pub fn compact(
     })
 }
 
+/// Opens the sled database at `path` as a node's journal made it.
+fn open(path: &Path, compression: bool, segment_bytes: usize) -> sled::Result<sled::Db> {
+    sled::Config::new()
+        .path(path)
+        .use_compression(compression)
+        .compression_factor(1)
+        .segment_size(segment_bytes)
+        .flush_every_ms(None)
+        .open()
+}
+
+/// Step 1's copy: every tree of `source` into a new database at `copy`; the [`Summary`] of
+/// each source tree by name.
+fn copy_all(
+    source: &sled::Db,
+    copy: &Path,
+    compression: bool,
+    segment_bytes: usize,
+    progress: &mut dyn FnMut(u64),
+) -> Result<BTreeMap<Vec<u8>, Summary>, JournalError> {
+    let target = open(copy, compression, segment_bytes)?;
+    let mut copied = BTreeMap::new();
+    for name in source.tree_names() {
+        let from = source.open_tree(&name)?;
+        let to = target.open_tree(&name)?;
+        copied.insert(name.to_vec(), copy_tree(&from, &to, progress)?);
+    }
+    target.flush()?;
+    Ok(copied)
+}
+
+/// Step 1's check: the copy at `copy`, opened again (once sled has let go of it) and read
+/// from disk, holds the trees `copied` describes; returns its records, their bytes and its
+/// size on disk. [`JournalError::Corrupt`] names the first tree that differs.
+fn verified(
+    copy: &Path,
+    compression: bool,
+    segment_bytes: usize,
+    copied: BTreeMap<Vec<u8>, Summary>,
+) -> Result<(u64, u64, u64), JournalError> {
+    let reopened = open_locked(|| open(copy, compression, segment_bytes))?;
+    let mut read = BTreeMap::new();
+    for name in reopened.tree_names() {
+        read.insert(name.to_vec(), summary(&reopened.open_tree(&name)?)?);
+    }
+    if let Some((name, wrote)) = copied.iter().find(|(name, s)| read.get(*name) != Some(s)) {
+        return Err(JournalError::Corrupt(format!(
+            "tree {}: copied {wrote:?}, read back {:?}",
+            String::from_utf8_lossy(name),
+            read.get(name)
+        )));
+    }
+    let records = copied.values().map(|s| s.records).sum();
+    let bytes = copied.values().map(|s| s.bytes).sum();
+    Ok((records, bytes, reopened.size_on_disk()?))
+}
+
 /// Finishes a compaction of the database at `db` that a crash stopped after its copy was
 /// complete (the marker is there), or removes a copy left from before that. Nothing to do
-/// otherwise.
+/// otherwise. The caller holds the data dir's lock ([`lock_data_dir`]).
+///
+/// Errors: [`JournalError::Storage`] when `db` is missing while a compaction's `db.old` is
+/// there (a state no crash leaves; a new empty database must not be opened in its place),
+/// or the file system fails.
 pub fn recover(db: &Path) -> Result<(), JournalError> {
     let paths = Paths::of(db);
     if paths.done.exists() {
@@ -169,20 +233,69 @@ pub fn recover(db: &Path) -> Result<(), JournalError> {
         tracing::warn!(db = %db.display(), "removing the partial copy of an interrupted compaction");
         remove_dir(&paths.copy)?;
     }
+    if !paths.db.exists() && paths.old.exists() {
+        return Err(JournalError::Storage(format!(
+            "{} is missing but {} is there: move it back by hand",
+            paths.db.display(),
+            paths.old.display()
+        )));
+    }
     Ok(())
 }
 
-/// Step 3: the complete copy takes the database's place (from wherever a crash left it).
+/// Step 3: the complete copy takes the database's place (from wherever a crash left it),
+/// each rename synced before the next step.
 fn swap(paths: &Paths) -> Result<(), JournalError> {
     if paths.copy.exists() {
         if paths.db.exists() {
             remove_dir(&paths.old)?;
             std::fs::rename(&paths.db, &paths.old)?;
+            sync_parent(&paths.db)?;
         }
         std::fs::rename(&paths.copy, &paths.db)?;
+        sync_parent(&paths.db)?;
     }
     std::fs::remove_file(&paths.done)?;
     sync_parent(&paths.db)
+}
+
+/// How long a node waits for a data dir another process has locked, before it gives up.
+const DIR_LOCK_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Runs `open` (a node opening the database at `db`) after [`recover`], with the data dir
+/// locked: a node never opens a store a compaction is rewriting. Waits up to 10 s for the
+/// lock, then fails.
+pub(super) fn opening<T>(
+    db: &Path,
+    open: impl FnOnce() -> Result<T, JournalError>,
+) -> Result<T, JournalError> {
+    let _lock = lock_data_dir(db, DIR_LOCK_PATIENCE)?;
+    recover(db)?;
+    open()
+}
+
+/// An exclusive `flock` on the directory holding `db` (made if missing), released when the
+/// file is dropped; retried for up to `patience`.
+fn lock_data_dir(db: &Path, patience: Duration) -> Result<std::fs::File, JournalError> {
+    let dir = db.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let handle = std::fs::File::open(dir)?;
+    let give_up = Instant::now() + patience;
+    loop {
+        match handle.try_lock() {
+            Ok(()) => return Ok(handle),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < give_up => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(JournalError::Storage(format!(
+                    "{} is locked by another emporium (a node starting, or a compaction)",
+                    dir.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
+    }
 }
 
 /// How many records a tree holds, their bytes, and a CRC-32 over every key and value.
@@ -242,6 +355,7 @@ fn copy_tree(
     Ok(folding.done())
 }
 
+/// The [`Summary`] of every record of `tree`.
 fn summary(tree: &sled::Tree) -> Result<Summary, JournalError> {
     let mut folding = Folding::default();
     for kv in tree.iter() {
@@ -251,11 +365,26 @@ fn summary(tree: &sled::Tree) -> Result<Summary, JournalError> {
     Ok(folding.done())
 }
 
+/// Removes `dir` and everything in it; a missing one is already removed.
 fn remove_dir(dir: &Path) -> Result<(), JournalError> {
     match std::fs::remove_dir_all(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
         _ => Ok(()),
     }
+}
+
+/// Syncs every file and folder under `dir`, and `dir` itself: sled's own flush pushes its
+/// log's pages out (`sync_file_range`) but not its file sizes, its `conf` or the folders.
+fn sync_tree(dir: &Path) -> Result<(), JournalError> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        match path.is_dir() {
+            true => sync_tree(&path)?,
+            false => std::fs::File::open(&path)?.sync_all()?,
+        }
+    }
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
 }
 
 /// Makes the renames and removals in `path`'s directory durable.

@@ -65,8 +65,12 @@ impl SledJournal {
     /// Opens (or creates) the database under `dir` and starts the writer thread. A new
     /// database is made with `config.compression` and `config.segment_bytes`; an existing one
     /// keeps what it was made with (sled refuses to open it otherwise).
-    pub fn open(dir: &Path, mut config: WriterConfig) -> Result<Arc<Self>, JournalError> {
-        super::sled_compact::recover(dir)?;
+    pub fn open(dir: &Path, config: WriterConfig) -> Result<Arc<Self>, JournalError> {
+        super::sled_compact::opening(dir, || Self::open_unlocked(dir, config))
+    }
+
+    /// [`Self::open`] once the data dir is locked and any compaction finished.
+    fn open_unlocked(dir: &Path, mut config: WriterConfig) -> Result<Arc<Self>, JournalError> {
         let defaults = WriterConfig::default();
         let compression = kept(
             dir,

@@ -5,6 +5,7 @@ use super::*;
 use crate::domain::time::Timestamp;
 use crate::persistence::sled_journal::{SledJournal, WriterConfig};
 use crate::persistence::{Append, IndexEntry, Journal, StreamId};
+use std::time::Duration;
 
 /// Every record of every tree of the stopped database at `db`: `(tree, key, value)`.
 fn dump(db: &Path) -> Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> {
@@ -167,6 +168,65 @@ fn given_no_database_when_compacted_then_it_is_an_error_and_nothing_is_made() {
         Err(JournalError::Storage(_))
     ));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn given_a_kept_old_database_when_compacted_again_then_it_is_refused_and_nothing_changes() {
+    // Given a compaction that kept the old database
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    churned(&db).await;
+    let keep = CompactOptions {
+        keep_old: true,
+        compression: None,
+    };
+    compact(&db, &keep, &mut |_| {}).unwrap();
+    let (now, old) = (dump(&db), dump(&dir.path().join("db.old")));
+    // When another compaction runs, Then it refuses: `db.old` may be the operator's backup
+    let refused = compact(&db, &CompactOptions::default(), &mut |_| {});
+    assert!(
+        matches!(&refused, Err(JournalError::Storage(m)) if m.contains("db.old")),
+        "{refused:?}"
+    );
+    assert_eq!(dump(&db), now);
+    assert_eq!(dump(&dir.path().join("db.old")), old);
+    assert!(!dir.path().join("db.compact").exists());
+}
+
+#[test]
+fn given_a_locked_data_dir_when_a_compaction_or_a_node_comes_then_it_is_refused() {
+    // Given a data dir locked (a compaction under way)
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    database(&db, "original");
+    let held = lock_data_dir(&db, Duration::ZERO).unwrap();
+    // When another compaction starts, or a node opens it, Then each is refused
+    let again = compact(&db, &CompactOptions::default(), &mut |_| {});
+    assert!(
+        matches!(&again, Err(JournalError::Storage(m)) if m.contains("locked")),
+        "{again:?}"
+    );
+    let node = lock_data_dir(&db, Duration::from_millis(50));
+    assert!(
+        matches!(&node, Err(JournalError::Storage(m)) if m.contains("locked")),
+        "{node:?}"
+    );
+    // and once it is let go, a node opens it
+    drop(held);
+    opening(&db, || Ok(())).unwrap();
+    assert_eq!(which(&db), "original");
+}
+
+#[test]
+fn given_only_the_old_database_without_a_marker_when_opened_then_it_is_an_error() {
+    // Given `db.old` and no `db` (no crash leaves this; an operator's move might)
+    let dir = tempfile::tempdir().unwrap();
+    let paths = Paths::of(&dir.path().join("db"));
+    database(&paths.old, "original");
+    // When a node opens it, Then it refuses rather than make an empty database
+    assert!(matches!(recover(&paths.db), Err(JournalError::Storage(_))));
+    assert!(!paths.db.exists());
+    assert_eq!(which(&paths.old), "original");
 }
 
 /// A sled database at `path` with one record, `name`.
