@@ -35,6 +35,7 @@ pub mod sled_compact;
 pub mod sled_journal;
 mod sled_layout;
 mod sled_open;
+pub use sled_open::open_waiting;
 mod sled_snapshot;
 pub mod sled_usage;
 mod sled_writer;

@@ -75,3 +75,9 @@ pub(super) fn open_locked(open: impl Fn() -> sled::Result<sled::Db>) -> sled::Re
         }
     }
 }
+
+/// `sled::open(path)`, waiting like [`open_locked`] while a database this process closed a
+/// moment ago still holds the lock (tests that reopen a store beside the journal).
+pub fn open_waiting(path: &Path) -> sled::Result<sled::Db> {
+    open_locked(|| sled::open(path))
+}
