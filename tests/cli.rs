@@ -18,6 +18,40 @@ fn create_user(dir: &std::path::Path, email: &str) -> std::process::Output {
         .unwrap()
 }
 
+/// Logs in as the account `create_user` made; its access token.
+async fn log_in(client: &reqwest::Client, base: &str) -> String {
+    let login: Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"email": "boss@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    login["access_token"]
+        .as_str()
+        .expect("logged in")
+        .to_string()
+}
+
+/// `PUT /admin/skus/{sku}/stock` with `body`, as the holder of `token`.
+async fn set_stock(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    sku: &str,
+    body: Value,
+) -> reqwest::Response {
+    client
+        .put(format!("{base}/api/v1/admin/skus/{sku}/stock"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn create_user_then_log_in_as_that_admin() {
     let dir = tempfile::tempdir().unwrap();
@@ -48,26 +82,8 @@ async fn create_user_then_log_in_as_that_admin() {
     assert!(!busy.status.success());
     assert!(String::from_utf8_lossy(&busy.stderr).contains("another emporium"));
 
-    let login: Value = client
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"email": "boss@example.com", "password": "correct horse battery"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["access_token"]
-        .as_str()
-        .expect("logged in")
-        .to_string();
-    let r = client
-        .put(format!("{base}/api/v1/admin/skus/cli-1/stock"))
-        .bearer_auth(&token)
-        .json(&json!({"available": 5}))
-        .send()
-        .await
-        .unwrap();
+    let token = log_in(&client, &base).await;
+    let r = set_stock(&client, &base, &token, "cli-1", json!({"available": 5})).await;
     assert_eq!(r.status(), 200, "the admin role reaches admin routes");
     server.child.kill().unwrap();
     server.child.wait().unwrap();
@@ -210,34 +226,10 @@ async fn compact_a_stopped_node_then_it_serves_the_same_data() {
             .unwrap()
     };
     let client = reqwest::Client::new();
-    let log_in = |base: String| {
-        let client = client.clone();
-        async move {
-            let login: Value = client
-                .post(format!("{base}/api/v1/auth/login"))
-                .json(&json!({"email": "boss@example.com", "password": "correct horse battery"}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            login["access_token"]
-                .as_str()
-                .expect("logged in")
-                .to_string()
-        }
-    };
     let stock = |base: String, token: String, body: Value| {
         let client = client.clone();
         async move {
-            let r = client
-                .put(format!("{base}/api/v1/admin/skus/cli-2/stock"))
-                .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
+            let r = set_stock(&client, &base, &token, "cli-2", body).await;
             assert_eq!(r.status(), 200);
             r.json::<Value>().await.unwrap()["available"].clone()
         }
@@ -245,7 +237,7 @@ async fn compact_a_stopped_node_then_it_serves_the_same_data() {
 
     let mut server = common::start(dir.path(), &[]);
     wait_ready(&client, &server.base).await;
-    let token = log_in(server.base.clone()).await;
+    let token = log_in(&client, &server.base).await;
     // Churn: the stock set forty times over.
     for n in 1..=40 {
         stock(server.base.clone(), token.clone(), json!({"available": n})).await;
@@ -270,7 +262,7 @@ async fn compact_a_stopped_node_then_it_serves_the_same_data() {
 
     let mut server = common::start(dir.path(), &[]);
     wait_ready(&client, &server.base).await;
-    let token = log_in(server.base.clone()).await;
+    let token = log_in(&client, &server.base).await;
     let available = stock(server.base.clone(), token, json!({"delta": 1})).await;
     assert_eq!(available, json!(41), "the stock as it was, plus one");
     server.child.kill().unwrap();

@@ -232,27 +232,31 @@ async fn measure(bin: &Path, data: &Path, server: Server, o: &Options) -> anyhow
 
 /// Runs `emporium admin compact` on the stopped server's data dir and prints its report.
 fn compact(bin: &Path, data: &Path, compression: Option<&str>) -> anyhow::Result<()> {
-    let mut command = std::process::Command::new(bin);
-    command.args(["admin", "compact", "--data-dir"]).arg(data);
-    if let Some(compression) = compression {
-        command.args(["--compression", compression]);
+    match compression {
+        Some(compression) => admin(bin, data, &["compact", "--compression", compression]),
+        None => admin(bin, data, &["compact"]),
     }
-    let out = command.output()?;
-    if !out.status.success() {
-        bail!("admin compact: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    print!("{}", String::from_utf8_lossy(&out.stdout));
-    Ok(())
 }
 
 /// Prints `emporium admin usage` of the stopped server's data dir: where the disk goes.
 fn print_usage(bin: &Path, data: &Path) -> anyhow::Result<()> {
+    admin(bin, data, &["usage"])
+}
+
+/// Runs `emporium admin <command> --data-dir <data>` and prints what it printed.
+fn admin(bin: &Path, data: &Path, command: &[&str]) -> anyhow::Result<()> {
     let out = std::process::Command::new(bin)
-        .args(["admin", "usage", "--data-dir"])
+        .arg("admin")
+        .args(command)
+        .arg("--data-dir")
         .arg(data)
         .output()?;
     if !out.status.success() {
-        bail!("admin usage: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "admin {}: {}",
+            command[0],
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     print!("{}", String::from_utf8_lossy(&out.stdout));
     Ok(())

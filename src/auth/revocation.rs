@@ -340,7 +340,7 @@ mod tests {
             r.revoke_token(&claims("b", "u1", 900, 1500)).await.unwrap();
             r.revoke_user("u2", 1200).await.unwrap();
         }
-        let db = crate::persistence::open_waiting(dir.path()).unwrap();
+        let db = crate::persistence::sled_open::open_waiting(dir.path()).unwrap();
         let r = Revocations::open(&db, 1600).unwrap();
         assert!(r.is_revoked(&claims("a", "u1", 900, 2000)));
         assert!(!r.tokens.contains_key("b"), "expired entries are pruned");
@@ -387,7 +387,7 @@ mod tests {
             r.revoke_session("u1", "fam1", 2000).await.unwrap();
             assert!(r.is_revoked(&in_session("a", "fam1")));
         }
-        let db = crate::persistence::open_waiting(dir.path()).unwrap();
+        let db = crate::persistence::sled_open::open_waiting(dir.path()).unwrap();
         let r = Revocations::open(&db, 1500).unwrap();
         // Then both of its tokens are refused, the other session's is not
         assert!(r.is_revoked(&in_session("a", "fam1")));

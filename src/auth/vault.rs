@@ -294,7 +294,7 @@ mod tests {
             (kims, lees, old)
         };
         // Then, after a restart too, Kim's data opens to nothing and nothing more is sealed
-        let db = crate::persistence::open_waiting(dir.path()).unwrap();
+        let db = crate::persistence::sled_open::open_waiting(dir.path()).unwrap();
         let v = vault(&db);
         assert_eq!(v.open(&kim, &kims).await.unwrap(), None);
         assert_eq!(v.open(&kim, &old).await.unwrap(), None);

@@ -25,7 +25,7 @@
 //! it again from zero, and the engine does not use it.
 
 use crate::persistence::JournalError;
-use crate::persistence::sled_open::{open_locked, stored_compression, stored_segment_bytes};
+use crate::persistence::sled_open::{made_with, open_locked, sled_config};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -106,14 +106,7 @@ pub fn compact(
             paths.old.display()
         )));
     }
-    let (Some(compressed), Some(segment_bytes)) =
-        (stored_compression(db), stored_segment_bytes(db))
-    else {
-        return Err(JournalError::Storage(format!(
-            "no database under {}",
-            db.display()
-        )));
-    };
+    let (compressed, segment_bytes) = made_with(db)?;
     let source = open_locked(|| open(db, compressed, segment_bytes)).map_err(|e| match e {
         sled::Error::Io(e) if e.to_string().contains("could not acquire lock") => {
             JournalError::Storage(format!(
@@ -159,15 +152,9 @@ pub fn compact(
     })
 }
 
-/// Opens the sled database at `path` as a node's journal made it.
+/// Opens the sled database at `path` as a node's journal does.
 fn open(path: &Path, compression: bool, segment_bytes: usize) -> sled::Result<sled::Db> {
-    sled::Config::new()
-        .path(path)
-        .use_compression(compression)
-        .compression_factor(1)
-        .segment_size(segment_bytes)
-        .flush_every_ms(None)
-        .open()
+    sled_config(path, compression, segment_bytes).open()
 }
 
 /// Step 1's copy: every tree of `source` into a new database at `copy`; the [`Summary`] of
@@ -223,7 +210,7 @@ fn verified(
 /// Errors: [`JournalError::Storage`] when `db` is missing while a compaction's `db.old` is
 /// there (a state no crash leaves; a new empty database must not be opened in its place),
 /// or the file system fails.
-pub fn recover(db: &Path) -> Result<(), JournalError> {
+fn recover(db: &Path) -> Result<(), JournalError> {
     let paths = Paths::of(db);
     if paths.done.exists() {
         tracing::warn!(db = %db.display(), "finishing an interrupted compaction");

@@ -32,7 +32,7 @@ use crate::persistence::sled_layout::{
     ARCHIVE, DUE, EVENT, SNAPSHOT, Store, VIEW, events_of_record, key, kind_prefix,
     migrate_tree_per_type, set_prefix,
 };
-use crate::persistence::sled_open::{kept, open_locked};
+use crate::persistence::sled_open::{kept, open_locked, sled_config};
 #[cfg(test)]
 use crate::persistence::sled_open::{stored_compression, stored_segment_bytes};
 use crate::persistence::sled_snapshot::read_snapshot;
@@ -85,15 +85,9 @@ impl SledJournal {
             defaults.segment_bytes,
         );
         let db = open_locked(|| {
-            sled::Config::new()
-                .path(dir)
+            sled_config(dir, compression, segment_bytes)
                 .cache_capacity(config.cache_bytes)
                 .mode(sled::Mode::HighThroughput)
-                .flush_every_ms(None)
-                .segment_size(segment_bytes)
-                .use_compression(compression)
-                // zstd's fastest level: most of the gain, little of the CPU.
-                .compression_factor(1)
                 .open()
         })?;
         let store = Store {

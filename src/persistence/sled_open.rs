@@ -1,8 +1,35 @@
 //! What a sled database was made with (sled's `conf`), and opening one whose file lock may
 //! still be held for a moment: shared by the journal, `admin usage` and `admin compact`.
 
+use crate::persistence::JournalError;
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+/// How a node's journal opens the database at `path`: made with `compression` (zstd at its
+/// fastest level: most of the gain, little of the CPU) and `segment_bytes`; sled's own
+/// flusher off, as the journal flushes each group commit itself.
+pub(super) fn sled_config(path: &Path, compression: bool, segment_bytes: usize) -> sled::Config {
+    sled::Config::new()
+        .path(path)
+        .flush_every_ms(None)
+        .segment_size(segment_bytes)
+        .use_compression(compression)
+        .compression_factor(1)
+}
+
+/// `(compression, segment_bytes)` the existing database at `path` was made with.
+///
+/// Errors: [`JournalError::Storage`] when there is no database at `path` (none is made: a
+/// new one would take the reader's settings, not the node's).
+pub(super) fn made_with(path: &Path) -> Result<(bool, usize), JournalError> {
+    match (stored_compression(path), stored_segment_bytes(path)) {
+        (Some(compression), Some(segment_bytes)) => Ok((compression, segment_bytes)),
+        _ => Err(JournalError::Storage(format!(
+            "no database under {}",
+            path.display()
+        ))),
+    }
+}
 
 /// Whether the sled database under `dir` was made compressed; `None` for a new database.
 pub(super) fn stored_compression(dir: &Path) -> Option<bool> {

@@ -3,6 +3,7 @@
 
 use crate::persistence::JournalError;
 use crate::persistence::sled_layout::{ARCHIVE, DUE, EVENT, INDEX, REMINDER, SNAPSHOT, VIEW};
+use crate::persistence::sled_open::{made_with, sled_config};
 use crate::persistence::sled_snapshot::is_chunk_key;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -34,20 +35,8 @@ pub struct Usage {
 /// Errors: [`JournalError::Storage`] when there is no database under `dir` (none is made: a
 /// new one would keep this reader's settings, not the node's) or sled cannot open it.
 pub fn usage(dir: &Path) -> Result<Usage, JournalError> {
-    let (Some(compression), Some(segment_bytes)) = (
-        super::sled_open::stored_compression(dir),
-        super::sled_open::stored_segment_bytes(dir),
-    ) else {
-        return Err(JournalError::Storage(format!(
-            "no database under {}",
-            dir.display()
-        )));
-    };
-    let db = sled::Config::new()
-        .path(dir)
-        .use_compression(compression)
-        .segment_size(segment_bytes)
-        .open()?;
+    let (compression, segment_bytes) = made_with(dir)?;
+    let db = sled_config(dir, compression, segment_bytes).open()?;
     let mut rows: BTreeMap<(String, String), UsageRow> = BTreeMap::new();
     for name in db.tree_names() {
         let tree = db.open_tree(&name)?;

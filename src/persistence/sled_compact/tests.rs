@@ -4,23 +4,14 @@
 use super::*;
 use crate::domain::time::Timestamp;
 use crate::persistence::sled_journal::{SledJournal, WriterConfig};
+use crate::persistence::sled_open::stored_compression;
 use crate::persistence::{Append, IndexEntry, Journal, StreamId};
 use std::time::Duration;
 
 /// Every record of every tree of the stopped database at `db`: `(tree, key, value)`.
 fn dump(db: &Path) -> Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> {
-    let (compression, segment) = (
-        stored_compression(db).unwrap(),
-        stored_segment_bytes(db).unwrap(),
-    );
-    let sled = open_locked(|| {
-        sled::Config::new()
-            .path(db)
-            .use_compression(compression)
-            .segment_size(segment)
-            .open()
-    })
-    .unwrap();
+    let (compression, segment) = made_with(db).unwrap();
+    let sled = open_locked(|| sled_config(db, compression, segment).open()).unwrap();
     let mut all = Vec::new();
     let mut names = sled.tree_names();
     names.sort();
