@@ -1,9 +1,11 @@
 //! The on-disk envelope of events and snapshots: MessagePack with field names (self-describing),
 //! so adding a field with `#[serde(default)]` keeps old journals readable, and a format version
-//! that a future upcaster can switch on.
+//! that a future upcaster can switch on. What is stored is the envelope packed against a frozen
+//! dictionary (`packing`), which takes the names' bytes back; records written unpacked by
+//! earlier builds read as before.
 
 use crate::domain::time::Timestamp;
-use crate::persistence::JournalError;
+use crate::persistence::{JournalError, packing};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 /// The envelope version written today.
@@ -23,32 +25,34 @@ struct SnapshotEnvelope<S> {
 }
 
 pub fn encode_event<E: Serialize>(event: &E, at: Timestamp) -> Result<Vec<u8>, JournalError> {
-    rmp_serde::to_vec_named(&EventEnvelope {
+    let encoded = rmp_serde::to_vec_named(&EventEnvelope {
         v: FORMAT_VERSION,
         at,
         event,
     })
-    .map_err(|e| JournalError::Corrupt(e.to_string()))
+    .map_err(|e| JournalError::Corrupt(e.to_string()))?;
+    Ok(packing::pack(encoded))
 }
 
 pub fn decode_event<E: DeserializeOwned>(bytes: &[u8]) -> Result<(E, Timestamp), JournalError> {
-    let env: EventEnvelope<E> =
-        rmp_serde::from_slice(bytes).map_err(|e| JournalError::Corrupt(e.to_string()))?;
+    let env: EventEnvelope<E> = rmp_serde::from_slice(&packing::unpack(bytes)?)
+        .map_err(|e| JournalError::Corrupt(e.to_string()))?;
     check_version(env.v)?;
     Ok((env.event, env.at))
 }
 
 pub fn encode_snapshot<S: Serialize>(state: &S) -> Result<Vec<u8>, JournalError> {
-    rmp_serde::to_vec_named(&SnapshotEnvelope {
+    let encoded = rmp_serde::to_vec_named(&SnapshotEnvelope {
         v: FORMAT_VERSION,
         state,
     })
-    .map_err(|e| JournalError::Corrupt(e.to_string()))
+    .map_err(|e| JournalError::Corrupt(e.to_string()))?;
+    Ok(packing::pack(encoded))
 }
 
 pub fn decode_snapshot<S: DeserializeOwned>(bytes: &[u8]) -> Result<S, JournalError> {
-    let env: SnapshotEnvelope<S> =
-        rmp_serde::from_slice(bytes).map_err(|e| JournalError::Corrupt(e.to_string()))?;
+    let env: SnapshotEnvelope<S> = rmp_serde::from_slice(&packing::unpack(bytes)?)
+        .map_err(|e| JournalError::Corrupt(e.to_string()))?;
     check_version(env.v)?;
     Ok(env.state)
 }

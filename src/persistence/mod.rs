@@ -25,11 +25,13 @@
 //! - `sled_snapshot`: snapshots in the sled journal, a large one stored in chunks.
 //! - [`sled_usage`]: what a stopped node's data dir holds, for `emporium admin usage`.
 //! - [`codec`]: the versioned, self-describing envelope events and snapshots are stored in.
+//! - [`packing`]: that envelope compressed against a frozen dictionary of its field names.
 
 pub mod codec;
 pub mod fences;
 pub mod gaps;
 pub mod memory;
+pub mod packing;
 pub mod redis_journal;
 pub mod sled_compact;
 pub mod sled_journal;

@@ -46,7 +46,8 @@ pub(super) fn due_key(kind: &str, at: Timestamp, id: &str) -> Vec<u8> {
 }
 
 /// The first byte of a record holding a run of events. msgpack never uses 0xC1, and an
-/// event's value is a msgpack map (`codec::encode_event`), so no single event starts with it.
+/// event's value is a msgpack map or a packed one starting with `z` (`codec::encode_event`,
+/// `packing`), so no single event starts with it.
 const RUN: u8 = 0xC1;
 
 /// The most bytes of events one run record holds, for a database with `segment_bytes` log

@@ -28,7 +28,7 @@ use crate::persistence::{JournalError, StreamId};
 const READ_TRIES: usize = 3;
 
 /// The byte after a head record's seq. msgpack never uses 0xC1, and an encoded state is a
-/// msgpack map (`codec::encode_snapshot`).
+/// msgpack map or a packed one starting with `z` (`codec::encode_snapshot`, `packing`).
 const CHUNKED: u8 = 0xC1;
 
 /// `s kind NUL id NUL`: the snapshot's key (its head's, when chunked).

@@ -1,0 +1,191 @@
+//! How a dictionary is made (run by hand, never in the suite): typical records read from data
+//! dirs, their free text, ids and binary blanked, one sample per record shape, the most common
+//! shapes last (zstd reaches the end of a dictionary with the shortest offsets).
+//!
+//! `EMPORIUM_DICTIONARY_FROM=dir1:dir2 EMPORIUM_DICTIONARY_TO=file cargo test --release
+//! making -- --ignored`, with data dirs written by a build that did not pack (or packed with an
+//! earlier dictionary). See `dictionaries.md` for what dictionary 1 was made from.
+
+use crate::persistence::packing::unpack;
+use crate::persistence::sled_layout::{EVENT, events_of_record};
+use crate::persistence::sled_open::{made_with, sled_config};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// What a dictionary holds at most (zstd's own trainer defaults to 110 KB; a record reaches
+/// back at most its own size plus this).
+const MAX_DICTIONARY: usize = 32 * 1024;
+
+/// Samples of one (record type, kind, shape) at most.
+const PER_SHAPE: usize = 1;
+
+/// A longer sample (a SKU's snapshot with its reservations) would crowd out the rest.
+const MAX_SAMPLE: usize = 2 * 1024;
+
+#[test]
+#[ignore = "makes a dictionary from data dirs; run by hand"]
+fn making() {
+    let from = std::env::var("EMPORIUM_DICTIONARY_FROM").expect("EMPORIUM_DICTIONARY_FROM");
+    let to = std::env::var("EMPORIUM_DICTIONARY_TO").expect("EMPORIUM_DICTIONARY_TO");
+    // (shape) -> (records seen, samples)
+    let mut shapes: HashMap<Vec<u8>, (usize, Vec<Vec<u8>>)> = HashMap::new();
+    for dir in from.split(':') {
+        let path = Path::new(dir).join("db");
+        let (compression, segment_bytes) = made_with(&path).unwrap();
+        let db = sled_config(&path, compression, segment_bytes)
+            .open()
+            .unwrap();
+        let tree = db.open_tree("entities").unwrap();
+        for row in tree.iter() {
+            let (k, v) = row.unwrap();
+            for record in records(&k, &v) {
+                let Some((shape, blanked)) = blank(&record) else {
+                    continue;
+                };
+                if blanked.len() > MAX_SAMPLE {
+                    continue;
+                }
+                let mut group = k
+                    .iter()
+                    .take_while(|&&b| b != 0)
+                    .copied()
+                    .collect::<Vec<_>>();
+                group.extend_from_slice(&shape);
+                let (seen, samples) = shapes.entry(group).or_default();
+                *seen += 1;
+                if samples.len() < PER_SHAPE {
+                    samples.push(blanked);
+                }
+            }
+        }
+    }
+    let mut ranked: Vec<(usize, Vec<Vec<u8>>)> = shapes.into_values().collect();
+    // most common first, to keep when the dictionary is full; written in reverse
+    ranked.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let mut kept = Vec::new();
+    let mut size = 0;
+    for (_, samples) in ranked {
+        for s in samples {
+            if size + s.len() <= MAX_DICTIONARY {
+                size += s.len();
+                kept.push(s);
+            }
+        }
+    }
+    let dictionary: Vec<u8> = kept.into_iter().rev().flatten().collect();
+    std::fs::write(&to, &dictionary).unwrap();
+    println!(
+        "{} bytes, crc32 {:#010x}",
+        dictionary.len(),
+        crc32fast::hash(&dictionary)
+    );
+}
+
+/// The encoded records a stored value holds: an event, the events of a run, or a snapshot,
+/// view or archive record (a snapshot after its 8-byte seq; a chunked one is left out).
+fn records(key: &[u8], value: &[u8]) -> Vec<Vec<u8>> {
+    if key.first() == Some(&EVENT) && value.first() == Some(&0xC1) {
+        let events = events_of_record(u64::MAX, value).unwrap_or_default();
+        return events.into_iter().map(|(_, e)| e).collect();
+    }
+    [0, 8]
+        .iter()
+        .filter_map(|&at| value.get(at..))
+        .filter_map(|v| unpack(v).ok().map(|r| r.into_owned()))
+        .find(|r| matches!(r.first(), Some(0x80..=0x8f | 0xde)) && value_end(r, 0) == Some(r.len()))
+        .into_iter()
+        .collect()
+}
+
+/// The record with every string that is not a name (a field's, an enum variant's, a
+/// currency's) made empty, every binary made empty; and its shape: the map keys in order.
+fn blank(record: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::with_capacity(record.len());
+    let mut shape = Vec::new();
+    let end = walk(record, 0, false, &mut out, &mut shape)?;
+    (end == record.len()).then_some((shape, out))
+}
+
+/// Where the msgpack value at `at` ends.
+fn value_end(bytes: &[u8], at: usize) -> Option<usize> {
+    walk(bytes, at, false, &mut Vec::new(), &mut Vec::new())
+}
+
+/// Copies the value at `at` to `out`, blanked (see [`blank`]), its map keys appended to
+/// `shape`; returns where it ends.
+fn walk(
+    b: &[u8],
+    at: usize,
+    is_key: bool,
+    out: &mut Vec<u8>,
+    shape: &mut Vec<u8>,
+) -> Option<usize> {
+    let m = *b.get(at)?;
+    let be = |from: usize, n: usize| -> Option<usize> {
+        let bytes = b.get(from..from + n)?;
+        Some(bytes.iter().fold(0usize, |acc, &x| (acc << 8) | x as usize))
+    };
+    let copy = |out: &mut Vec<u8>, end: usize| -> Option<usize> {
+        out.extend_from_slice(b.get(at..end)?);
+        Some(end)
+    };
+    let (items, header) = match m {
+        0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => return copy(out, at + 1),
+        0xcc | 0xd0 => return copy(out, at + 2),
+        0xcd | 0xd1 => return copy(out, at + 3),
+        0xca | 0xce | 0xd2 => return copy(out, at + 5),
+        0xcb | 0xcf | 0xd3 => return copy(out, at + 9),
+        0xd4..=0xd8 => return copy(out, at + 2 + (1 << (m - 0xd4))),
+        0xc7 => return copy(out, at + 3 + be(at + 1, 1)?),
+        0xc8 => return copy(out, at + 4 + be(at + 1, 2)?),
+        0xc9 => return copy(out, at + 6 + be(at + 1, 4)?),
+        0xc4..=0xc6 => {
+            let n = 1 << (m - 0xc4);
+            let end = at + 1 + n + be(at + 1, n)?;
+            b.get(..end)?;
+            out.extend_from_slice(&[0xc4, 0]);
+            return Some(end);
+        }
+        0xa0..=0xbf | 0xd9..=0xdb => {
+            let (len, start) = match m {
+                0xa0..=0xbf => ((m & 0x1f) as usize, at + 1),
+                _ => {
+                    let n = 1 << (m - 0xd9);
+                    (be(at + 1, n)?, at + 1 + n)
+                }
+            };
+            let text = b.get(start..start + len)?;
+            if is_key {
+                // (a key that is data, a cart's SKU id, is a field of no shape)
+                shape.extend_from_slice(if is_name(text) { text } else { b"*" });
+                shape.push(0);
+            }
+            if is_name(text) {
+                return copy(out, start + len);
+            }
+            out.push(0xa0);
+            return Some(start + len);
+        }
+        0x90..=0x9f => ((m & 0x0f) as usize, 1),
+        0x80..=0x8f => (2 * (m & 0x0f) as usize, 1),
+        0xdc => (be(at + 1, 2)?, 3),
+        0xdd => (be(at + 1, 4)?, 5),
+        0xde => (2 * be(at + 1, 2)?, 3),
+        0xdf => (2 * be(at + 1, 4)?, 5),
+        0xc1 => return None,
+    };
+    let is_map = matches!(m, 0x80..=0x8f | 0xde | 0xdf);
+    let mut pos = copy(out, at + header)?;
+    for i in 0..items {
+        pos = walk(b, pos, is_map && i % 2 == 0, out, shape)?;
+    }
+    Some(pos)
+}
+
+/// A name: an enum's variant, a status, a currency — short, and lower-case with underscores
+/// or an upper-case code; free text, ids and digests are not.
+fn is_name(text: &[u8]) -> bool {
+    let lower = text.iter().all(|c| c.is_ascii_lowercase() || *c == b'_');
+    let code = text.len() == 3 && text.iter().all(u8::is_ascii_uppercase);
+    !text.is_empty() && text.len() <= 24 && (lower || code)
+}
