@@ -11,10 +11,11 @@ export RUSTC_BOOTSTRAP=1
 if ! command -v cargo-fuzz >/dev/null; then
     cargo install cargo-fuzz --locked --quiet
 fi
-# Unoptimised and without a sanitizer: the code is safe Rust, and an optimised build of every
-# dependency with ASan takes a quarter hour on two cores; coverage guidance, panics (debug
-# assertions and overflow checks on) and the memory limits are what is checked. For long runs
-# build with -O (README, "Fuzzing").
+# Unoptimised and without a sanitizer: the code is safe Rust but for zstd's C decoder behind
+# packed records (the zstd sled's compression links, fuzzed upstream by OSS-Fuzz), and an
+# optimised build of every dependency with ASan takes a quarter hour on two cores; coverage
+# guidance, panics (debug assertions and overflow checks on) and the memory limits are what
+# is checked. For long runs build with -O (README, "Fuzzing").
 cargo fuzz build --dev --sanitizer none
 for target in decode text bodies; do
     mkdir -p "fuzz/corpus/$target"

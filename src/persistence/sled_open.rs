@@ -31,6 +31,15 @@ pub(super) fn made_with(path: &Path) -> Result<(bool, usize), JournalError> {
     }
 }
 
+/// The existing database at `path`, opened with the settings it was made with (sled refuses
+/// others) and its flusher off: for readers of a stopped node's data dir.
+///
+/// Errors: [`JournalError::Storage`] when there is none, or sled cannot open it.
+pub fn open_as_made(path: &Path) -> Result<sled::Db, JournalError> {
+    let (compression, segment_bytes) = made_with(path)?;
+    Ok(sled_config(path, compression, segment_bytes).open()?)
+}
+
 /// Whether the sled database under `dir` was made compressed; `None` for a new database.
 pub(super) fn stored_compression(dir: &Path) -> Option<bool> {
     stored(dir, "use_compression")

@@ -3,7 +3,7 @@
 
 use crate::persistence::JournalError;
 use crate::persistence::sled_layout::{ARCHIVE, DUE, EVENT, INDEX, REMINDER, SNAPSHOT, VIEW};
-use crate::persistence::sled_open::{made_with, sled_config};
+use crate::persistence::sled_open::open_as_made;
 use crate::persistence::sled_snapshot::is_chunk_key;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -35,8 +35,7 @@ pub struct Usage {
 /// Errors: [`JournalError::Storage`] when there is no database under `dir` (none is made: a
 /// new one would keep this reader's settings, not the node's) or sled cannot open it.
 pub fn usage(dir: &Path) -> Result<Usage, JournalError> {
-    let (compression, segment_bytes) = made_with(dir)?;
-    let db = sled_config(dir, compression, segment_bytes).open()?;
+    let db = open_as_made(dir)?;
     let mut rows: BTreeMap<(String, String), UsageRow> = BTreeMap::new();
     for name in db.tree_names() {
         let tree = db.open_tree(&name)?;

@@ -8,7 +8,7 @@
 
 use crate::persistence::packing::unpack;
 use crate::persistence::sled_layout::{EVENT, events_of_record};
-use crate::persistence::sled_open::{made_with, sled_config};
+use crate::persistence::sled_open::open_as_made;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -30,11 +30,7 @@ fn making() {
     // (shape) -> (records seen, samples)
     let mut shapes: HashMap<Vec<u8>, (usize, Vec<Vec<u8>>)> = HashMap::new();
     for dir in from.split(':') {
-        let path = Path::new(dir).join("db");
-        let (compression, segment_bytes) = made_with(&path).unwrap();
-        let db = sled_config(&path, compression, segment_bytes)
-            .open()
-            .unwrap();
+        let db = open_as_made(&Path::new(dir).join("db")).unwrap();
         let tree = db.open_tree("entities").unwrap();
         for row in tree.iter() {
             let (k, v) = row.unwrap();
@@ -85,8 +81,15 @@ fn making() {
 /// view or archive record (a snapshot after its 8-byte seq; a chunked one is left out).
 fn records(key: &[u8], value: &[u8]) -> Vec<Vec<u8>> {
     if key.first() == Some(&EVENT) && value.first() == Some(&0xC1) {
-        let events = events_of_record(u64::MAX, value).unwrap_or_default();
-        return events.into_iter().map(|(_, e)| e).collect();
+        // (a run is stored under its last event's seq, the key's last 8 bytes)
+        let last = key
+            .last_chunk::<8>()
+            .map_or(0, |seq| u64::from_be_bytes(*seq));
+        let events = events_of_record(last, value).unwrap_or_default();
+        return events
+            .iter()
+            .filter_map(|(_, e)| unpack(e).ok().map(|r| r.into_owned()))
+            .collect();
     }
     [0, 8]
         .iter()
