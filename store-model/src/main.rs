@@ -14,8 +14,8 @@
 //! per commit, each trim a range read from where the last one stopped (the engine reads from
 //! the SKU's first event, which costs sled nothing more but would make an LSM store step over
 //! every earlier trim's tombstones). Each commit is one atomic
-//! batch and one flush (sled `flush`, which on Linux is `sync_file_range` and `fsync`; fjall
-//! `persist` with `SyncData`, an `fdatasync` of its journal). Values are random bytes: the
+//! batch and one flush (sled `flush`, which on Linux is `sync_file_range` of the range it
+//! wrote; fjall `persist` with `SyncData`, an `fdatasync` of its journal, the stronger). Values are random bytes: the
 //! journal's are packed (`persistence::packing`), which leaves little for a store's own
 //! compression. Reports CPU per purchase (all threads, `getrusage`), counting the background
 //! flushes and compactions the run left behind, purchases a second, disk and peak RSS.
