@@ -13,9 +13,9 @@
 //! passed since the last one; then its events behind the snapshot are trimmed, 4,096 records
 //! per commit, each trim a range read from where the last one stopped (the engine reads from
 //! the SKU's first event, which costs sled nothing more but would make an LSM store step over
-//! every earlier trim's tombstones). Each commit is one atomic
-//! batch and one flush (sled `flush`, which on Linux is `sync_file_range` of the range it
-//! wrote; fjall `persist` with `SyncData`, an `fdatasync` of its journal, the stronger). Values are random bytes: the
+//! every earlier trim's tombstones). Each commit is one atomic batch and one flush (sled
+//! `flush`, which on Linux is `sync_file_range` of the range it wrote; fjall `persist` with
+//! `SyncData`, an `fdatasync` of its journal, the stronger). Values are random bytes: the
 //! journal's are packed (`persistence::packing`), which leaves little for a store's own
 //! compression. Reports CPU per purchase (all threads, `getrusage`), counting the background
 //! flushes and compactions the run left behind, purchases a second, disk and peak RSS.
@@ -29,7 +29,9 @@
 //! once; sled 0.34 has no online compaction: `emporium admin compact` copies a stopped node's
 //! store instead).
 //!
-//! The data goes to `--dir` (default: the temp dir), a fresh directory per store and mode.
+//! Stores: `sled`, `sled-sync` (sled with an `fdatasync` of its log file after each flush),
+//! `fjall`, and `none` (no store: what the model itself costs). The data goes to `--dir`
+//! (default: the temp dir), a fresh directory per store and mode.
 
 use rand::{Rng, RngCore, SeedableRng};
 use std::path::{Path, PathBuf};
