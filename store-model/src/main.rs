@@ -29,8 +29,9 @@
 //! once; sled 0.34 has no online compaction: `emporium admin compact` copies a stopped node's
 //! store instead).
 //!
-//! Stores: `sled`, `sled-sync` (sled with an `fdatasync` of its log file after each flush),
-//! `fjall`, and `none` (no store: what the model itself costs). The data goes to `--dir`
+//! Stores: `sled`; `sled-fdatasync` and `sled-syncfs` (sled with an `fdatasync` of its log
+//! file, or a `syncfs` of its filesystem, after each flush); `fjall`; `none` (no store: what
+//! the model itself costs). The data goes to `--dir`
 //! (default: the temp dir), a fresh directory per store and mode.
 
 use rand::{Rng, RngCore, SeedableRng};
@@ -53,10 +54,18 @@ trait Store {
     fn close(&self);
 }
 
-/// sled, and with `sled-sync` its log file opened beside it to `fdatasync` after each flush
-/// (sled 0.34's flush on Linux is `sync_file_range`, which commits neither the file's size nor
-/// a drive's cache: README, "Durability").
-struct Sled(sled::Db, sled::Tree, Option<std::fs::File>);
+/// sled, and what else each flush does: sled 0.34's flush on Linux is `sync_file_range` of its
+/// log, which commits neither the file's size nor a drive's cache, and the files it writes for
+/// large pages under `blobs/` are never synced (README, "Durability").
+struct Sled(sled::Db, sled::Tree, AfterFlush);
+
+enum AfterFlush {
+    Nothing,
+    /// `fdatasync` of the log file: its size and the drive's cache, not the blobs.
+    SyncLog(std::fs::File),
+    /// `syncfs` of the filesystem the store is on: everything, blobs and directories too.
+    SyncFs(std::fs::File),
+}
 
 impl Store for Sled {
     fn commit(&self, puts: &[Record], removals: &[Vec<u8>]) {
@@ -69,8 +78,14 @@ impl Store for Sled {
         }
         self.1.apply_batch(batch).expect("sled batch");
         self.0.flush().expect("sled flush");
-        if let Some(log) = &self.2 {
-            log.sync_data().expect("fdatasync");
+        match &self.2 {
+            AfterFlush::Nothing => {}
+            AfterFlush::SyncLog(log) => log.sync_data().expect("fdatasync"),
+            AfterFlush::SyncFs(log) => {
+                // SAFETY: a valid open file descriptor.
+                let synced = unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(log)) };
+                assert_eq!(synced, 0, "syncfs: {}", std::io::Error::last_os_error());
+            }
         }
     }
     fn contains(&self, key: &[u8]) -> bool {
@@ -156,7 +171,7 @@ fn open(store: &str, dir: &Path) -> Box<dyn Store> {
             Box::new(Nothing)
         }
         // As `persistence::sled_open` and `SledJournal` open a node's journal.
-        "sled" | "sled-sync" => {
+        "sled" | "sled-fdatasync" | "sled-syncfs" => {
             let db = sled::Config::new()
                 .path(dir)
                 .segment_size(128 * 1024)
@@ -165,9 +180,13 @@ fn open(store: &str, dir: &Path) -> Box<dyn Store> {
                 .open()
                 .expect("sled open");
             let tree = db.open_tree("journal").expect("sled tree");
-            let log = (store == "sled-sync")
-                .then(|| std::fs::File::open(dir.join("db")).expect("sled's log file"));
-            Box::new(Sled(db, tree, log))
+            let log = || std::fs::File::open(dir.join("db")).expect("sled's log file");
+            let after = match store {
+                "sled-fdatasync" => AfterFlush::SyncLog(log()),
+                "sled-syncfs" => AfterFlush::SyncFs(log()),
+                _ => AfterFlush::Nothing,
+            };
+            Box::new(Sled(db, tree, after))
         }
         "fjall" => {
             let db = fjall::Database::builder(dir).open().expect("fjall open");
@@ -176,7 +195,7 @@ fn open(store: &str, dir: &Path) -> Box<dyn Store> {
                 .expect("fjall keyspace");
             Box::new(Fjall(db, ks))
         }
-        other => panic!("no store {other}: sled, sled-sync, fjall or none"),
+        other => panic!("no store {other}: sled, sled-fdatasync, sled-syncfs, fjall or none"),
     }
 }
 
@@ -398,7 +417,7 @@ fn settle(store: &dyn Store, orders: &[Order], r: &mut impl Rng) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage_line = "usage: emporium-store-model sled|sled-sync|fjall|none hot|settle N [--per-commit B] [--dir DIR]";
+    let usage_line = "usage: emporium-store-model sled|sled-fdatasync|sled-syncfs|fjall|none hot|settle N [--per-commit B] [--dir DIR]";
     if args.len() < 3 || args.iter().any(|a| a == "--help") {
         println!("{usage_line}");
         return;
