@@ -53,9 +53,10 @@ const RUN: u8 = 0xC1;
 /// The most bytes of events one run record holds, for a database with `segment_bytes` log
 /// segments. A sled 0.34 leaf holds up to 17 records before it splits and is rewritten whole
 /// every few writes to it; a rewrite larger than a quarter of a segment goes to a file of its
-/// own (a blob: a file made, written and synced). A full leaf of 2 KiB runs with their keys
-/// passes that line at the default 128 KiB segments (17 x ~2.1 KB > 32 KiB); a full leaf of
-/// runs of this size stays under it at any segment size: 1,365 B at 128 KiB.
+/// own (a blob: a file made and written, which sled 0.34 never syncs). A full leaf of 2 KiB
+/// runs with their keys passes that line at the default 128 KiB segments
+/// (17 x ~2.1 KB > 32 KiB); a full leaf of runs of this size stays under it at any segment
+/// size: 1,365 B at 128 KiB.
 pub(super) fn run_bytes(segment_bytes: usize) -> usize {
     segment_bytes / 4 / 24
 }

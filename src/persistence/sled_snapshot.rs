@@ -3,10 +3,10 @@
 //! A stream's snapshot lives under `s kind NUL id NUL` as `seq_be ++ state`. sled 0.34 keeps a
 //! value inside its leaf, and rewrites the whole leaf (a link every write to it, all of it
 //! every few writes and at each split); a leaf past a quarter of a log segment is written to a
-//! file of its own (a blob: a file made, written and synced). A hot SKU's snapshot (hundreds of
-//! KB: its open reservations) shares its leaf with whatever sorts next to it, such as new
-//! orders' views, so every few purchases rewrote it whole as a blob: 25 KB written per
-//! purchase in a hot-SKU flash sale before chunks, 10 KB with them (2026-12-01).
+//! file of its own (a blob: a file made and written, never synced by sled 0.34). A hot SKU's
+//! snapshot (hundreds of KB: its open reservations) shares its leaf with whatever sorts next
+//! to it, such as new orders' views, so every few purchases rewrote it whole as a blob: 25 KB
+//! written per purchase in a hot-SKU flash sale before chunks, 10 KB with them (2026-12-01).
 //!
 //! A state longer than the chunk size (`sled_layout::run_bytes`, the same bound as a run of
 //! events, so a full leaf of chunks stays under the blob line) is stored as a head record
