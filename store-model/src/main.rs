@@ -201,8 +201,9 @@ fn open(store: &str, dir: &Path) -> Box<dyn Store> {
 
 /// Seconds of CPU this process has used, all threads, and its peak RSS in KiB.
 fn usage() -> (f64, i64) {
+    // SAFETY: rusage is plain integers, for which all zeroes is a valid value; getrusage
+    // fills the one it is given.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `u` is a valid rusage for getrusage to fill.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     (secs(u.ru_utime) + secs(u.ru_stime), u.ru_maxrss)
@@ -250,6 +251,14 @@ fn id(r: &mut impl Rng) -> Vec<u8> {
     (0..26).map(|_| DIGITS[r.gen_range(0..32)]).collect()
 }
 
+/// The bytes of one chunk of a large snapshot, as `sled_layout::run_bytes` gives them for the
+/// journal's default 128 KiB segments.
+const CHUNK_BYTES: usize = 1_365;
+/// Records a commit may remove behind a snapshot (`sled_writer`'s `TRIM_PER_WRITE`).
+const TRIM_PER_COMMIT: usize = 4_096;
+/// Orders, or shoppers' sealed-data keys, to a commit in `settle`.
+const ORDERS_PER_COMMIT: usize = 32;
+
 struct Order {
     id: Vec<u8>,
     at: [u8; 8],
@@ -281,14 +290,14 @@ impl Sku {
         let reservations = self.seq;
         if self.seq - self.snapshot_seq >= reservations.max(1_000) {
             let state = random(r, 120 * reservations as usize);
-            let count = state.len().div_ceil(1_365) as u32;
+            let count = state.len().div_ceil(CHUNK_BYTES) as u32;
             let stale = store.keys(
                 &key(&[Self::SNAPSHOT, &count.to_be_bytes()]),
                 &key(&[Self::SNAPSHOT, &u32::MAX.to_be_bytes()]),
                 usize::MAX,
             );
             removals.extend(stale);
-            for (i, chunk) in (0u32..).zip(state.chunks(1_365)) {
+            for (i, chunk) in (0u32..).zip(state.chunks(CHUNK_BYTES)) {
                 puts.push((key(&[Self::SNAPSHOT, &i.to_be_bytes()]), chunk.to_vec()));
             }
             puts.push((Self::SNAPSHOT.to_vec(), random(r, 20)));
@@ -297,8 +306,8 @@ impl Sku {
         }
         if let Some(upto) = self.trim_upto {
             let from = key(&[Self::EVENT, &seq(self.trimmed_before)]);
-            let behind = store.keys(&from, &key(&[Self::EVENT, &seq(upto)]), 4_096);
-            if behind.len() < 4_096 {
+            let behind = store.keys(&from, &key(&[Self::EVENT, &seq(upto)]), TRIM_PER_COMMIT);
+            if behind.len() < TRIM_PER_COMMIT {
                 self.trim_upto = None;
                 self.trimmed_before = upto + 1;
             } else if let Some(last) = behind.last() {
@@ -358,7 +367,8 @@ fn purchases(
     orders
 }
 
-/// Each order's life after the purchase, 32 orders a commit, to a delivered order at rest.
+/// Each order's life after the purchase, [`ORDERS_PER_COMMIT`] to a commit, to a delivered
+/// order at rest.
 fn settle(store: &dyn Store, orders: &[Order], r: &mut impl Rng) {
     const STATUSES: [&[u8]; 12] = [
         b"placed",
@@ -375,7 +385,7 @@ fn settle(store: &dyn Store, orders: &[Order], r: &mut impl Rng) {
         b"delivered",
     ];
     for step in 1..STATUSES.len() {
-        for chunk in orders.chunks(32) {
+        for chunk in orders.chunks(ORDERS_PER_COMMIT) {
             let (mut puts, mut removals) = (Vec::new(), Vec::new());
             for o in chunk {
                 let (was, is) = (STATUSES[step - 1], STATUSES[step]);
@@ -402,7 +412,7 @@ fn settle(store: &dyn Store, orders: &[Order], r: &mut impl Rng) {
             store.commit(&puts, &removals);
         }
     }
-    for chunk in orders.chunks(32) {
+    for chunk in orders.chunks(ORDERS_PER_COMMIT) {
         let (mut puts, mut removals) = (Vec::new(), Vec::new());
         for o in chunk {
             puts.push((key(&[b"s", b"order\0", &o.id]), random(r, 466)));
@@ -437,7 +447,7 @@ fn main() {
     let store = open(store_name, &dir);
     let users: Vec<Vec<u8>> = (0..n).map(|_| id(&mut r)).collect();
     if mode == "settle" {
-        for chunk in users.chunks(32) {
+        for chunk in users.chunks(ORDERS_PER_COMMIT) {
             let keys: Vec<Record> = chunk
                 .iter()
                 .map(|u| (key(&[b"k", u]), random(&mut r, 74)))
