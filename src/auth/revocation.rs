@@ -11,6 +11,7 @@
 //! once it is in this node's list, whichever node wrote it.
 
 use crate::auth::tokens::Claims;
+use crate::persistence::sled_sync::SyncedDb;
 use dashmap::DashMap;
 use redis::aio::ConnectionManager;
 use std::sync::Arc;
@@ -42,7 +43,7 @@ enum Learned {
 
 /// Where revocations are kept.
 enum Store {
-    Sled { db: sled::Db, tree: sled::Tree },
+    Sled { db: SyncedDb, tree: sled::Tree },
     Redis(ConnectionManager),
 }
 
@@ -82,7 +83,7 @@ fn past(at: i64, now_secs: i64) -> bool {
 
 impl Revocations {
     /// Loads the list, dropping the token and session entries lapsed by `now_secs`.
-    pub fn open(db: &sled::Db, now_secs: i64) -> anyhow::Result<Self> {
+    pub fn open(db: &SyncedDb, now_secs: i64) -> anyhow::Result<Self> {
         let tree = db.open_tree("revocations")?;
         let this = Self {
             store: Store::Sled {
@@ -297,7 +298,7 @@ impl Revocations {
         match &self.store {
             Store::Sled { db, tree } => {
                 tree.insert(key.as_bytes(), &value.to_be_bytes())?;
-                crate::persistence::flush_sled(db).await?;
+                db.flush_async().await?;
             }
             Store::Redis(redis) => {
                 let mut redis = redis.clone();
@@ -334,13 +335,14 @@ mod tests {
     async fn revocations_survive_reopening_and_expired_ones_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = sled::open(dir.path()).unwrap();
+            let db = SyncedDb::open(dir.path()).unwrap();
             let r = Revocations::open(&db, 1000).unwrap();
             r.revoke_token(&claims("a", "u1", 900, 2000)).await.unwrap();
             r.revoke_token(&claims("b", "u1", 900, 1500)).await.unwrap();
             r.revoke_user("u2", 1200).await.unwrap();
         }
-        let db = crate::persistence::sled_open::open_waiting(dir.path()).unwrap();
+        let reopened = crate::persistence::sled_open::open_waiting(dir.path()).unwrap();
+        let db = SyncedDb::new(reopened, dir.path()).unwrap();
         let r = Revocations::open(&db, 1600).unwrap();
         assert!(r.is_revoked(&claims("a", "u1", 900, 2000)));
         assert!(!r.tokens.contains_key("b"), "expired entries are pruned");
@@ -353,7 +355,7 @@ mod tests {
     fn a_reread_entry_is_new_to_the_list_once_and_says_whose_only_for_a_user() {
         // Given a list that knows one session's revocation
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = SyncedDb::open(dir.path()).unwrap();
         let r = Revocations::open(&db, 1000).unwrap();
         assert_eq!(r.remember("s:known", 2000, 1000), Learned::Unattributed);
         // When entries are read again from the store
@@ -382,12 +384,13 @@ mod tests {
         };
         // When the session is revoked and the list reopened
         {
-            let db = sled::open(dir.path()).unwrap();
+            let db = SyncedDb::open(dir.path()).unwrap();
             let r = Revocations::open(&db, 1000).unwrap();
             r.revoke_session("u1", "fam1", 2000).await.unwrap();
             assert!(r.is_revoked(&in_session("a", "fam1")));
         }
-        let db = crate::persistence::sled_open::open_waiting(dir.path()).unwrap();
+        let reopened = crate::persistence::sled_open::open_waiting(dir.path()).unwrap();
+        let db = SyncedDb::new(reopened, dir.path()).unwrap();
         let r = Revocations::open(&db, 1500).unwrap();
         // Then both of its tokens are refused, the other session's is not
         assert!(r.is_revoked(&in_session("a", "fam1")));

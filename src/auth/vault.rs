@@ -18,6 +18,7 @@
 use crate::auth::pii::Pii;
 use crate::domain::ids::UserId;
 use crate::domain::sealed::Sealed;
+use crate::persistence::sled_sync::SyncedDb;
 use base64::Engine;
 use dashmap::DashMap;
 use redis::aio::ConnectionManager;
@@ -29,12 +30,12 @@ const REDIS_KEY: &str = "pii:keys";
 
 /// Where wrapped keys are kept.
 pub enum VaultStore {
-    Sled { db: sled::Db, tree: sled::Tree },
+    Sled { db: SyncedDb, tree: sled::Tree },
     Redis(ConnectionManager),
 }
 
 impl VaultStore {
-    pub fn sled(db: &sled::Db) -> anyhow::Result<Self> {
+    pub fn sled(db: &SyncedDb) -> anyhow::Result<Self> {
         Ok(Self::Sled {
             db: db.clone(),
             tree: db.open_tree("pii-keys")?,
@@ -129,9 +130,7 @@ impl Vault {
         match &self.store {
             VaultStore::Sled { db, tree } => {
                 tree.insert(person.as_str(), &[][..]).map_err(store_error)?;
-                crate::persistence::flush_sled(db)
-                    .await
-                    .map_err(store_error)?;
+                db.flush_async().await.map_err(store_error)?;
             }
             VaultStore::Redis(redis) => {
                 let () = redis::cmd("HSET")
@@ -235,9 +234,7 @@ impl Vault {
                     Ok(()) => wrapped,
                     Err(taken) => taken.current.map(|v| v.to_vec()).unwrap_or_default(),
                 };
-                crate::persistence::flush_sled(db)
-                    .await
-                    .map_err(store_error)?;
+                db.flush_async().await.map_err(store_error)?;
                 Ok(stored)
             }
             VaultStore::Redis(redis) => {
@@ -264,7 +261,7 @@ impl Vault {
 mod tests {
     use super::*;
 
-    fn vault(db: &sled::Db) -> Vault {
+    fn vault(db: &SyncedDb) -> Vault {
         let pii = Pii::new(&[7; 32], &[], None).unwrap();
         Vault::new(VaultStore::sled(db).unwrap(), pii)
     }
@@ -275,7 +272,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (kim, lee) = (UserId::parse("kim").unwrap(), UserId::parse("lee").unwrap());
         let (kims, lees, old) = {
-            let db = sled::open(dir.path()).unwrap();
+            let db = SyncedDb::open(dir.path()).unwrap();
             let v = vault(&db);
             let kims = v.seal(&kim, "Kim, 010-1234-5678").await.unwrap();
             let lees = v.seal(&lee, "Lee, Busan").await.unwrap();
@@ -294,7 +291,8 @@ mod tests {
             (kims, lees, old)
         };
         // Then, after a restart too, Kim's data opens to nothing and nothing more is sealed
-        let db = crate::persistence::sled_open::open_waiting(dir.path()).unwrap();
+        let reopened = crate::persistence::sled_open::open_waiting(dir.path()).unwrap();
+        let db = SyncedDb::new(reopened, dir.path()).unwrap();
         let v = vault(&db);
         assert_eq!(v.open(&kim, &kims).await.unwrap(), None);
         assert_eq!(v.open(&kim, &old).await.unwrap(), None);

@@ -38,6 +38,7 @@ pub mod sled_journal;
 mod sled_layout;
 pub mod sled_open;
 mod sled_snapshot;
+pub mod sled_sync;
 pub mod sled_usage;
 mod sled_writer;
 
@@ -346,16 +347,6 @@ pub async fn blocking<T: Send + 'static>(
         tokio::runtime::RuntimeFlavor::MultiThread => Ok(tokio::task::block_in_place(read)),
         _ => tokio::task::spawn_blocking(read).await,
     }
-}
-
-/// Makes everything written to `db` durable, from async code: sled's own `flush_async` runs
-/// the flush on sled's small thread pool, where a handful of flushes waiting at once starve
-/// the pool of the thread that writes the log buffer they wait for (sled 0.34.7), and the node
-/// stops. This waits on tokio's blocking pool instead.
-pub async fn flush_sled(db: &sled::Db) -> Result<usize, JournalError> {
-    let db = db.clone();
-    let flushed = tokio::task::spawn_blocking(move || db.flush()).await;
-    Ok(flushed.map_err(|_| JournalError::Closed)??)
 }
 
 /// The id part of a `kind NUL id NUL` key, when the key belongs to `kind`.

@@ -36,6 +36,7 @@ use crate::persistence::sled_open::{kept, open_locked, sled_config};
 #[cfg(test)]
 use crate::persistence::sled_open::{stored_compression, stored_segment_bytes};
 use crate::persistence::sled_snapshot::read_snapshot;
+use crate::persistence::sled_sync::SyncedDb;
 use crate::persistence::sled_writer::{Job, run_writer};
 pub use crate::persistence::sled_writer::{SEGMENT_BYTES, WriterConfig};
 use crate::persistence::{
@@ -92,7 +93,7 @@ impl SledJournal {
         })?;
         let store = Store {
             tree: db.open_tree("entities")?,
-            db,
+            db: SyncedDb::new(db, dir)?,
         };
         migrate_tree_per_type(&store)?;
         config.segment_bytes = segment_bytes;
@@ -116,7 +117,7 @@ impl SledJournal {
     }
 
     /// The underlying database, for stores that live beside the journal.
-    pub fn db(&self) -> &sled::Db {
+    pub fn db(&self) -> &SyncedDb {
         &self.store.db
     }
 }

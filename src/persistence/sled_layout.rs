@@ -3,13 +3,14 @@
 //! from the earlier layout of one tree per record type.
 
 use crate::domain::time::Timestamp;
+use crate::persistence::sled_sync::SyncedDb;
 use crate::persistence::{JournalError, StreamId, time_key};
 use std::collections::HashMap;
 
 /// The database and its one tree.
 #[derive(Clone)]
 pub(super) struct Store {
-    pub(super) db: sled::Db,
+    pub(super) db: SyncedDb,
     pub(super) tree: sled::Tree,
 }
 

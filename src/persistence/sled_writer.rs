@@ -345,8 +345,8 @@ fn write_batch(
     }
     let started = Instant::now();
     store.tree.apply_batch(writes)?;
-    store.db.flush().map_err(|e| Failed {
-        error: e.into(),
+    store.db.flush().map_err(|error| Failed {
+        error,
         applied: true,
     })?;
     *backlog = trims;
@@ -361,10 +361,18 @@ mod tests {
     use super::*;
     use crate::persistence::sled_layout::SNAPSHOT;
     use crate::persistence::sled_snapshot::read_snapshot;
+    use crate::persistence::sled_sync::SyncedDb;
 
+    /// A store in a database sled removes when it is dropped.
     fn store() -> Store {
-        let db = sled::Config::new().temporary(true).open().unwrap();
+        let path = tempfile::Builder::new().tempdir().unwrap().keep();
+        let db = sled::Config::new()
+            .temporary(true)
+            .path(&path)
+            .open()
+            .unwrap();
         let tree = db.open_tree("entities").unwrap();
+        let db = SyncedDb::new(db, &path).unwrap();
         Store { db, tree }
     }
 
