@@ -35,11 +35,12 @@ pub async fn healthz() -> StatusCode {
     StatusCode::OK
 }
 
-/// 200 once recovery finished and the node serves; 503 before, and while shutting down.
+/// 200 once recovery finished and the node serves; 503 before, while shutting down, and once a
+/// failed flush stopped the journal (it takes no writes until the node restarts).
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "serving"), (status = 503, description = "not ready")))]
 pub async fn readyz(State(state): State<AppState>) -> StatusCode {
-    if state.ready.load(Ordering::Acquire) {
+    if state.ready.load(Ordering::Acquire) && state.journal.failure().is_none() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

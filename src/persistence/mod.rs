@@ -301,6 +301,11 @@ pub trait Journal: Send + Sync + 'static {
     }
     /// Makes everything submitted so far durable and stops taking writes. Blocks.
     fn close(&self);
+    /// Why the journal takes no more writes, when a failure stopped it (a flush that failed:
+    /// `sled_sync`); the node is then not ready until it restarts.
+    fn failure(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Awaits a barrier: returns once every write submitted before the call is durable.

@@ -299,6 +299,10 @@ impl Journal for SledJournal {
         self.in_flight.load(Ordering::Acquire) == 0
     }
 
+    fn failure(&self) -> Option<String> {
+        self.store.db.failure().map(str::to_owned)
+    }
+
     fn close(&self) {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;

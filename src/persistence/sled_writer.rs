@@ -150,6 +150,7 @@ pub(super) fn run_writer(
             });
         }
         if let Some(ack) = closing {
+            // Every batch was flushed already; a failure here is logged by `flush`.
             let _ = store.db.flush();
             let _ = ack.send(());
             return;
@@ -260,6 +261,11 @@ fn write_batch(
     run_bytes: usize,
     backlog: &mut TrimBacklog,
 ) -> Result<(), Failed> {
+    // After a failed flush nothing more is written, nor acknowledged, barriers included: an
+    // acknowledgment now could stand on writes the failure lost (`sled_sync`).
+    if let Some(failure) = store.db.failure() {
+        return Err(JournalError::Storage(failure.to_owned()).into());
+    }
     let batch: Vec<&Append> = batch
         .iter()
         .zip(admitted)

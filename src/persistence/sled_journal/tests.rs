@@ -82,6 +82,45 @@ async fn a_long_linger_never_holds_back_a_write_to_a_quiet_journal() {
     j.close();
 }
 
+/// A flush that failed stops the journal: a later write, or a barrier that would acknowledge
+/// an earlier one, is refused and nothing more reaches the store.
+#[tokio::test]
+async fn after_a_failed_flush_nothing_is_written_or_acknowledged() {
+    // Given a journal with one event stored, whose store's flush then failed
+    let dir = tempfile::tempdir().unwrap();
+    let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();
+    let stream = StreamId::new("test", "a");
+    let write = |seq: u64| Append {
+        stream: Some(stream.clone()),
+        events: vec![(seq, b"event".to_vec())],
+        ..Append::default()
+    };
+    submit(&j, write(1)).await.unwrap();
+    j.store.db.fail_flushes("EIO");
+    // When the stream is written again, and a barrier asked for
+    let written = submit(&j, write(2)).await;
+    let barrier = barrier(j.as_ref()).await;
+    // Then both fail, the journal says why, and the store holds the first event only
+    assert!(
+        matches!(written, Err(JournalError::Storage(_))),
+        "{written:?}"
+    );
+    assert!(
+        matches!(barrier, Err(JournalError::Storage(_))),
+        "{barrier:?}"
+    );
+    assert_eq!(j.failure().as_deref(), Some("EIO"));
+    let seqs: Vec<u64> = j
+        .load(&stream)
+        .unwrap()
+        .events
+        .iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(seqs, [1]);
+    j.close();
+}
+
 /// An entity goes on writing until it learns that a write failed: the write it queued
 /// behind the failed one must not be stored after a gap.
 #[tokio::test]
