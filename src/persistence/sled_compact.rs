@@ -26,6 +26,7 @@
 
 use crate::persistence::JournalError;
 use crate::persistence::sled_open::{made_with, open_locked, sled_config};
+use crate::persistence::sled_sync::sync_parent;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -243,7 +244,7 @@ fn swap(paths: &Paths) -> Result<(), JournalError> {
         sync_parent(&paths.db)?;
     }
     std::fs::remove_file(&paths.done)?;
-    sync_parent(&paths.db)
+    Ok(sync_parent(&paths.db)?)
 }
 
 /// How long a node waits for a data dir another process has locked, before it gives up.
@@ -371,13 +372,6 @@ fn sync_tree(dir: &Path) -> Result<(), JournalError> {
         }
     }
     std::fs::File::open(dir)?.sync_all()?;
-    Ok(())
-}
-
-/// Makes the renames and removals in `path`'s directory durable.
-fn sync_parent(path: &Path) -> Result<(), JournalError> {
-    let parent = path.parent().unwrap_or(Path::new("."));
-    std::fs::File::open(parent)?.sync_all()?;
     Ok(())
 }
 

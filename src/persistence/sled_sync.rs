@@ -51,9 +51,7 @@ impl SyncedDb {
     pub fn new(db: sled::Db, path: &Path) -> std::io::Result<Self> {
         let folder = File::open(path)?;
         folder.sync_all()?;
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            File::open(parent)?.sync_all()?;
-        }
+        sync_parent(path)?;
         Ok(Self {
             db,
             folder: Arc::new(folder),
@@ -134,6 +132,12 @@ impl SyncedDb {
     pub(crate) fn fail_flushes(&self, why: &str) {
         let _ = self.failed.set(why.to_owned());
     }
+}
+
+/// Makes the entry of `path` in its folder durable, and the renames and removals there.
+pub(super) fn sync_parent(path: &Path) -> std::io::Result<()> {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    File::open(parent.unwrap_or(Path::new(".")))?.sync_all()
 }
 
 /// `syncfs(2)` on the filesystem holding `file`.
