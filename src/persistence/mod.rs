@@ -39,6 +39,7 @@ mod sled_layout;
 pub mod sled_open;
 mod sled_snapshot;
 pub mod sled_sync;
+mod sled_syncer;
 pub mod sled_usage;
 mod sled_writer;
 

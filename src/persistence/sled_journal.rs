@@ -1,11 +1,13 @@
 //! The sled 0.34.7 journal with one group-commit writer thread per node (the thread and its
-//! group commit are in `sled_writer`, the key layout in `sled_layout`).
+//! group commit are in `sled_writer`, its sync thread in `sled_syncer`, the key layout in
+//! `sled_layout`).
 //!
 //! Every [`Journal::submit`] goes into one FIFO channel. The writer thread takes the first pending
 //! append, drains whatever else is queued (up to `max_batch_events`; under sustained load it
 //! lingers up to `linger` for more), writes all of it with one atomic `apply_batch`, flushes
-//! once, and only then runs the completions, in submission order. So a reply that rides on a
-//! completion is never sent before its events are on disk, and a crash loses only a suffix of
+//! once and hands the commit to the sync thread, which syncs the filesystem (`sled_sync`) and
+//! only then runs the completions, in submission order. So a reply that rides on a completion
+//! is never sent before its events are on stable storage, and a crash loses only a suffix of
 //! writes nobody was told about.
 //!
 //! **Layout.** Everything lives in one tree, `entities`, so one batch is atomic without a
@@ -37,6 +39,7 @@ use crate::persistence::sled_open::{kept, open_locked, sled_config};
 use crate::persistence::sled_open::{stored_compression, stored_segment_bytes};
 use crate::persistence::sled_snapshot::read_snapshot;
 use crate::persistence::sled_sync::SyncedDb;
+use crate::persistence::sled_syncer::run_syncer;
 use crate::persistence::sled_writer::{Job, run_writer};
 pub use crate::persistence::sled_writer::{SEGMENT_BYTES, WriterConfig};
 use crate::persistence::{
@@ -54,7 +57,8 @@ pub struct SledJournal {
     tx: Sender<Job>,
     in_flight: Arc<AtomicUsize>,
     closed: AtomicBool,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    /// The writer and sync threads (`sled_writer`, `sled_syncer`), joined on close.
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// Where a node keeps its sled database inside its data dir.
@@ -99,12 +103,21 @@ impl SledJournal {
         config.segment_bytes = segment_bytes;
         let (tx, rx) = mpsc::channel();
         let in_flight = Arc::new(AtomicUsize::new(0));
+        let (to_sync, synced) = mpsc::channel();
+        let syncer = {
+            let db = store.db.clone();
+            let in_flight = in_flight.clone();
+            std::thread::Builder::new()
+                .name("journal-sync".into())
+                .spawn(move || run_syncer(db, synced, in_flight))
+                .map_err(|e| JournalError::Storage(e.to_string()))?
+        };
         let writer = {
             let store = store.clone();
             let in_flight = in_flight.clone();
             std::thread::Builder::new()
                 .name("journal-writer".into())
-                .spawn(move || run_writer(store, rx, config, in_flight))
+                .spawn(move || run_writer(store, rx, config, in_flight, to_sync))
                 .map_err(|e| JournalError::Storage(e.to_string()))?
         };
         Ok(Arc::new(Self {
@@ -112,7 +125,7 @@ impl SledJournal {
             tx,
             in_flight,
             closed: AtomicBool::new(false),
-            writer: Mutex::new(Some(writer)),
+            threads: Mutex::new(vec![writer, syncer]),
         }))
     }
 
@@ -311,8 +324,9 @@ impl Journal for SledJournal {
         if self.tx.send(Job::Close(ack_tx)).is_ok() {
             let _ = ack_rx.recv();
         }
-        if let Some(handle) = self.writer.lock().ok().and_then(|mut w| w.take()) {
-            let _ = handle.join();
+        let threads = self.threads.lock().map(|mut t| std::mem::take(&mut *t));
+        for thread in threads.unwrap_or_default() {
+            let _ = thread.join();
         }
     }
 }

@@ -73,19 +73,35 @@ impl SyncedDb {
     /// writes may be durable, some not), and from then on for every later flush, untried
     /// (see the module doc).
     pub fn flush(&self) -> Result<usize, JournalError> {
+        let flushed = self.flush_unsynced()?;
+        self.sync()?;
+        Ok(flushed)
+    }
+
+    /// sled's flush alone: durable against a process crash, and against a machine crash only
+    /// once a later [`Self::sync`] returns (the journal writer syncs one group commit while
+    /// it writes the next). Errors: as [`Self::flush`].
+    pub(super) fn flush_unsynced(&self) -> Result<usize, JournalError> {
+        self.failing_from_now(|| self.db.flush().map_err(|e| e.to_string()))
+    }
+
+    /// The filesystem's sync: what sled flushed before the call is on stable storage when it
+    /// returns `Ok`. Errors: as [`Self::flush`].
+    pub(super) fn sync(&self) -> Result<(), JournalError> {
+        self.failing_from_now(|| {
+            sync_filesystem(&self.folder).map_err(|e| format!("syncing the filesystem: {e}"))
+        })
+    }
+
+    /// Runs `step` unless a flush failed before; a failure of `step` becomes the store's.
+    fn failing_from_now<T>(
+        &self,
+        step: impl FnOnce() -> Result<T, String>,
+    ) -> Result<T, JournalError> {
         if let Some(failure) = self.failure() {
             return Err(JournalError::Storage(failure.to_owned()));
         }
-        let flushed = self
-            .db
-            .flush()
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| {
-                sync_filesystem(&self.folder)
-                    .map(|()| bytes)
-                    .map_err(|e| format!("syncing the filesystem: {e}"))
-            });
-        flushed.map_err(|error| {
+        step().map_err(|error| {
             let failure = format!(
                 "a flush failed, so the store takes no more writes until the node restarts: {error}"
             );

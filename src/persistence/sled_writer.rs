@@ -1,6 +1,7 @@
 //! The sled journal's writer thread and its group commit: every append queued while the last
-//! flush ran goes into one atomic sled batch and one flush, and only then are the appends'
-//! completions run, in submission order. Long trims are spread over group commits
+//! flush ran goes into one atomic sled batch and one flush, then to the sync thread
+//! (`sled_syncer`), which runs the appends' completions, in submission order, once the
+//! filesystem is synced. Long trims are spread over group commits
 //! ([`TrimBacklog`]), and a stream whose write failed takes no write that would leave a gap
 //! after it ([`Unwritten`](crate::persistence::gaps::Unwritten)).
 
@@ -9,11 +10,12 @@ use crate::persistence::sled_layout::{
     ARCHIVE, EVENT, EventRuns, Store, VIEW, due_key, key, run_bytes, set_prefix,
 };
 use crate::persistence::sled_snapshot::write_snapshot;
+use crate::persistence::sled_syncer::{Stage, hand_on};
 use crate::persistence::{Append, Completion, JournalError, StreamId};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::atomic::AtomicUsize;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 /// Tuning of the group-commit writer.
@@ -75,12 +77,14 @@ pub(super) enum Job {
 /// How long a writer with a trim backlog waits for work before it trims on its own.
 const TRIM_PAUSE: Duration = Duration::from_millis(20);
 
-/// The writer thread: batch, write, flush once, complete; when quiet, the trim backlog.
+/// The writer thread: batch, write, flush once, hand the commit to the sync thread
+/// (`sled_syncer`, which completes it); when quiet, the trim backlog.
 pub(super) fn run_writer(
     store: Store,
     rx: Receiver<Job>,
     config: WriterConfig,
     in_flight: Arc<AtomicUsize>,
+    synced: Sender<Stage>,
 ) {
     let mut batch: Vec<(Append, Completion)> = Vec::new();
     let mut backlog = TrimBacklog::default();
@@ -129,30 +133,34 @@ pub(super) fn run_writer(
         let admitted: Vec<bool> = batch.iter().map(|(a, _)| unwritten.admit(a)).collect();
         let result = write_batch(&store, &batch, &admitted, run_limit, &mut backlog);
         wrote_appends = !batch.is_empty();
-        let result = match result {
-            Ok(()) => Ok(()),
+        let (result, flushed) = match result {
+            Ok(flushed) => (Ok(()), flushed),
             Err(Failed { error, applied }) => {
                 tracing::error!(error = %error, applied, "journal write failed; failing the batch");
                 if !applied {
                     let written = batch.iter().zip(&admitted).filter(|(_, ok)| **ok);
                     unwritten.failed(written.map(|((a, _), _)| a));
                 }
-                Err(error)
+                (Err(error), false)
             }
         };
-        // Durable (or failed) from here on: not in flight while the completions run.
-        in_flight.fetch_sub(batch.len(), Ordering::AcqRel);
-        for ((append, done), admitted) in batch.drain(..).zip(admitted) {
-            done(if admitted {
-                result.clone()
-            } else {
-                Err(JournalError::after_failure(&append))
+        let done = batch
+            .drain(..)
+            .zip(admitted)
+            .map(|((append, done), admitted)| {
+                let result = match admitted {
+                    true => result.clone(),
+                    false => Err(JournalError::after_failure(&append)),
+                };
+                (done, result)
             });
-        }
+        let commit = Stage::Commit {
+            done: done.collect(),
+            flushed,
+        };
+        hand_on(&synced, commit, &in_flight);
         if let Some(ack) = closing {
-            // Every batch was flushed already; a failure here is logged by `flush`.
-            let _ = store.db.flush();
-            let _ = ack.send(());
+            hand_on(&synced, Stage::Close(ack), &in_flight);
             return;
         }
     }
@@ -252,15 +260,16 @@ impl From<sled::Error> for Failed {
 /// snapshot of each stream are written, reminders move their time-ordered
 /// entry, and the trims of `backlog` (with those of this batch) remove their share of the
 /// events snapshots cover. An empty `batch` writes only that share. `backlog` changes only
-/// once the commit is durable: a failed one leaves it as it was, so no trim outlives the
-/// snapshot it was made for. Appends not `admitted` are left out.
+/// once the commit is flushed: a failed one leaves it as it was, so no trim outlives the
+/// snapshot it was made for (a failed sync after it stops the store). Appends not `admitted`
+/// are left out. Returns whether it flushed (a batch of barriers alone writes nothing).
 fn write_batch(
     store: &Store,
     batch: &[(Append, Completion)],
     admitted: &[bool],
     run_bytes: usize,
     backlog: &mut TrimBacklog,
-) -> Result<(), Failed> {
+) -> Result<bool, Failed> {
     // After a failed flush nothing more is written, nor acknowledged, barriers included: an
     // acknowledgment now could stand on writes the failure lost (`sled_sync`).
     if let Some(failure) = store.db.failure() {
@@ -338,9 +347,10 @@ fn write_batch(
         trims.0.remove(&stream);
     }
     if !dirty && trimmed == 0 {
-        // Only barriers: everything before them was flushed by an earlier batch.
+        // Only barriers: everything before them was flushed by an earlier batch (and is
+        // synced before the sync thread completes them).
         *backlog = trims;
-        return Ok(());
+        return Ok(false);
     }
     #[cfg(test)]
     if batch
@@ -351,7 +361,7 @@ fn write_batch(
     }
     let started = Instant::now();
     store.tree.apply_batch(writes)?;
-    store.db.flush().map_err(|error| Failed {
+    store.db.flush_unsynced().map_err(|error| Failed {
         error,
         applied: true,
     })?;
@@ -359,7 +369,7 @@ fn write_batch(
     metrics::histogram!("emporium_journal_flush_seconds").record(started.elapsed().as_secs_f64());
     metrics::histogram!("emporium_journal_batch_events").record(event_count as f64);
     metrics::counter!("emporium_journal_events_total").increment(event_count);
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]

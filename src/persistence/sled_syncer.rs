@@ -1,0 +1,170 @@
+//! The sled journal's second stage: the writer thread (`sled_writer`) hands each group commit,
+//! written and flushed by sled, to this thread, which syncs the filesystem
+//! ([`SyncedDb::sync`]) and only then runs the commit's completions, in submission order.
+//! Meanwhile the writer writes the next group commit: it never waits for the device, and one
+//! sync covers every commit flushed before it, so under load commits that queued up while a
+//! sync ran share the next one.
+
+use crate::persistence::sled_sync::SyncedDb;
+use crate::persistence::{Completion, JournalError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, SendError, Sender};
+
+/// What the writer hands on, in its order.
+pub(super) enum Stage {
+    /// A group commit's completions with their results so far. `flushed`: sled flushed the
+    /// commit, so an `Ok` reaches no one before a sync after it.
+    Commit {
+        done: Vec<(Completion, Result<(), JournalError>)>,
+        flushed: bool,
+    },
+    /// Every stage before this one is complete: signal, and stop.
+    Close(mpsc::SyncSender<()>),
+}
+
+/// Hands `stage` to the sync thread; if it is gone (it stops only after a close), fails the
+/// stage's completions rather than leaving them waiting.
+pub(super) fn hand_on(to: &Sender<Stage>, stage: Stage, in_flight: &AtomicUsize) {
+    if let Err(SendError(stage)) = to.send(stage) {
+        match stage {
+            Stage::Commit { done, .. } => complete(done, &Err(JournalError::Closed), in_flight),
+            Stage::Close(ack) => {
+                let _ = ack.send(());
+            }
+        }
+    }
+}
+
+/// The sync thread: takes every stage waiting, syncs once if any of them was flushed, then
+/// completes them in order.
+pub(super) fn run_syncer(db: SyncedDb, rx: Receiver<Stage>, in_flight: Arc<AtomicUsize>) {
+    while let Ok(first) = rx.recv() {
+        let mut stages = vec![first];
+        stages.extend(rx.try_iter());
+        let flushed = stages
+            .iter()
+            .any(|s| matches!(s, Stage::Commit { flushed: true, .. }));
+        // A group of barriers alone needs no sync, but after a failed one it acknowledges
+        // nothing either: the writer may have let them through before the failure.
+        let synced = match flushed {
+            true => db.sync(),
+            false => db
+                .failure()
+                .map_or(Ok(()), |f| Err(JournalError::Storage(f.to_owned()))),
+        };
+        for stage in stages {
+            match stage {
+                Stage::Commit { done, .. } => complete(done, &synced, &in_flight),
+                Stage::Close(ack) => {
+                    let _ = ack.send(());
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Runs a commit's completions with their results, each `Ok` replaced by `synced`.
+fn complete(
+    done: Vec<(Completion, Result<(), JournalError>)>,
+    synced: &Result<(), JournalError>,
+    in_flight: &AtomicUsize,
+) {
+    // Durable (or failed) from here on: not in flight while the completions run.
+    in_flight.fetch_sub(done.len(), Ordering::AcqRel);
+    for (completion, result) in done {
+        completion(result.and_then(|()| synced.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    type Seen = Arc<Mutex<Vec<(u32, Result<(), JournalError>)>>>;
+
+    /// A completion that records its number and result.
+    fn noting(seen: &Seen, n: u32) -> Completion {
+        let seen = seen.clone();
+        Box::new(move |r| seen.lock().unwrap().push((n, r)))
+    }
+
+    /// Runs the sync thread over `stages` to the end; what each completion got, in order.
+    fn synced(db: SyncedDb, stages: impl FnOnce(&Seen) -> Vec<Stage>) -> Seen {
+        let seen: Seen = Arc::default();
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = mpsc::channel();
+        let (ack, acked) = mpsc::sync_channel(1);
+        for stage in stages(&seen) {
+            if let Stage::Commit { done, .. } = &stage {
+                in_flight.fetch_add(done.len(), Ordering::AcqRel);
+            }
+            tx.send(stage).unwrap();
+        }
+        tx.send(Stage::Close(ack)).unwrap();
+        run_syncer(db, rx, in_flight.clone());
+        acked.recv().unwrap();
+        assert_eq!(in_flight.load(Ordering::Acquire), 0, "every completion ran");
+        seen
+    }
+
+    #[test]
+    fn commits_complete_in_order_with_their_own_failures_kept() {
+        // Given a healthy store and two commits, the first with a write that failed
+        let dir = tempfile::tempdir().unwrap();
+        let db = SyncedDb::open(dir.path()).unwrap();
+        let refused = JournalError::Storage("refused".into());
+        // When the sync thread takes them
+        let seen = synced(db, |seen| {
+            vec![
+                Stage::Commit {
+                    done: vec![
+                        (noting(seen, 1), Ok(())),
+                        (noting(seen, 2), Err(refused.clone())),
+                    ],
+                    flushed: true,
+                },
+                Stage::Commit {
+                    done: vec![(noting(seen, 3), Ok(()))],
+                    flushed: false,
+                },
+            ]
+        });
+        // Then each completion runs once, in order, with its own result
+        let seen = seen.lock().unwrap();
+        let got: Vec<(u32, bool)> = seen.iter().map(|(n, r)| (*n, r.is_ok())).collect();
+        assert_eq!(got, [(1, true), (2, false), (3, true)]);
+    }
+
+    #[test]
+    fn after_a_failed_sync_nothing_is_acknowledged_not_even_a_barrier() {
+        // Given a store whose sync failed
+        let dir = tempfile::tempdir().unwrap();
+        let db = SyncedDb::open(dir.path()).unwrap();
+        db.fail_flushes("EIO");
+        // When a flushed commit and then a commit of barriers alone reach the sync thread
+        let seen = synced(db, |seen| {
+            vec![
+                Stage::Commit {
+                    done: vec![(noting(seen, 1), Ok(()))],
+                    flushed: true,
+                },
+                Stage::Commit {
+                    done: vec![(noting(seen, 2), Ok(()))],
+                    flushed: false,
+                },
+            ]
+        });
+        // Then both fail with the store's failure
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2);
+        for (n, result) in seen.iter() {
+            assert!(
+                matches!(result, Err(JournalError::Storage(e)) if e == "EIO"),
+                "{n}: {result:?}"
+            );
+        }
+    }
+}
