@@ -48,7 +48,7 @@ impl Announcer {
                 announced.insert(d.drop_id.clone());
             }
         }
-        // Views are published from the journal's writer thread: the listener only notes what
+        // Views are published from the journal's sync thread (`sled_syncer`): the listener only notes what
         // it has not announced yet and hands it over (it holds no entity handle, which would
         // keep the journal open past shutdown).
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(SkuId, DropId)>();

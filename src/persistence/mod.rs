@@ -19,7 +19,8 @@
 //! to one journal complete in the order they were submitted, and a completion of `Ok` means every
 //! write submitted before it is durable too. Reads (`load`) are synchronous.
 //!
-//! - [`sled_journal`]: the production journal on sled 0.34.7 with one group-commit writer thread.
+//! - [`sled_journal`]: the production journal on sled 0.34.7 with one group-commit writer thread
+//!   and the thread that syncs its commits.
 //! - [`redis_journal`]: the cluster's journal in Redis, each shard's writes fenced by its lease.
 //! - [`memory`]: the same contract in memory, for unit tests.
 //! - `sled_snapshot`: snapshots in the sled journal, a large one stored in chunks.

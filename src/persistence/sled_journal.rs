@@ -1,4 +1,4 @@
-//! The sled 0.34.7 journal with one group-commit writer thread per node (the thread and its
+//! The sled 0.34.7 journal with one group-commit writer thread and one sync thread per node (the thread and its
 //! group commit are in `sled_writer`, its sync thread in `sled_syncer`, the key layout in
 //! `sled_layout`).
 //!
@@ -67,7 +67,7 @@ pub fn db_dir(data_dir: &Path) -> std::path::PathBuf {
 }
 
 impl SledJournal {
-    /// Opens (or creates) the database under `dir` and starts the writer thread. A new
+    /// Opens (or creates) the database under `dir` and starts the writer and sync threads. A new
     /// database is made with `config.compression` and `config.segment_bytes`; an existing one
     /// keeps what it was made with (sled refuses to open it otherwise).
     pub fn open(dir: &Path, config: WriterConfig) -> Result<Arc<Self>, JournalError> {

@@ -27,19 +27,26 @@
 use crate::persistence::JournalError;
 use std::fs::File;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// A sled database whose [`flush`](Self::flush) is durable against a machine crash on Linux
 /// (elsewhere it is sled's flush alone). It hands out trees, never the `sled::Db` itself, so
-/// no flush of the database skips the sync (a `sled::Tree`'s own `flush` would: none is
-/// called).
+/// every flush of the database is followed by the sync: by [`Self::flush`] itself, or, for
+/// the journal writer's [`Self::flush_unsynced`], by the sync thread's [`Self::sync`]
+/// (`sled_syncer`) before anyone is told (a `sled::Tree`'s own `flush` would skip it: none
+/// is called).
 #[derive(Clone)]
 pub struct SyncedDb {
     db: sled::Db,
     /// The database's folder, open: `syncfs` takes any descriptor on the filesystem.
     folder: Arc<File>,
-    /// The first failed flush's error, once there was one: the database takes no more.
+    /// The first failed flush's or sync's error, once there was one: the database takes no
+    /// more.
     failed: Arc<OnceLock<String>>,
+    /// Held across a sync and the failure it may set: Linux reports a writeback error to one
+    /// `syncfs` of the shared descriptor only, so a sync running beside the failing one must
+    /// not return `Ok` before the failure is kept.
+    syncing: Arc<Mutex<()>>,
 }
 
 impl SyncedDb {
@@ -56,6 +63,7 @@ impl SyncedDb {
             db,
             folder: Arc::new(folder),
             failed: Arc::default(),
+            syncing: Arc::default(),
         })
     }
 
@@ -88,6 +96,7 @@ impl SyncedDb {
     /// The filesystem's sync: what sled flushed before the call is on stable storage when it
     /// returns `Ok`. Errors: as [`Self::flush`].
     pub(super) fn sync(&self) -> Result<(), JournalError> {
+        let _one_at_a_time = self.syncing.lock().unwrap_or_else(|e| e.into_inner());
         self.failing_from_now(|| {
             sync_filesystem(&self.folder).map_err(|e| format!("syncing the filesystem: {e}"))
         })
@@ -143,9 +152,9 @@ impl SyncedDb {
         self.db.drop_tree(name)
     }
 
-    /// Makes the next flushes fail as a failed sync would.
-    #[cfg(test)]
-    pub(crate) fn fail_flushes(&self, why: &str) {
+    /// Stops the database for writes as a failed flush would, with `why` (the first failure
+    /// stays): for the journal's threads when one of them is gone, and for tests.
+    pub(crate) fn stop(&self, why: &str) {
         let _ = self.failed.set(why.to_owned());
     }
 }
@@ -182,7 +191,7 @@ mod tests {
         // Given a database whose flush failed
         let dir = tempfile::tempdir().unwrap();
         let db = SyncedDb::open(dir.path()).unwrap();
-        db.fail_flushes("EIO");
+        db.stop("EIO");
         // When it is written and flushed again
         db.open_tree("t").unwrap().insert("k", "v").unwrap();
         let flushed = db.flush();

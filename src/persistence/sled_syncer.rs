@@ -23,10 +23,12 @@ pub(super) enum Stage {
     Close(mpsc::SyncSender<()>),
 }
 
-/// Hands `stage` to the sync thread; if it is gone (it stops only after a close), fails the
-/// stage's completions rather than leaving them waiting.
-pub(super) fn hand_on(to: &Sender<Stage>, stage: Stage, in_flight: &AtomicUsize) {
+/// Hands `stage` to the sync thread. If it is gone (after a close, or had it died), nothing
+/// written from now on would be synced: the store is stopped (`db`) and the stage's
+/// completions fail rather than wait.
+pub(super) fn hand_on(to: &Sender<Stage>, stage: Stage, db: &SyncedDb, in_flight: &AtomicUsize) {
     if let Err(SendError(stage)) = to.send(stage) {
+        db.stop("the journal's sync thread is gone");
         match stage {
             Stage::Commit { done, .. } => complete(done, &Err(JournalError::Closed), in_flight),
             Stage::Close(ack) => {
@@ -47,8 +49,12 @@ pub(super) fn run_syncer(db: SyncedDb, rx: Receiver<Stage>, in_flight: Arc<Atomi
             .any(|s| matches!(s, Stage::Commit { flushed: true, .. }));
         // A group of barriers alone needs no sync, but after a failed one it acknowledges
         // nothing either: the writer may have let them through before the failure.
+        let started = std::time::Instant::now();
         let synced = match flushed {
-            true => db.sync(),
+            true => db.sync().inspect(|()| {
+                metrics::histogram!("emporium_journal_sync_seconds")
+                    .record(started.elapsed().as_secs_f64());
+            }),
             false => db
                 .failure()
                 .map_or(Ok(()), |f| Err(JournalError::Storage(f.to_owned()))),
@@ -74,7 +80,12 @@ fn complete(
     // Durable (or failed) from here on: not in flight while the completions run.
     in_flight.fetch_sub(done.len(), Ordering::AcqRel);
     for (completion, result) in done {
-        completion(result.and_then(|()| synced.clone()));
+        // A completion is a caller's code (view listeners among them): one that panics must
+        // not take the thread, and every later reply, with it.
+        let run = std::panic::AssertUnwindSafe(|| completion(result.and_then(|()| synced.clone())));
+        if std::panic::catch_unwind(run).is_err() {
+            tracing::error!("a journal completion panicked; the journal goes on");
+        }
     }
 }
 
@@ -143,23 +154,17 @@ mod tests {
         // Given a store whose sync failed
         let dir = tempfile::tempdir().unwrap();
         let db = SyncedDb::open(dir.path()).unwrap();
-        db.fail_flushes("EIO");
-        // When a flushed commit and then a commit of barriers alone reach the sync thread
+        db.stop("EIO");
+        // When a commit of barriers alone (nothing to sync) reaches the sync thread
         let seen = synced(db, |seen| {
-            vec![
-                Stage::Commit {
-                    done: vec![(noting(seen, 1), Ok(()))],
-                    flushed: true,
-                },
-                Stage::Commit {
-                    done: vec![(noting(seen, 2), Ok(()))],
-                    flushed: false,
-                },
-            ]
+            vec![Stage::Commit {
+                done: vec![(noting(seen, 1), Ok(()))],
+                flushed: false,
+            }]
         });
-        // Then both fail with the store's failure
+        // Then it fails with the store's failure
         let seen = seen.lock().unwrap();
-        assert_eq!(seen.len(), 2);
+        assert_eq!(seen.len(), 1);
         for (n, result) in seen.iter() {
             assert!(
                 matches!(result, Err(JournalError::Storage(e)) if e == "EIO"),

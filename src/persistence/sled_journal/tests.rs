@@ -96,7 +96,7 @@ async fn after_a_failed_flush_nothing_is_written_or_acknowledged() {
         ..Append::default()
     };
     submit(&j, write(1)).await.unwrap();
-    j.store.db.fail_flushes("EIO");
+    j.store.db.stop("EIO");
     // When the stream is written again, and a barrier asked for
     let written = submit(&j, write(2)).await;
     let barrier = barrier(j.as_ref()).await;
