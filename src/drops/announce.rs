@@ -48,9 +48,9 @@ impl Announcer {
                 announced.insert(d.drop_id.clone());
             }
         }
-        // Views are published from the journal's sync thread (`sled_syncer`): the listener only notes what
-        // it has not announced yet and hands it over (it holds no entity handle, which would
-        // keep the journal open past shutdown).
+        // Views are published from the journal's sync thread (`sled_syncer`): the listener
+        // only notes what it has not announced yet and hands it over (it holds no entity
+        // handle, which would keep the journal open past shutdown).
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(SkuId, DropId)>();
         let clock = self.clock.clone();
         self.skus.on_view(move |sku, view| {

@@ -1,6 +1,6 @@
-//! The sled 0.34.7 journal with one group-commit writer thread and one sync thread per node (the thread and its
-//! group commit are in `sled_writer`, its sync thread in `sled_syncer`, the key layout in
-//! `sled_layout`).
+//! The sled 0.34.7 journal with one group-commit writer thread and one sync thread per node
+//! (the writer and its group commit are in `sled_writer`, the sync thread in `sled_syncer`,
+//! the key layout in `sled_layout`).
 //!
 //! Every [`Journal::submit`] goes into one FIFO channel. The writer thread takes the first pending
 //! append, drains whatever else is queued (up to `max_batch_events`; under sustained load it
