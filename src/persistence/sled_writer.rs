@@ -117,9 +117,9 @@ pub(super) fn run_writer(
         // A commit costs about 140 µs of CPU however few events it carries (sled seals and
         // writes a buffer and syncs; then the sync thread's completions wake tasks): an open
         // loop of 5,000 purchases a second made commits of 7 events, and lingering 1 ms made
-        // them 25 and took 11 % off the CPU per purchase. Only a busy writer lingers: a write that finds the
-        // writer idle (or only trimming) is flushed at once; one that comes while another
-        // write is being flushed may wait up to the linger.
+        // them 25 and took 11 % off the CPU per purchase. Only a busy writer lingers: a write
+        // that finds the writer idle (or only trimming) is flushed at once; one that comes
+        // while another write is being flushed may wait up to the linger.
         if busy && !config.linger.is_zero() {
             let deadline = Instant::now() + config.linger;
             while closing.is_none() && events < config.max_batch_events {
