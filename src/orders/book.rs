@@ -12,6 +12,7 @@
 //! another node's: such a purchase writes its order (on that node) before it is answered
 //! (`write_promised`), so every node finds it at once.
 
+use super::known::KnownIds;
 use crate::actors::order::{Order, OrderView};
 use crate::actors::remote::{Answer, Op};
 use crate::actors::{AskError, Entities, EntityKind, Inspection, Runtime};
@@ -37,6 +38,8 @@ const BUSY_WAIT: Duration = Duration::from_secs(5);
 pub struct OrderBook {
     entities: Entities<Order>,
     promises: Arc<Promises>,
+    /// Which ids are orders, answered from memory when it can (`known.rs`).
+    ids: Arc<KnownIds>,
 }
 
 /// Orders answered but not yet written, and the queue of the background writer.
@@ -115,7 +118,26 @@ pub fn placed(placement: Box<Placement>) -> OrderState {
 impl OrderBook {
     /// Starts the order kind (no order is woken yet: see [`OrderBook::keep_reminders`]).
     pub async fn start(rt: Runtime) -> anyhow::Result<Self> {
+        let single = rt.remote.is_none();
+        let stop = rt.shutdown.clone();
         let entities = Entities::<Order>::start(rt).await?;
+        let ids = Arc::new(KnownIds::new());
+        let noted = ids.clone();
+        entities.on_view(move |id, _| noted.note(id));
+        if single {
+            // After the listener: every order is either in the store when the scan reads it or
+            // noted by the listener (see `known.rs`).
+            let (ids, journal) = (ids.clone(), entities.journal().clone());
+            tokio::task::spawn_blocking(move || {
+                let started = std::time::Instant::now();
+                match ids.fill(&journal, &stop) {
+                    Ok(count) => tracing::info!(count, elapsed = ?started.elapsed(),
+                        "order ids known in memory"),
+                    Err(e) => tracing::warn!(error = %e,
+                        "order ids stay unknown in memory: every drop purchase reads the store"),
+                }
+            });
+        }
         let (queue, receiver) = mpsc::unbounded_channel();
         let promises = Promises {
             pending: DashMap::new(),
@@ -127,6 +149,7 @@ impl OrderBook {
         Ok(Self {
             entities,
             promises: Arc::new(promises),
+            ids,
         })
     }
 
@@ -298,6 +321,9 @@ impl OrderBook {
     pub async fn known(&self, id: &OrderId) -> bool {
         if self.promises.pending.contains_key(id) {
             return true;
+        }
+        if !self.ids.may_hold(id) {
+            return false;
         }
         let stored = self.entities.stored_views(vec![id.clone()]).await;
         matches!(stored.as_deref(), Ok([Some(_)]))

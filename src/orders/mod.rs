@@ -4,7 +4,8 @@
 //! (its journal is the outbox). [`Orders`] is the service the edges use; its parts each have
 //! one job:
 //! - `book`: the order entities behind one `ask`, with the drop orders promised but not yet
-//!   written (every ask keeps the promise of the order it names first);
+//!   written (every ask keeps the promise of the order it names first), and `known`: which
+//!   ids are orders, from memory;
 //! - [`placement`]: building what an order is placed with (lines at catalog prices, the
 //!   coupon priced, the address sealed);
 //! - `saga`: carrying the steps out against the SKUs, wallets, carts, the gateway and the
@@ -17,6 +18,7 @@ mod dispatcher;
 mod failure;
 mod flows;
 pub mod history;
+mod known;
 pub mod placement;
 pub mod promised;
 mod saga;

@@ -45,6 +45,7 @@ pub mod sled_usage;
 mod sled_writer;
 
 use crate::domain::time::Timestamp;
+use std::ops::ControlFlow;
 
 /// Identifies one entity's stream: its kind and its key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -255,6 +256,21 @@ pub trait Journal: Send + Sync + 'static {
     }
     /// Every stored view of `kind`: `(id, encoded view)`.
     fn views(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, JournalError>;
+    /// Calls `visit` with the id of every stream of `kind` that has a stored view, in no
+    /// given order, until it breaks; stops at the first error. A store that can reads the
+    /// keys only.
+    fn each_view_id(
+        &self,
+        kind: &str,
+        visit: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<(), JournalError> {
+        for (id, _) in self.views(kind)? {
+            if visit(&id).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
     /// The stored view of one stream.
     fn view(&self, stream: &StreamId) -> Result<Option<Vec<u8>>, JournalError>;
     /// Whether point reads ([`Journal::view`], [`Journal::exists`]) are served from this

@@ -218,6 +218,23 @@ impl Journal for SledJournal {
         Ok(out)
     }
 
+    fn each_view_id(
+        &self,
+        kind: &str,
+        visit: &mut dyn FnMut(&str) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), JournalError> {
+        let prefix = kind_prefix(VIEW, kind);
+        for k in self.store.tree.scan_prefix(&prefix).keys() {
+            let k = k?;
+            let id = crate::persistence::id_of_key(kind, &k[1..])
+                .ok_or_else(|| JournalError::Corrupt("key of a kind".into()))?;
+            if visit(id).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn local_point_reads(&self) -> bool {
         // sled serves a point read from its page cache; a miss is one page read.
         true

@@ -1,10 +1,11 @@
 //! Flash-sale drops over real HTTP: the lifecycle, thousands of concurrent buyers on a few
 //! units, the per-user limit under one user's many connections, a drop not live before its
-//! start, and an expired order giving its units back to the drop.
+//! start, an expired order giving its units back to the drop, and replays told from new
+//! buyers after a restart.
 
 use crate::helpers::{
     JWT_SECRET, OPERATOR_TOKEN, TestApp, assert_problem, ok, pay, product_with_sku, send,
-    spawn_app, spawn_app_full,
+    spawn_app, spawn_app_full, spawn_app_in,
 };
 use emporium::auth::tokens::TokenKeys;
 use emporium::domain::ids::UserId;
@@ -336,6 +337,42 @@ async fn an_unpaid_drop_order_expires_and_its_unit_returns_to_the_drop() {
         201,
         "and can be bought"
     );
+}
+
+#[tokio::test]
+async fn after_a_restart_a_sold_out_drop_still_tells_replays_and_reused_keys_from_new_buyers() {
+    // Given a sold-out drop, and an order of another drop under a second key
+    let app = spawn_app().await;
+    sku(&app, "rst", 10).await;
+    let sold = drop_of(&app, "rst", 1, 1, an_hour_ago()).await;
+    let sold = sold["drop_id"].as_str().unwrap().to_owned();
+    let other = drop_of(&app, "rst", 1, 1, an_hour_ago()).await;
+    let token = shoppers(1).remove(0);
+    let r = buy(&app, &token, &sold, "bought", 1).await;
+    assert_eq!(r.status(), 201);
+    let first: Value = r.json().await.unwrap();
+    let other = other["drop_id"].as_str().unwrap();
+    assert_eq!(buy(&app, &token, other, "elsewhere", 1).await.status(), 201);
+    drop_showing(&app, &sold, "status", json!("sold_out")).await;
+
+    // When the node restarts (the drop path learns which ids are orders again, from the store)
+    let app = spawn_app_in(app.stop().await, &[]).await;
+
+    // Then, before and after that is learnt, the replay gets its order, the key of the other
+    // order is refused as reused, and a new key is told the drop is sold out
+    for _ in 0..10 {
+        let again = buy(&app, &token, &sold, "bought", 1).await;
+        assert_eq!(again.status(), 201);
+        let mut again: Value = again.json().await.unwrap();
+        // The checkout URL names the new server's port.
+        again["payment"]["checkout_url"] = first["payment"]["checkout_url"].clone();
+        assert_eq!(again, first);
+        let reused = buy(&app, &token, &sold, "elsewhere", 1).await;
+        assert_problem(reused, 422, "idempotency_key_reused").await;
+        let new = buy(&app, &token, &sold, "late", 1).await;
+        assert_problem(new, 409, "sold_out").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]
