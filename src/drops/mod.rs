@@ -18,7 +18,9 @@ use crate::domain::ids::{OrderId, SkuId, UserId};
 use crate::domain::inventory::{DropPurchase, SkuCommand, SkuError};
 use crate::domain::order::{OrderCommand, OrderError, OrderState};
 use crate::domain::time::Timestamp;
-use crate::orders::placement::{DropOrder, ShippingAddress, fingerprint, order_id_for};
+use crate::orders::placement::{
+    DropOrder, ShippingAddress, canonical_body, fingerprint, order_id_for,
+};
 use crate::orders::{OrderFailure, Orders};
 use dashmap::DashMap;
 use std::sync::Arc;
@@ -71,9 +73,9 @@ pub struct Purchase {
     pub drop_id: DropId,
     pub quantity: u32,
     pub idempotency_key: String,
-    /// The request body: its digest (with the drop id) refuses a key reused for another
-    /// request. Taken only past the fast refusals, which need no digest.
-    pub request: serde_json::Value,
+    /// The request body as sent: its digest (with the drop id) refuses a key reused for
+    /// another request. Read and digested only past the fast refusals, which need neither.
+    pub request: bytes::Bytes,
     pub shipping_address: Option<ShippingAddress>,
 }
 
@@ -181,9 +183,9 @@ impl Drops {
             .orders
             .drop_placement(DropOrder {
                 user: p.user.clone(),
-                fingerprint: fingerprint(
-                    &serde_json::json!({"drop_id": p.drop_id, "body": p.request}),
-                ),
+                fingerprint: fingerprint(&serde_json::json!({
+                    "drop_id": p.drop_id, "body": canonical_body(&p.request)
+                })),
                 drop_id: p.drop_id.clone(),
                 sku: sku.clone(),
                 quantity: p.quantity,

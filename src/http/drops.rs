@@ -7,7 +7,7 @@ use crate::domain::time::Timestamp;
 use crate::drops::Purchase;
 use crate::http::catalog::{DEFAULT_LIMIT, MAX_LIMIT, limit};
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::{AdminUser, ApiJson, ApiPath, ApiQuery, AuthUser};
+use crate::http::extract::{AdminUser, ApiJson, ApiJsonBytes, ApiPath, ApiQuery, AuthUser};
 use crate::http::idempotency;
 use crate::http::order_body::{self, OrderCreated};
 use crate::http::state::AppState;
@@ -227,21 +227,17 @@ pub async fn purchase(
     State(state): State<AppState>,
     ApiPath(raw): ApiPath<String>,
     headers: HeaderMap,
-    ApiJson(mut raw_body): ApiJson<serde_json::Value>,
+    ApiJsonBytes(req, request): ApiJsonBytes<PurchaseBody>,
 ) -> Result<(StatusCode, axum::Json<OrderCreated>), ApiError> {
     let id = drop_id(raw)?;
     let key = idempotency::key(&headers)?
         .ok_or_else(|| idempotency::required("POST /drops/{drop_id}/purchase"))?;
-    // `1.0` and `1` are one request (see `ApiJson`), for the fingerprint too.
-    crate::http::extract::whole_numbers(&mut raw_body);
-    let req =
-        PurchaseBody::deserialize(&raw_body).map_err(|e| ApiError::invalid_body(e.to_string()))?;
     let purchase = Purchase {
         user: user.user_id.clone(),
         drop_id: id,
         quantity: req.quantity,
         idempotency_key: key,
-        request: raw_body,
+        request,
         shipping_address: req.shipping_address,
     };
     let (order_id, order) = state.drops.purchase(purchase).await?;

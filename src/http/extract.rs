@@ -1,4 +1,5 @@
-//! Extractors whose rejections are problem+json ([`ApiJson`], [`ApiPath`]) and the access
+//! Extractors whose rejections are problem+json ([`ApiJson`], [`ApiJsonBytes`], [`ApiPath`]) and
+//! the access
 //! guards: [`AuthUser`] (a valid access token or the operator token), [`AdminUser`],
 //! [`OperatorUser`], and [`AuthRateLimited`] (per-IP limit of the auth routes).
 
@@ -26,6 +27,19 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let ApiJsonBytes(value, _) = ApiJsonBytes::from_request(req, state).await?;
+        Ok(Self(value))
+    }
+}
+
+/// [`ApiJson`] that keeps the body as sent, for a handler that digests the request (an
+/// idempotency fingerprint) only past the refusals that need no digest.
+pub struct ApiJsonBytes<T>(pub T, pub Bytes);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJsonBytes<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
         if !json_content_type(req.headers()) {
             let e = axum::extract::rejection::MissingJsonContentType::default();
             return Err(axum::extract::rejection::JsonRejection::from(e).into());
@@ -34,10 +48,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             .await
             .map_err(axum::extract::rejection::JsonRejection::from)?;
         match axum::Json::<T>::from_bytes(&bytes) {
-            Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(first) => integral_floats(&bytes)
-                .map(Self)
-                .ok_or_else(|| first.into()),
+            Ok(axum::Json(value)) => Ok(Self(value, bytes)),
+            Err(first) => match integral_floats(&bytes) {
+                Some(value) => Ok(Self(value, bytes)),
+                None => Err(first.into()),
+            },
         }
     }
 }
@@ -62,34 +77,9 @@ fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
 /// that does not make a `T` either.
 fn integral_floats<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
     let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    whole_numbers(&mut value)
+    crate::orders::placement::whole_numbers(&mut value)
         .then(|| serde_json::from_value(value).ok())
         .flatten()
-}
-
-/// Rewrites every number of `v` that has a zero fraction (`2.0`, `1e3`) as an integer; true
-/// when one was.
-pub fn whole_numbers(v: &mut serde_json::Value) -> bool {
-    match v {
-        serde_json::Value::Number(n) if n.is_f64() => {
-            let f = n.as_f64().unwrap_or(f64::NAN);
-            let whole = f.fract() == 0.0 && f.abs() < 9.0e15;
-            if whole {
-                // Exact: |f| < 2^53.
-                *v = serde_json::Value::from(f as i64);
-            }
-            whole
-        }
-        serde_json::Value::Array(items) => items
-            .iter_mut()
-            .map(whole_numbers)
-            .fold(false, |a, b| a | b),
-        serde_json::Value::Object(map) => map
-            .values_mut()
-            .map(whole_numbers)
-            .fold(false, |a, b| a | b),
-        _ => false,
-    }
 }
 
 /// `axum::extract::Query` with problem+json rejections.

@@ -122,7 +122,7 @@ pub async fn place_order(
 ) -> Result<(StatusCode, axum::Json<OrderCreated>), ApiError> {
     let key = idempotency::key(&headers)?.ok_or_else(|| idempotency::required("POST /orders"))?;
     // `1.0` and `1` are one request (see `ApiJson`), for the fingerprint too.
-    crate::http::extract::whole_numbers(&mut body);
+    crate::orders::placement::whole_numbers(&mut body);
     let fingerprint = fingerprint(&body);
     let req: PlaceRequest =
         serde_json::from_value(body).map_err(|e| ApiError::invalid_body(e.to_string()))?;

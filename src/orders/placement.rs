@@ -93,6 +93,40 @@ pub fn fingerprint(body: &serde_json::Value) -> String {
     crate::auth::tokens::hex(&Sha256::digest(body.to_string().as_bytes()))
 }
 
+/// A request body as its fingerprint reads it: parsed, with every number that has a zero
+/// fraction as an integer (`1.0` and `1` are one request, as the edge's `ApiJson` reads
+/// them). `Null` for bytes that are not JSON (the edge has refused those already).
+pub fn canonical_body(raw: &[u8]) -> serde_json::Value {
+    let mut value = serde_json::from_slice(raw).unwrap_or(serde_json::Value::Null);
+    whole_numbers(&mut value);
+    value
+}
+
+/// Rewrites every number of `v` that has a zero fraction (`2.0`, `1e3`) as an integer; true
+/// when one was.
+pub fn whole_numbers(v: &mut serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            let whole = f.fract() == 0.0 && f.abs() < 9.0e15;
+            if whole {
+                // Exact: |f| < 2^53.
+                *v = serde_json::Value::from(f as i64);
+            }
+            whole
+        }
+        serde_json::Value::Array(items) => items
+            .iter_mut()
+            .map(whole_numbers)
+            .fold(false, |a, b| a | b),
+        serde_json::Value::Object(map) => map
+            .values_mut()
+            .map(whole_numbers)
+            .fold(false, |a, b| a | b),
+        _ => false,
+    }
+}
+
 /// Builds what orders are placed with: it reads the catalog, carts, wallets and profiles and
 /// seals addresses, and changes nothing.
 pub struct Placements {

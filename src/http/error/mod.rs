@@ -34,6 +34,30 @@ pub struct Problem {
     pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
+/// [`Problem`] as rendered: borrowed from the error, so a refusal allocates only its body.
+#[derive(Serialize)]
+struct ProblemOut<'a> {
+    #[serde(rename = "type")]
+    kind: ProblemKind<'a>,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(flatten)]
+    extensions: &'a serde_json::Map<String, serde_json::Value>,
+}
+
+/// `/problems/{code}`, written straight into the body.
+struct ProblemKind<'a>(&'a str);
+
+impl Serialize for ProblemKind<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("/problems/{}", self.0))
+    }
+}
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -122,20 +146,20 @@ impl IntoResponse for ApiError {
             tracing::error!(status = self.status.as_u16(), code = self.code,
                 detail = %self.detail, cause = cause.as_deref().unwrap_or(""), "request failed");
         }
-        let body = Problem {
-            kind: format!("/problems/{}", self.code),
-            title: self
-                .status
-                .canonical_reason()
-                .unwrap_or("Error")
-                .to_string(),
+        let body = ProblemOut {
+            kind: ProblemKind(self.code),
+            title: self.status.canonical_reason().unwrap_or("Error"),
             status: self.status.as_u16(),
-            detail: self.detail,
-            code: self.code.to_string(),
-            reason: self.reason.map(str::to_string),
-            extensions: self.extensions,
+            detail: &self.detail,
+            code: self.code,
+            reason: self.reason,
+            extensions: &self.extensions,
         };
-        let mut response = (self.status, axum::Json(body)).into_response();
+        let mut response = match serde_json::to_vec(&body) {
+            Ok(bytes) => (self.status, bytes).into_response(),
+            // Strings and JSON values only: cannot fail; the status alone if it ever did.
+            Err(_) => self.status.into_response(),
+        };
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
