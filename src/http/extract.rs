@@ -51,10 +51,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJsonBytes<T> {
             Ok(axum::Json(value)) => Ok(Self(value, bytes)),
             Err(first) => match integral_floats(&bytes) {
                 Some(value) => Ok(Self(value, bytes)),
-                None => Err(first.into()),
+                None => Err(malformed(&bytes).unwrap_or_else(|| first.into())),
             },
         }
     }
+}
+
+/// 400 `malformed_json` when `bytes` are not JSON at all. A typed read stops at its first
+/// wrong field, so `{"quantity": "x"` is refused for its shape (422) before its end is
+/// reached; the syntax error wins, as in an untyped read.
+fn malformed(bytes: &[u8]) -> Option<ApiError> {
+    let e = serde_json::from_slice::<serde::de::IgnoredAny>(bytes).err()?;
+    Some(ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "malformed_json",
+        format!("Failed to parse the request body as JSON: {e}"),
+    ))
 }
 
 /// `application/json` or `application/<anything>+json`, as `axum::Json` accepts.

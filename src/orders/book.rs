@@ -160,6 +160,10 @@ impl OrderBook {
         command: OrderCommand,
     ) -> Result<OrderState, AskError<OrderError>> {
         self.keep_promise(id).await?;
+        if matches!(command, OrderCommand::Place(_)) {
+            // Only a `Place` makes an order: noted before it is written (see `known.rs`).
+            self.ids.note(id);
+        }
         self.entities.ask(id, command).await
     }
 
@@ -172,6 +176,7 @@ impl OrderBook {
     /// Promises the order `placement` describes (its units are held durably): it is written
     /// in the background. Returns the order as it will be.
     pub fn promise(&self, id: OrderId, placement: Box<Placement>) -> OrderState {
+        self.ids.note(&id);
         let state = placed(placement.clone());
         // A promise made again (a replayed purchase whose hold still keeps the order) is the
         // same order: the one there stays, with its writer.

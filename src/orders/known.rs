@@ -9,8 +9,12 @@
 //! per lookup per order held) costs one read, never a wrong answer.
 //!
 //! It is correct only when complete, so it answers only once it is:
-//! - every view an order publishes once durable is noted (a listener registered before the
-//!   scan starts, and the view is published before the write's reply goes out);
+//! - every order is noted before it is first written: only `OrderCommand::Place` makes one,
+//!   and `OrderBook` notes the id of each `Place` it asks and each promise it makes (a drop
+//!   order is written from its promise). Noting before the write, not once it is durable,
+//!   keeps an order whose view reached the store but was never published (a later write of
+//!   it failed) from being missed; an id noted for a write that then failed only costs reads;
+//! - every view made durable is noted too (a listener, registered before the scan starts);
 //! - a scan of the store's order views, started after that listener, notes every order that
 //!   was there before; only when it has finished does the set answer.
 //!

@@ -41,6 +41,13 @@ async fn malformed_bodies_get_problems_on_every_body_route() {
         let cases: Vec<(Option<&str>, Vec<u8>, u16, &str)> = vec![
             (json, b"{not json".to_vec(), 400, "malformed_json"),
             (json, b"".to_vec(), 400, "malformed_json"),
+            // Cut short after a field of the wrong type: the syntax error wins.
+            (
+                json,
+                b"{\"available\": \"ten\"".to_vec(),
+                400,
+                "malformed_json",
+            ),
             (json, b"\"just a string\"".to_vec(), 422, "invalid_body"),
             (json, b"42".to_vec(), 422, "invalid_body"),
             (

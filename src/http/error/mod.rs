@@ -260,6 +260,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_problem_renders_as_the_documented_problem_with_its_members_in_order() {
+        // Given a refusal with a reason and an extension member
+        let e = ApiError::new(StatusCode::CONFLICT, "coupon_not_applicable", "not today")
+            .with_reason("min_subtotal")
+            .with("sku_ids", serde_json::json!(["a", "b"]));
+        let documented = Problem {
+            kind: "/problems/coupon_not_applicable".into(),
+            title: "Conflict".into(),
+            status: 409,
+            detail: "not today".into(),
+            code: "coupon_not_applicable".into(),
+            reason: Some("min_subtotal".into()),
+            extensions: e.extensions.clone(),
+        };
+        // When it is rendered
+        let response = e.into_response();
+        let kind = response.headers()[header::CONTENT_TYPE].clone();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        // Then the bytes are the documented document's, member for member, in order
+        assert_eq!(kind, "application/problem+json");
+        assert_eq!(body, serde_json::to_vec(&documented).unwrap());
+        assert!(body.starts_with(br#"{"type":"/problems/coupon_not_applicable","title""#));
+    }
+
+    #[tokio::test]
     async fn runtime_failures_map_once_with_retry_after() {
         let cases = [
             (RuntimeError::Overloaded, 429, "overloaded", Some("1")),
