@@ -125,7 +125,12 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
                 .get("x-request-id")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
-            tracing::info_span!("request", method = %req.method(), route, request_id = id)
+            tracing::info_span!(
+                "request",
+                method = req.method().as_str(),
+                route,
+                request_id = id
+            )
         }))
         .layer(CatchPanicLayer::custom(
             |panic: Box<dyn std::any::Any + Send>| {
