@@ -49,24 +49,38 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJsonBytes<T> {
             .map_err(axum::extract::rejection::JsonRejection::from)?;
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(Self(value, bytes)),
-            Err(first) => match integral_floats(&bytes) {
-                Some(value) => Ok(Self(value, bytes)),
-                None => Err(malformed(&bytes).unwrap_or_else(|| first.into())),
-            },
+            Err(first) => second_reading(&bytes, first).map(|value| Self(value, bytes)),
         }
     }
 }
 
-/// 400 `malformed_json` when `bytes` are not JSON at all. A typed read stops at its first
-/// wrong field, so `{"quantity": "x"` is refused for its shape (422) before its end is
-/// reached; the syntax error wins, as in an untyped read.
-fn malformed(bytes: &[u8]) -> Option<ApiError> {
-    let e = serde_json::from_slice::<serde::de::IgnoredAny>(bytes).err()?;
-    Some(ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "malformed_json",
-        format!("Failed to parse the request body as JSON: {e}"),
-    ))
+/// After a typed read of `bytes` failed with `first`, an untyped read decides:
+/// - not JSON: 400 `malformed_json`, even where the typed read met a wrong field first (it
+///   stops there, so `{"quantity": "x"` would be refused for its shape);
+/// - JSON with a number that has a zero fraction: read again with those as integers;
+/// - else `first`.
+fn second_reading<T: DeserializeOwned>(
+    bytes: &[u8],
+    first: axum::extract::rejection::JsonRejection,
+) -> Result<T, ApiError> {
+    use axum::extract::rejection::JsonRejection;
+    let mut value: serde_json::Value = match serde_json::from_slice(bytes) {
+        Ok(value) => value,
+        Err(e) if matches!(first, JsonRejection::JsonDataError(_)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                format!("Failed to parse the request body as JSON: {e}"),
+            ));
+        }
+        Err(_) => return Err(first.into()),
+    };
+    if crate::orders::placement::whole_numbers(&mut value)
+        && let Ok(value) = serde_json::from_value(value)
+    {
+        return Ok(value);
+    }
+    Err(first.into())
 }
 
 /// `application/json` or `application/<anything>+json`, as `axum::Json` accepts.
@@ -83,15 +97,6 @@ fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
     };
     kind.eq_ignore_ascii_case("application")
         && (sub.eq_ignore_ascii_case("json") || sub.to_ascii_lowercase().ends_with("+json"))
-}
-
-/// `bytes` read again with every number that has a zero fraction as an integer; `None` when
-/// that does not make a `T` either.
-fn integral_floats<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
-    let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    crate::orders::placement::whole_numbers(&mut value)
-        .then(|| serde_json::from_value(value).ok())
-        .flatten()
 }
 
 /// `axum::extract::Query` with problem+json rejections.

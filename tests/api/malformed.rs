@@ -41,10 +41,17 @@ async fn malformed_bodies_get_problems_on_every_body_route() {
         let cases: Vec<(Option<&str>, Vec<u8>, u16, &str)> = vec![
             (json, b"{not json".to_vec(), 400, "malformed_json"),
             (json, b"".to_vec(), 400, "malformed_json"),
-            // Cut short after a field of the wrong type: the syntax error wins.
+            // Not JSON after a field of the wrong type (cut short; not UTF-8): the syntax error
+            // wins.
             (
                 json,
                 b"{\"available\": \"ten\"".to_vec(),
+                400,
+                "malformed_json",
+            ),
+            (
+                json,
+                b"{\"available\": \"ten\", \"x\": \"\xff\"}".to_vec(),
                 400,
                 "malformed_json",
             ),
