@@ -76,7 +76,7 @@ impl KnownIds {
     }
 
     /// Notes every order id with a view in `journal`, then lets the set answer; how many it
-    /// read. Blocks (a million orders take about a second): run it on a blocking thread, after
+    /// read. Blocks for a scan of the order views' keys: run it on a blocking thread, after
     /// the view listener is registered. Stopped by `stop` or an error, the set stays
     /// incomplete (every lookup reads the store).
     pub fn fill(
