@@ -122,11 +122,9 @@ impl OrderBook {
         let stop = rt.shutdown.clone();
         let entities = Entities::<Order>::start(rt).await?;
         let ids = Arc::new(KnownIds::new());
-        let noted = ids.clone();
-        entities.on_view(move |id, _| noted.note(id));
         if single {
-            // After the listener: every order is either in the store when the scan reads it or
-            // noted by the listener (see `known.rs`).
+            // Every order written from here on is noted before it is written (`ask`,
+            // `promise`); the scan notes those already in the store (see `known.rs`).
             let (ids, journal) = (ids.clone(), entities.journal().clone());
             tokio::task::spawn_blocking(move || {
                 let started = std::time::Instant::now();

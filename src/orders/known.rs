@@ -10,13 +10,14 @@
 //!
 //! It is correct only when complete, so it answers only once it is:
 //! - every order is noted before it is first written: only `OrderCommand::Place` makes one,
-//!   and `OrderBook` notes the id of each `Place` it asks and each promise it makes (a drop
-//!   order is written from its promise). Noting before the write, not once it is durable,
-//!   keeps an order whose view reached the store but was never published (a later write of
-//!   it failed) from being missed; an id noted for a write that then failed only costs reads;
-//! - every view made durable is noted too (a listener, registered before the scan starts);
-//! - a scan of the store's order views, started after that listener, notes every order that
-//!   was there before; only when it has finished does the set answer.
+//!   and `OrderBook`, the only way to the order entities, notes the id of each `Place` it
+//!   asks and each promise it makes (a drop order is written from its promise). Noting before
+//!   the write, not once its view is published, keeps an order whose view reached the store
+//!   unpublished (a later write of it failed) from being missed; an id noted for a write that
+//!   then failed only costs reads;
+//! - a scan of the store's order views, started when the book starts (before anything can
+//!   ask it), notes every order that was there before; only when it has finished does the
+//!   set answer.
 //!
 //! Until then, and always in a cluster (other nodes write orders this one does not see),
 //! every lookup reads the store as before. Views are never removed, so the set never holds
@@ -56,10 +57,10 @@ impl KnownIds {
         }
     }
 
-    /// Notes that `id` is an order (idempotent).
+    /// Notes that `id` is, or is about to be, an order (idempotent).
     pub fn note(&self, id: &OrderId) {
         let fingerprint = self.fingerprint(id.as_str());
-        // A read first: most views are of orders already noted.
+        // A read first: most ids asked to `Place` again (replays) are noted already.
         if !self.fingerprints.contains(&fingerprint)
             && self.fingerprints.insert(fingerprint)
             && self.complete.load(Ordering::Acquire)
@@ -76,8 +77,7 @@ impl KnownIds {
     }
 
     /// Notes every order id with a view in `journal`, then lets the set answer; how many it
-    /// read. Blocks for a scan of the order views' keys: run it on a blocking thread, after
-    /// the view listener is registered. Stopped by `stop` or an error, the set stays
+    /// read. Blocks for a scan of the order views' keys: run it on a blocking thread. Stopped by `stop` or an error, the set stays
     /// incomplete (every lookup reads the store).
     pub fn fill(
         &self,

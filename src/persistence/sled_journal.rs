@@ -61,6 +61,12 @@ pub struct SledJournal {
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
+/// The stream id in the key of a view of `kind` (after the one-byte record tag).
+fn view_id<'k>(kind: &str, key: &'k [u8]) -> Result<&'k str, JournalError> {
+    crate::persistence::id_of_key(kind, &key[1..])
+        .ok_or_else(|| JournalError::Corrupt("key of a kind".into()))
+}
+
 /// Where a node keeps its sled database inside its data dir.
 pub fn db_dir(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("db")
@@ -211,9 +217,7 @@ impl Journal for SledJournal {
         let mut out = Vec::new();
         for kv in self.store.tree.scan_prefix(&prefix) {
             let (k, v) = kv?;
-            let id = crate::persistence::id_of_key(kind, &k[1..])
-                .ok_or_else(|| JournalError::Corrupt("key of a kind".into()))?;
-            out.push((id.to_string(), v.to_vec()));
+            out.push((view_id(kind, &k)?.to_string(), v.to_vec()));
         }
         Ok(out)
     }
@@ -225,10 +229,7 @@ impl Journal for SledJournal {
     ) -> Result<(), JournalError> {
         let prefix = kind_prefix(VIEW, kind);
         for k in self.store.tree.scan_prefix(&prefix).keys() {
-            let k = k?;
-            let id = crate::persistence::id_of_key(kind, &k[1..])
-                .ok_or_else(|| JournalError::Corrupt("key of a kind".into()))?;
-            if visit(id).is_break() {
+            if visit(view_id(kind, &k?)?).is_break() {
                 break;
             }
         }
