@@ -289,7 +289,8 @@ async fn a_stream_at_rest_is_compacted_to_one_snapshot_when_that_is_smaller() {
 /// Given one active entity, when a batch of new ones is created without activation, then
 /// only the active one (and the one whose command the empty state refuses) is asked, and the
 /// new ones read back — views, reminders, state across a restart — as if their actors had
-/// written them.
+/// written them. An item its caller vouches is new (`b`; the journal is not read for it) is
+/// written the same way, and an active one is asked even when vouched for (`a`).
 #[tokio::test]
 async fn new_entities_are_written_without_activation_as_their_actors_would() {
     let dir = tempfile::tempdir().unwrap();
@@ -297,12 +298,15 @@ async fn new_entities_are_written_without_activation_as_their_actors_would() {
     n.counters.ask(&id("a"), Cmd::Add(5)).await.unwrap();
     let created = n
         .counters
-        .create(vec![
-            (id("b"), Cmd::Alarm(1000)),
-            (id("c"), Cmd::Add(2)),
-            (id("a"), Cmd::Add(1)),
-            (id("d"), Cmd::Add(0)),
-        ])
+        .create(
+            vec![
+                (id("b"), Cmd::Alarm(1000)),
+                (id("c"), Cmd::Add(2)),
+                (id("a"), Cmd::Add(1)),
+                (id("d"), Cmd::Add(0)),
+            ],
+            &[true, false, true],
+        )
         .await;
     assert_eq!(
         created,

@@ -20,14 +20,20 @@ impl<E: Entity> Entities<E> {
     /// batch submitted together (so mostly in one group commit); each is answered once
     /// durable, in the order given. An entity that is active or already written, a command
     /// the empty state refuses, or any item in a cluster (where writes carry the shard's
-    /// term) is asked as usual instead. The caller makes sure nothing else asks these entities until this
-    /// returns.
-    pub async fn create(&self, items: Vec<(E::Id, E::Command)>) -> Vec<Created<E>> {
+    /// term) is asked as usual instead. Whether an entity was written is read from the
+    /// journal, except for items whose `surely_new` is true (the caller knows they never
+    /// were; a missing flag is false). The caller makes sure nothing else asks these entities
+    /// until this returns.
+    pub async fn create(
+        &self,
+        items: Vec<(E::Id, E::Command)>,
+        surely_new: &[bool],
+    ) -> Vec<Created<E>> {
         let mut results: Vec<Option<Created<E>>> = items.iter().map(|_| None).collect();
         let mut asks = Vec::new();
         let written = match self.is_clustered() {
             true => None,
-            false => self.written(&items).await.ok(),
+            false => self.written(&items, surely_new).await.ok(),
         };
         match written {
             Some(written) => {
@@ -50,22 +56,36 @@ impl<E: Entity> Entities<E> {
             .collect()
     }
 
-    /// Whether each item's entity has been written (or is active): those are asked.
-    async fn written(&self, items: &[(E::Id, E::Command)]) -> Result<Vec<bool>, JournalError> {
-        let journal = self.journal().clone();
-        // An earlier incarnation's writes may still be on their way: read after they land.
-        if !journal.is_idle() {
-            barrier(journal.as_ref()).await?;
-        }
-        let streams: Vec<StreamId> = items
-            .iter()
-            .map(|(id, _)| StreamId::new(E::KIND, id.to_string()))
+    /// Whether each item's entity has been written (or is active): those are asked. The
+    /// journal is read for every item not `surely_new`.
+    async fn written(
+        &self,
+        items: &[(E::Id, E::Command)],
+        surely_new: &[bool],
+    ) -> Result<Vec<bool>, JournalError> {
+        let unsure: Vec<usize> = (0..items.len())
+            .filter(|&i| !surely_new.get(i).copied().unwrap_or(false))
             .collect();
-        let in_place = journal.local_point_reads();
-        let mut written: Vec<bool> = crate::persistence::read(in_place, move || {
-            streams.iter().map(|s| journal.exists(s)).collect()
-        })
-        .await?;
+        let mut written = vec![false; items.len()];
+        if !unsure.is_empty() {
+            let journal = self.journal().clone();
+            // An earlier incarnation's writes may still be on their way: read after they land.
+            if !journal.is_idle() {
+                barrier(journal.as_ref()).await?;
+            }
+            let streams: Vec<StreamId> = unsure
+                .iter()
+                .map(|&i| StreamId::new(E::KIND, items[i].0.to_string()))
+                .collect();
+            let in_place = journal.local_point_reads();
+            let read: Vec<bool> = crate::persistence::read(in_place, move || {
+                streams.iter().map(|s| journal.exists(s)).collect()
+            })
+            .await?;
+            for (i, was) in unsure.into_iter().zip(read) {
+                written[i] = was;
+            }
+        }
         for (w, (id, _)) in written.iter_mut().zip(items) {
             *w |= self.registry().is_active(id);
         }

@@ -62,6 +62,10 @@ struct Promise {
     placement: Box<Placement>,
     /// Set while a writer holds it ([`Claimed`]).
     writing: bool,
+    /// The order surely has never been written ([`KnownIds::note`] said so when it was
+    /// promised, and no write of it has failed since: one that failed may have landed), so
+    /// its writer need not read the store to learn so.
+    surely_new: bool,
 }
 
 /// What a writer finds when it claims a promise.
@@ -81,6 +85,8 @@ pub(super) struct Claimed {
     book: OrderBook,
     id: OrderId,
     released: bool,
+    /// The promise's [`Promise::surely_new`] when claimed.
+    surely_new: bool,
 }
 
 /// How a write of a promise ended.
@@ -174,7 +180,7 @@ impl OrderBook {
     /// Promises the order `placement` describes (its units are held durably): it is written
     /// in the background. Returns the order as it will be.
     pub fn promise(&self, id: OrderId, placement: Box<Placement>) -> OrderState {
-        self.ids.note(&id);
+        let surely_new = self.ids.note(&id);
         let state = placed(placement.clone());
         // A promise made again (a replayed purchase whose hold still keeps the order) is the
         // same order: the one there stays, with its writer.
@@ -182,6 +188,7 @@ impl OrderBook {
             v.insert(Promise {
                 placement,
                 writing: false,
+                surely_new,
             });
             // The receiver lives as long as the node; without it, requests keep the promise.
             let _ = self.promises.queue.send(id);
@@ -202,6 +209,7 @@ impl OrderBook {
             book: self.clone(),
             id: id.clone(),
             released: false,
+            surely_new: promise.surely_new,
         };
         Claim::Mine(promise.placement.clone(), claimed)
     }
@@ -226,6 +234,7 @@ impl OrderBook {
             Outcome::Retry => {
                 if let Some(mut promise) = self.promises.pending.get_mut(id) {
                     promise.writing = false;
+                    promise.surely_new = false;
                     drop(promise);
                     let _ = self.promises.queue.send(id.clone());
                 }
@@ -260,7 +269,8 @@ impl OrderBook {
             .into_iter()
             .map(|(id, p, claim)| ((id, OrderCommand::Place(p)), claim))
             .unzip();
-        let results = self.entities.create(items).await;
+        let surely_new: Vec<bool> = claims.iter().map(|c| c.surely_new).collect();
+        let results = self.entities.create(items, &surely_new).await;
         let mut left = 0;
         for (claim, result) in claims.into_iter().zip(results) {
             match result {

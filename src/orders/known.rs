@@ -6,7 +6,9 @@
 //! order even after the drop sold out. Most attempts at a sold-out drop are new, and reading
 //! the store to learn so was a tenth of their CPU. The set answers "surely not" from memory;
 //! anything else ("maybe") still reads the store, so a fingerprint collision (about 1 in 2^64
-//! per lookup per order held) costs one read, never a wrong answer.
+//! per lookup per order held) costs one read, never a wrong answer. The same answer, given
+//! when a drop order is promised, spares its background writer the read of the store that
+//! checks the order was never written (`Entities::create`).
 //!
 //! It is correct only when complete, so it answers only once it is:
 //! - every order is noted before it is first written: only `OrderCommand::Place` makes one,
@@ -57,16 +59,20 @@ impl KnownIds {
         }
     }
 
-    /// Notes that `id` is, or is about to be, an order (idempotent).
-    pub fn note(&self, id: &OrderId) {
+    /// Notes that `id` is, or is about to be, an order (idempotent). True when it surely was
+    /// not one before this note: the set was complete and had no fingerprint of it, so the
+    /// store holds no order `id` and no other writer had noted it.
+    pub fn note(&self, id: &OrderId) -> bool {
         let fingerprint = self.fingerprint(id.as_str());
+        // Read before the insert: a scan finishing after it may have noted `id` from the store.
+        let complete = self.complete.load(Ordering::Acquire);
         // A read first: most ids asked to `Place` again (replays) are noted already.
-        if !self.fingerprints.contains(&fingerprint)
-            && self.fingerprints.insert(fingerprint)
-            && self.complete.load(Ordering::Acquire)
-        {
+        let new =
+            !self.fingerprints.contains(&fingerprint) && self.fingerprints.insert(fingerprint);
+        if new && complete {
             self.size.increment(1.0);
         }
+        new && complete
     }
 
     /// False only when `id` is surely not an order in the store: the set is complete and has
@@ -128,10 +134,27 @@ mod tests {
     fn an_incomplete_set_sends_every_lookup_to_the_store() {
         // Given a set that has noted one order but not scanned the store
         let known = KnownIds::new();
-        known.note(&order(1));
+        // (a note before the scan never vouches that the order is new)
+        assert!(!known.note(&order(1)));
         // Then it answers "maybe" for any id, noted or not
         assert!(known.may_hold(&order(1)));
         assert!(known.may_hold(&order(2)));
+    }
+
+    #[tokio::test]
+    async fn a_filled_set_vouches_only_for_the_first_note_of_an_id_it_never_held() {
+        // Given a filled set from a store with one order
+        let journal: Arc<dyn Journal> = Arc::new(MemoryJournal::new());
+        crate::persistence::durable(&*journal, with_view(&order(1)))
+            .await
+            .unwrap();
+        let known = KnownIds::new();
+        known.fill(&journal, &CancellationToken::new()).unwrap();
+        // When the stored order, then a new one twice, are noted
+        // Then only the new one's first note says it was surely new
+        assert!(!known.note(&order(1)));
+        assert!(known.note(&order(2)));
+        assert!(!known.note(&order(2)));
     }
 
     #[tokio::test]
@@ -147,7 +170,7 @@ mod tests {
         // When the set is filled from it and a third order is noted afterwards
         let stop = CancellationToken::new();
         assert_eq!(known.fill(&journal, &stop).unwrap(), 2);
-        known.note(&order(3));
+        assert!(known.note(&order(3)));
         // Then the three are "maybe" and an order never written is surely absent
         for n in [1, 2, 3] {
             assert!(known.may_hold(&order(n)), "order {n}");
