@@ -4,7 +4,10 @@
 //! - A request's quantities are summed per SKU before any check, so listing a SKU twice
 //!   cannot pass a per-item check twice.
 //! - Several requests over an order are allowed until every unit is returned; an exchange
-//!   takes units the shopper still holds.
+//!   takes units the shopper still holds. While an exchange waits for its replacement to be
+//!   delivered, no other return or exchange is taken: the units it sends back are the
+//!   shopper's no more, and two requests decided before its shipment was booked would
+//!   otherwise both count the same unit (a refund and a replacement for one unit).
 //! - A line refunds its share of what was paid (the discount is spread over the lines by
 //!   value), counted over every return of the line, so no refund exceeds what was paid for
 //!   the line and not yet refunded. The return that brings the last unit back refunds the
@@ -22,6 +25,22 @@ pub fn returned_units(s: &OrderState) -> BTreeMap<SkuId, u32> {
         }
     }
     units
+}
+
+/// Whether an exchange waits for its replacement: more exchanges requested than replacement
+/// shipments delivered.
+fn exchange_under_way(s: &OrderState) -> bool {
+    let exchanges = s
+        .returns
+        .iter()
+        .filter(|r| r.kind == ReturnKind::Exchange)
+        .count();
+    let replaced = s
+        .shipments
+        .iter()
+        .filter(|sh| sh.exchange && sh.status == ShipmentStatus::Delivered)
+        .count();
+    exchanges > replaced
 }
 
 /// The line's share of the total, for `units` of it: `unit_price × units × total / subtotal`,
@@ -60,6 +79,9 @@ pub(super) fn request_return(
     );
     if !(delivered && after_delivery) {
         return refuse("the order has not been delivered");
+    }
+    if exchange_under_way(s) {
+        return refuse("an exchange is under way: its replacement has not been delivered");
     }
     let before = returned_units(s);
     let left = |line: &OrderLine| {

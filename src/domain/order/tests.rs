@@ -448,6 +448,48 @@ fn a_sku_listed_twice_is_summed_before_the_check_and_never_refunds_more_than_was
 }
 
 #[test]
+fn while_an_exchange_waits_for_its_replacement_no_other_return_or_exchange_is_taken() {
+    // Given a delivered order and an exchange of one unit of b, its shipment not yet booked
+    let mut s = delivered();
+    s.effects.clear();
+    when(&mut s, return_of(ReturnKind::Exchange, &[("b", 1)])).unwrap();
+    // When the same unit is returned for a refund, or exchanged again, before it is booked
+    let refund = when(&mut s, return_of(ReturnKind::Return, &[("b", 1)]));
+    let again = when(&mut s, return_of(ReturnKind::Exchange, &[("b", 1)]));
+    // Then both are refused, and nothing more is queued than the exchange's shipment
+    assert!(
+        matches!(refund, Err(OrderError::NotReturnable(_))),
+        "{refund:?}"
+    );
+    assert!(
+        matches!(again, Err(OrderError::NotReturnable(_))),
+        "{again:?}"
+    );
+    assert_eq!(s.returns.len(), 1);
+    assert_eq!(actions(&s), vec!["book_shipment"]);
+    // And once the replacement is delivered, the unit the shopper holds may be returned
+    let c = complete(
+        &s,
+        "book_shipment",
+        Outcome::ShipmentBooked {
+            carrier: "sandbox".into(),
+            tracking_number: "T2".into(),
+        },
+    );
+    when(&mut s, c).unwrap();
+    for status in [ShipmentStatus::Shipping, ShipmentStatus::Delivered] {
+        let track = OrderCommand::TrackShipment {
+            tracking_number: "T2".into(),
+            status,
+            at: T0,
+        };
+        when(&mut s, track).unwrap();
+    }
+    when(&mut s, return_of(ReturnKind::Return, &[("b", 1)])).unwrap();
+    assert_eq!(s.returns[1].refund_amount, 3000);
+}
+
+#[test]
 fn returns_over_different_lines_are_allowed_until_every_unit_is_back() {
     // Given a delivered order (a: 2 × 1000, b: 1 × 3000) and a first return refunded
     let mut s = delivered();
