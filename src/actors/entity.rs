@@ -230,6 +230,7 @@ mod tests {
     use crate::domain::ids::{CouponId, OrderId};
     use crate::domain::inventory::{SkuCommand, SkuError};
     use crate::domain::order::OrderError;
+    use crate::domain::user::keys::{KeyCommand, KeyError};
     use crate::domain::user::wallet::{WalletCommand, WalletError};
     use crate::domain::user::{UserCommand, UserError};
     use crate::persistence::codec::{decode_snapshot, encode_snapshot};
@@ -262,5 +263,10 @@ mod tests {
         round_trip(OrderError::NotReturnable(
             "an item is not in the order".into(),
         ));
+        round_trip(UserCommand::Keys(KeyCommand::Use {
+            slot: "confirm:K".into(),
+            order_id: "o1".into(),
+        }));
+        round_trip(UserError::Keys(KeyError::Reused));
     }
 }

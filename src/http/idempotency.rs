@@ -1,10 +1,16 @@
 //! `Idempotency-Key` on routes that act on an existing order (confirm, cancel): the first
 //! answer is kept in the order (journaled) under the route and key, with a digest of the
 //! request; a replay with the same request gets that answer again, another request
-//! `422 idempotency_key_reused`. (`POST /orders` needs no store: the key names the order.)
+//! `422 idempotency_key_reused`. The key is also kept in the requester's account with the
+//! order it named (`domain::user::keys`), taken before the route acts, so the same key sent
+//! for another order is refused too, racing or not. (`POST /orders` needs no store: the key
+//! names the order.)
 
+use crate::actors::AskError;
 use crate::domain::ids::OrderId;
 use crate::domain::order::{OrderCommand, Requester, StoredReply};
+use crate::domain::user::keys::KeyCommand;
+use crate::domain::user::{UserCommand, UserError};
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -75,6 +81,7 @@ impl<'a> Remembered<'a> {
             let (status, body) = call.await?;
             return Ok((status, axum::Json(body)).into_response());
         };
+        let taken = self.take(&slot).await?;
         if let Ok(order) = self.state.orders.get(self.by, self.order).await
             && let Some(kept) = order.replies.get(&slot)
         {
@@ -96,6 +103,9 @@ impl<'a> Remembered<'a> {
             || status == StatusCode::TOO_MANY_REQUESTS
             || status == StatusCode::NOT_FOUND
         {
+            if taken {
+                self.give_back(slot).await;
+            }
             return Ok(response);
         }
         let (parts, body) = response.into_parts();
@@ -114,6 +124,49 @@ impl<'a> Remembered<'a> {
         self.state.orders.ask(self.order, remember).await?;
         drop(parts);
         Ok(replay(&kept))
+    }
+}
+
+impl Remembered<'_> {
+    /// Takes `slot` for this order in the requester's account: false when the requester has
+    /// no account (the operator token), which then has the order's memory only.
+    ///
+    /// Errors: `422 idempotency_key_reused` when the key named another order; the account's
+    /// errors (503 when it cannot be reached).
+    async fn take(&self, slot: &str) -> Result<bool, ApiError> {
+        let command = UserCommand::Keys(KeyCommand::Use {
+            slot: slot.to_owned(),
+            order_id: self.order.to_string(),
+        });
+        match self
+            .state
+            .accounts
+            .users
+            .ask(&self.by.user_id, command)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(AskError::Rejected(UserError::NotFound)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Gives `slot` back after an answer that is not kept: the key may then name another
+    /// order. A failure only leaves the key taken for this order.
+    async fn give_back(&self, slot: String) {
+        let command = UserCommand::Keys(KeyCommand::Release {
+            slot,
+            order_id: self.order.to_string(),
+        });
+        if let Err(e) = self
+            .state
+            .accounts
+            .users
+            .ask(&self.by.user_id, command)
+            .await
+        {
+            tracing::debug!(error = %e, "an idempotency key stays taken");
+        }
     }
 }
 

@@ -577,6 +577,68 @@ async fn the_same_idempotency_key_places_one_order_with_identical_answers() {
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
 }
 
+/// A cancellation with an `Idempotency-Key`.
+async fn cancel_with_key(app: &TestApp, token: &str, id: &str, key: &str) -> reqwest::Response {
+    app.client
+        .post(app.url(&format!("/api/v1/orders/{id}/cancel")))
+        .bearer_auth(token)
+        .header("idempotency-key", key)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_idempotency_key_names_one_order_even_when_two_requests_race() {
+    // Given a shopper with four orders awaiting payment
+    let app = Arc::new(spawn_app_with(FAST).await);
+    product(&app, "mug", 10).await;
+    let (_, token, _) = app.customer("keys@example.com").await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let order = order_of(&app, &token, "mug", 1).await;
+        ids.push(order["order_id"].as_str().unwrap().to_owned());
+    }
+    // When the first is cancelled with a key, then the second with the same key
+    let first = cancel_with_key(&app, &token, &ids[0], "K").await;
+    assert_eq!(first.status(), 200);
+    let first = first.text().await.unwrap();
+    let second = cancel_with_key(&app, &token, &ids[1], "K").await;
+    // Then the second is refused and its order untouched, and the first replays as it was
+    assert_problem(second, 422, "idempotency_key_reused").await;
+    assert_eq!(
+        detail(&app, &token, &ids[1]).await["status"],
+        "awaiting_payment"
+    );
+    let again = cancel_with_key(&app, &token, &ids[0], "K").await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.text().await.unwrap(), first);
+    // And of two cancellations racing with one new key, one acts and the other is refused
+    let (a, b) = tokio::join!(
+        cancel_with_key(&app, &token, &ids[2], "K2"),
+        cancel_with_key(&app, &token, &ids[3], "K2")
+    );
+    let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, [200, 422]);
+    let mut cancelled = 0;
+    for id in &ids[2..] {
+        if detail(&app, &token, id).await["status"] == "cancelled" {
+            cancelled += 1;
+        }
+    }
+    assert_eq!(cancelled, 1);
+    // And a key whose request found no order may name another one
+    let missing = cancel_with_key(&app, &token, "o-no-such-order", "K3").await;
+    assert_eq!(missing.status(), 404);
+    let taken = order_of(&app, &token, "mug", 1).await;
+    let taken = taken["order_id"].as_str().unwrap();
+    assert_eq!(
+        cancel_with_key(&app, &token, taken, "K3").await.status(),
+        200
+    );
+}
+
 #[tokio::test]
 async fn other_users_orders_are_not_found_and_bad_input_is_a_problem() {
     let app = spawn_app_with(FAST).await;

@@ -1,6 +1,6 @@
 //! A user account: credentials, email verification, sealed personal data, roles and refresh
-//! token families — and three sub-aggregates with rules of their own: the [`wishlist`], the
-//! coupon [`wallet`] and the notification [`inbox`]. Each is a leaf (it knows nothing of the
+//! token families — and four sub-aggregates with rules of their own: the [`wishlist`], the
+//! coupon [`wallet`], the notification [`inbox`] and the idempotency [`keys`]. Each is a leaf (it knows nothing of the
 //! user); the user routes their commands to them and records their events as its own, in the
 //! same journal and with the same stored shapes as before they were split out.
 //!
@@ -9,6 +9,7 @@
 //! arrive as MACs/hashes; the password as its Argon2id PHC string. Rules only compare them.
 
 pub mod inbox;
+pub mod keys;
 #[cfg(test)]
 mod tests;
 pub mod wallet;
@@ -18,6 +19,7 @@ use crate::domain::role::Role;
 use crate::domain::sealed::Sealed;
 use crate::domain::time::Timestamp;
 use inbox::{Inbox, InboxEvent, Notification};
+use keys::{KeyCommand, KeyError, KeyEvent, Keys};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -83,6 +85,8 @@ pub struct UserState {
     pub wallet: Wallet,
     #[serde(default)]
     pub inbox: Inbox,
+    #[serde(default, skip_serializing_if = "Keys::is_empty")]
+    pub keys: Keys,
 }
 
 impl UserState {
@@ -148,6 +152,7 @@ pub enum UserCommand {
     Delete,
     Wishlist(WishlistCommand),
     Wallet(WalletCommand),
+    Keys(KeyCommand),
     /// Into the inbox (idempotent by notification id).
     Notify(Notification),
     Get,
@@ -206,6 +211,8 @@ pub enum UserEvent {
     Wallet(WalletEvent),
     #[serde(untagged)]
     Inbox(InboxEvent),
+    #[serde(untagged)]
+    Keys(KeyEvent),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
@@ -236,6 +243,8 @@ pub enum UserError {
     Wishlist(#[from] WishlistError),
     #[error(transparent)]
     Wallet(#[from] WalletError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
 }
 
 pub fn decide(
@@ -369,6 +378,7 @@ pub fn decide(
         C::Wishlist(c) => Ok(recorded(wishlist::decide(&s.wishlist, c)?, E::Wishlist)),
         C::Wallet(c) => Ok(recorded(wallet::decide(&s.wallet, c, now)?, E::Wallet)),
         C::Notify(n) => Ok(recorded(inbox::decide(&s.inbox, n), E::Inbox)),
+        C::Keys(c) => Ok(recorded(keys::decide(&s.keys, c, now)?, E::Keys)),
         C::Get => Ok(vec![]),
     }
 }
@@ -497,6 +507,7 @@ pub fn apply(s: &mut UserState, event: &UserEvent) {
         E::Wishlist(e) => wishlist::apply(&mut s.wishlist, e),
         E::Wallet(e) => wallet::apply(&mut s.wallet, e),
         E::Inbox(e) => inbox::apply(&mut s.inbox, e),
+        E::Keys(e) => keys::apply(&mut s.keys, e),
         E::Deleted => {
             *s = UserState {
                 status: Some(AccountStatus::Deleted),

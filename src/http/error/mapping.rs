@@ -14,6 +14,7 @@ use crate::domain::email_claim::ClaimError;
 use crate::domain::inventory::SkuError;
 use crate::domain::order::OrderError;
 use crate::domain::user::UserError;
+use crate::domain::user::keys::KeyError;
 use crate::domain::user::wallet::WalletError;
 use crate::domain::user::wishlist::WishlistError;
 use crate::domain::watchers::WatchError;
@@ -111,6 +112,9 @@ impl From<UserError> for ApiError {
             }
             UserError::Wallet(WalletError::NotAvailable(_)) => {
                 Self::new(S::CONFLICT, "coupon_not_applicable", detail)
+            }
+            UserError::Keys(KeyError::Reused) => {
+                Self::new(S::UNPROCESSABLE_ENTITY, "idempotency_key_reused", detail)
             }
         }
     }

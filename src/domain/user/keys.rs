@@ -1,0 +1,202 @@
+//! The `Idempotency-Key`s a user has sent to routes that act on an existing order (payment
+//! confirmation, cancellation), each with the order it named. A sub-aggregate of the user.
+//!
+//! The answer a key replays is kept in the order it acted on; this keeps the key itself, so
+//! that the same key sent for another order is `422 idempotency_key_reused` (API.md,
+//! "Idempotency") instead of a second action. A key is kept for [`KEY_RETENTION`] after its
+//! use, and a user keeps at most [`MAX_KEYS`] (the oldest go first); a key forgotten after
+//! that acts again, as Stripe's keys do after their 24 hours.
+
+use crate::domain::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How long a used key is kept.
+pub const KEY_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+/// The most keys one user keeps.
+pub const MAX_KEYS: usize = 256;
+
+/// Keys by slot (`route:key`), with the order each named and when it was first used.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Keys {
+    used: BTreeMap<String, KeyUse>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyUse {
+    pub order_id: String,
+    pub at: Timestamp,
+}
+
+impl Keys {
+    /// The order `slot` names, unless it was never used or has expired at `now`.
+    pub fn order_of(&self, slot: &str, now: Timestamp) -> Option<&str> {
+        self.used
+            .get(slot)
+            .filter(|u| u.at.plus(KEY_RETENTION) > now)
+            .map(|u| u.order_id.as_str())
+    }
+
+    pub fn len(&self) -> usize {
+        self.used.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.used.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum KeyCommand {
+    /// The key `slot` is sent for `order_id`: taken if new, a replay if it named that order.
+    Use { slot: String, order_id: String },
+    /// The key's request was not answered for good (503, 429, 404): it may name another
+    /// order. Only a use for the same order is released.
+    Release { slot: String, order_id: String },
+}
+
+/// Stored in the user's journal as the user's events (`{"type": "idempotency_key_used", ...}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum KeyEvent {
+    IdempotencyKeyUsed {
+        slot: String,
+        order_id: String,
+        at: Timestamp,
+    },
+    IdempotencyKeyReleased {
+        slot: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum KeyError {
+    #[error("the idempotency key was used with a different request")]
+    Reused,
+}
+
+pub fn decide(k: &Keys, cmd: &KeyCommand, now: Timestamp) -> Result<Vec<KeyEvent>, KeyError> {
+    match cmd {
+        KeyCommand::Use { slot, order_id } => match k.order_of(slot, now) {
+            Some(named) if named == order_id => Ok(vec![]),
+            Some(_) => Err(KeyError::Reused),
+            None => Ok(vec![KeyEvent::IdempotencyKeyUsed {
+                slot: slot.clone(),
+                order_id: order_id.clone(),
+                at: now,
+            }]),
+        },
+        KeyCommand::Release { slot, order_id } => Ok(match k.used.get(slot) {
+            Some(u) if &u.order_id == order_id => {
+                vec![KeyEvent::IdempotencyKeyReleased { slot: slot.clone() }]
+            }
+            _ => vec![],
+        }),
+    }
+}
+
+pub fn apply(k: &mut Keys, event: &KeyEvent) {
+    match event {
+        KeyEvent::IdempotencyKeyUsed { slot, order_id, at } => {
+            k.used.retain(|_, u| u.at.plus(KEY_RETENTION) > *at);
+            while k.used.len() >= MAX_KEYS {
+                let oldest = k
+                    .used
+                    .iter()
+                    .min_by_key(|(_, u)| u.at)
+                    .map(|(slot, _)| slot.clone());
+                match oldest {
+                    Some(slot) => k.used.remove(&slot),
+                    None => break,
+                };
+            }
+            k.used.insert(
+                slot.clone(),
+                KeyUse {
+                    order_id: order_id.clone(),
+                    at: *at,
+                },
+            );
+        }
+        KeyEvent::IdempotencyKeyReleased { slot } => {
+            k.used.remove(slot);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: Timestamp = Timestamp(1_000_000);
+
+    fn run(k: &mut Keys, cmd: KeyCommand, now: Timestamp) -> Result<usize, KeyError> {
+        let events = decide(k, &cmd, now)?;
+        events.iter().for_each(|e| apply(k, e));
+        Ok(events.len())
+    }
+
+    fn use_for(slot: &str, order: &str) -> KeyCommand {
+        KeyCommand::Use {
+            slot: slot.into(),
+            order_id: order.into(),
+        }
+    }
+
+    #[test]
+    fn a_key_names_one_order_until_it_expires() {
+        // Given a key used for order a
+        let mut k = Keys::default();
+        assert_eq!(run(&mut k, use_for("confirm:K", "a"), T0), Ok(1));
+        // When it is sent again for a, then for b
+        // Then the first is a replay (nothing recorded) and the second is refused
+        assert_eq!(run(&mut k, use_for("confirm:K", "a"), T0), Ok(0));
+        assert_eq!(
+            run(&mut k, use_for("confirm:K", "b"), T0),
+            Err(KeyError::Reused)
+        );
+        // And the same key on another route is another key
+        assert_eq!(run(&mut k, use_for("cancel:K", "b"), T0), Ok(1));
+        // And once kept for its retention, it may name another order
+        let later = T0.plus(KEY_RETENTION);
+        assert_eq!(run(&mut k, use_for("confirm:K", "b"), later), Ok(1));
+        assert_eq!(k.order_of("confirm:K", later), Some("b"));
+    }
+
+    #[test]
+    fn a_released_key_may_name_another_order_but_only_its_own_use_is_released() {
+        // Given a key used for order a
+        let mut k = Keys::default();
+        run(&mut k, use_for("confirm:K", "a"), T0).unwrap();
+        // When a release names another order, then a
+        let other = KeyCommand::Release {
+            slot: "confirm:K".into(),
+            order_id: "b".into(),
+        };
+        assert_eq!(run(&mut k, other, T0), Ok(0));
+        let own = KeyCommand::Release {
+            slot: "confirm:K".into(),
+            order_id: "a".into(),
+        };
+        assert_eq!(run(&mut k, own, T0), Ok(1));
+        // Then the key is free for b
+        assert_eq!(run(&mut k, use_for("confirm:K", "b"), T0), Ok(1));
+    }
+
+    #[test]
+    fn a_user_keeps_at_most_the_newest_keys() {
+        // Given a user who used one key more than are kept, one a millisecond
+        let mut k = Keys::default();
+        for i in 0..=MAX_KEYS as i64 {
+            let at = Timestamp(T0.0 + i);
+            run(&mut k, use_for(&format!("confirm:{i}"), "a"), at).unwrap();
+        }
+        // Then the oldest is forgotten and the newest kept
+        assert_eq!(k.len(), MAX_KEYS);
+        let now = Timestamp(T0.0 + MAX_KEYS as i64);
+        assert_eq!(k.order_of("confirm:0", now), None);
+        assert_eq!(k.order_of(&format!("confirm:{MAX_KEYS}"), now), Some("a"));
+    }
+}
