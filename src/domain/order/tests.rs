@@ -255,22 +255,27 @@ fn strangers_cannot_see_or_cancel_an_order() {
 fn delivered() -> OrderState {
     let mut s = paid(false);
     when(&mut s, OrderCommand::Ship).unwrap();
+    book_then_deliver(&mut s, "T1");
+    s
+}
+
+/// The queued shipment booked as `tracking`, then carried to the door.
+fn book_then_deliver(s: &mut OrderState, tracking: &str) {
     let booked = Outcome::ShipmentBooked {
         carrier: "sandbox".into(),
-        tracking_number: "T1".into(),
+        tracking_number: tracking.into(),
     };
-    let c = complete(&s, "book_shipment", booked);
-    when(&mut s, c).unwrap();
+    let c = complete(s, "book_shipment", booked);
+    when(s, c).unwrap();
     assert_eq!(s.status, Some(OrderStatus::Preparing));
     for status in [ShipmentStatus::Shipping, ShipmentStatus::Delivered] {
         let track = OrderCommand::TrackShipment {
-            tracking_number: "T1".into(),
+            tracking_number: tracking.into(),
             status,
             at: T0,
         };
-        when(&mut s, track).unwrap();
+        when(s, track).unwrap();
     }
-    s
 }
 
 #[test]

@@ -62,23 +62,7 @@ fn while_an_exchange_waits_for_its_replacement_no_other_return_or_exchange_is_ta
     assert_eq!(s.returns.len(), 1);
     assert_eq!(actions(&s), vec!["book_shipment"]);
     // And once the replacement is delivered, the unit the shopper holds may be returned
-    let c = complete(
-        &s,
-        "book_shipment",
-        Outcome::ShipmentBooked {
-            carrier: "sandbox".into(),
-            tracking_number: "T2".into(),
-        },
-    );
-    when(&mut s, c).unwrap();
-    for status in [ShipmentStatus::Shipping, ShipmentStatus::Delivered] {
-        let track = OrderCommand::TrackShipment {
-            tracking_number: "T2".into(),
-            status,
-            at: T0,
-        };
-        when(&mut s, track).unwrap();
-    }
+    book_then_deliver(&mut s, "T2");
     when(&mut s, return_of(ReturnKind::Return, &[("b", 1)])).unwrap();
     assert_eq!(s.returns[1].refund_amount, 3000);
 }
