@@ -19,6 +19,10 @@ pub enum OrderFailure {
     Invalid(&'static str, String),
     #[error("the payment was declined: {reason}")]
     PaymentDeclined { reason: String },
+    /// The order's state refuses the request, for a reason the order rules do not know (a
+    /// code and what is wrong): a conflict.
+    #[error("{1}")]
+    Conflict(&'static str, String),
     /// The step is still being retried (gateway or carrier unreachable, a busy entity).
     #[error("{1}")]
     Pending(&'static str, &'static str),

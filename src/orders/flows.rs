@@ -94,9 +94,35 @@ impl Orders {
     }
 
     /// Books the carrier; the order with its shipment.
+    ///
+    /// Errors: `409 shipping_address_required` when the order has no address of its own (a
+    /// drop purchase without one) and its buyer's profile has none, or the buyer was erased;
+    /// `409 order_not_shippable` when the order is not paid, or was cancelled while the
+    /// booking was asked; `503 carrier_unavailable` while the booking is retried.
     pub async fn ship(&self, id: &OrderId) -> Result<OrderState, OrderFailure> {
+        let before = self.ask(id, OrderCommand::Get).await?;
+        if before.status == Some(OrderStatus::Paid)
+            && let Some(p) = &before.placement
+            && self.placements.address_of(p).await?.is_none()
+            && let Err(why) = self.placements.profile_address(&p.user_id).await
+        {
+            return Err(match why {
+                OrderFailure::Invalid(code, detail) => OrderFailure::Conflict(code, detail),
+                OrderFailure::NotFound("account") => OrderFailure::Conflict(
+                    "shipping_address_required",
+                    "the order has no shipping address and its buyer's account is erased".into(),
+                ),
+                other => other,
+            });
+        }
         let state = self.command(id, OrderCommand::Ship).await?;
         if state.shipments.is_empty() {
+            if !matches!(
+                state.status,
+                Some(OrderStatus::Paid | OrderStatus::Preparing)
+            ) {
+                return Err(OrderError::NotShippable.into());
+            }
             return Err(OrderFailure::Pending(
                 "carrier_unavailable",
                 "the carrier could not be reached; the booking is retried",

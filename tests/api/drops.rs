@@ -133,6 +133,11 @@ async fn a_drop_sells_an_order_that_pays_like_any_other_and_replays_answer_the_s
     assert_eq!(paid["status"], "paid");
     let after = drop_showing(&app, id, "sold", json!(1)).await;
     assert_eq!(after["reserved"], 0);
+    // Bought without an address, by a shopper whose profile has none: a clear conflict at
+    // shipping, not a carrier retried for ever
+    let path = format!("/api/v1/admin/orders/{order_id}/ship");
+    let ship = send(&app, "POST", &path, OPERATOR_TOKEN, None).await;
+    assert_problem(ship, 409, "shipping_address_required").await;
 
     let unknown = send(
         &app,

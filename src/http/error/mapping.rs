@@ -223,6 +223,7 @@ impl From<OrderFailure> for ApiError {
                 Self::new(S::BAD_REQUEST, code, detail)
             }
             OrderFailure::Invalid(code, _) => Self::new(S::UNPROCESSABLE_ENTITY, code, detail),
+            OrderFailure::Conflict(code, _) => Self::new(S::CONFLICT, code, detail),
             OrderFailure::PaymentDeclined { reason } => {
                 Self::new(S::PAYMENT_REQUIRED, "payment_declined", detail).with("reason", reason)
             }
