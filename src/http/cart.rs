@@ -94,7 +94,7 @@ pub fn cart_body(state: &AppState, cart: CartState) -> CartBody {
 }
 
 fn sku_id(raw: String) -> Result<SkuId, ApiError> {
-    SkuId::parse(raw).map_err(|_| ApiError::not_found("no such sku"))
+    SkuId::parse(raw).map_err(|e| ApiError::invalid_id("sku_id", e))
 }
 
 /// The caller's cart with totals.

@@ -211,7 +211,7 @@ fn detail_body(state: &AppState, d: Detail) -> ProductBody {
 }
 
 fn product_id(raw: String) -> Result<ProductId, ApiError> {
-    ProductId::parse(raw).map_err(|_| ApiError::not_found("no such product"))
+    ProductId::parse(raw).map_err(|e| ApiError::invalid_id("product_id", e))
 }
 
 /// A page's `limit` as the query gives it: any whole number, one too large for a `usize`

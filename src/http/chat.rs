@@ -102,7 +102,7 @@ fn member(user: &AuthUser) -> Member {
 }
 
 fn room_id(raw: String) -> Result<RoomId, ApiError> {
-    RoomId::parse(raw).map_err(|_| ApiError::not_found("no such room"))
+    RoomId::parse(raw).map_err(|e| ApiError::invalid_id("room_id", e))
 }
 
 fn room_body(id: &RoomId, v: &crate::actors::chat::RoomView) -> RoomBody {
@@ -149,7 +149,7 @@ pub async fn create_room(
         .map(|m| UserId::parse(m).map_err(|e| ApiError::invalid_id("members", e)))
         .collect::<Result<Vec<_>, _>>()?;
     let order_id = match body.order_id {
-        Some(o) => Some(OrderId::parse(o).map_err(|_| ApiError::not_found("no such order"))?),
+        Some(o) => Some(OrderId::parse(o).map_err(|e| ApiError::invalid_id("order_id", e))?),
         None => None,
     };
     let new = NewRoom {

@@ -107,7 +107,7 @@ fn time(field: &str, raw: &str) -> Result<Timestamp, ApiError> {
 }
 
 fn drop_id(raw: String) -> Result<DropId, ApiError> {
-    DropId::parse(raw).map_err(|_| ApiError::not_found("no such drop"))
+    DropId::parse(raw).map_err(|e| ApiError::invalid_id("drop_id", e))
 }
 
 /// Sets a drop up: its units are taken from the SKU's available stock.

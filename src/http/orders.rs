@@ -89,7 +89,7 @@ pub struct OrderPage {
 }
 
 pub fn order_id(raw: String) -> Result<OrderId, ApiError> {
-    OrderId::parse(raw).map_err(|_| ApiError::not_found("no such order"))
+    OrderId::parse(raw).map_err(|e| ApiError::invalid_id("order_id", e))
 }
 
 pub fn requester(user: &AuthUser) -> Requester {

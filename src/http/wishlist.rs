@@ -45,7 +45,7 @@ fn body(state: &AppState, ids: Vec<ProductId>) -> WishlistBody {
 }
 
 fn product_id(raw: String) -> Result<ProductId, ApiError> {
-    ProductId::parse(raw).map_err(|_| ApiError::not_found("no such product"))
+    ProductId::parse(raw).map_err(|e| ApiError::invalid_id("product_id", e))
 }
 
 /// The caller's wishlist.

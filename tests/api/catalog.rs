@@ -76,8 +76,8 @@ async fn admin_creates_and_shoppers_browse() {
     assert_problem(get(&app, "/api/v1/products/nope").await, 404, "not_found").await;
     assert_problem(
         get(&app, "/api/v1/products/bad%20id").await,
-        404,
-        "not_found",
+        400,
+        "invalid_id",
     )
     .await;
     app.stop().await;

@@ -157,6 +157,26 @@ async fn bad_ids_in_paths_get_problems() {
     )
     .await;
     assert_problem(r, 400, "invalid_id").await;
+    // Every kind of path id, and an id in a body, by the same rule
+    for path in [
+        format!("/api/v1/products/{long}"),
+        "/api/v1/orders/%ED%95%9C".to_string(),
+        "/api/v1/drops/a%20b".to_string(),
+        "/api/v1/chat/rooms/a!b".to_string(),
+        "/api/v1/orders/o%2F1/shipment".to_string(),
+    ] {
+        let r = send(&app, "GET", &path, None, "").await;
+        assert_problem(r, 400, "invalid_id").await;
+    }
+    let r = send(
+        &app,
+        "POST",
+        "/api/v1/payments/confirm",
+        Some("application/json"),
+        json!({"order_id": "o/1", "payment_key": "k", "amount": 1}).to_string(),
+    )
+    .await;
+    assert_problem(r, 400, "invalid_id").await;
     app.stop().await;
 }
 

@@ -68,7 +68,8 @@ export const problem = (e) => {
     return `${t(e.code)} ${known(`reason_${e.reason}`) ? t(`reason_${e.reason}`) : `(${e.reason})`}`;
   }
   if (e.status === undefined) return t("offline");
-  if (e.status === 404) return t("not_found");
+  // (an id that cannot name anything, `400 invalid_id`, is as good as not found)
+  if (e.status === 404 || e.code === "invalid_id") return t("not_found");
   if (e.status === 403) return t("forbidden");
   return e.detail ? `${t("error")} (${e.detail})` : t("error");
 };
