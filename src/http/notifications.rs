@@ -29,17 +29,28 @@ pub struct NotificationPage {
 }
 
 /// The caller's notifications, newest first; the cursor is the last id shown (an id that has
-/// dropped off the inbox, and everything older with it, gives an empty page).
+/// dropped off the inbox, and everything older with it, gives an empty page). A cursor that
+/// cannot be a notification id (1 to [`MAX_CURSOR`] of `A-Za-z0-9._:-`) is
+/// `400 invalid_cursor`.
 #[utoipa::path(get, path = "/api/v1/users/me/notifications", tag = "users",
     security(("bearer" = [])),
     params(("cursor" = Option<String>, Query), ("limit" = Option<usize>, Query)),
-    responses((status = 200, body = NotificationPage)))]
+    responses((status = 200, body = NotificationPage), (status = 400, body = crate::http::error::Problem)))]
 pub async fn list_notifications(
     user: AuthUser,
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<axum::Json<NotificationPage>, ApiError> {
     let limit = crate::http::catalog::limit(q.limit, 20, 100)?;
+    if let Some(c) = &q.cursor
+        && !is_notification_id(c)
+    {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid_cursor",
+            "the cursor is not a notification id",
+        ));
+    }
     let account = state
         .accounts
         .users
@@ -64,4 +75,15 @@ pub async fn list_notifications(
         })
         .collect();
     Ok(axum::Json(NotificationPage { items, next_cursor }))
+}
+
+/// The longest notification id: an order's (64) or a room's and a message's, with a suffix.
+const MAX_CURSOR: usize = 200;
+
+/// Whether `text` may be a notification id: ids are made of entity ids and dashes.
+fn is_notification_id(text: &str) -> bool {
+    (1..=MAX_CURSOR).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
 }

@@ -541,6 +541,17 @@ async fn a_drop_starting_is_announced_to_those_who_wishlisted_its_product() {
             .await
             .is_empty()
     );
+    // And the fan's page after that notification is empty, while a cursor no notification
+    // can have is refused
+    let id = told[0]["id"].as_str().unwrap();
+    let path = format!("/api/v1/users/me/notifications?cursor={id}");
+    let after = ok(send(&app, "GET", &path, &fan, None).await).await;
+    assert_eq!(after["items"], json!([]));
+    for bad in ["", "garbage!", "%FF"] {
+        let path = format!("/api/v1/users/me/notifications?cursor={bad}");
+        let r = send(&app, "GET", &path, &fan, None).await;
+        assert_problem(r, 400, "invalid_cursor").await;
+    }
     app.stop().await;
 }
 
