@@ -34,7 +34,9 @@ pub struct NotificationPage {
 /// `400 invalid_cursor`.
 #[utoipa::path(get, path = "/api/v1/users/me/notifications", tag = "users",
     security(("bearer" = [])),
-    params(("cursor" = Option<String>, Query), ("limit" = Option<usize>, Query)),
+    params(("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9._:-]{1,200}$",
+            description = "the id of the last notification of the previous page"),
+        ("limit" = Option<usize>, Query)),
     responses((status = 200, body = NotificationPage), (status = 400, body = crate::http::error::Problem)))]
 pub async fn list_notifications(
     user: AuthUser,
