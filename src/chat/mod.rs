@@ -129,6 +129,7 @@ impl Chat {
         by: &Member,
         new: NewRoom,
     ) -> Result<(RoomId, RoomView), ChatFailure> {
+        let new_order = new.order_id.is_some();
         let (id, members) = match &new.order_id {
             Some(order_id) => {
                 let requester = Requester {
@@ -154,6 +155,11 @@ impl Chat {
             order_id: new.order_id,
         };
         let reply = self.rooms.ask(&id, create).await?;
+        // Opening a support room again as its order's owner, after leaving it, is coming back.
+        let owner_away = new_order && !by.admin && !reply.room.members.contains(&by.user);
+        if owner_away {
+            return Ok((id.clone(), self.join(by, &id).await?));
+        }
         Ok((id, reply.room))
     }
 
@@ -165,12 +171,27 @@ impl Chat {
             .collect()
     }
 
+    /// Joins `room`. A support room admits admins and its order's owner (the room knows its
+    /// order, not who owns it: the order is asked), so an owner who left may come back.
     pub async fn join(&self, by: &Member, room: &RoomId) -> Result<RoomView, ChatFailure> {
+        let admitted = by.admin || self.owns_order_of(by, room).await;
         let join = RoomCommand::Join {
             user: by.user.clone(),
-            admin: by.admin,
+            admin: admitted,
         };
         Ok(self.rooms.ask(room, join).await?.room)
+    }
+
+    /// Whether `room` is a support room whose order `by` owns.
+    async fn owns_order_of(&self, by: &Member, room: &RoomId) -> bool {
+        let Some(order_id) = self.rooms.view(room).and_then(|v| v.order_id) else {
+            return false;
+        };
+        let owner = Requester {
+            user_id: by.user.clone(),
+            admin: false,
+        };
+        self.orders.get(&owner, &order_id).await.is_ok()
     }
 
     pub async fn leave(&self, by: &Member, room: &RoomId) -> Result<RoomView, ChatFailure> {

@@ -129,6 +129,8 @@ pub enum RoomCommand {
     },
     Join {
         user: UserId,
+        /// Whether the joiner may enter a support room: an admin, or its order's owner (the
+        /// caller checks the order; the room does not know who owns it).
         admin: bool,
     },
     Leave {
