@@ -1,4 +1,5 @@
-//! The shopper's cart (`/cart`): lines at the price seen when added, one coupon, totals.
+//! The shopper's cart (`/cart`): lines at today's catalog prices (what ordering the cart
+//! charges), one coupon, totals.
 
 use crate::domain::cart::CartState;
 use crate::domain::ids::{CouponId, SkuId};
@@ -66,6 +67,7 @@ pub struct CouponRequest {
 }
 
 pub fn cart_body(state: &AppState, cart: CartState) -> CartBody {
+    let cart = state.shopping.at_current_prices(cart);
     let (totals, refusal) = cart.totals(state.shopping.now());
     let items = cart
         .lines

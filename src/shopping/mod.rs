@@ -155,6 +155,23 @@ impl Shopping {
         Ok(self.carts.ask(user, set).await?)
     }
 
+    /// `cart` at today's catalog prices and names: what ordering it charges (orders are priced
+    /// from the catalog, `Placements::build`), so the cart never shows one total and the
+    /// order another. A line whose SKU left the catalog keeps what it had.
+    pub fn at_current_prices(&self, mut cart: CartState) -> CartState {
+        for (sku, line) in cart.lines.iter_mut() {
+            let Some(summary) = self.catalog.index.get(&line.product_id) else {
+                continue;
+            };
+            if let Some(spec) = summary.product.skus.iter().find(|s| &s.sku_id == sku) {
+                line.unit_price = spec.price;
+                line.name = summary.product.name.clone();
+                line.category = summary.product.category.clone();
+            }
+        }
+        cart
+    }
+
     pub async fn remove_item(
         &self,
         user: &UserId,

@@ -57,7 +57,7 @@ fn set_qty(sku: &str, qty: i64) -> (String, Value) {
 }
 
 #[tokio::test]
-async fn cart_lines_limits_stock_and_price_snapshot() {
+async fn cart_lines_limits_stock_and_todays_prices() {
     let app = spawn_app().await;
     products(&app).await;
     let (_, me, _) = app.customer("cart@example.com").await;
@@ -99,7 +99,8 @@ async fn cart_lines_limits_stock_and_price_snapshot() {
     )
     .await;
 
-    // The cart keeps the price seen when the line was added.
+    // The cart shows today's price, the one an order of it charges, not the one seen when
+    // the line was added.
     let products = ok(send(&app, "GET", "/api/v1/products?q=tee", &me, None).await).await;
     let tee_id = products["items"][0]["product_id"]
         .as_str()
@@ -116,7 +117,14 @@ async fn cart_lines_limits_stock_and_price_snapshot() {
     .await)
     .await;
     let cart = ok(send(&app, "GET", "/api/v1/cart", &me, None).await).await;
-    assert_eq!(cart["items"][1]["unit_price"], 12900, "{cart}");
+    assert_eq!(cart["items"][1]["unit_price"], 1, "{cart}");
+    let tee_total = cart["items"][1]["line_total"].as_i64().unwrap();
+    let run_total = cart["items"][0]["line_total"].as_i64().unwrap();
+    assert_eq!(
+        cart["subtotal"].as_i64().unwrap(),
+        tee_total + run_total,
+        "{cart}"
+    );
 
     let (path, body) = set_qty("tee-m", 0);
     let cart = ok(send(&app, "PUT", &path, &me, Some(body)).await).await;
