@@ -131,12 +131,19 @@ impl FromRequestParts<AppState> for AuthUser {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer)
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::unauthorized("missing_token", "a bearer token is required"))?;
         authenticate(state, presented)
     }
+}
+
+/// The credentials of an `Authorization: Bearer <token>` value; the scheme's name is
+/// case-insensitive (RFC 9110, 11.1).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
 
 /// The caller a presented token names: the operator token, or a valid, unrevoked access token.

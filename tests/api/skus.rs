@@ -177,6 +177,22 @@ async fn admin_routes_need_the_operator_token() {
         .await
         .unwrap();
     assert_problem(r, 401, "missing_token").await;
+    // The scheme's name is case-insensitive (RFC 9110); another scheme is no bearer token
+    let inspect = app.url("/api/v1/admin/entities/sku/s5");
+    for (value, status) in [
+        (format!("bearer {OPERATOR_TOKEN}"), 404),
+        (format!("BEARER {OPERATOR_TOKEN}"), 404),
+        (format!("Basic {OPERATOR_TOKEN}"), 401),
+    ] {
+        let r = app
+            .client
+            .get(&inspect)
+            .header("authorization", value.as_str())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{value}");
+    }
     app.stop().await;
 }
 
