@@ -176,7 +176,13 @@ impl Orders {
             "DONE" => Ok(self.now()),
             // The gateway's reason, as its confirmation answer gives it.
             "ABORTED" | "EXPIRED" => Err(failure.unwrap_or_else(|| status.to_lowercase())),
-            _ => return Ok(()), // cancellations are ours; nothing to settle
+            // Ours change nothing; one made at the gateway cancels or refunds the order.
+            "CANCELED" => {
+                let cancelled = OrderCommand::CancelledAtGateway { payment_key };
+                self.command(id, cancelled).await?;
+                return Ok(());
+            }
+            _ => return Ok(()), // partial cancellations are our returns' refunds
         };
         let settle = OrderCommand::SettlePayment {
             payment_key,

@@ -350,6 +350,41 @@ async fn cancelling_a_paid_order_refunds_it_at_the_gateway_and_restocks() {
 }
 
 #[tokio::test]
+async fn a_payment_cancelled_at_the_gateway_cancels_the_order_and_restocks() {
+    // Given a paid order of two mugs
+    let app = spawn_app_with(FAST).await;
+    product(&app, "mug", 5).await;
+    let (_, token, _) = app.customer("console@example.com").await;
+    let order = order_of(&app, &token, "mug", 2).await;
+    let key = payment_key(&app, &order, CARD).await;
+    ok(confirm(&app, &token, &order, &key, 20000).await).await;
+    let id = order["order_id"].as_str().unwrap();
+    // When the payment is cancelled at the gateway (its console), which sends its webhook
+    let path = format!("/sandbox/pg/v1/payments/{key}/cancel");
+    let r = app
+        .post_json(&path, json!({"reason": "fraud review"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    // Then the order is cancelled with the refund recorded, its units back on the shelf, and
+    // the gateway asked for nothing more (the balance was already 0)
+    let d = until_status(&app, &token, id, "cancelled").await;
+    assert_eq!(d["payment"]["refunded"], 20000);
+    for _ in 0..200 {
+        if stock(&app, "mug").await == (5, 0, 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(stock(&app, "mug").await, (5, 0, 0));
+    let p = audit(&app)
+        .await
+        .into_iter()
+        .find(|p| p["payment_key"] == key.as_str())
+        .unwrap();
+    assert_eq!(p["cancels"], json!([20000]), "{p}");
+}
+
+#[tokio::test]
 async fn an_unpaid_order_expires_and_releases_stock_and_coupon() {
     let clock = ManualClock::starting_at(SystemClock.now());
     let app = spawn_app_full(tempfile::tempdir().unwrap(), FAST, Arc::new(clock.clone())).await;
@@ -440,6 +475,11 @@ async fn a_return_after_delivery_ends_refunded_and_an_exchange_ships_again() {
     )
     .await;
     assert_problem(cancel, 409, "order_not_cancellable").await;
+    let path = format!("/api/v1/orders/{id}/returns");
+    let zero =
+        json!({"reason": "chipped", "kind": "return", "items": [{"sku_id": "mug", "quantity": 0}]});
+    let r = send(&app, "POST", &path, &token, Some(zero)).await;
+    assert_problem(r, 422, "invalid_quantity").await;
     let body =
         json!({"reason": "chipped", "kind": "return", "items": [{"sku_id": "mug", "quantity": 1}]});
     let r = send(

@@ -371,6 +371,11 @@ pub enum OrderCommand {
         payment_key: String,
         result: Result<Timestamp, String>,
     },
+    /// The gateway says the payment `payment_key` was cancelled in full, not by a refund of
+    /// ours (its console, or the gateway itself): see `rules::cancelled_at_gateway`.
+    CancelledAtGateway {
+        payment_key: String,
+    },
     /// The deadline: an unpaid order past its expiry expires.
     Expire,
     Cancel {

@@ -59,6 +59,7 @@ pub fn decide(
             payment_key,
             result,
         } => settle_payment(s, payment_key, result, now),
+        C::CancelledAtGateway { payment_key } => Ok(cancelled_at_gateway(s, payment_key, now)),
         C::Expire => Ok(match s.expiry() {
             Some(at) if at <= now => vec![E::Expired { at: now }],
             _ => vec![],
@@ -293,6 +294,35 @@ fn notify(s: &mut OrderState, kind: NotificationKind, text: String, at: Timestam
 
 /// What a paid order cancelled gives back: the refund of what is left of the payment, every
 /// unit, the coupon.
+/// A payment cancelled at the gateway, not by a refund of ours: the money is back with the
+/// buyer, so the order records the refund, and one not yet delivered is cancelled (its carrier
+/// booking called off, units and coupon back; the refund it queues is of nothing, so the
+/// gateway is not asked again). Goods already out stay as they are, with the refund recorded
+/// for the operator. A cancellation of ours (the order cancelled, a return requested, a
+/// refund queued or made) is not one: its webhook changes nothing.
+fn cancelled_at_gateway(s: &OrderState, payment_key: &str, now: Timestamp) -> Vec<OrderEvent> {
+    let Some(p) = &s.payment else {
+        return vec![];
+    };
+    let open = p.amount - p.refunded;
+    let ours = p.refunded > 0 || s.pending("refund_payment").is_some();
+    if p.payment_key != payment_key || p.status != PaymentStatus::Approved || open <= 0 || ours {
+        return vec![];
+    }
+    let delivered = s.history.iter().any(|(st, _)| *st == S::Delivered);
+    let refunded = OrderEvent::Refunded {
+        amount: open,
+        at: now,
+    };
+    match s.status {
+        Some(S::Paid | S::Preparing) if !delivered => {
+            vec![refunded, OrderEvent::Cancelled { at: now }]
+        }
+        Some(S::Paid | S::Preparing | S::Shipped | S::Delivered) => vec![refunded],
+        _ => vec![],
+    }
+}
+
 fn compensate_paid(s: &mut OrderState, at: Timestamp) {
     let amount = s.payment.as_ref().map_or(0, |p| p.amount - p.refunded);
     let reason = "cancelled by the customer".to_owned();

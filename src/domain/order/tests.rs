@@ -242,6 +242,56 @@ fn cancelling_a_paid_order_refunds_restocks_and_restores_the_coupon() {
 }
 
 #[test]
+fn a_payment_cancelled_at_the_gateway_cancels_the_order_without_refunding_it_again() {
+    // Given a paid order (4500 paid)
+    let mut s = paid(true);
+    s.effects.clear();
+    let key = s.payment.as_ref().unwrap().payment_key.clone();
+    // When the gateway says its payment was cancelled there
+    let at_gateway = OrderCommand::CancelledAtGateway {
+        payment_key: key.clone(),
+    };
+    when(&mut s, at_gateway.clone()).unwrap();
+    // Then the refund is recorded, the order cancelled, units and coupon given back, and the
+    // refund queued is of nothing (the gateway is not asked again)
+    assert_eq!(s.status, Some(OrderStatus::Cancelled));
+    assert_eq!(s.payment.as_ref().unwrap().refunded, 4500);
+    let refund = s.effects.values().find_map(|e| match &e.action {
+        Action::RefundPayment { amount, .. } => Some(*amount),
+        _ => None,
+    });
+    assert_eq!(refund, Some(0));
+    assert!(actions(&s).contains(&"restock") && actions(&s).contains(&"restore_coupon"));
+    // And the same webhook again, or another payment's, changes nothing
+    let before = s.clone();
+    when(&mut s, at_gateway).unwrap();
+    let other = OrderCommand::CancelledAtGateway {
+        payment_key: "another".into(),
+    };
+    when(&mut s, other).unwrap();
+    assert_eq!(s, before);
+}
+
+#[test]
+fn a_cancellation_of_ours_or_of_a_delivered_order_at_the_gateway_is_only_recorded() {
+    // Given an order cancelled by its buyer (our refund queued), and a delivered one
+    let mut ours = paid(false);
+    when(&mut ours, OrderCommand::Cancel { by: user() }).unwrap();
+    let mut out = delivered();
+    out.effects.clear();
+    // When their payments are cancelled at the gateway
+    for s in [&mut ours, &mut out] {
+        let key = s.payment.as_ref().unwrap().payment_key.clone();
+        when(s, OrderCommand::CancelledAtGateway { payment_key: key }).unwrap();
+    }
+    // Then ours changes nothing, and the delivered one records the refund and stays delivered
+    assert_eq!(ours.payment.as_ref().unwrap().refunded, 0);
+    assert_eq!(out.status, Some(OrderStatus::Delivered));
+    assert_eq!(out.payment.as_ref().unwrap().refunded, 5000);
+    assert!(!actions(&out).contains(&"refund_payment"));
+}
+
+#[test]
 fn strangers_cannot_see_or_cancel_an_order() {
     let mut s = reserved(false);
     let stranger = Requester {
