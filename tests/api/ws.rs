@@ -246,6 +246,23 @@ async fn private_topics_are_refused_to_strangers_and_bad_frames_do_not_end_the_s
     let huge = json!({"type": "ping", "pad": "x".repeat(20_000)}).to_string();
     let _ = stranger.send(Message::text(huge)).await;
     assert_eq!(closed_with(&mut stranger).await, Some(CloseCode::Size));
+
+    // A text frame that is not UTF-8 closes the socket with 1007 (RFC 6455, 8.1).
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let mut garbled = connect(&app, None).await;
+    let frame = Frame::message(vec![0xff, 0xfe, 0x7b], OpCode::Data(Data::Text), true);
+    let _ = garbled.send(Message::Frame(frame)).await;
+    assert_eq!(closed_with(&mut garbled).await, Some(CloseCode::Invalid));
+
+    // A client's closing handshake is answered with the server's Close (RFC 6455, 5.5.1).
+    let mut leaving = connect(&app, None).await;
+    let bye = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code: CloseCode::Normal,
+        reason: "bye".into(),
+    };
+    leaving.close(Some(bye)).await.unwrap();
+    assert_eq!(closed_with(&mut leaving).await, Some(CloseCode::Normal));
 }
 
 #[tokio::test]
@@ -511,6 +528,27 @@ async fn chat_rooms_membership_support_rooms_and_resends() {
             .status(),
         200
     );
+    // Its owner may leave and come back, by joining or by opening it again
+    let leave_path = format!("/api/v1/chat/rooms/{support}/leave");
+    for back in [&join_path, "/api/v1/chat/rooms"] {
+        assert_eq!(
+            send(&app, "POST", &leave_path, &alice, None).await.status(),
+            200
+        );
+        let body = (back == "/api/v1/chat/rooms")
+            .then(|| json!({"name": "help", "order_id": order["order_id"]}));
+        let r = send(&app, "POST", back, &alice, body).await;
+        assert!(r.status().is_success(), "{back}: {}", r.status());
+        let posted = send(
+            &app,
+            "POST",
+            &format!("/api/v1/chat/rooms/{support}/messages"),
+            &alice,
+            Some(json!({"text": "back"})),
+        )
+        .await;
+        assert_eq!(posted.status(), 201, "{back}");
+    }
 }
 
 #[tokio::test]

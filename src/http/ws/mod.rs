@@ -44,6 +44,7 @@ pub const MAX_SUBSCRIPTIONS: usize = 64;
 
 const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_POLICY: u16 = 1008;
+const CLOSE_BAD_DATA: u16 = 1007;
 const CLOSE_TOO_BIG: u16 = 1009;
 const CLOSE_TRY_AGAIN: u16 = 1013;
 
@@ -165,7 +166,13 @@ impl Session {
                 frame = stream.next() => {
                     heard = Instant::now();
                     match frame {
-                        None | Some(Ok(Message::Close(_))) => break None,
+                        None => break None,
+                        // tungstenite has queued the closing handshake's answer (RFC 6455,
+                        // 5.5.1): it leaves with a flush, the socket is not just dropped.
+                        Some(Ok(Message::Close(_))) => {
+                            let _ = tokio::time::timeout(Duration::from_secs(1), sink.flush()).await;
+                            break None;
+                        }
                         // Boxed: answering a frame can await an actor (an order's owner, a chat
                         // post), and inline that state would sit in every idle socket's task.
                         Some(Ok(Message::Text(text))) => Box::pin(self.on_frame(text.as_str())).await,
@@ -174,6 +181,11 @@ impl Session {
                         // tungstenite's capacity error: a frame over the limit.
                         Some(Err(e)) if e.to_string().contains("Space limit exceeded") => {
                             Err(Close(CLOSE_TOO_BIG, "frame too large"))
+                        }
+                        // tungstenite's error for a text frame that is not UTF-8 (RFC 6455,
+                        // 8.1: close with 1007).
+                        Some(Err(e)) if e.to_string().contains("UTF-8") => {
+                            Err(Close(CLOSE_BAD_DATA, "text frames are UTF-8"))
                         }
                         Some(Err(_)) => break None,
                     }
