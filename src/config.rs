@@ -65,6 +65,13 @@ pub struct ServerSettings {
     pub body_limit_bytes: usize,
     /// WebSocket frames a second one drop's live stock may cost (`drops::live`).
     pub ws_fanout_frames_per_sec: usize,
+    /// Seconds a client has to send a request's head once it begins (`http::serve`).
+    #[serde(default = "default_header_read_timeout_secs")]
+    pub header_read_timeout_secs: u64,
+}
+
+fn default_header_read_timeout_secs() -> u64 {
+    10
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -223,6 +230,9 @@ impl Settings {
                 "invalid setting: {what}"
             )))
         };
+        if !(1..=300).contains(&self.server.header_read_timeout_secs) {
+            return bad("server.header_read_timeout_secs must be 1 to 300");
+        }
         if self.server.ws_fanout_frames_per_sec < 1_000 {
             return bad("server.ws_fanout_frames_per_sec must be at least 1000");
         }

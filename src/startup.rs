@@ -24,6 +24,8 @@ use tower::ServiceExt;
 
 pub struct Application {
     listener: TcpListener,
+    /// `server.header_read_timeout_secs`.
+    header_read_timeout: std::time::Duration,
     /// Serves `/healthz` and `/readyz` at once; everything else waits for the node.
     shell: axum::Router,
     gate: Arc<Gate>,
@@ -73,6 +75,8 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
         // Port 0 binds a free port: callbacks and the sandbox need the real one.
         settings.server.listen = listener.local_addr()?;
+        let header_read_timeout =
+            std::time::Duration::from_secs(settings.server.header_read_timeout_secs);
         let shutdown = CancellationToken::new();
         let gate = Arc::new(Gate {
             inner: OnceLock::new(),
@@ -84,6 +88,7 @@ impl Application {
             .with_state(gate.clone());
         Ok(Self {
             listener,
+            header_read_timeout,
             shell,
             gate,
             loading,
@@ -107,17 +112,14 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Self {
             listener,
+            header_read_timeout,
             shell,
             gate,
             loading,
             shutdown,
         } = self;
         let stop = shutdown.clone();
-        axum::serve(
-            listener,
-            shell.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        crate::http::serve::serve(listener, shell, header_read_timeout, async move {
             stop.cancelled().await;
             gate.ready.store(false, Ordering::Release);
             tracing::info!("shutting down: no new connections");

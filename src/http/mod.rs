@@ -25,6 +25,7 @@ pub mod order_body;
 pub mod orders;
 pub mod payments;
 pub mod schemas;
+pub mod serve;
 pub mod skus;
 pub mod state;
 pub mod users;

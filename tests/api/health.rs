@@ -1,4 +1,6 @@
-use crate::helpers::{spawn_app, spawn_app_in};
+use crate::helpers::{spawn_app, spawn_app_in, spawn_app_with};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
 async fn healthz_and_readyz_are_ok_once_built() {
@@ -170,5 +172,34 @@ async fn the_document_has_request_examples_and_links() {
         "$response.body#/skus/0/sku_id"
     );
     assert!(created["get_product"]["operationId"].is_string());
+    app.stop().await;
+}
+
+/// Given a one-second deadline on request heads, when a client sends half a request and
+/// stops (slowloris), then the server closes its connection, and serves others meanwhile.
+#[tokio::test]
+async fn a_request_head_that_never_ends_is_closed_by_its_deadline() {
+    let app = spawn_app_with(&[("EMPORIUM__SERVER__HEADER_READ_TIMEOUT_SECS", "1")]).await;
+    let addr = app.address.trim_start_matches("http://").to_string();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let h = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(h.status(), 200);
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut answer)).await;
+    assert!(
+        read.is_ok(),
+        "the half-sent request still holds its connection"
+    );
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900), "closed after {took:?}");
+    assert!(
+        answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
     app.stop().await;
 }
