@@ -266,6 +266,7 @@ mod tests {
         round_trip(UserCommand::Keys(KeyCommand::Use {
             slot: "confirm:K".into(),
             order_id: "o1".into(),
+            taken_by: "r1".into(),
         }));
         round_trip(UserError::Keys(KeyError::Reused));
     }

@@ -103,8 +103,12 @@ impl<'a> Remembered<'a> {
             || status == StatusCode::TOO_MANY_REQUESTS
             || status == StatusCode::NOT_FOUND
         {
-            if taken {
-                self.give_back(slot).await;
+            // A 503 may have acted (a payment still being confirmed, an ask that timed out
+            // after its write): the key stays this order's. 404 and 429 acted on nothing.
+            if let Some(taken_by) = taken
+                && status != StatusCode::SERVICE_UNAVAILABLE
+            {
+                self.give_back(slot, taken_by).await;
             }
             return Ok(response);
         }
@@ -128,43 +132,34 @@ impl<'a> Remembered<'a> {
 }
 
 impl Remembered<'_> {
-    /// Takes `slot` for this order in the requester's account: false when the requester has
-    /// no account (the operator token), which then has the order's memory only.
+    /// Takes `slot` for this order in the requester's account, as this request (a random
+    /// token, returned); `None` when the requester has no account (the operator token),
+    /// which then has the order's memory only.
     ///
     /// Errors: `422 idempotency_key_reused` when the key named another order; the account's
     /// errors (503 when it cannot be reached).
-    async fn take(&self, slot: &str) -> Result<bool, ApiError> {
+    async fn take(&self, slot: &str) -> Result<Option<String>, ApiError> {
+        let taken_by = format!("{:016x}", rand::random::<u64>());
         let command = UserCommand::Keys(KeyCommand::Use {
             slot: slot.to_owned(),
             order_id: self.order.to_string(),
+            taken_by: taken_by.clone(),
         });
-        match self
-            .state
-            .accounts
-            .users
-            .ask(&self.by.user_id, command)
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(AskError::Rejected(UserError::NotFound)) => Ok(false),
+        let users = &self.state.accounts.users;
+        match users.ask(&self.by.user_id, command).await {
+            Ok(_) => Ok(Some(taken_by)),
+            Err(AskError::Rejected(UserError::NotFound)) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// Gives `slot` back after an answer that is not kept: the key may then name another
-    /// order. A failure only leaves the key taken for this order.
-    async fn give_back(&self, slot: String) {
-        let command = UserCommand::Keys(KeyCommand::Release {
-            slot,
-            order_id: self.order.to_string(),
-        });
-        if let Err(e) = self
-            .state
-            .accounts
-            .users
-            .ask(&self.by.user_id, command)
-            .await
-        {
+    /// Gives `slot` back after an answer that acted on nothing: the key may then name
+    /// another order (unless another request took it: only its taker gives it back). A
+    /// failure only leaves the key taken for this order.
+    async fn give_back(&self, slot: String, taken_by: String) {
+        let command = UserCommand::Keys(KeyCommand::Release { slot, taken_by });
+        let users = &self.state.accounts.users;
+        if let Err(e) = users.ask(&self.by.user_id, command).await {
             tracing::debug!(error = %e, "an idempotency key stays taken");
         }
     }

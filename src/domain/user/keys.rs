@@ -28,6 +28,8 @@ pub struct Keys {
 pub struct KeyUse {
     pub order_id: String,
     pub at: Timestamp,
+    /// The request that took the key (a random token): only it may give the key back.
+    pub taken_by: String,
 }
 
 impl Keys {
@@ -50,11 +52,16 @@ impl Keys {
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum KeyCommand {
-    /// The key `slot` is sent for `order_id`: taken if new, a replay if it named that order.
-    Use { slot: String, order_id: String },
-    /// The key's request was not answered for good (503, 429, 404): it may name another
-    /// order. Only a use for the same order is released.
-    Release { slot: String, order_id: String },
+    /// The key `slot` is sent for `order_id` by the request `taken_by`: taken if new, a replay
+    /// if it named that order.
+    Use {
+        slot: String,
+        order_id: String,
+        taken_by: String,
+    },
+    /// The request `taken_by` ended knowing it acted on nothing (404, 429): the key it took
+    /// may name another order. A key another request took stays.
+    Release { slot: String, taken_by: String },
 }
 
 /// Stored in the user's journal as the user's events (`{"type": "idempotency_key_used", ...}`).
@@ -64,6 +71,7 @@ pub enum KeyEvent {
     IdempotencyKeyUsed {
         slot: String,
         order_id: String,
+        taken_by: String,
         at: Timestamp,
     },
     IdempotencyKeyReleased {
@@ -79,17 +87,22 @@ pub enum KeyError {
 
 pub fn decide(k: &Keys, cmd: &KeyCommand, now: Timestamp) -> Result<Vec<KeyEvent>, KeyError> {
     match cmd {
-        KeyCommand::Use { slot, order_id } => match k.order_of(slot, now) {
+        KeyCommand::Use {
+            slot,
+            order_id,
+            taken_by,
+        } => match k.order_of(slot, now) {
             Some(named) if named == order_id => Ok(vec![]),
             Some(_) => Err(KeyError::Reused),
             None => Ok(vec![KeyEvent::IdempotencyKeyUsed {
                 slot: slot.clone(),
                 order_id: order_id.clone(),
+                taken_by: taken_by.clone(),
                 at: now,
             }]),
         },
-        KeyCommand::Release { slot, order_id } => Ok(match k.used.get(slot) {
-            Some(u) if &u.order_id == order_id => {
+        KeyCommand::Release { slot, taken_by } => Ok(match k.used.get(slot) {
+            Some(u) if &u.taken_by == taken_by => {
                 vec![KeyEvent::IdempotencyKeyReleased { slot: slot.clone() }]
             }
             _ => vec![],
@@ -99,7 +112,12 @@ pub fn decide(k: &Keys, cmd: &KeyCommand, now: Timestamp) -> Result<Vec<KeyEvent
 
 pub fn apply(k: &mut Keys, event: &KeyEvent) {
     match event {
-        KeyEvent::IdempotencyKeyUsed { slot, order_id, at } => {
+        KeyEvent::IdempotencyKeyUsed {
+            slot,
+            order_id,
+            taken_by,
+            at,
+        } => {
             k.used.retain(|_, u| u.at.plus(KEY_RETENTION) > *at);
             while k.used.len() >= MAX_KEYS {
                 let oldest = k
@@ -117,6 +135,7 @@ pub fn apply(k: &mut Keys, event: &KeyEvent) {
                 KeyUse {
                     order_id: order_id.clone(),
                     at: *at,
+                    taken_by: taken_by.clone(),
                 },
             );
         }
@@ -139,9 +158,14 @@ mod tests {
     }
 
     fn use_for(slot: &str, order: &str) -> KeyCommand {
+        use_by(slot, order, "r1")
+    }
+
+    fn use_by(slot: &str, order: &str, request: &str) -> KeyCommand {
         KeyCommand::Use {
             slot: slot.into(),
             order_id: order.into(),
+            taken_by: request.into(),
         }
     }
 
@@ -166,22 +190,20 @@ mod tests {
     }
 
     #[test]
-    fn a_released_key_may_name_another_order_but_only_its_own_use_is_released() {
-        // Given a key used for order a
+    fn only_the_request_that_took_a_key_gives_it_back() {
+        // Given a key taken for order a by request r1, then sent again for a by r2
         let mut k = Keys::default();
-        run(&mut k, use_for("confirm:K", "a"), T0).unwrap();
-        // When a release names another order, then a
-        let other = KeyCommand::Release {
+        run(&mut k, use_by("confirm:K", "a", "r1"), T0).unwrap();
+        assert_eq!(run(&mut k, use_by("confirm:K", "a", "r2"), T0), Ok(0));
+        // When r2 gives it back (it found nothing to act on), then r1
+        let back = |request: &str| KeyCommand::Release {
             slot: "confirm:K".into(),
-            order_id: "b".into(),
+            taken_by: request.into(),
         };
-        assert_eq!(run(&mut k, other, T0), Ok(0));
-        let own = KeyCommand::Release {
-            slot: "confirm:K".into(),
-            order_id: "a".into(),
-        };
-        assert_eq!(run(&mut k, own, T0), Ok(1));
-        // Then the key is free for b
+        // Then only r1's release frees it, and it may then name another order
+        assert_eq!(run(&mut k, back("r2"), T0), Ok(0));
+        assert_eq!(k.order_of("confirm:K", T0), Some("a"));
+        assert_eq!(run(&mut k, back("r1"), T0), Ok(1));
         assert_eq!(run(&mut k, use_for("confirm:K", "b"), T0), Ok(1));
     }
 
