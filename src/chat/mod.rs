@@ -174,7 +174,7 @@ impl Chat {
     /// Joins `room`. A support room admits admins and its order's owner (the room knows its
     /// order, not who owns it: the order is asked), so an owner who left may come back.
     pub async fn join(&self, by: &Member, room: &RoomId) -> Result<RoomView, ChatFailure> {
-        let admitted = by.admin || self.owns_order_of(by, room).await;
+        let admitted = by.admin || self.owns_order_of(by, room).await?;
         let join = RoomCommand::Join {
             user: by.user.clone(),
             admin: admitted,
@@ -182,16 +182,25 @@ impl Chat {
         Ok(self.rooms.ask(room, join).await?.room)
     }
 
-    /// Whether `room` is a support room whose order `by` owns.
-    async fn owns_order_of(&self, by: &Member, room: &RoomId) -> bool {
-        let Some(order_id) = self.rooms.view(room).and_then(|v| v.order_id) else {
-            return false;
+    /// Whether `room` is a support room whose order `by` owns. A support room's id is `s`
+    /// and its order's id (`create`), so the order is known without the room's view.
+    async fn owns_order_of(&self, by: &Member, room: &RoomId) -> Result<bool, ChatFailure> {
+        let Some(order_id) = room
+            .as_str()
+            .strip_prefix('s')
+            .and_then(|id| OrderId::parse(id).ok())
+        else {
+            return Ok(false);
         };
         let owner = Requester {
             user_id: by.user.clone(),
             admin: false,
         };
-        self.orders.get(&owner, &order_id).await.is_ok()
+        match self.orders.get(&owner, &order_id).await {
+            Ok(_) => Ok(true),
+            Err(OrderFailure::NotFound(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub async fn leave(&self, by: &Member, room: &RoomId) -> Result<RoomView, ChatFailure> {

@@ -318,7 +318,9 @@ fn cancelled_at_gateway(s: &OrderState, payment_key: &str, now: Timestamp) -> Ve
         Some(S::Paid | S::Preparing) if !delivered => {
             vec![refunded, OrderEvent::Cancelled { at: now }]
         }
-        Some(S::Paid | S::Preparing | S::Shipped | S::Delivered) => vec![refunded],
+        Some(S::Paid | S::Preparing | S::Shipped | S::Delivered | S::ReturnRequested) => {
+            vec![refunded]
+        }
         _ => vec![],
     }
 }
