@@ -65,13 +65,20 @@ pub struct ServerSettings {
     pub body_limit_bytes: usize,
     /// WebSocket frames a second one drop's live stock may cost (`drops::live`).
     pub ws_fanout_frames_per_sec: usize,
-    /// Seconds a client has to send a request's head once it begins (`http::serve`).
+    /// Seconds a new connection has to send its first request's head (`http::serve`).
     #[serde(default = "default_header_read_timeout_secs")]
     pub header_read_timeout_secs: u64,
+    /// Seconds a connection may wait for, or take to send, any request's head (`http::serve`).
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
 }
 
 fn default_header_read_timeout_secs() -> u64 {
     10
+}
+
+fn default_idle_timeout_secs() -> u64 {
+    120
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -232,6 +239,9 @@ impl Settings {
         };
         if !(1..=300).contains(&self.server.header_read_timeout_secs) {
             return bad("server.header_read_timeout_secs must be 1 to 300");
+        }
+        if !(1..=3600).contains(&self.server.idle_timeout_secs) {
+            return bad("server.idle_timeout_secs must be 1 to 3600");
         }
         if self.server.ws_fanout_frames_per_sec < 1_000 {
             return bad("server.ws_fanout_frames_per_sec must be at least 1000");

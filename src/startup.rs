@@ -18,14 +18,15 @@ use secrecy::ExposeSecret;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 pub struct Application {
     listener: TcpListener,
-    /// `server.header_read_timeout_secs`.
-    header_read_timeout: std::time::Duration,
+    /// `server.header_read_timeout_secs` and `server.idle_timeout_secs`.
+    deadlines: crate::http::serve::Deadlines,
     /// Serves `/healthz` and `/readyz` at once; everything else waits for the node.
     shell: axum::Router,
     gate: Arc<Gate>,
@@ -75,8 +76,10 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
         // Port 0 binds a free port: callbacks and the sandbox need the real one.
         settings.server.listen = listener.local_addr()?;
-        let header_read_timeout =
-            std::time::Duration::from_secs(settings.server.header_read_timeout_secs);
+        let deadlines = crate::http::serve::Deadlines {
+            header_read_timeout: Duration::from_secs(settings.server.header_read_timeout_secs),
+            idle_timeout: Duration::from_secs(settings.server.idle_timeout_secs),
+        };
         let shutdown = CancellationToken::new();
         let gate = Arc::new(Gate {
             inner: OnceLock::new(),
@@ -88,7 +91,7 @@ impl Application {
             .with_state(gate.clone());
         Ok(Self {
             listener,
-            header_read_timeout,
+            deadlines,
             shell,
             gate,
             loading,
@@ -112,14 +115,14 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Self {
             listener,
-            header_read_timeout,
+            deadlines,
             shell,
             gate,
             loading,
             shutdown,
         } = self;
         let stop = shutdown.clone();
-        crate::http::serve::serve(listener, shell, header_read_timeout, async move {
+        crate::http::serve::serve(listener, shell, deadlines, async move {
             stop.cancelled().await;
             gate.ready.store(false, Ordering::Release);
             tracing::info!("shutting down: no new connections");

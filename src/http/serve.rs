@@ -1,77 +1,119 @@
-//! The HTTP listener: accepts connections and serves the router on each over HTTP/1.1 or
-//! HTTP/2 (with upgrades, for WebSockets), as `axum::serve` does, plus a deadline on reading
-//! a request's head.
+//! The HTTP listener: accepts connections and serves the router on each over HTTP/1.1 (with
+//! upgrades, for WebSockets), with deadlines on clients that send nothing.
 //!
 //! `axum::serve` gives hyper no timer, and without one hyper's `header_read_timeout` does
-//! nothing: a client that sends half a request line and then a byte now and then holds its
-//! connection (and a file descriptor) for ever, and a few thousand such clients exhaust the
-//! process's open-file limit (slowloris). Here hyper gets tokio's timer, and a connection whose
-//! request head has not arrived within `server.header_read_timeout_secs` is closed.
+//! nothing: a client that opens a connection and sends nothing, or half a request and then a
+//! byte now and then, holds its connection (and a file descriptor) for ever, and a few
+//! thousand such clients exhaust the process's open-file limit (slowloris). Here:
+//! - a connection must send its first request's head within `header_read_timeout`
+//!   (`server.header_read_timeout_secs`, 10 s), or it is closed;
+//! - a connection waiting for (or reading) any request's head is closed after `idle_timeout`
+//!   (`server.idle_timeout_secs`, 120 s: hyper's head deadline, which also runs while a
+//!   kept-alive connection is idle). Longer than clients keep idle connections in their pools
+//!   (reqwest 90 s, nginx's upstream keep-alive 60 s), so a client never reuses a connection
+//!   the server is closing.
+//!
+//! HTTP/2 is not served: browsers speak it only over TLS, which a proxy in front ends, and
+//! its connections would need deadlines of their own. (`axum::serve` also took HTTP/2 with
+//! prior knowledge.)
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-/// Serves `router` on `listener` until `shutdown` completes, closing a connection whose
-/// request head takes longer than `header_read_timeout` to arrive; then accepts no more
-/// connections, lets each connection finish the requests it is answering, and returns once
-/// they have (upgraded connections — WebSockets — are their handlers' to end). Each request
-/// carries its peer's address as `ConnectInfo<SocketAddr>`.
+/// The listener's deadlines (see the module doc).
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    /// For a connection's first request head.
+    pub header_read_timeout: Duration,
+    /// For any request head, idle time before it included.
+    pub idle_timeout: Duration,
+}
+
+/// Serves `router` on `listener` until `shutdown` completes; then accepts no more
+/// connections, lets each finish the request it is answering (a kept-alive one closes), and
+/// returns once they have (upgraded connections — WebSockets — are their handlers' to end).
+/// Each request carries its peer's address as `ConnectInfo<SocketAddr>`.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    header_read_timeout: Duration,
+    deadlines: Deadlines,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
-    // CONNECT protocol: WebSockets over HTTP/2 (RFC 8441), as axum::serve allows.
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .enable_connect_protocol();
-    let graceful = GracefulShutdown::new();
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(deadlines.idle_timeout);
+    let stopping = CancellationToken::new();
+    let connections = TaskTracker::new();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    accept_failed(e).await;
-                    continue;
+                    tokio::select! {
+                        () = accept_failed(e) => continue,
+                        () = &mut shutdown => break,
+                    }
                 }
             },
             () = &mut shutdown => break,
         };
         let router = router.clone();
+        let asked = Arc::new(AtomicBool::new(false));
+        let first = asked.clone();
         let service = tower::service_fn(move |mut request: Request<Incoming>| {
+            first.store(true, Ordering::Relaxed);
             request.extensions_mut().insert(ConnectInfo(peer));
             router.clone().oneshot(request.map(Body::new))
         });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
+        let connection = http
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+            .with_upgrades();
+        let stopping = stopping.clone();
+        connections.spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            let first_head = tokio::time::sleep(deadlines.header_read_timeout);
+            tokio::pin!(first_head);
+            let mut timed = true;
+            let mut told = false;
+            let ended = loop {
+                tokio::select! {
+                    ended = connection.as_mut() => break ended,
+                    () = &mut first_head, if timed => {
+                        timed = false;
+                        if !asked.load(Ordering::Relaxed) {
+                            tracing::debug!(%peer, "no request head in time: closed");
+                            return;
+                        }
+                    }
+                    () = stopping.cancelled(), if !told => {
+                        told = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                }
+            };
+            if let Err(e) = ended {
                 tracing::trace!(%peer, error = %e, "connection ended");
             }
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    stopping.cancel();
+    connections.close();
+    connections.wait().await;
     Ok(())
 }
 

@@ -175,31 +175,73 @@ async fn the_document_has_request_examples_and_links() {
     app.stop().await;
 }
 
-/// Given a one-second deadline on request heads, when a client sends half a request and
-/// stops (slowloris), then the server closes its connection, and serves others meanwhile.
+/// Reads one response to `GET /healthz` from `stream` (its head and its short body).
+async fn answer(stream: &mut tokio::net::TcpStream) -> String {
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// Whether the server closes `stream` within `within`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    let mut rest = Vec::new();
+    tokio::time::timeout(within, stream.read_to_end(&mut rest))
+        .await
+        .is_ok()
+}
+
+/// Given a one-second deadline on a connection's first request head and two seconds of idle,
+/// when clients send half a request, or nothing, and stop (slowloris), then the server closes
+/// their connections while it serves others; a connection that asked keeps alive past the
+/// first deadline, and is closed once idle too long.
 #[tokio::test]
-async fn a_request_head_that_never_ends_is_closed_by_its_deadline() {
-    let app = spawn_app_with(&[("EMPORIUM__SERVER__HEADER_READ_TIMEOUT_SECS", "1")]).await;
+async fn connections_that_send_nothing_or_half_a_request_are_closed_by_their_deadlines() {
+    let app = spawn_app_with(&[
+        ("EMPORIUM__SERVER__HEADER_READ_TIMEOUT_SECS", "1"),
+        ("EMPORIUM__SERVER__IDLE_TIMEOUT_SECS", "2"),
+    ])
+    .await;
     let addr = app.address.trim_start_matches("http://").to_string();
-    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    let connect = || tokio::net::TcpStream::connect(addr.clone());
+    let started = Instant::now();
+    let mut half = connect().await.unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
         .await
         .unwrap();
-    let started = Instant::now();
+    let mut silent = connect().await.unwrap();
+    let mut kept = connect().await.unwrap();
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    kept.write_all(request).await.unwrap();
+    assert!(answer(&mut kept).await.starts_with("HTTP/1.1 200"));
     let h = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(h.status(), 200);
-    let mut answer = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut answer)).await;
     assert!(
-        read.is_ok(),
-        "the half-sent request still holds its connection"
+        closed_within(&mut half, Duration::from_secs(10)).await,
+        "half a request"
+    );
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(10)).await,
+        "nothing sent"
     );
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(900), "closed after {took:?}");
+    // The connection that asked is still served after the first deadline...
+    tokio::time::sleep(Duration::from_millis(1200).saturating_sub(started.elapsed())).await;
+    kept.write_all(request).await.unwrap();
+    assert!(answer(&mut kept).await.starts_with("HTTP/1.1 200"));
+    // ...and closed after two idle seconds.
+    let idle = Instant::now();
     assert!(
-        answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"),
-        "{}",
-        String::from_utf8_lossy(&answer)
+        closed_within(&mut kept, Duration::from_secs(10)).await,
+        "idle"
+    );
+    assert!(
+        idle.elapsed() >= Duration::from_millis(1800),
+        "idle for {:?}",
+        idle.elapsed()
     );
     app.stop().await;
 }
