@@ -118,6 +118,21 @@ pub(crate) async fn audit(app: &TestApp) -> Vec<Value> {
     r.json().await.unwrap()
 }
 
+/// An order of `qty` units of `sku` paid `amount` with the test card; the order and its
+/// payment key.
+async fn paid_order(
+    app: &TestApp,
+    token: &str,
+    sku: &str,
+    qty: u32,
+    amount: i64,
+) -> (Value, String) {
+    let order = order_of(app, token, sku, qty).await;
+    let key = payment_key(app, &order, CARD).await;
+    ok(confirm(app, token, &order, &key, amount).await).await;
+    (order, key)
+}
+
 #[tokio::test]
 async fn a_paid_order_ships_and_is_delivered_with_notifications() {
     let app = spawn_app_with(FAST).await;
@@ -328,9 +343,7 @@ async fn cancelling_a_paid_order_refunds_it_at_the_gateway_and_restocks() {
     let app = spawn_app_with(FAST).await;
     product(&app, "mug", 5).await;
     let (_, token, _) = app.customer("regret@example.com").await;
-    let order = order_of(&app, &token, "mug", 2).await;
-    let key = payment_key(&app, &order, CARD).await;
-    ok(confirm(&app, &token, &order, &key, 20000).await).await;
+    let (order, key) = paid_order(&app, &token, "mug", 2, 20000).await;
     let id = order["order_id"].as_str().unwrap();
     let path = format!("/api/v1/orders/{id}/cancel");
     let cancelled = ok(send(&app, "POST", &path, &token, None).await).await;
@@ -355,9 +368,7 @@ async fn a_payment_cancelled_at_the_gateway_cancels_the_order_and_restocks() {
     let app = spawn_app_with(FAST).await;
     product(&app, "mug", 5).await;
     let (_, token, _) = app.customer("console@example.com").await;
-    let order = order_of(&app, &token, "mug", 2).await;
-    let key = payment_key(&app, &order, CARD).await;
-    ok(confirm(&app, &token, &order, &key, 20000).await).await;
+    let (order, key) = paid_order(&app, &token, "mug", 2, 20000).await;
     let id = order["order_id"].as_str().unwrap();
     // When the payment is cancelled at the gateway (its console), which sends its webhook
     let path = format!("/sandbox/pg/v1/payments/{key}/cancel");
@@ -442,10 +453,7 @@ async fn an_unpaid_order_expires_and_releases_stock_and_coupon() {
 }
 
 async fn delivered(app: &TestApp, token: &str, qty: u32) -> String {
-    let order = order_of(app, token, "mug", qty).await;
-    let key = payment_key(app, &order, CARD).await;
-    let total = order["total"].as_i64().unwrap();
-    ok(confirm(app, token, &order, &key, total).await).await;
+    let (order, _) = paid_order(app, token, "mug", qty, 10000 * i64::from(qty)).await;
     let id = order["order_id"].as_str().unwrap().to_string();
     ok(send(
         app,
@@ -791,9 +799,7 @@ async fn a_step_that_keeps_failing_becomes_a_dead_letter_and_an_operator_retries
     let app = spawn_app_with(&env).await;
     product(&app, "dl", 3).await;
     let (_, token, _) = app.customer("dl@example.com").await;
-    let order = order_of(&app, &token, "dl", 1).await;
-    let key = payment_key(&app, &order, CARD).await;
-    ok(confirm(&app, &token, &order, &key, 10000).await).await;
+    let (order, _) = paid_order(&app, &token, "dl", 1, 10000).await;
     let id = order["order_id"].as_str().unwrap();
 
     let ship = format!("/api/v1/admin/orders/{id}/ship");

@@ -107,18 +107,7 @@ fn partial_refunds_with_a_discount_add_up_to_exactly_what_was_paid() {
     let mut s = paid(true);
     s.effects.clear();
     when(&mut s, OrderCommand::Ship).unwrap();
-    let booked = Outcome::ShipmentBooked {
-        carrier: "sandbox".into(),
-        tracking_number: "T1".into(),
-    };
-    let c = complete(&s, "book_shipment", booked);
-    when(&mut s, c).unwrap();
-    let track = OrderCommand::TrackShipment {
-        tracking_number: "T1".into(),
-        status: ShipmentStatus::Delivered,
-        at: T0,
-    };
-    when(&mut s, track).unwrap();
+    book_then_deliver(&mut s, "T1");
     // When every unit comes back one at a time
     for sku in ["a", "b", "a"] {
         when(&mut s, return_of(ReturnKind::Return, &[(sku, 1)])).unwrap();
