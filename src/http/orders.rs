@@ -246,14 +246,6 @@ pub async fn request_return(
     if req.reason.trim().is_empty() || req.reason.chars().count() > 500 {
         return Err(ApiError::invalid_body("reason must be 1 to 500 characters"));
     }
-    // (as an order's line: a malformed request, not a state of the order)
-    if req.items.iter().any(|i| i.quantity == 0) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_quantity",
-            "an item's quantity is at least 1",
-        ));
-    }
     let returned = items(req.items)?
         .into_iter()
         .map(|(sku_id, quantity)| ReturnItem { sku_id, quantity })

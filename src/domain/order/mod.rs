@@ -491,6 +491,9 @@ pub enum OrderError {
     NotShippable,
     #[error("the order cannot be returned: {0}")]
     NotReturnable(std::borrow::Cow<'static, str>),
+    /// A malformed request, not a state of the order.
+    #[error("an item's quantity is at least 1")]
+    InvalidQuantity,
     #[error("no such pending step")]
     NoSuchEffect,
     #[error("unknown shipment")]

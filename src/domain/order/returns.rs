@@ -63,6 +63,9 @@ pub(super) fn request_return(
 ) -> Result<Vec<OrderEvent>, OrderError> {
     let refuse = |why: &'static str| Err(OrderError::NotReturnable(why.into()));
     s.owned_by(by)?;
+    if items.iter().any(|item| item.quantity == 0) {
+        return Err(OrderError::InvalidQuantity);
+    }
     let placement = s.placement.as_ref().ok_or(OrderError::NotFound)?;
     let delivered = s
         .shipments
@@ -100,9 +103,6 @@ pub(super) fn request_return(
         }
     }
     for item in items {
-        if item.quantity == 0 {
-            return refuse("a quantity must be at least 1");
-        }
         let q = wanted.entry(&item.sku_id).or_default();
         *q = q.saturating_add(item.quantity);
     }

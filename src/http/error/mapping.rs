@@ -254,6 +254,9 @@ impl From<OrderError> for ApiError {
             OrderError::NotCancellable => Self::new(S::CONFLICT, "order_not_cancellable", detail),
             OrderError::NotShippable => Self::new(S::CONFLICT, "order_not_shippable", detail),
             OrderError::NotReturnable(_) => Self::new(S::CONFLICT, "order_not_returnable", detail),
+            OrderError::InvalidQuantity => {
+                Self::new(S::UNPROCESSABLE_ENTITY, "invalid_quantity", detail)
+            }
         }
     }
 }

@@ -42,6 +42,18 @@ fn a_sku_listed_twice_is_summed_before_the_check_and_never_refunds_more_than_was
 }
 
 #[test]
+fn a_return_of_no_units_is_a_malformed_request() {
+    // Given a delivered order
+    let mut s = delivered();
+    s.effects.clear();
+    // When an item of 0 units is asked back
+    let zero = when(&mut s, return_of(ReturnKind::Return, &[("a", 0)]));
+    // Then it is refused as malformed, and nothing is recorded
+    assert_eq!(zero, Err(OrderError::InvalidQuantity));
+    assert!(s.returns.is_empty() && s.effects.is_empty());
+}
+
+#[test]
 fn while_an_exchange_waits_for_its_replacement_no_other_return_or_exchange_is_taken() {
     // Given a delivered order and an exchange of one unit of b, its shipment not yet booked
     let mut s = delivered();
