@@ -26,6 +26,13 @@ pub struct AppliedCoupon {
     pub terms: CouponTerms,
 }
 
+/// A SKU's price (minor units) and category in the catalog now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CurrentPrice {
+    pub unit_price: i64,
+    pub category: String,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CartState {
     pub lines: BTreeMap<SkuId, CartLine>,
@@ -60,7 +67,13 @@ pub enum CartCommand {
     RemoveLine {
         sku_id: SkuId,
     },
-    ApplyCoupon(AppliedCoupon),
+    /// Applies `coupon` if it gives something to the cart at `prices`: today's catalog price and
+    /// category of its lines (what an order would charge, `Placements::build`); a line not in
+    /// `prices` counts at the price it was added with.
+    ApplyCoupon {
+        coupon: AppliedCoupon,
+        prices: BTreeMap<SkuId, CurrentPrice>,
+    },
     RemoveCoupon,
     /// Removes the given lines (those an order bought), or every line.
     Clear {
@@ -126,8 +139,14 @@ pub fn decide(
             }])
         }
         CartCommand::RemoveLine { sku_id } => Ok(remove(s, sku_id)),
-        CartCommand::ApplyCoupon(coupon) => {
+        CartCommand::ApplyCoupon { coupon, prices } => {
             let mut with = s.clone();
+            for (sku, line) in with.lines.iter_mut() {
+                if let Some(now) = prices.get(sku) {
+                    line.unit_price = now.unit_price;
+                    line.category.clone_from(&now.category);
+                }
+            }
             with.coupon = Some(coupon.clone());
             if let (_, Some(why)) = with.totals(now) {
                 return Err(CartError::CouponNotApplicable(why));
@@ -252,20 +271,7 @@ mod tests {
 
     #[test]
     fn a_coupon_applies_only_when_it_gives_something() {
-        let coupon = |min: Option<i64>| {
-            CartCommand::ApplyCoupon(AppliedCoupon {
-                coupon_id: CouponId::parse("c.1").unwrap(),
-                terms: CouponTerms {
-                    kind: DiscountKind::Fixed,
-                    value: 300,
-                    min_order: min,
-                    max_discount: None,
-                    scope: Scope::Order,
-                    starts_at: None,
-                    ends_at: None,
-                },
-            })
-        };
+        let coupon = |min: Option<i64>| coupon_at(min, &[]);
         let (s, r) = run(&[set("a", 2, 1_000, 10), coupon(Some(1_500))]);
         assert_eq!(r, Ok(()));
         assert_eq!(s.totals(NOW).0.total, 1_700);
@@ -282,6 +288,52 @@ mod tests {
         ]);
         let (t, why) = s.totals(NOW);
         assert_eq!((t.discount, why), (0, Some(NotApplicable::BelowMinimum)));
+    }
+
+    /// A coupon worth 300 off an order of at least `min`, with `prices` as the catalog's now.
+    fn coupon_at(min: Option<i64>, prices: &[(&str, i64)]) -> CartCommand {
+        CartCommand::ApplyCoupon {
+            coupon: AppliedCoupon {
+                coupon_id: CouponId::parse("c.1").unwrap(),
+                terms: CouponTerms {
+                    kind: DiscountKind::Fixed,
+                    value: 300,
+                    min_order: min,
+                    max_discount: None,
+                    scope: Scope::Order,
+                    starts_at: None,
+                    ends_at: None,
+                },
+            },
+            prices: prices
+                .iter()
+                .map(|(s, p)| {
+                    let now = CurrentPrice {
+                        unit_price: *p,
+                        category: "tops".into(),
+                    };
+                    (sku(s), now)
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_coupon_minimum_is_checked_at_todays_prices() {
+        // Given two units added at 1,000 each and a coupon for orders of at least 1,500
+        // When the catalog's price has fallen to 700 since
+        let (_, r) = run(&[
+            set("a", 2, 1_000, 10),
+            coupon_at(Some(1_500), &[("a", 700)]),
+        ]);
+        // Then the cart an order would charge (1,400) is below the minimum
+        assert_eq!(
+            r,
+            Err(CartError::CouponNotApplicable(NotApplicable::BelowMinimum))
+        );
+        // And when the price has risen from 700 to 800, the minimum is met
+        let (_, r) = run(&[set("a", 2, 700, 10), coupon_at(Some(1_500), &[("a", 800)])]);
+        assert_eq!(r, Ok(()));
     }
 
     #[test]

@@ -9,7 +9,9 @@ use crate::actors::user::User;
 use crate::actors::watchers::ProductWatchers;
 use crate::actors::{AskError, Entities, Runtime, RuntimeError};
 use crate::catalog::Catalog;
-use crate::domain::cart::{AppliedCoupon, CartCommand, CartError, CartLine, CartState};
+use crate::domain::cart::{
+    AppliedCoupon, CartCommand, CartError, CartLine, CartState, CurrentPrice,
+};
 use crate::domain::coupon::{Campaign, CampaignCommand, CampaignView, CouponError};
 use crate::domain::ids::{CampaignId, CouponId, ProductId, SkuId, UserId};
 use crate::domain::pricing::NotApplicable;
@@ -209,10 +211,27 @@ impl Shopping {
             .campaigns
             .view(&owned.campaign_id)
             .ok_or(ShoppingError::NotFound("coupon campaign"))?;
-        let apply = CartCommand::ApplyCoupon(AppliedCoupon {
-            coupon_id: coupon_id.clone(),
-            terms: view.campaign.terms,
-        });
+        // Checked at the prices an order would charge, not those the lines were added at.
+        let cart = self.carts.ask(user, CartCommand::Get).await?;
+        let prices = self
+            .at_current_prices(cart)
+            .lines
+            .into_iter()
+            .map(|(sku, line)| {
+                let now = CurrentPrice {
+                    unit_price: line.unit_price,
+                    category: line.category,
+                };
+                (sku, now)
+            })
+            .collect();
+        let apply = CartCommand::ApplyCoupon {
+            coupon: AppliedCoupon {
+                coupon_id: coupon_id.clone(),
+                terms: view.campaign.terms,
+            },
+            prices,
+        };
         match self.carts.ask(user, apply).await {
             Err(AskError::Rejected(CartError::CouponNotApplicable(why))) => {
                 Err(ShoppingError::NotApplicable(why.code()))
