@@ -17,7 +17,8 @@ impl Entity for ProductEntity {
     type Command = ProductCommand;
     type Event = ProductEvent;
     type Rejection = CatalogError;
-    type Reply = Product;
+    /// The product; `None` only after [`ProductCommand::Abandon`].
+    type Reply = Option<Product>;
     type View = Product;
 
     fn decide(
@@ -32,10 +33,8 @@ impl Entity for ProductEntity {
         catalog::apply(s, e);
     }
 
-    fn reply(_: &ProductId, s: &ProductState, _: &ProductCommand) -> Product {
-        s.product
-            .clone()
-            .expect("decide refuses commands on a missing product")
+    fn reply(_: &ProductId, s: &ProductState, _: &ProductCommand) -> Option<Product> {
+        s.product.clone()
     }
 
     fn view(s: &ProductState) -> Option<Product> {

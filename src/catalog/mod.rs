@@ -157,10 +157,29 @@ impl Catalog {
         for (spec, _) in &skus {
             self.attach(&spec.sku_id, &product_id).await?;
         }
-        let created = self
+        let created = match self
             .products
             .ask(&product_id, ProductCommand::Create(product))
-            .await?;
+            .await
+        {
+            Ok(created) => created.ok_or(CatalogError::NotFound)?,
+            // A concurrent creation took one of the SKUs meanwhile: name it.
+            Err(AskError::Rejected(CatalogError::Abandoned)) => {
+                for (spec, _) in &skus {
+                    let ours = SkuCommand::Attach {
+                        product_id: product_id.clone(),
+                        replacing: None,
+                    };
+                    if let Err(AskError::Rejected(SkuError::AttachedElsewhere(_))) =
+                        self.skus.ask(&spec.sku_id, ours).await
+                    {
+                        return Err(CatalogError::SkuTaken(spec.sku_id.clone()).into());
+                    }
+                }
+                return Err(CatalogError::Abandoned.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         for (spec, stock) in skus {
             let set = SkuCommand::SetStock { available: stock };
             self.skus.ask(&spec.sku_id, set).await?;
@@ -168,24 +187,29 @@ impl Catalog {
         Ok((product_id, created))
     }
 
-    /// Binds a SKU to a product; a SKU bound to a product that was never created (its creation
-    /// failed half-way) may be taken over.
+    /// Binds a SKU to a product. A SKU bound to a product that was not created (its creation
+    /// failed half-way, or is under way) is taken over once that product is abandoned
+    /// ([`ProductCommand::Abandon`]), so of two creations naming one SKU at most one succeeds.
     async fn attach(&self, sku: &SkuId, product_id: &ProductId) -> Result<(), CatalogFailure> {
         let attach = |replacing| SkuCommand::Attach {
             product_id: product_id.clone(),
             replacing,
         };
+        let taken = || CatalogFailure::from(CatalogError::SkuTaken(sku.clone()));
         match self.skus.ask(sku, attach(None)).await {
             Ok(_) => Ok(()),
             Err(AskError::Rejected(SkuError::AttachedElsewhere(owner))) => {
                 if self.products.view(&owner).is_some() {
-                    return Err(CatalogError::SkuTaken(sku.clone()).into());
+                    return Err(taken());
+                }
+                match self.products.ask(&owner, ProductCommand::Abandon).await {
+                    Ok(_) => {}
+                    Err(AskError::Rejected(CatalogError::AlreadyExists)) => return Err(taken()),
+                    Err(e) => return Err(e.into()),
                 }
                 match self.skus.ask(sku, attach(Some(owner))).await {
                     Ok(_) => Ok(()),
-                    Err(AskError::Rejected(SkuError::AttachedElsewhere(_))) => {
-                        Err(CatalogError::SkuTaken(sku.clone()).into())
-                    }
+                    Err(AskError::Rejected(SkuError::AttachedElsewhere(_))) => Err(taken()),
                     Err(e) => Err(e.into()),
                 }
             }
@@ -198,6 +222,7 @@ impl Catalog {
         id: &ProductId,
         patch: ProductPatch,
     ) -> Result<Product, CatalogFailure> {
-        Ok(self.products.ask(id, ProductCommand::Update(patch)).await?)
+        let updated = self.products.ask(id, ProductCommand::Update(patch)).await?;
+        Ok(updated.ok_or(CatalogError::NotFound)?)
     }
 }

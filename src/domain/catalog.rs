@@ -63,6 +63,9 @@ pub struct SkuPatch {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProductState {
     pub product: Option<Product>,
+    /// Given up before it was created ([`ProductCommand::Abandon`]): never created now.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub abandoned: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -70,6 +73,12 @@ pub enum ProductCommand {
     Create(Product),
     Update(ProductPatch),
     Get,
+    /// Gives up a product that was not created, for good. A creation binds its SKUs first and
+    /// then creates the product; a SKU bound to a product that does not exist is taken over by
+    /// the next creation that names it (the first one failed half-way, or is still under way).
+    /// The taker abandons the owner first, so the two cannot both succeed: either the owner
+    /// was created (`AlreadyExists`: the SKU is taken) or its creation will be refused.
+    Abandon,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +86,7 @@ pub enum ProductCommand {
 pub enum ProductEvent {
     Created { product: Product, at: Timestamp },
     Updated { patch: ProductPatch, at: Timestamp },
+    Abandoned { at: Timestamp },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
@@ -89,6 +99,8 @@ pub enum CatalogError {
     Invalid(String),
     #[error("SKU {0} belongs to another product")]
     SkuTaken(SkuId),
+    #[error("the product was given up: another product took one of its SKUs")]
+    Abandoned,
 }
 
 /// Normalises a category: its comparison form ([`crate::domain::text::fold`]).
@@ -161,7 +173,12 @@ pub fn decide(
     now: Timestamp,
 ) -> Result<Vec<ProductEvent>, CatalogError> {
     match (cmd, &s.product) {
-        (ProductCommand::Create(_), Some(_)) => Err(CatalogError::AlreadyExists),
+        (ProductCommand::Create(_) | ProductCommand::Abandon, Some(_)) => {
+            Err(CatalogError::AlreadyExists)
+        }
+        (ProductCommand::Create(_), None) if s.abandoned => Err(CatalogError::Abandoned),
+        (ProductCommand::Abandon, None) if s.abandoned => Ok(vec![]),
+        (ProductCommand::Abandon, None) => Ok(vec![ProductEvent::Abandoned { at: now }]),
         (ProductCommand::Create(p), None) => {
             validate(p)?;
             Ok(vec![ProductEvent::Created {
@@ -173,7 +190,14 @@ pub fn decide(
         (ProductCommand::Update(patch), Some(current)) => {
             let mut next = current.clone();
             patch_product(&mut next, patch);
+            let mut seen = BTreeSet::new();
             for sku in &patch.skus {
+                if !seen.insert(&sku.sku_id) {
+                    return Err(CatalogError::Invalid(format!(
+                        "SKU {} appears twice",
+                        sku.sku_id
+                    )));
+                }
                 if !current.skus.iter().any(|s| s.sku_id == sku.sku_id) {
                     return Err(CatalogError::Invalid(format!(
                         "the product has no SKU {}",
@@ -232,6 +256,7 @@ pub fn apply(s: &mut ProductState, e: &ProductEvent) {
                 p.updated_at = *at;
             }
         }
+        ProductEvent::Abandoned { .. } => s.abandoned = true,
     }
 }
 
@@ -325,6 +350,23 @@ mod tests {
     }
 
     #[test]
+    fn an_abandoned_product_is_never_created() {
+        // Given a product whose SKU another creation took over before it was created
+        let s = given(&[ProductCommand::Abandon]);
+        // When its own creation comes
+        let r = decide(&s, &ProductCommand::Create(tee()), NOW);
+        // Then it is refused, and abandoning again changes nothing
+        assert_eq!(r, Err(CatalogError::Abandoned));
+        assert_eq!(decide(&s, &ProductCommand::Abandon, NOW), Ok(vec![]));
+        // And a product created first cannot be abandoned: its SKUs are taken
+        let created = given(&[ProductCommand::Create(tee())]);
+        assert_eq!(
+            decide(&created, &ProductCommand::Abandon, NOW),
+            Err(CatalogError::AlreadyExists)
+        );
+    }
+
+    #[test]
     fn unknown_products_and_skus_are_refused() {
         let none = ProductState::default();
         let patch = ProductPatch::default();
@@ -343,6 +385,19 @@ mod tests {
         };
         assert!(matches!(
             decide(&s, &ProductCommand::Update(ghost), NOW),
+            Err(CatalogError::Invalid(_))
+        ));
+        let twice = |price| SkuPatch {
+            sku_id: SkuId::parse("tee-m").unwrap(),
+            price: Some(price),
+            options: None,
+        };
+        let twice = ProductPatch {
+            skus: vec![twice(5), twice(7)],
+            ..ProductPatch::default()
+        };
+        assert!(matches!(
+            decide(&s, &ProductCommand::Update(twice), NOW),
             Err(CatalogError::Invalid(_))
         ));
         assert_eq!(

@@ -274,3 +274,40 @@ async fn a_restart_keeps_the_catalog_and_its_index() {
     assert_eq!(s["suggestions"], json!(["Blue Denim Jacket"]));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn simultaneous_creations_naming_one_sku_make_one_product() {
+    // Given eight admins creating a product with the same SKU at once, each with its own price
+    // and stock
+    let app = spawn_app().await;
+    let creations = (1..=8).map(|i| {
+        create(
+            &app,
+            json!({"name": format!("Dup {i}"), "category": "dups", "skus": [
+                {"sku_id": "dup-1", "options": {}, "price": 1000 * i, "stock": i}]}),
+        )
+    });
+    let answers = futures::future::join_all(creations).await;
+    // Then exactly one is created and the others are told the SKU is taken
+    let mut created = Vec::new();
+    for r in answers {
+        match r.status().as_u16() {
+            201 => created.push(r.json::<Value>().await.unwrap()),
+            _ => {
+                assert_problem(r, 409, "sku_taken").await;
+            }
+        }
+    }
+    assert_eq!(created.len(), 1, "{created:?}");
+    let winner = &created[0];
+    let stock = winner["skus"][0]["price"].as_i64().unwrap() / 1000;
+    // And after a restart the catalog lists that one product, at its price and with its stock
+    let app = spawn_app_in(app.stop().await, &[]).await;
+    let page = json_of(get(&app, "/api/v1/products?category=dups").await).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
+    assert_eq!(page["items"][0]["product_id"], winner["product_id"]);
+    let id = winner["product_id"].as_str().unwrap();
+    let p = json_of(get(&app, &format!("/api/v1/products/{id}")).await).await;
+    assert_eq!(p["skus"][0]["available"], stock);
+    app.stop().await;
+}

@@ -138,7 +138,9 @@ impl From<CatalogError> for ApiError {
             CatalogError::NotFound => Self::not_found(detail),
             CatalogError::AlreadyExists => Self::new(S::CONFLICT, "product_exists", detail),
             CatalogError::Invalid(_) => Self::new(S::UNPROCESSABLE_ENTITY, "invalid_field", detail),
-            CatalogError::SkuTaken(_) => Self::new(S::CONFLICT, "sku_taken", detail),
+            CatalogError::SkuTaken(_) | CatalogError::Abandoned => {
+                Self::new(S::CONFLICT, "sku_taken", detail)
+            }
         }
     }
 }
