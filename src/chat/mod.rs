@@ -1,7 +1,9 @@
 //! Chat as a service: rooms (ordinary, or support rooms bound to an order), membership, posting
 //! (REST and the WebSocket's `chat.send` both come here) and history. Each post is published on
 //! `chat:{room}` once durable. Which rooms a user belongs to is kept from the rooms' durable
-//! views, so listing them asks no room.
+//! views, so listing them asks no room. A member who leaves and may no longer read the room is
+//! announced on `chat:{room}` too ([`left`]), in order with the posts: the WebSocket ends that
+//! member's subscriptions before any later post reaches them.
 
 use crate::actors::Entity;
 use crate::actors::chat::{Room, RoomView, archive_key};
@@ -207,7 +209,11 @@ impl Chat {
         let leave = RoomCommand::Leave {
             user: by.user.clone(),
         };
-        Ok(self.rooms.ask(room, leave).await?.room)
+        let view = self.rooms.ask(room, leave).await?.room;
+        if !view.can_read(&by.user, by.admin) {
+            self.bus.announce(&format!("chat:{room}"), left(&by.user));
+        }
+        Ok(view)
     }
 
     /// Posts (or finds the message a resent `client_msg_id` made) and publishes it.
@@ -345,6 +351,20 @@ impl Chat {
             .is_some_and(|v| v.members.contains(user) || (admin && v.order_id.is_some()))
     }
 }
+
+/// What `chat:{room}` carries when `user` left and may no longer read the room: not a message
+/// for clients (it starts with a NUL, which no JSON text does), but for the sockets' sessions,
+/// which end `user`'s subscription to the topic when they meet it ([`left_user`]).
+pub fn left(user: &UserId) -> crate::events::Message {
+    format!("{LEFT}{user}").into()
+}
+
+/// The user a [`left`] message names; `None` for a message to forward.
+pub fn left_user(message: &str) -> Option<&str> {
+    message.strip_prefix(LEFT)
+}
+
+const LEFT: &str = "\0left ";
 
 /// `{"type": "chat.message", "room_id", "message_id", "author", "text", "at", "client_msg_id"}`.
 pub fn pushed(room: &RoomId, m: &ChatMessage) -> crate::events::Message {

@@ -206,9 +206,12 @@ pub fn decide(
                 };
             }
             let name = name.trim();
-            if name.is_empty() || name.chars().count() > MAX_NAME {
+            if name.is_empty()
+                || name.chars().count() > MAX_NAME
+                || name.chars().any(char::is_control)
+            {
                 return Err(RoomError::Invalid(
-                    "name must be 1 to 100 characters".into(),
+                    "name must be 1 to 100 characters, none of them a control character".into(),
                 ));
             }
             if members.len() >= MAX_MEMBERS {
@@ -253,6 +256,15 @@ pub fn decide(
             if text.trim().is_empty() || n > MAX_TEXT {
                 return Err(RoomError::Invalid(
                     "text must be 1 to 2000 characters".into(),
+                ));
+            }
+            // Lines and tabs are text; other control characters (NUL, escapes) are not.
+            if text
+                .chars()
+                .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+            {
+                return Err(RoomError::Invalid(
+                    "text holds no control characters but newlines and tabs".into(),
                 ));
             }
             if let Some(c) = client_msg_id {
@@ -451,6 +463,32 @@ mod tests {
         let blank = decide(&s, &post("owner", "   ", Some("c1")), NOW);
         // then it is refused as a post would be, not answered as the earlier message.
         assert!(matches!(blank, Err(RoomError::Invalid(_))));
+    }
+
+    #[test]
+    fn control_characters_are_refused_but_lines_and_tabs() {
+        // Given a room
+        let s = given(vec![create(None)]);
+        // When a post holds a NUL or an escape, Then it is refused
+        for bad in ["a\0b", "\u{1b}[31mred"] {
+            let r = decide(&s, &post("owner", bad, None), NOW);
+            assert!(matches!(r, Err(RoomError::Invalid(_))), "{bad:?}");
+        }
+        // And lines and tabs are text
+        assert!(decide(&s, &post("owner", "one\r\ntwo\tthree", None), NOW).is_ok());
+        // And a room's name holds no control character at all
+        let named = |name: &str| RoomCommand::Create {
+            name: name.into(),
+            by: user("owner"),
+            members: vec![],
+            order_id: None,
+        };
+        let fresh = RoomState::default();
+        assert!(matches!(
+            decide(&fresh, &named("a\0b"), NOW),
+            Err(RoomError::Invalid(_))
+        ));
+        assert!(decide(&fresh, &named("team"), NOW).is_ok());
     }
 
     #[test]

@@ -422,6 +422,39 @@ async fn join(app: &TestApp, token: &str, room: &str) {
 }
 
 #[tokio::test]
+async fn a_member_who_leaves_hears_no_later_message_on_an_open_subscription() {
+    // Given Bob subscribed to a room's topic on two sockets, and Alice in the room too
+    let app = spawn_app().await;
+    let (alice, bob) = (token("u_alice"), token("u_bob"));
+    let room = create_room(&app, &alice, "team").await;
+    join(&app, &bob, &room).await;
+    let topic = format!("chat:{room}");
+    let mut bob_ws = connect(&app, Some(&bob)).await;
+    let mut bob_phone = connect(&app, Some(&bob)).await;
+    let mut alice_ws = connect(&app, Some(&alice)).await;
+    for ws in [&mut bob_ws, &mut bob_phone, &mut alice_ws] {
+        assert_eq!(subscribe(ws, &topic).await["type"], "subscribed");
+    }
+    // When Bob leaves and Alice posts
+    let leave = format!("/api/v1/chat/rooms/{room}/leave");
+    ok(send(&app, "POST", &leave, &bob, None).await).await;
+    let path = format!("/api/v1/chat/rooms/{room}/messages");
+    let body = Some(json!({"text": "the door code is 4711"}));
+    ok(send(&app, "POST", &path, &alice, body).await).await;
+    // Then each of Bob's sockets is told its subscription ended, and the post never comes
+    for ws in [&mut bob_ws, &mut bob_phone] {
+        let ended = next(ws).await;
+        assert_eq!(ended, json!({"type": "unsubscribed", "topic": topic}));
+        say(ws, json!({"type": "ping"})).await;
+        assert_eq!(next(ws).await["type"], "pong", "nothing came between");
+    }
+    // And Alice, still a member, reads it
+    let m = until(&mut alice_ws, |v| v["type"] == "chat.message").await;
+    assert_eq!(m["text"], "the door code is 4711");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn chat_rooms_membership_support_rooms_and_resends() {
     let app = spawn_app().await;
     let (alice, bob, carol) = (token("u_alice"), token("u_bob"), token("u_carol"));

@@ -192,7 +192,9 @@ impl Session {
                 }
                 Some((topic, item)) = self.topics.next(), if !self.topics.is_empty() => match item {
                     Ok(message) => {
-                        if self.last.get(&topic).is_some_and(|m| *m == message) {
+                        if let Some(user) = crate::chat::left_user(&message) {
+                            Ok(self.on_left(topic, user))
+                        } else if self.last.get(&topic).is_some_and(|m| *m == message) {
                             Ok(None)
                         } else {
                             self.last.insert(topic, message.clone());
@@ -241,6 +243,22 @@ impl Session {
             )
             .await;
         }
+    }
+
+    /// A member left the room of `topic` (a `chat:` topic): if it is this socket's user, its
+    /// subscription ends, and the client is told as if it had unsubscribed.
+    fn on_left(&mut self, topic: Arc<str>, user: &str) -> Option<String> {
+        if !topic.starts_with("chat:")
+            || self
+                .user
+                .as_ref()
+                .is_none_or(|u| u.user_id.as_str() != user)
+        {
+            return None;
+        }
+        self.topics.remove(&topic);
+        self.last.remove(&topic);
+        Some(protocol::unsubscribed(&topic))
     }
 
     /// Whether the signed-in token has been revoked (never for an anonymous socket).
