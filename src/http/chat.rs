@@ -31,7 +31,8 @@ pub const MAX_INVITED: usize = crate::domain::chat::MAX_MEMBERS - 2;
 #[serde(deny_unknown_fields)]
 #[schema(examples(json!({"name": "Weekend drop crew", "members": ["u_3kR9x2LmQ0aB7cD1eF4g"]})))]
 pub struct NewRoomBody {
-    #[schema(max_length = 100, pattern = r"\S")]
+    /// One line: no control characters, not only spaces.
+    #[schema(min_length = 1, max_length = 100, format = "line")]
     pub name: String,
     /// Besides the creator: at most [`MAX_INVITED`].
     #[serde(default)]
@@ -58,7 +59,11 @@ pub struct RoomList {
 #[serde(deny_unknown_fields)]
 #[schema(examples(json!({"text": "@u_3kR9x2LmQ0aB7cD1eF4g 배송 언제 되나요?", "client_msg_id": "c-7f3a91"})))]
 pub struct PostBody {
-    #[schema(max_length = 2000, pattern = r"\S")]
+    /// Not only spaces; of control characters only newlines, returns and tabs.
+    #[schema(
+        max_length = 2000,
+        pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$"
+    )]
     pub text: String,
     /// The client's own id for the message: a post sent again with it is stored once.
     #[schema(min_length = 1, max_length = 64)]
