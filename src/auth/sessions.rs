@@ -5,6 +5,7 @@ use crate::actors::AskError;
 use crate::auth::accounts::{AccountError, Accounts, internal};
 use crate::auth::tokens::{Claims, RefreshToken};
 use crate::domain::ids::{Email, UserId};
+use crate::domain::time::Timestamp;
 use crate::domain::user::{UserCommand, UserError};
 use secrecy::SecretString;
 
@@ -22,48 +23,56 @@ impl Accounts {
         password: &SecretString,
     ) -> Result<Session, AccountError> {
         let owner = self.owner(&Email::lookup(email)).await?;
+        // The attempt is booked (and counted as failed) before the password is checked.
         let account = match &owner {
-            Some(user) => Some(self.users.ask(user, UserCommand::Get).await?),
+            Some(user) => match self.users.ask(user, UserCommand::BeginLogin).await {
+                Ok(account) => Some(account),
+                // Deleted since its email was looked up: as if there were no account.
+                Err(AskError::Rejected(UserError::NotFound)) => None,
+                Err(e) => return Err(e.into()),
+            },
             None => None,
         };
-        let now = self.clock.now();
-        if let Some(until) = account.as_ref().and_then(|a| a.state.locked_until(now)) {
-            let retry_after_secs = now.until(until).as_secs().max(1);
-            return Err(UserError::LoginLocked { retry_after_secs }.into());
-        }
         let phc = account.as_ref().map(|a| a.state.password_hash.clone());
         if !self.passwords.verify(password, phc).await {
-            if let Some(user) = &owner {
-                self.users.ask(user, UserCommand::RecordFailedLogin).await?;
-            }
             return Err(AccountError::InvalidCredentials);
         }
-        let user = owner.ok_or(AccountError::InvalidCredentials)?;
-        self.start_session(&user, None, None).await
+        let account = account.ok_or(AccountError::InvalidCredentials)?;
+        let attempt = account.state.failed_logins.back().copied();
+        match self.start_session(&account.user_id, attempt).await {
+            Err(AccountError::User(UserError::NotFound)) => Err(AccountError::InvalidCredentials),
+            other => other,
+        }
     }
 
-    /// Starts a refresh family (`presented` = None) or rotates one, and issues an access token.
+    /// Starts a refresh family for the login booked at `attempt`, and issues an access token.
     async fn start_session(
         &self,
         user: &UserId,
-        family: Option<&str>,
-        presented: Option<String>,
+        attempt: Option<Timestamp>,
     ) -> Result<Session, AccountError> {
-        let refresh = RefreshToken::new(user, family);
-        let expires_at = self.clock.now().plus(self.refresh_ttl);
-        let command = match presented {
-            None => UserCommand::StartSession {
+        self.issue(user, None, |refresh, expires_at| {
+            UserCommand::StartSession {
                 family: refresh.family.clone(),
                 token_hash: refresh.hash(),
                 expires_at,
-            },
-            Some(presented_hash) => UserCommand::Rotate {
-                family: refresh.family.clone(),
-                presented_hash,
-                new_hash: refresh.hash(),
-                expires_at,
-            },
-        };
+                attempt,
+            }
+        })
+        .await
+    }
+
+    /// A new refresh token of `family` (a new family when `None`) recorded by the command
+    /// `record` makes of it, and an access token.
+    async fn issue(
+        &self,
+        user: &UserId,
+        family: Option<&str>,
+        record: impl FnOnce(&RefreshToken, Timestamp) -> UserCommand,
+    ) -> Result<Session, AccountError> {
+        let refresh = RefreshToken::new(user, family);
+        let expires_at = self.clock.now().plus(self.refresh_ttl);
+        let command = record(&refresh, expires_at);
         let account = self.users.ask(user, command).await?;
         let now_secs = self.clock.now().millis() / 1000;
         let (access_token, _) = self
@@ -80,10 +89,13 @@ impl Accounts {
     pub async fn refresh(&self, cookie: &str) -> Result<Session, AccountError> {
         let presented = RefreshToken::parse(cookie).ok_or(UserError::InvalidRefresh)?;
         let (user, family) = (&presented.user, Some(presented.family.as_str()));
-        match self
-            .start_session(user, family, Some(presented.hash()))
-            .await
-        {
+        let rotate = |refresh: &RefreshToken, expires_at| UserCommand::Rotate {
+            family: refresh.family.clone(),
+            presented_hash: presented.hash(),
+            new_hash: refresh.hash(),
+            expires_at,
+        };
+        match self.issue(user, family, rotate).await {
             // A token of an account that no longer exists is simply not valid.
             Err(AccountError::User(UserError::NotFound)) => Err(UserError::InvalidRefresh.into()),
             // Someone replayed a rotated token: the family is revoked (by the account), and

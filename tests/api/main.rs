@@ -2,6 +2,7 @@
 
 mod accounts;
 mod at_rest;
+mod auth_abuse;
 mod authz;
 mod catalog;
 mod compat;

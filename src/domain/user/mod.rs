@@ -57,6 +57,22 @@ pub struct Verification {
 pub struct Family {
     pub token_hash: String,
     pub expires_at: Timestamp,
+    /// The family's last [`ROTATED_KEPT`] replaced tokens, as prefixes of their hashes: one
+    /// presented again is a replay (the family is revoked); a token the family never had
+    /// is merely invalid, so a made-up cookie naming a user and a session (both readable in
+    /// any access token) cannot end that session.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rotated: Vec<String>,
+}
+
+/// Replaced refresh tokens a family recognises as replays (see [`Family::rotated`]).
+pub const ROTATED_KEPT: usize = 32;
+
+/// Hex digits of a replaced token's hash that [`Family::rotated`] keeps (64 bits).
+const ROTATED_DIGITS: usize = 16;
+
+fn rotated_prefix(hash: &str) -> &str {
+    hash.get(..ROTATED_DIGITS).unwrap_or(hash)
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,10 +108,27 @@ pub struct UserState {
 impl UserState {
     /// Until when logins are refused after too many failures.
     pub fn locked_until(&self, now: Timestamp) -> Option<Timestamp> {
+        self.locked_until_besides(now, None)
+    }
+
+    /// [`Self::locked_until`], one failure at `attempt` not counted: the login's own, booked
+    /// before its password was checked ([`UserCommand::BeginLogin`]).
+    fn locked_until_besides(
+        &self,
+        now: Timestamp,
+        attempt: Option<Timestamp>,
+    ) -> Option<Timestamp> {
+        let mut own = attempt;
         let recent: Vec<_> = self
             .failed_logins
             .iter()
-            .filter(|at| at.plus(LOGIN_WINDOW) > now)
+            .filter(|at| {
+                let mine = own == Some(**at);
+                if mine {
+                    own = None;
+                }
+                !mine && at.plus(LOGIN_WINDOW) > now
+            })
             .collect();
         if recent.len() >= MAX_FAILED_LOGINS {
             recent.first().map(|at| at.plus(LOGIN_WINDOW))
@@ -127,12 +160,19 @@ pub enum UserCommand {
     Verify {
         code_mac: String,
     },
-    RecordFailedLogin,
-    /// A login succeeded: start a refresh family.
+    /// A login is about to check a password: refused while the account is locked, else
+    /// counted as a failure at once (the reply's newest `failed_logins` entry), so that
+    /// guesses sent together are checked no more than the limit allows, whatever their
+    /// order. A login that succeeds names it in `StartSession`, which does not count it.
+    BeginLogin,
+    /// A login succeeded: start a refresh family. `attempt`: the login's own
+    /// [`UserCommand::BeginLogin`] entry.
     StartSession {
         family: String,
         token_hash: String,
         expires_at: Timestamp,
+        #[serde(default)]
+        attempt: Option<Timestamp>,
     },
     /// Swap the family's current refresh token for a new one.
     Rotate {
@@ -318,16 +358,23 @@ pub fn decide(
             }
             Ok(vec![E::EmailVerified])
         }
-        C::RecordFailedLogin => Ok(vec![E::LoginFailed { at: now }]),
+        C::BeginLogin => {
+            if let Some(until) = s.locked_until(now) {
+                let retry_after_secs = now.until(until).as_secs().max(1);
+                return Err(UserError::LoginLocked { retry_after_secs });
+            }
+            Ok(vec![E::LoginFailed { at: now }])
+        }
         C::StartSession {
             family,
             token_hash,
             expires_at,
+            attempt,
         } => {
             if !active {
                 return Err(UserError::NotVerified);
             }
-            if let Some(until) = s.locked_until(now) {
+            if let Some(until) = s.locked_until_besides(now, *attempt) {
                 let retry_after_secs = now.until(until).as_secs().max(1);
                 return Err(UserError::LoginLocked { retry_after_secs });
             }
@@ -349,7 +396,15 @@ pub fn decide(
                 return Err(UserError::InvalidRefresh);
             }
             if &f.token_hash != presented_hash {
-                return Err(UserError::RefreshReused);
+                let replayed = f
+                    .rotated
+                    .iter()
+                    .any(|r| r == rotated_prefix(presented_hash));
+                return Err(if replayed {
+                    UserError::RefreshReused
+                } else {
+                    UserError::InvalidRefresh
+                });
             }
             Ok(vec![E::TokenRotated {
                 family: family.clone(),
@@ -478,11 +533,23 @@ pub fn apply(s: &mut UserState, event: &UserEvent) {
         } => {
             s.failed_logins.clear();
             s.families.retain(|_, f| f.expires_at > *at);
+            // A rotation remembers the token it replaces; a new session starts afresh.
+            let rotated = match (event, s.families.remove(family)) {
+                (E::TokenRotated { .. }, Some(before)) => {
+                    let mut rotated = before.rotated;
+                    rotated.push(rotated_prefix(&before.token_hash).to_owned());
+                    let over = rotated.len().saturating_sub(ROTATED_KEPT);
+                    rotated.drain(..over);
+                    rotated
+                }
+                _ => Vec::new(),
+            };
             s.families.insert(
                 family.clone(),
                 Family {
                     token_hash: token_hash.clone(),
                     expires_at: *expires_at,
+                    rotated,
                 },
             );
         }

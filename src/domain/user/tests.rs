@@ -118,6 +118,7 @@ fn sessions_need_a_verified_account() {
         family: "f".into(),
         token_hash: "h".into(),
         expires_at: NOW.plus(Duration::from_secs(100)),
+        attempt: None,
     };
     let (_, r) = run(&[register(Some("1")), start.clone()], NOW);
     assert_eq!(r, Err(UserError::NotVerified));
@@ -129,7 +130,7 @@ fn sessions_need_a_verified_account() {
 #[test]
 fn ten_failed_logins_lock_the_account_for_the_window() {
     let mut cmds = vec![register(None)];
-    cmds.extend((0..10).map(|_| UserCommand::RecordFailedLogin));
+    cmds.extend((0..10).map(|_| UserCommand::BeginLogin));
     let (s, _) = run(&cmds, NOW);
     assert_eq!(s.locked_until(NOW), Some(NOW.plus(LOGIN_WINDOW)));
     assert_eq!(s.locked_until(NOW.plus(LOGIN_WINDOW)), None);
@@ -137,11 +138,73 @@ fn ten_failed_logins_lock_the_account_for_the_window() {
         family: "f".into(),
         token_hash: "h".into(),
         expires_at: NOW.plus(Duration::from_secs(100)),
+        attempt: None,
     };
     assert!(matches!(
         decide(&s, &start, NOW),
         Err(UserError::LoginLocked { .. })
     ));
+}
+
+#[test]
+fn logins_sent_together_are_booked_before_their_passwords_are_checked() {
+    // Given a verified account and eleven logins arriving at once, each booked first
+    let (s, _) = run(&[register(None)], NOW);
+    let mut s = s;
+    let mut booked = 0;
+    let mut refused = 0;
+    for _ in 0..11 {
+        match decide(&s, &UserCommand::BeginLogin, NOW) {
+            Ok(events) => {
+                booked += 1;
+                events.iter().for_each(|e| apply(&mut s, e));
+            }
+            Err(UserError::LoginLocked { .. }) => refused += 1,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    // Then only ten of them may check a password; the eleventh is refused whatever it holds
+    assert_eq!((booked, refused), (10, 1));
+    // And the one of the ten with the right password starts its session: its own booking is
+    // not counted, the other nine are not enough to lock
+    let start = |attempt| UserCommand::StartSession {
+        family: "f".into(),
+        token_hash: "h".into(),
+        expires_at: NOW.plus(Duration::from_secs(100)),
+        attempt,
+    };
+    let own = s.failed_logins.back().copied();
+    assert!(decide(&s, &start(own), NOW).is_ok());
+    // While a session that booked nothing is refused
+    assert!(matches!(
+        decide(&s, &start(None), NOW),
+        Err(UserError::LoginLocked { .. })
+    ));
+}
+
+#[test]
+fn a_refresh_token_the_family_never_had_is_invalid_and_revokes_nothing() {
+    let start = UserCommand::StartSession {
+        family: "f".into(),
+        token_hash: "h1".into(),
+        expires_at: NOW.plus(Duration::from_secs(100)),
+        attempt: None,
+    };
+    // Given a family rotated once, from h1 to h2
+    let (s, _) = run(&[register(None), start, rotate("h1", "h2")], NOW);
+    // When a made-up token is presented for it
+    assert_eq!(
+        decide(&s, &rotate("made-up", "h3"), NOW),
+        Err(UserError::InvalidRefresh)
+    );
+    // Then nothing is recorded, and the family's current token still rotates
+    assert!(on_rejection(&s, &rotate("made-up", "h3"), &UserError::InvalidRefresh).is_empty());
+    assert!(decide(&s, &rotate("h2", "h3"), NOW).is_ok());
+    // While the replaced h1 presented again is a replay
+    assert_eq!(
+        decide(&s, &rotate("h1", "h3"), NOW),
+        Err(UserError::RefreshReused)
+    );
 }
 
 fn rotate(presented: &str, new: &str) -> UserCommand {
@@ -159,6 +222,7 @@ fn refresh_rotates_and_reuse_revokes_the_family() {
         family: "f".into(),
         token_hash: "h1".into(),
         expires_at: NOW.plus(Duration::from_secs(100)),
+        attempt: None,
     };
     let (s, r) = run(&[register(None), start.clone(), rotate("h1", "h2")], NOW);
     assert_eq!(r, Ok(()));
@@ -186,6 +250,7 @@ fn deletion_erases_personal_data_and_sessions() {
         family: "f".into(),
         token_hash: "h1".into(),
         expires_at: NOW.plus(Duration::from_secs(100)),
+        attempt: None,
     };
     let (s, _) = run(&[register(None), start, UserCommand::Delete], NOW);
     assert_eq!(s.status, Some(AccountStatus::Deleted));
