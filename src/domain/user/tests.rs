@@ -114,12 +114,7 @@ fn resend_is_rate_limited_and_resets_attempts() {
 
 #[test]
 fn sessions_need_a_verified_account() {
-    let start = UserCommand::StartSession {
-        family: "f".into(),
-        token_hash: "h".into(),
-        expires_at: NOW.plus(Duration::from_secs(100)),
-        attempt: None,
-    };
+    let start = start_session("h", None);
     let (_, r) = run(&[register(Some("1")), start.clone()], NOW);
     assert_eq!(r, Err(UserError::NotVerified));
     let (s, r) = run(&[register(None), start], NOW);
@@ -134,12 +129,7 @@ fn ten_failed_logins_lock_the_account_for_the_window() {
     let (s, _) = run(&cmds, NOW);
     assert_eq!(s.locked_until(NOW), Some(NOW.plus(LOGIN_WINDOW)));
     assert_eq!(s.locked_until(NOW.plus(LOGIN_WINDOW)), None);
-    let start = UserCommand::StartSession {
-        family: "f".into(),
-        token_hash: "h".into(),
-        expires_at: NOW.plus(Duration::from_secs(100)),
-        attempt: None,
-    };
+    let start = start_session("h", None);
     assert!(matches!(
         decide(&s, &start, NOW),
         Err(UserError::LoginLocked { .. })
@@ -184,12 +174,7 @@ fn logins_sent_together_are_booked_before_their_passwords_are_checked() {
 
 #[test]
 fn a_refresh_token_the_family_never_had_is_invalid_and_revokes_nothing() {
-    let start = UserCommand::StartSession {
-        family: "f".into(),
-        token_hash: "h1".into(),
-        expires_at: NOW.plus(Duration::from_secs(100)),
-        attempt: None,
-    };
+    let start = start_session("h1", None);
     // Given a family rotated once, from h1 to h2
     let (s, _) = run(&[register(None), start, rotate("h1", "h2")], NOW);
     // When a made-up token is presented for it
@@ -207,6 +192,17 @@ fn a_refresh_token_the_family_never_had_is_invalid_and_revokes_nothing() {
     );
 }
 
+/// A session of family `f` started with refresh token hash `hash`, for the login booked at
+/// `attempt`.
+fn start_session(hash: &str, attempt: Option<Timestamp>) -> UserCommand {
+    UserCommand::StartSession {
+        family: "f".into(),
+        token_hash: hash.into(),
+        expires_at: NOW.plus(Duration::from_secs(100)),
+        attempt,
+    }
+}
+
 fn rotate(presented: &str, new: &str) -> UserCommand {
     UserCommand::Rotate {
         family: "f".into(),
@@ -218,12 +214,7 @@ fn rotate(presented: &str, new: &str) -> UserCommand {
 
 #[test]
 fn refresh_rotates_and_reuse_revokes_the_family() {
-    let start = UserCommand::StartSession {
-        family: "f".into(),
-        token_hash: "h1".into(),
-        expires_at: NOW.plus(Duration::from_secs(100)),
-        attempt: None,
-    };
+    let start = start_session("h1", None);
     let (s, r) = run(&[register(None), start.clone(), rotate("h1", "h2")], NOW);
     assert_eq!(r, Ok(()));
     assert_eq!(s.families["f"].token_hash, "h2");
@@ -246,12 +237,7 @@ fn refresh_rotates_and_reuse_revokes_the_family() {
 
 #[test]
 fn deletion_erases_personal_data_and_sessions() {
-    let start = UserCommand::StartSession {
-        family: "f".into(),
-        token_hash: "h1".into(),
-        expires_at: NOW.plus(Duration::from_secs(100)),
-        attempt: None,
-    };
+    let start = start_session("h1", None);
     let (s, _) = run(&[register(None), start, UserCommand::Delete], NOW);
     assert_eq!(s.status, Some(AccountStatus::Deleted));
     assert_eq!(s.profile, Profile::default());
