@@ -75,6 +75,11 @@ pub enum CartCommand {
         prices: BTreeMap<SkuId, CurrentPrice>,
     },
     RemoveCoupon,
+    /// An order of the cart holds `coupon_id` now: the cart lets it go (if it still has it),
+    /// so it never shows a discount that ordering again would refuse.
+    CouponTaken {
+        coupon_id: CouponId,
+    },
     /// Removes the given lines (those an order bought), or every line.
     Clear {
         skus: Option<Vec<SkuId>>,
@@ -160,6 +165,14 @@ pub fn decide(
         } else {
             vec![]
         }),
+        CartCommand::CouponTaken { coupon_id } => {
+            let held = s.coupon.as_ref().is_some_and(|c| &c.coupon_id == coupon_id);
+            Ok(if held {
+                vec![CartEvent::CouponRemoved]
+            } else {
+                vec![]
+            })
+        }
         CartCommand::Clear { skus } => Ok(vec![CartEvent::Cleared { skus: skus.clone() }]),
         CartCommand::Get => Ok(vec![]),
     }
@@ -334,6 +347,20 @@ mod tests {
         // And when the price has risen from 700 to 800, the minimum is met
         let (_, r) = run(&[set("a", 2, 700, 10), coupon_at(Some(1_500), &[("a", 800)])]);
         assert_eq!(r, Ok(()));
+    }
+
+    #[test]
+    fn a_coupon_an_order_took_leaves_the_cart_but_another_stays() {
+        // Given a cart with coupon c.1
+        let (s, _) = run(&[set("a", 2, 1_000, 10), coupon_at(None, &[])]);
+        let taken = |id: &str| CartCommand::CouponTaken {
+            coupon_id: CouponId::parse(id).unwrap(),
+        };
+        // When an order takes another coupon, the cart keeps its own
+        assert_eq!(decide(&s, &taken("c.2"), NOW), Ok(vec![]));
+        // And when an order takes c.1, the cart lets it go
+        let (s, _) = run(&[set("a", 2, 1_000, 10), coupon_at(None, &[]), taken("c.1")]);
+        assert_eq!(s.coupon, None);
     }
 
     #[test]

@@ -342,6 +342,16 @@ impl Saga {
                 Err(AskError::Rejected(_)) => return Ok(Outcome::CouponUnavailable),
                 Err(e) => return Err(step_error("reserve the coupon", e)),
             }
+            if p.from_cart {
+                // The cart shows no discount its next order would be refused. Best effort: a
+                // cart that keeps it shows it as applying until a reorder is refused.
+                let taken = CartCommand::CouponTaken {
+                    coupon_id: c.coupon_id.clone(),
+                };
+                if let Err(e) = self.carts.ask(&p.user_id, taken).await {
+                    tracing::warn!(order_id = %id, error = %e, "the cart keeps a taken coupon");
+                }
+            }
         }
         Ok(Outcome::Reserved)
     }
@@ -373,6 +383,8 @@ impl Saga {
             Err(AskError::Rejected(UserError::Wallet(
                 WalletError::NotAvailable(_) | WalletError::NotInWallet,
             ))) => Ok(()),
+            // The account was deleted, its wallet with it: nothing is left to use or restore.
+            Err(AskError::Rejected(UserError::NotFound)) => Ok(()),
             Err(e) => Err(step_error("coupon", e)),
         }
     }

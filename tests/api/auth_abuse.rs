@@ -1,9 +1,14 @@
-//! Account abuse over real HTTP, found by a black-box attack: guesses sent together against
-//! the per-account login limit, and refresh cookies made up from what an access token shows.
+//! Account abuse and account ends over real HTTP, found by a black-box attack: guesses sent
+//! together against the per-account login limit, refresh cookies made up from what an access
+//! token shows, and an order with a coupon outliving its shopper's account.
 
 use crate::accounts::{me, refresh};
-use crate::helpers::{assert_problem, spawn_app};
-use serde_json::json;
+use crate::helpers::{
+    OPERATOR_TOKEN, assert_problem, ok, product_with_sku, send, spawn_app, spawn_app_with,
+};
+use crate::orders::{FAST, address, place};
+use serde_json::{Value, json};
+use std::time::Duration;
 
 #[tokio::test]
 async fn guesses_sent_together_are_checked_no_more_than_the_limit_allows() {
@@ -60,5 +65,44 @@ async fn a_made_up_refresh_cookie_is_invalid_and_ends_no_session() {
     // And presenting the replaced cookie again is a replay, which ends the session
     assert_problem(refresh(&app, &cookie).await, 401, "refresh_reused").await;
     assert_problem(me(&app, &access).await, 401, "token_revoked").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_order_whose_shopper_deleted_the_account_is_cancelled_without_a_dead_letter() {
+    // Given an order placed with a coupon from the shopper's wallet
+    let app = spawn_app_with(FAST).await;
+    product_with_sku(&app, "Mug", "mug", 10000, 5).await;
+    let (_, token, _) = app.customer("leaving@example.com").await;
+    let campaign = json!({"name": "Ten", "code": "TEN", "kind": "fixed", "value": 1000,
+        "scope": {"type": "order"}, "per_user_limit": 1});
+    let admin = |path: &'static str, body| send(&app, "POST", path, OPERATOR_TOKEN, Some(body));
+    ok(admin("/api/v1/admin/coupon-campaigns", campaign).await).await;
+    let claim = Some(json!({"code": "TEN"}));
+    let coupon = ok(send(&app, "POST", "/api/v1/coupons/claim", &token, claim).await).await;
+    let body = json!({"items": [{"sku_id": "mug", "quantity": 1}],
+        "coupon_id": coupon["coupon_id"], "shipping_address": address()});
+    let order = ok(place(&app, &token, "left-behind", body).await).await;
+    // When the shopper deletes the account and an admin cancels the order
+    let deleted = send(&app, "DELETE", "/api/v1/users/me", &token, None).await;
+    assert_eq!(deleted.status(), 204);
+    let cancel = format!(
+        "/api/v1/orders/{}/cancel",
+        order["order_id"].as_str().unwrap()
+    );
+    let cancelled = ok(send(&app, "POST", &cancel, OPERATOR_TOKEN, None).await).await;
+    assert_eq!(cancelled["status"], "cancelled");
+    // Then its steps finish (the stock released; the coupon went with the wallet), and none
+    // is left failing for an operator to look at
+    let mut outbox = Value::Null;
+    for _ in 0..200 {
+        outbox = ok(send(&app, "GET", "/api/v1/admin/outbox", OPERATOR_TOKEN, None).await).await;
+        if outbox["steps_pending"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(outbox["steps_pending"], 0, "{outbox}");
+    assert_eq!(outbox["dead_letters"], 0, "{outbox}");
     app.stop().await;
 }

@@ -345,6 +345,43 @@ async fn coupons_claim_apply_and_edge_cases() {
 }
 
 #[tokio::test]
+async fn ordering_the_cart_takes_its_coupon_off_the_cart() {
+    // Given a cart of one tee with a coupon of 1,000 off applied
+    let app = spawn_app().await;
+    products(&app).await;
+    campaign(
+        &app,
+        json!({"name": "Thousand off", "code": "THOUSAND", "kind": "fixed", "value": 1000,
+            "scope": {"type": "order"}, "per_user_limit": 1}),
+    )
+    .await;
+    let (_, a, _) = app.customer("orders-cart@example.com").await;
+    let claim = Some(json!({"code": "THOUSAND"}));
+    let coupon = ok(send(&app, "POST", "/api/v1/coupons/claim", &a, claim).await).await;
+    let (path, body) = set_qty("tee-m", 1);
+    ok(send(&app, "PUT", &path, &a, Some(body)).await).await;
+    let apply = Some(json!({"coupon_id": coupon["coupon_id"]}));
+    let cart = ok(send(&app, "PUT", "/api/v1/cart/coupon", &a, apply.clone()).await).await;
+    assert_eq!(cart["discount"], 1000);
+    // When the cart is ordered (with its coupon)
+    let body = json!({"shipping_address": crate::orders::address()});
+    let order = ok(crate::orders::place(&app, &a, "whole-cart", body).await).await;
+    assert_eq!(order["discount"], 1000);
+    // Then the cart, still holding its line until payment, no longer shows the discount
+    let cart = ok(send(&app, "GET", "/api/v1/cart", &a, None).await).await;
+    assert!(cart.get("coupon").is_none(), "{cart}");
+    assert_eq!(
+        (cart["discount"].as_i64(), cart["total"].as_i64()),
+        (Some(0), Some(12900))
+    );
+    // And applying it again says why it cannot apply: the order holds it
+    let r = send(&app, "PUT", "/api/v1/cart/coupon", &a, apply).await;
+    let problem = assert_problem(r, 409, "coupon_not_applicable").await;
+    assert_eq!(problem["reason"], "reserved");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn ten_thousand_concurrent_claims_on_a_hundred_coupons_issue_exactly_a_hundred() {
     let app = spawn_app().await;
     campaign(

@@ -93,6 +93,10 @@ pub struct UserState {
     pub roles: BTreeSet<Role>,
     pub created_at: Timestamp,
     pub verification: Option<Verification>,
+    /// The MAC of the code that verified the email, so that the same request sent again
+    /// answers as the first did, while any other code is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_with: Option<String>,
     pub failed_logins: VecDeque<Timestamp>,
     pub families: BTreeMap<String, Family>,
     #[serde(default)]
@@ -344,7 +348,11 @@ pub fn decide(
         }
         C::Verify { code_mac } => {
             if active {
-                return Ok(vec![]);
+                return if s.verified_with.as_ref() == Some(code_mac) {
+                    Ok(vec![])
+                } else {
+                    Err(UserError::InvalidCode)
+                };
             }
             let v = s.verification.as_ref().ok_or(UserError::CodeExpired)?;
             if v.attempts >= MAX_CODE_ATTEMPTS {
@@ -511,7 +519,7 @@ pub fn apply(s: &mut UserState, event: &UserEvent) {
         }
         E::EmailVerified => {
             s.status = Some(AccountStatus::Active);
-            s.verification = None;
+            s.verified_with = s.verification.take().map(|v| v.code_mac);
         }
         E::LoginFailed { at } => {
             s.failed_logins.push_back(*at);

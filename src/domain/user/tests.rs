@@ -60,6 +60,16 @@ fn sign_up_then_verify_activates() {
 }
 
 #[test]
+fn an_active_account_answers_its_own_code_again_and_refuses_any_other() {
+    // Given an account verified with code 123
+    let (s, _) = run(&[register(Some("123")), verify("123")], NOW);
+    // When the same verification comes again (a client retrying), it changes nothing
+    assert_eq!(decide(&s, &verify("123"), NOW), Ok(vec![]));
+    // But any other code is wrong, as for an account still waiting
+    assert_eq!(decide(&s, &verify("000"), NOW), Err(UserError::InvalidCode));
+}
+
+#[test]
 fn registering_twice_is_refused() {
     let (_, r) = run(&[register(Some("1")), register(Some("1"))], NOW);
     assert_eq!(r, Err(UserError::AlreadyRegistered));
