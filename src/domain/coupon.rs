@@ -2,8 +2,9 @@
 //! per campaign decides every claim, so 10,000 simultaneous claims on 100 coupons issue exactly
 //! 100 — the same no-lock path as stock.
 
+use crate::domain::catalog::MAX_CATEGORY_CHARS;
 use crate::domain::ids::{CampaignId, CouponId, UserId};
-use crate::domain::pricing::{CouponTerms, DiscountKind};
+use crate::domain::pricing::{CouponTerms, DiscountKind, Scope};
 use crate::domain::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -86,8 +87,17 @@ pub const MAX_TOTAL_QUANTITY: u32 = 10_000_000;
 pub fn validate(c: &Campaign) -> Result<(), CouponError> {
     let bad = |m: &str| Err(CouponError::Invalid(m.to_string()));
     let name = c.name.trim().chars().count();
-    if name == 0 || name > 100 {
-        return bad("name must be 1 to 100 characters");
+    if name == 0 || name > 100 || c.name.chars().any(char::is_control) {
+        return bad("name must be 1 to 100 characters, none of them a control character");
+    }
+    if let Scope::Category { category } = &c.terms.scope {
+        let n = category.trim().chars().count();
+        if n == 0 || n > MAX_CATEGORY_CHARS || category.chars().any(char::is_control) {
+            return Err(CouponError::Invalid(format!(
+                "a category is 1 to {MAX_CATEGORY_CHARS} characters, none of them a control \
+                 character"
+            )));
+        }
     }
     let code_ok = (3..=32).contains(&c.code.len())
         && c.code
@@ -187,7 +197,6 @@ pub fn apply(s: &mut CampaignState, e: &CampaignEvent) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::pricing::Scope;
 
     const NOW: Timestamp = Timestamp(10_000);
 
@@ -283,7 +292,18 @@ mod tests {
         bad_percent.terms.value = 150;
         let mut bad_window = campaign(None, 1);
         bad_window.terms.ends_at = Some(Timestamp(1));
-        for c in [bad_code, bad_percent, bad_window] {
+        let mut bell = campaign(None, 1);
+        bell.name = "\u{7}bell \u{1b}[31mred".into();
+        let category = |name: &str| {
+            let mut c = campaign(None, 1);
+            c.terms.scope = Scope::Category {
+                category: name.into(),
+            };
+            c
+        };
+        let (empty, long) = (category(" "), category(&"x".repeat(51)));
+        assert!(validate(&category("tops")).is_ok());
+        for c in [bad_code, bad_percent, bad_window, bell, empty, long] {
             assert!(matches!(validate(&c), Err(CouponError::Invalid(_))));
         }
         let mut s = CampaignState::default();

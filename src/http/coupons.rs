@@ -24,7 +24,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 #[schema(examples(json!({"name": "Welcome 10%", "code": "WELCOME10", "kind": "percent", "value": 10, "min_order": 30000, "max_discount": 5000, "scope": {"type": "order"}, "total_quantity": 1000, "per_user_limit": 1, "starts_at": "2026-12-01T00:00:00+09:00", "ends_at": "2026-12-31T23:59:59+09:00"})))]
 pub struct CampaignRequest {
-    #[schema(max_length = 100, pattern = r"\S")]
+    /// One line: no control characters, not only spaces.
+    #[schema(min_length = 1, max_length = 100, format = "line")]
     pub name: String,
     /// Compared without case (`domain::text::code`).
     #[schema(pattern = "^[A-Za-z0-9_-]{3,32}$")]

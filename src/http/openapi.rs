@@ -228,8 +228,13 @@ fn ids_of(schema: &mut RefOr<Schema>) {
     }
 }
 
-/// Every property of an object with `format: "line"` carries [`LINE`] instead.
+/// Every property of an object (or of each object of a `oneOf`, an enum's variants) with
+/// `format: "line"` carries [`LINE`] instead.
 fn lines_of(schema: &mut RefOr<Schema>) {
+    if let RefOr::T(Schema::OneOf(one_of)) = schema {
+        one_of.items.iter_mut().for_each(lines_of);
+        return;
+    }
     let RefOr::T(Schema::Object(object)) = schema else {
         return;
     };

@@ -79,7 +79,10 @@ pub enum ScopeBody {
     /// The whole order.
     Order,
     /// The lines of one category.
-    Category { category: String },
+    Category {
+        #[schema(min_length = 1, max_length = 50, format = "line")]
+        category: String,
+    },
     /// The lines of one product.
     Product {
         #[schema(pattern = r"^[A-Za-z0-9._:-]{1,64}$")]

@@ -14,7 +14,7 @@ use crate::domain::cart::{
 };
 use crate::domain::coupon::{Campaign, CampaignCommand, CampaignView, CouponError};
 use crate::domain::ids::{CampaignId, CouponId, ProductId, SkuId, UserId};
-use crate::domain::pricing::NotApplicable;
+use crate::domain::pricing::{NotApplicable, Scope};
 use crate::domain::text;
 use crate::domain::time::{Clock, Timestamp};
 use crate::domain::user::wallet::{CouponStatus, WalletCommand, WalletCoupon};
@@ -250,6 +250,12 @@ impl Shopping {
     ) -> Result<(CampaignId, CampaignView), ShoppingError> {
         let mut campaign = campaign;
         campaign.code = text::code(&campaign.code);
+        // A coupon for a product the catalog does not have could never apply.
+        if let Scope::Product { product_id } = &campaign.terms.scope
+            && self.catalog.index.get(product_id).is_none()
+        {
+            return Err(ShoppingError::NotFound("product"));
+        }
         // The code's own campaign decides: of simultaneous creations with one code, one wins.
         // (A campaign from before code-derived ids never changes its code, so the index of
         // those is only read.)

@@ -318,9 +318,23 @@ async fn coupons_claim_apply_and_edge_cases() {
             422,
             "invalid_body",
         ),
+        (
+            json!({"code": "GHOST", "kind": "fixed", "value": 1,
+                "scope": {"type": "product", "product_id": "p-none"}}),
+            404,
+            "not_found",
+        ),
+        (
+            json!({"code": "BELL", "kind": "fixed", "value": 1, "scope": {"type": "order"},
+                "name": "\u{7}bell"}),
+            422,
+            "invalid_field",
+        ),
     ];
     for (mut body, status, code) in cases {
-        body["name"] = json!("Admin error case");
+        if body.get("name").is_none() {
+            body["name"] = json!("Admin error case");
+        }
         body["per_user_limit"] = json!(1);
         let r = send(
             &app,
