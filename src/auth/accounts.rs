@@ -34,6 +34,10 @@ pub enum AccountError {
     InvalidField(String),
     #[error("wrong email or password")]
     InvalidCredentials,
+    /// Logout with the operator token: a setting, not an issued token, so nothing can end it
+    /// but changing the setting.
+    #[error("the operator token is a setting, not a session: change the setting to end it")]
+    NotASession,
     #[error(transparent)]
     User(#[from] UserError),
     #[error(transparent)]

@@ -123,8 +123,8 @@ impl Accounts {
     /// refresh family.
     pub async fn logout(&self, claims: &Claims) -> Result<(), AccountError> {
         if claims.jti.is_empty() {
-            // The operator's token is a setting, not an issued token: there is nothing to end.
-            return Ok(());
+            // Answering 204 would say the token is rejected from now on; it is not.
+            return Err(AccountError::NotASession);
         }
         if claims.sid.is_empty() {
             self.revocations

@@ -185,9 +185,10 @@ pub async fn refresh(
     Ok(session_response(&state, session))
 }
 
-/// Revokes the access token and its session; clears the refresh cookie.
+/// Revokes the access token and its session; clears the refresh cookie. The operator token
+/// cannot be logged out (`403 forbidden`).
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "accounts", security(("bearer" = [])),
-    responses((status = 204), (status = 401, body = Problem)))]
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn logout(user: AuthUser, State(state): State<AppState>) -> Result<Response, ApiError> {
     // Once revoked, the user's open sockets on every node re-check their tokens (see
     // `Revocations::on_revoked`): the revoked one closes.

@@ -4,8 +4,8 @@
 //! under concurrent posting, and once more for a room of 50,000 messages after a restart.
 
 use crate::helpers::{
-    JWT_SECRET, OPERATOR_TOKEN, TestApp, ok, pay, product_with_sku, send, spawn_app, spawn_app_in,
-    spawn_app_with,
+    JWT_SECRET, OPERATOR_TOKEN, TestApp, assert_problem, ok, pay, product_with_sku, send,
+    spawn_app, spawn_app_in, spawn_app_with,
 };
 use emporium::auth::tokens::TokenKeys;
 use emporium::domain::ids::UserId;
@@ -351,10 +351,10 @@ async fn logout_and_shutdown_close_sockets() {
     );
     assert_eq!(closed_with(&mut ws).await, Some(CloseCode::Policy));
 
-    // The operator's token is a setting: a logout with it ends nothing, and the operator's
-    // sockets still open and stay open.
+    // The operator's token is a setting: a logout with it is refused (it would end nothing),
+    // and the operator's sockets still open and stay open.
     let r = send(&app, "POST", "/api/v1/auth/logout", OPERATOR_TOKEN, None).await;
-    assert_eq!(r.status(), 204);
+    assert_problem(r, 403, "forbidden").await;
     let mut operator = connect(&app, Some(OPERATOR_TOKEN)).await;
     say(&mut operator, json!({"type": "ping"})).await;
     assert_eq!(next(&mut operator).await["type"], "pong");

@@ -73,6 +73,7 @@ impl From<AccountError> for ApiError {
                 Self::new(S::UNPROCESSABLE_ENTITY, "invalid_field", detail)
             }
             AccountError::InvalidCredentials => Self::unauthorized("invalid_credentials", detail),
+            AccountError::NotASession => Self::new(S::FORBIDDEN, "forbidden", detail),
             AccountError::User(u) => u.into(),
             AccountError::Runtime(r) => r.into(),
             AccountError::Internal(cause) => Self::internal(cause),
