@@ -2,10 +2,13 @@
 //! caller's wallet (`/users/me/coupons`).
 
 use crate::domain::coupon::{Campaign, CampaignView};
+use crate::domain::ids::CouponId;
 use crate::domain::pricing::{CouponTerms, DiscountKind, Scope};
 use crate::domain::time::Timestamp;
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::{AdminUser, ApiJson, AuthUser};
+use crate::http::extract::{AdminUser, ApiJson, ApiQuery, AuthUser};
+use crate::http::orders::PageQuery;
+use crate::http::page;
 use crate::http::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -97,6 +100,8 @@ pub struct WalletItem {
 #[derive(Serialize, ToSchema)]
 pub struct WalletBody {
     pub items: Vec<WalletItem>,
+    /// The `cursor` of the next page; `null` on the last.
+    pub next_cursor: Option<String>,
 }
 
 fn time(field: &str, raw: Option<String>) -> Result<Option<Timestamp>, ApiError> {
@@ -201,17 +206,21 @@ pub async fn claim(
     Ok((StatusCode::CREATED, axum::Json(body)))
 }
 
-/// The caller's coupons.
+/// The caller's coupons, by id.
 #[utoipa::path(get, path = "/api/v1/users/me/coupons", tag = "coupons", security(("bearer" = [])),
-    responses((status = 200, body = WalletBody)))]
+    params(("cursor" = Option<String>, Query, pattern = r"^[A-Za-z0-9._:-]{1,64}$",
+        description = "`next_cursor` of the previous page"), ("limit" = Option<usize>, Query)),
+    responses((status = 200, body = WalletBody), (status = 400, body = Problem)))]
 pub async fn wallet(
     user: AuthUser,
     State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<axum::Json<WalletBody>, ApiError> {
-    let items = state
-        .shopping
-        .wallet(&user.user_id)
-        .await?
+    let coupons = state.shopping.wallet(&user.user_id).await?;
+    let sorted = coupons.into_iter().map(|c| (c.coupon_id.clone(), c));
+    let parse = |raw| CouponId::parse(raw).ok();
+    let (page, next_cursor) = page::after(sorted, q.cursor.as_deref(), q.limit, parse)?;
+    let items = page
         .into_iter()
         .map(|c| WalletItem {
             coupon_id: c.coupon_id.to_string(),
@@ -225,5 +234,5 @@ pub async fn wallet(
                 .map(Timestamp::to_rfc3339),
         })
         .collect();
-    Ok(axum::Json(WalletBody { items }))
+    Ok(axum::Json(WalletBody { items, next_cursor }))
 }

@@ -23,6 +23,7 @@ pub mod notifications;
 pub mod openapi;
 pub mod order_body;
 pub mod orders;
+pub mod page;
 pub mod payments;
 pub mod schemas;
 pub mod serve;

@@ -2,7 +2,9 @@
 
 use crate::domain::ids::ProductId;
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::{ApiPath, AuthUser};
+use crate::http::extract::{ApiPath, ApiQuery, AuthUser};
+use crate::http::orders::PageQuery;
+use crate::http::page;
 use crate::http::state::AppState;
 use axum::extract::State;
 use serde::Serialize;
@@ -26,9 +28,11 @@ pub struct WishItem {
 #[derive(Serialize, ToSchema)]
 pub struct WishlistBody {
     pub items: Vec<WishItem>,
+    /// The `cursor` of the next page; `null` on the last (only `GET` pages).
+    pub next_cursor: Option<String>,
 }
 
-fn body(state: &AppState, ids: Vec<ProductId>) -> WishlistBody {
+fn body(state: &AppState, ids: Vec<ProductId>, next_cursor: Option<String>) -> WishlistBody {
     let items = ids
         .into_iter()
         .filter_map(|id| {
@@ -41,22 +45,28 @@ fn body(state: &AppState, ids: Vec<ProductId>) -> WishlistBody {
             })
         })
         .collect();
-    WishlistBody { items }
+    WishlistBody { items, next_cursor }
 }
 
 fn product_id(raw: String) -> Result<ProductId, ApiError> {
     ProductId::parse(raw).map_err(|e| ApiError::invalid_id("product_id", e))
 }
 
-/// The caller's wishlist.
+/// The caller's wishlist, by product id.
 #[utoipa::path(get, path = "/api/v1/users/me/wishlist", tag = "wishlist", security(("bearer" = [])),
-    responses((status = 200, body = WishlistBody)))]
+    params(("cursor" = Option<String>, Query, pattern = r"^[A-Za-z0-9._:-]{1,64}$",
+        description = "`next_cursor` of the previous page"), ("limit" = Option<usize>, Query)),
+    responses((status = 200, body = WishlistBody), (status = 400, body = Problem)))]
 pub async fn get_wishlist(
     user: AuthUser,
     State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<axum::Json<WishlistBody>, ApiError> {
     let ids = state.shopping.wishlist(&user.user_id).await?;
-    Ok(axum::Json(body(&state, ids)))
+    let sorted = ids.into_iter().map(|id| (id.clone(), id));
+    let parse = |raw| ProductId::parse(raw).ok();
+    let (page, next) = page::after(sorted, q.cursor.as_deref(), q.limit, parse)?;
+    Ok(axum::Json(body(&state, page, next)))
 }
 
 /// Adds a product (idempotent).
@@ -72,7 +82,7 @@ pub async fn add_wish(
         .shopping
         .wish(&user.user_id, &product_id(raw)?, true)
         .await?;
-    Ok(axum::Json(body(&state, ids)))
+    Ok(axum::Json(body(&state, ids, None)))
 }
 
 /// Removes a product (idempotent).
@@ -88,5 +98,5 @@ pub async fn remove_wish(
         .shopping
         .wish(&user.user_id, &product_id(raw)?, false)
         .await?;
-    Ok(axum::Json(body(&state, ids)))
+    Ok(axum::Json(body(&state, ids, None)))
 }

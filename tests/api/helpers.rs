@@ -244,8 +244,7 @@ pub async fn ok(r: reqwest::Response) -> Value {
     body
 }
 
-/// Creates a product with one SKU of `stock` units at `price` (operator token).
-/// Creates a product with one SKU; returns the product's id.
+/// Creates a product with one SKU of `stock` units at `price` (operator token); its id.
 pub async fn product_with_sku(
     app: &TestApp,
     name: &str,

@@ -1,7 +1,9 @@
 //! Carts, coupons (campaigns, claims, wallet, discount edge cases), wishlists, and the
 //! first-come coupon race.
 
-use crate::helpers::{OPERATOR_TOKEN, TestApp, assert_problem, ok, send, spawn_app, spawn_app_in};
+use crate::helpers::{
+    OPERATOR_TOKEN, TestApp, assert_problem, ok, product_with_sku, send, spawn_app, spawn_app_in,
+};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -392,6 +394,65 @@ async fn ordering_the_cart_takes_its_coupon_off_the_cart() {
     let r = send(&app, "PUT", "/api/v1/cart/coupon", &a, apply).await;
     let problem = assert_problem(r, 409, "coupon_not_applicable").await;
     assert_eq!(problem["reason"], "reserved");
+    app.stop().await;
+}
+
+/// Every item of a paged list at `path`, `limit` a page, checking each page's size.
+async fn every_page(app: &TestApp, token: &str, path: &str, limit: usize) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let after = cursor.map(|c| format!("&cursor={c}")).unwrap_or_default();
+        let url = format!("{path}?limit={limit}{after}");
+        let page = ok(send(app, "GET", &url, token, None).await).await;
+        let got = page["items"].as_array().unwrap();
+        assert!(got.len() <= limit, "{page}");
+        items.extend(got.iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return items,
+        }
+    }
+}
+
+#[tokio::test]
+async fn wallets_and_wishlists_come_in_pages() {
+    // Given a shopper with 25 coupons and 25 wished products
+    let app = spawn_app().await;
+    let (_, a, _) = app.customer("pages@example.com").await;
+    campaign(
+        &app,
+        json!({"name": "Many", "code": "MANY", "kind": "fixed", "value": 100,
+            "scope": {"type": "order"}, "per_user_limit": 25}),
+    )
+    .await;
+    for i in 0..25 {
+        let claim = Some(json!({"code": "MANY"}));
+        ok(send(&app, "POST", "/api/v1/coupons/claim", &a, claim).await).await;
+        let (name, sku) = (format!("Thing {i}"), format!("thing-{i}"));
+        let product = product_with_sku(&app, &name, &sku, 1000, 1).await;
+        let wish = format!("/api/v1/users/me/wishlist/{product}");
+        ok(send(&app, "PUT", &wish, &a, None).await).await;
+    }
+    // When each list is read ten at a time, Then every item comes once, in id order
+    for (path, id) in [
+        ("/api/v1/users/me/coupons", "coupon_id"),
+        ("/api/v1/users/me/wishlist", "product_id"),
+    ] {
+        let items = every_page(&app, &a, path, 10).await;
+        let ids: Vec<&str> = items.iter().map(|i| i[id].as_str().unwrap()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!((ids.len(), &ids), (25, &sorted), "{path}");
+        // And the default page is 20; a bad cursor or a limit of 0 is refused
+        let first = ok(send(&app, "GET", path, &a, None).await).await;
+        assert_eq!(first["items"].as_array().unwrap().len(), 20);
+        let bad = send(&app, "GET", &format!("{path}?cursor=a%20b"), &a, None).await;
+        assert_problem(bad, 400, "invalid_cursor").await;
+        let zero = send(&app, "GET", &format!("{path}?limit=0"), &a, None).await;
+        assert_problem(zero, 400, "invalid_query").await;
+    }
     app.stop().await;
 }
 

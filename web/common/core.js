@@ -167,6 +167,19 @@ export async function api(path, { method = "GET", body, headers = {}, again = tr
   return data;
 }
 
+/** Every item of a paged list (`{items, next_cursor}`: a wallet, a wishlist), a hundred a
+ * request, as `{items}`. */
+export async function all(path) {
+  const items = [];
+  let cursor = null;
+  do {
+    const page = await api(`${path}?limit=100${cursor ? `&cursor=${enc(cursor)}` : ""}`);
+    items.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor);
+  return { items };
+}
+
 /** Runs `send` until it answers, retrying busy answers (429, 503) and lost connections with
  * backoff that respects `Retry-After`; `busy(err)` hears about each retry. The caller keeps
  * the Idempotency-Key the same across these tries, so a retry never acts twice. */

@@ -1,7 +1,7 @@
 // Accounts: log in, sign up and the emailed code (in dev mode a link to the dev mailbox), and
 // the account page (profile, coupons, wishlist, notifications, delete account).
 
-import { $, api, busy, enc, esc, fields as values, keep, money, problem, say, t, when } from "/common/core.js";
+import { $, all, api, busy, enc, esc, fields as values, keep, money, problem, say, t, when } from "/common/core.js";
 
 const field = (name, label, value = "", extra = "") =>
   `<label>${t(label)} <input name="${name}" value="${esc(value ?? "")}" ${extra}></label>`;
@@ -84,7 +84,7 @@ export function verify(main, { email = "", mailbox = "" }) {
 /** The account page. A phone or address once given can be changed but not removed (the API's
  * PATCH has no removal), so those fields are required once filled. */
 export async function account(main, current, onLogout) {
-  const [me, wallet, wishlist] = await Promise.all([api("/users/me"), api("/users/me/coupons"), api("/users/me/wishlist")]);
+  const [me, wallet, wishlist] = await Promise.all([api("/users/me"), all("/users/me/coupons"), all("/users/me/wishlist")]);
   if (!current()) return;
   main.innerHTML = `<h1>${t("account")}</h1>
     <section><h2>${t("profile")}</h2><p class="muted">${esc(me.email)}</p>

@@ -2,7 +2,7 @@
 // shipping address from the profile, then the gateway's checkout page and back), and orders
 // (history, a live status timeline, tracking, cancel, return or exchange, support chat).
 
-import { $, api, busy, enc, esc, every, fields, live, money, persist, problem, say, session, span, t, uuid, when } from "/common/core.js";
+import { $, all, api, busy, enc, esc, every, fields, live, money, persist, problem, say, session, span, t, uuid, when } from "/common/core.js";
 
 const needLogin = (main) => {
   sessionStorage.setItem("after_login", location.hash);
@@ -18,7 +18,7 @@ const payUrl = (order) =>
 
 export async function cart(main, current) {
   if (!session.token) return needLogin(main);
-  let [c, wallet] = await Promise.all([api("/cart"), api("/users/me/coupons")]);
+  let [c, wallet] = await Promise.all([api("/cart"), all("/users/me/coupons")]);
   if (!current()) return;
   const paint = () => {
     const usable = wallet.items.filter((w) => w.status === "issued" || w.coupon_id === c.coupon?.coupon_id);
@@ -78,7 +78,7 @@ export async function cart(main, current) {
         try {
           const claimed = await api("/coupons/claim", { method: "POST", body: { code: f.get("code").trim() } });
           say(t("claimed"));
-          wallet = await api("/users/me/coupons");
+          wallet = await all("/users/me/coupons");
           await change(() => api("/cart/coupon", { method: "PUT", body: { coupon_id: claimed.coupon_id } }));
         } catch (err) { say(err.status === 404 ? t("coupon_not_found") : problem(err)); }
       });

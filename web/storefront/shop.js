@@ -1,7 +1,7 @@
 // The shop's pages: home (drops, best sellers, categories, products), search and category
 // listings, a product with its option picker, and a drop with `Buy now`.
 
-import { $, api, enc, esc, every, live, money, persist, problem, say, session, span, t, uuid } from "/common/core.js";
+import { $, all, api, enc, esc, every, live, money, persist, problem, say, session, span, t, uuid } from "/common/core.js";
 
 /** To the log-in page, coming back here afterwards. */
 const login = () => {
@@ -99,7 +99,7 @@ export async function product(main, id, current) {
   let wishlist;
   [p, wishlist] = await Promise.all([
     api(`/products/${enc(id)}`),
-    session.token ? api("/users/me/wishlist").catch(() => ({ items: [] })) : { items: [] },
+    session.token ? all("/users/me/wishlist").catch(() => ({ items: [] })) : { items: [] },
   ]);
   if (!current()) return;
   let wished = wishlist.items.some((w) => w.product_id === p.product_id);
