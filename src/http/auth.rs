@@ -205,6 +205,10 @@ fn session_response(state: &AppState, session: Session) -> Response {
         expires_in: session.expires_in,
     };
     let mut response = axum::Json(body).into_response();
+    // A token is never stored by a cache on the way (RFC 6749, 5.1).
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     let max_age = state.accounts.refresh_ttl.as_secs();
     set_cookie(&mut response, state, &session.refresh.encode(), max_age);
     response
