@@ -180,6 +180,11 @@ impl<E: Entity> Entities<E> {
         self.kind.registry.view(id)
     }
 
+    /// `read` of the latest durable view, without copying it (kinds that keep their views).
+    pub fn view_with<R>(&self, id: &E::Id, read: impl FnOnce(&E::View) -> R) -> Option<R> {
+        self.kind.registry.view_with(id, read)
+    }
+
     /// The latest durable views of `ids`, in their order (`None` for one without a view):
     /// from memory for kinds that keep their views, else read from the journal.
     pub async fn stored_views(

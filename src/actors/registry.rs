@@ -156,6 +156,11 @@ impl<E: Entity> Registry<E> {
         self.views.get(id).map(|v| v.clone())
     }
 
+    /// `read` of the entity's view, without copying it.
+    pub fn view_with<R>(&self, id: &E::Id, read: impl FnOnce(&E::View) -> R) -> Option<R> {
+        self.views.get(id).map(|v| read(&v))
+    }
+
     /// Every durable view of the kind (a consistent copy of each entry, not of the whole set).
     pub fn views(&self) -> Vec<(E::Id, E::View)> {
         self.views

@@ -154,8 +154,12 @@ impl Catalog {
             updated_at: Default::default(),
         };
         catalog::validate(&product)?;
-        for (spec, _) in &skus {
-            self.attach(&spec.sku_id, &product_id).await?;
+        // In id order: two creations naming the same SKUs meet at the first of them, so one
+        // takes them all (in any order, each could take one of the other's and both fail).
+        let mut binding: Vec<&SkuId> = skus.iter().map(|(spec, _)| &spec.sku_id).collect();
+        binding.sort();
+        for sku in binding {
+            self.attach(sku, &product_id).await?;
         }
         let created = match self
             .products

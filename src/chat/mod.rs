@@ -1,9 +1,10 @@
 //! Chat as a service: rooms (ordinary, or support rooms bound to an order), membership, posting
 //! (REST and the WebSocket's `chat.send` both come here) and history. Each post is published on
 //! `chat:{room}` once durable. Which rooms a user belongs to is kept from the rooms' durable
-//! views, so listing them asks no room. A member who leaves and may no longer read the room is
-//! announced on `chat:{room}` too ([`left`]), in order with the posts: the WebSocket ends that
-//! member's subscriptions before any later post reaches them.
+//! views, so listing them asks no room. The WebSocket checks [`Chat::reads`] before it hands
+//! a socket a post: a member who left hears no post made after, on a subscription opened
+//! before (the room's view is updated before any later post is answered, so on one node this
+//! holds exactly; another node's copy of the view may lag by its replication).
 
 use crate::actors::Entity;
 use crate::actors::chat::{Room, RoomView, archive_key};
@@ -209,11 +210,7 @@ impl Chat {
         let leave = RoomCommand::Leave {
             user: by.user.clone(),
         };
-        let view = self.rooms.ask(room, leave).await?.room;
-        if !view.can_read(&by.user, by.admin) {
-            self.bus.announce(&format!("chat:{room}"), left(&by.user));
-        }
-        Ok(view)
+        Ok(self.rooms.ask(room, leave).await?.room)
     }
 
     /// Posts (or finds the message a resent `client_msg_id` made) and publishes it.
@@ -341,30 +338,17 @@ impl Chat {
         Ok(m)
     }
 
-    /// Whether `user` may read `room` (its `chat:` topic).
-    pub async fn can_read(&self, user: &UserId, admin: bool, room: &str) -> bool {
+    /// Whether `user` may read `room` (its `chat:` topic), by this node's view of the room:
+    /// a lookup, no ask and no copy (the WebSocket asks before each post it hands over).
+    pub fn reads(&self, user: &UserId, admin: bool, room: &str) -> bool {
         let Ok(room) = RoomId::parse(room) else {
             return false;
         };
         self.rooms
-            .view(&room)
-            .is_some_and(|v| v.members.contains(user) || (admin && v.order_id.is_some()))
+            .view_with(&room, |v| v.can_read(user, admin))
+            .unwrap_or(false)
     }
 }
-
-/// What `chat:{room}` carries when `user` left and may no longer read the room: not a message
-/// for clients (it starts with a NUL, which no JSON text does), but for the sockets' sessions,
-/// which end `user`'s subscription to the topic when they meet it ([`left_user`]).
-pub fn left(user: &UserId) -> crate::events::Message {
-    format!("{LEFT}{user}").into()
-}
-
-/// The user a [`left`] message names; `None` for a message to forward.
-pub fn left_user(message: &str) -> Option<&str> {
-    message.strip_prefix(LEFT)
-}
-
-const LEFT: &str = "\0left ";
 
 /// `{"type": "chat.message", "room_id", "message_id", "author", "text", "at", "client_msg_id"}`.
 pub fn pushed(room: &RoomId, m: &ChatMessage) -> crate::events::Message {

@@ -342,15 +342,14 @@ impl Saga {
                 Err(AskError::Rejected(_)) => return Ok(Outcome::CouponUnavailable),
                 Err(e) => return Err(step_error("reserve the coupon", e)),
             }
-            if p.from_cart {
-                // The cart shows no discount its next order would be refused. Best effort: a
-                // cart that keeps it shows it as applying until a reorder is refused.
-                let taken = CartCommand::CouponTaken {
-                    coupon_id: c.coupon_id.clone(),
-                };
-                if let Err(e) = self.carts.ask(&p.user_id, taken).await {
-                    tracing::warn!(order_id = %id, error = %e, "the cart keeps a taken coupon");
-                }
+            // The cart shows no discount its next order would be refused (whether this order
+            // was of the cart or of listed items). Best effort: a cart that keeps it shows it
+            // as applying until a reorder is refused.
+            let taken = CartCommand::CouponTaken {
+                coupon_id: c.coupon_id.clone(),
+            };
+            if let Err(e) = self.carts.ask(&p.user_id, taken).await {
+                tracing::warn!(order_id = %id, error = %e, "the cart keeps a taken coupon");
             }
         }
         Ok(Outcome::Reserved)

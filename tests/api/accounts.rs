@@ -82,7 +82,11 @@ async fn sign_up_verify_login_profile_refresh_logout() {
         )
         .await;
     assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["cache-control"], "no-store", "tokens are never cached");
+    assert_eq!(
+        r.headers()["cache-control"],
+        "no-store",
+        "tokens are never cached"
+    );
     let set_cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
     for part in [
         "HttpOnly",

@@ -277,18 +277,24 @@ async fn a_restart_keeps_the_catalog_and_its_index() {
 
 #[tokio::test]
 async fn simultaneous_creations_naming_one_sku_make_one_product() {
-    // Given eight admins creating a product with the same SKU at once, each with its own price
-    // and stock
+    // Given eight admins creating a product with the same two SKUs at once, half of them
+    // naming the SKUs in the other order, each with its own price and stock
     let app = spawn_app().await;
     let creations = (1..=8).map(|i| {
+        let sku =
+            |id: &str| json!({"sku_id": id, "options": {"n": id}, "price": 1000 * i, "stock": i});
+        let skus = if i % 2 == 0 {
+            vec![sku("dup-1"), sku("dup-2")]
+        } else {
+            vec![sku("dup-2"), sku("dup-1")]
+        };
         create(
             &app,
-            json!({"name": format!("Dup {i}"), "category": "dups", "skus": [
-                {"sku_id": "dup-1", "options": {}, "price": 1000 * i, "stock": i}]}),
+            json!({"name": format!("Dup {i}"), "category": "dups", "skus": skus}),
         )
     });
     let answers = futures::future::join_all(creations).await;
-    // Then exactly one is created and the others are told the SKU is taken
+    // Then exactly one is created and the others are told a SKU is taken
     let mut created = Vec::new();
     for r in answers {
         match r.status().as_u16() {
@@ -308,6 +314,8 @@ async fn simultaneous_creations_naming_one_sku_make_one_product() {
     assert_eq!(page["items"][0]["product_id"], winner["product_id"]);
     let id = winner["product_id"].as_str().unwrap();
     let p = json_of(get(&app, &format!("/api/v1/products/{id}")).await).await;
-    assert_eq!(p["skus"][0]["available"], stock);
+    for sku in p["skus"].as_array().unwrap() {
+        assert_eq!(sku["available"], stock, "{p}");
+    }
     app.stop().await;
 }

@@ -10,6 +10,7 @@
 
 pub mod inbox;
 pub mod keys;
+mod logins;
 #[cfg(test)]
 mod tests;
 pub mod wallet;
@@ -20,6 +21,7 @@ use crate::domain::sealed::Sealed;
 use crate::domain::time::Timestamp;
 use inbox::{Inbox, InboxEvent, Notification};
 use keys::{KeyCommand, KeyError, KeyEvent, Keys};
+pub use logins::{Family, LOGIN_WINDOW, MAX_FAILED_LOGINS, ROTATED_KEPT};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -40,39 +42,12 @@ pub const CODE_TTL: Duration = Duration::from_secs(600);
 pub const MAX_CODE_ATTEMPTS: u8 = 5;
 /// The shortest time between two codes mailed to one account.
 pub const RESEND_INTERVAL: Duration = Duration::from_secs(60);
-/// Failed logins allowed per account in [`LOGIN_WINDOW`].
-pub const MAX_FAILED_LOGINS: usize = 10;
-pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verification {
     pub code_mac: String,
     pub expires_at: Timestamp,
     pub attempts: u8,
     pub sent_at: Timestamp,
-}
-
-/// A refresh token family: one login on one device, rotated on every refresh.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Family {
-    pub token_hash: String,
-    pub expires_at: Timestamp,
-    /// The family's last [`ROTATED_KEPT`] replaced tokens, as prefixes of their hashes: one
-    /// presented again is a replay (the family is revoked); a token the family never had
-    /// is merely invalid, so a made-up cookie naming a user and a session (both readable in
-    /// any access token) cannot end that session.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rotated: Vec<String>,
-}
-
-/// Replaced refresh tokens a family recognises as replays (see [`Family::rotated`]).
-pub const ROTATED_KEPT: usize = 32;
-
-/// Hex digits of a replaced token's hash that [`Family::rotated`] keeps (64 bits).
-const ROTATED_DIGITS: usize = 16;
-
-fn rotated_prefix(hash: &str) -> &str {
-    hash.get(..ROTATED_DIGITS).unwrap_or(hash)
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,33 +87,7 @@ pub struct UserState {
 impl UserState {
     /// Until when logins are refused after too many failures.
     pub fn locked_until(&self, now: Timestamp) -> Option<Timestamp> {
-        self.locked_until_besides(now, None)
-    }
-
-    /// [`Self::locked_until`], one failure at `attempt` not counted: the login's own, booked
-    /// before its password was checked ([`UserCommand::BeginLogin`]).
-    fn locked_until_besides(
-        &self,
-        now: Timestamp,
-        attempt: Option<Timestamp>,
-    ) -> Option<Timestamp> {
-        let mut own = attempt;
-        let recent: Vec<_> = self
-            .failed_logins
-            .iter()
-            .filter(|at| {
-                let mine = own == Some(**at);
-                if mine {
-                    own = None;
-                }
-                !mine && at.plus(LOGIN_WINDOW) > now
-            })
-            .collect();
-        if recent.len() >= MAX_FAILED_LOGINS {
-            recent.first().map(|at| at.plus(LOGIN_WINDOW))
-        } else {
-            None
-        }
+        logins::locked_until(&self.failed_logins, now, None)
     }
 }
 
@@ -223,6 +172,11 @@ pub enum UserEvent {
     CodeAttemptFailed,
     EmailVerified,
     LoginFailed {
+        at: Timestamp,
+    },
+    /// The login booked at `at` was not a failure (its password was right, the account not yet
+    /// verified): its booking no longer counts.
+    LoginAttemptCleared {
         at: Timestamp,
     },
     SessionStarted {
@@ -382,7 +336,7 @@ pub fn decide(
             if !active {
                 return Err(UserError::NotVerified);
             }
-            if let Some(until) = s.locked_until_besides(now, *attempt) {
+            if let Some(until) = logins::locked_until(&s.failed_logins, now, *attempt) {
                 let retry_after_secs = now.until(until).as_secs().max(1);
                 return Err(UserError::LoginLocked { retry_after_secs });
             }
@@ -404,11 +358,7 @@ pub fn decide(
                 return Err(UserError::InvalidRefresh);
             }
             if &f.token_hash != presented_hash {
-                let replayed = f
-                    .rotated
-                    .iter()
-                    .any(|r| r == rotated_prefix(presented_hash));
-                return Err(if replayed {
+                return Err(if f.replaced(presented_hash) {
                     UserError::RefreshReused
                 } else {
                     UserError::InvalidRefresh
@@ -462,7 +412,17 @@ fn code_issued(code: &CodeIssue, now: Timestamp) -> UserEvent {
 /// What a refusal still records: a wrong code counts, a reused refresh token revokes its family.
 pub fn on_rejection(s: &UserState, cmd: &UserCommand, e: &UserError) -> Vec<UserEvent> {
     match (cmd, e) {
-        (UserCommand::Verify { .. }, UserError::InvalidCode) => vec![UserEvent::CodeAttemptFailed],
+        // A wrong code counts against a code waiting to be entered; an active account has none
+        // (and a wrong code for one writes nothing).
+        (UserCommand::Verify { .. }, UserError::InvalidCode) if s.verification.is_some() => {
+            vec![UserEvent::CodeAttemptFailed]
+        }
+        (
+            UserCommand::StartSession {
+                attempt: Some(at), ..
+            },
+            UserError::NotVerified,
+        ) => vec![UserEvent::LoginAttemptCleared { at: *at }],
         (UserCommand::Rotate { family, .. }, UserError::RefreshReused)
             if s.families.contains_key(family) =>
         {
@@ -527,6 +487,11 @@ pub fn apply(s: &mut UserState, event: &UserEvent) {
                 s.failed_logins.pop_front();
             }
         }
+        E::LoginAttemptCleared { at } => {
+            if let Some(i) = s.failed_logins.iter().position(|f| f == at) {
+                s.failed_logins.remove(i);
+            }
+        }
         E::SessionStarted {
             family,
             token_hash,
@@ -539,17 +504,15 @@ pub fn apply(s: &mut UserState, event: &UserEvent) {
             expires_at,
             at,
         } => {
-            s.failed_logins.clear();
+            // A login with the right password starts the count again; a refresh proves no
+            // password, so the failures (and the bookings of guesses under way) stay.
+            if matches!(event, E::SessionStarted { .. }) {
+                s.failed_logins.clear();
+            }
             s.families.retain(|_, f| f.expires_at > *at);
             // A rotation remembers the token it replaces; a new session starts afresh.
             let rotated = match (event, s.families.remove(family)) {
-                (E::TokenRotated { .. }, Some(before)) => {
-                    let mut rotated = before.rotated;
-                    rotated.push(rotated_prefix(&before.token_hash).to_owned());
-                    let over = rotated.len().saturating_sub(ROTATED_KEPT);
-                    rotated.drain(..over);
-                    rotated
-                }
+                (E::TokenRotated { .. }, Some(before)) => before.rotated_out(),
                 _ => Vec::new(),
             };
             s.families.insert(

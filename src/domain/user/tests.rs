@@ -183,6 +183,47 @@ fn logins_sent_together_are_booked_before_their_passwords_are_checked() {
 }
 
 #[test]
+fn a_right_password_on_an_unverified_account_does_not_count_as_a_failure() {
+    // Given an account still waiting for its code, and eleven logins with the right password
+    let (mut s, _) = run(&[register(Some("1"))], NOW);
+    for _ in 0..11 {
+        let booked = decide(&s, &UserCommand::BeginLogin, NOW).expect("not locked");
+        booked.iter().for_each(|e| apply(&mut s, e));
+        let start = start_session("h", s.failed_logins.back().copied());
+        // When each is refused for the unverified address
+        let refused = decide(&s, &start, NOW).unwrap_err();
+        assert_eq!(refused, UserError::NotVerified);
+        // Then its booking is taken back
+        on_rejection(&s, &start, &refused)
+            .iter()
+            .for_each(|e| apply(&mut s, e));
+    }
+    assert!(s.failed_logins.is_empty(), "{:?}", s.failed_logins);
+}
+
+#[test]
+fn a_refresh_keeps_the_failed_logins_a_login_clears_them() {
+    // Given a session and three failed logins since
+    let mut cmds = vec![register(None), start_session("h1", None)];
+    cmds.extend((0..3).map(|_| UserCommand::BeginLogin));
+    // When the session refreshes, Then the failures still count
+    cmds.push(rotate("h1", "h2"));
+    let (s, _) = run(&cmds, NOW);
+    assert_eq!(s.failed_logins.len(), 3);
+    // And when a login with the right password succeeds, they start again
+    cmds.push(start_session("h3", None));
+    let (s, _) = run(&cmds, NOW);
+    assert!(s.failed_logins.is_empty());
+}
+
+#[test]
+fn a_wrong_code_for_an_active_account_records_nothing() {
+    let (s, _) = run(&[register(Some("1")), verify("1")], NOW);
+    let wrong = verify("2");
+    assert!(on_rejection(&s, &wrong, &UserError::InvalidCode).is_empty());
+}
+
+#[test]
 fn a_refresh_token_the_family_never_had_is_invalid_and_revokes_nothing() {
     let start = start_session("h1", None);
     // Given a family rotated once, from h1 to h2

@@ -192,8 +192,8 @@ impl Session {
                 }
                 Some((topic, item)) = self.topics.next(), if !self.topics.is_empty() => match item {
                     Ok(message) => {
-                        if let Some(user) = crate::chat::left_user(&message) {
-                            Ok(self.on_left(topic, user))
+                        if !self.still_reads(&topic) {
+                            Ok(Some(self.end(topic)))
                         } else if self.last.get(&topic).is_some_and(|m| *m == message) {
                             Ok(None)
                         } else {
@@ -245,20 +245,22 @@ impl Session {
         }
     }
 
-    /// A member left the room of `topic` (a `chat:` topic): if it is this socket's user, its
-    /// subscription ends, and the client is told as if it had unsubscribed.
-    fn on_left(&mut self, topic: Arc<str>, user: &str) -> Option<String> {
-        if !topic.starts_with("chat:")
-            || self
-                .user
-                .as_ref()
-                .is_none_or(|u| u.user_id.as_str() != user)
-        {
-            return None;
-        }
+    /// Whether the socket may still read `topic`: a `chat:` topic is its room's members' (and
+    /// for a support room admins'), and a member who left is not one; every other topic's
+    /// reader stays one.
+    fn still_reads(&self, topic: &str) -> bool {
+        let (Some(room), Some(user)) = (topic.strip_prefix("chat:"), &self.user) else {
+            return true;
+        };
+        let admin = user.has_role(crate::domain::role::Role::Admin);
+        self.state.chat.reads(&user.user_id, admin, room)
+    }
+
+    /// Ends the subscription to `topic`; the client is told as if it had unsubscribed.
+    fn end(&mut self, topic: Arc<str>) -> String {
         self.topics.remove(&topic);
         self.last.remove(&topic);
-        Some(protocol::unsubscribed(&topic))
+        protocol::unsubscribed(&topic)
     }
 
     /// Whether the signed-in token has been revoked (never for an anonymous socket).
@@ -386,7 +388,7 @@ impl Session {
             }
             Topic::Chat(room) => {
                 let admin = user.has_role(crate::domain::role::Role::Admin);
-                if self.state.chat.can_read(&user.user_id, admin, room).await {
+                if self.state.chat.reads(&user.user_id, admin, room) {
                     Ok(())
                 } else {
                     Err(forbidden)
