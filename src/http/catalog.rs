@@ -253,13 +253,7 @@ pub async fn list_products(
         .cursor
         .map(ProductId::parse)
         .transpose()
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_cursor",
-                "the cursor is not valid",
-            )
-        })?;
+        .map_err(|_| ApiError::invalid_cursor())?;
     let q = crate::catalog::index::Query {
         q: query.q.as_deref(),
         category: query.category.as_deref(),

@@ -273,13 +273,12 @@ pub async fn list_messages(
     let limit = crate::http::catalog::limit(q.limit, 50, 100)?;
     let before = match q.before.as_deref() {
         None | Some("") => None,
-        Some(raw) => Some(raw.parse::<u64>().ok().filter(|b| *b > 0).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_cursor",
-                "the cursor is not valid",
-            )
-        })?),
+        Some(raw) => Some(
+            raw.parse::<u64>()
+                .ok()
+                .filter(|b| *b > 0)
+                .ok_or_else(ApiError::invalid_cursor)?,
+        ),
     };
     let (page, next) = state
         .chat

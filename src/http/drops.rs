@@ -201,7 +201,7 @@ pub async fn list_drops(
             let parsed = raw
                 .split_once('~')
                 .and_then(|(at, id)| Some((Timestamp(at.parse().ok()?), DropId::parse(id).ok()?)));
-            Some(parsed.ok_or_else(|| bad("invalid_cursor", "the cursor is not valid"))?)
+            Some(parsed.ok_or_else(ApiError::invalid_cursor)?)
         }
     };
     let (page, more) = state.drops.list(status, after.as_ref(), limit);

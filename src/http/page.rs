@@ -3,7 +3,6 @@
 //! page), answered as `{items, next_cursor}`.
 
 use crate::http::error::ApiError;
-use axum::http::StatusCode;
 
 /// Items of a page unless `?limit=` asks, and the most it may ask (API.md's conventions).
 const DEFAULT: usize = 20;
@@ -20,13 +19,7 @@ pub fn after<K: Ord + ToString, T>(
 ) -> Result<(Vec<T>, Option<String>), ApiError> {
     let limit = crate::http::catalog::limit(limit, DEFAULT, MAX)?;
     let after = match cursor {
-        Some(raw) => Some(parse(raw.to_owned()).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_cursor",
-                "the cursor is not valid",
-            )
-        })?),
+        Some(raw) => Some(parse(raw.to_owned()).ok_or_else(ApiError::invalid_cursor)?),
         None => None,
     };
     let mut rest = sorted

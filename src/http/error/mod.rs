@@ -126,6 +126,15 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", detail)
     }
 
+    /// `400 invalid_cursor`: a list's `cursor` that no page of it ever gave.
+    pub fn invalid_cursor() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_cursor",
+            "the cursor is not valid",
+        )
+    }
+
     pub fn invalid_id(what: &str, e: InvalidId) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
