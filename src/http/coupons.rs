@@ -216,12 +216,14 @@ pub async fn wallet(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<axum::Json<WalletBody>, ApiError> {
-    let coupons = state.shopping.wallet(&user.user_id).await?;
-    let sorted = coupons.into_iter().map(|c| (c.coupon_id.clone(), c));
+    let wallet = state.shopping.wallet(&user.user_id).await?;
+    let sorted = wallet.iter().map(|(id, coupon)| (id.clone(), (id, coupon)));
     let parse = |raw| CouponId::parse(raw).ok();
     let (page, next_cursor) = page::after(sorted, q.cursor.as_deref(), q.limit, parse)?;
+    // Only the page's coupons are looked up in their campaigns.
     let items = page
         .into_iter()
+        .map(|(id, coupon)| state.shopping.owned(id, coupon))
         .map(|c| WalletItem {
             coupon_id: c.coupon_id.to_string(),
             campaign_id: c.coupon.campaign_id.to_string(),

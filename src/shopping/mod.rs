@@ -17,7 +17,7 @@ use crate::domain::ids::{CampaignId, CouponId, ProductId, SkuId, UserId};
 use crate::domain::pricing::{NotApplicable, Scope};
 use crate::domain::text;
 use crate::domain::time::{Clock, Timestamp};
-use crate::domain::user::wallet::{CouponStatus, WalletCommand, WalletCoupon};
+use crate::domain::user::wallet::{CouponStatus, Wallet, WalletCommand, WalletCoupon};
 use crate::domain::user::wishlist::WishlistCommand;
 use crate::domain::user::{UserCommand, UserError};
 use crate::domain::watchers::{WatchCommand, WatchError};
@@ -329,33 +329,31 @@ impl Shopping {
         Ok(())
     }
 
-    pub async fn wallet(&self, user: &UserId) -> Result<Vec<OwnedCoupon>, ShoppingError> {
-        let account = self.users.ask(user, UserCommand::Get).await?;
-        let now = self.now();
-        Ok(account
-            .state
-            .wallet
-            .iter()
-            .map(|(coupon_id, coupon)| {
-                let campaign = self.campaigns.view(&coupon.campaign_id);
-                let ended = campaign
-                    .as_ref()
-                    .and_then(|c| c.campaign.terms.ends_at)
-                    .is_some_and(|end| now >= end);
-                let status = match coupon.status {
-                    CouponStatus::Issued if ended => "expired",
-                    CouponStatus::Issued => "issued",
-                    CouponStatus::Reserved { .. } => "reserved",
-                    CouponStatus::Used { .. } => "used",
-                };
-                OwnedCoupon {
-                    coupon_id: coupon_id.clone(),
-                    coupon: coupon.clone(),
-                    campaign,
-                    status,
-                }
-            })
-            .collect())
+    /// The user's wallet, by coupon id; [`Shopping::owned`] tells how each coupon stands.
+    pub async fn wallet(&self, user: &UserId) -> Result<Wallet, ShoppingError> {
+        Ok(self.users.ask(user, UserCommand::Get).await?.state.wallet)
+    }
+
+    /// A coupon of a wallet as its owner sees it now: with its campaign, and `expired` once
+    /// the campaign has ended.
+    pub fn owned(&self, coupon_id: &CouponId, coupon: &WalletCoupon) -> OwnedCoupon {
+        let campaign = self.campaigns.view(&coupon.campaign_id);
+        let ended = campaign
+            .as_ref()
+            .and_then(|c| c.campaign.terms.ends_at)
+            .is_some_and(|end| self.now() >= end);
+        let status = match coupon.status {
+            CouponStatus::Issued if ended => "expired",
+            CouponStatus::Issued => "issued",
+            CouponStatus::Reserved { .. } => "reserved",
+            CouponStatus::Used { .. } => "used",
+        };
+        OwnedCoupon {
+            coupon_id: coupon_id.clone(),
+            coupon: coupon.clone(),
+            campaign,
+            status,
+        }
     }
 
     pub async fn wishlist(&self, user: &UserId) -> Result<Vec<ProductId>, ShoppingError> {
