@@ -193,7 +193,7 @@ impl Session {
                 Some((topic, item)) = self.topics.next(), if !self.topics.is_empty() => match item {
                     Ok(message) => {
                         if !self.still_reads(&topic) {
-                            Ok(Some(self.end(topic)))
+                            Ok(Some(self.end(&topic)))
                         } else if self.last.get(&topic).is_some_and(|m| *m == message) {
                             Ok(None)
                         } else {
@@ -256,11 +256,12 @@ impl Session {
         self.state.chat.reads(&user.user_id, admin, room)
     }
 
-    /// Ends the subscription to `topic`; the client is told as if it had unsubscribed.
-    fn end(&mut self, topic: Arc<str>) -> String {
-        self.topics.remove(&topic);
-        self.last.remove(&topic);
-        protocol::unsubscribed(&topic)
+    /// Ends the subscription to `topic` (the client's `unsubscribe`, or a room it left);
+    /// what the client is told.
+    fn end(&mut self, topic: &str) -> String {
+        self.topics.remove(topic);
+        self.last.remove(topic);
+        protocol::unsubscribed(topic)
     }
 
     /// Whether the signed-in token has been revoked (never for an anonymous socket).
@@ -310,11 +311,7 @@ impl Session {
                 Err(e) => protocol::error(e.code, &e.detail),
             },
             ClientFrame::Subscribe { topic } => self.subscribe(topic).await,
-            ClientFrame::Unsubscribe { topic } => {
-                self.topics.remove(topic.as_str());
-                self.last.remove(topic.as_str());
-                protocol::unsubscribed(&topic)
-            }
+            ClientFrame::Unsubscribe { topic } => self.end(&topic),
             ClientFrame::ChatSend {
                 room_id,
                 text,
