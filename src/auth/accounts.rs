@@ -371,14 +371,12 @@ fn check_field<'a>(
     min: usize,
     max: usize,
 ) -> Result<&'a str, AccountError> {
-    let v = value.trim();
-    let n = v.chars().count();
-    if n < min || n > max || value.chars().any(char::is_control) {
+    if !crate::domain::text::is_line(value, min, max) {
         return Err(AccountError::InvalidField(format!(
             "{field} must be {min} to {max} characters without control characters"
         )));
     }
-    Ok(v)
+    Ok(value.trim())
 }
 
 fn new_user_id() -> UserId {

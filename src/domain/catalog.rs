@@ -109,8 +109,12 @@ pub fn normalise_category(raw: &str) -> String {
 }
 
 fn check_text(field: &str, v: &str, min: usize, max: usize) -> Result<(), CatalogError> {
-    let n = v.trim().chars().count();
-    if n < min || n > max || v.chars().any(char::is_control) && field != "description" {
+    let fits = if field == "description" {
+        (min..=max).contains(&v.trim().chars().count())
+    } else {
+        crate::domain::text::is_line(v, min, max)
+    };
+    if !fits {
         return Err(CatalogError::Invalid(format!(
             "{field} must be {min} to {max} characters"
         )));

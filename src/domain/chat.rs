@@ -206,10 +206,7 @@ pub fn decide(
                 };
             }
             let name = name.trim();
-            if name.is_empty()
-                || name.chars().count() > MAX_NAME
-                || name.chars().any(char::is_control)
-            {
+            if !crate::domain::text::is_line(name, 1, MAX_NAME) {
                 return Err(RoomError::Invalid(
                     "name must be 1 to 100 characters, none of them a control character".into(),
                 ));

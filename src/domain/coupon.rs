@@ -5,6 +5,7 @@
 use crate::domain::catalog::MAX_CATEGORY_CHARS;
 use crate::domain::ids::{CampaignId, CouponId, UserId};
 use crate::domain::pricing::{CouponTerms, DiscountKind, Scope};
+use crate::domain::text;
 use crate::domain::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -86,18 +87,16 @@ pub const MAX_TOTAL_QUANTITY: u32 = 10_000_000;
 /// Every rule a campaign must satisfy.
 pub fn validate(c: &Campaign) -> Result<(), CouponError> {
     let bad = |m: &str| Err(CouponError::Invalid(m.to_string()));
-    let name = c.name.trim().chars().count();
-    if name == 0 || name > 100 || c.name.chars().any(char::is_control) {
+    if !text::is_line(&c.name, 1, 100) {
         return bad("name must be 1 to 100 characters, none of them a control character");
     }
-    if let Scope::Category { category } = &c.terms.scope {
-        let n = category.trim().chars().count();
-        if n == 0 || n > MAX_CATEGORY_CHARS || category.chars().any(char::is_control) {
-            return Err(CouponError::Invalid(format!(
-                "a category is 1 to {MAX_CATEGORY_CHARS} characters, none of them a control \
-                 character"
-            )));
-        }
+    if let Scope::Category { category } = &c.terms.scope
+        && !text::is_line(category, 1, MAX_CATEGORY_CHARS)
+    {
+        return Err(CouponError::Invalid(format!(
+            "a category is 1 to {MAX_CATEGORY_CHARS} characters, none of them a control \
+             character"
+        )));
     }
     let code_ok = (3..=32).contains(&c.code.len())
         && c.code

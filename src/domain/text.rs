@@ -6,6 +6,7 @@
 //! The form: Unicode NFKC (Unicode Standard Annex #15), so Hangul typed decomposed (NFD, as some
 //! macOS input sends it) and composed compare equal, as do full-width and ASCII Latin; then one
 //! case rule; then NFC again (a case mapping may leave a sequence unnormalised); trimmed.
+//! [`is_line`] is the one rule of one-line text people name things with.
 
 use unicode_normalization::UnicodeNormalization;
 
@@ -22,9 +23,24 @@ pub fn code(raw: &str) -> String {
     normal.trim().to_owned()
 }
 
+/// One line of `min` to `max` characters: counted trimmed, with no control character
+/// anywhere (the OpenAPI document's `line` pattern says the same).
+pub fn is_line(raw: &str, min: usize, max: usize) -> bool {
+    let n = raw.trim().chars().count();
+    (min..=max).contains(&n) && !raw.chars().any(char::is_control)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_is_counted_trimmed_and_holds_no_control_character() {
+        assert!(is_line(" 한글 tee ", 1, 8));
+        assert!(!is_line("  ", 1, 8), "only spaces");
+        assert!(!is_line("a\u{7}b", 1, 8));
+        assert!(!is_line("abc", 1, 2));
+    }
 
     #[test]
     fn decomposed_and_composed_hangul_fold_alike() {
