@@ -5,8 +5,10 @@
 //! A record is MessagePack with field names (`codec`): self-describing, which keeps old
 //! journals readable as fields come and go, but a delivered order's snapshot spends about 400
 //! of its 986 bytes on names, and every byte written costs sled CPU on the hot path and disk
-//! at rest. A dictionary is raw zstd content: encodings of typical records with their free
-//! text and ids blanked (see `packing/dictionaries.md` for how it was made). Compressing
+//! at rest. A dictionary's content is encodings of typical records with their free text and ids
+//! blanked; from dictionary 2 on, zstd's entropy tables made from such records come before it,
+//! so a small record's frame repeats the dictionary's tables instead of building and describing
+//! its own (see `packing/dictionaries.md` for how each was made). Compressing
 //! against it takes a delivered order's snapshot from 986 to 433 bytes and its view from 176
 //! to 79 (20,000 settled orders at level 1, README "Packing"; [`LEVEL`] -1 packs a little
 //! less, for about 3.6 µs and 1.4 µs of CPU; decompressing: 0.2 µs). Records of
@@ -40,19 +42,23 @@ const PACKED: u8 = b'z';
 const MAGIC: [u8; 4] = 0xFD2FB528u32.to_le_bytes();
 
 /// Every dictionary by id (the index is the id). Id 0 is never used.
-const DICTIONARIES: [&[u8]; 2] = [&[], include_bytes!("packing/dictionary-1.bin")];
+pub(super) const DICTIONARIES: [&[u8]; 3] = [
+    &[],
+    include_bytes!("packing/dictionary-1.bin"),
+    include_bytes!("packing/dictionary-2.bin"),
+];
 
 /// The dictionary new records are packed with.
-const CURRENT: u8 = 1;
+const CURRENT: u8 = 2;
 
 /// Records shorter than this are stored as they are: a frame's few bytes of header would eat
 /// most of what packing saves.
-const MIN_BYTES: usize = 48;
+pub(super) const MIN_BYTES: usize = 48;
 
 /// Records longer than this are stored as they are: the dictionary's help is spent after its
 /// first kilobytes, and compressing a large snapshot (a drop's SKU holds a reservation per
 /// buyer, megabytes) would hold its actor for milliseconds.
-const MAX_BYTES: usize = 64 * 1024;
+pub(super) const MAX_BYTES: usize = 64 * 1024;
 
 /// The longest record `unpack` accepts, a bound on what a damaged length can make it
 /// allocate. Records packed under an earlier [`MAX_BYTES`] must still read: never lower it.
@@ -63,7 +69,8 @@ const _: () = assert!(MAX_BYTES <= UNPACKED_MAX);
 /// (dictionary 1, one thread): level 1 took a snapshot of 978 B to 428 B in 6.8 µs and an
 /// order's placing event of 416 B to 181 B in 4.7 µs; level -1 to 424 B in 3.6 µs and 213 B
 /// in 1.9 µs (a view of 176 B: 82 B in 1.4 – 1.5 µs either way). zstd's entropy tables,
-/// built per frame, were 8 % of a hot-SKU sale's server CPU at level 1.
+/// built per frame, were 8 % of a hot-SKU sale's server CPU at level 1; dictionary 2 carries
+/// tables made at this level, which a frame repeats (29.4 k instructions a record → 21.4 k).
 const LEVEL: i32 = -1;
 
 static COMPRESS_WITH: LazyLock<CDict<'static>> =

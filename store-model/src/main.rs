@@ -30,7 +30,9 @@
 //! store instead).
 //!
 //! Stores: `sled`; `sled-fdatasync` and `sled-syncfs` (sled with an `fdatasync` of its log
-//! file, or a `syncfs` of its filesystem, after each flush); `fjall`; `none` (no store: what
+//! file, or a `syncfs` of its filesystem, after each flush); `sled-gc` (sled's own flusher on,
+//! every `GC_MS` milliseconds, 200 by default: it also rewrites the live pages of segments at
+//! most half live, which the journal's sled, flusher off, does only as it writes); `fjall`; `none` (no store: what
 //! the model itself costs). The data goes to `--dir`
 //! (default: the temp dir), a fresh directory per store and mode.
 
@@ -171,12 +173,16 @@ fn open(store: &str, dir: &Path) -> Box<dyn Store> {
             Box::new(Nothing)
         }
         // As `persistence::sled_open` and `SledJournal` open a node's journal.
-        "sled" | "sled-fdatasync" | "sled-syncfs" => {
+        "sled" | "sled-fdatasync" | "sled-syncfs" | "sled-gc" => {
+            let gc = std::env::var("GC_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(200);
             let db = sled::Config::new()
                 .path(dir)
                 .segment_size(128 * 1024)
                 .cache_capacity(256 * 1024 * 1024)
-                .flush_every_ms(None)
+                .flush_every_ms(if store == "sled-gc" { Some(gc) } else { None })
                 .open()
                 .expect("sled open");
             let tree = db.open_tree("journal").expect("sled tree");
@@ -195,7 +201,9 @@ fn open(store: &str, dir: &Path) -> Box<dyn Store> {
                 .expect("fjall keyspace");
             Box::new(Fjall(db, ks))
         }
-        other => panic!("no store {other}: sled, sled-fdatasync, sled-syncfs, fjall or none"),
+        other => {
+            panic!("no store {other}: sled, sled-fdatasync, sled-syncfs, sled-gc, fjall or none")
+        }
     }
 }
 

@@ -1,12 +1,14 @@
 //! How a dictionary is made (run by hand, never in the suite): typical records read from data
 //! dirs, their free text, ids and binary blanked, one sample per record shape, the most common
-//! shapes last (zstd reaches the end of a dictionary with the shortest offsets).
+//! shapes last (zstd reaches the end of a dictionary with the shortest offsets); from
+//! dictionary 2 on, zstd's entropy tables made from the records as they are (not blanked) in
+//! front of that content (`ZDICT_finalizeDictionary`).
 //!
 //! `EMPORIUM_DICTIONARY_FROM=dir1:dir2 EMPORIUM_DICTIONARY_TO=file cargo test --release
 //! making -- --ignored`, with data dirs written by a build that did not pack (or packed with an
 //! earlier dictionary). See `dictionaries.md` for what dictionary 1 was made from.
 
-use crate::persistence::packing::unpack;
+use crate::persistence::packing::{LEVEL, unpack};
 use crate::persistence::sled_layout::{EVENT, events_of_record};
 use crate::persistence::sled_open::open_as_made;
 use std::collections::HashMap;
@@ -22,6 +24,13 @@ const PER_SHAPE: usize = 1;
 /// A longer sample (a SKU's snapshot with its reservations) would crowd out the rest.
 const MAX_SAMPLE: usize = 2 * 1024;
 
+/// Records of one (record type, kind, shape) at most that the entropy tables are made from.
+const STATISTICS_PER_SHAPE: usize = 256;
+
+/// The id written in the dictionary's header (frames carry none: the packed record's own
+/// byte names the dictionary). Below 32,768, zstd's range for private dictionaries.
+const HEADER_ID: u32 = 2;
+
 #[test]
 #[ignore = "makes a dictionary from data dirs; run by hand"]
 fn making() {
@@ -29,6 +38,8 @@ fn making() {
     let to = std::env::var("EMPORIUM_DICTIONARY_TO").expect("EMPORIUM_DICTIONARY_TO");
     // (shape) -> (records seen, samples)
     let mut shapes: HashMap<Vec<u8>, (usize, Vec<Vec<u8>>)> = HashMap::new();
+    // (shape) -> records as they are
+    let mut statistics: HashMap<Vec<u8>, Vec<Vec<u8>>> = HashMap::new();
     for dir in from.split(':') {
         let db = open_as_made(&Path::new(dir).join("db")).unwrap();
         let tree = db.open_tree("entities").unwrap();
@@ -47,6 +58,10 @@ fn making() {
                     .copied()
                     .collect::<Vec<_>>();
                 group.extend_from_slice(&shape);
+                let records = statistics.entry(group.clone()).or_default();
+                if records.len() < STATISTICS_PER_SHAPE {
+                    records.push(record);
+                }
                 let (seen, samples) = shapes.entry(group).or_default();
                 *seen += 1;
                 if samples.len() < PER_SHAPE {
@@ -68,13 +83,54 @@ fn making() {
             }
         }
     }
-    let dictionary: Vec<u8> = kept.into_iter().rev().flatten().collect();
+    let content: Vec<u8> = kept.into_iter().rev().flatten().collect();
+    let mut records: Vec<Vec<u8>> = statistics.into_values().flatten().collect();
+    records.sort();
+    let dictionary = finalize(&content, &records);
     std::fs::write(&to, &dictionary).unwrap();
     println!(
         "{} bytes, crc32 {:#010x}",
         dictionary.len(),
         crc32fast::hash(&dictionary)
     );
+}
+
+/// `content` behind zstd's dictionary header and the entropy tables (literals, and the
+/// offset, match and literal length codes) of `records` compressed against it at [`LEVEL`].
+/// With the tables in the dictionary, a small record's frame repeats them instead of building
+/// and describing its own (README, "Packing").
+fn finalize(content: &[u8], records: &[Vec<u8>]) -> Vec<u8> {
+    use zstd::zstd_safe::zstd_sys;
+    let joined = records.concat();
+    let sizes: Vec<usize> = records.iter().map(Vec::len).collect();
+    let mut out = vec![0u8; content.len() + 64 * 1024];
+    let params = zstd_sys::ZDICT_params_t {
+        compressionLevel: LEVEL,
+        notificationLevel: 0,
+        dictID: HEADER_ID,
+    };
+    // SAFETY: each pointer and length pair names one live buffer (`out` is written, the
+    // others only read), and `sizes` adds up to `joined.len()`.
+    let n = unsafe {
+        zstd_sys::ZDICT_finalizeDictionary(
+            out.as_mut_ptr().cast(),
+            out.len(),
+            content.as_ptr().cast(),
+            content.len(),
+            joined.as_ptr().cast(),
+            sizes.as_ptr(),
+            u32::try_from(sizes.len()).unwrap(),
+            params,
+        )
+    };
+    // SAFETY: a plain function of a number.
+    assert_eq!(
+        unsafe { zstd_sys::ZDICT_isError(n) },
+        0,
+        "ZDICT_finalizeDictionary"
+    );
+    out.truncate(n);
+    out
 }
 
 /// The encoded records a stored value holds: an event, the events of a run, or a snapshot,
@@ -191,4 +247,54 @@ fn is_name(text: &[u8]) -> bool {
     let lower = text.iter().all(|c| c.is_ascii_lowercase() || *c == b'_');
     let code = text.len() == 3 && text.iter().all(u8::is_ascii_uppercase);
     !text.is_empty() && text.len() <= 24 && (lower || code)
+}
+
+/// What each dictionary packs the records of data dirs to, and in how long (run by hand):
+/// `EMPORIUM_DICTIONARY_FROM=dir1:dir2 cargo test --release comparing -- --ignored --nocapture`.
+#[test]
+#[ignore = "compares the dictionaries on data dirs; run by hand"]
+fn comparing() {
+    use crate::persistence::packing::{DICTIONARIES, MAX_BYTES, MIN_BYTES};
+    // (records up to MAX_SAMPLE: what the hot path packs; a SKU's large snapshot is another matter)
+    use zstd::zstd_safe::{CCtx, CDict, CParameter};
+    let from = std::env::var("EMPORIUM_DICTIONARY_FROM").expect("EMPORIUM_DICTIONARY_FROM");
+    let mut all = Vec::new();
+    for dir in from.split(':') {
+        let db = open_as_made(&Path::new(dir).join("db")).unwrap();
+        let tree = db.open_tree("entities").unwrap();
+        for row in tree.iter() {
+            let (k, v) = row.unwrap();
+            all.extend(
+                records(&k, &v)
+                    .into_iter()
+                    .filter(|r| (MIN_BYTES..=MAX_SAMPLE).contains(&r.len())),
+            );
+        }
+    }
+    let raw: usize = all.iter().map(Vec::len).sum();
+    println!("{} records, {raw} bytes", all.len());
+    for (id, d) in DICTIONARIES.iter().enumerate().skip(1) {
+        let cdict = CDict::create(d, LEVEL);
+        let mut c = CCtx::create();
+        c.set_parameter(CParameter::ContentSizeFlag(false)).unwrap();
+        c.set_parameter(CParameter::ChecksumFlag(false)).unwrap();
+        c.set_parameter(CParameter::DictIdFlag(false)).unwrap();
+        c.ref_cdict(&cdict).unwrap();
+        let mut out = vec![0u8; MAX_BYTES * 2];
+        let mut best = f64::MAX;
+        let mut bytes = 0;
+        for _ in 0..5 {
+            bytes = 0;
+            let t = std::time::Instant::now();
+            for r in &all {
+                bytes += c.compress2(&mut out[..], r).unwrap();
+            }
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        println!(
+            "dictionary {id}: {bytes} bytes ({:.1} %), {:.2} us a record",
+            100.0 * bytes as f64 / raw as f64,
+            best * 1e6 / all.len() as f64
+        );
+    }
 }
