@@ -232,6 +232,7 @@ async fn dispatch(State(gate): State<Arc<Gate>>, request: Request) -> Response {
             "the node is loading its data; retry shortly",
         )
         .retry_after(1)
+        .expected()
         .into_response(),
     }
 }

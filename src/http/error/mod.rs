@@ -70,6 +70,10 @@ pub struct ApiError {
     pub retry_after: Option<u32>,
     pub reason: Option<&'static str>,
     pub extensions: serde_json::Map<String, serde_json::Value>,
+    /// A 5xx that is the node working as documented (`503 starting` while it loads), logged
+    /// at INFO rather than ERROR: after a restart, every request that comes before ready
+    /// gets one, and they would bury real errors in the log.
+    pub expected: bool,
 }
 
 impl ApiError {
@@ -82,7 +86,14 @@ impl ApiError {
             retry_after: None,
             reason: None,
             extensions: serde_json::Map::new(),
+            expected: false,
         }
+    }
+
+    /// Marks the answer as the node working as documented: logged at INFO, not ERROR.
+    pub fn expected(mut self) -> Self {
+        self.expected = true;
+        self
     }
 
     /// Adds an extension member to the problem document.
@@ -150,7 +161,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
+        if self.status.is_server_error() && self.expected {
+            tracing::info!(
+                status = self.status.as_u16(),
+                code = self.code,
+                "request refused"
+            );
+        } else if self.status.is_server_error() {
             let cause = self.cause.as_ref().map(|c| format!("{c:#}"));
             tracing::error!(status = self.status.as_u16(), code = self.code,
                 detail = %self.detail, cause = cause.as_deref().unwrap_or(""), "request failed");
@@ -313,5 +330,45 @@ mod tests {
             (asked.status, asked.code),
             (StatusCode::SERVICE_UNAVAILABLE, "timeout")
         );
+    }
+
+    #[test]
+    fn a_documented_503_is_logged_at_info_and_a_failure_at_error() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Log(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Log {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        // Given a log, a node answering `503 starting` while it loads, and a real failure
+        let log = Log::default();
+        let sink = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        let starting = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "starting", "loading")
+            .retry_after(1)
+            .expected();
+        // When both are answered
+        tracing::subscriber::with_default(subscriber, || {
+            let _ = starting.into_response();
+            let _ = ApiError::from(RuntimeError::Unavailable).into_response();
+        });
+        // Then the start-up answer is an INFO line, the failure an ERROR one
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        let level = |code: &str| {
+            text.lines()
+                .find(|l| l.contains(&format!("code=\"{code}\"")))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_owned())
+        };
+        assert_eq!(level("starting").as_deref(), Some("INFO"), "{text}");
+        assert_eq!(level("unavailable").as_deref(), Some("ERROR"), "{text}");
     }
 }
