@@ -1,21 +1,24 @@
 //! The coupon campaign entity: one actor per campaign decides every claim on its quantity.
 //! Its view (terms and count issued) feeds the code lookup and the carts. Rules are in
-//! `domain::coupon`.
+//! `domain::coupon`. Its reminder delivers coupons a claim left owed (see `Shopping::start`).
 
 use crate::actors::entity::Entity;
 use crate::domain::coupon::{
     self, CampaignCommand, CampaignEvent, CampaignState, CampaignView, CouponError,
 };
-use crate::domain::ids::{CampaignId, CouponId};
+use crate::domain::ids::{CampaignId, CouponId, UserId};
 use crate::domain::time::Timestamp;
 
 pub struct CampaignEntity;
 
-/// A campaign after a command; for a claim, the coupon just issued.
+/// A campaign after a command; for a claim, the coupon just issued; for `Owed`, the coupons
+/// issued and not yet confirmed in their owners' wallets.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CampaignReply {
     pub view: Option<CampaignView>,
     pub issued: Option<CouponId>,
+    #[serde(default)]
+    pub owed: Vec<(CouponId, UserId)>,
 }
 
 impl Entity for CampaignEntity {
@@ -47,10 +50,23 @@ impl Entity for CampaignEntity {
             }
             _ => None,
         };
+        let owed = match c {
+            CampaignCommand::Owed => s
+                .owed
+                .iter()
+                .map(|(coupon, o)| (coupon.clone(), o.user_id.clone()))
+                .collect(),
+            _ => Vec::new(),
+        };
         CampaignReply {
             view: Self::view(s),
             issued,
+            owed,
         }
+    }
+
+    fn next_deadline(s: &CampaignState) -> Option<Timestamp> {
+        s.delivery_due()
     }
 
     fn view(s: &CampaignState) -> Option<CampaignView> {

@@ -373,7 +373,7 @@ fn check_field<'a>(
 ) -> Result<&'a str, AccountError> {
     if !crate::domain::text::is_line(value, min, max) {
         return Err(AccountError::InvalidField(format!(
-            "{field} must be {min} to {max} characters without control characters"
+            "{field} must be {min} to {max} characters on one line, some of them visible"
         )));
     }
     Ok(value.trim())

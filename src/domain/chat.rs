@@ -208,7 +208,7 @@ pub fn decide(
             let name = name.trim();
             if !crate::domain::text::is_line(name, 1, MAX_NAME) {
                 return Err(RoomError::Invalid(
-                    "name must be 1 to 100 characters, none of them a control character".into(),
+                    "name must be 1 to 100 characters on one line, some of them visible".into(),
                 ));
             }
             if members.len() >= MAX_MEMBERS {
@@ -250,9 +250,9 @@ pub fn decide(
             // The request is checked whole before a resend is recognised: a resend answers
             // only for a post that could have been stored.
             let n = text.chars().count();
-            if text.trim().is_empty() || n > MAX_TEXT {
+            if !text.chars().any(crate::domain::text::is_visible) || n > MAX_TEXT {
                 return Err(RoomError::Invalid(
-                    "text must be 1 to 2000 characters".into(),
+                    "text must be 1 to 2000 characters, not all of them blank".into(),
                 ));
             }
             // Lines and tabs are text; other control characters (NUL, escapes) are not.

@@ -1,6 +1,12 @@
 //! A coupon campaign: its terms, and the first-come claims on its limited quantity. One actor
 //! per campaign decides every claim, so 10,000 simultaneous claims on 100 coupons issue exactly
 //! 100 — the same no-lock path as stock.
+//!
+//! A coupon reaches its shopper's wallet in a second step (the wallet is the user entity's).
+//! Until that step is confirmed the campaign keeps the coupon as owed, with a reminder
+//! [`DELIVERY_GRACE`] after its issue: a claim the node stopped between the two steps is
+//! finished by the campaign's reminder (the wallet's add is idempotent), not only by the shopper
+//! claiming again.
 
 use crate::domain::catalog::MAX_CATEGORY_CHARS;
 use crate::domain::ids::{CampaignId, CouponId, UserId};
@@ -8,7 +14,11 @@ use crate::domain::pricing::{CouponTerms, DiscountKind, Scope};
 use crate::domain::text;
 use crate::domain::time::Timestamp;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+
+/// How long after its issue a coupon not yet confirmed in its wallet is delivered by the
+/// campaign's reminder: well past a claim's own two steps (an ask's timeout is 5 s).
+pub const DELIVERY_GRACE_MS: i64 = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Campaign {
@@ -27,6 +37,26 @@ pub struct CampaignState {
     pub campaign: Option<Campaign>,
     pub issued: u32,
     pub claims: HashMap<UserId, Vec<CouponId>>,
+    /// Coupons issued and not yet confirmed in their wallets, with their owner and issue time
+    /// (empty in states written before deliveries were confirmed).
+    #[serde(default)]
+    pub owed: BTreeMap<CouponId, Owed>,
+}
+
+/// A coupon issued and not yet confirmed in its owner's wallet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owed {
+    pub user_id: UserId,
+    pub issued_at: Timestamp,
+}
+
+impl CampaignState {
+    /// When the campaign's reminder should deliver what a claim left owed: the oldest owed
+    /// coupon's issue plus [`DELIVERY_GRACE_MS`].
+    pub fn delivery_due(&self) -> Option<Timestamp> {
+        let oldest = self.owed.values().map(|o| o.issued_at).min()?;
+        Some(Timestamp(oldest.millis() + DELIVERY_GRACE_MS))
+    }
 }
 
 /// What read models and carts see of a campaign.
@@ -46,8 +76,19 @@ impl CampaignView {
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CampaignCommand {
-    Create { id: CampaignId, campaign: Campaign },
-    Claim { user_id: UserId },
+    Create {
+        id: CampaignId,
+        campaign: Campaign,
+    },
+    Claim {
+        user_id: UserId,
+    },
+    /// The coupons are in their wallets: they are owed no more (idempotent).
+    Delivered {
+        coupon_ids: Vec<CouponId>,
+    },
+    /// The coupons owed (its reply's `owed`), for the campaign's reminder to deliver.
+    Owed,
     Get,
 }
 
@@ -61,6 +102,13 @@ pub enum CampaignEvent {
     Issued {
         user_id: UserId,
         coupon_id: CouponId,
+        /// When; absent in events written before deliveries were confirmed (those coupons are
+        /// not kept as owed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at: Option<Timestamp>,
+    },
+    Delivered {
+        coupon_ids: Vec<CouponId>,
     },
 }
 
@@ -152,7 +200,19 @@ pub fn decide(
     };
     match cmd {
         CampaignCommand::Create { .. } => unreachable!("handled above"),
-        CampaignCommand::Get => Ok(vec![]),
+        CampaignCommand::Get | CampaignCommand::Owed => Ok(vec![]),
+        CampaignCommand::Delivered { coupon_ids } => {
+            let owed: Vec<CouponId> = coupon_ids
+                .iter()
+                .filter(|c| s.owed.contains_key(*c))
+                .cloned()
+                .collect();
+            Ok(if owed.is_empty() {
+                vec![]
+            } else {
+                vec![CampaignEvent::Delivered { coupon_ids: owed }]
+            })
+        }
         CampaignCommand::Claim { user_id } => {
             let t = &campaign.terms;
             if t.starts_at.is_some_and(|s| now < s) || t.ends_at.is_some_and(|e| now >= e) {
@@ -172,6 +232,7 @@ pub fn decide(
             Ok(vec![CampaignEvent::Issued {
                 user_id: user_id.clone(),
                 coupon_id,
+                at: Some(now),
             }])
         }
     }
@@ -183,12 +244,28 @@ pub fn apply(s: &mut CampaignState, e: &CampaignEvent) {
             s.id = Some(id.clone());
             s.campaign = Some(campaign.clone());
         }
-        CampaignEvent::Issued { user_id, coupon_id } => {
+        CampaignEvent::Issued {
+            user_id,
+            coupon_id,
+            at,
+        } => {
             s.issued += 1;
             s.claims
                 .entry(user_id.clone())
                 .or_default()
                 .push(coupon_id.clone());
+            if let Some(at) = at {
+                let owed = Owed {
+                    user_id: user_id.clone(),
+                    issued_at: *at,
+                };
+                s.owed.insert(coupon_id.clone(), owed);
+            }
+        }
+        CampaignEvent::Delivered { coupon_ids } => {
+            for c in coupon_ids {
+                s.owed.remove(c);
+            }
         }
     }
 }
@@ -281,6 +358,43 @@ mod tests {
         run(&mut s, claim("a"), NOW).unwrap();
         run(&mut s, claim("a"), NOW).unwrap();
         assert_eq!(s.claims.values().map(Vec::len).sum::<usize>(), 2);
+    }
+
+    #[test]
+    fn an_issued_coupon_is_owed_until_its_wallet_confirms_it() {
+        // Given a campaign and two claims, the second a little later
+        let mut s = CampaignState::default();
+        let create = CampaignCommand::Create {
+            id: cid(),
+            campaign: campaign(None, 1),
+        };
+        run(&mut s, create, NOW).unwrap();
+        run(&mut s, claim("a"), NOW).unwrap();
+        run(&mut s, claim("b"), Timestamp(NOW.millis() + 500)).unwrap();
+        // Then both are owed, and the delivery is due a grace after the first
+        assert_eq!(s.owed.len(), 2);
+        assert_eq!(
+            s.delivery_due(),
+            Some(Timestamp(NOW.millis() + DELIVERY_GRACE_MS))
+        );
+        // When the first is confirmed (twice: a claim's confirmation and the reminder's)
+        let first = vec![CouponId::parse("c1.1").unwrap()];
+        let delivered = CampaignCommand::Delivered { coupon_ids: first };
+        run(&mut s, delivered.clone(), NOW).unwrap();
+        // Then only the second is owed, due a grace after its issue, and a repeat is no event
+        assert_eq!(
+            s.delivery_due(),
+            Some(Timestamp(NOW.millis() + 500 + DELIVERY_GRACE_MS))
+        );
+        assert_eq!(decide(&s, &delivered, NOW), Ok(vec![]));
+        // And an event of an older build, without its time, owes nothing
+        let legacy = CampaignEvent::Issued {
+            user_id: UserId::parse("c").unwrap(),
+            coupon_id: CouponId::parse("c1.3").unwrap(),
+            at: None,
+        };
+        apply(&mut s, &legacy);
+        assert_eq!(s.owed.len(), 1);
     }
 
     #[test]

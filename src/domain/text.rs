@@ -23,11 +23,31 @@ pub fn code(raw: &str) -> String {
     normal.trim().to_owned()
 }
 
-/// One line of `min` to `max` characters: counted trimmed, with no control character
-/// anywhere (the OpenAPI document's `line` pattern says the same).
+/// One line of `min` to `max` characters: counted trimmed, with no control character and no
+/// line or paragraph separator (U+2028, U+2029) anywhere, and at least one [visible](is_visible)
+/// character, so a name of zero-width spaces or a lone byte-order mark is refused (the OpenAPI
+/// document's `line` pattern says the same).
 pub fn is_line(raw: &str, min: usize, max: usize) -> bool {
     let n = raw.trim().chars().count();
-    (min..=max).contains(&n) && !raw.chars().any(char::is_control)
+    (min..=max).contains(&n)
+        && !raw
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+        && raw.chars().any(is_visible)
+}
+
+/// Whether `c` shows as something: neither white space nor a default-ignorable code point,
+/// which renders as nothing (Unicode's DerivedCoreProperties.txt, `Default_Ignorable_Code_Point`,
+/// 16.0: the soft hyphen, zero-width spaces and joiners, direction marks, variation selectors,
+/// the byte-order mark, the Hangul fillers and the tag characters among them).
+pub fn is_visible(c: char) -> bool {
+    !c.is_whitespace()
+        && !matches!(c,
+            '\u{ad}' | '\u{34f}' | '\u{61c}' | '\u{115f}'..='\u{1160}' | '\u{17b4}'..='\u{17b5}'
+            | '\u{180b}'..='\u{180f}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}' | '\u{3164}' | '\u{fe00}'..='\u{fe0f}' | '\u{feff}'
+            | '\u{ffa0}' | '\u{fff0}'..='\u{fff8}' | '\u{1bca0}'..='\u{1bca3}'
+            | '\u{1d173}'..='\u{1d17a}' | '\u{e0000}'..='\u{e0fff}')
 }
 
 #[cfg(test)]
@@ -40,6 +60,25 @@ mod tests {
         assert!(!is_line("  ", 1, 8), "only spaces");
         assert!(!is_line("a\u{7}b", 1, 8));
         assert!(!is_line("abc", 1, 2));
+    }
+
+    #[test]
+    fn a_line_of_only_invisible_characters_is_refused() {
+        // Given names that render as nothing: zero-width spaces, a byte-order mark, a Hangul filler
+        for blank in [
+            "\u{200b}\u{200b}",
+            "\u{feff}",
+            " \u{3164} ",
+            "\u{200d}\u{fe0f}",
+        ] {
+            assert!(!is_line(blank, 1, 8), "{blank:?}");
+        }
+        // And a line separator inside a name
+        assert!(!is_line("a\u{2028}b", 1, 8));
+        // Then a name with one visible character among them is a name (an emoji with its joiner)
+        assert!(is_line("\u{200b}a", 1, 8));
+        assert!(is_line("👩\u{200d}💻", 1, 8));
+        assert!(is_line("ㅋ", 1, 8), "a Hangul letter is not a filler");
     }
 
     #[test]

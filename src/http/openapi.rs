@@ -21,10 +21,13 @@ const PROBLEM: &str = "application/problem+json";
 /// `domain::ids`: what every id is made of.
 const ID_PATTERN: &str = "^[A-Za-z0-9._:-]{1,64}$";
 
-/// One line of text (names, phones, addresses, categories): no control characters, and not
-/// only spaces — what the handlers' field checks accept. A field says `format = "line"` and
-/// gets this pattern here, in place of the format.
-pub const LINE: &str = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$";
+/// One line of text (names, phones, addresses, categories): no control characters or line
+/// separators, and some character that is neither a space nor default-ignorable — what
+/// `domain::text::is_line` accepts. A field says `format = "line"` and gets this pattern here,
+/// in place of the format. ECMA-262 without the `u` flag sees a code point above U+FFFF as two
+/// surrogates, so the pattern takes the few default-ignorable ones there (the tag characters)
+/// for visible, where the server does not.
+pub const LINE: &str = r"^[^\u0000-\u001F\u007F-\u009F\u2028\u2029]*[^\s\u0000-\u001F\u007F-\u009F\u00AD\u034F\u061C\u115F\u1160\u17B4\u17B5\u180B-\u180F\u200B-\u200F\u2028-\u202E\u2060-\u206F\u3164\uFE00-\uFE0F\uFEFF\uFFA0\uFFF0-\uFFF8][^\u0000-\u001F\u007F-\u009F\u2028\u2029]*$";
 
 /// The document as served: JSON rendered once at start-up.
 #[derive(Clone)]
@@ -331,5 +334,40 @@ fn complete_operation(op: &mut Operation, asks: bool) {
             "503",
             "no reply in time, or unavailable; retry after Retry-After",
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_line_pattern_accepts_what_the_server_accepts() {
+        // Given the OpenAPI document's one-line pattern, as a client's validator reads it
+        let line = regex::Regex::new(LINE).expect("the pattern compiles");
+        // Then it agrees with the server on names, blanks and line breaks of the Basic
+        // Multilingual Plane
+        for text in [
+            "한글 tee",
+            "a",
+            " x ",
+            "",
+            "  ",
+            "\u{200b}",
+            "\u{200b}a",
+            "\u{feff}",
+            "\u{3164}",
+            "a\u{2028}b",
+            "a\nb",
+            "a\u{7}",
+            "\u{ad}\u{ad}",
+            "ㅋ",
+        ] {
+            assert_eq!(
+                line.is_match(text),
+                crate::domain::text::is_line(text, 0, 1000),
+                "{text:?}"
+            );
+        }
     }
 }

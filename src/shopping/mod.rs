@@ -5,6 +5,7 @@
 
 use crate::actors::campaign::CampaignEntity;
 use crate::actors::cart::Cart;
+use crate::actors::reminders::DueHandler;
 use crate::actors::user::User;
 use crate::actors::watchers::ProductWatchers;
 use crate::actors::{AskError, Entities, Runtime, RuntimeError};
@@ -99,7 +100,7 @@ impl Shopping {
         }
         let c = legacy_codes.clone();
         campaigns.on_view(move |id, view| remember(&c, id, &view.campaign.code));
-        Ok(Self {
+        let shopping = Self {
             carts,
             campaigns,
             watchers,
@@ -107,7 +108,14 @@ impl Shopping {
             catalog,
             users,
             clock,
-        })
+        };
+        let owner = shopping.clone();
+        let deliver: DueHandler<CampaignEntity> = Arc::new(move |id| {
+            let shopping = owner.clone();
+            Box::pin(async move { shopping.deliver_owed(&id).await })
+        });
+        shopping.campaigns.keep_reminders(None, Some(deliver));
+        Ok(shopping)
     }
 
     pub fn now(&self) -> Timestamp {
@@ -309,10 +317,53 @@ impl Shopping {
         };
         let coupon_id = reply.issued.ok_or(ShoppingError::NotFound("coupon"))?;
         self.add_to_wallet(user, &coupon_id, &campaign_id).await?;
+        // Confirmed on the side: if this is lost, the campaign's reminder adds it again.
+        let (campaigns, delivered) = (self.campaigns.clone(), campaign_id.clone());
+        let confirm = CampaignCommand::Delivered {
+            coupon_ids: vec![coupon_id.clone()],
+        };
+        tokio::spawn(async move { campaigns.ask(&delivered, confirm).await });
         let view = reply
             .view
             .ok_or(ShoppingError::NotFound("coupon campaign"))?;
         Ok((coupon_id, campaign_id, view))
+    }
+
+    /// Puts into their wallets the coupons a campaign issued and never saw confirmed there
+    /// (the node stopped between a claim's two steps), then confirms them: the campaign's
+    /// reminder. A wallet that cannot be reached now is tried again at the reminder's next
+    /// firing.
+    async fn deliver_owed(&self, campaign_id: &CampaignId) {
+        let owed = match self.campaigns.ask(campaign_id, CampaignCommand::Owed).await {
+            Ok(reply) => reply.owed,
+            Err(e) => {
+                tracing::warn!(%campaign_id, error = %e, "cannot read the coupons owed");
+                return;
+            }
+        };
+        let mut delivered = Vec::with_capacity(owed.len());
+        for (coupon_id, user) in owed {
+            match self.add_to_wallet(&user, &coupon_id, campaign_id).await {
+                Ok(()) => delivered.push(coupon_id),
+                // The account refuses it (erased): there is no wallet to deliver to.
+                Err(ShoppingError::User(e)) => {
+                    tracing::info!(%campaign_id, %coupon_id, error = %e, "an owed coupon has no wallet");
+                    delivered.push(coupon_id);
+                }
+                Err(e) => {
+                    tracing::warn!(%campaign_id, %coupon_id, error = %e, "cannot deliver an owed coupon");
+                }
+            }
+        }
+        if !delivered.is_empty() {
+            tracing::info!(%campaign_id, coupons = delivered.len(), "owed coupons delivered");
+            let confirm = CampaignCommand::Delivered {
+                coupon_ids: delivered,
+            };
+            if let Err(e) = self.campaigns.ask(campaign_id, confirm).await {
+                tracing::warn!(%campaign_id, error = %e, "cannot confirm delivered coupons");
+            }
+        }
     }
 
     async fn add_to_wallet(
