@@ -434,4 +434,20 @@ async fn a_zombie_owner_acknowledges_nothing_after_its_shard_is_taken() {
         ledger.retries.load(Ordering::Relaxed)
     );
     audit(&cluster, &[0, 1, 2], &drop_id, quantity, &ledger).await;
+    // The zombie tells its operator that it lost its leases.
+    let url = format!("{}/metrics", cluster.nodes[owner].base);
+    let metrics = cluster
+        .client
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lost = metrics
+        .lines()
+        .find(|l| l.starts_with("emporium_lease_renewals_total{outcome=\"lost\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert!(lost.is_some_and(|n| n >= 1.0), "{metrics}");
 }

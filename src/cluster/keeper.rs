@@ -159,8 +159,15 @@ impl Keeper {
                     free_since.remove(&shard);
                     to_take.push((shard, false));
                 }
-                Some(_) => {
+                Some(h) => {
                     free_since.remove(&shard);
+                    if self.fences.holds(shard) && !self.handovers.is_under_way(shard) {
+                        // Held here until now, and not handed over: taken while this node could
+                        // not renew (a pause, a partition from Redis). What an operator counts.
+                        metrics::counter!("emporium_lease_renewals_total", "outcome" => "lost")
+                            .increment(1);
+                        tracing::warn!(shard = shard.0, holder = %h.node, "shard lost to another node");
+                    }
                     self.lose(shard);
                 }
                 None => {
