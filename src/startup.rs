@@ -180,12 +180,36 @@ async fn load(
     });
     let mut router = http::router(state, settings.server.body_limit_bytes);
     if settings.sandbox_enabled() {
-        router = router.merge(crate::sandbox::router(sandbox_config(&settings)));
+        router = router.merge(match sandbox_home(&settings, &node) {
+            Some(locate) => {
+                let wait = Duration::from_millis(settings.sandbox.timeout_card_delay_ms);
+                crate::sandbox::home::router(locate, wait + Duration::from_secs(5))
+            }
+            None => crate::sandbox::router(sandbox_config(&settings)),
+        });
     }
     let _ = gate.inner.set(router);
     gate.ready.store(true, Ordering::Release);
     tracing::info!(elapsed = ?started.elapsed(), "ready");
     Ok(node)
+}
+
+/// In a cluster whose first node is not this one, where that node (the sandboxes' home, see
+/// `sandbox::home`) serves HTTP now, from its heartbeat in Redis.
+fn sandbox_home(settings: &Settings, node: &Arc<Node>) -> Option<crate::sandbox::home::Locate> {
+    let first = settings.cluster.as_ref()?.nodes.first()?.name.clone();
+    if settings.node.as_deref() == Some(first.as_str()) {
+        return None;
+    }
+    let node = node.clone();
+    Some(Arc::new(move || {
+        let node = node.clone();
+        Box::pin(async move {
+            let nodes = node.member.as_ref()?.nodes().await.ok()?;
+            let (_, report) = nodes.into_iter().next()?;
+            Some(report?.http)
+        })
+    }))
 }
 
 /// The sandboxes' behaviour from settings (`emporium sandbox` uses it too).

@@ -307,3 +307,63 @@ async fn a_node_that_takes_over_a_shard_runs_its_deadlines() {
     let item = &s["items"][shard.0 as usize];
     assert_eq!(item["node"], "n2", "{s}");
 }
+
+/// Given two nodes with the sandboxes on (the dev-mode default), when a shopper pays at one
+/// node's sandbox and confirms through the other, then the order is paid: the cluster has one
+/// sandbox, on its first node, which the others pass their `/sandbox` requests to. (Each node
+/// had its own: the confirming node's gateway did not know the payment, and the order failed
+/// with its money captured.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_made_through_one_node_is_confirmed_through_another() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = cluster_file(dir.path(), 16, &redis, &["n1", "n2"]);
+    let sandbox = [("EMPORIUM__SANDBOX__ENABLED", "true")];
+    let nodes = common::cluster::start_nodes(&file, &["n1", "n2"], dir.path(), &sandbox).await;
+    let client = reqwest::Client::new();
+    let bases: Vec<String> = nodes.iter().map(|n| n.base.clone()).collect();
+    let drop_id = live_drop(&client, &bases[0], "pay-tee", 10, 5, 5).await;
+    let token = shopper(1);
+    let mut paid = Vec::new();
+    for (k, (bought, confirmed)) in [(1, 0), (0, 1)].into_iter().enumerate() {
+        let key = format!("pay{k}");
+        let (status, order, why) = buy(&client, &bases[bought], &drop_id, &token, &key).await;
+        assert_eq!(status, 201, "{why:?}");
+        let order = order.unwrap();
+        let card = json!({"order_id": order, "amount": 900, "card_number": "4111111111111111"});
+        let r = client
+            .post(format!("{}/sandbox/pg/v1/payments", bases[bought]))
+            .json(&card)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let payment: serde_json::Value = r.json().await.unwrap();
+        let confirm = json!({"order_id": order, "payment_key": payment["payment_key"],
+            "amount": 900});
+        let r = client
+            .post(format!("{}/api/v1/payments/confirm", bases[confirmed]))
+            .bearer_auth(&token)
+            .json(&confirm)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!((status, &body["status"]), (200, &json!("paid")), "{body}");
+        paid.push(payment["payment_key"].as_str().unwrap().to_owned());
+    }
+    // Both nodes show the one sandbox: each payment captured once.
+    for base in &bases {
+        let (status, audit) = get(&client, &format!("{base}/sandbox/pg/v1/audit")).await;
+        assert_eq!(status, 200, "{audit}");
+        for key in &paid {
+            let p = audit
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["payment_key"] == key.as_str());
+            assert_eq!(p.map(|p| p["captures"].clone()), Some(json!(1)), "{audit}");
+        }
+    }
+}

@@ -4,10 +4,11 @@
 //! only over HTTP, through the same adapters a real provider would use.
 //!
 //! State is in memory: the sandbox is a test double of an outside system, not part of the
-//! engine's data.
+//! engine's data. In a cluster one node serves them for all (`home`).
 
 pub mod carrier;
 mod checkout;
+pub mod home;
 pub mod pg;
 mod reply;
 
@@ -28,7 +29,7 @@ pub struct SandboxConfig {
     pub webhook_secret: Vec<u8>,
 }
 
-/// `/sandbox/pg/...` and `/sandbox/carrier/...`.
+/// `/sandbox/pg/...` and `/sandbox/carrier/...` (in a cluster, on its first node: `home`).
 pub fn router(config: SandboxConfig) -> Router {
     Router::new()
         .nest(
