@@ -108,6 +108,10 @@ pub struct Payment {
     pub approved_at: Option<Timestamp>,
     /// Refunded so far (cancellation, returns).
     pub refunded: i64,
+    /// When the gateway reported a capture of a payment the order had already declined (a
+    /// confirmation that failed on our side while the gateway took the money): it is refunded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captured_late: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -465,6 +469,10 @@ pub enum OrderEvent {
     ReturnRequested(ReturnRequest),
     Refunded {
         amount: i64,
+        at: Timestamp,
+    },
+    /// The gateway captured the payment after the order had declined it: all of it goes back.
+    CapturedLate {
         at: Timestamp,
     },
     ReplyRemembered {

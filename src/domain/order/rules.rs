@@ -244,6 +244,11 @@ fn settle_payment(
     if p.payment_key != payment_key {
         return Err(OrderError::NotPayable);
     }
+    // Declined here (an unknown payment, a refusal we misread) and captured there: the order
+    // has given its units back, so the money goes back too, once.
+    if p.status == PaymentStatus::Declined && result.is_ok() && p.captured_late.is_none() {
+        return Ok(vec![OrderEvent::CapturedLate { at: now }]);
+    }
     if p.status != PaymentStatus::Confirming {
         return Ok(vec![]); // already settled (driver and webhook both report)
     }
@@ -407,6 +412,7 @@ pub fn apply(s: &mut OrderState, event: &OrderEvent) {
                 reason: None,
                 approved_at: None,
                 refunded: 0,
+                captured_late: None,
             });
             queue(s, Action::ConfirmPayment, *at);
         }
@@ -545,6 +551,15 @@ pub fn apply(s: &mut OrderState, event: &OrderEvent) {
                 let text = format!("A refund of {amount} was issued.");
                 notify(s, NotificationKind::OrderRefunded, text, *at);
             }
+        }
+        E::CapturedLate { at } => {
+            let Some(p) = s.payment.as_mut() else {
+                return;
+            };
+            p.captured_late = Some(*at);
+            let amount = p.amount - p.refunded;
+            let reason = "captured after the order's payment had failed".to_owned();
+            queue(s, Action::RefundPayment { amount, reason }, *at);
         }
         E::ReplyRemembered { key, reply } => {
             s.replies.insert(key.clone(), reply.clone());

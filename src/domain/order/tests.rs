@@ -242,6 +242,40 @@ fn cancelling_a_paid_order_refunds_restocks_and_restores_the_coupon() {
 }
 
 #[test]
+fn a_capture_reported_after_the_order_declined_its_payment_is_refunded_once() {
+    // Given an order whose confirmation failed on our side (the gateway did not know the key)
+    let mut s = reserved(false);
+    when(&mut s, pay(5000)).unwrap();
+    let declined = OrderCommand::SettlePayment {
+        payment_key: "pk1".into(),
+        result: Err("unknown_payment".into()),
+    };
+    when(&mut s, declined).unwrap();
+    assert_eq!(s.status, Some(OrderStatus::PaymentFailed));
+    // When the gateway's webhook says the payment was captured after all
+    let captured = OrderCommand::SettlePayment {
+        payment_key: "pk1".into(),
+        result: Ok(T0),
+    };
+    when(&mut s, captured.clone()).unwrap();
+    // Then the order stays failed and queues a refund of the whole amount
+    assert_eq!(s.status, Some(OrderStatus::PaymentFailed));
+    let refund = s.effects.values().find_map(|e| match &e.action {
+        Action::RefundPayment { amount, .. } => Some(*amount),
+        _ => None,
+    });
+    assert_eq!(refund, Some(5000));
+    // And the same report again (webhooks are retried) refunds nothing more
+    assert_eq!(decide(&s, &captured, T0), Ok(vec![]));
+    // And a decline reported twice is no capture
+    let again = OrderCommand::SettlePayment {
+        payment_key: "pk1".into(),
+        result: Err("unknown_payment".into()),
+    };
+    assert_eq!(decide(&s, &again, T0), Ok(vec![]));
+}
+
+#[test]
 fn a_payment_cancelled_at_the_gateway_cancels_the_order_without_refunding_it_again() {
     // Given a paid order (4500 paid)
     let mut s = paid(true);
