@@ -11,14 +11,14 @@ use crate::domain::time::Timestamp;
 
 pub struct CampaignEntity;
 
-/// A campaign after a command; for a claim, the coupon just issued; for `Owed`, the coupons
-/// issued and not yet confirmed in their owners' wallets.
+/// A campaign after a command; for a claim, the coupon just issued; for `ListOwed`, the
+/// coupons issued and not yet confirmed in their owners' wallets, with owner and issue time.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CampaignReply {
     pub view: Option<CampaignView>,
     pub issued: Option<CouponId>,
     #[serde(default)]
-    pub owed: Vec<(CouponId, UserId)>,
+    pub owed: Vec<(CouponId, UserId, Timestamp)>,
 }
 
 impl Entity for CampaignEntity {
@@ -51,10 +51,10 @@ impl Entity for CampaignEntity {
             _ => None,
         };
         let owed = match c {
-            CampaignCommand::Owed => s
+            CampaignCommand::ListOwed => s
                 .owed
                 .iter()
-                .map(|(coupon, o)| (coupon.clone(), o.user_id.clone()))
+                .map(|(coupon, o)| (coupon.clone(), o.user_id.clone(), o.issued_at))
                 .collect(),
             _ => Vec::new(),
         };

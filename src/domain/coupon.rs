@@ -84,11 +84,11 @@ pub enum CampaignCommand {
         user_id: UserId,
     },
     /// The coupons are in their wallets: they are owed no more (idempotent).
-    Delivered {
+    ConfirmDelivery {
         coupon_ids: Vec<CouponId>,
     },
     /// The coupons owed (its reply's `owed`), for the campaign's reminder to deliver.
-    Owed,
+    ListOwed,
     Get,
 }
 
@@ -200,8 +200,8 @@ pub fn decide(
     };
     match cmd {
         CampaignCommand::Create { .. } => unreachable!("handled above"),
-        CampaignCommand::Get | CampaignCommand::Owed => Ok(vec![]),
-        CampaignCommand::Delivered { coupon_ids } => {
+        CampaignCommand::Get | CampaignCommand::ListOwed => Ok(vec![]),
+        CampaignCommand::ConfirmDelivery { coupon_ids } => {
             let owed: Vec<CouponId> = coupon_ids
                 .iter()
                 .filter(|c| s.owed.contains_key(*c))
@@ -379,7 +379,7 @@ mod tests {
         );
         // When the first is confirmed (twice: a claim's confirmation and the reminder's)
         let first = vec![CouponId::parse("c1.1").unwrap()];
-        let delivered = CampaignCommand::Delivered { coupon_ids: first };
+        let delivered = CampaignCommand::ConfirmDelivery { coupon_ids: first };
         run(&mut s, delivered.clone(), NOW).unwrap();
         // Then only the second is owed, due a grace after its issue, and a repeat is no event
         assert_eq!(

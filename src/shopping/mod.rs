@@ -3,6 +3,8 @@
 //! claims (first-come in the campaign actor, then into the user's wallet), the wallet and the
 //! wishlist.
 
+mod deliveries;
+
 use crate::actors::campaign::CampaignEntity;
 use crate::actors::cart::Cart;
 use crate::actors::reminders::DueHandler;
@@ -23,6 +25,7 @@ use crate::domain::user::wishlist::WishlistCommand;
 use crate::domain::user::{UserCommand, UserError};
 use crate::domain::watchers::{WatchCommand, WatchError};
 use dashmap::DashMap;
+use deliveries::Confirmations;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +76,7 @@ pub struct Shopping {
     catalog: Catalog,
     users: Entities<User>,
     clock: Arc<dyn Clock>,
+    confirmations: Confirmations,
 }
 
 impl Shopping {
@@ -82,8 +86,10 @@ impl Shopping {
         users: Entities<User>,
     ) -> anyhow::Result<Self> {
         let clock = rt.clock.clone();
+        let shutdown = rt.shutdown.clone();
         let carts = Entities::<Cart>::start(rt.clone()).await?;
         let campaigns = Entities::<CampaignEntity>::start(rt.clone()).await?;
+        let confirmations = Confirmations::start(campaigns.clone(), shutdown);
         let watchers = Entities::<ProductWatchers>::start(rt).await?;
         let legacy_codes = Arc::new(DashMap::new());
         let remember = |codes: &DashMap<String, CampaignId>, id: &CampaignId, code: &str| {
@@ -108,6 +114,7 @@ impl Shopping {
             catalog,
             users,
             clock,
+            confirmations,
         };
         let owner = shopping.clone();
         let deliver: DueHandler<CampaignEntity> = Arc::new(move |id| {
@@ -310,6 +317,7 @@ impl Shopping {
                 // A claim whose wallet step was lost (crash) heals here.
                 for coupon_id in &coupons {
                     self.add_to_wallet(user, coupon_id, &campaign_id).await?;
+                    self.confirmations.push(&campaign_id, coupon_id.clone());
                 }
                 return Err(CouponError::AlreadyClaimed { coupons }.into());
             }
@@ -317,56 +325,14 @@ impl Shopping {
         };
         let coupon_id = reply.issued.ok_or(ShoppingError::NotFound("coupon"))?;
         self.add_to_wallet(user, &coupon_id, &campaign_id).await?;
-        // Confirmed on the side: if this is lost, the campaign's reminder adds it again.
-        let (campaigns, delivered) = (self.campaigns.clone(), campaign_id.clone());
-        let confirm = CampaignCommand::Delivered {
-            coupon_ids: vec![coupon_id.clone()],
-        };
-        tokio::spawn(async move { campaigns.ask(&delivered, confirm).await });
+        self.confirmations.push(&campaign_id, coupon_id.clone());
         let view = reply
             .view
             .ok_or(ShoppingError::NotFound("coupon campaign"))?;
         Ok((coupon_id, campaign_id, view))
     }
 
-    /// Puts into their wallets the coupons a campaign issued and never saw confirmed there
-    /// (the node stopped between a claim's two steps), then confirms them: the campaign's
-    /// reminder. A wallet that cannot be reached now is tried again at the reminder's next
-    /// firing.
-    async fn deliver_owed(&self, campaign_id: &CampaignId) {
-        let owed = match self.campaigns.ask(campaign_id, CampaignCommand::Owed).await {
-            Ok(reply) => reply.owed,
-            Err(e) => {
-                tracing::warn!(%campaign_id, error = %e, "cannot read the coupons owed");
-                return;
-            }
-        };
-        let mut delivered = Vec::with_capacity(owed.len());
-        for (coupon_id, user) in owed {
-            match self.add_to_wallet(&user, &coupon_id, campaign_id).await {
-                Ok(()) => delivered.push(coupon_id),
-                // The account refuses it (erased): there is no wallet to deliver to.
-                Err(ShoppingError::User(e)) => {
-                    tracing::info!(%campaign_id, %coupon_id, error = %e, "an owed coupon has no wallet");
-                    delivered.push(coupon_id);
-                }
-                Err(e) => {
-                    tracing::warn!(%campaign_id, %coupon_id, error = %e, "cannot deliver an owed coupon");
-                }
-            }
-        }
-        if !delivered.is_empty() {
-            tracing::info!(%campaign_id, coupons = delivered.len(), "owed coupons delivered");
-            let confirm = CampaignCommand::Delivered {
-                coupon_ids: delivered,
-            };
-            if let Err(e) = self.campaigns.ask(campaign_id, confirm).await {
-                tracing::warn!(%campaign_id, error = %e, "cannot confirm delivered coupons");
-            }
-        }
-    }
-
-    async fn add_to_wallet(
+    pub(super) async fn add_to_wallet(
         &self,
         user: &UserId,
         coupon_id: &CouponId,

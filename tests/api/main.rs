@@ -6,6 +6,7 @@ mod auth_abuse;
 mod authz;
 mod catalog;
 mod compat;
+mod coupon_delivery;
 mod drops;
 mod faults;
 mod health;
