@@ -4,7 +4,7 @@
 //!
 //! A coupon reaches its shopper's wallet in a second step (the wallet is the user entity's).
 //! Until that step is confirmed the campaign keeps the coupon as owed, with a reminder
-//! [`DELIVERY_GRACE`] after its issue: a claim the node stopped between the two steps is
+//! [`DELIVERY_GRACE_MS`] after its issue: a claim the node stopped between the two steps is
 //! finished by the campaign's reminder (the wallet's add is idempotent), not only by the shopper
 //! claiming again.
 
