@@ -189,6 +189,22 @@ async fn without_redis_a_node_acknowledges_nothing_and_recovers_by_itself() {
     eprintln!("refused in {:?}", asked.elapsed());
     assert_eq!((status, order), (503, None), "{retry:?}");
     assert_eq!(retry.as_deref(), Some("1"), "503 with Retry-After");
+    // Past a lease TTL (1.5 s) without Redis, the node says it is not ready: a load balancer
+    // sends its requests elsewhere.
+    let readyz = format!("{}/readyz", server.base);
+    let readiness = |status: u16| {
+        let (client, readyz) = (client.clone(), readyz.clone());
+        let until = async move {
+            while client.get(&readyz).send().await.unwrap().status() != status {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), until)
+    };
+    readiness(503)
+        .await
+        .expect("/readyz still 200 with Redis down");
+    eprintln!("not ready {:?} after Redis died", asked.elapsed());
 
     // Redis comes back (its append-only file read back): the node serves again by itself.
     redis.restart();
@@ -208,6 +224,9 @@ async fn without_redis_a_node_acknowledges_nothing_and_recovers_by_itself() {
         "serving again {:?} after Redis came back",
         started.elapsed()
     );
+    readiness(200)
+        .await
+        .expect("not ready again with Redis back");
     acknowledged.push(recovered);
     let (_, d) = get(&client, &format!("{}/api/v1/drops/{drop_id}", server.base)).await;
     let n = |k: &str| d[k].as_u64().unwrap();

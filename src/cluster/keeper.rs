@@ -62,6 +62,12 @@ fn grace(ttl: Duration) -> Duration {
     ttl
 }
 
+/// Until when a lease renewed at `asked` lets this node write: the TTL less a margin (a fifth)
+/// for the clocks' drift and the renewal's own trip.
+fn good_until(asked: Instant, ttl: Duration) -> Instant {
+    asked + ttl.saturating_sub(ttl / 5)
+}
+
 /// The most shards handed over per round.
 fn handovers_per_round(shards: u32) -> usize {
     (shards as usize / 16).max(1)
@@ -72,9 +78,12 @@ impl Keeper {
     pub async fn run(self, shutdown: CancellationToken) {
         let every = self.leases.ttl() / 3;
         let mut free_since: HashMap<Shard, Instant> = HashMap::new();
+        let ttl = self.leases.ttl();
         loop {
-            if let Err(e) = self.round(&mut free_since).await {
-                tracing::warn!(error = %e, "cannot reach Redis to keep the shard leases");
+            let asked = Instant::now();
+            match self.round(&mut free_since).await {
+                Ok(()) => self.fences.in_touch(good_until(asked, ttl)),
+                Err(e) => tracing::warn!(error = %e, "cannot reach Redis to keep the shard leases"),
             }
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -231,8 +240,7 @@ impl Keeper {
         metrics::counter!("emporium_lease_renewals_total", "outcome" => outcome).increment(1);
         match acquired? {
             Some(fence) => {
-                let ttl = self.leases.ttl();
-                let until = asked + ttl.saturating_sub(ttl / 5);
+                let until = good_until(asked, self.leases.ttl());
                 // The same term renewed, even after a slow round let the local deadline pass.
                 let renewed = self.fences.held(shard).is_some_and(|f| f == fence);
                 if !renewed {

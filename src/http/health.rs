@@ -35,8 +35,9 @@ pub async fn healthz() -> StatusCode {
     StatusCode::OK
 }
 
-/// 200 once recovery finished and the node serves; 503 before, while shutting down, and once a
-/// failed flush stopped the journal (it takes no writes until the node restarts).
+/// 200 once recovery finished and the node serves; 503 before, while shutting down, once a
+/// failed flush stopped the journal (it takes no writes until the node restarts), and in a
+/// cluster while Redis has not answered the node for longer than a lease lasts.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "serving"), (status = 503, description = "not ready")))]
 pub async fn readyz(State(state): State<AppState>) -> StatusCode {

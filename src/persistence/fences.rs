@@ -14,14 +14,17 @@
 use crate::cluster::leases::Fence;
 use crate::cluster::shards::Shard;
 use dashmap::DashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Default)]
 pub struct Fences {
     held: DashMap<Shard, (Fence, Instant)>,
     gates: DashMap<Shard, Arc<Gate>>,
+    /// Until when the keeper's last full round with Redis vouches for this node (as a
+    /// renewal's deadline); `None` before its first.
+    in_touch_until: Mutex<Option<Instant>>,
 }
 
 /// One shard's admissions.
@@ -48,6 +51,25 @@ impl Fences {
         if !renewed {
             self.gate(shard).leaving.store(false, Ordering::SeqCst);
         }
+    }
+
+    /// The keeper finished a round with Redis: this node is in touch with the cluster until
+    /// `until` (the deadline a renewal made then would have).
+    pub fn in_touch(&self, until: Instant) {
+        *self
+            .in_touch_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(until);
+    }
+
+    /// Whether the keeper has not reached Redis for longer than a lease lasts: this node
+    /// holds no good fence, nor knows who holds the shards. False before its first round.
+    pub fn out_of_touch(&self) -> bool {
+        let until = *self
+            .in_touch_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        until.is_some_and(|until| Instant::now() >= until)
     }
 
     /// Holds `fence` with no local deadline (tests; the keeper always gives one).

@@ -319,8 +319,9 @@ pub trait Journal: Send + Sync + 'static {
     }
     /// Makes everything submitted so far durable and stops taking writes. Blocks.
     fn close(&self);
-    /// Why the journal takes no more writes, when a failure stopped it (a flush that failed:
-    /// `sled_sync`); the node is then not ready until it restarts.
+    /// Why the journal takes no writes now, which makes the node not ready (`/readyz` 503): a
+    /// failure that stopped it until the node restarts (a flush that failed: `sled_sync`), or a
+    /// store it cannot reach, until it answers again (Redis: `redis_journal`).
     fn failure(&self) -> Option<String> {
         None
     }

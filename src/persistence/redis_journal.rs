@@ -391,6 +391,14 @@ impl Journal for RedisJournal {
         self.fences.admits(self.shard(stream.kind, &stream.id))
     }
 
+    /// Not a failure that stays: Redis has not answered the lease keeper for longer than a
+    /// lease lasts (down, hung, or cut off from this node). Ready again at its next round.
+    fn failure(&self) -> Option<String> {
+        self.fences
+            .out_of_touch()
+            .then(|| "Redis has not answered this node for longer than a lease lasts".to_owned())
+    }
+
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -10,6 +10,12 @@
 //! with the same key is answered by the written order before the SKU is asked. What may
 //! still come is a later restock (a return, months on), and it carries the order's own
 //! account of the sale ([`Recall`]): the units it bought and those back before it.
+//!
+//! One exception, harmless: while a shard changes owner, the old owner's request and the new
+//! owner's dispatcher may drive one order for a moment, and the slower one may send a step
+//! the other has just recorded. A commit or release then finds nothing
+//! (`ReservationNotFound`); its driver reports the step failed, and the order ignores a
+//! failure of a step no longer pending.
 
 use crate::domain::ids::{OrderId, UserId};
 use crate::domain::inventory::messages::{

@@ -356,6 +356,8 @@ pub enum OrderCommand {
         effect: u32,
         outcome: Outcome,
     },
+    /// A step could not be carried out now: it backs off (`policy`), and is a dead letter after
+    /// `max_attempts`. A step no longer pending (another driver finished it) is ignored.
     Fail {
         effect: u32,
         error: String,

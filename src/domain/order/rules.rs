@@ -31,7 +31,11 @@ pub fn decide(
             error,
             policy,
         } => {
-            let e = s.effects.get(effect).ok_or(OrderError::NoSuchEffect)?;
+            // Finished by another driver meanwhile (during a shard hand-over, the old owner's
+            // request and the new owner's dispatcher both drive): its failure no longer counts.
+            let Some(e) = s.effects.get(effect) else {
+                return Ok(vec![]);
+            };
             let attempts = e.attempts + 1;
             let shift = attempts.min(20);
             let backoff = policy

@@ -477,6 +477,25 @@ fn failing_effects_back_off_and_become_dead_letters_until_revived() {
 }
 
 #[test]
+fn a_failure_reported_after_another_driver_finished_the_step_changes_nothing() {
+    // Given a paid order whose stock commit one driver finished
+    let mut s = paid(false);
+    let id = s.pending("commit_stock").unwrap();
+    let done = complete(&s, "commit_stock", Outcome::Done);
+    when(&mut s, done).unwrap();
+    // When a second driver, which ran the same step and was refused (the SKU had forgotten
+    // the settled reservation), reports its failure
+    let fail = OrderCommand::Fail {
+        effect: id,
+        error: "commit stock: ReservationNotFound".into(),
+        policy: POLICY,
+    };
+    // Then it is no error (the shopper's confirm answers the paid order, not 404)
+    assert_eq!(decide(&s, &fail, T0), Ok(vec![]));
+    assert_eq!(s.status, Some(OrderStatus::Paid));
+}
+
+#[test]
 fn a_drop_order_starts_awaiting_payment_and_expires_like_any_other() {
     let drop = Placement {
         drop_id: Some(crate::domain::ids::DropId::parse("d1").unwrap()),
