@@ -6,8 +6,9 @@
 //! Units: creating a drop moves `quantity` units out of the SKU's `available` into the drop's
 //! `remaining`. A purchase moves units from `remaining` to a reservation (held by the order,
 //! counted in the SKU's `reserved` too); payment makes them sold; a released or expired
-//! reservation gives them back to `remaining`. So at every instant
-//! `sold + reserved + remaining == quantity`, and `sold <= quantity`.
+//! reservation gives them back to `remaining`. When the drop ends, what it has not sold goes
+//! back to the shelf (`shelved`), as do reservations released after the end. So at every instant
+//! `sold + reserved + remaining + shelved == quantity`, and `sold <= quantity`.
 
 pub use crate::domain::ids::DropId;
 use crate::domain::ids::UserId;
@@ -40,6 +41,10 @@ pub struct DropState {
     /// check the clock themselves).
     pub opened: bool,
     pub ended: bool,
+    /// Units given back to the SKU's shelf (`available`): those unsold when the drop ended and
+    /// those of reservations released after it.
+    #[serde(default)]
+    pub shelved: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,7 +94,17 @@ impl DropState {
             per_user: BTreeMap::new(),
             opened: false,
             ended: false,
+            shelved: 0,
         }
+    }
+
+    /// The window closed: the units left go back to the shelf. Returns how many.
+    pub fn end(&mut self) -> u32 {
+        self.opened = true;
+        self.ended = true;
+        let left = std::mem::take(&mut self.remaining);
+        self.shelved += left;
+        left
     }
 
     /// Where the drop stands at `now`.
@@ -152,12 +167,18 @@ impl DropState {
         self.forget(user, qty);
     }
 
-    /// A released or expired reservation: its units return to the drop and the shopper may
-    /// buy again.
-    pub fn give_back(&mut self, user: &UserId, qty: u32) {
+    /// A released or expired reservation: the shopper may buy again, and its units return to
+    /// the drop while it runs, to the shelf once it ended. Returns the units for the shelf.
+    pub fn give_back(&mut self, user: &UserId, qty: u32) -> u32 {
         self.reserved -= qty;
-        self.remaining += qty;
         self.forget(user, qty);
+        if self.ended {
+            self.shelved += qty;
+            qty
+        } else {
+            self.remaining += qty;
+            0
+        }
     }
 
     fn forget(&mut self, user: &UserId, qty: u32) {
@@ -199,6 +220,9 @@ pub struct DropView {
     pub remaining: u32,
     pub reserved: u32,
     pub sold: u32,
+    /// See [`DropState::shelved`].
+    #[serde(default)]
+    pub shelved: u32,
     pub price: i64,
     pub starts_at: Timestamp,
     pub ends_at: Option<Timestamp>,
@@ -215,6 +239,7 @@ impl DropView {
             remaining: d.remaining,
             reserved: d.reserved,
             sold: d.sold,
+            shelved: d.shelved,
             price: d.spec.price,
             starts_at: d.spec.starts_at,
             ends_at: d.spec.ends_at,

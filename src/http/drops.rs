@@ -47,7 +47,7 @@ pub struct CreateDrop {
 }
 
 #[derive(Serialize, ToSchema)]
-#[schema(examples(json!({"drop_id": "d-sneaker-270-1201", "sku_id": "sneaker-270", "product_id": "p0194c3a1b2c4e1f2a3b4c5d6e7f80912", "status": "live", "quantity": 100, "remaining": 37, "reserved": 5, "sold": 58, "price": 139000, "currency": "KRW", "per_user_limit": 1, "starts_at": "2026-12-01T01:00:00Z", "ends_at": "2026-12-01T03:00:00Z"})))]
+#[schema(examples(json!({"drop_id": "d-sneaker-270-1201", "sku_id": "sneaker-270", "product_id": "p0194c3a1b2c4e1f2a3b4c5d6e7f80912", "status": "live", "quantity": 100, "remaining": 37, "reserved": 5, "sold": 58, "shelved": 0, "price": 139000, "currency": "KRW", "per_user_limit": 1, "starts_at": "2026-12-01T01:00:00Z", "ends_at": "2026-12-01T03:00:00Z"})))]
 pub struct DropBody {
     pub drop_id: String,
     pub sku_id: String,
@@ -59,6 +59,9 @@ pub struct DropBody {
     pub remaining: u32,
     pub reserved: u32,
     pub sold: u32,
+    /// Units back on the SKU's shelf since the drop ended (unsold, or released after the
+    /// end): `sold + reserved + remaining + shelved == quantity`.
+    pub shelved: u32,
     pub price: i64,
     pub currency: String,
     pub per_user_limit: u32,
@@ -88,6 +91,7 @@ fn body(state: &AppState, sku: &SkuId, d: &DropView) -> DropBody {
         remaining: d.remaining,
         reserved: d.reserved,
         sold: d.sold,
+        shelved: d.shelved,
         price: d.price,
         currency: state.currency.to_string(),
         per_user_limit: d.per_user_limit,

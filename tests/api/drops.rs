@@ -345,6 +345,48 @@ async fn an_unpaid_drop_order_expires_and_its_unit_returns_to_the_drop() {
 }
 
 #[tokio::test]
+async fn when_a_drop_ends_its_unsold_and_unpaid_units_go_back_on_sale() {
+    // Given a drop of 3 of a SKU's 10 units, ending in an hour, with one unit bought, unpaid
+    let clock = ManualClock::starting_at(SystemClock.now());
+    let env = [("EMPORIUM__OUTBOX__POLL_MS", "50")];
+    let app = spawn_app_full(tempfile::tempdir().unwrap(), &env, Arc::new(clock.clone())).await;
+    sku(&app, "end", 10).await;
+    let ends_at = Timestamp(clock.now().millis() + 3_600_000);
+    let body = json!({"sku_id": "end", "quantity": 3, "price": 99000,
+        "starts_at": an_hour_ago().to_rfc3339(), "ends_at": ends_at.to_rfc3339(),
+        "per_user_limit": 1});
+    let d: Value = ok(create_drop(&app, OPERATOR_TOKEN, body).await).await;
+    let id = d["drop_id"].as_str().unwrap();
+    let token = shoppers(1).remove(0);
+    assert_eq!(buy(&app, &token, id, "held", 1).await.status(), 201);
+    let shelf = |body: Value| body["available"].as_u64().unwrap();
+    assert_eq!(
+        shelf(ok(app.put_stock("end", json!({"delta": 0})).await).await),
+        7
+    );
+
+    // When the window closes (and the order's ten minutes are long past)
+    clock.advance(Duration::from_secs(3_601));
+
+    // Then the drop has ended with nothing left in it, and all ten units are on the shelf
+    let state = drop_showing(&app, id, "shelved", json!(3)).await;
+    assert_eq!(state["status"], "ended");
+    assert_eq!(
+        (state["remaining"].clone(), state["reserved"].clone()),
+        (json!(0), json!(0))
+    );
+    let mut available = 0;
+    for _ in 0..200 {
+        available = shelf(ok(app.put_stock("end", json!({"delta": 0})).await).await);
+        if available == 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(available, 10, "the drop's units are for sale again");
+}
+
+#[tokio::test]
 async fn after_a_restart_a_sold_out_drop_still_tells_replays_and_reused_keys_from_new_buyers() {
     // Given a sold-out drop, and an order of another drop under a second key
     let app = spawn_app().await;

@@ -134,9 +134,9 @@ pub(super) fn opened(state: &mut SkuState, drop_id: &DropId) {
     }
 }
 
+/// The drop's window closed: its unsold units go back to the shelf, to be sold again.
 pub(super) fn ended(state: &mut SkuState, drop_id: &DropId) {
     if let Some(d) = state.drops.get_mut(drop_id) {
-        d.opened = true;
-        d.ended = true;
+        state.available += u64::from(d.end());
     }
 }

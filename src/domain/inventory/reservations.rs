@@ -273,11 +273,12 @@ pub(super) fn restocked(
 
 pub(super) fn released(state: &mut SkuState, order_id: &OrderId, qty: u32, reason: ReleaseReason) {
     let user = state.reservations.get(order_id).map(|r| r.user_id.clone());
-    match (state.drop_of(order_id), user) {
-        // Units of a drop go back to the drop, not to the shelf.
+    let shelved = match (state.drop_of(order_id), user) {
+        // Units of a drop go back to the drop while it runs, not to the shelf.
         (Some(d), Some(user)) => d.give_back(&user, qty),
-        _ => state.available += u64::from(qty),
-    }
+        _ => qty,
+    };
+    state.available += u64::from(shelved);
     state.close_reservation(order_id);
     state.reserved -= u64::from(qty);
     state

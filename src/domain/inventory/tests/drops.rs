@@ -294,6 +294,55 @@ fn a_unit_that_comes_back_after_its_drop_ended_goes_to_the_shelf() {
         recall: None,
     };
     let (_, s) = when(&s, restock).unwrap();
-    // Then it is on the shelf, where it can be sold again
-    assert_eq!((s.available, s.sold, s.total()), (8, 0, 10));
+    // Then it is on the shelf with the two the drop did not sell, where they can be sold again
+    assert_eq!((s.available, s.sold, s.total()), (10, 0, 10));
+}
+
+#[test]
+fn a_drop_that_ends_gives_its_unsold_units_and_later_releases_to_the_shelf() {
+    // Given a drop of 5 units out of 10, with one unit reserved past the drop's end and one sold
+    let s = with_drop(5, 2);
+    let mut held = buy("a", "u1", 1);
+    if let SkuCommand::Purchase(p) = &mut held {
+        p.expires_at = Timestamp(NOW.0 + 7_200_000);
+    }
+    let (_, s) = when(&s, held).unwrap();
+    let (_, s) = when(&s, buy("b", "u2", 1)).unwrap();
+    let commit = SkuCommand::Commit {
+        order_id: order("b"),
+    };
+    let (_, s) = when(&s, commit).unwrap();
+    assert_eq!((s.available, drop_counts(&s)), (5, (3, 1, 1)));
+    // When its window closes
+    let end = Timestamp(NOW.0 + 3_600_000);
+    let (events, s) = when_at(&s, SkuCommand::ExpireDue, end).unwrap();
+    assert!(events.contains(&SkuEvent::DropEnded { drop_id: drop_id() }));
+    // Then the three unsold units are back on the shelf, the reservation still held
+    assert_eq!((s.available, drop_counts(&s)), (8, (0, 1, 1)));
+    assert_eq!(s.drops[&drop_id()].shelved, 3);
+    // And when the reservation is released after the end, its unit goes to the shelf too
+    let release = SkuCommand::Release {
+        order_id: order("a"),
+    };
+    let (_, s) = when_at(&s, release, end).unwrap();
+    let d = &s.drops[&drop_id()];
+    assert_eq!((s.available, drop_counts(&s), d.shelved), (9, (0, 0, 1), 4));
+    assert_eq!(
+        d.sold + d.reserved + d.remaining + d.shelved,
+        d.spec.quantity
+    );
+    assert_eq!(s.total(), 10);
+    assert!(
+        when(
+            &s,
+            SkuCommand::Reserve {
+                order_id: order("c"),
+                user_id: user(),
+                qty: 9,
+                expires_at: Timestamp(end.0 + 600_000),
+            }
+        )
+        .is_ok(),
+        "every unit not sold is for sale on the shelf"
+    );
 }
