@@ -39,14 +39,16 @@ pub fn is_line(raw: &str, min: usize, max: usize) -> bool {
 /// Whether `c` shows as something: neither white space nor a default-ignorable code point,
 /// which renders as nothing (Unicode's DerivedCoreProperties.txt, `Default_Ignorable_Code_Point`,
 /// 16.0: the soft hyphen, zero-width spaces and joiners, direction marks, variation selectors,
-/// the byte-order mark, the Hangul fillers and the tag characters among them).
+/// the byte-order mark, the Hangul fillers and the tag characters among them); nor the blank
+/// Braille pattern (U+2800) or the interlinear annotation marks (U+FFF9–U+FFFB), which are not
+/// on that list but show as nothing too.
 pub fn is_visible(c: char) -> bool {
     !c.is_whitespace()
         && !matches!(c,
             '\u{ad}' | '\u{34f}' | '\u{61c}' | '\u{115f}'..='\u{1160}' | '\u{17b4}'..='\u{17b5}'
             | '\u{180b}'..='\u{180f}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
-            | '\u{2060}'..='\u{206f}' | '\u{3164}' | '\u{fe00}'..='\u{fe0f}' | '\u{feff}'
-            | '\u{ffa0}' | '\u{fff0}'..='\u{fff8}' | '\u{1bca0}'..='\u{1bca3}'
+            | '\u{2060}'..='\u{206f}' | '\u{2800}' | '\u{3164}' | '\u{fe00}'..='\u{fe0f}'
+            | '\u{feff}' | '\u{ffa0}' | '\u{fff0}'..='\u{fffb}' | '\u{1bca0}'..='\u{1bca3}'
             | '\u{1d173}'..='\u{1d17a}' | '\u{e0000}'..='\u{e0fff}')
 }
 
@@ -70,6 +72,8 @@ mod tests {
             "\u{feff}",
             " \u{3164} ",
             "\u{200d}\u{fe0f}",
+            "\u{2800}\u{2800}",
+            "\u{fff9}",
         ] {
             assert!(!is_line(blank, 1, 8), "{blank:?}");
         }

@@ -27,7 +27,7 @@ const ID_PATTERN: &str = "^[A-Za-z0-9._:-]{1,64}$";
 /// in place of the format. ECMA-262 without the `u` flag sees a code point above U+FFFF as two
 /// surrogates, so the pattern takes the few default-ignorable ones there (the tag characters)
 /// for visible, where the server does not.
-pub const LINE: &str = r"^[^\u0000-\u001F\u007F-\u009F\u2028\u2029]*[^\s\u0000-\u001F\u007F-\u009F\u00AD\u034F\u061C\u115F\u1160\u17B4\u17B5\u180B-\u180F\u200B-\u200F\u2028-\u202E\u2060-\u206F\u3164\uFE00-\uFE0F\uFEFF\uFFA0\uFFF0-\uFFF8][^\u0000-\u001F\u007F-\u009F\u2028\u2029]*$";
+pub const LINE: &str = r"^[^\u0000-\u001F\u007F-\u009F\u2028\u2029]*[^\s\u0000-\u001F\u007F-\u009F\u00AD\u034F\u061C\u115F\u1160\u17B4\u17B5\u180B-\u180F\u200B-\u200F\u2028-\u202E\u2060-\u206F\u2800\u3164\uFE00-\uFE0F\uFEFF\uFFA0\uFFF0-\uFFFB][^\u0000-\u001F\u007F-\u009F\u2028\u2029]*$";
 
 /// The document as served: JSON rendered once at start-up.
 #[derive(Clone)]
