@@ -216,6 +216,9 @@ fn sandbox_home(settings: &Settings, node: &Arc<Node>) -> Option<crate::sandbox:
 pub fn sandbox_config(settings: &Settings) -> crate::sandbox::SandboxConfig {
     crate::sandbox::SandboxConfig {
         carrier_step: std::time::Duration::from_secs_f64(settings.sandbox.carrier_step_secs),
+        carrier_callback_lag: std::time::Duration::from_millis(
+            settings.sandbox.carrier_callback_lag_ms,
+        ),
         timeout_card_delay: std::time::Duration::from_millis(
             settings.sandbox.timeout_card_delay_ms,
         ),

@@ -15,6 +15,17 @@ pub struct OrderLine {
     pub unit_price: i64,
     pub quantity: u32,
     pub line_total: i64,
+    /// The line's share of the coupon's discount (minor units): spread by value over the
+    /// lines the coupon's scope covers, none on the others
+    /// ([`crate::domain::pricing::line_discounts`]); the shares sum to the placement's
+    /// `discount`. What a return of the line refunds comes from it. Orders placed before it
+    /// was kept have none on any line (see `crate::domain::order::returns`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub discount: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -22,6 +22,17 @@ pub enum Scope {
     Product { product_id: ProductId },
 }
 
+impl Scope {
+    /// Whether the coupon's discount applies to `line`.
+    fn covers(&self, line: &Line<'_>) -> bool {
+        match self {
+            Scope::Order => true,
+            Scope::Category { category } => line.category == category,
+            Scope::Product { product_id } => line.product_id == product_id,
+        }
+    }
+}
+
 /// What a coupon grants and when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CouponTerms {
@@ -94,11 +105,7 @@ pub fn discount(
     }
     let eligible: i64 = lines
         .iter()
-        .filter(|l| match &terms.scope {
-            Scope::Order => true,
-            Scope::Category { category } => l.category == category,
-            Scope::Product { product_id } => l.product_id == product_id,
-        })
+        .filter(|l| terms.scope.covers(l))
         .map(line_total)
         .sum();
     if eligible == 0 {
@@ -137,6 +144,37 @@ pub fn totals(
         },
         refusal,
     )
+}
+
+/// Each line's share of `discount` (minor units, in the order of `lines`): spread by value
+/// over the lines `scope` covers and nothing on the others, each share rounded down and the
+/// last covered line taking what rounding left, so the shares sum to `discount` exactly. A
+/// return refunds what its line was paid, so a line the coupon did not cover gives its full
+/// price back and a covered one its price less its share.
+pub fn line_discounts(lines: &[Line<'_>], scope: &Scope, discount: i64) -> Vec<i64> {
+    let eligible: i128 = lines
+        .iter()
+        .filter(|l| scope.covers(l))
+        .map(|l| i128::from(line_total(l)))
+        .sum();
+    let mut shares = vec![0; lines.len()];
+    let Some(last) = lines.iter().rposition(|l| scope.covers(l)) else {
+        return shares;
+    };
+    if eligible <= 0 {
+        return shares;
+    }
+    let mut given = 0;
+    for (i, line) in lines.iter().enumerate().filter(|(_, l)| scope.covers(l)) {
+        shares[i] = if i == last {
+            discount - given
+        } else {
+            let share = i128::from(line_total(line)) * i128::from(discount) / eligible;
+            i64::try_from(share).unwrap_or(discount)
+        };
+        given += shares[i];
+    }
+    shares
 }
 
 #[cfg(test)]
@@ -237,6 +275,42 @@ mod tests {
             discount(&lines, &elsewhere, NOW),
             Err(NotApplicable::NoEligibleItems)
         );
+    }
+
+    #[test]
+    fn a_scoped_discount_is_shared_only_by_the_lines_it_covers() {
+        let (a, b, c) = (pid("a"), pid("b"), pid("c"));
+        let line = |product_id, category, unit_price, quantity| Line {
+            product_id,
+            category,
+            unit_price,
+            quantity,
+        };
+        // Given two tops and a pair of shoes
+        let lines = [
+            line(&a, "tops", 10_000, 1),
+            line(&b, "shoes", 50_000, 1),
+            line(&c, "tops", 20_000, 2),
+        ];
+        // When a product coupon's 7,500 is shared, then it all lands on that product
+        let product = Scope::Product {
+            product_id: pid("b"),
+        };
+        assert_eq!(line_discounts(&lines, &product, 7_500), [0, 7_500, 0]);
+        // When a category coupon's 1,001 is shared, then the tops share it by value (10,000
+        // to 40,000), rounding left to the last one
+        let tops = Scope::Category {
+            category: "tops".into(),
+        };
+        assert_eq!(line_discounts(&lines, &tops, 1_001), [200, 0, 801]);
+        // When an order coupon's is shared, then every line has its part and they sum up
+        let shares = line_discounts(&lines, &Scope::Order, 9_999);
+        assert_eq!(shares, [999, 4_999, 4_001]);
+        // When no line is covered, then no line has a share
+        let bags = Scope::Category {
+            category: "bags".into(),
+        };
+        assert_eq!(line_discounts(&lines, &bags, 0), [0, 0, 0]);
     }
 
     #[test]

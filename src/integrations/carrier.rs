@@ -12,6 +12,9 @@ pub enum CarrierError {
     Refused(String),
     #[error("the carrier is unavailable: {0}")]
     Unavailable(String),
+    /// A call-off refused because the parcel was picked up (`409 ALREADY_PICKED_UP`).
+    #[error("the carrier has picked the parcel up")]
+    AlreadyPickedUp,
 }
 
 /// What a shipment booking needs.
@@ -28,8 +31,8 @@ pub trait Carrier: Send + Sync {
     /// Books a shipment; the tracking number.
     fn book<'a>(&'a self, booking: Booking<'a>) -> BoxFuture<'a, Result<String, CarrierError>>;
 
-    /// Calls a booked shipment off (done again is done). [`CarrierError::Refused`] once the
-    /// parcel was picked up.
+    /// Calls a booked shipment off (done again is done). [`CarrierError::AlreadyPickedUp`]
+    /// once the parcel was picked up.
     fn cancel<'a>(&'a self, tracking_number: &'a str) -> BoxFuture<'a, Result<(), CarrierError>>;
 }
 
@@ -105,8 +108,12 @@ impl Carrier for HttpCarrier {
                 .send()
                 .await
                 .map_err(|e| CarrierError::Unavailable(e.to_string()))?;
-            accepted(response).await?;
-            Ok(())
+            match accepted(response).await {
+                Err(CarrierError::Refused(text)) if text.contains("ALREADY_PICKED_UP") => {
+                    Err(CarrierError::AlreadyPickedUp)
+                }
+                other => other.map(drop),
+            }
         })
     }
 }

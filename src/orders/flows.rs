@@ -89,8 +89,19 @@ impl Orders {
         }
     }
 
+    /// Cancels the order; a booked shipment is called off first, and the refund waits for
+    /// that. The cancelled order.
+    ///
+    /// Errors: `409 order_not_cancellable` once shipped or delivered, and when the carrier
+    /// refuses the call-off having picked the parcel up (the order ships after all);
+    /// `409 payment_in_progress` while a confirmation is in flight.
     pub async fn cancel(&self, by: Requester, id: &OrderId) -> Result<OrderState, OrderFailure> {
-        self.command(id, OrderCommand::Cancel { by }).await
+        let state = self.command(id, OrderCommand::Cancel { by }).await?;
+        if state.status != Some(OrderStatus::Cancelled) {
+            // The carrier had picked the parcel up: the cancellation was withdrawn.
+            return Err(OrderError::NotCancellable.into());
+        }
+        Ok(state)
     }
 
     /// Books the carrier; the order with its shipment.

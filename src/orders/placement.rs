@@ -189,6 +189,7 @@ impl Placements {
                 unit_price: spec.price,
                 quantity,
                 line_total: spec.price * i64::from(quantity),
+                discount: 0,
             });
         }
         let coupon_id = req
@@ -213,6 +214,12 @@ impl Placements {
         let (totals, refusal) = pricing::totals(&priced, terms.as_ref(), now);
         if let Some(why) = refusal {
             return Err(OrderFailure::CouponNotApplicable(why.code()));
+        }
+        if let Some(terms) = &terms {
+            let shares = pricing::line_discounts(&priced, &terms.scope, totals.discount);
+            for (line, share) in lines.iter_mut().zip(shares) {
+                line.discount = share;
+            }
         }
         let address = match &req.shipping_address {
             Some(a) => a.clone(),
@@ -269,6 +276,7 @@ impl Placements {
                 unit_price: req.price,
                 quantity: req.quantity,
                 line_total: total,
+                discount: 0,
             }],
             coupon: None,
             subtotal: total,

@@ -23,7 +23,7 @@ use crate::domain::user::inbox::Notification;
 use crate::domain::user::wallet::{WalletCommand, WalletError};
 use crate::domain::user::{UserCommand, UserError, UserState};
 use crate::events::EventBus;
-use crate::integrations::carrier::{Booking, Carrier};
+use crate::integrations::carrier::{Booking, Carrier, CarrierError};
 use crate::integrations::mailer::Mail;
 use crate::integrations::payments::{GatewayError, GatewayPayment, PaymentGateway};
 use crate::orders::book::OrderBook;
@@ -275,11 +275,11 @@ impl Saga {
             }
             Action::BookShipment { .. } => self.book(id, placement, effect).await.map(Step::Done),
             Action::CancelShipment { tracking_number } => {
-                self.carrier
-                    .cancel(tracking_number)
-                    .await
-                    .map_err(|e| format!("cancel the shipment: {e}"))?;
-                done
+                match self.carrier.cancel(tracking_number).await {
+                    Ok(()) => done,
+                    Err(CarrierError::AlreadyPickedUp) => Ok(Step::Done(Outcome::ShipmentUnderWay)),
+                    Err(e) => Err(format!("cancel the shipment: {e}")),
+                }
             }
             Action::Notify { kind, text } => {
                 let note = Notification {

@@ -74,6 +74,9 @@ pub struct SandboxSettings {
     pub enabled: Option<bool>,
     /// How long the sandbox carrier takes per step (`EMPORIUM_CARRIER_STEP_SECS`).
     pub carrier_step_secs: f64,
+    /// How long the sandbox carrier's callbacks lag behind its steps.
+    #[serde(default)]
+    pub carrier_callback_lag_ms: u64,
     /// How long the time-out card keeps a confirmation hanging.
     pub timeout_card_delay_ms: u64,
     /// Where the sandbox gateway posts its signed webhooks; empty: this engine's

@@ -25,7 +25,9 @@
 //! it again from zero, and the engine does not use it.
 
 use crate::persistence::JournalError;
-use crate::persistence::sled_open::{made_with, open_locked, sled_config};
+use crate::persistence::sled_open::{
+    forget_unfinished_snapshots, made_with, open_locked, sled_config,
+};
 use crate::persistence::sled_sync::sync_parent;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -108,6 +110,7 @@ pub fn compact(
         )));
     }
     let (compressed, segment_bytes) = made_with(db)?;
+    forget_unfinished_snapshots(db)?;
     let source = open_locked(|| open(db, compressed, segment_bytes)).map_err(|e| match e {
         sled::Error::Io(e) if e.to_string().contains("could not acquire lock") => {
             JournalError::Storage(format!(

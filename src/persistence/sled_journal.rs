@@ -34,7 +34,7 @@ use crate::persistence::sled_layout::{
     ARCHIVE, DUE, EVENT, SNAPSHOT, Store, VIEW, events_of_record, key, kind_prefix,
     migrate_tree_per_type, set_prefix,
 };
-use crate::persistence::sled_open::{kept, open_locked, sled_config};
+use crate::persistence::sled_open::{forget_unfinished_snapshots, kept, open_locked, sled_config};
 #[cfg(test)]
 use crate::persistence::sled_open::{stored_compression, stored_segment_bytes};
 use crate::persistence::sled_snapshot::read_snapshot;
@@ -95,6 +95,7 @@ impl SledJournal {
             config.segment_bytes,
             defaults.segment_bytes,
         );
+        forget_unfinished_snapshots(dir)?;
         let db = open_locked(|| {
             sled_config(dir, compression, segment_bytes)
                 .cache_capacity(config.cache_bytes)

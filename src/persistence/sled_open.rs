@@ -37,7 +37,42 @@ pub(super) fn made_with(path: &Path) -> Result<(bool, usize), JournalError> {
 /// Errors: [`JournalError::Storage`] when there is none, or sled cannot open it.
 pub fn open_as_made(path: &Path) -> Result<sled::Db, JournalError> {
     let (compression, segment_bytes) = made_with(path)?;
+    forget_unfinished_snapshots(path)?;
     Ok(sled_config(path, compression, segment_bytes).open()?)
+}
+
+/// Removes the snapshot files under `dir` that sled began and never finished, before sled
+/// opens the database.
+///
+/// sled 0.34.7 writes its page-table snapshot to `snap.<lsn>.generating`, syncs it, renames it
+/// to `snap.<lsn>` and only then deletes older snapshots (`pagecache/snapshot.rs`,
+/// `write_snapshot`). Its reader, though, takes the last `snap.*` name in sort order and skips
+/// only an older suffix (`.in___motion`, `Config::get_snapshot_files`), so a `.generating`
+/// file left by a crash or a full disk sorts last, reads as corrupt and fails every later
+/// start ("Read corrupted data"). Such a file was never renamed, so it is never the only
+/// snapshot sled relies on: the finished one before it (or none, and sled scans the log) is
+/// what the database was last opened with. A dir that does not exist yet has nothing to
+/// remove.
+///
+/// Errors: [`JournalError::Storage`] when the dir cannot be listed or a file removed.
+pub(super) fn forget_unfinished_snapshots(dir: &Path) -> Result<(), JournalError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(JournalError::Storage(format!("{}: {e}", dir.display()))),
+    };
+    for entry in entries {
+        let path = entry
+            .map_err(|e| JournalError::Storage(format!("{}: {e}", dir.display())))?
+            .path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!(file = %path.display(), "removing a snapshot sled never finished");
+            std::fs::remove_file(&path)
+                .map_err(|e| JournalError::Storage(format!("{}: {e}", path.display())))?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether the sled database under `dir` was made compressed; `None` for a new database.

@@ -35,14 +35,18 @@ struct Shipments {
 struct CarrierState {
     shipments: Arc<Mutex<Shipments>>,
     step: Duration,
+    lag: Duration,
     secret: Arc<[u8]>,
     client: reqwest::Client,
 }
 
-pub fn router(step: Duration, secret: Vec<u8>) -> Router {
+/// The carrier: a shipment moves a step every `step`, and the engine hears of each `lag`
+/// after it was taken.
+pub fn router(step: Duration, lag: Duration, secret: Vec<u8>) -> Router {
     let state = CarrierState {
         shipments: Arc::default(),
         step,
+        lag,
         secret: secret.into(),
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
@@ -105,7 +109,8 @@ async fn book(
     (StatusCode::CREATED, Json(shipment)).into_response()
 }
 
-/// Moves the shipment along and tells the engine at each step.
+/// Moves the shipment along and tells the engine of each step, `lag` after taking it (the
+/// next step follows the telling).
 async fn advance(c: CarrierState, tracking: String, callback_url: String) {
     for status in ["shipping", "delivered"] {
         tokio::time::sleep(c.step).await;
@@ -125,6 +130,7 @@ async fn advance(c: CarrierState, tracking: String, callback_url: String) {
             "at": SystemClock.now().to_rfc3339(),
         })
         .to_string();
+        tokio::time::sleep(c.lag).await;
         deliver(&c.client, &callback_url, &c.secret, body).await;
     }
 }

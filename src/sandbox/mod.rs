@@ -20,6 +20,8 @@ use std::time::Duration;
 pub struct SandboxConfig {
     /// Time per carrier step (ready -> shipping -> delivered).
     pub carrier_step: Duration,
+    /// How long the carrier tells the engine of a step after taking it.
+    pub carrier_callback_lag: Duration,
     /// How long the time-out card holds a confirmation before answering.
     pub timeout_card_delay: Duration,
     /// The key carrier callbacks are signed with.
@@ -43,6 +45,10 @@ pub fn router(config: SandboxConfig) -> Router {
         )
         .nest(
             "/sandbox/carrier",
-            carrier::router(config.carrier_step, config.carrier_secret),
+            carrier::router(
+                config.carrier_step,
+                config.carrier_callback_lag,
+                config.carrier_secret,
+            ),
         )
 }

@@ -352,6 +352,50 @@ async fn an_erased_shopper_s_orders_and_chat_show_no_personal_data_even_after_a_
     app.stop().await;
 }
 
+/// A paid order of one mug (10,000 of a stock of 5) whose shipment is booked.
+struct Preparing {
+    id: String,
+    token: String,
+    pk: String,
+    tracking: String,
+}
+
+async fn preparing_mug(app: &TestApp) -> Preparing {
+    product_with_sku(app, "Mug", "mug", 10000, 5).await;
+    let (_, token, _) = app.customer("second-thoughts@example.com").await;
+    let body = json!({"items": [{"sku_id": "mug", "quantity": 1}], "shipping_address": address()});
+    let order = ok(place(app, &token, "prep-1", body).await).await;
+    let id = order["order_id"].as_str().unwrap().to_string();
+    let pk = payment_key(app, &order, CARD).await;
+    ok(confirm(app, &token, &order, &pk, 10000).await).await;
+    let ship = format!("/api/v1/admin/orders/{id}/ship");
+    ok(send(app, "POST", &ship, OPERATOR_TOKEN, None).await).await;
+    let preparing = until_status(app, &token, &id, "preparing").await;
+    let tracking = preparing["shipment"]["tracking_number"].as_str().unwrap();
+    Preparing {
+        tracking: tracking.to_string(),
+        id,
+        token,
+        pk,
+    }
+}
+
+/// Polls the sandbox carrier's shipment `tracking` until it is `status` (5 s at most); the
+/// last status read.
+async fn until_carrier_status(app: &TestApp, tracking: &str, status: &str) -> Value {
+    let shipment = format!("/sandbox/carrier/v1/shipments/{tracking}");
+    let mut seen = Value::Null;
+    for _ in 0..200 {
+        let r = app.client.get(app.url(&shipment)).send().await.unwrap();
+        seen = r.json::<Value>().await.unwrap()["status"].clone();
+        if seen == status {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    seen
+}
+
 #[tokio::test]
 async fn cancelling_a_preparing_order_calls_off_its_carrier_booking_then_refunds() {
     // Given a paid order booked with a carrier that has not picked it up yet
@@ -360,38 +404,66 @@ async fn cancelling_a_preparing_order_calls_off_its_carrier_booking_then_refunds
         ("EMPORIUM__OUTBOX__POLL_MS", "50"),
     ];
     let app = spawn_app_with(&slow).await;
-    product_with_sku(&app, "Mug", "mug", 10000, 5).await;
-    let (_, token, _) = app.customer("second-thoughts@example.com").await;
-    let body = json!({"items": [{"sku_id": "mug", "quantity": 1}], "shipping_address": address()});
-    let order = ok(place(&app, &token, "prep-1", body).await).await;
-    let id = order["order_id"].as_str().unwrap().to_string();
-    let pk = payment_key(&app, &order, CARD).await;
-    ok(confirm(&app, &token, &order, &pk, 10000).await).await;
-    let ship = format!("/api/v1/admin/orders/{id}/ship");
-    ok(send(&app, "POST", &ship, OPERATOR_TOKEN, None).await).await;
-    let preparing = until_status(&app, &token, &id, "preparing").await;
-    let tracking = preparing["shipment"]["tracking_number"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let Preparing {
+        id,
+        token,
+        pk,
+        tracking,
+    } = preparing_mug(&app).await;
     // When the shopper cancels
     let cancel = format!("/api/v1/orders/{id}/cancel");
     let cancelled = ok(send(&app, "POST", &cancel, &token, None).await).await;
     assert_eq!(cancelled["status"], "cancelled");
     // Then the carrier's booking is called off, the payment refunded and the unit back
-    let shipment = format!("/sandbox/carrier/v1/shipments/{tracking}");
-    let mut status = Value::Null;
+    assert_eq!(
+        until_carrier_status(&app, &tracking, "cancelled").await,
+        "cancelled"
+    );
     for _ in 0..200 {
-        let r = app.client.get(app.url(&shipment)).send().await.unwrap();
-        status = r.json::<Value>().await.unwrap()["status"].clone();
-        if status == "cancelled" && gateway_balance(&app, &pk).await == 0 {
+        if gateway_balance(&app, &pk).await == 0 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    assert_eq!(status, "cancelled");
     assert_eq!(gateway_balance(&app, &pk).await, 0);
     assert_eq!(stock(&app, "mug").await, (5, 0, 0));
+}
+
+#[tokio::test]
+async fn a_cancellation_the_carrier_refuses_having_picked_the_parcel_up_ships_the_order() {
+    // Given a paid order whose parcel the carrier has picked up, though its tracking feed has
+    // not told the engine yet (it lags a minute behind)
+    let lagging = [
+        ("EMPORIUM_CARRIER_STEP_SECS", "0.2"),
+        ("EMPORIUM__SANDBOX__CARRIER_CALLBACK_LAG_MS", "60000"),
+        ("EMPORIUM__OUTBOX__POLL_MS", "50"),
+    ];
+    let app = spawn_app_with(&lagging).await;
+    let Preparing {
+        id,
+        token,
+        pk,
+        tracking,
+    } = preparing_mug(&app).await;
+    assert_eq!(
+        until_carrier_status(&app, &tracking, "shipping").await,
+        "shipping"
+    );
+    // When the shopper cancels
+    let cancel = format!("/api/v1/orders/{id}/cancel");
+    let r = send(&app, "POST", &cancel, &token, None).await;
+    // Then the cancellation is refused as too late, and the order ships: nothing refunded,
+    // the unit still sold, and the shopper told why
+    assert_eq!(r.status(), 409);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["code"],
+        "order_not_cancellable"
+    );
+    let after = until_status(&app, &token, &id, "shipped").await;
+    assert_eq!(after["shipment"]["status"], "shipping", "{after}");
+    assert_eq!(gateway_balance(&app, &pk).await, 10000);
+    assert_eq!(stock(&app, "mug").await, (4, 0, 1));
+    app.stop().await;
 }
 
 /// A merchant endpoint that keeps every webhook it is sent: (signature header, body).

@@ -838,6 +838,7 @@ async fn a_step_that_keeps_failing_becomes_a_dead_letter_and_an_operator_retries
     // The carrier comes back; the operator sends the letter back to the outbox.
     let sandbox = emporium::sandbox::router(emporium::sandbox::SandboxConfig {
         carrier_step: Duration::from_millis(50),
+        carrier_callback_lag: Duration::ZERO,
         timeout_card_delay: Duration::from_secs(1),
         carrier_secret: SECRET.as_bytes().to_vec(),
         webhook_url: app.url("/api/v1/payments/webhook"),

@@ -9,6 +9,7 @@
 
 pub mod returns;
 pub mod rules;
+mod shipping;
 #[cfg(test)]
 mod tests;
 
@@ -219,8 +220,9 @@ pub enum Action {
     BookShipment { exchange: bool },
     /// Call a booked shipment off (a `preparing` order cancelled). The refund and the restock
     /// are queued only once it is done (`ShipmentCalledOff`), so no money goes back while the
-    /// carrier may still ship: a carrier that already picked the parcel up refuses, and the
-    /// step ends as a dead letter for an operator.
+    /// carrier may still ship. A carrier that already picked the parcel up refuses
+    /// ([`Outcome::ShipmentUnderWay`]): the cancellation is withdrawn and the order goes on to
+    /// its delivery, after which it may be returned.
     CancelShipment { tracking_number: String },
     /// Into the user's inbox.
     Notify {
@@ -339,6 +341,8 @@ pub enum Outcome {
         carrier: String,
         tracking_number: String,
     },
+    /// The carrier refused to call a shipment off: it has the parcel already.
+    ShipmentUnderWay,
 }
 
 /// How a failed effect is retried.
@@ -465,6 +469,12 @@ pub enum OrderEvent {
     },
     /// The carrier called a booked shipment off (a `preparing` order cancelled).
     ShipmentCalledOff {
+        tracking_number: String,
+        at: Timestamp,
+    },
+    /// The carrier refused to call the shipment off, having picked the parcel up in the
+    /// moment the order was cancelled: the cancellation is withdrawn and the order ships.
+    CancellationWithdrawn {
         tracking_number: String,
         at: Timestamp,
     },

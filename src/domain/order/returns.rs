@@ -8,10 +8,15 @@
 //!   delivered, no other return or exchange is taken: the units it sends back are the
 //!   shopper's no more, and two requests decided before its shipment was booked would
 //!   otherwise both count the same unit (a refund and a replacement for one unit).
-//! - A line refunds its share of what was paid (the discount is spread over the lines by
-//!   value), counted over every return of the line, so no refund exceeds what was paid for
-//!   the line and not yet refunded. The return that brings the last unit back refunds the
-//!   rest of the payment exactly (no rounding left behind).
+//! - A line refunds its share of what was paid: its price less its share of the coupon's
+//!   discount, which the placement spread over the lines the coupon's scope covers
+//!   ([`OrderLine::discount`]), so a line a product coupon made free refunds nothing and a
+//!   line it did not cover refunds its full price. Orders placed before the shares were kept
+//!   have none on any line while their placement has a discount: for them the discount is
+//!   spread over every line by value, as it was then. The refund is counted over every
+//!   return of the line, so no refund exceeds what was paid for the line and not yet
+//!   refunded. The return that brings the last unit back refunds the rest of the payment
+//!   exactly (no rounding left behind).
 
 use super::*;
 use crate::domain::time::Timestamp;
@@ -43,14 +48,22 @@ fn exchange_under_way(s: &OrderState) -> bool {
     exchanges > replaced
 }
 
-/// The line's share of the total, for `units` of it: `unit_price × units × total / subtotal`,
-/// rounded down.
-fn share(p: &Placement, unit_price: i64, units: u32) -> i64 {
-    if p.subtotal <= 0 {
+/// What `units` of `line` were paid, rounded down: `(line_total − discount) × units /
+/// quantity` with the line's own share of the discount; for an order placed before the shares
+/// were kept, `unit_price × units × total / subtotal`.
+fn share(p: &Placement, line: &OrderLine, units: u32) -> i64 {
+    let shares_kept = p.lines.iter().map(|l| l.discount).sum::<i64>() == p.discount;
+    let (value, of) = if shares_kept {
+        let paid = i128::from(line.line_total - line.discount).max(0);
+        (paid * i128::from(units), i128::from(line.quantity))
+    } else {
+        let value = i128::from(line.unit_price) * i128::from(units);
+        (value * i128::from(p.total), i128::from(p.subtotal))
+    };
+    if of <= 0 {
         return 0;
     }
-    let value = i128::from(unit_price) * i128::from(units);
-    i64::try_from(value * i128::from(p.total) / i128::from(p.subtotal)).unwrap_or(p.total)
+    i64::try_from(value / of).unwrap_or(p.total)
 }
 
 pub(super) fn request_return(
@@ -169,7 +182,7 @@ fn refund(
         .iter()
         .map(|(line, qty)| {
             let had = before.get(&line.sku_id).copied().unwrap_or(0);
-            share(p, line.unit_price, had + qty) - share(p, line.unit_price, had)
+            share(p, line, had + qty) - share(p, line, had)
         })
         .sum();
     amount.min(open)

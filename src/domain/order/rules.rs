@@ -98,21 +98,7 @@ pub fn decide(
             tracking_number,
             status,
             at,
-        } => {
-            let shipment = s
-                .shipments
-                .iter()
-                .find(|sh| &sh.tracking_number == tracking_number)
-                .ok_or(OrderError::UnknownShipment)?;
-            if *status <= shipment.status || s.status == Some(S::Cancelled) {
-                return Ok(vec![]);
-            }
-            Ok(vec![E::ShipmentTracked {
-                tracking_number: tracking_number.clone(),
-                status: *status,
-                at: *at,
-            }])
-        }
+        } => shipping::track(s, tracking_number, *status, *at),
         C::RequestReturn {
             by,
             kind,
@@ -173,6 +159,12 @@ fn complete(
         }],
         (Action::CancelShipment { tracking_number }, Outcome::Done) => {
             vec![E::ShipmentCalledOff {
+                tracking_number: tracking_number.clone(),
+                at: now,
+            }]
+        }
+        (Action::CancelShipment { tracking_number }, Outcome::ShipmentUnderWay) => {
+            vec![E::CancellationWithdrawn {
                 tracking_number: tracking_number.clone(),
                 at: now,
             }]
@@ -270,7 +262,7 @@ fn settle_payment(
     Ok(events)
 }
 
-fn set_status(s: &mut OrderState, status: OrderStatus, at: Timestamp) {
+pub(super) fn set_status(s: &mut OrderState, status: OrderStatus, at: Timestamp) {
     if s.status != Some(status) {
         s.status = Some(status);
         s.history.push((status, at));
@@ -297,7 +289,7 @@ fn drop_pending(s: &mut OrderState, names: &[&str]) {
     s.effects.retain(|_, e| !names.contains(&e.action.name()));
 }
 
-fn notify(s: &mut OrderState, kind: NotificationKind, text: String, at: Timestamp) {
+pub(super) fn notify(s: &mut OrderState, kind: NotificationKind, text: String, at: Timestamp) {
     queue(s, Action::Notify { kind, text }, at);
 }
 
@@ -459,23 +451,32 @@ pub fn apply(s: &mut OrderState, event: &OrderEvent) {
                 .rev()
                 .find(|sh| sh.status == ShipmentStatus::Ready)
                 .map(|sh| sh.tracking_number.clone());
-            if paid {
-                // Restock also gives back units whose commit had not run yet.
-                drop_pending(s, &["book_shipment", "commit_stock"]);
-            }
             match booked {
                 // The carrier first: money and units go back once it has called the parcel
-                // off (`ShipmentCalledOff`), never while it may still ship.
+                // off (`ShipmentCalledOff`), never while it may still ship; until then the
+                // sale stands (its commit runs), as the parcel may ship after all
+                // (`CancellationWithdrawn`).
                 Some(tracking_number) => {
                     queue(s, Action::CancelShipment { tracking_number }, *at);
                 }
-                None if paid => compensate_paid(s, *at),
+                None if paid => {
+                    // Restock also gives back units whose commit had not run yet.
+                    drop_pending(s, &["book_shipment", "commit_stock"]);
+                    compensate_paid(s, *at);
+                }
                 None => queue(s, Action::ReleaseStock, *at),
             }
             let text = "Your order was cancelled.".to_owned();
             notify(s, NotificationKind::OrderCancelled, text, *at);
         }
-        E::ShipmentCalledOff { at, .. } => compensate_paid(s, *at),
+        E::ShipmentCalledOff { at, .. } => {
+            drop_pending(s, &["commit_stock"]);
+            compensate_paid(s, *at);
+        }
+        E::CancellationWithdrawn {
+            tracking_number,
+            at,
+        } => shipping::withdraw_cancellation(s, tracking_number, *at),
         E::ShipmentRequested { exchange } => {
             queue(
                 s,
@@ -504,31 +505,7 @@ pub fn apply(s: &mut OrderState, event: &OrderEvent) {
             tracking_number,
             status,
             at,
-        } => {
-            if let Some(sh) = s
-                .shipments
-                .iter_mut()
-                .find(|sh| &sh.tracking_number == tracking_number)
-            {
-                sh.status = *status;
-                sh.events.push((*status, *at));
-            }
-            let (next, kind, text) = match status {
-                ShipmentStatus::Ready => return,
-                ShipmentStatus::Shipping => (
-                    S::Shipped,
-                    NotificationKind::OrderShipped,
-                    format!("Your order is on its way ({tracking_number})."),
-                ),
-                ShipmentStatus::Delivered => (
-                    S::Delivered,
-                    NotificationKind::OrderDelivered,
-                    "Your order was delivered.".to_owned(),
-                ),
-            };
-            set_status(s, next, *at);
-            notify(s, kind, text, *at);
-        }
+        } => shipping::tracked(s, tracking_number, *status, *at),
         E::ReturnRequested(r) => {
             set_status(s, S::ReturnRequested, r.at);
             match r.kind {

@@ -5,6 +5,7 @@ use super::*;
 use crate::domain::ids::{ProductId, SkuId, UserId};
 use crate::domain::time::Timestamp;
 
+mod cancellation;
 mod returns;
 
 const T0: Timestamp = Timestamp(1_000_000);
@@ -29,6 +30,7 @@ fn placement(coupon: bool) -> Placement {
         unit_price: price,
         quantity: qty,
         line_total: price * i64::from(qty),
+        discount: 0,
     };
     Placement {
         user_id: UserId::parse("u1").unwrap(),
@@ -540,52 +542,4 @@ fn an_order_with_nothing_to_pay_is_paid_without_the_gateway() {
     });
     assert_eq!(refund, Some(0));
     assert!(actions(&s).contains(&"restock"));
-}
-
-#[test]
-fn cancelling_a_preparing_order_calls_the_shipment_off_before_the_refund() {
-    // Given a paid order whose shipment is booked (preparing)
-    let mut s = paid(false);
-    s.effects.clear();
-    when(&mut s, OrderCommand::Ship).unwrap();
-    let booked = Outcome::ShipmentBooked {
-        carrier: "sandbox".into(),
-        tracking_number: "T1".into(),
-    };
-    let c = complete(&s, "book_shipment", booked);
-    when(&mut s, c).unwrap();
-    s.effects.clear();
-    // When it is cancelled
-    when(&mut s, OrderCommand::Cancel { by: user() }).unwrap();
-    // Then only the carrier is told: nothing goes back while it may still ship
-    assert_eq!(s.status, Some(OrderStatus::Cancelled));
-    assert_eq!(actions(&s), ["cancel_shipment", "notify"]);
-    // When the carrier has called the parcel off, the money and units go back
-    let c = complete(&s, "cancel_shipment", Outcome::Done);
-    when(&mut s, c).unwrap();
-    assert_eq!(actions(&s), ["notify", "refund_payment", "restock"]);
-}
-
-#[test]
-fn an_order_once_delivered_is_not_cancelled_even_while_an_exchange_ships() {
-    // Given a delivered order whose exchange is booked (preparing again)
-    let mut s = delivered();
-    s.effects.clear();
-    let ex = OrderCommand::RequestReturn {
-        by: user(),
-        kind: ReturnKind::Exchange,
-        reason: "wrong colour".into(),
-        items: vec![],
-    };
-    when(&mut s, ex).unwrap();
-    let booked = Outcome::ShipmentBooked {
-        carrier: "sandbox".into(),
-        tracking_number: "T2".into(),
-    };
-    let c = complete(&s, "book_shipment", booked);
-    when(&mut s, c).unwrap();
-    assert_eq!(s.status, Some(OrderStatus::Preparing));
-    // When it is cancelled, Then it is refused: nothing is refunded for goods kept
-    let cancel = OrderCommand::Cancel { by: user() };
-    assert_eq!(when(&mut s, cancel), Err(OrderError::NotCancellable));
 }

@@ -186,6 +186,28 @@ async fn appended_events_survive_reopen() {
 }
 
 #[tokio::test]
+async fn a_snapshot_file_sled_never_finished_does_not_stop_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();
+        submit(&j, append(&[(1, b"one")])).await.unwrap();
+        j.close();
+    }
+    // Given what a start on a full disk leaves: sled's snapshot begun and never renamed,
+    // which sorts after every finished one.
+    let unfinished = dir.path().join("snap.FFFFFFFFFFFFFFFF.generating");
+    std::fs::write(&unfinished, b"").unwrap();
+    // When the node starts again, then it opens with every acknowledged event.
+    let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();
+    assert_eq!(
+        j.load(&stream()).unwrap().events,
+        vec![(1, b"one".to_vec())]
+    );
+    assert!(!unfinished.exists());
+    j.close();
+}
+
+#[tokio::test]
 async fn snapshot_hides_older_events_and_trim_removes_them() {
     let dir = tempfile::tempdir().unwrap();
     let j = SledJournal::open(dir.path(), WriterConfig::default()).unwrap();

@@ -130,3 +130,33 @@ fn partial_refunds_with_a_discount_add_up_to_exactly_what_was_paid() {
     assert_eq!(refunds, [900, 2700, 900]);
     assert_eq!(s.payment.as_ref().unwrap().refunded, 4500);
 }
+
+#[test]
+fn a_product_coupons_discount_is_refunded_only_by_a_return_of_that_product() {
+    // Given an order of a: 2 × 1000 and b: 3000, where a coupon for b's product made b free
+    // (paid 2000), delivered
+    let mut p = placement(true);
+    p.coupon.as_mut().unwrap().discount = 3000;
+    p.lines[1].discount = 3000;
+    (p.discount, p.total) = (3000, 2000);
+    let mut s = given(&[OrderCommand::Place(Box::new(p))]);
+    let c = complete(&s, "reserve_stock", Outcome::Reserved);
+    when(&mut s, c).unwrap();
+    when(&mut s, pay(2000)).unwrap();
+    let settle = OrderCommand::SettlePayment {
+        payment_key: "pk1".into(),
+        result: Ok(T0),
+    };
+    when(&mut s, settle).unwrap();
+    s.effects.clear();
+    when(&mut s, OrderCommand::Ship).unwrap();
+    book_then_deliver(&mut s, "T1");
+    // When the free b comes back, then it refunds nothing
+    when(&mut s, return_of(ReturnKind::Return, &[("b", 1)])).unwrap();
+    refund_done(&mut s);
+    // And when one a comes back, then it refunds its full price, which the coupon never cut
+    when(&mut s, return_of(ReturnKind::Return, &[("a", 1)])).unwrap();
+    refund_done(&mut s);
+    let refunds: Vec<i64> = s.returns.iter().map(|r| r.refund_amount).collect();
+    assert_eq!(refunds, [0, 1000]);
+}

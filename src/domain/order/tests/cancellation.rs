@@ -1,0 +1,97 @@
+//! Cancelling a paid order whose shipment is booked: the carrier is asked first (`shipping.rs`).
+
+use super::*;
+
+/// A paid order whose shipment `T1` is booked.
+fn preparing() -> OrderState {
+    let mut s = paid(false);
+    s.effects.clear();
+    when(&mut s, OrderCommand::Ship).unwrap();
+    let booked = Outcome::ShipmentBooked {
+        carrier: "sandbox".into(),
+        tracking_number: "T1".into(),
+    };
+    let c = complete(&s, "book_shipment", booked);
+    when(&mut s, c).unwrap();
+    s
+}
+
+#[test]
+fn cancelling_a_preparing_order_calls_the_shipment_off_before_the_refund() {
+    // Given a paid order whose shipment is booked (preparing)
+    let mut s = preparing();
+    s.effects.clear();
+    // When it is cancelled
+    when(&mut s, OrderCommand::Cancel { by: user() }).unwrap();
+    // Then only the carrier is told: nothing goes back while it may still ship
+    assert_eq!(s.status, Some(OrderStatus::Cancelled));
+    assert_eq!(actions(&s), ["cancel_shipment", "notify"]);
+    // When the carrier has called the parcel off, the money and units go back
+    let c = complete(&s, "cancel_shipment", Outcome::Done);
+    when(&mut s, c).unwrap();
+    assert_eq!(actions(&s), ["notify", "refund_payment", "restock"]);
+}
+
+#[test]
+fn a_cancellation_the_carrier_refuses_having_picked_the_parcel_up_is_withdrawn() {
+    // Given a paid order whose shipment is booked, cancelled in the moment the carrier picks
+    // it up, with the carrier's "on its way" arriving while the call-off is asked
+    let mut s = preparing();
+    when(&mut s, OrderCommand::Cancel { by: user() }).unwrap();
+    s.effects
+        .retain(|_, e| e.action.name() == "cancel_shipment");
+    let track = |status| OrderCommand::TrackShipment {
+        tracking_number: "T1".into(),
+        status,
+        at: T0,
+    };
+    when(&mut s, track(ShipmentStatus::Shipping)).unwrap();
+    assert_eq!(s.status, Some(OrderStatus::Cancelled));
+    // When the carrier refuses the call-off
+    let c = complete(&s, "cancel_shipment", Outcome::ShipmentUnderWay);
+    when(&mut s, c).unwrap();
+    // Then the order ships after all, nothing is refunded or restocked, and the buyer is told
+    assert_eq!(s.status, Some(OrderStatus::Shipped));
+    assert_eq!(actions(&s), ["notify"]);
+    assert_eq!(s.payment.as_ref().unwrap().refunded, 0);
+    assert_eq!(
+        when(&mut s, OrderCommand::Cancel { by: user() }),
+        Err(OrderError::NotCancellable)
+    );
+    // And once delivered it may be returned, for the whole payment
+    s.effects.clear();
+    when(&mut s, track(ShipmentStatus::Delivered)).unwrap();
+    assert_eq!(s.status, Some(OrderStatus::Delivered));
+    let back = OrderCommand::RequestReturn {
+        by: user(),
+        kind: ReturnKind::Return,
+        reason: "changed my mind".into(),
+        items: vec![],
+    };
+    when(&mut s, back).unwrap();
+    assert_eq!(s.returns[0].refund_amount, 5000);
+}
+
+#[test]
+fn an_order_once_delivered_is_not_cancelled_even_while_an_exchange_ships() {
+    // Given a delivered order whose exchange is booked (preparing again)
+    let mut s = delivered();
+    s.effects.clear();
+    let ex = OrderCommand::RequestReturn {
+        by: user(),
+        kind: ReturnKind::Exchange,
+        reason: "wrong colour".into(),
+        items: vec![],
+    };
+    when(&mut s, ex).unwrap();
+    let booked = Outcome::ShipmentBooked {
+        carrier: "sandbox".into(),
+        tracking_number: "T2".into(),
+    };
+    let c = complete(&s, "book_shipment", booked);
+    when(&mut s, c).unwrap();
+    assert_eq!(s.status, Some(OrderStatus::Preparing));
+    // When it is cancelled, Then it is refused: nothing is refunded for goods kept
+    let cancel = OrderCommand::Cancel { by: user() };
+    assert_eq!(when(&mut s, cancel), Err(OrderError::NotCancellable));
+}
