@@ -405,6 +405,8 @@ async fn accounts(
 ) -> anyhow::Result<Accounts> {
     let a = &settings.auth;
     let keys = secrets::account_keys(settings, data_dir)?;
+    let vault = Vault::new(vault, keys.pii.clone());
+    vault.check_keys().await?;
     let mut mailers: Vec<Arc<dyn Mailer>> = Vec::new();
     if let Some(dev) = dev_mailbox {
         mailers.push(dev);
@@ -421,7 +423,7 @@ async fn accounts(
         users: Entities::<User>::start(runtime.clone()).await?,
         emails: Entities::<EmailOwner>::start(runtime.clone()).await?,
         passwords: Passwords::new(a.argon2_m_kib, a.argon2_t, a.argon2_p, a.hash_concurrency)?,
-        vault: Arc::new(Vault::new(vault, keys.pii.clone())),
+        vault: Arc::new(vault),
         pii: keys.pii,
         tokens: TokenKeys::new(
             keys.jwt_secret.expose_secret().as_bytes(),

@@ -189,6 +189,43 @@ async fn serve_demo_opens_on_a_shop() {
     }
 }
 
+/// A data dir started with another personal-data key than it was made with refuses to start,
+/// naming the key, instead of serving a shop where no account opens and every email can sign
+/// up again; with its own key back it serves as before.
+#[test]
+fn a_node_refuses_a_personal_data_key_its_data_was_not_sealed_with() {
+    // Given a dev-mode data dir with an account (its key generated into dev-pii-key)
+    let dir = tempfile::tempdir().unwrap();
+    assert!(create_user(dir.path(), "boss@example.com").status.success());
+    let key_file = dir.path().join("dev-pii-key");
+    let kept = std::fs::read(&key_file).unwrap();
+    // When the key file is lost (a new key is generated), or another key is configured
+    std::fs::remove_file(&key_file).unwrap();
+    let lost = create_user(dir.path(), "boss@example.com");
+    std::fs::write(&key_file, &kept).unwrap();
+    let other = Command::new(BIN)
+        .args(["admin", "create-user", "--data-dir"])
+        .arg(dir.path())
+        .args(["--email", "boss@example.com", "--name", "Boss"])
+        .env("EMPORIUM_NEW_USER_PASSWORD", "correct horse battery")
+        .env(
+            "EMPORIUM_PII_KEY",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        )
+        .output()
+        .unwrap();
+    // Then neither starts, and each says which key is wrong
+    for out in [lost, other] {
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("EMPORIUM_PII_KEY"), "{err}");
+        assert!(!err.contains("already registered"), "{err}");
+    }
+    // And with its key back the account is still found
+    let again = create_user(dir.path(), "boss@example.com");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already registered"));
+}
+
 /// `--demo` outside dev mode refuses to start.
 #[test]
 fn demo_needs_dev_mode() {

@@ -7,6 +7,7 @@
 //! profile, deletion) and [`sessions`] (login, refresh rotation, logout).
 
 pub mod accounts;
+pub mod key_check;
 pub mod limits;
 pub mod password;
 pub mod pii;

@@ -91,6 +91,11 @@ impl Pii {
         open_with(sealed, |kid| (kid == SUBJECT_TAG).then_some(&cipher))
     }
 
+    /// Whether `sealed` was sealed with the current key (not a previous one).
+    pub fn is_current(&self, sealed: &Sealed) -> bool {
+        sealed.0.starts_with(&self.current.0)
+    }
+
     pub fn open(&self, sealed: &Sealed) -> Result<String, PiiError> {
         open_with(sealed, |kid| {
             std::iter::once(&self.current)

@@ -15,6 +15,9 @@
 //! Data sealed before per-person keys (with the configured key) still opens while the person
 //! exists; once erased, their reads answer nothing, though that ciphertext is not destroyed.
 
+#[cfg(doc)]
+use crate::auth::key_check::KeyMismatch;
+use crate::auth::key_check::{self, Verdict};
 use crate::auth::pii::Pii;
 use crate::domain::ids::UserId;
 use crate::domain::sealed::Sealed;
@@ -162,13 +165,13 @@ impl Vault {
             return Ok(Some(*slot));
         }
         let erasures = self.erasures.load(std::sync::atomic::Ordering::SeqCst);
-        let slot = match self.read(person).await? {
+        let slot = match self.read(person.as_str()).await? {
             Some(stored) => self.unwrap(&stored)?,
             None if create => {
                 let fresh: [u8; 32] = rand::random();
                 let wrapped = self.wrap(&fresh);
                 // Of two first seals at once, the first stored key wins.
-                let stored = self.create(person, wrapped).await?;
+                let stored = self.create(person.as_str(), wrapped).await?;
                 self.unwrap(&stored)?
             }
             None => return Ok(None),
@@ -207,15 +210,101 @@ impl Vault {
         Ok(Some(key))
     }
 
-    async fn read(&self, person: &UserId) -> Result<Option<Vec<u8>>, VaultError> {
+    /// Refuses to go on with personal-data keys the stored data was not sealed or indexed
+    /// with (`crate::auth::key_check`); writes the check when the store has none (a new
+    /// store, or one made before the check, whose first wrapped key must then open).
+    ///
+    /// Errors: a [`KeyMismatch`] naming the key, or the store's failure.
+    pub async fn check_keys(&self) -> anyhow::Result<()> {
+        match self.read(key_check::SLOT).await? {
+            Some(stored) => {
+                if key_check::verify(&self.pii, &stored)? == Verdict::Rotated {
+                    self.put(key_check::SLOT, key_check::record(&self.pii))
+                        .await?;
+                }
+                Ok(())
+            }
+            None => {
+                if let Some(wrapped) = self.any_wrapped().await? {
+                    key_check::verify_wrapped(&self.pii, &wrapped)?;
+                }
+                let stored = self
+                    .create(key_check::SLOT, key_check::record(&self.pii))
+                    .await?;
+                // Another node may have written it first, with its keys.
+                key_check::verify(&self.pii, &stored)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Some person's wrapped key (not a tombstone), if any is stored.
+    async fn any_wrapped(&self) -> Result<Option<Vec<u8>>, VaultError> {
         match &self.store {
-            VaultStore::Sled { tree, .. } => Ok(tree
-                .get(person.as_str())
-                .map_err(store_error)?
-                .map(|v| v.to_vec())),
+            VaultStore::Sled { tree, .. } => {
+                for entry in tree.iter() {
+                    let (slot, value) = entry.map_err(store_error)?;
+                    if !value.is_empty() && &slot[..] != key_check::SLOT.as_bytes() {
+                        return Ok(Some(value.to_vec()));
+                    }
+                }
+                Ok(None)
+            }
+            VaultStore::Redis(redis) => {
+                let mut redis = redis.clone();
+                let mut cursor = 0u64;
+                loop {
+                    let (next, pairs): (u64, Vec<(String, Vec<u8>)>) = redis::cmd("HSCAN")
+                        .arg(REDIS_KEY)
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(100)
+                        .query_async(&mut redis)
+                        .await
+                        .map_err(store_error)?;
+                    let found = pairs
+                        .into_iter()
+                        .find(|(slot, value)| !value.is_empty() && slot != key_check::SLOT);
+                    if let Some((_, value)) = found {
+                        return Ok(Some(value));
+                    }
+                    if next == 0 {
+                        return Ok(None);
+                    }
+                    cursor = next;
+                }
+            }
+        }
+    }
+
+    /// Stores `value` under `slot`, replacing what is there: durable when this returns.
+    async fn put(&self, slot: &str, value: Vec<u8>) -> Result<(), VaultError> {
+        match &self.store {
+            VaultStore::Sled { db, tree } => {
+                tree.insert(slot, value).map_err(store_error)?;
+                db.flush_async().await.map_err(store_error)?;
+            }
+            VaultStore::Redis(redis) => {
+                let () = redis::cmd("HSET")
+                    .arg(REDIS_KEY)
+                    .arg(slot)
+                    .arg(value)
+                    .query_async(&mut redis.clone())
+                    .await
+                    .map_err(store_error)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn read(&self, slot: &str) -> Result<Option<Vec<u8>>, VaultError> {
+        match &self.store {
+            VaultStore::Sled { tree, .. } => {
+                Ok(tree.get(slot).map_err(store_error)?.map(|v| v.to_vec()))
+            }
             VaultStore::Redis(redis) => redis::cmd("HGET")
                 .arg(REDIS_KEY)
-                .arg(person.as_str())
+                .arg(slot)
                 .query_async(&mut redis.clone())
                 .await
                 .map_err(store_error),
@@ -223,12 +312,12 @@ impl Vault {
     }
 
     /// Stores `wrapped` unless a key (or tombstone) is there; what is stored, durably.
-    async fn create(&self, person: &UserId, wrapped: Vec<u8>) -> Result<Vec<u8>, VaultError> {
+    async fn create(&self, slot: &str, wrapped: Vec<u8>) -> Result<Vec<u8>, VaultError> {
         match &self.store {
             VaultStore::Sled { db, tree } => {
                 let none: Option<&[u8]> = None;
                 let stored = match tree
-                    .compare_and_swap(person.as_str(), none, Some(wrapped.clone()))
+                    .compare_and_swap(slot, none, Some(wrapped.clone()))
                     .map_err(store_error)?
                 {
                     Ok(()) => wrapped,
@@ -243,11 +332,11 @@ impl Vault {
                     .atomic()
                     .cmd("HSETNX")
                     .arg(REDIS_KEY)
-                    .arg(person.as_str())
+                    .arg(slot)
                     .arg(&wrapped)
                     .cmd("HGET")
                     .arg(REDIS_KEY)
-                    .arg(person.as_str())
+                    .arg(slot)
                     .query_async(&mut redis)
                     .await
                     .map_err(store_error)?;
