@@ -3,8 +3,10 @@
 //! request; a replay with the same request gets that answer again, another request
 //! `422 idempotency_key_reused`. The key is also kept in the requester's account with the
 //! order it named (`domain::user::keys`), taken before the route acts, so the same key sent
-//! for another order is refused too, racing or not. (`POST /orders` needs no store: the key
-//! names the order.)
+//! for another order is refused too, racing or not; while the request that took it has not
+//! answered, another request with the key is `409 idempotency_key_in_use` (`Retry-After: 1`),
+//! so the key's kept answer is the one of the request that acted. (`POST /orders` needs no
+//! store: the key names the order.)
 
 use crate::actors::AskError;
 use crate::domain::ids::OrderId;
@@ -105,10 +107,11 @@ impl<'a> Remembered<'a> {
         {
             // A 503 may have acted (a payment still being confirmed, an ask that timed out
             // after its write): the key stays this order's. 404 and 429 acted on nothing.
-            if let Some(taken_by) = taken
-                && status != StatusCode::SERVICE_UNAVAILABLE
-            {
-                self.give_back(slot, taken_by).await;
+            if let Some(taken_by) = taken {
+                match status {
+                    StatusCode::SERVICE_UNAVAILABLE => self.answered(slot, taken_by).await,
+                    _ => self.give_back(slot, taken_by).await,
+                }
             }
             return Ok(response);
         }
@@ -117,15 +120,18 @@ impl<'a> Remembered<'a> {
             ApiError::internal(anyhow::Error::new(e).context("reading the reply to keep"))
         })?;
         let kept = StoredReply {
-            fingerprint: self.fingerprint,
+            fingerprint: self.fingerprint.clone(),
             status: status.as_u16(),
             body: String::from_utf8_lossy(&bytes).into_owned(),
         };
         let remember = OrderCommand::RememberReply {
-            key: slot,
+            key: slot.clone(),
             reply: kept.clone(),
         };
         self.state.orders.ask(self.order, remember).await?;
+        if let Some(taken_by) = taken {
+            self.answered(slot, taken_by).await;
+        }
         drop(parts);
         Ok(replay(&kept))
     }
@@ -136,7 +142,8 @@ impl Remembered<'_> {
     /// token, returned); `None` when the requester has no account (the operator token),
     /// which then has the order's memory only.
     ///
-    /// Errors: `422 idempotency_key_reused` when the key named another order; the account's
+    /// Errors: `422 idempotency_key_reused` when the key named another order, `409
+    /// idempotency_key_in_use` while another request with it has not answered; the account's
     /// errors (503 when it cannot be reached).
     async fn take(&self, slot: &str) -> Result<Option<String>, ApiError> {
         let taken_by = format!("{:016x}", rand::random::<u64>());
@@ -150,6 +157,17 @@ impl Remembered<'_> {
             Ok(_) => Ok(Some(taken_by)),
             Err(AskError::Rejected(UserError::NotFound)) => Ok(None),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Marks `slot` answered by `taken_by` (its answer is kept, or may have acted): other
+    /// requests with the key may go on. A failure leaves it in flight until
+    /// [`crate::domain::user::keys::IN_FLIGHT`] has passed.
+    async fn answered(&self, slot: String, taken_by: String) {
+        let command = UserCommand::Keys(KeyCommand::Answered { slot, taken_by });
+        let users = &self.state.accounts.users;
+        if let Err(e) = users.ask(&self.by.user_id, command).await {
+            tracing::debug!(error = %e, "an idempotency key stays in flight");
         }
     }
 

@@ -687,6 +687,61 @@ async fn an_idempotency_key_names_one_order_even_when_two_requests_race() {
     );
 }
 
+/// A payment confirmation with an `Idempotency-Key`.
+async fn confirm_with_key(app: &TestApp, token: &str, body: &Value, key: &str) -> (u16, String) {
+    let r = app
+        .client
+        .post(app.url("/api/v1/payments/confirm"))
+        .bearer_auth(token)
+        .header("idempotency-key", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn of_two_confirmations_racing_with_one_key_the_one_that_acted_keeps_the_key() {
+    let app = spawn_app_with(FAST).await;
+    product(&app, "mug", 50).await;
+    let (_, token, _) = app.customer("two-tabs@example.com").await;
+    for round in 0..5 {
+        // Given an order and two payments of it at the gateway (two tabs of one checkout)
+        let order = order_of(&app, &token, "mug", 1).await;
+        let [a, b] = [
+            payment_key(&app, &order, CARD).await,
+            payment_key(&app, &order, CARD).await,
+        ];
+        let body = |pk: &str| json!({"order_id": order["order_id"], "payment_key": pk, "amount": order["total"]});
+        let key = format!("pay-{round}");
+        // When both are confirmed at once with one Idempotency-Key
+        let (body_a, body_b) = (body(&a), body(&b));
+        let (ra, rb) = tokio::join!(
+            confirm_with_key(&app, &token, &body_a, &key),
+            confirm_with_key(&app, &token, &body_b, &key)
+        );
+        // Then one is paid, and the other refused without acting: in use, or reused once the
+        // first had answered
+        let (won, lost, winner) = match ra.0 {
+            200 => (ra, rb, a),
+            _ => (rb, ra, b),
+        };
+        assert_eq!(won.0, 200, "round {round}: {won:?} {lost:?}");
+        let code: Value = serde_json::from_str(&lost.1).unwrap();
+        assert!(
+            matches!(
+                (lost.0, code["code"].as_str()),
+                (409, Some("idempotency_key_in_use")) | (422, Some("idempotency_key_reused"))
+            ),
+            "round {round}: {lost:?}"
+        );
+        // And the winner's request, sent again, gets its own answer back
+        let again = confirm_with_key(&app, &token, &body(&winner), &key).await;
+        assert_eq!(again, won, "round {round}");
+    }
+}
+
 #[tokio::test]
 async fn other_users_orders_are_not_found_and_bad_input_is_a_problem() {
     let app = spawn_app_with(FAST).await;

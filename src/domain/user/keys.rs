@@ -6,6 +6,15 @@
 //! "Idempotency") instead of a second action. A key is kept for [`KEY_RETENTION`] after its
 //! use, and a user keeps at most [`MAX_KEYS`] (the oldest go first); a key forgotten after
 //! that acts again, as Stripe's keys do after their 24 hours.
+//!
+//! A key is also *in flight* from its first use until its request has an answer
+//! ([`KeyCommand::Answered`]): another request with the key meanwhile is refused
+//! ([`KeyError::InUse`], `409 idempotency_key_in_use`) instead of acting beside it, as the
+//! IETF's Idempotency-Key draft asks (draft-ietf-httpapi-idempotency-key-header, "Error
+//! Scenarios": a retry while the original request is still processing is a 409). Two
+//! requests with one key and different bodies could otherwise both run, and the one that
+//! lost the race could have its refusal kept as the key's answer. A request that died
+//! without answering (its node crashed) holds the key for [`IN_FLIGHT`] at most.
 
 use crate::domain::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -16,6 +25,9 @@ use std::time::Duration;
 pub const KEY_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 /// The most keys one user keeps.
 pub const MAX_KEYS: usize = 256;
+/// How long a request may hold its key unanswered before another request with the key may
+/// act (its node is presumed gone: longer than any route waits for the gateway).
+pub const IN_FLIGHT: Duration = Duration::from_secs(30);
 
 /// Keys by slot (`route:key`), with the order each named and when it was first used.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +42,13 @@ pub struct KeyUse {
     pub at: Timestamp,
     /// The request that took the key (a random token): only it may give the key back.
     pub taken_by: String,
+    /// Whether that request has answered (records from before this was kept have).
+    #[serde(default = "answered_before")]
+    pub answered: bool,
+}
+
+fn answered_before() -> bool {
+    true
 }
 
 impl Keys {
@@ -62,6 +81,9 @@ pub enum KeyCommand {
     /// The request `taken_by` ended knowing it acted on nothing (404, 429): the key it took
     /// may name another order. A key another request took stays.
     Release { slot: String, taken_by: String },
+    /// The request `taken_by` has its answer (kept in the order, or a `503` that may have
+    /// acted): the key is no longer in flight. A key another request took stays as it is.
+    Answered { slot: String, taken_by: String },
 }
 
 /// Stored in the user's journal as the user's events (`{"type": "idempotency_key_used", ...}`).
@@ -77,12 +99,17 @@ pub enum KeyEvent {
     IdempotencyKeyReleased {
         slot: String,
     },
+    IdempotencyKeyAnswered {
+        slot: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum KeyError {
     #[error("the idempotency key was used with a different request")]
     Reused,
+    #[error("another request with this idempotency key is still being processed")]
+    InUse,
 }
 
 pub fn decide(k: &Keys, cmd: &KeyCommand, now: Timestamp) -> Result<Vec<KeyEvent>, KeyError> {
@@ -92,8 +119,13 @@ pub fn decide(k: &Keys, cmd: &KeyCommand, now: Timestamp) -> Result<Vec<KeyEvent
             order_id,
             taken_by,
         } => match k.order_of(slot, now) {
-            Some(named) if named == order_id => Ok(vec![]),
-            Some(_) => Err(KeyError::Reused),
+            Some(named) if named != order_id => Err(KeyError::Reused),
+            Some(_) => match &k.used[slot] {
+                u if !u.answered && &u.taken_by != taken_by && now < u.at.plus(IN_FLIGHT) => {
+                    Err(KeyError::InUse)
+                }
+                _ => Ok(vec![]),
+            },
             None => Ok(vec![KeyEvent::IdempotencyKeyUsed {
                 slot: slot.clone(),
                 order_id: order_id.clone(),
@@ -104,6 +136,12 @@ pub fn decide(k: &Keys, cmd: &KeyCommand, now: Timestamp) -> Result<Vec<KeyEvent
         KeyCommand::Release { slot, taken_by } => Ok(match k.used.get(slot) {
             Some(u) if &u.taken_by == taken_by => {
                 vec![KeyEvent::IdempotencyKeyReleased { slot: slot.clone() }]
+            }
+            _ => vec![],
+        }),
+        KeyCommand::Answered { slot, taken_by } => Ok(match k.used.get(slot) {
+            Some(u) if &u.taken_by == taken_by && !u.answered => {
+                vec![KeyEvent::IdempotencyKeyAnswered { slot: slot.clone() }]
             }
             _ => vec![],
         }),
@@ -136,11 +174,17 @@ pub fn apply(k: &mut Keys, event: &KeyEvent) {
                     order_id: order_id.clone(),
                     at: *at,
                     taken_by: taken_by.clone(),
+                    answered: false,
                 },
             );
         }
         KeyEvent::IdempotencyKeyReleased { slot } => {
             k.used.remove(slot);
+        }
+        KeyEvent::IdempotencyKeyAnswered { slot } => {
+            if let Some(u) = k.used.get_mut(slot) {
+                u.answered = true;
+            }
         }
     }
 }
@@ -191,9 +235,10 @@ mod tests {
 
     #[test]
     fn only_the_request_that_took_a_key_gives_it_back() {
-        // Given a key taken for order a by request r1, then sent again for a by r2
+        // Given a key taken for order a by request r1, answered, then sent again for a by r2
         let mut k = Keys::default();
         run(&mut k, use_by("confirm:K", "a", "r1"), T0).unwrap();
+        run(&mut k, answered("r1"), T0).unwrap();
         assert_eq!(run(&mut k, use_by("confirm:K", "a", "r2"), T0), Ok(0));
         // When r2 gives it back (it found nothing to act on), then r1
         let back = |request: &str| KeyCommand::Release {
@@ -205,6 +250,35 @@ mod tests {
         assert_eq!(k.order_of("confirm:K", T0), Some("a"));
         assert_eq!(run(&mut k, back("r1"), T0), Ok(1));
         assert_eq!(run(&mut k, use_for("confirm:K", "b"), T0), Ok(1));
+    }
+
+    fn answered(request: &str) -> KeyCommand {
+        KeyCommand::Answered {
+            slot: "confirm:K".into(),
+            taken_by: request.into(),
+        }
+    }
+
+    #[test]
+    fn a_key_in_flight_refuses_another_request_until_its_answer_or_a_time_out() {
+        // Given a key r1 took for order a and has not answered yet
+        let mut k = Keys::default();
+        run(&mut k, use_by("confirm:K", "a", "r1"), T0).unwrap();
+        // When r2 sends it for a, then it is refused as in use (and for b as reused)
+        let r2 = use_by("confirm:K", "a", "r2");
+        assert_eq!(run(&mut k, r2.clone(), T0), Err(KeyError::InUse));
+        let b = use_by("confirm:K", "b", "r2");
+        assert_eq!(run(&mut k, b, T0), Err(KeyError::Reused));
+        // And an answer from r2 changes nothing; once r1 answers, r2 may replay
+        assert_eq!(run(&mut k, answered("r2"), T0), Ok(0));
+        assert_eq!(run(&mut k, r2.clone(), T0), Err(KeyError::InUse));
+        assert_eq!(run(&mut k, answered("r1"), T0), Ok(1));
+        assert_eq!(run(&mut k, r2, T0), Ok(0));
+        // And a key whose request never answered (its node died) frees after IN_FLIGHT
+        run(&mut k, use_by("confirm:L", "a", "r3"), T0).unwrap();
+        let r4 = use_by("confirm:L", "a", "r4");
+        assert_eq!(run(&mut k, r4.clone(), T0), Err(KeyError::InUse));
+        assert_eq!(run(&mut k, r4, T0.plus(IN_FLIGHT)), Ok(0));
     }
 
     #[test]

@@ -117,6 +117,9 @@ impl From<UserError> for ApiError {
             UserError::Keys(KeyError::Reused) => {
                 Self::new(S::UNPROCESSABLE_ENTITY, "idempotency_key_reused", detail)
             }
+            UserError::Keys(KeyError::InUse) => {
+                Self::new(S::CONFLICT, "idempotency_key_in_use", detail).retry_after(1)
+            }
         }
     }
 }
