@@ -232,14 +232,42 @@ impl Saga {
                 let Some(p) = &state.payment else {
                     return done;
                 };
-                if *amount > 0 {
-                    let key = format!("{id}-refund-{effect}");
-                    self.gateway
-                        .cancel(&p.payment_key, reason, *amount, &key)
-                        .await
-                        .map_err(|e| format!("refund: {e}"))?;
+                if *amount <= 0 {
+                    return done;
                 }
-                done
+                let key = format!("{id}-refund-{effect}");
+                match self
+                    .gateway
+                    .cancel(&p.payment_key, reason, *amount, &key)
+                    .await
+                {
+                    Ok(_) => done,
+                    // Refused: maybe more than the gateway holds, part of the payment having
+                    // been refunded at its console. What it holds goes back, no more.
+                    Err(GatewayError::Refused { code, .. }) => {
+                        let held = self
+                            .gateway
+                            .get(&p.payment_key)
+                            .await
+                            .map_err(|e| format!("refund refused ({code}); reading it: {e}"))?;
+                        let balance = held.balance_amount.max(0);
+                        if balance >= *amount {
+                            return Err(format!("refund refused: {code}"));
+                        }
+                        if balance > 0 {
+                            let rest = format!("{key}-rest");
+                            self.gateway
+                                .cancel(&p.payment_key, reason, balance, &rest)
+                                .await
+                                .map_err(|e| format!("refund of the rest: {e}"))?;
+                        }
+                        Ok(Step::Done(Outcome::Refunded {
+                            amount: balance,
+                            balance: 0,
+                        }))
+                    }
+                    Err(e) => Err(format!("refund: {e}")),
+                }
             }
             Action::Restock { items, before } => {
                 let drop = placement.drop_id.as_ref().map(|drop_id| DropBuyer {

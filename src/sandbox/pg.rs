@@ -226,12 +226,27 @@ async fn cancel(
     let Some(p) = gateway.payments.get_mut(&key) else {
         return refuse(404, "NOT_FOUND_PAYMENT", "no such payment");
     };
+    // TossPayments' codes for each refusal.
+    if p.status == "CANCELED" {
+        return refuse(
+            400,
+            "ALREADY_CANCELED_PAYMENT",
+            "the payment was cancelled already",
+        );
+    }
     if !matches!(p.status, "DONE" | "PARTIAL_CANCELED") {
         return refuse(403, "NOT_CANCELABLE_PAYMENT", "the payment is not captured");
     }
     let amount = req.amount.unwrap_or(p.balance_amount);
-    if amount <= 0 || amount > p.balance_amount || req.reason.is_empty() {
+    if amount <= 0 || req.reason.is_empty() {
         return refuse(400, "INVALID_REQUEST", "bad cancel amount or reason");
+    }
+    if amount > p.balance_amount {
+        return refuse(
+            403,
+            "NOT_CANCELABLE_AMOUNT",
+            "more than the payment's balance",
+        );
     }
     p.balance_amount -= amount;
     p.cancels.push(amount);

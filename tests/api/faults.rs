@@ -10,7 +10,8 @@ use crate::helpers::{
     spawn_app_in, spawn_app_with,
 };
 use crate::orders::{
-    CARD, FAST, address, audit, confirm, payment_key, place, rand_suffix, stock, until_status,
+    CARD, FAST, address, audit, confirm, order_of, payment_key, place, rand_suffix, stock,
+    until_status,
 };
 use serde_json::{Value, json};
 
@@ -71,6 +72,75 @@ async fn a_return_listing_one_sku_twice_is_checked_on_the_sum_and_never_refunds_
     assert_eq!(d["payment"]["refunded"], 10000);
     assert_eq!(gateway_balance(&app, &pk).await, 0);
     assert_eq!(stock(&app, "mug").await, (5, 0, 0));
+}
+
+/// Refunds `amount` of a payment at the sandbox gateway's console, outside the engine.
+async fn refund_at_console(app: &TestApp, payment_key: &str, amount: i64) {
+    let path = format!("/sandbox/pg/v1/payments/{payment_key}/cancel");
+    let body = json!({"reason": "goodwill, by the merchant's console", "amount": amount});
+    assert_eq!(app.post_json(&path, body).await.status(), 200);
+}
+
+#[tokio::test]
+async fn refunds_made_at_the_gateways_console_are_counted_before_the_engine_refunds() {
+    let app = spawn_app_with(FAST).await;
+    product_with_sku(&app, "Mug", "mug", 10000, 5).await;
+    let (_, token, _) = app.customer("console@example.com").await;
+    // Given a paid order of 10,000 of which 3,000 was refunded at the gateway's console
+    let order = order_of(&app, &token, "mug", 1).await;
+    let pk = payment_key(&app, &order, CARD).await;
+    ok(confirm(&app, &token, &order, &pk, 10000).await).await;
+    refund_at_console(&app, &pk, 3000).await;
+    // When the shopper cancels it
+    let id = order["order_id"].as_str().unwrap();
+    let cancel = format!("/api/v1/orders/{id}/cancel");
+    assert_eq!(
+        send(&app, "POST", &cancel, &token, None).await.status(),
+        200
+    );
+    // Then the 7,000 left goes back (not a refund of 10,000 refused for ever), and the order
+    // counts all 10,000 refunded
+    let d = until_refunded(&app, &token, id, 10000).await;
+    assert_eq!(d["status"], "cancelled");
+    assert_eq!(gateway_balance(&app, &pk).await, 0);
+    // Given a delivered order of 10,000 of which 4,000 was refunded at the console
+    let (id, pk) = delivered(&app, &token, &[("mug", 1)]).await;
+    refund_at_console(&app, &pk, 4000).await;
+    // When it is returned
+    let r = request_return(&app, &token, &id, json!([])).await;
+    assert_eq!(r.status(), 201);
+    // Then the return refunds the 6,000 the gateway still held and the order ends refunded
+    let d = until_refunded(&app, &token, &id, 10000).await;
+    assert_eq!(d["status"], "refunded", "{d}");
+    assert_eq!(gateway_balance(&app, &pk).await, 0);
+    assert!(dead_letters(&app).await.is_empty());
+}
+
+/// Polls the order until its payment counts `refunded`; the order.
+async fn until_refunded(app: &TestApp, token: &str, id: &str, refunded: i64) -> Value {
+    let mut d = Value::Null;
+    for _ in 0..200 {
+        d = ok(send(app, "GET", &format!("/api/v1/orders/{id}"), token, None).await).await;
+        if d["payment"]["refunded"] == refunded {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(d["payment"]["refunded"], refunded, "{d}");
+    d
+}
+
+/// Every dead letter the operator sees.
+async fn dead_letters(app: &TestApp) -> Vec<Value> {
+    let r = send(
+        app,
+        "GET",
+        "/api/v1/admin/dead-letters",
+        OPERATOR_TOKEN,
+        None,
+    )
+    .await;
+    ok(r).await["items"].as_array().cloned().unwrap_or_default()
 }
 
 #[tokio::test]

@@ -343,6 +343,13 @@ pub enum Outcome {
     },
     /// The carrier refused to call a shipment off: it has the parcel already.
     ShipmentUnderWay,
+    /// A refund the gateway took only in part, or not at all, as part of the payment had been
+    /// refunded at the gateway already (its console): `amount` went back through this step,
+    /// and `balance` is what the gateway holds of the payment after it.
+    Refunded {
+        amount: i64,
+        balance: i64,
+    },
 }
 
 /// How a failed effect is retried.
@@ -480,6 +487,13 @@ pub enum OrderEvent {
     },
     ReturnRequested(ReturnRequest),
     Refunded {
+        amount: i64,
+        at: Timestamp,
+    },
+    /// Money the gateway gave back outside the engine (a refund made at its console), found
+    /// when a refund of ours met a smaller balance than the order's records left: counted as
+    /// refunded, so no later refund asks for it again.
+    RefundedAtGateway {
         amount: i64,
         at: Timestamp,
     },

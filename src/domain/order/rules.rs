@@ -173,6 +173,25 @@ fn complete(
             amount: *amount,
             at: now,
         }],
+        (Action::RefundPayment { .. }, Outcome::Refunded { amount, balance }) => {
+            let (paid, refunded) = s
+                .payment
+                .as_ref()
+                .map_or((0, 0), |p| (p.amount, p.refunded));
+            let outside = paid - balance - refunded - amount;
+            let mut events = Vec::new();
+            if outside > 0 {
+                events.push(E::RefundedAtGateway {
+                    amount: outside,
+                    at: now,
+                });
+            }
+            events.push(E::Refunded {
+                amount: *amount,
+                at: now,
+            });
+            events
+        }
         (Action::ConfirmPayment, _) => return Err(OrderError::NoSuchEffect),
         (_, Outcome::Done) => vec![],
         _ => return Err(OrderError::NoSuchEffect),
@@ -531,6 +550,11 @@ pub fn apply(s: &mut OrderState, event: &OrderEvent) {
             if *amount > 0 {
                 let text = format!("A refund of {amount} was issued.");
                 notify(s, NotificationKind::OrderRefunded, text, *at);
+            }
+        }
+        E::RefundedAtGateway { amount, .. } => {
+            if let Some(p) = s.payment.as_mut() {
+                p.refunded += amount;
             }
         }
         E::CapturedLate { at } => {

@@ -95,3 +95,23 @@ fn an_order_once_delivered_is_not_cancelled_even_while_an_exchange_ships() {
     let cancel = OrderCommand::Cancel { by: user() };
     assert_eq!(when(&mut s, cancel), Err(OrderError::NotCancellable));
 }
+
+#[test]
+fn a_refund_that_meets_money_refunded_at_the_gateway_counts_it_and_asks_no_more() {
+    // Given a paid order of 5,000, cancelled, of which 2,000 was refunded at the gateway's
+    // console without the engine
+    let mut s = paid(false);
+    s.effects.clear();
+    when(&mut s, OrderCommand::Cancel { by: user() }).unwrap();
+    // When its refund finds 3,000 left at the gateway and refunds that
+    let left = Outcome::Refunded {
+        amount: 3000,
+        balance: 0,
+    };
+    let c = complete(&s, "refund_payment", left);
+    when(&mut s, c).unwrap();
+    // Then the order counts all 5,000 refunded, 2,000 of it at the gateway, and stays cancelled
+    assert_eq!(s.payment.as_ref().unwrap().refunded, 5000);
+    assert_eq!(s.status, Some(OrderStatus::Cancelled));
+    assert!(s.pending("refund_payment").is_none());
+}
