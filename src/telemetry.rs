@@ -19,11 +19,47 @@ pub fn init_tracing(format: LogFormat, filter: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_writer(LogOut)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     let _ = match format {
         LogFormat::Json => builder.json().fmt_fields(JsonSpanFields).try_init(),
         LogFormat::Pretty => builder.fmt_fields(PlainFields).try_init(),
     };
+}
+
+/// The log's writer: standard output, where a line that cannot be written (the log's disk
+/// full, a closed pipe) is dropped and counted in `emporium_log_writes_failed_total`. The
+/// default writer reports such a failure on standard error with `eprintln!`, which panics
+/// when standard error fails too (it usually shares the full disk): every request that
+/// logged then died in its handler.
+struct LogOut;
+
+impl tracing_subscriber::fmt::MakeWriter<'_> for LogOut {
+    type Writer = LogLine;
+
+    fn make_writer(&self) -> LogLine {
+        LogLine(std::io::stdout())
+    }
+}
+
+/// One line of the log on its way to standard output: see [`LogOut`].
+struct LogLine(std::io::Stdout);
+
+impl std::io::Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.0.write(buf) {
+            Err(e) if e.kind() != std::io::ErrorKind::Interrupted => {
+                metrics::counter!("emporium_log_writes_failed_total").increment(1);
+                Ok(buf.len())
+            }
+            written => written,
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = self.0.flush();
+        Ok(())
+    }
 }
 
 /// The fields of the pretty log, written exactly as tracing-subscriber's `DefaultFields` writes

@@ -226,6 +226,78 @@ fn a_node_refuses_a_personal_data_key_its_data_was_not_sealed_with() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("already registered"));
 }
 
+/// A node whose log cannot be written (its disk full: here `/dev/full`, which refuses every
+/// write with ENOSPC, for both standard output and standard error) keeps serving: a lost
+/// log line is counted, never a panic in the handler that logged it.
+#[tokio::test]
+async fn a_node_whose_log_disk_is_full_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("RUST_LOG", "debug")
+        .stdout(full())
+        .stderr(full())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..400 {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
+            && r.status() == 200
+        {
+            ready = true;
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the node stopped");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ready, "the node never became ready");
+    // When requests that log are served (a sign-up logs its mail, a 404 its problem)
+    let signup =
+        json!({"email": "log@example.com", "password": "correct horse battery", "name": "Log"});
+    let r = client
+        .post(format!("{base}/api/v1/auth/signup"))
+        .json(&signup)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    for _ in 0..20 {
+        let r = client
+            .get(format!("{base}/api/v1/products/nope"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+    }
+    // Then the node is still up, and says how many log writes it lost
+    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap();
+    let text = metrics.text().await.unwrap();
+    let lost = text
+        .lines()
+        .find_map(|l| l.strip_prefix("emporium_log_writes_failed_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(lost > 0.0, "{text}");
+    assert!(child.try_wait().unwrap().is_none(), "the node stopped");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 /// `--demo` outside dev mode refuses to start.
 #[test]
 fn demo_needs_dev_mode() {
