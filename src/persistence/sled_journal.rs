@@ -39,14 +39,14 @@ use crate::persistence::sled_open::{forget_unfinished_snapshots, kept, open_lock
 use crate::persistence::sled_open::{stored_compression, stored_segment_bytes};
 use crate::persistence::sled_snapshot::read_snapshot;
 use crate::persistence::sled_sync::SyncedDb;
-use crate::persistence::sled_syncer::run_syncer;
+use crate::persistence::sled_syncer::{InFlight, STALL, run_syncer};
 use crate::persistence::sled_writer::{Job, run_writer};
 pub use crate::persistence::sled_writer::{SEGMENT_BYTES, WriterConfig};
 use crate::persistence::{
     Append, Completion, Direction, Journal, JournalError, Recovered, StreamId, time_key,
 };
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -55,7 +55,7 @@ pub struct SledJournal {
     store: Store,
     /// The writer's only input. The writer thread ends when it receives `Job::Close`.
     tx: Sender<Job>,
-    in_flight: Arc<AtomicUsize>,
+    in_flight: Arc<InFlight>,
     closed: AtomicBool,
     /// The writer and sync threads (`sled_writer`, `sled_syncer`), joined on close.
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -109,7 +109,7 @@ impl SledJournal {
         migrate_tree_per_type(&store)?;
         config.segment_bytes = segment_bytes;
         let (tx, rx) = mpsc::channel();
-        let in_flight = Arc::new(AtomicUsize::new(0));
+        let in_flight = Arc::new(InFlight::default());
         let (to_sync, synced) = mpsc::channel();
         let syncer = {
             let db = store.db.clone();
@@ -148,9 +148,9 @@ impl Journal for SledJournal {
             done(Err(JournalError::Closed));
             return;
         }
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.in_flight.add(1);
         if let Err(mpsc::SendError(job)) = self.tx.send(Job::Write(append, done)) {
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            self.in_flight.done(1);
             if let Job::Write(_, done) = job {
                 done(Err(JournalError::Closed));
             }
@@ -328,11 +328,21 @@ impl Journal for SledJournal {
     }
 
     fn is_idle(&self) -> bool {
-        self.in_flight.load(Ordering::Acquire) == 0
+        self.in_flight.is_idle()
     }
 
+    /// A failed flush or write (the store takes no more writes until a restart), or appends
+    /// waiting on the disk for [`STALL`] with none completing (a frozen filesystem: this
+    /// clears once the disk answers again).
     fn failure(&self) -> Option<String> {
-        self.store.db.failure().map(str::to_owned)
+        if let Some(failure) = self.store.db.failure() {
+            return Some(failure.to_owned());
+        }
+        let stalled = self.in_flight.stalled_for().filter(|d| *d >= STALL)?;
+        Some(format!(
+            "the disk has completed no write for {} s; writes wait",
+            stalled.as_secs()
+        ))
     }
 
     fn close(&self) {

@@ -7,9 +7,10 @@
 
 use crate::persistence::sled_sync::SyncedDb;
 use crate::persistence::{Completion, JournalError};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SendError, Sender};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 /// What the writer hands on, in its order.
 pub(super) enum Stage {
@@ -23,10 +24,61 @@ pub(super) enum Stage {
     Close(mpsc::SyncSender<()>),
 }
 
+/// How long appends may wait on the disk, none of them completing, before the journal
+/// reports the disk stuck ([`InFlight::stalled_for`]): a frozen filesystem (`fsfreeze`, a
+/// storage volume that stopped answering) makes sled's writes and syncs wait without end.
+/// Longer than any sync of a healthy disk under load.
+pub(super) const STALL: Duration = Duration::from_secs(10);
+
+/// Appends submitted and not completed yet, and when the journal last made progress on them:
+/// a completion, or the first append after it was idle.
+#[derive(Default)]
+pub(super) struct InFlight {
+    count: AtomicUsize,
+    /// Milliseconds since [`since_origin`]'s origin at the last progress.
+    progress_ms: AtomicU64,
+}
+
+/// The monotonic origin of [`InFlight`]'s times.
+fn since_origin() -> u64 {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    let elapsed = ORIGIN.get_or_init(Instant::now).elapsed();
+    u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl InFlight {
+    /// `n` appends submitted.
+    pub(super) fn add(&self, n: usize) {
+        if self.count.load(Ordering::Acquire) == 0 {
+            self.progress_ms.store(since_origin(), Ordering::Release);
+        }
+        self.count.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// `n` appends completed (durable, or failed).
+    pub(super) fn done(&self, n: usize) {
+        self.progress_ms.store(since_origin(), Ordering::Release);
+        self.count.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    pub(super) fn is_idle(&self) -> bool {
+        self.count.load(Ordering::Acquire) == 0
+    }
+
+    /// How long appends have waited with none completing; `None` when none waits.
+    pub(super) fn stalled_for(&self) -> Option<Duration> {
+        if self.is_idle() {
+            return None;
+        }
+        let last = self.progress_ms.load(Ordering::Acquire);
+        Some(Duration::from_millis(since_origin().saturating_sub(last)))
+    }
+}
+
 /// Hands `stage` to the sync thread. If it is gone (after a close, or had it died), nothing
 /// written from now on would be synced: the store is stopped (`db`) and the stage's
 /// completions fail rather than wait.
-pub(super) fn hand_on(to: &Sender<Stage>, stage: Stage, db: &SyncedDb, in_flight: &AtomicUsize) {
+pub(super) fn hand_on(to: &Sender<Stage>, stage: Stage, db: &SyncedDb, in_flight: &InFlight) {
     if let Err(SendError(stage)) = to.send(stage) {
         db.stop("the journal's sync thread is gone");
         match stage {
@@ -40,7 +92,7 @@ pub(super) fn hand_on(to: &Sender<Stage>, stage: Stage, db: &SyncedDb, in_flight
 
 /// The sync thread: takes every stage waiting, syncs once if any of them was flushed, then
 /// completes them in order.
-pub(super) fn run_syncer(db: SyncedDb, rx: Receiver<Stage>, in_flight: Arc<AtomicUsize>) {
+pub(super) fn run_syncer(db: SyncedDb, rx: Receiver<Stage>, in_flight: Arc<InFlight>) {
     while let Ok(first) = rx.recv() {
         let mut stages = vec![first];
         stages.extend(rx.try_iter());
@@ -75,10 +127,10 @@ pub(super) fn run_syncer(db: SyncedDb, rx: Receiver<Stage>, in_flight: Arc<Atomi
 fn complete(
     done: Vec<(Completion, Result<(), JournalError>)>,
     synced: &Result<(), JournalError>,
-    in_flight: &AtomicUsize,
+    in_flight: &InFlight,
 ) {
     // Durable (or failed) from here on: not in flight while the completions run.
-    in_flight.fetch_sub(done.len(), Ordering::AcqRel);
+    in_flight.done(done.len());
     for (completion, result) in done {
         // A completion is a caller's code (view listeners among them): one that panics must
         // not take the thread, and every later reply, with it.
@@ -105,19 +157,19 @@ mod tests {
     /// Runs the sync thread over `stages` to the end; what each completion got, in order.
     fn synced(db: SyncedDb, stages: impl FnOnce(&Seen) -> Vec<Stage>) -> Seen {
         let seen: Seen = Arc::default();
-        let in_flight = Arc::new(AtomicUsize::new(0));
+        let in_flight = Arc::new(InFlight::default());
         let (tx, rx) = mpsc::channel();
         let (ack, acked) = mpsc::sync_channel(1);
         for stage in stages(&seen) {
             if let Stage::Commit { done, .. } = &stage {
-                in_flight.fetch_add(done.len(), Ordering::AcqRel);
+                in_flight.add(done.len());
             }
             tx.send(stage).unwrap();
         }
         tx.send(Stage::Close(ack)).unwrap();
         run_syncer(db, rx, in_flight.clone());
         acked.recv().unwrap();
-        assert_eq!(in_flight.load(Ordering::Acquire), 0, "every completion ran");
+        assert!(in_flight.is_idle(), "every completion ran");
         seen
     }
 

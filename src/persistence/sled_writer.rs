@@ -10,11 +10,10 @@ use crate::persistence::sled_layout::{
     ARCHIVE, EVENT, EventRuns, Store, VIEW, due_key, key, run_bytes, set_prefix,
 };
 use crate::persistence::sled_snapshot::write_snapshot;
-use crate::persistence::sled_syncer::{Stage, hand_on};
+use crate::persistence::sled_syncer::{InFlight, Stage, hand_on};
 use crate::persistence::{Append, Completion, JournalError, StreamId};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -83,7 +82,7 @@ pub(super) fn run_writer(
     store: Store,
     rx: Receiver<Job>,
     config: WriterConfig,
-    in_flight: Arc<AtomicUsize>,
+    in_flight: Arc<InFlight>,
     synced: Sender<Stage>,
 ) {
     let mut batch: Vec<(Append, Completion)> = Vec::new();
@@ -360,7 +359,16 @@ fn write_batch(
         return Err(JournalError::Storage("a failure made by a test".into()).into());
     }
     let started = Instant::now();
-    store.tree.apply_batch(writes)?;
+    // sled takes no more writes after one failed in its log (it keeps the IO error for every
+    // later call, sled 0.34.7 `Config::global_error`): the store stops as after a failed
+    // flush, so the node says it is not ready instead of failing each write.
+    store.tree.apply_batch(writes).map_err(|e| {
+        let error = JournalError::from(e);
+        store.db.stop(&format!(
+            "a write failed, so the store takes no more writes until the node restarts: {error}"
+        ));
+        Failed::from(error)
+    })?;
     store.db.flush_unsynced().map_err(|error| Failed {
         error,
         applied: true,
