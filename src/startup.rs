@@ -71,6 +71,9 @@ impl Application {
     /// every durable view, which grows with the catalog), `/healthz` is 200, `/readyz` is 503
     /// and every other route answers `503 starting` with `Retry-After`.
     pub async fn start(mut settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        // The metrics recorder first: what the node counts while it loads (entities activated,
+        // kinds' gauges) is lost when counted before a recorder exists.
+        let _ = crate::telemetry::metrics_handle();
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;

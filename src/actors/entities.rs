@@ -542,8 +542,11 @@ impl<E: Entity> EntityKind for Entities<E> {
 }
 
 /// Ten times a second, notes how many asks of the kind are in flight (waiting in mailboxes or
-/// being handled), for the kind's `mailbox_depth_p99`.
+/// being handled), for the kind's `mailbox_depth_p99`, and sets the gauge
+/// `emporium_mailbox_depth{kind}` to it.
 async fn sample_in_flight<E: Entity>(kind: std::sync::Weak<Kind<E>>, max: usize) {
+    let gauge = metrics::gauge!("emporium_mailbox_depth", "kind" => E::KIND);
+    gauge.set(0.0);
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let Some(kind) = kind.upgrade() else { return };
@@ -552,6 +555,7 @@ async fn sample_in_flight<E: Entity>(kind: std::sync::Weak<Kind<E>>, max: usize)
         }
         let in_flight = max.saturating_sub(kind.admission.available_permits());
         kind.registry.stats().sample_in_flight(in_flight);
+        gauge.set(in_flight as f64);
     }
 }
 

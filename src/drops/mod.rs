@@ -166,8 +166,19 @@ impl Drops {
         (all, more)
     }
 
-    /// Buys from a drop; the same key again returns the same order.
+    /// Buys from a drop; the same key again returns the same order. Each purchase that is not
+    /// a replay is counted in `emporium_drop_purchases_total{outcome}` (`sold`, `sold_out`,
+    /// `not_live`, `limit_reached`, `refused`) and a sale's units in
+    /// `emporium_drop_units_sold_total`.
     pub async fn purchase(&self, p: Purchase) -> Result<(OrderId, OrderState), DropFailure> {
+        let quantity = p.quantity;
+        let bought = self.purchase_once(p).await;
+        sales::count(&bought, quantity);
+        bought.map(|(id, state, _)| (id, state))
+    }
+
+    /// [`Self::purchase`]; also whether it was a new sale (not a replay).
+    async fn purchase_once(&self, p: Purchase) -> Result<(OrderId, OrderState, bool), DropFailure> {
         let (sku, view) = self.get(&p.drop_id).ok_or(DropError::NotFound)?;
         let order_id = order_id_for(&p.user, &p.idempotency_key);
         let replay = self.orders.known(&order_id).await;
@@ -194,7 +205,11 @@ impl Drops {
             })
             .await?;
         if replay {
-            return Ok((order_id.clone(), self.replay(&order_id, placement).await?));
+            return Ok((
+                order_id.clone(),
+                self.replay(&order_id, placement).await?,
+                false,
+            ));
         }
         let grace = self.orders.reservation_grace();
         let fingerprint = placement.fingerprint.clone();
@@ -220,11 +235,15 @@ impl Drops {
                         tracing::warn!(%order_id, error = %e, "a drop order is written later");
                     }
                 }
-                Ok((order_id, state))
+                Ok((order_id, state, true))
             }
             Some(_) => Err(OrderFailure::from(OrderError::KeyReused).into()),
             // A replay of a purchase settled since: the order exists.
-            None => Ok((order_id.clone(), self.replay(&order_id, placement).await?)),
+            None => Ok((
+                order_id.clone(),
+                self.replay(&order_id, placement).await?,
+                false,
+            )),
         }
     }
 
@@ -237,5 +256,55 @@ impl Drops {
     ) -> Result<OrderState, OrderFailure> {
         let place = OrderCommand::Place(Box::new(placement));
         Ok(self.orders.ask(order_id, place).await?)
+    }
+}
+
+/// Drop sales in `/metrics`, through counters made once (the purchase is the hot path: no
+/// registry lookup per request).
+mod sales {
+    use super::{DropError, DropFailure};
+    use metrics::Counter;
+    use std::sync::OnceLock;
+
+    struct Counters {
+        sold: Counter,
+        sold_out: Counter,
+        not_live: Counter,
+        limit_reached: Counter,
+        refused: Counter,
+        units: Counter,
+    }
+
+    fn counters() -> &'static Counters {
+        static COUNTERS: OnceLock<Counters> = OnceLock::new();
+        COUNTERS.get_or_init(|| {
+            let outcome = |o: &'static str| {
+                metrics::counter!("emporium_drop_purchases_total", "outcome" => o)
+            };
+            Counters {
+                sold: outcome("sold"),
+                sold_out: outcome("sold_out"),
+                not_live: outcome("not_live"),
+                limit_reached: outcome("limit_reached"),
+                refused: outcome("refused"),
+                units: metrics::counter!("emporium_drop_units_sold_total"),
+            }
+        })
+    }
+
+    /// Counts a purchase's outcome (a replay is not counted).
+    pub(super) fn count<A, B>(bought: &Result<(A, B, bool), DropFailure>, quantity: u32) {
+        let c = counters();
+        match bought {
+            Ok((_, _, true)) => {
+                c.sold.increment(1);
+                c.units.increment(u64::from(quantity));
+            }
+            Ok(_) => {}
+            Err(DropFailure::Drop(DropError::SoldOut)) => c.sold_out.increment(1),
+            Err(DropFailure::Drop(DropError::NotLive(_))) => c.not_live.increment(1),
+            Err(DropFailure::Drop(DropError::LimitReached { .. })) => c.limit_reached.increment(1),
+            Err(_) => c.refused.increment(1),
+        }
     }
 }
