@@ -222,7 +222,16 @@ impl Settings {
             .set_override_option("server.listen", overrides.listen.map(|a| a.to_string()))?
             .set_override_option("node", overrides.node.clone())?
             .set_override_option("demo", overrides.demo.then_some(true))?;
-        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        let mut unknown = Vec::new();
+        let mut settings: Settings =
+            serde_ignored::deserialize(builder.build()?, |path| unknown.push(path.to_string()))?;
+        if !unknown.is_empty() {
+            return Err(config::ConfigError::Message(format!(
+                "unknown setting {} (a typo? from the config file, the cluster file or an \
+                 EMPORIUM__ variable; emporium.toml lists every setting)",
+                unknown.join(", ")
+            )));
+        }
         settings.validate()?;
         // A cluster node serves HTTP where the cluster file says, unless told otherwise.
         if let (Some(node), None) = (settings.cluster_node(), overrides.listen) {
@@ -360,6 +369,23 @@ mod tests {
         assert!(!s.dev_mode);
         assert_eq!(s.auth.operator_token.unwrap().expose_secret(), "s3cret");
         assert_eq!(s.storage.data_dir, PathBuf::from("/tmp/from-flag"));
+    }
+
+    #[test]
+    fn a_setting_that_does_not_exist_is_refused_by_name() {
+        // Given a typo in a variable's section and one in a setting's name
+        for (var, named) in [
+            ("EMPORIUM__JOURNL__SNAPSHOT_EVERY", "journl"),
+            ("EMPORIUM__JOURNAL__SNAPHOT_EVERY", "journal.snaphot_every"),
+        ] {
+            // When the settings load, then they are refused, naming it
+            let e = Settings::load_with_env(&Overrides::default(), env(&[(var, "5")]));
+            let why = e.unwrap_err().to_string();
+            assert!(
+                why.contains(named) && why.contains("unknown setting"),
+                "{why}"
+            );
+        }
     }
 
     #[test]

@@ -273,6 +273,14 @@ async fn create_user(
     for r in &roles {
         parsed.insert(Role::parse(r).ok_or_else(|| anyhow::anyhow!("unknown role `{r}`"))?);
     }
+    let dir = &settings.storage.data_dir;
+    if settings.cluster.is_none() && !dir.exists() {
+        // A mistyped path would otherwise make a new, empty node with this one account.
+        anyhow::bail!(
+            "no data dir at {}: check the path, or create it (mkdir -p) for a new node",
+            dir.display()
+        );
+    }
     let node = Node::open(&settings, Arc::new(SystemClock), Default::default()).await?;
     let sign_up = SignUp {
         email,

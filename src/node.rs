@@ -353,11 +353,19 @@ impl Storage {
         let writer = settings.writer_config();
         let journal = tokio::task::spawn_blocking(move || SledJournal::open(&db_dir, writer))
             .await?
-            .with_context(|| {
-                format!(
-                    "cannot open the journal under {} (is another emporium using it?)",
+            .map_err(|e| {
+                let why = e.to_string();
+                let hint = if why.contains("could not acquire lock") {
+                    " (another emporium is using it: its lock is held)"
+                } else if why.contains("corrupt") {
+                    " (the store reads as damaged: restore the data dir from a backup)"
+                } else {
+                    ""
+                };
+                anyhow::Error::new(e).context(format!(
+                    "cannot open the journal under {}{hint}",
                     data_dir.display()
-                )
+                ))
             })?;
         let revocations = Arc::new(Revocations::open(journal.db(), now_secs)?);
         let vault = VaultStore::sled(journal.db())?;

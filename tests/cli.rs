@@ -298,6 +298,17 @@ async fn a_node_whose_log_disk_is_full_keeps_serving() {
     child.wait().unwrap();
 }
 
+/// `admin create-user` on a data dir that does not exist (a typo) refuses, making nothing.
+#[test]
+fn create_user_refuses_a_data_dir_that_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("dta");
+    let out = create_user(&typo, "boss@example.com");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no data dir at"));
+    assert!(!typo.exists());
+}
+
 /// `--demo` outside dev mode refuses to start.
 #[test]
 fn demo_needs_dev_mode() {
