@@ -739,6 +739,10 @@ async fn of_two_confirmations_racing_with_one_key_the_one_that_acted_keeps_the_k
         // And the winner's request, sent again, gets its own answer back
         let again = confirm_with_key(&app, &token, &body(&winner), &key).await;
         assert_eq!(again, won, "round {round}");
+        // And the key cannot cancel the order: it named a confirmation
+        let id = order["order_id"].as_str().unwrap();
+        let cancel = cancel_with_key(&app, &token, id, &key).await;
+        assert_problem(cancel, 422, "idempotency_key_reused").await;
     }
 }
 

@@ -2,8 +2,8 @@
 //! confirmation, cancellation), each with the order it named. A sub-aggregate of the user.
 //!
 //! The answer a key replays is kept in the order it acted on; this keeps the key itself, so
-//! that the same key sent for another order is `422 idempotency_key_reused` (API.md,
-//! "Idempotency") instead of a second action. A key is kept for [`KEY_RETENTION`] after its
+//! that the same key sent for another order, or to another route, is `422
+//! idempotency_key_reused` (API.md, "Idempotency") instead of a second action. A key is kept for [`KEY_RETENTION`] after its
 //! use, and a user keeps at most [`MAX_KEYS`] (the oldest go first); a key forgotten after
 //! that acts again, as Stripe's keys do after their 24 hours.
 //!
@@ -60,6 +60,17 @@ impl Keys {
             .map(|u| u.order_id.as_str())
     }
 
+    /// Whether the key of `slot` (`route:key`) was used on another route, unexpired at `now`:
+    /// one key is one request, so confirming with a key and cancelling with it are two
+    /// requests under one key (API.md, "Idempotency"; Stripe keys are per account, not per
+    /// route).
+    fn on_another_route(&self, slot: &str, now: Timestamp) -> bool {
+        let key = key_of(slot);
+        self.used
+            .iter()
+            .any(|(s, u)| s != slot && key_of(s) == key && u.at.plus(KEY_RETENTION) > now)
+    }
+
     pub fn len(&self) -> usize {
         self.used.len()
     }
@@ -67,6 +78,11 @@ impl Keys {
     pub fn is_empty(&self) -> bool {
         self.used.is_empty()
     }
+}
+
+/// The key of a slot `route:key` (routes have no colon; a key may).
+fn key_of(slot: &str) -> &str {
+    slot.split_once(':').map_or(slot, |(_, key)| key)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -119,6 +135,7 @@ pub fn decide(k: &Keys, cmd: &KeyCommand, now: Timestamp) -> Result<Vec<KeyEvent
             order_id,
             taken_by,
         } => match k.order_of(slot, now) {
+            _ if k.on_another_route(slot, now) => Err(KeyError::Reused),
             Some(named) if named != order_id => Err(KeyError::Reused),
             Some(_) => match &k.used[slot] {
                 u if !u.answered && &u.taken_by != taken_by && now < u.at.plus(IN_FLIGHT) => {
@@ -225,8 +242,16 @@ mod tests {
             run(&mut k, use_for("confirm:K", "b"), T0),
             Err(KeyError::Reused)
         );
-        // And the same key on another route is another key
-        assert_eq!(run(&mut k, use_for("cancel:K", "b"), T0), Ok(1));
+        // And the same key on another route is refused too, for either order: one key is one
+        // request
+        assert_eq!(
+            run(&mut k, use_for("cancel:K", "b"), T0),
+            Err(KeyError::Reused)
+        );
+        assert_eq!(
+            run(&mut k, use_for("cancel:K", "a"), T0),
+            Err(KeyError::Reused)
+        );
         // And once kept for its retention, it may name another order
         let later = T0.plus(KEY_RETENTION);
         assert_eq!(run(&mut k, use_for("confirm:K", "b"), later), Ok(1));
