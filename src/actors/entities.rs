@@ -362,11 +362,11 @@ impl<E: Entity> Entities<E> {
         }
     }
 
+    /// A call, not a cast: an actor passivating as the deadline comes (its idle period ran out
+    /// while it was activated) drops the message unhandled, and the call then wakes a fresh
+    /// activation instead of waiting for the reminder to fire again.
     pub(super) async fn tick_local(&self, id: &E::Id) -> Result<(), AskError<E::Rejection>> {
-        let actor = self.activate(id).await?;
-        actor
-            .cast(EntityMsg::Deadline)
-            .map_err(|_| AskError::Unavailable)
+        self.call(id, EntityMsg::Deadline).await
     }
 
     /// Asks the actor, activating it; when the actor is found dead, forgets it and tries once
@@ -395,10 +395,15 @@ impl<E: Entity> Entities<E> {
             return Err(AskError::Unavailable);
         }
         let slot = self.kind.registry.slot(id);
-        slot.cell
+        let actor = slot
+            .cell
             .get_or_try_init(|| self.spawn(id.clone(), slot.clone()))
             .await
-            .cloned()
+            .cloned()?;
+        // Used now, not when the activation began: one that took longer than the idle period
+        // (a slow disk) is not passivated before its caller's message arrives.
+        self.kind.registry.touch(&slot);
+        Ok(actor)
     }
 
     async fn spawn(

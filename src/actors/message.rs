@@ -10,8 +10,11 @@ pub type Reply<E> = RpcReplyPort<Result<<E as Entity>::Reply, AskError<<E as Ent
 pub enum EntityMsg<E: Entity> {
     Ask(E::Command, Reply<E>),
     Inspect(RpcReplyPort<Inspection>),
-    /// The entity's deadline was reached (its reminder, or an explicit tick).
-    Deadline,
+    /// The entity's deadline was reached (its reminder, or an explicit tick); the reply comes
+    /// once the entity has acted on it (what it wrote submitted, not yet durable). A message
+    /// an actor stopping drops unhandled drops the port too, so the sender can tell and wake
+    /// a fresh activation instead.
+    Deadline(RpcReplyPort<()>),
     /// The reminder timer fired the reminder stored for this time (and the kind's handler
     /// has run): a stale one is removed.
     Reminded(crate::domain::time::Timestamp),

@@ -84,8 +84,13 @@ impl<E: Entity> Registry<E> {
                 })
             })
             .clone();
-        slot.last_used.store(self.now_ms(), Ordering::Relaxed);
+        self.touch(&slot);
         slot
+    }
+
+    /// Marks the slot as used now.
+    pub fn touch(&self, slot: &Slot<E>) {
+        slot.last_used.store(self.now_ms(), Ordering::Relaxed);
     }
 
     /// The key's actor, if it is active.

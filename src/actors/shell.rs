@@ -177,7 +177,10 @@ impl<E: Entity> Actor for EntityActor<E> {
                     }
                 });
             }
-            EntityMsg::Deadline => live.deadline(&myself),
+            EntityMsg::Deadline(reply) => {
+                live.deadline(&myself);
+                let _ = reply.send(());
+            }
             EntityMsg::Reminded(at) => live.heal_reminder(at),
             EntityMsg::Passivate(when) => {
                 let resting = match when {
