@@ -142,6 +142,27 @@ impl SledJournal {
     }
 }
 
+impl SledJournal {
+    /// Runs a read; a storage failure stops the store as a failed write does. sled 0.34.7
+    /// keeps an IO error (a full or failing disk, met by a read or by its own flusher) as its
+    /// global error and fails every later call with it, so a node whose first sign of the
+    /// fault was a read would fail every request while `/readyz` said 200. Decoding failures
+    /// ([`JournalError::Corrupt`]) stop nothing: they are one record's.
+    fn reading<T>(
+        &self,
+        read: impl FnOnce() -> Result<T, JournalError>,
+    ) -> Result<T, JournalError> {
+        read().inspect_err(|e| {
+            if let JournalError::Storage(why) = e {
+                tracing::error!(error = %why, "a journal read failed; the store takes no more writes");
+                self.store.db.stop(&format!(
+                    "a read failed, so the store takes no more writes until the node restarts: {why}"
+                ));
+            }
+        })
+    }
+}
+
 impl Journal for SledJournal {
     fn submit(&self, append: Append, done: Completion) {
         if self.closed.load(Ordering::Acquire) {
@@ -158,35 +179,40 @@ impl Journal for SledJournal {
     }
 
     fn load(&self, stream: &StreamId) -> Result<Recovered, JournalError> {
-        let tree = &self.store.tree;
-        let snapshot = read_snapshot(tree, stream)?;
-        let from = snapshot.as_ref().map_or(1, |(seq, _)| seq + 1);
-        let mut events: Vec<(u64, Vec<u8>)> = Vec::new();
-        let range = key(EVENT, &stream.event_key(from))..=key(EVENT, &stream.event_key(u64::MAX));
-        for kv in tree.range(range) {
-            let (k, v) = kv?;
-            // A run's first record may begin before `from` (behind the snapshot).
-            let read = events_of_record(seq_of_key(&k)?, &v)?;
-            events.extend(read.into_iter().filter(|(seq, _)| *seq >= from));
-        }
-        // Records never overlap (a seq is written once); if two ever did, every seq is still
-        // read once, in order, rather than one record hiding the start of another.
-        if !events.is_sorted_by(|a, b| a.0 < b.0) {
-            events.sort_by_key(|(seq, _)| *seq);
-            events.dedup_by_key(|(seq, _)| *seq);
-        }
-        Ok(Recovered {
-            snapshot,
-            events,
-            term: None,
+        self.reading(|| {
+            let tree = &self.store.tree;
+            let snapshot = read_snapshot(tree, stream)?;
+            let from = snapshot.as_ref().map_or(1, |(seq, _)| seq + 1);
+            let mut events: Vec<(u64, Vec<u8>)> = Vec::new();
+            let range =
+                key(EVENT, &stream.event_key(from))..=key(EVENT, &stream.event_key(u64::MAX));
+            for kv in tree.range(range) {
+                let (k, v) = kv?;
+                // A run's first record may begin before `from` (behind the snapshot).
+                let read = events_of_record(seq_of_key(&k)?, &v)?;
+                events.extend(read.into_iter().filter(|(seq, _)| *seq >= from));
+            }
+            // Records never overlap (a seq is written once); if two ever did, every seq is still
+            // read once, in order, rather than one record hiding the start of another.
+            if !events.is_sorted_by(|a, b| a.0 < b.0) {
+                events.sort_by_key(|(seq, _)| *seq);
+                events.dedup_by_key(|(seq, _)| *seq);
+            }
+            Ok(Recovered {
+                snapshot,
+                events,
+                term: None,
+            })
         })
     }
 
     fn exists(&self, stream: &StreamId) -> Result<bool, JournalError> {
-        let prefix = stream.prefix();
-        let tree = &self.store.tree;
-        Ok(tree.contains_key(key(SNAPSHOT, &prefix))?
-            || tree.scan_prefix(key(EVENT, &prefix)).next().is_some())
+        self.reading(|| {
+            let prefix = stream.prefix();
+            let tree = &self.store.tree;
+            Ok(tree.contains_key(key(SNAPSHOT, &prefix))?
+                || tree.scan_prefix(key(EVENT, &prefix)).next().is_some())
+        })
     }
 
     fn reminders_due(
@@ -195,32 +221,36 @@ impl Journal for SledJournal {
         until: Timestamp,
         limit: usize,
     ) -> Result<Vec<(String, Timestamp)>, JournalError> {
-        let start = kind_prefix(DUE, kind);
-        let mut end = start.clone();
-        end.extend_from_slice(&time_key(until));
-        // Ids are UTF-8, which never has the byte 0xFF: every id at `until` sorts below this.
-        end.push(0xFF);
-        let mut due = Vec::new();
-        for kv in self.store.tree.range(start.clone()..end).take(limit) {
-            let (k, _) = kv?;
-            let rest = &k[start.len()..];
-            let at = crate::persistence::time_of_key(rest)
-                .ok_or_else(|| JournalError::Corrupt("reminder key too short".into()))?;
-            let id = std::str::from_utf8(&rest[8..])
-                .map_err(|_| JournalError::Corrupt("reminder id".into()))?;
-            due.push((id.to_owned(), at));
-        }
-        Ok(due)
+        self.reading(|| {
+            let start = kind_prefix(DUE, kind);
+            let mut end = start.clone();
+            end.extend_from_slice(&time_key(until));
+            // Ids are UTF-8, which never has the byte 0xFF: every id at `until` sorts below this.
+            end.push(0xFF);
+            let mut due = Vec::new();
+            for kv in self.store.tree.range(start.clone()..end).take(limit) {
+                let (k, _) = kv?;
+                let rest = &k[start.len()..];
+                let at = crate::persistence::time_of_key(rest)
+                    .ok_or_else(|| JournalError::Corrupt("reminder key too short".into()))?;
+                let id = std::str::from_utf8(&rest[8..])
+                    .map_err(|_| JournalError::Corrupt("reminder id".into()))?;
+                due.push((id.to_owned(), at));
+            }
+            Ok(due)
+        })
     }
 
     fn views(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, JournalError> {
-        let prefix = kind_prefix(VIEW, kind);
-        let mut out = Vec::new();
-        for kv in self.store.tree.scan_prefix(&prefix) {
-            let (k, v) = kv?;
-            out.push((view_id(kind, &k)?.to_string(), v.to_vec()));
-        }
-        Ok(out)
+        self.reading(|| {
+            let prefix = kind_prefix(VIEW, kind);
+            let mut out = Vec::new();
+            for kv in self.store.tree.scan_prefix(&prefix) {
+                let (k, v) = kv?;
+                out.push((view_id(kind, &k)?.to_string(), v.to_vec()));
+            }
+            Ok(out)
+        })
     }
 
     fn each_view_id(
@@ -228,13 +258,15 @@ impl Journal for SledJournal {
         kind: &str,
         visit: &mut dyn FnMut(&str) -> std::ops::ControlFlow<()>,
     ) -> Result<(), JournalError> {
-        let prefix = kind_prefix(VIEW, kind);
-        for k in self.store.tree.scan_prefix(&prefix).keys() {
-            if visit(view_id(kind, &k?)?).is_break() {
-                break;
+        self.reading(|| {
+            let prefix = kind_prefix(VIEW, kind);
+            for k in self.store.tree.scan_prefix(&prefix).keys() {
+                if visit(view_id(kind, &k?)?).is_break() {
+                    break;
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn local_point_reads(&self) -> bool {
@@ -243,11 +275,13 @@ impl Journal for SledJournal {
     }
 
     fn view(&self, stream: &StreamId) -> Result<Option<Vec<u8>>, JournalError> {
-        Ok(self
-            .store
-            .tree
-            .get(key(VIEW, &stream.prefix()))?
-            .map(|v| v.to_vec()))
+        self.reading(|| {
+            Ok(self
+                .store
+                .tree
+                .get(key(VIEW, &stream.prefix()))?
+                .map(|v| v.to_vec()))
+        })
     }
 
     fn index_range(
@@ -257,48 +291,52 @@ impl Journal for SledJournal {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Vec<u8>>, JournalError> {
-        let prefix = set_prefix(set);
-        let member = |k: sled::IVec| k[prefix.len()..].to_vec();
-        let tree = &self.store.tree;
-        let keys: Vec<sled::IVec> = match (direction, after) {
-            (Direction::Ascending, None) => tree
-                .scan_prefix(&prefix)
-                .keys()
-                .take(limit)
-                .collect::<Result<_, _>>()?,
-            (Direction::Ascending, Some(after)) => {
-                let from = [prefix.as_slice(), after].concat();
-                tree.range((std::ops::Bound::Excluded(from), std::ops::Bound::Unbounded))
+        self.reading(|| {
+            let prefix = set_prefix(set);
+            let member = |k: sled::IVec| k[prefix.len()..].to_vec();
+            let tree = &self.store.tree;
+            let keys: Vec<sled::IVec> = match (direction, after) {
+                (Direction::Ascending, None) => tree
+                    .scan_prefix(&prefix)
                     .keys()
-                    .take_while(|k| k.as_ref().map_or(true, |k| k.starts_with(&prefix)))
                     .take(limit)
-                    .collect::<Result<_, _>>()?
-            }
-            (Direction::Descending, None) => tree
-                .scan_prefix(&prefix)
-                .keys()
-                .rev()
-                .take(limit)
-                .collect::<Result<_, _>>()?,
-            (Direction::Descending, Some(before)) => {
-                let to = [prefix.as_slice(), before].concat();
-                tree.range(prefix.clone()..to)
+                    .collect::<Result<_, _>>()?,
+                (Direction::Ascending, Some(after)) => {
+                    let from = [prefix.as_slice(), after].concat();
+                    tree.range((std::ops::Bound::Excluded(from), std::ops::Bound::Unbounded))
+                        .keys()
+                        .take_while(|k| k.as_ref().map_or(true, |k| k.starts_with(&prefix)))
+                        .take(limit)
+                        .collect::<Result<_, _>>()?
+                }
+                (Direction::Descending, None) => tree
+                    .scan_prefix(&prefix)
                     .keys()
                     .rev()
                     .take(limit)
-                    .collect::<Result<_, _>>()?
-            }
-        };
-        Ok(keys.into_iter().map(member).collect())
+                    .collect::<Result<_, _>>()?,
+                (Direction::Descending, Some(before)) => {
+                    let to = [prefix.as_slice(), before].concat();
+                    tree.range(prefix.clone()..to)
+                        .keys()
+                        .rev()
+                        .take(limit)
+                        .collect::<Result<_, _>>()?
+                }
+            };
+            Ok(keys.into_iter().map(member).collect())
+        })
     }
 
     fn index_len(&self, set: &str) -> Result<usize, JournalError> {
-        let mut n = 0;
-        for k in self.store.tree.scan_prefix(set_prefix(set)).keys() {
-            k?;
-            n += 1;
-        }
-        Ok(n)
+        self.reading(|| {
+            let mut n = 0;
+            for k in self.store.tree.scan_prefix(set_prefix(set)).keys() {
+                k?;
+                n += 1;
+            }
+            Ok(n)
+        })
     }
 
     fn archive_range(
@@ -307,24 +345,26 @@ impl Journal for SledJournal {
         before: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<crate::persistence::Record>, JournalError> {
-        let prefix = key(ARCHIVE, &stream.prefix());
-        let tree = &self.store.tree;
-        let rows: Vec<(sled::IVec, sled::IVec)> = match before {
-            None => tree
-                .scan_prefix(&prefix)
-                .rev()
-                .take(limit)
-                .collect::<Result<_, _>>()?,
-            Some(before) => tree
-                .range(prefix.clone()..[prefix.as_slice(), before].concat())
-                .rev()
-                .take(limit)
-                .collect::<Result<_, _>>()?,
-        };
-        Ok(rows
-            .into_iter()
-            .map(|(k, v)| (k[prefix.len()..].to_vec(), v.to_vec()))
-            .collect())
+        self.reading(|| {
+            let prefix = key(ARCHIVE, &stream.prefix());
+            let tree = &self.store.tree;
+            let rows: Vec<(sled::IVec, sled::IVec)> = match before {
+                None => tree
+                    .scan_prefix(&prefix)
+                    .rev()
+                    .take(limit)
+                    .collect::<Result<_, _>>()?,
+                Some(before) => tree
+                    .range(prefix.clone()..[prefix.as_slice(), before].concat())
+                    .rev()
+                    .take(limit)
+                    .collect::<Result<_, _>>()?,
+            };
+            Ok(rows
+                .into_iter()
+                .map(|(k, v)| (k[prefix.len()..].to_vec(), v.to_vec()))
+                .collect())
+        })
     }
 
     fn is_idle(&self) -> bool {
