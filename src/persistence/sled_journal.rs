@@ -140,9 +140,7 @@ impl SledJournal {
     pub fn db(&self) -> &SyncedDb {
         &self.store.db
     }
-}
 
-impl SledJournal {
     /// Runs a read; a storage failure stops the store as a failed write does. sled 0.34.7
     /// keeps an IO error (a full or failing disk, met by a read or by its own flusher) as its
     /// global error and fails every later call with it, so a node whose first sign of the
@@ -155,9 +153,7 @@ impl SledJournal {
         read().inspect_err(|e| {
             if let JournalError::Storage(why) = e {
                 tracing::error!(error = %why, "a journal read failed; the store takes no more writes");
-                self.store.db.stop(&format!(
-                    "a read failed, so the store takes no more writes until the node restarts: {why}"
-                ));
+                self.store.db.stop_after("a read", why);
             }
         })
     }

@@ -157,6 +157,14 @@ impl SyncedDb {
     pub(crate) fn stop(&self, why: &str) {
         let _ = self.failed.set(why.to_owned());
     }
+
+    /// Stops the database for writes because `what` (a write, a read) met `error`: sled
+    /// 0.34.7 keeps an IO error for every later call, so nothing more would be written.
+    pub(crate) fn stop_after(&self, what: &str, error: &dyn std::fmt::Display) {
+        self.stop(&format!(
+            "{what} failed, so the store takes no more writes until the node restarts: {error}"
+        ));
+    }
 }
 
 /// Makes the entry of `path` in its folder durable, and the renames and removals there.

@@ -364,9 +364,7 @@ fn write_batch(
     // flush, so the node says it is not ready instead of failing each write.
     store.tree.apply_batch(writes).map_err(|e| {
         let error = JournalError::from(e);
-        store.db.stop(&format!(
-            "a write failed, so the store takes no more writes until the node restarts: {error}"
-        ));
+        store.db.stop_after("a write", &error);
         Failed::from(error)
     })?;
     store.db.flush_unsynced().map_err(|error| Failed {
