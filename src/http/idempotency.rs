@@ -46,27 +46,27 @@ pub fn required(route: &str) -> ApiError {
 }
 
 /// One call of a route that remembers its answer.
-pub struct Remembered<'a> {
-    state: &'a AppState,
-    by: &'a Requester,
-    order: &'a OrderId,
+pub struct Remembered {
+    state: AppState,
+    by: Requester,
+    order: OrderId,
     slot: Option<String>,
     fingerprint: String,
 }
 
-impl<'a> Remembered<'a> {
+impl Remembered {
     pub fn new(
-        state: &'a AppState,
-        by: &'a Requester,
-        order: &'a OrderId,
+        state: &AppState,
+        by: &Requester,
+        order: &OrderId,
         route: &str,
         key: Option<String>,
         request: &str,
     ) -> Self {
         Self {
-            state,
-            by,
-            order,
+            state: state.clone(),
+            by: by.clone(),
+            order: order.clone(),
             slot: key.map(|k| format!("{route}:{k}")),
             fingerprint: crate::auth::tokens::hex(&<sha2::Sha256 as sha2::Digest>::digest(
                 request.as_bytes(),
@@ -74,70 +74,102 @@ impl<'a> Remembered<'a> {
         }
     }
 
-    /// The remembered answer, or `call`'s (remembered unless it asks to retry later).
-    pub async fn run<T: Serialize>(
-        self,
-        call: impl Future<Output = Result<(StatusCode, T), ApiError>>,
-    ) -> Result<Response, ApiError> {
+    /// The remembered answer, or `call`'s (remembered unless it acted on nothing or asks to
+    /// retry later).
+    ///
+    /// With a key, the call runs in a task of its own: a client that goes away (a phone's
+    /// time-out) does not stop it half-way, so its answer is still kept for the client's
+    /// retry, and the key it took is marked answered on every way out, never left in flight
+    /// behind a request that was dropped.
+    pub async fn run<T, F>(self, call: F) -> Result<Response, ApiError>
+    where
+        T: Serialize + Send + 'static,
+        F: Future<Output = Result<(StatusCode, T), ApiError>> + Send + 'static,
+    {
         let Some(slot) = self.slot.clone() else {
             let (status, body) = call.await?;
             return Ok((status, axum::Json(body)).into_response());
         };
+        tokio::spawn(self.keyed(slot, call)).await.map_err(|e| {
+            ApiError::internal(anyhow::Error::new(e).context("an idempotent request's task"))
+        })?
+    }
+
+    /// Takes the key, answers, then lets the key go: answered (it stays this order's), or
+    /// given back when the answer acted on nothing.
+    async fn keyed<T: Serialize>(
+        self,
+        slot: String,
+        call: impl Future<Output = Result<(StatusCode, T), ApiError>>,
+    ) -> Result<Response, ApiError> {
         let taken = self.take(&slot).await?;
-        if let Ok(order) = self.state.orders.get(self.by, self.order).await
-            && let Some(kept) = order.replies.get(&slot)
+        let (answer, acted) = self.answer(&slot, call).await;
+        if let Some(taken_by) = taken {
+            if acted {
+                self.answered(slot, taken_by).await;
+            } else {
+                self.give_back(slot, taken_by).await;
+            }
+        }
+        answer
+    }
+
+    /// The kept answer of `slot`, or `call`'s, kept; and whether the key stays this order's
+    /// (`false` after a `404` or `429`, which acted on nothing). A `503` may have acted (a
+    /// payment still being confirmed, an ask that timed out after its write): it is not kept,
+    /// so a retry acts again, but the key stays the order's.
+    async fn answer<T: Serialize>(
+        &self,
+        slot: &str,
+        call: impl Future<Output = Result<(StatusCode, T), ApiError>>,
+    ) -> (Result<Response, ApiError>, bool) {
+        if let Ok(order) = self.state.orders.get(&self.by, &self.order).await
+            && let Some(kept) = order.replies.get(slot)
         {
             if kept.fingerprint != self.fingerprint {
-                return Err(ApiError::new(
+                let reused = ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "idempotency_key_reused",
                     "the idempotency key was used with a different request",
-                ));
+                );
+                return (Err(reused), true);
             }
-            return Ok(replay(kept));
+            return (Ok(replay(kept)), true);
         }
         let response = match call.await {
             Ok((status, body)) => (status, axum::Json(body)).into_response(),
             Err(e) => e.into_response(),
         };
         let status = response.status();
-        if status == StatusCode::SERVICE_UNAVAILABLE
-            || status == StatusCode::TOO_MANY_REQUESTS
-            || status == StatusCode::NOT_FOUND
-        {
-            // A 503 may have acted (a payment still being confirmed, an ask that timed out
-            // after its write): the key stays this order's. 404 and 429 acted on nothing.
-            if let Some(taken_by) = taken {
-                match status {
-                    StatusCode::SERVICE_UNAVAILABLE => self.answered(slot, taken_by).await,
-                    _ => self.give_back(slot, taken_by).await,
-                }
-            }
-            return Ok(response);
+        match status {
+            StatusCode::SERVICE_UNAVAILABLE => return (Ok(response), true),
+            StatusCode::NOT_FOUND | StatusCode::TOO_MANY_REQUESTS => return (Ok(response), false),
+            _ => {}
         }
-        let (parts, body) = response.into_parts();
-        let bytes = axum::body::to_bytes(body, 1 << 20).await.map_err(|e| {
-            ApiError::internal(anyhow::Error::new(e).context("reading the reply to keep"))
-        })?;
+        let bytes = match axum::body::to_bytes(response.into_body(), 1 << 20).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let e = anyhow::Error::new(e).context("reading the reply to keep");
+                return (Err(ApiError::internal(e)), true);
+            }
+        };
         let kept = StoredReply {
             fingerprint: self.fingerprint.clone(),
             status: status.as_u16(),
             body: String::from_utf8_lossy(&bytes).into_owned(),
         };
         let remember = OrderCommand::RememberReply {
-            key: slot.clone(),
+            key: slot.to_owned(),
             reply: kept.clone(),
         };
-        self.state.orders.ask(self.order, remember).await?;
-        if let Some(taken_by) = taken {
-            self.answered(slot, taken_by).await;
+        match self.state.orders.ask(&self.order, remember).await {
+            Ok(_) => (Ok(replay(&kept)), true),
+            Err(e) => (Err(e.into()), true),
         }
-        drop(parts);
-        Ok(replay(&kept))
     }
 }
 
-impl Remembered<'_> {
+impl Remembered {
     /// Takes `slot` for this order in the requester's account, as this request (a random
     /// token, returned); `None` when the requester has no account (the operator token),
     /// which then has the order's memory only.

@@ -212,8 +212,8 @@ pub async fn cancel_order(
     let id = order_id(raw)?;
     let by = requester(&user);
     let call = Remembered::new(&state, &by, &id, "cancel", idempotency::key(&headers)?, "");
-    call.run(async {
-        let order = state.orders.cancel(by.clone(), &id).await?;
+    call.run(async move {
+        let order = state.orders.cancel(by, &id).await?;
         Ok((
             StatusCode::OK,
             order_body::detail(&state.orders, &id, &order).await?,

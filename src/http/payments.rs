@@ -60,10 +60,10 @@ pub async fn confirm_payment(
     let request = format!("{}\n{}", req.payment_key, req.amount);
     let key = idempotency::key(&headers)?;
     let call = Remembered::new(&state, &by, &id, "confirm", key, &request);
-    call.run(async {
+    call.run(async move {
         let order = state
             .orders
-            .pay(by.clone(), &id, req.payment_key, req.amount)
+            .pay(by, &id, req.payment_key, req.amount)
             .await?;
         Ok((
             StatusCode::OK,

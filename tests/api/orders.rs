@@ -747,6 +747,49 @@ async fn of_two_confirmations_racing_with_one_key_the_one_that_acted_keeps_the_k
 }
 
 #[tokio::test]
+async fn a_confirmation_whose_client_went_away_keeps_its_answer_for_the_retry() {
+    let app = spawn_app_with(FAST).await;
+    product(&app, "mug", 5).await;
+    let (_, token, _) = app.customer("gone@example.com").await;
+    // Given an order paid with the slow card (its confirmation takes over a second)
+    let order = order_of(&app, &token, "mug", 1).await;
+    let pk = payment_key(&app, &order, "4000000000000119").await;
+    let body = json!({"order_id": order["order_id"], "payment_key": pk, "amount": order["total"]});
+    // When the shopper's app gives up after 300 ms and closes the connection
+    let gone = app
+        .client
+        .post(app.url("/api/v1/payments/confirm"))
+        .bearer_auth(&token)
+        .header("idempotency-key", "gone-1")
+        .timeout(Duration::from_millis(300))
+        .json(&body)
+        .send()
+        .await;
+    assert!(gone.is_err_and(|e| e.is_timeout()));
+    // Then its retry with the key is told to wait only while the confirmation runs, and then
+    // gets its answer: the request went on without its client
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    let (status, text) = loop {
+        let (status, text) = confirm_with_key(&app, &token, &body, "gone-1").await;
+        if status != 409 {
+            break (status, text);
+        }
+        assert!(std::time::Instant::now() < give_up, "still in use: {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status, 200, "{text}");
+    let paid: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(paid["status"], "paid");
+    // And the gateway captured the payment once
+    let p = audit(&app)
+        .await
+        .into_iter()
+        .find(|p| p["payment_key"] == pk.as_str())
+        .unwrap();
+    assert_eq!(p["captures"], 1);
+}
+
+#[tokio::test]
 async fn other_users_orders_are_not_found_and_bad_input_is_a_problem() {
     let app = spawn_app_with(FAST).await;
     product(&app, "mug", 5).await;

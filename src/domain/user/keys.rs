@@ -26,8 +26,11 @@ pub const KEY_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 /// The most keys one user keeps.
 pub const MAX_KEYS: usize = 256;
 /// How long a request may hold its key unanswered before another request with the key may
-/// act (its node is presumed gone: longer than any route waits for the gateway).
-pub const IN_FLIGHT: Duration = Duration::from_secs(30);
+/// act. A request lets its key go on every way out (`http::idempotency`), so this counts only
+/// when its node died mid-request; it must be longer than any route takes: a payment
+/// confirmation at the default settings takes at most about 35 s (three 5 s attempts at the
+/// gateway with their backoff, a 5 s read of the payment, and the orders' asks).
+pub const IN_FLIGHT: Duration = Duration::from_secs(60);
 
 /// Keys by slot (`route:key`), with the order each named and when it was first used.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,10 +178,13 @@ pub fn apply(k: &mut Keys, event: &KeyEvent) {
         } => {
             k.used.retain(|_, u| u.at.plus(KEY_RETENTION) > *at);
             while k.used.len() >= MAX_KEYS {
+                // The oldest key goes, but not one whose request is still in flight (another
+                // request with it would then act beside it), unless every kept key is.
+                let in_flight = |u: &KeyUse| !u.answered && *at < u.at.plus(IN_FLIGHT);
                 let oldest = k
                     .used
                     .iter()
-                    .min_by_key(|(_, u)| u.at)
+                    .min_by_key(|(_, u)| (in_flight(u), u.at))
                     .map(|(slot, _)| slot.clone());
                 match oldest {
                     Some(slot) => k.used.remove(&slot),
@@ -319,5 +325,33 @@ mod tests {
         let now = Timestamp(T0.0 + MAX_KEYS as i64);
         assert_eq!(k.order_of("confirm:0", now), None);
         assert_eq!(k.order_of(&format!("confirm:{MAX_KEYS}"), now), Some("a"));
+    }
+
+    #[test]
+    fn a_key_in_flight_is_not_forgotten_to_make_room() {
+        // Given a user at the most keys kept, the oldest still in flight and the rest answered
+        let mut k = Keys::default();
+        for i in 0..MAX_KEYS as i64 {
+            let at = Timestamp(T0.0 + i);
+            let request = format!("r{i}");
+            run(&mut k, use_by(&format!("confirm:{i}"), "a", &request), at).unwrap();
+            if i > 0 {
+                let done = KeyCommand::Answered {
+                    slot: format!("confirm:{i}"),
+                    taken_by: request,
+                };
+                run(&mut k, done, at).unwrap();
+            }
+        }
+        // When one more key is used
+        let now = Timestamp(T0.0 + MAX_KEYS as i64);
+        run(&mut k, use_for("confirm:new", "a"), now).unwrap();
+        // Then the oldest answered key made room, and the one in flight still refuses others
+        assert_eq!(k.len(), MAX_KEYS);
+        assert_eq!(k.order_of("confirm:1", now), None);
+        assert_eq!(
+            run(&mut k, use_by("confirm:0", "a", "other"), now),
+            Err(KeyError::InUse)
+        );
     }
 }
