@@ -5,8 +5,9 @@
 //! Reminders are durable and kept in time order by the journal (`Journal::reminders_due`):
 //! every `period` the timer reads the first [`PAGE`] due (earliest first), whether the node
 //! just started or has run for weeks. Each due entity is woken through the kind's
-//! [`DueHandler`] (by default: its `on_deadline` command, cast), at most [`AT_ONCE`] wake-ups
-//! under way at a time, and an entity the timer activated is passivated again once handled
+//! [`DueHandler`] (by default: its `on_deadline` command, as a call, so a deadline an actor
+//! dropped while passivating wakes a fresh activation), at most [`AT_ONCE`] wake-ups under
+//! way at a time, and an entity the timer activated is passivated again once handled
 //! unless an ask came meanwhile, so a wave of expiries never keeps a wave of actors. (Due
 //! reminders the timer skips — fired in the last [`REFIRE`], or of another node's shard — still
 //! take their place in the page: more than a page of them delays the rest until they change.)

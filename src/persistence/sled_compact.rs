@@ -26,12 +26,13 @@
 
 use crate::persistence::JournalError;
 use crate::persistence::sled_open::{
-    forget_unfinished_snapshots, made_with, open_locked, sled_config,
+    DIR_LOCK_PATIENCE, forget_unfinished_snapshots, lock_data_dir, made_with, open_locked,
+    sled_config,
 };
 use crate::persistence::sled_sync::sync_parent;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How often a compaction reports its progress, in records copied.
 pub const PROGRESS_EVERY: u64 = 1_000_000;
@@ -250,9 +251,6 @@ fn swap(paths: &Paths) -> Result<(), JournalError> {
     Ok(sync_parent(&paths.db)?)
 }
 
-/// How long a node waits for a data dir another process has locked, before it gives up.
-const DIR_LOCK_PATIENCE: Duration = Duration::from_secs(10);
-
 /// Runs `open` (a node opening the database at `db`) after [`recover`], with the data dir
 /// locked: a node never opens a store a compaction is rewriting. Waits up to 10 s for the
 /// lock, then fails.
@@ -263,30 +261,6 @@ pub(super) fn opening<T>(
     let _lock = lock_data_dir(db, DIR_LOCK_PATIENCE)?;
     recover(db)?;
     open()
-}
-
-/// An exclusive `flock` on the directory holding `db` (made if missing), released when the
-/// file is dropped; retried for up to `patience`.
-fn lock_data_dir(db: &Path, patience: Duration) -> Result<std::fs::File, JournalError> {
-    let dir = db.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let handle = std::fs::File::open(dir)?;
-    let give_up = Instant::now() + patience;
-    loop {
-        match handle.try_lock() {
-            Ok(()) => return Ok(handle),
-            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < give_up => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(JournalError::Storage(format!(
-                    "{} is locked by another emporium (a node starting, or a compaction)",
-                    dir.display()
-                )));
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
-        }
-    }
 }
 
 /// How many records a tree holds, their bytes, and a CRC-32 over every key and value.

@@ -37,8 +37,38 @@ pub(super) fn made_with(path: &Path) -> Result<(bool, usize), JournalError> {
 /// Errors: [`JournalError::Storage`] when there is none, or sled cannot open it.
 pub fn open_as_made(path: &Path) -> Result<sled::Db, JournalError> {
     let (compression, segment_bytes) = made_with(path)?;
+    // Under the data dir's lock, as a node opens: a node starting beside this reader may be
+    // writing its snapshot, which must not be taken for an unfinished one.
+    let _lock = lock_data_dir(path, DIR_LOCK_PATIENCE)?;
     forget_unfinished_snapshots(path)?;
     Ok(sled_config(path, compression, segment_bytes).open()?)
+}
+
+/// How long a node waits for a data dir another process has locked, before it gives up.
+pub(super) const DIR_LOCK_PATIENCE: Duration = Duration::from_secs(10);
+
+/// An exclusive `flock` on the directory holding `db` (made if missing), released when the
+/// file is dropped; retried for up to `patience`.
+pub(super) fn lock_data_dir(db: &Path, patience: Duration) -> Result<std::fs::File, JournalError> {
+    let dir = db.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let handle = std::fs::File::open(dir)?;
+    let give_up = Instant::now() + patience;
+    loop {
+        match handle.try_lock() {
+            Ok(()) => return Ok(handle),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < give_up => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(JournalError::Storage(format!(
+                    "{} is locked by another emporium (a node starting, or a compaction)",
+                    dir.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
+    }
 }
 
 /// Removes the snapshot files under `dir` that sled began and never finished, before sled
@@ -52,7 +82,8 @@ pub fn open_as_made(path: &Path) -> Result<sled::Db, JournalError> {
 /// start ("Read corrupted data"). Such a file was never renamed, so it is never the only
 /// snapshot sled relies on: the finished one before it (or none, and sled scans the log) is
 /// what the database was last opened with. A dir that does not exist yet has nothing to
-/// remove.
+/// remove. Call it only under the data dir's lock ([`lock_data_dir`]): sled writes a
+/// `.generating` file while it opens, so a start in another process must not be under way.
 ///
 /// Errors: [`JournalError::Storage`] when the dir cannot be listed or a file removed.
 pub(super) fn forget_unfinished_snapshots(dir: &Path) -> Result<(), JournalError> {
