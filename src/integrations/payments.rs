@@ -17,8 +17,10 @@ pub struct GatewayPayment {
     /// `READY`, `DONE`, `CANCELED`, `PARTIAL_CANCELED`, `ABORTED`.
     pub status: String,
     pub total_amount: i64,
+    /// What the payment still holds (the total less what was cancelled); `None` when the
+    /// answer does not say, which is never taken for nothing held.
     #[serde(default)]
-    pub balance_amount: i64,
+    pub balance_amount: Option<i64>,
     #[serde(default)]
     pub approved_at: Option<String>,
 }
@@ -39,6 +41,28 @@ pub enum GatewayError {
     /// Unreachable or a 5xx: nothing is known to have happened.
     #[error("the gateway is unavailable: {0}")]
     Unavailable(String),
+}
+
+impl GatewayError {
+    /// Whether the gateway refused a cancel as more than the payment holds: TossPayments'
+    /// `NOT_CANCELABLE_AMOUNT`, or `ALREADY_CANCELED_PAYMENT` once it holds nothing (its API
+    /// reference, "Payment cancellation" errors).
+    pub fn more_than_held(&self) -> bool {
+        matches!(self, GatewayError::Refused { code, .. }
+            if code == "NOT_CANCELABLE_AMOUNT" || code == "ALREADY_CANCELED_PAYMENT")
+    }
+}
+
+impl GatewayPayment {
+    /// What this payment holds, when a refund of `asked` was refused as more than it holds:
+    /// `Some(balance)` for the payment of `total` when it was cancelled in part or in full and
+    /// holds less than `asked`; `None` when that does not add up (the refusal had another
+    /// cause, or the answer lacks the balance), and then nothing is concluded from it.
+    pub fn held_below(&self, total: i64, asked: i64) -> Option<i64> {
+        let cancelled = matches!(self.status.as_str(), "CANCELED" | "PARTIAL_CANCELED");
+        self.balance_amount
+            .filter(|b| cancelled && self.total_amount == total && (0..asked).contains(b))
+    }
 }
 
 pub trait PaymentGateway: Send + Sync {
@@ -167,5 +191,52 @@ impl PaymentGateway for HttpGateway {
     ) -> BoxFuture<'a, Result<GatewayPayment, GatewayError>> {
         let url = format!("{}/v1/payments/{payment_key}", self.base_url);
         Box::pin(self.send(self.client.get(url)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payment(status: &str, total: i64, balance: Option<i64>) -> GatewayPayment {
+        GatewayPayment {
+            payment_key: "pk".into(),
+            order_id: "o".into(),
+            status: status.into(),
+            total_amount: total,
+            balance_amount: balance,
+            approved_at: None,
+        }
+    }
+
+    #[test]
+    fn a_refused_refund_is_put_down_to_the_console_only_when_the_payment_says_so() {
+        // Given refunds of 5,000 refused by the gateway
+        let refused = |code: &str| GatewayError::Refused {
+            code: code.into(),
+            message: String::new(),
+        };
+        assert!(refused("NOT_CANCELABLE_AMOUNT").more_than_held());
+        assert!(refused("ALREADY_CANCELED_PAYMENT").more_than_held());
+        assert!(!refused("INVALID_REFUND_ACCOUNT_INFO").more_than_held());
+        // Then a payment of 10,000 cancelled in part, holding 3,000, holds less than asked
+        let partly = payment("PARTIAL_CANCELED", 10000, Some(3000));
+        assert_eq!(partly.held_below(10000, 5000), Some(3000));
+        assert_eq!(
+            payment("CANCELED", 10000, Some(0)).held_below(10000, 5000),
+            Some(0)
+        );
+        // And nothing is concluded from an answer that does not add up: enough held, another
+        // payment's total, a payment never cancelled, or no balance in the answer
+        assert_eq!(partly.held_below(10000, 3000), None);
+        assert_eq!(partly.held_below(20000, 5000), None);
+        assert_eq!(
+            payment("DONE", 10000, Some(3000)).held_below(10000, 5000),
+            None
+        );
+        assert_eq!(
+            payment("CANCELED", 10000, None).held_below(10000, 5000),
+            None
+        );
     }
 }

@@ -242,29 +242,21 @@ impl Saga {
                     .await
                 {
                     Ok(_) => done,
-                    // Refused: maybe more than the gateway holds, part of the payment having
-                    // been refunded at its console. What it holds goes back, no more.
-                    Err(GatewayError::Refused { code, .. }) => {
+                    // Refused as more than the gateway holds: part of the payment was
+                    // refunded at its console. What it holds goes back, no more.
+                    Err(refused) if refused.more_than_held() => {
                         let held = self
                             .gateway
                             .get(&p.payment_key)
                             .await
-                            .map_err(|e| format!("refund refused ({code}); reading it: {e}"))?;
-                        let balance = held.balance_amount.max(0);
-                        if balance >= *amount {
-                            return Err(format!("refund refused: {code}"));
+                            .map_err(|e| format!("{refused}; reading the payment: {e}"))?;
+                        match held.held_below(p.amount, *amount) {
+                            Some(balance) => Ok(Step::Done(Outcome::HeldOnly { balance })),
+                            None => Err(format!(
+                                "{refused}; the payment reports {:?} of {} held ({})",
+                                held.balance_amount, held.total_amount, held.status
+                            )),
                         }
-                        if balance > 0 {
-                            let rest = format!("{key}-rest");
-                            self.gateway
-                                .cancel(&p.payment_key, reason, balance, &rest)
-                                .await
-                                .map_err(|e| format!("refund of the rest: {e}"))?;
-                        }
-                        Ok(Step::Done(Outcome::Refunded {
-                            amount: balance,
-                            balance: 0,
-                        }))
                     }
                     Err(e) => Err(format!("refund: {e}")),
                 }

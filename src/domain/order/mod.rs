@@ -343,11 +343,10 @@ pub enum Outcome {
     },
     /// The carrier refused to call a shipment off: it has the parcel already.
     ShipmentUnderWay,
-    /// A refund the gateway took only in part, or not at all, as part of the payment had been
-    /// refunded at the gateway already (its console): `amount` went back through this step,
-    /// and `balance` is what the gateway holds of the payment after it.
-    Refunded {
-        amount: i64,
+    /// A refund the gateway refused because it holds less of the payment than was asked, part
+    /// of it having been refunded at the gateway already (its console): it holds `balance`,
+    /// which goes back in a step of its own. Nothing went back through this step.
+    HeldOnly {
         balance: i64,
     },
 }
@@ -495,6 +494,15 @@ pub enum OrderEvent {
     /// refunded, so no later refund asks for it again.
     RefundedAtGateway {
         amount: i64,
+        at: Timestamp,
+    },
+    /// A refund of ours met a smaller balance at the gateway (the difference is counted by
+    /// [`OrderEvent::RefundedAtGateway`]): what the gateway still holds, `amount`, is refunded
+    /// by a step of its own, decided before any of it is asked, so a retry of that step
+    /// never takes the engine's own refund for one made at the console.
+    RefundReduced {
+        amount: i64,
+        reason: String,
         at: Timestamp,
     },
     /// The gateway captured the payment after the order had declined it: all of it goes back.

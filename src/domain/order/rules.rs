@@ -173,12 +173,12 @@ fn complete(
             amount: *amount,
             at: now,
         }],
-        (Action::RefundPayment { .. }, Outcome::Refunded { amount, balance }) => {
+        (Action::RefundPayment { reason, .. }, Outcome::HeldOnly { balance }) => {
             let (paid, refunded) = s
                 .payment
                 .as_ref()
                 .map_or((0, 0), |p| (p.amount, p.refunded));
-            let outside = paid - balance - refunded - amount;
+            let outside = paid - refunded - balance;
             let mut events = Vec::new();
             if outside > 0 {
                 events.push(E::RefundedAtGateway {
@@ -186,9 +186,13 @@ fn complete(
                     at: now,
                 });
             }
-            events.push(E::Refunded {
-                amount: *amount,
-                at: now,
+            events.push(match *balance {
+                rest if rest > 0 => E::RefundReduced {
+                    amount: rest,
+                    reason: reason.clone(),
+                    at: now,
+                },
+                _ => E::Refunded { amount: 0, at: now },
             });
             events
         }
@@ -556,6 +560,10 @@ pub fn apply(s: &mut OrderState, event: &OrderEvent) {
             if let Some(p) = s.payment.as_mut() {
                 p.refunded += amount;
             }
+        }
+        E::RefundReduced { amount, reason, at } => {
+            let (amount, reason) = (*amount, reason.clone());
+            queue(s, Action::RefundPayment { amount, reason }, *at);
         }
         E::CapturedLate { at } => {
             let Some(p) = s.payment.as_mut() else {

@@ -103,15 +103,39 @@ fn a_refund_that_meets_money_refunded_at_the_gateway_counts_it_and_asks_no_more(
     let mut s = paid(false);
     s.effects.clear();
     when(&mut s, OrderCommand::Cancel { by: user() }).unwrap();
-    // When its refund finds 3,000 left at the gateway and refunds that
-    let left = Outcome::Refunded {
-        amount: 3000,
-        balance: 0,
-    };
-    let c = complete(&s, "refund_payment", left);
+    let first = s.pending("refund_payment").unwrap();
+    // When its refund is refused, the gateway holding only 3,000
+    let c = complete(&s, "refund_payment", Outcome::HeldOnly { balance: 3000 });
     when(&mut s, c).unwrap();
-    // Then the order counts all 5,000 refunded, 2,000 of it at the gateway, and stays cancelled
+    // Then the 2,000 counts as refunded at the gateway, and the 3,000 is asked by a step of
+    // its own (its own refund key), not by a retry of the refused one
+    assert_eq!(s.payment.as_ref().unwrap().refunded, 2000);
+    let rest = s.pending("refund_payment").expect("the rest is refunded");
+    assert_ne!(rest, first);
+    assert!(matches!(
+        s.effects[&rest].action,
+        Action::RefundPayment { amount: 3000, .. }
+    ));
+    // When that refund goes through
+    let c = complete(&s, "refund_payment", Outcome::Done);
+    when(&mut s, c).unwrap();
+    // Then the order counts all 5,000 refunded, and stays cancelled
     assert_eq!(s.payment.as_ref().unwrap().refunded, 5000);
     assert_eq!(s.status, Some(OrderStatus::Cancelled));
     assert!(s.pending("refund_payment").is_none());
+}
+
+#[test]
+fn a_refund_that_meets_a_payment_refunded_in_full_at_the_gateway_asks_nothing_more() {
+    // Given a paid order of 5,000, cancelled, the whole payment refunded at the console
+    let mut s = paid(false);
+    s.effects.clear();
+    when(&mut s, OrderCommand::Cancel { by: user() }).unwrap();
+    // When its refund is refused, the gateway holding nothing
+    let c = complete(&s, "refund_payment", Outcome::HeldOnly { balance: 0 });
+    when(&mut s, c).unwrap();
+    // Then all 5,000 counts as refunded at the gateway and no refund is left to ask
+    assert_eq!(s.payment.as_ref().unwrap().refunded, 5000);
+    assert!(s.pending("refund_payment").is_none());
+    assert_eq!(s.status, Some(OrderStatus::Cancelled));
 }
