@@ -4,7 +4,8 @@
 //! `sold + reserved + remaining == quantity`, units held beyond the 201s are at most the
 //! purchases that were in flight when it died, and every held unit has its order (a purchase
 //! is answered once its hold is durable; the order is written after, from the hold, so the
-//! restart writes those the crash interrupted).
+//! restart writes those the crash interrupted). And the drop's sales counters in `/metrics`,
+//! exact in a process of their own.
 
 mod common;
 
@@ -164,4 +165,53 @@ async fn sigkill_during_a_drop_loses_no_acknowledged_purchase() {
         }
     }
     assert_eq!(orders, reserved, "one order per hold");
+}
+
+/// The value of the sample `name` (with its labels) in `/metrics`; 0 when absent.
+async fn metric(client: &reqwest::Client, base: &str, name: &str) -> f64 {
+    let text = client.get(format!("{base}/metrics")).send().await.unwrap();
+    let text = text.text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_drop_counts_each_sale_and_refusal_once_and_no_replay() {
+    // Given a node of its own (its counters count only this test) with a live drop of five,
+    // one to a shopper
+    let data = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let server = start(data.path(), &envs());
+    wait_ready(&client, &server.base).await;
+    let product = json!({"name": "Counted Tee", "category": "tops",
+        "skus": [{"sku_id": "counted", "options": {}, "price": 1000, "stock": 10}]});
+    admin(&client, &server.base, "/api/v1/admin/products", product).await;
+    let drop = json!({"sku_id": "counted", "quantity": 5, "price": 900,
+        "starts_at": "2020-01-01T00:00:00Z", "per_user_limit": 1});
+    let created = admin(&client, &server.base, "/api/v1/admin/drops", drop).await;
+    let drop_id = created["drop_id"].as_str().unwrap();
+    let keys = TokenKeys::new(SECRET.as_bytes(), 900);
+    let user = UserId::parse("u_counted").unwrap();
+    let now = SystemClock.now().millis() / 1000;
+    let token = keys.issue(&user, &Default::default(), "s", now).unwrap().0;
+    let buy = |key: &'static str| {
+        client
+            .post(format!("{}/api/v1/drops/{drop_id}/purchase", server.base))
+            .bearer_auth(&token)
+            .header("idempotency-key", key)
+            .json(&json!({"quantity": 1}))
+            .send()
+    };
+    // When the shopper buys one, replays the purchase, and tries a second
+    assert_eq!(buy("m-1").await.unwrap().status(), 201);
+    assert_eq!(buy("m-1").await.unwrap().status(), 201);
+    assert_eq!(buy("m-2").await.unwrap().status(), 409);
+    // Then exactly one sale of one unit and one refusal are counted: the replay is neither
+    let count = |name: &'static str| metric(&client, &server.base, name);
+    let sold = r#"emporium_drop_purchases_total{outcome="sold"}"#;
+    let limited = r#"emporium_drop_purchases_total{outcome="limit_reached"}"#;
+    assert_eq!(count(sold).await, 1.0);
+    assert_eq!(count("emporium_drop_units_sold_total").await, 1.0);
+    assert_eq!(count(limited).await, 1.0);
 }

@@ -320,37 +320,14 @@ async fn a_drop_is_not_live_before_its_start() {
     assert_eq!(r.status(), 403, "customers do not create drops");
 }
 
-/// The value of the sample `name` (with its labels) in `/metrics`; 0 when absent.
-async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app.client.get(app.url("/metrics")).send().await.unwrap();
-    let text = text.text().await.unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
-async fn drop_sales_and_mailbox_depths_are_in_the_metrics() {
-    // Given a live drop with a limit of 1, and the counters as they are (shared by the tests
-    // of this process)
+async fn mailbox_depths_are_in_the_metrics() {
+    // Given a SKU's actor that has answered (the drop's sales counters are counted exactly
+    // in a process of their own: tests/drop_crash.rs)
     let app = spawn_app().await;
     sku(&app, "counted", 10).await;
-    let d = drop_of(&app, "counted", 5, 1, an_hour_ago()).await;
-    let drop_id = d["drop_id"].as_str().unwrap();
-    let sold = r#"emporium_drop_purchases_total{outcome="sold"}"#;
-    let limited = r#"emporium_drop_purchases_total{outcome="limit_reached"}"#;
-    let (sold_before, limited_before) = (metric(&app, sold).await, metric(&app, limited).await);
-    let units_before = metric(&app, "emporium_drop_units_sold_total").await;
-    // When a shopper buys one, replays it, and tries a second
-    let token = shoppers(1).remove(0);
-    assert_eq!(buy(&app, &token, drop_id, "m-1", 1).await.status(), 201);
-    assert_eq!(buy(&app, &token, drop_id, "m-1", 1).await.status(), 201);
-    assert_eq!(buy(&app, &token, drop_id, "m-2", 1).await.status(), 409);
-    // Then one sale of one unit and one refusal are counted (the replay is not)
-    assert!(metric(&app, sold).await >= sold_before + 1.0);
-    assert!(metric(&app, "emporium_drop_units_sold_total").await >= units_before + 1.0);
-    assert!(metric(&app, limited).await >= limited_before + 1.0);
-    // And each kind's mailbox depth is sampled (ten times a second)
+    drop_of(&app, "counted", 5, 1, an_hour_ago()).await;
+    // Then each kind's mailbox depth is sampled (ten times a second)
     let mut text = String::new();
     for _ in 0..50 {
         let r = app.client.get(app.url("/metrics")).send().await.unwrap();
