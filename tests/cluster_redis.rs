@@ -406,6 +406,38 @@ async fn keepers_share_the_shards_and_take_over_a_dead_node_s() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_stops_gracefully_has_its_shards_taken_before_its_membership_would_expire() {
+    let redis = RedisServer::start();
+    let conn = connect(&redis).await;
+    // A TTL long enough that a membership left to expire (renewed every 2 s, kept 6 s) is
+    // told from a node that said it left (the other's next round, 2 s at most)
+    let ttl = Duration::from_secs(6);
+    let (f1, k1) = keeper(&conn, "n1", ttl);
+    let (f2, k2) = keeper(&conn, "n2", ttl);
+    // Given n2 holding every shard, and n1 joining
+    let stop2 = tokio_util::sync::CancellationToken::new();
+    let n2 = tokio::spawn(k2.run(stop2.clone()));
+    eventually("n2 holds every shard", || {
+        (0..SHARDS).all(|s| f2.get(Shard(s)).is_some())
+    })
+    .await;
+    let stop1 = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(k1.run(stop1.clone()));
+    // When n2 stops gracefully
+    stop2.cancel();
+    n2.await.unwrap();
+    let stopped = std::time::Instant::now();
+    // Then n1 holds every shard by its next round, not once n2's membership has expired
+    eventually("n1 holds every shard", || {
+        (0..SHARDS).all(|s| f1.get(Shard(s)).is_some())
+    })
+    .await;
+    let took = stopped.elapsed();
+    assert!(took < Duration::from_millis(3500), "taken after {took:?}");
+    stop1.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_node_s_shards_are_taken_after_their_lease_expires() {
     let redis = RedisServer::start();
     let conn = connect(&redis).await;

@@ -271,7 +271,10 @@ impl Keeper {
     }
 
     /// Gives every held shard up (shutdown): the others take them without waiting for a TTL.
+    /// The node says it is down first, so none of them waits for it as the shards' preferred
+    /// node.
     pub async fn release_all(&self) {
+        let _ = self.leases.leave().await;
         for shard in self.fences.shards() {
             if let Some(fence) = self.fences.get(shard) {
                 self.fences.clear(shard);

@@ -52,6 +52,20 @@ end
 return 0
 ";
 
+/// Deletes a node's membership key if this process wrote it (a later process of the node may
+/// have joined since). `KEYS`: the membership key. `ARGV`: holder (`node/incarnation`).
+const LEAVE: &str = r"
+local up = redis.call('GET', KEYS[1])
+if not up then
+  return 0
+end
+local ok, report = pcall(cjson.decode, up)
+if ok and type(report) == 'table' and report['holder'] == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
 /// The term under which a node holds a shard: what its appends are fenced with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fence {
@@ -223,6 +237,18 @@ impl Leases {
             .arg(self.ttl_ms())
             .query_async(&mut self.redis.clone())
             .await
+    }
+
+    /// Says this node is down (a graceful stop), unless a later process of it has joined:
+    /// the others then take its released shards at once, where its membership key would
+    /// have kept it preferred for them, and them waiting, until the key expired.
+    pub async fn leave(&self) -> redis::RedisResult<()> {
+        let _: i64 = redis::Script::new(LEAVE)
+            .key(node_key(&self.node))
+            .arg(&self.holder)
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(())
     }
 
     /// Which of `nodes` are up: those whose membership key has not expired.
