@@ -28,6 +28,9 @@ const SHORT_ENV: &[(&str, &str)] = &[
     ("EMPORIUM_CARRIER_STEP_SECS", "sandbox.carrier_step_secs"),
 ];
 
+/// The short name of `cluster.redis_url` (API.md), read only with a cluster file.
+pub const REDIS_URL_ENV: &str = "EMPORIUM_REDIS_URL";
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
     pub dev_mode: bool,
@@ -213,6 +216,12 @@ impl Settings {
         );
         for (name, key) in SHORT_ENV {
             builder = builder.set_override_option(*key, env.get(*name).cloned())?;
+        }
+        // `EMPORIUM_REDIS_URL` (API.md) is the cluster's Redis; one node without a cluster
+        // file journals to sled and uses none (`serve` says so when it is set).
+        if overrides.cluster_file.is_some() {
+            let redis = env.get(REDIS_URL_ENV).cloned();
+            builder = builder.set_override_option("cluster.redis_url", redis)?;
         }
         builder = builder
             .set_override_option(
@@ -439,6 +448,12 @@ mod tests {
         let cluster = s.cluster.as_ref().unwrap();
         assert_eq!((cluster.shards, cluster.nodes.len()), (64, 3));
         assert_eq!(cluster.redis_url, "redis://127.0.0.1:7000/1");
+        // The contract's short name sets it too; without a cluster file it sets nothing
+        let short = [(REDIS_URL_ENV, "redis://10.0.0.5:6379/2")];
+        let s = Settings::load_with_env(&overrides("n2"), env(&short)).unwrap();
+        assert_eq!(s.cluster.unwrap().redis_url, "redis://10.0.0.5:6379/2");
+        let alone = Settings::load_with_env(&Overrides::default(), env(&short)).unwrap();
+        assert!(alone.cluster.is_none());
         assert_eq!(
             s.server.listen,
             "127.0.0.1:8082".parse().unwrap(),

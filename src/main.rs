@@ -60,8 +60,11 @@ enum Command {
     /// Serves only the sandbox payment gateway and carrier (under /sandbox), as an outside
     /// service for an engine pointed at it (`payments.base_url`, `carrier.base_url`).
     Sandbox {
+        /// Settings file (default: ./emporium.toml when present, else the embedded defaults);
+        /// `sandbox.webhook_url` says where its payment webhooks go.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8090")]
         listen: SocketAddr,
     },
@@ -70,11 +73,13 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
-    /// Fills a stopped node's catalog with deterministic demo products (Latin and Hangul names,
-    /// two SKUs each, random stock): for demos and the catalog benchmarks.
+    /// Fills a stopped node's catalog with demo products (Latin and Hangul names, two SKUs
+    /// each; the same names and stock on every run, new ids): for demos and the catalog
+    /// benchmarks. A data dir that does not exist is made.
     SeedDemo {
         #[command(flatten)]
         common: Common,
+        /// How many products.
         #[arg(long, default_value_t = 1000)]
         products: u64,
     },
@@ -91,9 +96,10 @@ enum AdminCommand {
         /// The password (or set EMPORIUM_NEW_USER_PASSWORD to keep it out of `ps`).
         #[arg(long, env = "EMPORIUM_NEW_USER_PASSWORD", hide_env_values = true)]
         password: String,
+        /// The account's display name.
         #[arg(long, default_value = "Administrator")]
         name: String,
-        /// `customer`, `admin` or `operator`; repeat for several.
+        /// `customer`, `admin` or `operator`; repeat for several (none: a customer only).
         #[arg(long = "role")]
         roles: Vec<String>,
     },
@@ -238,6 +244,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     match emporium::process::raise_open_files() {
         Some(open_files) => tracing::info!(open_files, "open-file limit"),
         None => tracing::warn!("the open-file limit could not be read"),
+    }
+    if settings.cluster.is_none() && std::env::var_os(emporium::config::REDIS_URL_ENV).is_some() {
+        tracing::info!(
+            "EMPORIUM_REDIS_URL is set, but a node without a cluster file (--cluster) journals \
+             to sled and uses no Redis"
+        );
     }
     let app = Application::start(settings, Arc::new(SystemClock)).await?;
     let addr = app.local_addr();

@@ -332,7 +332,7 @@ fn demo_needs_dev_mode() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--demo is for dev mode"));
 }
 
-/// `emporium admin compact` refuses a data dir a running node holds; on the stopped node's
+/// `emporium admin compact` and `admin usage` refuse a data dir a running node holds; on the stopped node's
 /// dir it rewrites the store, and the node started again has the same accounts and stock.
 #[tokio::test]
 async fn compact_a_stopped_node_then_it_serves_the_same_data() {
@@ -362,13 +362,20 @@ async fn compact_a_stopped_node_then_it_serves_the_same_data() {
     for n in 1..=40 {
         stock(server.base.clone(), token.clone(), json!({"available": n})).await;
     }
-    let busy = compact();
-    assert!(!busy.status.success());
-    assert!(
-        String::from_utf8_lossy(&busy.stderr).contains("in use by a running emporium"),
-        "{}",
-        String::from_utf8_lossy(&busy.stderr)
-    );
+    // (and so does the usage report, which reads the same store)
+    let usage = Command::new(BIN)
+        .args(["admin", "usage", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    for busy in [compact(), usage] {
+        assert!(!busy.status.success());
+        assert!(
+            String::from_utf8_lossy(&busy.stderr).contains("in use by a running emporium"),
+            "{}",
+            String::from_utf8_lossy(&busy.stderr)
+        );
+    }
     server.child.kill().unwrap();
     server.child.wait().unwrap();
 

@@ -26,8 +26,8 @@
 
 use crate::persistence::JournalError;
 use crate::persistence::sled_open::{
-    DIR_LOCK_PATIENCE, forget_unfinished_snapshots, lock_data_dir, made_with, open_locked,
-    sled_config,
+    DIR_LOCK_PATIENCE, forget_unfinished_snapshots, held_by_a_node, lock_data_dir, made_with,
+    open_locked, sled_config,
 };
 use crate::persistence::sled_sync::sync_parent;
 use std::collections::BTreeMap;
@@ -112,15 +112,8 @@ pub fn compact(
     }
     let (compressed, segment_bytes) = made_with(db)?;
     forget_unfinished_snapshots(db)?;
-    let source = open_locked(|| open(db, compressed, segment_bytes)).map_err(|e| match e {
-        sled::Error::Io(e) if e.to_string().contains("could not acquire lock") => {
-            JournalError::Storage(format!(
-                "{} is in use by a running emporium: stop the node first",
-                db.display()
-            ))
-        }
-        e => e.into(),
-    })?;
+    let source =
+        open_locked(|| open(db, compressed, segment_bytes)).map_err(|e| held_by_a_node(db, e))?;
     let disk_before = source.size_on_disk()?;
     remove_dir(&paths.copy)?;
     let compression = options.compression.unwrap_or(compressed);

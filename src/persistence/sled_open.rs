@@ -41,7 +41,23 @@ pub fn open_as_made(path: &Path) -> Result<sled::Db, JournalError> {
     // writing its snapshot, which must not be taken for an unfinished one.
     let _lock = lock_data_dir(path, DIR_LOCK_PATIENCE)?;
     forget_unfinished_snapshots(path)?;
-    Ok(sled_config(path, compression, segment_bytes).open()?)
+    sled_config(path, compression, segment_bytes)
+        .open()
+        .map_err(|e| held_by_a_node(path, e))
+}
+
+/// sled's error opening the database at `db`, saying so plainly when a running node holds it
+/// (sled's lock): the offline commands need the node stopped.
+pub(super) fn held_by_a_node(db: &Path, e: sled::Error) -> JournalError {
+    match e {
+        sled::Error::Io(e) if e.to_string().contains("could not acquire lock") => {
+            JournalError::Storage(format!(
+                "{} is in use by a running emporium: stop the node first",
+                db.display()
+            ))
+        }
+        e => e.into(),
+    }
 }
 
 /// How long a node waits for a data dir another process has locked, before it gives up.
