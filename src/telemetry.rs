@@ -395,6 +395,9 @@ pub fn metrics_handle() -> PrometheusHandle {
                 Ok(recorder) => {
                     let handle = recorder.handle();
                     let _ = metrics::set_global_recorder(recorder);
+                    // Counters of rare events are shown at zero from the start.
+                    metrics::counter!("emporium_log_writes_failed_total").increment(0);
+                    metrics::counter!("emporium_journal_events_total").increment(0);
                     handle
                 }
                 Err(e) => {

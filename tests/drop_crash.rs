@@ -195,6 +195,23 @@ async fn a_drop_counts_each_sale_and_refusal_once_and_no_replay() {
     let user = UserId::parse("u_counted").unwrap();
     let now = SystemClock.now().millis() / 1000;
     let token = keys.issue(&user, &Default::default(), "s", now).unwrap().0;
+    // Then before any sale, the counters a dashboard rates are there at zero
+    let text = client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap();
+    let text = text.text().await.unwrap();
+    for series in [
+        r#"emporium_drop_purchases_total{outcome="sold"} 0"#,
+        r#"emporium_drop_purchases_total{outcome="sold_out"} 0"#,
+        "emporium_drop_units_sold_total 0",
+        r#"emporium_entity_restarts_total{kind="sku"} 0"#,
+        r#"emporium_entity_restarts_total{kind="order"} 0"#,
+        "emporium_log_writes_failed_total 0",
+    ] {
+        assert!(text.lines().any(|l| l == series), "{series} in {text}");
+    }
     let buy = |key: &'static str| {
         client
             .post(format!("{}/api/v1/drops/{drop_id}/purchase", server.base))

@@ -31,7 +31,17 @@ pub struct KindStats {
 const IN_FLIGHT_SAMPLES: usize = 600;
 
 impl KindStats {
+    /// The kind's counters, each also put in `/metrics` at zero, so a dashboard's rate of
+    /// restarts has a start before the first one.
     pub(crate) fn new(kind: &'static str) -> Self {
+        for name in [
+            "emporium_entity_activations_total",
+            "emporium_entity_passivations_total",
+            "emporium_entity_restarts_total",
+        ] {
+            metrics::counter!(name, "kind" => kind).increment(0);
+        }
+        metrics::gauge!("emporium_entities_active", "kind" => kind).increment(0.0);
         Self {
             kind,
             ..Self::default()

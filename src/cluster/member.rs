@@ -126,6 +126,7 @@ impl Member {
             .round(&mut free)
             .await
             .context("cannot take shard leases in Redis")?;
+        metrics::counter!("emporium_shard_handovers_total").increment(0);
         tracing::info!(node = %node.name, shards = fences.shards().len(), of = cluster.shards,
             "joined the cluster");
         let keeper_stop = CancellationToken::new();

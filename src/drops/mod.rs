@@ -87,6 +87,7 @@ impl Drops {
         catalog: Catalog,
         live: live::LiveStock,
     ) -> Self {
+        sales::register();
         let index = Arc::new(DropIndex::new());
         let record = {
             let index = index.clone();
@@ -290,6 +291,21 @@ mod sales {
                 units: metrics::counter!("emporium_drop_units_sold_total"),
             }
         })
+    }
+
+    /// Puts every sales series in `/metrics` at zero, so a dashboard's rate has a start.
+    pub(super) fn register() {
+        let c = counters();
+        for counter in [
+            &c.sold,
+            &c.sold_out,
+            &c.not_live,
+            &c.limit_reached,
+            &c.refused,
+            &c.units,
+        ] {
+            counter.increment(0);
+        }
     }
 
     /// Counts a purchase's outcome (a replay is not counted).
