@@ -65,6 +65,12 @@ pub struct CampaignBody {
     pub code: String,
     pub kind: &'static str,
     pub value: i64,
+    /// The least the lines in scope must come to for the coupon to apply (minor units).
+    pub min_order: Option<i64>,
+    /// The most the discount takes off (minor units).
+    pub max_discount: Option<i64>,
+    #[schema(value_type = crate::http::schemas::ScopeBody)]
+    pub scope: Scope,
     pub total_quantity: Option<u32>,
     pub remaining: Option<u32>,
     pub per_user_limit: u32,
@@ -123,6 +129,9 @@ fn campaign_body(id: &str, v: &CampaignView) -> CampaignBody {
             DiscountKind::Fixed => "fixed",
         },
         value: c.terms.value,
+        min_order: c.terms.min_order,
+        max_discount: c.terms.max_discount,
+        scope: c.terms.scope.clone(),
         total_quantity: c.total_quantity,
         remaining: v.remaining(),
         per_user_limit: c.per_user_limit,

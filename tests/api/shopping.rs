@@ -159,6 +159,13 @@ async fn coupons_claim_apply_and_edge_cases() {
     .await;
     assert_eq!(tops10["code"], "TOPS10");
     assert_eq!(tops10["remaining"], 2);
+    // The terms read back as given: the minimum, the cap and the scope
+    assert_eq!(tops10["min_order"], 20000);
+    assert_eq!(tops10["max_discount"], 2000);
+    assert_eq!(
+        tops10["scope"],
+        json!({"type": "category", "category": "tops"})
+    );
     let (_, a, _) = app.customer("a@example.com").await;
     let (_, b, _) = app.customer("b@example.com").await;
     let (_, c, _) = app.customer("c@example.com").await;
