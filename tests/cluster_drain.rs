@@ -106,6 +106,16 @@ async fn a_drained_node_hands_its_shards_over_under_load_without_a_failed_purcha
         .filter(|i| i["node"] == "n1")
         .collect();
     assert!(left.is_empty(), "n1 is down but holds {left:?}");
+    // And draining it again is refused as the console shows it: down, nothing to hand over
+    let again = client
+        .post(format!("{}/api/v1/admin/cluster/nodes/n1/drain", bases[2]))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["code"], "node_down", "{again}");
     // The load goes on through all three nodes (n1 forwards everything now).
     load.until_more(300).await;
     let (acknowledged, failed, retried) = load.finish().await;

@@ -201,6 +201,10 @@ impl Member {
         if report.holder.is_empty() {
             return Err(DrainRefusal::NotReporting);
         }
+        // Drained already, every shard handed over: down, as `GET /admin/cluster` shows it.
+        if drains[at].as_deref() == Some(report.holder.as_str()) && report.shards == 0 {
+            return Err(DrainRefusal::Down);
+        }
         let others_up = |reports: &[Option<NodeReport>], drains: &[Option<String>]| {
             names.iter().zip(reports).zip(drains).any(|((n, r), d)| {
                 n != node
