@@ -232,8 +232,10 @@ impl Settings {
             .set_override_option("node", overrides.node.clone())?
             .set_override_option("demo", overrides.demo.then_some(true))?;
         let mut unknown = Vec::new();
-        let mut settings: Settings =
-            serde_ignored::deserialize(builder.build()?, |path| unknown.push(path.to_string()))?;
+        let mut settings: Settings = serde_ignored::deserialize(builder.build()?, |path| {
+            // serde_ignored writes an optional section (`cluster`) as a `?` step.
+            unknown.push(path.to_string().replace(".?.", "."))
+        })?;
         if !unknown.is_empty() {
             return Err(config::ConfigError::Message(format!(
                 "unknown setting {} (a typo? from the config file, the cluster file or an \
@@ -454,6 +456,14 @@ mod tests {
         assert_eq!(s.cluster.unwrap().redis_url, "redis://10.0.0.5:6379/2");
         let alone = Settings::load_with_env(&Overrides::default(), env(&short)).unwrap();
         assert!(alone.cluster.is_none());
+        // A typo in the cluster's settings is named as it would be written
+        let typo = [("EMPORIUM__CLUSTER__LEASE_TLL_MS", "3000")];
+        let why = Settings::load_with_env(&overrides("n2"), env(&typo)).unwrap_err();
+        assert!(
+            why.to_string()
+                .contains("unknown setting cluster.lease_tll_ms"),
+            "{why}"
+        );
         assert_eq!(
             s.server.listen,
             "127.0.0.1:8082".parse().unwrap(),
