@@ -234,7 +234,9 @@ impl Settings {
         let mut unknown = Vec::new();
         let mut settings: Settings = serde_ignored::deserialize(builder.build()?, |path| {
             // serde_ignored writes an optional section (`cluster`) as a `?` step.
-            unknown.push(path.to_string().replace(".?.", "."))
+            let path = path.to_string();
+            let steps: Vec<&str> = path.split('.').filter(|step| *step != "?").collect();
+            unknown.push(steps.join("."))
         })?;
         if !unknown.is_empty() {
             return Err(config::ConfigError::Message(format!(

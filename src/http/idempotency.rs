@@ -17,7 +17,9 @@ use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
 use serde::Serialize;
+use std::panic::AssertUnwindSafe;
 
 const MAX_KEY: usize = 200;
 
@@ -103,7 +105,14 @@ impl Remembered {
         call: impl Future<Output = Result<(StatusCode, T), ApiError>>,
     ) -> Result<Response, ApiError> {
         let taken = self.take(&slot).await?;
-        let (answer, acted) = self.answer(&slot, call).await;
+        // A panic in the call still lets the key go (as a 500 that may have acted).
+        let (answer, acted) = AssertUnwindSafe(self.answer(&slot, call))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                let e = anyhow::anyhow!("an idempotent request panicked");
+                (Err(ApiError::internal(e)), true)
+            });
         if let Some(taken_by) = taken {
             if acted {
                 self.answered(slot, taken_by).await;
@@ -193,8 +202,8 @@ impl Remembered {
     }
 
     /// Marks `slot` answered by `taken_by` (its answer is kept, or may have acted): other
-    /// requests with the key may go on. A failure leaves it in flight until
-    /// [`crate::domain::user::keys::IN_FLIGHT`] has passed.
+    /// requests with the key may go on. A failure (the account cannot be reached) leaves it
+    /// in flight until [`crate::domain::user::keys::IN_FLIGHT`] has passed.
     async fn answered(&self, slot: String, taken_by: String) {
         let command = UserCommand::Keys(KeyCommand::Answered { slot, taken_by });
         let users = &self.state.accounts.users;
