@@ -67,12 +67,7 @@ async fn a_drained_node_hands_its_shards_over_under_load_without_a_failed_purcha
     };
 
     load.until_more(300).await;
-    let r = client
-        .post(format!("{}/api/v1/admin/cluster/nodes/n1/drain", bases[2]))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let r = ask_drain(&client, &bases[2], "n1").await;
     assert_eq!(r.status(), 202);
     let asked = Instant::now();
     let sold_at_drain = load.sold.load(Ordering::Relaxed);
@@ -107,12 +102,7 @@ async fn a_drained_node_hands_its_shards_over_under_load_without_a_failed_purcha
         .collect();
     assert!(left.is_empty(), "n1 is down but holds {left:?}");
     // And draining it again is refused as the console shows it: down, nothing to hand over
-    let again = client
-        .post(format!("{}/api/v1/admin/cluster/nodes/n1/drain", bases[2]))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let again = ask_drain(&client, &bases[2], "n1").await;
     assert_eq!(again.status(), 409);
     let again: Value = again.json().await.unwrap();
     assert_eq!(again["code"], "node_down", "{again}");
@@ -321,6 +311,16 @@ impl Load {
     }
 }
 
+/// Asks the node at `base` to drain `node`, as the operator; the answer.
+async fn ask_drain(client: &reqwest::Client, base: &str, node: &str) -> reqwest::Response {
+    client
+        .post(format!("{base}/api/v1/admin/cluster/nodes/{node}/drain"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Sends SIGTERM and waits (15 s at most) for a clean exit.
 fn stop_cleanly(server: &mut common::Server) {
     let sent = std::process::Command::new("kill")
@@ -378,12 +378,7 @@ async fn a_rolling_restart_under_load_loses_no_acknowledged_purchase() {
     let started = Instant::now();
     for (i, name) in names.iter().enumerate() {
         let other = targets.read().unwrap()[(i + 1) % 3].clone();
-        let r = client
-            .post(format!("{other}/api/v1/admin/cluster/nodes/{name}/drain"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
+        let r = ask_drain(&client, &other, name).await;
         assert_eq!(r.status(), 202, "drain {name}");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {

@@ -30,15 +30,16 @@ pub struct KindStats {
 /// Samples of asks in flight kept (a minute at ten a second).
 const IN_FLIGHT_SAMPLES: usize = 600;
 
+/// The kinds' counters in `/metrics`, labelled `kind`.
+const ACTIVATIONS: &str = "emporium_entity_activations_total";
+const PASSIVATIONS: &str = "emporium_entity_passivations_total";
+const RESTARTS: &str = "emporium_entity_restarts_total";
+
 impl KindStats {
     /// The kind's counters, each also put in `/metrics` at zero, so a dashboard's rate of
     /// restarts has a start before the first one.
     pub(crate) fn new(kind: &'static str) -> Self {
-        for name in [
-            "emporium_entity_activations_total",
-            "emporium_entity_passivations_total",
-            "emporium_entity_restarts_total",
-        ] {
+        for name in [ACTIVATIONS, PASSIVATIONS, RESTARTS] {
             metrics::counter!(name, "kind" => kind).increment(0);
         }
         metrics::gauge!("emporium_entities_active", "kind" => kind).increment(0.0);
@@ -90,7 +91,7 @@ impl KindStats {
         ACTIVE_ENTITIES.fetch_add(1, Ordering::Relaxed);
         self.activations.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!("emporium_entities_active", "kind" => self.kind).increment(1.0);
-        metrics::counter!("emporium_entity_activations_total", "kind" => self.kind).increment(1);
+        metrics::counter!(ACTIVATIONS, "kind" => self.kind).increment(1);
     }
     pub(crate) fn on_deactivated(&self) {
         self.active.fetch_sub(1, Ordering::Relaxed);
@@ -99,11 +100,11 @@ impl KindStats {
     }
     pub(crate) fn on_passivated(&self) {
         self.passivations.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("emporium_entity_passivations_total", "kind" => self.kind).increment(1);
+        metrics::counter!(PASSIVATIONS, "kind" => self.kind).increment(1);
     }
     pub(crate) fn on_failed(&self) {
         self.failures.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("emporium_entity_restarts_total", "kind" => self.kind).increment(1);
+        metrics::counter!(RESTARTS, "kind" => self.kind).increment(1);
     }
 }
 

@@ -50,14 +50,17 @@ pub fn open_as_made(path: &Path) -> Result<sled::Db, JournalError> {
 /// (sled's lock): the offline commands need the node stopped.
 pub(super) fn held_by_a_node(db: &Path, e: sled::Error) -> JournalError {
     match e {
-        sled::Error::Io(e) if e.to_string().contains("could not acquire lock") => {
-            JournalError::Storage(format!(
-                "{} is in use by a running emporium: stop the node first",
-                db.display()
-            ))
-        }
+        e if lock_held(&e) => JournalError::Storage(format!(
+            "{} is in use by a running emporium: stop the node first",
+            db.display()
+        )),
         e => e.into(),
     }
+}
+
+/// Whether sled failed to open because another handle holds the database's file lock.
+fn lock_held(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(e) if e.to_string().contains("could not acquire lock"))
 }
 
 /// How long a node waits for a data dir another process has locked, before it gives up.
@@ -181,9 +184,7 @@ pub(super) fn open_locked(open: impl Fn() -> sled::Result<sled::Db>) -> sled::Re
     let mut told = false;
     loop {
         match open() {
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock") && Instant::now() < give_up =>
-            {
+            Err(e) if lock_held(&e) && Instant::now() < give_up => {
                 if !std::mem::replace(&mut told, true) {
                     tracing::info!(patience = ?LOCK_PATIENCE, "the data dir is locked: waiting");
                 }

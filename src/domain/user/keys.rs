@@ -27,10 +27,10 @@ pub const KEY_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 pub const MAX_KEYS: usize = 256;
 /// How long a request may hold its key unanswered before another request with the key may
 /// act. A request lets its key go on every way out (`http::idempotency`), so this counts only
-/// when its node died mid-request or its account could not be reached as it answered; it must
-/// be longer than any route takes: a payment
-/// confirmation at the default settings takes at most about 35 s (three 5 s attempts at the
-/// gateway with their backoff, a 5 s read of the payment, and the orders' asks).
+/// when its node died mid-request or its account could not be reached as it answered. It
+/// must be longer than any route takes: a payment confirmation at the default settings takes
+/// at most about 35 s (three 5 s attempts at the gateway with their backoff, a 5 s read of
+/// the payment, and the orders' asks).
 pub const IN_FLIGHT: Duration = Duration::from_secs(60);
 
 /// Keys by slot (`route:key`), with the order each named and when it was first used.
