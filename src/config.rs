@@ -232,18 +232,28 @@ impl Settings {
             .set_override_option("node", overrides.node.clone())?
             .set_override_option("demo", overrides.demo.then_some(true))?;
         let mut unknown = Vec::new();
-        let mut settings: Settings = serde_ignored::deserialize(builder.build()?, |path| {
+        let read: Result<Settings, _> = serde_ignored::deserialize(builder.build()?, |path| {
             // serde_ignored writes an optional section (`cluster`) as a `?` step.
             let path = path.to_string();
             let steps: Vec<&str> = path.split('.').filter(|step| *step != "?").collect();
             unknown.push(steps.join("."))
-        })?;
-        if !unknown.is_empty() {
-            return Err(config::ConfigError::Message(format!(
+        });
+        let typos = || {
+            format!(
                 "unknown setting {} (a typo? from the config file, the cluster file or an \
                  EMPORIUM__ variable; emporium.toml lists every setting)",
                 unknown.join(", ")
-            )));
+            )
+        };
+        let mut settings = match read {
+            // A required setting spelt wrong is missing: name the misspelling beside it.
+            Err(e) if !unknown.is_empty() => {
+                return Err(config::ConfigError::Message(format!("{e}; {}", typos())));
+            }
+            read => read?,
+        };
+        if !unknown.is_empty() {
+            return Err(config::ConfigError::Message(typos()));
         }
         settings.validate()?;
         // A cluster node serves HTTP where the cluster file says, unless told otherwise.
@@ -464,6 +474,27 @@ mod tests {
         assert!(
             why.to_string()
                 .contains("unknown setting cluster.lease_tll_ms"),
+            "{why}"
+        );
+        // A required one misspelt is named with the misspelling beside it
+        let misspelt =
+            std::env::temp_dir().join(format!("emporium-typo-{}.toml", std::process::id()));
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(&misspelt, text.replace("lease_ttl_ms", "lease_tll_ms")).unwrap();
+        let why = Settings::load_with_env(
+            &Overrides {
+                cluster_file: Some(misspelt.clone()),
+                node: Some("n2".into()),
+                ..Overrides::default()
+            },
+            env(&[]),
+        )
+        .unwrap_err()
+        .to_string();
+        std::fs::remove_file(&misspelt).unwrap();
+        assert!(why.contains("lease_ttl_ms"), "{why}");
+        assert!(
+            why.contains("unknown setting cluster.lease_tll_ms"),
             "{why}"
         );
         assert_eq!(

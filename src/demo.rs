@@ -44,7 +44,7 @@ struct Item {
     axes: &'static [(&'static str, &'static [&'static str])],
 }
 
-const COLOURS: (&str, &[&str]) = ("colour", &["black", "white"]);
+const COLOURS: (&str, &[&str]) = ("color", &["black", "white"]);
 const SIZES: (&str, &[&str]) = ("size", &["S", "M", "L"]);
 const SHOE_SIZES: (&str, &[&str]) = ("size", &["240", "250", "260", "270"]);
 

@@ -9,6 +9,7 @@
 //! [`is_line`] is the one rule of one-line text people name things with.
 
 use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::char::is_combining_mark;
 
 /// The comparison form: NFKC, lower-case, trimmed (after normalising, which can turn a
 /// character into a space and a combining mark: found by the `text` fuzz target).
@@ -25,15 +26,16 @@ pub fn code(raw: &str) -> String {
 
 /// One line of `min` to `max` characters: counted trimmed, with no control character and no
 /// line or paragraph separator (U+2028, U+2029) anywhere, and at least one [visible](is_visible)
-/// character, so a name of zero-width spaces or a lone byte-order mark is refused (the OpenAPI
-/// document's `line` pattern says the same).
+/// character that is not a combining mark (general category M), so a name of zero-width spaces,
+/// a lone byte-order mark or an accent with nothing under it is refused (the OpenAPI document's
+/// `line` pattern says the same of invisible characters).
 pub fn is_line(raw: &str, min: usize, max: usize) -> bool {
     let n = raw.trim().chars().count();
     (min..=max).contains(&n)
         && !raw
             .chars()
             .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
-        && raw.chars().any(is_visible)
+        && raw.chars().any(|c| is_visible(c) && !is_combining_mark(c))
 }
 
 /// Whether `c` shows as something: neither white space nor a default-ignorable code point,
@@ -77,12 +79,19 @@ mod tests {
         ] {
             assert!(!is_line(blank, 1, 8), "{blank:?}");
         }
-        // And a line separator inside a name
+        // And a line separator inside a name, and accents with nothing under them
         assert!(!is_line("a\u{2028}b", 1, 8));
+        assert!(!is_line("\u{301}", 1, 8));
+        assert!(!is_line(" \u{301}\u{302}\u{200b}", 1, 8));
+        assert!(
+            !is_line("\u{1160}\u{302}", 1, 8),
+            "a filler carrying a mark"
+        );
         // Then a name with one visible character among them is a name (an emoji with its joiner)
         assert!(is_line("\u{200b}a", 1, 8));
         assert!(is_line("👩\u{200d}💻", 1, 8));
         assert!(is_line("ㅋ", 1, 8), "a Hangul letter is not a filler");
+        assert!(is_line("e\u{301}", 1, 8), "a letter with its accent");
     }
 
     #[test]

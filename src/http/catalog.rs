@@ -92,7 +92,7 @@ pub struct SkuBody {
 }
 
 #[derive(Serialize, ToSchema)]
-#[schema(examples(json!({"product_id": "p0194c3a1b2c4e1f2a3b4c5d6e7f80912", "name": "오버사이즈 티셔츠 Oversized Tee", "description": "두꺼운 면 100%. Heavy cotton.", "category": "tops", "thumbnail": "https://cdn.example.com/tee.jpg", "currency": "KRW", "skus": [{"sku_id": "tee-red-M", "options": {"colour": "red", "size": "M"}, "price": 12900, "available": 48, "sold": 2}], "sales": 2})))]
+#[schema(examples(json!({"product_id": "p0194c3a1b2c4e1f2a3b4c5d6e7f80912", "name": "오버사이즈 티셔츠 Oversized Tee", "description": "두꺼운 면 100%. Heavy cotton.", "category": "tops", "thumbnail": "https://cdn.example.com/tee.jpg", "currency": "KRW", "skus": [{"sku_id": "tee-red-M", "options": {"color": "red", "size": "M"}, "price": 12900, "available": 48, "sold": 2}], "sales": 2})))]
 pub struct ProductBody {
     pub product_id: String,
     pub name: String,
@@ -126,7 +126,7 @@ pub struct CategoryList {
 pub struct NewSkuRequest {
     /// Generated when absent; unique within the product.
     pub sku_id: Option<String>,
-    /// At most 8, such as `{"colour": "red", "size": "M"}`; names and values one line of 1
+    /// At most 8, such as `{"color": "red", "size": "M"}`; names and values one line of 1
     /// to 40 characters.
     #[serde(default)]
     #[schema(value_type = crate::http::schemas::SkuOptions)]
@@ -141,7 +141,7 @@ pub struct NewSkuRequest {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(examples(json!({"name": "오버사이즈 티셔츠 Oversized Tee", "description": "두꺼운 면 100%. Heavy cotton.", "category": "tops", "thumbnail": "https://cdn.example.com/tee.jpg", "skus": [{"sku_id": "tee-red-M", "options": {"colour": "red", "size": "M"}, "price": 12900, "stock": 50}, {"sku_id": "tee-red-L", "options": {"colour": "red", "size": "L"}, "price": 12900, "stock": 30}]})))]
+#[schema(examples(json!({"name": "오버사이즈 티셔츠 Oversized Tee", "description": "두꺼운 면 100%. Heavy cotton.", "category": "tops", "thumbnail": "https://cdn.example.com/tee.jpg", "skus": [{"sku_id": "tee-red-M", "options": {"color": "red", "size": "M"}, "price": 12900, "stock": 50}, {"sku_id": "tee-red-L", "options": {"color": "red", "size": "L"}, "price": 12900, "stock": 30}]})))]
 pub struct NewProductRequest {
     #[schema(min_length = 1, max_length = 200, format = "line")]
     pub name: String,

@@ -14,7 +14,7 @@ fn line(max: usize) -> Object {
         .schema_type(Type::String)
         .min_length(Some(1))
         .max_length(Some(max))
-        .pattern(Some(crate::http::openapi::LINE))
+        .pattern(Some(crate::http::openapi::LINE.as_str()))
         .build()
 }
 
@@ -31,7 +31,7 @@ impl PartialSchema for SkuOptions {
                 Schema::Object(line(40)),
             ))))
             .max_properties(Some(8))
-            .examples([serde_json::json!({"colour": "red", "size": "M"})])
+            .examples([serde_json::json!({"color": "red", "size": "M"})])
             .build();
         RefOr::T(Schema::Object(object))
     }

@@ -14,12 +14,12 @@ async fn go(page: &Client, base: &str, hash: &str) {
     page.goto(&format!("{base}/{hash}")).await.unwrap();
 }
 
-/// A product with colour and size SKUs; its id.
+/// A product with color and size SKUs; its id.
 async fn shirt(shop: &Shop) -> String {
     let skus = json!([
-        {"sku_id": "linen-white-M", "options": {"colour": "white", "size": "M"}, "price": 39000, "stock": 5},
-        {"sku_id": "linen-white-L", "options": {"colour": "white", "size": "L"}, "price": 39000, "stock": 5},
-        {"sku_id": "linen-navy-M", "options": {"colour": "navy", "size": "M"}, "price": 41000, "stock": 5},
+        {"sku_id": "linen-white-M", "options": {"color": "white", "size": "M"}, "price": 39000, "stock": 5},
+        {"sku_id": "linen-white-L", "options": {"color": "white", "size": "L"}, "price": 39000, "stock": 5},
+        {"sku_id": "linen-navy-M", "options": {"color": "navy", "size": "M"}, "price": 41000, "stock": 5},
     ]);
     let body = json!({"name": "린넨 셔츠 Linen Shirt", "category": "tops", "description": "Cool linen.",
         "skus": skus});
@@ -94,7 +94,7 @@ async fn a_shopper_signs_up_pays_and_watches_the_order_ship() {
     // The product: navy is one SKU; Add to cart.
     go(&page, &base, &format!("#/product/{product}")).await;
     until(&page, "document.querySelector('#buy')", "the product").await;
-    click(&page, "input[name=colour][value=navy]").await;
+    click(&page, "input[name=color][value=navy]").await;
     until(
         &page,
         "document.querySelector('#price').textContent.includes('41,000')",
@@ -311,7 +311,7 @@ async fn the_checkout_works_from_the_keyboard_alone() {
     .await;
     go(&page, &base, product.as_str().unwrap()).await;
     until(&page, "document.querySelector('#buy')", "the product").await;
-    tab_to(&page, "colour").await;
+    tab_to(&page, "color").await;
     tab_to(&page, "size").await;
     keys(&page, "\u{E015}").await; // ArrowDown: M -> L
     until(

@@ -54,7 +54,7 @@ async fn every_storefront_page_renders_without_console_messages() {
             format!("/#/product/{tee}"),
             &[
                 "Add to cart</button>",
-                "Choose colour",
+                "Choose color",
                 "Choose size",
                 "₩12,900",
             ],

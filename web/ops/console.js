@@ -217,7 +217,7 @@ async function products(main, { cursor }, current) {
       <label>${t("name")} <input name="name" required maxlength="100"></label>
       <label>${t("category")} <input name="category" required maxlength="50"></label>
       <label class="wide">${t("description")} <input name="description" maxlength="2000"></label>
-      <label class="wide">${t("skus_help")} <textarea name="skus" rows="3" required placeholder="tee-red-M, colour=red; size=M, 12900, 50"></textarea></label>
+      <label class="wide">${t("skus_help")} <textarea name="skus" rows="3" required placeholder="tee-red-M, color=red; size=M, 12900, 50"></textarea></label>
       <button class="primary" type="submit">${t("create_product")}</button></form>`;
   main.addEventListener("submit", action(async (e) => {
     if (e.target.matches(".stock-form")) {
