@@ -14,6 +14,7 @@
 //! - `flows`: what each order route means in terms of the saga; [`history`]: the listings.
 
 mod book;
+mod capture;
 mod dispatcher;
 mod failure;
 mod flows;

@@ -5,6 +5,10 @@
 //! cancel idempotency keys, the carrier its booking keys), so a step run twice — a retry, or
 //! a re-drive after a crash — has the effect of running it once.
 //!
+//! A confirmation pins the order's holds on their SKUs before the gateway is asked, so a hold
+//! never lapses on its SKU's timer while a payment for it may be captured; one already let go
+//! fails the payment (`reservation_lapsed`) instead of capturing it.
+//!
 //! Once a step that settled the order's units on its SKUs (commit, release, restock) is
 //! recorded done, those SKUs are told they may forget the order (`ForgetSettled`, batched by
 //! `tell`): the order never sends that step again.
@@ -25,7 +29,7 @@ use crate::domain::user::{UserCommand, UserError, UserState};
 use crate::events::EventBus;
 use crate::integrations::carrier::{Booking, Carrier, CarrierError};
 use crate::integrations::mailer::Mail;
-use crate::integrations::payments::{GatewayError, GatewayPayment, PaymentGateway};
+use crate::integrations::payments::PaymentGateway;
 use crate::orders::book::OrderBook;
 use crate::orders::failure::OrderFailure;
 use crate::orders::placement::Placements;
@@ -58,9 +62,9 @@ fn recorded_on_skus(state: &OrderState, action: &Action) -> Option<Vec<(SkuId, R
 pub(super) type RecordedNotes = tokio::sync::mpsc::UnboundedReceiver<(SkuId, (OrderId, Recorded))>;
 
 /// Why a step could not be carried out now (it is retried later).
-type StepError = String;
+pub(super) type StepError = String;
 
-fn step_error<R: std::fmt::Debug>(what: &str, e: AskError<R>) -> StepError {
+pub(super) fn step_error<R: std::fmt::Debug>(what: &str, e: AskError<R>) -> StepError {
     format!("{what}: {e:?}")
 }
 
@@ -95,7 +99,7 @@ pub(super) struct Saga {
 }
 
 impl Saga {
-    fn now(&self) -> Timestamp {
+    pub(super) fn now(&self) -> Timestamp {
         self.clock.now()
     }
 
@@ -151,14 +155,17 @@ impl Saga {
                     settled = recorded_on_skus(&state, &action);
                     OrderCommand::Complete { effect, outcome }
                 }
-                Ok(Step::Payment(result)) => OrderCommand::SettlePayment {
-                    payment_key: state
-                        .payment
-                        .as_ref()
-                        .map(|p| p.payment_key.clone())
-                        .unwrap_or_default(),
-                    result,
-                },
+                Ok(Step::Payment(result)) => settle(&state, result),
+                Ok(Step::Lapsed { captured }) => {
+                    // The order fails first; money a capture before the pin took goes back
+                    // as a payment captured late.
+                    let lapsed = Err(RESERVATION_LAPSED.to_owned());
+                    state = self.book.ask(id, settle(&state, lapsed)).await?;
+                    match captured {
+                        Some(at) => settle(&state, Ok(at)),
+                        None => continue,
+                    }
+                }
                 Err(error) => {
                     tracing::warn!(order_id = %id, effect, action = action.name(), %error, "order step failed");
                     let fail = OrderCommand::Fail {
@@ -227,7 +234,12 @@ impl Saga {
                 }
                 done
             }
-            Action::ConfirmPayment => self.confirm(id, state).await.map(Step::Payment),
+            Action::ConfirmPayment => {
+                if !self.pin(id, placement).await? {
+                    return self.lapsed(id, state).await;
+                }
+                self.confirm(id, state).await.map(Step::Payment)
+            }
             Action::RefundPayment { amount, reason } => {
                 let Some(p) = &state.payment else {
                     return done;
@@ -429,74 +441,6 @@ impl Saga {
         Ok(())
     }
 
-    /// Confirms with the gateway: time-outs are retried with backoff, and an outcome still
-    /// unknown (or a confirmation the gateway already processed) is asked of the gateway, so
-    /// a payment is never captured twice.
-    async fn confirm(
-        &self,
-        id: &OrderId,
-        state: &OrderState,
-    ) -> Result<Result<crate::domain::time::Timestamp, String>, StepError> {
-        let p = state
-            .payment
-            .as_ref()
-            .ok_or_else(|| "no payment to confirm".to_owned())?;
-        let order_id = id.to_string();
-        let mut unknown = false;
-        for attempt in 0..self.confirm_attempts {
-            match self
-                .gateway
-                .confirm(&p.payment_key, &order_id, p.amount)
-                .await
-            {
-                Ok(paid) => return Ok(self.verify(&paid, &order_id, p.amount)),
-                Err(GatewayError::Refused { message, code }) => {
-                    let reason = if message.is_empty() { code } else { message };
-                    return Ok(Err(reason));
-                }
-                Err(GatewayError::NotFound) => return Ok(Err("unknown_payment".into())),
-                Err(GatewayError::AlreadyProcessed) => {
-                    unknown = true;
-                    break;
-                }
-                Err(GatewayError::Timeout) => {
-                    unknown = true;
-                    tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
-                }
-                Err(GatewayError::Unavailable(e)) => return Err(format!("confirm: {e}")),
-            }
-        }
-        if !unknown {
-            return Err("confirm: no answer".into());
-        }
-        match self.gateway.get(&p.payment_key).await {
-            Ok(paid) if paid.status == "READY" => Err("confirm: not captured yet".into()),
-            Ok(paid) => Ok(self.verify(&paid, &order_id, p.amount)),
-            Err(GatewayError::NotFound) => Ok(Err("unknown_payment".into())),
-            Err(e) => Err(format!("query the payment: {e}")),
-        }
-    }
-
-    /// A captured payment counts only for this order and this amount.
-    fn verify(
-        &self,
-        paid: &GatewayPayment,
-        order_id: &str,
-        amount: i64,
-    ) -> Result<crate::domain::time::Timestamp, String> {
-        if paid.order_id != order_id || paid.total_amount != amount {
-            return Err("amount_mismatch".into());
-        }
-        match paid.status.as_str() {
-            "DONE" => Ok(paid
-                .approved_at
-                .as_deref()
-                .and_then(crate::domain::time::Timestamp::parse_rfc3339)
-                .unwrap_or_else(|| self.now())),
-            other => Err(other.to_lowercase()),
-        }
-    }
-
     async fn book(&self, id: &OrderId, p: &Placement, effect: u32) -> Result<Outcome, StepError> {
         let opened = self.placements.address_of(p).await;
         let address = match opened.map_err(|e| format!("open the address: {e}"))? {
@@ -536,9 +480,32 @@ impl Saga {
     }
 }
 
+/// The reason a payment fails when its order's hold had lapsed before the capture.
+pub const RESERVATION_LAPSED: &str = "reservation_lapsed";
+
 /// What a step produced.
-enum Step {
+pub(super) enum Step {
     Done(Outcome),
     /// The gateway's verdict on the payment.
     Payment(Result<crate::domain::time::Timestamp, String>),
+    /// The order's hold was let go before its payment was captured: the payment fails, and
+    /// `captured` (when an earlier attempt captured it) is refunded.
+    Lapsed {
+        captured: Option<crate::domain::time::Timestamp>,
+    },
+}
+
+/// The report of the gateway's verdict on the order's payment.
+fn settle(
+    state: &OrderState,
+    result: Result<crate::domain::time::Timestamp, String>,
+) -> OrderCommand {
+    OrderCommand::SettlePayment {
+        payment_key: state
+            .payment
+            .as_ref()
+            .map(|p| p.payment_key.clone())
+            .unwrap_or_default(),
+        result,
+    }
 }

@@ -11,7 +11,7 @@ use crate::helpers::{
 };
 use crate::orders::{
     CARD, FAST, address, audit, confirm, order_of, payment_key, place, rand_suffix, stock,
-    until_status,
+    until_status, until_stock,
 };
 use serde_json::{Value, json};
 
@@ -223,13 +223,7 @@ async fn an_order_with_nothing_to_pay_is_paid_at_once_and_ships() {
     assert!(order["payment"]["checkout_url"].is_null(), "{order}");
     let id = order["order_id"].as_str().unwrap();
     until_status(&app, &token, id, "paid").await;
-    for _ in 0..200 {
-        if stock(&app, "mug").await == (4, 0, 1) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(stock(&app, "mug").await, (4, 0, 1));
+    until_stock(&app, "mug", (4, 0, 1)).await;
     let coupons = ok(send(&app, "GET", "/api/v1/users/me/coupons", &token, None).await).await;
     assert_eq!(coupons["items"][0]["status"], "used");
     // And it ships like any paid order

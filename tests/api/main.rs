@@ -9,6 +9,7 @@ mod compat;
 mod coupon_delivery;
 mod drops;
 mod faults;
+mod gateway_outage;
 mod health;
 mod helpers;
 mod mail;

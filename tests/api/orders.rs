@@ -88,6 +88,18 @@ pub(crate) async fn stock(app: &TestApp, sku: &str) -> (u64, u64, u64) {
     )
 }
 
+/// Polls the SKU's levels until they are `want` (available, reserved, sold): its steps run in
+/// the background. Fails after 10 s with the levels it last saw.
+pub(crate) async fn until_stock(app: &TestApp, sku: &str, want: (u64, u64, u64)) {
+    for _ in 0..500 {
+        if stock(app, sku).await == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stock(app, sku).await, want, "{sku}");
+}
+
 pub(crate) async fn detail(app: &TestApp, token: &str, id: &str) -> Value {
     ok(send(app, "GET", &format!("/api/v1/orders/{id}"), token, None).await).await
 }
@@ -380,13 +392,7 @@ async fn a_payment_cancelled_at_the_gateway_cancels_the_order_and_restocks() {
     // the gateway asked for nothing more (the balance was already 0)
     let d = until_status(&app, &token, id, "cancelled").await;
     assert_eq!(d["payment"]["refunded"], 20000);
-    for _ in 0..200 {
-        if stock(&app, "mug").await == (5, 0, 0) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert_eq!(stock(&app, "mug").await, (5, 0, 0));
+    until_stock(&app, "mug", (5, 0, 0)).await;
     let p = audit(&app)
         .await
         .into_iter()
@@ -434,13 +440,7 @@ async fn an_unpaid_order_expires_and_releases_stock_and_coupon() {
     clock.advance(Duration::from_secs(601));
     let id = order["order_id"].as_str().unwrap();
     until_status(&app, &token, id, "expired").await;
-    for _ in 0..100 {
-        if stock(&app, "mug").await == (5, 0, 0) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(stock(&app, "mug").await, (5, 0, 0));
+    until_stock(&app, "mug", (5, 0, 0)).await;
     let coupons = ok(send(&app, "GET", "/api/v1/users/me/coupons", &token, None).await).await;
     assert_eq!(coupons["items"][0]["status"], "issued");
     let key = payment_key(&app, &order, CARD).await;

@@ -25,6 +25,12 @@ pub enum SkuCommand {
         qty: u32,
         expires_at: Timestamp,
     },
+    /// A payment for the order is being captured: its hold no longer lapses on the SKU's
+    /// timer, only by the order's commit or release (idempotent). Refused once the hold was
+    /// released (`ReservationReleased`: the units may be someone else's, so the payment must
+    /// not be captured) or for an order the SKU does not hold (`ReservationNotFound`); a hold
+    /// already sold answers with no event.
+    Pin { order_id: OrderId },
     /// The order was paid: its reserved units become sold.
     Commit { order_id: OrderId },
     /// The order was cancelled: its reserved units become available again.
@@ -132,6 +138,10 @@ pub enum SkuEvent {
         user_id: UserId,
         qty: u32,
         expires_at: Timestamp,
+    },
+    /// The order's hold lapses no more (see [`SkuCommand::Pin`]).
+    HoldPinned {
+        order_id: OrderId,
     },
     Committed {
         order_id: OrderId,

@@ -76,6 +76,28 @@ pub(super) fn replay(
     }
 }
 
+/// A payment for the order is being captured: its hold stops lapsing (see
+/// [`SkuCommand::Pin`](crate::domain::inventory::SkuCommand::Pin)).
+pub(super) fn pin(state: &SkuState, order_id: &OrderId) -> Result<Vec<SkuEvent>, SkuError> {
+    match state.reservations.get(order_id) {
+        Some(r) if r.pinned => Ok(vec![]),
+        Some(_) => Ok(vec![SkuEvent::HoldPinned {
+            order_id: order_id.clone(),
+        }]),
+        None => match state.settled.get(order_id) {
+            Some(Settlement::Sold { .. } | Settlement::Returned { .. }) => Ok(vec![]),
+            Some(Settlement::Released { .. }) => {
+                Err(SkuError::ReservationReleased(order_id.clone()))
+            }
+            None => Err(SkuError::ReservationNotFound(order_id.clone())),
+        },
+    }
+}
+
+pub(super) fn pinned(state: &mut SkuState, order_id: &OrderId) {
+    state.pin(order_id);
+}
+
 /// The order was paid: its reserved units become sold.
 pub(super) fn commit(state: &SkuState, order_id: &OrderId) -> Result<Vec<SkuEvent>, SkuError> {
     match state.reservations.get(order_id) {
@@ -218,6 +240,7 @@ pub(super) fn reserved(
             user_id: user_id.clone(),
             qty,
             expires_at,
+            pinned: false,
             drop: None,
             order: None,
         },

@@ -245,6 +245,73 @@ fn expiry_releases_only_due_reservations() {
 }
 
 #[test]
+fn a_hold_pinned_by_a_payment_under_way_never_lapses_and_is_settled_by_its_order() {
+    // Given a hold already past its expiry, pinned because its order's payment is being
+    // captured
+    let pin = |o: &str| SkuCommand::Pin { order_id: order(o) };
+    let s = given(&[
+        SkuEvent::StockSet { available: 5 },
+        SkuEvent::Reserved {
+            order_id: order("paying"),
+            user_id: user(),
+            qty: 2,
+            expires_at: Timestamp(NOW.0 - 1),
+        },
+    ]);
+    let (events, s) = when(&s, pin("paying")).unwrap();
+    assert_eq!(
+        events,
+        vec![SkuEvent::HoldPinned {
+            order_id: order("paying")
+        }]
+    );
+    // When the SKU's timer comes, then the hold stays; pinning again changes nothing
+    assert_eq!((s.next_deadline(), s.reserved), (None, 2));
+    assert_eq!(when(&s, SkuCommand::ExpireDue).unwrap().0, vec![]);
+    assert_eq!(when(&s, pin("paying")).unwrap().0, vec![]);
+    let view = s.reservation_of(&order("paying")).unwrap();
+    assert_eq!(view.expires_at, None, "a pinned hold shows no expiry");
+    // And it reads back pinned, out of the expiry index
+    let bytes = rmp_serde::to_vec_named(&s).unwrap();
+    let back: SkuState = rmp_serde::from_slice(&bytes).unwrap();
+    assert_eq!((back.next_deadline(), &back), (None, &s));
+    // Then only its order settles it: the commit sells the units, and a pin after that is a
+    // replay
+    let commit = SkuCommand::Commit {
+        order_id: order("paying"),
+    };
+    let (_, sold) = when(&s, commit).unwrap();
+    assert_eq!((sold.available, sold.reserved, sold.sold), (3, 0, 2));
+    assert_eq!(when(&sold, pin("paying")).unwrap().0, vec![]);
+}
+
+#[test]
+fn a_hold_already_let_go_or_never_taken_cannot_be_pinned() {
+    // Given a hold that lapsed on the SKU's timer
+    let s = given(&[
+        SkuEvent::StockSet { available: 5 },
+        SkuEvent::Reserved {
+            order_id: order("late"),
+            user_id: user(),
+            qty: 1,
+            expires_at: Timestamp(NOW.0 - 1),
+        },
+    ]);
+    let (_, s) = when(&s, SkuCommand::ExpireDue).unwrap();
+    // When its order's payment would be captured, then the pin is refused: the unit may be
+    // someone else's now
+    let pin = |o: &str| SkuCommand::Pin { order_id: order(o) };
+    assert_eq!(
+        when(&s, pin("late")).unwrap_err(),
+        SkuError::ReservationReleased(order("late"))
+    );
+    assert_eq!(
+        when(&s, pin("never")).unwrap_err(),
+        SkuError::ReservationNotFound(order("never"))
+    );
+}
+
+#[test]
 fn set_and_adjust_stock_keep_reserved_and_sold() {
     let (_, s) = when(&stocked(5), reserve("o1", 2)).unwrap();
     let (_, s) = when(&s, SkuCommand::SetStock { available: 10 }).unwrap();

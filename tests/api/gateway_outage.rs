@@ -1,0 +1,140 @@
+//! A payment gateway that stops answering while a confirmation is under way: the order's stock
+//! hold must outlast the outage however long it is, and a payment is never captured for units
+//! the SKU has let go. The gateway is the real sandbox, served on its own port behind a switch
+//! that answers 503 while it is "down".
+
+use crate::helpers::{OPERATOR_TOKEN, TestApp, assert_problem, ok, product_with_sku, send};
+use crate::orders::{CARD, confirm, order_of, stock, until_status, until_stock};
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::IntoResponse;
+use emporium::sandbox::{SandboxConfig, router};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// The sandbox gateway on a port of its own; its address, and the switch that takes it down.
+async fn gateway() -> (String, Arc<AtomicBool>) {
+    let down = Arc::new(AtomicBool::new(false));
+    let config = SandboxConfig {
+        carrier_step: Duration::from_secs(1),
+        carrier_callback_lag: Duration::ZERO,
+        timeout_card_delay: Duration::from_secs(1),
+        carrier_secret: b"test".to_vec(),
+        webhook_url: String::new(),
+        webhook_secret: b"test".to_vec(),
+    };
+    let switch = |State(down): State<Arc<AtomicBool>>, req: Request, next: Next| async move {
+        if down.load(Ordering::SeqCst) {
+            return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
+        }
+        next.run(req).await
+    };
+    let app = router(config).layer(axum::middleware::from_fn_with_state(down.clone(), switch));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (address, down)
+}
+
+/// An app whose orders wait 2 s, whose SKUs hold 1 s longer, and whose steps retry within
+/// a few hundred milliseconds for as long as the test needs, paying at `gateway`.
+async fn app_paying_at(gateway: &str) -> TestApp {
+    let base_url = format!("{gateway}/sandbox/pg");
+    crate::helpers::spawn_app_with(&[
+        ("EMPORIUM__PAYMENTS__BASE_URL", base_url.as_str()),
+        ("EMPORIUM__PAYMENTS__TIMEOUT_MS", "400"),
+        ("EMPORIUM_ORDER_TTL_SECS", "2"),
+        ("EMPORIUM__ORDERS__RESERVATION_GRACE_SECS", "1"),
+        ("EMPORIUM__OUTBOX__POLL_MS", "50"),
+        ("EMPORIUM__OUTBOX__BASE_BACKOFF_MS", "50"),
+        ("EMPORIUM__OUTBOX__MAX_BACKOFF_MS", "200"),
+        ("EMPORIUM__OUTBOX__MAX_ATTEMPTS", "1000"),
+        ("EMPORIUM__ENTITIES__REMINDER_POLL_MS", "20"),
+    ])
+    .await
+}
+
+/// The shopper's card authorised at `gateway` for `order`; the payment key.
+async fn authorised(app: &TestApp, gateway: &str, order: &Value) -> String {
+    let body =
+        json!({"order_id": order["order_id"], "amount": order["total"], "card_number": CARD});
+    let url = format!("{gateway}/sandbox/pg/v1/payments");
+    let r = app.client.post(url).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().await.unwrap()["payment_key"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Given the last unit ordered and its payment confirmation cut off by a gateway outage that
+/// outlasts the order's wait and the SKU's grace, when the gateway comes back, then the
+/// engine's own retry captures the payment for a unit that was held all along: no other
+/// shopper could order it meanwhile, and it ends sold once, to the payer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_outage_during_a_confirmation_keeps_the_units_held_until_it_is_captured() {
+    let (gateway, down) = gateway().await;
+    let app = app_paying_at(&gateway).await;
+    product_with_sku(&app, "Last mug", "mug-last", 10000, 1).await;
+    let (_, buyer, _) = app.customer("held@example.com").await;
+    let order = order_of(&app, &buyer, "mug-last", 1).await;
+    let key = authorised(&app, &gateway, &order).await;
+    down.store(true, Ordering::SeqCst);
+    let r = confirm(&app, &buyer, &order, &key, 10000).await;
+    assert_problem(r, 503, "payment_pending").await;
+
+    // Past the order's wait and the SKU's grace (2 s + 1 s), the unit is still held
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    assert_eq!(stock(&app, "mug-last").await, (0, 1, 0));
+    let (_, other, _) = app.customer("other@example.com").await;
+    let body = json!({"items": [{"sku_id": "mug-last", "quantity": 1}],
+        "shipping_address": crate::orders::address()});
+    let r = crate::orders::place(&app, &other, "other-1", body).await;
+    assert_problem(r, 409, "insufficient_stock").await;
+
+    down.store(false, Ordering::SeqCst);
+    let id = order["order_id"].as_str().unwrap();
+    until_status(&app, &buyer, id, "paid").await;
+    until_stock(&app, "mug-last", (0, 0, 1)).await;
+}
+
+/// Given a confirmation under way whose hold is let go before the payment is captured (an
+/// operator releasing it by hand while the gateway is down: what a confirmation begun by an
+/// older build meets when its hold lapsed), when the gateway comes back, then the payment is
+/// not captured and the order fails as `reservation_lapsed`, its unit on the shelf.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_is_not_captured_once_its_orders_hold_was_let_go() {
+    let (gateway, down) = gateway().await;
+    let app = app_paying_at(&gateway).await;
+    product_with_sku(&app, "Let-go mug", "mug-gone", 10000, 1).await;
+    let (_, buyer, _) = app.customer("gone@example.com").await;
+    let order = order_of(&app, &buyer, "mug-gone", 1).await;
+    let key = authorised(&app, &gateway, &order).await;
+    down.store(true, Ordering::SeqCst);
+    let r = confirm(&app, &buyer, &order, &key, 10000).await;
+    assert_problem(r, 503, "payment_pending").await;
+    let id = order["order_id"].as_str().unwrap();
+    let release = format!("/api/v1/admin/skus/mug-gone/reservations/{id}");
+    ok(send(&app, "DELETE", &release, OPERATOR_TOKEN, None).await).await;
+
+    down.store(false, Ordering::SeqCst);
+    let failed = until_status(&app, &buyer, id, "payment_failed").await;
+    assert_eq!(
+        failed["payment"]["reason"], "reservation_lapsed",
+        "{failed}"
+    );
+    let url = format!("{gateway}/sandbox/pg/v1/payments/{key}");
+    let payment: Value = app
+        .client
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(payment["status"], "READY", "never captured: {payment}");
+    assert_eq!(stock(&app, "mug-gone").await, (1, 0, 0));
+}
