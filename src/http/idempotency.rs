@@ -1,4 +1,4 @@
-//! `Idempotency-Key` on routes that act on an existing order (confirm, cancel): the first
+//! `Idempotency-Key` on routes that act on an existing order (confirm, cancel, returns): the first
 //! answer is kept in the order (journaled) under the route and key, with a digest of the
 //! request; a replay with the same request gets that answer again, another request
 //! `422 idempotency_key_reused`. The key is also kept in the requester's account with the

@@ -222,7 +222,9 @@ pub async fn cancel_order(
     .await
 }
 
-/// After delivery: a return (ends refunded) or an exchange (ships again).
+/// After delivery: a return (ends refunded) or an exchange (ships again). Honours an optional
+/// `Idempotency-Key` as cancel does: a retry after a lost answer gets the first answer, not a
+/// second return (and a second refund).
 #[utoipa::path(post, path = "/api/v1/orders/{order_id}/returns", tag = "orders",
     security(("bearer" = [])), params(("order_id" = String, Path)),
     request_body = ReturnRequestBody,
@@ -230,9 +232,10 @@ pub async fn cancel_order(
 pub async fn request_return(
     user: AuthUser,
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiPath(raw): ApiPath<String>,
     ApiJson(req): ApiJson<ReturnRequestBody>,
-) -> Result<(StatusCode, axum::Json<OrderDetail>), ApiError> {
+) -> Result<Response, ApiError> {
     let id = order_id(raw)?;
     let kind = match req.kind.as_str() {
         "return" => ReturnKind::Return,
@@ -246,16 +249,26 @@ pub async fn request_return(
     if req.reason.trim().is_empty() || req.reason.chars().count() > 500 {
         return Err(ApiError::invalid_body("reason must be 1 to 500 characters"));
     }
-    let returned = items(req.items)?
+    let returned: Vec<ReturnItem> = items(req.items)?
         .into_iter()
         .map(|(sku_id, quantity)| ReturnItem { sku_id, quantity })
         .collect();
-    let order = state
-        .orders
-        .request_return(requester(&user), &id, kind, req.reason, returned)
-        .await?;
-    let body = order_body::detail(&state.orders, &id, &order).await?;
-    Ok((StatusCode::CREATED, axum::Json(body)))
+    let by = requester(&user);
+    let mut request = format!("{}\n{}", req.kind, req.reason);
+    for item in &returned {
+        request.push_str(&format!("\n{} {}", item.sku_id, item.quantity));
+    }
+    let key = idempotency::key(&headers)?;
+    let call = Remembered::new(&state, &by, &id, "returns", key, &request);
+    call.run(async move {
+        let order = state
+            .orders
+            .request_return(by, &id, kind, req.reason, returned)
+            .await?;
+        let body = order_body::detail(&state.orders, &id, &order).await?;
+        Ok((StatusCode::CREATED, body))
+    })
+    .await
 }
 
 /// The order's current shipment.

@@ -74,6 +74,43 @@ async fn a_return_listing_one_sku_twice_is_checked_on_the_sum_and_never_refunds_
     assert_eq!(stock(&app, "mug").await, (5, 0, 0));
 }
 
+/// Given a delivered order of three mugs, when the shopper's app sends one return twice with
+/// its Idempotency-Key (the first answer lost on the way), then one unit comes back and is
+/// refunded once, the retry gets the first answer, and the key with another body is refused.
+#[tokio::test]
+async fn a_return_retried_with_its_idempotency_key_returns_and_refunds_once() {
+    let app = spawn_app_with(FAST).await;
+    product_with_sku(&app, "Mug", "mug", 10000, 5).await;
+    let (_, token, _) = app.customer("retry-return@example.com").await;
+    let (id, pk) = delivered(&app, &token, &[("mug", 3)]).await;
+    let path = format!("/api/v1/orders/{id}/returns");
+    let returning = |key: &'static str, quantity: u32| {
+        let body = json!({"reason": "chipped", "kind": "return",
+            "items": [{"sku_id": "mug", "quantity": quantity}]});
+        app.client
+            .post(app.url(&path))
+            .bearer_auth(&token)
+            .header("idempotency-key", key)
+            .json(&body)
+            .send()
+    };
+    let first = ok(returning("ret-1", 1).await.unwrap()).await;
+    let again = returning("ret-1", 1).await.unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(
+        again.json::<Value>().await.unwrap(),
+        first,
+        "the first answer"
+    );
+    let other = returning("ret-1", 2).await.unwrap();
+    assert_problem(other, 422, "idempotency_key_reused").await;
+    let d = until_status(&app, &token, &id, "refunded").await;
+    assert_eq!(d["returns"].as_array().unwrap().len(), 1, "{d}");
+    assert_eq!(d["payment"]["refunded"], 10000);
+    assert_eq!(gateway_balance(&app, &pk).await, 20000);
+    until_stock(&app, "mug", (3, 0, 2)).await;
+}
+
 /// Refunds `amount` of a payment at the sandbox gateway's console, outside the engine.
 async fn refund_at_console(app: &TestApp, payment_key: &str, amount: i64) {
     let path = format!("/sandbox/pg/v1/payments/{payment_key}/cancel");

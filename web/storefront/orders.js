@@ -241,9 +241,11 @@ export async function order(main, id, current) {
     if (e.target.id !== "return-form") return;
     e.preventDefault();
     const f = new FormData(e.target);
+    const key = uuid();
     await busy(e.target.querySelector("button[type=submit]"), async () => {
       try {
-        await api(`/orders/${enc(id)}/returns`, { method: "POST", body: { kind: f.get("kind"), reason: f.get("reason").trim(), items: [] } });
+        const body = { kind: f.get("kind"), reason: f.get("reason").trim(), items: [] };
+        await persist(() => api(`/orders/${enc(id)}/returns`, { method: "POST", body, headers: { "idempotency-key": key } }));
         say(t("return_sent"));
       } catch (err) { say(problem(err)); }
     });
