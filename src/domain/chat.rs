@@ -233,11 +233,14 @@ pub fn decide(
             }
             Ok(vec![RoomEvent::Joined { user: user.clone() }])
         }
-        RoomCommand::Leave { user } => Ok(if s.members.contains(user) {
-            vec![RoomEvent::Left { user: user.clone() }]
-        } else {
-            vec![]
-        }),
+        // One who is not a member learns nothing of the room (its members are in the answer),
+        // as a read of it answers: a leave retried after its answer was lost is refused too.
+        RoomCommand::Leave { user } => {
+            if !s.members.contains(user) {
+                return Err(RoomError::NotMember);
+            }
+            Ok(vec![RoomEvent::Left { user: user.clone() }])
+        }
         RoomCommand::Post {
             author,
             text,
@@ -502,6 +505,13 @@ mod tests {
         assert_eq!(decide(&s, &join(false), NOW), Err(RoomError::Forbidden));
         assert!(decide(&s, &join(true), NOW).is_ok());
         assert_eq!(decide(&s, &create(Some("o1")), NOW), Ok(vec![]));
+        // And only a member leaves: to anyone else the room's members stay unsaid
+        let leave = |who: &str| RoomCommand::Leave { user: user(who) };
+        assert_eq!(
+            decide(&s, &leave("stranger"), NOW),
+            Err(RoomError::NotMember)
+        );
+        assert_eq!(decide(&s, &leave("owner"), NOW).unwrap().len(), 1);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! share. Amounts are integer minor units; percentages round the discount down.
 
 use crate::domain::ids::ProductId;
+use crate::domain::text;
 use crate::domain::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -27,7 +28,10 @@ impl Scope {
     fn covers(&self, line: &Line<'_>) -> bool {
         match self {
             Scope::Order => true,
-            Scope::Category { category } => line.category == category,
+            // A campaign created before its category was normalised may spell it otherwise.
+            Scope::Category { category } => {
+                line.category == category || *line.category == text::fold(category)
+            }
             Scope::Product { product_id } => line.product_id == product_id,
         }
     }
@@ -303,6 +307,11 @@ mod tests {
             category: "tops".into(),
         };
         assert_eq!(line_discounts(&lines, &tops, 1_001), [200, 0, 801]);
+        // And a campaign stored before categories were normalised ("Tops") covers them too
+        let capitalised = Scope::Category {
+            category: " Tops".into(),
+        };
+        assert_eq!(line_discounts(&lines, &capitalised, 1_001), [200, 0, 801]);
         // When an order coupon's is shared, then every line has its part and they sum up
         let shares = line_discounts(&lines, &Scope::Order, 9_999);
         assert_eq!(shares, [999, 4_999, 4_001]);

@@ -273,6 +273,10 @@ impl Shopping {
     ) -> Result<(CampaignId, CampaignView), ShoppingError> {
         let mut campaign = campaign;
         campaign.code = text::code(&campaign.code);
+        // Compared with products' categories, which are kept in their comparison form.
+        if let Scope::Category { category } = &mut campaign.terms.scope {
+            *category = crate::domain::catalog::normalise_category(category);
+        }
         // A coupon for a product the catalog does not have could never apply.
         if let Scope::Product { product_id } = &campaign.terms.scope
             && self.catalog.index.get(product_id).is_none()

@@ -70,7 +70,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("POST /api/v1/chat/rooms", "UAAAA"),
     ("GET /api/v1/chat/rooms/{room_id}", "UAFFF"),
     ("POST /api/v1/chat/rooms/{room_id}/join", "UAAAA"),
-    ("POST /api/v1/chat/rooms/{room_id}/leave", "UAAAA"),
+    ("POST /api/v1/chat/rooms/{room_id}/leave", "UAFFF"),
     ("GET /api/v1/chat/rooms/{room_id}/messages", "UAFFF"),
     ("POST /api/v1/chat/rooms/{room_id}/messages", "UAFFF"),
     // Admin: catalog, stock, drops, coupons, orders of anyone, the outbox.

@@ -152,14 +152,15 @@ async fn coupons_claim_apply_and_edge_cases() {
         json!({
             "name": "Tops 10%", "code": "tops10", "kind": "percent", "value": 10,
             "min_order": 20000, "max_discount": 2000,
-            "scope": {"type": "category", "category": "tops"},
+            "scope": {"type": "category", "category": " Tops"},
             "total_quantity": 2, "per_user_limit": 1
         }),
     )
     .await;
     assert_eq!(tops10["code"], "TOPS10");
     assert_eq!(tops10["remaining"], 2);
-    // The terms read back as given: the minimum, the cap and the scope
+    // The terms read back as given: the minimum, the cap and the scope, its category in the
+    // form products' categories take (so "Tops" covers products in "tops")
     assert_eq!(tops10["min_order"], 20000);
     assert_eq!(tops10["max_discount"], 2000);
     assert_eq!(
