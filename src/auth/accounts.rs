@@ -162,14 +162,17 @@ impl Accounts {
         let user_id = new_user_id();
         let key = self.email_key(&email);
         // Claim first: losers of a race are refused before any expensive hashing.
-        self.emails
-            .ask(
-                &key,
-                ClaimCommand::Claim {
-                    user_id: user_id.clone(),
-                },
-            )
-            .await?;
+        let claim = ClaimCommand::Claim {
+            user_id: user_id.clone(),
+        };
+        match self.emails.ask(&key, claim.clone()).await {
+            Err(AskError::Rejected(ClaimError::Taken)) if self.lapse_holder(&key).await? => {
+                self.emails.ask(&key, claim).await?;
+            }
+            claimed => {
+                claimed?;
+            }
+        }
         let registered = self
             .register(
                 &user_id,
@@ -198,6 +201,28 @@ impl Accounts {
             )
             .await?;
         Ok((user_id, email))
+    }
+
+    /// Whether the address's holder was a sign-up left unverified for
+    /// [`PENDING_LAPSE`](crate::domain::user::PENDING_LAPSE), now given up: its personal data
+    /// erased and the address released for a new sign-up to claim.
+    async fn lapse_holder(&self, key: &EmailKey) -> Result<bool, AccountError> {
+        let claim = self.emails.ask(key, ClaimCommand::Lookup).await?;
+        let Some(holder) = claim.owner.filter(|_| claim.confirmed) else {
+            return Ok(false);
+        };
+        match self.users.ask(&holder, UserCommand::Lapse).await {
+            // Given up now, or by a sign-up racing this one (which may claim first).
+            Ok(_) | Err(AskError::Rejected(UserError::NotFound)) => {}
+            Err(AskError::Rejected(_)) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+        self.vault.erase(&holder).await?;
+        let release = ClaimCommand::Release { user_id: holder };
+        match self.emails.ask(key, release).await {
+            Ok(_) | Err(AskError::Rejected(ClaimError::NotOwner)) => Ok(true),
+            Err(e) => Err(e.into()),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
