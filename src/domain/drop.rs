@@ -160,11 +160,18 @@ impl DropState {
     }
 
     /// Sold units that came back (a paid order cancelled, a return): they are the drop's to
-    /// sell again and the shopper's allowance is given back.
-    pub fn take_back(&mut self, user: &UserId, qty: u32) {
+    /// sell again and the shopper's allowance is given back, while it runs; once it ended
+    /// they go to the shelf, as its unsold units did. Returns the units for the shelf.
+    pub fn take_back(&mut self, user: &UserId, qty: u32) -> u32 {
         self.sold -= qty;
-        self.remaining += qty;
         self.forget(user, qty);
+        if self.ended {
+            self.shelved += qty;
+            qty
+        } else {
+            self.remaining += qty;
+            0
+        }
     }
 
     /// A released or expired reservation: the shopper may buy again, and its units return to

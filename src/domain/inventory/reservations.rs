@@ -167,11 +167,11 @@ pub(super) fn restock(
             order_id: order_id.clone(),
             qty,
             // Units a drop sold go back to it while it runs (it must have sold them); once it
-            // ended, to the shelf, where they can be sold again.
+            // ended, to the shelf, where they can be sold again, counted off the drop's sales.
             drop: drop
                 .filter(|d| {
-                    let live = state.drops.get(&d.drop_id);
-                    live.is_some_and(|x| !x.ended && x.sold >= qty)
+                    let known = state.drops.get(&d.drop_id);
+                    known.is_some_and(|x| x.sold >= qty)
                 })
                 .cloned(),
             recall,
@@ -267,10 +267,11 @@ pub(super) fn restocked(
     recall: Option<Recall>,
 ) {
     state.sold -= u64::from(qty);
-    match drop.and_then(|d| Some((state.drops.get_mut(&d.drop_id)?, &d.user_id))) {
+    let shelved = match drop.and_then(|d| Some((state.drops.get_mut(&d.drop_id)?, &d.user_id))) {
         Some((d, user)) => d.take_back(user, qty),
-        None => state.available += u64::from(qty),
-    }
+        None => qty,
+    };
+    state.available += u64::from(shelved);
     let settled = match state.settled.get(order_id) {
         Some(Settlement::Sold { qty: sold }) => Settlement::Returned {
             qty: *sold,

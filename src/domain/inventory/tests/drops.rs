@@ -294,8 +294,11 @@ fn a_unit_that_comes_back_after_its_drop_ended_goes_to_the_shelf() {
         recall: None,
     };
     let (_, s) = when(&s, restock).unwrap();
-    // Then it is on the shelf with the two the drop did not sell, where they can be sold again
+    // Then it is on the shelf with the two the drop did not sell, where they can be sold again,
+    // and the drop counts it sold no more: shelved with them
     assert_eq!((s.available, s.sold, s.total()), (10, 0, 10));
+    let d = &s.drops[&drop_id()];
+    assert_eq!((d.sold, d.reserved, d.remaining, d.shelved), (0, 0, 0, 3));
 }
 
 #[test]
