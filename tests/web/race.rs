@@ -85,3 +85,55 @@ async fn two_browsers_press_buy_now_together_on_the_last_unit() {
     assert_eq!(orders["items"].as_array().unwrap().len(), 1, "{orders}");
     shop.stop();
 }
+
+/// A shopper taps `Buy now` twice, the second tap landing just after the first purchase was
+/// answered (a phone's double tap on a fast connection): one order, and the page still says it
+/// is the shopper's.
+#[tokio::test]
+async fn a_double_tap_on_buy_now_buys_once() {
+    let _turn = TURN.lock().await;
+    let shop = Shop::start().await;
+    let base = shop.base.clone();
+    let product = serde_json::json!({"name": "Tap Tee", "category": "tops",
+        "skus": [{"sku_id": "tap-tee", "options": {"size": "M"}, "price": 19000, "stock": 5}]});
+    shop.admin("POST", "/admin/products", Some(product)).await;
+    let drop = serde_json::json!({"sku_id": "tap-tee", "quantity": 5, "price": 15000,
+        "starts_at": now(), "per_user_limit": 3});
+    let created = shop.admin("POST", "/admin/drops", Some(drop)).await;
+    let drop_id = created["drop_id"].as_str().unwrap().to_string();
+    shop.account("tap@example.com", &["customer"]).await;
+    let driver = driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let page = browser(&driver, profile.path()).await;
+    log_in(&page, &base, "tap@example.com").await;
+    page.execute(&format!("location.hash = '#/drop/{drop_id}'"), vec![])
+        .await
+        .unwrap();
+    let ready =
+        "document.querySelector('#buy-now') && !document.querySelector('#buy-now').disabled";
+    until(&page, ready, "Buy now enabled").await;
+    // The second tap comes the moment the first one's answer is shown.
+    let double_tap = "const b = document.querySelector('#buy-now'); \
+        const o = document.querySelector('#outcome'); \
+        new MutationObserver((_, m) => { if (o.textContent) { m.disconnect(); b.click(); } }) \
+            .observe(o, {childList: true, characterData: true, subtree: true}); \
+        b.click();";
+    page.execute(double_tap, vec![]).await.unwrap();
+    until(&page, ready, "Buy now enabled again").await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let outcome = page
+        .execute(
+            "return document.querySelector('#outcome').textContent;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        outcome.as_str().unwrap().starts_with("It's yours"),
+        "{outcome}"
+    );
+    page.close().await.unwrap();
+    let orders = shop.admin("GET", "/admin/orders", None).await;
+    assert_eq!(orders["items"].as_array().unwrap().len(), 1, "{orders}");
+    shop.stop();
+}

@@ -68,6 +68,8 @@ export const problem = (e) => {
     return `${t(e.code)} ${known(`reason_${e.reason}`) ? t(`reason_${e.reason}`) : `(${e.reason})`}`;
   }
   if (e.status === undefined) return t("offline");
+  // The session ended (revoked, or its refresh refused): what to do, not the server's words.
+  if (e.status === 401) return t("need_login");
   // (an id that cannot name anything, `400 invalid_id`, is as good as not found)
   if (e.status === 404 || e.code === "invalid_id") return t("not_found");
   if (e.status === 403) return t("forbidden");

@@ -56,7 +56,14 @@ function signedOut() {
   paintAuth();
 }
 
-session.onLost = () => { signedOut(); say(t("need_login")); };
+// The session ended on its own: the page is drawn again signed out (asking to log in where it
+// needs an account), and the log-in brings the shopper back here.
+session.onLost = () => {
+  signedOut();
+  say(t("need_login"));
+  sessionStorage.setItem("after_login", location.hash);
+  route({ focus: false });
+};
 // Another tab logged in or out: this one follows.
 session.onChange = () => { if (session.token) signedIn(); else signedOut(); route({ focus: false }); };
 document.addEventListener("cart", (e) => paintCart(e.detail));
@@ -101,6 +108,13 @@ function searchBox() {
 
 // ---- Routes --------------------------------------------------------------------------------
 
+/** A page that needs an account, signed out: to the log-in (this page replaced, so Back does
+ * not land on it again), and back here after it. */
+function toLogin() {
+  sessionStorage.setItem("after_login", location.hash);
+  location.replace("#/login");
+}
+
 const route = router(main, async (root, page, arg, params, current) => {
   switch (page) {
     case "search": return listing(root, params, current);
@@ -115,8 +129,8 @@ const route = router(main, async (root, page, arg, params, current) => {
     case "login": return login(root, params, signedIn);
     case "signup": return signup(root);
     case "verify": return verify(root, params);
-    case "account": return session.token ? account(root, current, signedOut) : login(root, params, signedIn);
-    case "notifications": return session.token ? notifications(root, params, current) : login(root, params, signedIn);
+    case "account": return session.token ? account(root, current, signedOut) : toLogin();
+    case "notifications": return session.token ? notifications(root, params, current) : toLogin();
     case "logout":
       // Replaced, so Back never lands here again.
       if (session.token) await api("/auth/logout", { method: "POST" }).catch(() => {});

@@ -92,7 +92,7 @@ export async function checkout(main, current) {
   if (!session.token) return needLogin(main);
   const [c, me] = await Promise.all([api("/cart"), api("/users/me")]);
   if (!current()) return;
-  if (!c.items.length) { location.hash = "#/cart"; return; }
+  if (!c.items.length) { location.replace("#/cart"); return; }
   const field = (name, label, value, extra = "") =>
     `<label>${t(label)} <input name="${name}" value="${esc(value ?? "")}" ${extra}></label>`;
   main.innerHTML = `<h1>${t("checkout")}</h1>

@@ -1,7 +1,7 @@
 // The shop's pages: home (drops, best sellers, categories, products), search and category
 // listings, a product with its option picker, and a drop with `Buy now`.
 
-import { $, all, api, enc, esc, every, live, money, persist, problem, say, session, span, t, uuid } from "/common/core.js";
+import { $, all, api, enc, esc, every, known, live, money, persist, problem, say, session, span, t, uuid } from "/common/core.js";
 
 /** To the log-in page, coming back here afterwards. */
 const login = () => {
@@ -110,7 +110,7 @@ export async function product(main, id, current) {
   main.innerHTML = `<div class="row"><span class="thumb big" aria-hidden="true">${esc(p.name.trim()[0])}</span>
     <div><h1>${esc(p.name)}</h1><p class="muted">${esc(p.description)}</p>
     ${p.sales ? `<p class="muted">${t("sold_n", { n: p.sales })}</p>` : ""}</div></div>
-    <form class="options" id="buy">${axes.map((a) => `<fieldset><legend>${esc(t("choose", { axis: a }))}</legend>
+    <form class="options" id="buy">${axes.map((a) => `<fieldset><legend>${esc(t("choose", { axis: known(`axis_${a}`) ? t(`axis_${a}`) : a }))}</legend>
       ${[...new Set(p.skus.map((s) => s.options[a]))].map((v) => `<label><input type="radio" name="${esc(a)}" value="${esc(v)}" ${choice[a] === v ? "checked" : ""}><span>${esc(v)}</span></label>`).join("")}</fieldset>`).join("")}
       <p class="price" id="price"></p><p id="stock" aria-live="polite"></p>
       <p class="row"><button class="primary" type="submit">${t("add_to_cart")}</button>
@@ -175,7 +175,12 @@ export async function drop(main, id, current) {
     ${me ? `<p class="muted">${address ? esc(t("ships_to", { a: address.address })) : `${t("no_address")} <a href="#/account">${t("account")}</a>`}</p>` : ""}
     <p class="row"><button class="primary" id="buy-now" type="button">${t("buy_now")}</button><span id="outcome" role="status" aria-live="polite"></span></p>`;
   if (d.product_id) api(`/products/${enc(d.product_id)}`).then((p) => { if (current()) $("#drop-title").textContent = p.name; }).catch(() => {});
+  // `pending` from a press until a moment after its answer: a double tap's second tap finds the
+  // button off, whichever comes first, the answer or the tap.
   let pending = false;
+  // The key of a press that got no answer (the connection was lost: it may have bought): the
+  // next press is its retry, with the same key, so it finds that order instead of a second.
+  let unanswered = null;
   function show() {
     if (!current()) return;
     const now = Date.now();
@@ -194,8 +199,10 @@ export async function drop(main, id, current) {
     show();
     const outcome = (text, html = "") => { if (current()) { $("#outcome").textContent = text; $("#outcome").insertAdjacentHTML("beforeend", html); } };
     // One key per press, and the same key on every retry of that press (busy answers and lost
-    // connections alike): a press never buys twice.
-    const key = uuid();
+    // connections alike, and the next press after one that got no answer): a press never buys
+    // twice.
+    const key = unanswered ?? uuid();
+    unanswered = null;
     try {
       const order = await persist(
         () => api(`/drops/${enc(d.drop_id)}/purchase`, {
@@ -206,8 +213,11 @@ export async function drop(main, id, current) {
       outcome(t("bought", { id: order.order_id }), ` <a href="#/order/${enc(order.order_id)}">${t("pay_now")}</a>`);
     } catch (err) {
       if (err.code === "sold_out") Object.assign(d, { remaining: 0, status: "sold_out" });
-      outcome(problem(err));
+      const unknown = err.status === undefined || err.status >= 500;
+      if (unknown) unanswered = key;
+      outcome(unknown ? t("purchase_unknown") : problem(err));
     } finally {
+      await new Promise((r) => setTimeout(r, 800));
       pending = false;
       show();
     }
