@@ -56,7 +56,7 @@ impl Entity for Sku {
     fn reply(id: &SkuId, state: &SkuState, command: &SkuCommand) -> StockLevels {
         let order = match command {
             SkuCommand::Reserve { order_id, .. }
-            | SkuCommand::Pin { order_id }
+            | SkuCommand::Extend { order_id, .. }
             | SkuCommand::Commit { order_id }
             | SkuCommand::Release { order_id }
             | SkuCommand::Restock { order_id, .. } => Some(order_id),

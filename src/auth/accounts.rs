@@ -203,9 +203,9 @@ impl Accounts {
         Ok((user_id, email))
     }
 
-    /// Whether the address's holder was a sign-up left unverified for
-    /// [`PENDING_LAPSE`](crate::domain::user::PENDING_LAPSE), now given up: its personal data
-    /// erased and the address released for a new sign-up to claim.
+    /// Whether the address's holder was a sign-up not verified yet, now given up
+    /// ([`UserCommand::Lapse`]): its personal data erased and the address released for a new
+    /// sign-up to claim.
     async fn lapse_holder(&self, key: &EmailKey) -> Result<bool, AccountError> {
         let claim = self.emails.ask(key, ClaimCommand::Lookup).await?;
         let Some(holder) = claim.owner.filter(|_| claim.confirmed) else {

@@ -218,10 +218,11 @@ pub async fn join_room(
     Ok(axum::Json(room_body(&id, &view)))
 }
 
-/// Leaves a room.
+/// Leaves a room (its members; to anyone else `403 not_a_member`).
 #[utoipa::path(post, path = "/api/v1/chat/rooms/{room_id}/leave", tag = "chat",
     security(("bearer" = [])), params(("room_id" = String, Path)),
-    responses((status = 200, body = RoomBody), (status = 404, body = Problem)))]
+    responses((status = 200, body = RoomBody), (status = 403, body = Problem),
+        (status = 404, body = Problem)))]
 pub async fn leave_room(
     user: AuthUser,
     State(state): State<AppState>,

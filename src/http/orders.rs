@@ -254,16 +254,18 @@ pub async fn request_return(
         .map(|(sku_id, quantity)| ReturnItem { sku_id, quantity })
         .collect();
     let by = requester(&user);
-    let mut request = format!("{}\n{}", req.kind, req.reason);
-    for item in &returned {
-        request.push_str(&format!("\n{} {}", item.sku_id, item.quantity));
-    }
+    // Its fingerprint: the fields as JSON, so no reason can pass for other items.
+    let lines: Vec<(&str, u32)> = returned
+        .iter()
+        .map(|i| (i.sku_id.as_str(), i.quantity))
+        .collect();
+    let request = serde_json::json!([req.kind, req.reason, lines]).to_string();
     let key = idempotency::key(&headers)?;
-    let call = Remembered::new(&state, &by, &id, "returns", key, &request);
+    let call = Remembered::new(&state, &by, &id, "returns", key.clone(), &request);
     call.run(async move {
         let order = state
             .orders
-            .request_return(by, &id, kind, req.reason, returned)
+            .request_return(by, &id, kind, req.reason, returned, key)
             .await?;
         let body = order_body::detail(&state.orders, &id, &order).await?;
         Ok((StatusCode::CREATED, body))

@@ -120,7 +120,7 @@ fn signed<T: serde::de::DeserializeOwned>(
 /// A payment status change from the gateway.
 #[utoipa::path(post, path = "/api/v1/payments/webhook", tag = "payments",
     request_body = WebhookEvent,
-    responses((status = 200), (status = 401, body = Problem)))]
+    responses((status = 200), (status = 401, body = Problem), (status = 503, body = Problem)))]
 pub async fn payment_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -1,6 +1,6 @@
-//! The payment steps of the order saga: before a capture the order's stock holds are pinned
-//! on their SKUs, then the gateway confirms, time-outs retried and an unknown outcome asked
-//! of the gateway; a capture counts only for its order and amount.
+//! The payment steps of the order saga: before a capture the order's stock holds are extended
+//! on their SKUs to outlast it, then the gateway confirms, time-outs retried and an unknown
+//! outcome asked of the gateway; a capture counts only for its order and amount.
 
 use crate::actors::AskError;
 use crate::domain::ids::OrderId;
@@ -10,29 +10,39 @@ use crate::integrations::payments::{GatewayError, GatewayPayment};
 use crate::orders::saga::{Saga, Step, StepError, step_error};
 use std::time::Duration;
 
+/// How long a hold lasts past a capture attempt: far past the attempt and the commit after it,
+/// and past the time a gateway keeps an authorisation (so a confirmation retried after the
+/// hold lapsed finds the authorisation gone too); not for ever, so a confirmation that became
+/// a dead letter keeps its units from others for an hour at most.
+const CAPTURE_HOLD: Duration = Duration::from_secs(3600);
+
 impl Saga {
-    /// Pins the order's hold on each of its SKUs before its payment is captured, so no hold
-    /// lapses on its SKU's timer while the capture and the commit after it are under way.
-    /// `false` when a hold was already let go: its units may be someone else's now.
-    pub(super) async fn pin(&self, id: &OrderId, p: &Placement) -> Result<bool, StepError> {
+    /// Extends the order's hold on each of its SKUs before its payment is captured, so no
+    /// hold lapses on its SKU's timer while the capture and the commit after it are under
+    /// way: to [`CAPTURE_HOLD`] from now, when it would end within half of that. `false`
+    /// when a hold was already let go: its units may be someone else's now.
+    pub(super) async fn hold(&self, id: &OrderId, p: &Placement) -> Result<bool, StepError> {
+        let now = self.now();
         for line in &p.lines {
-            let pin = SkuCommand::Pin {
+            let extend = SkuCommand::Extend {
                 order_id: id.clone(),
+                at_least: now.plus(CAPTURE_HOLD / 2),
+                until: now.plus(CAPTURE_HOLD),
             };
-            match self.skus.ask(&line.sku_id, pin).await {
+            match self.skus.ask(&line.sku_id, extend).await {
                 Ok(_) => {}
                 Err(AskError::Rejected(
                     SkuError::ReservationReleased(_) | SkuError::ReservationNotFound(_),
                 )) => return Ok(false),
-                Err(e) => return Err(step_error("pin the stock", e)),
+                Err(e) => return Err(step_error("hold the stock", e)),
             }
         }
         Ok(true)
     }
 
-    /// A confirmation whose hold had lapsed (a confirmation begun by a build that did not pin
-    /// holds, retried past the hold's expiry): the payment is not captured, and one that an
-    /// earlier attempt did capture is refunded.
+    /// A confirmation whose hold had lapsed (retried past it: a dead letter revived, or one
+    /// begun by a build that did not extend holds): the payment is not captured, and one that
+    /// an earlier attempt did capture is refunded.
     pub(super) async fn lapsed(&self, id: &OrderId, state: &OrderState) -> Result<Step, StepError> {
         let p = state
             .payment
@@ -95,7 +105,7 @@ impl Saga {
     }
 
     /// A captured payment counts only for this order and this amount.
-    fn verify(
+    pub(super) fn verify(
         &self,
         paid: &GatewayPayment,
         order_id: &str,

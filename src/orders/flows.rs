@@ -9,6 +9,7 @@ use crate::domain::order::{
     ReturnKind, ShipmentStatus,
 };
 use crate::domain::time::Timestamp;
+use crate::integrations::payments::GatewayError;
 use crate::orders::placement::{PlaceOrder, order_id_for};
 use crate::orders::{OrderFailure, Orders};
 
@@ -149,12 +150,14 @@ impl Orders {
         kind: ReturnKind,
         reason: String,
         items: Vec<ReturnItem>,
+        key: Option<String>,
     ) -> Result<OrderState, OrderFailure> {
         let request = OrderCommand::RequestReturn {
             by,
             kind,
             reason,
             items,
+            key,
         };
         self.command(id, request).await
     }
@@ -175,7 +178,14 @@ impl Orders {
         self.command(id, track).await
     }
 
-    /// The gateway's webhook: a payment's final status.
+    /// The gateway's webhook: a payment's status changed. The body only names the payment: its
+    /// status (and amount, for a capture) is read from the gateway itself, so a webhook that
+    /// did not come from it (a leaked or default secret) or a stale one settles nothing the
+    /// gateway does not say. The webhook's failure reason is taken when the gateway agrees on
+    /// the status.
+    ///
+    /// Errors: `404` for an order the engine does not have; `503 gateway_unavailable` when the
+    /// gateway cannot be asked (it sends the webhook again); the order's, as for any command.
     pub async fn payment_event(
         &self,
         id: &OrderId,
@@ -183,17 +193,36 @@ impl Orders {
         status: &str,
         failure: Option<String>,
     ) -> Result<(), OrderFailure> {
-        let result = match status {
-            "DONE" => Ok(self.now()),
+        let state = self.book.ask(id, OrderCommand::Get).await?;
+        let paid = match self.saga.gateway.get(&payment_key).await {
+            Ok(paid) if paid.order_id == id.as_str() => paid,
+            // Not a payment of this order, or none at all: nothing to settle.
+            Ok(_) | Err(GatewayError::NotFound) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(order_id = %id, error = %e, "the gateway could not be asked about a webhook's payment");
+                return Err(OrderFailure::Pending(
+                    "gateway_unavailable",
+                    "the gateway could not be asked about the payment; send the webhook again",
+                ));
+            }
+        };
+        let failure = failure.filter(|_| paid.status == status);
+        let result = match paid.status.as_str() {
+            "DONE" => {
+                let Some(amount) = state.payment.as_ref().map(|p| p.amount) else {
+                    return Ok(()); // no payment the engine requested
+                };
+                self.saga.verify(&paid, id.as_str(), amount)
+            }
             // The gateway's reason, as its confirmation answer gives it.
-            "ABORTED" | "EXPIRED" => Err(failure.unwrap_or_else(|| status.to_lowercase())),
+            "ABORTED" | "EXPIRED" => Err(failure.unwrap_or_else(|| paid.status.to_lowercase())),
             // Ours change nothing; one made at the gateway cancels or refunds the order.
             "CANCELED" => {
                 let cancelled = OrderCommand::CancelledAtGateway { payment_key };
                 self.command(id, cancelled).await?;
                 return Ok(());
             }
-            _ => return Ok(()), // partial cancellations are our returns' refunds
+            _ => return Ok(()), // not final (READY), or partial cancellations: our refunds
         };
         let settle = OrderCommand::SettlePayment {
             payment_key,

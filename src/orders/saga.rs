@@ -155,17 +155,14 @@ impl Saga {
                     settled = recorded_on_skus(&state, &action);
                     OrderCommand::Complete { effect, outcome }
                 }
-                Ok(Step::Payment(result)) => settle(&state, result),
-                Ok(Step::Lapsed { captured }) => {
-                    // The order fails first; money a capture before the pin took goes back
-                    // as a payment captured late.
-                    let lapsed = Err(RESERVATION_LAPSED.to_owned());
-                    state = self.book.ask(id, settle(&state, lapsed)).await?;
-                    match captured {
-                        Some(at) => settle(&state, Ok(at)),
-                        None => continue,
-                    }
-                }
+                Ok(Step::Payment(result)) => OrderCommand::SettlePayment {
+                    payment_key: payment_key(&state),
+                    result,
+                },
+                Ok(Step::Lapsed { captured }) => OrderCommand::PaymentLapsed {
+                    payment_key: payment_key(&state),
+                    captured,
+                },
                 Err(error) => {
                     tracing::warn!(order_id = %id, effect, action = action.name(), %error, "order step failed");
                     let fail = OrderCommand::Fail {
@@ -218,10 +215,15 @@ impl Saga {
                     let commit = SkuCommand::Commit {
                         order_id: id.clone(),
                     };
-                    self.skus
-                        .ask(&line.sku_id, commit)
-                        .await
-                        .map_err(|e| step_error("commit stock", e))?;
+                    match self.skus.ask(&line.sku_id, commit).await {
+                        Ok(_) => {}
+                        // The hold lapsed before the sale was recorded (its SKU unreachable
+                        // for longer than the capture's hold): the units may be another's.
+                        Err(AskError::Rejected(SkuError::ReservationReleased(_))) => {
+                            return Ok(Step::Done(Outcome::StockLost));
+                        }
+                        Err(e) => return Err(step_error("commit stock", e)),
+                    }
                 }
                 self.coupon(id, placement, true).await?;
                 if placement.from_cart {
@@ -235,7 +237,7 @@ impl Saga {
                 done
             }
             Action::ConfirmPayment => {
-                if !self.pin(id, placement).await? {
+                if !self.hold(id, placement).await? {
                     return self.lapsed(id, state).await;
                 }
                 self.confirm(id, state).await.map(Step::Payment)
@@ -480,9 +482,6 @@ impl Saga {
     }
 }
 
-/// The reason a payment fails when its order's hold had lapsed before the capture.
-pub const RESERVATION_LAPSED: &str = "reservation_lapsed";
-
 /// What a step produced.
 pub(super) enum Step {
     Done(Outcome),
@@ -495,17 +494,11 @@ pub(super) enum Step {
     },
 }
 
-/// The report of the gateway's verdict on the order's payment.
-fn settle(
-    state: &OrderState,
-    result: Result<crate::domain::time::Timestamp, String>,
-) -> OrderCommand {
-    OrderCommand::SettlePayment {
-        payment_key: state
-            .payment
-            .as_ref()
-            .map(|p| p.payment_key.clone())
-            .unwrap_or_default(),
-        result,
-    }
+/// The key of the order's payment (empty when it has none: the order then refuses the report).
+fn payment_key(state: &OrderState) -> String {
+    state
+        .payment
+        .as_ref()
+        .map(|p| p.payment_key.clone())
+        .unwrap_or_default()
 }

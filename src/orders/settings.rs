@@ -84,3 +84,50 @@ pub struct SandboxSettings {
     #[serde(default)]
     pub webhook_url: String,
 }
+
+/// Outside dev mode the gateway and the carrier are outside services, or a sandbox this node
+/// serves on purpose (`sandbox.enabled`); an outside one signs with a secret of its own, never
+/// the published default (with which anyone could forge a capture, a refund or a delivery
+/// that opens a return). What is wrong, naming the setting.
+pub fn check_providers(
+    dev_mode: bool,
+    sandbox_enabled: bool,
+    payments: &PaymentSettings,
+    carrier: &CarrierSettings,
+) -> Result<(), String> {
+    use secrecy::ExposeSecret;
+    if dev_mode {
+        return Ok(());
+    }
+    let providers = [
+        (
+            "payments",
+            &payments.base_url,
+            "webhook_secret",
+            &payments.webhook_secret,
+            "sandbox-webhook-secret",
+        ),
+        (
+            "carrier",
+            &carrier.base_url,
+            "callback_secret",
+            &carrier.callback_secret,
+            "sandbox-carrier-secret",
+        ),
+    ];
+    for (section, base_url, secret_name, secret, published) in providers {
+        if base_url.is_empty() && !sandbox_enabled {
+            return Err(format!(
+                "{section}.base_url must name the outside service outside dev mode (or set \
+                 sandbox.enabled = true to serve the sandbox)"
+            ));
+        }
+        if !base_url.is_empty() && secret.expose_secret() == published {
+            return Err(format!(
+                "{section}.{secret_name} is the published sandbox default: set the secret \
+                 {section}.base_url signs with"
+            ));
+        }
+    }
+    Ok(())
+}

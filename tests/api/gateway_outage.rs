@@ -1,7 +1,8 @@
-//! A payment gateway that stops answering while a confirmation is under way: the order's stock
-//! hold must outlast the outage however long it is, and a payment is never captured for units
-//! the SKU has let go. The gateway is the real sandbox, served on its own port behind a switch
-//! that answers 503 while it is "down".
+//! A payment gateway that stops confirming while a confirmation is under way: the order's stock
+//! hold must outlast the outage however long it is, a payment is never captured for units the
+//! SKU has let go, and a webhook settles nothing the gateway does not say. The gateway is the
+//! real sandbox, served on its own port behind a switch that answers its confirmations 503
+//! while it is "down" (reading a payment still works).
 
 use crate::helpers::{OPERATOR_TOKEN, TestApp, assert_problem, ok, product_with_sku, send};
 use crate::orders::{CARD, confirm, order_of, stock, until_status, until_stock};
@@ -14,7 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// The sandbox gateway on a port of its own; its address, and the switch that takes it down.
+/// The sandbox gateway on a port of its own; its address, and the switch that takes its
+/// confirmations down.
 async fn gateway() -> (String, Arc<AtomicBool>) {
     let down = Arc::new(AtomicBool::new(false));
     let config = SandboxConfig {
@@ -26,7 +28,7 @@ async fn gateway() -> (String, Arc<AtomicBool>) {
         webhook_secret: b"test".to_vec(),
     };
     let switch = |State(down): State<Arc<AtomicBool>>, req: Request, next: Next| async move {
-        if down.load(Ordering::SeqCst) {
+        if down.load(Ordering::SeqCst) && req.uri().path().ends_with("/confirm") {
             return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
         }
         next.run(req).await
@@ -69,21 +71,57 @@ async fn authorised(app: &TestApp, gateway: &str, order: &Value) -> String {
         .to_owned()
 }
 
+/// A shopper's order of the last unit of a new SKU, its payment authorised, and its
+/// confirmation cut off by the gateway (`503 payment_pending`).
+struct CutOff {
+    gateway: String,
+    down: Arc<AtomicBool>,
+    app: TestApp,
+    buyer: String,
+    order: Value,
+    key: String,
+}
+
+async fn cut_off(name: &str, sku: &str, email: &str) -> CutOff {
+    let (gateway, down) = gateway().await;
+    let app = app_paying_at(&gateway).await;
+    product_with_sku(&app, name, sku, 10000, 1).await;
+    let (_, buyer, _) = app.customer(email).await;
+    let order = order_of(&app, &buyer, sku, 1).await;
+    let key = authorised(&app, &gateway, &order).await;
+    down.store(true, Ordering::SeqCst);
+    let r = confirm(&app, &buyer, &order, &key, 10000).await;
+    assert_problem(r, 503, "payment_pending").await;
+    CutOff {
+        gateway,
+        down,
+        app,
+        buyer,
+        order,
+        key,
+    }
+}
+
+/// The payment as the gateway has it.
+async fn payment_at(app: &TestApp, gateway: &str, key: &str) -> Value {
+    let url = format!("{gateway}/sandbox/pg/v1/payments/{key}");
+    let r = app.client.get(url).send().await.unwrap();
+    r.json().await.unwrap()
+}
+
 /// Given the last unit ordered and its payment confirmation cut off by a gateway outage that
 /// outlasts the order's wait and the SKU's grace, when the gateway comes back, then the
 /// engine's own retry captures the payment for a unit that was held all along: no other
 /// shopper could order it meanwhile, and it ends sold once, to the payer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_outage_during_a_confirmation_keeps_the_units_held_until_it_is_captured() {
-    let (gateway, down) = gateway().await;
-    let app = app_paying_at(&gateway).await;
-    product_with_sku(&app, "Last mug", "mug-last", 10000, 1).await;
-    let (_, buyer, _) = app.customer("held@example.com").await;
-    let order = order_of(&app, &buyer, "mug-last", 1).await;
-    let key = authorised(&app, &gateway, &order).await;
-    down.store(true, Ordering::SeqCst);
-    let r = confirm(&app, &buyer, &order, &key, 10000).await;
-    assert_problem(r, 503, "payment_pending").await;
+    let CutOff {
+        down,
+        app,
+        buyer,
+        order,
+        ..
+    } = cut_off("Last mug", "mug-last", "held@example.com").await;
 
     // Past the order's wait and the SKU's grace (2 s + 1 s), the unit is still held
     tokio::time::sleep(Duration::from_millis(4_500)).await;
@@ -106,15 +144,14 @@ async fn a_gateway_outage_during_a_confirmation_keeps_the_units_held_until_it_is
 /// not captured and the order fails as `reservation_lapsed`, its unit on the shelf.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_is_not_captured_once_its_orders_hold_was_let_go() {
-    let (gateway, down) = gateway().await;
-    let app = app_paying_at(&gateway).await;
-    product_with_sku(&app, "Let-go mug", "mug-gone", 10000, 1).await;
-    let (_, buyer, _) = app.customer("gone@example.com").await;
-    let order = order_of(&app, &buyer, "mug-gone", 1).await;
-    let key = authorised(&app, &gateway, &order).await;
-    down.store(true, Ordering::SeqCst);
-    let r = confirm(&app, &buyer, &order, &key, 10000).await;
-    assert_problem(r, 503, "payment_pending").await;
+    let CutOff {
+        gateway,
+        down,
+        app,
+        buyer,
+        order,
+        key,
+    } = cut_off("Let-go mug", "mug-gone", "gone@example.com").await;
     let id = order["order_id"].as_str().unwrap();
     let release = format!("/api/v1/admin/skus/mug-gone/reservations/{id}");
     ok(send(&app, "DELETE", &release, OPERATOR_TOKEN, None).await).await;
@@ -125,16 +162,50 @@ async fn a_payment_is_not_captured_once_its_orders_hold_was_let_go() {
         failed["payment"]["reason"], "reservation_lapsed",
         "{failed}"
     );
-    let url = format!("{gateway}/sandbox/pg/v1/payments/{key}");
-    let payment: Value = app
-        .client
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let payment = payment_at(&app, &gateway, &key).await;
     assert_eq!(payment["status"], "READY", "never captured: {payment}");
     assert_eq!(stock(&app, "mug-gone").await, (1, 0, 0));
+}
+
+/// Given a confirmation cut off by the gateway, when a webhook signed with the engine's secret
+/// says the payment is DONE (as anyone who learnt the secret could send), then the engine asks
+/// the gateway, which has captured nothing: the order stays unpaid; and once the gateway
+/// confirms again, the engine's own retry captures the payment and the order is paid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_settles_only_what_the_gateway_says() {
+    let CutOff {
+        gateway,
+        down,
+        app,
+        buyer,
+        order,
+        key,
+    } = cut_off("Forged mug", "mug-forged", "forged@example.com").await;
+    let id = order["order_id"].as_str().unwrap();
+    let body = json!({"event_type": "PAYMENT_STATUS_CHANGED",
+        "data": {"payment_key": key, "order_id": id, "status": "DONE"}})
+    .to_string();
+    let signature =
+        emporium::integrations::signature::sign(b"sandbox-webhook-secret", body.as_bytes());
+    let r = app
+        .client
+        .post(app.url("/api/v1/payments/webhook"))
+        .header(emporium::integrations::signature::HEADER, signature)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let detail = crate::orders::detail(&app, &buyer, id).await;
+    assert_eq!(detail["status"], "awaiting_payment", "{detail}");
+    assert_eq!(detail["payment"]["status"], "confirming", "{detail}");
+
+    down.store(false, Ordering::SeqCst);
+    until_status(&app, &buyer, id, "paid").await;
+    let payment = payment_at(&app, &gateway, &key).await;
+    assert_eq!(
+        payment["status"], "DONE",
+        "captured by the engine: {payment}"
+    );
 }

@@ -25,7 +25,7 @@ export function login(main, { email = "" }, onLogin) {
       // Back where the log-in was asked for (a drop about to open), else home.
       const back = sessionStorage.getItem("after_login");
       sessionStorage.removeItem("after_login");
-      location.hash = back?.startsWith("#/") && back !== "#/login" ? back : "#/";
+      location.hash = back?.startsWith("#/") && !/^#\/(login|logout|signup|verify)\b/.test(back) ? back : "#/";
     } catch (err) {
       $("#login-form-error").textContent = problem(err);
       if (err.code === "email_not_verified") location.hash = `#/verify?${new URLSearchParams({ email: f.get("email") })}`;

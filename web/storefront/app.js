@@ -61,7 +61,8 @@ function signedOut() {
 session.onLost = () => {
   signedOut();
   say(t("need_login"));
-  sessionStorage.setItem("after_login", location.hash);
+  // Not back to the log-in or log-out itself (a log-out of a session revoked elsewhere).
+  if (!/^#\/(login|logout|signup|verify)\b/.test(location.hash)) sessionStorage.setItem("after_login", location.hash);
   route({ focus: false });
 };
 // Another tab logged in or out: this one follows.

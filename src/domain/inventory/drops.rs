@@ -98,7 +98,6 @@ pub(super) fn purchased(state: &mut SkuState, p: Purchased<'_>) {
             user_id: p.user_id.clone(),
             qty: p.qty,
             expires_at: p.expires_at,
-            pinned: false,
             drop: Some(p.drop_id.clone()),
             order: p.order.clone(),
         },

@@ -25,12 +25,17 @@ pub enum SkuCommand {
         qty: u32,
         expires_at: Timestamp,
     },
-    /// A payment for the order is being captured: its hold no longer lapses on the SKU's
-    /// timer, only by the order's commit or release (idempotent). Refused once the hold was
+    /// A payment for the order is being captured: its hold is kept at least until
+    /// `at_least`, moved to `until` when it would lapse sooner, so it outlasts the capture and
+    /// the commit after it (no event while it lasts long enough). Refused once the hold was
     /// released (`ReservationReleased`: the units may be someone else's, so the payment must
-    /// not be captured) or for an order the SKU does not hold (`ReservationNotFound`); a hold
-    /// already sold answers with no event.
-    Pin { order_id: OrderId },
+    /// not be captured) and for an order the SKU does not hold (`ReservationNotFound`); a
+    /// hold already sold answers with no event.
+    Extend {
+        order_id: OrderId,
+        at_least: Timestamp,
+        until: Timestamp,
+    },
     /// The order was paid: its reserved units become sold.
     Commit { order_id: OrderId },
     /// The order was cancelled: its reserved units become available again.
@@ -139,9 +144,10 @@ pub enum SkuEvent {
         qty: u32,
         expires_at: Timestamp,
     },
-    /// The order's hold lapses no more (see [`SkuCommand::Pin`]).
-    HoldPinned {
+    /// The order's hold lapses at `expires_at` now (see [`SkuCommand::Extend`]).
+    HoldExtended {
         order_id: OrderId,
+        expires_at: Timestamp,
     },
     Committed {
         order_id: OrderId,

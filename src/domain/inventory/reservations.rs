@@ -76,13 +76,19 @@ pub(super) fn replay(
     }
 }
 
-/// A payment for the order is being captured: its hold stops lapsing (see
-/// [`SkuCommand::Pin`](crate::domain::inventory::SkuCommand::Pin)).
-pub(super) fn pin(state: &SkuState, order_id: &OrderId) -> Result<Vec<SkuEvent>, SkuError> {
+/// A payment for the order is being captured: its hold outlasts it (see
+/// [`SkuCommand::Extend`](crate::domain::inventory::SkuCommand::Extend)).
+pub(super) fn extend(
+    state: &SkuState,
+    order_id: &OrderId,
+    at_least: Timestamp,
+    until: Timestamp,
+) -> Result<Vec<SkuEvent>, SkuError> {
     match state.reservations.get(order_id) {
-        Some(r) if r.pinned => Ok(vec![]),
-        Some(_) => Ok(vec![SkuEvent::HoldPinned {
+        Some(r) if r.expires_at >= at_least => Ok(vec![]),
+        Some(_) => Ok(vec![SkuEvent::HoldExtended {
             order_id: order_id.clone(),
+            expires_at: until.max(at_least),
         }]),
         None => match state.settled.get(order_id) {
             Some(Settlement::Sold { .. } | Settlement::Returned { .. }) => Ok(vec![]),
@@ -94,8 +100,8 @@ pub(super) fn pin(state: &SkuState, order_id: &OrderId) -> Result<Vec<SkuEvent>,
     }
 }
 
-pub(super) fn pinned(state: &mut SkuState, order_id: &OrderId) {
-    state.pin(order_id);
+pub(super) fn extended(state: &mut SkuState, order_id: &OrderId, expires_at: Timestamp) {
+    state.move_expiry(order_id, expires_at);
 }
 
 /// The order was paid: its reserved units become sold.
@@ -240,7 +246,6 @@ pub(super) fn reserved(
             user_id: user_id.clone(),
             qty,
             expires_at,
-            pinned: false,
             drop: None,
             order: None,
         },

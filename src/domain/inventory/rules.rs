@@ -26,7 +26,11 @@ pub fn decide(
             qty,
             expires_at,
         } => reservations::reserve(state, order_id, user_id, *qty, *expires_at),
-        SkuCommand::Pin { order_id } => reservations::pin(state, order_id),
+        SkuCommand::Extend {
+            order_id,
+            at_least,
+            until,
+        } => reservations::extend(state, order_id, *at_least, *until),
         SkuCommand::Commit { order_id } => reservations::commit(state, order_id),
         SkuCommand::Release { order_id } => reservations::release(state, order_id),
         SkuCommand::Restock {
@@ -58,7 +62,10 @@ pub fn apply(state: &mut SkuState, event: &SkuEvent) {
             qty,
             expires_at,
         } => reservations::reserved(state, order_id, user_id, *qty, *expires_at),
-        SkuEvent::HoldPinned { order_id } => reservations::pinned(state, order_id),
+        SkuEvent::HoldExtended {
+            order_id,
+            expires_at,
+        } => reservations::extended(state, order_id, *expires_at),
         SkuEvent::Committed { order_id, qty } => reservations::committed(state, order_id, *qty),
         SkuEvent::Released {
             order_id,

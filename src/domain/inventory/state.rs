@@ -14,10 +14,6 @@ pub struct Reservation {
     pub user_id: UserId,
     pub qty: u32,
     pub expires_at: Timestamp,
-    /// A payment is being captured for the order: the hold does not lapse at `expires_at`
-    /// (absent in holds stored before holds were pinned).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub pinned: bool,
     /// The drop the units came from (they go back to it when released).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drop: Option<DropId>,
@@ -91,7 +87,7 @@ pub struct ReservationView {
     pub order_id: OrderId,
     pub quantity: u32,
     pub status: ReservationStatus,
-    /// When the open reservation lapses; `None` once settled or pinned by a payment under way.
+    /// Set while the reservation is open.
     pub expires_at: Option<Timestamp>,
 }
 
@@ -108,8 +104,8 @@ pub struct SkuState {
     pub product: Option<ProductId>,
     /// Flash-sale drops of this SKU, with the units set aside for them.
     pub drops: BTreeMap<DropId, DropState>,
-    /// Open reservations that may lapse (not pinned) by expiry, so the next deadline is found
-    /// without a scan. Derived from `reservations`: not stored, rebuilt when a snapshot is read.
+    /// Open reservations by expiry, so the next deadline is found without a scan. Derived from
+    /// `reservations`: not stored, rebuilt when a snapshot is read.
     #[serde(skip)]
     expiries: BTreeSet<(Timestamp, OrderId)>,
     /// How many open reservations keep their order (`Reservation::order` is set). Derived, as
@@ -138,7 +134,6 @@ impl From<StoredSkuState> for SkuState {
         let expiries = s
             .reservations
             .iter()
-            .filter(|(_, r)| !r.pinned)
             .map(|(order, r)| (r.expires_at, order.clone()))
             .collect();
         let keeping = s
@@ -189,7 +184,7 @@ impl SkuState {
                 order_id: order_id.clone(),
                 quantity: r.qty,
                 status: ReservationStatus::Reserved,
-                expires_at: (!r.pinned).then_some(r.expires_at),
+                expires_at: Some(r.expires_at),
             });
         }
         let (quantity, status) = match self.settled.get(order_id)? {
@@ -237,13 +232,12 @@ impl SkuState {
         }
     }
 
-    /// The open reservation of `order_id` lapses no more.
-    pub(super) fn pin(&mut self, order_id: &OrderId) {
-        if let Some(r) = self.reservations.get_mut(order_id)
-            && !r.pinned
-        {
-            r.pinned = true;
+    /// The open reservation of `order_id` lapses at `expires_at` now.
+    pub(super) fn move_expiry(&mut self, order_id: &OrderId, expires_at: Timestamp) {
+        if let Some(r) = self.reservations.get_mut(order_id) {
             self.expiries.remove(&(r.expires_at, order_id.clone()));
+            r.expires_at = expires_at;
+            self.expiries.insert((expires_at, order_id.clone()));
         }
     }
 

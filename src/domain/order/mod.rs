@@ -7,6 +7,7 @@
 //!
 //! Types are here; the rules are in [`rules`].
 
+mod payment;
 pub mod returns;
 pub mod rules;
 mod shipping;
@@ -165,6 +166,9 @@ pub struct ReturnRequest {
     /// What a return refunds (the items' share of the amount paid); 0 for an exchange.
     pub refund_amount: i64,
     pub at: Timestamp,
+    /// The Idempotency-Key of the request that made it, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -349,7 +353,13 @@ pub enum Outcome {
     HeldOnly {
         balance: i64,
     },
+    /// A commit found the order's hold let go (it outlived the hold its capture took): the
+    /// units may be someone else's, so the paid order is cancelled and refunded in full.
+    StockLost,
 }
+
+/// The reason a payment fails when its order's hold was let go before the capture.
+pub const RESERVATION_LAPSED: &str = "reservation_lapsed";
 
 /// How a failed effect is retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -387,8 +397,15 @@ pub enum OrderCommand {
         payment_key: String,
         result: Result<Timestamp, String>,
     },
+    /// The confirmation found the order's hold let go: the payment fails as
+    /// [`RESERVATION_LAPSED`] without a capture, and `captured` (an earlier attempt's capture)
+    /// is refunded, in the same record.
+    PaymentLapsed {
+        payment_key: String,
+        captured: Option<Timestamp>,
+    },
     /// The gateway says the payment `payment_key` was cancelled in full, not by a refund of
-    /// ours (its console, or the gateway itself): see `rules::cancelled_at_gateway`.
+    /// ours (its console, or the gateway itself): see `payment::cancelled_at_gateway`.
     CancelledAtGateway {
         payment_key: String,
     },
@@ -409,6 +426,10 @@ pub enum OrderCommand {
         kind: ReturnKind,
         reason: String,
         items: Vec<ReturnItem>,
+        /// The request's Idempotency-Key: a return already made with it is a replay, even when
+        /// its answer was lost (a `503` the client retries).
+        #[serde(default)]
+        key: Option<String>,
     },
     RememberReply {
         key: String,

@@ -66,16 +66,32 @@ fn share(p: &Placement, line: &OrderLine, units: u32) -> i64 {
     i64::try_from(value / of).unwrap_or(p.total)
 }
 
+/// A return as asked: what, why, and the request's Idempotency-Key.
+pub(super) struct Asked<'a> {
+    pub kind: ReturnKind,
+    pub reason: &'a str,
+    pub items: &'a [ReturnItem],
+    pub key: Option<&'a str>,
+}
+
 pub(super) fn request_return(
     s: &OrderState,
     by: &Requester,
-    kind: ReturnKind,
-    reason: &str,
-    items: &[ReturnItem],
+    asked: Asked<'_>,
     now: Timestamp,
 ) -> Result<Vec<OrderEvent>, OrderError> {
+    let Asked {
+        kind,
+        reason,
+        items,
+        key,
+    } = asked;
     let refuse = |why: &'static str| Err(OrderError::NotReturnable(why.into()));
     s.owned_by(by)?;
+    // The same key again is the same return, whatever became of its first answer.
+    if key.is_some() && s.returns.iter().any(|r| r.key.as_deref() == key) {
+        return Ok(vec![]);
+    }
     if items.iter().any(|item| item.quantity == 0) {
         return Err(OrderError::InvalidQuantity);
     }
@@ -146,6 +162,7 @@ pub(super) fn request_return(
         items,
         refund_amount,
         at: now,
+        key: key.map(str::to_owned),
     })])
 }
 

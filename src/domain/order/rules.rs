@@ -3,6 +3,7 @@
 //! queues the same effects under the same ids).
 
 use super::*;
+use crate::domain::order::payment;
 use crate::domain::time::Timestamp;
 
 type S = OrderStatus;
@@ -58,12 +59,18 @@ pub fn decide(
             by,
             payment_key,
             amount,
-        } => request_payment(s, by, payment_key, *amount, now),
+        } => payment::request_payment(s, by, payment_key, *amount, now),
         C::SettlePayment {
             payment_key,
             result,
-        } => settle_payment(s, payment_key, result, now),
-        C::CancelledAtGateway { payment_key } => Ok(cancelled_at_gateway(s, payment_key, now)),
+        } => payment::settle_payment(s, payment_key, result, now),
+        C::PaymentLapsed {
+            payment_key,
+            captured,
+        } => payment::lapsed(s, payment_key, captured.is_some(), now),
+        C::CancelledAtGateway { payment_key } => {
+            Ok(payment::cancelled_at_gateway(s, payment_key, now))
+        }
         C::Expire => Ok(match s.expiry() {
             Some(at) if at <= now => vec![E::Expired { at: now }],
             _ => vec![],
@@ -104,7 +111,16 @@ pub fn decide(
             kind,
             reason,
             items,
-        } => returns::request_return(s, by, *kind, reason, items, now),
+            key,
+        } => {
+            let asked = returns::Asked {
+                kind: *kind,
+                reason,
+                items,
+                key: key.as_deref(),
+            };
+            returns::request_return(s, by, asked, now)
+        }
         C::RememberReply { key, reply } => Ok(match s.replies.get(key) {
             Some(_) => vec![],
             None => vec![E::ReplyRemembered {
@@ -196,41 +212,12 @@ fn complete(
             });
             events
         }
+        (Action::CommitStock, Outcome::StockLost) => vec![E::Cancelled { at: now }],
         (Action::ConfirmPayment, _) => return Err(OrderError::NoSuchEffect),
         (_, Outcome::Done) => vec![],
         _ => return Err(OrderError::NoSuchEffect),
     };
     Ok(std::iter::once(done).chain(follow).collect())
-}
-
-fn request_payment(
-    s: &OrderState,
-    by: &Requester,
-    payment_key: &str,
-    amount: i64,
-    now: Timestamp,
-) -> Result<Vec<OrderEvent>, OrderError> {
-    s.owned_by(by)?;
-    let total = s.placement.as_ref().map_or(0, |p| p.total);
-    if let Some(p) = &s.payment {
-        let same = p.payment_key == payment_key && p.amount == amount;
-        return match p.status {
-            PaymentStatus::Confirming | PaymentStatus::Approved if same => Ok(vec![]),
-            PaymentStatus::Confirming => Err(OrderError::PaymentInProgress),
-            _ => Err(OrderError::NotPayable),
-        };
-    }
-    if s.status != Some(S::AwaitingPayment) || s.expiry().is_some_and(|at| at <= now) {
-        return Err(OrderError::NotPayable);
-    }
-    if amount != total {
-        return Err(OrderError::AmountMismatch { expected: total });
-    }
-    Ok(vec![OrderEvent::PaymentRequested {
-        payment_key: payment_key.to_owned(),
-        amount,
-        at: now,
-    }])
 }
 
 /// A refused amount ends the order: the events persisted with the refusal.
@@ -251,38 +238,6 @@ pub fn on_rejection(
         }
         _ => vec![],
     }
-}
-
-fn settle_payment(
-    s: &OrderState,
-    payment_key: &str,
-    result: &Result<Timestamp, String>,
-    now: Timestamp,
-) -> Result<Vec<OrderEvent>, OrderError> {
-    let p = s.payment.as_ref().ok_or(OrderError::NotPayable)?;
-    if p.payment_key != payment_key {
-        return Err(OrderError::NotPayable);
-    }
-    // Declined here (an unknown payment, a refusal we misread) and captured there: the order
-    // has given its units back, so the money goes back too, once.
-    if p.status == PaymentStatus::Declined && result.is_ok() && p.captured_late.is_none() {
-        return Ok(vec![OrderEvent::CapturedLate { at: now }]);
-    }
-    if p.status != PaymentStatus::Confirming {
-        return Ok(vec![]); // already settled (driver and webhook both report)
-    }
-    let mut events = Vec::new();
-    if let Some(id) = s.pending("confirm_payment") {
-        events.push(OrderEvent::EffectDone { effect: id });
-    }
-    events.push(match result {
-        Ok(at) => OrderEvent::PaymentApproved { at: *at },
-        Err(reason) => OrderEvent::PaymentDeclined {
-            reason: reason.clone(),
-            at: now,
-        },
-    });
-    Ok(events)
 }
 
 pub(super) fn set_status(s: &mut OrderState, status: OrderStatus, at: Timestamp) {
@@ -318,37 +273,6 @@ pub(super) fn notify(s: &mut OrderState, kind: NotificationKind, text: String, a
 
 /// What a paid order cancelled gives back: the refund of what is left of the payment, every
 /// unit, the coupon.
-/// A payment cancelled at the gateway, not by a refund of ours: the money is back with the
-/// buyer, so the order records the refund, and one not yet delivered is cancelled (its carrier
-/// booking called off, units and coupon back; the refund it queues is of nothing, so the
-/// gateway is not asked again). Goods already out stay as they are, with the refund recorded
-/// for the operator. A cancellation of ours (the order cancelled, a return requested, a
-/// refund queued or made) is not one: its webhook changes nothing.
-fn cancelled_at_gateway(s: &OrderState, payment_key: &str, now: Timestamp) -> Vec<OrderEvent> {
-    let Some(p) = &s.payment else {
-        return vec![];
-    };
-    let open = p.amount - p.refunded;
-    let ours = p.refunded > 0 || s.pending("refund_payment").is_some();
-    if p.payment_key != payment_key || p.status != PaymentStatus::Approved || open <= 0 || ours {
-        return vec![];
-    }
-    let delivered = s.history.iter().any(|(st, _)| *st == S::Delivered);
-    let refunded = OrderEvent::Refunded {
-        amount: open,
-        at: now,
-    };
-    match s.status {
-        Some(S::Paid | S::Preparing) if !delivered => {
-            vec![refunded, OrderEvent::Cancelled { at: now }]
-        }
-        Some(S::Paid | S::Preparing | S::Shipped | S::Delivered | S::ReturnRequested) => {
-            vec![refunded]
-        }
-        _ => vec![],
-    }
-}
-
 fn compensate_paid(s: &mut OrderState, at: Timestamp) {
     let amount = s.payment.as_ref().map_or(0, |p| p.amount - p.refunded);
     let reason = "cancelled by the customer".to_owned();

@@ -383,6 +383,7 @@ fn a_return_restocks_and_refunds_the_items_share() {
     let mut s = delivered();
     s.effects.clear();
     let ret = OrderCommand::RequestReturn {
+        key: None,
         by: user(),
         kind: ReturnKind::Return,
         reason: "too small".into(),
@@ -411,6 +412,7 @@ fn an_exchange_books_a_new_shipment() {
     let mut s = delivered();
     s.effects.clear();
     let ex = OrderCommand::RequestReturn {
+        key: None,
         by: user(),
         kind: ReturnKind::Exchange,
         reason: "wrong colour".into(),
@@ -425,6 +427,7 @@ fn an_exchange_books_a_new_shipment() {
 fn a_return_before_delivery_or_of_unknown_items_is_refused() {
     let mut s = paid(false);
     let ret = |items| OrderCommand::RequestReturn {
+        key: None,
         by: user(),
         kind: ReturnKind::Return,
         reason: "x".into(),

@@ -40,10 +40,6 @@ pub enum AccountStatus {
 pub const CODE_TTL: Duration = Duration::from_secs(600);
 /// Wrong codes before the code is locked.
 pub const MAX_CODE_ATTEMPTS: u8 = 5;
-/// How long a sign-up may stay unverified before a new sign-up of its address replaces it:
-/// one who signs up with an address that is not theirs holds it no longer than this, while
-/// its owner, who gets the codes, has every code's whole life and more to verify.
-pub const PENDING_LAPSE: Duration = Duration::from_secs(3600);
 /// The shortest time between two codes mailed to one account.
 pub const RESEND_INTERVAL: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,8 +143,9 @@ pub enum UserCommand {
         address: Option<Sealed>,
     },
     Delete,
-    /// A sign-up left unverified for [`PENDING_LAPSE`] is given up (as deleted), so that a new
-    /// sign-up may take its address; refused (`AlreadyRegistered`) for any other account. The
+    /// A sign-up not verified yet is given up (as deleted), so that a new sign-up may take its
+    /// address: an address is held only by one who proved to own it, never by one who typed
+    /// it (a squatter, a typo). Refused (`AlreadyRegistered`) for a verified account. The
     /// account's own serialisation makes this and a verification exclusive.
     Lapse,
     Wishlist(WishlistCommand),
@@ -396,13 +393,10 @@ pub fn decide(
             address: address.clone(),
         }]),
         C::Delete => Ok(vec![E::Deleted]),
-        C::Lapse => {
-            let pending = s.status == Some(AccountStatus::PendingVerification);
-            if !pending || s.created_at.plus(PENDING_LAPSE) > now {
-                return Err(UserError::AlreadyRegistered);
-            }
-            Ok(vec![E::Deleted])
-        }
+        C::Lapse => match s.status {
+            Some(AccountStatus::PendingVerification) => Ok(vec![E::Deleted]),
+            _ => Err(UserError::AlreadyRegistered),
+        },
         C::Wishlist(c) => Ok(recorded(wishlist::decide(&s.wishlist, c)?, E::Wishlist)),
         C::Wallet(c) => Ok(recorded(wallet::decide(&s.wallet, c, now)?, E::Wallet)),
         C::Notify(n) => Ok(recorded(inbox::decide(&s.inbox, n), E::Inbox)),

@@ -2,19 +2,6 @@
 
 use super::*;
 
-fn when_at(
-    state: &SkuState,
-    cmd: SkuCommand,
-    at: Timestamp,
-) -> Result<(Vec<SkuEvent>, SkuState), SkuError> {
-    let events = decide(state, &cmd, at)?;
-    let mut after = state.clone();
-    for e in &events {
-        apply(&mut after, e);
-    }
-    Ok((events, after))
-}
-
 fn drop_id() -> DropId {
     DropId::parse("d1").unwrap()
 }

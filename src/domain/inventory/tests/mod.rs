@@ -45,6 +45,20 @@ fn when(state: &SkuState, cmd: SkuCommand) -> Result<(Vec<SkuEvent>, SkuState), 
     Ok((events, after))
 }
 
+/// `when`, at `at`.
+fn when_at(
+    state: &SkuState,
+    cmd: SkuCommand,
+    at: Timestamp,
+) -> Result<(Vec<SkuEvent>, SkuState), SkuError> {
+    let events = decide(state, &cmd, at)?;
+    let mut after = state.clone();
+    for e in &events {
+        apply(&mut after, e);
+    }
+    Ok((events, after))
+}
+
 fn stocked(n: u64) -> SkuState {
     given(&[SkuEvent::StockSet { available: n }])
 }
@@ -245,48 +259,58 @@ fn expiry_releases_only_due_reservations() {
 }
 
 #[test]
-fn a_hold_pinned_by_a_payment_under_way_never_lapses_and_is_settled_by_its_order() {
-    // Given a hold already past its expiry, pinned because its order's payment is being
-    // captured
-    let pin = |o: &str| SkuCommand::Pin { order_id: order(o) };
+fn a_hold_extended_for_a_capture_outlasts_it_and_then_lapses_as_any_other() {
+    // Given a hold about to lapse, extended because its order's payment is being captured
+    let extend = |o: &str, at_least: i64, until: i64| SkuCommand::Extend {
+        order_id: order(o),
+        at_least: Timestamp(NOW.0 + at_least),
+        until: Timestamp(NOW.0 + until),
+    };
     let s = given(&[
         SkuEvent::StockSet { available: 5 },
         SkuEvent::Reserved {
             order_id: order("paying"),
             user_id: user(),
             qty: 2,
-            expires_at: Timestamp(NOW.0 - 1),
+            expires_at: Timestamp(NOW.0 + 1),
         },
     ]);
-    let (events, s) = when(&s, pin("paying")).unwrap();
+    let (events, s) = when(&s, extend("paying", 1_800_000, 3_600_000)).unwrap();
     assert_eq!(
         events,
-        vec![SkuEvent::HoldPinned {
-            order_id: order("paying")
+        vec![SkuEvent::HoldExtended {
+            order_id: order("paying"),
+            expires_at: Timestamp(NOW.0 + 3_600_000)
         }]
     );
-    // When the SKU's timer comes, then the hold stays; pinning again changes nothing
-    assert_eq!((s.next_deadline(), s.reserved), (None, 2));
-    assert_eq!(when(&s, SkuCommand::ExpireDue).unwrap().0, vec![]);
-    assert_eq!(when(&s, pin("paying")).unwrap().0, vec![]);
-    let view = s.reservation_of(&order("paying")).unwrap();
-    assert_eq!(view.expires_at, None, "a pinned hold shows no expiry");
-    // And it reads back pinned, out of the expiry index
+    // When the SKU's timer comes at the old expiry, then the hold stays; an extension it
+    // already meets changes nothing
+    assert_eq!(s.next_deadline(), Some(Timestamp(NOW.0 + 3_600_000)));
+    let (none, _) = when_at(&s, SkuCommand::ExpireDue, Timestamp(NOW.0 + 1)).unwrap();
+    assert_eq!((none, s.reserved), (vec![], 2));
+    assert_eq!(
+        when(&s, extend("paying", 1_000, 3_600_000)).unwrap().0,
+        vec![]
+    );
+    // And it reads back with its new expiry in the index
     let bytes = rmp_serde::to_vec_named(&s).unwrap();
     let back: SkuState = rmp_serde::from_slice(&bytes).unwrap();
-    assert_eq!((back.next_deadline(), &back), (None, &s));
-    // Then only its order settles it: the commit sells the units, and a pin after that is a
-    // replay
+    assert_eq!((back.next_deadline(), &back), (s.next_deadline(), &s));
+    // Then its order's commit sells the units, and an extension after that is a replay; had
+    // the order never come back, the hold would have lapsed at its new expiry
     let commit = SkuCommand::Commit {
         order_id: order("paying"),
     };
     let (_, sold) = when(&s, commit).unwrap();
     assert_eq!((sold.available, sold.reserved, sold.sold), (3, 0, 2));
-    assert_eq!(when(&sold, pin("paying")).unwrap().0, vec![]);
+    assert_eq!(when(&sold, extend("paying", 1, 2)).unwrap().0, vec![]);
+    let later = Timestamp(NOW.0 + 3_600_000);
+    let (lapsed, _) = when_at(&s, SkuCommand::ExpireDue, later).unwrap();
+    assert_eq!(lapsed.len(), 1, "lapses at the new expiry");
 }
 
 #[test]
-fn a_hold_already_let_go_or_never_taken_cannot_be_pinned() {
+fn a_hold_already_let_go_or_never_taken_cannot_be_extended() {
     // Given a hold that lapsed on the SKU's timer
     let s = given(&[
         SkuEvent::StockSet { available: 5 },
@@ -298,15 +322,19 @@ fn a_hold_already_let_go_or_never_taken_cannot_be_pinned() {
         },
     ]);
     let (_, s) = when(&s, SkuCommand::ExpireDue).unwrap();
-    // When its order's payment would be captured, then the pin is refused: the unit may be
-    // someone else's now
-    let pin = |o: &str| SkuCommand::Pin { order_id: order(o) };
+    // When its order's payment would be captured, then the extension is refused: the unit
+    // may be someone else's now
+    let extend = |o: &str| SkuCommand::Extend {
+        order_id: order(o),
+        at_least: NOW,
+        until: NOW,
+    };
     assert_eq!(
-        when(&s, pin("late")).unwrap_err(),
+        when(&s, extend("late")).unwrap_err(),
         SkuError::ReservationReleased(order("late"))
     );
     assert_eq!(
-        when(&s, pin("never")).unwrap_err(),
+        when(&s, extend("never")).unwrap_err(),
         SkuError::ReservationNotFound(order("never"))
     );
 }

@@ -63,6 +63,7 @@ fn a_cancellation_the_carrier_refuses_having_picked_the_parcel_up_is_withdrawn()
     when(&mut s, track(ShipmentStatus::Delivered)).unwrap();
     assert_eq!(s.status, Some(OrderStatus::Delivered));
     let back = OrderCommand::RequestReturn {
+        key: None,
         by: user(),
         kind: ReturnKind::Return,
         reason: "changed my mind".into(),
@@ -78,6 +79,7 @@ fn an_order_once_delivered_is_not_cancelled_even_while_an_exchange_ships() {
     let mut s = delivered();
     s.effects.clear();
     let ex = OrderCommand::RequestReturn {
+        key: None,
         by: user(),
         kind: ReturnKind::Exchange,
         reason: "wrong colour".into(),
@@ -138,4 +140,53 @@ fn a_refund_that_meets_a_payment_refunded_in_full_at_the_gateway_asks_nothing_mo
     assert_eq!(s.payment.as_ref().unwrap().refunded, 5000);
     assert!(s.pending("refund_payment").is_none());
     assert_eq!(s.status, Some(OrderStatus::Cancelled));
+}
+
+#[test]
+fn a_confirmation_whose_hold_was_let_go_fails_and_refunds_an_earlier_capture_at_once() {
+    // Given a payment being confirmed
+    let confirming = || {
+        let mut s = reserved(true);
+        let total = s.placement.as_ref().unwrap().total;
+        when(&mut s, pay(total)).unwrap();
+        s
+    };
+    let lapsed = |captured| OrderCommand::PaymentLapsed {
+        payment_key: "pk1".into(),
+        captured,
+    };
+    // When its hold is found let go and nothing was captured, then the payment fails without
+    // a refund, and stock and coupon go back
+    let mut s = confirming();
+    when(&mut s, lapsed(None)).unwrap();
+    assert_eq!(s.status, Some(OrderStatus::PaymentFailed));
+    let p = s.payment.as_ref().unwrap();
+    assert_eq!(p.reason.as_deref(), Some(RESERVATION_LAPSED));
+    assert_eq!(actions(&s), ["release_stock"]);
+    // When an earlier attempt had captured it, then the same record queues its refund
+    let mut s = confirming();
+    when(&mut s, lapsed(Some(T0))).unwrap();
+    assert_eq!(s.status, Some(OrderStatus::PaymentFailed));
+    assert!(s.payment.as_ref().unwrap().captured_late.is_some());
+    assert_eq!(actions(&s), ["release_stock", "refund_payment"]);
+    // And a report that comes again changes nothing
+    assert_eq!(decide(&s, &lapsed(Some(T0)), T0), Ok(vec![]));
+}
+
+#[test]
+fn a_paid_order_whose_hold_was_let_go_before_its_commit_is_cancelled_and_refunded() {
+    // Given a paid order whose commit finds the hold let go (the units may be another's)
+    let mut s = paid(true);
+    let total = s.placement.as_ref().unwrap().total;
+    let lost = complete(&s, "commit_stock", Outcome::StockLost);
+    when(&mut s, lost).unwrap();
+    // Then it is cancelled: the whole payment refunded, the coupon back, nothing committed
+    assert_eq!(s.status, Some(OrderStatus::Cancelled));
+    assert!(!actions(&s).contains(&"commit_stock"));
+    let refund = s.effects.values().find_map(|e| match &e.action {
+        Action::RefundPayment { amount, .. } => Some(*amount),
+        _ => None,
+    });
+    assert_eq!(refund, Some(total));
+    assert!(actions(&s).contains(&"restore_coupon"), "{:?}", actions(&s));
 }

@@ -3,6 +3,7 @@
 use super::*;
 fn return_of(kind: ReturnKind, items: &[(&str, u32)]) -> OrderCommand {
     OrderCommand::RequestReturn {
+        key: None,
         by: user(),
         kind,
         reason: "x".into(),
@@ -159,4 +160,33 @@ fn a_product_coupons_discount_is_refunded_only_by_a_return_of_that_product() {
     refund_done(&mut s);
     let refunds: Vec<i64> = s.returns.iter().map(|r| r.refund_amount).collect();
     assert_eq!(refunds, [0, 1000]);
+}
+
+#[test]
+fn a_return_asked_again_with_its_key_is_the_same_return() {
+    // Given a delivered order, and a return of one unit made with key k1 (its answer lost)
+    let mut s = delivered();
+    s.effects.clear();
+    let keyed = |key: &str| match return_of(ReturnKind::Return, &[("a", 1)]) {
+        OrderCommand::RequestReturn {
+            by,
+            kind,
+            reason,
+            items,
+            ..
+        } => OrderCommand::RequestReturn {
+            by,
+            kind,
+            reason,
+            items,
+            key: Some(key.into()),
+        },
+        _ => unreachable!(),
+    };
+    when(&mut s, keyed("k1")).unwrap();
+    // When it comes again with the same key, then nothing new is returned or refunded
+    assert_eq!(decide(&s, &keyed("k1"), T0), Ok(vec![]));
+    // But another key is another return
+    when(&mut s, keyed("k2")).unwrap();
+    assert_eq!(s.returns.len(), 2);
 }
