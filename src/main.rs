@@ -245,6 +245,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Some(open_files) => tracing::info!(open_files, "open-file limit"),
         None => tracing::warn!("the open-file limit could not be read"),
     }
+    let (dev, sandbox) = (settings.dev_mode, settings.sandbox_enabled());
+    let providers = (&settings.payments, &settings.carrier);
+    if let Some(unset) = emporium::orders::settings::check_providers(dev, sandbox, providers)? {
+        tracing::warn!("{unset}");
+    }
     if settings.cluster.is_none() && std::env::var_os(emporium::config::REDIS_URL_ENV).is_some() {
         tracing::info!(
             "EMPORIUM_REDIS_URL is set, but a node without a cluster file (--cluster) journals \

@@ -203,7 +203,8 @@ impl Accounts {
         Ok((user_id, email))
     }
 
-    /// Whether the address's holder was a sign-up not verified yet, now given up
+    /// Whether the address's holder was a sign-up left unverified for
+    /// [`PENDING_LAPSE`](crate::domain::user::PENDING_LAPSE), now given up
     /// ([`UserCommand::Lapse`]): its personal data erased and the address released for a new
     /// sign-up to claim.
     async fn lapse_holder(&self, key: &EmailKey) -> Result<bool, AccountError> {
@@ -277,10 +278,15 @@ impl Accounts {
         let email = Email::parse(email).map_err(|_| UserError::InvalidCode)?;
         let user = self.owner(&email).await?.ok_or(UserError::InvalidCode)?;
         let code_mac = self.code_mac(&user, code);
-        self.users
+        match self
+            .users
             .ask(&user, UserCommand::Verify { code_mac })
-            .await?;
-        Ok(())
+            .await
+        {
+            // Given up for a new sign-up of the address a moment ago: its code is no more.
+            Err(AskError::Rejected(UserError::NotFound)) => Err(UserError::InvalidCode.into()),
+            other => other.map(|_| ()).map_err(Into::into),
+        }
     }
 
     /// Mails a new code. Unknown addresses are answered the same way (no enumeration).
@@ -295,7 +301,7 @@ impl Accounts {
         let (code, issue) = self.new_code(&user);
         match self.users.ask(&user, UserCommand::ResendCode(issue)).await {
             Ok(_) => self.mail_code(&email, &code),
-            Err(AskError::Rejected(UserError::AlreadyVerified)) => {}
+            Err(AskError::Rejected(UserError::AlreadyVerified | UserError::NotFound)) => {}
             Err(e) => return Err(e.into()),
         }
         Ok(())

@@ -5,9 +5,10 @@
 //! cancel idempotency keys, the carrier its booking keys), so a step run twice — a retry, or
 //! a re-drive after a crash — has the effect of running it once.
 //!
-//! A confirmation pins the order's holds on their SKUs before the gateway is asked, so a hold
-//! never lapses on its SKU's timer while a payment for it may be captured; one already let go
-//! fails the payment (`reservation_lapsed`) instead of capturing it.
+//! A confirmation extends the order's holds on their SKUs before the gateway is asked
+//! (`capture`), so a hold does not lapse on its SKU's timer while a payment for it may be
+//! captured; one already let go fails the payment (`reservation_lapsed`) instead of capturing
+//! it.
 //!
 //! Once a step that settled the order's units on its SKUs (commit, release, restock) is
 //! recorded done, those SKUs are told they may forget the order (`ForgetSettled`, batched by
@@ -21,7 +22,9 @@ use crate::auth::accounts::Accounts;
 use crate::domain::cart::CartCommand;
 use crate::domain::ids::{OrderId, SkuId, UserId};
 use crate::domain::inventory::{DropBuyer, Recall, Recorded, SkuCommand, SkuError};
-use crate::domain::order::{Action, OrderCommand, OrderState, Outcome, Placement, RetryPolicy};
+use crate::domain::order::{
+    Action, OrderCommand, OrderState, OrderStatus, Outcome, Placement, RetryPolicy,
+};
 use crate::domain::time::{Clock, Timestamp};
 use crate::domain::user::inbox::Notification;
 use crate::domain::user::wallet::{WalletCommand, WalletError};
@@ -152,7 +155,10 @@ impl Saga {
             let mut settled = None;
             let report = match self.run(id, &state, effect, &action).await {
                 Ok(Step::Done(outcome)) => {
-                    settled = recorded_on_skus(&state, &action);
+                    // A lost commit sold nothing: its SKUs keep what they recorded.
+                    if outcome != Outcome::StockLost {
+                        settled = recorded_on_skus(&state, &action);
+                    }
                     OrderCommand::Complete { effect, outcome }
                 }
                 Ok(Step::Payment(result)) => OrderCommand::SettlePayment {
@@ -218,9 +224,18 @@ impl Saga {
                     match self.skus.ask(&line.sku_id, commit).await {
                         Ok(_) => {}
                         // The hold lapsed before the sale was recorded (its SKU unreachable
-                        // for longer than the capture's hold): the units may be another's.
+                        // for longer than the capture's hold): the units may be another's. An
+                        // order not yet on its way is cancelled and refunded; one booked or
+                        // out stays a dead letter for the operator (the goods may be with the
+                        // buyer).
                         Err(AskError::Rejected(SkuError::ReservationReleased(_))) => {
-                            return Ok(Step::Done(Outcome::StockLost));
+                            if state.status == Some(OrderStatus::Paid) && state.shipments.is_empty()
+                            {
+                                return Ok(Step::Done(Outcome::StockLost));
+                            }
+                            return Err("commit stock: stock_lost: the hold was let go and the \
+                                 order is booked or shipped"
+                                .to_owned());
                         }
                         Err(e) => return Err(step_error("commit stock", e)),
                     }

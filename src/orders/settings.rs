@@ -86,18 +86,18 @@ pub struct SandboxSettings {
 }
 
 /// Outside dev mode the gateway and the carrier are outside services, or a sandbox this node
-/// serves on purpose (`sandbox.enabled`); an outside one signs with a secret of its own, never
-/// the published default (with which anyone could forge a capture, a refund or a delivery
-/// that opens a return). What is wrong, naming the setting.
+/// serves on purpose (`sandbox.enabled`). An outside one must sign with a secret of its own,
+/// never the published default, with which anyone could forge a capture, a refund or a
+/// delivery that opens a return: that stops `serve`. A provider left unset with the sandbox
+/// off (payments can never succeed) is `Ok(Some(warning))`, for the log.
 pub fn check_providers(
     dev_mode: bool,
     sandbox_enabled: bool,
-    payments: &PaymentSettings,
-    carrier: &CarrierSettings,
-) -> Result<(), String> {
+    (payments, carrier): (&PaymentSettings, &CarrierSettings),
+) -> anyhow::Result<Option<String>> {
     use secrecy::ExposeSecret;
     if dev_mode {
-        return Ok(());
+        return Ok(None);
     }
     let providers = [
         (
@@ -115,19 +115,20 @@ pub fn check_providers(
             "sandbox-carrier-secret",
         ),
     ];
+    let mut unset = None;
     for (section, base_url, secret_name, secret, published) in providers {
-        if base_url.is_empty() && !sandbox_enabled {
-            return Err(format!(
-                "{section}.base_url must name the outside service outside dev mode (or set \
-                 sandbox.enabled = true to serve the sandbox)"
-            ));
-        }
         if !base_url.is_empty() && secret.expose_secret() == published {
-            return Err(format!(
+            anyhow::bail!(
                 "{section}.{secret_name} is the published sandbox default: set the secret \
                  {section}.base_url signs with"
+            );
+        }
+        if base_url.is_empty() && !sandbox_enabled && unset.is_none() {
+            unset = Some(format!(
+                "{section}.base_url is unset and the sandbox is off: name the outside service \
+                 (or set sandbox.enabled = true), or orders cannot be paid or shipped"
             ));
         }
     }
-    Ok(())
+    Ok(unset)
 }

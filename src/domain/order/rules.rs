@@ -212,7 +212,12 @@ fn complete(
             });
             events
         }
-        (Action::CommitStock, Outcome::StockLost) => vec![E::Cancelled { at: now }],
+        // Only an order not yet on its way (the saga leaves any other a dead letter).
+        (Action::CommitStock, Outcome::StockLost)
+            if s.status == Some(S::Paid) && s.shipments.is_empty() =>
+        {
+            vec![E::Cancelled { at: now }]
+        }
         (Action::ConfirmPayment, _) => return Err(OrderError::NoSuchEffect),
         (_, Outcome::Done) => vec![],
         _ => return Err(OrderError::NoSuchEffect),

@@ -40,6 +40,12 @@ pub enum AccountStatus {
 pub const CODE_TTL: Duration = Duration::from_secs(600);
 /// Wrong codes before the code is locked.
 pub const MAX_CODE_ATTEMPTS: u8 = 5;
+/// How long a sign-up may stay unverified before a new sign-up of its address replaces it,
+/// counted from the sign-up (a resend does not renew it): one who signs up with an address
+/// that is not theirs holds it no longer than this, and its owner has every code's whole life
+/// and more to verify. Replacing at once instead would let anyone replace the owner's
+/// sign-up while the owner reads the mail (and mail a code with each try).
+pub const PENDING_LAPSE: Duration = Duration::from_secs(3600);
 /// The shortest time between two codes mailed to one account.
 pub const RESEND_INTERVAL: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,9 +149,8 @@ pub enum UserCommand {
         address: Option<Sealed>,
     },
     Delete,
-    /// A sign-up not verified yet is given up (as deleted), so that a new sign-up may take its
-    /// address: an address is held only by one who proved to own it, never by one who typed
-    /// it (a squatter, a typo). Refused (`AlreadyRegistered`) for a verified account. The
+    /// A sign-up left unverified for [`PENDING_LAPSE`] is given up (as deleted), so that a new
+    /// sign-up may take its address; refused (`AlreadyRegistered`) for any other account. The
     /// account's own serialisation makes this and a verification exclusive.
     Lapse,
     Wishlist(WishlistCommand),
@@ -393,10 +398,13 @@ pub fn decide(
             address: address.clone(),
         }]),
         C::Delete => Ok(vec![E::Deleted]),
-        C::Lapse => match s.status {
-            Some(AccountStatus::PendingVerification) => Ok(vec![E::Deleted]),
-            _ => Err(UserError::AlreadyRegistered),
-        },
+        C::Lapse => {
+            let pending = s.status == Some(AccountStatus::PendingVerification);
+            if !pending || s.created_at.plus(PENDING_LAPSE) > now {
+                return Err(UserError::AlreadyRegistered);
+            }
+            Ok(vec![E::Deleted])
+        }
         C::Wishlist(c) => Ok(recorded(wishlist::decide(&s.wishlist, c)?, E::Wishlist)),
         C::Wallet(c) => Ok(recorded(wallet::decide(&s.wallet, c, now)?, E::Wallet)),
         C::Notify(n) => Ok(recorded(inbox::decide(&s.inbox, n), E::Inbox)),

@@ -76,19 +76,26 @@ fn registering_twice_is_refused() {
 }
 
 #[test]
-fn a_sign_up_not_verified_yet_gives_way_and_a_verified_account_never_does() {
-    // Given a sign-up nobody verified, when a new sign-up of its address comes, then it is
-    // given up: deleted, so nothing more reaches it, its code neither
+fn a_sign_up_left_unverified_for_an_hour_lapses_and_no_other_account_does() {
+    // Given a sign-up nobody verified, whose code was sent again later (which renews nothing)
     let (pending, _) = run(&[register(Some("123"))], NOW);
-    let events = decide(&pending, &UserCommand::Lapse, NOW).unwrap();
+    // When a new sign-up of its address comes within the hour, then it stands
+    let early = NOW.plus(PENDING_LAPSE - Duration::from_secs(1));
+    assert_eq!(
+        decide(&pending, &UserCommand::Lapse, early),
+        Err(UserError::AlreadyRegistered)
+    );
+    // And after it, it is given up: deleted, so nothing more reaches it, its code neither
+    let late = NOW.plus(PENDING_LAPSE);
+    let events = decide(&pending, &UserCommand::Lapse, late).unwrap();
     let mut lapsed = pending.clone();
     events.iter().for_each(|e| apply(&mut lapsed, e));
     assert_eq!(lapsed.status, Some(AccountStatus::Deleted));
     assert_eq!(
-        decide(&lapsed, &verify("123"), NOW),
+        decide(&lapsed, &verify("123"), late),
         Err(UserError::NotFound)
     );
-    // But a verified account never gives way, however old
+    // But a verified account never lapses, however old
     let (active, _) = run(&[register(Some("123")), verify("123")], NOW);
     let years = NOW.plus(Duration::from_secs(10 * 365 * 86_400));
     assert_eq!(

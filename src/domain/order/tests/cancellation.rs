@@ -189,4 +189,16 @@ fn a_paid_order_whose_hold_was_let_go_before_its_commit_is_cancelled_and_refunde
     });
     assert_eq!(refund, Some(total));
     assert!(actions(&s).contains(&"restore_coupon"), "{:?}", actions(&s));
+    // But one already booked with the carrier is not cancelled by it (the goods may be on
+    // their way): the step stays the operator's
+    let mut s = paid(true);
+    when(&mut s, OrderCommand::Ship).unwrap();
+    let booked = Outcome::ShipmentBooked {
+        carrier: "sandbox".into(),
+        tracking_number: "T1".into(),
+    };
+    let c = complete(&s, "book_shipment", booked);
+    when(&mut s, c).unwrap();
+    let lost = complete(&s, "commit_stock", Outcome::StockLost);
+    assert_eq!(when(&mut s, lost), Err(OrderError::NoSuchEffect));
 }
