@@ -22,9 +22,7 @@ use crate::auth::accounts::Accounts;
 use crate::domain::cart::CartCommand;
 use crate::domain::ids::{OrderId, SkuId, UserId};
 use crate::domain::inventory::{DropBuyer, Recall, Recorded, SkuCommand, SkuError};
-use crate::domain::order::{
-    Action, OrderCommand, OrderState, OrderStatus, Outcome, Placement, RetryPolicy,
-};
+use crate::domain::order::{Action, OrderCommand, OrderState, Outcome, Placement, RetryPolicy};
 use crate::domain::time::{Clock, Timestamp};
 use crate::domain::user::inbox::Notification;
 use crate::domain::user::wallet::{WalletCommand, WalletError};
@@ -40,15 +38,21 @@ use dashmap::DashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The settlement on each SKU that `action`, once recorded done, leaves the order with; `None`
-/// for a step that settles nothing on a SKU.
-fn recorded_on_skus(state: &OrderState, action: &Action) -> Option<Vec<(SkuId, Recorded)>> {
+/// The settlement on each SKU that `action`, once recorded done with `outcome`, leaves the
+/// order with; `None` for a step that settles nothing on a SKU (a commit that found its stock
+/// lost sold nothing).
+fn recorded_on_skus(
+    state: &OrderState,
+    action: &Action,
+    outcome: &Outcome,
+) -> Option<Vec<(SkuId, Recorded)>> {
     let lines = state.placement.as_ref()?.lines.iter();
     let each = |recorded: Recorded| lines.clone().map(move |l| (l.sku_id.clone(), recorded));
-    match action {
-        Action::CommitStock => Some(each(Recorded::Sold).collect()),
-        Action::ReleaseStock => Some(each(Recorded::Released).collect()),
-        Action::Restock { items, .. } => Some(
+    match (action, outcome) {
+        (Action::CommitStock, Outcome::StockLost) => None,
+        (Action::CommitStock, _) => Some(each(Recorded::Sold).collect()),
+        (Action::ReleaseStock, _) => Some(each(Recorded::Released).collect()),
+        (Action::Restock { items, .. }, _) => Some(
             items
                 .iter()
                 .map(|i| {
@@ -155,10 +159,7 @@ impl Saga {
             let mut settled = None;
             let report = match self.run(id, &state, effect, &action).await {
                 Ok(Step::Done(outcome)) => {
-                    // A lost commit sold nothing: its SKUs keep what they recorded.
-                    if outcome != Outcome::StockLost {
-                        settled = recorded_on_skus(&state, &action);
-                    }
+                    settled = recorded_on_skus(&state, &action, &outcome);
                     OrderCommand::Complete { effect, outcome }
                 }
                 Ok(Step::Payment(result)) => OrderCommand::SettlePayment {
@@ -229,8 +230,7 @@ impl Saga {
                         // out stays a dead letter for the operator (the goods may be with the
                         // buyer).
                         Err(AskError::Rejected(SkuError::ReservationReleased(_))) => {
-                            if state.status == Some(OrderStatus::Paid) && state.shipments.is_empty()
-                            {
+                            if state.paid_not_booked() {
                                 return Ok(Step::Done(Outcome::StockLost));
                             }
                             return Err("commit stock: stock_lost: the hold was let go and the \

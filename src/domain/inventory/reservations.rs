@@ -90,18 +90,23 @@ pub(super) fn extend(
             order_id: order_id.clone(),
             expires_at: until.max(at_least),
         }]),
-        None => match state.settled.get(order_id) {
-            Some(Settlement::Sold { .. } | Settlement::Returned { .. }) => Ok(vec![]),
-            Some(Settlement::Released { .. }) => {
-                Err(SkuError::ReservationReleased(order_id.clone()))
-            }
-            None => Err(SkuError::ReservationNotFound(order_id.clone())),
-        },
+        None => toward_sale_unheld(state, order_id),
     }
 }
 
 pub(super) fn extended(state: &mut SkuState, order_id: &OrderId, expires_at: Timestamp) {
     state.move_expiry(order_id, expires_at);
+}
+
+/// A step toward the sale (an extension, the commit) for an order the SKU holds nothing for:
+/// sold already is a replay (no event); released, its units may be someone else's; never
+/// held, nothing to act on.
+fn toward_sale_unheld(state: &SkuState, order_id: &OrderId) -> Result<Vec<SkuEvent>, SkuError> {
+    match state.settled.get(order_id) {
+        Some(Settlement::Sold { .. } | Settlement::Returned { .. }) => Ok(vec![]),
+        Some(Settlement::Released { .. }) => Err(SkuError::ReservationReleased(order_id.clone())),
+        None => Err(SkuError::ReservationNotFound(order_id.clone())),
+    }
 }
 
 /// The order was paid: its reserved units become sold.
@@ -111,13 +116,7 @@ pub(super) fn commit(state: &SkuState, order_id: &OrderId) -> Result<Vec<SkuEven
             order_id: order_id.clone(),
             qty: r.qty,
         }]),
-        None => match state.settled.get(order_id) {
-            Some(Settlement::Sold { .. } | Settlement::Returned { .. }) => Ok(vec![]),
-            Some(Settlement::Released { .. }) => {
-                Err(SkuError::ReservationReleased(order_id.clone()))
-            }
-            None => Err(SkuError::ReservationNotFound(order_id.clone())),
-        },
+        None => toward_sale_unheld(state, order_id),
     }
 }
 

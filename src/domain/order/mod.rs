@@ -289,6 +289,12 @@ pub struct OrderState {
 }
 
 impl OrderState {
+    /// Paid and not yet booked with the carrier: what a commit that finds its stock lost
+    /// cancels and refunds (a booked or shipped order's goods may be with the buyer).
+    pub fn paid_not_booked(&self) -> bool {
+        self.status == Some(OrderStatus::Paid) && self.shipments.is_empty()
+    }
+
     pub fn owner(&self) -> Option<&UserId> {
         self.placement.as_ref().map(|p| &p.user_id)
     }

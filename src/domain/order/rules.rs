@@ -213,9 +213,7 @@ fn complete(
             events
         }
         // Only an order not yet on its way (the saga leaves any other a dead letter).
-        (Action::CommitStock, Outcome::StockLost)
-            if s.status == Some(S::Paid) && s.shipments.is_empty() =>
-        {
+        (Action::CommitStock, Outcome::StockLost) if s.paid_not_booked() => {
             vec![E::Cancelled { at: now }]
         }
         (Action::ConfirmPayment, _) => return Err(OrderError::NoSuchEffect),

@@ -37,12 +37,7 @@ fn given(events: &[SkuEvent]) -> SkuState {
 }
 
 fn when(state: &SkuState, cmd: SkuCommand) -> Result<(Vec<SkuEvent>, SkuState), SkuError> {
-    let events = decide(state, &cmd, NOW)?;
-    let mut after = state.clone();
-    for e in &events {
-        apply(&mut after, e);
-    }
-    Ok((events, after))
+    when_at(state, cmd, NOW)
 }
 
 /// `when`, at `at`.

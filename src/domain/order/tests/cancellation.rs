@@ -6,14 +6,19 @@ use super::*;
 fn preparing() -> OrderState {
     let mut s = paid(false);
     s.effects.clear();
-    when(&mut s, OrderCommand::Ship).unwrap();
+    book(&mut s);
+    s
+}
+
+/// Ships `s` and books its shipment `T1` with the carrier.
+fn book(s: &mut OrderState) {
+    when(s, OrderCommand::Ship).unwrap();
     let booked = Outcome::ShipmentBooked {
         carrier: "sandbox".into(),
         tracking_number: "T1".into(),
     };
-    let c = complete(&s, "book_shipment", booked);
-    when(&mut s, c).unwrap();
-    s
+    let c = complete(s, "book_shipment", booked);
+    when(s, c).unwrap();
 }
 
 #[test]
@@ -192,13 +197,7 @@ fn a_paid_order_whose_hold_was_let_go_before_its_commit_is_cancelled_and_refunde
     // But one already booked with the carrier is not cancelled by it (the goods may be on
     // their way): the step stays the operator's
     let mut s = paid(true);
-    when(&mut s, OrderCommand::Ship).unwrap();
-    let booked = Outcome::ShipmentBooked {
-        carrier: "sandbox".into(),
-        tracking_number: "T1".into(),
-    };
-    let c = complete(&s, "book_shipment", booked);
-    when(&mut s, c).unwrap();
+    book(&mut s);
     let lost = complete(&s, "commit_stock", Outcome::StockLost);
     assert_eq!(when(&mut s, lost), Err(OrderError::NoSuchEffect));
 }
