@@ -248,8 +248,8 @@ pub async fn prepare(node: &Node, data_dir: &Path) -> anyhow::Result<()> {
         .update_profile(
             &shopper,
             None,
-            Some("010-1234-5678".into()),
-            Some("서울특별시 강남구 테헤란로 427, 5층".into()),
+            Some(Some("010-1234-5678".into())),
+            Some(Some("서울특별시 강남구 테헤란로 427, 5층".into())),
         )
         .await
         .map_err(|e| anyhow::anyhow!("demo shopper's profile: {e}"))?;

@@ -312,13 +312,23 @@ impl Accounts {
         self.view(account).await
     }
 
+    /// Changes the profile. Each field is `None` (unchanged), `Some(None)` (removed: phone and
+    /// address only, as a JSON merge patch's `null` does, RFC 7396) or `Some(Some(text))`.
+    ///
+    /// Errors: `InvalidField` for a value that is not one line of its length, or a name
+    /// removed (an account keeps one).
     pub async fn update_profile(
         &self,
         user: &UserId,
-        name: Option<String>,
-        phone: Option<String>,
-        address: Option<String>,
+        name: Option<Option<String>>,
+        phone: Option<Option<String>>,
+        address: Option<Option<String>>,
     ) -> Result<ProfileView, AccountError> {
+        if name == Some(None) {
+            return Err(AccountError::InvalidField(
+                "name cannot be removed, only changed".into(),
+            ));
+        }
         let fields = [
             ("name", name, MAX_NAME_CHARS),
             ("phone", phone, MAX_PHONE_CHARS),
@@ -327,11 +337,13 @@ impl Accounts {
         let mut sealed = Vec::with_capacity(3);
         for (field, value, max) in fields {
             sealed.push(match value {
-                Some(v) => Some(
+                Some(Some(v)) => Some(
                     self.vault
                         .seal(user, check_field(field, &v, 1, max)?)
                         .await?,
                 ),
+                // Nothing sealed reads as absent (`Vault::open`).
+                Some(None) => Some(Sealed(Vec::new())),
                 None => None,
             });
         }

@@ -213,6 +213,23 @@ impl Chat {
         Ok(self.rooms.ask(room, leave).await?.room)
     }
 
+    /// Leaves every room `user` is listed in (an account being deleted); a room already left
+    /// is no error, so a retry after a failure finishes the rest.
+    pub async fn leave_all(&self, user: &UserId) -> Result<(), ChatFailure> {
+        let rooms = self.index.get(user).map(|r| r.clone()).unwrap_or_default();
+        let by = Member {
+            user: user.clone(),
+            admin: false,
+        };
+        for room in rooms {
+            match self.leave(&by, &room).await {
+                Ok(_) | Err(ChatFailure::Room(RoomError::NotMember | RoomError::NotFound)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// Posts (or finds the message a resent `client_msg_id` made) and publishes it.
     pub async fn post(
         &self,

@@ -146,10 +146,26 @@ fn check_options(options: &BTreeMap<String, String>) -> Result<(), CatalogError>
 
 /// Every rule a product must satisfy.
 pub fn validate(p: &Product) -> Result<(), CatalogError> {
-    check_text("name", &p.name, 1, MAX_NAME_CHARS)?;
-    check_text("description", &p.description, 0, MAX_DESCRIPTION_CHARS)?;
-    check_text("category", &p.category, 1, MAX_CATEGORY_CHARS)?;
-    if let Some(t) = &p.thumbnail {
+    validate_change(None, p)
+}
+
+/// The rules of text, checked of what `before` (the stored product, for an update) did not
+/// already hold: a name stored before a rule was tightened (one of combining marks only) does
+/// not refuse every other edit, while a new or changed one is checked in full.
+fn validate_change(before: Option<&Product>, p: &Product) -> Result<(), CatalogError> {
+    let changed = |pick: fn(&Product) -> &str| before.is_none_or(|b| pick(b) != pick(p));
+    if changed(|p| &p.name) {
+        check_text("name", &p.name, 1, MAX_NAME_CHARS)?;
+    }
+    if changed(|p| &p.description) {
+        check_text("description", &p.description, 0, MAX_DESCRIPTION_CHARS)?;
+    }
+    if changed(|p| &p.category) {
+        check_text("category", &p.category, 1, MAX_CATEGORY_CHARS)?;
+    }
+    if let Some(t) = &p.thumbnail
+        && changed(|p| p.thumbnail.as_deref().unwrap_or_default())
+    {
         check_text("thumbnail", t, 1, 500)?;
     }
     if p.skus.is_empty() || p.skus.len() > MAX_SKUS {
@@ -166,7 +182,10 @@ pub fn validate(p: &Product) -> Result<(), CatalogError> {
             )));
         }
         check_price(sku.price)?;
-        check_options(&sku.options)?;
+        let stored = before.and_then(|b| b.skus.iter().find(|s| s.sku_id == sku.sku_id));
+        if stored.is_none_or(|s| s.options != sku.options) {
+            check_options(&sku.options)?;
+        }
     }
     Ok(())
 }
@@ -209,7 +228,7 @@ pub fn decide(
                     )));
                 }
             }
-            validate(&next)?;
+            validate_change(Some(current), &next)?;
             Ok(vec![ProductEvent::Updated {
                 patch: patch.clone(),
                 at: now,
@@ -351,6 +370,32 @@ mod tests {
         assert_eq!(p.description, "cotton");
         assert_eq!(p.price_from(), 9_900);
         assert_eq!((p.created_at, p.updated_at), (NOW, later));
+    }
+
+    #[test]
+    fn a_name_stored_before_a_rule_tightened_does_not_refuse_other_edits() {
+        // Given a product stored with a name of a combining mark only (refused since)
+        let mut s = given(&[ProductCommand::Create(tee())]);
+        s.product.as_mut().unwrap().name = "\u{301}".into();
+        let price = |price| ProductPatch {
+            skus: vec![SkuPatch {
+                sku_id: SkuId::parse("tee-l").unwrap(),
+                price: Some(price),
+                options: None,
+            }],
+            ..ProductPatch::default()
+        };
+        // When its price is changed, then that is accepted
+        assert!(decide(&s, &ProductCommand::Update(price(9_900)), NOW).is_ok());
+        // But a new name is checked in full, and a negative price still refused
+        let rename = ProductPatch {
+            name: Some("\u{300}".into()),
+            ..ProductPatch::default()
+        };
+        for bad in [rename, price(-1)] {
+            let r = decide(&s, &ProductCommand::Update(bad), NOW);
+            assert!(matches!(r, Err(CatalogError::Invalid(_))), "{r:?}");
+        }
     }
 
     #[test]

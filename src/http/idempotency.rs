@@ -76,6 +76,11 @@ impl Remembered {
         }
     }
 
+    /// The request's digest (hex SHA-256), as kept with its answer.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
     /// The remembered answer, or `call`'s (remembered unless it acted on nothing or asks to
     /// retry later).
     ///

@@ -262,6 +262,8 @@ pub async fn request_return(
     let request = serde_json::json!([req.kind, req.reason, lines]).to_string();
     let key = idempotency::key(&headers)?;
     let call = Remembered::new(&state, &by, &id, "returns", key.clone(), &request);
+    // Kept with the return too: the key with another request after a lost answer is refused.
+    let key = key.map(|k| (k, call.fingerprint().to_owned()));
     call.run(async move {
         let order = state
             .orders

@@ -57,13 +57,28 @@ impl From<ProfileView> for ProfileBody {
 #[serde(deny_unknown_fields)]
 #[schema(examples(json!({"name": "김민지", "phone": "010-1234-5678", "address": "서울특별시 강남구 테헤란로 427, 5층"})))]
 pub struct ProfilePatch {
-    #[schema(min_length = 1, max_length = 100, format = "line")]
-    pub name: Option<String>,
-    #[schema(min_length = 1, max_length = 30, format = "line")]
-    pub phone: Option<String>,
-    /// One free-text line, at most 200 characters.
-    #[schema(min_length = 1, max_length = 200, format = "line")]
-    pub address: Option<String>,
+    /// Changed when present; it cannot be removed.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String, required = false, nullable = false, min_length = 1, max_length = 100, format = "line")]
+    pub name: Option<Option<String>>,
+    /// Changed when present, removed by `null`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 30, format = "line")]
+    pub phone: Option<Option<String>>,
+    /// One free-text line, at most 200 characters; removed by `null`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 200, format = "line")]
+    pub address: Option<Option<String>>,
+}
+
+/// A field sent, `null` or not (`Some`), told apart from one left out (`None`, by `default`):
+/// a merge patch's `null` removes (RFC 7396).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -96,7 +111,7 @@ pub async fn get_me(
     ))
 }
 
-/// Changes name, phone or address.
+/// Changes name, phone or address; `null` removes a phone or an address (the name stays).
 #[utoipa::path(patch, path = "/api/v1/users/me", tag = "accounts", security(("bearer" = [])),
     request_body = ProfilePatch,
     responses((status = 200, body = ProfileBody), (status = 422, body = Problem)))]
@@ -112,13 +127,15 @@ pub async fn update_me(
     Ok(axum::Json(profile.into()))
 }
 
-/// Erases the account's personal data and revokes its tokens.
+/// Leaves the account's chat rooms, erases its personal data and revokes its tokens.
 #[utoipa::path(delete, path = "/api/v1/users/me", tag = "accounts", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = Problem)))]
 pub async fn delete_me(
     user: AuthUser,
     State(state): State<AppState>,
 ) -> Result<StatusCode, ApiError> {
+    // First, while the token still works: a failure here is finished by the client's retry.
+    state.chat.leave_all(&user.user_id).await?;
     state.accounts.delete(&user.user_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -150,14 +150,16 @@ impl Orders {
         kind: ReturnKind,
         reason: String,
         items: Vec<ReturnItem>,
-        key: Option<String>,
+        key: Option<(String, String)>,
     ) -> Result<OrderState, OrderFailure> {
+        let (key, fingerprint) = key.unzip();
         let request = OrderCommand::RequestReturn {
             by,
             kind,
             reason,
             items,
             key,
+            fingerprint,
         };
         self.command(id, request).await
     }

@@ -132,6 +132,27 @@ async fn sign_up_verify_login_profile_refresh_logout() {
         .await
         .unwrap();
     assert_problem(r, 422, "invalid_field").await;
+    // A `null` removes the phone (a merge patch's null), leaves the address; a name cannot go.
+    let patch = |body: Value| {
+        app.client
+            .patch(app.url("/api/v1/users/me"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let r = patch(json!({"phone": null})).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let cleared: Value = r.json().await.unwrap();
+    assert_eq!(cleared["phone"], Value::Null, "{cleared}");
+    assert_eq!(cleared["address"], "서울특별시 강남구 테헤란로 1");
+    let profile: Value = me(&app, &token).await.json().await.unwrap();
+    assert_eq!(profile["phone"], Value::Null, "{profile}");
+    let r = patch(json!({"name": null})).await.unwrap();
+    assert_problem(r, 422, "invalid_field").await;
+    assert_eq!(
+        me(&app, &token).await.json::<Value>().await.unwrap()["name"],
+        "Kim"
+    );
 
     // Refresh rotates the cookie; the new access token works.
     let r = refresh(&app, &cookie).await;

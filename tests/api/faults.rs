@@ -403,7 +403,7 @@ async fn an_erased_shopper_s_orders_and_chat_show_no_personal_data_even_after_a_
     // Given a shopper with a profile and a paid order shipping to a full address
     let app = spawn_app_with(FAST).await;
     product_with_sku(&app, "Mug", "mug", 10000, 5).await;
-    let (_, token, _) = app.customer("erase-me@example.com").await;
+    let (user_id, token, _) = app.customer("erase-me@example.com").await;
     let profile = json!({"name": "Hong Gildong", "phone": "010-9876-5432", "address": "Seoul"});
     ok(send(&app, "PATCH", "/api/v1/users/me", &token, Some(profile)).await).await;
     let to = json!({"name": "Hong Gildong", "phone": "010-9876-5432",
@@ -440,6 +440,13 @@ async fn an_erased_shopper_s_orders_and_chat_show_no_personal_data_even_after_a_
     assert_eq!(after["status"], "paid");
     assert_eq!(after["total"], 10000);
     assert!(after["shipping_address"].is_null(), "{after}");
+    // And they are no longer listed in the room, whose history stays
+    let room_path = format!("/api/v1/chat/rooms/{}", room["room_id"].as_str().unwrap());
+    let listed = ok(send(&app, "GET", &room_path, OPERATOR_TOKEN, None).await).await;
+    assert!(
+        !listed["members"].to_string().contains(&user_id),
+        "{listed}"
+    );
     // And after a restart too: the key is gone, not only hidden
     let app = spawn_app_in(app.stop().await, FAST).await;
     let after = ok(send(&app, "GET", &path, OPERATOR_TOKEN, None).await).await;

@@ -81,16 +81,15 @@ export function verify(main, { email = "", mailbox = "" }) {
   });
 }
 
-/** The account page. A phone or address once given can be changed but not removed (the API's
- * PATCH has no removal), so those fields are required once filled. */
+/** The account page. A phone or address left empty is removed (`null` in the PATCH). */
 export async function account(main, current, onLogout) {
   const [me, wallet, wishlist] = await Promise.all([api("/users/me"), all("/users/me/coupons"), all("/users/me/wishlist")]);
   if (!current()) return;
   main.innerHTML = `<h1>${t("account")}</h1>
     <section><h2>${t("profile")}</h2><p class="muted">${esc(me.email)}</p>
     ${form("profile-form", `${field("name", "name", me.name, 'autocomplete="name" required maxlength="50"')}
-      ${field("phone", "phone", me.phone, `type="tel" autocomplete="tel" maxlength="20" ${me.phone ? "required" : ""}`)}
-      ${field("address", "address", me.address, `autocomplete="street-address" maxlength="200" ${me.address ? "required" : ""}`)}`, "save")}</section>
+      ${field("phone", "phone", me.phone, 'type="tel" autocomplete="tel" maxlength="20"')}
+      ${field("address", "address", me.address, 'autocomplete="street-address" maxlength="200"')}`, "save")}</section>
     <section><h2>${t("your_coupons")}</h2>${wallet.items.length ? `<ul class="lines">${wallet.items.map((w) => `<li class="line">
       <span class="name">${esc(w.name ?? w.campaign_id)}</span><span class="tag">${esc(t(`cw_${w.status}`))}</span>
       ${w.ends_at ? `<span class="muted">${when(w.ends_at)}</span>` : ""}</li>`).join("")}</ul>` : `<p class="muted">${t("none")}</p>`}
@@ -105,7 +104,7 @@ export async function account(main, current, onLogout) {
     e.preventDefault();
     const { name, phone, address } = values(e.target);
     try {
-      await api("/users/me", { method: "PATCH", body: { name, ...(phone && { phone }), ...(address && { address }) } });
+      await api("/users/me", { method: "PATCH", body: { name, phone: phone || null, address: address || null } });
       $("#profile-form-error").textContent = "";
       say(t("saved"));
     } catch (err) { $("#profile-form-error").textContent = problem(err); }

@@ -7,6 +7,7 @@
 //!
 //! Types are here; the rules are in [`rules`].
 
+mod cancel;
 mod payment;
 pub mod returns;
 pub mod rules;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub use crate::domain::placement::{OrderCoupon, OrderLine, Placement};
+pub use cancel::CancelCause;
 
 /// Lines one order holds at most.
 pub const MAX_LINES: usize = 100;
@@ -169,6 +171,10 @@ pub struct ReturnRequest {
     /// The Idempotency-Key of the request that made it, if it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// The digest of that request (hex SHA-256, as `Remembered` keeps it), so the key sent
+    /// with another request is told apart from a retry; absent on returns stored before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -286,6 +292,9 @@ pub struct OrderState {
     pub next_effect: u32,
     /// Replies kept per idempotency key of the routes after placement (confirm, cancel).
     pub replies: BTreeMap<String, StoredReply>,
+    /// Why a cancelled order was cancelled (its refund, which may come later, says so).
+    #[serde(default)]
+    pub cancelled_by: Option<CancelCause>,
 }
 
 impl OrderState {
@@ -436,6 +445,9 @@ pub enum OrderCommand {
         /// its answer was lost (a `503` the client retries).
         #[serde(default)]
         key: Option<String>,
+        /// The request's digest: the key with another request is `KeyReused`.
+        #[serde(default)]
+        fingerprint: Option<String>,
     },
     RememberReply {
         key: String,
@@ -485,6 +497,9 @@ pub enum OrderEvent {
     },
     Cancelled {
         at: Timestamp,
+        /// Absent on events written before causes were kept: the customer.
+        #[serde(default)]
+        cause: CancelCause,
     },
     ShipmentRequested {
         exchange: bool,

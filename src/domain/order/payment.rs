@@ -114,7 +114,8 @@ pub(super) fn cancelled_at_gateway(
     };
     match s.status {
         Some(S::Paid | S::Preparing) if !delivered => {
-            vec![refunded, OrderEvent::Cancelled { at: now }]
+            let cause = CancelCause::Gateway;
+            vec![refunded, OrderEvent::Cancelled { at: now, cause }]
         }
         Some(S::Paid | S::Preparing | S::Shipped | S::Delivered | S::ReturnRequested) => {
             vec![refunded]

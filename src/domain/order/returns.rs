@@ -72,6 +72,7 @@ pub(super) struct Asked<'a> {
     pub reason: &'a str,
     pub items: &'a [ReturnItem],
     pub key: Option<&'a str>,
+    pub fingerprint: Option<&'a str>,
 }
 
 pub(super) fn request_return(
@@ -85,12 +86,21 @@ pub(super) fn request_return(
         reason,
         items,
         key,
+        fingerprint,
     } = asked;
     let refuse = |why: &'static str| Err(OrderError::NotReturnable(why.into()));
     s.owned_by(by)?;
-    // The same key again is the same return, whatever became of its first answer.
-    if key.is_some() && s.returns.iter().any(|r| r.key.as_deref() == key) {
-        return Ok(vec![]);
+    // The same key again is the same return, whatever became of its first answer; with
+    // another request it is refused, as a remembered answer's key is.
+    if let Some(made) = s
+        .returns
+        .iter()
+        .find(|r| key.is_some() && r.key.as_deref() == key)
+    {
+        return match (made.fingerprint.as_deref(), fingerprint) {
+            (Some(made), Some(asked)) if made != asked => Err(OrderError::KeyReused),
+            _ => Ok(vec![]),
+        };
     }
     if items.iter().any(|item| item.quantity == 0) {
         return Err(OrderError::InvalidQuantity);
@@ -163,6 +173,7 @@ pub(super) fn request_return(
         refund_amount,
         at: now,
         key: key.map(str::to_owned),
+        fingerprint: key.and(fingerprint).map(str::to_owned),
     })])
 }
 

@@ -89,7 +89,12 @@ pub fn decide(
                     Err(OrderError::PaymentInProgress)
                 }
                 Some(S::AwaitingPayment | S::Paid | S::Preparing) => {
-                    Ok(vec![E::Cancelled { at: now }])
+                    let cause = if s.owner() == Some(&by.user_id) {
+                        CancelCause::Customer
+                    } else {
+                        CancelCause::Store
+                    };
+                    Ok(vec![E::Cancelled { at: now, cause }])
                 }
                 _ => Err(OrderError::NotCancellable),
             }
@@ -112,12 +117,14 @@ pub fn decide(
             reason,
             items,
             key,
+            fingerprint,
         } => {
             let asked = returns::Asked {
                 kind: *kind,
                 reason,
                 items,
                 key: key.as_deref(),
+                fingerprint: fingerprint.as_deref(),
             };
             returns::request_return(s, by, asked, now)
         }
@@ -214,7 +221,10 @@ fn complete(
         }
         // Only an order not yet on its way (the saga leaves any other a dead letter).
         (Action::CommitStock, Outcome::StockLost) if s.paid_not_booked() => {
-            vec![E::Cancelled { at: now }]
+            vec![E::Cancelled {
+                at: now,
+                cause: CancelCause::StockLost,
+            }]
         }
         (Action::ConfirmPayment, _) => return Err(OrderError::NoSuchEffect),
         (_, Outcome::Done) => vec![],
@@ -278,7 +288,11 @@ pub(super) fn notify(s: &mut OrderState, kind: NotificationKind, text: String, a
 /// unit, the coupon.
 fn compensate_paid(s: &mut OrderState, at: Timestamp) {
     let amount = s.payment.as_ref().map_or(0, |p| p.amount - p.refunded);
-    let reason = "cancelled by the customer".to_owned();
+    let reason = s
+        .cancelled_by
+        .unwrap_or_default()
+        .refund_reason()
+        .to_owned();
     queue(s, Action::RefundPayment { amount, reason }, at);
     let items = all_items(s);
     let before = returns::returned_units(s);
@@ -392,9 +406,10 @@ pub fn apply(s: &mut OrderState, event: &OrderEvent) {
             let text = "Your unpaid order expired.".to_owned();
             notify(s, NotificationKind::OrderExpired, text, *at);
         }
-        E::Cancelled { at } => {
+        E::Cancelled { at, cause } => {
             let paid = s.status != Some(S::AwaitingPayment);
             set_status(s, S::Cancelled, *at);
+            s.cancelled_by = Some(*cause);
             let booked = s
                 .shipments
                 .iter()
@@ -416,7 +431,7 @@ pub fn apply(s: &mut OrderState, event: &OrderEvent) {
                 }
                 None => queue(s, Action::ReleaseStock, *at),
             }
-            let text = "Your order was cancelled.".to_owned();
+            let text = cause.notice().to_owned();
             notify(s, NotificationKind::OrderCancelled, text, *at);
         }
         E::ShipmentCalledOff { at, .. } => {

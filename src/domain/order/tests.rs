@@ -384,6 +384,7 @@ fn a_return_restocks_and_refunds_the_items_share() {
     s.effects.clear();
     let ret = OrderCommand::RequestReturn {
         key: None,
+        fingerprint: None,
         by: user(),
         kind: ReturnKind::Return,
         reason: "too small".into(),
@@ -413,6 +414,7 @@ fn an_exchange_books_a_new_shipment() {
     s.effects.clear();
     let ex = OrderCommand::RequestReturn {
         key: None,
+        fingerprint: None,
         by: user(),
         kind: ReturnKind::Exchange,
         reason: "wrong colour".into(),
@@ -428,6 +430,7 @@ fn a_return_before_delivery_or_of_unknown_items_is_refused() {
     let mut s = paid(false);
     let ret = |items| OrderCommand::RequestReturn {
         key: None,
+        fingerprint: None,
         by: user(),
         kind: ReturnKind::Return,
         reason: "x".into(),

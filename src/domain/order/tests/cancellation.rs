@@ -69,6 +69,7 @@ fn a_cancellation_the_carrier_refuses_having_picked_the_parcel_up_is_withdrawn()
     assert_eq!(s.status, Some(OrderStatus::Delivered));
     let back = OrderCommand::RequestReturn {
         key: None,
+        fingerprint: None,
         by: user(),
         kind: ReturnKind::Return,
         reason: "changed my mind".into(),
@@ -85,6 +86,7 @@ fn an_order_once_delivered_is_not_cancelled_even_while_an_exchange_ships() {
     s.effects.clear();
     let ex = OrderCommand::RequestReturn {
         key: None,
+        fingerprint: None,
         by: user(),
         kind: ReturnKind::Exchange,
         reason: "wrong colour".into(),
@@ -188,16 +190,54 @@ fn a_paid_order_whose_hold_was_let_go_before_its_commit_is_cancelled_and_refunde
     // Then it is cancelled: the whole payment refunded, the coupon back, nothing committed
     assert_eq!(s.status, Some(OrderStatus::Cancelled));
     assert!(!actions(&s).contains(&"commit_stock"));
-    let refund = s.effects.values().find_map(|e| match &e.action {
-        Action::RefundPayment { amount, .. } => Some(*amount),
-        _ => None,
-    });
-    assert_eq!(refund, Some(total));
+    assert_eq!(
+        refund_of(&s),
+        Some((total, CancelCause::StockLost.refund_reason()))
+    );
     assert!(actions(&s).contains(&"restore_coupon"), "{:?}", actions(&s));
+    // And the buyer is told why, not that they cancelled it
+    assert!(notices(&s).contains(&CancelCause::StockLost.notice()));
     // But one already booked with the carrier is not cancelled by it (the goods may be on
     // their way): the step stays the operator's
     let mut s = paid(true);
     book(&mut s);
     let lost = complete(&s, "commit_stock", Outcome::StockLost);
     assert_eq!(when(&mut s, lost), Err(OrderError::NoSuchEffect));
+}
+
+#[test]
+fn a_cancellation_says_who_cancelled_in_its_refund_and_notice() {
+    // Given two paid orders
+    let admin = Requester {
+        user_id: UserId::parse("ops").unwrap(),
+        admin: true,
+    };
+    for (who, cause) in [(user(), CancelCause::Customer), (admin, CancelCause::Store)] {
+        let mut s = paid(true);
+        let total = s.placement.as_ref().unwrap().total;
+        // When the buyer, or an admin, cancels it
+        when(&mut s, OrderCommand::Cancel { by: who }).unwrap();
+        // Then the refund and the buyer's notice name who did
+        assert_eq!(refund_of(&s), Some((total, cause.refund_reason())));
+        assert!(notices(&s).contains(&cause.notice()), "{:?}", notices(&s));
+    }
+}
+
+/// The pending refund's amount and reason.
+fn refund_of(s: &OrderState) -> Option<(i64, &str)> {
+    s.effects.values().find_map(|e| match &e.action {
+        Action::RefundPayment { amount, reason } => Some((*amount, reason.as_str())),
+        _ => None,
+    })
+}
+
+/// The texts of the pending notices.
+fn notices(s: &OrderState) -> Vec<&str> {
+    s.effects
+        .values()
+        .filter_map(|e| match &e.action {
+            Action::Notify { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect()
 }

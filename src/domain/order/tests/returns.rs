@@ -4,6 +4,7 @@ use super::*;
 fn return_of(kind: ReturnKind, items: &[(&str, u32)]) -> OrderCommand {
     OrderCommand::RequestReturn {
         key: None,
+        fingerprint: None,
         by: user(),
         kind,
         reason: "x".into(),
@@ -167,7 +168,33 @@ fn a_return_asked_again_with_its_key_is_the_same_return() {
     // Given a delivered order, and a return of one unit made with key k1 (its answer lost)
     let mut s = delivered();
     s.effects.clear();
-    let keyed = |key: &str| match return_of(ReturnKind::Return, &[("a", 1)]) {
+    when(&mut s, keyed("k1", "f1")).unwrap();
+    // When it comes again with the same key and request, then nothing new is returned or
+    // refunded
+    assert_eq!(decide(&s, &keyed("k1", "f1"), T0), Ok(vec![]));
+    // But another key is another return
+    when(&mut s, keyed("k2", "f1")).unwrap();
+    assert_eq!(s.returns.len(), 2);
+}
+
+#[test]
+fn a_return_key_sent_with_another_request_is_refused() {
+    // Given a return made with key k1 for request f1 (its answer lost)
+    let mut s = delivered();
+    when(&mut s, keyed("k1", "f1")).unwrap();
+    // When k1 comes with another request, then it is refused as a reused key
+    assert_eq!(
+        decide(&s, &keyed("k1", "f2"), T0),
+        Err(OrderError::KeyReused)
+    );
+    // And a return stored before digests were kept (none) takes the key as a replay
+    s.returns[0].fingerprint = None;
+    assert_eq!(decide(&s, &keyed("k1", "f2"), T0), Ok(vec![]));
+}
+
+/// A return of one `a`, made with `key` by a request whose digest is `fingerprint`.
+fn keyed(key: &str, fingerprint: &str) -> OrderCommand {
+    match return_of(ReturnKind::Return, &[("a", 1)]) {
         OrderCommand::RequestReturn {
             by,
             kind,
@@ -180,13 +207,8 @@ fn a_return_asked_again_with_its_key_is_the_same_return() {
             reason,
             items,
             key: Some(key.into()),
+            fingerprint: Some(fingerprint.into()),
         },
         _ => unreachable!(),
-    };
-    when(&mut s, keyed("k1")).unwrap();
-    // When it comes again with the same key, then nothing new is returned or refunded
-    assert_eq!(decide(&s, &keyed("k1"), T0), Ok(vec![]));
-    // But another key is another return
-    when(&mut s, keyed("k2")).unwrap();
-    assert_eq!(s.returns.len(), 2);
+    }
 }
