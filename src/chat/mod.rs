@@ -270,6 +270,9 @@ impl Chat {
                 kind: "chat_mention".into(),
                 text: format!("You were mentioned in the chat \"{}\".", view.name),
                 at: message.at,
+                room_id: Some(room.to_string()),
+                name: Some(view.name.clone()),
+                ..Notification::default()
             };
             let told = crate::events::feeds::notify_user(&self.users, &self.bus, &user, note);
             if let Err(e) = told.await {

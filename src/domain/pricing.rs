@@ -181,6 +181,41 @@ pub fn line_discounts(lines: &[Line<'_>], scope: &Scope, discount: i64) -> Vec<i
     shares
 }
 
+/// `amount` minor units of `currency` as people read it in text: the major units grouped by
+/// thousands, the minor digits ISO 4217 gives the currency, and its code: `12,900 KRW`,
+/// `1,234.50 USD`.
+pub fn money_text(amount: i64, currency: &str) -> String {
+    // ISO 4217's currencies with no minor unit, and those with three digits.
+    const NONE: [&str; 17] = [
+        "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND",
+        "VUV", "XAF", "XOF", "XPF",
+    ];
+    const THREE: [&str; 7] = ["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"];
+    let digits = match currency {
+        c if NONE.contains(&c) => 0,
+        c if THREE.contains(&c) => 3,
+        _ => 2,
+    };
+    let scale = 10_u64.pow(digits);
+    let (major, minor) = (amount.unsigned_abs() / scale, amount.unsigned_abs() % scale);
+    let plain = major.to_string();
+    let mut grouped = String::new();
+    for (i, c) in plain.chars().enumerate() {
+        if i > 0 && (plain.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    let sign = if amount < 0 { "-" } else { "" };
+    match digits {
+        0 => format!("{sign}{grouped} {currency}"),
+        d => format!(
+            "{sign}{grouped}.{minor:0width$} {currency}",
+            width = d as usize
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,5 +403,15 @@ mod tests {
             (t.discount, t.total, why),
             (0, 9_000, Some(NotApplicable::Expired))
         );
+    }
+
+    #[test]
+    fn amounts_read_in_their_currency_s_minor_digits() {
+        assert_eq!(money_text(12_900, "KRW"), "12,900 KRW");
+        assert_eq!(money_text(1_234_567, "KRW"), "1,234,567 KRW");
+        assert_eq!(money_text(123_450, "USD"), "1,234.50 USD");
+        assert_eq!(money_text(5, "USD"), "0.05 USD");
+        assert_eq!(money_text(1_500, "KWD"), "1.500 KWD");
+        assert_eq!(money_text(-900, "JPY"), "-900 JPY");
     }
 }

@@ -103,6 +103,9 @@ impl Announcer {
             kind: "drop_starting".into(),
             text: format!("A drop of {name} has started."),
             at: self.clock.now(),
+            drop_id: Some(drop_id.to_string()),
+            name: Some(name.clone()),
+            ..Notification::default()
         };
         tracing::info!(%drop_id, watchers = watchers.len(), "announcing a drop");
         futures_util::stream::iter(watchers)

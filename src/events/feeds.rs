@@ -74,10 +74,12 @@ pub async fn notify_user(
     Ok(())
 }
 
-/// `{"type": "notification", "id", "kind", "text", "at"}`.
+/// `{"type": "notification", "id", "kind", "text", "at"}`, and what it is about
+/// (`order_id`, `room_id`, `drop_id`, `amount`, `currency`, `name`) where it applies: the
+/// notification's own fields, with `at` in RFC 3339.
 pub fn notification(n: &Notification) -> Message {
-    json!({"type": "notification", "id": n.id, "kind": n.kind, "text": n.text,
-        "at": n.at.to_rfc3339()})
-    .to_string()
-    .into()
+    let mut pushed = serde_json::to_value(n).unwrap_or_else(|_| json!({}));
+    pushed["type"] = json!("notification");
+    pushed["at"] = json!(n.at.to_rfc3339());
+    pushed.to_string().into()
 }

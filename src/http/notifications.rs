@@ -1,6 +1,7 @@
 //! The caller's notification inbox (`/users/me/notifications`), newest first.
 
 use crate::domain::user::UserCommand;
+use crate::domain::user::inbox::Notification;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiQuery, AuthUser};
 use crate::http::orders::PageQuery;
@@ -14,12 +15,48 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_notifications))
 }
 
+/// One notification: `text` is English; the fields after it say what it is about (each
+/// present when it applies), for a client that words it in its own language.
 #[derive(Serialize, ToSchema)]
+#[schema(examples(json!({"id": "o3f9a0c1d2e4b5a67-9", "kind": "order_refunded", "text": "A refund of 12,900 KRW was issued. (order o3f9a0c1d2e4b5a67)", "at": "2026-11-30T09:12:44.120Z", "order_id": "o3f9a0c1d2e4b5a67", "amount": 12900, "currency": "KRW"})))]
 pub struct NotificationBody {
-    pub id: String,
+    /// `order_paid`, `order_shipped`, `order_delivered`, `order_cancelled`, `order_refunded`,
+    /// `order_expired`, `drop_starting`, `chat_mention`.
     pub kind: String,
+    pub id: String,
     pub text: String,
     pub at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drop_id: Option<String>,
+    /// A refund's amount, in minor units of `currency`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// The room's name (`chat_mention`), the product's (`drop_starting`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl From<&Notification> for NotificationBody {
+    fn from(n: &Notification) -> Self {
+        Self {
+            id: n.id.clone(),
+            kind: n.kind.clone(),
+            text: n.text.clone(),
+            at: n.at.to_rfc3339(),
+            order_id: n.order_id.clone(),
+            room_id: n.room_id.clone(),
+            drop_id: n.drop_id.clone(),
+            amount: n.amount,
+            currency: n.currency.clone(),
+            name: n.name.clone(),
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -69,12 +106,7 @@ pub async fn list_notifications(
     let items = after
         .into_iter()
         .take(limit)
-        .map(|n| NotificationBody {
-            id: n.id.clone(),
-            kind: n.kind.clone(),
-            text: n.text.clone(),
-            at: n.at.to_rfc3339(),
-        })
+        .map(NotificationBody::from)
         .collect();
     Ok(axum::Json(NotificationPage { items, next_cursor }))
 }

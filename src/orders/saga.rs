@@ -330,12 +330,16 @@ impl Saga {
                     Err(e) => Err(format!("cancel the shipment: {e}")),
                 }
             }
-            Action::Notify { kind, text } => {
+            Action::Notify { kind, text, amount } => {
                 let note = Notification {
                     id: format!("{id}-{effect}"),
                     kind: kind.as_str().to_owned(),
                     text: format!("{text} (order {id})"),
                     at: self.now(),
+                    order_id: Some(id.to_string()),
+                    amount: *amount,
+                    currency: amount.map(|_| placement.currency.clone()),
+                    ..Notification::default()
                 };
                 let subject = note.text.clone();
                 let pushed = crate::events::feeds::notification(&note);

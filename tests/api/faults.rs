@@ -109,6 +109,25 @@ async fn a_return_retried_with_its_idempotency_key_returns_and_refunds_once() {
     assert_eq!(d["payment"]["refunded"], 10000);
     assert_eq!(gateway_balance(&app, &pk).await, 20000);
     until_stock(&app, "mug", (3, 0, 2)).await;
+    // And the buyer is told once, with the amount in words and as figures for the client
+    let notes = "/api/v1/users/me/notifications";
+    let notes = ok(send(&app, "GET", notes, &token, None).await).await;
+    let refunds: Vec<&Value> = notes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "order_refunded")
+        .collect();
+    assert_eq!(refunds.len(), 1, "{notes}");
+    let refund = refunds[0];
+    assert_eq!(
+        (&refund["order_id"], &refund["amount"], &refund["currency"]),
+        (&json!(id), &json!(10000), &json!("KRW"))
+    );
+    assert!(
+        refund["text"].as_str().unwrap().contains("10,000 KRW"),
+        "{refund}"
+    );
 }
 
 /// Refunds `amount` of a payment at the sandbox gateway's console, outside the engine.

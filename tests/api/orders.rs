@@ -246,6 +246,14 @@ async fn a_paid_order_ships_and_is_delivered_with_notifications() {
         .map(|n| n["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["order_delivered", "order_shipped", "order_paid"]);
+    assert!(
+        notes["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["order_id"] == json!(id)),
+        "each names its order: {notes}"
+    );
     // Each notification is mailed too, through the same outbox step.
     let mails: Value = app
         .client

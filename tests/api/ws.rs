@@ -173,6 +173,8 @@ async fn drop_product_order_and_user_topics_deliver_what_happens() {
     let note = until(&mut own, |v| v["type"] == "notification").await;
     assert!(note["text"].as_str().unwrap().contains(order_id), "{note}");
     assert!(note["id"].is_string() && note["kind"].is_string());
+    assert_eq!(note["order_id"], order_id, "{note}");
+    assert!(note["at"].as_str().unwrap().ends_with('Z'), "{note}");
 }
 
 #[tokio::test]

@@ -218,13 +218,14 @@ async fn a_shopper_signs_up_pays_and_watches_the_order_ship() {
     .await;
     quiet(&page, "return").await;
 
-    // The bell heard the notifications; the pages behind it render.
+    // The bell heard the notifications; the pages behind it render. A notification is worded
+    // by the page (not the server's "(order o…)" text) and leads to its order.
+    let notified = format!(
+        "[...document.querySelectorAll('.lines a[href=\"#/order/{order_id}\"]')]\
+         .some(a => a.textContent === 'Your order is paid.')"
+    );
     for (hash, name, check) in [
-        (
-            "#/notifications",
-            "notifications",
-            "document.querySelector('.lines li')",
-        ),
+        ("#/notifications", "notifications", notified.as_str()),
         (
             "#/orders",
             "orders",

@@ -1,7 +1,7 @@
 // Accounts: log in, sign up and the emailed code (in dev mode a link to the dev mailbox), and
 // the account page (profile, coupons, wishlist, notifications, delete account).
 
-import { $, all, api, busy, enc, esc, fields as values, keep, money, problem, say, t, when } from "/common/core.js";
+import { $, all, api, busy, enc, esc, fields as values, keep, known, money, problem, say, t, when } from "/common/core.js";
 
 const field = (name, label, value = "", extra = "") =>
   `<label>${t(label)} <input name="${name}" value="${esc(value ?? "")}" ${extra}></label>`;
@@ -125,11 +125,21 @@ export async function account(main, current, onLogout) {
   });
 }
 
+/** A notification in the page's language: its kind's words, with its amount or name; the
+ * server's English text for a kind this page does not know. */
+export const notice = (n) => known(`n_${n.kind}`)
+  ? t(`n_${n.kind}`, { amount: n.amount == null ? "" : money(n.amount, n.currency), name: n.name ?? "" })
+  : n.text;
+/** Where a notification leads: its order (a support room's too: `s` and the order id), its drop. */
+const about = (n) => n.order_id ? `#/order/${enc(n.order_id)}` : n.drop_id ? `#/drop/${enc(n.drop_id)}`
+  : n.room_id?.startsWith("s") ? `#/order/${enc(n.room_id.slice(1))}` : null;
+
 export async function notifications(main, { cursor }, current) {
   const page = await api(`/users/me/notifications?${new URLSearchParams({ limit: "20", ...(cursor && { cursor }) })}`);
   if (!current()) return;
   main.innerHTML = `<h1>${t("notifications")}</h1>
-    ${page.items.length ? `<ul class="lines">${page.items.map((n) => `<li class="line"><span class="name">${esc(n.text)}</span>
+    ${page.items.length ? `<ul class="lines">${page.items.map((n) => `<li class="line">${about(n)
+      ? `<a class="name" href="${about(n)}">${esc(notice(n))}</a>` : `<span class="name">${esc(notice(n))}</span>`}
       <span class="muted">${when(n.at)}</span></li>`).join("")}</ul>` : `<p class="muted">${t("no_notifications")}</p>`}
     ${page.next_cursor ? `<p class="pager"><a class="button" href="#/notifications?cursor=${enc(page.next_cursor)}">${t("more")}</a></p>` : ""}`;
   if (!cursor && page.items[0]) localStorage.setItem("seen", page.items[0].at);

@@ -8,7 +8,7 @@ import { $, addWords, api, esc, keep, live, paintSignedIn, paintWords, refresh, 
 import { TEXT } from "./text.js";
 import { drop, home, listing, product } from "./shop.js";
 import { cart, checkout, order, orders, paid } from "./orders.js";
-import { account, login, notifications, signup, verify } from "./account.js";
+import { account, login, notice, notifications, signup, verify } from "./account.js";
 
 addWords(TEXT);
 
@@ -39,7 +39,7 @@ function paintShell() {
 async function signedIn() {
   paintAuth();
   if (!session.token) return;
-  live.keep("user", (m) => { unseen++; paintAuth(); say(m.text); });
+  live.keep("user", (m) => { unseen++; paintAuth(); say(notice(m)); });
   const [c, inbox] = await Promise.all([api("/cart").catch(() => null), api("/users/me/notifications?limit=20").catch(() => null)]);
   paintCart(c);
   const seen = localStorage.getItem("seen") ?? "";

@@ -238,6 +238,9 @@ pub enum Action {
     Notify {
         kind: NotificationKind,
         text: String,
+        /// A refund's amount (minor units), for clients that word the notice themselves.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        amount: Option<i64>,
     },
 }
 

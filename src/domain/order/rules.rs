@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::domain::order::payment;
+use crate::domain::pricing::money_text;
 use crate::domain::time::Timestamp;
 
 type S = OrderStatus;
@@ -281,7 +282,8 @@ fn drop_pending(s: &mut OrderState, names: &[&str]) {
 }
 
 pub(super) fn notify(s: &mut OrderState, kind: NotificationKind, text: String, at: Timestamp) {
-    queue(s, Action::Notify { kind, text }, at);
+    let amount = None;
+    queue(s, Action::Notify { kind, text, amount }, at);
 }
 
 /// What a paid order cancelled gives back: the refund of what is left of the payment, every
@@ -494,8 +496,10 @@ pub fn apply(s: &mut OrderState, event: &OrderEvent) {
                 set_status(s, S::Refunded, *at);
             }
             if *amount > 0 {
-                let text = format!("A refund of {amount} was issued.");
-                notify(s, NotificationKind::OrderRefunded, text, *at);
+                let currency = s.placement.as_ref().map_or("", |p| p.currency.as_str());
+                let text = format!("A refund of {} was issued.", money_text(*amount, currency));
+                let (kind, amount) = (NotificationKind::OrderRefunded, Some(*amount));
+                queue(s, Action::Notify { kind, text, amount }, *at);
             }
         }
         E::RefundedAtGateway { amount, .. } => {

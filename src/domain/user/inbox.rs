@@ -9,12 +9,28 @@ use std::collections::VecDeque;
 /// Notifications kept per user; older ones drop off.
 pub const MAX_INBOX: usize = 200;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One notification: its `kind` (`order_paid`, `chat_mention`, ...), an English `text`, and
+/// what it is about, so that a client can link to it and word it in its own language.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notification {
     pub id: String,
     pub kind: String,
     pub text: String,
     pub at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_id: Option<String>,
+    /// A refund's amount, in minor units of `currency`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// The room's name (a mention), the product's (a drop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +90,7 @@ mod tests {
             kind: "order_paid".into(),
             text: "paid".into(),
             at: Timestamp(1),
+            ..Notification::default()
         }
     }
 

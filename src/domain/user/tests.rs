@@ -341,6 +341,7 @@ fn wallet_wishlist_and_inbox_commands_are_recorded_as_the_users_events() {
         kind: "order_paid".into(),
         text: "paid".into(),
         at: NOW,
+        ..inbox::Notification::default()
     });
     let (s, r) = run(&[register(None), add, wish, note.clone(), note], NOW);
     assert_eq!(r, Ok(()));
@@ -396,6 +397,7 @@ fn sub_aggregate_events_keep_their_stored_shape() {
                 kind: "k".into(),
                 text: "t".into(),
                 at: Timestamp(5),
+                ..inbox::Notification::default()
             })),
         ),
         (serde_json::json!({"type": "deleted"}), UserEvent::Deleted),
