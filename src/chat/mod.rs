@@ -14,6 +14,7 @@ use crate::auth::vault::Vault;
 use crate::domain::chat::{ChatMessage, MAX_PAGE, RoomCommand, RoomError, mentions};
 use crate::domain::ids::{OrderId, RoomId, UserId};
 use crate::domain::order::Requester;
+use crate::domain::user::UserCommand;
 use crate::domain::user::inbox::Notification;
 use crate::events::EventBus;
 use crate::orders::{OrderFailure, Orders};
@@ -146,6 +147,7 @@ impl Chat {
                 (id, vec![owner])
             }
             None => {
+                self.have_accounts(&new.members).await?;
                 let id = RoomId::parse(format!("r{:016x}", rand::random::<u64>()))
                     .map_err(|_| RoomError::Invalid("room id".into()))?;
                 (id, new.members)
@@ -164,6 +166,24 @@ impl Chat {
             return Ok((id.clone(), self.join(by, &id).await?));
         }
         Ok((id, reply.room))
+    }
+
+    /// Refuses (`Invalid`) a member with no account, never made or deleted: a room lists
+    /// people, and a deleted one is not put back on a list.
+    async fn have_accounts(&self, members: &[UserId]) -> Result<(), ChatFailure> {
+        for member in members {
+            match self.users.ask(member, UserCommand::Get).await {
+                Ok(_) => {}
+                Err(e) => match e.rejection() {
+                    Ok(_) | Err(RuntimeError::NotFound) => {
+                        let why = format!("members: {member} has no account");
+                        return Err(RoomError::Invalid(why.into()).into());
+                    }
+                    Err(failure) => return Err(ChatFailure::Runtime(failure)),
+                },
+            }
+        }
+        Ok(())
     }
 
     /// The rooms `user` belongs to, by id.

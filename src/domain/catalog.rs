@@ -164,7 +164,7 @@ fn validate_change(before: Option<&Product>, p: &Product) -> Result<(), CatalogE
         check_text("category", &p.category, 1, MAX_CATEGORY_CHARS)?;
     }
     if let Some(t) = &p.thumbnail
-        && changed(|p| p.thumbnail.as_deref().unwrap_or_default())
+        && before.is_none_or(|b| b.thumbnail != p.thumbnail)
     {
         check_text("thumbnail", t, 1, 500)?;
     }
@@ -392,7 +392,12 @@ mod tests {
             name: Some("\u{300}".into()),
             ..ProductPatch::default()
         };
-        for bad in [rename, price(-1)] {
+        // And so is a thumbnail given where there was none, even an empty one
+        let thumbnail = ProductPatch {
+            thumbnail: Some(String::new()),
+            ..ProductPatch::default()
+        };
+        for bad in [rename, price(-1), thumbnail] {
             let r = decide(&s, &ProductCommand::Update(bad), NOW);
             assert!(matches!(r, Err(CatalogError::Invalid(_))), "{r:?}");
         }

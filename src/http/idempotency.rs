@@ -152,6 +152,9 @@ impl Remembered {
         }
         let response = match call.await {
             Ok((status, body)) => (status, axum::Json(body)).into_response(),
+            // The key's own request (whose answer was lost) has acted: its retry must find
+            // the key free of this refusal, so the refusal is not kept.
+            Err(e) if e.code == "idempotency_key_reused" => return (Err(e), true),
             Err(e) => e.into_response(),
         };
         let status = response.status();

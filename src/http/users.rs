@@ -127,13 +127,21 @@ pub async fn update_me(
     Ok(axum::Json(profile.into()))
 }
 
-/// Leaves the account's chat rooms, erases its personal data and revokes its tokens.
+/// Leaves the account's chat rooms, erases its personal data and revokes its tokens. The
+/// operator token, which is a setting and has no account, is refused (`403 forbidden`).
 #[utoipa::path(delete, path = "/api/v1/users/me", tag = "accounts", security(("bearer" = [])),
-    responses((status = 204), (status = 401, body = Problem)))]
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn delete_me(
     user: AuthUser,
     State(state): State<AppState>,
 ) -> Result<StatusCode, ApiError> {
+    if user.claims.jti.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the operator token is a setting, not an account: there is nothing to delete",
+        ));
+    }
     // First, while the token still works: a failure here is finished by the client's retry.
     state.chat.leave_all(&user.user_id).await?;
     state.accounts.delete(&user.user_id).await?;

@@ -149,6 +149,15 @@ async fn sign_up_verify_login_profile_refresh_logout() {
     assert_eq!(profile["phone"], Value::Null, "{profile}");
     let r = patch(json!({"name": null})).await.unwrap();
     assert_problem(r, 422, "invalid_field").await;
+    // The operator token has no account to delete
+    let r = app
+        .client
+        .delete(app.url("/api/v1/users/me"))
+        .bearer_auth(OPERATOR_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 403, "forbidden").await;
     assert_eq!(
         me(&app, &token).await.json::<Value>().await.unwrap()["name"],
         "Kim"

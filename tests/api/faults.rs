@@ -200,6 +200,43 @@ async fn dead_letters(app: &TestApp) -> Vec<Value> {
 }
 
 #[tokio::test]
+async fn a_return_key_raced_by_another_request_still_replays_to_the_request_that_made_it() {
+    // Given a delivered order, and two returns sent at once with one key and other bodies
+    // (the operator token, which has no account, so no request holds the key in flight:
+    // both reach the order, and the second finds the key's return already made)
+    let app = spawn_app_with(FAST).await;
+    product_with_sku(&app, "Mug", "mug", 10000, 5).await;
+    let (_, token, _) = app.customer("race-return@example.com").await;
+    let (id, _) = delivered(&app, &token, &[("mug", 3)]).await;
+    let path = format!("/api/v1/orders/{id}/returns");
+    let returning = |reason: &'static str| {
+        let body = json!({"reason": reason, "kind": "return",
+            "items": [{"sku_id": "mug", "quantity": 1}]});
+        app.client
+            .post(app.url(&path))
+            .bearer_auth(OPERATOR_TOKEN)
+            .header("idempotency-key", "raced")
+            .json(&body)
+            .send()
+    };
+    let (a, b) = tokio::join!(returning("reason a"), returning("reason b"));
+    let statuses = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
+    assert!(statuses.contains(&201), "{statuses:?}");
+    // When each retries, then the one that made the return gets it, the other is refused
+    for (reason, first) in [("reason a", statuses[0]), ("reason b", statuses[1])] {
+        let again = returning(reason).await.unwrap();
+        let made = first == 201;
+        assert_eq!(
+            again.status().as_u16(),
+            if made { 201 } else { 422 },
+            "{reason}"
+        );
+    }
+    let d = ok(send(&app, "GET", &format!("/api/v1/orders/{id}"), &token, None).await).await;
+    assert_eq!(d["returns"].as_array().unwrap().len(), 1, "{d}");
+}
+
+#[tokio::test]
 async fn returns_over_different_lines_are_allowed_until_every_unit_is_back() {
     // Given a delivered order of two mugs and a cup (30,000)
     let app = spawn_app_with(FAST).await;
@@ -466,6 +503,17 @@ async fn an_erased_shopper_s_orders_and_chat_show_no_personal_data_even_after_a_
         !listed["members"].to_string().contains(&user_id),
         "{listed}"
     );
+    // Nor can anyone put them back on a list
+    let invite = json!({"name": "Again", "members": [user_id]});
+    let refused = send(
+        &app,
+        "POST",
+        "/api/v1/chat/rooms",
+        OPERATOR_TOKEN,
+        Some(invite),
+    )
+    .await;
+    assert_problem(refused, 422, "invalid_field").await;
     // And after a restart too: the key is gone, not only hidden
     let app = spawn_app_in(app.stop().await, FAST).await;
     let after = ok(send(&app, "GET", &path, OPERATOR_TOKEN, None).await).await;

@@ -201,7 +201,8 @@ async fn an_operator_drains_a_node_from_the_console() {
     let rows = "[...document.querySelectorAll('main tbody')[0]?.rows ?? []].map((r) => r.cells[0].textContent + ' ' + r.cells[1].textContent).join('|')";
     let both = until(
         &page,
-        &format!("{rows}.match(/n1.* up\\|n2.* up/) && {rows}"),
+        // In words: "Up", not the API's `up`.
+        &format!("{rows}.match(/n1.* Up\\|n2.* Up/) && {rows}"),
         "both nodes up",
     )
     .await;

@@ -4,7 +4,19 @@
 
 // ---- Words ---------------------------------------------------------------------------------
 
-const words = { en: {}, ko: {} };
+// The order statuses of API.md, which both faces show; each face adds its own words.
+const words = {
+  en: {
+    st_awaiting_payment: "Awaiting payment", st_paid: "Paid", st_preparing: "Preparing", st_shipped: "Shipped",
+    st_delivered: "Delivered", st_cancelled: "Cancelled", st_payment_failed: "Payment failed", st_expired: "Expired",
+    st_return_requested: "Return requested", st_returned: "Returned", st_refunded: "Refunded",
+  },
+  ko: {
+    st_awaiting_payment: "결제 대기", st_paid: "결제 완료", st_preparing: "상품 준비 중", st_shipped: "배송 중",
+    st_delivered: "배송 완료", st_cancelled: "주문 취소", st_payment_failed: "결제 실패", st_expired: "기한 만료",
+    st_return_requested: "반품 요청", st_returned: "반품 완료", st_refunded: "환불 완료",
+  },
+};
 export let lang = localStorage.getItem("lang");
 if (!(lang in words)) lang = (navigator.language || "en").toLowerCase().startsWith("ko") ? "ko" : "en";
 

@@ -7,7 +7,7 @@
 
 import {
   $, addWords, api, busy, claims, enc, esc, every, fields as values, keep, live, money, paintSignedIn, paintWords,
-  problem as words, refresh, router, say, session, switchLang, t, when,
+  known, problem as words, refresh, router, say, session, switchLang, t, when,
 } from "/common/core.js";
 
 addWords({
@@ -38,6 +38,8 @@ addWords({
     campaign_exists: "That campaign exists.", code_taken: "That code is taken.", invalid_field: "Check the fields.",
     stock_out_of_range: "Stock out of range.", invalid_token: "That token is not valid.",
     not_staff: "This account is not an admin or operator account.",
+    ds_scheduled: "Scheduled", ds_live: "Live", ds_sold_out: "Sold out", ds_ended: "Ended",
+    ns_up: "Up", ns_draining: "Draining", ns_down: "Down",
   },
   ko: {
     skip: "본문으로 건너뛰기", login: "로그인", logout: "로그아웃", loading: "불러오는 중…", email: "이메일", password: "비밀번호",
@@ -66,6 +68,8 @@ addWords({
     campaign_exists: "이미 있는 캠페인입니다.", code_taken: "이미 쓰는 코드입니다.", invalid_field: "입력값을 확인하세요.",
     stock_out_of_range: "재고 범위를 벗어났습니다.", invalid_token: "유효하지 않은 토큰입니다.",
     not_staff: "관리자 또는 운영자 계정이 아닙니다.",
+    ds_scheduled: "예정", ds_live: "진행 중", ds_sold_out: "품절", ds_ended: "종료",
+    ns_up: "정상", ns_draining: "드레인 중", ns_down: "중단",
   },
 });
 
@@ -76,6 +80,9 @@ const problem = (e) => {
   return e.detail && !said.includes(e.detail) ? `${said} ${e.detail}` : said;
 };
 
+/** A status in words (`prefix` names its kind: `st_` an order's, `ds_` a drop's, `ns_` a node's);
+ * one this page has no words for, as the server said it. */
+const said = (prefix, status) => (known(prefix + status) ? t(prefix + status) : status);
 const STATUSES = ["awaiting_payment", "paid", "preparing", "shipped", "delivered", "cancelled", "payment_failed",
   "expired", "return_requested", "returned", "refunded"];
 const table = (heads, rows) => `<div class="scroll"><table><thead><tr>${heads.map((h) => `<th scope="col">${t(h)}</th>`).join("")}</tr></thead>
@@ -127,7 +134,7 @@ async function dashboard(main, current) {
     <h2>${t("live_drops")}</h2>
     ${table(["drops", "status", "remaining", "per_second", "starts"], drops.map((d) => `<tr data-drop="${esc(d.drop_id)}">
       <td><a href="#/drop/${enc(d.drop_id)}">${esc(d.drop_id)}</a><br><span class="muted">${esc(d.sku_id)}</span></td>
-      <td data-status>${esc(d.status)}</td><td class="num" data-remaining aria-live="polite">${d.remaining} / ${d.quantity}</td>
+      <td data-status>${esc(said("ds_", d.status))}</td><td class="num" data-remaining aria-live="polite">${d.remaining} / ${d.quantity}</td>
       <td class="num" data-rate>0</td><td>${when(d.starts_at)}</td></tr>`))}
     ${actors ? `<h2>${t("actors")}</h2>${table(["kind", "active", "passivated", "restarts", "mailbox"], actors.kinds.map((k) =>
       `<tr><td>${esc(k.kind)}</td><td>${k.active}</td><td>${k.passivated}</td><td>${k.restarts}</td><td>${k.mailbox_depth_p99}</td></tr>`))}` : ""}`;
@@ -137,7 +144,7 @@ async function dashboard(main, current) {
       rates.get(d.drop_id).add(m.remaining);
       const row = main.querySelector(`[data-drop="${CSS.escape(d.drop_id)}"]`);
       row.querySelector("[data-remaining]").textContent = `${m.remaining} / ${d.quantity}`;
-      row.querySelector("[data-status]").textContent = m.status;
+      row.querySelector("[data-status]").textContent = said("ds_", m.status);
     });
   }
   every(() => {
@@ -162,7 +169,7 @@ async function drops(main, current) {
       <button class="primary" type="submit">${t("create_drop")}</button></form>
     ${table(["drops", "status", "remaining", "price", "starts"], all.items.map((d) => `<tr>
       <td><a href="#/drop/${enc(d.drop_id)}">${esc(d.drop_id)}</a><br><span class="muted">${esc(d.sku_id)}</span></td>
-      <td>${esc(d.status)}</td><td class="num">${d.remaining} / ${d.quantity}</td><td>${money(d.price, d.currency)}</td><td>${when(d.starts_at)}</td></tr>`))}`;
+      <td>${esc(said("ds_", d.status))}</td><td class="num">${d.remaining} / ${d.quantity}</td><td>${money(d.price, d.currency)}</td><td>${when(d.starts_at)}</td></tr>`))}`;
   $("#drop-form").addEventListener("submit", action(async (e) => {
     const f = values(e.target);
     const body = { sku_id: f.sku_id, quantity: int(f.quantity), price: int(f.price), per_user_limit: int(f.per_user_limit),
@@ -194,7 +201,7 @@ async function watchDrop(main, id, current) {
     if (!current()) return;
     const text = String(d.remaining);
     if ($("#remaining").textContent !== text) $("#remaining").textContent = text;
-    $("#drop-status").textContent = d.status;
+    $("#drop-status").textContent = said("ds_", d.status);
     $("#rate").textContent = String(r.perSecond());
     $("#taken").style.width = `${(100 * (d.quantity - d.remaining)) / Math.max(1, d.quantity)}%`;
   }
@@ -279,10 +286,10 @@ async function orders(main, { status = "", cursor }, current) {
   if (!current()) return;
   main.innerHTML = `<h1>${t("orders")}</h1>
     <form class="row" id="status-form"><label>${t("status")} <select name="status"><option value="">${t("all")}</option>
-      ${STATUSES.map((s) => `<option ${s === status ? "selected" : ""}>${s}</option>`).join("")}</select></label>
+      ${STATUSES.map((s) => `<option value="${s}" ${s === status ? "selected" : ""}>${esc(t(`st_${s}`))}</option>`).join("")}</select></label>
       <button type="submit">${t("show")}</button></form>
     ${table(["order", "status", "total", "created_at", "ship"], page.items.map((o) => `<tr>
-      <td>${esc(o.title)}<br><span class="muted">${esc(o.order_id)}</span></td><td data-order-status="${esc(o.order_id)}">${esc(o.status)}</td>
+      <td>${esc(o.title)}<br><span class="muted">${esc(o.order_id)}</span></td><td data-order-status="${esc(o.order_id)}">${esc(said("st_", o.status))}</td>
       <td>${money(o.total, o.currency)}</td><td>${when(o.created_at)}</td>
       <td>${o.status === "paid" ? `<button type="button" data-ship="${esc(o.order_id)}">${t("ship")}</button>` : ""}</td></tr>`))}
     ${page.next_cursor ? `<p class="pager"><a class="button" href="#/orders?${new URLSearchParams({ status, cursor: page.next_cursor })}">${t("more")}</a></p>` : ""}`;
@@ -296,7 +303,7 @@ async function orders(main, { status = "", cursor }, current) {
     await busy(e.target, async () => {
       try {
         const r = await api(`/admin/orders/${enc(id)}/ship`, { method: "POST" });
-        main.querySelector(`[data-order-status="${CSS.escape(id)}"]`).textContent = r.status;
+        main.querySelector(`[data-order-status="${CSS.escape(id)}"]`).textContent = said("st_", r.status);
         e.target.replaceWith(t("shipped", { n: r.shipment.tracking_number }));
       } catch (err) { say(problem(err)); }
     });
@@ -350,7 +357,7 @@ async function cluster(main, current) {
   if (!current()) return;
   main.innerHTML = `<h1>${t("cluster")}</h1><p class="muted">${esc(c.node)} · ${c.shards} ${t("shards")}</p>
     <h2>${t("nodes")}</h2>${table(["node", "status", "shards", "entities", "drain"], c.nodes.map((n) => `<tr><td>${esc(n.name)}<br><span class="muted">${esc(n.http)}</span></td>
-      <td>${esc(n.status)}</td><td>${n.shards}</td><td>${n.entities}</td>
+      <td>${esc(said("ns_", n.status))}</td><td>${n.shards}</td><td>${n.entities}</td>
       <td>${n.status === "up" ? `<button type="button" data-drain="${esc(n.name)}">${t("drain")}</button>` : ""}</td></tr>`))}
     <h2>${t("shards")}</h2>${table(["shards", "node", "epoch"], shards.items.map((s) => `<tr><td>${s.shard}</td><td>${esc(s.node ?? "—")}</td><td>${s.epoch ?? "—"}</td></tr>`))}`;
   main.addEventListener("click", async (e) => {
