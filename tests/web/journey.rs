@@ -329,6 +329,13 @@ async fn the_checkout_works_from_the_keyboard_alone() {
         "one in the cart",
     )
     .await;
+    // The button, disabled while it worked, has the focus back: the keyboard keeps its place.
+    until(
+        &page,
+        "document.activeElement?.textContent === 'Add to cart' && !document.activeElement.disabled",
+        "the focus back on Add to cart",
+    )
+    .await;
 
     // The cart's Checkout, then the form: the address typed, Pay with Enter.
     go(&page, &base, "#/cart").await;

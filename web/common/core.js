@@ -220,8 +220,9 @@ async function retrying(send, busy) {
  * page under them. */
 export const acting = { count: 0 };
 
-/** Disables `button` (aria-busy) while `work` runs. */
+/** Disables `button` (aria-busy) while `work` runs; the focus it had comes back after. */
 export async function busy(button, work) {
+  const focused = document.activeElement === button;
   button.disabled = true;
   button.setAttribute("aria-busy", "true");
   acting.count++;
@@ -229,7 +230,22 @@ export async function busy(button, work) {
     acting.count--;
     button.disabled = false;
     button.setAttribute("aria-busy", "false");
+    if (focused) refocus(button);
   }
+}
+
+/** Gives the focus back to `el` when an action left it nowhere: a focused button disabled while
+ * it works, or replaced by the page drawn again, drops it to the body, and a keyboard or
+ * screen-reader user loses their place. A replaced `el`'s successor is the element with its
+ * id or first data attribute; without one, the page. The focus is left alone wherever else it
+ * went (a new page focuses its own `main`). */
+export function refocus(el) {
+  if (document.activeElement && document.activeElement !== document.body) return;
+  const data = el.getAttributeNames().find((n) => n.startsWith("data-"));
+  const successor = el.isConnected ? el
+    : el.id ? document.getElementById(el.id)
+    : data ? document.querySelector(`[${data}="${CSS.escape(el.getAttribute(data))}"]`) : null;
+  (successor ?? document.querySelector("main"))?.focus({ preventScroll: true });
 }
 
 // ---- Live topics: one socket per tab, re-subscribed on reconnect ---------------------------

@@ -1,7 +1,7 @@
 // The shop's pages: home (drops, best sellers, categories, products), search and category
 // listings, a product with its option picker, and a drop with `Buy now`.
 
-import { $, all, api, enc, esc, every, known, live, money, persist, problem, say, session, span, t, uuid } from "/common/core.js";
+import { $, all, api, enc, esc, every, known, live, money, persist, problem, refocus, say, session, span, t, uuid } from "/common/core.js";
 
 /** To the log-in page, coming back here afterwards. */
 const login = () => {
@@ -129,6 +129,7 @@ export async function product(main, id, current) {
     e.preventDefault();
     if (!session.token) { login(); return; }
     const s = chosen();
+    const button = e.submitter, focused = document.activeElement === button;
     adding = true;
     show();
     try {
@@ -137,7 +138,7 @@ export async function product(main, id, current) {
       const after = await api(`/cart/items/${enc(s.sku_id)}`, { method: "PUT", body: { quantity: held + 1 } });
       say(t("added"));
       document.dispatchEvent(new CustomEvent("cart", { detail: after }));
-    } catch (err) { say(problem(err)); } finally { adding = false; show(); }
+    } catch (err) { say(problem(err)); } finally { adding = false; show(); if (focused) refocus(button); }
   });
   $("#wish").addEventListener("click", async () => {
     if (!session.token) { login(); return; }
@@ -193,8 +194,9 @@ export async function drop(main, id, current) {
   }
   every(show);
   if (missed) fresh().catch(() => {});
-  $("#buy-now").addEventListener("click", async () => {
+  $("#buy-now").addEventListener("click", async (e) => {
     if (!session.token) { login(); return; }
+    const focused = document.activeElement === e.currentTarget;
     pending = true;
     show();
     const outcome = (text, html = "") => { if (current()) { $("#outcome").textContent = text; $("#outcome").insertAdjacentHTML("beforeend", html); } };
@@ -220,6 +222,7 @@ export async function drop(main, id, current) {
       await new Promise((r) => setTimeout(r, 800));
       pending = false;
       show();
+      if (focused && current()) refocus($("#buy-now"));
     }
   });
 }
