@@ -3,7 +3,9 @@
 //! whose status then changes on screen as an admin ships it; and the checkout done again from
 //! the keyboard alone. No page writes to the console on the way.
 
-use crate::{PASSWORD, Shop, TURN, browser, click, driver, fill, quiet, shoot, until};
+use crate::{
+    PASSWORD, Shop, TURN, browser, click, driver, fill, only_in_console, quiet, shoot, until,
+};
 use fantoccini::Client;
 use serde_json::{Value, json};
 
@@ -163,6 +165,38 @@ async fn a_shopper_signs_up_pays_and_watches_the_order_ship() {
         .unwrap()
         .trim_start_matches("#/order/")
         .to_string();
+
+    // Back to the gateway's page, and Pay again: the order is paid already, nothing more is
+    // charged, and the page says so instead of "the payment didn't go through".
+    page.back().await.unwrap();
+    until(
+        &page,
+        "document.title === 'Sandbox checkout'",
+        "the gateway's page again",
+    )
+    .await;
+    click(&page, "button[type=submit]").await;
+    until(
+        &page,
+        &format!(
+            "location.hash === '#/order/{order_id}' \
+             && document.querySelector('#toast').textContent.includes('paid already')"
+        ),
+        "the order page, saying it was paid already",
+    )
+    .await;
+    until(
+        &page,
+        "document.querySelector('#order-status')?.textContent === 'Paid'",
+        "still paid",
+    )
+    .await;
+    only_in_console(
+        &page,
+        "paying again",
+        "payments/confirm - Failed to load resource: the server responded with a status of 409",
+    )
+    .await;
 
     // An admin ships it: the page follows on the `order:` topic, without reloading.
     page.execute("window.stayed = true", vec![]).await.unwrap();

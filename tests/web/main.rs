@@ -255,6 +255,19 @@ pub(crate) async fn quiet(page: &fantoccini::Client, what: &str) {
     assert!(entries.is_empty(), "{what}: console {entries:#?}");
 }
 
+/// Asserts that what the page wrote to its console since the last call is only `expected`
+/// (a refusal the page handles, which the browser logs as a failed load), at least once.
+pub(crate) async fn only_in_console(page: &fantoccini::Client, what: &str, expected: &str) {
+    let log = page.issue_cmd(BrowserLog).await.unwrap();
+    let entries = log.as_array().cloned().unwrap_or_default();
+    let theirs =
+        |e: &serde_json::Value| e["message"].as_str().is_some_and(|m| m.contains(expected));
+    assert!(
+        !entries.is_empty() && entries.iter().all(theirs),
+        "{what}: console {entries:#?}"
+    );
+}
+
 /// Saves a screenshot of `page` as `NAME-WxH.png` at each of [`SIZES`], leaving the window at
 /// the first.
 pub(crate) async fn shoot(page: &fantoccini::Client, name: &str) {

@@ -136,6 +136,9 @@ export async function checkout(main, current) {
 }
 
 /** Back from the gateway: confirm the payment, then show the order. */
+/** Statuses of an order that has taken no payment. */
+const UNPAID = ["awaiting_payment", "payment_failed", "expired", "cancelled"];
+
 export async function paid(main, { paymentKey, orderId, amount }, current) {
   if (!session.token) return needLogin(main);
   main.innerHTML = `<h1>${t("paid_title")}</h1><p role="status" id="paid-status">${t("confirming")}</p>`;
@@ -149,7 +152,16 @@ export async function paid(main, { paymentKey, orderId, amount }, current) {
     document.dispatchEvent(new CustomEvent("cart", { detail: { items: [] } }));
     if (current()) location.replace(`#/order/${enc(orderId)}`);
   } catch (err) {
+    // Paid again from the gateway's page after Back: the order took its first payment, and
+    // this one is never confirmed, so nothing more is charged.
+    const settled = err.code === "order_not_payable" &&
+      await api(`/orders/${enc(orderId)}`).then((o) => !UNPAID.includes(o.status), () => false);
     if (!current()) return;
+    if (settled) {
+      say(t("already_paid"));
+      location.replace(`#/order/${enc(orderId)}`);
+      return;
+    }
     main.querySelector("h1").textContent = t("paid_failed");
     $("#paid-status").innerHTML = `${esc(problem(err))} <a href="#/order/${enc(orderId)}">${t("order", { id: esc(orderId) })}</a>`;
   }
