@@ -294,7 +294,9 @@ async fn create_user(
     if settings.cluster.is_none() && !dir.exists() {
         // A mistyped path would otherwise make a new, empty node with this one account.
         anyhow::bail!(
-            "no data dir at {}: check the path, or create it (mkdir -p) for a new node",
+            "no data dir at {}: check the path, or create it (mkdir -p) for a new node. \
+             A cluster keeps its accounts in Redis, not in a data dir: create one there with \
+             POST /api/v1/admin/users and the operator token",
             dir.display()
         );
     }

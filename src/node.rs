@@ -72,8 +72,13 @@ impl Node {
     ) -> anyhow::Result<Node> {
         let started = std::time::Instant::now();
         let data_dir = settings.storage.data_dir.clone();
-        std::fs::create_dir_all(&data_dir)
-            .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+        // A cluster node keeps nothing of its own (Redis holds it all): no data dir is made,
+        // so none is left for a command that works on a single node's (`admin create-user`)
+        // to take for this node's.
+        if settings.cluster.is_none() {
+            std::fs::create_dir_all(&data_dir)
+                .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+        }
         let mut settings = settings.clone();
         let now_secs = clock.now().millis() / 1000;
         let storage = match settings.cluster {

@@ -398,6 +398,7 @@ pub fn metrics_handle() -> PrometheusHandle {
                     // Counters of rare events are shown at zero from the start.
                     metrics::counter!("emporium_log_writes_failed_total").increment(0);
                     metrics::counter!("emporium_journal_events_total").increment(0);
+                    metrics::counter!("emporium_dead_letters_total").increment(0);
                     handle
                 }
                 Err(e) => {

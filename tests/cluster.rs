@@ -44,9 +44,10 @@ async fn a_cluster_node_keeps_nothing_itself_and_loses_no_acknowledged_purchase(
     server.child.kill().unwrap();
     server.child.wait().unwrap();
 
-    // Another data dir: everything comes from Redis.
-    let second_data = tempfile::tempdir().unwrap();
-    let server = node(&file, "n1", second_data.path());
+    // Another data dir, one that does not exist: everything comes from Redis.
+    let second_parent = tempfile::tempdir().unwrap();
+    let second_data = second_parent.path().join("data");
+    let server = node(&file, "n1", &second_data);
     wait_ready(&client, &server.base).await;
     let (status, d) = get(&client, &format!("{}/api/v1/drops/{drop_id}", server.base)).await;
     assert_eq!(status, 200, "{d}");
@@ -82,8 +83,8 @@ async fn a_cluster_node_keeps_nothing_itself_and_loses_no_acknowledged_purchase(
         (Some("n1"), true)
     );
     assert!(
-        std::fs::read_dir(second_data.path().join("db")).is_err(),
-        "a cluster node keeps no journal of its own"
+        !second_data.exists(),
+        "a cluster node keeps no journal of its own, nor makes a data dir"
     );
 
     // The operator's view: one node, up, holding every shard — each under a second term, taken
@@ -205,6 +206,20 @@ async fn without_redis_a_node_acknowledges_nothing_and_recovers_by_itself() {
         .await
         .expect("/readyz still 200 with Redis down");
     eprintln!("not ready {:?} after Redis died", asked.elapsed());
+    // And its metrics warn of it: renewals that could not reach Redis count as errors.
+    let metrics = client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let errors = metrics
+        .lines()
+        .find(|l| l.starts_with("emporium_lease_renewals_total{outcome=\"error\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert!(errors.is_some_and(|n| n >= 1.0), "{metrics}");
 
     // Redis comes back (its append-only file read back): the node serves again by itself.
     redis.restart();

@@ -141,10 +141,17 @@ impl Keeper {
     /// background (`cluster::handover`).
     pub async fn round(&self, free_since: &mut HashMap<Shard, Instant>) -> redis::RedisResult<()> {
         self.handovers.forget_done();
-        let picture = self.picture().await?;
+        let picture = self
+            .picture()
+            .await
+            .inspect_err(|_| self.renewals_failed())?;
         let me = self.leases.node().to_owned();
         let this_process = self.leases.holder_id().to_owned();
-        let holders = self.leases.holders(self.shards).await?;
+        let holders = self
+            .leases
+            .holders(self.shards)
+            .await
+            .inspect_err(|_| self.renewals_failed())?;
         self.routing.set_live(picture.live.clone());
         self.routing.set_holders(holders.clone());
         // Decided shard by shard, then every take or renewal at once (pipelined on the leases'
@@ -214,6 +221,14 @@ impl Keeper {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// A round that failed before its renewals (Redis unreachable): each shard held here missed
+    /// its renewal, counted as an `error` renewal, and at least one is, so the series warns of
+    /// a node about to stop writing even before it holds a shard.
+    fn renewals_failed(&self) {
+        let missed = self.fences.shards().len().max(1) as u64;
+        metrics::counter!("emporium_lease_renewals_total", "outcome" => "error").increment(missed);
     }
 
     /// This node does not hold the shard (any more): no fence, and entities left from its

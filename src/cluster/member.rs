@@ -127,6 +127,9 @@ impl Member {
             .await
             .context("cannot take shard leases in Redis")?;
         metrics::counter!("emporium_shard_handovers_total").increment(0);
+        for outcome in ["held", "lost", "error"] {
+            metrics::counter!("emporium_lease_renewals_total", "outcome" => outcome).increment(0);
+        }
         tracing::info!(node = %node.name, shards = fences.shards().len(), of = cluster.shards,
             "joined the cluster");
         let keeper_stop = CancellationToken::new();

@@ -117,23 +117,29 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
     let layers = tower::ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(SequentialIds::default()))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let route = req
-                .extensions()
-                .get::<MatchedPath>()
-                .map_or("", |p| p.as_str());
-            let id = req
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            tracing::info_span!(
-                "request",
-                method = req.method().as_str(),
-                route,
-                request_id = id
-            )
-        }))
+        // Its failures are not logged: every 5xx the engine makes is an `ApiError`, which logs
+        // itself at the level its kind deserves (a readiness probe's 503 is no error).
+        .layer(
+            TraceLayer::new_for_http()
+                .on_failure(())
+                .make_span_with(|req: &Request| {
+                    let route = req
+                        .extensions()
+                        .get::<MatchedPath>()
+                        .map_or("", |p| p.as_str());
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!(
+                        "request",
+                        method = req.method().as_str(),
+                        route,
+                        request_id = id
+                    )
+                }),
+        )
         .layer(CatchPanicLayer::custom(
             |panic: Box<dyn std::any::Any + Send>| {
                 let message = panic

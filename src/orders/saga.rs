@@ -177,10 +177,17 @@ impl Saga {
                         error,
                         policy: self.retry,
                     };
-                    self.book.ask(id, fail).await?;
+                    let after = self.book.ask(id, fail).await?;
+                    if after.effects.get(&effect).is_some_and(|e| e.dead) {
+                        // Retried as often as the policy allows: the operator's now.
+                        metrics::counter!("emporium_dead_letters_total").increment(1);
+                        tracing::error!(order_id = %id, effect, action = action.name(),
+                            "order step is a dead letter: it is retried no more until an \
+                             operator revives it (POST /api/v1/admin/dead-letters/…/retry)");
+                    }
                     // The step waits for its backoff; a later one may not depend on it, but
                     // order matters in a saga: stop here and let the dispatcher retry.
-                    return Ok(self.book.ask(id, OrderCommand::Get).await?);
+                    return Ok(after);
                 }
             };
             state = self.book.ask(id, report).await?;

@@ -161,11 +161,17 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() && self.expected {
+        // Planned: a 503 with `Retry-After` (starting, unavailable, timeout, payment_pending,
+        // ...), which the contract promises clients in place of a 500; what caused it is
+        // logged where it happened. Anything else is a failure of the engine.
+        let planned = self.expected
+            || self.status == StatusCode::SERVICE_UNAVAILABLE && self.retry_after.is_some();
+        if self.status.is_server_error() && planned {
             tracing::info!(
                 status = self.status.as_u16(),
                 code = self.code,
-                "request refused"
+                detail = %self.detail,
+                "request refused for now"
             );
         } else if self.status.is_server_error() {
             let cause = self.cause.as_ref().map(|c| format!("{c:#}"));
