@@ -176,8 +176,11 @@ pub enum RuntimeError {
     /// Too many asks in flight for the kind; retry later.
     #[error("the engine is at capacity; retry shortly")]
     Overloaded,
-    /// No reply within the ask timeout; the command may or may not have taken effect.
-    #[error("no reply in time; the request may or may not have taken effect")]
+    /// No reply within the ask timeout, or the node asked went away before it replied; the
+    /// command may or may not have taken effect.
+    #[error(
+        "no reply (in time, or the node asked went away); the request may or may not have taken effect"
+    )]
     Timeout,
     /// Storage failure, shutting down, or the entity failed twice.
     #[error("the entity is unavailable; retry shortly")]

@@ -73,6 +73,9 @@ pub struct PendingEffect {
     pub dead: bool,
     pub last_error: Option<String>,
     pub not_before: Timestamp,
+    /// When it was queued (0: not known).
+    #[serde(default)]
+    pub queued_at: Timestamp,
 }
 
 /// What the history, the admin listing and the dispatcher know of an order without asking it.
@@ -186,6 +189,7 @@ impl Entity for Order {
                     dead: e.dead,
                     last_error: e.last_error.clone(),
                     not_before: e.not_before,
+                    queued_at: e.queued_at,
                 })
                 .collect(),
         })

@@ -58,12 +58,24 @@ impl Routing {
         self.holders.read().ok()?.get(shard.0 as usize)?.clone()
     }
 
-    /// The nodes up when last read (their membership key had not expired).
+    /// The nodes up when last read (their membership key had not expired). A node that
+    /// appears or disappears is logged, for the operator reading one node's log: a node gone
+    /// at `WARN` (its shards are taken over once their leases expire).
     pub fn set_live(&self, live: Vec<String>) {
         let Ok(mut up) = self.live.write() else {
             return;
         };
-        let went_down = up.iter().any(|n| !live.contains(n));
+        let gone: Vec<&String> = up.iter().filter(|n| !live.contains(n)).collect();
+        let went_down = !gone.is_empty();
+        for node in gone {
+            tracing::warn!(%node, "cluster node gone: no membership heartbeat within the lease TTL; its shards are taken over as their leases expire");
+        }
+        // Not at the first read (every node is new then).
+        if !up.is_empty() {
+            for node in live.iter().filter(|n| !up.contains(n)) {
+                tracing::info!(%node, "cluster node up");
+            }
+        }
         *up = live;
         drop(up);
         if went_down {

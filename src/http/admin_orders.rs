@@ -103,7 +103,8 @@ pub struct Outbox {
     /// Of those, the steps whose time has come (a growing number means the outbox is stuck).
     pub steps_due: usize,
     pub dead_letters: usize,
-    /// RFC 3339; when the oldest pending step became due.
+    /// RFC 3339; when the oldest pending step was queued: how long the outbox has owed it,
+    /// whatever its retries' backoff (alert on its age).
     pub oldest_pending_at: Option<String>,
     /// The order that step belongs to: the one to look at first.
     pub oldest_pending_order_id: Option<String>,

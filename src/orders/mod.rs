@@ -96,7 +96,9 @@ pub struct OutboxSummary {
     /// Of those, the steps whose time has come.
     pub steps_due: usize,
     pub dead_letters: usize,
-    /// The earliest time a pending step became (or becomes) due, and its order.
+    /// When the oldest pending step was queued, and its order: how long the outbox has owed
+    /// it, whatever its retries' backoff (a step queued before this was kept counts from
+    /// when it is next due).
     pub oldest_pending: Option<(crate::domain::time::Timestamp, OrderId)>,
 }
 
@@ -367,18 +369,33 @@ impl Orders {
             .map_err(|_| OrderFailure::Runtime(crate::actors::RuntimeError::Unavailable))?;
         let mut summary = OutboxSummary {
             orders_owing: count,
-            oldest_pending: owing.first().map(|(at, id)| (*at, id.clone())),
             // An order holding only dead letters has left the active set: count them all.
             dead_letters: self.dead_letters().await?.len(),
             ..OutboxSummary::default()
         };
-        let ids = owing.into_iter().map(|(_, id)| id).collect();
-        for view in self.views_of(ids).await?.into_iter().flatten() {
+        // Without a step's queued time (a booking's has none), the soonest due stands for it.
+        let soonest_due = owing.first().map(|(at, id)| (*at, id.clone()));
+        let ids: Vec<OrderId> = owing.into_iter().map(|(_, id)| id).collect();
+        let views = self.views_of(ids.clone()).await?;
+        for (id, view) in ids.into_iter().zip(views) {
+            let Some(view) = view else { continue };
             let live = view.effects.iter().filter(|e| !e.dead);
             for effect in live {
                 summary.steps_pending += 1;
                 summary.steps_due += usize::from(effect.not_before <= now);
+                let queued = effect.queued_at;
+                if queued.0 > 0
+                    && summary
+                        .oldest_pending
+                        .as_ref()
+                        .is_none_or(|(at, _)| queued < *at)
+                {
+                    summary.oldest_pending = Some((queued, id.clone()));
+                }
             }
+        }
+        if summary.oldest_pending.is_none() && summary.steps_pending > 0 {
+            summary.oldest_pending = soonest_due;
         }
         Ok(summary)
     }

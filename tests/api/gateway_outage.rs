@@ -123,9 +123,21 @@ async fn a_gateway_outage_during_a_confirmation_keeps_the_units_held_until_it_is
         ..
     } = cut_off("Last mug", "mug-last", "held@example.com").await;
 
+    // The operator's outbox says since when the confirmation is owed, whatever its retries
+    let outbox = || async {
+        let r = send(&app, "GET", "/api/v1/admin/outbox", OPERATOR_TOKEN, None).await;
+        ok(r).await["oldest_pending_at"].clone()
+    };
+    let owed_since = outbox().await;
+    assert!(owed_since.is_string(), "{owed_since}");
     // Past the order's wait and the SKU's grace (2 s + 1 s), the unit is still held
     tokio::time::sleep(Duration::from_millis(4_500)).await;
     assert_eq!(stock(&app, "mug-last").await, (0, 1, 0));
+    assert_eq!(
+        outbox().await,
+        owed_since,
+        "the step's age, not its next retry"
+    );
     let (_, other, _) = app.customer("other@example.com").await;
     let body = json!({"items": [{"sku_id": "mug-last", "quantity": 1}],
         "shipping_address": crate::orders::address()});

@@ -270,6 +270,10 @@ pub struct Effect {
     pub last_error: Option<String>,
     /// Not to be retried before.
     pub not_before: Timestamp,
+    /// When the step was queued (0 when not known: queued before this was kept, or with no
+    /// time of its own).
+    #[serde(default)]
+    pub queued_at: Timestamp,
 }
 
 /// A reply kept for an `Idempotency-Key` (status and JSON body).

@@ -272,6 +272,7 @@ fn queue(s: &mut OrderState, action: Action, at: Timestamp) {
             dead: false,
             last_error: None,
             not_before: at,
+            queued_at: at,
         },
     );
 }

@@ -161,18 +161,21 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        // Planned: a 503 with `Retry-After` (starting, unavailable, timeout, payment_pending,
-        // ...), which the contract promises clients in place of a 500; what caused it is
-        // logged where it happened. Anything else is a failure of the engine.
-        let planned = self.expected
-            || self.status == StatusCode::SERVICE_UNAVAILABLE && self.retry_after.is_some();
-        if self.status.is_server_error() && planned {
+        // A 503 with `Retry-After` (unavailable, timeout, payment_pending, ...) is what the
+        // contract promises clients in place of a 500 while the engine or a provider cannot
+        // serve: a warning, its cause logged where it happened. One the node gives as it
+        // works (`starting`) is information; anything else is a failure of the engine.
+        let retry_later =
+            self.status == StatusCode::SERVICE_UNAVAILABLE && self.retry_after.is_some();
+        if self.status.is_server_error() && self.expected {
             tracing::info!(
                 status = self.status.as_u16(),
                 code = self.code,
-                detail = %self.detail,
-                "request refused for now"
+                "request refused"
             );
+        } else if retry_later {
+            tracing::warn!(status = self.status.as_u16(), code = self.code,
+                detail = %self.detail, "request refused for now");
         } else if self.status.is_server_error() {
             let cause = self.cause.as_ref().map(|c| format!("{c:#}"));
             tracing::error!(status = self.status.as_u16(), code = self.code,
@@ -339,7 +342,7 @@ mod tests {
     }
 
     #[test]
-    fn a_documented_503_is_logged_at_info_and_a_failure_at_error() {
+    fn a_start_up_503_is_info_a_retry_later_a_warning_and_a_failure_an_error() {
         use std::sync::{Arc, Mutex};
         #[derive(Clone, Default)]
         struct Log(Arc<Mutex<Vec<u8>>>);
@@ -366,8 +369,10 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || {
             let _ = starting.into_response();
             let _ = ApiError::from(RuntimeError::Unavailable).into_response();
+            let _ = ApiError::internal(anyhow::anyhow!("broken")).into_response();
         });
-        // Then the start-up answer is an INFO line, the failure an ERROR one
+        // Then the start-up answer is an INFO line, a "retry later" a WARN one, a failure an
+        // ERROR one
         let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
         let level = |code: &str| {
             text.lines()
@@ -375,6 +380,7 @@ mod tests {
                 .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_owned())
         };
         assert_eq!(level("starting").as_deref(), Some("INFO"), "{text}");
-        assert_eq!(level("unavailable").as_deref(), Some("ERROR"), "{text}");
+        assert_eq!(level("unavailable").as_deref(), Some("WARN"), "{text}");
+        assert_eq!(level("internal").as_deref(), Some("ERROR"), "{text}");
     }
 }
