@@ -76,12 +76,15 @@ async fn a_socket_on_any_node_hears_drops_and_chat_owned_and_changed_elsewhere()
     let stock = until(&mut ws, |v| v["type"] == "stock" && v["remaining"] == 49).await;
     assert_eq!(stock["drop_id"], drop_id.as_str());
 
-    // A chat room: created on n1, a message posted on n2, heard by a member's socket on n3.
-    let (alice, bob) = (shopper(2), shopper(3));
+    // A chat room: created on n1, a message posted on n2, heard by a member's socket on n3
+    // (a member invited has an account).
+    let alice = shopper(2);
+    let (bob, _) = account(&client, [n1, n2, n3], "bob-edge@example.com").await;
+    let bob_id = me(&client, n2, &bob).await.json::<Value>().await.unwrap()["user_id"].clone();
     let room: Value = client
         .post(format!("{n1}/api/v1/chat/rooms"))
         .bearer_auth(&alice)
-        .json(&json!({"name": "drop talk", "members": ["u_cluster3"]}))
+        .json(&json!({"name": "drop talk", "members": [bob_id]}))
         .send()
         .await
         .unwrap()
