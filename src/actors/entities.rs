@@ -328,6 +328,20 @@ impl<E: Entity> Entities<E> {
             .map_err(|_| AskError::Overloaded)
     }
 
+    /// Whether the entity has ever been written (active, or in the journal), without
+    /// activating it: a check of ids someone else names costs no actor.
+    pub async fn stored(&self, id: &E::Id) -> Result<bool, AskError<E::Rejection>> {
+        if self.kind.registry.is_active(id) {
+            return Ok(true);
+        }
+        let stream = StreamId::new(E::KIND, id.to_string());
+        let journal = self.kind.ctx.journal.clone();
+        tokio::task::spawn_blocking(move || journal.exists(&stream))
+            .await
+            .map_err(|_| AskError::Unavailable)?
+            .map_err(|_| AskError::Unavailable)
+    }
+
     /// The entity's state and sequence numbers; `NotFound` when it has never been written.
     pub async fn inspect(&self, id: &E::Id) -> Result<Inspection, AskError<E::Rejection>> {
         match self.route(id) {

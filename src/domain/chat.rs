@@ -15,6 +15,16 @@ use std::collections::{BTreeSet, HashMap};
 pub const MAX_TEXT: usize = 2000;
 pub const MAX_NAME: usize = 100;
 pub const MAX_MEMBERS: usize = 1000;
+
+/// A room's name: one line of 1 to [`MAX_NAME`] characters, some of them visible.
+pub fn check_name(name: &str) -> Result<(), RoomError> {
+    if !crate::domain::text::is_line(name, 1, MAX_NAME) {
+        return Err(RoomError::Invalid(
+            "name must be 1 to 100 characters on one line, some of them visible".into(),
+        ));
+    }
+    Ok(())
+}
 pub const MAX_CLIENT_MSG_ID: usize = 64;
 pub const MAX_PAGE: usize = 100;
 
@@ -206,11 +216,7 @@ pub fn decide(
                 };
             }
             let name = name.trim();
-            if !crate::domain::text::is_line(name, 1, MAX_NAME) {
-                return Err(RoomError::Invalid(
-                    "name must be 1 to 100 characters on one line, some of them visible".into(),
-                ));
-            }
+            check_name(name)?;
             if members.len() >= MAX_MEMBERS {
                 return Err(RoomError::Invalid("at most 1000 members".into()));
             }

@@ -145,6 +145,11 @@ pub async fn delete_me(
     // First, while the token still works: a failure here is finished by the client's retry.
     state.chat.leave_all(&user.user_id).await?;
     state.accounts.delete(&user.user_id).await?;
+    // Again for a room made between the two (it found the account still there); the account
+    // is gone now, so no later room can list it.
+    if let Err(e) = state.chat.leave_all(&user.user_id).await {
+        tracing::warn!(user = %user.user_id, error = ?e, "a deleted account left in a room");
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -337,7 +337,12 @@ impl Saga {
                     Err(e) => Err(format!("cancel the shipment: {e}")),
                 }
             }
-            Action::Notify { kind, text, amount } => {
+            Action::Notify {
+                kind,
+                text,
+                amount,
+                reason,
+            } => {
                 let note = Notification {
                     id: format!("{id}-{effect}"),
                     kind: kind.as_str().to_owned(),
@@ -346,6 +351,7 @@ impl Saga {
                     order_id: Some(id.to_string()),
                     amount: *amount,
                     currency: amount.map(|_| placement.currency.clone()),
+                    reason: reason.clone(),
                     ..Notification::default()
                 };
                 let subject = note.text.clone();

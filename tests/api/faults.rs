@@ -504,16 +504,13 @@ async fn an_erased_shopper_s_orders_and_chat_show_no_personal_data_even_after_a_
         "{listed}"
     );
     // Nor can anyone put them back on a list
-    let invite = json!({"name": "Again", "members": [user_id]});
-    let refused = send(
-        &app,
-        "POST",
-        "/api/v1/chat/rooms",
-        OPERATOR_TOKEN,
-        Some(invite),
-    )
-    .await;
-    assert_problem(refused, 422, "invalid_field").await;
+    // (nor anyone who never had an account, named twice or not)
+    for nobody in [user_id.as_str(), "u_never_made"] {
+        let invite = json!({"name": "Again", "members": [nobody, nobody]});
+        let rooms = "/api/v1/chat/rooms";
+        let refused = send(&app, "POST", rooms, OPERATOR_TOKEN, Some(invite)).await;
+        assert_problem(refused, 422, "invalid_field").await;
+    }
     // And after a restart too: the key is gone, not only hidden
     let app = spawn_app_in(app.stop().await, FAST).await;
     let after = ok(send(&app, "GET", &path, OPERATOR_TOKEN, None).await).await;
@@ -638,6 +635,8 @@ async fn a_cancellation_the_carrier_refuses_having_picked_the_parcel_up_ships_th
     assert_eq!(after["shipment"]["status"], "shipping", "{after}");
     assert_eq!(gateway_balance(&app, &pk).await, 10000);
     assert_eq!(stock(&app, "mug").await, (4, 0, 1));
+    let note = crate::orders::until_notice(&app, &token, &id, "order_shipped").await;
+    assert_eq!(note["reason"], "cancel_refused", "{note}");
     app.stop().await;
 }
 

@@ -120,6 +120,25 @@ pub(crate) async fn until_status(app: &TestApp, token: &str, id: &str, status: &
     );
 }
 
+/// The shopper's notification of `kind` about order `id`, once it is in their inbox.
+pub(crate) async fn until_notice(app: &TestApp, token: &str, id: &str, kind: &str) -> Value {
+    let path = "/api/v1/users/me/notifications";
+    for _ in 0..200 {
+        let notes = ok(send(app, "GET", path, token, None).await).await;
+        let found = notes["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["kind"] == kind && n["order_id"] == id)
+            .cloned();
+        if let Some(note) = found {
+            return note;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no {kind} notification about {id}");
+}
+
 pub(crate) async fn audit(app: &TestApp) -> Vec<Value> {
     let r = app
         .client
@@ -407,6 +426,9 @@ async fn a_payment_cancelled_at_the_gateway_cancels_the_order_and_restocks() {
         .find(|p| p["payment_key"] == key.as_str())
         .unwrap();
     assert_eq!(p["cancels"], json!([20000]), "{p}");
+    // And the shopper is told it was the payment provider, not them
+    let note = until_notice(&app, &token, id, "order_cancelled").await;
+    assert_eq!(note["reason"], "gateway", "{note}");
 }
 
 #[tokio::test]

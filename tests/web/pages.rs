@@ -24,6 +24,18 @@ async fn every_storefront_page_renders_without_console_messages() {
         .as_str()
         .unwrap()
         .to_string();
+    // The tee has a picture (inline, as the page's CSP allows; an https: address would need
+    // the network); the other products show their initial.
+    let token = std::fs::read_to_string(dir.path().join("dev-operator-token")).unwrap();
+    let picture = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 1 1'%3E%3Crect width='1' height='1' fill='%23c33'/%3E%3C/svg%3E";
+    let r = client
+        .patch(format!("{base}/api/v1/admin/products/{tee}"))
+        .bearer_auth(token.trim())
+        .json(&serde_json::json!({"thumbnail": picture}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     let drop_id = get(format!("{base}/api/v1/drops")).await["items"][0]["drop_id"]
         .as_str()
         .unwrap()
@@ -47,13 +59,18 @@ async fn every_storefront_page_renders_without_console_messages() {
         (
             "search",
             "/#/search?q=%ED%8B%B0%EC%85%94%EC%B8%A0".into(),
-            &["Results for", "Oversized Tee"],
+            &[
+                "Results for",
+                "Oversized Tee",
+                r#"<img class="thumb" src="data:image/svg+xml,"#,
+            ],
         ),
         (
             "product",
             format!("/#/product/{tee}"),
             &[
                 "Add to cart</button>",
+                r#"<img class="thumb big" src="data:image/svg+xml,"#,
                 "Choose color",
                 "Choose size",
                 "₩12,900",

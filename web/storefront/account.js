@@ -125,11 +125,17 @@ export async function account(main, current, onLogout) {
   });
 }
 
-/** A notification in the page's language: its kind's words, with its amount or name; the
- * server's English text for a kind this page does not know. */
-export const notice = (n) => known(`n_${n.kind}`)
-  ? t(`n_${n.kind}`, { amount: n.amount == null ? "" : money(n.amount, n.currency), name: n.name ?? "" })
-  : n.text;
+/** What a kind's words need from the notification (older notifications lack it). */
+const NEEDS = { order_refunded: "amount", drop_starting: "name", chat_mention: "name" };
+/** A notification in the page's language: the words of its kind (and `reason`, where a kind
+ * has several), with its amount or name; the server's English text for one this page has no
+ * words for, or one stored before notifications said what the words need. */
+export const notice = (n) => {
+  const key = n.reason == null ? `n_${n.kind}` : `n_${n.kind}_${n.reason}`;
+  const need = NEEDS[n.kind];
+  if (!known(key) || (need && n[need] == null)) return n.text;
+  return t(key, { amount: n.amount == null ? "" : money(n.amount, n.currency), name: n.name ?? "" });
+};
 /** Where a notification leads: its order (a support room's too: `s` and the order id), its drop. */
 const about = (n) => n.order_id ? `#/order/${enc(n.order_id)}` : n.drop_id ? `#/drop/${enc(n.drop_id)}`
   : n.room_id?.startsWith("s") ? `#/order/${enc(n.room_id.slice(1))}` : null;

@@ -10,9 +10,16 @@ const login = () => {
   location.hash = "#/login";
 };
 
+/** A product's picture: its thumbnail where it has one the page may show (an `https:` or
+ * same-site address, or an inline image: what the page's CSP allows), else its initial on a
+ * tile. Decorative either way: the name is beside it. */
+const thumb = (p, big = false) => /^(https:\/\/|\/(?!\/)|data:image\/)/i.test(p.thumbnail ?? "")
+  ? `<img class="thumb${big ? " big" : ""}" src="${esc(p.thumbnail)}" alt="" loading="lazy" decoding="async">`
+  : `<span class="thumb${big ? " big" : ""}" aria-hidden="true">${esc(p.name.trim()[0])}</span>`;
+
 function productCard(p) {
   return `<a class="card" href="#/product/${enc(p.product_id)}">
-    <span class="thumb" aria-hidden="true">${esc(p.name.trim()[0])}</span>
+    ${thumb(p)}
     <span class="name">${esc(p.name)}</span>
     <span>${esc(t("from", { p: money(p.price_from, p.currency) }))}</span>
     <span class="${p.in_stock ? "ok" : "muted"}">${t(p.in_stock ? "in_stock" : "out_of_stock")}</span></a>`;
@@ -107,7 +114,7 @@ export async function product(main, id, current) {
   const axes = [...new Set(p.skus.flatMap((s) => Object.keys(s.options)))];
   const choice = Object.fromEntries(axes.map((a) => [a, p.skus[0].options[a]]));
   const chosen = () => p.skus.find((s) => axes.every((a) => s.options[a] === choice[a]));
-  main.innerHTML = `<div class="row"><span class="thumb big" aria-hidden="true">${esc(p.name.trim()[0])}</span>
+  main.innerHTML = `<div class="row">${thumb(p, true)}
     <div><h1>${esc(p.name)}</h1><p class="muted">${esc(p.description)}</p>
     ${p.sales ? `<p class="muted">${t("sold_n", { n: p.sales })}</p>` : ""}</div></div>
     <form class="options" id="buy">${axes.map((a) => `<fieldset><legend>${esc(t("choose", { axis: known(`axis_${a}`) ? t(`axis_${a}`) : a }))}</legend>

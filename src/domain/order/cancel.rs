@@ -18,6 +18,16 @@ pub enum CancelCause {
 }
 
 impl CancelCause {
+    /// Its name, as stored and as a notification's `reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Customer => "customer",
+            Self::Store => "store",
+            Self::StockLost => "stock_lost",
+            Self::Gateway => "gateway",
+        }
+    }
+
     /// The reason given with the refund.
     pub fn refund_reason(self) -> &'static str {
         match self {

@@ -241,6 +241,10 @@ pub enum Action {
         /// A refund's amount (minor units), for clients that word the notice themselves.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         amount: Option<i64>,
+        /// Which notice of its kind this is, where a kind has several (a cancellation's cause,
+        /// `cancel_refused` for a shipment that went on).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
 }
 

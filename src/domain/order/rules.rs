@@ -283,8 +283,25 @@ fn drop_pending(s: &mut OrderState, names: &[&str]) {
 }
 
 pub(super) fn notify(s: &mut OrderState, kind: NotificationKind, text: String, at: Timestamp) {
-    let amount = None;
-    queue(s, Action::Notify { kind, text, amount }, at);
+    notify_why(s, kind, None, text, at);
+}
+
+/// A notice with the `reason` that tells it from others of its kind.
+pub(super) fn notify_why(
+    s: &mut OrderState,
+    kind: NotificationKind,
+    reason: Option<&str>,
+    text: String,
+    at: Timestamp,
+) {
+    let (amount, reason) = (None, reason.map(str::to_owned));
+    let notice = Action::Notify {
+        kind,
+        text,
+        amount,
+        reason,
+    };
+    queue(s, notice, at);
 }
 
 /// What a paid order cancelled gives back: the refund of what is left of the payment, every
@@ -434,8 +451,8 @@ pub fn apply(s: &mut OrderState, event: &OrderEvent) {
                 }
                 None => queue(s, Action::ReleaseStock, *at),
             }
-            let text = cause.notice().to_owned();
-            notify(s, NotificationKind::OrderCancelled, text, *at);
+            let (kind, text) = (NotificationKind::OrderCancelled, cause.notice().to_owned());
+            notify_why(s, kind, Some(cause.as_str()), text, *at);
         }
         E::ShipmentCalledOff { at, .. } => {
             drop_pending(s, &["commit_stock"]);
@@ -500,7 +517,17 @@ pub fn apply(s: &mut OrderState, event: &OrderEvent) {
                 let currency = s.placement.as_ref().map_or("", |p| p.currency.as_str());
                 let text = format!("A refund of {} was issued.", money_text(*amount, currency));
                 let (kind, amount) = (NotificationKind::OrderRefunded, Some(*amount));
-                queue(s, Action::Notify { kind, text, amount }, *at);
+                let reason = None;
+                queue(
+                    s,
+                    Action::Notify {
+                        kind,
+                        text,
+                        amount,
+                        reason,
+                    },
+                    *at,
+                );
             }
         }
         E::RefundedAtGateway { amount, .. } => {

@@ -10,7 +10,7 @@
 //!   order goes on as shipped (or delivered, if the carrier said so meanwhile), nothing is
 //!   refunded or restocked, and the buyer is told they may return it once it arrives.
 
-use super::rules::{notify, set_status};
+use super::rules::{notify, notify_why, set_status};
 use super::*;
 use crate::domain::time::Timestamp;
 
@@ -96,5 +96,11 @@ pub(super) fn withdraw_cancellation(s: &mut OrderState, tracking_number: &str, a
         "Your order could not be cancelled: the carrier had already picked it up \
          ({tracking_number}). Once it is delivered you may return it."
     );
-    notify(s, NotificationKind::OrderShipped, text, at);
+    notify_why(
+        s,
+        NotificationKind::OrderShipped,
+        Some("cancel_refused"),
+        text,
+        at,
+    );
 }

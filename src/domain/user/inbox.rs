@@ -31,6 +31,11 @@ pub struct Notification {
     /// The room's name (a mention), the product's (a drop).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Which notice of its kind this is, where a kind has several: a cancellation's cause
+    /// (`customer`, `store`, `stock_lost`, `gateway`), `cancel_refused` for an order shipped
+    /// after all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
