@@ -339,7 +339,7 @@ impl<E: Entity> Entities<E> {
         tokio::task::spawn_blocking(move || journal.exists(&stream))
             .await
             .map_err(|_| AskError::Unavailable)?
-            .map_err(|_| AskError::Unavailable)
+            .map_err(lookup_failed)
     }
 
     /// The entity's state and sequence numbers; `NotFound` when it has never been written.
@@ -354,16 +354,8 @@ impl<E: Entity> Entities<E> {
         &self,
         id: &E::Id,
     ) -> Result<Inspection, AskError<E::Rejection>> {
-        if !self.kind.registry.is_active(id) {
-            let stream = StreamId::new(E::KIND, id.to_string());
-            let journal = self.kind.ctx.journal.clone();
-            let exists = tokio::task::spawn_blocking(move || journal.exists(&stream))
-                .await
-                .map_err(|_| AskError::Unavailable)?
-                .map_err(|_| AskError::Unavailable)?;
-            if !exists {
-                return Err(AskError::NotFound);
-            }
+        if !self.stored(id).await? {
+            return Err(AskError::NotFound);
         }
         self.call(id, EntityMsg::Inspect).await
     }
@@ -596,4 +588,10 @@ async fn sweep<E: Entity>(
             let _ = actor.cast(EntityMsg::Passivate(Passivation::Idle));
         }
     }
+}
+
+/// A journal lookup that failed: logged with its cause, answered as `Unavailable`.
+fn lookup_failed<R>(e: crate::persistence::JournalError) -> AskError<R> {
+    tracing::warn!(error = %e, "a journal lookup failed");
+    AskError::Unavailable
 }

@@ -68,7 +68,7 @@ impl Routing {
         let gone: Vec<&String> = up.iter().filter(|n| !live.contains(n)).collect();
         let went_down = !gone.is_empty();
         for node in gone {
-            tracing::warn!(%node, "cluster node gone: no membership heartbeat within the lease TTL; its shards are taken over as their leases expire");
+            tracing::warn!(%node, "cluster node left the membership (stopped, drained, or no heartbeat within the lease TTL); its shards are taken over");
         }
         // Not at the first read (every node is new then).
         if !up.is_empty() {

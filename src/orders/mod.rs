@@ -83,6 +83,13 @@ pub struct OrderConfig {
     pub outbox: OutboxSettings,
 }
 
+/// A read of the order store that failed: logged with its cause here, where it is known, and
+/// answered as `503 unavailable`.
+fn store_unavailable(e: impl std::fmt::Display) -> OrderFailure {
+    tracing::warn!(error = %e, "the order store could not be read");
+    OrderFailure::Runtime(crate::actors::RuntimeError::Unavailable)
+}
+
 /// How many of the orders owing a step the outbox summary reads.
 pub const OUTBOX_READ: usize = 10_000;
 
@@ -97,8 +104,10 @@ pub struct OutboxSummary {
     pub steps_due: usize,
     pub dead_letters: usize,
     /// When the oldest pending step was queued, and its order: how long the outbox has owed
-    /// it, whatever its retries' backoff (a step queued before this was kept counts from
-    /// when it is next due).
+    /// it, whatever its retries' backoff (a step queued before this was kept counts from when
+    /// it is next due; a booking, queued without a time, from its order's last change). Read
+    /// over the [`OUTBOX_READ`] orders due soonest, so in a storm of more owing orders a step
+    /// with a long backoff may be missed. A revived dead letter keeps its first queued time.
     pub oldest_pending: Option<(crate::domain::time::Timestamp, OrderId)>,
 }
 
@@ -313,7 +322,7 @@ impl Orders {
         let journal = self.book.journal();
         let (ids, next) = history::page(journal, listing, cursor.as_ref(), limit)
             .await
-            .map_err(|_| OrderFailure::Runtime(crate::actors::RuntimeError::Unavailable))?;
+            .map_err(store_unavailable)?;
         let views = self.views_of(ids.clone()).await?;
         let items = ids
             .into_iter()
@@ -335,17 +344,14 @@ impl Orders {
 
     /// The durable views of `ids`, in order (`None` for an order never written).
     async fn views_of(&self, ids: Vec<OrderId>) -> Result<Vec<Option<OrderView>>, OrderFailure> {
-        self.book
-            .stored_views(ids)
-            .await
-            .map_err(|_| OrderFailure::Runtime(crate::actors::RuntimeError::Unavailable))
+        self.book.stored_views(ids).await.map_err(store_unavailable)
     }
 
     /// Every dead letter: steps that failed too often, waiting for an operator.
     pub async fn dead_letters(&self) -> Result<Vec<(OrderId, PendingEffect)>, OrderFailure> {
         let ids = history::dead(self.book.journal())
             .await
-            .map_err(|_| OrderFailure::Runtime(crate::actors::RuntimeError::Unavailable))?;
+            .map_err(store_unavailable)?;
         let views = self.views_of(ids.clone()).await?;
         Ok(ids
             .into_iter()
@@ -366,15 +372,13 @@ impl Orders {
         let now = self.now();
         let (owing, count) = history::owing(self.book.journal(), OUTBOX_READ)
             .await
-            .map_err(|_| OrderFailure::Runtime(crate::actors::RuntimeError::Unavailable))?;
+            .map_err(store_unavailable)?;
         let mut summary = OutboxSummary {
             orders_owing: count,
             // An order holding only dead letters has left the active set: count them all.
             dead_letters: self.dead_letters().await?.len(),
             ..OutboxSummary::default()
         };
-        // Without a step's queued time (a booking's has none), the soonest due stands for it.
-        let soonest_due = owing.first().map(|(at, id)| (*at, id.clone()));
         let ids: Vec<OrderId> = owing.into_iter().map(|(_, id)| id).collect();
         let views = self.views_of(ids.clone()).await?;
         for (id, view) in ids.into_iter().zip(views) {
@@ -383,19 +387,20 @@ impl Orders {
             for effect in live {
                 summary.steps_pending += 1;
                 summary.steps_due += usize::from(effect.not_before <= now);
-                let queued = effect.queued_at;
-                if queued.0 > 0
-                    && summary
-                        .oldest_pending
-                        .as_ref()
-                        .is_none_or(|(at, _)| queued < *at)
+                // Queued before queued times were kept, or with no time (a booking): since it
+                // is next due, else since the order last changed.
+                let since = [effect.queued_at, effect.not_before, view.updated_at]
+                    .into_iter()
+                    .find(|t| t.0 > 0)
+                    .unwrap_or(now);
+                if summary
+                    .oldest_pending
+                    .as_ref()
+                    .is_none_or(|(at, _)| since < *at)
                 {
-                    summary.oldest_pending = Some((queued, id.clone()));
+                    summary.oldest_pending = Some((since, id.clone()));
                 }
             }
-        }
-        if summary.oldest_pending.is_none() && summary.steps_pending > 0 {
-            summary.oldest_pending = soonest_due;
         }
         Ok(summary)
     }

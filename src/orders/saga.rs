@@ -177,8 +177,11 @@ impl Saga {
                         error,
                         policy: self.retry,
                     };
+                    let before = state.effects.get(&effect).map(|e| e.attempts);
                     let after = self.book.ask(id, fail).await?;
-                    if after.effects.get(&effect).is_some_and(|e| e.dead) {
+                    let made = after.effects.get(&effect).filter(|e| e.dead);
+                    // This failure made it one (another driver's does not count again).
+                    if made.is_some_and(|e| Some(e.attempts) > before) {
                         // Retried as often as the policy allows: the operator's now.
                         metrics::counter!("emporium_dead_letters_total").increment(1);
                         tracing::error!(order_id = %id, effect, action = action.name(),

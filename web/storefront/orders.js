@@ -2,7 +2,7 @@
 // shipping address from the profile, then the gateway's checkout page and back), and orders
 // (history, a live status timeline, tracking, cancel, return or exchange, support chat).
 
-import { $, all, api, busy, enc, esc, every, fields, live, money, persist, problem, say, session, span, t, uuid, when } from "/common/core.js";
+import { $, all, api, busy, enc, esc, every, fields, live, money, persist, problem, refocus, say, session, span, t, uuid, when } from "/common/core.js";
 
 const needLogin = (main) => {
   sessionStorage.setItem("after_login", location.hash);
@@ -135,10 +135,10 @@ export async function checkout(main, current) {
   });
 }
 
-/** Back from the gateway: confirm the payment, then show the order. */
 /** Statuses of an order that has taken no payment. */
-const UNPAID = ["awaiting_payment", "payment_failed", "expired", "cancelled"];
+const UNPAID = ["pending", "rejected", "awaiting_payment", "payment_failed", "expired", "cancelled"];
 
+/** Back from the gateway: confirm the payment, then show the order. */
 export async function paid(main, { paymentKey, orderId, amount }, current) {
   if (!session.token) return needLogin(main);
   main.innerHTML = `<h1>${t("paid_title")}</h1><p role="status" id="paid-status">${t("confirming")}</p>`;
@@ -243,7 +243,9 @@ export async function order(main, id, current) {
           say(t("cancelled_ok"));
         } catch (err) { say(problem(err)); }
       });
-      reload();
+      // The page is drawn again with the outcome: the focus goes to it, not to the body.
+      await reload();
+      if (current()) refocus(e.target);
     } else if (e.target.id === "open-chat") {
       const resume = await chat(e.target.closest("section"), o, current);
       if (resume) resumeChat = resume;
@@ -254,14 +256,16 @@ export async function order(main, id, current) {
     e.preventDefault();
     const f = new FormData(e.target);
     const key = uuid();
-    await busy(e.target.querySelector("button[type=submit]"), async () => {
+    const button = e.target.querySelector("button[type=submit]");
+    await busy(button, async () => {
       try {
         const body = { kind: f.get("kind"), reason: f.get("reason").trim(), items: [] };
         await persist(() => api(`/orders/${enc(id)}/returns`, { method: "POST", body, headers: { "idempotency-key": key } }));
         say(t("return_sent"));
       } catch (err) { say(problem(err)); }
     });
-    reload();
+    await reload();
+    if (current()) refocus(button);
   });
 }
 

@@ -13,7 +13,7 @@ const login = () => {
 /** A product's picture: its thumbnail where it has one the page may show (an `https:` or
  * same-site address, or an inline image: what the page's CSP allows), else its initial on a
  * tile. Decorative either way: the name is beside it. */
-const thumb = (p, big = false) => /^(https:\/\/|\/(?!\/)|data:image\/)/i.test(p.thumbnail ?? "")
+const thumb = (p, big = false) => /^(https:\/\/|\/(?![\/\\])|data:image\/)/i.test(p.thumbnail ?? "")
   ? `<img class="thumb${big ? " big" : ""}" src="${esc(p.thumbnail)}" alt="" loading="lazy" decoding="async">`
   : `<span class="thumb${big ? " big" : ""}" aria-hidden="true">${esc(p.name.trim()[0])}</span>`;
 

@@ -38,6 +38,11 @@ pub fn decide(
             let Some(e) = s.effects.get(effect) else {
                 return Ok(vec![]);
             };
+            // A dead letter is retried by no driver: a second driver's failure, reported
+            // after the first made it one, changes nothing (and is not counted again).
+            if e.dead {
+                return Ok(vec![]);
+            }
             let attempts = e.attempts + 1;
             let shift = attempts.min(20);
             let backoff = policy

@@ -467,6 +467,13 @@ fn failing_effects_back_off_and_become_dead_letters_until_revived() {
         assert_eq!(e.not_before.0, T0.0 + 100 * (1 << attempt));
         assert_eq!(e.dead, attempt == 3);
     }
+    // A second driver's failure, reported once the step is a dead letter, changes nothing
+    let late = OrderCommand::Fail {
+        effect: id,
+        error: "sku unavailable".into(),
+        policy: POLICY,
+    };
+    assert_eq!(decide(&s, &late, T0), Ok(vec![]));
     when(&mut s, OrderCommand::Revive { effect: id }).unwrap();
     assert!(!s.effects[&id].dead);
     assert!(

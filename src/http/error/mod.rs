@@ -174,8 +174,10 @@ impl IntoResponse for ApiError {
                 "request refused"
             );
         } else if retry_later {
+            let cause = self.cause.as_ref().map(|c| format!("{c:#}"));
             tracing::warn!(status = self.status.as_u16(), code = self.code,
-                detail = %self.detail, "request refused for now");
+                detail = %self.detail, cause = cause.as_deref().unwrap_or(""),
+                "request refused for now");
         } else if self.status.is_server_error() {
             let cause = self.cause.as_ref().map(|c| format!("{c:#}"));
             tracing::error!(status = self.status.as_u16(), code = self.code,
