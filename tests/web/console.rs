@@ -4,7 +4,7 @@
 //! drains a node from the console.
 
 use crate::common::{self, cluster};
-use crate::{PASSWORD, Shop, TURN, browser, click, driver, quiet, shoot, submit, until};
+use crate::{PASSWORD, Shop, TURN, browser, click, driver, log_in, quiet, shoot, submit, until};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -248,4 +248,29 @@ async fn an_operator_drains_a_node_from_the_console() {
         let _ = node.child.kill();
         let _ = node.child.wait();
     }
+}
+
+/// A shopper's session in the same browser (the refresh cookie is shared) does not open an
+/// empty console of refusals: the console asks for a staff log-in and says why.
+#[tokio::test]
+async fn a_shoppers_session_opens_the_console_at_its_log_in() {
+    let _turn = TURN.lock().await;
+    let shop = Shop::start().await;
+    let base = shop.base.clone();
+    shop.account("browsing@example.com", &["customer"]).await;
+    let driver = driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let page = browser(&driver, profile.path()).await;
+    log_in(&page, &base, "browsing@example.com").await;
+    page.goto(&format!("{base}/ops")).await.unwrap();
+    until(
+        &page,
+        "document.querySelector('#login-form') \
+         && document.querySelector('main').textContent.includes('as a shopper')",
+        "the console's log-in, saying why",
+    )
+    .await;
+    quiet(&page, "the console for a shopper").await;
+    page.close().await.unwrap();
+    shop.stop();
 }

@@ -374,6 +374,20 @@ async fn the_checkout_works_from_the_keyboard_alone() {
     // The cart's Checkout, then the form: the address typed, Pay with Enter.
     go(&page, &base, "#/cart").await;
     until(&page, "document.querySelector('#checkout')", "the cart").await;
+    // Apply (no coupon): the cart is drawn again, and the keyboard stays on Apply.
+    tab_to(&page, "Apply").await;
+    page.execute("window.pressed = document.activeElement", vec![])
+        .await
+        .unwrap();
+    keys(&page, ENTER).await;
+    until(
+        &page,
+        "document.activeElement !== window.pressed && !window.pressed.isConnected \
+         && document.activeElement?.textContent === 'Apply' \
+         && document.activeElement.closest('#coupon-form')",
+        "the focus on the Apply of the cart drawn again",
+    )
+    .await;
     tab_to(&page, "Checkout").await;
     keys(&page, ENTER).await;
     until(

@@ -242,9 +242,11 @@ export async function busy(button, work) {
 export function refocus(el) {
   if (document.activeElement && document.activeElement !== document.body) return;
   const data = el.getAttributeNames().find((n) => n.startsWith("data-"));
+  const form = el.form?.id;
   const successor = el.isConnected ? el
     : el.id ? document.getElementById(el.id)
-    : data ? document.querySelector(`[${data}="${CSS.escape(el.getAttribute(data))}"]`) : null;
+    : data ? document.querySelector(`[${data}="${CSS.escape(el.getAttribute(data))}"]`)
+    : form && el.type === "submit" ? document.querySelector(`#${CSS.escape(form)} [type=submit]`) : null;
   (successor ?? document.querySelector("main"))?.focus({ preventScroll: true });
 }
 

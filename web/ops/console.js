@@ -34,10 +34,12 @@ addWords({
     create_campaign: "Create campaign", percent: "Percent", fixed: "Fixed amount",
     error: "Something went wrong.", not_found: "Not found.", forbidden: "Not allowed for this account.", offline: "No connection.",
     invalid_credentials: "Wrong email or password.", order_not_shippable: "This order can't be shipped.",
+    shipping_address_required: "The buyer's profile has no name, phone and address to ship to; their order page asks them to add these.",
     drop_exists: "That drop exists.", product_exists: "That product exists.", sku_taken: "That SKU id is taken.",
     campaign_exists: "That campaign exists.", code_taken: "That code is taken.", invalid_field: "Check the fields.",
     stock_out_of_range: "Stock out of range.", invalid_token: "That token is not valid.",
     not_staff: "This account is not an admin or operator account.",
+    shopper_session: "This browser is logged in to the shop as a shopper. Log in here with an admin or operator account (it ends the shop's session in this browser), or paste an operator token (it does not).",
     ds_scheduled: "Scheduled", ds_live: "Live", ds_sold_out: "Sold out", ds_ended: "Ended",
     ns_up: "Up", ns_draining: "Draining", ns_down: "Down",
   },
@@ -64,10 +66,12 @@ addWords({
     create_campaign: "캠페인 만들기", percent: "퍼센트", fixed: "정액",
     error: "문제가 생겼습니다.", not_found: "찾을 수 없습니다.", forbidden: "이 계정으로는 할 수 없습니다.", offline: "연결이 끊겼습니다.",
     invalid_credentials: "이메일 또는 비밀번호가 올바르지 않습니다.", order_not_shippable: "출고할 수 없는 주문입니다.",
+    shipping_address_required: "구매자 프로필에 배송할 이름, 전화번호, 주소가 없습니다. 구매자의 주문 화면에서 입력을 안내합니다.",
     drop_exists: "이미 있는 드롭입니다.", product_exists: "이미 있는 상품입니다.", sku_taken: "이미 쓰는 SKU ID입니다.",
     campaign_exists: "이미 있는 캠페인입니다.", code_taken: "이미 쓰는 코드입니다.", invalid_field: "입력값을 확인하세요.",
     stock_out_of_range: "재고 범위를 벗어났습니다.", invalid_token: "유효하지 않은 토큰입니다.",
     not_staff: "관리자 또는 운영자 계정이 아닙니다.",
+    shopper_session: "이 브라우저는 쇼핑몰에 고객 계정으로 로그인되어 있습니다. 관리자 또는 운영자 계정으로 로그인하거나(이 브라우저의 쇼핑몰 로그인은 끝납니다), 운영자 토큰을 붙여 넣으세요(쇼핑몰 로그인은 유지됩니다).",
     ds_scheduled: "예정", ds_live: "진행 중", ds_sold_out: "품절", ds_ended: "종료",
     ns_up: "정상", ns_draining: "드레인 중", ns_down: "중단",
   },
@@ -77,7 +81,10 @@ addWords({
  * limit). */
 const problem = (e) => {
   const said = words(e);
-  return e.detail && !said.includes(e.detail) ? `${said} ${e.detail}` : said;
+  // The server's own (English) detail where the words cannot say it: which field, which
+  // limit, or a code this page has no words for.
+  const needed = !(e.code && known(e.code)) || e.code === "invalid_field";
+  return needed && e.detail && !said.includes(e.detail) ? `${said} ${e.detail}` : said;
 };
 
 /** A status in words (`prefix` names its kind: `st_` an order's, `ds_` a drop's, `ns_` a node's);
@@ -90,6 +97,9 @@ const table = (heads, rows) => `<div class="scroll"><table><thead><tr>${heads.ma
 /** Whether this session may use the operator routes (a pasted operator token's roles are not
  * readable: it may). */
 const operator = () => !session.roles.length || session.roles.includes("operator");
+/** Whether this session may use the console at all: a shop session in the same browser (a
+ * shopper's, through the shared refresh cookie) may not, and is asked to log in here. */
+const staff = () => operator() || session.roles.includes("admin");
 const iso = (local) => (local ? new Date(local).toISOString().replace(/\.\d{3}Z$/, "Z") : undefined);
 const localNow = (plusMs) => new Date(Date.now() + plusMs - new Date().getTimezoneOffset() * 60000).toISOString().slice(0, 19);
 const int = (s) => (s === "" || s === undefined ? undefined : Number(s));
@@ -369,7 +379,8 @@ async function cluster(main, current) {
 }
 
 function login(main) {
-  main.innerHTML = `<h1>${t("login")}</h1><p class="muted">${t("need_login")}</p>
+  const shopper = session.token && !staff();
+  main.innerHTML = `<h1>${t("login")}</h1><p class="muted">${t(shopper ? "shopper_session" : "need_login")}</p>
     <form class="stack" id="login-form">
       <label>${t("email")} <input name="email" type="email" autocomplete="username"></label>
       <label>${t("password")} <input name="password" type="password" autocomplete="current-password"></label>
@@ -427,7 +438,7 @@ const route = router($("#main"), async (root, page, arg, params, current) => {
     location.replace("#/login");
     return;
   }
-  if (!session.token || page === "login") return login(root);
+  if (!session.token || !staff() || page === "login") return login(root);
   switch (page) {
     case "products": return products(root, params, current);
     case "drops": return drops(root, current);

@@ -92,7 +92,7 @@ export async function account(main, current, onLogout) {
       ${field("address", "address", me.address, 'autocomplete="street-address" maxlength="200"')}`, "save")}</section>
     <section><h2>${t("your_coupons")}</h2>${wallet.items.length ? `<ul class="lines">${wallet.items.map((w) => `<li class="line">
       <span class="name">${esc(w.name ?? w.campaign_id)}</span><span class="tag">${esc(t(`cw_${w.status}`))}</span>
-      ${w.ends_at ? `<span class="muted">${when(w.ends_at)}</span>` : ""}</li>`).join("")}</ul>` : `<p class="muted">${t("none")}</p>`}
+      ${w.ends_at ? `<span class="muted">${when(w.ends_at)}</span>` : ""}</li>`).join("")}</ul>` : `<p class="muted">${t("no_coupons")}</p>`}
       <p><a href="#/cart">${t("claim")}</a></p></section>
     <section><h2>${t("wishlist")}</h2>${wishlist.items.length ? `<ul class="lines">${wishlist.items.map((w) => `<li class="line">
       <a class="name" href="#/product/${enc(w.product_id)}">${esc(w.name)}</a><span>${esc(t("from", { p: money(w.price_from) }))}</span>

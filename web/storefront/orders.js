@@ -41,17 +41,17 @@ export async function cart(main, current) {
       <p><button class="primary" type="button" id="checkout">${t("checkout")}</button></p>`
       : `<p class="muted">${t("empty_cart")}</p><p><a class="button" href="#/">${t("products")}</a></p>`}`;
   };
-  // Painting again keeps the keyboard where it was (the same line's control).
+  // Painting again keeps the keyboard where it was: the same control of the same line (the
+  // one it had moved to, after a quantity's Tab), else the page.
   const change = async (work) => {
-    const at = document.activeElement;
-    const again = at?.dataset.sku ? `[data-sku="${CSS.escape(at.dataset.sku)}"]` : at?.id ? `#${CSS.escape(at.id)}` : null;
     try {
       c = await work();
       document.dispatchEvent(new CustomEvent("cart", { detail: c }));
     } catch (err) { say(problem(err)); }
     if (!current()) return;
+    const at = document.activeElement;
     paint();
-    (again && main.querySelector(again))?.focus();
+    if (at && at !== document.body) refocus(at);
   };
   live.onResume(() => {});
   paint();
@@ -197,6 +197,10 @@ export async function order(main, id, current) {
     } catch (err) { say(problem(err)); }
   };
   o = await api(`/orders/${enc(id)}`);
+  // An order without an address of its own (a drop purchase) ships to the profile's: one the
+  // profile lacks would stop it at the carrier's booking, so the page says so while it can.
+  const me = o.shipping_address ? null : await api("/users/me").catch(() => null);
+  const unshippable = () => ["awaiting_payment", "paid"].includes(o.status) && me && !(me.name && me.phone && me.address);
   if (!current()) return;
   main.innerHTML = `<h1>${esc(o.items[0]?.name ?? t("orders"))}${o.items.length > 1 ? ` +${o.items.length - 1}` : ""}</h1>
     <p class="muted id">${t("order", { id: esc(o.order_id) })}</p>
@@ -218,7 +222,8 @@ export async function order(main, id, current) {
       <dl class="totals"><dt>${t("subtotal")}</dt><dd>${money(o.subtotal, o.currency)}</dd>
         <dt>${t("discount")}</dt><dd>−${money(o.discount, o.currency)}</dd><dt>${t("total")}</dt><dd class="price">${money(o.total, o.currency)}</dd></dl>
       ${o.shipping_address ? `<h2>${t("shipping")}</h2><p>${esc(o.shipping_address.name)} · ${esc(o.shipping_address.phone)}<br>${esc(o.shipping_address.address)} ${esc(o.shipping_address.postal_code ?? "")}</p>`
-        : `<h2>${t("shipping")}</h2><p class="muted">${t("ships_to_profile")}</p>`}
+        : `<h2>${t("shipping")}</h2><p class="${unshippable() ? "error" : "muted"}">${unshippable()
+          ? `${t("ship_needs_profile")} <a href="#/account">${t("account")}</a>` : t("ships_to_profile")}</p>`}
       ${o.status === "delivered" ? `<form class="stack" id="return-form"><fieldset><legend>${t("return_title")}</legend>
         <label><input type="radio" name="kind" value="return" checked> ${t("kind_return")}</label>
         <label><input type="radio" name="kind" value="exchange"> ${t("kind_exchange")}</label></fieldset>

@@ -196,12 +196,16 @@ export async function drop(main, id, current) {
     const left = t("remaining", { n: d.remaining, q: d.quantity });
     if ($("#remaining").textContent !== left) $("#remaining").textContent = left;
     const open = d.status === "live" || (d.status === "scheduled" && now >= Date.parse(d.starts_at));
-    $("#buy-now").disabled = pending || !open || d.remaining === 0;
+    // Off while nothing can be bought; while a press is pending it only says so (aria) and
+    // ignores taps, keeping the keyboard's focus, which a disabled button would drop.
+    $("#buy-now").disabled = !open || d.remaining === 0;
+    $("#buy-now").setAttribute("aria-disabled", String(pending));
     $("#buy-now").setAttribute("aria-busy", String(pending));
   }
   every(show);
   if (missed) fresh().catch(() => {});
   $("#buy-now").addEventListener("click", async (e) => {
+    if (pending) return;
     if (!session.token) { login(); return; }
     const focused = document.activeElement === e.currentTarget;
     pending = true;
