@@ -104,8 +104,8 @@ pub struct OutboxSummary {
     pub steps_due: usize,
     pub dead_letters: usize,
     /// When the oldest pending step was queued, and its order: how long the outbox has owed
-    /// it, whatever its retries' backoff (a step queued before this was kept counts from when
-    /// it is next due; a booking, queued without a time, from its order's last change). Read
+    /// it, whatever its retries' backoff (a booking from its order's last status; a step
+    /// queued before this was kept, from when it is next due). Read
     /// over the [`OUTBOX_READ`] orders due soonest, so in a storm of more owing orders a step
     /// with a long backoff may be missed. A revived dead letter keeps its first queued time.
     pub oldest_pending: Option<(crate::domain::time::Timestamp, OrderId)>,
@@ -387,8 +387,8 @@ impl Orders {
             for effect in live {
                 summary.steps_pending += 1;
                 summary.steps_due += usize::from(effect.not_before <= now);
-                // Queued before queued times were kept, or with no time (a booking): since it
-                // is next due, else since the order last changed.
+                // Queued before queued times were kept: since it is next due, else since the
+                // order last changed.
                 let since = [effect.queued_at, effect.not_before, view.updated_at]
                     .into_iter()
                     .find(|t| t.0 > 0)

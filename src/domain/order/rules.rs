@@ -468,13 +468,15 @@ pub fn apply(s: &mut OrderState, event: &OrderEvent) {
             at,
         } => shipping::withdraw_cancellation(s, tracking_number, *at),
         E::ShipmentRequested { exchange } => {
-            queue(
-                s,
-                Action::BookShipment {
-                    exchange: *exchange,
-                },
-                Timestamp(0),
-            );
+            let booking = Action::BookShipment {
+                exchange: *exchange,
+            };
+            queue(s, booking, Timestamp(0));
+            // Due at once; owed since the order's last change (the event has no time).
+            let since = s.history.last().map_or(Timestamp(0), |(_, at)| *at);
+            if let Some(e) = s.effects.get_mut(&(s.next_effect - 1)) {
+                e.queued_at = since;
+            }
         }
         E::ShipmentBooked {
             carrier,

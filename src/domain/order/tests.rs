@@ -452,6 +452,26 @@ fn a_return_before_delivery_or_of_unknown_items_is_refused() {
 }
 
 #[test]
+fn a_step_keeps_when_it_was_queued_across_its_retries() {
+    // Given a paid order asked to ship (the booking's event has no time of its own)
+    let mut s = paid(false);
+    let paid_at = s.history.last().unwrap().1;
+    when(&mut s, OrderCommand::Ship).unwrap();
+    let id = s.pending("book_shipment").unwrap();
+    // Then the booking is owed since the order was paid, and stays so when it fails
+    assert_eq!(s.effects[&id].queued_at, paid_at);
+    assert!(paid_at.0 > 0);
+    let fail = OrderCommand::Fail {
+        effect: id,
+        error: "carrier down".into(),
+        policy: POLICY,
+    };
+    when(&mut s, fail).unwrap();
+    assert_eq!(s.effects[&id].queued_at, paid_at);
+    assert!(s.effects[&id].not_before > paid_at);
+}
+
+#[test]
 fn failing_effects_back_off_and_become_dead_letters_until_revived() {
     let mut s = paid(false);
     let id = s.pending("commit_stock").unwrap();
