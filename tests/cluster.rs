@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::cluster::{TOKEN, buy, cluster_file, envs, get, live_drop, node, shopper};
+use common::cluster::{TOKEN, buy, cluster_file, envs, get, live_drop, metric, node, shopper};
 use common::{RedisServer, wait_ready};
 use serde_json::json;
 
@@ -207,18 +207,8 @@ async fn without_redis_a_node_acknowledges_nothing_and_recovers_by_itself() {
         .expect("/readyz still 200 with Redis down");
     eprintln!("not ready {:?} after Redis died", asked.elapsed());
     // And its metrics warn of it: renewals that could not reach Redis count as errors.
-    let metrics = client
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let errors = metrics
-        .lines()
-        .find(|l| l.starts_with("emporium_lease_renewals_total{outcome=\"error\"}"))
-        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    let series = "emporium_lease_renewals_total{outcome=\"error\"}";
+    let (errors, metrics) = metric(&client, &server.base, series).await;
     assert!(errors.is_some_and(|n| n >= 1.0), "{metrics}");
 
     // Redis comes back (its append-only file read back): the node serves again by itself.

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::cluster::{TOKEN, cluster_file, live_drop, node, shopper, try_buy};
+use common::cluster::{TOKEN, cluster_file, live_drop, metric, node, shopper, try_buy};
 use common::{RedisServer, Server, wait_ready};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -435,19 +435,7 @@ async fn a_zombie_owner_acknowledges_nothing_after_its_shard_is_taken() {
     );
     audit(&cluster, &[0, 1, 2], &drop_id, quantity, &ledger).await;
     // The zombie tells its operator that it lost its leases.
-    let url = format!("{}/metrics", cluster.nodes[owner].base);
-    let metrics = cluster
-        .client
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let lost = metrics
-        .lines()
-        .find(|l| l.starts_with("emporium_lease_renewals_total{outcome=\"lost\"}"))
-        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    let series = "emporium_lease_renewals_total{outcome=\"lost\"}";
+    let (lost, metrics) = metric(&cluster.client, &cluster.nodes[owner].base, series).await;
     assert!(lost.is_some_and(|n| n >= 1.0), "{metrics}");
 }

@@ -92,6 +92,18 @@ pub async fn get(client: &reqwest::Client, url: &str) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// The value of the series `series` (its name and labels, as `/metrics` writes them) on the
+/// node at `base`, and the whole text (for a failure's message).
+pub async fn metric(client: &reqwest::Client, base: &str, series: &str) -> (Option<f64>, String) {
+    let url = format!("{base}/metrics");
+    let text = client.get(url).send().await.unwrap().text().await.unwrap();
+    let value = text
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    (value, text)
+}
+
 /// One purchase attempt of one unit, never panicking: the status, the `Retry-After` header and
 /// the body; `None` when no answer came (the node is stopping, gone or cut off).
 pub async fn try_buy(
