@@ -28,6 +28,12 @@ impl Claims {
     pub fn has_role(&self, role: Role) -> bool {
         self.roles.iter().any(|r| r == role.as_str())
     }
+
+    /// Whether these are the operator token's claims: a setting, not an issued token, so they
+    /// carry no token id, no session and no account behind them.
+    pub fn is_operator_token(&self) -> bool {
+        self.jti.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

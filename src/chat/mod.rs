@@ -194,24 +194,22 @@ impl Chat {
     }
 
     async fn has_account(&self, member: &UserId) -> Result<(), ChatFailure> {
-        let none = || {
-            let why = format!("members: {member} has no account");
-            ChatFailure::Room(RoomError::Invalid(why.into()))
+        // A rejection or `NotFound` means no account; any other failure is the runtime's.
+        let failed = |e: AskError<_>| match e.rejection() {
+            Ok(_) | Err(RuntimeError::NotFound) => {
+                let why = format!("members: {member} has no account");
+                ChatFailure::Room(RoomError::Invalid(why.into()))
+            }
+            Err(failure) => ChatFailure::Runtime(failure),
         };
-        let stored = self.users.stored(member).await;
-        match stored.map_err(|e| e.rejection().err()) {
-            Ok(false) => return Err(none()),
-            Ok(true) => {}
-            Err(Some(failure)) => return Err(ChatFailure::Runtime(failure)),
-            Err(None) => return Err(none()),
+        if !self.users.stored(member).await.map_err(failed)? {
+            return Err(failed(AskError::NotFound));
         }
-        match self.users.ask(member, UserCommand::Get).await {
-            Ok(_) => Ok(()),
-            Err(e) => match e.rejection() {
-                Ok(_) | Err(RuntimeError::NotFound) => Err(none()),
-                Err(failure) => Err(ChatFailure::Runtime(failure)),
-            },
-        }
+        self.users
+            .ask(member, UserCommand::Get)
+            .await
+            .map(drop)
+            .map_err(failed)
     }
 
     /// The rooms `user` belongs to, by id.

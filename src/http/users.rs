@@ -135,7 +135,7 @@ pub async fn delete_me(
     user: AuthUser,
     State(state): State<AppState>,
 ) -> Result<StatusCode, ApiError> {
-    if user.claims.jti.is_empty() {
+    if user.claims.is_operator_token() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
