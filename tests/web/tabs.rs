@@ -2,7 +2,8 @@
 //! so tabs take turns to refresh (Web Locks) and share the new access token. Two tabs loaded by
 //! one script, five times, both stay signed in; logging out in one logs out the other. (The
 //! test cannot force two refreshes to overlap on the wire: it passes without the lock too, and
-//! guards the rest of the path.)
+//! guards the rest of the path.) A reload keeps the tab's access token and spends no refresh,
+//! so quick reloads cannot send a cookie the previous load had just rotated.
 
 use crate::{Shop, TURN, browser, driver, log_in, quiet, until};
 use fantoccini::Client;
@@ -13,6 +14,25 @@ async fn signed_in(page: &Client) -> bool {
         .await
         .unwrap();
     state == "Log out"
+}
+
+/// How many refreshes the server has answered, from its request metrics.
+async fn refreshes(shop: &Shop) -> f64 {
+    let url = format!("{}/metrics", shop.base);
+    let text = shop
+        .client
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("emporium_http_requests_total{"))
+        .filter(|l| l.contains("route=\"/api/v1/auth/refresh\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 #[tokio::test]
@@ -42,12 +62,13 @@ async fn tabs_loading_together_stay_signed_in_and_log_out_together() {
         .expect("the second tab");
 
     // Five rounds of both tabs loading in the same instant (a new query string, so a real
-    // load): each load refreshes through the cookie.
+    // load): each load refreshes through the cookie, as neither tab keeps a token.
     for round in 0..5 {
         page.switch_to_window(first.clone()).await.unwrap();
         let both = format!(
             "const url = '{base}/?round={round}#/account'; \
-             window.open(url, 'second'); location.replace(url);"
+             const other = window.open('', 'second'); other.sessionStorage.clear(); \
+             sessionStorage.clear(); other.location.replace(url); location.replace(url);"
         );
         page.execute(&both, vec![]).await.unwrap();
         for tab in [&first, &second] {
@@ -62,6 +83,24 @@ async fn tabs_loading_together_stay_signed_in_and_log_out_together() {
         }
     }
     quiet(&page, "the tabs").await;
+
+    // Three reloads, each before the last has finished loading: no refresh is spent, and the
+    // tab is still signed in.
+    page.switch_to_window(first.clone()).await.unwrap();
+    let before = refreshes(&shop).await;
+    assert!(before >= 5.0, "the rounds refreshed: {before}");
+    for _ in 0..3 {
+        page.execute("location.reload()", vec![]).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+    }
+    until(
+        &page,
+        "document.querySelector('#profile-form')",
+        "the account page after the reloads",
+    )
+    .await;
+    assert!(signed_in(&page).await, "signed in after quick reloads");
+    assert_eq!(refreshes(&shop).await, before, "a reload spent no refresh");
 
     // Log out in the second tab: the first follows without a reload.
     page.switch_to_window(second.clone()).await.unwrap();

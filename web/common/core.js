@@ -1,6 +1,7 @@
 // What both web faces share: words in two languages, money, the API with its token, and the
 // live socket. A client of the public API (/api/v1) and its WebSocket, nothing more.
-// The access token lives in memory only; the refresh token is the httpOnly cookie.
+// The access token lives in memory and in the tab's sessionStorage (for a reload); the
+// refresh token is the httpOnly cookie.
 
 // ---- Words ---------------------------------------------------------------------------------
 
@@ -106,8 +107,16 @@ const cookieFlag = {
   set: (on) => (on ? localStorage.setItem("session", "1") : localStorage.removeItem("session")),
 };
 
-// Tabs share each new access token (in memory only: a channel, not storage), so one refresh
-// serves them all; the rotating refresh token must never be sent twice.
+/** This tab's access token, kept over a reload (sessionStorage: this tab only, gone with it).
+ * A load that refreshed would spend the rotating refresh cookie, and two quick reloads would
+ * then send the one the first had just rotated, which ends the session for good (API.md: a
+ * refresh token used twice revokes its whole family). */
+const tabToken = {
+  get: () => sessionStorage.getItem("token"),
+  set: (t) => (t ? sessionStorage.setItem("token", t) : sessionStorage.removeItem("token")),
+};
+
+// Tabs share each new access token over a channel, so one refresh serves them all; the rotating refresh token must never be sent twice.
 const tabs = "BroadcastChannel" in window ? new BroadcastChannel("emporium-token") : null;
 let renewal = null;
 
@@ -123,6 +132,7 @@ export function keep(token, { cookie = true, share = true } = {}) {
   clearTimeout(renewal);
   if (token && cookie && c.exp) renewal = setTimeout(() => refresh().catch(() => {}), Math.max(0, c.exp * 1000 - Date.now() - 60000));
   if (cookie) cookieFlag.set(Boolean(token));
+  tabToken.set(cookie ? token : null);
   if (share) tabs?.postMessage(token);
   if (before && before !== session.user) live.ws?.close();
   else if (token) live.send({ type: "auth", access_token: token });
@@ -153,6 +163,17 @@ export function refresh() {
   refreshing ??= (navigator.locks ? navigator.locks.request("emporium-refresh", trade) : trade())
     .finally(() => { refreshing = null; });
   return refreshing;
+}
+
+/** Signs this tab in as it loads: with the access token it kept over a reload while that has
+ * a minute left (as `refresh()` would renew it), else through a refresh. As `refresh()`. */
+export function resume() {
+  const kept = cookieFlag.get() ? tabToken.get() : null;
+  if (kept && (claims(kept).exp ?? 0) * 1000 > Date.now() + 60000) {
+    keep(kept, { share: false });
+    return Promise.resolve(true);
+  }
+  return refresh();
 }
 
 /** Calls `/api/v1{path}`; the JSON body, or throws an Error with `status`, `code`, `reason`,
