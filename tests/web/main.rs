@@ -11,6 +11,7 @@ mod console;
 mod journey;
 mod pages;
 mod race;
+mod shift;
 mod tabs;
 
 use common::wait_ready;

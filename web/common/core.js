@@ -69,10 +69,17 @@ export const uuid = () => crypto.randomUUID?.() ??
   "10000000-1000-4000-8000-100000000000".replace(/[018]/g, (c) =>
     (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16));
 
+/** Shows `text` for five seconds at the foot of the page, under what is already shown (at most
+ * three, the oldest giving way), so a notification arriving does not hide what the last action
+ * said; the same text again replaces its earlier line. */
 export const say = (text) => {
-  $("#toast").textContent = text;
-  clearTimeout(say.timer);
-  say.timer = setTimeout(() => { $("#toast").textContent = ""; }, 5000);
+  const box = $("#toast");
+  for (const old of box.children) if (old.textContent === text) old.remove();
+  const line = document.createElement("p");
+  line.textContent = text;
+  box.append(line);
+  while (box.children.length > 3) box.firstElementChild.remove();
+  setTimeout(() => line.remove(), 5000);
 };
 /** An API error in a shopper's words: its code's text, else by status. */
 export const problem = (e) => {

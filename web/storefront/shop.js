@@ -35,16 +35,20 @@ function dropStatus(d, now) {
 }
 
 export async function home(main, current) {
+  // The drops' product names come before the first paint: a name filled in later would grow
+  // its card and push the page down.
+  const named = (page) => Promise.all(page.items.filter((d) => d.product_id).map((d) =>
+    api(`/products/${enc(d.product_id)}`).then((p) => { d.name = p.name; }, () => {}))).then(() => page);
   const [live_, scheduled, best, categories, products] = await Promise.all([
-    api("/drops?status=live&limit=10"), api("/drops?status=scheduled&limit=10"), api("/best-sellers?limit=8"),
-    api("/categories"), api("/products?limit=20"),
+    api("/drops?status=live&limit=10").then(named), api("/drops?status=scheduled&limit=10").then(named),
+    api("/best-sellers?limit=8"), api("/categories"), api("/products?limit=20"),
   ]);
   if (!current()) return;
   const drops = [...live_.items, ...scheduled.items];
   main.innerHTML = `
     ${drops.length ? `<h1>${t("drops")}</h1><div class="grid">${drops.map((d) => `
       <a class="drop" href="#/drop/${enc(d.drop_id)}" data-drop="${esc(d.drop_id)}">
-        <div class="name" data-name></div><div class="status"></div>
+        <div class="name">${esc(d.name ?? "")}</div><div class="status"></div>
         <div class="price">${money(d.price, d.currency)}</div>
         <div class="num" data-remaining>${t("remaining", { n: d.remaining, q: d.quantity })}</div>
       </a>`).join("")}</div>` : ""}
@@ -52,11 +56,6 @@ export async function home(main, current) {
     <h2>${t("categories")}</h2>
     <ul class="chips">${categories.items.map((c) => `<li><a href="#/category/${enc(c.category)}">${esc(c.category)} <span class="muted">${c.product_count}</span></a></li>`).join("")}</ul>
     <h2>${t("products")}</h2><div class="grid">${products.items.map(productCard).join("")}</div>`;
-  for (const d of drops.filter((x) => x.product_id)) {
-    api(`/products/${enc(d.product_id)}`).then((p) => {
-      if (current()) main.querySelector(`[data-drop="${CSS.escape(d.drop_id)}"] [data-name]`).textContent = p.name;
-    }).catch(() => {});
-  }
   every(() => {
     const now = Date.now();
     for (const d of drops) {

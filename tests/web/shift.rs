@@ -1,0 +1,66 @@
+//! The home page holds still as it loads: a signed-in shopper at phone width, with a live drop
+//! and products, sees no content move once painted (Cumulative Layout Shift under 0.1, the
+//! "good" threshold of web.dev/articles/cls).
+
+use crate::{Shop, TURN, browser, driver, log_in, now, screenshots};
+use serde_json::Value;
+
+/// Sums the page's layout shifts not caused by input, with what moved (web.dev's CLS, without
+/// its session windows: a stricter sum).
+const SHIFTS: &str = "return new Promise((done) => {
+  new PerformanceObserver((list) => {
+    const shifts = list.getEntries().filter((e) => !e.hadRecentInput);
+    done({ total: shifts.reduce((s, e) => s + e.value, 0),
+      moved: shifts.map((e) => `${e.value.toFixed(3)} at ${Math.round(e.startTime)} ms: ` +
+        e.sources.map((s) => `${s.node?.nodeName}.${s.node?.className} ${JSON.stringify(s.previousRect)} -> ${JSON.stringify(s.currentRect)}`).join('; ')) });
+  }).observe({ type: 'layout-shift', buffered: true });
+  setTimeout(() => done({ total: 0, moved: [] }), 1000);
+});";
+
+#[tokio::test]
+async fn home_does_not_shift_as_it_loads() {
+    let _turn = TURN.lock().await;
+    let shop = Shop::start().await;
+    let base = shop.base.clone();
+    for (name, sku) in [
+        ("Heavyweight Cotton Crewneck Sweatshirt in Oatmeal", "crew"),
+        ("Tee", "tee"),
+    ] {
+        let product = serde_json::json!({"name": name, "category": "tops",
+            "skus": [{"sku_id": sku, "options": {"size": "M"}, "price": 39000, "stock": 10}]});
+        shop.admin("POST", "/admin/products", Some(product)).await;
+    }
+    let drop = serde_json::json!({"sku_id": "crew", "quantity": 5, "price": 29000,
+        "starts_at": now(), "per_user_limit": 1});
+    shop.admin("POST", "/admin/drops", Some(drop)).await;
+    shop.account("still@example.com", &["customer"]).await;
+
+    let driver = driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let page = browser(&driver, profile.path()).await;
+    log_in(&page, &base, "still@example.com").await;
+    for round in 0..3 {
+        page.goto(&format!("{base}/?round={round}#/"))
+            .await
+            .unwrap();
+        crate::until(
+            &page,
+            "document.querySelector('.drop .name')?.textContent",
+            "the drop's name",
+        )
+        .await;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let shifts: Value = page.execute(SHIFTS, vec![]).await.unwrap();
+        let total = shifts["total"].as_f64().unwrap();
+        println!("round {round}: {total:.3} {:#}", shifts["moved"]);
+        assert!(
+            total < 0.1,
+            "round {round}: layout shift {total:.3}: {:#}",
+            shifts["moved"]
+        );
+    }
+    let png = page.screenshot().await.unwrap();
+    std::fs::write(screenshots().join("home-signed-in.png"), png).unwrap();
+    page.close().await.unwrap();
+    shop.stop();
+}
