@@ -18,7 +18,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// One notification: `text` is English; the fields after it say what it is about (each
 /// present when it applies), for a client that words it in its own language.
 #[derive(Serialize, ToSchema)]
-#[schema(examples(json!({"id": "o3f9a0c1d2e4b5a67-9", "kind": "order_refunded", "text": "A refund of 12,900 KRW was issued. (order o3f9a0c1d2e4b5a67)", "at": "2026-11-30T09:12:44Z", "order_id": "o3f9a0c1d2e4b5a67", "amount": 12900, "currency": "KRW"})))]
+#[schema(examples(json!({"id": "o3f9a0c1d2e4b5a67-9", "kind": "order_refunded", "text": "A refund of 12,900 KRW was issued. (order o3f9a0c1d2e4b5a67)", "at": "2026-11-30T09:12:44Z", "order_id": "o3f9a0c1d2e4b5a67", "amount": 12900, "currency": "KRW", "name": "Oversized Tee"})))]
 pub struct NotificationBody {
     /// `order_paid`, `order_shipped`, `order_delivered`, `order_cancelled`, `order_refunded`,
     /// `order_expired`, `drop_starting`, `chat_mention`.
@@ -37,7 +37,8 @@ pub struct NotificationBody {
     pub amount: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
-    /// The room's name (`chat_mention`), the product's (`drop_starting`).
+    /// The room's name (`chat_mention`), the product's (`drop_starting`), the order's title
+    /// (`order_*`: its first item's name, the `title` of `GET /orders`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Which notice of its kind: `order_cancelled`'s cause (`customer`, `store`, `stock_lost`,

@@ -355,6 +355,8 @@ impl Saga {
                     amount: *amount,
                     currency: amount.map(|_| placement.currency.clone()),
                     reason: reason.clone(),
+                    // The order's title, as its summary in the history gives it.
+                    name: placement.lines.first().map(|l| l.name.clone()),
                     ..Notification::default()
                 };
                 let subject = note.text.clone();

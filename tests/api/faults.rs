@@ -124,6 +124,7 @@ async fn a_return_retried_with_its_idempotency_key_returns_and_refunds_once() {
         (&refund["order_id"], &refund["amount"], &refund["currency"]),
         (&json!(id), &json!(10000), &json!("KRW"))
     );
+    assert_eq!(refund["name"], "Mug", "the order's title: {refund}");
     assert!(
         refund["text"].as_str().unwrap().contains("10,000 KRW"),
         "{refund}"

@@ -253,10 +253,11 @@ async fn a_shopper_signs_up_pays_and_watches_the_order_ship() {
     quiet(&page, "return").await;
 
     // The bell heard the notifications; the pages behind it render. A notification is worded
-    // by the page (not the server's "(order o…)" text) and leads to its order.
+    // by the page (not the server's "(order o…)" text), says which order by its title and
+    // leads to it.
     let notified = format!(
         "[...document.querySelectorAll('.lines a[href=\"#/order/{order_id}\"]')]\
-         .some(a => a.textContent === 'Your order is paid.')"
+         .some(a => a.textContent === 'Your order is paid. (린넨 셔츠 Linen Shirt)')"
     );
     for (hash, name, check) in [
         ("#/notifications", "notifications", notified.as_str()),

@@ -128,13 +128,15 @@ export async function account(main, current, onLogout) {
 /** What a kind's words need from the notification (older notifications lack it). */
 const NEEDS = { order_refunded: "amount", drop_starting: "name", chat_mention: "name" };
 /** A notification in the page's language: the words of its kind (and `reason`, where a kind
- * has several), with its amount or name; the server's English text for one this page has no
- * words for, or one stored before notifications said what the words need. */
+ * has several), with its amount or name, and an order's title after them; the server's English
+ * text for one this page has no words for, or one stored before notifications said what the
+ * words need. */
 export const notice = (n) => {
   const key = n.reason == null ? `n_${n.kind}` : `n_${n.kind}_${n.reason}`;
   const need = NEEDS[n.kind];
   if (!known(key) || (need && n[need] == null)) return n.text;
-  return t(key, { amount: n.amount == null ? "" : money(n.amount, n.currency), name: n.name ?? "" });
+  const words = t(key, { amount: n.amount == null ? "" : money(n.amount, n.currency), name: n.name ?? "" });
+  return n.kind.startsWith("order_") && n.name ? `${words} (${n.name})` : words;
 };
 /** Where a notification leads: its order (a support room's too: `s` and the order id), its drop. */
 const about = (n) => n.order_id ? `#/order/${enc(n.order_id)}` : n.drop_id ? `#/drop/${enc(n.drop_id)}`

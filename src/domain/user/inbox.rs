@@ -28,7 +28,8 @@ pub struct Notification {
     pub amount: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
-    /// The room's name (a mention), the product's (a drop).
+    /// The room's name (a mention), the product's (a drop), the order's title (an order's
+    /// notice: its first item's name, as `GET /orders` gives it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Which notice of its kind this is, where a kind has several: a cancellation's cause
