@@ -286,7 +286,7 @@ impl Revocations {
     /// setting) is never: an empty `t:` entry (written by an operator's logout before it was
     /// refused) must not match it.
     pub fn is_revoked(&self, claims: &Claims) -> bool {
-        (!claims.jti.is_empty() && self.tokens.contains_key(&claims.jti))
+        (!claims.is_operator_token() && self.tokens.contains_key(&claims.jti))
             || (!claims.sid.is_empty() && self.sessions.contains_key(&claims.sid))
             || self
                 .users

@@ -248,6 +248,29 @@ impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
     }
 }
 
+/// ChromeDriver's network emulation (`POST /session/{id}/chromium/network_conditions`): every
+/// request of the session takes at least `latency_ms` more, as on a slow mobile network.
+#[derive(Debug)]
+pub(crate) struct Latency(pub u32);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Latency {
+    fn endpoint(
+        &self,
+        base: &reqwest::Url,
+        session: Option<&str>,
+    ) -> Result<reqwest::Url, <reqwest::Url as std::str::FromStr>::Err> {
+        let session = session.unwrap_or_default();
+        base.join(&format!("session/{session}/chromium/network_conditions"))
+    }
+
+    fn method_and_body(&self, _: &reqwest::Url) -> (axum::http::Method, Option<String>) {
+        // Throughput in bytes a second, far above what a page here needs.
+        let conditions = serde_json::json!({"network_conditions": {"offline": false,
+            "latency": self.0, "download_throughput": 50_000_000, "upload_throughput": 50_000_000}});
+        (axum::http::Method::POST, Some(conditions.to_string()))
+    }
+}
+
 /// Asserts that the page wrote nothing to its console since the last call (`what` names the
 /// page for the message).
 pub(crate) async fn quiet(page: &fantoccini::Client, what: &str) {

@@ -2,10 +2,12 @@
 //! so tabs take turns to refresh (Web Locks) and share the new access token. Two tabs loaded by
 //! one script, five times, both stay signed in; logging out in one logs out the other. (The
 //! test cannot force two refreshes to overlap on the wire: it passes without the lock too, and
-//! guards the rest of the path.) A reload keeps the tab's access token and spends no refresh,
-//! so quick reloads cannot send a cookie the previous load had just rotated.
+//! guards the rest of the path.) A tab reloaded again and again on a slow network stays signed
+//! in. (The page's refresh outlives it, `keepalive`, so a reload cannot cancel one whose
+//! cookie the server has rotated; chromedriver's emulated latency did not make that race
+//! happen without it either, so this too is a guard, not a reproduction.)
 
-use crate::{Shop, TURN, browser, driver, log_in, quiet, until};
+use crate::{Latency, Shop, TURN, browser, driver, log_in, quiet, until};
 use fantoccini::Client;
 
 async fn signed_in(page: &Client) -> bool {
@@ -14,25 +16,6 @@ async fn signed_in(page: &Client) -> bool {
         .await
         .unwrap();
     state == "Log out"
-}
-
-/// How many refreshes the server has answered, from its request metrics.
-async fn refreshes(shop: &Shop) -> f64 {
-    let url = format!("{}/metrics", shop.base);
-    let text = shop
-        .client
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with("emporium_http_requests_total{"))
-        .filter(|l| l.contains("route=\"/api/v1/auth/refresh\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[tokio::test]
@@ -62,13 +45,12 @@ async fn tabs_loading_together_stay_signed_in_and_log_out_together() {
         .expect("the second tab");
 
     // Five rounds of both tabs loading in the same instant (a new query string, so a real
-    // load): each load refreshes through the cookie, as neither tab keeps a token.
+    // load): each load refreshes through the cookie.
     for round in 0..5 {
         page.switch_to_window(first.clone()).await.unwrap();
         let both = format!(
             "const url = '{base}/?round={round}#/account'; \
-             const other = window.open('', 'second'); other.sessionStorage.clear(); \
-             sessionStorage.clear(); other.location.replace(url); location.replace(url);"
+             window.open(url, 'second'); location.replace(url);"
         );
         page.execute(&both, vec![]).await.unwrap();
         for tab in [&first, &second] {
@@ -84,23 +66,24 @@ async fn tabs_loading_together_stay_signed_in_and_log_out_together() {
     }
     quiet(&page, "the tabs").await;
 
-    // Three reloads, each before the last has finished loading: no refresh is spent, and the
-    // tab is still signed in.
+    // Reloads on a slow network, each as soon as the last has loaded: every load refreshes
+    // through the cookie, and a spent one would revoke the session.
     page.switch_to_window(first.clone()).await.unwrap();
-    let before = refreshes(&shop).await;
-    assert!(before >= 5.0, "the rounds refreshed: {before}");
-    for _ in 0..3 {
+    page.issue_cmd(Latency(300)).await.unwrap();
+    for _ in 0..4 {
         page.execute("location.reload()", vec![]).await.unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
     }
+    page.issue_cmd(Latency(0)).await.unwrap();
     until(
         &page,
         "document.querySelector('#profile-form')",
         "the account page after the reloads",
     )
     .await;
-    assert!(signed_in(&page).await, "signed in after quick reloads");
-    assert_eq!(refreshes(&shop).await, before, "a reload spent no refresh");
+    assert!(
+        signed_in(&page).await,
+        "signed in after reloads mid-refresh"
+    );
 
     // Log out in the second tab: the first follows without a reload.
     page.switch_to_window(second.clone()).await.unwrap();

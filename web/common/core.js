@@ -1,7 +1,6 @@
 // What both web faces share: words in two languages, money, the API with its token, and the
 // live socket. A client of the public API (/api/v1) and its WebSocket, nothing more.
-// The access token lives in memory and in the tab's sessionStorage (for a reload); the
-// refresh token is the httpOnly cookie.
+// The access token lives in memory only; the refresh token is the httpOnly cookie.
 
 // ---- Words ---------------------------------------------------------------------------------
 
@@ -71,10 +70,11 @@ export const uuid = () => crypto.randomUUID?.() ??
 
 /** Shows `text` for five seconds at the foot of the page, under what is already shown (at most
  * three, the oldest giving way), so a notification arriving does not hide what the last action
- * said; the same text again replaces its earlier line. */
+ * said; the same text again replaces its earlier line. A screen reader hears each new line
+ * once (`#toast` announces additions only). */
 export const say = (text) => {
   const box = $("#toast");
-  for (const old of box.children) if (old.textContent === text) old.remove();
+  for (const old of [...box.children]) if (old.textContent === text) old.remove();
   const line = document.createElement("p");
   line.textContent = text;
   box.append(line);
@@ -114,16 +114,8 @@ const cookieFlag = {
   set: (on) => (on ? localStorage.setItem("session", "1") : localStorage.removeItem("session")),
 };
 
-/** This tab's access token, kept over a reload (sessionStorage: this tab only, gone with it).
- * A load that refreshed would spend the rotating refresh cookie, and two quick reloads would
- * then send the one the first had just rotated, which ends the session for good (API.md: a
- * refresh token used twice revokes its whole family). */
-const tabToken = {
-  get: () => sessionStorage.getItem("token"),
-  set: (t) => (t ? sessionStorage.setItem("token", t) : sessionStorage.removeItem("token")),
-};
-
-// Tabs share each new access token over a channel, so one refresh serves them all; the rotating refresh token must never be sent twice.
+// Tabs share each new access token (in memory only: a channel, not storage), so one refresh
+// serves them all; the rotating refresh token must never be sent twice.
 const tabs = "BroadcastChannel" in window ? new BroadcastChannel("emporium-token") : null;
 let renewal = null;
 
@@ -139,7 +131,6 @@ export function keep(token, { cookie = true, share = true } = {}) {
   clearTimeout(renewal);
   if (token && cookie && c.exp) renewal = setTimeout(() => refresh().catch(() => {}), Math.max(0, c.exp * 1000 - Date.now() - 60000));
   if (cookie) cookieFlag.set(Boolean(token));
-  tabToken.set(cookie ? token : null);
   if (share) tabs?.postMessage(token);
   if (before && before !== session.user) live.ws?.close();
   else if (token) live.send({ type: "auth", access_token: token });
@@ -162,7 +153,11 @@ export function refresh() {
   const trade = async () => {
     // Another tab may have refreshed while this one waited for the lock.
     if (session.token && session.token !== had) return true;
-    const r = await fetch("/api/v1/auth/refresh", { method: "POST", credentials: "same-origin" });
+    // `keepalive`: a reload or a link followed while the refresh is on the wire must not cancel
+    // it. The server has rotated the cookie by then; cancelled, the new one would never reach
+    // the cookie jar, the next load would send the spent one, and a refresh token used twice
+    // ends the session (API.md).
+    const r = await fetch("/api/v1/auth/refresh", { method: "POST", credentials: "same-origin", keepalive: true });
     if (r.ok) { keep((await r.json()).access_token); return true; }
     if (r.status === 401) { keep(null); return false; }
     throw Object.assign(new Error("refresh"), { status: r.status, retryAfter: Number(r.headers.get("retry-after")) || 1 });
@@ -170,17 +165,6 @@ export function refresh() {
   refreshing ??= (navigator.locks ? navigator.locks.request("emporium-refresh", trade) : trade())
     .finally(() => { refreshing = null; });
   return refreshing;
-}
-
-/** Signs this tab in as it loads: with the access token it kept over a reload while that has
- * a minute left (as `refresh()` would renew it), else through a refresh. As `refresh()`. */
-export function resume() {
-  const kept = cookieFlag.get() ? tabToken.get() : null;
-  if (kept && (claims(kept).exp ?? 0) * 1000 > Date.now() + 60000) {
-    keep(kept, { share: false });
-    return Promise.resolve(true);
-  }
-  return refresh();
 }
 
 /** Calls `/api/v1{path}`; the JSON body, or throws an Error with `status`, `code`, `reason`,

@@ -7,7 +7,7 @@
 
 import {
   $, addWords, api, busy, claims, enc, esc, every, fields as values, keep, live, money, paintSignedIn, paintWords,
-  known, problem as words, resume, router, say, session, switchLang, t, when,
+  known, problem as words, refresh, router, say, session, switchLang, t, when,
 } from "/common/core.js";
 
 addWords({
@@ -455,7 +455,7 @@ const route = router($("#main"), async (root, page, arg, params, current) => {
 $("#lang").addEventListener("click", () => { switchLang(); paintShell(); route(); });
 paintShell();
 session.onChange = () => { paintAuth(); route({ focus: false }); };
-await resume().catch(() => false);
+await refresh().catch(() => false);
 paintAuth();
 live.open();
 route();

@@ -4,7 +4,7 @@
 // Routes: #/ #/search?q= #/category/NAME #/product/ID #/drop/ID #/cart #/checkout #/paid
 // #/orders #/order/ID #/login #/signup #/verify?email= #/account #/notifications #/logout.
 
-import { $, addWords, api, esc, keep, live, paintSignedIn, paintWords, resume, router, say, session, switchLang, t } from "/common/core.js";
+import { $, addWords, api, esc, keep, live, paintSignedIn, paintWords, refresh, router, say, session, switchLang, t } from "/common/core.js";
 import { TEXT } from "./text.js";
 import { drop, home, listing, product } from "./shop.js";
 import { cart, checkout, order, orders, paid } from "./orders.js";
@@ -145,7 +145,7 @@ const route = router(main, async (root, page, arg, params, current) => {
 $("#lang").addEventListener("click", () => { switchLang(); paintShell(); route(); });
 paintShell();
 searchBox();
-await resume().catch(() => false);
+await refresh().catch(() => false);
 live.open();
 signedIn();
 route();

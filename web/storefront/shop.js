@@ -37,8 +37,14 @@ function dropStatus(d, now) {
 export async function home(main, current) {
   // The drops' product names come before the first paint: a name filled in later would grow
   // its card and push the page down.
+  // (Each product once, however many drops sell it; one that fails leaves its drop unnamed.)
+  const fetched = new Map();
+  const productOf = (id) => {
+    if (!fetched.has(id)) fetched.set(id, api(`/products/${enc(id)}`).catch(() => null));
+    return fetched.get(id);
+  };
   const named = (page) => Promise.all(page.items.filter((d) => d.product_id).map((d) =>
-    api(`/products/${enc(d.product_id)}`).then((p) => { d.name = p.name; }, () => {}))).then(() => page);
+    productOf(d.product_id).then((p) => { d.name = p?.name; }))).then(() => page);
   const [live_, scheduled, best, categories, products] = await Promise.all([
     api("/drops?status=live&limit=10").then(named), api("/drops?status=scheduled&limit=10").then(named),
     api("/best-sellers?limit=8"), api("/categories"), api("/products?limit=20"),
