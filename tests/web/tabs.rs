@@ -7,7 +7,7 @@
 //! cookie the server has rotated; chromedriver's emulated latency did not make that race
 //! happen without it either, so this too is a guard, not a reproduction.)
 
-use crate::{Latency, Shop, TURN, browser, driver, log_in, quiet, until};
+use crate::{Latency, PASSWORD, Shop, TURN, browser, click, driver, log_in, quiet, until};
 use fantoccini::Client;
 
 async fn signed_in(page: &Client) -> bool {
@@ -103,6 +103,80 @@ async fn tabs_loading_together_stay_signed_in_and_log_out_together() {
         "the other tab logged out too",
     )
     .await;
+    page.close().await.unwrap();
+    shop.stop();
+}
+
+/// A tab that missed another account's log-in (its broadcast never came: the tab was asleep)
+/// acts for no one but the account it shows. Its next request finds its token revoked and the
+/// refresh brings the other account's token: the page is painted again for that account, and
+/// the action (Add to cart) is not replayed as it.
+#[tokio::test]
+async fn a_tab_that_missed_a_log_in_does_not_act_as_the_new_account() {
+    let _turn = TURN.lock().await;
+    let shop = Shop::start().await;
+    let base = shop.base.clone();
+    let product = serde_json::json!({"name": "Socks", "category": "misc",
+        "skus": [{"sku_id": "socks", "options": {"size": "M"}, "price": 5000, "stock": 10}]});
+    let created = shop.admin("POST", "/admin/products", Some(product)).await;
+    let product_id = created["product_id"].as_str().unwrap().to_string();
+    for who in ["ara", "bo"] {
+        shop.account(&format!("{who}@example.com"), &["customer"])
+            .await;
+    }
+    let driver = driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let page = browser(&driver, profile.path()).await;
+    log_in(&page, &base, "ara@example.com").await;
+    page.goto(&format!("{base}/#/product/{product_id}"))
+        .await
+        .unwrap();
+    until(&page, "document.querySelector('#buy')", "the product").await;
+
+    // Behind the page's back (plain fetches, not the page's module, so no tab hears of it):
+    // Ara's session ends and Bo logs in, so the cookie is Bo's.
+    let behind = format!(
+        "return (async () => {{
+           const m = await import('/common/core.js');
+           await fetch('/api/v1/auth/logout', {{ method: 'POST',
+             headers: {{ authorization: `Bearer ${{m.session.token}}` }} }});
+           const r = await fetch('/api/v1/auth/login', {{ method: 'POST',
+             headers: {{ 'content-type': 'application/json' }},
+             body: JSON.stringify({{ email: 'bo@example.com', password: '{PASSWORD}' }}) }});
+           return r.status;
+         }})()"
+    );
+    assert_eq!(page.execute(&behind, vec![]).await.unwrap(), 200);
+    click(&page, "#buy button[type=submit]").await;
+    until(
+        &page,
+        "document.querySelector('#toast').textContent.includes('Another account was signed in')",
+        "the page saying why nothing was done",
+    )
+    .await;
+
+    // Bo's cart is empty: the press was Ara's, and Ara's session had ended.
+    let login = serde_json::json!({"email": "bo@example.com", "password": PASSWORD});
+    let r = shop
+        .client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&login)
+        .send()
+        .await
+        .unwrap();
+    let bo = r.json::<serde_json::Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = shop
+        .client
+        .get(format!("{base}/api/v1/cart"))
+        .bearer_auth(bo)
+        .send()
+        .await
+        .unwrap();
+    let cart = r.json::<serde_json::Value>().await.unwrap();
+    assert_eq!(cart["items"], serde_json::json!([]), "{cart}");
     page.close().await.unwrap();
     shop.stop();
 }

@@ -10,11 +10,13 @@ const words = {
     st_awaiting_payment: "Awaiting payment", st_paid: "Paid", st_preparing: "Preparing", st_shipped: "Shipped",
     st_delivered: "Delivered", st_cancelled: "Cancelled", st_payment_failed: "Payment failed", st_expired: "Expired",
     st_return_requested: "Return requested", st_returned: "Returned", st_refunded: "Refunded",
+    session_changed: "Another account was signed in from another tab, so nothing was done. The page now shows that account.",
   },
   ko: {
     st_awaiting_payment: "결제 대기", st_paid: "결제 완료", st_preparing: "상품 준비 중", st_shipped: "배송 중",
     st_delivered: "배송 완료", st_cancelled: "주문 취소", st_payment_failed: "결제 실패", st_expired: "기한 만료",
     st_return_requested: "반품 요청", st_returned: "반품 완료", st_refunded: "환불 완료",
+    session_changed: "다른 탭에서 다른 계정으로 로그인되어 요청을 처리하지 않았습니다. 이제 그 계정으로 표시됩니다.",
   },
 };
 export let lang = localStorage.getItem("lang");
@@ -178,7 +180,14 @@ export async function api(path, { method = "GET", body, headers = {}, again = tr
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   if (r.status === 401 && session.token && again) {
-    if (await refresh()) return api(path, { method, body, headers, again: false });
+    const user = session.user;
+    if (await refresh()) {
+      if (session.user === user) return api(path, { method, body, headers, again: false });
+      // The cookie is another account's now (logged in from a tab that this one did not
+      // hear): the page is painted again for it, and the action is not replayed as it.
+      session.onChange();
+      throw Object.assign(new Error("session_changed"), { status: 401, code: "session_changed" });
+    }
     session.onLost();
   }
   const data = r.status === 204 || r.status === 202 ? null : await r.json().catch(() => null);
