@@ -1,8 +1,9 @@
 //! The home page holds still as it loads: a signed-in shopper at phone width, with a live drop
 //! and products, sees no content move once painted (Cumulative Layout Shift under 0.1, the
-//! "good" threshold of web.dev/articles/cls).
+//! "good" threshold of web.dev/articles/cls). On a slow network a page waiting for its data
+//! says it is loading.
 
-use crate::{Shop, TURN, browser, driver, log_in, now, screenshots};
+use crate::{Latency, Shop, TURN, browser, driver, log_in, now, screenshots, until};
 use serde_json::Value;
 
 /// Sums the page's layout shifts not caused by input, with what moved (web.dev's CLS, without
@@ -43,7 +44,7 @@ async fn home_does_not_shift_as_it_loads() {
         page.goto(&format!("{base}/?round={round}#/"))
             .await
             .unwrap();
-        crate::until(
+        until(
             &page,
             "document.querySelector('.drop .name')?.textContent",
             "the drop's name",
@@ -59,6 +60,24 @@ async fn home_does_not_shift_as_it_loads() {
             shifts["moved"]
         );
     }
+    // On a slow network a page waiting for its data says so, then paints over the words.
+    page.issue_cmd(Latency(1500)).await.unwrap();
+    page.execute("location.hash = '#/orders'", vec![])
+        .await
+        .unwrap();
+    until(
+        &page,
+        "document.querySelector('main').textContent.trim() === 'Loading…'",
+        "Loading… on a slow network",
+    )
+    .await;
+    page.issue_cmd(Latency(0)).await.unwrap();
+    until(
+        &page,
+        "document.querySelector('main h1')?.textContent === 'Orders'",
+        "the orders page",
+    )
+    .await;
     let png = page.screenshot().await.unwrap();
     std::fs::write(screenshots().join("home-signed-in.png"), png).unwrap();
     page.close().await.unwrap();

@@ -338,6 +338,11 @@ export function router(main, pages, { title }) {
     // Each page paints into an element of its own, so its listeners leave with it.
     const root = document.createElement("div");
     main.replaceChildren(root);
+    // A page still waiting for its data after a moment says so (a phone's network can take
+    // seconds); its first paint replaces the words.
+    const slow = setTimeout(() => {
+      if (current() && !root.firstChild) root.innerHTML = `<p class="muted" data-t="loading">${esc(t("loading"))}</p>`;
+    }, 400);
     try {
       // Anything but `#/...` is home.
       const [path, query = ""] = location.hash.startsWith("#/") ? location.hash.slice(1).split("?") : ["/"];
@@ -346,6 +351,8 @@ export function router(main, pages, { title }) {
       await pages(root, page, rest.join("/"), params, current);
     } catch (err) {
       if (current()) root.innerHTML = `<p class="error" role="alert">${esc(problem(err))}</p>`;
+    } finally {
+      clearTimeout(slow);
     }
     if (current() && focus) {
       document.title = `${main.querySelector("h1")?.textContent || title} · ${title}`;
