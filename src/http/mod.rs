@@ -38,13 +38,14 @@ use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use std::sync::Arc;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -149,6 +150,14 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
                     .unwrap_or_default();
                 ApiError::internal(anyhow::anyhow!("a handler panicked: {message}")).into_response()
             },
+        ))
+        // Answers are a shopper's own (a cart, an order, a profile) or change by the second
+        // (stock): no cache keeps them. Without it a browser's Back reused a cached answer
+        // whichever account it was for (another account's cart in a tab signed in as the
+        // first). The web's files set their own (`no-cache`, revalidated by ETag).
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
         ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(metered::MeteredLayer)

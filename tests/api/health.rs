@@ -13,6 +13,29 @@ async fn healthz_and_readyz_are_ok_once_built() {
     app.stop().await;
 }
 
+/// No answer of the API is kept by a cache: a browser's Back would otherwise show a cached
+/// answer whichever account it was for. The web's files keep their own rule.
+#[tokio::test]
+async fn api_answers_are_never_cached() {
+    let app = spawn_app().await;
+    for path in [
+        "/api/v1/products",
+        "/api/v1/cart",
+        "/api/v1/no-such-route",
+        "/healthz",
+    ] {
+        let r = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.headers()["cache-control"], "no-store", "{path}");
+    }
+    let r = app.client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(
+        r.headers()["cache-control"],
+        "no-cache",
+        "the storefront's page"
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn metrics_expose_requests_journal_and_entities() {
     let app = spawn_app().await;
