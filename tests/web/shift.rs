@@ -60,6 +60,21 @@ async fn home_does_not_shift_as_it_loads() {
             shifts["moved"]
         );
     }
+    // Home's tab is the shop's name, not its first section's.
+    assert_eq!(page.title().await.unwrap(), "Emporium");
+
+    // Enter straight after typing (a phone's search key): the results, and no suggestions
+    // opening over them afterwards.
+    let q = page.find(fantoccini::Locator::Css("#q")).await.unwrap();
+    q.send_keys("tee\u{E007}").await.unwrap();
+    until(&page, "location.hash.startsWith('#/search')", "the results").await;
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let open = page
+        .execute("return !document.querySelector('#suggest').hidden", vec![])
+        .await
+        .unwrap();
+    assert_eq!(open, false, "suggestions opened over the results");
+
     // On a slow network a page waiting for its data says so, then paints over the words.
     page.issue_cmd(Latency(1500)).await.unwrap();
     page.execute("location.hash = '#/orders'", vec![])

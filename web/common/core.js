@@ -70,15 +70,18 @@ export const uuid = () => crypto.randomUUID?.() ??
   "10000000-1000-4000-8000-100000000000".replace(/[018]/g, (c) =>
     (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16));
 
-/** Shows `text` for five seconds at the foot of the page, under what is already shown (at most
- * three, the oldest giving way), so a notification arriving does not hide what the last action
- * said; the same text again replaces its earlier line. A screen reader hears each new line
- * once (`#toast` announces additions only). */
-export const say = (text) => {
+/** Shows `text` for five seconds at the foot of the page. What an action says replaces what
+ * the last action said; a `notice` (a notification arriving) stands beside them, at most three
+ * lines in all, the oldest giving way. The same text again replaces its earlier line. A screen
+ * reader hears each new line once (`#toast` announces additions only). */
+export const say = (text, { notice = false } = {}) => {
   const box = $("#toast");
-  for (const old of [...box.children]) if (old.textContent === text) old.remove();
+  for (const old of [...box.children]) {
+    if (old.textContent === text || (!notice && !old.dataset.notice)) old.remove();
+  }
   const line = document.createElement("p");
   line.textContent = text;
+  if (notice) line.dataset.notice = "1";
   box.append(line);
   while (box.children.length > 3) box.firstElementChild.remove();
   setTimeout(() => line.remove(), 5000);
@@ -355,7 +358,8 @@ export function router(main, pages, { title }) {
       clearTimeout(slow);
     }
     if (current() && focus) {
-      document.title = `${main.querySelector("h1")?.textContent || title} · ${title}`;
+      const heading = main.querySelector("h1")?.textContent;
+      document.title = heading && heading !== title ? `${heading} · ${title}` : title;
       main.focus({ preventScroll: true });
     }
   }

@@ -1,7 +1,7 @@
 // Accounts: log in, sign up and the emailed code (in dev mode a link to the dev mailbox), and
 // the account page (profile, coupons, wishlist, notifications, delete account).
 
-import { $, all, api, busy, enc, esc, fields as values, keep, known, money, problem, say, t, when } from "/common/core.js";
+import { $, all, api, busy, enc, esc, fields as values, keep, known, money, problem, say, session, t, when } from "/common/core.js";
 
 const field = (name, label, value = "", extra = "") =>
   `<label>${t(label)} <input name="${name}" value="${esc(value ?? "")}" ${extra}></label>`;
@@ -150,6 +150,7 @@ export async function notifications(main, { cursor }, current) {
       ? `<a class="name" href="${about(n)}">${esc(notice(n))}</a>` : `<span class="name">${esc(notice(n))}</span>`}
       <span class="muted">${when(n.at)}</span></li>`).join("")}</ul>` : `<p class="muted">${t("no_notifications")}</p>`}
     ${page.next_cursor ? `<p class="pager"><a class="button" href="#/notifications?cursor=${enc(page.next_cursor)}">${t("more")}</a></p>` : ""}`;
-  if (!cursor && page.items[0]) localStorage.setItem("seen", page.items[0].at);
+  // Per account: another account in this browser has its own unread ones.
+  if (!cursor && page.items[0]) localStorage.setItem(`seen:${session.user}`, page.items[0].at);
   document.dispatchEvent(new Event("seen"));
 }

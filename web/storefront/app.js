@@ -39,10 +39,16 @@ function paintShell() {
 async function signedIn() {
   paintAuth();
   if (!session.token) return;
-  live.keep("user", (m) => { unseen++; paintAuth(); say(notice(m)); });
+  live.keep("user", (m) => {
+    unseen++;
+    paintAuth();
+    // The order on screen shows its own change as it comes: no toast repeats it.
+    const shown = m.order_id && location.hash.split("?")[0] === `#/order/${encodeURIComponent(m.order_id)}`;
+    if (!shown) say(notice(m), { notice: true });
+  });
   const [c, inbox] = await Promise.all([api("/cart").catch(() => null), api("/users/me/notifications?limit=20").catch(() => null)]);
   paintCart(c);
-  const seen = localStorage.getItem("seen") ?? "";
+  const seen = localStorage.getItem(`seen:${session.user}`) ?? "";
   unseen = (inbox?.items ?? []).filter((n) => n.at > seen).length;
   paintAuth();
 }
@@ -73,7 +79,9 @@ document.addEventListener("seen", () => { unseen = 0; paintAuth(); });
 function searchBox() {
   const input = $("#q"), list = $("#suggest");
   let timer = null, active = -1, asked = 0;
-  const close = () => { list.hidden = true; input.setAttribute("aria-expanded", "false"); active = -1; };
+  // Closing also drops a question still waiting or on its way: suggestions arriving after a
+  // submit (Enter straight after typing) must not open over the results.
+  const close = () => { clearTimeout(timer); asked++; list.hidden = true; input.setAttribute("aria-expanded", "false"); active = -1; };
   input.addEventListener("input", () => {
     clearTimeout(timer);
     const q = input.value.trim();
@@ -127,7 +135,9 @@ const route = router(main, async (root, page, arg, params, current) => {
     case "paid": return paid(root, params, current);
     case "orders": return orders(root, params, current);
     case "order": return order(root, arg, current);
-    case "login": return login(root, params, signedIn);
+    // Signed in already (Back onto the log-in page): the account, where logging out is; a
+    // second log-in here would swap accounts under the other tabs.
+    case "login": return session.token ? location.replace("#/account") : login(root, params, signedIn);
     case "signup": return signup(root);
     case "verify": return verify(root, params);
     case "account": return session.token ? account(root, current, signedOut) : toLogin();

@@ -1,7 +1,7 @@
 // The shop's pages: home (drops, best sellers, categories, products), search and category
 // listings, a product with its option picker, and a drop with `Buy now`.
 
-import { $, all, api, enc, esc, every, known, live, money, persist, problem, refocus, say, session, span, t, uuid } from "/common/core.js";
+import { $, all, api, enc, esc, every, known, live, money, persist, problem, refocus, say, session, span, t, uuid, when } from "/common/core.js";
 
 /** To the log-in page, coming back here afterwards. */
 const login = () => {
@@ -51,8 +51,8 @@ export async function home(main, current) {
   ]);
   if (!current()) return;
   const drops = [...live_.items, ...scheduled.items];
-  main.innerHTML = `
-    ${drops.length ? `<h1>${t("drops")}</h1><div class="grid">${drops.map((d) => `
+  main.innerHTML = `<h1 class="sr-only">Emporium</h1>
+    ${drops.length ? `<h2>${t("drops")}</h2><div class="grid">${drops.map((d) => `
       <a class="drop" href="#/drop/${enc(d.drop_id)}" data-drop="${esc(d.drop_id)}">
         <div class="name">${esc(d.name ?? "")}</div><div class="status"></div>
         <div class="price">${money(d.price, d.currency)}</div>
@@ -209,6 +209,7 @@ export async function drop(main, id, current) {
   }
   every(show);
   if (missed) fresh().catch(() => {});
+  let bought = null; // this page's purchase, if any
   $("#buy-now").addEventListener("click", async (e) => {
     if (pending) return;
     if (!session.token) { login(); return; }
@@ -216,6 +217,7 @@ export async function drop(main, id, current) {
     pending = true;
     show();
     const outcome = (text, html = "") => { if (current()) { $("#outcome").textContent = text; $("#outcome").insertAdjacentHTML("beforeend", html); } };
+    const payLink = () => (bought ? ` <a href="#/order/${enc(bought.order_id)}">${t("pay_now")}</a>` : "");
     // One key per press, and the same key on every retry of that press (busy answers and lost
     // connections alike, and the next press after one that got no answer): a press never buys
     // twice.
@@ -228,12 +230,14 @@ export async function drop(main, id, current) {
         }),
         (err) => outcome(t(err.status === undefined ? "offline" : "retrying")),
       );
-      outcome(t("bought", { id: order.order_id }), ` <a href="#/order/${enc(order.order_id)}">${t("pay_now")}</a>`);
+      bought = order;
+      outcome(t("bought", { id: order.order_id, at: when(order.expires_at) }), payLink());
     } catch (err) {
       if (err.code === "sold_out") Object.assign(d, { remaining: 0, status: "sold_out" });
       const unknown = err.status === undefined || err.status >= 500;
       if (unknown) unanswered = key;
-      outcome(unknown ? t("purchase_unknown") : problem(err));
+      // A press after a purchase (the limit reached) keeps the way to pay for it.
+      outcome(unknown ? t("purchase_unknown") : problem(err), payLink());
     } finally {
       await new Promise((r) => setTimeout(r, 800));
       pending = false;
