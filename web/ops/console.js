@@ -452,7 +452,13 @@ const route = router($("#main"), async (root, page, arg, params, current) => {
   }
 }, { title: "Emporium console" });
 
-$("#lang").addEventListener("click", () => { switchLang(); paintShell(); route(); });
+// The page is painted again in the other language where the reader was (the button is at its foot).
+$("#lang").addEventListener("click", async () => {
+  const y = scrollY;
+  switchLang(); paintShell();
+  await route({ focus: false });
+  scrollTo(0, y);
+});
 paintShell();
 session.onChange = () => { paintAuth(); route({ focus: false }); };
 await refresh().catch(() => false);
