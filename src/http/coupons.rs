@@ -101,6 +101,9 @@ pub struct WalletItem {
     pub status: &'static str,
     pub issued_at: String,
     pub ends_at: Option<String>,
+    /// What the coupon takes off and when it applies (`null` if its campaign is unknown here),
+    /// as a claim answers it.
+    pub campaign: Option<CampaignBody>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -241,8 +244,13 @@ pub async fn wallet(
             issued_at: c.coupon.issued_at.to_rfc3339(),
             ends_at: c
                 .campaign
+                .as_ref()
                 .and_then(|v| v.campaign.terms.ends_at)
                 .map(Timestamp::to_rfc3339),
+            campaign: c
+                .campaign
+                .as_ref()
+                .map(|v| campaign_body(c.coupon.campaign_id.as_str(), v)),
         })
         .collect();
     Ok(axum::Json(WalletBody { items, next_cursor }))

@@ -320,6 +320,12 @@ async fn an_order_with_nothing_to_pay_is_paid_at_once_and_ships() {
     until_stock(&app, "mug", (4, 0, 1)).await;
     let coupons = ok(send(&app, "GET", "/api/v1/users/me/coupons", &token, None).await).await;
     assert_eq!(coupons["items"][0]["status"], "used");
+    // (the wallet says what the coupon takes off)
+    let terms = &coupons["items"][0]["campaign"];
+    assert_eq!(
+        (&terms["kind"], &terms["value"]),
+        (&json!("fixed"), &json!(10000))
+    );
     // And it ships like any paid order
     let ship = format!("/api/v1/admin/orders/{id}/ship");
     ok(send(&app, "POST", &ship, OPERATOR_TOKEN, None).await).await;

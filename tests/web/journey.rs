@@ -315,6 +315,22 @@ async fn the_checkout_works_from_the_keyboard_alone() {
     let base = shop.base.clone();
     shirt(&shop).await;
     shop.account("keys@example.com", &["customer"]).await;
+    // A coupon in the shopper's wallet, which the cart offers with what it takes off.
+    let campaign = json!({"name": "Welcome", "code": "WELCOME10", "kind": "percent", "value": 10,
+        "max_discount": 5000, "scope": {"type": "order"}, "per_user_limit": 1});
+    shop.admin("POST", "/admin/coupon-campaigns", Some(campaign))
+        .await;
+    let login = json!({"email": "keys@example.com", "password": PASSWORD});
+    let url = format!("{base}/api/v1/auth/login");
+    let r = shop.client.post(url).json(&login).send().await.unwrap();
+    let token = r.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = format!("{base}/api/v1/coupons/claim");
+    let claim = json!({"code": "WELCOME10"});
+    let r = shop.client.post(url).bearer_auth(token).json(&claim);
+    assert_eq!(r.send().await.unwrap().status(), 201);
     let driver = driver().await;
     let profile = tempfile::tempdir().unwrap();
     let page = browser(&driver, profile.path()).await;
@@ -375,6 +391,9 @@ async fn the_checkout_works_from_the_keyboard_alone() {
     // The cart's Checkout, then the form: the address typed, Pay with Enter.
     go(&page, &base, "#/cart").await;
     until(&page, "document.querySelector('#checkout')", "the cart").await;
+    let offered = "[...document.querySelectorAll('#coupon-form option')]\
+        .some(o => o.textContent === 'Welcome (10% off, up to ₩5,000)')";
+    until(&page, offered, "the coupon with what it takes off").await;
     // Apply (no coupon): the cart is drawn again, and the keyboard stays on Apply.
     tab_to(&page, "Apply").await;
     page.execute("window.pressed = document.activeElement", vec![])

@@ -91,7 +91,7 @@ export async function account(main, current, onLogout) {
       ${field("phone", "phone", me.phone, 'type="tel" autocomplete="tel" maxlength="20"')}
       ${field("address", "address", me.address, 'autocomplete="street-address" maxlength="200"')}`, "save")}</section>
     <section><h2>${t("your_coupons")}</h2>${wallet.items.length ? `<ul class="lines">${wallet.items.map((w) => `<li class="line">
-      <span class="name">${esc(w.name ?? w.campaign_id)}</span><span class="tag">${esc(t(`cw_${w.status}`))}</span>
+      <span class="name">${esc(couponText(w))}</span><span class="tag">${esc(t(`cw_${w.status}`))}</span>
       ${w.ends_at ? `<span class="muted">${when(w.ends_at)}</span>` : ""}</li>`).join("")}</ul>` : `<p class="muted">${t("no_coupons")}</p>`}
       <p><a href="#/cart">${t("claim")}</a></p></section>
     <section><h2>${t("wishlist")}</h2>${wishlist.items.length ? `<ul class="lines">${wishlist.items.map((w) => `<li class="line">
@@ -124,6 +124,17 @@ export async function account(main, current, onLogout) {
     }
   });
 }
+
+/** A coupon's name with what it takes off (`10% off, up to ₩5,000, on ₩30,000 or more`), from
+ * its wallet entry's `campaign` (only the name for an entry without one). */
+export const couponText = (w) => {
+  const c = w.campaign, name = w.name ?? w.campaign_id;
+  if (!c) return name;
+  const off = [c.kind === "percent" ? t("off_percent", { n: c.value }) : t("off_fixed", { amount: money(c.value) })];
+  if (c.max_discount != null) off.push(t("off_up_to", { amount: money(c.max_discount) }));
+  if (c.min_order != null) off.push(t("off_from", { amount: money(c.min_order) }));
+  return `${name} (${off.join(", ")})`;
+};
 
 /** What a kind's words need from the notification (older notifications lack it). */
 const NEEDS = { order_refunded: "amount", drop_starting: "name", chat_mention: "name" };

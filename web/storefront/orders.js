@@ -3,6 +3,7 @@
 // (history, a live status timeline, tracking, cancel, return or exchange, support chat).
 
 import { $, all, api, busy, enc, esc, every, fields, live, money, persist, problem, refocus, say, session, span, t, uuid, when } from "/common/core.js";
+import { couponText } from "./account.js";
 
 const needLogin = (main) => {
   sessionStorage.setItem("after_login", location.hash);
@@ -30,7 +31,7 @@ export async function cart(main, current) {
         <span class="num">${money(l.line_total, c.currency)}</span>
         <button type="button" data-remove="${esc(l.sku_id)}" aria-label="${esc(t("remove", { name: l.name }))}">✕</button></li>`).join("")}</ul>
       <form class="row" id="coupon-form"><label>${t("your_coupons")}
-        <select name="coupon_id"><option value="">${t("no_coupon")}</option>${usable.map((w) => `<option value="${esc(w.coupon_id)}" ${w.coupon_id === c.coupon?.coupon_id ? "selected" : ""}>${esc(w.name ?? w.campaign_id)}</option>`).join("")}</select></label>
+        <select name="coupon_id"><option value="">${t("no_coupon")}</option>${usable.map((w) => `<option value="${esc(w.coupon_id)}" ${w.coupon_id === c.coupon?.coupon_id ? "selected" : ""}>${esc(couponText(w))}</option>`).join("")}</select></label>
         <button type="submit">${t("apply")}</button></form>
       <form class="row" id="claim-form"><label>${t("coupon_code")} <input name="code" autocomplete="off" required maxlength="40"></label>
         <button type="submit">${t("claim")}</button></form>

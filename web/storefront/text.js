@@ -71,6 +71,7 @@ export const TEXT = {
     reason_used: "It was already used.", reason_insufficient_funds: "The card has insufficient funds.",
     paid_failed: "The payment didn't go through", already_paid: "This order was paid already; nothing more was charged.", ships_to: "Ships to {a}", ships_to_profile: "Ships to the address in your profile.", ship_needs_profile: "This order ships to your profile’s address, which has no phone or address yet: add them so it can ship.",
     no_address: "Add your phone and address in your account before you buy.", empty_wishlist: "Nothing saved yet.",
+    off_percent: "{n}% off", off_fixed: "{amount} off", off_up_to: "up to {amount}", off_from: "on {amount} or more",
     cw_issued: "Ready to use", cw_reserved: "Held by an order", cw_used: "Used", cw_expired: "Expired",
   },
   ko: {
@@ -142,6 +143,7 @@ export const TEXT = {
     reason_used: "이미 사용한 쿠폰입니다.", reason_insufficient_funds: "카드 잔액이 부족합니다.",
     paid_failed: "결제가 완료되지 않았습니다", already_paid: "이미 결제된 주문입니다. 추가로 결제되지 않았습니다.", ships_to: "배송지: {a}", ships_to_profile: "내 정보의 주소로 배송됩니다.", ship_needs_profile: "이 주문은 내 정보의 주소로 배송되는데, 전화번호나 주소가 없습니다. 배송될 수 있도록 입력해 주세요.",
     no_address: "구매 전에 내 정보에서 전화번호와 주소를 입력해 주세요.", empty_wishlist: "저장한 상품이 없습니다.",
+    off_percent: "{n}% 할인", off_fixed: "{amount} 할인", off_up_to: "최대 {amount}", off_from: "{amount} 이상 구매 시",
     cw_issued: "사용 가능", cw_reserved: "주문에 사용 중", cw_used: "사용 완료", cw_expired: "기간 만료",
   },
 };
