@@ -24,6 +24,9 @@ pub struct CartItem {
     pub sku_id: String,
     pub product_id: String,
     pub name: String,
+    /// What tells this SKU from the product's others (`{"color": "navy", "size": "M"}`), as
+    /// the product page lists them.
+    pub options: std::collections::BTreeMap<String, String>,
     pub quantity: u32,
     pub unit_price: i64,
     pub line_total: i64,
@@ -39,7 +42,7 @@ pub struct CartCoupon {
 }
 
 #[derive(Serialize, ToSchema)]
-#[schema(examples(json!({"items": [{"sku_id": "tee-red-M", "product_id": "p0194c3a1b2c4e1f2a3b4c5d6e7f80912", "name": "오버사이즈 티셔츠 Oversized Tee", "quantity": 2, "unit_price": 12900, "line_total": 25800}], "subtotal": 25800, "discount": 0, "total": 25800, "currency": "KRW"})))]
+#[schema(examples(json!({"items": [{"sku_id": "tee-red-M", "product_id": "p0194c3a1b2c4e1f2a3b4c5d6e7f80912", "name": "오버사이즈 티셔츠 Oversized Tee", "options": {"color": "red", "size": "M"}, "quantity": 2, "unit_price": 12900, "line_total": 25800}], "subtotal": 25800, "discount": 0, "total": 25800, "currency": "KRW"})))]
 pub struct CartBody {
     pub items: Vec<CartItem>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,6 +79,7 @@ pub fn cart_body(state: &AppState, cart: CartState) -> CartBody {
             sku_id: sku.to_string(),
             product_id: l.product_id.to_string(),
             name: l.name.clone(),
+            options: state.shopping.sku_options(&l.product_id, sku),
             quantity: l.quantity,
             unit_price: l.unit_price,
             line_total: l.unit_price * i64::from(l.quantity),

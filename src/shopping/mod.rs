@@ -197,6 +197,23 @@ impl Shopping {
         cart
     }
 
+    /// The options (`{"color": "navy", "size": "M"}`) that tell `sku` from its product's other
+    /// SKUs; empty for one no longer in the catalog.
+    pub fn sku_options(
+        &self,
+        product: &ProductId,
+        sku: &SkuId,
+    ) -> std::collections::BTreeMap<String, String> {
+        self.catalog
+            .index
+            .get(product)
+            .and_then(|s| {
+                let spec = s.product.skus.iter().find(|spec| &spec.sku_id == sku)?;
+                Some(spec.options.clone())
+            })
+            .unwrap_or_default()
+    }
+
     pub async fn remove_item(
         &self,
         user: &UserId,

@@ -67,6 +67,11 @@ async fn cart_lines_limits_stock_and_todays_prices() {
     let cart = ok(send(&app, "PUT", &path, &me, Some(body)).await).await;
     assert_eq!(cart["items"][0]["line_total"], 25800);
     assert_eq!(
+        cart["items"][0]["options"],
+        json!({"size": "M"}),
+        "which SKU, in words"
+    );
+    assert_eq!(
         (cart["subtotal"].as_i64(), cart["total"].as_i64()),
         (Some(25800), Some(25800))
     );

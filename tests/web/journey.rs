@@ -115,6 +115,9 @@ async fn a_shopper_signs_up_pays_and_watches_the_order_ship() {
     // The cart, then checkout with the address typed in (the profile has none).
     click(&page, "a[href='#/cart']").await;
     until(&page, "document.querySelector('#checkout')", "the cart").await;
+    // The line says which SKU in the product's words, not its code.
+    let chosen = "document.querySelector('.lines .muted').textContent.startsWith('navy / M ·')";
+    until(&page, chosen, "the line's options").await;
     shoot(&page, "cart").await;
     quiet(&page, "cart").await;
     click(&page, "#checkout").await;

@@ -26,7 +26,7 @@ export async function cart(main, current) {
     main.innerHTML = `<h1>${t("cart")}</h1>
       ${c.items.length ? `<ul class="lines">${c.items.map((l) => `<li class="line">
         <a href="#/product/${enc(l.product_id)}" class="name">${esc(l.name)}</a>
-        <span class="muted">${esc(l.sku_id)} · ${money(l.unit_price, c.currency)}</span>
+        <span class="muted">${esc(Object.values(l.options ?? {}).join(" / ") || l.sku_id)} · ${money(l.unit_price, c.currency)}</span>
         <input type="number" inputmode="numeric" min="0" max="99" value="${l.quantity}" data-sku="${esc(l.sku_id)}" aria-label="${esc(t("quantity", { name: l.name }))}">
         <span class="num">${money(l.line_total, c.currency)}</span>
         <button type="button" data-remove="${esc(l.sku_id)}" aria-label="${esc(t("remove", { name: l.name }))}">✕</button></li>`).join("")}</ul>
