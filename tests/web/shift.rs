@@ -23,17 +23,20 @@ async fn home_does_not_shift_as_it_loads() {
     let _turn = TURN.lock().await;
     let shop = Shop::start().await;
     let base = shop.base.clone();
+    let mut ids = vec![];
     for (name, sku) in [
         ("Heavyweight Cotton Crewneck Sweatshirt in Oatmeal", "crew"),
         ("Tee", "tee"),
     ] {
         let product = serde_json::json!({"name": name, "category": "tops",
             "skus": [{"sku_id": sku, "options": {"size": "M"}, "price": 39000, "stock": 10}]});
-        shop.admin("POST", "/admin/products", Some(product)).await;
+        let created = shop.admin("POST", "/admin/products", Some(product)).await;
+        ids.push(created["product_id"].as_str().unwrap().to_string());
     }
     let drop = serde_json::json!({"sku_id": "crew", "quantity": 5, "price": 29000,
         "starts_at": now(), "per_user_limit": 1});
-    shop.admin("POST", "/admin/drops", Some(drop)).await;
+    let created = shop.admin("POST", "/admin/drops", Some(drop)).await;
+    let drop_id = created["drop_id"].as_str().unwrap().to_string();
     shop.account("still@example.com", &["customer"]).await;
 
     let driver = driver().await;
@@ -60,6 +63,18 @@ async fn home_does_not_shift_as_it_loads() {
             shifts["moved"]
         );
     }
+    // The product in the drop leads to it, with the drop's price.
+    let crew = &ids[0];
+    page.execute(&format!("location.hash = '#/product/{crew}'"), vec![])
+        .await
+        .unwrap();
+    let note = format!(
+        "document.querySelector('.drop-note a[href=\"#/drop/{drop_id}\"]')?.textContent.includes('₩29,000')"
+    );
+    until(&page, &note, "the drop's note on its product").await;
+    page.goto(&format!("{base}/#/")).await.unwrap();
+    until(&page, "document.querySelector('.drop .name')", "home again").await;
+
     // Home's tab is the shop's name, not its first section's.
     assert_eq!(page.title().await.unwrap(), "Emporium");
 

@@ -108,12 +108,20 @@ export async function product(main, id, current) {
     show();
   };
   live.onResume(() => fresh().catch(() => {}));
-  let wishlist;
-  [p, wishlist] = await Promise.all([
+  let wishlist, drops;
+  // A drop of this product, live or coming, is where its price is lower and its units are:
+  // the page says so (the SKU itself may read out of stock, its units held by the drop).
+  const dropsOf = (status) => api(`/drops?status=${status}&limit=50`).then((d) => d.items, () => []);
+  [p, wishlist, drops] = await Promise.all([
     api(`/products/${enc(id)}`),
     session.token ? all("/users/me/wishlist").catch(() => ({ items: [] })) : { items: [] },
+    Promise.all([dropsOf("live"), dropsOf("scheduled")]).then((both) => both.flat()),
   ]);
   if (!current()) return;
+  const inDrop = drops.find((d) => d.product_id === p.product_id);
+  const dropNote = !inDrop ? "" : `<p class="drop-note"><a href="#/drop/${enc(inDrop.drop_id)}">${inDrop.status === "live"
+    ? t("in_drop_live", { price: money(inDrop.price, inDrop.currency) })
+    : t("in_drop_soon", { price: money(inDrop.price, inDrop.currency), at: when(inDrop.starts_at) })}</a></p>`;
   let wished = wishlist.items.some((w) => w.product_id === p.product_id);
   let adding = false;
   const axes = [...new Set(p.skus.flatMap((s) => Object.keys(s.options)))];
@@ -121,7 +129,7 @@ export async function product(main, id, current) {
   const chosen = () => p.skus.find((s) => axes.every((a) => s.options[a] === choice[a]));
   main.innerHTML = `<div class="row">${thumb(p, true)}
     <div><h1>${esc(p.name)}</h1><p class="muted">${esc(p.description)}</p>
-    ${p.sales ? `<p class="muted">${t("sold_n", { n: p.sales })}</p>` : ""}</div></div>
+    ${p.sales ? `<p class="muted">${t("sold_n", { n: p.sales })}</p>` : ""}${dropNote}</div></div>
     <form class="options" id="buy">${axes.map((a) => `<fieldset><legend>${esc(t("choose", { axis: known(`axis_${a}`) ? t(`axis_${a}`) : a }))}</legend>
       ${[...new Set(p.skus.map((s) => s.options[a]))].map((v) => `<label><input type="radio" name="${esc(a)}" value="${esc(v)}" ${choice[a] === v ? "checked" : ""}><span>${esc(v)}</span></label>`).join("")}</fieldset>`).join("")}
       <p class="price" id="price"></p><p id="stock" aria-live="polite"></p>
