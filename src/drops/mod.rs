@@ -146,18 +146,21 @@ impl Drops {
     }
 
     /// A page of drops, soonest start first (then by id), of `status` at `now` if given, after
-    /// `after` (the start and id of the previous page's last); and whether more follow.
+    /// `after` (the start and id of the previous page's last), of the SKUs `of_sku` keeps; and
+    /// whether more follow.
     pub fn list(
         &self,
         status: Option<DropStatus>,
         after: Option<&(Timestamp, DropId)>,
         limit: usize,
+        of_sku: impl Fn(&SkuId) -> bool,
     ) -> (Vec<(SkuId, DropView)>, bool) {
         let now = self.now();
         let mut all: Vec<(SkuId, DropView)> = self
             .index
             .iter()
             .map(|e| e.value().clone())
+            .filter(|(sku, _)| of_sku(sku))
             .filter(|(_, d)| status.is_none_or(|s| d.status(now) == s))
             .filter(|(_, d)| after.is_none_or(|a| (d.starts_at, &d.drop_id) > (a.0, &a.1)))
             .collect();

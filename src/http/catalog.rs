@@ -210,7 +210,7 @@ fn detail_body(state: &AppState, d: Detail) -> ProductBody {
     }
 }
 
-fn product_id(raw: String) -> Result<ProductId, ApiError> {
+pub(crate) fn product_id(raw: String) -> Result<ProductId, ApiError> {
     ProductId::parse(raw).map_err(|e| ApiError::invalid_id("product_id", e))
 }
 

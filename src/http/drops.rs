@@ -162,6 +162,9 @@ pub struct DropsQuery {
     /// `scheduled`, `live`, `sold_out` or `ended`.
     #[param(pattern = "^(scheduled|live|sold_out|ended)$")]
     pub status: Option<String>,
+    /// Only the drops of this product's SKUs (`400 invalid_id` for one that cannot be an id).
+    #[param(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    pub product_id: Option<String>,
     /// `next_cursor` of the previous page: the last drop's start (ms) and id.
     #[param(pattern = "^[0-9]{1,18}~[A-Za-z0-9._:-]{1,64}$")]
     pub cursor: Option<String>,
@@ -176,7 +179,8 @@ pub struct DropPage {
     pub next_cursor: Option<String>,
 }
 
-/// A page of drops, soonest start first; anonymous. `status` filters by the status now.
+/// A page of drops, soonest start first; anonymous. `status` filters by the status now,
+/// `product_id` by the product whose SKU a drop sells.
 #[utoipa::path(get, path = "/api/v1/drops", tag = "drops", params(DropsQuery),
     responses((status = 200, body = DropPage), (status = 400, body = Problem)))]
 pub async fn list_drops(
@@ -208,7 +212,16 @@ pub async fn list_drops(
             Some(parsed.ok_or_else(ApiError::invalid_cursor)?)
         }
     };
-    let (page, more) = state.drops.list(status, after.as_ref(), limit);
+    let product = query
+        .product_id
+        .map(crate::http::catalog::product_id)
+        .transpose()?;
+    let of_product = |sku: &SkuId| {
+        product
+            .as_ref()
+            .is_none_or(|p| state.catalog.index.owner_of(sku).as_ref() == Some(p))
+    };
+    let (page, more) = state.drops.list(status, after.as_ref(), limit, of_product);
     let next_cursor = more
         .then(|| {
             page.last()

@@ -480,7 +480,7 @@ async fn past_the_in_flight_limit_buyers_are_shed_with_429_and_nothing_is_lost()
 }
 
 #[tokio::test]
-async fn drops_are_listed_soonest_first_filtered_by_status_and_paged_exactly_once() {
+async fn drops_are_listed_soonest_first_filtered_by_status_and_product_and_paged_exactly_once() {
     // Given two live drops and a scheduled one, on SKUs of one product each
     let app = spawn_app().await;
     for s in ["a", "b", "c"] {
@@ -514,6 +514,13 @@ async fn drops_are_listed_soonest_first_filtered_by_status_and_paged_exactly_onc
     assert_eq!(live["items"].as_array().unwrap().len(), 2);
     let scheduled = ok(list("?status=scheduled").await).await;
     assert_eq!(scheduled["items"][0]["drop_id"], c["drop_id"]);
+    // And so does a product: only the drops of its SKUs
+    let of_a = all["items"][1]["product_id"].as_str().unwrap();
+    let mine = ok(list(&format!("?product_id={of_a}")).await).await;
+    assert_eq!(mine["items"].as_array().unwrap().len(), 1, "{mine}");
+    assert_eq!(mine["items"][0]["drop_id"], a["drop_id"]);
+    let unknown = ok(list("?product_id=p0000000000000000000000000000000").await).await;
+    assert_eq!(unknown["items"], json!([]));
     // And pages of one walk every drop exactly once
     let (mut seen, mut cursor) = (Vec::new(), None::<String>);
     loop {
@@ -538,4 +545,5 @@ async fn drops_are_listed_soonest_first_filtered_by_status_and_paged_exactly_onc
     // And nonsense is a 400 problem
     assert_problem(list("?status=maybe").await, 400, "invalid_query").await;
     assert_problem(list("?cursor=nope").await, 400, "invalid_cursor").await;
+    assert_problem(list("?product_id=a%20b").await, 400, "invalid_id").await;
 }

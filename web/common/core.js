@@ -105,7 +105,7 @@ export const problem = (e) => {
 
 /** The signed-in user, if any; `onLost` runs when the session ends on its own, `onChange` when
  * another tab logged in or out. */
-export const session = { token: null, user: null, roles: [], onLost: () => {}, onChange: () => {} };
+export const session = { token: null, user: null, roles: [], pasted: false, onLost: () => {}, onChange: () => {} };
 
 /** A JWT's claims (`sub`, `roles`, `exp`), read without checking (the server checks); `{}`
  * for anything else, such as a pasted operator token. */
@@ -131,6 +131,7 @@ export function keep(token, { cookie = true, share = true } = {}) {
   const c = token ? claims(token) : {};
   const before = session.user;
   session.token = token;
+  session.pasted = Boolean(token) && !cookie;
   session.user = c.sub ?? null;
   session.roles = [c.roles ?? []].flat();
   clearTimeout(renewal);
@@ -163,7 +164,14 @@ export function refresh() {
     // the cookie jar, the next load would send the spent one, and a refresh token used twice
     // ends the session (API.md).
     const r = await fetch("/api/v1/auth/refresh", { method: "POST", credentials: "same-origin", keepalive: true });
-    if (r.ok) { keep((await r.json()).access_token); return true; }
+    if (r.ok) {
+      const before = session.user;
+      keep((await r.json()).access_token);
+      // Another account's token (its log-in came from a tab this one did not hear, and the
+      // cookie is shared): the page is painted again for it, whichever refresh found out.
+      if (before && session.user !== before) session.onChange();
+      return true;
+    }
     if (r.status === 401) { keep(null); return false; }
     throw Object.assign(new Error("refresh"), { status: r.status, retryAfter: Number(r.headers.get("retry-after")) || 1 });
   };
@@ -172,27 +180,34 @@ export function refresh() {
   return refreshing;
 }
 
+/** The error of an action stopped because another account signed in since it began; said at
+ * once, as the page that started it has been painted again for that account. */
+const sessionChanged = () => {
+  say(t("session_changed"));
+  return Object.assign(new Error("session_changed"), { status: 401, code: "session_changed" });
+};
+
 /** Calls `/api/v1{path}`; the JSON body, or throws an Error with `status`, `code`, `reason`,
  * `detail` and `retryAfter` (seconds). A 401 refreshes once, then asks to log in again. */
 export async function api(path, { method = "GET", body, headers = {}, again = true } = {}) {
   const h = { ...headers };
   if (body !== undefined) h["content-type"] = "application/json";
   if (session.token) h.authorization = `Bearer ${session.token}`;
+  const user = session.user;
   const r = await fetch(`/api/v1${path}`, {
     method, headers: h, credentials: "same-origin",
     body: body === undefined ? undefined : JSON.stringify(body),
   });
-  if (r.status === 401 && session.token && again) {
-    const user = session.user;
+  // A pasted token (the console's operator token) has no refresh: it ends here.
+  if (r.status === 401 && session.token && again && !session.pasted) {
     if (await refresh()) {
       if (session.user === user) return api(path, { method, body, headers, again: false });
-      // The cookie is another account's now (logged in from a tab that this one did not
-      // hear): the page is painted again for it, and the action is not replayed as it.
-      session.onChange();
-      throw Object.assign(new Error("session_changed"), { status: 401, code: "session_changed" });
+      // The request was sent as another account than the one now signed in (see refresh):
+      // it is not replayed as this one.
+      throw sessionChanged();
     }
     session.onLost();
-  }
+  } else if (r.status === 401 && session.pasted) session.onLost();
   const data = r.status === 204 || r.status === 202 ? null : await r.json().catch(() => null);
   if (!r.ok) {
     const e = new Error(data?.detail || r.statusText);
@@ -227,7 +242,10 @@ export async function persist(send, busy = () => {}) {
 }
 
 async function retrying(send, busy) {
+  const user = session.user;
   for (let attempt = 0; ; attempt++) {
+    // An action retried is the account's that started it, never another's signed in since.
+    if (session.user !== user) throw sessionChanged();
     try {
       return await send();
     } catch (err) {
@@ -357,10 +375,10 @@ export function router(main, pages, { title }) {
     } finally {
       clearTimeout(slow);
     }
-    if (current() && focus) {
+    if (current()) {
       const heading = main.querySelector("h1")?.textContent;
       document.title = heading && heading !== title ? `${heading} · ${title}` : title;
-      main.focus({ preventScroll: true });
+      if (focus) main.focus({ preventScroll: true });
     }
   }
   window.addEventListener("hashchange", () => route());

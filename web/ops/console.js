@@ -315,7 +315,8 @@ async function orders(main, { status = "", cursor }, current) {
         const r = await api(`/admin/orders/${enc(id)}/ship`, { method: "POST" });
         main.querySelector(`[data-order-status="${CSS.escape(id)}"]`).textContent = said("st_", r.status);
         e.target.replaceWith(t("shipped", { n: r.shipment.tracking_number }));
-      } catch (err) { say(problem(err)); }
+        // Several presses at once: each refusal names its order and stays beside the others.
+      } catch (err) { say(`${id}: ${problem(err)}`, { notice: true }); }
     });
   });
 }

@@ -48,7 +48,8 @@ async function signedIn() {
   });
   const [c, inbox] = await Promise.all([api("/cart").catch(() => null), api("/users/me/notifications?limit=20").catch(() => null)]);
   paintCart(c);
-  const seen = localStorage.getItem(`seen:${session.user}`) ?? "";
+  // (`seen` was the browser's, before each account had its own)
+  const seen = localStorage.getItem(`seen:${session.user}`) ?? localStorage.getItem("seen") ?? "";
   unseen = (inbox?.items ?? []).filter((n) => n.at > seen).length;
   paintAuth();
 }
@@ -137,7 +138,12 @@ const route = router(main, async (root, page, arg, params, current) => {
     case "order": return order(root, arg, current);
     // Signed in already (Back onto the log-in page): the account, where logging out is; a
     // second log-in here would swap accounts under the other tabs.
-    case "login": return session.token ? location.replace("#/account") : login(root, params, signedIn);
+    case "login": {
+      if (!session.token) return login(root, params, signedIn);
+      const back = sessionStorage.getItem("after_login");
+      sessionStorage.removeItem("after_login");
+      return location.replace(back || "#/account");
+    }
     case "signup": return signup(root);
     case "verify": return verify(root, params);
     case "account": return session.token ? account(root, current, signedOut) : toLogin();

@@ -78,7 +78,7 @@ export async function cart(main, current) {
       await busy(e.target.querySelector("button"), async () => {
         try {
           const claimed = await api("/coupons/claim", { method: "POST", body: { code: f.get("code").trim() } });
-          say(t("claimed"));
+          say(t("claimed"), { notice: true }); // stays beside what applying it says
           wallet = await all("/users/me/coupons");
           await change(() => api("/cart/coupon", { method: "PUT", body: { coupon_id: claimed.coupon_id } }));
         } catch (err) { say(err.status === 404 ? t("coupon_not_found") : problem(err)); }

@@ -111,14 +111,14 @@ export async function product(main, id, current) {
   let wishlist, drops;
   // A drop of this product, live or coming, is where its price is lower and its units are:
   // the page says so (the SKU itself may read out of stock, its units held by the drop).
-  const dropsOf = (status) => api(`/drops?status=${status}&limit=50`).then((d) => d.items, () => []);
+  const dropsOf = (status) => api(`/drops?${new URLSearchParams({ status, product_id: id, limit: "1" })}`).then((d) => d.items, () => []);
   [p, wishlist, drops] = await Promise.all([
     api(`/products/${enc(id)}`),
     session.token ? all("/users/me/wishlist").catch(() => ({ items: [] })) : { items: [] },
     Promise.all([dropsOf("live"), dropsOf("scheduled")]).then((both) => both.flat()),
   ]);
   if (!current()) return;
-  const inDrop = drops.find((d) => d.product_id === p.product_id);
+  const inDrop = drops[0];
   const dropNote = !inDrop ? "" : `<p class="drop-note"><a href="#/drop/${enc(inDrop.drop_id)}">${inDrop.status === "live"
     ? t("in_drop_live", { price: money(inDrop.price, inDrop.currency) })
     : t("in_drop_soon", { price: money(inDrop.price, inDrop.currency), at: when(inDrop.starts_at) })}</a></p>`;
