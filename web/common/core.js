@@ -244,8 +244,9 @@ export async function persist(send, busy = () => {}) {
 async function retrying(send, busy) {
   const user = session.user;
   for (let attempt = 0; ; attempt++) {
-    // An action retried is the account's that started it, never another's signed in since.
-    if (session.user !== user) throw sessionChanged();
+    // An action retried is the account's that started it, never another's signed in since
+    // (signed out meanwhile, the request itself meets the 401 that says so).
+    if (session.user && session.user !== user) throw sessionChanged();
     try {
       return await send();
     } catch (err) {
