@@ -70,7 +70,7 @@ pub struct CouponRequest {
 }
 
 pub fn cart_body(state: &AppState, cart: CartState) -> CartBody {
-    let cart = state.shopping.at_current_prices(cart);
+    let (cart, mut options) = state.shopping.priced(cart);
     let (totals, refusal) = cart.totals(state.shopping.now());
     let items = cart
         .lines
@@ -79,7 +79,7 @@ pub fn cart_body(state: &AppState, cart: CartState) -> CartBody {
             sku_id: sku.to_string(),
             product_id: l.product_id.to_string(),
             name: l.name.clone(),
-            options: state.shopping.sku_options(&l.product_id, sku),
+            options: options.remove(sku).unwrap_or_default(),
             quantity: l.quantity,
             unit_price: l.unit_price,
             line_total: l.unit_price * i64::from(l.quantity),

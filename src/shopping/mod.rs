@@ -29,7 +29,11 @@ use crate::domain::watchers::{WatchCommand, WatchError};
 use dashmap::DashMap;
 use deliveries::Confirmations;
 use futures_util::future::join_all;
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// Each SKU's options (`{"color": "navy", "size": "M"}`), by SKU.
+pub type SkuOptions = BTreeMap<SkuId, BTreeMap<String, String>>;
 
 /// Owed coupons the reminder delivers at once, and per confirmation (the reminder fires again
 /// while a long run is under way, so a run confirms as it goes).
@@ -183,7 +187,15 @@ impl Shopping {
     /// `cart` at today's catalog prices and names: what ordering it charges (orders are priced
     /// from the catalog, `Placements::build`), so the cart never shows one total and the
     /// order another. A line whose SKU left the catalog keeps what it had.
-    pub fn at_current_prices(&self, mut cart: CartState) -> CartState {
+    pub fn at_current_prices(&self, cart: CartState) -> CartState {
+        self.priced(cart).0
+    }
+
+    /// [`Self::at_current_prices`], with the options (`{"color": "navy", "size": "M"}`) that
+    /// tell each line's SKU from its product's others, from the same catalog read; a SKU no
+    /// longer in the catalog has none.
+    pub fn priced(&self, mut cart: CartState) -> (CartState, SkuOptions) {
+        let mut options = BTreeMap::new();
         for (sku, line) in cart.lines.iter_mut() {
             let Some(summary) = self.catalog.index.get(&line.product_id) else {
                 continue;
@@ -192,26 +204,10 @@ impl Shopping {
                 line.unit_price = spec.price;
                 line.name = summary.product.name.clone();
                 line.category = summary.product.category.clone();
+                options.insert(sku.clone(), spec.options.clone());
             }
         }
-        cart
-    }
-
-    /// The options (`{"color": "navy", "size": "M"}`) that tell `sku` from its product's other
-    /// SKUs; empty for one no longer in the catalog.
-    pub fn sku_options(
-        &self,
-        product: &ProductId,
-        sku: &SkuId,
-    ) -> std::collections::BTreeMap<String, String> {
-        self.catalog
-            .index
-            .get(product)
-            .and_then(|s| {
-                let spec = s.product.skus.iter().find(|spec| &spec.sku_id == sku)?;
-                Some(spec.options.clone())
-            })
-            .unwrap_or_default()
+        (cart, options)
     }
 
     pub async fn remove_item(
