@@ -4,7 +4,9 @@
 //! drains a node from the console.
 
 use crate::common::{self, cluster};
-use crate::{PASSWORD, Shop, TURN, browser, click, driver, log_in, quiet, shoot, submit, until};
+use crate::{
+    PASSWORD, Shop, TURN, access_token, browser, click, driver, log_in, quiet, shoot, submit, until,
+};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -78,18 +80,10 @@ async fn an_operator_creates_a_drop_and_watches_it_sell() {
         let (client, base, drop_id) = (shop.client.clone(), base.clone(), drop_id.clone());
         tokio::spawn(async move {
             for i in 0..BUYERS {
-                let login: Value = client
-                    .post(format!("{base}/api/v1/auth/login"))
-                    .json(&json!({"email": format!("buyer{i}@example.com"), "password": PASSWORD}))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                let token = access_token(&client, &base, &format!("buyer{i}@example.com")).await;
                 let r = client
                     .post(format!("{base}/api/v1/drops/{drop_id}/purchase"))
-                    .bearer_auth(login["access_token"].as_str().unwrap())
+                    .bearer_auth(token)
                     .header("idempotency-key", format!("buy-{i}"))
                     .json(&json!({"quantity": 1}))
                     .send()

@@ -323,13 +323,7 @@ async fn the_checkout_works_from_the_keyboard_alone() {
         "max_discount": 5000, "scope": {"type": "order"}, "per_user_limit": 1});
     shop.admin("POST", "/admin/coupon-campaigns", Some(campaign))
         .await;
-    let login = json!({"email": "keys@example.com", "password": PASSWORD});
-    let url = format!("{base}/api/v1/auth/login");
-    let r = shop.client.post(url).json(&login).send().await.unwrap();
-    let token = r.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = shop.token("keys@example.com").await;
     let url = format!("{base}/api/v1/coupons/claim");
     let claim = json!({"code": "WELCOME10"});
     let r = shop.client.post(url).bearer_auth(token).json(&claim);

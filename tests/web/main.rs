@@ -359,10 +359,29 @@ impl Shop {
         self.admin("POST", "/admin/users", Some(user)).await;
     }
 
+    /// A fresh access token of the account `email` (with [`PASSWORD`]), logged in over HTTP
+    /// beside the browser.
+    pub async fn token(&self, email: &str) -> String {
+        access_token(&self.client, &self.base, email).await
+    }
+
     pub fn stop(mut self) {
         self.server.child.kill().unwrap();
         self.server.child.wait().unwrap();
     }
+}
+
+/// A fresh access token of the account `email` (with [`PASSWORD`]) from `POST /auth/login`.
+pub(crate) async fn access_token(client: &reqwest::Client, base: &str, email: &str) -> String {
+    let login = serde_json::json!({"email": email, "password": PASSWORD});
+    let r = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&login);
+    let body = r.send().await.unwrap().json::<Value>().await.unwrap();
+    body["access_token"]
+        .as_str()
+        .expect("an access token")
+        .to_owned()
 }
 
 /// Now, RFC 3339.

@@ -156,18 +156,7 @@ async fn a_tab_that_missed_a_log_in_does_not_act_as_the_new_account() {
     .await;
 
     // Bo's cart is empty: the press was Ara's, and Ara's session had ended.
-    let login = serde_json::json!({"email": "bo@example.com", "password": PASSWORD});
-    let r = shop
-        .client
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&login)
-        .send()
-        .await
-        .unwrap();
-    let bo = r.json::<serde_json::Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let bo = shop.token("bo@example.com").await;
     let r = shop
         .client
         .get(format!("{base}/api/v1/cart"))
