@@ -108,6 +108,16 @@ async fn home_does_not_shift_as_it_loads() {
         "the orders page",
     )
     .await;
+
+    // The language button paints the page again in Korean and keeps the focus.
+    crate::click(&page, "#lang").await;
+    until(
+        &page,
+        "document.querySelector('main h1')?.textContent === '주문 내역' \
+         && document.activeElement?.id === 'lang'",
+        "the orders page in Korean, the focus on the button",
+    )
+    .await;
     let png = page.screenshot().await.unwrap();
     std::fs::write(screenshots().join("home-signed-in.png"), png).unwrap();
     page.close().await.unwrap();

@@ -28,6 +28,16 @@ export const t = (key, vars = {}) =>
   (words[lang][key] ?? words.en[key] ?? key).replace(/\{(\w+)\}/g, (_, k) => vars[k] ?? "");
 export const known = (key) => key in words.en;
 export const switchLang = () => { lang = lang === "ko" ? "en" : "ko"; localStorage.setItem("lang", lang); };
+/** The `#lang` button (at the page's foot): the shell and the page painted again in the other
+ * language, where the reader was, the focus left on the button. */
+export const langButton = (paintShell, route) => $("#lang").addEventListener("click", async () => {
+  const y = scrollY;
+  switchLang(); paintShell();
+  await route({ focus: false });
+  scrollTo(0, y);
+  // (The footer is hidden while the page is painted again, which drops the focus it held.)
+  refocus($("#lang"));
+});
 
 // Amounts are integer minor units of the store currency (API.md): ₩12,900 is 12900, $1.50 is 150.
 export const money = (amount, currency = "KRW") => {

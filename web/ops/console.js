@@ -7,7 +7,7 @@
 
 import {
   $, addWords, api, busy, claims, enc, esc, every, fields as values, keep, live, money, paintSignedIn, paintWords,
-  known, problem as words, refresh, router, say, session, switchLang, t, when,
+  known, problem as words, refresh, router, say, session, langButton, t, when,
 } from "/common/core.js";
 
 addWords({
@@ -453,13 +453,7 @@ const route = router($("#main"), async (root, page, arg, params, current) => {
   }
 }, { title: "Emporium console" });
 
-// The page is painted again in the other language where the reader was (the button is at its foot).
-$("#lang").addEventListener("click", async () => {
-  const y = scrollY;
-  switchLang(); paintShell();
-  await route({ focus: false });
-  scrollTo(0, y);
-});
+langButton(paintShell, route);
 paintShell();
 session.onChange = () => { paintAuth(); route({ focus: false }); };
 await refresh().catch(() => false);

@@ -4,7 +4,7 @@
 // Routes: #/ #/search?q= #/category/NAME #/product/ID #/drop/ID #/cart #/checkout #/paid
 // #/orders #/order/ID #/login #/signup #/verify?email= #/account #/notifications #/logout.
 
-import { $, addWords, api, esc, keep, live, paintSignedIn, paintWords, refresh, router, say, session, switchLang, t } from "/common/core.js";
+import { $, addWords, api, esc, keep, live, paintSignedIn, paintWords, refresh, router, say, session, langButton, t } from "/common/core.js";
 import { TEXT } from "./text.js";
 import { drop, home, listing, product } from "./shop.js";
 import { cart, checkout, order, orders, paid } from "./orders.js";
@@ -158,13 +158,7 @@ const route = router(main, async (root, page, arg, params, current) => {
   }
 }, { title: "Emporium" });
 
-// The page is painted again in the other language where the reader was (the button is at its foot).
-$("#lang").addEventListener("click", async () => {
-  const y = scrollY;
-  switchLang(); paintShell();
-  await route({ focus: false });
-  scrollTo(0, y);
-});
+langButton(paintShell, route);
 paintShell();
 searchBox();
 await refresh().catch(() => false);
