@@ -141,6 +141,15 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
                     )
                 }),
         )
+        // Answers are a shopper's own (a cart, an order, a profile) or change by the second
+        // (stock): no cache keeps them. Without it a browser's Back reused a cached answer
+        // whichever account it was for (another account's cart in a tab signed in as the
+        // first). The web's files set their own (`no-cache`, revalidated by ETag). Outside the panic
+        // catcher, so its 500 is not cached either.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
         .layer(CatchPanicLayer::custom(
             |panic: Box<dyn std::any::Any + Send>| {
                 let message = panic
@@ -150,14 +159,6 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
                     .unwrap_or_default();
                 ApiError::internal(anyhow::anyhow!("a handler panicked: {message}")).into_response()
             },
-        ))
-        // Answers are a shopper's own (a cart, an order, a profile) or change by the second
-        // (stock): no cache keeps them. Without it a browser's Back reused a cached answer
-        // whichever account it was for (another account's cart in a tab signed in as the
-        // first). The web's files set their own (`no-cache`, revalidated by ETag).
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
         ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(metered::MeteredLayer)
