@@ -161,6 +161,24 @@ if (tabs) tabs.onmessage = (e) => {
 // One refresh at a time, across the tabs of this browser where it can (Web Locks: each refresh
 // then sends the cookie the previous one rotated, never a spent one), and in this tab always.
 let refreshing = null;
+
+// A refresh outlives its page (`keepalive`, below), but a page gone takes its lock with it: a
+// page loaded while the last one's refresh is still on the wire (a second quick reload, a slow
+// server) would send the spent cookie before the rotated one lands, and end the session
+// (`refresh_reused`). Each refresh marks its start here and clears it when answered; a refresh
+// that finds a mark waits until it clears or is older than any answer worth waiting for.
+const onTheWire = {
+  key: "refreshing", longest: 5000,
+  mark() { localStorage.setItem(this.key, String(Date.now())); },
+  clear() { localStorage.removeItem(this.key); },
+  async landed() {
+    for (;;) {
+      const age = Date.now() - Number(localStorage.getItem(this.key));
+      if (!localStorage.getItem(this.key) || age < 0 || age > this.longest) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  },
+};
 /** Trades the refresh cookie for a new access token: `true` with one, `false` when the session
  * is over (401: logged out), or throws (no connection, busy) leaving the session to retry. */
 export function refresh() {
@@ -173,7 +191,10 @@ export function refresh() {
     // it. The server has rotated the cookie by then; cancelled, the new one would never reach
     // the cookie jar, the next load would send the spent one, and a refresh token used twice
     // ends the session (API.md).
-    const r = await fetch("/api/v1/auth/refresh", { method: "POST", credentials: "same-origin", keepalive: true });
+    await onTheWire.landed();
+    onTheWire.mark();
+    const r = await fetch("/api/v1/auth/refresh", { method: "POST", credentials: "same-origin", keepalive: true })
+      .finally(() => onTheWire.clear());
     if (r.ok) {
       const before = session.user;
       keep((await r.json()).access_token);

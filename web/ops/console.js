@@ -180,7 +180,7 @@ async function drops(main, current) {
     ${table(["drops", "status", "remaining", "price", "starts"], all.items.map((d) => `<tr>
       <td><a href="#/drop/${enc(d.drop_id)}">${esc(d.drop_id)}</a><br><span class="muted">${esc(d.sku_id)}</span></td>
       <td>${esc(said("ds_", d.status))}</td><td class="num">${d.remaining} / ${d.quantity}</td><td>${money(d.price, d.currency)}</td><td>${when(d.starts_at)}</td></tr>`))}`;
-  $("#drop-form").addEventListener("submit", action(async (e) => {
+  $("#drop-form", main).addEventListener("submit", action(async (e) => {
     const f = values(e.target);
     const body = { sku_id: f.sku_id, quantity: int(f.quantity), price: int(f.price), per_user_limit: int(f.per_user_limit),
       starts_at: iso(f.starts_at), ...(f.ends_at && { ends_at: iso(f.ends_at) }) };
@@ -210,10 +210,10 @@ async function watchDrop(main, id, current) {
   function show() {
     if (!current()) return;
     const text = String(d.remaining);
-    if ($("#remaining").textContent !== text) $("#remaining").textContent = text;
-    $("#drop-status").textContent = said("ds_", d.status);
-    $("#rate").textContent = String(r.perSecond());
-    $("#taken").style.width = `${(100 * (d.quantity - d.remaining)) / Math.max(1, d.quantity)}%`;
+    if ($("#remaining", main).textContent !== text) $("#remaining", main).textContent = text;
+    $("#drop-status", main).textContent = said("ds_", d.status);
+    $("#rate", main).textContent = String(r.perSecond());
+    $("#taken", main).style.width = `${(100 * (d.quantity - d.remaining)) / Math.max(1, d.quantity)}%`;
   }
   every(show);
 }
@@ -279,7 +279,7 @@ async function campaigns(main, current) {
     <label>${t("starts_at")} <input name="starts_at" type="datetime-local"></label>
     <label>${t("ends_at")} <input name="ends_at" type="datetime-local"></label>
     <button class="primary" type="submit">${t("create_campaign")}</button></form>`;
-  $("#campaign-form").addEventListener("submit", action(async (e) => {
+  $("#campaign-form", main).addEventListener("submit", action(async (e) => {
     const f = values(e.target);
     const scope = f.scope === "order" ? { type: "order" } : f.scope === "category" ? { type: "category", category: f.target } : { type: "product", product_id: f.target };
     const body = { name: f.name, code: f.code, kind: f.kind, value: int(f.value), scope, per_user_limit: int(f.per_user_limit) };
@@ -303,7 +303,7 @@ async function orders(main, { status = "", cursor }, current) {
       <td>${money(o.total, o.currency)}</td><td>${when(o.created_at)}</td>
       <td>${o.status === "paid" ? `<button type="button" data-ship="${esc(o.order_id)}">${t("ship")}</button>` : ""}</td></tr>`))}
     ${page.next_cursor ? `<p class="pager"><a class="button" href="#/orders?${new URLSearchParams({ status, cursor: page.next_cursor })}">${t("more")}</a></p>` : ""}`;
-  $("#status-form").addEventListener("submit", (e) => {
+  $("#status-form", main).addEventListener("submit", (e) => {
     e.preventDefault();
     location.hash = `#/orders?${new URLSearchParams({ status: e.target.elements.status.value })}`;
   });
@@ -345,15 +345,15 @@ async function inspect(main, { kind = "order", id = "" }, current) {
     <label>${t("kind")} <select name="kind">${["order", "sku"].map((k) => `<option ${k === kind ? "selected" : ""}>${k}</option>`).join("")}</select></label>
     <label class="grow">${t("id")} <input name="id" value="${esc(id)}" required maxlength="64"></label>
     <button class="primary" type="submit">${t("inspect")}</button></form><pre id="entity" hidden></pre>`;
-  $("#inspect-form").addEventListener("submit", (e) => {
+  $("#inspect-form", main).addEventListener("submit", (e) => {
     e.preventDefault();
     location.hash = `#/inspect?${new URLSearchParams(values(e.target))}`;
   });
   if (!id) return;
   const entity = await api(`/admin/entities/${enc(kind)}/${enc(id)}`).catch((err) => ({ error: problem(err) }));
   if (!current()) return;
-  $("#entity").hidden = false;
-  $("#entity").textContent = entity.error ?? JSON.stringify(entity, null, 2);
+  $("#entity", main).hidden = false;
+  $("#entity", main).textContent = entity.error ?? JSON.stringify(entity, null, 2);
 }
 
 async function cluster(main, current) {
@@ -388,7 +388,7 @@ function login(main) {
       <label>${t("operator_token")} <input name="token" type="password" autocomplete="off" aria-describedby="token-note"></label>
       <small id="token-note" class="muted">${t("token_note")}</small>
       <button class="primary" type="submit">${t("login")}</button><p id="login-form-error" class="error" role="alert"></p></form>`;
-  $("#login-form").addEventListener("submit", async (e) => {
+  $("#login-form", main).addEventListener("submit", async (e) => {
     e.preventDefault();
     const f = values(e.target);
     try {
@@ -407,7 +407,7 @@ function login(main) {
       }
       paintAuth();
       location.hash = "#/";
-    } catch (err) { $("#login-form-error").textContent = problem(err); }
+    } catch (err) { $("#login-form-error", main).textContent = problem(err); }
   });
 }
 

@@ -14,7 +14,7 @@ export function login(main, { email = "" }, onLogin) {
     ${form("login-form", `${field("email", "email", email, 'type="email" autocomplete="username" required')}
       ${field("password", "password", "", 'type="password" autocomplete="current-password" required')}`, "login")}
     <p>${t("no_account")} <a href="#/signup">${t("signup")}</a></p>`;
-  $("#login-form").addEventListener("submit", async (e) => {
+  $("#login-form", main).addEventListener("submit", async (e) => {
     e.preventDefault();
     const f = new FormData(e.target);
     try {
@@ -27,7 +27,7 @@ export function login(main, { email = "" }, onLogin) {
       sessionStorage.removeItem("after_login");
       location.hash = back?.startsWith("#/") && !/^#\/(login|logout|signup|verify)\b/.test(back) ? back : "#/";
     } catch (err) {
-      $("#login-form-error").textContent = problem(err);
+      $("#login-form-error", main).textContent = problem(err);
       if (err.code === "email_not_verified") location.hash = `#/verify?${new URLSearchParams({ email: f.get("email") })}`;
     }
   });
@@ -41,7 +41,7 @@ export function signup(main) {
       ${field("name", "name", "", 'autocomplete="name" required maxlength="50"')}
       ${field("phone", "phone_opt", "", 'type="tel" autocomplete="tel" maxlength="20"')}`, "signup")}
     <p>${t("have_account")} <a href="#/login">${t("login")}</a></p>`;
-  $("#signup-form").addEventListener("submit", async (e) => {
+  $("#signup-form", main).addEventListener("submit", async (e) => {
     e.preventDefault();
     const { email, password, name, phone } = values(e.target);
     await busy(e.submitter ?? e.target.querySelector("button"), async () => {
@@ -49,7 +49,7 @@ export function signup(main) {
         const r = await api("/auth/signup", { method: "POST", body: { email, password, name, ...(phone && { phone }) } });
         // In dev mode the answer says where the mailed code can be read.
         location.hash = `#/verify?${new URLSearchParams({ email: r.email, ...(r.dev_mailbox && { mailbox: r.dev_mailbox }) })}`;
-      } catch (err) { $("#signup-form-error").textContent = problem(err); }
+      } catch (err) { $("#signup-form-error", main).textContent = problem(err); }
     });
   });
 }
@@ -62,7 +62,7 @@ export function verify(main, { email = "", mailbox = "" }) {
     ${form("verify-form", `${field("email", "email", email, 'type="email" autocomplete="email" required')}
       ${field("code", "code", "", 'inputmode="numeric" autocomplete="one-time-code" required pattern="\\s*[0-9]{6}\\s*"')}`, "verify")}
     <p><button type="button" id="resend">${t("resend")}</button></p>`;
-  $("#verify-form").addEventListener("submit", async (e) => {
+  $("#verify-form", main).addEventListener("submit", async (e) => {
     e.preventDefault();
     const body = values(e.target);
     try {
@@ -70,12 +70,12 @@ export function verify(main, { email = "", mailbox = "" }) {
       say(t("verified"));
       location.hash = `#/login?${new URLSearchParams({ email: body.email })}`;
     } catch (err) {
-      $("#verify-form-error").textContent = problem(err);
+      $("#verify-form-error", main).textContent = problem(err);
       if (err.code === "already_verified") location.hash = `#/login?${new URLSearchParams({ email: body.email })}`;
     }
   });
-  $("#resend").addEventListener("click", async (e) => {
-    const address = $("#verify-form").elements.email.value.trim();
+  $("#resend", main).addEventListener("click", async (e) => {
+    const address = $("#verify-form", main).elements.email.value.trim();
     await busy(e.target, () => api("/auth/resend-code", { method: "POST", body: { email: address } })
       .then(() => say(t("resent")), (err) => say(problem(err))));
   });
@@ -100,19 +100,19 @@ export async function account(main, current, onLogout) {
     <section><h2>${t("notifications")}</h2><p><a href="#/notifications">${t("notifications")}</a> · <a href="#/orders">${t("orders")}</a></p></section>
     <section><h2>${t("delete_account")}</h2><p class="muted">${t("delete_warning")}</p>
       <button type="button" id="delete" class="danger">${t("delete_account")}</button></section>`;
-  $("#profile-form").addEventListener("submit", async (e) => {
+  $("#profile-form", main).addEventListener("submit", async (e) => {
     e.preventDefault();
     const { name, phone, address } = values(e.target);
     try {
       await api("/users/me", { method: "PATCH", body: { name, phone: phone || null, address: address || null } });
-      $("#profile-form-error").textContent = "";
+      $("#profile-form-error", main).textContent = "";
       say(t("saved"));
-    } catch (err) { $("#profile-form-error").textContent = problem(err); }
+    } catch (err) { $("#profile-form-error", main).textContent = problem(err); }
   });
   main.addEventListener("click", async (e) => {
     if (e.target.id === "delete") {
       e.target.outerHTML = `<button type="button" id="confirm-delete" class="danger">${t("confirm_delete")}</button>`;
-      $("#confirm-delete").focus();
+      $("#confirm-delete", main).focus();
     } else if (e.target.id === "confirm-delete") {
       try {
         await api("/users/me", { method: "DELETE" });

@@ -112,7 +112,7 @@ export async function checkout(main, current) {
   // One key while the order asked for stays the same (retries, a second press): one order;
   // a changed address is a new request with a new key.
   let key = null, sent = null;
-  $("#checkout-form").addEventListener("submit", async (e) => {
+  $("#checkout-form", main).addEventListener("submit", async (e) => {
     e.preventDefault();
     const button = e.submitter ?? e.target.querySelector("button");
     if (button.disabled) return;
@@ -124,12 +124,12 @@ export async function checkout(main, current) {
     button.setAttribute("aria-busy", "true");
     try {
       const order = await persist(() => api("/orders", { method: "POST", body, headers: { "idempotency-key": key } }),
-        () => { $("#checkout-outcome").textContent = t("retrying"); });
-      $("#checkout-outcome").textContent = t("to_payment");
+        () => { $("#checkout-outcome", main).textContent = t("retrying"); });
+      $("#checkout-outcome", main).textContent = t("to_payment");
       // The button stays off: the browser is leaving for the gateway's page.
       location.assign(payUrl(order));
     } catch (err) {
-      $("#checkout-outcome").textContent = problem(err);
+      $("#checkout-outcome", main).textContent = problem(err);
       button.disabled = false;
       button.setAttribute("aria-busy", "false");
     }
@@ -164,7 +164,7 @@ export async function paid(main, { paymentKey, orderId, amount }, current) {
       return;
     }
     main.querySelector("h1").textContent = t("paid_failed");
-    $("#paid-status").innerHTML = `${esc(problem(err))} <a href="#/order/${enc(orderId)}">${t("order", { id: esc(orderId) })}</a>`;
+    $("#paid-status", main).innerHTML = `${esc(problem(err))} <a href="#/order/${enc(orderId)}">${t("order", { id: esc(orderId) })}</a>`;
   }
 }
 
@@ -209,9 +209,9 @@ export async function order(main, id, current) {
     <div id="order-body"></div><section id="chat" aria-labelledby="chat-title"><h2 id="chat-title">${t("chat")}</h2>
     <button type="button" id="open-chat">${t("open_chat")}</button></section>`;
   const paint = () => {
-    if ($("#order-status").textContent !== status(o.status)) $("#order-status").textContent = status(o.status);
+    if ($("#order-status", main).textContent !== status(o.status)) $("#order-status", main).textContent = status(o.status);
     const s = o.shipment;
-    $("#order-body").innerHTML = `
+    $("#order-body", main).innerHTML = `
       <div class="row" id="order-actions">
         ${o.status === "awaiting_payment" && o.payment.checkout_url ? `<a class="button primary" href="${esc(payUrl(o))}">${t("pay_now")}</a>` : ""}
         ${["awaiting_payment", "paid", "preparing"].includes(o.status) ? `<button type="button" id="cancel">${t("cancel_order")}</button>` : ""}
@@ -235,12 +235,12 @@ export async function order(main, id, current) {
   if (missed) reload();
   every(() => {
     const left = o.status === "awaiting_payment" && o.expires_at ? Date.parse(o.expires_at) - Date.now() : 0;
-    $("#pay-by").textContent = left > 0 ? t("pay_by", { t: span(left) }) : "";
+    $("#pay-by", main).textContent = left > 0 ? t("pay_by", { t: span(left) }) : "";
   });
   main.addEventListener("click", async (e) => {
     if (e.target.id === "cancel") {
       e.target.outerHTML = `<button type="button" id="confirm-cancel" class="danger">${t("confirm_cancel")}</button>`;
-      $("#confirm-cancel").focus();
+      $("#confirm-cancel", main).focus();
     } else if (e.target.id === "confirm-cancel") {
       const key = uuid();
       await busy(e.target, async () => {
@@ -294,7 +294,7 @@ async function chat(section, o, current) {
   const add = (messages, where) => {
     const fresh = messages.filter((m) => !seen.has(m.message_id));
     fresh.forEach((m) => seen.add(m.message_id));
-    $("#messages").insertAdjacentHTML(where, fresh.map(line).join(""));
+    $("#messages", section).insertAdjacentHTML(where, fresh.map(line).join(""));
   };
   let before = null;
   const older = async () => {
@@ -302,12 +302,12 @@ async function chat(section, o, current) {
     if (!current()) return;
     add(page.items.slice().reverse(), "afterbegin");
     before = page.next_cursor;
-    $("#older").hidden = !before;
+    $("#older", section).hidden = !before;
   };
   live.on(`chat:${room.room_id}`, (m) => add([m], "beforeend"));
   await older();
-  $("#older").addEventListener("click", () => older().catch((err) => say(problem(err))));
-  $("#chat-form").addEventListener("submit", async (e) => {
+  $("#older", section).addEventListener("click", () => older().catch((err) => say(problem(err))));
+  $("#chat-form", section).addEventListener("submit", async (e) => {
     e.preventDefault();
     const input = e.target.elements.text;
     const text = input.value.trim();
@@ -322,7 +322,7 @@ async function chat(section, o, current) {
     });
     input.focus();
   });
-  $("#chat-form").elements.text.focus();
+  $("#chat-form", section).elements.text.focus();
   // After a reconnect, what was said meanwhile: the newest page again (duplicates skipped).
   return async () => {
     const page = await api(`/chat/rooms/${enc(room.room_id)}/messages?limit=50`).catch(() => null);

@@ -137,15 +137,15 @@ export async function product(main, id, current) {
       <button type="button" id="wish" aria-pressed="${wished}">${t("wish")}</button></p></form>`;
   const show = () => {
     const s = chosen();
-    $("#price").textContent = s ? money(s.price, p.currency) : "";
-    $("#stock").textContent = s ? (s.available > 0 ? t("available", { n: s.available }) : t("out_of_stock")) : "";
+    $("#price", main).textContent = s ? money(s.price, p.currency) : "";
+    $("#stock", main).textContent = s ? (s.available > 0 ? t("available", { n: s.available }) : t("out_of_stock")) : "";
     main.querySelector("button[type=submit]").disabled = adding || !s || s.available === 0;
-    $("#wish").textContent = t(wished ? "wished" : "wish");
-    $("#wish").setAttribute("aria-pressed", String(wished));
+    $("#wish", main).textContent = t(wished ? "wished" : "wish");
+    $("#wish", main).setAttribute("aria-pressed", String(wished));
   };
   show();
-  $("#buy").addEventListener("change", (e) => { choice[e.target.name] = e.target.value; show(); });
-  $("#buy").addEventListener("submit", async (e) => {
+  $("#buy", main).addEventListener("change", (e) => { choice[e.target.name] = e.target.value; show(); });
+  $("#buy", main).addEventListener("submit", async (e) => {
     e.preventDefault();
     if (!session.token) { login(); return; }
     const s = chosen();
@@ -160,7 +160,7 @@ export async function product(main, id, current) {
       document.dispatchEvent(new CustomEvent("cart", { detail: after }));
     } catch (err) { say(problem(err)); } finally { adding = false; show(); if (focused) refocus(button); }
   });
-  $("#wish").addEventListener("click", async () => {
+  $("#wish", main).addEventListener("click", async () => {
     if (!session.token) { login(); return; }
     try {
       await api(`/users/me/wishlist/${enc(p.product_id)}`, { method: wished ? "DELETE" : "PUT" });
@@ -195,7 +195,7 @@ export async function drop(main, id, current) {
     <p class="num" aria-live="polite" id="remaining"></p><p class="muted">${t("per_person", { n: d.per_user_limit })}</p>
     ${me ? `<p class="muted">${address ? esc(t("ships_to", { a: address.address })) : `${t("no_address")} <a href="#/account">${t("account")}</a>`}</p>` : ""}
     <p class="row"><button class="primary" id="buy-now" type="button">${t("buy_now")}</button><span id="outcome" role="status" aria-live="polite"></span></p>`;
-  if (d.product_id) api(`/products/${enc(d.product_id)}`).then((p) => { if (current()) $("#drop-title").textContent = p.name; }).catch(() => {});
+  if (d.product_id) api(`/products/${enc(d.product_id)}`).then((p) => { if (current()) $("#drop-title", main).textContent = p.name; }).catch(() => {});
   // `pending` from a press until a moment after its answer: a double tap's second tap finds the
   // button off, whichever comes first, the answer or the tap.
   let pending = false;
@@ -205,26 +205,26 @@ export async function drop(main, id, current) {
   function show() {
     if (!current()) return;
     const now = Date.now();
-    $("#drop-status").innerHTML = dropStatus(d, now);
+    $("#drop-status", main).innerHTML = dropStatus(d, now);
     const left = t("remaining", { n: d.remaining, q: d.quantity });
-    if ($("#remaining").textContent !== left) $("#remaining").textContent = left;
+    if ($("#remaining", main).textContent !== left) $("#remaining", main).textContent = left;
     const open = d.status === "live" || (d.status === "scheduled" && now >= Date.parse(d.starts_at));
     // Off while nothing can be bought; while a press is pending it only says so (aria) and
     // ignores taps, keeping the keyboard's focus, which a disabled button would drop.
-    $("#buy-now").disabled = !open || d.remaining === 0;
-    $("#buy-now").setAttribute("aria-disabled", String(pending));
-    $("#buy-now").setAttribute("aria-busy", String(pending));
+    $("#buy-now", main).disabled = !open || d.remaining === 0;
+    $("#buy-now", main).setAttribute("aria-disabled", String(pending));
+    $("#buy-now", main).setAttribute("aria-busy", String(pending));
   }
   every(show);
   if (missed) fresh().catch(() => {});
   let bought = null; // this page's purchase, if any
-  $("#buy-now").addEventListener("click", async (e) => {
+  $("#buy-now", main).addEventListener("click", async (e) => {
     if (pending) return;
     if (!session.token) { login(); return; }
     const focused = document.activeElement === e.currentTarget;
     pending = true;
     show();
-    const outcome = (text, html = "") => { if (current()) { $("#outcome").textContent = text; $("#outcome").insertAdjacentHTML("beforeend", html); } };
+    const outcome = (text, html = "") => { if (current()) { $("#outcome", main).textContent = text; $("#outcome", main).insertAdjacentHTML("beforeend", html); } };
     const payLink = () => (bought ? ` <a href="#/order/${enc(bought.order_id)}">${t("pay_now")}</a>` : "");
     // One key per press, and the same key on every retry of that press (busy answers and lost
     // connections alike, and the next press after one that got no answer): a press never buys
@@ -250,7 +250,7 @@ export async function drop(main, id, current) {
       await new Promise((r) => setTimeout(r, 800));
       pending = false;
       show();
-      if (focused && current()) refocus($("#buy-now"));
+      if (focused && current()) refocus($("#buy-now", main));
     }
   });
 }
