@@ -193,7 +193,9 @@ async fn coupons_claim_apply_and_edge_cases() {
     let claimed: Value = r.json().await.unwrap();
     assert_eq!(claimed["status"], "issued");
     let a_coupon = claimed["coupon_id"].as_str().unwrap().to_string();
-    assert_problem(claim(a.clone(), "TOPS10").await, 409, "already_claimed").await;
+    // A second claim names the coupon the shopper has, so a client can say what became of it.
+    let again = assert_problem(claim(a.clone(), "TOPS10").await, 409, "already_claimed").await;
+    assert_eq!(again["coupon_ids"], json!([a_coupon]), "{again}");
     assert_eq!(claim(b.clone(), "TOPS10").await.status(), 201);
     assert_problem(claim(c.clone(), "TOPS10").await, 409, "coupons_exhausted").await;
     assert_problem(claim(c.clone(), "NOPE").await, 404, "not_found").await;

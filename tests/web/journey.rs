@@ -4,7 +4,8 @@
 //! the keyboard alone. No page writes to the console on the way.
 
 use crate::{
-    PASSWORD, Shop, TURN, browser, click, driver, fill, only_in_console, quiet, shoot, until,
+    PASSWORD, Shop, TURN, browser, click, driver, fill, only_in_console, quiet, shoot, submit,
+    until,
 };
 use fantoccini::Client;
 use serde_json::{Value, json};
@@ -405,6 +406,17 @@ async fn the_checkout_works_from_the_keyboard_alone() {
         "the focus on the Apply of the cart drawn again",
     )
     .await;
+    // The code claimed again (its coupon is in the wallet, ready): it goes on the cart.
+    submit(&page, "claim-form", &[("code", "welcome10")]).await;
+    until(
+        &page,
+        "document.querySelector('#toast').textContent.includes('You already have this coupon.') \
+         && document.querySelector('#coupon-form select').selectedOptions[0]?.textContent \
+            === 'Welcome (10% off, up to ₩5,000)'",
+        "the coupon claimed before, on the cart",
+    )
+    .await;
+    only_in_console(&page, "the code claimed again", "409").await;
     tab_to(&page, "Checkout").await;
     keys(&page, ENTER).await;
     until(

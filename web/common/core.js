@@ -244,7 +244,7 @@ export async function api(path, { method = "GET", body, headers = {}, again = tr
     const e = new Error(data?.detail || r.statusText);
     Object.assign(e, {
       status: r.status, code: data?.code, reason: data?.reason, detail: data?.detail,
-      skus: data?.sku_ids, retryAfter: Number(r.headers.get("retry-after")) || 1,
+      skus: data?.sku_ids, coupons: data?.coupon_ids, retryAfter: Number(r.headers.get("retry-after")) || 1,
     });
     throw e;
   }

@@ -2,7 +2,7 @@
 // shipping address from the profile, then the gateway's checkout page and back), and orders
 // (history, a live status timeline, tracking, cancel, return or exchange, support chat).
 
-import { $, all, api, busy, enc, esc, every, fields, live, money, persist, problem, refocus, say, session, span, t, uuid, when } from "/common/core.js";
+import { $, all, api, busy, enc, esc, every, fields, known, live, money, persist, problem, refocus, say, session, span, t, uuid, when } from "/common/core.js";
 import { couponText } from "./account.js";
 
 const needLogin = (main) => {
@@ -68,6 +68,20 @@ export async function cart(main, current) {
     if (sku) change(() => api(`/cart/items/${enc(sku)}`, { method: "DELETE" }));
     if (e.target.id === "checkout") location.hash = "#/checkout";
   });
+  // A code claimed before: its coupon goes on the cart if it is still to use, else the shopper
+  // hears what became of it (held by an order, used, expired).
+  const claimedBefore = async (ids) => {
+    wallet = await all("/users/me/coupons");
+    const mine = wallet.items.filter((w) => ids.includes(w.coupon_id));
+    const ready = mine.find((w) => w.status === "issued");
+    if (ready) {
+      say(t("already_claimed"), { notice: true });
+      await change(() => api("/cart/coupon", { method: "PUT", body: { coupon_id: ready.coupon_id } }));
+    } else {
+      const what = `claimed_${mine[0]?.status}`;
+      say(t(known(what) ? what : "already_claimed"));
+    }
+  };
   main.addEventListener("submit", async (e) => {
     e.preventDefault();
     const f = new FormData(e.target);
@@ -81,7 +95,10 @@ export async function cart(main, current) {
           say(t("claimed"), { notice: true }); // stays beside what applying it says
           wallet = await all("/users/me/coupons");
           await change(() => api("/cart/coupon", { method: "PUT", body: { coupon_id: claimed.coupon_id } }));
-        } catch (err) { say(err.status === 404 ? t("coupon_not_found") : problem(err)); }
+        } catch (err) {
+          if (err.code === "already_claimed") await claimedBefore(err.coupons ?? []);
+          else say(err.status === 404 ? t("coupon_not_found") : problem(err));
+        }
       });
     }
   });

@@ -207,7 +207,12 @@ impl From<CouponError> for ApiError {
             CouponError::AlreadyExists => Self::new(S::CONFLICT, "campaign_exists", detail),
             CouponError::Invalid(_) => Self::new(S::UNPROCESSABLE_ENTITY, "invalid_field", detail),
             CouponError::Exhausted => Self::new(S::CONFLICT, "coupons_exhausted", detail),
-            CouponError::AlreadyClaimed { .. } => Self::new(S::CONFLICT, "already_claimed", detail),
+            // Which of the shopper's coupons are the campaign's, so a client can say whether
+            // the one it has is still to use, held by an order or used.
+            CouponError::AlreadyClaimed { coupons } => {
+                let ids: Vec<String> = coupons.iter().map(ToString::to_string).collect();
+                Self::new(S::CONFLICT, "already_claimed", detail).with("coupon_ids", ids)
+            }
             CouponError::NotActive => Self::new(S::CONFLICT, "campaign_not_active", detail),
         }
     }

@@ -28,7 +28,8 @@ pub struct Problem {
     /// A finer machine-readable reason, for codes that have several (`coupon_not_applicable`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// Extension members of some problems (`sku_ids` of `insufficient_stock`).
+    /// Extension members of some problems (`sku_ids` of `insufficient_stock`, `coupon_ids` of
+    /// `already_claimed`).
     #[serde(flatten)]
     #[schema(value_type = Object)]
     pub extensions: serde_json::Map<String, serde_json::Value>,
