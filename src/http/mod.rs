@@ -111,8 +111,19 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
     openapi::complete(&mut api);
     let rendered = openapi::render(&api);
     // The browsable reference of the same document (Swagger UI, files in the binary).
-    let docs = utoipa_swagger_ui::SwaggerUi::new("/api/v1/docs")
-        .config(utoipa_swagger_ui::Config::from("/api/v1/openapi.json"));
+    // Its files only change with the binary, and are large (about 1.5 MB): kept an hour
+    // rather than the API's `no-store` (the document itself is `/api/v1/openapi.json`).
+    let docs = Router::from(
+        utoipa_swagger_ui::SwaggerUi::new("/api/v1/docs")
+            .config(utoipa_swagger_ui::Config::from("/api/v1/openapi.json")),
+    )
+    .layer(SetResponseHeaderLayer::if_not_present(
+        header::CACHE_CONTROL,
+        |r: &axum::response::Response| {
+            let kept = HeaderValue::from_static("public, max-age=3600");
+            r.status().is_success().then_some(kept)
+        },
+    ));
     // One stack, applied once: every `Router::layer` call wraps each route in another boxed
     // service, cloned (and allocated) per request. Outermost first.
     let layers = tower::ServiceBuilder::new()

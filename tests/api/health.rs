@@ -33,6 +33,25 @@ async fn api_answers_are_never_cached() {
         "no-cache",
         "the storefront's page"
     );
+    let r = app
+        .client
+        .get(app.url("/api/v1/docs/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["cache-control"],
+        "public, max-age=3600",
+        "the reference's files"
+    );
+    let r = app
+        .client
+        .get(app.url("/api/v1/docs/no-such-file.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["cache-control"], "no-store", "a file it lacks");
     app.stop().await;
 }
 
