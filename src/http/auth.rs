@@ -17,6 +17,9 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub const REFRESH_COOKIE: &str = "refresh_token";
+/// The refresh cookie's tag, which pages read: a random value that changes with each
+/// refresh cookie set (`set_cookie`).
+pub const REFRESH_TAG_COOKIE: &str = "refresh_tag";
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -214,13 +217,27 @@ fn session_response(state: &AppState, session: Session) -> Response {
     response
 }
 
+/// Sets the refresh cookie (`value`, or none: empty with `max_age` 0), then its tag: a cookie
+/// pages can read (`Path=/`, not `HttpOnly`) whose random value changes with each refresh
+/// cookie set, and nothing else. A page cannot see the refresh cookie, so the tag is how it
+/// learns that the answer to a refresh sent by a page since gone (a reload) has landed, and
+/// that the cookie it would send is no longer the spent one.
 fn set_cookie(response: &mut Response, state: &AppState, value: &str, max_age: u64) {
     let secure = if state.dev_mode { "" } else { "; Secure" };
-    let cookie = format!(
-        "{REFRESH_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/api/v1/auth; Max-Age={max_age}{secure}"
-    );
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().append(header::SET_COOKIE, v);
+    let tag = match value {
+        "" => String::new(),
+        _ => format!("{:08x}", rand::random::<u32>()),
+    };
+    let cookies = [
+        format!(
+            "{REFRESH_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/api/v1/auth; Max-Age={max_age}{secure}"
+        ),
+        format!("{REFRESH_TAG_COOKIE}={tag}; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"),
+    ];
+    for cookie in cookies {
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
     }
 }
 

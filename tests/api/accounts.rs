@@ -97,6 +97,14 @@ async fn sign_up_verify_login_profile_refresh_logout() {
         assert!(set_cookie.contains(part), "{part} in {set_cookie}");
     }
     assert!(!set_cookie.contains("Secure"), "dev mode serves plain HTTP");
+    // Beside it, the tag pages read to tell one refresh cookie from the next.
+    let tag = refresh_tag(&r);
+    let value = tag.split(';').next().unwrap();
+    assert!(value.len() == "refresh_tag=".len() + 8, "{tag}");
+    assert!(
+        tag.contains("Path=/;") && !tag.contains("HttpOnly"),
+        "{tag}"
+    );
     let cookie = refresh_cookie(&r);
     let login: Value = r.json().await.unwrap();
     assert_eq!(login["token_type"], "Bearer");
@@ -168,6 +176,7 @@ async fn sign_up_verify_login_profile_refresh_logout() {
     assert_eq!(r.status(), 200);
     let rotated = refresh_cookie(&r);
     assert_ne!(rotated, cookie);
+    assert_ne!(refresh_tag(&r), tag, "a new tag with the new cookie");
     let fresh = r.json::<Value>().await.unwrap()["access_token"]
         .as_str()
         .unwrap()
@@ -189,6 +198,7 @@ async fn sign_up_verify_login_profile_refresh_logout() {
             .unwrap()
             .contains("Max-Age=0")
     );
+    assert!(refresh_tag(&r).starts_with("refresh_tag=;"));
     assert_problem(me(&app, &fresh).await, 401, "token_revoked").await;
     assert_problem(refresh(&app, &rotated).await, 401, "invalid_refresh").await;
     app.stop().await;
@@ -660,4 +670,14 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// The tag cookie a response sets, whole (`refresh_tag=…; attributes`).
+fn refresh_tag(r: &reqwest::Response) -> String {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("refresh_tag="))
+        .expect("a refresh tag cookie")
 }

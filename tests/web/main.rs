@@ -10,6 +10,7 @@ mod common;
 mod console;
 mod journey;
 mod pages;
+mod proxy;
 mod race;
 mod shift;
 mod tabs;

@@ -3,19 +3,17 @@
 //! one script, five times, both stay signed in; logging out in one logs out the other. (The
 //! test cannot force two refreshes to overlap on the wire: it passes without the lock too, and
 //! guards the rest of the path.) A page reloaded while the last page's refresh is still on the
-//! wire, behind a proxy that holds the server's answers to refreshes, waits for it instead of
-//! sending the spent cookie, and stays signed in. A tab that missed another account's log-in
-//! acts for no one but the account it showed.
+//! wire, behind a proxy that holds the server's answers to refreshes ([`crate::proxy`]), waits
+//! for its answer instead of sending the spent cookie, and stays signed in. A tab that missed
+//! another account's log-in acts for no one but the account it showed.
 
+use crate::proxy::SlowRefresh;
 use crate::{
     PASSWORD, Shop, TURN, browser, click, driver, fill, log_in, only_in_console, quiet, until,
 };
 use fantoccini::Client;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 async fn signed_in(page: &Client) -> bool {
     let state = page
@@ -245,15 +243,16 @@ async fn log_in_behind(page: &Client, email: &str) {
 }
 
 /// A second reload while the first reload's refresh is still on the wire (the server has
-/// rotated the cookie; its answer, held here for two seconds, has not landed): the new page
-/// waits for it instead of sending the spent cookie (`refresh_reused` would end the session),
-/// and stays signed in.
+/// rotated the cookie; its answer, held here for seven seconds, has not landed): the new page
+/// waits until the refresh tag changes, instead of sending the spent cookie (`refresh_reused`
+/// would end the session), and stays signed in. (Seven, so that a wait of a fixed few seconds
+/// would not do.)
 #[tokio::test]
 async fn a_page_loaded_while_the_last_ones_refresh_is_on_the_wire_stays_signed_in() {
     let _turn = TURN.lock().await;
     let shop = Shop::start().await;
     shop.account("reload@example.com", &["customer"]).await;
-    let slow = SlowRefresh::start(&shop.base, Duration::from_secs(2)).await;
+    let slow = SlowRefresh::start(&shop.base, Duration::from_secs(7)).await;
     let base = slow.base.clone();
     let driver = driver().await;
     let profile = tempfile::tempdir().unwrap();
@@ -283,6 +282,8 @@ async fn a_page_loaded_while_the_last_ones_refresh_is_on_the_wire_stays_signed_i
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     page.execute("location.reload()", vec![]).await.unwrap();
+    // (the second page's own refresh, once it goes, is answered at once)
+    slow.holding.store(false, Ordering::SeqCst);
     until(
         &page,
         "document.querySelector('#profile-form')",
@@ -292,66 +293,4 @@ async fn a_page_loaded_while_the_last_ones_refresh_is_on_the_wire_stays_signed_i
     assert!(signed_in(&page).await, "signed in after the second reload");
     page.close().await.unwrap();
     shop.stop();
-}
-
-/// A TCP proxy in front of a node that holds each answer to `POST /api/v1/auth/refresh` for
-/// `hold` before passing it on (everything else, the WebSocket too, passes at once): a server
-/// slow to refresh while files come fast.
-struct SlowRefresh {
-    base: String,
-    /// Refresh requests passed to the node so far.
-    refreshes: Arc<AtomicUsize>,
-}
-
-impl SlowRefresh {
-    async fn start(upstream: &str, hold: Duration) -> SlowRefresh {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let upstream = upstream.trim_start_matches("http://").to_string();
-        let refreshes = Arc::new(AtomicUsize::new(0));
-        let seen = refreshes.clone();
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let node = TcpStream::connect(&upstream).await.unwrap();
-                tokio::spawn(Self::pass(client, node, hold, seen.clone()));
-            }
-        });
-        SlowRefresh { base, refreshes }
-    }
-
-    /// Passes bytes both ways; the bytes that follow a refresh request wait `hold`.
-    async fn pass(client: TcpStream, node: TcpStream, hold: Duration, seen: Arc<AtomicUsize>) {
-        let (mut from_client, mut to_client) = client.into_split();
-        let (mut from_node, mut to_node) = node.into_split();
-        let held = AtomicBool::new(false);
-        let up = async {
-            let mut buf = vec![0u8; 64 * 1024];
-            while let Ok(n @ 1..) = from_client.read(&mut buf).await {
-                if buf[..n]
-                    .windows(26)
-                    .any(|w| w == b"POST /api/v1/auth/refresh ")
-                {
-                    held.store(true, Ordering::SeqCst);
-                    seen.fetch_add(1, Ordering::SeqCst);
-                }
-                if to_node.write_all(&buf[..n]).await.is_err() {
-                    break;
-                }
-            }
-            let _ = to_node.shutdown().await;
-        };
-        let down = async {
-            let mut buf = vec![0u8; 64 * 1024];
-            while let Ok(n @ 1..) = from_node.read(&mut buf).await {
-                if held.swap(false, Ordering::SeqCst) {
-                    tokio::time::sleep(hold).await;
-                }
-                if to_client.write_all(&buf[..n]).await.is_err() {
-                    break;
-                }
-            }
-            let _ = to_client.shutdown().await;
-        };
-        tokio::join!(up, down);
-    }
 }

@@ -96,6 +96,14 @@ export const say = (text, { notice = false } = {}) => {
   while (box.children.length > 3) box.firstElementChild.remove();
   setTimeout(() => line.remove(), 5000);
 };
+/** Writes `text` into the page's element `sel` (under the page's `root`); said in a toast
+ * instead when that page has been drawn again meanwhile (a language switch, another account),
+ * so an answer is never written where no one sees it. */
+export const tell = (root, sel, text) => {
+  const el = $(sel, root);
+  if (el && root.isConnected) el.textContent = text;
+  else say(text);
+};
 /** An API error in a shopper's words: its code's text, else by status. */
 export const problem = (e) => {
   if (e.code && known(e.code)) {
@@ -162,39 +170,63 @@ if (tabs) tabs.onmessage = (e) => {
 // then sends the cookie the previous one rotated, never a spent one), and in this tab always.
 let refreshing = null;
 
-// A refresh outlives its page (`keepalive`, below), but a page gone takes its lock with it: a
-// page loaded while the last one's refresh is still on the wire (a second quick reload, a slow
-// server) would send the spent cookie before the rotated one lands, and end the session
-// (`refresh_reused`). Each refresh marks its start here and clears it when answered; a refresh
-// that finds a mark waits until it clears or is older than any answer worth waiting for.
+// A refresh outlives its page (`keepalive`, below), but a page gone takes its lock with it, and
+// the answer's cookie lands after: a page loaded meanwhile (a second quick reload, a slow
+// server) would send the spent cookie and end the session (`refresh_reused`). So each refresh
+// notes in the browser's storage when it left and the tag it left with (`refresh_tag`, the one
+// cookie of the session a page can read, new with each refresh cookie), and clears its note when
+// answered. A refresh or log-in that finds a note waits until the tag changes (the answer has
+// landed) or the note is older than any answer worth waiting for. Storage that fails (full,
+// blocked) only loses the note.
+const refreshTag = () => document.cookie.split("; ").find((c) => c.startsWith("refresh_tag="))?.slice(12) ?? "";
 const onTheWire = {
-  key: "refreshing", longest: 5000,
-  mark() { localStorage.setItem(this.key, String(Date.now())); },
-  clear() { localStorage.removeItem(this.key); },
+  key: "refreshing", longest: 15000,
+  read() {
+    try {
+      const note = JSON.parse(localStorage.getItem(this.key));
+      return Number.isFinite(note?.at) ? note : null;
+    } catch { return null; }
+  },
+  /** Notes a refresh leaving now; its id, for `clear`. */
+  mark() {
+    const id = Math.random();
+    try { localStorage.setItem(this.key, JSON.stringify({ at: Date.now(), tag: refreshTag(), id })); } catch { /* no note */ }
+    return id;
+  },
+  /** Removes the note of refresh `id`, not another's. */
+  clear(id) {
+    try { if (this.read()?.id === id) localStorage.removeItem(this.key); } catch { /* no note */ }
+  },
   async landed() {
     for (;;) {
-      const age = Date.now() - Number(localStorage.getItem(this.key));
-      if (!localStorage.getItem(this.key) || age < 0 || age > this.longest) return;
+      const note = this.read();
+      const age = note ? Date.now() - note.at : -1;
+      if (!note || refreshTag() !== note.tag || !(age >= 0 && age <= this.longest)) return;
       await new Promise((r) => setTimeout(r, 100));
     }
   },
 };
+/** Resolves once no refresh sent by a page since gone can still set the cookie (see above): a
+ * log-in waits for it, or that late answer would replace the new session's cookie. */
+export const refreshLanded = () => onTheWire.landed();
+
 /** Trades the refresh cookie for a new access token: `true` with one, `false` when the session
  * is over (401: logged out), or throws (no connection, busy) leaving the session to retry. */
 export function refresh() {
   if (!cookieFlag.get()) return Promise.resolve(false);
   const had = session.token;
   const trade = async () => {
-    // Another tab may have refreshed while this one waited for the lock.
+    await onTheWire.landed();
+    // Another tab may have refreshed, or logged out, while this one waited.
     if (session.token && session.token !== had) return true;
+    if (!cookieFlag.get()) return false;
     // `keepalive`: a reload or a link followed while the refresh is on the wire must not cancel
     // it. The server has rotated the cookie by then; cancelled, the new one would never reach
     // the cookie jar, the next load would send the spent one, and a refresh token used twice
     // ends the session (API.md).
-    await onTheWire.landed();
-    onTheWire.mark();
+    const note = onTheWire.mark();
     const r = await fetch("/api/v1/auth/refresh", { method: "POST", credentials: "same-origin", keepalive: true })
-      .finally(() => onTheWire.clear());
+      .finally(() => onTheWire.clear(note));
     if (r.ok) {
       const before = session.user;
       keep((await r.json()).access_token);

@@ -7,7 +7,7 @@
 
 import {
   $, addWords, api, busy, claims, enc, esc, every, fields as values, keep, live, money, paintSignedIn, paintWords,
-  known, problem as words, refresh, router, say, session, langButton, t, when,
+  known, problem as words, refresh, refreshLanded, router, say, session, langButton, t, tell, when,
 } from "/common/core.js";
 
 addWords({
@@ -399,6 +399,7 @@ function login(main) {
         if (!r.ok) throw Object.assign(new Error("token"), { status: r.status, code: r.status === 401 ? "invalid_token" : "forbidden" });
         keep(f.token, { cookie: false, share: false });
       } else {
+        await refreshLanded();
         const { access_token } = await api("/auth/login", { method: "POST", body: { email: f.email, password: f.password } });
         const roles = [claims(access_token).roles ?? []].flat();
         // A shopper's account opens nothing here: say so instead of an empty console.
@@ -407,7 +408,7 @@ function login(main) {
       }
       paintAuth();
       location.hash = "#/";
-    } catch (err) { $("#login-form-error", main).textContent = problem(err); }
+    } catch (err) { tell(main, "#login-form-error", problem(err)); }
   });
 }
 

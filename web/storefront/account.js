@@ -1,7 +1,7 @@
 // Accounts: log in, sign up and the emailed code (in dev mode a link to the dev mailbox), and
 // the account page (profile, coupons, wishlist, notifications, delete account).
 
-import { $, all, api, busy, enc, esc, fields as values, keep, known, money, problem, say, session, t, when } from "/common/core.js";
+import { $, all, api, busy, enc, esc, fields as values, keep, known, money, problem, refreshLanded, say, session, t, tell, when } from "/common/core.js";
 
 const field = (name, label, value = "", extra = "") =>
   `<label>${t(label)} <input name="${name}" value="${esc(value ?? "")}" ${extra}></label>`;
@@ -18,6 +18,7 @@ export function login(main, { email = "" }, onLogin) {
     e.preventDefault();
     const f = new FormData(e.target);
     try {
+      await refreshLanded();
       const r = await api("/auth/login", { method: "POST", body: { email: f.get("email"), password: f.get("password") } });
       keep(r.access_token);
       say(t("welcome"));
@@ -27,7 +28,7 @@ export function login(main, { email = "" }, onLogin) {
       sessionStorage.removeItem("after_login");
       location.hash = back?.startsWith("#/") && !/^#\/(login|logout|signup|verify)\b/.test(back) ? back : "#/";
     } catch (err) {
-      $("#login-form-error", main).textContent = problem(err);
+      tell(main, "#login-form-error", problem(err));
       if (err.code === "email_not_verified") location.hash = `#/verify?${new URLSearchParams({ email: f.get("email") })}`;
     }
   });
@@ -49,7 +50,7 @@ export function signup(main) {
         const r = await api("/auth/signup", { method: "POST", body: { email, password, name, ...(phone && { phone }) } });
         // In dev mode the answer says where the mailed code can be read.
         location.hash = `#/verify?${new URLSearchParams({ email: r.email, ...(r.dev_mailbox && { mailbox: r.dev_mailbox }) })}`;
-      } catch (err) { $("#signup-form-error", main).textContent = problem(err); }
+      } catch (err) { tell(main, "#signup-form-error", problem(err)); }
     });
   });
 }
@@ -70,7 +71,7 @@ export function verify(main, { email = "", mailbox = "" }) {
       say(t("verified"));
       location.hash = `#/login?${new URLSearchParams({ email: body.email })}`;
     } catch (err) {
-      $("#verify-form-error", main).textContent = problem(err);
+      tell(main, "#verify-form-error", problem(err));
       if (err.code === "already_verified") location.hash = `#/login?${new URLSearchParams({ email: body.email })}`;
     }
   });
@@ -107,7 +108,7 @@ export async function account(main, current, onLogout) {
       await api("/users/me", { method: "PATCH", body: { name, phone: phone || null, address: address || null } });
       $("#profile-form-error", main).textContent = "";
       say(t("saved"));
-    } catch (err) { $("#profile-form-error", main).textContent = problem(err); }
+    } catch (err) { tell(main, "#profile-form-error", problem(err)); }
   });
   main.addEventListener("click", async (e) => {
     if (e.target.id === "delete") {

@@ -2,7 +2,7 @@
 // shipping address from the profile, then the gateway's checkout page and back), and orders
 // (history, a live status timeline, tracking, cancel, return or exchange, support chat).
 
-import { $, all, api, busy, enc, esc, every, fields, known, live, money, persist, problem, refocus, say, session, span, t, uuid, when } from "/common/core.js";
+import { $, all, api, busy, enc, esc, every, fields, live, money, persist, problem, refocus, say, session, span, t, tell, uuid, when } from "/common/core.js";
 import { couponText } from "./account.js";
 
 const needLogin = (main) => {
@@ -45,9 +45,11 @@ export async function cart(main, current) {
   // Painting again keeps the keyboard where it was: the same control of the same line (the
   // one it had moved to, after a quantity's Tab), else the page.
   const change = async (work) => {
+    const who = session.user;
     try {
       c = await work();
-      document.dispatchEvent(new CustomEvent("cart", { detail: c }));
+      // (the header's count is the account's signed in now)
+      if (session.user === who) document.dispatchEvent(new CustomEvent("cart", { detail: c }));
     } catch (err) { say(problem(err)); }
     if (!current()) return;
     const at = document.activeElement;
@@ -69,18 +71,20 @@ export async function cart(main, current) {
     if (e.target.id === "checkout") location.hash = "#/checkout";
   });
   // A code claimed before: its coupon goes on the cart if it is still to use, else the shopper
-  // hears what became of it (held by an order, used, expired).
+  // hears what became of it (held by an order, used, expired: the first of these any has).
   const claimedBefore = async (ids) => {
-    wallet = await all("/users/me/coupons");
+    try {
+      wallet = await all("/users/me/coupons");
+    } catch (err) { say(problem(err)); return; }
     const mine = wallet.items.filter((w) => ids.includes(w.coupon_id));
     const ready = mine.find((w) => w.status === "issued");
     if (ready) {
       say(t("already_claimed"), { notice: true });
       await change(() => api("/cart/coupon", { method: "PUT", body: { coupon_id: ready.coupon_id } }));
-    } else {
-      const what = `claimed_${mine[0]?.status}`;
-      say(t(known(what) ? what : "already_claimed"));
+      return;
     }
+    const status = ["reserved", "used", "expired"].find((s) => mine.some((w) => w.status === s));
+    say(t(status ? `claimed_${status}` : "already_claimed"));
   };
   main.addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -146,7 +150,7 @@ export async function checkout(main, current) {
       // The button stays off: the browser is leaving for the gateway's page.
       location.assign(payUrl(order));
     } catch (err) {
-      $("#checkout-outcome", main).textContent = problem(err);
+      tell(main, "#checkout-outcome", problem(err));
       button.disabled = false;
       button.setAttribute("aria-busy", "false");
     }

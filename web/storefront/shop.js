@@ -149,7 +149,7 @@ export async function product(main, id, current) {
     e.preventDefault();
     if (!session.token) { login(); return; }
     const s = chosen();
-    const button = e.submitter, focused = document.activeElement === button;
+    const button = e.submitter, focused = document.activeElement === button, who = session.user;
     adding = true;
     show();
     try {
@@ -157,8 +157,9 @@ export async function product(main, id, current) {
       const held = cart.items.find((l) => l.sku_id === s.sku_id)?.quantity ?? 0;
       const after = await api(`/cart/items/${enc(s.sku_id)}`, { method: "PUT", body: { quantity: held + 1 } });
       say(t("added"));
-      document.dispatchEvent(new CustomEvent("cart", { detail: after }));
-    } catch (err) { say(problem(err)); } finally { adding = false; show(); if (focused) refocus(button); }
+      // (the header's count is the account's signed in now)
+      if (session.user === who) document.dispatchEvent(new CustomEvent("cart", { detail: after }));
+    } catch (err) { say(problem(err)); } finally { adding = false; show(); if (focused && current()) refocus(button); }
   });
   $("#wish", main).addEventListener("click", async () => {
     if (!session.token) { login(); return; }
