@@ -174,18 +174,29 @@ pub async fn login(
 }
 
 /// Rotates the refresh cookie and issues a new access token. A refresh token used twice
-/// revokes its whole session (`401 refresh_reused`).
+/// revokes its whole session (`401 refresh_reused`). Every answer, a refusal too, sets a new
+/// `refresh_tag` (see `set_cookie`): a page waiting for this answer learns it has landed.
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "accounts",
-    responses((status = 200, body = TokenResponse), (status = 401, body = Problem)))]
+    responses((status = 200, body = TokenResponse), (status = 401, body = Problem),
+        (status = 429, body = Problem)))]
 pub async fn refresh(
-    _: AuthRateLimited,
+    limited: Result<AuthRateLimited, ApiError>,
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let cookie = refresh_cookie(&headers)
-        .ok_or_else(|| ApiError::unauthorized("invalid_refresh", "no refresh cookie"))?;
-    let session = state.accounts.refresh(&cookie).await?;
-    Ok(session_response(&state, session))
+) -> Response {
+    let answer = async {
+        limited?;
+        let cookie = refresh_cookie(&headers)
+            .ok_or_else(|| ApiError::unauthorized("invalid_refresh", "no refresh cookie"))?;
+        let session = state.accounts.refresh(&cookie).await?;
+        Ok::<_, ApiError>(session_response(&state, session))
+    };
+    answer.await.unwrap_or_else(|refused| {
+        let mut response = refused.into_response();
+        let max_age = state.accounts.refresh_ttl.as_secs();
+        set_tag(&mut response, &state, &new_tag(), max_age);
+        response
+    })
 }
 
 /// Revokes the access token and its session; clears the refresh cookie. The operator token
@@ -197,7 +208,7 @@ pub async fn logout(user: AuthUser, State(state): State<AppState>) -> Result<Res
     // `Revocations::on_revoked`): the revoked one closes.
     state.accounts.logout(&user.claims).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
-    set_cookie(&mut response, &state, "", 0);
+    clear_cookies(&mut response, &state);
     Ok(response)
 }
 
@@ -221,23 +232,42 @@ fn session_response(state: &AppState, session: Session) -> Response {
 /// pages can read (`Path=/`, not `HttpOnly`) whose random value changes with each refresh
 /// cookie set, and nothing else. A page cannot see the refresh cookie, so the tag is how it
 /// learns that the answer to a refresh sent by a page since gone (a reload) has landed, and
-/// that the cookie it would send is no longer the spent one.
+/// that the cookie it would send is no longer the spent one. The tag comes second: a browser
+/// that shows a page the new tag already holds the new cookie.
 fn set_cookie(response: &mut Response, state: &AppState, value: &str, max_age: u64) {
     let secure = if state.dev_mode { "" } else { "; Secure" };
-    let tag = match value {
-        "" => String::new(),
-        _ => format!("{:08x}", rand::random::<u32>()),
+    let cookie = format!(
+        "{REFRESH_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/api/v1/auth; Max-Age={max_age}{secure}"
+    );
+    append_cookie(response, &cookie);
+    let tag = if value.is_empty() {
+        String::new()
+    } else {
+        new_tag()
     };
-    let cookies = [
-        format!(
-            "{REFRESH_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/api/v1/auth; Max-Age={max_age}{secure}"
-        ),
-        format!("{REFRESH_TAG_COOKIE}={tag}; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"),
-    ];
-    for cookie in cookies {
-        if let Ok(v) = HeaderValue::from_str(&cookie) {
-            response.headers_mut().append(header::SET_COOKIE, v);
-        }
+    set_tag(response, state, &tag, max_age);
+}
+
+/// Clears the refresh cookie and its tag: the session is over (a logout, an account deleted).
+pub(crate) fn clear_cookies(response: &mut Response, state: &AppState) {
+    set_cookie(response, state, "", 0);
+}
+
+fn set_tag(response: &mut Response, state: &AppState, tag: &str, max_age: u64) {
+    let secure = if state.dev_mode { "" } else { "; Secure" };
+    let cookie =
+        format!("{REFRESH_TAG_COOKIE}={tag}; SameSite=Strict; Path=/; Max-Age={max_age}{secure}");
+    append_cookie(response, &cookie);
+}
+
+/// A tag: eight hex digits, random.
+fn new_tag() -> String {
+    format!("{:08x}", rand::random::<u32>())
+}
+
+fn append_cookie(response: &mut Response, cookie: &str) {
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        response.headers_mut().append(header::SET_COOKIE, v);
     }
 }
 

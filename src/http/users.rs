@@ -9,6 +9,7 @@ use crate::http::extract::{ApiJson, AuthUser, OperatorUser};
 use crate::http::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -127,14 +128,15 @@ pub async fn update_me(
     Ok(axum::Json(profile.into()))
 }
 
-/// Leaves the account's chat rooms, erases its personal data and revokes its tokens. The
-/// operator token, which is a setting and has no account, is refused (`403 forbidden`).
+/// Leaves the account's chat rooms, erases its personal data and revokes its tokens, and
+/// clears the refresh cookie. The operator token, which is a setting and has no account, is
+/// refused (`403 forbidden`).
 #[utoipa::path(delete, path = "/api/v1/users/me", tag = "accounts", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn delete_me(
     user: AuthUser,
     State(state): State<AppState>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     if user.claims.is_operator_token() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -150,7 +152,9 @@ pub async fn delete_me(
     if let Err(e) = state.chat.leave_all(&user.user_id).await {
         tracing::warn!(user = %user.user_id, error = ?e, "a deleted account left in a room");
     }
-    Ok(StatusCode::NO_CONTENT)
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    crate::http::auth::clear_cookies(&mut response, &state);
+    Ok(response)
 }
 
 /// Creates a verified account with the given roles (operator only).

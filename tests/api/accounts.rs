@@ -573,8 +573,17 @@ async fn deleting_the_account_erases_it_revokes_tokens_and_frees_the_email() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
+    // The browser's session cookies go with the account.
+    assert!(refresh_tag(&r).starts_with("refresh_tag=;"));
+    assert_eq!(refresh_cookie(&r), "");
     assert_problem(me(&app, &other_device).await, 401, "token_revoked").await;
-    assert_problem(refresh(&app, &cookie).await, 401, "invalid_refresh").await;
+    // A refusal sets a new tag too: a page waiting for this answer learns that it landed.
+    let r = refresh(&app, &cookie).await;
+    assert_eq!(
+        refresh_tag(&r).split(';').next().unwrap().len(),
+        "refresh_tag=".len() + 8
+    );
+    assert_problem(r, 401, "invalid_refresh").await;
     let r = app
         .post_json(
             "/api/v1/auth/login",

@@ -246,7 +246,8 @@ async fn log_in_behind(page: &Client, email: &str) {
 /// rotated the cookie; its answer, held here for seven seconds, has not landed): the new page
 /// waits until the refresh tag changes, instead of sending the spent cookie (`refresh_reused`
 /// would end the session), and stays signed in. (Seven, so that a wait of a fixed few seconds
-/// would not do.)
+/// would not do; and the page must be signed in well before the note's 15 s limit, so a
+/// tag that never changed would fail too.)
 #[tokio::test]
 async fn a_page_loaded_while_the_last_ones_refresh_is_on_the_wire_stays_signed_in() {
     let _turn = TURN.lock().await;
@@ -280,6 +281,7 @@ async fn a_page_loaded_while_the_last_ones_refresh_is_on_the_wire_stays_signed_i
         slow.refreshes.load(Ordering::SeqCst) > before,
         "no refresh after the reload"
     );
+    let sent = std::time::Instant::now();
     tokio::time::sleep(Duration::from_millis(300)).await;
     page.execute("location.reload()", vec![]).await.unwrap();
     // (the second page's own refresh, once it goes, is answered at once)
@@ -291,6 +293,12 @@ async fn a_page_loaded_while_the_last_ones_refresh_is_on_the_wire_stays_signed_i
     )
     .await;
     assert!(signed_in(&page).await, "signed in after the second reload");
+    // Signed in once the held answer's tag landed (7 s), not at the note's 15 s limit.
+    let waited = sent.elapsed();
+    assert!(
+        waited < Duration::from_secs(12),
+        "signed in after {waited:?}"
+    );
     page.close().await.unwrap();
     shop.stop();
 }

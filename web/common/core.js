@@ -206,9 +206,17 @@ const onTheWire = {
     }
   },
 };
-/** Resolves once no refresh sent by a page since gone can still set the cookie (see above): a
- * log-in waits for it, or that late answer would replace the new session's cookie. */
-export const refreshLanded = () => onTheWire.landed();
+/** `POST /auth/login` with `email` and `password`, in turn with the refreshes (their lock, and
+ * after any refresh a page since gone left on the wire), so no refresh's answer lands after it
+ * and replaces the new session's cookie. Its 401 is the credentials', never a reason to
+ * refresh. The answer's body, or throws as [`api`] does. */
+export function logIn(email, password) {
+  const send = async () => {
+    await onTheWire.landed();
+    return api("/auth/login", { method: "POST", body: { email, password }, again: false });
+  };
+  return navigator.locks ? navigator.locks.request("emporium-refresh", send) : send();
+}
 
 /** Trades the refresh cookie for a new access token: `true` with one, `false` when the session
  * is over (401: logged out), or throws (no connection, busy) leaving the session to retry. */
@@ -238,8 +246,10 @@ export function refresh() {
     if (r.status === 401) { keep(null); return false; }
     throw Object.assign(new Error("refresh"), { status: r.status, retryAfter: Number(r.headers.get("retry-after")) || 1 });
   };
-  refreshing ??= (navigator.locks ? navigator.locks.request("emporium-refresh", trade) : trade())
-    .finally(() => { refreshing = null; });
+  // The wait for a note comes first outside the lock too, so a hidden tab, whose timers the
+  // browser slows, does not hold the lock while it waits.
+  const turn = () => (navigator.locks ? navigator.locks.request("emporium-refresh", trade) : trade());
+  refreshing ??= onTheWire.landed().then(turn).finally(() => { refreshing = null; });
   return refreshing;
 }
 

@@ -7,7 +7,7 @@
 
 import {
   $, addWords, api, busy, claims, enc, esc, every, fields as values, keep, live, money, paintSignedIn, paintWords,
-  known, problem as words, refresh, refreshLanded, router, say, session, langButton, t, tell, when,
+  known, problem as words, logIn, refresh, router, say, session, langButton, t, tell, when,
 } from "/common/core.js";
 
 addWords({
@@ -391,24 +391,25 @@ function login(main) {
   $("#login-form", main).addEventListener("submit", async (e) => {
     e.preventDefault();
     const f = values(e.target);
-    try {
-      if (f.token) {
-        // Checked before it is kept (a wrong token would leave an empty console). A pasted
-        // token has no refresh cookie and is not shared with the shop's tabs.
-        const r = await fetch("/api/v1/admin/outbox", { headers: { authorization: `Bearer ${f.token}` } });
-        if (!r.ok) throw Object.assign(new Error("token"), { status: r.status, code: r.status === 401 ? "invalid_token" : "forbidden" });
-        keep(f.token, { cookie: false, share: false });
-      } else {
-        await refreshLanded();
-        const { access_token } = await api("/auth/login", { method: "POST", body: { email: f.email, password: f.password } });
-        const roles = [claims(access_token).roles ?? []].flat();
-        // A shopper's account opens nothing here: say so instead of an empty console.
-        if (!roles.includes("admin") && !roles.includes("operator")) throw Object.assign(new Error("roles"), { status: 403, code: "not_staff" });
-        keep(access_token);
-      }
-      paintAuth();
-      location.hash = "#/";
-    } catch (err) { tell(main, "#login-form-error", problem(err)); }
+    await busy(e.submitter ?? e.target.querySelector("button[type=submit]"), async () => {
+      try {
+        if (f.token) {
+          // Checked before it is kept (a wrong token would leave an empty console). A pasted
+          // token has no refresh cookie and is not shared with the shop's tabs.
+          const r = await fetch("/api/v1/admin/outbox", { headers: { authorization: `Bearer ${f.token}` } });
+          if (!r.ok) throw Object.assign(new Error("token"), { status: r.status, code: r.status === 401 ? "invalid_token" : "forbidden" });
+          keep(f.token, { cookie: false, share: false });
+        } else {
+          const { access_token } = await logIn(f.email, f.password);
+          const roles = [claims(access_token).roles ?? []].flat();
+          // A shopper's account opens nothing here: say so instead of an empty console.
+          if (!roles.includes("admin") && !roles.includes("operator")) throw Object.assign(new Error("roles"), { status: 403, code: "not_staff" });
+          keep(access_token);
+        }
+        paintAuth();
+        location.hash = "#/";
+      } catch (err) { tell(main, "#login-form-error", problem(err)); }
+    });
   });
 }
 

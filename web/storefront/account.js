@@ -1,7 +1,7 @@
 // Accounts: log in, sign up and the emailed code (in dev mode a link to the dev mailbox), and
 // the account page (profile, coupons, wishlist, notifications, delete account).
 
-import { $, all, api, busy, enc, esc, fields as values, keep, known, money, problem, refreshLanded, say, session, t, tell, when } from "/common/core.js";
+import { $, all, api, busy, enc, esc, fields as values, keep, known, money, logIn, problem, say, session, t, tell, when } from "/common/core.js";
 
 const field = (name, label, value = "", extra = "") =>
   `<label>${t(label)} <input name="${name}" value="${esc(value ?? "")}" ${extra}></label>`;
@@ -17,20 +17,22 @@ export function login(main, { email = "" }, onLogin) {
   $("#login-form", main).addEventListener("submit", async (e) => {
     e.preventDefault();
     const f = new FormData(e.target);
-    try {
-      await refreshLanded();
-      const r = await api("/auth/login", { method: "POST", body: { email: f.get("email"), password: f.get("password") } });
-      keep(r.access_token);
-      say(t("welcome"));
-      onLogin();
-      // Back where the log-in was asked for (a drop about to open), else home.
-      const back = sessionStorage.getItem("after_login");
-      sessionStorage.removeItem("after_login");
-      location.hash = back?.startsWith("#/") && !/^#\/(login|logout|signup|verify)\b/.test(back) ? back : "#/";
-    } catch (err) {
-      tell(main, "#login-form-error", problem(err));
-      if (err.code === "email_not_verified") location.hash = `#/verify?${new URLSearchParams({ email: f.get("email") })}`;
-    }
+    // (it may wait for a refresh another page left on the wire: one press, one session)
+    await busy(e.submitter ?? e.target.querySelector("button"), async () => {
+      try {
+        const r = await logIn(f.get("email"), f.get("password"));
+        keep(r.access_token);
+        say(t("welcome"));
+        onLogin();
+        // Back where the log-in was asked for (a drop about to open), else home.
+        const back = sessionStorage.getItem("after_login");
+        sessionStorage.removeItem("after_login");
+        location.hash = back?.startsWith("#/") && !/^#\/(login|logout|signup|verify)\b/.test(back) ? back : "#/";
+      } catch (err) {
+        tell(main, "#login-form-error", problem(err));
+        if (err.code === "email_not_verified") location.hash = `#/verify?${new URLSearchParams({ email: f.get("email") })}`;
+      }
+    });
   });
 }
 

@@ -154,6 +154,9 @@ export async function product(main, id, current) {
     show();
     try {
       const cart = await api("/cart");
+      // Another account signed in meanwhile (the page is being drawn again for it): the
+      // quantity read is not its cart's.
+      if (session.user !== who) return;
       const held = cart.items.find((l) => l.sku_id === s.sku_id)?.quantity ?? 0;
       const after = await api(`/cart/items/${enc(s.sku_id)}`, { method: "PUT", body: { quantity: held + 1 } });
       say(t("added"));
