@@ -268,3 +268,107 @@ async fn a_shoppers_session_opens_the_console_at_its_log_in() {
     page.close().await.unwrap();
     shop.stop();
 }
+
+/// The console's sessions stay out of the shop's way: a shopper's password typed into the
+/// console is refused and its session ended at once (the log-in had set the browser's cookie,
+/// and the shop's tabs would have become that shopper at their next refresh), and a pasted
+/// operator token is not replaced by the token a shop tab shares when it reloads.
+#[tokio::test]
+async fn the_console_keeps_its_sessions_apart_from_the_shops() {
+    let _turn = TURN.lock().await;
+    let shop = Shop::start().await;
+    let base = shop.base.clone();
+    for who in ["ara", "bo"] {
+        shop.account(&format!("{who}@example.com"), &["customer"])
+            .await;
+    }
+    let driver = driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let page = browser(&driver, profile.path()).await;
+    log_in(&page, &base, "ara@example.com").await;
+
+    // Bo's password in the console: refused, and Bo's session is over.
+    page.goto(&format!("{base}/ops")).await.unwrap();
+    until(
+        &page,
+        "document.querySelector('#login-form')",
+        "the console's log-in",
+    )
+    .await;
+    submit(
+        &page,
+        "login-form",
+        &[("email", "bo@example.com"), ("password", PASSWORD)],
+    )
+    .await;
+    until(
+        &page,
+        "document.querySelector('#login-form-error').textContent.includes('not an admin')",
+        "the refusal",
+    )
+    .await;
+    page.goto(&format!("{base}/#/account")).await.unwrap();
+    until(
+        &page,
+        "document.querySelector('#auth')?.textContent === 'Log in' \
+         && !document.querySelector('#profile-form')",
+        "the shop signed out, not Bo's",
+    )
+    .await;
+
+    // Ara again, and the operator's token pasted into a console tab.
+    log_in(&page, &base, "ara@example.com").await;
+    let shop_tab = page.window().await.unwrap();
+    page.execute(&format!("window.open('{base}/ops', 'console')"), vec![])
+        .await
+        .unwrap();
+    let console_tab = page
+        .windows()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|w| *w != shop_tab)
+        .expect("the console's tab");
+    page.switch_to_window(console_tab.clone()).await.unwrap();
+    until(
+        &page,
+        "document.querySelector('#login-form')",
+        "the console's log-in",
+    )
+    .await;
+    submit(&page, "login-form", &[("token", crate::OPERATOR)]).await;
+    until(
+        &page,
+        "!document.querySelector('#login-form') && document.querySelector('main h1')",
+        "the dashboard",
+    )
+    .await;
+    // The shop tab reloads: its refresh shares Ara's new token with every tab.
+    page.switch_to_window(shop_tab.clone()).await.unwrap();
+    page.execute("location.reload()", vec![]).await.unwrap();
+    until(
+        &page,
+        "document.querySelector('#auth')?.textContent === 'Log out'",
+        "the shop signed in again",
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    page.switch_to_window(console_tab).await.unwrap();
+    let token = page
+        .execute(
+            "return (async () => (await import('/common/core.js')).session.token)()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(token, crate::OPERATOR, "the console's pasted token");
+    assert!(
+        page.execute("return !document.querySelector('#login-form')", vec![])
+            .await
+            .unwrap()
+            == true,
+        "the console still open"
+    );
+    page.close().await.unwrap();
+    shop.stop();
+}

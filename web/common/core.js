@@ -161,6 +161,9 @@ export function keep(token, { cookie = true, share = true } = {}) {
 }
 // A renewed token changes nothing on screen; another user, or none, does.
 if (tabs) tabs.onmessage = (e) => {
+  // A pasted token (the console's operator token) is this tab's alone: the shop's tokens do
+  // not replace it.
+  if (session.pasted) return;
   const before = session.user;
   keep(e.data, { share: false });
   if (session.user !== before) session.onChange();
@@ -216,6 +219,35 @@ export function logIn(email, password) {
     return api("/auth/login", { method: "POST", body: { email, password }, again: false });
   };
   return navigator.locks ? navigator.locks.request("emporium-refresh", send) : send();
+}
+
+/** Ends the session shown: `POST /auth/logout`, then no token in any tab (a pasted token: in
+ * this tab only). In turn with log-ins and refreshes (their lock): a log-in made meanwhile in
+ * another tab is neither ended by this one's late answer nor logged out in its place. True
+ * when it ended the session, false when another account had signed in since it was asked. */
+export function logOut() {
+  const who = session.user;
+  const send = async () => {
+    if (session.user !== who) return false;
+    if (session.token) await api("/auth/logout", { method: "POST", again: false }).catch(() => {});
+    keep(null, session.pasted ? { cookie: false, share: false } : {});
+    return true;
+  };
+  return navigator.locks ? navigator.locks.request("emporium-refresh", send) : send();
+}
+
+/** Signs the browser's session back in at a page's start: a refresh, tried again in the
+ * background, with backoff, while it fails without an answer (no connection, busy: `503`,
+ * `429`), and the page painted again ([`session.onChange`]) once one brings the session
+ * back. One failed try must not show a shopper whose session is fine as signed out for good. */
+export async function resume(delay = 1000) {
+  try {
+    return await refresh();
+  } catch (err) {
+    const wait = Math.max(delay, (err.retryAfter ?? 1) * 1000);
+    setTimeout(async () => { if (!session.token && await resume(Math.min(delay * 2, 30000))) session.onChange(); }, wait);
+    return false;
+  }
 }
 
 /** Trades the refresh cookie for a new access token: `true` with one, `false` when the session

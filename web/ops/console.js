@@ -7,7 +7,7 @@
 
 import {
   $, addWords, api, busy, claims, enc, esc, every, fields as values, keep, live, money, paintSignedIn, paintWords,
-  known, problem as words, logIn, refresh, router, say, session, langButton, t, tell, when,
+  known, problem as words, logIn, logOut, resume, router, say, session, langButton, t, tell, when,
 } from "/common/core.js";
 
 addWords({
@@ -403,7 +403,12 @@ function login(main) {
           const { access_token } = await logIn(f.email, f.password);
           const roles = [claims(access_token).roles ?? []].flat();
           // A shopper's account opens nothing here: say so instead of an empty console.
-          if (!roles.includes("admin") && !roles.includes("operator")) throw Object.assign(new Error("roles"), { status: 403, code: "not_staff" });
+          if (!roles.includes("admin") && !roles.includes("operator")) {
+            // The log-in has set this browser's refresh cookie to that account's session: it
+            // ends at once, or the shop's tabs would become that account at their next refresh.
+            await fetch("/api/v1/auth/logout", { method: "POST", headers: { authorization: `Bearer ${access_token}` } }).catch(() => {});
+            throw Object.assign(new Error("roles"), { status: 403, code: "not_staff" });
+          }
           keep(access_token);
         }
         paintAuth();
@@ -425,7 +430,8 @@ function paintShell() {
   paintAuth();
 }
 
-session.onLost = () => { keep(null); paintAuth(); location.hash = "#/login"; };
+// (a pasted token ends in this tab alone: the shop's session is not its)
+session.onLost = () => { keep(null, session.pasted ? { cookie: false, share: false } : {}); paintAuth(); location.hash = "#/login"; };
 
 const route = router($("#main"), async (root, page, arg, params, current) => {
   const section = page === "drop" ? "drops" : page || "";
@@ -435,8 +441,7 @@ const route = router($("#main"), async (root, page, arg, params, current) => {
   }
   if (page === "logout") {
     // Replaced, so Back never lands here again.
-    if (session.token) await api("/auth/logout", { method: "POST" }).catch(() => {});
-    keep(null);
+    await logOut();
     paintAuth();
     location.replace("#/login");
     return;
@@ -458,7 +463,7 @@ const route = router($("#main"), async (root, page, arg, params, current) => {
 langButton(paintShell, route);
 paintShell();
 session.onChange = () => { paintAuth(); route({ focus: false }); };
-await refresh().catch(() => false);
+await resume();
 paintAuth();
 live.open();
 route();

@@ -4,7 +4,7 @@
 // Routes: #/ #/search?q= #/category/NAME #/product/ID #/drop/ID #/cart #/checkout #/paid
 // #/orders #/order/ID #/login #/signup #/verify?email= #/account #/notifications #/logout.
 
-import { $, addWords, api, esc, keep, live, paintSignedIn, paintWords, refresh, router, say, session, langButton, t } from "/common/core.js";
+import { $, addWords, api, esc, keep, live, paintSignedIn, logOut, paintWords, resume, router, say, session, langButton, t } from "/common/core.js";
 import { TEXT } from "./text.js";
 import { drop, home, listing, product } from "./shop.js";
 import { cart, checkout, order, orders, paid } from "./orders.js";
@@ -150,8 +150,7 @@ const route = router(main, async (root, page, arg, params, current) => {
     case "notifications": return session.token ? notifications(root, params, current) : toLogin();
     case "logout":
       // Replaced, so Back never lands here again.
-      if (session.token) await api("/auth/logout", { method: "POST" }).catch(() => {});
-      signedOut();
+      if (await logOut()) signedOut();
       location.replace("#/");
       return;
     default: return home(root, current);
@@ -161,7 +160,7 @@ const route = router(main, async (root, page, arg, params, current) => {
 langButton(paintShell, route);
 paintShell();
 searchBox();
-await refresh().catch(() => false);
+await resume();
 live.open();
 signedIn();
 route();

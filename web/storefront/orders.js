@@ -143,9 +143,13 @@ export async function checkout(main, current) {
     if (JSON.stringify(body) !== sent) { key = uuid(); sent = JSON.stringify(body); }
     button.disabled = true;
     button.setAttribute("aria-busy", "true");
+    const who = session.user;
     try {
       const order = await persist(() => api("/orders", { method: "POST", body, headers: { "idempotency-key": key } }),
         () => { $("#checkout-outcome", main).textContent = t("retrying"); });
+      // Another account signed in while the order was made (the page is drawn again for it):
+      // the payment page would be for an order that is not its own.
+      if (session.user !== who) return;
       $("#checkout-outcome", main).textContent = t("to_payment");
       // The button stays off: the browser is leaving for the gateway's page.
       location.assign(payUrl(order));
