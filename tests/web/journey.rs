@@ -1,8 +1,10 @@
 //! A shopper's whole journey in the storefront: sign-up with the mailed code, a product's
-//! options, the cart, checkout through the sandbox gateway's page and back to a paid order,
-//! whose status then changes on screen as an admin ships it; and the checkout done again from
-//! the keyboard alone, where a coupon code claimed again puts the wallet's coupon on the cart.
-//! No page writes to the console on the way, but for that claim's expected refusal (its 409).
+//! options, the cart, checkout through the sandbox gateway's page (Back and a reload there find
+//! the same order, one cancelled meanwhile gives way to a new one) and back to a paid order,
+//! whose status then changes on screen as an admin ships it; the checkout done again from
+//! the keyboard alone, where a coupon code claimed again puts the wallet's coupon on the cart;
+//! and a coupon for the whole total, paid without the gateway. No page writes to the console on
+//! the way, but for that claim's expected refusal (its 409).
 
 use crate::{
     PASSWORD, Shop, TURN, browser, click, driver, fill, only_in_console, quiet, shoot, until,
@@ -15,6 +17,33 @@ const ENTER: &str = "\u{E007}";
 
 async fn go(page: &Client, base: &str, hash: &str) {
     page.goto(&format!("{base}/{hash}")).await.unwrap();
+}
+
+/// On the gateway's page, the order id it is for.
+const GATEWAY_ORDER: &str = "document.title === 'Sandbox checkout' \
+    && new URL(location.href).searchParams.get('order_id')";
+
+/// From the gateway's page: Back to checkout, a reload, the address typed again and Pay; the
+/// order id on the gateway's page then.
+async fn pay_again(page: &Client) -> Value {
+    page.back().await.unwrap();
+    until(
+        page,
+        "document.querySelector('#checkout-form')",
+        "checkout again",
+    )
+    .await;
+    page.refresh().await.unwrap();
+    until(
+        page,
+        "document.querySelector('#checkout-form')",
+        "checkout reloaded",
+    )
+    .await;
+    fill(page, "checkout-form", "phone", "010-2222-3333").await;
+    fill(page, "checkout-form", "address", "서울시 마포구 1").await;
+    click(page, "#checkout-form button[type=submit]").await;
+    until(page, GATEWAY_ORDER, "the gateway's page again").await
 }
 
 /// A product with color and size SKUs; its id.
@@ -142,13 +171,37 @@ async fn a_shopper_signs_up_pays_and_watches_the_order_ship() {
     quiet(&page, "checkout").await;
     click(&page, "#checkout-form button[type=submit]").await;
 
-    // The gateway's page, then back to a paid order.
-    until(
-        &page,
-        "document.title === 'Sandbox checkout'",
-        "the gateway's page",
-    )
-    .await;
+    // The gateway's page; Back, a reload, and Pay again with the same address: the same order
+    // is on the gateway's page, not a second one holding the same stock. Once that order is
+    // cancelled, Pay makes a new one.
+    let first = until(&page, GATEWAY_ORDER, "the gateway's page").await;
+    let again = pay_again(&page).await;
+    assert_eq!(again, first, "Pay after a reload finds the order it made");
+    let token = shop.token(email).await;
+    let first = first.as_str().unwrap();
+    let r = shop
+        .client
+        .post(format!("{base}/api/v1/orders/{first}/cancel"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "cancel: {}", r.status());
+    let last = pay_again(&page).await;
+    assert_ne!(last, first, "an order cancelled meanwhile is not paid for");
+    let orders: Value = shop
+        .client
+        .get(format!("{base}/api/v1/orders"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(orders["items"].as_array().unwrap().len(), 2, "{orders}");
+
+    // Pay, and back to a paid order.
     click(&page, "button[type=submit]").await;
     until(
         &page,
@@ -475,6 +528,73 @@ async fn the_checkout_works_from_the_keyboard_alone() {
     )
     .await;
     quiet(&page, "the keyboard cancel").await;
+    page.close().await.unwrap();
+    shop.stop();
+}
+
+#[tokio::test]
+async fn a_coupon_for_the_whole_total_checks_out_without_the_gateway() {
+    let _turn = TURN.lock().await;
+    let shop = Shop::start().await;
+    let base = shop.base.clone();
+    shirt(&shop).await;
+    let email = "free@example.com";
+    shop.account(email, &["customer"]).await;
+    let campaign = json!({"name": "On us", "code": "ONUS", "kind": "percent", "value": 100,
+        "scope": {"type": "order"}, "per_user_limit": 1});
+    shop.admin("POST", "/admin/coupon-campaigns", Some(campaign))
+        .await;
+    // As the shopper: the coupon claimed, a line in the cart, the coupon on it.
+    let token = shop.token(email).await;
+    let call = |method: reqwest::Method, path: &str, body: Value| {
+        shop.client
+            .request(method, format!("{base}/api/v1{path}"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let r = call(
+        reqwest::Method::POST,
+        "/coupons/claim",
+        json!({"code": "ONUS"}),
+    );
+    let claimed: Value = r.await.unwrap().json().await.unwrap();
+    let line = json!({"quantity": 1});
+    let r = call(reqwest::Method::PUT, "/cart/items/linen-white-M", line);
+    assert!(r.await.unwrap().status().is_success());
+    let coupon = json!({"coupon_id": claimed["coupon_id"]});
+    let r = call(reqwest::Method::PUT, "/cart/coupon", coupon);
+    assert!(r.await.unwrap().status().is_success());
+    let driver = driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let page = browser(&driver, profile.path()).await;
+
+    // Pay ₩0: no gateway's page, the order shows paid and the cart is empty.
+    crate::log_in(&page, &base, email).await;
+    go(&page, &base, "#/checkout").await;
+    until(
+        &page,
+        "document.querySelector('#checkout-form button[type=submit]')?.textContent.includes('₩0')",
+        "checkout for nothing",
+    )
+    .await;
+    fill(&page, "checkout-form", "phone", "010-6666-7777").await;
+    fill(&page, "checkout-form", "address", "1 Free St, Seoul").await;
+    click(&page, "#checkout-form button[type=submit]").await;
+    until(
+        &page,
+        "location.hash.startsWith('#/order/') \
+         && document.querySelector('#order-status')?.textContent === 'Paid'",
+        "the paid order",
+    )
+    .await;
+    until(
+        &page,
+        "document.querySelector('#cart-count').textContent === ''",
+        "an empty cart",
+    )
+    .await;
+    quiet(&page, "a checkout for nothing").await;
     page.close().await.unwrap();
     shop.stop();
 }

@@ -445,6 +445,17 @@ export const live = {
   },
 };
 
+// A page kept in the back-forward cache (left for the gateway's page, say) has its socket cut by
+// the browser: close it first, and open it again when the page comes back, which reads the page
+// again as after any reconnect.
+addEventListener("pagehide", (e) => {
+  if (!e.persisted || !live.ws) return;
+  live.ws.onclose = null;
+  live.ws.close();
+  live.ws = null;
+});
+addEventListener("pageshow", (e) => { if (e.persisted && live.opened && !live.ws) live.open(); });
+
 // ---- Routes --------------------------------------------------------------------------------
 
 let ticker = null;

@@ -130,9 +130,6 @@ export async function checkout(main, current) {
       <button class="primary" type="submit">${t("pay", { p: money(c.total, c.currency) })}</button>
       <p id="checkout-outcome" role="status" aria-live="polite"></p></form>`;
   live.onResume(() => {});
-  // One key while the order asked for stays the same (retries, a second press): one order;
-  // a changed address is a new request with a new key.
-  let key = null, sent = null;
   $("#checkout-form", main).addEventListener("submit", async (e) => {
     e.preventDefault();
     const button = e.submitter ?? e.target.querySelector("button");
@@ -140,25 +137,63 @@ export async function checkout(main, current) {
     const { name, phone, address, postal_code } = fields(e.target);
     const shipping_address = { name, phone, address, ...(postal_code && { postal_code }) };
     const body = { shipping_address, ...(c.coupon?.applicable && { coupon_id: c.coupon.coupon_id }) };
-    if (JSON.stringify(body) !== sent) { key = uuid(); sent = JSON.stringify(body); }
+    const ask = JSON.stringify({ user: session.user, body, lines: c.items.map((l) => [l.sku_id, l.quantity]) });
     button.disabled = true;
     button.setAttribute("aria-busy", "true");
     const who = session.user;
+    const place = async (key) => persist(() => api("/orders", { method: "POST", body, headers: { "idempotency-key": key } }),
+      () => { tell(main, "#checkout-outcome", t("retrying")); });
     try {
-      const order = await persist(() => api("/orders", { method: "POST", body, headers: { "idempotency-key": key } }),
-        () => { $("#checkout-outcome", main).textContent = t("retrying"); });
+      const { key, kept } = orderKey(ask);
+      let order = await place(key);
+      // A kept key's answer is replayed as first given: ask the order itself whether it still
+      // waits for payment. Expired, cancelled or paid since, this press is a new order.
+      if (kept && order.status === "awaiting_payment") {
+        const now = await api(`/orders/${enc(order.order_id)}`).catch(() => null);
+        if (now && now.status !== "awaiting_payment") order = await place(orderKey(ask, true).key);
+      }
       // Another account signed in while the order was made (the page is drawn again for it):
       // the payment page would be for an order that is not its own.
       if (session.user !== who) return;
-      $("#checkout-outcome", main).textContent = t("to_payment");
+      // Nothing to pay (a coupon took the whole total): the order is paid as placed.
+      if (order.status === "paid") {
+        forgetOrderKey();
+        document.dispatchEvent(new CustomEvent("cart", { detail: { items: [] } }));
+        location.assign(`#/order/${enc(order.order_id)}`);
+        return;
+      }
+      tell(main, "#checkout-outcome", t("to_payment"));
       // The button stays off: the browser is leaving for the gateway's page.
       location.assign(payUrl(order));
     } catch (err) {
+      // A refusal is final: the next press is a new request. An unknown outcome (no answer,
+      // a 5xx) keeps the key, so the next press finds the order if one was made.
+      if (err.status >= 400 && err.status < 500) forgetOrderKey();
       tell(main, "#checkout-outcome", problem(err));
       button.disabled = false;
       button.setAttribute("aria-busy", "false");
     }
   });
+}
+
+/** The Idempotency-Key of this tab's order from checkout, kept in `sessionStorage` with what it
+ * asked (`ask`: the account, the address, the coupon and the cart's lines). A press asking the
+ * same again — a retry, a second press, a press after a reload or after Back from the gateway's
+ * page — sends the same key (`kept`) and finds the order made, instead of a second order holding
+ * the same stock until it expires. Anything else asked (`ask` differs) or `fresh` takes a new
+ * key. Without storage the key lives as long as the page. */
+let checkoutKey = null;
+function orderKey(ask, fresh = false) {
+  let kept = checkoutKey;
+  try { kept = JSON.parse(sessionStorage.getItem("checkout_key") ?? "null") ?? kept; } catch { /* no storage */ }
+  if (!fresh && kept?.ask === ask) return { key: kept.key, kept: true };
+  checkoutKey = { ask, key: uuid() };
+  try { sessionStorage.setItem("checkout_key", JSON.stringify(checkoutKey)); } catch { /* the page's copy serves */ }
+  return { key: checkoutKey.key, kept: false };
+}
+function forgetOrderKey() {
+  checkoutKey = null;
+  try { sessionStorage.removeItem("checkout_key"); } catch { /* nothing kept */ }
 }
 
 /** Statuses of an order that has taken no payment. */
@@ -176,6 +211,7 @@ export async function paid(main, { paymentKey, orderId, amount }, current) {
       headers: { "idempotency-key": `confirm-${paymentKey}` },
     }));
     document.dispatchEvent(new CustomEvent("cart", { detail: { items: [] } }));
+    forgetOrderKey();
     if (current()) location.replace(`#/order/${enc(orderId)}`);
   } catch (err) {
     // Paid again from the gateway's page after Back: the order took its first payment, and
