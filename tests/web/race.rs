@@ -137,3 +137,85 @@ async fn a_double_tap_on_buy_now_buys_once() {
     assert_eq!(orders["items"].as_array().unwrap().len(), 1, "{orders}");
     shop.stop();
 }
+
+/// One shopper presses `Add to cart` in two tabs of one browser at the same moment: the cart
+/// holds two (the API sets a line's quantity, so each add reads the cart, then writes). Then a
+/// double tap, its second tap landing the moment the first add is answered: one more, not two.
+#[tokio::test]
+async fn adds_to_cart_from_two_tabs_at_once_and_a_double_tap_count_right() {
+    let _turn = TURN.lock().await;
+    let shop = Shop::start().await;
+    let base = shop.base.clone();
+    let product = serde_json::json!({"name": "Cart Tee", "category": "tops",
+        "skus": [{"sku_id": "cart-tee", "options": {"size": "M"}, "price": 19000, "stock": 9}]});
+    let created = shop.admin("POST", "/admin/products", Some(product)).await;
+    let product_id = created["product_id"].as_str().unwrap().to_string();
+    let email = "two.tabs@example.com";
+    shop.account(email, &["customer"]).await;
+    let token = shop.token(email).await;
+    let held = || async {
+        let cart: Value = shop
+            .client
+            .get(format!("{base}/api/v1/cart"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        cart["items"][0]["quantity"].as_u64().unwrap_or(0)
+    };
+    let driver = driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let page = browser(&driver, profile.path()).await;
+    log_in(&page, &base, email).await;
+    let ready = "document.querySelector('#buy button[type=submit]') \
+        && !document.querySelector('#buy button[type=submit]').disabled";
+    let open = format!("{base}/#/product/{product_id}");
+    page.goto(&open).await.unwrap();
+    until(&page, ready, "Add to cart in the first tab").await;
+    let first = page.window().await.unwrap();
+    let second = page.new_window(true).await.unwrap().handle;
+    page.switch_to_window(second.clone()).await.unwrap();
+    page.goto(&open).await.unwrap();
+    until(&page, ready, "Add to cart in the second tab").await;
+
+    // Both tabs press at one moment, a second and a half from now on the shared clock.
+    let at = "setTimeout(() => document.querySelector('#buy button[type=submit]').click(), \
+            arguments[0] - Date.now());";
+    let when = page
+        .execute("return Date.now() + 1500", vec![])
+        .await
+        .unwrap();
+    page.execute(at, vec![when.clone()]).await.unwrap();
+    page.switch_to_window(first).await.unwrap();
+    page.execute(at, vec![when]).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    until(&page, ready, "Add to cart enabled again").await;
+    for _ in 0..50 {
+        if held().await >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(held().await, 2, "two tabs, two adds");
+
+    // The second tap comes the moment the first add's answer is said.
+    let double_tap = "const b = document.querySelector('#buy button[type=submit]'); \
+        new MutationObserver((r, m) => { if (r.some((x) => x.addedNodes.length)) { m.disconnect(); b.click(); } }) \
+            .observe(document.querySelector('#toast'), {childList: true}); \
+        b.click();";
+    page.execute(double_tap, vec![]).await.unwrap();
+    until(
+        &page,
+        "document.querySelector('#cart-count').textContent === '3'",
+        "three",
+    )
+    .await;
+    until(&page, ready, "Add to cart enabled after the double tap").await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(held().await, 3, "a double tap adds one");
+    page.close().await.unwrap();
+    shop.stop();
+}

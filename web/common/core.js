@@ -406,7 +406,7 @@ const topicOf = (m) => ({
 })[m.type];
 
 export const live = {
-  ws: null, page: new Map(), always: new Map(), backoff: 500, opened: false, onReconnect: () => {}, resume: null,
+  ws: null, page: new Map(), always: new Map(), backoff: 500, opened: false, away: false, onReconnect: () => {}, resume: null,
   /** Listens to `topic` while the current page shows. */
   on(topic, fn) { this.page.set(topic, fn); this.send({ type: "subscribe", topic }); },
   /** What the current page does after a reconnect instead of being painted again (it re-reads
@@ -422,6 +422,7 @@ export const live = {
   },
   send(m) { if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(m)); },
   open() {
+    if (this.away) return; // (a reconnect timer left running when the page was left)
     const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/v1/ws`);
     this.ws = ws;
     ws.onopen = async () => {
@@ -441,20 +442,23 @@ export const live = {
       this.always.get(topic)?.(m);
       this.page.get(topic)?.(m);
     };
-    ws.onclose = () => { setTimeout(() => this.open(), this.backoff); this.backoff = Math.min(this.backoff * 2, 15000); };
+    ws.onclose = () => {
+      if (this.away) return;
+      setTimeout(() => this.open(), this.backoff);
+      this.backoff = Math.min(this.backoff * 2, 15000);
+    };
   },
+  /** Closes the socket before the page leaves for another site; see `pageshow` below. Still
+   * here after 5 s (the navigation stopped), the page opens it again. */
+  leave() { this.away = true; this.ws?.close(); setTimeout(() => this.back(), 5000); },
+  back() { if (!this.away) return; this.away = false; this.open(); },
 };
 
-// A page kept in the back-forward cache (left for the gateway's page, say) has its socket cut by
-// the browser: close it first, and open it again when the page comes back, which reads the page
-// again as after any reconnect.
-addEventListener("pagehide", (e) => {
-  if (!e.persisted || !live.ws) return;
-  live.ws.onclose = null;
-  live.ws.close();
-  live.ws = null;
-});
-addEventListener("pageshow", (e) => { if (e.persisted && live.opened && !live.ws) live.open(); });
+// A page left for another site (the gateway's page) may be kept in the back-forward cache, where
+// the browser cuts its socket: [`live.leave`] closes it first, and the page opens it again when
+// it comes back, reading the page again as after any reconnect. (No `pagehide` listener: with
+// one, Chromium cancels a keepalive refresh still on the wire at a reload.)
+addEventListener("pageshow", (e) => { if (e.persisted) live.back(); });
 
 // ---- Routes --------------------------------------------------------------------------------
 

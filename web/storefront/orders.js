@@ -164,6 +164,7 @@ export async function checkout(main, current) {
       }
       tell(main, "#checkout-outcome", t("to_payment"));
       // The button stays off: the browser is leaving for the gateway's page.
+      live.leave();
       location.assign(payUrl(order));
     } catch (err) {
       // A refusal is final: the next press is a new request. An unknown outcome (no answer,

@@ -147,22 +147,37 @@ export async function product(main, id, current) {
   $("#buy", main).addEventListener("change", (e) => { choice[e.target.name] = e.target.value; show(); });
   $("#buy", main).addEventListener("submit", async (e) => {
     e.preventDefault();
+    if (adding) return;
     if (!session.token) { login(); return; }
     const s = chosen();
-    const button = e.submitter, focused = document.activeElement === button, who = session.user;
+    const button = e.submitter ?? e.target.querySelector("button[type=submit]");
+    const focused = document.activeElement === button, who = session.user;
     adding = true;
     show();
-    try {
+    // The API sets a line's quantity, so an add reads the cart then writes one more: under one
+    // lock for the browser's tabs, two tabs adding at once add two.
+    const add = async () => {
       const cart = await api("/cart");
       // Another account signed in meanwhile (the page is being drawn again for it): the
       // quantity read is not its cart's.
-      if (session.user !== who) return;
+      if (session.user !== who) return null;
       const held = cart.items.find((l) => l.sku_id === s.sku_id)?.quantity ?? 0;
-      const after = await api(`/cart/items/${enc(s.sku_id)}`, { method: "PUT", body: { quantity: held + 1 } });
+      return api(`/cart/items/${enc(s.sku_id)}`, { method: "PUT", body: { quantity: held + 1 } });
+    };
+    try {
+      const after = await (navigator.locks ? navigator.locks.request("emporium-cart", add) : add());
+      if (!after) return;
       say(t("added"));
       // (the header's count is the account's signed in now)
       if (session.user === who) document.dispatchEvent(new CustomEvent("cart", { detail: after }));
-    } catch (err) { say(problem(err)); } finally { adding = false; show(); if (focused && current()) refocus(button); }
+    } catch (err) { say(problem(err)); } finally {
+      // Off a moment after the answer too: a double tap's second tap, landing just after a
+      // fast answer, finds the button off instead of adding a second unit.
+      await new Promise((r) => setTimeout(r, 600));
+      adding = false;
+      show();
+      if (focused && current()) refocus(button);
+    }
   });
   $("#wish", main).addEventListener("click", async () => {
     if (!session.token) { login(); return; }
