@@ -3,6 +3,7 @@
 
 use crate::auth::accounts::SignUp;
 use crate::auth::sessions::Session;
+use crate::auth::tokens::RefreshToken;
 use crate::domain::role::Role;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiJson, AuthRateLimited, AuthUser};
@@ -199,16 +200,23 @@ pub async fn refresh(
     })
 }
 
-/// Revokes the access token and its session; clears the refresh cookie. The operator token
-/// cannot be logged out (`403 forbidden`).
+/// Revokes the access token and its session; clears the refresh cookie when it is that
+/// session's (or unreadable): a browser's cookie of another session, such as a log-in made in
+/// another tab since, is left to it. The operator token cannot be logged out (`403 forbidden`).
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "accounts", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem)))]
-pub async fn logout(user: AuthUser, State(state): State<AppState>) -> Result<Response, ApiError> {
+pub async fn logout(
+    user: AuthUser,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     // Once revoked, the user's open sockets on every node re-check their tokens (see
     // `Revocations::on_revoked`): the revoked one closes.
     state.accounts.logout(&user.claims).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
-    clear_cookies(&mut response, &state);
+    clear_cookies(&mut response, &state, &headers, |c| {
+        c.family == user.claims.sid
+    });
     Ok(response)
 }
 
@@ -248,9 +256,20 @@ fn set_cookie(response: &mut Response, state: &AppState, value: &str, max_age: u
     set_tag(response, state, &tag, max_age);
 }
 
-/// Clears the refresh cookie and its tag: the session is over (a logout, an account deleted).
-pub(crate) fn clear_cookies(response: &mut Response, state: &AppState) {
-    set_cookie(response, state, "", 0);
+/// Clears the refresh cookie and its tag when the session that ended owns them (`ended` says
+/// of the cookie sent, or the cookie is missing or unreadable): a logout, an account deleted.
+/// A browser's cookie of another session (a log-in made in another tab since the ending
+/// request's token was issued) is left to it.
+pub(crate) fn clear_cookies(
+    response: &mut Response,
+    state: &AppState,
+    headers: &HeaderMap,
+    ended: impl Fn(&RefreshToken) -> bool,
+) {
+    let cookie = refresh_cookie(headers).and_then(|raw| RefreshToken::parse(&raw));
+    if cookie.is_none_or(|c| ended(&c)) {
+        set_cookie(response, state, "", 0);
+    }
 }
 
 fn set_tag(response: &mut Response, state: &AppState, tag: &str, max_age: u64) {

@@ -129,13 +129,14 @@ pub async fn update_me(
 }
 
 /// Leaves the account's chat rooms, erases its personal data and revokes its tokens, and
-/// clears the refresh cookie. The operator token, which is a setting and has no account, is
+/// clears the refresh cookie if it is the account's. The operator token, which is a setting and has no account, is
 /// refused (`403 forbidden`).
 #[utoipa::path(delete, path = "/api/v1/users/me", tag = "accounts", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn delete_me(
     user: AuthUser,
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     if user.claims.is_operator_token() {
         return Err(ApiError::new(
@@ -153,7 +154,7 @@ pub async fn delete_me(
         tracing::warn!(user = %user.user_id, error = ?e, "a deleted account left in a room");
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
-    crate::http::auth::clear_cookies(&mut response, &state);
+    crate::http::auth::clear_cookies(&mut response, &state, &headers, |c| c.user == user.user_id);
     Ok(response)
 }
 

@@ -183,11 +183,37 @@ async fn sign_up_verify_login_profile_refresh_logout() {
         .to_string();
     assert_eq!(me(&app, &fresh).await.status(), 200);
 
-    // Logout: the token is revoked and so is its session's refresh family.
+    // A logout sent with the cookie of another session (a browser where another tab logged in
+    // since) ends its own session and leaves that cookie alone.
+    let r = app
+        .post_json(
+            "/api/v1/auth/login",
+            json!({"email": "kim@example.com", "password": PASSWORD}),
+        )
+        .await;
+    let other_cookie = refresh_cookie(&r);
+    let other: Value = r.json().await.unwrap();
+    let other = other["access_token"].as_str().unwrap();
+    let r = app
+        .client
+        .post(app.url("/api/v1/auth/logout"))
+        .bearer_auth(other)
+        .header("cookie", format!("refresh_token={rotated}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(r.headers().get("set-cookie").is_none(), "{:?}", r.headers());
+    assert_problem(me(&app, other).await, 401, "token_revoked").await;
+    assert_problem(refresh(&app, &other_cookie).await, 401, "invalid_refresh").await;
+
+    // Logout: the token is revoked and so is its session's refresh family; its cookie is
+    // cleared.
     let r = app
         .client
         .post(app.url("/api/v1/auth/logout"))
         .bearer_auth(&fresh)
+        .header("cookie", format!("refresh_token={rotated}"))
         .send()
         .await
         .unwrap();

@@ -307,14 +307,17 @@ async fn the_console_keeps_its_sessions_apart_from_the_shops() {
         "the refusal",
     )
     .await;
+    // (the account page, signed out, sends the shopper to the log-in: only once it has run)
     page.goto(&format!("{base}/#/account")).await.unwrap();
     until(
         &page,
-        "document.querySelector('#auth')?.textContent === 'Log in' \
-         && !document.querySelector('#profile-form')",
+        "location.hash === '#/login' && document.querySelector('#login-form') \
+         && document.querySelector('#auth')?.textContent === 'Log in'",
         "the shop signed out, not Bo's",
     )
     .await;
+    // (its page-start refresh, its cookie gone with Bo's session, is refused)
+    crate::only_in_console(&page, "the shop signed out", "401").await;
 
     // Ara again, and the operator's token pasted into a console tab.
     log_in(&page, &base, "ara@example.com").await;
@@ -343,17 +346,27 @@ async fn the_console_keeps_its_sessions_apart_from_the_shops() {
         "the dashboard",
     )
     .await;
-    // The shop tab reloads: its refresh shares Ara's new token with every tab.
+    // The shop tab reloads: its refresh shares Ara's new token with every tab. (The console
+    // tab counts what it hears, to check its token only after the shop's came.)
+    page.execute(
+        "window.heard = 0; \
+         new BroadcastChannel('emporium-token').onmessage = (e) => { if (e.data) window.heard++; };",
+        vec![],
+    )
+    .await
+    .unwrap();
     page.switch_to_window(shop_tab.clone()).await.unwrap();
-    page.execute("location.reload()", vec![]).await.unwrap();
+    page.execute("window.old = 1; location.reload()", vec![])
+        .await
+        .unwrap();
     until(
         &page,
-        "document.querySelector('#auth')?.textContent === 'Log out'",
+        "!window.old && document.querySelector('#auth')?.textContent === 'Log out'",
         "the shop signed in again",
     )
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    page.switch_to_window(console_tab).await.unwrap();
+    page.switch_to_window(console_tab.clone()).await.unwrap();
+    until(&page, "window.heard > 0", "the shop's token heard").await;
     let token = page
         .execute(
             "return (async () => (await import('/common/core.js')).session.token)()",
@@ -369,6 +382,27 @@ async fn the_console_keeps_its_sessions_apart_from_the_shops() {
             == true,
         "the console still open"
     );
+    // The console logs its pasted token out: the shop stays signed in.
+    page.execute("location.hash = '#/logout'", vec![])
+        .await
+        .unwrap();
+    until(
+        &page,
+        "document.querySelector('#login-form')",
+        "the console's log-in",
+    )
+    .await;
+    page.switch_to_window(shop_tab).await.unwrap();
+    page.execute("window.old = 1; location.reload()", vec![])
+        .await
+        .unwrap();
+    until(
+        &page,
+        "!window.old && document.querySelector('#auth')?.textContent === 'Log out'",
+        "the shop still signed in",
+    )
+    .await;
+    quiet(&page, "the shop beside the console").await;
     page.close().await.unwrap();
     shop.stop();
 }

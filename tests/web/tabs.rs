@@ -89,6 +89,8 @@ async fn tabs_loading_together_stay_signed_in_and_log_out_together() {
         "the other tab logged out too",
     )
     .await;
+    // Told by the other tab, not by a refused request of its own (which the console shows).
+    quiet(&page, "the tab told of the log-out").await;
     page.close().await.unwrap();
     shop.stop();
 }
@@ -228,10 +230,16 @@ async fn socks_for_ara_and_bo(shop: &Shop) -> String {
 /// no tab hears of it (as if the log-in came from a tab that was asleep): the shared cookie is
 /// `email`'s.
 async fn log_in_behind(page: &Client, email: &str) {
+    log_in_beside(page, email, true).await;
+}
+
+/// Logs `email` in with a plain fetch beside the page's module (first ending the page's
+/// session when `end` is set), so no tab hears of it: the shared cookie is `email`'s.
+async fn log_in_beside(page: &Client, email: &str, end: bool) {
     let behind = format!(
         "return (async () => {{
            const m = await import('/common/core.js');
-           await fetch('/api/v1/auth/logout', {{ method: 'POST',
+           if ({end}) await fetch('/api/v1/auth/logout', {{ method: 'POST',
              headers: {{ authorization: `Bearer ${{m.session.token}}` }} }});
            const r = await fetch('/api/v1/auth/login', {{ method: 'POST',
              headers: {{ 'content-type': 'application/json' }},
@@ -240,6 +248,69 @@ async fn log_in_behind(page: &Client, email: &str) {
          }})()"
     );
     assert_eq!(page.execute(&behind, vec![]).await.unwrap(), 200);
+}
+
+/// A tab still showing Ara logs out after Bo logged in from a tab it did not hear: Ara's
+/// session ends, Bo's (the browser's cookie) does not, and the tab then shows Bo. (On the old
+/// page, and server, the log-out cleared Bo's cookie and signed every tab out.)
+#[tokio::test]
+async fn a_log_out_in_a_tab_that_missed_a_log_in_ends_only_its_own_session() {
+    let _turn = TURN.lock().await;
+    let shop = Shop::start().await;
+    let base = shop.base.clone();
+    socks_for_ara_and_bo(&shop).await;
+    let driver = driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let page = browser(&driver, profile.path()).await;
+    log_in(&page, &base, "ara@example.com").await;
+    let ara = page
+        .execute(
+            "return (async () => (await import('/common/core.js')).session.token)()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    log_in_beside(&page, "bo@example.com", false).await;
+    page.execute("location.hash = '#/logout'", vec![])
+        .await
+        .unwrap();
+    until(
+        &page,
+        "location.hash === '#/' && document.querySelector('#auth').textContent === 'Log out'",
+        "home, signed in as the browser's session",
+    )
+    .await;
+    let user = page
+        .execute(
+            "return (async () => (await import('/common/core.js')).session.token)()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let bo = shop.token("bo@example.com").await;
+    let claims = |jwt: &str| -> serde_json::Value {
+        use base64::Engine;
+        let part = jwt.split('.').nth(1).unwrap();
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap();
+        serde_json::from_slice(&raw).unwrap()
+    };
+    assert_eq!(
+        claims(user.as_str().unwrap())["sub"],
+        claims(&bo)["sub"],
+        "the tab shows Bo"
+    );
+    let r = shop
+        .client
+        .get(format!("{base}/api/v1/users/me"))
+        .bearer_auth(ara.as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "Ara's session is over");
+    page.close().await.unwrap();
+    shop.stop();
 }
 
 /// A second reload while the first reload's refresh is still on the wire (the server has

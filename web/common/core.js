@@ -11,12 +11,14 @@ const words = {
     st_delivered: "Delivered", st_cancelled: "Cancelled", st_payment_failed: "Payment failed", st_expired: "Expired",
     st_return_requested: "Return requested", st_returned: "Returned", st_refunded: "Refunded",
     session_changed: "Another account was signed in from another tab, so nothing was done. The page now shows that account.",
+    logout_failed: "Couldn't log out: no answer from the server. Check the connection and try again.",
   },
   ko: {
     st_awaiting_payment: "결제 대기", st_paid: "결제 완료", st_preparing: "상품 준비 중", st_shipped: "배송 중",
     st_delivered: "배송 완료", st_cancelled: "주문 취소", st_payment_failed: "결제 실패", st_expired: "기한 만료",
     st_return_requested: "반품 요청", st_returned: "반품 완료", st_refunded: "환불 완료",
     session_changed: "다른 탭에서 다른 계정으로 로그인되어 요청을 처리하지 않았습니다. 이제 그 계정으로 표시됩니다.",
+    logout_failed: "서버가 응답하지 않아 로그아웃하지 못했습니다. 연결을 확인하고 다시 시도해 주세요.",
   },
 };
 export let lang = localStorage.getItem("lang");
@@ -211,43 +213,129 @@ const onTheWire = {
 };
 /** `POST /auth/login` with `email` and `password`, in turn with the refreshes (their lock, and
  * after any refresh a page since gone left on the wire), so no refresh's answer lands after it
- * and replaces the new session's cookie. Its 401 is the credentials', never a reason to
- * refresh. The answer's body, or throws as [`api`] does. */
-export function logIn(email, password) {
+ * and replaces the new session's cookie. The new session is kept, and shared with the other
+ * tabs, before the lock is let go: a log-out waiting in another tab then sees it. `refuse(token)`
+ * may return an Error instead, for a session this page does not take (the console: a
+ * shopper's); that session is ended at once, still in the lock (the log-in has set this
+ * browser's cookie to it, and the shop's tabs would become that account at their next
+ * refresh), and the Error thrown. Its 401 is the credentials', never a reason to refresh. The
+ * answer's body, or throws as [`api`] does. */
+export function logIn(email, password, refuse = () => null) {
   const send = async () => {
     await onTheWire.landed();
-    return api("/auth/login", { method: "POST", body: { email, password }, again: false });
+    const r = await api("/auth/login", { method: "POST", body: { email, password }, again: false, bearer: false });
+    const refused = refuse(r.access_token);
+    if (refused) {
+      if (!await endSession(r.access_token)) say(t("logout_failed"));
+      throw refused;
+    }
+    keep(r.access_token);
+    return r;
   };
   return navigator.locks ? navigator.locks.request("emporium-refresh", send) : send();
 }
 
+/** `POST /auth/logout` with `token`, given up after 10 s: whether the session is over (ended,
+ * or already ended: 401). A pasted token's log-out sends no cookie and takes none, so the
+ * shop's session in this browser is left alone. */
+async function endSession(token, { pasted = false } = {}) {
+  const r = await fetch("/api/v1/auth/logout", {
+    method: "POST", headers: { authorization: `Bearer ${token}` },
+    credentials: pasted ? "omit" : "same-origin", signal: AbortSignal.timeout?.(10000),
+  }).catch(() => null);
+  return Boolean(r && (r.ok || r.status === 401));
+}
+
 /** Ends the session shown: `POST /auth/logout`, then no token in any tab (a pasted token: in
- * this tab only). In turn with log-ins and refreshes (their lock): a log-in made meanwhile in
- * another tab is neither ended by this one's late answer nor logged out in its place. True
- * when it ended the session, false when another account had signed in since it was asked. */
+ * this tab only; the operator token, a setting, is only forgotten). In turn with log-ins and
+ * refreshes (their lock): a log-in made meanwhile in another tab is neither ended by this one's
+ * late answer nor logged out in its place. True when the session shown ended, false when it
+ * could not be (no answer: said) or another account had signed in since it was asked (then
+ * this tab holds that account's session, if it is still there). */
 export function logOut() {
   const who = session.user;
   const send = async () => {
     if (session.user !== who) return false;
-    if (session.token) await api("/auth/logout", { method: "POST", again: false }).catch(() => {});
-    keep(null, session.pasted ? { cookie: false, share: false } : {});
+    const { pasted } = session;
+    if (!session.token) return true;
+    if (pasted) {
+      if (claims(session.token).sub) await endSession(session.token, { pasted });
+      keep(null, { cookie: false, share: false });
+      return true;
+    }
+    // An expired token's log-out would be refused (401) and leave its session alive: a fresh
+    // one first (in the lock already, so the trade itself).
+    if (session.token && claims(session.token).exp * 1000 < Date.now() + 5000) {
+      try { await trade(session.token); } catch { say(t("logout_failed")); return false; }
+      if (!session.token) return true; // (refused: the session was over, and said so to all)
+    }
+    if (!await endSession(session.token)) { say(t("logout_failed")); return false; }
+    // The server clears the cookie (and its tag) of the session it ended only: a tag left is
+    // another session's, a log-in in another tab this one has not heard of yet. This tab
+    // leaves the ended session and takes that one, without telling the others to sign out.
+    if (refreshTag()) { keep(null, { share: false }); cookieFlag.set(true); return "another"; }
+    keep(null);
     return true;
   };
-  return navigator.locks ? navigator.locks.request("emporium-refresh", send) : send();
+  const ended = navigator.locks ? navigator.locks.request("emporium-refresh", send) : send();
+  // (the caller draws the page for that session: drawn again here, a `#/logout` page would
+  // log it out too)
+  return ended.then(async (outcome) => {
+    if (outcome !== "another") return outcome;
+    await refresh().catch(() => false);
+    return false;
+  });
 }
 
+/** Whether a page-start refresh that failed is worth trying again: no answer, or a busy one. */
+const transient = (err) => err.status === undefined || [429, 502, 503, 504].includes(err.status);
+
 /** Signs the browser's session back in at a page's start: a refresh, tried again in the
- * background, with backoff, while it fails without an answer (no connection, busy: `503`,
- * `429`), and the page painted again ([`session.onChange`]) once one brings the session
- * back. One failed try must not show a shopper whose session is fine as signed out for good. */
+ * background, with backoff and jitter, while it fails without an answer or with a busy one (no
+ * connection, `429`, `502`-`504`), and the page painted again ([`session.onChange`]) once one
+ * brings the session back. One failed try must not show a shopper whose session is fine as
+ * signed out for good. */
 export async function resume(delay = 1000) {
   try {
     return await refresh();
   } catch (err) {
-    const wait = Math.max(delay, (err.retryAfter ?? 1) * 1000);
+    if (!transient(err)) return false;
+    const wait = Math.max(delay, (err.retryAfter ?? 1) * 1000) * (1 + Math.random() / 2);
     setTimeout(async () => { if (!session.token && await resume(Math.min(delay * 2, 30000))) session.onChange(); }, wait);
     return false;
   }
+}
+
+/** The trade itself, run in the refreshes' lock; `had`, the token the caller knew. */
+async function trade(had) {
+  await onTheWire.landed();
+  // Another tab may have refreshed, or logged out, while this one waited.
+  if (session.token && session.token !== had) return true;
+  if (!cookieFlag.get()) return false;
+  // `keepalive`: a reload or a link followed while the refresh is on the wire must not cancel
+  // it. The server has rotated the cookie by then; cancelled, the new one would never reach
+  // the cookie jar, the next load would send the spent one, and a refresh token used twice
+  // ends the session (API.md).
+  const note = onTheWire.mark();
+  const r = await fetch("/api/v1/auth/refresh", { method: "POST", credentials: "same-origin", keepalive: true })
+    .finally(() => onTheWire.clear(note));
+  if (r.ok) {
+    const token = (await r.json()).access_token;
+    // A token pasted meanwhile (the console) stays this tab's: the shop's tabs get theirs.
+    if (session.pasted) { tabs?.postMessage(token); return true; }
+    const before = session.user;
+    keep(token);
+    // Another account's token (its log-in came from a tab this one did not hear, and the
+    // cookie is shared): the page is painted again for it, whichever refresh found out.
+    if (before && session.user !== before) session.onChange();
+    return true;
+  }
+  if (r.status === 401) {
+    if (!session.pasted) keep(null);
+    else { cookieFlag.set(false); tabs?.postMessage(null); } // (the shop's session is over)
+    return false;
+  }
+  throw Object.assign(new Error("refresh"), { status: r.status, retryAfter: Number(r.headers.get("retry-after")) || 1 });
 }
 
 /** Trades the refresh cookie for a new access token: `true` with one, `false` when the session
@@ -255,32 +343,9 @@ export async function resume(delay = 1000) {
 export function refresh() {
   if (!cookieFlag.get()) return Promise.resolve(false);
   const had = session.token;
-  const trade = async () => {
-    await onTheWire.landed();
-    // Another tab may have refreshed, or logged out, while this one waited.
-    if (session.token && session.token !== had) return true;
-    if (!cookieFlag.get()) return false;
-    // `keepalive`: a reload or a link followed while the refresh is on the wire must not cancel
-    // it. The server has rotated the cookie by then; cancelled, the new one would never reach
-    // the cookie jar, the next load would send the spent one, and a refresh token used twice
-    // ends the session (API.md).
-    const note = onTheWire.mark();
-    const r = await fetch("/api/v1/auth/refresh", { method: "POST", credentials: "same-origin", keepalive: true })
-      .finally(() => onTheWire.clear(note));
-    if (r.ok) {
-      const before = session.user;
-      keep((await r.json()).access_token);
-      // Another account's token (its log-in came from a tab this one did not hear, and the
-      // cookie is shared): the page is painted again for it, whichever refresh found out.
-      if (before && session.user !== before) session.onChange();
-      return true;
-    }
-    if (r.status === 401) { keep(null); return false; }
-    throw Object.assign(new Error("refresh"), { status: r.status, retryAfter: Number(r.headers.get("retry-after")) || 1 });
-  };
   // The wait for a note comes first outside the lock too, so a hidden tab, whose timers the
   // browser slows, does not hold the lock while it waits.
-  const turn = () => (navigator.locks ? navigator.locks.request("emporium-refresh", trade) : trade());
+  const turn = () => (navigator.locks ? navigator.locks.request("emporium-refresh", () => trade(had)) : trade(had));
   refreshing ??= onTheWire.landed().then(turn).finally(() => { refreshing = null; });
   return refreshing;
 }
@@ -294,17 +359,18 @@ const sessionChanged = () => {
 
 /** Calls `/api/v1{path}`; the JSON body, or throws an Error with `status`, `code`, `reason`,
  * `detail` and `retryAfter` (seconds). A 401 refreshes once, then asks to log in again. */
-export async function api(path, { method = "GET", body, headers = {}, again = true } = {}) {
+export async function api(path, { method = "GET", body, headers = {}, again = true, bearer = true } = {}) {
   const h = { ...headers };
   if (body !== undefined) h["content-type"] = "application/json";
-  if (session.token) h.authorization = `Bearer ${session.token}`;
+  const sent = bearer && Boolean(session.token);
+  if (sent) h.authorization = `Bearer ${session.token}`;
   const user = session.user;
   const r = await fetch(`/api/v1${path}`, {
     method, headers: h, credentials: "same-origin",
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   // A pasted token (the console's operator token) has no refresh: it ends here.
-  if (r.status === 401 && session.token && again && !session.pasted) {
+  if (r.status === 401 && sent && again && !session.pasted) {
     if (await refresh()) {
       if (session.user === user) return api(path, { method, body, headers, again: false });
       // The request was sent as another account than the one now signed in (see refresh):
@@ -312,7 +378,7 @@ export async function api(path, { method = "GET", body, headers = {}, again = tr
       throw sessionChanged();
     }
     session.onLost();
-  } else if (r.status === 401 && session.pasted) session.onLost();
+  } else if (r.status === 401 && sent && session.pasted) session.onLost();
   const data = r.status === 204 || r.status === 202 ? null : await r.json().catch(() => null);
   if (!r.ok) {
     const e = new Error(data?.detail || r.statusText);
@@ -428,7 +494,8 @@ export const live = {
     ws.onopen = async () => {
       this.backoff = 500;
       // The server closes a socket whose token expired: sign in with a fresh one.
-      if (session.token && claims(session.token).exp * 1000 < Date.now() + 5000) await refresh().catch(() => false);
+      // (a pasted token has no refresh: it ends when it expires)
+      if (session.token && !session.pasted && claims(session.token).exp * 1000 < Date.now() + 5000) await refresh().catch(() => false);
       if (session.token) this.send({ type: "auth", access_token: session.token });
       for (const topic of new Set([...this.always.keys(), ...this.page.keys()])) this.send({ type: "subscribe", topic });
       // After a reconnect, what was pushed meanwhile is lost: read the page again.

@@ -20,8 +20,7 @@ export function login(main, { email = "" }, onLogin) {
     // (it may wait for a refresh another page left on the wire: one press, one session)
     await busy(e.submitter ?? e.target.querySelector("button"), async () => {
       try {
-        const r = await logIn(f.get("email"), f.get("password"));
-        keep(r.access_token);
+        await logIn(f.get("email"), f.get("password"));
         say(t("welcome"));
         onLogin();
         // Back where the log-in was asked for (a drop about to open), else home.

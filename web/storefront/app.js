@@ -150,7 +150,9 @@ const route = router(main, async (root, page, arg, params, current) => {
     case "notifications": return session.token ? notifications(root, params, current) : toLogin();
     case "logout":
       // Replaced, so Back never lands here again.
+      // (not ended: another account had signed in since, whose session this tab now shows)
       if (await logOut()) signedOut();
+      else if (session.token) signedIn();
       location.replace("#/");
       return;
     default: return home(root, current);
