@@ -622,6 +622,21 @@ async fn deleting_the_account_erases_it_revokes_tokens_and_frees_the_email() {
         201,
         "the address is free again"
     );
+    // An account deleted from a browser whose cookie is another account's (logged in since
+    // in another tab): that cookie stays, and still refreshes.
+    let (_, doomed, _) = app.customer("gone@example.com").await;
+    let (_, _, kept) = app.customer("kept@example.com").await;
+    let r = app
+        .client
+        .delete(app.url("/api/v1/users/me"))
+        .bearer_auth(&doomed)
+        .header("cookie", format!("refresh_token={kept}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(r.headers().get("set-cookie").is_none(), "{:?}", r.headers());
+    assert_eq!(refresh(&app, &kept).await.status(), 200);
     app.stop().await;
 }
 

@@ -181,17 +181,21 @@ async fn adds_to_cart_from_two_tabs_at_once_and_a_double_tap_count_right() {
     page.goto(&open).await.unwrap();
     until(&page, ready, "Add to cart in the second tab").await;
 
-    // Both tabs press at one moment, a second and a half from now on the shared clock.
+    // Both tabs press at one moment, about two seconds from now on the shared clock.
     let at = "setTimeout(() => document.querySelector('#buy button[type=submit]').click(), \
             arguments[0] - Date.now());";
+    // (on a whole second: a background tab's timers may be aligned to one)
     let when = page
-        .execute("return Date.now() + 1500", vec![])
+        .execute(
+            "return Math.ceil((Date.now() + 1500) / 1000) * 1000",
+            vec![],
+        )
         .await
         .unwrap();
     page.execute(at, vec![when.clone()]).await.unwrap();
     page.switch_to_window(first).await.unwrap();
     page.execute(at, vec![when]).await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     until(&page, ready, "Add to cart enabled again").await;
     for _ in 0..50 {
         if held().await >= 2 {

@@ -253,13 +253,23 @@ async function endSession(token, { pasted = false } = {}) {
  * could not be (no answer: said) or another account had signed in since it was asked (then
  * this tab holds that account's session, if it is still there). */
 export function logOut() {
+  // One at a time: a page drawn again while one runs (another tab's log-in heard) and still
+  // at `#/logout` gets this one's outcome instead of logging out the account it now shows.
+  loggingOut ??= endShown().finally(() => { loggingOut = null; });
+  return loggingOut;
+}
+let loggingOut = null;
+function endShown() {
   const who = session.user;
   const send = async () => {
     if (session.user !== who) return false;
     const { pasted } = session;
     if (!session.token) return true;
     if (pasted) {
-      if (claims(session.token).sub) await endSession(session.token, { pasted });
+      if (claims(session.token).sub && !await endSession(session.token, { pasted })) {
+        say(t("logout_failed"));
+        return false;
+      }
       keep(null, { cookie: false, share: false });
       return true;
     }
@@ -268,6 +278,8 @@ export function logOut() {
     if (session.token && claims(session.token).exp * 1000 < Date.now() + 5000) {
       try { await trade(session.token); } catch { say(t("logout_failed")); return false; }
       if (!session.token) return true; // (refused: the session was over, and said so to all)
+      // The cookie was another account's (a log-in this tab did not hear): not its to end.
+      if (session.user !== who) return false;
     }
     if (!await endSession(session.token)) { say(t("logout_failed")); return false; }
     // The server clears the cookie (and its tag) of the session it ended only: a tag left is
@@ -358,21 +370,22 @@ const sessionChanged = () => {
 };
 
 /** Calls `/api/v1{path}`; the JSON body, or throws an Error with `status`, `code`, `reason`,
- * `detail` and `retryAfter` (seconds). A 401 refreshes once, then asks to log in again. */
-export async function api(path, { method = "GET", body, headers = {}, again = true, bearer = true } = {}) {
+ * `detail` and `retryAfter` (seconds). A 401 refreshes once, then asks to log in again
+ * (`again: false`: neither). `bearer: false` sends no token (a log-in); `signal` aborts it. */
+export async function api(path, { method = "GET", body, headers = {}, again = true, bearer = true, signal } = {}) {
   const h = { ...headers };
   if (body !== undefined) h["content-type"] = "application/json";
   const sent = bearer && Boolean(session.token);
   if (sent) h.authorization = `Bearer ${session.token}`;
   const user = session.user;
   const r = await fetch(`/api/v1${path}`, {
-    method, headers: h, credentials: "same-origin",
+    method, headers: h, credentials: "same-origin", signal,
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   // A pasted token (the console's operator token) has no refresh: it ends here.
   if (r.status === 401 && sent && again && !session.pasted) {
     if (await refresh()) {
-      if (session.user === user) return api(path, { method, body, headers, again: false });
+      if (session.user === user) return api(path, { method, body, headers, again: false, signal });
       // The request was sent as another account than the one now signed in (see refresh):
       // it is not replayed as this one.
       throw sessionChanged();
@@ -472,7 +485,7 @@ const topicOf = (m) => ({
 })[m.type];
 
 export const live = {
-  ws: null, page: new Map(), always: new Map(), backoff: 500, opened: false, away: false, onReconnect: () => {}, resume: null,
+  ws: null, retry: null, page: new Map(), always: new Map(), backoff: 500, opened: false, away: false, onReconnect: () => {}, resume: null,
   /** Listens to `topic` while the current page shows. */
   on(topic, fn) { this.page.set(topic, fn); this.send({ type: "subscribe", topic }); },
   /** What the current page does after a reconnect instead of being painted again (it re-reads
@@ -488,7 +501,8 @@ export const live = {
   },
   send(m) { if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(m)); },
   open() {
-    if (this.away) return; // (a reconnect timer left running when the page was left)
+    if (this.away) return;
+    clearTimeout(this.retry);
     const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/v1/ws`);
     this.ws = ws;
     ws.onopen = async () => {
@@ -509,15 +523,16 @@ export const live = {
       this.always.get(topic)?.(m);
       this.page.get(topic)?.(m);
     };
+    // (a socket replaced since, or closed on leaving, reconnects nothing)
     ws.onclose = () => {
-      if (this.away) return;
-      setTimeout(() => this.open(), this.backoff);
+      if (this.away || this.ws !== ws) return;
+      this.retry = setTimeout(() => this.open(), this.backoff);
       this.backoff = Math.min(this.backoff * 2, 15000);
     };
   },
   /** Closes the socket before the page leaves for another site; see `pageshow` below. Still
-   * here after 5 s (the navigation stopped), the page opens it again. */
-  leave() { this.away = true; this.ws?.close(); setTimeout(() => this.back(), 5000); },
+   * here after 15 s (the navigation stopped), the page opens it again. */
+  leave() { this.away = true; clearTimeout(this.retry); this.ws?.close(); setTimeout(() => this.back(), 15000); },
   back() { if (!this.away) return; this.away = false; this.open(); },
 };
 

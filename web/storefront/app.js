@@ -151,8 +151,8 @@ const route = router(main, async (root, page, arg, params, current) => {
     case "logout":
       // Replaced, so Back never lands here again.
       // (not ended: another account had signed in since, whose session this tab now shows)
-      if (await logOut()) signedOut();
-      else if (session.token) signedIn();
+      if (!await logOut() && session.token) signedIn();
+      else signedOut();
       location.replace("#/");
       return;
     default: return home(root, current);

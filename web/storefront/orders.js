@@ -148,13 +148,14 @@ export async function checkout(main, current) {
       let order = await place(key);
       // A kept key's answer is replayed as first given: ask the order itself whether it still
       // waits for payment. Expired, cancelled or paid since, this press is a new order.
+      // (unread, the press fails and keeps the key: the next one asks again)
       if (kept && order.status === "awaiting_payment") {
-        const now = await api(`/orders/${enc(order.order_id)}`).catch(() => null);
-        if (now && now.status !== "awaiting_payment") order = await place(orderKey(ask, true).key);
+        const now = await api(`/orders/${enc(order.order_id)}`);
+        if (now.status !== "awaiting_payment") order = await place(orderKey(ask, true).key);
       }
       // Another account signed in while the order was made (the page is drawn again for it):
       // the payment page would be for an order that is not its own.
-      if (session.user !== who) return;
+      if (session.user !== who) { say(t("order_for_other")); return; }
       // Nothing to pay (a coupon took the whole total): the order is paid as placed.
       if (order.status === "paid") {
         forgetOrderKey();
@@ -163,13 +164,22 @@ export async function checkout(main, current) {
         return;
       }
       tell(main, "#checkout-outcome", t("to_payment"));
-      // The button stays off: the browser is leaving for the gateway's page.
+      // The button stays off: the browser is leaving for the gateway's page. Back from there
+      // (the page kept in the back-forward cache), Pay works again, with the same key.
+      addEventListener("pageshow", (ev) => {
+        if (!ev.persisted) return;
+        button.disabled = false;
+        button.setAttribute("aria-busy", "false");
+        const out = $("#checkout-outcome", main);
+        if (out) out.textContent = "";
+      }, { once: true });
       live.leave();
       location.assign(payUrl(order));
     } catch (err) {
-      // A refusal is final: the next press is a new request. An unknown outcome (no answer,
-      // a 5xx) keeps the key, so the next press finds the order if one was made.
-      if (err.status >= 400 && err.status < 500) forgetOrderKey();
+      // A refusal of the request itself is final: the next press is a new request. Any other
+      // outcome (no answer, a 5xx, busy, the session ended) may follow an order made whose
+      // answer was lost: the key stays, so the next press finds it.
+      if ([400, 404, 409, 413, 415, 422].includes(err.status)) forgetOrderKey();
       tell(main, "#checkout-outcome", problem(err));
       button.disabled = false;
       button.setAttribute("aria-busy", "false");
@@ -219,6 +229,7 @@ export async function paid(main, { paymentKey, orderId, amount }, current) {
     // this one is never confirmed, so nothing more is charged.
     const settled = err.code === "order_not_payable" &&
       await api(`/orders/${enc(orderId)}`).then((o) => !UNPAID.includes(o.status), () => false);
+    if (settled) forgetOrderKey();
     if (!current()) return;
     if (settled) {
       say(t("already_paid"));

@@ -156,13 +156,14 @@ export async function product(main, id, current) {
     show();
     // The API sets a line's quantity, so an add reads the cart then writes one more: under one
     // lock for the browser's tabs, two tabs adding at once add two.
+    // (each request given up after 15 s, so a hung one does not hold every tab's adds)
     const add = async () => {
-      const cart = await api("/cart");
+      const cart = await api("/cart", { signal: AbortSignal.timeout?.(15000) });
       // Another account signed in meanwhile (the page is being drawn again for it): the
       // quantity read is not its cart's.
       if (session.user !== who) return null;
       const held = cart.items.find((l) => l.sku_id === s.sku_id)?.quantity ?? 0;
-      return api(`/cart/items/${enc(s.sku_id)}`, { method: "PUT", body: { quantity: held + 1 } });
+      return api(`/cart/items/${enc(s.sku_id)}`, { method: "PUT", body: { quantity: held + 1 }, signal: AbortSignal.timeout?.(15000) });
     };
     try {
       const after = await (navigator.locks ? navigator.locks.request("emporium-cart", add) : add());
