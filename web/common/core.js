@@ -292,9 +292,10 @@ function endShown() {
   const ended = navigator.locks ? navigator.locks.request("emporium-refresh", send) : send();
   // (the caller draws the page for that session: drawn again here, a `#/logout` page would
   // log it out too)
+  // (that session's refresh, if it gets no answer, is tried again in the background)
   return ended.then(async (outcome) => {
     if (outcome !== "another") return outcome;
-    await refresh().catch(() => false);
+    await resume();
     return false;
   });
 }
@@ -392,7 +393,9 @@ export async function api(path, { method = "GET", body, headers = {}, again = tr
     }
     session.onLost();
   } else if (r.status === 401 && sent && session.pasted) session.onLost();
-  const data = r.status === 204 || r.status === 202 ? null : await r.json().catch(() => null);
+  // (a body cut short by `signal` is an error, not an empty answer)
+  const data = r.status === 204 || r.status === 202 ? null
+    : await r.json().catch((e) => { if (signal?.aborted) throw e; return null; });
   if (!r.ok) {
     const e = new Error(data?.detail || r.statusText);
     Object.assign(e, {
@@ -485,7 +488,7 @@ const topicOf = (m) => ({
 })[m.type];
 
 export const live = {
-  ws: null, retry: null, page: new Map(), always: new Map(), backoff: 500, opened: false, away: false, onReconnect: () => {}, resume: null,
+  ws: null, retry: null, stay: null, page: new Map(), always: new Map(), backoff: 500, opened: false, away: false, onReconnect: () => {}, resume: null,
   /** Listens to `topic` while the current page shows. */
   on(topic, fn) { this.page.set(topic, fn); this.send({ type: "subscribe", topic }); },
   /** What the current page does after a reconnect instead of being painted again (it re-reads
@@ -532,8 +535,14 @@ export const live = {
   },
   /** Closes the socket before the page leaves for another site; see `pageshow` below. Still
    * here after 15 s (the navigation stopped), the page opens it again. */
-  leave() { this.away = true; clearTimeout(this.retry); this.ws?.close(); setTimeout(() => this.back(), 15000); },
-  back() { if (!this.away) return; this.away = false; this.open(); },
+  leave() {
+    this.away = true;
+    clearTimeout(this.retry);
+    clearTimeout(this.stay);
+    this.ws?.close();
+    this.stay = setTimeout(() => this.back(), 15000);
+  },
+  back() { clearTimeout(this.stay); if (!this.away) return; this.away = false; this.open(); },
 };
 
 // A page left for another site (the gateway's page) may be kept in the back-forward cache, where

@@ -54,8 +54,10 @@ async function signedIn() {
   paintAuth();
 }
 
-function signedOut() {
-  keep(null);
+/** Draws the page signed out; `forget: false` leaves the browser's session flag and the other
+ * tabs alone (a log-out that left another account's session to this browser). */
+function signedOut({ forget = true } = {}) {
+  if (forget) keep(null);
   live.always.delete("user");
   live.send({ type: "unsubscribe", topic: "user" });
   unseen = 0;
@@ -151,8 +153,10 @@ const route = router(main, async (root, page, arg, params, current) => {
     case "logout":
       // Replaced, so Back never lands here again.
       // (not ended: another account had signed in since, whose session this tab now shows)
-      if (!await logOut() && session.token) signedIn();
-      else signedOut();
+      const ended = await logOut();
+      if (ended) signedOut();
+      else if (session.token) signedIn();
+      else signedOut({ forget: false });
       location.replace("#/");
       return;
     default: return home(root, current);

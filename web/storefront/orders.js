@@ -150,7 +150,7 @@ export async function checkout(main, current) {
       // waits for payment. Expired, cancelled or paid since, this press is a new order.
       // (unread, the press fails and keeps the key: the next one asks again)
       if (kept && order.status === "awaiting_payment") {
-        const now = await api(`/orders/${enc(order.order_id)}`);
+        const now = await persist(() => api(`/orders/${enc(order.order_id)}`));
         if (now.status !== "awaiting_payment") order = await place(orderKey(ask, true).key);
       }
       // Another account signed in while the order was made (the page is drawn again for it):
