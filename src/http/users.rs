@@ -129,8 +129,8 @@ pub async fn update_me(
 }
 
 /// Leaves the account's chat rooms, erases its personal data and revokes its tokens, and
-/// clears the refresh cookie if it is the account's. The operator token, which is a setting and has no account, is
-/// refused (`403 forbidden`).
+/// clears the refresh cookie if it is the account's. The operator token, which is a setting
+/// and has no account, is refused (`403 forbidden`).
 #[utoipa::path(delete, path = "/api/v1/users/me", tag = "accounts", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn delete_me(

@@ -184,26 +184,11 @@ async fn a_shopper_signs_up_pays_and_watches_the_order_ship() {
     assert_eq!(again, first, "Pay after a reload finds the order it made");
     let token = shop.token(email).await;
     let first = first.as_str().unwrap();
-    let r = shop
-        .client
-        .post(format!("{base}/api/v1/orders/{first}/cancel"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "cancel: {}", r.status());
+    let cancel = format!("/orders/{first}/cancel");
+    shop.call(&token, "POST", &cancel, None).await;
     let last = pay_again(&page, true).await;
     assert_ne!(last, first, "an order cancelled meanwhile is not paid for");
-    let orders: Value = shop
-        .client
-        .get(format!("{base}/api/v1/orders"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let orders = shop.call(&token, "GET", "/orders", None).await;
     assert_eq!(orders["items"].as_array().unwrap().len(), 2, "{orders}");
 
     // Pay, and back to a paid order.
@@ -551,25 +536,13 @@ async fn a_coupon_for_the_whole_total_checks_out_without_the_gateway() {
         .await;
     // As the shopper: the coupon claimed, a line in the cart, the coupon on it.
     let token = shop.token(email).await;
-    let call = |method: reqwest::Method, path: &str, body: Value| {
-        shop.client
-            .request(method, format!("{base}/api/v1{path}"))
-            .bearer_auth(&token)
-            .json(&body)
-            .send()
-    };
-    let r = call(
-        reqwest::Method::POST,
-        "/coupons/claim",
-        json!({"code": "ONUS"}),
-    );
-    let claimed: Value = r.await.unwrap().json().await.unwrap();
-    let line = json!({"quantity": 1});
-    let r = call(reqwest::Method::PUT, "/cart/items/linen-white-M", line);
-    assert!(r.await.unwrap().status().is_success());
-    let coupon = json!({"coupon_id": claimed["coupon_id"]});
-    let r = call(reqwest::Method::PUT, "/cart/coupon", coupon);
-    assert!(r.await.unwrap().status().is_success());
+    let claim = Some(json!({"code": "ONUS"}));
+    let claimed = shop.call(&token, "POST", "/coupons/claim", claim).await;
+    let line = Some(json!({"quantity": 1}));
+    shop.call(&token, "PUT", "/cart/items/linen-white-M", line)
+        .await;
+    let coupon = Some(json!({"coupon_id": claimed["coupon_id"]}));
+    shop.call(&token, "PUT", "/cart/coupon", coupon).await;
     let driver = driver().await;
     let profile = tempfile::tempdir().unwrap();
     let page = browser(&driver, profile.path()).await;

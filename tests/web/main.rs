@@ -338,11 +338,17 @@ impl Shop {
 
     /// `METHOD /api/v1{path}` as the operator; the JSON answer, which must be a success.
     pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.call(OPERATOR, method, path, body).await
+    }
+
+    /// `METHOD /api/v1{path}` with the bearer `token`; the JSON answer (`null` for none),
+    /// which must be a success.
+    pub async fn call(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> Value {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut request = self
             .client
             .request(method, format!("{}/api/v1{path}", self.base))
-            .bearer_auth(OPERATOR);
+            .bearer_auth(token);
         if let Some(body) = body {
             request = request.json(&body);
         }

@@ -154,16 +154,7 @@ async fn adds_to_cart_from_two_tabs_at_once_and_a_double_tap_count_right() {
     shop.account(email, &["customer"]).await;
     let token = shop.token(email).await;
     let held = || async {
-        let cart: Value = shop
-            .client
-            .get(format!("{base}/api/v1/cart"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let cart = shop.call(&token, "GET", "/cart", None).await;
         cart["items"][0]["quantity"].as_u64().unwrap_or(0)
     };
     let driver = driver().await;

@@ -126,14 +126,7 @@ async fn a_tab_that_missed_a_log_in_does_not_act_as_the_new_account() {
 
     // Bo's cart is empty: the press was Ara's, and Ara's session had ended.
     let bo = shop.token("bo@example.com").await;
-    let r = shop
-        .client
-        .get(format!("{base}/api/v1/cart"))
-        .bearer_auth(bo)
-        .send()
-        .await
-        .unwrap();
-    let cart = r.json::<serde_json::Value>().await.unwrap();
+    let cart = shop.call(&bo, "GET", "/cart", None).await;
     assert_eq!(cart["items"], serde_json::json!([]), "{cart}");
     // The page is Bo's now, and wrote nothing but the refused press (its 401).
     until(
@@ -159,15 +152,8 @@ async fn a_checkout_stopped_by_another_accounts_log_in_leaves_no_error() {
     let base = shop.base.clone();
     socks_for_ara_and_bo(&shop).await;
     let ara = shop.token("ara@example.com").await;
-    let r = shop
-        .client
-        .put(format!("{base}/api/v1/cart/items/socks"))
-        .bearer_auth(&ara)
-        .json(&serde_json::json!({"quantity": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.status());
+    let line = Some(serde_json::json!({"quantity": 1}));
+    shop.call(&ara, "PUT", "/cart/items/socks", line).await;
     let driver = driver().await;
     let profile = tempfile::tempdir().unwrap();
     let page = browser(&driver, profile.path()).await;
@@ -199,14 +185,7 @@ async fn a_checkout_stopped_by_another_accounts_log_in_leaves_no_error() {
     // No order for Bo, none for Ara.
     for who in ["ara", "bo"] {
         let token = shop.token(&format!("{who}@example.com")).await;
-        let r = shop
-            .client
-            .get(format!("{base}/api/v1/orders"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        let orders = r.json::<serde_json::Value>().await.unwrap();
+        let orders = shop.call(&token, "GET", "/orders", None).await;
         assert_eq!(orders["items"], serde_json::json!([]), "{who}: {orders}");
     }
     page.close().await.unwrap();

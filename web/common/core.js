@@ -132,6 +132,8 @@ export const session = { token: null, user: null, roles: [], pasted: false, onLo
 export const claims = (jwt) => {
   try { return JSON.parse(atob(jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))); } catch { return {}; }
 };
+/** Whether `jwt` expires within 5 s: refreshed before a use the server would refuse. */
+const expiring = (jwt) => claims(jwt).exp * 1000 < Date.now() + 5000;
 /** Whether a refresh cookie may exist (it is httpOnly, so unreadable): a visitor who never
  * logged in is not sent to a refresh that can only fail. */
 const cookieFlag = {
@@ -275,7 +277,7 @@ function endShown() {
     }
     // An expired token's log-out would be refused (401) and leave its session alive: a fresh
     // one first (in the lock already, so the trade itself).
-    if (session.token && claims(session.token).exp * 1000 < Date.now() + 5000) {
+    if (expiring(session.token)) {
       try { await trade(session.token); } catch { say(t("logout_failed")); return false; }
       if (!session.token) return true; // (refused: the session was over, and said so to all)
       // The cookie was another account's (a log-in this tab did not hear): not its to end.
@@ -290,9 +292,8 @@ function endShown() {
     return true;
   };
   const ended = navigator.locks ? navigator.locks.request("emporium-refresh", send) : send();
-  // (the caller draws the page for that session: drawn again here, a `#/logout` page would
-  // log it out too)
-  // (that session's refresh, if it gets no answer, is tried again in the background)
+  // Then that session's refresh (tried again in the background if it gets no answer). The
+  // caller draws the page for it: drawn again here, a `#/logout` page would log it out too.
   return ended.then(async (outcome) => {
     if (outcome !== "another") return outcome;
     await resume();
@@ -512,7 +513,7 @@ export const live = {
       this.backoff = 500;
       // The server closes a socket whose token expired: sign in with a fresh one.
       // (a pasted token has no refresh: it ends when it expires)
-      if (session.token && !session.pasted && claims(session.token).exp * 1000 < Date.now() + 5000) await refresh().catch(() => false);
+      if (session.token && !session.pasted && expiring(session.token)) await refresh().catch(() => false);
       if (session.token) this.send({ type: "auth", access_token: session.token });
       for (const topic of new Set([...this.always.keys(), ...this.page.keys()])) this.send({ type: "subscribe", topic });
       // After a reconnect, what was pushed meanwhile is lost: read the page again.

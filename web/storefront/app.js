@@ -150,15 +150,16 @@ const route = router(main, async (root, page, arg, params, current) => {
     case "verify": return verify(root, params);
     case "account": return session.token ? account(root, current, signedOut) : toLogin();
     case "notifications": return session.token ? notifications(root, params, current) : toLogin();
-    case "logout":
-      // Replaced, so Back never lands here again.
-      // (not ended: another account had signed in since, whose session this tab now shows)
-      const ended = await logOut();
-      if (ended) signedOut();
+    case "logout": {
+      // Not ended: another account had signed in since, whose session this tab now shows
+      // (or will, once its refresh is answered).
+      if (await logOut()) signedOut();
       else if (session.token) signedIn();
       else signedOut({ forget: false });
+      // Replaced, so Back never lands here again.
       location.replace("#/");
       return;
+    }
     default: return home(root, current);
   }
 }, { title: "Emporium" });

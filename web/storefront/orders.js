@@ -158,8 +158,7 @@ export async function checkout(main, current) {
       if (session.user !== who) { say(t("order_for_other")); return; }
       // Nothing to pay (a coupon took the whole total): the order is paid as placed.
       if (order.status === "paid") {
-        forgetOrderKey();
-        document.dispatchEvent(new CustomEvent("cart", { detail: { items: [] } }));
+        paidOff();
         location.assign(`#/order/${enc(order.order_id)}`);
         return;
       }
@@ -206,6 +205,12 @@ function forgetOrderKey() {
   checkoutKey = null;
   try { sessionStorage.removeItem("checkout_key"); } catch { /* nothing kept */ }
 }
+/** The checkout's order is paid: the header's cart is empty (the server cleared it) and the
+ * key's work is done. */
+function paidOff() {
+  document.dispatchEvent(new CustomEvent("cart", { detail: { items: [] } }));
+  forgetOrderKey();
+}
 
 /** Statuses of an order that has taken no payment. */
 const UNPAID = ["pending", "rejected", "awaiting_payment", "payment_failed", "expired", "cancelled"];
@@ -221,8 +226,7 @@ export async function paid(main, { paymentKey, orderId, amount }, current) {
       body: { order_id: orderId, payment_key: paymentKey, amount: Number(amount) },
       headers: { "idempotency-key": `confirm-${paymentKey}` },
     }));
-    document.dispatchEvent(new CustomEvent("cart", { detail: { items: [] } }));
-    forgetOrderKey();
+    paidOff();
     if (current()) location.replace(`#/order/${enc(orderId)}`);
   } catch (err) {
     // Paid again from the gateway's page after Back: the order took its first payment, and
