@@ -48,6 +48,33 @@ async fn pay_again(page: &Client, reload: bool) -> Value {
     until(page, GATEWAY_ORDER, "the gateway's page again").await
 }
 
+/// From the gateway's page: Back to checkout, Pay, and the navigation to the gateway stopped
+/// before it leaves (as by Esc); Pay is on again on the same page, and a second press gets to
+/// the gateway's page: the order id there.
+async fn pay_stopped(page: &Client) -> Value {
+    page.back().await.unwrap();
+    let pay = "document.querySelector('#checkout-form button[type=submit]')";
+    until(
+        page,
+        &format!("{pay}?.disabled === false"),
+        "checkout again",
+    )
+    .await;
+    fill(page, "checkout-form", "phone", "010-2222-3333").await;
+    fill(page, "checkout-form", "address", "서울시 마포구 1").await;
+    let stop = "window.left = 2; window.stopNext = true; \
+        navigation.addEventListener('navigate', (e) => { \
+          if (window.stopNext && e.destination.url.split('#')[0] !== location.href.split('#')[0]) { \
+            window.stopNext = false; e.preventDefault(); } })";
+    page.execute(stop, vec![]).await.unwrap();
+    click(page, "#checkout-form button[type=submit]").await;
+    until(page, "window.stopNext === false", "the navigation stopped").await;
+    let on = format!("window.left === 2 && {pay}.disabled === false");
+    until(page, &on, "Pay on again on the page that stayed").await;
+    click(page, "#checkout-form button[type=submit]").await;
+    until(page, GATEWAY_ORDER, "the gateway's page after the stop").await
+}
+
 /// A product with color and size SKUs; its id.
 async fn shirt(shop: &Shop) -> String {
     let skus = json!([
@@ -182,6 +209,11 @@ async fn a_shopper_signs_up_pays_and_watches_the_order_ship() {
     assert_eq!(again, first, "Pay after Back finds the order it made");
     let again = pay_again(&page, true).await;
     assert_eq!(again, first, "Pay after a reload finds the order it made");
+    let again = pay_stopped(&page).await;
+    assert_eq!(
+        again, first,
+        "Pay after a stopped navigation finds the order it made"
+    );
     let token = shop.token(email).await;
     let first = first.as_str().unwrap();
     let cancel = format!("/orders/{first}/cancel");

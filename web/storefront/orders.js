@@ -164,14 +164,20 @@ export async function checkout(main, current) {
       }
       tell(main, "#checkout-outcome", t("to_payment"));
       // The button stays off: the browser is leaving for the gateway's page. Back from there
-      // (the page kept in the back-forward cache), Pay works again, with the same key.
-      addEventListener("pageshow", (ev) => {
-        if (!ev.persisted) return;
+      // (the page kept in the back-forward cache), Pay works again, with the same key; so it
+      // does if the page is still here after a few seconds (the shopper stopped the navigation,
+      // or the gateway is slow: another press finds the same order).
+      const again = () => {
+        clearTimeout(stopped);
+        removeEventListener("pageshow", restored);
         button.disabled = false;
         button.setAttribute("aria-busy", "false");
         const out = $("#checkout-outcome", main);
         if (out) out.textContent = "";
-      }, { once: true });
+      };
+      const restored = (ev) => { if (ev.persisted) again(); };
+      const stopped = setTimeout(again, 4000);
+      addEventListener("pageshow", restored);
       live.leave();
       location.assign(payUrl(order));
     } catch (err) {
