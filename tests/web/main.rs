@@ -13,6 +13,7 @@ mod pages;
 mod proxy;
 mod race;
 mod shift;
+mod storage;
 mod tabs;
 
 use common::wait_ready;
@@ -134,6 +135,15 @@ pub(crate) async fn driver() -> Driver {
 
 /// A headless Chromium session of its own (a fresh profile), at phone width.
 pub(crate) async fn browser(driver: &Driver, profile: &Path) -> fantoccini::Client {
+    browser_with(driver, profile, serde_json::json!({})).await
+}
+
+/// [`browser`] with Chromium's preferences `prefs` (`goog:chromeOptions.prefs`).
+pub(crate) async fn browser_with(
+    driver: &Driver,
+    profile: &Path,
+    prefs: Value,
+) -> fantoccini::Client {
     let options = serde_json::json!({
         "binary": "/usr/bin/chromium",
         "args": [
@@ -141,6 +151,7 @@ pub(crate) async fn browser(driver: &Driver, profile: &Path) -> fantoccini::Clie
             "--no-first-run", "--lang=en-US", "--window-size=390,844",
             format!("--user-data-dir={}", profile.display()),
         ],
+        "prefs": prefs,
     });
     let mut capabilities = serde_json::Map::new();
     capabilities.insert("goog:chromeOptions".into(), options);

@@ -21,7 +21,41 @@ const words = {
     logout_failed: "서버가 응답하지 않아 로그아웃하지 못했습니다. 연결을 확인하고 다시 시도해 주세요.",
   },
 };
-export let lang = localStorage.getItem("lang");
+/** The browser's `localStorage` (`local`) or this tab's `sessionStorage` (`tabStore`), which
+ * may refuse the page: with the site's data blocked every access throws. Then nothing is kept
+ * and a read finds nothing: the pages work for as long as they are open. */
+const storage = (area) => ({
+  get(key) { try { return window[area].getItem(key); } catch { return null; } },
+  set(key, value) { try { window[area].setItem(key, value); } catch { /* not kept */ } },
+  remove(key) { try { window[area].removeItem(key); } catch { /* nothing kept */ } },
+});
+export const local = storage("localStorage");
+export const tabStore = storage("sessionStorage");
+
+/** `fn()` under the browser-wide Web Lock `name` where the browser has them and grants them
+ * (with the site's data blocked it refuses: `fn` then runs in this tab's turn alone). */
+export async function locked(name, fn) {
+  if (!navigator.locks) return fn();
+  let ran = false;
+  try {
+    return await navigator.locks.request(name, () => { ran = true; return fn(); });
+  } catch (err) {
+    if (ran) throw err;
+    return fn();
+  }
+}
+
+/** Whether the browser refuses this site's cookies (a session then lasts as long as its page).
+ * `navigator.cookieEnabled` stays true when only this site is blocked: a cookie is tried. */
+export function cookiesRefused() {
+  if (!navigator.cookieEnabled) return true;
+  document.cookie = "cookie_probe=1; path=/; SameSite=Strict";
+  const refused = !document.cookie.includes("cookie_probe=1");
+  document.cookie = "cookie_probe=; path=/; max-age=0";
+  return refused;
+}
+
+export let lang = local.get("lang");
 if (!(lang in words)) lang = (navigator.language || "en").toLowerCase().startsWith("ko") ? "ko" : "en";
 
 /** Adds a face's catalogue: `{en: {key: text}, ko: {...}}`. */
@@ -29,7 +63,7 @@ export const addWords = (more) => { for (const l in words) Object.assign(words[l
 export const t = (key, vars = {}) =>
   (words[lang][key] ?? words.en[key] ?? key).replace(/\{(\w+)\}/g, (_, k) => vars[k] ?? "");
 export const known = (key) => key in words.en;
-export const switchLang = () => { lang = lang === "ko" ? "en" : "ko"; localStorage.setItem("lang", lang); };
+export const switchLang = () => { lang = lang === "ko" ? "en" : "ko"; local.set("lang", lang); };
 /** The `#lang` button (at the page's foot): the shell and the page painted again in the other
  * language, where the reader was, the focus left on the button. */
 export const langButton = (paintShell, route) => $("#lang").addEventListener("click", async () => {
@@ -137,8 +171,8 @@ const expiring = (jwt) => claims(jwt).exp * 1000 < Date.now() + 5000;
 /** Whether a refresh cookie may exist (it is httpOnly, so unreadable): a visitor who never
  * logged in is not sent to a refresh that can only fail. */
 const cookieFlag = {
-  get: () => localStorage.getItem("session") === "1",
-  set: (on) => (on ? localStorage.setItem("session", "1") : localStorage.removeItem("session")),
+  get: () => local.get("session") === "1",
+  set: (on) => (on ? local.set("session", "1") : local.remove("session")),
 };
 
 // Tabs share each new access token (in memory only: a channel, not storage), so one refresh
@@ -190,19 +224,19 @@ const onTheWire = {
   key: "refreshing", longest: 15000,
   read() {
     try {
-      const note = JSON.parse(localStorage.getItem(this.key));
+      const note = JSON.parse(local.get(this.key));
       return Number.isFinite(note?.at) ? note : null;
     } catch { return null; }
   },
   /** Notes a refresh leaving now; its id, for `clear`. */
   mark() {
     const id = Math.random();
-    try { localStorage.setItem(this.key, JSON.stringify({ at: Date.now(), tag: refreshTag(), id })); } catch { /* no note */ }
+    local.set(this.key, JSON.stringify({ at: Date.now(), tag: refreshTag(), id }));
     return id;
   },
   /** Removes the note of refresh `id`, not another's. */
   clear(id) {
-    try { if (this.read()?.id === id) localStorage.removeItem(this.key); } catch { /* no note */ }
+    if (this.read()?.id === id) local.remove(this.key);
   },
   async landed() {
     for (;;) {
@@ -234,7 +268,7 @@ export function logIn(email, password, refuse = () => null) {
     keep(r.access_token);
     return r;
   };
-  return navigator.locks ? navigator.locks.request("emporium-refresh", send) : send();
+  return locked("emporium-refresh", send);
 }
 
 /** `POST /auth/logout` with `token`, given up after 10 s: whether the session is over (ended,
@@ -291,7 +325,7 @@ function endShown() {
     keep(null);
     return true;
   };
-  const ended = navigator.locks ? navigator.locks.request("emporium-refresh", send) : send();
+  const ended = locked("emporium-refresh", send);
   // Then that session's refresh (tried again in the background if it gets no answer). The
   // caller draws the page for it: drawn again here, a `#/logout` page would log it out too.
   return ended.then(async (outcome) => {
@@ -359,7 +393,7 @@ export function refresh() {
   const had = session.token;
   // The wait for a note comes first outside the lock too, so a hidden tab, whose timers the
   // browser slows, does not hold the lock while it waits.
-  const turn = () => (navigator.locks ? navigator.locks.request("emporium-refresh", () => trade(had)) : trade(had));
+  const turn = () => locked("emporium-refresh", () => trade(had));
   refreshing ??= onTheWire.landed().then(turn).finally(() => { refreshing = null; });
   return refreshing;
 }

@@ -1,7 +1,7 @@
 // Accounts: log in, sign up and the emailed code (in dev mode a link to the dev mailbox), and
 // the account page (profile, coupons, wishlist, notifications, delete account).
 
-import { $, all, api, busy, enc, esc, fields as values, keep, known, money, logIn, problem, say, session, t, tell, when } from "/common/core.js";
+import { $, all, api, busy, cookiesRefused, enc, esc, fields as values, keep, known, local, money, logIn, problem, say, session, t, tabStore, tell, when } from "/common/core.js";
 
 const field = (name, label, value = "", extra = "") =>
   `<label>${t(label)} <input name="${name}" value="${esc(value ?? "")}" ${extra}></label>`;
@@ -13,7 +13,8 @@ export function login(main, { email = "" }, onLogin) {
   main.innerHTML = `<h1>${t("login")}</h1>
     ${form("login-form", `${field("email", "email", email, 'type="email" autocomplete="username" required')}
       ${field("password", "password", "", 'type="password" autocomplete="current-password" required')}`, "login")}
-    <p>${t("no_account")} <a href="#/signup">${t("signup")}</a></p>`;
+    <p>${t("no_account")} <a href="#/signup">${t("signup")}</a></p>
+    ${!cookiesRefused() ? "" : `<p class="muted" id="no-cookies">${t("no_cookies")}</p>`}`;
   $("#login-form", main).addEventListener("submit", async (e) => {
     e.preventDefault();
     const f = new FormData(e.target);
@@ -24,8 +25,8 @@ export function login(main, { email = "" }, onLogin) {
         say(t("welcome"));
         onLogin();
         // Back where the log-in was asked for (a drop about to open), else home.
-        const back = sessionStorage.getItem("after_login");
-        sessionStorage.removeItem("after_login");
+        const back = tabStore.get("after_login");
+        tabStore.remove("after_login");
         location.hash = back?.startsWith("#/") && !/^#\/(login|logout|signup|verify)\b/.test(back) ? back : "#/";
       } catch (err) {
         tell(main, "#login-form-error", problem(err));
@@ -164,6 +165,6 @@ export async function notifications(main, { cursor }, current) {
       <span class="muted">${when(n.at)}</span></li>`).join("")}</ul>` : `<p class="muted">${t("no_notifications")}</p>`}
     ${page.next_cursor ? `<p class="pager"><a class="button" href="#/notifications?cursor=${enc(page.next_cursor)}">${t("more")}</a></p>` : ""}`;
   // Per account: another account in this browser has its own unread ones.
-  if (!cursor && page.items[0]) localStorage.setItem(`seen:${session.user}`, page.items[0].at);
+  if (!cursor && page.items[0]) local.set(`seen:${session.user}`, page.items[0].at);
   document.dispatchEvent(new Event("seen"));
 }

@@ -4,7 +4,7 @@
 // Routes: #/ #/search?q= #/category/NAME #/product/ID #/drop/ID #/cart #/checkout #/paid
 // #/orders #/order/ID #/login #/signup #/verify?email= #/account #/notifications #/logout.
 
-import { $, addWords, api, esc, keep, live, paintSignedIn, logOut, paintWords, resume, router, say, session, langButton, t } from "/common/core.js";
+import { $, addWords, api, esc, keep, live, local, paintSignedIn, logOut, paintWords, resume, router, say, session, langButton, t, tabStore } from "/common/core.js";
 import { TEXT } from "./text.js";
 import { drop, home, listing, product } from "./shop.js";
 import { cart, checkout, order, orders, paid } from "./orders.js";
@@ -49,7 +49,7 @@ async function signedIn() {
   const [c, inbox] = await Promise.all([api("/cart").catch(() => null), api("/users/me/notifications?limit=20").catch(() => null)]);
   paintCart(c);
   // (`seen` was the browser's, before each account had its own)
-  const seen = localStorage.getItem(`seen:${session.user}`) ?? localStorage.getItem("seen") ?? "";
+  const seen = local.get(`seen:${session.user}`) ?? local.get("seen") ?? "";
   unseen = (inbox?.items ?? []).filter((n) => n.at > seen).length;
   paintAuth();
 }
@@ -71,7 +71,7 @@ session.onLost = () => {
   signedOut();
   say(t("need_login"));
   // Not back to the log-in or log-out itself (a log-out of a session revoked elsewhere).
-  if (!/^#\/(login|logout|signup|verify)\b/.test(location.hash)) sessionStorage.setItem("after_login", location.hash);
+  if (!/^#\/(login|logout|signup|verify)\b/.test(location.hash)) tabStore.set("after_login", location.hash);
   route({ focus: false });
 };
 // Another tab logged in or out: this one follows.
@@ -123,7 +123,7 @@ function searchBox() {
 /** A page that needs an account, signed out: to the log-in (this page replaced, so Back does
  * not land on it again), and back here after it. */
 function toLogin() {
-  sessionStorage.setItem("after_login", location.hash);
+  tabStore.set("after_login", location.hash);
   location.replace("#/login");
 }
 
@@ -142,8 +142,8 @@ const route = router(main, async (root, page, arg, params, current) => {
     // second log-in here would swap accounts under the other tabs.
     case "login": {
       if (!session.token) return login(root, params, signedIn);
-      const back = sessionStorage.getItem("after_login");
-      sessionStorage.removeItem("after_login");
+      const back = tabStore.get("after_login");
+      tabStore.remove("after_login");
       return location.replace(back || "#/account");
     }
     case "signup": return signup(root);

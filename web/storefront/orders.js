@@ -2,11 +2,11 @@
 // shipping address from the profile, then the gateway's checkout page and back), and orders
 // (history, a live status timeline, tracking, cancel, return or exchange, support chat).
 
-import { $, all, api, busy, enc, esc, every, fields, live, money, persist, problem, refocus, say, session, span, t, tell, uuid, when } from "/common/core.js";
+import { $, all, api, busy, enc, esc, every, fields, live, money, persist, problem, refocus, say, session, span, t, tabStore, tell, uuid, when } from "/common/core.js";
 import { couponText } from "./account.js";
 
 const needLogin = (main) => {
-  sessionStorage.setItem("after_login", location.hash);
+  tabStore.set("after_login", location.hash);
   main.innerHTML = `<h1>${t("need_login")}</h1><p><a class="button primary" href="#/login">${t("login")}</a></p>`;
 };
 const status = (s) => t(`st_${s}`);
@@ -201,15 +201,15 @@ export async function checkout(main, current) {
 let checkoutKey = null;
 function orderKey(ask, fresh = false) {
   let kept = checkoutKey;
-  try { kept = JSON.parse(sessionStorage.getItem("checkout_key") ?? "null") ?? kept; } catch { /* no storage */ }
+  try { kept = JSON.parse(tabStore.get("checkout_key") ?? "null") ?? kept; } catch { /* unreadable: the page's copy */ }
   if (!fresh && kept?.ask === ask) return { key: kept.key, kept: true };
   checkoutKey = { ask, key: uuid() };
-  try { sessionStorage.setItem("checkout_key", JSON.stringify(checkoutKey)); } catch { /* the page's copy serves */ }
+  tabStore.set("checkout_key", JSON.stringify(checkoutKey));
   return { key: checkoutKey.key, kept: false };
 }
 function forgetOrderKey() {
   checkoutKey = null;
-  try { sessionStorage.removeItem("checkout_key"); } catch { /* nothing kept */ }
+  tabStore.remove("checkout_key");
 }
 /** The checkout's order is paid: the header's cart is empty (the server cleared it) and the
  * key's work is done. */

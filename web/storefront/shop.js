@@ -1,12 +1,12 @@
 // The shop's pages: home (drops, best sellers, categories, products), search and category
 // listings, a product with its option picker, and a drop with `Buy now`.
 
-import { $, all, api, enc, esc, every, known, live, money, persist, problem, refocus, say, session, span, t, uuid, when } from "/common/core.js";
+import { $, all, api, enc, esc, every, known, live, locked, money, persist, problem, refocus, say, session, span, t, tabStore, uuid, when } from "/common/core.js";
 
 /** To the log-in page, coming back here afterwards. */
 const login = () => {
   say(t("need_login"));
-  sessionStorage.setItem("after_login", location.hash);
+  tabStore.set("after_login", location.hash);
   location.hash = "#/login";
 };
 
@@ -166,7 +166,7 @@ export async function product(main, id, current) {
       return api(`/cart/items/${enc(s.sku_id)}`, { method: "PUT", body: { quantity: held + 1 }, signal: AbortSignal.timeout?.(15000) });
     };
     try {
-      const after = await (navigator.locks ? navigator.locks.request("emporium-cart", add) : add());
+      const after = await locked("emporium-cart", add);
       if (!after) return;
       say(t("added"));
       // (the header's count is the account's signed in now)
