@@ -5,9 +5,10 @@
 //! guards the rest of the path.) A page reloaded while the last page's refresh is still on the
 //! wire, behind a proxy that holds the server's answers to refreshes ([`crate::proxy`]), waits
 //! for its answer instead of sending the spent cookie, and stays signed in. A tab that missed
-//! another account's log-in acts for no one but the account it showed.
+//! another account's log-in acts for no one but the account it showed. A log-out the server
+//! does not answer (the proxy holds it) says so and can be pressed again.
 
-use crate::proxy::SlowRefresh;
+use crate::proxy::{LOGOUT, REFRESH, SlowAnswers};
 use crate::{
     PASSWORD, Shop, TURN, browser, click, driver, fill, log_in, only_in_console, quiet, until,
 };
@@ -303,7 +304,7 @@ async fn a_page_loaded_while_the_last_ones_refresh_is_on_the_wire_stays_signed_i
     let _turn = TURN.lock().await;
     let shop = Shop::start().await;
     shop.account("reload@example.com", &["customer"]).await;
-    let slow = SlowRefresh::start(&shop.base, Duration::from_secs(7)).await;
+    let slow = SlowAnswers::start(&shop.base, REFRESH, Duration::from_secs(7)).await;
     let base = slow.base.clone();
     let driver = driver().await;
     let profile = tempfile::tempdir().unwrap();
@@ -317,18 +318,18 @@ async fn a_page_loaded_while_the_last_ones_refresh_is_on_the_wire_stays_signed_i
     )
     .await;
 
-    let before = slow.refreshes.load(Ordering::SeqCst);
+    let before = slow.seen.load(Ordering::SeqCst);
     page.execute("location.reload()", vec![]).await.unwrap();
     // The reloaded page's refresh has reached the server (which rotates the cookie as it
     // reads it); its answer is held.
     for _ in 0..200 {
-        if slow.refreshes.load(Ordering::SeqCst) > before {
+        if slow.seen.load(Ordering::SeqCst) > before {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(
-        slow.refreshes.load(Ordering::SeqCst) > before,
+        slow.seen.load(Ordering::SeqCst) > before,
         "no refresh after the reload"
     );
     let sent = std::time::Instant::now();
@@ -349,6 +350,51 @@ async fn a_page_loaded_while_the_last_ones_refresh_is_on_the_wire_stays_signed_i
         waited < Duration::from_secs(12),
         "signed in after {waited:?}"
     );
+    page.close().await.unwrap();
+    shop.stop();
+}
+
+/// A log-out whose answer never comes (held here for 15 s) says so after 10 s and leaves the
+/// page as it was, signed in; pressed again once the server answers, it logs out (the session
+/// the first request ended is refused with 401, which ends it here too), and a reload stays
+/// signed out.
+#[tokio::test]
+async fn a_log_out_without_an_answer_says_so_and_a_second_press_logs_out() {
+    let _turn = TURN.lock().await;
+    let shop = Shop::start().await;
+    shop.account("stuck@example.com", &["customer"]).await;
+    let slow = SlowAnswers::start(&shop.base, LOGOUT, Duration::from_secs(15)).await;
+    let base = slow.base.clone();
+    let driver = driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let page = browser(&driver, profile.path()).await;
+    log_in(&page, &base, "stuck@example.com").await;
+
+    let pressed = std::time::Instant::now();
+    click(&page, "#auth").await;
+    let failed = "document.querySelector('#toast').textContent.includes(\"Couldn't log out\")";
+    until(&page, failed, "the log-out's failure said").await;
+    let waited = pressed.elapsed();
+    assert!(
+        waited >= Duration::from_secs(9) && waited < Duration::from_secs(14),
+        "said after {waited:?}"
+    );
+    assert!(signed_in(&page).await, "still signed in on the page");
+    assert_eq!(slow.seen.load(Ordering::SeqCst), 1, "one log-out sent");
+
+    slow.holding.store(false, Ordering::SeqCst);
+    click(&page, "#auth").await;
+    let out = "document.querySelector('#auth').textContent === 'Log in'";
+    until(&page, out, "logged out by the second press").await;
+    page.refresh().await.unwrap();
+    until(
+        &page,
+        "document.querySelector('#auth')",
+        "the page reloaded",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!signed_in(&page).await, "signed out after a reload");
     page.close().await.unwrap();
     shop.stop();
 }
