@@ -18,6 +18,9 @@ pub struct Room;
 pub struct RoomReply {
     pub room: RoomView,
     pub posted: Option<ChatMessage>,
+    /// Whether `posted` is new, not found again by its `client_msg_id`.
+    #[serde(default)]
+    pub fresh: bool,
     pub page: Vec<ChatMessage>,
     pub more: bool,
     /// Messages `1..=archived` are in the room's archive: a short page goes on there.
@@ -68,9 +71,11 @@ impl Entity for Room {
             RoomCommand::Page { before, limit } => s.page(*before, *limit),
             _ => chat::WindowPage::default(),
         };
+        let posted = chat::posted(s, c).cloned();
         RoomReply {
             room: view_of(s),
-            posted: chat::posted(s, c).cloned(),
+            fresh: posted.as_ref().is_some_and(|m| chat::made(m, c)),
+            posted,
             page: window.page,
             more: window.more,
             archived: window.archived,

@@ -276,14 +276,15 @@ impl Chat {
         Ok(())
     }
 
-    /// Posts (or finds the message a resent `client_msg_id` made) and publishes it.
+    /// Posts (or finds the message a resent `client_msg_id` made) and publishes a new one on
+    /// `chat:{room}` (a resend is not pushed again: the members had it).
     pub async fn post(
         &self,
         author: &UserId,
         room: &str,
         text: String,
         client_msg_id: Option<String>,
-    ) -> Result<(RoomId, ChatMessage), ChatFailure> {
+    ) -> Result<Posted, ChatFailure> {
         let room = RoomId::parse(room).map_err(|_| RoomError::NotFound)?;
         let sealed = self.vault.seal(author, &text).await;
         let post = RoomCommand::Post {
@@ -293,14 +294,21 @@ impl Chat {
             sealed: Some(sealed.map_err(OrderFailure::from)?),
         };
         let reply = self.rooms.ask(&room, post).await?;
+        let fresh = reply.fresh;
         let message = reply
             .posted
             .ok_or(RoomError::Invalid("the message was not recorded".into()))?;
         let message = self.reveal(message).await?;
-        self.bus
-            .announce(&format!("chat:{room}"), pushed(&room, &message));
+        if fresh {
+            self.bus
+                .announce(&format!("chat:{room}"), pushed(&room, &message));
+        }
         self.notify_mentioned(&room, &message).await;
-        Ok((room, message))
+        Ok(Posted {
+            room,
+            message,
+            fresh,
+        })
     }
 
     /// Tells each member `@`-mentioned in `message` (a `chat_mention` notification: the room,
@@ -417,6 +425,15 @@ impl Chat {
 }
 
 /// `{"type": "chat.message", "room_id", "message_id", "author", "text", "at", "client_msg_id"}`.
+/// What a post answers: the room, its message (in clear), and whether the post made it or
+/// found it again by its `client_msg_id`.
+#[derive(Debug)]
+pub struct Posted {
+    pub room: RoomId,
+    pub message: ChatMessage,
+    pub fresh: bool,
+}
+
 pub fn pushed(room: &RoomId, m: &ChatMessage) -> crate::events::Message {
     json!({
         "type": "chat.message",

@@ -274,9 +274,14 @@ pub fn decide(
                 ));
             }
             if let Some(c) = client_msg_id {
-                if c.is_empty() || c.chars().count() > MAX_CLIENT_MSG_ID {
+                // The client's own key, echoed to every member: any characters but control ones.
+                if c.is_empty()
+                    || c.chars().count() > MAX_CLIENT_MSG_ID
+                    || c.chars().any(char::is_control)
+                {
                     return Err(RoomError::Invalid(
-                        "client_msg_id must be 1 to 64 characters".into(),
+                        "client_msg_id must be 1 to 64 characters, none of them a control character"
+                            .into(),
                     ));
                 }
                 if s.client_ids.contains_key(&dedup_key(author, c)) {
@@ -342,6 +347,26 @@ pub fn posted<'a>(s: &'a RoomState, cmd: &RoomCommand) -> Option<&'a ChatMessage
     match client_msg_id {
         Some(c) => s.message(*s.client_ids.get(&dedup_key(author, c))?),
         None => s.messages.last().filter(|m| &m.author == author),
+    }
+}
+
+/// Whether `m`, the message a post names ([`posted`]), is the one this post made, not an
+/// earlier one its `client_msg_id` had sent: a post's text is sealed afresh (a new nonce)
+/// each time, so only the post that made a message carries its seal. An unsealed post (rooms
+/// of tests) made `m` when it has no client id, or when `m` holds its text.
+pub fn made(m: &ChatMessage, cmd: &RoomCommand) -> bool {
+    let RoomCommand::Post {
+        text,
+        client_msg_id,
+        sealed,
+        ..
+    } = cmd
+    else {
+        return false;
+    };
+    match sealed {
+        Some(seal) => m.sealed.as_ref() == Some(seal),
+        None => client_msg_id.is_none() || &m.text == text,
     }
 }
 
@@ -459,6 +484,22 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn a_client_msg_id_with_a_control_character_is_refused() {
+        // Given a room
+        let s = given(vec![create(None)]);
+        // When a post's client id holds a NUL or a line break, or is too long
+        let long = "c".repeat(MAX_CLIENT_MSG_ID + 1);
+        for bad in ["a\0", "a\nb", long.as_str()] {
+            let r = decide(&s, &post("owner", "hi", Some(bad)), NOW);
+            // Then it is refused; a UUID or a Hangul key is not
+            assert!(matches!(r, Err(RoomError::Invalid(_))), "{bad:?}");
+        }
+        for good in ["7f3a91c2-0d1e-4b5a-9c67-3f9a0c1d2e4b", "한글-1"] {
+            assert!(decide(&s, &post("owner", "hi", Some(good)), NOW).is_ok());
+        }
     }
 
     #[test]

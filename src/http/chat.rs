@@ -246,13 +246,13 @@ pub async fn post_message(
     ApiJson(body): ApiJson<PostBody>,
 ) -> Result<(StatusCode, axum::Json<MessageBody>), ApiError> {
     let id = room_id(raw)?;
-    let (room, message) = state
+    let posted = state
         .chat
         .post(&user.user_id, id.as_str(), body.text, body.client_msg_id)
         .await?;
     Ok((
         StatusCode::CREATED,
-        axum::Json(message_body(&room, message)),
+        axum::Json(message_body(&posted.room, posted.message)),
     ))
 }
 

@@ -500,6 +500,31 @@ async fn chat_rooms_membership_support_rooms_and_resends() {
     assert_eq!(ok(again).await["message_id"], m["message_id"]);
     let history = ok(send(&app, "GET", &path, &bob, None).await).await;
     assert_eq!(history["items"].as_array().unwrap().len(), 1);
+    // The sender's socket, not subscribed, is answered with the message it stored.
+    let mine = until(&mut alice_ws, |v| v["type"] == "chat.message").await;
+    assert_eq!(mine["message_id"], m["message_id"]);
+    // After another message, c1 again over the socket (its text changed): the sender is
+    // answered with the message stored, and the members are not sent it again.
+    let second = Some(json!({"text": "second"}));
+    ok(send(&app, "POST", &path, &bob, second).await).await;
+    let second = until(&mut bob_ws, |v| v["type"] == "chat.message").await;
+    assert_eq!(second["text"], "second");
+    say(
+        &mut alice_ws,
+        json!({"type": "chat.send", "room_id": room, "text": "hello, edited", "client_msg_id": "c1"}),
+    )
+    .await;
+    let again = next(&mut alice_ws).await;
+    assert_eq!(
+        (&again["type"], &again["message_id"], &again["text"]),
+        (&json!("chat.message"), &m["message_id"], &json!("hello"))
+    );
+    say(&mut bob_ws, json!({"type": "ping"})).await;
+    assert_eq!(
+        next(&mut bob_ws).await["type"],
+        "pong",
+        "no second push of c1"
+    );
 
     // Outsiders neither read nor post; a chat.send they try is an error on their socket.
     assert_eq!(send(&app, "GET", &path, &carol, None).await.status(), 403);

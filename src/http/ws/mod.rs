@@ -326,8 +326,17 @@ impl Session {
                     .post(&user.user_id, &room_id, text, client_msg_id)
                     .await
                 {
-                    // The message itself arrives on `chat:{room}` for subscribers.
-                    Ok(_) => return Ok(None),
+                    // A new message arrives on `chat:{room}` for a socket subscribed to it;
+                    // any other socket, and a resend (which is not pushed again), are
+                    // answered with the message itself: the sender always hears what was
+                    // stored.
+                    Ok(posted) => {
+                        let topic = format!("chat:{}", posted.room);
+                        if posted.fresh && self.topics.contains_key(topic.as_str()) {
+                            return Ok(None);
+                        }
+                        crate::chat::pushed(&posted.room, &posted.message).to_string()
+                    }
                     Err(e) => {
                         let e = crate::http::error::ApiError::from(e);
                         protocol::error(e.code, &e.detail)
