@@ -7,6 +7,7 @@ use crate::domain::ids::{OrderId, RoomId, UserId};
 use crate::domain::role::Role;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, AuthUser};
+use crate::http::orders::PageQuery;
 use crate::http::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -53,6 +54,8 @@ pub struct RoomBody {
 #[derive(Serialize, ToSchema)]
 pub struct RoomList {
     pub items: Vec<RoomBody>,
+    /// The last room id of this page, for `?cursor=`; `null` on the last page.
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -95,6 +98,8 @@ pub struct MessagePage {
 #[derive(Deserialize)]
 pub struct HistoryQuery {
     pub before: Option<String>,
+    /// API.md's general name for a page's cursor: the same as `before`.
+    pub cursor: Option<String>,
     #[serde(default, deserialize_with = "crate::http::catalog::page_limit")]
     pub limit: Option<usize>,
 }
@@ -166,17 +171,29 @@ pub async fn create_room(
     Ok((StatusCode::CREATED, axum::Json(room_body(&id, &view))))
 }
 
-/// The rooms you belong to.
+/// The rooms you belong to, by room id, a page at a time (API.md's `?limit=`, default 20, at
+/// most 100, and `?cursor=`, the last room id of the previous page: one that is not a room id
+/// is `400 invalid_cursor`).
 #[utoipa::path(get, path = "/api/v1/chat/rooms", tag = "chat", security(("bearer" = [])),
-    responses((status = 200, body = RoomList)))]
-pub async fn list_rooms(user: AuthUser, State(state): State<AppState>) -> axum::Json<RoomList> {
-    let items = state
-        .chat
-        .rooms_of(&user.user_id)
-        .iter()
-        .map(|(id, v)| room_body(id, v))
-        .collect();
-    axum::Json(RoomList { items })
+    params(("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9._:-]{1,64}$",
+            description = "`next_cursor` of the previous page"),
+        ("limit" = Option<usize>, Query)),
+    responses((status = 200, body = RoomList), (status = 400, body = Problem)))]
+pub async fn list_rooms(
+    user: AuthUser,
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<axum::Json<RoomList>, ApiError> {
+    let rooms = state.chat.rooms_of(&user.user_id);
+    let (items, next_cursor) = crate::http::page::after(
+        rooms
+            .iter()
+            .map(|(id, v)| (id.to_string(), room_body(id, v))),
+        q.cursor.as_deref(),
+        q.limit,
+        |raw| RoomId::parse(raw.clone()).is_ok().then_some(raw),
+    )?;
+    Ok(axum::Json(RoomList { items, next_cursor }))
 }
 
 /// A room and its members, for its readers (members; admins for support rooms): anyone else
@@ -256,11 +273,14 @@ pub async fn post_message(
     ))
 }
 
-/// The history, newest first; `before` is the `next_cursor` of the previous page.
+/// The history, newest first; `before` is the `next_cursor` of the previous page (also
+/// taken as `cursor`, API.md's general name; both, differing, is `400 invalid_cursor`).
 #[utoipa::path(get, path = "/api/v1/chat/rooms/{room_id}/messages", tag = "chat",
     security(("bearer" = [])),
     params(("room_id" = String, Path), ("before" = Option<String>, Query,
         pattern = "^([1-9][0-9]{0,17})?$", description = "`next_cursor` of the previous page"),
+        ("cursor" = Option<String>, Query, pattern = "^([1-9][0-9]{0,17})?$",
+            description = "the same as `before`"),
         ("limit" = Option<usize>, Query)),
     responses((status = 200, body = MessagePage), (status = 400, body = Problem),
         (status = 403, body = Problem), (status = 404, body = Problem)))]
@@ -272,7 +292,11 @@ pub async fn list_messages(
 ) -> Result<axum::Json<MessagePage>, ApiError> {
     let id = room_id(raw)?;
     let limit = crate::http::catalog::limit(q.limit, 50, 100)?;
-    let before = match q.before.as_deref() {
+    let cursor = match (q.before.as_deref(), q.cursor.as_deref()) {
+        (Some(b), Some(c)) if b != c => return Err(ApiError::invalid_cursor()),
+        (b, c) => b.or(c),
+    };
+    let before = match cursor {
         None | Some("") => None,
         Some(raw) => Some(
             raw.parse::<u64>()

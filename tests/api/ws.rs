@@ -525,6 +525,13 @@ async fn chat_rooms_membership_support_rooms_and_resends() {
         "pong",
         "no second push of c1"
     );
+    // `cursor`, API.md's general name, pages as `before` does; the two differing is refused.
+    let older = format!("{path}?cursor={}", second["message_id"]);
+    let older = ok(send(&app, "GET", &older, &bob, None).await).await;
+    assert_eq!(older["items"][0]["message_id"], m["message_id"]);
+    assert_eq!(older["items"].as_array().unwrap().len(), 1);
+    let both = format!("{path}?before=2&cursor=3");
+    assert_eq!(send(&app, "GET", &both, &bob, None).await.status(), 400);
 
     // Outsiders neither read nor post; a chat.send they try is an error on their socket.
     assert_eq!(send(&app, "GET", &path, &carol, None).await.status(), 403);
@@ -747,5 +754,49 @@ async fn a_room_of_fifty_thousand_messages_pages_its_whole_history_once() {
         (1..=MESSAGES).rev().collect::<Vec<_>>(),
         "every message once, newest first"
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_members_rooms_come_a_page_at_a_time() {
+    // Given Dana in 25 rooms
+    let app = spawn_app().await;
+    let dana = token("u_dana");
+    let mut made = Vec::new();
+    for i in 0..25 {
+        made.push(create_room(&app, &dana, &format!("room {i}")).await);
+    }
+    made.sort();
+    // When she pages them, the default page is 20, then the last 5: each room once, by id
+    let first = ok(send(&app, "GET", "/api/v1/chat/rooms", &dana, None).await).await;
+    let cursor = first["next_cursor"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/chat/rooms?cursor={cursor}&limit=100");
+    let rest = ok(send(&app, "GET", &path, &dana, None).await).await;
+    assert_eq!(rest["next_cursor"], Value::Null);
+    let ids = |page: &Value| -> Vec<String> {
+        let items = page["items"].as_array().unwrap();
+        items
+            .iter()
+            .map(|r| r["room_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&first).len(), 20);
+    assert_eq!([ids(&first), ids(&rest)].concat(), made);
+    // And a cursor that is not a room id, or a limit of 0, is refused
+    for (query, code) in [
+        ("cursor=a%20b", "invalid_cursor"),
+        ("limit=0", "invalid_query"),
+    ] {
+        let r = send(
+            &app,
+            "GET",
+            &format!("/api/v1/chat/rooms?{query}"),
+            &dana,
+            None,
+        )
+        .await;
+        assert_eq!(r.status(), 400, "{query}");
+        assert_eq!(r.json::<Value>().await.unwrap()["code"], code, "{query}");
+    }
     app.stop().await;
 }
