@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
 use subtle::ConstantTimeEq;
 
-/// `axum::Json` with problem+json rejections (400 malformed, 413 too large, 415 content type,
-/// 422 wrong shape). A number with a zero fraction (`2.0`) is read where an integer is
+/// `axum::Json` with problem+json rejections (400 malformed, 413 too large, 415 content type
+/// or a compressed body, 422 wrong shape). A number with a zero fraction (`2.0`) is read where an integer is
 /// expected, as JSON Schema counts it an integer (2020-12 validation, 6.1.1); that second
 /// reading happens only after the first one failed, so well-formed bodies are parsed once.
 pub struct ApiJson<T>(pub T);
@@ -40,6 +40,19 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJsonBytes<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        // A body is read as sent: a compressed one would be parsed as its compressed bytes
+        // (RFC 9110, 15.5.16: an unsupported content coding is a 415).
+        if let Some(coding) = req.headers().get(header::CONTENT_ENCODING)
+            && !coding
+                .to_str()
+                .is_ok_and(|c| c.trim().eq_ignore_ascii_case("identity"))
+        {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "request bodies are read as sent: no Content-Encoding but identity",
+            ));
+        }
         if !json_content_type(req.headers()) {
             let e = axum::extract::rejection::MissingJsonContentType::default();
             return Err(axum::extract::rejection::JsonRejection::from(e).into());

@@ -111,6 +111,24 @@ async fn malformed_bodies_get_problems_on_every_body_route() {
     )
     .await;
     assert_problem(r, 400, "malformed_json").await;
+    // A body said to be compressed is not read as plain JSON, however it looks; identity is.
+    let path = BODY_ROUTES[0].1;
+    for (coding, status) in [("gzip", 415), ("br", 415), ("identity", 200)] {
+        let r = app
+            .client
+            .put(app.url(path))
+            .bearer_auth(OPERATOR_TOKEN)
+            .header("content-type", "application/json")
+            .header("content-encoding", coding)
+            .body("{\"available\": 5}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{coding}");
+        if status == 415 {
+            assert_problem(r, 415, "unsupported_media_type").await;
+        }
+    }
     // Nothing changed.
     let body: serde_json::Value = app.inspect("sku", "sku-1").await.json().await.unwrap();
     assert_eq!(body["seq"], 1);
