@@ -32,15 +32,16 @@ const storage = (area) => ({
 export const local = storage("localStorage");
 export const tabStore = storage("sessionStorage");
 
-/** `fn()` under the browser-wide Web Lock `name` where the browser has them and grants them
- * (with the site's data blocked it refuses: `fn` then runs in this tab's turn alone). */
+/** `fn()` under the browser-wide Web Lock `name` where the browser has them. With the site's
+ * data blocked the browser refuses locks (`SecurityError`): `fn` then runs in this tab's turn
+ * alone. Any other refusal, or `fn`'s own failure, is thrown. */
 export async function locked(name, fn) {
   if (!navigator.locks) return fn();
   let ran = false;
   try {
     return await navigator.locks.request(name, () => { ran = true; return fn(); });
   } catch (err) {
-    if (ran) throw err;
+    if (ran || err?.name !== "SecurityError") throw err;
     return fn();
   }
 }
