@@ -146,6 +146,9 @@ pub async fn delete_me(
         ));
     }
     // First, while the token still works: a failure here is finished by the client's retry.
+    // Orders not yet with the carrier are cancelled (a paid one refunded): erased, the
+    // account's address no longer opens, so they could never ship.
+    state.orders.cancel_unshipped(&user.user_id).await?;
     state.chat.leave_all(&user.user_id).await?;
     state.accounts.delete(&user.user_id).await?;
     // Again for a room made between the two (it found the account still there); the account

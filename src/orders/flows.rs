@@ -3,7 +3,7 @@
 //! confirmation still unknown is "try again", a decline is a decline).
 
 use crate::actors::AskError;
-use crate::domain::ids::OrderId;
+use crate::domain::ids::{OrderId, UserId};
 use crate::domain::order::{
     OrderCommand, OrderError, OrderState, OrderStatus, PaymentStatus, Requester, ReturnItem,
     ReturnKind, ShipmentStatus,
@@ -103,6 +103,47 @@ impl Orders {
             return Err(OrderError::NotCancellable.into());
         }
         Ok(state)
+    }
+
+    /// Cancels every order of `user` not yet handed to the carrier (awaiting payment, paid,
+    /// preparing), as `user`: a paid one is refunded. For an account about to be erased,
+    /// whose orders could not ship once its address no longer opens; an order the carrier
+    /// has is delivered. How many were cancelled.
+    ///
+    /// Errors: `409 payment_in_progress` while one's payment is being confirmed (a retry
+    /// finishes the rest); the store's and the runtime's.
+    pub async fn cancel_unshipped(&self, user: &UserId) -> Result<usize, OrderFailure> {
+        let by = Requester {
+            user_id: user.clone(),
+            admin: false,
+        };
+        let mut open = Vec::new();
+        let mut cursor = None;
+        loop {
+            let listing = crate::orders::history::Listing::User(user);
+            let (page, next) = self.list(listing, cursor.as_deref(), 100).await?;
+            open.extend(page.into_iter().filter_map(|(id, view)| {
+                matches!(
+                    view.status,
+                    OrderStatus::AwaitingPayment | OrderStatus::Paid | OrderStatus::Preparing
+                )
+                .then_some(id)
+            }));
+            match next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        let mut cancelled = 0;
+        for id in open {
+            match self.cancel(by.clone(), &id).await {
+                Ok(_) => cancelled += 1,
+                // Shipped, expired or failed meanwhile: nothing to cancel.
+                Err(OrderFailure::Order(OrderError::NotCancellable | OrderError::NotFound)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(cancelled)
     }
 
     /// Books the carrier; the order with its shipment.

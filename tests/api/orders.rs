@@ -401,6 +401,38 @@ async fn cancelling_a_paid_order_refunds_it_at_the_gateway_and_restocks() {
     assert_eq!(again["status"], "cancelled");
 }
 
+/// An account erased with orders not yet shipped: its address no longer opens, so they
+/// could never ship. They are cancelled — the paid one refunded at the gateway — and the
+/// stock comes back.
+#[tokio::test]
+async fn deleting_an_account_cancels_and_refunds_its_orders_not_yet_shipped() {
+    let app = spawn_app_with(FAST).await;
+    product(&app, "mug", 5).await;
+    let (_, token, _) = app.customer("leaving@example.com").await;
+    let (paid, key) = paid_order(&app, &token, "mug", 2, 20000).await;
+    let unpaid = order_of(&app, &token, "mug", 1).await;
+    assert_eq!(stock(&app, "mug").await, (2, 1, 2));
+    let r = send(&app, "DELETE", "/api/v1/users/me", &token, None).await;
+    assert_eq!(r.status(), 204);
+    for (order, refunded) in [(&paid, 20000), (&unpaid, 0)] {
+        let id = order["order_id"].as_str().unwrap();
+        let r = ok(app.inspect("order", id).await).await;
+        assert_eq!(r["state"]["status"], "cancelled", "{id}");
+        let got = r["state"]["payment"]["refunded"].as_i64().unwrap_or(0);
+        assert_eq!(got, refunded, "{id}");
+    }
+    let p = audit(&app)
+        .await
+        .into_iter()
+        .find(|p| p["payment_key"] == key.as_str())
+        .unwrap();
+    assert_eq!(
+        (&p["status"], &p["balance_amount"]),
+        (&json!("CANCELED"), &json!(0))
+    );
+    assert_eq!(stock(&app, "mug").await, (5, 0, 0));
+}
+
 #[tokio::test]
 async fn a_payment_cancelled_at_the_gateway_cancels_the_order_and_restocks() {
     // Given a paid order of two mugs
