@@ -1,6 +1,9 @@
 //! Admin stock routes of a SKU: set or adjust its stock, and hold, commit or release a
 //! reservation for an order. The reservation routes exist so stock can be exercised before the
-//! orders saga does it; they stay as operator tools.
+//! orders saga does it; they stay as operator tools. An order's reservation is its saga's to
+//! commit: reserving or committing under an order's id is `409 held_by_order`. Releasing one
+//! by hand is allowed (an operator freeing a unit an order holds during an incident): the
+//! order's payment then finds its hold gone and is not captured (`reservation_lapsed`).
 
 use crate::actors::sku::StockLevels;
 use crate::domain::ids::{OrderId, SkuId, UserId};
@@ -127,6 +130,20 @@ pub async fn put_stock(
     Ok(axum::Json(levels.into()))
 }
 
+/// `id` unless it names an order the engine placed or promised: that order's saga commits its
+/// reservation once paid, and a commit here would sell a unit the order may never pay for (its
+/// cancellation then loses the unit); a reservation here would add units to its hold.
+async fn not_an_order(state: &AppState, id: OrderId) -> Result<OrderId, ApiError> {
+    if state.orders.known(&id).await {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "held_by_order",
+            format!("{id} is an order: its payment, cancellation or expiry settles its stock"),
+        ));
+    }
+    Ok(id)
+}
+
 /// Reserves units of a SKU for an order; replaying the same order is idempotent.
 #[utoipa::path(post, path = "/api/v1/admin/skus/{sku_id}/reservations", tag = "admin",
     params(("sku_id" = String, Path)), request_body = ReserveRequest, security(("bearer" = ["admin"])),
@@ -146,7 +163,7 @@ pub async fn reserve_stock(
         )));
     }
     let command = SkuCommand::Reserve {
-        order_id: order_id(req.order_id)?,
+        order_id: not_an_order(&state, order_id(req.order_id)?).await?,
         user_id: UserId::parse(req.user_id).map_err(|e| ApiError::invalid_id("user_id", e))?,
         qty: req.quantity,
         expires_at: state.clock.now().plus(Duration::from_secs(ttl)),
@@ -167,7 +184,7 @@ pub async fn commit_reservation(
     ApiPath((sku, order)): ApiPath<(String, String)>,
 ) -> Result<axum::Json<StockBody>, ApiError> {
     let command = SkuCommand::Commit {
-        order_id: order_id(order)?,
+        order_id: not_an_order(&state, order_id(order)?).await?,
     };
     let levels = state.skus.ask(&sku_id(sku)?, command).await?;
     Ok(axum::Json(levels.into()))

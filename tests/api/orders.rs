@@ -401,6 +401,35 @@ async fn cancelling_a_paid_order_refunds_it_at_the_gateway_and_restocks() {
     assert_eq!(again["status"], "cancelled");
 }
 
+/// The admin reservation routes are operator tools: committing an unpaid order's reservation
+/// there sold a unit that its cancellation then lost, so reserving or committing under an
+/// order's id is refused (a release by hand stays: `gateway_outage` shows the order copes).
+#[tokio::test]
+async fn the_admin_reservation_routes_leave_an_orders_reservation_to_its_saga() {
+    let app = spawn_app_with(FAST).await;
+    product(&app, "mug", 5).await;
+    let (user, token, _) = app.customer("held@example.com").await;
+    let order = order_of(&app, &token, "mug", 1).await;
+    let id = order["order_id"].as_str().unwrap();
+    let commit = format!("/api/v1/admin/skus/mug/reservations/{id}/commit");
+    let reserve = "/api/v1/admin/skus/mug/reservations";
+    let again = json!({"order_id": id, "user_id": user, "quantity": 2});
+    for (path, body) in [(commit.as_str(), None), (reserve, Some(again))] {
+        let r = send(&app, "POST", path, OPERATOR_TOKEN, body).await;
+        assert_problem(r, 409, "held_by_order").await;
+    }
+    assert_eq!(stock(&app, "mug").await, (4, 1, 0));
+    let cancel = format!("/api/v1/orders/{id}/cancel");
+    ok(send(&app, "POST", &cancel, &token, None).await).await;
+    assert_eq!(stock(&app, "mug").await, (5, 0, 0));
+    // A bare counter's reservation (no order of that id) still works.
+    let bare = json!({"order_id": "bench-1", "user_id": user, "quantity": 1});
+    ok(send(&app, "POST", reserve, OPERATOR_TOKEN, Some(bare)).await).await;
+    let commit = "/api/v1/admin/skus/mug/reservations/bench-1/commit";
+    ok(send(&app, "POST", commit, OPERATOR_TOKEN, None).await).await;
+    assert_eq!(stock(&app, "mug").await, (4, 0, 1));
+}
+
 /// An account erased with orders not yet shipped: its address no longer opens, so they
 /// could never ship. They are cancelled — the paid one refunded at the gateway — and the
 /// stock comes back.
