@@ -18,9 +18,9 @@ pub struct Room;
 pub struct RoomReply {
     pub room: RoomView,
     pub posted: Option<ChatMessage>,
-    /// Whether `posted` is new, not found again by its `client_msg_id`.
+    /// Whether `posted` is the room's newest message (absent from older builds: false).
     #[serde(default)]
-    pub fresh: bool,
+    pub newest: bool,
     pub page: Vec<ChatMessage>,
     pub more: bool,
     /// Messages `1..=archived` are in the room's archive: a short page goes on there.
@@ -74,7 +74,9 @@ impl Entity for Room {
         let posted = chat::posted(s, c).cloned();
         RoomReply {
             room: view_of(s),
-            fresh: posted.as_ref().is_some_and(|m| chat::made(m, c)),
+            newest: posted
+                .as_ref()
+                .is_some_and(|m| s.messages.last().is_some_and(|last| last.id == m.id)),
             posted,
             page: window.page,
             more: window.more,

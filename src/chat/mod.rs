@@ -276,8 +276,12 @@ impl Chat {
         Ok(())
     }
 
-    /// Posts (or finds the message a resent `client_msg_id` made) and publishes a new one on
-    /// `chat:{room}` (a resend is not pushed again: the members had it).
+    /// Posts (or finds the message a resent `client_msg_id` made) and publishes it on
+    /// `chat:{room}`: a new message always; a resend only while it is still the room's newest
+    /// (its first answer may have been lost before the push; a socket that had it skips the
+    /// same message again), so members never get an old message after newer ones. Whether
+    /// the post made the message is told here, from the post's own seal, not by the room: a
+    /// room on a node of an older build answers the same.
     pub async fn post(
         &self,
         author: &UserId,
@@ -293,13 +297,13 @@ impl Chat {
             client_msg_id,
             sealed: Some(sealed.map_err(OrderFailure::from)?),
         };
-        let reply = self.rooms.ask(&room, post).await?;
-        let fresh = reply.fresh;
+        let reply = self.rooms.ask(&room, post.clone()).await?;
         let message = reply
             .posted
             .ok_or(RoomError::Invalid("the message was not recorded".into()))?;
+        let fresh = crate::domain::chat::made(&message, &post);
         let message = self.reveal(message).await?;
-        if fresh {
+        if fresh || reply.newest {
             self.bus
                 .announce(&format!("chat:{room}"), pushed(&room, &message));
         }
@@ -424,7 +428,6 @@ impl Chat {
     }
 }
 
-/// `{"type": "chat.message", "room_id", "message_id", "author", "text", "at", "client_msg_id"}`.
 /// What a post answers: the room, its message (in clear), and whether the post made it or
 /// found it again by its `client_msg_id`.
 #[derive(Debug)]
@@ -434,6 +437,7 @@ pub struct Posted {
     pub fresh: bool,
 }
 
+/// `{"type": "chat.message", "room_id", "message_id", "author", "text", "at", "client_msg_id"}`.
 pub fn pushed(room: &RoomId, m: &ChatMessage) -> crate::events::Message {
     json!({
         "type": "chat.message",

@@ -134,7 +134,7 @@ pub async fn put_stock(
 /// reservation once paid, and a commit here would sell a unit the order may never pay for (its
 /// cancellation then loses the unit); a reservation here would add units to its hold.
 async fn not_an_order(state: &AppState, id: OrderId) -> Result<OrderId, ApiError> {
-    if state.orders.known(&id).await {
+    if state.orders.exists(&id).await? {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "held_by_order",

@@ -128,11 +128,15 @@ pub async fn update_me(
     Ok(axum::Json(profile.into()))
 }
 
-/// Leaves the account's chat rooms, erases its personal data and revokes its tokens, and
-/// clears the refresh cookie if it is the account's. The operator token, which is a setting
-/// and has no account, is refused (`403 forbidden`).
+/// Cancels the account's orders not yet with the carrier (a paid one refunded: erased, their
+/// address no longer opens), leaves its chat rooms, erases its personal data and revokes its
+/// tokens, and clears the refresh cookie if it is the account's. The operator token, which is
+/// a setting and has no account, is refused (`403 forbidden`). While an order's payment is
+/// being confirmed, `409 payment_in_progress` and nothing is erased (the other orders are
+/// cancelled): a retry finishes.
 #[utoipa::path(delete, path = "/api/v1/users/me", tag = "accounts", security(("bearer" = [])),
-    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 409, body = Problem), (status = 503, body = Problem)))]
 pub async fn delete_me(
     user: AuthUser,
     State(state): State<AppState>,

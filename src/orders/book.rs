@@ -295,6 +295,25 @@ impl OrderBook {
         self.keep_promise(id).await
     }
 
+    /// Writes now every order promised to `user` (an account about to be erased, whose
+    /// orders are then listed from the store).
+    pub async fn write_promised_of(
+        &self,
+        user: &crate::domain::ids::UserId,
+    ) -> Result<(), AskError<OrderError>> {
+        let theirs: Vec<OrderId> = self
+            .promises
+            .pending
+            .iter()
+            .filter(|p| p.value().placement.user_id == *user)
+            .map(|p| p.key().clone())
+            .collect();
+        for id in theirs {
+            self.keep_promise(&id).await?;
+        }
+        Ok(())
+    }
+
     /// Writes, here, every promised order `leaving` selects (a shard leaving this node, its
     /// fence still good); those that fail stay with the background writer.
     async fn write_promises_where(&self, leaving: &(dyn Fn(&str) -> bool + Sync)) {
@@ -332,14 +351,19 @@ impl OrderBook {
 
     /// Whether the order exists or is promised.
     pub async fn known(&self, id: &OrderId) -> bool {
+        self.exists(id).await.unwrap_or(false)
+    }
+
+    /// [`Self::known`], with a store that could not be read an error rather than "no".
+    pub async fn exists(&self, id: &OrderId) -> Result<bool, crate::persistence::JournalError> {
         if self.promises.pending.contains_key(id) {
-            return true;
+            return Ok(true);
         }
         if !self.ids.may_hold(id) {
-            return false;
+            return Ok(false);
         }
-        let stored = self.entities.stored_views(vec![id.clone()]).await;
-        matches!(stored.as_deref(), Ok([Some(_)]))
+        let stored = self.entities.stored_views(vec![id.clone()]).await?;
+        Ok(matches!(stored.as_slice(), [Some(_)]))
     }
 
     /// How many orders are answered but not yet written.

@@ -108,11 +108,14 @@ impl Orders {
     /// Cancels every order of `user` not yet handed to the carrier (awaiting payment, paid,
     /// preparing), as `user`: a paid one is refunded. For an account about to be erased,
     /// whose orders could not ship once its address no longer opens; an order the carrier
-    /// has is delivered. How many were cancelled.
+    /// has is delivered. Drop orders promised to `user` are written first, so they are listed.
+    /// How many were cancelled.
     ///
-    /// Errors: `409 payment_in_progress` while one's payment is being confirmed (a retry
-    /// finishes the rest); the store's and the runtime's.
+    /// Errors: `409 payment_in_progress` when an order's payment is being confirmed (every
+    /// other order is cancelled all the same; a retry finishes that one); the store's and the
+    /// runtime's.
     pub async fn cancel_unshipped(&self, user: &UserId) -> Result<usize, OrderFailure> {
+        self.write_promised_of(user).await?;
         let by = Requester {
             user_id: user.clone(),
             admin: false,
@@ -135,15 +138,20 @@ impl Orders {
             }
         }
         let mut cancelled = 0;
+        let mut confirming = None;
         for id in open {
             match self.cancel(by.clone(), &id).await {
                 Ok(_) => cancelled += 1,
                 // Shipped, expired or failed meanwhile: nothing to cancel.
                 Err(OrderFailure::Order(OrderError::NotCancellable | OrderError::NotFound)) => {}
+                Err(e @ OrderFailure::Order(OrderError::PaymentInProgress)) => confirming = Some(e),
                 Err(e) => return Err(e),
             }
         }
-        Ok(cancelled)
+        match confirming {
+            Some(e) => Err(e),
+            None => Ok(cancelled),
+        }
     }
 
     /// Books the carrier; the order with its shipment.

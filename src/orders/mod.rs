@@ -32,7 +32,7 @@ use crate::actors::user::User;
 use crate::actors::{AskError, Entities, EntityKind, Inspection, Runtime};
 use crate::auth::accounts::Accounts;
 use crate::catalog::Catalog;
-use crate::domain::ids::OrderId;
+use crate::domain::ids::{OrderId, UserId};
 use crate::domain::inventory::SkuCommand;
 use crate::domain::order::{OrderCommand, OrderError, OrderState, Placement, Requester};
 use crate::domain::time::Clock;
@@ -241,6 +241,17 @@ impl Orders {
     /// Whether the order exists or is promised.
     pub async fn known(&self, id: &OrderId) -> bool {
         self.book.known(id).await
+    }
+
+    /// Whether the order exists or is promised (by this node: another node's promise is
+    /// known once written, within moments); a store that cannot be read is `503`.
+    pub async fn exists(&self, id: &OrderId) -> Result<bool, OrderFailure> {
+        self.book.exists(id).await.map_err(store_unavailable)
+    }
+
+    /// See [`OrderBook::write_promised_of`].
+    pub async fn write_promised_of(&self, user: &UserId) -> Result<(), OrderFailure> {
+        Ok(self.book.write_promised_of(user).await?)
     }
 
     /// How many drop orders are answered but not yet written.

@@ -123,7 +123,7 @@ export async function account(main, current, onLogout) {
         say(t("deleted"));
         onLogout();
         location.hash = "#/";
-      } catch (err) { say(problem(err)); }
+      } catch (err) { say(t("not_deleted", { why: problem(err) })); }
     }
   });
 }
