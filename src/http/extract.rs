@@ -42,10 +42,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJsonBytes<T> {
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
         // A body is read as sent: a compressed one would be parsed as its compressed bytes
         // (RFC 9110, 15.5.16: an unsupported content coding is a 415).
-        if let Some(coding) = req.headers().get(header::CONTENT_ENCODING)
-            && !coding
-                .to_str()
-                .is_ok_and(|c| c.trim().eq_ignore_ascii_case("identity"))
+        let identity = |v: &axum::http::HeaderValue| {
+            v.to_str().is_ok_and(|codings| {
+                codings
+                    .split(',')
+                    .all(|c| c.trim().eq_ignore_ascii_case("identity"))
+            })
+        };
+        if !req
+            .headers()
+            .get_all(header::CONTENT_ENCODING)
+            .iter()
+            .all(identity)
         {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -60,6 +68,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJsonBytes<T> {
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(axum::extract::rejection::JsonRejection::from)?;
+        // Every body is a JSON object; serde would read an array into a struct's fields in
+        // order (`["e@x.com", "pw"]` as a log-in).
+        if bytes.trim_ascii_start().first() == Some(&b'[') {
+            return Err(ApiError::invalid_body(
+                "the body must be a JSON object, not an array",
+            ));
+        }
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(Self(value, bytes)),
             Err(first) => second_reading(&bytes, first).map(|value| Self(value, bytes)),
