@@ -7,10 +7,10 @@
 //! product at a time; an FST (immutable, rebuilt on every change) or a full-text engine (a
 //! large dependency with its own storage) would not serve this better.
 
+use crate::catalog::words::{query_words, tokens};
 use crate::domain::catalog::Product;
 use crate::domain::ids::{ProductId, SkuId};
 use crate::domain::inventory::StockView;
-use crate::domain::text;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
@@ -19,19 +19,6 @@ use std::sync::{Arc, RwLock};
 /// Above this many prefix matches, suggestions walk best-sellers and searches walk products in
 /// page order instead of collecting the matches.
 const SCAN_BY_SALES_ABOVE: usize = 512;
-
-/// The words of `text` in their comparison form ([`text::fold`]): runs of letters and digits
-/// (Hangul and Latin alike).
-pub fn tokens(text: &str) -> Vec<String> {
-    let mut out: Vec<String> = text::fold(text)
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-        .collect();
-    out.sort();
-    out.dedup();
-    out
-}
 
 struct Entry {
     product: Arc<Product>,
@@ -125,7 +112,7 @@ impl CatalogIndex {
         let after = query
             .after
             .map_or(Bound::Unbounded, |a| Bound::Excluded(a.clone()));
-        let wanted = query.q.map(tokens).unwrap_or_default();
+        let wanted = query.q.map(query_words).unwrap_or_default();
         let category = query
             .category
             .map(crate::domain::catalog::normalise_category);
@@ -217,7 +204,7 @@ impl CatalogIndex {
 
     /// Product names that have words starting with every word of `q`, best-selling first.
     pub fn suggest(&self, q: &str, limit: usize) -> Vec<String> {
-        let wanted = tokens(q);
+        let wanted = query_words(q);
         if wanted.is_empty() || limit == 0 {
             return Vec::new();
         }
@@ -458,14 +445,6 @@ mod tests {
 
     fn ids(page: &[Summary]) -> Vec<&str> {
         page.iter().map(|s| s.product_id.as_str()).collect()
-    }
-
-    #[test]
-    fn tokenises_hangul_and_latin_case_insensitively() {
-        assert_eq!(
-            tokens("Red T-Shirt, 빨간 티셔츠!"),
-            vec!["red", "shirt", "t", "빨간", "티셔츠"]
-        );
     }
 
     #[test]

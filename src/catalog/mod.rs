@@ -5,6 +5,7 @@
 
 pub mod demo;
 pub mod index;
+pub mod words;
 
 use crate::actors::product::ProductEntity;
 use crate::actors::sku::Sku;

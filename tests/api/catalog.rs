@@ -319,3 +319,53 @@ async fn simultaneous_creations_naming_one_sku_make_one_product() {
     }
     app.stop().await;
 }
+
+/// Hangul as it is typed: an input method composes a syllable a key at a time, so the box
+/// holds 청ㅂ and 청밪 on the way to 청바지; each stage still suggests it (it went blank at
+/// every other key), as do its initials (초성), and a name that runs Hangul and Latin
+/// together is found by each run.
+#[tokio::test]
+async fn hangul_is_suggested_at_every_stage_of_typing_and_by_its_initials() {
+    let app = spawn_app().await;
+    for (name, sku) in [
+        ("청바지 슬림핏", "jeans"),
+        ("나이키Air맥스 270", "nike"),
+        ("치마", "skirt"),
+    ] {
+        assert_eq!(create(&app, tee(name, "misc", sku, 1)).await.status(), 201);
+    }
+    let suggest = |q: &str| {
+        let url = app.url("/api/v1/search/suggest");
+        let client = app.client.clone();
+        let q = q.to_string();
+        async move {
+            let r = client.get(url).query(&[("q", q)]).send().await.unwrap();
+            json_of(r).await["suggestions"].clone()
+        }
+    };
+    for typed in [
+        "청",
+        "청ㅂ",
+        "청바",
+        "청밪",
+        "청바지",
+        "ㅊㅂㅈ",
+        "청바지 슬림피",
+        "ㅅㄹㅍ",
+    ] {
+        assert_eq!(suggest(typed).await, json!(["청바지 슬림핏"]), "{typed}");
+    }
+    assert_eq!(suggest("처").await, json!(["청바지 슬림핏"]));
+    assert_eq!(suggest("ㅊ").await, json!(["청바지 슬림핏", "치마"]));
+    assert_eq!(suggest("청ㅁ").await, json!([]));
+    for typed in ["air", "맥스", "나이키air", "ㄴㅇㅋ"] {
+        assert_eq!(
+            suggest(typed).await,
+            json!(["나이키Air맥스 270"]),
+            "{typed}"
+        );
+    }
+    let search = get(&app, "/api/v1/products?q=%EB%A7%A5%EC%8A%A4").await;
+    let found = json_of(search).await;
+    assert_eq!(found["items"][0]["name"], "나이키Air맥스 270");
+}
