@@ -354,10 +354,10 @@ async fn a_page_loaded_while_the_last_ones_refresh_is_on_the_wire_stays_signed_i
     shop.stop();
 }
 
-/// A log-out whose answer never comes (held here for 15 s) says so after 10 s and leaves the
-/// page as it was, signed in; pressed again once the server answers, it logs out (the session
-/// the first request ended is refused with 401, which ends it here too), and a reload stays
-/// signed out.
+/// A log-out whose answer never comes (held here for 15 s) says so after 10 s instead of
+/// hanging; the page then logs out for good — pressed again once the server answers (the
+/// session the first request ended is refused with 401, which ends it here too), or told by
+/// its socket — and a reload stays signed out.
 #[tokio::test]
 async fn a_log_out_without_an_answer_says_so_and_a_second_press_logs_out() {
     let _turn = TURN.lock().await;
@@ -379,11 +379,15 @@ async fn a_log_out_without_an_answer_says_so_and_a_second_press_logs_out() {
         waited >= Duration::from_secs(9) && waited < Duration::from_secs(14),
         "said after {waited:?}"
     );
-    assert!(signed_in(&page).await, "still signed in on the page");
     assert_eq!(slow.seen.load(Ordering::SeqCst), 1, "one log-out sent");
 
+    // The server did end the session (only its answer was held): the page may learn so from
+    // its socket, which the server closes, and show itself signed out; else a second press
+    // logs out.
     slow.holding.store(false, Ordering::SeqCst);
-    click(&page, "#auth").await;
+    if signed_in(&page).await {
+        click(&page, "#auth").await;
+    }
     let out = "document.querySelector('#auth').textContent === 'Log in'";
     until(&page, out, "logged out by the second press").await;
     page.refresh().await.unwrap();
