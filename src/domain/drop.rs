@@ -219,6 +219,17 @@ pub fn validate(spec: &DropSpec) -> Result<(), DropError> {
     Ok(())
 }
 
+/// Refuses a new drop whose window ended before `now`: it could sell nothing, and its units
+/// would go back to the shelf the moment they were set aside.
+pub fn check_not_over(spec: &DropSpec, now: Timestamp) -> Result<(), DropError> {
+    if spec.ends_at.is_some_and(|end| end <= now) {
+        return Err(DropError::Invalid(
+            "ends_at is in the past: the drop could sell nothing".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// A drop as read models and the public API see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DropView {

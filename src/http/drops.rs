@@ -114,7 +114,8 @@ fn drop_id(raw: String) -> Result<DropId, ApiError> {
     DropId::parse(raw).map_err(|e| ApiError::invalid_id("drop_id", e))
 }
 
-/// Sets a drop up: its units are taken from the SKU's available stock.
+/// Sets a drop up: its units are taken from the SKU's available stock. A window already over
+/// (`ends_at` past) is `422 invalid_field`: the drop could sell nothing.
 #[utoipa::path(post, path = "/api/v1/admin/drops", tag = "drops", security(("bearer" = ["admin"])),
     request_body = CreateDrop,
     responses((status = 201, body = DropBody), (status = 404, body = Problem),
@@ -136,6 +137,8 @@ pub async fn create_drop(
             .transpose()?,
         per_user_limit: req.per_user_limit,
     };
+    crate::domain::drop::check_not_over(&spec, state.clock.now())
+        .map_err(crate::drops::DropFailure::from)?;
     let (_, view) = state.drops.create(&sku, spec).await?;
     Ok((StatusCode::CREATED, axum::Json(body(&state, &sku, &view))))
 }

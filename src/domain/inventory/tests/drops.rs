@@ -336,3 +336,27 @@ fn a_drop_that_ends_gives_its_unsold_units_and_later_releases_to_the_shelf() {
         "every unit not sold is for sale on the shelf"
     );
 }
+
+#[test]
+fn a_drop_whose_window_is_over_is_refused_one_still_open_is_not() {
+    // Given a drop that started two hours ago
+    let spec = DropSpec {
+        quantity: 1,
+        price: 5000,
+        starts_at: Timestamp(NOW.0 - 7_200_000),
+        ends_at: Some(Timestamp(NOW.0 - 3_600_000)),
+        per_user_limit: 1,
+    };
+    // When it ended an hour ago, Then it is refused
+    let over = crate::domain::drop::check_not_over(&spec, NOW);
+    assert!(matches!(over, Err(DropError::Invalid(_))));
+    // And when it ends in an hour, or never, it is not
+    let open = Timestamp(NOW.0 + 3_600_000);
+    for ends_at in [Some(open), None] {
+        let spec = DropSpec {
+            ends_at,
+            ..spec.clone()
+        };
+        assert_eq!(crate::domain::drop::check_not_over(&spec, NOW), Ok(()));
+    }
+}
