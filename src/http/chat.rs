@@ -274,13 +274,13 @@ pub async fn post_message(
 }
 
 /// The history, newest first; `before` is the `next_cursor` of the previous page (also
-/// taken as `cursor`, API.md's general name; both, differing, is `400 invalid_cursor`).
+/// taken as `cursor`, API.md's general name, when `before` is absent).
 #[utoipa::path(get, path = "/api/v1/chat/rooms/{room_id}/messages", tag = "chat",
     security(("bearer" = [])),
     params(("room_id" = String, Path), ("before" = Option<String>, Query,
         pattern = "^([1-9][0-9]{0,17})?$", description = "`next_cursor` of the previous page"),
         ("cursor" = Option<String>, Query, pattern = "^([1-9][0-9]{0,17})?$",
-            description = "the same as `before`"),
+            description = "the same as `before`, which wins when both are given"),
         ("limit" = Option<usize>, Query)),
     responses((status = 200, body = MessagePage), (status = 400, body = Problem),
         (status = 403, body = Problem), (status = 404, body = Problem)))]
@@ -292,10 +292,7 @@ pub async fn list_messages(
 ) -> Result<axum::Json<MessagePage>, ApiError> {
     let id = room_id(raw)?;
     let limit = crate::http::catalog::limit(q.limit, 50, 100)?;
-    let cursor = match (q.before.as_deref(), q.cursor.as_deref()) {
-        (Some(b), Some(c)) if b != c => return Err(ApiError::invalid_cursor()),
-        (b, c) => b.or(c),
-    };
+    let cursor = q.before.as_deref().or(q.cursor.as_deref());
     let before = match cursor {
         None | Some("") => None,
         Some(raw) => Some(
