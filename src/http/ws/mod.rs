@@ -327,9 +327,9 @@ impl Session {
                     .await
                 {
                     // A new message arrives on `chat:{room}` for a socket subscribed to it;
-                    // any other socket, and a resend (which is not pushed again), are
-                    // answered with the message itself: the sender always hears what was
-                    // stored.
+                    // any other socket, and a resend (pushed again only while it is the
+                    // room's newest, which a socket that had it skips), are answered with the
+                    // message itself: the sender always hears what was stored.
                     Ok(posted) => {
                         let topic = format!("chat:{}", posted.room);
                         if posted.fresh && self.topics.contains_key(topic.as_str()) {
