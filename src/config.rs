@@ -2,6 +2,7 @@
 //! variables (`EMPORIUM__SECTION__KEY`, and the short names of the public contract such as
 //! `EMPORIUM_LISTEN`), then command-line flags. Secrets are `SecretString`s and never print.
 
+pub use crate::chat::limits::ChatSettings;
 use crate::cluster::config::{ClusterSettings, NodeSettings};
 pub use crate::orders::settings::{
     CarrierSettings, OrderSettings, OutboxSettings, PaymentSettings, SandboxSettings,
@@ -47,6 +48,7 @@ pub struct Settings {
     pub payments: PaymentSettings,
     pub carrier: CarrierSettings,
     pub sandbox: SandboxSettings,
+    pub chat: ChatSettings,
     /// Cluster mode: the cluster file's `[cluster]` (`serve --cluster FILE`).
     #[serde(default)]
     pub cluster: Option<ClusterSettings>,
@@ -370,6 +372,7 @@ mod tests {
         assert!(s.auth.operator_token.is_none());
         assert_eq!(s.auth.access_ttl_secs, 900);
         assert_eq!(s.auth.rate_per_ip, 60);
+        assert_eq!(s.chat.messages_per_minute, 60);
         assert_eq!(s.writer_config().segment_bytes, 128 * 1024);
     }
 

@@ -21,7 +21,8 @@
 //! - [`config`], [`telemetry`], [`node`], [`startup`]: settings, logs and metrics, the `Node`
 //!   (storage + runtime + services) and the `Application` that serves it over HTTP;
 //!   [`demo`]: the demo shop of `serve --demo`; [`process`]: what the process asks of the OS
-//!   at start-up (its open-file limit).
+//!   at start-up (its open-file limit); [`limits`]: per-key rate limits (auth by IP, chat by
+//!   user), in Redis in a cluster.
 //!
 //! No file is over 600 lines and no two files import each other (`scripts/check-layout.py`).
 
@@ -37,6 +38,7 @@ pub mod drops;
 pub mod events;
 pub mod http;
 pub mod integrations;
+pub mod limits;
 pub mod node;
 pub mod orders;
 pub mod persistence;

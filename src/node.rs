@@ -167,6 +167,13 @@ impl Node {
             bus.clone(),
             accounts.vault.clone(),
             accounts.users.clone(),
+            {
+                let limits = crate::chat::limits::ChatLimits::new(&settings.chat);
+                match &storage.member {
+                    Some(member) => limits.shared(&member.redis),
+                    None => limits,
+                }
+            },
         )
         .await?;
         let promised = orders

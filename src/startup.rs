@@ -3,12 +3,12 @@
 //! order: readiness off, stop accepting and finish in-flight requests, final snapshots of every
 //! active entity, flush and close the journal.
 
-use crate::auth::limits::AuthLimits;
 use crate::config::Settings;
 use crate::domain::time::{Clock, SystemClock};
 use crate::http;
 use crate::http::error::ApiError;
 use crate::http::state::{AppState, Services};
+use crate::limits::RateLimit;
 use crate::node::Node;
 use anyhow::Context;
 use axum::extract::{Request, State};
@@ -162,11 +162,12 @@ async fn load(
         shutdown.cancel();
         return Err(e);
     }
+    let limits = RateLimit::per_minute("auth", settings.auth.rate_per_ip);
     let limits = match &node.member {
-        Some(member) => AuthLimits::shared(settings.auth.rate_per_ip, member.redis.clone()),
-        None => AuthLimits::new(settings.auth.rate_per_ip),
+        Some(member) => limits.shared(member.redis.clone()),
+        None => limits,
     };
-    spawn_pruning(limits.clone(), shutdown.clone());
+    spawn_pruning(limits.clone(), node.chat.limits().clone(), shutdown.clone());
     crate::actors::trim::spawn_trimmer(shutdown.clone());
     tokio::spawn(node.live_stock.clone().run(shutdown.clone()));
     node.orders.spawn_background(&shutdown);
@@ -268,12 +269,19 @@ async fn dispatch(State(gate): State<Arc<Gate>>, request: Request) -> Response {
 }
 
 /// Forgets idle rate-limit keys every minute until shutdown.
-fn spawn_pruning(limits: AuthLimits, shutdown: CancellationToken) {
+fn spawn_pruning(
+    limits: RateLimit<std::net::IpAddr>,
+    chat: crate::chat::limits::ChatLimits,
+    shutdown: CancellationToken,
+) {
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => limits.prune(),
+                _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {
+                    limits.prune();
+                    chat.prune();
+                }
             }
         }
     });

@@ -274,11 +274,15 @@ async fn sessions_hold_whichever_node_is_asked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_per_ip_auth_limit_counts_across_nodes() {
+async fn the_per_ip_auth_limit_and_a_user_s_chat_limit_count_across_nodes() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let file = cluster_file(dir.path(), 16, &redis, &["n1", "n2"]);
-    let limit = [("EMPORIUM__AUTH__RATE_PER_IP", "4")];
+    let limit = [
+        ("EMPORIUM__AUTH__RATE_PER_IP", "4"),
+        ("EMPORIUM__CHAT__MESSAGES_PER_MINUTE", "4"),
+        ("EMPORIUM__CHAT__MESSAGE_BURST", "4"),
+    ];
     let nodes = start_nodes(&file, &["n1", "n2"], dir.path(), &limit).await;
     let (a, b) = (&nodes[0], &nodes[1]);
     let client = reqwest::Client::new();
@@ -302,4 +306,31 @@ async fn the_per_ip_auth_limit_counts_across_nodes() {
         [401, 401, 401, 401, 429, 429],
         "four a minute from one address, whichever node it asks"
     );
+
+    // A user's chat messages: four a minute, whichever node is asked.
+    let alice = shopper(3);
+    let room: Value = client
+        .post(format!("{}/api/v1/chat/rooms", a.base))
+        .bearer_auth(&alice)
+        .json(&json!({"name": "limits"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let room_id = room["room_id"].as_str().expect("a room");
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let base = if i % 2 == 0 { &a.base } else { &b.base };
+        let r = client
+            .post(format!("{base}/api/v1/chat/rooms/{room_id}/messages"))
+            .bearer_auth(&alice)
+            .json(&json!({"text": format!("m{i}")}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [201, 201, 201, 201, 429, 429]);
 }

@@ -24,6 +24,9 @@ use serde_json::json;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+pub mod limits;
+use limits::ChatLimits;
+
 #[derive(Clone)]
 pub struct Chat {
     rooms: Entities<Room>,
@@ -35,6 +38,8 @@ pub struct Chat {
     users: Entities<User>,
     /// Rooms by member.
     index: Arc<DashMap<UserId, BTreeSet<RoomId>>>,
+    /// How fast one user may post and create rooms.
+    limits: ChatLimits,
 }
 
 /// Why a chat request failed; mapped to HTTP once, in `http::chat`.
@@ -46,6 +51,12 @@ pub enum ChatFailure {
     Order(#[from] OrderFailure),
     #[error(transparent)]
     Runtime(RuntimeError),
+    /// Over a per-user limit of [`ChatLimits`]: `retry_after` whole seconds.
+    #[error("too many {what} from you; try again in {retry_after} s")]
+    RateLimited {
+        what: &'static str,
+        retry_after: u64,
+    },
 }
 
 impl From<RuntimeError> for ChatFailure {
@@ -84,6 +95,7 @@ impl Chat {
         bus: EventBus,
         vault: Arc<Vault>,
         users: Entities<User>,
+        limits: ChatLimits,
     ) -> anyhow::Result<Self> {
         let rooms = Entities::<Room>::start(rt).await?;
         let index: Arc<DashMap<UserId, BTreeSet<RoomId>>> = Arc::default();
@@ -119,7 +131,13 @@ impl Chat {
             vault,
             users,
             index,
+            limits,
         })
+    }
+
+    /// The per-user limits, to prune now and then.
+    pub fn limits(&self) -> &ChatLimits {
+        &self.limits
     }
 
     pub fn rooms(&self) -> &Entities<Room> {
@@ -156,6 +174,11 @@ impl Chat {
                 // The name first: a request refused for it asks no account.
                 crate::domain::chat::check_name(new.name.trim())?;
                 self.have_accounts(&new.members).await?;
+                let limited = self.limits.rooms.check(&by.user).await;
+                limited.map_err(|retry_after| ChatFailure::RateLimited {
+                    what: "rooms",
+                    retry_after,
+                })?;
                 let id = RoomId::parse(format!("r{:016x}", rand::random::<u64>()))
                     .map_err(|_| RoomError::Invalid("room id".into()))?;
                 (id, new.members)
@@ -290,6 +313,11 @@ impl Chat {
         client_msg_id: Option<String>,
     ) -> Result<Posted, ChatFailure> {
         let room = RoomId::parse(room).map_err(|_| RoomError::NotFound)?;
+        let limited = self.limits.messages.check(author).await;
+        limited.map_err(|retry_after| ChatFailure::RateLimited {
+            what: "messages",
+            retry_after,
+        })?;
         let sealed = self.vault.seal(author, &text).await;
         let post = RoomCommand::Post {
             author: author.clone(),

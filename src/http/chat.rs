@@ -137,11 +137,13 @@ fn message_body(room: &RoomId, m: ChatMessage) -> MessageBody {
     }
 }
 
-/// Creates a room; with `order_id`, the order's support room (its owner and admins).
+/// Creates a room; with `order_id`, the order's support room (its owner and admins). A user
+/// creating rooms faster than `[chat]` allows (by default 20 at once, then one a minute;
+/// support rooms are not counted) is told `429 rate_limited` with `Retry-After`.
 #[utoipa::path(post, path = "/api/v1/chat/rooms", tag = "chat", security(("bearer" = [])),
     request_body = NewRoomBody,
     responses((status = 201, body = RoomBody), (status = 404, body = Problem),
-        (status = 422, body = Problem)))]
+        (status = 422, body = Problem), (status = 429, body = Problem)))]
 pub async fn create_room(
     user: AuthUser,
     State(state): State<AppState>,
@@ -251,11 +253,14 @@ pub async fn leave_room(
 }
 
 /// Posts a message (members); also pushed on `chat:{room_id}`. The same `client_msg_id` again
-/// returns the message it already made.
+/// returns the message it already made. A user posting faster than `[chat]` allows (by
+/// default 20 at once, then one a second, with `chat.send` counted alike) is told `429
+/// rate_limited` with `Retry-After`, and the message is not stored.
 #[utoipa::path(post, path = "/api/v1/chat/rooms/{room_id}/messages", tag = "chat",
     security(("bearer" = [])), params(("room_id" = String, Path)), request_body = PostBody,
     responses((status = 201, body = MessageBody), (status = 403, body = Problem),
-        (status = 404, body = Problem), (status = 422, body = Problem)))]
+        (status = 404, body = Problem), (status = 422, body = Problem),
+        (status = 429, body = Problem)))]
 pub async fn post_message(
     user: AuthUser,
     State(state): State<AppState>,

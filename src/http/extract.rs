@@ -272,7 +272,7 @@ impl FromRequestParts<AppState> for AuthRateLimited {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
         let checked = match ip {
-            Some(ip) => state.limits.check(ip).await,
+            Some(ip) => state.limits.check(&ip).await,
             None => Ok(()),
         };
         match checked {

@@ -2,7 +2,7 @@
 //! the edge's own settings. Handlers read node services straight through it
 //! (`state.orders`), the way they would read fields of the node.
 
-use crate::auth::limits::AuthLimits;
+use crate::limits::RateLimit;
 use crate::node::Node;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
@@ -36,7 +36,8 @@ pub struct Services {
     pub carrier_secret: Arc<[u8]>,
     /// The store currency (ISO 4217), shown beside every amount.
     pub currency: Arc<str>,
-    pub limits: AuthLimits,
+    /// The auth routes' limit per client IP.
+    pub limits: RateLimit<std::net::IpAddr>,
     pub dev_mode: bool,
     /// Set once the node serves; cleared when shutdown begins.
     pub ready: Arc<AtomicBool>,

@@ -5,6 +5,7 @@ mod at_rest;
 mod auth_abuse;
 mod authz;
 mod catalog;
+mod chat_limits;
 mod compat;
 mod coupon_delivery;
 mod drops;

@@ -18,10 +18,16 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-type Ws =
+/// Chat without its per-user limits, for tests that post or create in bulk.
+pub(crate) const UNLIMITED_CHAT: &[(&str, &str)] = &[
+    ("EMPORIUM__CHAT__MESSAGES_PER_MINUTE", "0"),
+    ("EMPORIUM__CHAT__ROOMS_PER_HOUR", "0"),
+];
+
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-fn token(user: &str) -> String {
+pub(crate) fn token(user: &str) -> String {
     let keys = TokenKeys::new(JWT_SECRET.as_bytes(), 900);
     let now = SystemClock.now().millis() / 1000;
     let user = UserId::parse(user).unwrap();
@@ -36,19 +42,19 @@ fn ws_url(app: &TestApp, token: Option<&str>) -> String {
     }
 }
 
-async fn connect(app: &TestApp, token: Option<&str>) -> Ws {
+pub(crate) async fn connect(app: &TestApp, token: Option<&str>) -> Ws {
     tokio_tungstenite::connect_async(ws_url(app, token))
         .await
         .expect("the socket opens")
         .0
 }
 
-async fn say(ws: &mut Ws, frame: Value) {
+pub(crate) async fn say(ws: &mut Ws, frame: Value) {
     ws.send(Message::text(frame.to_string())).await.unwrap();
 }
 
 /// The next JSON text frame (pings skipped); panics after 10 s.
-async fn next(ws: &mut Ws) -> Value {
+pub(crate) async fn next(ws: &mut Ws) -> Value {
     loop {
         let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
@@ -64,7 +70,7 @@ async fn next(ws: &mut Ws) -> Value {
 }
 
 /// Reads until a frame matches.
-async fn until(ws: &mut Ws, what: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn until(ws: &mut Ws, what: impl Fn(&Value) -> bool) -> Value {
     loop {
         let v = next(ws).await;
         if what(&v) {
@@ -90,17 +96,17 @@ async fn closed_with(ws: &mut Ws) -> Option<CloseCode> {
     }
 }
 
-async fn product(app: &TestApp, sku: &str, stock: u64) -> String {
+pub(crate) async fn product(app: &TestApp, sku: &str, stock: u64) -> String {
     product_with_sku(app, "Live Tee", sku, 1000, stock).await
 }
 
 /// A live drop of 5 units of `sku` (99,000 each, up to 5 per shopper).
-async fn live_drop(app: &TestApp, sku: &str) -> String {
+pub(crate) async fn live_drop(app: &TestApp, sku: &str) -> String {
     let d = crate::drops::drop_of(app, sku, 5, 5, crate::drops::an_hour_ago()).await;
     d["drop_id"].as_str().unwrap().to_string()
 }
 
-async fn buy(app: &TestApp, token: &str, drop_id: &str, key: &str) -> Value {
+pub(crate) async fn buy(app: &TestApp, token: &str, drop_id: &str, key: &str) -> Value {
     let r = app
         .client
         .post(app.url(&format!("/api/v1/drops/{drop_id}/purchase")))
@@ -269,7 +275,7 @@ async fn private_topics_are_refused_to_strangers_and_bad_frames_do_not_end_the_s
 
 #[tokio::test]
 async fn a_slow_reader_is_disconnected_while_a_fast_one_keeps_receiving() {
-    let app = Arc::new(spawn_app().await);
+    let app = Arc::new(spawn_app_with(UNLIMITED_CHAT).await);
     let poster = token("u_poster");
     let room = create_room(&app, &poster, "firehose").await;
     let members = ["u_fast", "u_slow"];
@@ -405,7 +411,7 @@ async fn a_socket_closes_when_its_token_expires_unless_it_signs_in_again() {
     assert_eq!(closed_with(&mut renewed).await, Some(CloseCode::Policy));
 }
 
-async fn create_room(app: &TestApp, token: &str, name: &str) -> String {
+pub(crate) async fn create_room(app: &TestApp, token: &str, name: &str) -> String {
     let r = send(
         app,
         "POST",
@@ -418,7 +424,7 @@ async fn create_room(app: &TestApp, token: &str, name: &str) -> String {
     ok(r).await["room_id"].as_str().unwrap().to_string()
 }
 
-async fn join(app: &TestApp, token: &str, room: &str) {
+pub(crate) async fn join(app: &TestApp, token: &str, room: &str) {
     let path = format!("/api/v1/chat/rooms/{room}/join");
     ok(send(app, "POST", &path, token, None).await).await;
 }
@@ -621,7 +627,7 @@ async fn chat_rooms_membership_support_rooms_and_resends() {
 
 #[tokio::test]
 async fn chat_history_pages_every_message_exactly_once_under_concurrent_posting() {
-    let app = Arc::new(spawn_app().await);
+    let app = Arc::new(spawn_app_with(UNLIMITED_CHAT).await);
     let writers: Vec<String> = (0..8).map(|i| token(&format!("u_w{i}"))).collect();
     let room = create_room(&app, &writers[0], "busy").await;
     for w in &writers[1..] {
@@ -706,7 +712,7 @@ async fn chat_history_pages_every_message_exactly_once_under_concurrent_posting(
 async fn a_room_of_fifty_thousand_messages_pages_its_whole_history_once() {
     const MESSAGES: u64 = 50_000;
     const WRITERS: u64 = 25;
-    let app = Arc::new(spawn_app().await);
+    let app = Arc::new(spawn_app_with(UNLIMITED_CHAT).await);
     let writers: Vec<String> = (0..WRITERS).map(|i| token(&format!("u_big{i}"))).collect();
     let room = create_room(&app, &writers[0], "archive").await;
     for w in &writers[1..] {
@@ -761,7 +767,7 @@ async fn a_room_of_fifty_thousand_messages_pages_its_whole_history_once() {
 #[tokio::test]
 async fn a_members_rooms_come_a_page_at_a_time() {
     // Given Dana in 25 rooms
-    let app = spawn_app().await;
+    let app = spawn_app_with(UNLIMITED_CHAT).await;
     let dana = token("u_dana");
     let mut made = Vec::new();
     for i in 0..25 {

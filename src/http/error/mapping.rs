@@ -304,6 +304,10 @@ impl From<ChatFailure> for ApiError {
             }
             ChatFailure::Order(o) => o.into(),
             ChatFailure::Runtime(r) => r.into(),
+            ChatFailure::RateLimited { retry_after, .. } => {
+                Self::new(S::TOO_MANY_REQUESTS, "rate_limited", detail)
+                    .retry_after(secs(retry_after))
+            }
         }
     }
 }
