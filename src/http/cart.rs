@@ -30,6 +30,10 @@ pub struct CartItem {
     pub quantity: u32,
     pub unit_price: i64,
     pub line_total: i64,
+    /// Units of the SKU on sale now (the node's stock view; 0 once the product or SKU is no
+    /// longer sold). A line above it cannot be ordered as it is: `POST /orders` would answer
+    /// `409 insufficient_stock`. It may lag a purchase made on another node by moments.
+    pub available: u64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -42,7 +46,7 @@ pub struct CartCoupon {
 }
 
 #[derive(Serialize, ToSchema)]
-#[schema(examples(json!({"items": [{"sku_id": "tee-red-M", "product_id": "p0194c3a1b2c4e1f2a3b4c5d6e7f80912", "name": "오버사이즈 티셔츠 Oversized Tee", "options": {"color": "red", "size": "M"}, "quantity": 2, "unit_price": 12900, "line_total": 25800}], "subtotal": 25800, "discount": 0, "total": 25800, "currency": "KRW"})))]
+#[schema(examples(json!({"items": [{"sku_id": "tee-red-M", "product_id": "p0194c3a1b2c4e1f2a3b4c5d6e7f80912", "name": "오버사이즈 티셔츠 Oversized Tee", "options": {"color": "red", "size": "M"}, "quantity": 2, "unit_price": 12900, "line_total": 25800, "available": 48}], "subtotal": 25800, "discount": 0, "total": 25800, "currency": "KRW"})))]
 pub struct CartBody {
     pub items: Vec<CartItem>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -75,14 +79,23 @@ pub fn cart_body(state: &AppState, cart: CartState) -> CartBody {
     let items = cart
         .lines
         .iter()
-        .map(|(sku, l)| CartItem {
-            sku_id: sku.to_string(),
-            product_id: l.product_id.to_string(),
-            name: l.name.clone(),
-            options: options.remove(sku).unwrap_or_default(),
-            quantity: l.quantity,
-            unit_price: l.unit_price,
-            line_total: l.unit_price * i64::from(l.quantity),
+        .map(|(sku, l)| {
+            // A SKU the catalog no longer lists has no options left, and nothing on sale.
+            let listed = options.remove(sku);
+            let available = match &listed {
+                Some(_) => state.catalog.skus.view(sku).map_or(0, |v| v.available),
+                None => 0,
+            };
+            CartItem {
+                sku_id: sku.to_string(),
+                product_id: l.product_id.to_string(),
+                name: l.name.clone(),
+                options: listed.unwrap_or_default(),
+                quantity: l.quantity,
+                unit_price: l.unit_price,
+                line_total: l.unit_price * i64::from(l.quantity),
+                available,
+            }
         })
         .collect();
     CartBody {

@@ -77,9 +77,23 @@ async fn cart_lines_limits_stock_and_todays_prices() {
     );
     assert_eq!(cart["currency"], "KRW");
 
+    assert_eq!(cart["items"][0]["available"], 5);
     let (path, body) = set_qty("run-270", 1);
     let cart = ok(send(&app, "PUT", &path, &me, Some(body)).await).await;
     assert_eq!(cart["subtotal"], 75800);
+    // Stock that falls below a line shows on the cart before checkout refuses it.
+    let lowered = json!({"available": 1});
+    let path_stock = "/api/v1/admin/skus/tee-m/stock";
+    ok(send(&app, "PUT", path_stock, OPERATOR_TOKEN, Some(lowered)).await).await;
+    let cart = ok(send(&app, "GET", "/api/v1/cart", &me, None).await).await;
+    let tee = &cart["items"][1];
+    assert_eq!(
+        (&tee["sku_id"], &tee["quantity"]),
+        (&json!("tee-m"), &json!(2))
+    );
+    assert_eq!(tee["available"], 1, "{cart}");
+    let restored = json!({"available": 5});
+    ok(send(&app, "PUT", path_stock, OPERATOR_TOKEN, Some(restored)).await).await;
 
     let (path, body) = set_qty("tee-l", 2);
     let r = send(&app, "PUT", &path, &me, Some(body)).await;

@@ -177,6 +177,20 @@ async fn a_shopper_signs_up_pays_and_watches_the_order_ship() {
     // The line says which SKU in the product's words, not its code.
     let chosen = "document.querySelector('.lines .muted').textContent.startsWith('navy / M ·')";
     until(&page, chosen, "the line's options").await;
+    // Stock that runs out under a line shows on the cart, before checkout would refuse it.
+    let stock = "/admin/skus/linen-navy-M/stock";
+    shop.admin("PUT", stock, Some(json!({"available": 0})))
+        .await;
+    page.refresh().await.unwrap();
+    let short = "document.querySelector('.lines .short')?.textContent \
+        === 'Out of stock: remove it to order the rest.' \
+        && document.querySelector('.lines input').getAttribute('aria-invalid') === 'true'";
+    until(&page, short, "the line out of stock").await;
+    shop.admin("PUT", stock, Some(json!({"available": 5})))
+        .await;
+    page.refresh().await.unwrap();
+    let back = "document.querySelector('#checkout') && !document.querySelector('.lines .short')";
+    until(&page, back, "the line in stock again").await;
     shoot(&page, "cart").await;
     quiet(&page, "cart").await;
     click(&page, "#checkout").await;

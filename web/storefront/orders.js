@@ -24,12 +24,17 @@ export async function cart(main, current) {
   const paint = () => {
     const usable = wallet.items.filter((w) => w.status === "issued" || w.coupon_id === c.coupon?.coupon_id);
     main.innerHTML = `<h1>${t("cart")}</h1>
-      ${c.items.length ? `<ul class="lines">${c.items.map((l) => `<li class="line">
+      ${c.items.length ? `<ul class="lines">${c.items.map((l, i) => {
+        // A line above what is on sale now: checkout would refuse it, so say so here.
+        const short = l.available !== undefined && l.quantity > l.available;
+        return `<li class="line">
         <a href="#/product/${enc(l.product_id)}" class="name">${esc(l.name)}</a>
         <span class="muted">${esc(Object.values(l.options ?? {}).join(" / ") || l.sku_id)} · ${money(l.unit_price, c.currency)}</span>
-        <input type="number" inputmode="numeric" min="0" max="99" value="${l.quantity}" data-sku="${esc(l.sku_id)}" aria-label="${esc(t("quantity", { name: l.name }))}">
+        <input type="number" inputmode="numeric" min="0" max="99" value="${l.quantity}" data-sku="${esc(l.sku_id)}" aria-label="${esc(t("quantity", { name: l.name }))}"${short ? ` aria-invalid="true" aria-describedby="short-${i}"` : ""}>
         <span class="num">${money(l.line_total, c.currency)}</span>
-        <button type="button" data-remove="${esc(l.sku_id)}" aria-label="${esc(t("remove", { name: l.name }))}">✕</button></li>`).join("")}</ul>
+        <button type="button" data-remove="${esc(l.sku_id)}" aria-label="${esc(t("remove", { name: l.name }))}">✕</button>
+        ${short ? `<p class="error short" id="short-${i}">${l.available ? t("short_stock", { n: l.available }) : t("no_stock")}</p>` : ""}</li>`;
+      }).join("")}</ul>
       <form class="row" id="coupon-form"><label>${t("your_coupons")}
         <select name="coupon_id"><option value="">${t("no_coupon")}</option>${usable.map((w) => `<option value="${esc(w.coupon_id)}" ${w.coupon_id === c.coupon?.coupon_id ? "selected" : ""}>${esc(couponText(w))}</option>`).join("")}</select></label>
         <button type="submit">${t("apply")}</button></form>
