@@ -50,6 +50,9 @@ pub struct ProductPatch {
     pub description: Option<String>,
     pub category: Option<String>,
     pub thumbnail: Option<String>,
+    /// Removes the thumbnail (`thumbnail` is then `None`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clear_thumbnail: bool,
     pub skus: Vec<SkuPatch>,
 }
 
@@ -251,6 +254,9 @@ fn patch_product(p: &mut Product, patch: &ProductPatch) {
     if let Some(v) = &patch.thumbnail {
         p.thumbnail = Some(v.clone());
     }
+    if patch.clear_thumbnail {
+        p.thumbnail = None;
+    }
     for change in &patch.skus {
         if let Some(sku) = p.skus.iter_mut().find(|s| s.sku_id == change.sku_id) {
             if let Some(price) = change.price {
@@ -370,6 +376,31 @@ mod tests {
         assert_eq!(p.description, "cotton");
         assert_eq!(p.price_from(), 9_900);
         assert_eq!((p.created_at, p.updated_at), (NOW, later));
+    }
+
+    #[test]
+    fn a_thumbnail_is_set_and_then_removed() {
+        // Given a product given a thumbnail
+        let mut s = given(&[ProductCommand::Create(tee())]);
+        let set = ProductPatch {
+            thumbnail: Some("https://cdn.example.com/tee.jpg".into()),
+            ..ProductPatch::default()
+        };
+        for e in decide(&s, &ProductCommand::Update(set), NOW).unwrap() {
+            apply(&mut s, &e);
+        }
+        assert!(s.product.as_ref().unwrap().thumbnail.is_some());
+        // When a patch removes it
+        let clear = ProductPatch {
+            clear_thumbnail: true,
+            ..ProductPatch::default()
+        };
+        for e in decide(&s, &ProductCommand::Update(clear), NOW).unwrap() {
+            apply(&mut s, &e);
+        }
+        // Then it has none, and the rest is as it was
+        let p = s.product.unwrap();
+        assert_eq!((p.thumbnail, p.name.as_str()), (None, "Basic Tee"));
     }
 
     #[test]

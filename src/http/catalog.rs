@@ -178,10 +178,22 @@ pub struct ProductPatchRequest {
     pub description: Option<String>,
     #[schema(min_length = 1, max_length = 50, format = "line")]
     pub category: Option<String>,
-    #[schema(min_length = 1, max_length = 500, format = "line")]
-    pub thumbnail: Option<String>,
+    /// A new thumbnail URL; `null` removes the product's (absent keeps it, as JSON Merge
+    /// Patch, RFC 7396, reads `null`).
+    #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = Option<String>, nullable, min_length = 1, max_length = 500, format = "line")]
+    pub thumbnail: Option<Option<String>>,
     #[serde(default)]
     pub skus: Vec<SkuPatchRequest>,
+}
+
+/// A field that was given, `null` included (`Some(None)`); absent, it stays `None`.
+fn given<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 fn detail_body(state: &AppState, d: Detail) -> ProductBody {
@@ -412,7 +424,8 @@ pub async fn update_product(
         name: req.name,
         description: req.description,
         category: req.category,
-        thumbnail: req.thumbnail,
+        clear_thumbnail: matches!(req.thumbnail, Some(None)),
+        thumbnail: req.thumbnail.flatten(),
         skus,
     };
     state.catalog.update(&id, patch).await?;

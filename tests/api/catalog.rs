@@ -226,6 +226,20 @@ async fn admin_updates_and_errors() {
         "the old name is gone from suggestions"
     );
 
+    // A thumbnail is set, kept by a patch that does not name it, and removed by null.
+    let url = "https://cdn.example.com/rct.jpg";
+    let with = json!({"thumbnail": url});
+    let p = json_of(patch(&ids[0], with, OPERATOR_TOKEN).await.unwrap()).await;
+    assert_eq!(p["thumbnail"], url);
+    let renamed = json!({"name": "Red Linen Tee II"});
+    let p = json_of(patch(&ids[0], renamed, OPERATOR_TOKEN).await.unwrap()).await;
+    assert_eq!(p["thumbnail"], url, "absent keeps it");
+    let without = json!({"thumbnail": null});
+    let p = json_of(patch(&ids[0], without, OPERATOR_TOKEN).await.unwrap()).await;
+    assert_eq!(p["thumbnail"], Value::Null, "{p}");
+    let listed = json_of(get(&app, "/api/v1/products?q=linen").await).await;
+    assert_eq!(listed["items"][0]["thumbnail"], Value::Null, "{listed}");
+
     let r = patch(
         &ids[0],
         json!({"skus": [{"sku_id": "ghost", "price": 1}]}),
