@@ -254,6 +254,12 @@ async fn private_topics_are_refused_to_strangers_and_bad_frames_do_not_end_the_s
     let huge = json!({"type": "ping", "pad": "x".repeat(20_000)}).to_string();
     let _ = stranger.send(Message::text(huge)).await;
     assert_eq!(closed_with(&mut stranger).await, Some(CloseCode::Size));
+    // So does one of a mebibyte, still arriving when the server closes: the client reads
+    // the close code rather than a reset.
+    let mut big = connect(&app, None).await;
+    let huge = json!({"type": "ping", "pad": "x".repeat(1 << 20)}).to_string();
+    let _ = big.send(Message::text(huge)).await;
+    assert_eq!(closed_with(&mut big).await, Some(CloseCode::Size));
 
     // A text frame that is not UTF-8 closes the socket with 1007 (RFC 6455, 8.1).
     use tokio_tungstenite::tungstenite::protocol::frame::Frame;
