@@ -268,6 +268,13 @@ async fn private_topics_are_refused_to_strangers_and_bad_frames_do_not_end_the_s
     let frame = Frame::message(vec![0xff, 0xfe, 0x7b], OpCode::Data(Data::Text), true);
     let _ = garbled.send(Message::Frame(frame)).await;
     assert_eq!(closed_with(&mut garbled).await, Some(CloseCode::Invalid));
+    // A frame that breaks the protocol (a reserved bit set, no extension agreed) is failed
+    // with 1002 (RFC 6455, 5.2 and 7.4.1), not dropped without a word.
+    let mut odd = connect(&app, None).await;
+    let mut frame = Frame::message(b"{}".to_vec(), OpCode::Data(Data::Text), true);
+    frame.header_mut().rsv1 = true;
+    let _ = odd.send(Message::Frame(frame)).await;
+    assert_eq!(closed_with(&mut odd).await, Some(CloseCode::Protocol));
 
     // A client's closing handshake is answered with the server's Close (RFC 6455, 5.5.1).
     let mut leaving = connect(&app, None).await;

@@ -4,6 +4,7 @@
 //! read public topics only. Each topic is authorised when subscribed (`order:` its owner or an
 //! admin, `chat:` members, `user` the caller's own).
 //!
+//! A frame that is not UTF-8 text closes with 1007, one that breaks the protocol with 1002.
 //! Nothing grows without bound: frames are at most 16 KiB (larger closes with 1009), each
 //! subscription is a bounded broadcast receiver — a socket that falls behind a topic by its
 //! capacity is a slow consumer and is closed with 1013, and a write that does not finish within
@@ -43,6 +44,7 @@ const READ_BUFFER: usize = 1024;
 pub const MAX_SUBSCRIPTIONS: usize = 64;
 
 const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_PROTOCOL: u16 = 1002;
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_BAD_DATA: u16 = 1007;
 const CLOSE_TOO_BIG: u16 = 1009;
@@ -186,6 +188,12 @@ impl Session {
                         // 8.1: close with 1007).
                         Some(Err(e)) if e.to_string().contains("UTF-8") => {
                             Err(Close(CLOSE_BAD_DATA, "text frames are UTF-8"))
+                        }
+                        // Any other breach of the protocol (reserved bits, an unmasked or
+                        // fragmented control frame, …) fails the connection with 1002 (RFC
+                        // 6455, 7.1.7 and 7.4.1); an I/O error has no one left to tell.
+                        Some(Err(e)) if e.to_string().contains("protocol error") => {
+                            Err(Close(CLOSE_PROTOCOL, "WebSocket protocol error"))
                         }
                         Some(Err(_)) => break None,
                     }
