@@ -262,12 +262,6 @@ async fn sign_up_errors() {
         )
         .await;
     assert_problem(weak, 422, "weak_password").await;
-    // Ten spaces, or a run, are ten characters but no secret (NIST SP 800-63B, 5.1.1.2)
-    for password in ["          ", "1234567890"] {
-        let body = json!({"email": "w@example.com", "password": password, "name": "W"});
-        let weak = app.post_json("/api/v1/auth/signup", body).await;
-        assert_problem(weak, 422, "weak_password").await;
-    }
     assert_problem(signup(&app, "not-an-email").await, 422, "invalid_field").await;
     let r = app
         .post_json("/api/v1/auth/signup", json!({"email": "x@example.com"}))
