@@ -7,7 +7,7 @@ use crate::actors::email::EmailOwner;
 use crate::actors::remote::Forward;
 use crate::actors::sku::Sku;
 use crate::actors::user::User;
-use crate::actors::{Entities, EntityKind, KindStats, Runtime};
+use crate::actors::{Entities, EntityKind, KindStats, Runtime, SnapshotTally};
 use crate::auth::accounts::Accounts;
 use crate::auth::password::Passwords;
 use crate::auth::revocation::Revocations;
@@ -231,8 +231,9 @@ impl Node {
         self.kinds.iter().map(|k| k.stats()).collect()
     }
 
-    /// Every active entity of every kind writes a snapshot now; how many did, once durable.
-    pub async fn snapshot_all(&self) -> usize {
+    /// Every active entity of every kind writes a snapshot now; how many did (once durable),
+    /// and how many could not.
+    pub async fn snapshot_all(&self) -> SnapshotTally {
         let counts = join_all(self.kinds.iter().map(|k| k.snapshot_all())).await;
         counts.into_iter().sum()
     }

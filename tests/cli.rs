@@ -298,11 +298,24 @@ async fn a_node_whose_log_disk_is_full_keeps_serving() {
     child.wait().unwrap();
 }
 
-/// `admin create-user` on a data dir that does not exist (a typo) refuses, making nothing.
+/// `admin create-user`, `admin usage` and `admin compact` on a data dir that does not exist (a
+/// typo) refuse, making nothing: a compaction that made the dir would have let a later
+/// create-user take it for a new node's.
 #[test]
-fn create_user_refuses_a_data_dir_that_does_not_exist() {
+fn the_admin_commands_refuse_a_data_dir_that_does_not_exist() {
     let dir = tempfile::tempdir().unwrap();
     let typo = dir.path().join("dta");
+    for command in ["usage", "compact"] {
+        let out = Command::new(BIN)
+            .args(["admin", command, "--data-dir"])
+            .arg(&typo)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{command}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains("no data dir at"), "{command}: {said}");
+        assert!(!typo.exists(), "{command} made the data dir");
+    }
     let out = create_user(&typo, "boss@example.com");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no data dir at"));

@@ -417,3 +417,62 @@ async fn a_rolling_restart_under_load_loses_no_acknowledged_purchase() {
     );
     assert!(failed.is_empty(), "failed purchases: {failed:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_of_the_last_node_up_is_withdrawn_and_its_purchases_go_on() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = cluster_file(dir.path(), 16, &redis, &["n1", "n2"]);
+    let mut nodes = start_nodes(&file, &["n1", "n2"], dir.path(), &[]).await;
+    let client = reqwest::Client::new();
+    let n1 = nodes[0].base.clone();
+    let (drop_id, _) = drop_owned_by(&client, &n1, "n2", "last", 1_000, 100).await;
+    visible_everywhere(&client, std::slice::from_ref(&n1), &drop_id).await;
+    // Given n2 SIGKILLed: its membership outlives it by up to a lease TTL (1.5 s)
+    nodes[1].child.kill().unwrap();
+    nodes[1].child.wait().unwrap();
+    // When the operator drains n1 at once, it is accepted (n2 is not seen down yet)
+    let r = ask_drain(&client, &n1, "n1").await;
+    assert_eq!(r.status(), 202, "{:?}", r.text().await);
+    // Then n1 withdraws the drain once n2 is down, and sells the drop n2's shard held
+    let token = shopper(7);
+    let asked = Instant::now();
+    let sold = loop {
+        let (status, order, _) = common::cluster::buy(&client, &n1, &drop_id, &token, "k1").await;
+        if status == 201 {
+            break order.unwrap();
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(10),
+            "no purchase 10 s after the drain: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // The console agrees once the round that took the shards has said so (it may have
+    // admitted the purchase before its last take)
+    let c = loop {
+        let (_, c) = get(&client, &format!("{n1}/api/v1/admin/cluster")).await;
+        if c["nodes"][0]["shards"] == 16 || asked.elapsed() > Duration::from_secs(12) {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(c["nodes"][0]["status"], "up", "{c}");
+    assert_eq!(c["nodes"][0]["shards"], 16, "{c}");
+    assert_eq!(c["nodes"][1]["status"], "down", "{c}");
+    let r = client
+        .get(format!("{n1}/api/v1/orders/{sold}"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "order {sold}");
+    // And draining it again is refused: no other node is up
+    let again: Value = ask_drain(&client, &n1, "n1").await.json().await.unwrap();
+    assert_eq!(again["code"], "last_node", "{again}");
+    println!(
+        "drain withdrawn: n1 sold again {:?} after the drain",
+        asked.elapsed()
+    );
+}

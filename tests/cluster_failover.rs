@@ -439,3 +439,86 @@ async fn a_zombie_owner_acknowledges_nothing_after_its_shard_is_taken() {
     let (lost, metrics) = metric(&cluster.client, &cluster.nodes[owner].base, series).await;
     assert!(lost.is_some_and(|n| n >= 1.0), "{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_away_a_node_answers_503_logs_no_error_and_serves_again_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut redis = RedisServer::start();
+    let file = cluster_file(dir.path(), 16, &redis, &["n1"]);
+    let n1 = node(&file, "n1", &dir.path().join("n1"));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    wait_ready(&client, &n1.base).await;
+    let base = n1.base.clone();
+    let drop_id = live_drop(&client, &base, "away-tee", 100, 100, 5).await;
+    let (first, second) = (shopper(1), shopper(2));
+    let bought = try_buy(&client, &base, &drop_id, &first, "k-before").await;
+    assert_eq!(bought.map(|b| b.0), Some(201));
+    let operator = |method: reqwest::Method, path: &str| {
+        client
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(TOKEN)
+            .send()
+    };
+
+    // Given Redis SIGKILLed (its journal is fsynced on every write: nothing acknowledged is lost)
+    redis.kill();
+    // Then the node says it is not ready once a lease TTL passed without Redis
+    let killed = Instant::now();
+    loop {
+        let r = client.get(format!("{base}/readyz")).send().await.unwrap();
+        if r.status() == 503 {
+            break;
+        }
+        assert!(killed.elapsed() < 3 * TTL, "/readyz still {}", r.status());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And what needs Redis is 503 with Retry-After and a code: a purchase by a shopper never
+    // seen (new entities cannot load), and snapshots (none can be written)
+    let refused = try_buy(&client, &base, &drop_id, &second, "k-away").await;
+    let (status, retry, body) = refused.expect("an answer");
+    assert_eq!((status, retry.is_some()), (503, true), "{body}");
+    assert!(body["code"].is_string(), "{body}");
+    let cart = client
+        .get(format!("{base}/api/v1/cart"))
+        .bearer_auth(&second)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cart.status(), 503);
+    assert!(cart.headers().contains_key("retry-after"));
+    let snapshots = operator(reqwest::Method::POST, "/api/v1/admin/snapshots")
+        .await
+        .unwrap();
+    assert_eq!(snapshots.status(), 503);
+    assert!(snapshots.headers().contains_key("retry-after"));
+    let problem: Value = snapshots.json().await.unwrap();
+    assert_eq!(problem["code"], "unavailable", "{problem}");
+    // And an outage it expects is not logged as an error
+    let errors = n1.errors.lock().unwrap().clone();
+    assert!(errors.is_empty(), "logged at ERROR: {errors:#?}");
+
+    // When Redis comes back on its data
+    redis.restart();
+    // Then the node serves again: the purchase retried with its key succeeds
+    let back = Instant::now();
+    loop {
+        let retried = try_buy(&client, &base, &drop_id, &second, "k-away").await;
+        if retried.as_ref().map(|r| r.0) == Some(201) {
+            break;
+        }
+        assert!(back.elapsed() < Duration::from_secs(15), "{retried:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = client.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let snapshots = operator(reqwest::Method::POST, "/api/v1/admin/snapshots")
+        .await
+        .unwrap();
+    assert_eq!(snapshots.status(), 200);
+    let (_, d) = common::cluster::get(&client, &format!("{base}/api/v1/drops/{drop_id}")).await;
+    assert_eq!(d["reserved"], 2, "{d}");
+    println!("served again {:?} after Redis came back", back.elapsed());
+}

@@ -474,6 +474,43 @@ async fn a_silent_node_s_shards_are_taken_after_their_lease_expires() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_left_without_a_taker_is_withdrawn_and_the_node_serves_every_shard() {
+    let redis = RedisServer::start();
+    let conn = connect(&redis).await;
+    let ttl = Duration::from_millis(600);
+    let (f1, k1) = keeper(&conn, "n1", ttl);
+    let n1_process = k1.leases.holder_id().to_owned();
+    let leases = k1.leases.clone();
+    let stop1 = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(k1.run(stop1.clone()));
+    let holds_all = || (0..SHARDS).all(|s| f1.get(Shard(s)).is_some());
+    let drain_left = || async {
+        let leases = leases.clone();
+        leases.drains(&["n1".into()]).await.unwrap()[0].clone()
+    };
+    for round in ["killed right after the drain", "killed once n1 was drained"] {
+        let (f2, k2) = keeper(&conn, "n2", ttl);
+        let n2 = tokio::spawn(k2.run(tokio_util::sync::CancellationToken::new()));
+        eventually("n2 holds its share", || !f2.shards().is_empty()).await;
+        leases.request_drain("n1", &n1_process).await.unwrap();
+        if round == "killed once n1 was drained" {
+            eventually("n1 drained", || f1.shards().is_empty()).await;
+        }
+        // Given n2 killed (no release: its membership and leases live on for a TTL)
+        n2.abort();
+        // Then n1 withdraws its drain once n2 is down, and takes every shard
+        let started = std::time::Instant::now();
+        eventually(round, holds_all).await;
+        assert!(
+            started.elapsed() >= ttl / 2,
+            "{round}: not before n2 expired"
+        );
+        assert_eq!(drain_left().await, None, "{round}: the drain is withdrawn");
+    }
+    stop1.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_written_on_one_node_reach_the_read_models_of_another() {
     let redis = RedisServer::start();
     let conn = connect(&redis).await;

@@ -10,14 +10,13 @@
 
 use crate::actors::context::{EntityContext, SnapshotPolicy};
 use crate::actors::entity::{AskError, Entity, EntityKey, Inspection};
-use crate::actors::message::EntityMsg;
-use crate::actors::message::Passivation;
+use crate::actors::message::{EntityMsg, SnapshotTally, Snapshotted};
 use crate::actors::registry::{Registry, Slot, ViewSink};
 use crate::actors::remote::{Admission, Answer, Forward, Op};
 use crate::actors::shell::{Activation, EntityActor};
 use crate::actors::supervisor::{KindStats, KindSupervisor};
 use crate::domain::time::Clock;
-use crate::persistence::{Journal, StreamId, barrier};
+use crate::persistence::{Journal, JournalError, StreamId, barrier};
 use dashmap::DashMap;
 use futures_util::future::BoxFuture;
 use ractor::{Actor, ActorRef, rpc::CallResult};
@@ -147,7 +146,7 @@ impl<E: Entity> Entities<E> {
             views: registry.clone(),
         });
         let period = (rt.config.idle_after / 2).max(Duration::from_millis(50));
-        tokio::spawn(sweep(
+        tokio::spawn(crate::actors::registry::sweep(
             Arc::downgrade(&registry),
             period,
             rt.shutdown.clone(),
@@ -435,7 +434,14 @@ impl<E: Entity> Entities<E> {
         match Actor::spawn_linked(None, EntityActor::<E>::new(), args, supervisor).await {
             Ok((actor, _)) => Ok(actor),
             Err(e) => {
-                tracing::error!(kind = E::KIND, %id, error = %e, "entity failed to activate");
+                match storage_away(&e) {
+                    // Expected while Redis or the disk is away, or the shard's lease is lost:
+                    // the caller gets 503; the journal reports its own failure where it happens.
+                    Some(cause) => tracing::warn!(kind = E::KIND, %id, error = %cause,
+                        "entity cannot activate now: its journal cannot be read"),
+                    None => tracing::error!(kind = E::KIND, %id, error = %e,
+                        "entity failed to activate"),
+                }
                 self.kind.registry.forget(&id, &slot);
                 Err(AskError::Unavailable)
             }
@@ -443,20 +449,25 @@ impl<E: Entity> Entities<E> {
     }
 
     /// Makes every active entity of the kind write a snapshot now (those with events since
-    /// their last one); how many did, once durable.
-    pub async fn snapshot_all(&self) -> usize {
+    /// their last one); how many did (once durable) and how many could not.
+    pub async fn snapshot_all(&self) -> SnapshotTally {
         let mut set = tokio::task::JoinSet::new();
         for actor in self.kind.registry.actors() {
             set.spawn(async move {
                 let done = actor.call(EntityMsg::Snapshot, Some(Duration::from_secs(10)));
-                matches!(done.await, Ok(CallResult::Success(true)))
+                match done.await {
+                    Ok(CallResult::Success(outcome)) => outcome,
+                    Ok(CallResult::Timeout) => Snapshotted::Failed,
+                    // Stopped since it was listed (passivated): its state is on disk.
+                    Ok(CallResult::SenderError) | Err(_) => Snapshotted::Current,
+                }
             });
         }
-        let mut written = 0;
+        let mut tally = SnapshotTally::default();
         while let Some(done) = set.join_next().await {
-            written += usize::from(done.unwrap_or(false));
+            tally.add(done.unwrap_or(Snapshotted::Failed));
         }
-        written
+        tally
     }
 
     /// Stops the active entities whose key `leaving` selects (a shard leaving this node), each
@@ -509,7 +520,7 @@ pub trait EntityKind: Send + Sync {
     /// See [`Entities::receive_view`].
     fn receive(&self, raw_id: &str, bytes: &[u8]) -> anyhow::Result<()>;
     /// See [`Entities::snapshot_all`].
-    fn snapshot_all(&self) -> BoxFuture<'_, usize>;
+    fn snapshot_all(&self) -> BoxFuture<'_, SnapshotTally>;
     /// See [`Entities::shutdown`].
     fn shutdown(&self) -> BoxFuture<'_, ()>;
     /// See [`Entities::stop_where`].
@@ -532,7 +543,7 @@ impl<E: Entity> EntityKind for Entities<E> {
         self.receive_view(raw_id, bytes)
     }
 
-    fn snapshot_all(&self) -> BoxFuture<'_, usize> {
+    fn snapshot_all(&self) -> BoxFuture<'_, SnapshotTally> {
         Box::pin(Entities::snapshot_all(self))
     }
 
@@ -552,6 +563,17 @@ impl<E: Entity> EntityKind for Entities<E> {
     }
 }
 
+/// The journal's refusal, when an activation failed only because the journal could not be
+/// read now (storage away, closed, or the shard's lease lost), not because what it read is bad.
+fn storage_away(e: &ractor::SpawnErr) -> Option<&JournalError> {
+    let ractor::SpawnErr::StartupFailed(cause) = e else {
+        return None;
+    };
+    use JournalError::{Closed, NotOwner, Storage};
+    let away = |e: &&JournalError| matches!(e, Storage(_) | Closed | NotOwner { .. });
+    cause.downcast_ref::<JournalError>().filter(away)
+}
+
 /// Ten times a second, notes how many asks of the kind are in flight (waiting in mailboxes or
 /// being handled), for the kind's `mailbox_depth_p99`, and sets the gauge
 /// `emporium_mailbox_depth{kind}` to it.
@@ -567,26 +589,6 @@ async fn sample_in_flight<E: Entity>(kind: std::sync::Weak<Kind<E>>, max: usize)
         let in_flight = max.saturating_sub(kind.admission.available_permits());
         kind.registry.stats().sample_in_flight(in_flight);
         gauge.set(in_flight as f64);
-    }
-}
-
-/// Every `period`, asks the entities idle past the passivation period to passivate.
-async fn sweep<E: Entity>(
-    registry: std::sync::Weak<Registry<E>>,
-    period: Duration,
-    shutdown: CancellationToken,
-) {
-    loop {
-        tokio::time::sleep(period).await;
-        let Some(registry) = registry.upgrade() else {
-            return;
-        };
-        if shutdown.is_cancelled() || registry.is_closing() {
-            return;
-        }
-        for actor in registry.idle_actors() {
-            let _ = actor.cast(EntityMsg::Passivate(Passivation::Idle));
-        }
     }
 }
 

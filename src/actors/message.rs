@@ -23,9 +23,46 @@ pub enum EntityMsg<E: Entity> {
     Passivate(Passivation),
     /// Stop as for a passivation, and reply once what it wrote is durable.
     Shutdown(RpcReplyPort<()>),
-    /// Snapshot now if events came since the last one; reply once durable (`true` when one
-    /// was written).
-    Snapshot(RpcReplyPort<bool>),
+    /// Snapshot now if events came since the last one; reply once durable.
+    Snapshot(RpcReplyPort<Snapshotted>),
+}
+
+/// What an entity asked for a snapshot did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Snapshotted {
+    /// One is durable now.
+    Written,
+    /// None was needed: no event since the last one.
+    Current,
+    /// The journal refused the write (storage away, the shard's lease lost), or no answer
+    /// came in time.
+    Failed,
+}
+
+/// What a node's entities asked for snapshots did, counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SnapshotTally {
+    pub written: usize,
+    pub failed: usize,
+}
+
+impl SnapshotTally {
+    pub fn add(&mut self, outcome: Snapshotted) {
+        match outcome {
+            Snapshotted::Written => self.written += 1,
+            Snapshotted::Current => {}
+            Snapshotted::Failed => self.failed += 1,
+        }
+    }
+}
+
+impl std::iter::Sum for SnapshotTally {
+    fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
+        iter.fold(Self::default(), |a, b| Self {
+            written: a.written + b.written,
+            failed: a.failed + b.failed,
+        })
+    }
 }
 
 /// When a passivation request stops the entity.

@@ -42,4 +42,5 @@ pub mod watchers;
 pub use create::Created;
 pub use entities::{Entities, EntityKind, Runtime, RuntimeConfig};
 pub use entity::{AskError, Entity, EntityKey, Inspection, RuntimeError};
+pub use message::SnapshotTally;
 pub use supervisor::{KindStats, active_entities};

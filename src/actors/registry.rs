@@ -5,9 +5,10 @@
 //! actor). The actor holds a [`Registration`] of its slot: when the actor ends, however it ends,
 //! the registration's drop takes the slot out, so the next ask activates a fresh actor. The
 //! registry is also the kind's [`ViewSink`]: views land here once durable and go to listeners.
+//! [`sweep`] asks the idle ones to passivate.
 
 use crate::actors::entity::Entity;
-use crate::actors::message::EntityMsg;
+use crate::actors::message::{EntityMsg, Passivation};
 use crate::actors::supervisor::KindStats;
 use dashmap::DashMap;
 use ractor::ActorRef;
@@ -15,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
 
 /// Where an entity's views go once durable.
 pub trait ViewSink<E: Entity>: Send + Sync {
@@ -224,5 +226,25 @@ impl<E: Entity> Drop for Registration<E> {
     fn drop(&mut self) {
         self.registry.forget(&self.id, &self.slot);
         self.registry.stats.on_deactivated();
+    }
+}
+
+/// Every `period`, asks the entities idle past the passivation period to passivate.
+pub(crate) async fn sweep<E: Entity>(
+    registry: std::sync::Weak<Registry<E>>,
+    period: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(registry) = registry.upgrade() else {
+            return;
+        };
+        if shutdown.is_cancelled() || registry.is_closing() {
+            return;
+        }
+        for actor in registry.idle_actors() {
+            let _ = actor.cast(EntityMsg::Passivate(Passivation::Idle));
+        }
     }
 }

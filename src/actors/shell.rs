@@ -8,7 +8,7 @@
 
 use crate::actors::context::EntityContext;
 use crate::actors::entity::{AskError, Entity, Inspection};
-use crate::actors::message::{EntityMsg, Passivation, Reply};
+use crate::actors::message::{EntityMsg, Passivation, Reply, Snapshotted};
 use crate::actors::registry::{Registration, Registry, Slot};
 use crate::domain::time::Timestamp;
 pub(super) use crate::persistence::blocking as read_blocking;
@@ -199,7 +199,14 @@ impl<E: Entity> Actor for EntityActor<E> {
             }
             EntityMsg::Snapshot(reply) => {
                 let due = live.since_snapshot > 0;
-                live.snapshot(Box::new(move |r| drop(reply.send(due && r.is_ok()))));
+                live.snapshot(Box::new(move |r| {
+                    let outcome = match r {
+                        Err(_) => Snapshotted::Failed,
+                        Ok(()) if due => Snapshotted::Written,
+                        Ok(()) => Snapshotted::Current,
+                    };
+                    drop(reply.send(outcome))
+                }));
             }
         }
         Ok(())

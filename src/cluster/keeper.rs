@@ -15,7 +15,10 @@
 //! **Drain.** A node being drained (`leases`, "Drain") is preferred for no shard and takes
 //! none; its keeper starts handing every shard over in one round, all at once
 //! (`cluster::handover`: in the background, while the keeper goes on renewing the rest).
-//! Requests for a leaving shard wait in the forwarder, then go to its next owner.
+//! Requests for a leaving shard wait in the forwarder, then go to its next owner. A drained
+//! node left with no other node up and not drained (the others died after the drain was
+//! accepted, or it was drained and kept running while they stopped) withdraws its own drain
+//! and serves every shard again: a drain never leaves the shards without a taker.
 
 use crate::cluster::handover::Handovers;
 use crate::cluster::leases::{Leases, NodeReport};
@@ -55,6 +58,8 @@ struct Picture {
     eligible: Vec<String>,
     /// Whether this process is being drained.
     draining: bool,
+    /// What this node said about itself at the start of the round.
+    report: NodeReport,
 }
 
 /// A free shard's preferred node has this long to take it before anyone may.
@@ -99,11 +104,36 @@ impl Keeper {
         let me = self.leases.node().to_owned();
         let this_process = self.leases.holder_id().to_owned();
         let drains = self.leases.drains(&self.nodes).await?;
-        let draining = self
+        let mut draining = self
             .nodes
             .iter()
             .zip(&drains)
             .any(|(n, d)| *n == me && d.as_deref() == Some(this_process.as_str()));
+        let reports = self.leases.reports(&self.nodes).await?;
+        let mut live = Vec::new();
+        let mut eligible = Vec::new();
+        for ((node, report), drain) in self.nodes.iter().zip(reports).zip(drains) {
+            if *node == me {
+                continue;
+            }
+            let Some(report) = report else { continue };
+            live.push(node.clone());
+            if drain.as_deref() != Some(report.holder.as_str()) {
+                eligible.push(node.clone());
+            }
+        }
+        if draining && eligible.is_empty() {
+            // Every other node died or was drained since the drain was accepted (their
+            // membership outlives them by up to a TTL): no one would take the shards, so the
+            // drain is withdrawn and this node serves them again.
+            self.leases.cancel_drain(&me, &this_process).await?;
+            draining = false;
+            tracing::warn!(node = %me, "drain withdrawn: no other node is up to take the shards");
+        }
+        live.push(me.clone());
+        if !draining {
+            eligible.push(me);
+        }
         let report = NodeReport {
             http: self.http.clone(),
             shards: self.fences.shards().len(),
@@ -112,28 +142,11 @@ impl Keeper {
             draining,
         };
         self.leases.heartbeat(&report).await?;
-        let reports = self.leases.reports(&self.nodes).await?;
-        let mut live = Vec::new();
-        let mut eligible = Vec::new();
-        for ((node, report), drain) in self.nodes.iter().zip(reports).zip(drains) {
-            let Some(report) = report else { continue };
-            live.push(node.clone());
-            let drained = drain.is_some() && drain.as_deref() == Some(report.holder.as_str())
-                || (*node == me && draining);
-            if !drained {
-                eligible.push(node.clone());
-            }
-        }
-        if !live.contains(&me) {
-            live.push(me.clone());
-            if !draining {
-                eligible.push(me);
-            }
-        }
         Ok(Picture {
             live,
             eligible,
             draining,
+            report,
         })
     }
 
@@ -216,7 +229,17 @@ impl Keeper {
                 }
             }
         }
-        metrics::gauge!("emporium_cluster_shards_owned").set(self.fences.shards().len() as f64);
+        let held = self.fences.shards().len();
+        metrics::gauge!("emporium_cluster_shards_owned").set(held as f64);
+        if held != picture.report.shards && failed.is_none() {
+            // Shards taken or lost this round: said now, not a third of a TTL later, so
+            // `GET /admin/cluster` agrees with the shard map.
+            let report = NodeReport {
+                shards: held,
+                ..picture.report
+            };
+            self.leases.heartbeat(&report).await?;
+        }
         match failed {
             Some(e) => Err(e),
             None => Ok(()),

@@ -4,9 +4,9 @@
 
 use crate::cluster::member::{DrainRefusal, Member};
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::OperatorUser;
+use crate::http::extract::{ApiPath, OperatorUser};
 use crate::http::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -149,7 +149,7 @@ pub struct DrainBody {
 pub async fn drain(
     _: OperatorUser,
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<(StatusCode, axum::Json<DrainBody>), ApiError> {
     member(&state)?.drain(&name).await.map_err(|e| match e {
         DrainRefusal::UnknownNode => ApiError::new(

@@ -2,10 +2,11 @@
 //! its entity kinds at a glance, and snapshots on demand (before a planned stop, or to shorten
 //! the next activation's replay).
 
-use crate::http::error::Problem;
+use crate::http::error::{ApiError, Problem};
 use crate::http::extract::OperatorUser;
 use crate::http::state::AppState;
 use axum::extract::State;
+use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -64,13 +65,29 @@ pub async fn actors(_: OperatorUser, State(state): State<AppState>) -> axum::Jso
 }
 
 /// Every active entity of the node asked writes a snapshot now; answered once they are durable.
+/// `503 unavailable` (with `Retry-After`) when any could not write (the store or, clustered,
+/// Redis is away): those written are durable, and asking again writes the rest.
 #[utoipa::path(post, path = "/api/v1/admin/snapshots", tag = "admin", security(("bearer" = ["operator"])),
-    responses((status = 200, body = SnapshotsBody), (status = 403, body = Problem)))]
+    responses((status = 200, body = SnapshotsBody), (status = 403, body = Problem),
+        (status = 503, body = Problem)))]
 pub async fn snapshots(
     _: OperatorUser,
     State(state): State<AppState>,
-) -> axum::Json<SnapshotsBody> {
-    axum::Json(SnapshotsBody {
-        snapshotted: state.snapshot_all().await,
-    })
+) -> Result<axum::Json<SnapshotsBody>, ApiError> {
+    let tally = state.snapshot_all().await;
+    if tally.failed > 0 {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!(
+                "{} entities could not write a snapshot (the store does not answer); {} did; \
+                 retry shortly",
+                tally.failed, tally.written
+            ),
+        )
+        .retry_after(1));
+    }
+    Ok(axum::Json(SnapshotsBody {
+        snapshotted: tally.written,
+    }))
 }

@@ -486,7 +486,7 @@ impl EntityKind for BookKind {
         self.0.entities.receive(raw_id, bytes)
     }
 
-    fn snapshot_all(&self) -> BoxFuture<'_, usize> {
+    fn snapshot_all(&self) -> BoxFuture<'_, crate::actors::SnapshotTally> {
         EntityKind::snapshot_all(&self.0.entities)
     }
 

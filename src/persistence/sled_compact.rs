@@ -26,8 +26,8 @@
 
 use crate::persistence::JournalError;
 use crate::persistence::sled_open::{
-    DIR_LOCK_PATIENCE, forget_unfinished_snapshots, held_by_a_node, lock_data_dir, made_with,
-    open_locked, sled_config,
+    DIR_LOCK_PATIENCE, existing_data_dir, forget_unfinished_snapshots, held_by_a_node,
+    lock_data_dir, made_with, open_locked, sled_config,
 };
 use crate::persistence::sled_sync::sync_parent;
 use std::collections::BTreeMap;
@@ -101,6 +101,7 @@ pub fn compact(
     options: &CompactOptions,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Compacted, JournalError> {
+    existing_data_dir(db)?;
     let _lock = lock_data_dir(db, Duration::ZERO)?;
     recover(db)?;
     let paths = Paths::of(db);

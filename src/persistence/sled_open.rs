@@ -36,6 +36,7 @@ pub(super) fn made_with(path: &Path) -> Result<(bool, usize), JournalError> {
 ///
 /// Errors: [`JournalError::Storage`] when there is none, or sled cannot open it.
 pub fn open_as_made(path: &Path) -> Result<sled::Db, JournalError> {
+    existing_data_dir(path)?;
     let (compression, segment_bytes) = made_with(path)?;
     // Under the data dir's lock, as a node opens: a node starting beside this reader may be
     // writing its snapshot, which must not be taken for an unfinished one.
@@ -68,6 +69,22 @@ pub(super) const DIR_LOCK_PATIENCE: Duration = Duration::from_secs(10);
 
 /// An exclusive `flock` on the directory holding `db` (made if missing), released when the
 /// file is dropped; retried for up to `patience`.
+/// Refuses a data dir that does not exist, for what reads a stopped node's store (`admin
+/// usage`, `admin compact`): a mistyped `--data-dir` must not be made, or a later `admin
+/// create-user` would take it for a new node's.
+///
+/// Errors: [`JournalError::Storage`] naming the path.
+pub(super) fn existing_data_dir(db: &Path) -> Result<(), JournalError> {
+    let dir = db.parent().unwrap_or(Path::new("."));
+    if dir.is_dir() {
+        return Ok(());
+    }
+    Err(JournalError::Storage(format!(
+        "no data dir at {}: check --data-dir",
+        dir.display()
+    )))
+}
+
 pub(super) fn lock_data_dir(db: &Path, patience: Duration) -> Result<std::fs::File, JournalError> {
     let dir = db.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;

@@ -66,6 +66,10 @@ async fn actors_snapshots_and_the_cluster_routes_of_a_lone_node() {
     )
     .await;
     assert_problem(alone, 404, "not_clustered").await;
+    // A node name that is not UTF-8 is a problem too, not axum's text/plain
+    let path = "/api/v1/admin/cluster/nodes/%FF/drain";
+    let bad = send(&app, "POST", path, OPERATOR_TOKEN, None).await;
+    assert_problem(bad, 400, "invalid_path").await;
     let (_, customer, _) = app.customer("ops@example.com").await;
     for (method, path) in [
         ("GET", "/api/v1/admin/actors"),

@@ -15,6 +15,9 @@ pub struct Server {
     pub child: Child,
     /// `http://127.0.0.1:PORT`, as the server logged it.
     pub base: String,
+    /// The lines it logged at ERROR so far.
+    #[allow(dead_code)] // read by the tests that check what is logged
+    pub errors: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// A test that fails must not leave its servers running: they hold the test runner's stderr
@@ -101,6 +104,8 @@ fn spawn(mut command: Command, envs: &[(&str, &str)]) -> Server {
         .expect("the emporium binary starts");
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let errors = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let errors_seen = errors.clone();
     // With EMPORIUM_TEST_LOGS=DIR, each server's log is kept in DIR/PID.log.
     let mut keep = std::env::var_os("EMPORIUM_TEST_LOGS").and_then(|dir| {
         std::fs::File::create(Path::new(&dir).join(format!("{}.log", child.id()))).ok()
@@ -110,6 +115,9 @@ fn spawn(mut command: Command, envs: &[(&str, &str)]) -> Server {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if let Some(file) = keep.as_mut() {
                 let _ = writeln!(file, "{line}");
+            }
+            if line.contains(r#""level":"ERROR""#) {
+                errors_seen.lock().unwrap().push(line.clone());
             }
             if let Some(at) = line.find("listening on http://") {
                 let rest = &line[at + "listening on ".len()..];
@@ -124,7 +132,11 @@ fn spawn(mut command: Command, envs: &[(&str, &str)]) -> Server {
     let base = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("the server logs its address");
-    Server { child, base }
+    Server {
+        child,
+        base,
+        errors,
+    }
 }
 
 /// Polls `/readyz` until 200; returns how long it took. Fails the test after 20 s.
