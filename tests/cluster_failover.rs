@@ -522,3 +522,80 @@ async fn while_redis_is_away_a_node_answers_503_logs_no_error_and_serves_again_a
     assert_eq!(d["reserved"], 2, "{d}");
     println!("served again {:?} after Redis came back", back.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restarted_empty_halts_the_node_until_its_data_is_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut redis = RedisServer::start();
+    let file = cluster_file(dir.path(), 16, &redis, &["n1", "n2"]);
+    let n1 = node(&file, "n1", &dir.path().join("n1"));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    wait_ready(&client, &n1.base).await;
+    let base = n1.base.clone();
+    let drop_id = live_drop(&client, &base, "empty-tee", 100, 100, 5).await;
+    let (first, second) = (shopper(1), shopper(2));
+    let bought = try_buy(&client, &base, &drop_id, &first, "k-before").await;
+    assert_eq!(bought.map(|b| b.0), Some(201));
+    let ready = |base: String| {
+        let client = client.clone();
+        async move {
+            client
+                .get(format!("{base}/readyz"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+
+    // Given Redis restarted on an empty data dir (its append-only file kept aside)
+    redis.kill();
+    let kept = std::mem::replace(&mut redis.dir, tempfile::tempdir().unwrap());
+    redis.restart();
+    // Then n1 stops serving: not ready, purchases 503 with Retry-After, one ERROR saying why
+    let emptied = Instant::now();
+    while ready(base.clone()).await != 503 {
+        assert!(
+            emptied.elapsed() < 3 * TTL,
+            "n1 still ready on an empty Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refused = try_buy(&client, &base, &drop_id, &second, "k-empty").await;
+    let (status, retry, body) = refused.expect("an answer");
+    assert_eq!((status, retry.is_some()), (503, true), "{body}");
+    let errors = n1.errors.lock().unwrap().clone();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].contains("Redis lost the cluster's data"),
+        "{}",
+        errors[0]
+    );
+    // And a node started afterwards makes a new, empty cluster that n1 does not join
+    let n2 = node(&file, "n2", &dir.path().join("n2"));
+    wait_ready(&client, &n2.base).await;
+    tokio::time::sleep(2 * TTL).await;
+    assert_eq!(ready(base.clone()).await, 503, "n1 joined the new cluster");
+
+    // When Redis is restored from its append-only file
+    drop(n2);
+    redis.kill();
+    redis.dir = kept;
+    redis.restart();
+    // Then n1 serves again: the retried purchase is sold, after the one from before
+    let restored = Instant::now();
+    loop {
+        let retried = try_buy(&client, &base, &drop_id, &second, "k-empty").await;
+        if retried.as_ref().map(|r| r.0) == Some(201) {
+            break;
+        }
+        assert!(restored.elapsed() < Duration::from_secs(15), "{retried:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready(base.clone()).await, 200);
+    let (_, d) = common::cluster::get(&client, &format!("{base}/api/v1/drops/{drop_id}")).await;
+    assert_eq!(d["reserved"], 2, "{d}");
+}

@@ -356,6 +356,7 @@ fn keeper(conn: &ConnectionManager, node: &str, ttl: Duration) -> (Arc<Fences>, 
         taken: Arc::default(),
         routing: Arc::new(Routing::new(SHARDS)),
         wake: Arc::default(),
+        cluster_id: Default::default(),
     };
     (fences, keeper)
 }

@@ -1,7 +1,8 @@
 //! The lease keeper: one task per node that decides which shards the node holds.
 //!
-//! Every third of the lease TTL it says the node is up (membership), reads every shard's
-//! holder, and for each shard:
+//! Every third of the lease TTL it checks that Redis still holds the cluster the node joined
+//! (`cluster:id`: a Redis restarted empty halts the node rather than serving from nothing),
+//! says the node is up (membership), reads every shard's holder, and for each shard:
 //! - held here: renewed, unless a live node is preferred for it — then handed over (a few per
 //!   round, so a joining node receives shards gradually);
 //! - free: taken if this node is preferred (rendezvous hashing over the live nodes), or by
@@ -27,7 +28,7 @@ use crate::cluster::shards::Shard;
 use crate::persistence::fences::Fences;
 use futures_util::future::join_all;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -48,6 +49,9 @@ pub struct Keeper {
     pub handovers: Handovers,
     /// Notified to run a round now (a lease was released, a drain was asked for).
     pub wake: Arc<Notify>,
+    /// The cluster this node joined ([`crate::cluster::leases::CLUSTER_ID`]), learnt in its
+    /// first round.
+    pub cluster_id: OnceLock<String>,
 }
 
 /// How the cluster looks to one round.
@@ -154,6 +158,13 @@ impl Keeper {
     /// background (`cluster::handover`).
     pub async fn round(&self, free_since: &mut HashMap<Shard, Instant>) -> redis::RedisResult<()> {
         self.handovers.forget_done();
+        if !self
+            .same_cluster()
+            .await
+            .inspect_err(|_| self.renewals_failed())?
+        {
+            return Ok(());
+        }
         let picture = self
             .picture()
             .await
@@ -244,6 +255,46 @@ impl Keeper {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Whether Redis still holds the cluster this node joined. One that lost it (restarted
+    /// empty, flushed) lost every lease, epoch and entity journal with it: this node then
+    /// serves none of its shards (it stops their entities, which hold what Redis lost) and
+    /// `/readyz` answers 503, until that Redis is restored with the cluster's data or the node
+    /// is restarted into the new, empty cluster.
+    async fn same_cluster(&self) -> redis::RedisResult<bool> {
+        let id = match self.cluster_id.get() {
+            Some(id) => id,
+            None => {
+                let claimed = self.leases.claim_cluster_id().await?;
+                self.cluster_id.get_or_init(|| claimed)
+            }
+        };
+        let held = self.leases.cluster_id().await?;
+        let same = held.as_deref() == Some(id.as_str());
+        let was_halted = self.fences.halted().is_some();
+        metrics::gauge!("emporium_cluster_redis_data_lost").set(if same { 0.0 } else { 1.0 });
+        if same {
+            if was_halted {
+                tracing::warn!(cluster = %id, "Redis holds the cluster's data again: serving");
+                self.fences.halt(None);
+            }
+            return Ok(true);
+        }
+        for shard in self.fences.shards() {
+            self.lose(shard);
+        }
+        if !was_halted {
+            tracing::error!(cluster = %id, found = ?held,
+                "Redis lost the cluster's data (restarted empty or flushed): this node serves \
+                 no shard until Redis is restored from its append-only file, or the node is \
+                 restarted into a new, empty cluster");
+        }
+        self.fences.halt(Some(format!(
+            "Redis no longer holds cluster {id} (found {}): restore it, or restart the node",
+            held.as_deref().unwrap_or("none")
+        )));
+        Ok(false)
     }
 
     /// A round that failed before its renewals (Redis unreachable): each shard held here missed

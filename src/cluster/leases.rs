@@ -121,6 +121,10 @@ pub struct NodeReport {
 /// The channel keepers listen on to run a round at once.
 pub const WAKE: &str = "cluster:wake";
 
+/// The key naming the cluster whose data this Redis holds: a random id set by the first node
+/// ever to join. Gone or changed, Redis lost that data (restarted empty, flushed).
+pub const CLUSTER_ID: &str = "cluster:id";
+
 /// The lease and membership operations of one node.
 #[derive(Clone)]
 pub struct Leases {
@@ -315,6 +319,31 @@ impl Leases {
     pub async fn forget_drain(&self) -> redis::RedisResult<()> {
         redis::cmd("DEL")
             .arg(drain_key(&self.node))
+            .query_async(&mut self.redis.clone())
+            .await
+    }
+
+    /// The id of the cluster whose data this Redis holds, made now if it holds none yet (the
+    /// first node to join a new cluster).
+    pub async fn claim_cluster_id(&self) -> redis::RedisResult<String> {
+        let fresh = format!("{:016x}", rand::random::<u64>());
+        let mut redis = self.redis.clone();
+        let _: Option<String> = redis::cmd("SET")
+            .arg(CLUSTER_ID)
+            .arg(fresh)
+            .arg("NX")
+            .query_async(&mut redis)
+            .await?;
+        redis::cmd("GET")
+            .arg(CLUSTER_ID)
+            .query_async(&mut redis)
+            .await
+    }
+
+    /// The id of the cluster whose data this Redis holds, if any.
+    pub async fn cluster_id(&self) -> redis::RedisResult<Option<String>> {
+        redis::cmd("GET")
+            .arg(CLUSTER_ID)
             .query_async(&mut self.redis.clone())
             .await
     }

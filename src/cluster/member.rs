@@ -109,6 +109,7 @@ impl Member {
                 kinds.clone(),
             ),
             wake: wake.clone(),
+            cluster_id: std::sync::OnceLock::new(),
             routing: routing.clone(),
             taken: taken.clone(),
             leases: leases.clone(),

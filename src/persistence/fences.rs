@@ -25,6 +25,9 @@ pub struct Fences {
     /// Until when the keeper's last full round with Redis vouches for this node (as a
     /// renewal's deadline); `None` before its first.
     in_touch_until: Mutex<Option<Instant>>,
+    /// Why this node serves no shard though Redis answers (Redis lost the cluster's data),
+    /// while that lasts.
+    halted: Mutex<Option<String>>,
 }
 
 /// One shard's admissions.
@@ -70,6 +73,19 @@ impl Fences {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         until.is_some_and(|until| Instant::now() >= until)
+    }
+
+    /// Says why this node must serve no shard though Redis answers (`None`: it may again).
+    pub fn halt(&self, why: Option<String>) {
+        *self.halted.lock().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
+    /// Why this node serves no shard though Redis answers, while it must not.
+    pub fn halted(&self) -> Option<String> {
+        self.halted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Holds `fence` with no local deadline (tests; the keeper always gives one).

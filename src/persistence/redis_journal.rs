@@ -394,9 +394,11 @@ impl Journal for RedisJournal {
     /// Not a failure that stays: Redis has not answered the lease keeper for longer than a
     /// lease lasts (down, hung, or cut off from this node). Ready again at its next round.
     fn failure(&self) -> Option<String> {
-        self.fences
-            .out_of_touch()
-            .then(|| "Redis has not answered this node for longer than a lease lasts".to_owned())
+        self.fences.halted().or_else(|| {
+            self.fences.out_of_touch().then(|| {
+                "Redis has not answered this node for longer than a lease lasts".to_owned()
+            })
+        })
     }
 
     fn close(&self) {
