@@ -174,11 +174,7 @@ impl Chat {
                 // The name first: a request refused for it asks no account.
                 crate::domain::chat::check_name(new.name.trim())?;
                 self.have_accounts(&new.members).await?;
-                let limited = self.limits.rooms.check(&by.user).await;
-                limited.map_err(|retry_after| ChatFailure::RateLimited {
-                    what: "rooms",
-                    retry_after,
-                })?;
+                admit(&self.limits.rooms, "rooms", &by.user).await?;
                 let id = RoomId::parse(format!("r{:016x}", rand::random::<u64>()))
                     .map_err(|_| RoomError::Invalid("room id".into()))?;
                 (id, new.members)
@@ -313,11 +309,7 @@ impl Chat {
         client_msg_id: Option<String>,
     ) -> Result<Posted, ChatFailure> {
         let room = RoomId::parse(room).map_err(|_| RoomError::NotFound)?;
-        let limited = self.limits.messages.check(author).await;
-        limited.map_err(|retry_after| ChatFailure::RateLimited {
-            what: "messages",
-            retry_after,
-        })?;
+        admit(&self.limits.messages, "messages", author).await?;
         let sealed = self.vault.seal(author, &text).await;
         let post = RoomCommand::Post {
             author: author.clone(),
@@ -478,4 +470,14 @@ pub fn pushed(room: &RoomId, m: &ChatMessage) -> crate::events::Message {
     })
     .to_string()
     .into()
+}
+
+/// Counts one of `what` by `user` against `limit`; refused with the wait when over it.
+async fn admit(
+    limit: &crate::limits::RateLimit<UserId>,
+    what: &'static str,
+    user: &UserId,
+) -> Result<(), ChatFailure> {
+    let limited = limit.check(user).await;
+    limited.map_err(|retry_after| ChatFailure::RateLimited { what, retry_after })
 }

@@ -52,7 +52,8 @@ pub struct ShardBody {
     pub shard: u32,
     /// The node holding its lease; `null` while it is free (changing owner).
     pub node: Option<String>,
-    /// The lease's epoch: it grows by one each time the shard changes owner.
+    /// The lease's epoch: it grows with each new term of ownership — each change of owner, and
+    /// also a node taking the shard back after its lease lapsed (a stall, a restart).
     pub epoch: Option<u64>,
 }
 
