@@ -135,7 +135,28 @@ pub fn check_strength(password: &str) -> Result<(), String> {
             "a password has at most {MAX_PASSWORD_CHARS} characters"
         ));
     }
+    if is_repetitive_or_sequential(password) {
+        return Err("a password is not one character repeated or a run such as 1234567890".into());
+    }
     Ok(())
+}
+
+/// One character repeated (`aaaaaaaaaa`, ten spaces) or a run one step apart throughout
+/// (`1234567890` wraps 9 to 0 as keyboards do; `abcdefghij`, `jihgfedcba`): NIST SP 800-63B,
+/// 5.1.1.2, has verifiers refuse "repetitive or sequential characters".
+fn is_repetitive_or_sequential(password: &str) -> bool {
+    let steps: Vec<i64> = password
+        .chars()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .map(|w| match (w[0], w[1]) {
+            ('9', '0') => 1,
+            ('0', '9') => -1,
+            (a, b) => i64::from(u32::from(b)) - i64::from(u32::from(a)),
+        })
+        .collect();
+    let first = steps.first().copied().unwrap_or(0);
+    [-1, 0, 1].contains(&first) && steps.iter().all(|s| *s == first)
 }
 
 #[cfg(test)]
@@ -161,6 +182,19 @@ mod tests {
         assert!(check_strength("short").is_err());
         assert!(check_strength(&"x".repeat(257)).is_err());
         assert!(check_strength("long enough pw").is_ok());
+        // Repetitive or sequential throughout (NIST SP 800-63B, 5.1.1.2) is refused
+        for weak in [
+            "          ",
+            "aaaaaaaaaaaa",
+            "1234567890",
+            "0987654321",
+            "abcdefghijk",
+        ] {
+            assert!(check_strength(weak).is_err(), "{weak:?}");
+        }
+        // But a run inside a longer password is not
+        assert!(check_strength("1234567890x").is_ok());
+        assert!(check_strength("aaaaaaaaab").is_ok());
         assert!(
             check_strength("비밀번호는열글자이상").is_ok(),
             "counted in characters"

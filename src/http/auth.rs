@@ -41,6 +41,8 @@ pub struct SignupRequest {
         pattern = r"^[ \t]*[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+[ \t]*$"
     )]
     pub email: String,
+    /// 10 to 256 characters, not one character repeated or a run one step apart throughout
+    /// (`1234567890`): else `422 weak_password`.
     #[schema(value_type = String, min_length = 10, max_length = 256, format = Password)]
     pub password: SecretString,
     #[schema(min_length = 1, max_length = 100, format = "line")]

@@ -91,6 +91,8 @@ pub struct CreateUserRequest {
         pattern = r"^[ \t]*[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+[ \t]*$"
     )]
     pub email: String,
+    /// 10 to 256 characters, not one character repeated or a run one step apart throughout
+    /// (`1234567890`): else `422 weak_password`.
     #[schema(value_type = String, min_length = 10, max_length = 256, format = Password)]
     pub password: SecretString,
     #[schema(min_length = 1, max_length = 100, format = "line")]
@@ -169,7 +171,7 @@ pub async fn delete_me(
 #[utoipa::path(post, path = "/api/v1/admin/users", tag = "admin", security(("bearer" = ["operator"])),
     request_body = CreateUserRequest,
     responses((status = 201, body = ProfileBody), (status = 409, body = Problem),
-        (status = 403, body = Problem)))]
+        (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_user(
     _: OperatorUser,
     State(state): State<AppState>,

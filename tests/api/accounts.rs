@@ -2,8 +2,8 @@
 //! revocation across a restart, refresh reuse, roles, concurrent sign-ups, and what reaches disk.
 
 use crate::helpers::{
-    JWT_SECRET, OPERATOR_TOKEN, TestApp, assert_problem, refresh_cookie, spawn_app, spawn_app_full,
-    spawn_app_in, spawn_app_with,
+    JWT_SECRET, OPERATOR_TOKEN, TestApp, assert_problem, refresh_cookie, send, spawn_app,
+    spawn_app_full, spawn_app_in, spawn_app_with,
 };
 use emporium::auth::tokens::TokenKeys;
 use emporium::domain::ids::UserId;
@@ -262,6 +262,24 @@ async fn sign_up_errors() {
         )
         .await;
     assert_problem(weak, 422, "weak_password").await;
+    // Ten spaces, or a run, are ten characters but no secret (NIST SP 800-63B, 5.1.1.2)
+    for password in ["          ", "1234567890"] {
+        let body = json!({"email": "w@example.com", "password": password, "name": "W"});
+        let weak = app.post_json("/api/v1/auth/signup", body.clone()).await;
+        assert_problem(weak, 422, "weak_password").await;
+        // and so is an account an operator makes
+        let mut body = body;
+        body["roles"] = json!(["admin"]);
+        let made = send(
+            &app,
+            "POST",
+            "/api/v1/admin/users",
+            OPERATOR_TOKEN,
+            Some(body),
+        )
+        .await;
+        assert_problem(made, 422, "weak_password").await;
+    }
     assert_problem(signup(&app, "not-an-email").await, 422, "invalid_field").await;
     let r = app
         .post_json("/api/v1/auth/signup", json!({"email": "x@example.com"}))
