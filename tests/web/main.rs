@@ -12,6 +12,7 @@ mod journey;
 mod pages;
 mod proxy;
 mod race;
+mod returns;
 mod shift;
 mod storage;
 mod tabs;

@@ -313,11 +313,7 @@ export async function order(main, id, current) {
       ${o.shipping_address ? `<h2>${t("shipping")}</h2><p>${esc(o.shipping_address.name)} · ${esc(o.shipping_address.phone)}<br>${esc(o.shipping_address.address)} ${esc(o.shipping_address.postal_code ?? "")}</p>`
         : `<h2>${t("shipping")}</h2><p class="${unshippable() ? "error" : "muted"}">${unshippable()
           ? `${t("ship_needs_profile")} <a href="#/account">${t("account")}</a>` : t("ships_to_profile")}</p>`}
-      ${o.status === "delivered" ? `<form class="stack" id="return-form"><fieldset><legend>${t("return_title")}</legend>
-        <label><input type="radio" name="kind" value="return" checked> ${t("kind_return")}</label>
-        <label><input type="radio" name="kind" value="exchange"> ${t("kind_exchange")}</label></fieldset>
-        <label>${t("reason")} <input name="reason" required maxlength="200"></label>
-        <button type="submit">${t("send_return")}</button></form>` : ""}`;
+      ${returnForm(returnable(o))}`;
   };
   paint();
   if (missed) reload();
@@ -349,11 +345,18 @@ export async function order(main, id, current) {
     if (e.target.id !== "return-form") return;
     e.preventDefault();
     const f = new FormData(e.target);
+    const items = [...e.target.querySelectorAll("input[name=units]")]
+      .map((input) => ({ sku_id: input.dataset.sku, quantity: Number(input.value) }))
+      .filter((item) => item.quantity > 0);
+    if (!items.length) {
+      say(t("return_pick"));
+      return;
+    }
     const key = uuid();
     const button = e.target.querySelector("button[type=submit]");
     await busy(button, async () => {
       try {
-        const body = { kind: f.get("kind"), reason: f.get("reason").trim(), items: [] };
+        const body = { kind: f.get("kind"), reason: f.get("reason").trim(), items };
         await persist(() => api(`/orders/${enc(id)}/returns`, { method: "POST", body, headers: { "idempotency-key": key } }));
         say(t("return_sent"));
       } catch (err) { say(problem(err)); }
@@ -361,6 +364,34 @@ export async function order(main, id, current) {
     await reload();
     if (current()) refocus(button);
   });
+}
+
+/** The order's lines with the units the shopper still holds (`left`), while a return or an
+ * exchange may be asked, as the engine decides it: the last shipment delivered (not an
+ * exchange's replacement still on its way), and units not returned yet. Empty otherwise. */
+function returnable(o) {
+  const after = ["delivered", "return_requested", "returned", "refunded"].includes(o.status);
+  if (!after || o.shipment?.status !== "delivered") return [];
+  const back = {};
+  for (const r of (o.returns ?? []).filter((r) => r.kind === "return")) {
+    for (const item of r.items) back[item.sku_id] = (back[item.sku_id] ?? 0) + item.quantity;
+  }
+  return o.items.map((l) => ({ ...l, left: l.quantity - (back[l.sku_id] ?? 0) })).filter((l) => l.left > 0);
+}
+
+/** The return and exchange form over `lines` (see `returnable`): every unit left is chosen at
+ * first; the shopper lowers what stays. */
+function returnForm(lines) {
+  if (!lines.length) return "";
+  return `<form class="stack" id="return-form"><fieldset><legend>${t("return_title")}</legend>
+    <label><input type="radio" name="kind" value="return" checked> ${t("kind_return")}</label>
+    <label><input type="radio" name="kind" value="exchange"> ${t("kind_exchange")}</label></fieldset>
+    <fieldset><legend>${t("return_items")}</legend><ul class="lines">${lines.map((l) => `<li class="line">
+      <span class="name">${esc(l.name)}</span><input type="number" inputmode="numeric" name="units" min="0" max="${l.left}"
+        value="${l.left}" data-sku="${esc(l.sku_id)}" aria-label="${esc(t("return_units", { name: l.name, n: l.left }))}">
+      <span class="muted">${t("of_left", { n: l.left })}</span></li>`).join("")}</ul></fieldset>
+    <label>${t("reason")} <input name="reason" required maxlength="200"></label>
+    <button type="submit">${t("send_return")}</button></form>`;
 }
 
 // ---- Support chat, one room per order ------------------------------------------------------
