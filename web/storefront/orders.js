@@ -306,7 +306,9 @@ export async function order(main, id, current) {
       </div>
       <h2>${t("timeline")}</h2><ol class="timeline">${o.status_history.map((h) => `<li><strong>${status(h.status)}</strong> <span class="muted">${when(h.at)}</span></li>`).join("")}</ol>
       ${s ? `<h2>${t("tracking", { n: esc(s.tracking_number), c: esc(s.carrier) })}</h2>
-        <ol class="timeline">${s.events.map((ev) => `<li>${t(`sh_${ev.status}`)} <span class="muted">${when(ev.at)}</span></li>`).join("")}</ol>` : ""}
+        <ol class="timeline">${s.events.map((ev) => `<li>${t(`sh_${ev.status}`)} <span class="muted">${when(ev.at)}</span></li>`).join("")}${
+          // A parcel booked before the order was cancelled: the carrier's booking was cancelled too.
+          o.status === "cancelled" && s.status !== "delivered" ? `<li>${t("sh_cancelled")}</li>` : ""}</ol>` : ""}
       <h2>${t("items")}</h2><ul class="lines">${o.items.map((l) => `<li class="line"><a class="name" href="#/product/${enc(l.product_id)}">${esc(l.name)}</a><span>× ${l.quantity}</span><span class="num">${money(l.line_total, o.currency)}</span></li>`).join("")}</ul>
       <dl class="totals"><dt>${t("subtotal")}</dt><dd>${money(o.subtotal, o.currency)}</dd>
         <dt>${t("discount")}</dt><dd>−${money(o.discount, o.currency)}</dd><dt>${t("total")}</dt><dd class="price">${money(o.total, o.currency)}</dd></dl>
