@@ -7,7 +7,9 @@
 
 mod common;
 
-use common::cluster::{TOKEN, cluster_file, live_drop, metric, node, shopper, try_buy};
+use common::cluster::{
+    TOKEN, cluster_file, live_drop, metric, node, node_with, shopper, start_nodes, try_buy,
+};
 use common::{RedisServer, Server, wait_ready};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -528,12 +530,15 @@ async fn a_redis_restarted_empty_halts_the_node_until_its_data_is_restored() {
     let dir = tempfile::tempdir().unwrap();
     let mut redis = RedisServer::start();
     let file = cluster_file(dir.path(), 16, &redis, &["n1", "n2"]);
-    let n1 = node(&file, "n1", &dir.path().join("n1"));
+    // One cookie for every process (in dev mode one is made into Redis, which the new cluster
+    // would not share: n1 could not reach its nodes at all).
+    let cookie = [("EMPORIUM_CLUSTER_COOKIE", "one-cookie")];
+    let mut nodes = start_nodes(&file, &["n1", "n2"], dir.path(), &cookie).await;
+    let (n2, n1) = (nodes.pop().unwrap(), nodes.pop().unwrap());
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    wait_ready(&client, &n1.base).await;
     let base = n1.base.clone();
     let drop_id = live_drop(&client, &base, "empty-tee", 100, 100, 5).await;
     let (first, second) = (shopper(1), shopper(2));
@@ -574,11 +579,59 @@ async fn a_redis_restarted_empty_halts_the_node_until_its_data_is_restored() {
         "{}",
         errors[0]
     );
-    // And a node started afterwards makes a new, empty cluster that n1 does not join
-    let n2 = node(&file, "n2", &dir.path().join("n2"));
+    // And n2, killed and started again, makes a new, empty cluster that n1 does not join
+    drop(n2);
+    let n2 = node_with(&file, "n2", &dir.path().join("n2-again"), &cookie);
     wait_ready(&client, &n2.base).await;
     tokio::time::sleep(2 * TTL).await;
     assert_eq!(ready(base.clone()).await, 503, "n1 joined the new cluster");
+    // And n1 does not act for it either: what it would forward to n2 (which holds every shard
+    // of the new cluster) is 503, not answered from the new cluster's data
+    // (asked for 8 s: n1 dials the new n2 again within its dialer's backoff, 5 s at most)
+    let asking = Instant::now();
+    let mut made = Vec::new();
+    while asking.elapsed() < Duration::from_secs(8) {
+        let product = serde_json::json!({"name": "Tee", "category": "tops",
+            "skus": [{"sku_id": format!("new-tee-{}", made.len()), "options": {}, "price": 1000,
+                "stock": 5}]});
+        let r = client
+            .post(format!("{base}/api/v1/admin/products"))
+            .bearer_auth(TOKEN)
+            .json(&product)
+            .send()
+            .await
+            .unwrap();
+        made.push(r.status().as_u16());
+    }
+    let answered: Vec<&u16> = made.iter().filter(|s| **s != 503).collect();
+    assert!(
+        answered.is_empty(),
+        "{} of {} answered for the new cluster, first {:?}",
+        answered.len(),
+        made.len(),
+        answered.first()
+    );
+    let refused = try_buy(&client, &base, &drop_id, &second, "k-empty").await;
+    let (status, retry, body) = refused.expect("an answer");
+    assert_eq!((status, retry.is_some()), (503, true), "{body}");
+    let snapshots = client
+        .post(format!("{base}/api/v1/admin/snapshots"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(snapshots.status(), 503);
+    // And its cluster view says why rather than listing another cluster's nodes
+    let (status, view) =
+        common::cluster::get(&client, &format!("{base}/api/v1/admin/cluster")).await;
+    assert_eq!(status, 503, "{view}");
+    assert!(
+        view["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no longer holds cluster"),
+        "{view}"
+    );
 
     // When Redis is restored from its append-only file
     drop(n2);

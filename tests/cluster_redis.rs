@@ -546,6 +546,7 @@ async fn views_written_on_one_node_reach_the_read_models_of_another() {
         from,
         "n2/test".into(),
         receivers,
+        Arc::default(),
         stop.clone(),
     ));
 

@@ -67,6 +67,11 @@ impl Forwarder {
         let started = Instant::now();
         let mut pause = FIRST_PAUSE;
         loop {
+            // Redis lost this node's cluster: its holders are another cluster's (nodes started
+            // since), which must not take this node's asks, nor a write of what it promised.
+            if self.fences.is_halted() {
+                return Answer::Unavailable;
+            }
             let attempt = match self.routing.holder(shard) {
                 Some(h) if h.holder == self.leases.holder_id() => {
                     if self.fences.admits(shard) {

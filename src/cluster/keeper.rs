@@ -286,9 +286,10 @@ impl Keeper {
         }
         if !was_halted {
             tracing::error!(cluster = %id, found = ?held,
-                "Redis lost the cluster's data (restarted empty or flushed): this node serves \
-                 no shard until Redis is restored from its append-only file, or the node is \
-                 restarted into a new, empty cluster");
+                "Redis lost the cluster's data (restarted empty or flushed, or it holds another \
+                 cluster's): this node serves no shard and asks no other node until Redis is \
+                 restored from its append-only file, or the node is restarted into the cluster \
+                 Redis holds now");
         }
         self.fences.halt(Some(format!(
             "Redis no longer holds cluster {id} (found {}): restore it, or restart the node",

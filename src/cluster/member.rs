@@ -173,7 +173,8 @@ impl Member {
             .context("cannot open the connection that tails the views")?;
         let me = self.leases.holder_id().to_owned();
         let from = self.view_positions.clone();
-        tokio::spawn(views::tail(own, from, me, receivers, shutdown));
+        let fences = self.fences.clone();
+        tokio::spawn(views::tail(own, from, me, receivers, fences, shutdown));
         Ok(())
     }
 

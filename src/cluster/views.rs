@@ -50,6 +50,7 @@ pub async fn tail(
     mut from: Vec<String>,
     me: String,
     receivers: Vec<Arc<dyn EntityKind>>,
+    fences: Arc<crate::persistence::fences::Fences>,
     shutdown: CancellationToken,
 ) {
     let keys: Vec<String> = (0..from.len())
@@ -59,6 +60,13 @@ pub async fn tail(
         receivers.into_iter().map(|r| (r.kind(), r)).collect();
     let options = StreamReadOptions::default().block(1000).count(1000);
     loop {
+        // Redis lost this node's cluster: what it streams now is another cluster's views.
+        if fences.is_halted() {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_millis(500)) => continue,
+            }
+        }
         let mut command = redis::cmd("XREAD");
         command.arg(&options).arg("STREAMS").arg(&keys).arg(&from);
         let mut conn = redis.clone();

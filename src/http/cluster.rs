@@ -57,14 +57,23 @@ pub struct ShardBody {
     pub epoch: Option<u64>,
 }
 
+/// This node's membership; `404 not_clustered` alone, and `503 unavailable` (with why) while
+/// Redis no longer holds its cluster: what Redis says of nodes and shards then is another
+/// cluster's, or nothing.
 fn member(state: &AppState) -> Result<&Member, ApiError> {
-    state.member.as_ref().ok_or_else(|| {
+    let member = state.member.as_ref().ok_or_else(|| {
         ApiError::new(
             axum::http::StatusCode::NOT_FOUND,
             "not_clustered",
             "this node runs alone (started without --cluster)",
         )
-    })
+    })?;
+    match member.fences.halted() {
+        Some(why) => {
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why).retry_after(1))
+        }
+        None => Ok(member),
+    }
 }
 
 fn redis_down(e: redis::RedisError) -> ApiError {

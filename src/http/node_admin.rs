@@ -74,6 +74,12 @@ pub async fn snapshots(
     _: OperatorUser,
     State(state): State<AppState>,
 ) -> Result<axum::Json<SnapshotsBody>, ApiError> {
+    if let Some(why) = state.journal.failure() {
+        // Nothing can be written (a halted cluster node holds no entity to count either).
+        return Err(
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why).retry_after(1),
+        );
+    }
     let tally = state.snapshot_all().await;
     if tally.failed > 0 {
         return Err(ApiError::new(

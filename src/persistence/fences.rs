@@ -26,8 +26,9 @@ pub struct Fences {
     /// renewal's deadline); `None` before its first.
     in_touch_until: Mutex<Option<Instant>>,
     /// Why this node serves no shard though Redis answers (Redis lost the cluster's data),
-    /// while that lasts.
+    /// while that lasts; `is_halted` says whether without a lock (asked on every forward).
     halted: Mutex<Option<String>>,
+    is_halted: AtomicBool,
 }
 
 /// One shard's admissions.
@@ -77,7 +78,15 @@ impl Fences {
 
     /// Says why this node must serve no shard though Redis answers (`None`: it may again).
     pub fn halt(&self, why: Option<String>) {
-        *self.halted.lock().unwrap_or_else(|e| e.into_inner()) = why;
+        let mut halted = self.halted.lock().unwrap_or_else(|e| e.into_inner());
+        self.is_halted.store(why.is_some(), Ordering::Release);
+        *halted = why;
+    }
+
+    /// Whether this node serves no shard though Redis answers (see [`Fences::halted`]): it
+    /// then asks no other node either, as the shard map Redis holds is another cluster's.
+    pub fn is_halted(&self) -> bool {
+        self.is_halted.load(Ordering::Acquire)
     }
 
     /// Why this node serves no shard though Redis answers, while it must not.
