@@ -178,7 +178,8 @@ impl Node {
         .await?;
         let promised = orders
             .recover_promises(&skus, storage.member.is_some())
-            .await?;
+            .await?
+            .promised;
         let kinds: Vec<Arc<dyn EntityKind>> = vec![
             Arc::new(skus.clone()),
             Arc::new(catalog.products.clone()),
@@ -318,8 +319,10 @@ async fn orders(
 /// Each time this node takes shards (a node left, or handed them over), writes the drop orders
 /// held there but never written — what the previous holder would have done; each time another
 /// node's process is gone, writes the drop orders it promised for this node's SKUs but never
-/// wrote. Until `shutdown`. (Deadlines there need nothing: each kind's reminder timer reads
-/// every shard's reminders and wakes those of the shards this node holds.)
+/// wrote. A run that could not read the holds of a SKU this node holds (its shard still
+/// arriving, Redis slow) runs again, after 1 s and then twice as long each time, up to 30 s.
+/// Until `shutdown`. (Deadlines there need nothing: each kind's reminder timer reads every
+/// shard's reminders and wakes those of the shards this node holds.)
 fn spawn_takeovers(
     taken: Arc<tokio::sync::Notify>,
     routing: Arc<Routing>,
@@ -327,21 +330,39 @@ fn spawn_takeovers(
     shutdown: CancellationToken,
 ) {
     tokio::spawn(async move {
+        // Set after a run that could not read every SKU of this node's shards: run again then.
+        let mut again: Option<Duration> = None;
         loop {
+            let retry = async {
+                match again {
+                    Some(pause) => tokio::time::sleep(pause).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = taken.notified() => {}
                 () = routing.lost.notified() => {}
+                () = retry => {}
             }
             // Shards come in groups: let a round of the keeper finish first.
             tokio::time::sleep(Duration::from_millis(200)).await;
             match orders.recover_promises(&skus, true).await {
-                Ok(0) => {}
-                Ok(promised) => {
-                    tracing::info!(promised, "held drop orders of taken shards written")
+                Ok(done) => {
+                    if done.promised > 0 {
+                        tracing::info!(
+                            promised = done.promised,
+                            "held drop orders of taken shards written"
+                        );
+                    }
+                    again = (done.unread > 0).then(|| {
+                        let next = again.map_or(Duration::from_secs(1), |p| p * 2);
+                        next.min(Duration::from_secs(30))
+                    });
                 }
                 Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "cannot recover held drop orders")
+                    tracing::warn!(error = %format!("{e:#}"), "cannot recover held drop orders");
+                    again = Some(Duration::from_secs(5));
                 }
             }
         }

@@ -265,7 +265,7 @@ impl Orders {
         &self,
         skus: &Entities<Sku>,
         clustered: bool,
-    ) -> anyhow::Result<usize> {
+    ) -> anyhow::Result<promised::Recovered> {
         promised::recover(&self.book, skus, clustered).await
     }
 

@@ -71,17 +71,27 @@ fn written_note(order_ids: Vec<OrderId>) -> SkuCommand {
     SkuCommand::OrdersWritten { order_ids }
 }
 
-/// Promises again every order a SKU holds units for but the order kind never wrote; returns
-/// how many. One node runs it before it is ready. In a cluster (`clustered`) only the SKUs
-/// of shards this node holds are read, and a node runs it whenever it takes shards or another
-/// node's process is gone (it may have answered purchases whose orders it never wrote); a SKU
-/// that cannot be read then is left to the next run, where on one node it is an error.
+/// What a [`recover`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Recovered {
+    /// Orders promised again.
+    pub promised: usize,
+    /// SKUs of this node's shards whose holds could not be read (cluster mode): to read again.
+    pub unread: usize,
+}
+
+/// Promises again every order a SKU holds units for but the order kind never wrote. One node
+/// runs it before it is ready. In a cluster (`clustered`) only the SKUs of shards this node
+/// holds are read, and a node runs it whenever it takes shards or another node's process is
+/// gone (it may have answered purchases whose orders it never wrote); a SKU that cannot be
+/// read then is counted `unread`, to be read again, where on one node it is an error.
 pub async fn recover(
     book: &OrderBook,
     skus: &Entities<Sku>,
     clustered: bool,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<Recovered> {
     let mut promised = 0;
+    let mut unread = 0;
     // A SKU whose holds all let their orders go is not read: a hot SKU's state may hold a
     // million open reservations.
     let holding = skus.views().into_iter().filter(|(sku, view)| {
@@ -95,7 +105,10 @@ pub async fn recover(
         let held = match skus.ask(&sku, SkuCommand::HeldOrders).await {
             Ok(held) => held,
             Err(e) if clustered => {
-                tracing::debug!(%sku, error = %e, "holds left to the SKU's owner");
+                // Its shard may have left this node since (its next owner reads it), or be
+                // arriving still: read again, unless another node holds it by then.
+                tracing::debug!(%sku, error = %e, "holds not read now");
+                unread += usize::from(skus.is_local(&sku));
                 continue;
             }
             Err(e) => anyhow::bail!("reading the holds of SKU {sku}: {e}"),
@@ -118,5 +131,5 @@ pub async fn recover(
         // Orders written whose SKU was never told (a batch lost in a crash): it is now.
         tell::tell(skus, &sku, &written, written_note).await;
     }
-    Ok(promised)
+    Ok(Recovered { promised, unread })
 }
