@@ -184,14 +184,23 @@ pub async fn admin_post(
     r.json().await.unwrap()
 }
 
-/// A port free now (whoever asked binds it soon after).
+/// A port free now (whoever asked binds it soon after), below the kernel's ephemeral range:
+/// a port from that range may be taken meanwhile as the local port of any outgoing connection
+/// (a test's buyers open hundreds), and a server binding it then fails with "address in use".
 #[allow(dead_code)] // not every test binary uses it
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let below = ephemeral_from.clamp(12_000, 32_768);
+    for _ in 0..1_000 {
+        let port = rand::random_range(below - 10_000..below);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below {below}")
 }
 
 /// A real `redis-server` (Debian's package) of the test's own, on a free port in a temporary
